@@ -1,0 +1,90 @@
+"""How multimodal_search reads a project's product model.
+
+A project points ``MULTIMODAL_SEARCH["ADAPTER"]`` at a subclass of
+``BaseProductAdapter``; nothing else in this app knows the product model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from django.apps import apps
+from django.db import models
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """One product photo.
+
+    Attributes:
+        key: stable identifier (e.g. storage name), unique within a product.
+        path: local file path the worker can open.
+        url: public URL for result cards (may be empty).
+    """
+
+    key: str
+    path: str
+    url: str = ""
+
+    def open(self) -> Image.Image:
+        image = Image.open(self.path)
+        image.draft("RGB", (448, 448))  # fast JPEG decode at reduced size
+        return image.convert("RGB")
+
+
+class BaseProductAdapter:
+    """Reads text, photos, categories and display fields from products.
+
+    Override ``get_text`` and ``get_images`` at least.
+    """
+
+    def get_model(self) -> type[models.Model]:
+        from multimodal_search.conf import search_settings
+
+        return apps.get_model(search_settings.PRODUCT_MODEL)
+
+    def get_queryset(self) -> models.QuerySet:
+        """Products that should be searchable (others are removed from the index)."""
+        return self.get_model()._default_manager.all()
+
+    def get_text(self, product: Any) -> str:
+        """The text the text encoder sees (title, description, attributes)."""
+        raise NotImplementedError
+
+    def get_images(self, product: Any) -> list[ImageRef]:
+        """The product's photos, main photo first."""
+        raise NotImplementedError
+
+    def get_categories(self, product: Any) -> list[str]:
+        """Category paths the product can be filtered by, ancestors included."""
+        return []
+
+    def get_fields(self, product: Any) -> dict[str, Any]:
+        """Structured attributes (e.g. colour) exposed to ranking and explanations."""
+        return {}
+
+    def to_result(self, product: Any) -> dict[str, Any]:
+        """Fields of one API/HTML search result: sku, title, url, image, price, ..."""
+        images = self.get_images(product)
+        return {
+            "sku": str(product.pk),
+            "title": str(product),
+            "url": getattr(product, "get_absolute_url", lambda: "")(),
+            "image": images[0].url if images else "",
+        }
+
+    def lookup(self, identifier: str) -> Any:
+        """Find one product by its public identifier (sku); raise DoesNotExist."""
+        return self.get_queryset().get(pk=identifier)
+
+    def watched_models(self) -> dict[type[models.Model], Callable[[Any], Iterable[Any]]]:
+        """Related models whose changes re-index products: model -> (row -> product pks)."""
+        return {}
+
+
+def get_adapter() -> BaseProductAdapter:
+    from multimodal_search.conf import search_settings
+
+    adapter_cls = search_settings.ADAPTER
+    return adapter_cls()

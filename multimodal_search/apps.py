@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+
+
+class MultimodalSearchConfig(AppConfig):
+    name = "multimodal_search"
+    verbose_name = "Multimodal search"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from multimodal_search import checks, receivers  # noqa: F401
+
+        receivers.connect()

@@ -1,0 +1,118 @@
+"""Settings for multimodal_search, read from one namespaced dict.
+
+Example::
+
+    MULTIMODAL_SEARCH = {
+        "PRODUCT_MODEL": "catalog.Product",
+        "ADAPTER": "shop.catalog.search.ProductAdapter",
+        "ENCODERS": {
+            "default": {
+                "BACKEND": "multimodal_search.encoders.packaged.PackagedEncoder",
+                "OPTIONS": {},
+            },
+        },
+        "AUTO_INDEX": True,
+    }
+
+Keys:
+    PRODUCT_MODEL: "app_label.ModelName" of the product model to index.
+    ADAPTER: dotted path of a ``BaseProductAdapter`` subclass that reads a
+        product's text, images, categories and result fields.
+    ENCODERS: alias -> {"BACKEND": dotted path, "OPTIONS": kwargs}. The
+        ``ENCODER`` alias is the one used for indexing and search.
+    ENCODER: alias used (default "default").
+    AUTO_INDEX: enqueue indexing when a product (or a watched related row) is
+        saved or deleted.
+    QUEUE: Celery queue for indexing tasks.
+    BATCH_SIZE: products encoded per batch by the worker and by reindex.
+    DEVICE: "cuda", "cpu" or None (auto: CUDA when available).
+    MODEL_DIR: folder for trained heads (``mmsearch_train``).
+    FUSION: how modalities are combined at search time (see fusion.py).
+    HNSW_EF_SEARCH: pgvector ``hnsw.ef_search`` used by searches.
+    MAX_UPLOAD_BYTES: largest accepted query photo.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
+
+SETTING_NAME = "MULTIMODAL_SEARCH"
+
+DEFAULTS: dict[str, Any] = {
+    "PRODUCT_MODEL": None,
+    "ADAPTER": None,
+    "ENCODERS": {
+        "default": {
+            "BACKEND": "multimodal_search.encoders.packaged.PackagedEncoder",
+            "OPTIONS": {},
+        },
+    },
+    "ENCODER": "default",
+    "AUTO_INDEX": True,
+    "QUEUE": "embeddings",
+    "BATCH_SIZE": 32,
+    "DEVICE": None,
+    "MODEL_DIR": ".data/models",
+    "FUSION": {
+        "METHOD": "feature",
+        "TEXT_WEIGHT": 0.5,
+        "CANDIDATES": 100,
+    },
+    "HNSW_EF_SEARCH": 100,
+    "MAX_UPLOAD_BYTES": 10 * 1024 * 1024,
+}
+
+IMPORT_STRINGS = ["ADAPTER"]
+
+
+def perform_import(value: str, setting: str) -> Any:
+    try:
+        return import_string(value)
+    except ImportError as exc:
+        raise ImportError(
+            f"Could not import {value!r} for setting {SETTING_NAME}[{setting!r}]: {exc}"
+        ) from exc
+
+
+class SearchSettings:
+    """Lazy view of ``settings.MULTIMODAL_SEARCH`` merged over ``DEFAULTS``."""
+
+    def __init__(self) -> None:
+        self._cached: dict[str, Any] = {}
+
+    @property
+    def user_settings(self) -> dict[str, Any]:
+        return getattr(settings, SETTING_NAME, {}) or {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"Invalid {SETTING_NAME} setting: {name!r}")
+        if name in self._cached:
+            return self._cached[name]
+        value = self.user_settings.get(name, DEFAULTS[name])
+        if isinstance(DEFAULTS[name], dict) and name != "ENCODERS":
+            value = {**DEFAULTS[name], **value}
+        if name in IMPORT_STRINGS and isinstance(value, str):
+            value = perform_import(value, name)
+        self._cached[name] = value
+        return value
+
+    def reload(self) -> None:
+        self._cached.clear()
+
+
+search_settings = SearchSettings()
+
+
+def _reload(*, setting: str, **kwargs: Any) -> None:
+    if setting == SETTING_NAME:
+        search_settings.reload()
+        from multimodal_search import encoders
+
+        encoders.clear_cache()
+
+
+setting_changed.connect(_reload)

@@ -1,0 +1,44 @@
+"""Encoder registry: one lazily created instance per alias per process."""
+from __future__ import annotations
+
+import threading
+
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+from multimodal_search.encoders.base import BaseEncoder
+
+_lock = threading.Lock()
+_instances: dict[str, BaseEncoder] = {}
+
+
+def get_encoder(alias: str | None = None) -> BaseEncoder:
+    """Return the encoder configured under ``alias`` (default: settings ENCODER)."""
+    from multimodal_search.conf import search_settings
+
+    alias = alias or search_settings.ENCODER
+    with _lock:
+        if alias not in _instances:
+            config = search_settings.ENCODERS.get(alias)
+            if not config or "BACKEND" not in config:
+                raise ImproperlyConfigured(
+                    f"MULTIMODAL_SEARCH['ENCODERS'] has no encoder {alias!r} with a BACKEND."
+                )
+            try:
+                cls = import_string(config["BACKEND"])
+            except ImportError as exc:
+                raise ImproperlyConfigured(
+                    f"MULTIMODAL_SEARCH['ENCODERS'][{alias!r}]['BACKEND']: {exc}"
+                ) from exc
+            options = dict(config.get("OPTIONS", {}))
+            options.setdefault("device", search_settings.DEVICE)
+            _instances[alias] = cls(**options)
+        return _instances[alias]
+
+
+def clear_cache() -> None:
+    with _lock:
+        _instances.clear()
+
+
+__all__ = ["BaseEncoder", "get_encoder", "clear_cache"]

@@ -1,0 +1,79 @@
+"""Encoder contract: text and photos in, L2-normalised numpy vectors out."""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+from PIL import Image
+
+
+def resolve_device(device: str | None = None) -> str:
+    """Return ``device`` or, when None, "cuda" if available else "cpu"."""
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+class BaseEncoder:
+    """Turns product text and photos into vectors.
+
+    Subclasses load their weights lazily (on first encode), never at import
+    or construction time, and return float32 arrays whose rows have unit norm.
+
+    Attributes:
+        dimensions: size of the shared text/image space (``encode_text`` and
+            ``encode_images``).
+        feature_dimensions: size of the visual feature space used for
+            photo-to-photo similarity (``encode_image_features``).
+        model_id: identifies the weights *and* any trained head; stored next
+            to every vector so stale vectors can be found and replaced.
+        similarity: the distance the vectors are meant for.
+    """
+
+    similarity: ClassVar[str] = "cosine"
+    dimensions: int
+    feature_dimensions: int
+    model_id: str
+
+    def __init__(self, device: str | None = None, **options: Any) -> None:
+        self.device_name = device
+        self.options = options
+
+    @property
+    def device(self) -> str:
+        return resolve_device(self.device_name)
+
+    def encode_text(self, texts: list[str]) -> np.ndarray:
+        """Encode texts into the shared space.
+
+        Args:
+            texts: product texts or queries.
+
+        Returns:
+            float32 array (len(texts), dimensions), unit rows.
+        """
+        raise NotImplementedError
+
+    def encode_images(self, images: list[Image.Image]) -> np.ndarray:
+        """Encode RGB photos into the shared (text-comparable) space."""
+        return self.encode_image_pair(images)[0]
+
+    def encode_image_features(self, images: list[Image.Image]) -> np.ndarray:
+        """Encode RGB photos into the visual space used for photo-to-photo search."""
+        return self.encode_image_pair(images)[1]
+
+    def encode_image_pair(self, images: list[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
+        """Return (shared, features) for the photos with one forward pass.
+
+        Returns:
+            ``(shared (n, dimensions), features (n, feature_dimensions))``.
+        """
+        raise NotImplementedError

@@ -1,0 +1,78 @@
+"""How multimodal_search reads the demo store's products."""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+from django.db import models
+from django.utils.html import strip_tags
+
+from multimodal_search.adapters import BaseProductAdapter, ImageRef
+from shop.catalog.models import Product, ProductImage
+
+
+class ProductAdapter(BaseProductAdapter):
+    def get_model(self) -> type[models.Model]:
+        return Product
+
+    def get_queryset(self) -> models.QuerySet:
+        return (
+            Product.objects.filter(active=True)
+            .select_related("category")
+            .prefetch_related("images")
+        )
+
+    def get_text(self, product: Product) -> str:
+        parts = [product.title]
+        if product.color:
+            parts.append(f"Colour: {product.color}.")
+        if product.category_id:
+            parts.append(f"Category: {product.category.path}.")
+        for label, value in (("Gender", product.gender), ("Material", product.material)):
+            if value:
+                parts.append(f"{label}: {value}.")
+        for key, value in sorted((product.attributes or {}).items()):
+            if isinstance(value, list):
+                value = ", ".join(str(v) for v in value)
+            if value not in ("", None):
+                parts.append(f"{key.replace('_', ' ').capitalize()}: {value}.")
+        description = " ".join(strip_tags(product.description).split())
+        if description:
+            parts.append(description)
+        return " ".join(parts)
+
+    def get_images(self, product: Product) -> list[ImageRef]:
+        return [
+            ImageRef(key=img.image.name, path=img.image.path, url=img.image.url)
+            for img in product.images.all()
+            if img.image
+        ]
+
+    def get_categories(self, product: Product) -> list[str]:
+        return product.category.ancestor_paths() if product.category_id else []
+
+    def get_fields(self, product: Product) -> dict[str, Any]:
+        return {
+            "title": product.title,
+            "color": product.color,
+            "gender": product.gender,
+            "material": product.material,
+            "group": product.parent_sku or product.sku,
+        }
+
+    def to_result(self, product: Product) -> dict[str, Any]:
+        images = self.get_images(product)
+        return {
+            "sku": product.sku,
+            "title": product.title,
+            "url": product.get_absolute_url(),
+            "image": images[0].url if images else "",
+            "price": str(product.price) if product.price is not None else None,
+            "color": product.color,
+            "category": product.category.path if product.category_id else None,
+        }
+
+    def lookup(self, identifier: str) -> Product:
+        return self.get_queryset().get(sku=identifier)
+
+    def watched_models(self) -> dict[type[models.Model], Callable[[Any], Iterable[Any]]]:
+        return {ProductImage: lambda image: [image.product_id]}

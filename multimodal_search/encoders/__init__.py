@@ -17,23 +17,23 @@ def get_encoder(alias: str | None = None) -> BaseEncoder:
     from multimodal_search.conf import search_settings
 
     alias = alias or search_settings.ENCODER
+    config = search_settings.ENCODERS.get(alias)
+    if not config or "BACKEND" not in config:
+        raise ImproperlyConfigured(f"MULTIMODAL_SEARCH['ENCODERS'] has no encoder {alias!r} with a BACKEND.")
+    options = dict(config.get("OPTIONS", {}))
+    options.setdefault("device", search_settings.DEVICE)
+    # keyed by configuration, so a settings override never reuses a stale instance
+    key = f"{config['BACKEND']}|{sorted(options.items())!r}"
     with _lock:
-        if alias not in _instances:
-            config = search_settings.ENCODERS.get(alias)
-            if not config or "BACKEND" not in config:
-                raise ImproperlyConfigured(
-                    f"MULTIMODAL_SEARCH['ENCODERS'] has no encoder {alias!r} with a BACKEND."
-                )
+        if key not in _instances:
             try:
                 cls = import_string(config["BACKEND"])
             except ImportError as exc:
                 raise ImproperlyConfigured(
                     f"MULTIMODAL_SEARCH['ENCODERS'][{alias!r}]['BACKEND']: {exc}"
                 ) from exc
-            options = dict(config.get("OPTIONS", {}))
-            options.setdefault("device", search_settings.DEVICE)
-            _instances[alias] = cls(**options)
-        return _instances[alias]
+            _instances[key] = cls(**options)
+        return _instances[key]
 
 
 def clear_cache() -> None:

@@ -1,0 +1,36 @@
+# Two commands do all set-up on a fresh machine with Python 3.11:
+#   make demo   # install, migrate, import the Luma catalogue, index it with a worker, serve :8000
+#   make test   # the whole test suite (real PostgreSQL+pgvector, Redis, Celery, models)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
+
+.PHONY: install demo test test-fast worker serve evaluate bench clean-data
+
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	bash scripts/demo.sh
+
+test: install
+	HF_HUB_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+worker: install
+	HF_HUB_OFFLINE=1 $(VENV)/bin/celery -A shop worker -Q embeddings,default --pool solo --loglevel INFO
+
+serve: install
+	$(PY) manage.py runserver 127.0.0.1:8000
+
+clean-data:
+	rm -rf .data

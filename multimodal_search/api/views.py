@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from PIL import Image, UnidentifiedImageError
+from rest_framework import status
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from multimodal_search import services
+from multimodal_search.adapters import get_adapter
+from multimodal_search.api.serializers import SearchQuerySerializer
+
+
+def _payload(response: services.SearchResponse) -> dict:
+    return {
+        "results": [hit.as_dict() for hit in response.hits],
+        "count": len(response.hits),
+        "method": response.method,
+        "model_id": response.model_id,
+        "took_ms": round(response.took_ms, 2),
+    }
+
+
+class SearchView(APIView):
+    """GET ?q=TEXT&k=N[&category=PATH][&method=M]; POST multipart image (+ q, k)."""
+
+    parser_classes = [MultiPartParser, FormParser]
+
+    def get(self, request: Request) -> Response:
+        return self._search(request.query_params)
+
+    def post(self, request: Request) -> Response:
+        data = request.data.copy() if hasattr(request.data, "copy") else dict(request.data)
+        for key in ("k", "q", "category", "method"):
+            if key not in data and key in request.query_params:
+                data[key] = request.query_params[key]
+        return self._search(data)
+
+    def _search(self, data) -> Response:
+        serializer = SearchQuerySerializer(data=data)
+        if not serializer.is_valid():
+            return Response({"error": "invalid query", "details": serializer.errors}, status=status.HTTP_400_BAD_REQUEST)
+        params = serializer.validated_data
+        image = None
+        if params.get("image"):
+            try:
+                image = Image.open(params["image"])
+                image.load()
+            except (UnidentifiedImageError, OSError) as exc:
+                return Response({"error": f"could not read the photo: {exc}"}, status=status.HTTP_400_BAD_REQUEST)
+        try:
+            response = services.search_products(
+                params.get("q") or None,
+                image,
+                k=params["k"],
+                category=params.get("category") or None,
+                method=params.get("method") or None,
+            )
+        except services.SearchError as exc:
+            return Response({"error": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(_payload(response))
+
+
+class SimilarView(APIView):
+    def get(self, request: Request, identifier: str) -> Response:
+        adapter = get_adapter()
+        try:
+            product = adapter.lookup(identifier)
+        except adapter.get_model().DoesNotExist:
+            return Response({"error": f"no product {identifier!r}"}, status=status.HTTP_404_NOT_FOUND)
+        try:
+            k = max(1, min(50, int(request.query_params.get("k", 8))))
+        except ValueError:
+            return Response({"error": "k must be an integer"}, status=status.HTTP_400_BAD_REQUEST)
+        hits = services.similar_products(product, k=k)
+        return Response({"results": [hit.as_dict() for hit in hits], "count": len(hits)})
+
+
+class IndexStatusView(APIView):
+    def get(self, request: Request) -> Response:
+        return Response(services.index_status())

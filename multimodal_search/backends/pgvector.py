@@ -1,0 +1,193 @@
+"""pgvector storage and nearest-neighbour queries.
+
+Vector columns have no fixed dimension; each encoder gets partial HNSW
+(cosine) expression indexes ``((col::halfvec(D)) halfvec_cosine_ops) WHERE
+model_id = '<id>'``. Queries repeat that exact expression and predicate (as
+literals, so the planner can match the partial index).
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Iterable, Sequence
+
+import numpy as np
+from django.db import connection, transaction
+
+PRODUCT_TABLE = "multimodal_search_productembedding"
+IMAGE_TABLE = "multimodal_search_imageembedding"
+PRODUCT_COLUMNS = ("text_vector", "image_vector", "fused_vector")
+IMAGE_COLUMNS = ("feature_vector", "shared_vector")
+_SAFE_MODEL_ID = re.compile(r"^[A-Za-z0-9:._/+@=-]{1,200}$")
+_ensured: set[tuple[str, int, int]] = set()
+
+
+def check_model_id(model_id: str) -> str:
+    if not _SAFE_MODEL_ID.match(model_id):
+        raise ValueError(f"encoder model_id {model_id!r} has characters outside [A-Za-z0-9:._/+@=-]")
+    return model_id
+
+
+def as_array(value) -> np.ndarray:
+    """A stored vector (HalfVector, list or array) as float32 numpy."""
+    if hasattr(value, "to_numpy"):
+        value = value.to_numpy()
+    return np.asarray(value, dtype=np.float32)
+
+
+def to_literal(vector: np.ndarray) -> str:
+    return "[" + ",".join(f"{x:.6g}" for x in np.asarray(vector, dtype=np.float32).ravel()) + "]"
+
+
+def _index_name(table: str, column: str, model_id: str) -> str:
+    digest = hashlib.sha1(f"{table}:{column}:{model_id}".encode()).hexdigest()[:12]
+    return f"mmsearch_hnsw_{column[:10]}_{digest}"
+
+
+def ensure_indexes(model_id: str, dimensions: int, feature_dimensions: int) -> None:
+    """Create the HNSW indexes for one encoder if they do not exist yet."""
+    key = (model_id, dimensions, feature_dimensions)
+    if key in _ensured:
+        return
+    check_model_id(model_id)
+    statements = []
+    for table, columns in ((PRODUCT_TABLE, PRODUCT_COLUMNS), (IMAGE_TABLE, IMAGE_COLUMNS)):
+        for column in columns:
+            dims = feature_dimensions if column == "feature_vector" else dimensions
+            name = _index_name(table, column, model_id)
+            statements.append(
+                f"CREATE INDEX IF NOT EXISTS {name} ON {table} USING hnsw "
+                f"(({column}::halfvec({dims})) halfvec_cosine_ops) "
+                f"WHERE model_id = '{model_id}' AND {column} IS NOT NULL"
+            )
+    with connection.cursor() as cursor:
+        for statement in statements:
+            cursor.execute(statement)
+    _ensured.add(key)
+
+
+def drop_indexes(model_id: str) -> None:
+    with connection.cursor() as cursor:
+        for table, columns in ((PRODUCT_TABLE, PRODUCT_COLUMNS), (IMAGE_TABLE, IMAGE_COLUMNS)):
+            for column in columns:
+                cursor.execute(f"DROP INDEX IF EXISTS {_index_name(table, column, model_id)}")
+    _ensured.difference_update({k for k in _ensured if k[0] == model_id})
+
+
+def _session_settings(cursor, ef_search: int, filtered: bool) -> None:
+    cursor.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
+    if filtered:
+        # Without iterative scans a filtered HNSW query silently returns fewer rows.
+        cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+
+
+def nearest_products(
+    column: str,
+    query: np.ndarray,
+    *,
+    model_id: str,
+    limit: int,
+    categories: Sequence[str] = (),
+    ef_search: int = 100,
+) -> list[tuple[str, float]]:
+    """Approximate nearest products by one product-level vector column.
+
+    Returns:
+        [(product_pk, cosine similarity)], best first.
+    """
+    if column not in PRODUCT_COLUMNS:
+        raise ValueError(column)
+    check_model_id(model_id)
+    dims = int(np.asarray(query).size)
+    expr = f"({column}::halfvec({dims}))"
+    where = f"model_id = '{model_id}' AND {column} IS NOT NULL"
+    params: list = [to_literal(query)]
+    if categories:
+        where += " AND categories @> %s::varchar[]"
+        params.append(list(categories))
+    sql = (
+        f"SELECT product_pk, 1 - ({expr} <=> %s::halfvec({dims})) AS sim FROM {PRODUCT_TABLE} "
+        f"WHERE {where} ORDER BY {expr} <=> %s::halfvec({dims}) LIMIT {int(limit)}"
+    )
+    params = [params[0]] + params[1:] + [params[0]]
+    with transaction.atomic(), connection.cursor() as cursor:
+        _session_settings(cursor, min(1000, max(ef_search, limit)), bool(categories))
+        cursor.execute(sql, params)
+        return [(pk, float(sim)) for pk, sim in cursor.fetchall()]
+
+
+def nearest_images(
+    column: str,
+    query: np.ndarray,
+    *,
+    model_id: str,
+    limit: int,
+    categories: Sequence[str] = (),
+    ef_search: int = 100,
+) -> list[tuple[str, float]]:
+    """Nearest products by their best-matching photo (max over a product's photos)."""
+    if column not in IMAGE_COLUMNS:
+        raise ValueError(column)
+    check_model_id(model_id)
+    dims = int(np.asarray(query).size)
+    expr = f"(i.{column}::halfvec({dims}))"
+    where = f"i.model_id = '{model_id}'"
+    literal = to_literal(query)
+    params: list = [literal]
+    join = ""
+    if categories:
+        join = (
+            f" JOIN {PRODUCT_TABLE} p ON p.product_pk = i.product_pk AND p.model_id = i.model_id"
+        )
+        where += " AND p.categories @> %s::varchar[]"
+        params.append(list(categories))
+    fetch = int(limit) * 4
+    sql = (
+        f"SELECT product_pk, max(sim) AS sim FROM ("
+        f"SELECT i.product_pk, 1 - ({expr} <=> %s::halfvec({dims})) AS sim FROM {IMAGE_TABLE} i{join} "
+        f"WHERE {where} ORDER BY {expr} <=> %s::halfvec({dims}) LIMIT {fetch}"
+        f") t GROUP BY product_pk ORDER BY sim DESC LIMIT {int(limit)}"
+    )
+    params = [literal] + params[1:] + [literal]
+    with transaction.atomic(), connection.cursor() as cursor:
+        _session_settings(cursor, min(1000, max(ef_search, fetch)), bool(categories))
+        cursor.execute(sql, params)
+        return [(pk, float(sim)) for pk, sim in cursor.fetchall()]
+
+
+def product_similarities(
+    product_pks: Iterable[str], column: str, query: np.ndarray, *, model_id: str
+) -> dict[str, float]:
+    """Exact cosine similarity of ``query`` to one vector column for given products."""
+    if column not in PRODUCT_COLUMNS:
+        raise ValueError(column)
+    pks = list(product_pks)
+    if not pks:
+        return {}
+    dims = int(np.asarray(query).size)
+    sql = (
+        f"SELECT product_pk, 1 - (({column}::halfvec({dims})) <=> %s::halfvec({dims})) "
+        f"FROM {PRODUCT_TABLE} WHERE model_id = %s AND product_pk = ANY(%s) AND {column} IS NOT NULL"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [to_literal(query), model_id, pks])
+        return {pk: float(sim) for pk, sim in cursor.fetchall()}
+
+
+def image_similarities(
+    product_pks: Iterable[str], column: str, query: np.ndarray, *, model_id: str
+) -> dict[str, float]:
+    """Exact best-photo cosine similarity of ``query`` for given products."""
+    if column not in IMAGE_COLUMNS:
+        raise ValueError(column)
+    pks = list(product_pks)
+    if not pks:
+        return {}
+    dims = int(np.asarray(query).size)
+    sql = (
+        f"SELECT product_pk, max(1 - (({column}::halfvec({dims})) <=> %s::halfvec({dims}))) "
+        f"FROM {IMAGE_TABLE} WHERE model_id = %s AND product_pk = ANY(%s) GROUP BY product_pk"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [to_literal(query), model_id, pks])
+        return {pk: float(sim) for pk, sim in cursor.fetchall()}

@@ -1,0 +1,35 @@
+"""System checks for the MULTIMODAL_SEARCH setting."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import apps
+from django.core.checks import Error, register
+from django.utils.module_loading import import_string
+
+
+@register()
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    from multimodal_search.conf import search_settings
+
+    errors: list[Error] = []
+    model = search_settings.PRODUCT_MODEL
+    if not model:
+        errors.append(Error("MULTIMODAL_SEARCH['PRODUCT_MODEL'] is not set.", id="multimodal_search.E001"))
+    else:
+        try:
+            apps.get_model(model)
+        except (LookupError, ValueError) as exc:
+            errors.append(Error(f"MULTIMODAL_SEARCH['PRODUCT_MODEL'] = {model!r}: {exc}", id="multimodal_search.E002"))
+    if not search_settings.user_settings.get("ADAPTER"):
+        errors.append(Error("MULTIMODAL_SEARCH['ADAPTER'] is not set.", id="multimodal_search.E003"))
+    encoders = search_settings.ENCODERS
+    alias = search_settings.ENCODER
+    if alias not in encoders:
+        errors.append(Error(f"MULTIMODAL_SEARCH['ENCODER'] = {alias!r} is not in ENCODERS.", id="multimodal_search.E004"))
+    for name, config in encoders.items():
+        try:
+            import_string(config["BACKEND"])
+        except (ImportError, KeyError) as exc:
+            errors.append(Error(f"MULTIMODAL_SEARCH['ENCODERS'][{name!r}]: {exc}", id="multimodal_search.E005"))
+    return errors

@@ -1,0 +1,225 @@
+"""Indexing service: encode products and upsert their vectors."""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+from django.db import transaction
+
+from multimodal_search import fusion
+from multimodal_search.adapters import BaseProductAdapter, ImageRef, get_adapter
+from multimodal_search.backends import pgvector as backend
+from multimodal_search.conf import search_settings
+from multimodal_search.encoders import BaseEncoder, get_encoder
+from multimodal_search.models import ImageEmbedding, ProductEmbedding
+from multimodal_search.signals import product_indexed
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class IndexReport:
+    indexed: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    failed_images: list[str] = field(default_factory=list)
+
+    def merge(self, other: "IndexReport") -> None:
+        self.indexed += other.indexed
+        self.unchanged += other.unchanged
+        self.removed += other.removed
+        self.failed_images.extend(other.failed_images)
+
+
+@dataclass
+class _Prepared:
+    pk: str
+    text: str
+    images: list[ImageRef]
+    categories: list[str]
+    fields: dict[str, Any]
+    content_hash: str
+
+
+def _file_digest(path: str) -> str:
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.sha1(handle.read()).hexdigest()
+    except OSError:
+        return "missing"
+
+
+def content_hash(model_id: str, text: str, images: list[ImageRef]) -> str:
+    digest = hashlib.sha256(model_id.encode())
+    digest.update(b"\0" + text.encode())
+    for ref in images:
+        digest.update(b"\0" + ref.key.encode() + b"=" + _file_digest(ref.path).encode())
+    return digest.hexdigest()
+
+
+def _prepare(adapter: BaseProductAdapter, product: Any, model_id: str) -> _Prepared:
+    text = adapter.get_text(product)
+    images = adapter.get_images(product)
+    return _Prepared(
+        pk=str(product.pk),
+        text=text,
+        images=images,
+        categories=adapter.get_categories(product),
+        fields=adapter.get_fields(product),
+        content_hash=content_hash(model_id, text, images),
+    )
+
+
+def _load_images(items: list[_Prepared], report: IndexReport) -> tuple[list, list[tuple[int, ImageRef]]]:
+    pil_images, owners = [], []
+    for index, item in enumerate(items):
+        for ref in item.images:
+            try:
+                pil_images.append(ref.open())
+            except Exception as exc:  # unreadable photo: index the rest
+                logger.warning("cannot read photo %s of product %s: %s", ref.path, item.pk, exc)
+                report.failed_images.append(ref.path)
+                continue
+            owners.append((index, ref))
+    return pil_images, owners
+
+
+def _encode_and_store(items: list[_Prepared], encoder: BaseEncoder, report: IndexReport) -> None:
+    text_weight = float(search_settings.FUSION["TEXT_WEIGHT"])
+    text_vectors = encoder.encode_text([item.text for item in items])
+    pil_images, owners = _load_images(items, report)
+    if pil_images:
+        shared, features = encoder.encode_image_pair(pil_images)
+    else:
+        shared = features = np.zeros((0, 1), dtype=np.float32)
+    per_item: dict[int, list[int]] = {}
+    for row, (index, _ref) in enumerate(owners):
+        per_item.setdefault(index, []).append(row)
+
+    backend.ensure_indexes(encoder.model_id, encoder.dimensions, encoder.feature_dimensions)
+    with transaction.atomic():
+        for index, item in enumerate(items):
+            rows = per_item.get(index, [])
+            image_vector = fusion.mean_pool(shared[rows]) if rows else None
+            text_vector = text_vectors[index]
+            ProductEmbedding.objects.update_or_create(
+                product_pk=item.pk,
+                model_id=encoder.model_id,
+                defaults={
+                    "content_hash": item.content_hash,
+                    "text_vector": text_vector,
+                    "image_vector": image_vector,
+                    "fused_vector": fusion.fuse_vectors(text_vector, image_vector, text_weight),
+                    "image_count": len(rows),
+                    "categories": item.categories,
+                    "fields": item.fields,
+                    "search_text": item.text,
+                },
+            )
+            ImageEmbedding.objects.filter(product_pk=item.pk, model_id=encoder.model_id).delete()
+            ImageEmbedding.objects.bulk_create(
+                ImageEmbedding(
+                    product_pk=item.pk,
+                    model_id=encoder.model_id,
+                    image_key=owners[row][1].key[:500],
+                    position=position,
+                    feature_vector=features[row],
+                    shared_vector=shared[row],
+                )
+                for position, row in enumerate(rows)
+            )
+    report.indexed += len(items)
+
+
+def remove_products(pks: Iterable[Any]) -> int:
+    """Delete every stored vector of these products (all encoders)."""
+    keys = [str(pk) for pk in pks]
+    ImageEmbedding.objects.filter(product_pk__in=keys).delete()
+    removed, _ = ProductEmbedding.objects.filter(product_pk__in=keys).delete()
+    return removed
+
+
+def index_products(pks: Iterable[Any], *, force: bool = False, encoder: BaseEncoder | None = None) -> IndexReport:
+    """Encode and store the vectors of the given products.
+
+    Products that no longer exist (or are not searchable per the adapter's
+    queryset) lose their vectors; products whose content hash is unchanged are
+    skipped unless ``force``. Idempotent: safe to run twice or concurrently.
+
+    Args:
+        pks: product primary keys.
+        force: re-encode even when the content is unchanged.
+        encoder: override the configured encoder.
+
+    Returns:
+        counts of indexed, unchanged and removed products.
+    """
+    adapter = get_adapter()
+    encoder = encoder or get_encoder()
+    keys = list(dict.fromkeys(str(pk) for pk in pks))
+    report = IndexReport()
+    if not keys:
+        return report
+    products = {str(p.pk): p for p in adapter.get_queryset().filter(pk__in=keys)}
+    gone = [pk for pk in keys if pk not in products]
+    if gone:
+        report.removed += remove_products(gone)
+    known = dict(
+        ProductEmbedding.objects.filter(product_pk__in=list(products), model_id=encoder.model_id)
+        .values_list("product_pk", "content_hash")
+    )
+    todo = []
+    for pk, product in products.items():
+        item = _prepare(adapter, product, encoder.model_id)
+        if not force and known.get(pk) == item.content_hash:
+            report.unchanged += 1
+        else:
+            todo.append(item)
+    batch = max(1, int(search_settings.BATCH_SIZE))
+    for start in range(0, len(todo), batch):
+        _encode_and_store(todo[start : start + batch], encoder, report)
+    if todo:
+        product_indexed.send(sender=ProductEmbedding, product_pks=[item.pk for item in todo], model_id=encoder.model_id)
+    return report
+
+
+def chunked_pks(*, missing_only: bool = False, batch_size: int | None = None, model_id: str | None = None) -> Iterator[list[str]]:
+    """Walk searchable product pks in pk order, in chunks (for reindexing)."""
+    adapter = get_adapter()
+    batch_size = batch_size or int(search_settings.BATCH_SIZE)
+    queryset = adapter.get_queryset().order_by("pk")
+    pks = [str(pk) for pk in queryset.values_list("pk", flat=True)]
+    if missing_only:
+        model_id = model_id or get_encoder().model_id
+        have = set(ProductEmbedding.objects.filter(model_id=model_id).values_list("product_pk", flat=True))
+        pks = [pk for pk in pks if pk not in have]
+    for start in range(0, len(pks), batch_size):
+        yield pks[start : start + batch_size]
+
+
+def prune_stale() -> int:
+    """Remove vectors of products that are gone or no longer searchable."""
+    adapter = get_adapter()
+    live = {str(pk) for pk in adapter.get_queryset().values_list("pk", flat=True)}
+    stored = set(ProductEmbedding.objects.values_list("product_pk", flat=True).distinct())
+    return remove_products(stored - live)
+
+
+def index_status(model_id: str | None = None) -> dict[str, Any]:
+    """Counts that tell the index's health for the current encoder."""
+    adapter = get_adapter()
+    encoder_id = model_id or get_encoder().model_id
+    total = adapter.get_queryset().count()
+    current = ProductEmbedding.objects.filter(model_id=encoder_id).count()
+    other = ProductEmbedding.objects.exclude(model_id=encoder_id).values("model_id").distinct().count()
+    return {
+        "model_id": encoder_id,
+        "products": total,
+        "indexed": current,
+        "missing": max(0, total - current),
+        "images": ImageEmbedding.objects.filter(model_id=encoder_id).count(),
+        "stale_encoders": other,
+    }

@@ -1,0 +1,100 @@
+"""python manage.py mmsearch_reindex [--missing|--all] [--sync] [--force] [--batch-size N]"""
+from __future__ import annotations
+
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from multimodal_search import services
+from multimodal_search.conf import search_settings
+from multimodal_search.encoders import get_encoder
+
+
+class Command(BaseCommand):
+    help = "Index products: encode text and photos and store their vectors."
+
+    def add_arguments(self, parser):
+        scope = parser.add_mutually_exclusive_group()
+        scope.add_argument("--missing", action="store_true", help="Only products without vectors for the current encoder.")
+        scope.add_argument("--all", action="store_true", help="Every searchable product (default).")
+        parser.add_argument("--sync", action="store_true", help="Encode in this process instead of a Celery worker.")
+        parser.add_argument("--force", action="store_true", help="Re-encode even when content is unchanged.")
+        parser.add_argument("--batch-size", type=int, default=None, help="Products per batch/task.")
+        parser.add_argument("--no-wait", action="store_true", help="Enqueue tasks and return without waiting.")
+        parser.add_argument("--timeout", type=float, default=3600, help="Seconds to wait for the worker (default 3600).")
+
+    def handle(self, *args, **options):
+        batch_size = options["batch_size"] or int(search_settings.BATCH_SIZE)
+        if batch_size < 1:
+            raise CommandError("--batch-size must be at least 1.")
+        encoder = get_encoder()
+        removed = services.prune_stale()
+        chunks = list(services.chunked_pks(missing_only=options["missing"], batch_size=batch_size, model_id=encoder.model_id))
+        total = sum(len(chunk) for chunk in chunks)
+        self.stdout.write(f"{total} product(s) to index with {encoder.model_id}; removed {removed} stale row(s).")
+        if not total:
+            return
+        if options["sync"]:
+            self._run_sync(chunks, total, options["force"])
+        else:
+            self._run_worker(chunks, total, options)
+
+    def _run_sync(self, chunks, total, force):
+        report = services.IndexReport()
+        with tqdm(total=total, unit="product", desc="Indexing", file=self.stderr._out) as bar:
+            for chunk in chunks:
+                report.merge(services.index_products(chunk, force=force))
+                bar.update(len(chunk))
+        self._summary(report.indexed, report.unchanged, report.removed, report.failed_images)
+
+    def _run_worker(self, chunks, total, options):
+        from multimodal_search.tasks import index_products_task
+
+        try:
+            results = [
+                index_products_task.apply_async(args=[chunk], kwargs={"force": options["force"]}, queue=search_settings.QUEUE)
+                for chunk in chunks
+            ]
+        except Exception as exc:  # broker unreachable
+            raise CommandError(f"could not reach the Celery broker ({exc}); start Redis or use --sync.") from exc
+        self.stdout.write(f"Enqueued {len(results)} task(s) on queue {search_settings.QUEUE!r}.")
+        if options["no_wait"]:
+            return
+        sizes = {result.id: len(chunk) for result, chunk in zip(results, chunks)}
+        wanted = [pk for chunk in chunks for pk in chunk]
+        deadline = time.monotonic() + options["timeout"]
+        done = 0
+        with tqdm(total=total, unit="product", desc="Indexing (worker)", file=self.stderr._out) as bar:
+            while done < total:
+                if time.monotonic() > deadline:
+                    raise CommandError(
+                        f"timed out after {options['timeout']:.0f} s with {done}/{total} indexed; "
+                        f"is a worker consuming the {search_settings.QUEUE!r} queue?"
+                    )
+                time.sleep(1)
+                current = self._progress(results, sizes, wanted)
+                bar.update(current - done)
+                done = current
+        self.stdout.write(self.style.SUCCESS(f"Indexed {total} product(s) through the worker."))
+
+    def _progress(self, results, sizes, wanted) -> int:
+        """Products done: from task states when a result backend is set, else from stored rows."""
+        from multimodal_search.tasks import index_products_task
+
+        if index_products_task.app.conf.result_backend:
+            done = 0
+            for result in results:
+                if result.failed():
+                    raise CommandError(f"indexing task {result.id} failed: {result.result!r}")
+                if result.ready():
+                    done += sizes[result.id]
+            return done
+        from multimodal_search.models import ProductEmbedding
+
+        return ProductEmbedding.objects.filter(product_pk__in=wanted, model_id=get_encoder().model_id).count()
+
+    def _summary(self, indexed, unchanged, removed, failed):
+        self.stdout.write(self.style.SUCCESS(f"Indexed {indexed}, unchanged {unchanged}, removed {removed}."))
+        for path in failed:
+            self.stderr.write(f"unreadable photo: {path}")

@@ -1,0 +1,194 @@
+"""Search service: one entry point for text, photo and text+photo queries."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from multimodal_search import fusion
+from multimodal_search.adapters import get_adapter
+from multimodal_search.backends import pgvector as backend
+from multimodal_search.conf import search_settings
+from multimodal_search.encoders import get_encoder
+from multimodal_search.signals import search_performed
+
+METHODS = ("feature", "embedding", "decision", "text", "image")
+
+
+class SearchError(ValueError):
+    """Bad search input (reported to users as a 400)."""
+
+
+@dataclass
+class SearchHit:
+    product_pk: str
+    product: Any
+    score: float
+    signals: dict[str, float]
+    explanation: dict[str, float]
+
+    def as_dict(self) -> dict[str, Any]:
+        data = get_adapter().to_result(self.product)
+        data["score"] = round(self.score, 6)
+        data["explanation"] = self.explanation
+        data["signals"] = {k: round(v, 6) for k, v in self.signals.items()}
+        return data
+
+
+@dataclass
+class SearchResponse:
+    hits: list[SearchHit]
+    method: str
+    took_ms: float
+    model_id: str
+    query: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Query:
+    text: str | None
+    text_vector: np.ndarray | None
+    image_shared: np.ndarray | None
+    image_features: np.ndarray | None
+
+
+def _weights(query: _Query, text_weight: float) -> dict[str, float]:
+    has_text = query.text_vector is not None
+    has_image = query.image_features is not None
+    if has_text and has_image:
+        return {"visual": 0.5, "text": 0.5 * text_weight, "image": 0.5 * (1 - text_weight)}
+    if has_image:
+        return {"visual": 1.0}
+    return {"text": text_weight, "image": 1 - text_weight}
+
+
+def _signals(query: _Query, pks: list[str], model_id: str) -> dict[str, dict[str, float]]:
+    signals: dict[str, dict[str, float]] = {}
+    if query.text_vector is not None:
+        signals["text"] = backend.product_similarities(pks, "text_vector", query.text_vector, model_id=model_id)
+        signals["image"] = backend.product_similarities(pks, "image_vector", query.text_vector, model_id=model_id)
+    if query.image_features is not None:
+        signals["visual"] = backend.image_similarities(pks, "feature_vector", query.image_features, model_id=model_id)
+    return signals
+
+
+def _candidates(query: _Query, model_id: str, limit: int, categories: list[str], ef: int) -> dict[str, list[str]]:
+    rankings: dict[str, list[str]] = {}
+    kwargs = {"model_id": model_id, "limit": limit, "categories": categories, "ef_search": ef}
+    if query.text_vector is not None:
+        rankings["fused"] = [pk for pk, _ in backend.nearest_products("fused_vector", query.text_vector, **kwargs)]
+        rankings["text"] = [pk for pk, _ in backend.nearest_products("text_vector", query.text_vector, **kwargs)]
+        rankings["image"] = [pk for pk, _ in backend.nearest_products("image_vector", query.text_vector, **kwargs)]
+    if query.image_features is not None:
+        rankings["visual"] = [pk for pk, _ in backend.nearest_images("feature_vector", query.image_features, **kwargs)]
+    return rankings
+
+
+def encode_query(text: str | None, image: Image.Image | None) -> _Query:
+    encoder = get_encoder()
+    text = (text or "").strip() or None
+    text_vector = encoder.encode_text([text])[0] if text else None
+    shared = features = None
+    if image is not None:
+        shared_all, features_all = encoder.encode_image_pair([image.convert("RGB")])
+        shared, features = shared_all[0], features_all[0]
+    return _Query(text=text, text_vector=text_vector, image_shared=shared, image_features=features)
+
+
+def search_products(
+    text: str | None = None,
+    image: Image.Image | None = None,
+    *,
+    k: int = 10,
+    category: str | None = None,
+    method: str | None = None,
+) -> SearchResponse:
+    """Find products by text, by photo, or by both.
+
+    Args:
+        text: the shopper's words (may be empty when ``image`` is given).
+        image: a query photo.
+        k: number of results (1-100).
+        category: category path; only products in it (or below) are returned.
+        method: fusion method, one of ``METHODS`` (default: settings FUSION.METHOD).
+
+    Returns:
+        ranked hits with per-modality signals and an explanation of shares.
+
+    Raises:
+        SearchError: no query, bad k or unknown method.
+    """
+    started = time.perf_counter()
+    if not (text and text.strip()) and image is None:
+        raise SearchError("Give a text query, a photo, or both.")
+    if not 1 <= int(k) <= 100:
+        raise SearchError("k must be between 1 and 100.")
+    fusion_settings = search_settings.FUSION
+    method = method or fusion_settings["METHOD"]
+    if method not in METHODS:
+        raise SearchError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
+    encoder = get_encoder()
+    model_id = encoder.model_id
+    categories = [category] if category else []
+    query = encode_query(text, image)
+    text_weight = float(fusion_settings["TEXT_WEIGHT"])
+    candidates = max(int(fusion_settings["CANDIDATES"]), k)
+    rankings = _candidates(query, model_id, candidates, categories, int(search_settings.HNSW_EF_SEARCH))
+    pool = list(dict.fromkeys(pk for ranking in rankings.values() for pk in ranking))
+    signals = _signals(query, pool, model_id)
+    weights = _weights(query, text_weight)
+    if method == "text":
+        weights = {"text": 1.0} if query.text_vector is not None else weights
+    elif method == "image":
+        weights = {"visual": 1.0} if query.image_features is not None else {"image": 1.0}
+    if method == "decision":
+        ranked_lists = {name: fusion.rank(values) for name, values in signals.items() if name in weights}
+        scores = fusion.reciprocal_rank_fusion(ranked_lists, weights)
+    elif method == "embedding":
+        # one shared space: the fused product vector against the query vector
+        vector = query.text_vector if query.text_vector is not None else query.image_shared
+        scores = backend.product_similarities(pool, "fused_vector", vector, model_id=model_id)
+    else:
+        scores = fusion.weighted_scores(signals, weights)
+    order = fusion.rank(scores)[:k]
+    products = {str(p.pk): p for p in get_adapter().get_queryset().filter(pk__in=order)}
+    hits = [
+        SearchHit(
+            product_pk=pk,
+            product=products[pk],
+            score=scores[pk],
+            signals={name: values[pk] for name, values in signals.items() if pk in values},
+            explanation=fusion.contributions(pk, signals, weights),
+        )
+        for pk in order
+        if pk in products
+    ]
+    took_ms = (time.perf_counter() - started) * 1000
+    query_info = {"text": query.text, "image": image is not None, "k": k, "category": category}
+    search_performed.send(sender=SearchResponse, query=query_info, result_count=len(hits), took_ms=took_ms)
+    return SearchResponse(hits=hits, method=method, took_ms=took_ms, model_id=model_id, query=query_info)
+
+
+def similar_products(product: Any, *, k: int = 8) -> list[SearchHit]:
+    """Products closest to ``product`` by its fused vector (itself excluded)."""
+    from multimodal_search.models import ProductEmbedding
+
+    encoder = get_encoder()
+    row = ProductEmbedding.objects.filter(product_pk=str(product.pk), model_id=encoder.model_id).first()
+    if row is None:
+        return []
+    vector = backend.as_array(row.fused_vector)
+    nearest = backend.nearest_products(
+        "fused_vector", vector, model_id=encoder.model_id, limit=k + 1,
+        ef_search=int(search_settings.HNSW_EF_SEARCH),
+    )
+    nearest = [(pk, sim) for pk, sim in nearest if pk != str(product.pk)][:k]
+    products = {str(p.pk): p for p in get_adapter().get_queryset().filter(pk__in=[pk for pk, _ in nearest])}
+    return [
+        SearchHit(product_pk=pk, product=products[pk], score=sim, signals={"fused": sim}, explanation={"fused": 1.0})
+        for pk, sim in nearest
+        if pk in products
+    ]

@@ -1,0 +1,17 @@
+"""The single entry point that views, the API, admin, commands and tasks call."""
+from multimodal_search.indexing import (  # noqa: F401
+    IndexReport,
+    chunked_pks,
+    index_products,
+    index_status,
+    prune_stale,
+    remove_products,
+)
+from multimodal_search.searching import (  # noqa: F401
+    METHODS,
+    SearchError,
+    SearchHit,
+    SearchResponse,
+    search_products,
+    similar_products,
+)

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs the demo store: migrate, import the catalogue, start a Celery worker,
+# index everything (progress bar), then serve http://127.0.0.1:8000/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+PY=.venv/bin/python
+CATALOG="${DEMO_CATALOG:-../shared/datasets/magento-luma}"
+BROKER="${CELERY_BROKER_URL:-redis://127.0.0.1:6379/0}"
+ADDR="${DEMO_ADDR:-127.0.0.1:8000}"
+mkdir -p .data
+
+echo "==> Broker: $BROKER"
+$PY -c "from shop.runtime import ensure_redis; import sys; print('    ready at', ensure_redis(sys.argv[1]))" "$BROKER"
+
+echo "==> Database migrations"
+$PY manage.py migrate --noinput
+
+echo "==> Importing catalogue from $CATALOG"
+MMSEARCH_AUTO_INDEX=0 $PY manage.py import_catalog "$CATALOG"
+
+if [ -z "$($PY manage.py shell -c 'from django.contrib.auth import get_user_model; print(get_user_model().objects.filter(username="admin").exists() or "")')" ]; then
+  echo "==> Creating admin user admin / admin (demo only)"
+  DJANGO_SUPERUSER_PASSWORD=admin $PY manage.py createsuperuser --noinput --username admin --email admin@example.com
+fi
+
+echo "==> Starting Celery worker (log: .data/worker.log)"
+.venv/bin/celery -A shop worker -Q embeddings,default --pool solo --loglevel INFO \
+  --without-gossip --without-mingle >.data/worker.log 2>&1 &
+WORKER_PID=$!
+trap 'kill $WORKER_PID 2>/dev/null || true' EXIT INT TERM
+
+echo "==> Indexing through the worker"
+$PY manage.py mmsearch_reindex --missing
+
+echo "==> Serving the store at http://$ADDR/  (admin: http://$ADDR/admin/ admin/admin; Ctrl-C stops)"
+$PY manage.py runserver "$ADDR" --noreload

@@ -1,0 +1,122 @@
+"""Demo store pages: the product list (by category, paginated) and a product page."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.core.paginator import Paginator
+from django.db.models import Count, Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+
+from shop.catalog.models import PATH_SEPARATOR, Category, Product
+
+PAGE_SIZE = 24
+
+
+@dataclass
+class CategoryNode:
+    category: Category
+    depth: int
+    count: int
+
+
+def product_list(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    """Active products, optionally in one category (and its sub-categories).
+
+    ``?category=`` takes a category id or a path such as ``"Men > Tops"``;
+    ``?page=`` picks the page (24 products per page).
+    """
+    category = _category(pk if pk is not None else request.GET.get("category"))
+    products = _products()
+    if category is not None:
+        products = products.filter(
+            Q(category__path=category.path)
+            | Q(category__path__startswith=category.path + PATH_SEPARATOR)
+        )
+    page = Paginator(products, PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "catalog/product_list.html",
+        {
+            "category": category,
+            "breadcrumbs": _breadcrumbs(category),
+            "page_obj": page,
+            "products": page.object_list,
+            "category_tree": category_tree(),
+        },
+    )
+
+
+def product_detail(request: HttpRequest, sku: str) -> HttpResponse:
+    """One product with its photos and links to its other colours."""
+    product = get_object_or_404(
+        Product.objects.select_related("category").prefetch_related("images"),
+        sku=sku,
+        active=True,
+    )
+    variants = (
+        _products().filter(parent_sku=product.parent_sku).exclude(pk=product.pk)
+        if product.parent_sku
+        else Product.objects.none()
+    )
+    return render(
+        request,
+        "catalog/product_detail.html",
+        {
+            "product": product,
+            "images": list(product.images.all()),
+            "variants": variants,
+            "sizes": [s.strip() for s in product.sizes.split(",") if s.strip()],
+            "breadcrumbs": _breadcrumbs(product.category),
+            "category_tree": category_tree(),
+        },
+    )
+
+
+def category_tree() -> list[CategoryNode]:
+    """Every category in path order with its depth and active product count
+    (products of sub-categories included); empty branches are left out."""
+    categories = list(
+        Category.objects.annotate(
+            direct=Count("products", filter=Q(products__active=True))
+        ).order_by("path")
+    )
+    totals = {c.path: 0 for c in categories}
+    for c in categories:
+        for path in c.ancestor_paths():
+            if path in totals:
+                totals[path] += c.direct
+    return [
+        CategoryNode(c, c.path.count(PATH_SEPARATOR), totals[c.path])
+        for c in categories
+        if totals[c.path]
+    ]
+
+
+def _products() -> QuerySet[Product]:
+    return (
+        Product.objects.filter(active=True)
+        .select_related("category")
+        .prefetch_related("images")
+    )
+
+
+def _category(value: int | str | None) -> Category | None:
+    if value in (None, ""):
+        return None
+    text = str(value).strip()
+    if text.isdigit():
+        lookup = Q(pk=int(text))
+    else:
+        lookup = Q(path=PATH_SEPARATOR.join(p.strip() for p in text.split(">") if p.strip()))
+    category = Category.objects.filter(lookup).first()
+    if category is None:
+        raise Http404(f"No category {text!r}")
+    return category
+
+
+def _breadcrumbs(category: Category | None) -> list[Category]:
+    if category is None:
+        return []
+    by_path = {c.path: c for c in Category.objects.filter(path__in=category.ancestor_paths())}
+    return [by_path[p] for p in category.ancestor_paths() if p in by_path]

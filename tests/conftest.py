@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from tests.factories import photo_bytes
+
+
+@pytest.fixture
+def photo():
+    """photo("red") -> an in-memory JPEG file object."""
+
+    def make(colour="red", shape="square", size=64):
+        buffer = io.BytesIO(photo_bytes(colour, size=size, shape=shape))
+        buffer.name = f"{colour}.jpg"
+        return buffer
+
+    return make
+
+
+@pytest.fixture
+def pil_photo():
+    def make(colour="red", shape="square", size=64):
+        return Image.open(io.BytesIO(photo_bytes(colour, size=size, shape=shape))).convert("RGB")
+
+    return make
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _broker():
+    """Real Redis for Celery; an embedded Valkey when none runs on the broker's port."""
+    from django.conf import settings
+
+    from shop.runtime import ensure_redis
+
+    ensure_redis(settings.CELERY_BROKER_URL)
+
+
+@pytest.fixture
+def indexed(db):
+    """indexed(*products) stores their vectors with the configured encoder, in-process."""
+    from multimodal_search import services
+
+    def run(*products):
+        return services.index_products([p.pk for p in products])
+
+    return run

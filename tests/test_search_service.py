@@ -1,0 +1,113 @@
+"""Indexing and search services on real PostgreSQL + pgvector with the deterministic HashEncoder."""
+from __future__ import annotations
+
+import pytest
+
+from multimodal_search import services
+from multimodal_search.models import ImageEmbedding, ProductEmbedding
+from shop.catalog.models import Category
+from tests.factories import ProductFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_index_stores_text_image_and_fused_vectors(indexed):
+    product = ProductFactory(title="red running shoe", photos=["red", ("blue", "circle")])
+    report = indexed(product)
+    assert report.indexed == 1
+    row = ProductEmbedding.objects.get(product_pk=str(product.pk))
+    assert row.model_id == "hash-v1"
+    assert len(row.text_vector) == 32
+    assert row.image_count == 2
+    assert ImageEmbedding.objects.filter(product_pk=str(product.pk)).count() == 2
+
+
+def test_unchanged_content_is_skipped_and_changes_reindex(indexed):
+    product = ProductFactory(title="green tent", photos=["green"])
+    indexed(product)
+    assert indexed(product).unchanged == 1
+    product.title = "blue tent"
+    product.save()
+    assert indexed(product).indexed == 1
+
+
+def test_removed_and_inactive_products_leave_the_index(indexed):
+    keep = ProductFactory(title="yellow kayak", photos=["yellow"])
+    hide = ProductFactory(title="black kayak", photos=["black"])
+    indexed(keep, hide)
+    hide.active = False
+    hide.save()
+    report = indexed(hide)
+    assert report.removed == 1
+    assert not ProductEmbedding.objects.filter(product_pk=str(hide.pk)).exists()
+    assert ProductEmbedding.objects.filter(product_pk=str(keep.pk)).exists()
+
+
+def test_text_search_ranks_by_words(indexed):
+    products = [
+        ProductFactory(title="wool hiking socks", photos=["white"]),
+        ProductFactory(title="leather travel bag", photos=["black"]),
+        ProductFactory(title="steel water bottle", photos=["blue"]),
+    ]
+    indexed(*products)
+    response = services.search_products("travel bag", k=3)
+    assert response.hits[0].product == products[1]
+    scores = [hit.score for hit in response.hits]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_photo_search_finds_the_product_with_that_photo(indexed, pil_photo):
+    red = ProductFactory(title="thing one", photos=["red"])
+    blue = ProductFactory(title="thing two", photos=["blue"])
+    green = ProductFactory(title="thing three", photos=["green"])
+    indexed(red, blue, green)
+    response = services.search_products(image=pil_photo("blue"), k=3)
+    assert response.hits[0].product == blue
+    assert response.hits[0].explanation["visual"] == 1.0
+
+
+def test_text_and_photo_together(indexed, pil_photo):
+    a = ProductFactory(title="canvas tote bag", photos=["red"])
+    b = ProductFactory(title="canvas tote bag", photos=["blue"])
+    c = ProductFactory(title="metal lamp", photos=["blue"])
+    indexed(a, b, c)
+    hits = services.search_products("tote bag", pil_photo("blue"), k=3).hits
+    assert hits[0].product == b
+    assert set(hits[0].explanation) == {"visual", "text", "image"}
+    assert abs(sum(hits[0].explanation.values()) - 1) < 1e-3
+
+
+def test_category_filter_returns_only_that_subtree(indexed):
+    bags = Category.from_path("Gear > Bags")
+    shoes = Category.from_path("Men > Shoes")
+    products = [ProductFactory(title=f"item {i}", category=bags if i % 2 else shoes, photos=["red"]) for i in range(10)]
+    indexed(*products)
+    hits = services.search_products("item", k=10, category="Gear").hits
+    assert len(hits) == 5
+    assert all(hit.product.category == bags for hit in hits)
+
+
+@pytest.mark.parametrize("method", services.METHODS)
+def test_every_fusion_method_answers(indexed, method):
+    products = [ProductFactory(title=t, photos=[c]) for t, c in [("red scarf", "red"), ("blue scarf", "blue")]]
+    indexed(*products)
+    hits = services.search_products("scarf", k=2, method=method).hits
+    assert len(hits) == 2
+
+
+def test_bad_input_raises_search_error():
+    with pytest.raises(services.SearchError):
+        services.search_products("   ")
+    with pytest.raises(services.SearchError):
+        services.search_products("x", k=0)
+    with pytest.raises(services.SearchError):
+        services.search_products("x", method="nope")
+
+
+def test_similar_products_excludes_itself(indexed):
+    products = [ProductFactory(title=f"blue denim jacket {i}", photos=["blue"]) for i in range(3)]
+    products.append(ProductFactory(title="chocolate bar", photos=["black"]))
+    indexed(*products)
+    hits = services.similar_products(products[0], k=2)
+    assert products[0] not in [hit.product for hit in hits]
+    assert {hit.product for hit in hits} == {products[1], products[2]}

@@ -8,6 +8,7 @@ from django.db.models.signals import post_delete, post_save
 
 from multimodal_search.conf import search_settings
 
+
 def _enqueue(pks: list[Any]) -> None:
     from multimodal_search.tasks import index_products_task
 
@@ -19,11 +20,12 @@ def _enqueue(pks: list[Any]) -> None:
 class _Batch:
     def __init__(self, pks: set[str]) -> None:
         self.pks = pks
+        self.sent = False
 
     def flush(self) -> None:
+        self.sent = True
         if self.pks:
             _enqueue(list(self.pks))
-        self.pks = set()
 
 
 def schedule(pks: list[Any], using: str | None = None) -> None:
@@ -37,7 +39,7 @@ def schedule(pks: list[Any], using: str | None = None) -> None:
     keys = {str(pk) for pk in pks}
     connection = transaction.get_connection(using)
     batch: _Batch | None = getattr(connection, "_mmsearch_batch", None)
-    if batch is not None and any(entry[1] == batch.flush for entry in connection.run_on_commit):
+    if batch is not None and not batch.sent and any(entry[1] == batch.flush for entry in connection.run_on_commit):
         batch.pks.update(keys)
         return
     batch = _Batch(keys)

@@ -26,6 +26,9 @@ Keys:
     QUEUE: Celery queue for indexing tasks.
     BATCH_SIZE: products encoded per batch by the worker and by reindex.
     DEVICE: "cuda", "cpu" or None (auto: CUDA when available).
+    TORCH_THREADS: torch intra-op CPU threads set when the first encoder is
+        created (1 is fastest and steadiest for one-query batches on small
+        machines; None leaves torch's default).
     MODEL_DIR: folder for trained heads (``mmsearch_train``).
     FUSION: how modalities are combined at search time (see fusion.py).
     HNSW_EF_SEARCH: pgvector ``hnsw.ef_search`` used by searches.
@@ -55,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "QUEUE": "embeddings",
     "BATCH_SIZE": 32,
     "DEVICE": None,
+    "TORCH_THREADS": 1,
     "MODEL_DIR": ".data/models",
     "FUSION": {
         "METHOD": "feature",

@@ -15,7 +15,9 @@ from multimodal_search.conf import search_settings
 from multimodal_search.encoders import get_encoder
 from multimodal_search.signals import search_performed
 
-METHODS = ("feature", "embedding", "decision", "text", "image")
+METHODS = ("feature", "embedding", "decision", "text", "image", "lexical")
+# methods that rank by the query's words alone
+TEXT_ONLY_METHODS = ("text", "lexical")
 
 
 class SearchError(ValueError):
@@ -55,9 +57,18 @@ class _Query:
     image_features: np.ndarray | None
 
 
-def _weights(query: _Query, text_weight: float) -> dict[str, float]:
+def _weights(query: _Query, method: str, text_weight: float) -> dict[str, float]:
     has_text = query.text_vector is not None
     has_image = query.image_features is not None
+    if method == "text":
+        return {"text": 1.0}
+    if method == "lexical":
+        return {"lexical": 1.0}
+    if method == "image":
+        return {"visual": 1.0} if has_image else {"image": 1.0}
+    if method == "decision":
+        names = (["text", "image", "lexical"] if has_text else []) + (["visual"] if has_image else [])
+        return {name: 1.0 for name in names}
     if has_text and has_image:
         return {"visual": 0.5, "text": 0.5 * text_weight, "image": 0.5 * (1 - text_weight)}
     if has_image:
@@ -65,24 +76,32 @@ def _weights(query: _Query, text_weight: float) -> dict[str, float]:
     return {"text": text_weight, "image": 1 - text_weight}
 
 
-def _signals(query: _Query, pks: list[str], model_id: str) -> dict[str, dict[str, float]]:
+def _signals(query: _Query, pks: list[str], model_id: str, names: set[str]) -> dict[str, dict[str, float]]:
     signals: dict[str, dict[str, float]] = {}
     if query.text_vector is not None:
         signals["text"] = backend.product_similarities(pks, "text_vector", query.text_vector, model_id=model_id)
         signals["image"] = backend.product_similarities(pks, "image_vector", query.text_vector, model_id=model_id)
+        if "lexical" in names:
+            signals["lexical"] = backend.lexical_scores(pks, query.text or "", model_id=model_id)
     if query.image_features is not None:
         signals["visual"] = backend.image_similarities(pks, "feature_vector", query.image_features, model_id=model_id)
     return signals
 
 
-def _candidates(query: _Query, model_id: str, limit: int, categories: list[str], ef: int) -> dict[str, list[str]]:
+def _candidates(query: _Query, names: set[str], model_id: str, limit: int, categories: list[str], ef: int) -> dict[str, list[str]]:
+    """Approximate top candidates from each index a method reads."""
     rankings: dict[str, list[str]] = {}
     kwargs = {"model_id": model_id, "limit": limit, "categories": categories, "ef_search": ef}
     if query.text_vector is not None:
-        rankings["fused"] = [pk for pk, _ in backend.nearest_products("fused_vector", query.text_vector, **kwargs)]
-        rankings["text"] = [pk for pk, _ in backend.nearest_products("text_vector", query.text_vector, **kwargs)]
-        rankings["image"] = [pk for pk, _ in backend.nearest_products("image_vector", query.text_vector, **kwargs)]
-    if query.image_features is not None:
+        columns = {"fused": "fused_vector", "text": "text_vector", "image": "image_vector"}
+        for name, column in columns.items():
+            if name in names or name == "fused":
+                rankings[name] = [pk for pk, _ in backend.nearest_products(column, query.text_vector, **kwargs)]
+        if "lexical" in names:
+            rankings["lexical"] = [
+                pk for pk, _ in backend.lexical_search(query.text or "", model_id=model_id, limit=limit, categories=categories)
+            ]
+    if query.image_features is not None and "visual" in names:
         rankings["visual"] = [pk for pk, _ in backend.nearest_images("feature_vector", query.image_features, **kwargs)]
     return rankings
 
@@ -130,29 +149,33 @@ def search_products(
     method = method or fusion_settings["METHOD"]
     if method not in METHODS:
         raise SearchError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
-    encoder = get_encoder()
-    model_id = encoder.model_id
-    categories = [category] if category else []
     query = encode_query(text, image)
-    text_weight = float(fusion_settings["TEXT_WEIGHT"])
+    if method in TEXT_ONLY_METHODS and query.text_vector is None:
+        raise SearchError(f"Method {method!r} needs a text query.")
+    model_id = get_encoder().model_id
+    categories = [category] if category else []
+    weights = _weights(query, method, float(fusion_settings["TEXT_WEIGHT"]))
     candidates = max(int(fusion_settings["CANDIDATES"]), k)
-    rankings = _candidates(query, model_id, candidates, categories, int(search_settings.HNSW_EF_SEARCH))
+    rankings = _candidates(query, set(weights), model_id, candidates, categories, int(search_settings.HNSW_EF_SEARCH))
     pool = list(dict.fromkeys(pk for ranking in rankings.values() for pk in ranking))
-    signals = _signals(query, pool, model_id)
-    weights = _weights(query, text_weight)
-    if method == "text":
-        weights = {"text": 1.0} if query.text_vector is not None else weights
-    elif method == "image":
-        weights = {"visual": 1.0} if query.image_features is not None else {"image": 1.0}
+    signals = _signals(query, pool, model_id, set(weights))
     if method == "decision":
         ranked_lists = {name: fusion.rank(values) for name, values in signals.items() if name in weights}
+        if "lexical" in ranked_lists:  # products without a matching term are not in the lexical ranking
+            ranked_lists["lexical"] = [pk for pk in ranked_lists["lexical"] if signals["lexical"][pk] > 0]
         scores = fusion.reciprocal_rank_fusion(ranked_lists, weights)
+        explained = fusion.rrf_parts(ranked_lists)
     elif method == "embedding":
-        # one shared space: the fused product vector against the query vector
-        vector = query.text_vector if query.text_vector is not None else query.image_shared
-        scores = backend.product_similarities(pool, "fused_vector", vector, model_id=model_id)
+        # one shared space: the product's fused vector against the query vector(s)
+        parts = [v for v in (query.text_vector, query.image_shared) if v is not None]
+        scores = backend.product_similarities(pool, "fused_vector", fusion.normalize(sum(parts)), model_id=model_id)
+        weights = {name: 1.0 for name in ("text", "image", "visual") if name in signals}
     else:
         scores = fusion.weighted_scores(signals, weights)
+    if method == "lexical":
+        scores = {pk: value for pk, value in scores.items() if value > 0}
+    if method != "decision":
+        explained = signals
     order = fusion.rank(scores)[:k]
     products = {str(p.pk): p for p in get_adapter().get_queryset().filter(pk__in=order)}
     hits = [
@@ -161,7 +184,7 @@ def search_products(
             product=products[pk],
             score=scores[pk],
             signals={name: values[pk] for name, values in signals.items() if pk in values},
-            explanation=fusion.contributions(pk, signals, weights),
+            explanation=fusion.contributions(pk, explained, weights),
         )
         for pk in order
         if pk in products

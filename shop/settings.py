@@ -95,6 +95,7 @@ MULTIMODAL_SEARCH = {
     "MODEL_DIR": str(DATA_DIR / "models"),
     "AUTO_INDEX": os.environ.get("MMSEARCH_AUTO_INDEX", "1") == "1",
     "DEVICE": os.environ.get("MMSEARCH_DEVICE") or None,
+    "TORCH_THREADS": int(os.environ.get("MMSEARCH_TORCH_THREADS", "1")) or None,
 }
 
 LOGGING = {

@@ -111,3 +111,22 @@ def test_similar_products_excludes_itself(indexed):
     hits = services.similar_products(products[0], k=2)
     assert products[0] not in [hit.product for hit in hits]
     assert {hit.product for hit in hits} == {products[1], products[2]}
+
+
+def test_lexical_is_postgres_full_text_search(indexed, pil_photo):
+    boots = ProductFactory(title="waterproof hiking boots", photos=["black"])
+    tee = ProductFactory(title="cotton tee", photos=["white"])
+    indexed(boots, tee)
+    hits = services.search_products("boot", method="lexical", k=5).hits  # stemmed: boot ~ boots
+    assert [hit.product for hit in hits] == [boots]
+    assert hits[0].explanation == {"lexical": 1.0}
+    with pytest.raises(services.SearchError):
+        services.search_products(image=pil_photo("red"), method="lexical")
+
+
+def test_decision_fusion_explains_by_rank_contributions(indexed):
+    products = [ProductFactory(title=t, photos=[c]) for t, c in [("red wool scarf", "red"), ("blue wool hat", "blue")]]
+    indexed(*products)
+    hit = services.search_products("wool scarf", k=1, method="decision").hits[0]
+    assert hit.product == products[0]
+    assert set(hit.explanation) == {"text", "image", "lexical"}

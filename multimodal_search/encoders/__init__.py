@@ -32,8 +32,16 @@ def get_encoder(alias: str | None = None) -> BaseEncoder:
                 raise ImproperlyConfigured(
                     f"MULTIMODAL_SEARCH['ENCODERS'][{alias!r}]['BACKEND']: {exc}"
                 ) from exc
+            _set_threads(search_settings.TORCH_THREADS)
             _instances[key] = cls(**options)
         return _instances[key]
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
 
 
 def clear_cache() -> None:

@@ -63,6 +63,7 @@ DEFAULTS: dict[str, Any] = {
     "FUSION": {
         "METHOD": "feature",
         "TEXT_WEIGHT": 0.5,
+        "COLOUR_WEIGHT": 0.3,
         "CANDIDATES": 100,
     },
     "HNSW_EF_SEARCH": 100,

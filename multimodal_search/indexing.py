@@ -9,7 +9,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 from django.db import transaction
 
-from multimodal_search import fusion
+from multimodal_search import colour, fusion
 from multimodal_search.adapters import BaseProductAdapter, ImageRef, get_adapter
 from multimodal_search.backends import pgvector as backend
 from multimodal_search.conf import search_settings
@@ -91,6 +91,7 @@ def _encode_and_store(items: list[_Prepared], encoder: BaseEncoder, report: Inde
     text_weight = float(search_settings.FUSION["TEXT_WEIGHT"])
     text_vectors = encoder.encode_text([item.text for item in items])
     pil_images, owners = _load_images(items, report)
+    palettes = [colour.colour_distribution(image) for image in pil_images]
     if pil_images:
         shared, features = encoder.encode_image_pair(pil_images)
     else:
@@ -105,6 +106,10 @@ def _encode_and_store(items: list[_Prepared], encoder: BaseEncoder, report: Inde
             rows = per_item.get(index, [])
             image_vector = fusion.mean_pool(shared[rows]) if rows else None
             text_vector = text_vectors[index]
+            fields = {
+                **item.fields,
+                "colours": colour.product_colours([palettes[row] for row in rows], str(item.fields.get("color") or "")),
+            }
             ProductEmbedding.objects.update_or_create(
                 product_pk=item.pk,
                 model_id=encoder.model_id,
@@ -115,7 +120,7 @@ def _encode_and_store(items: list[_Prepared], encoder: BaseEncoder, report: Inde
                     "fused_vector": fusion.fuse_vectors(text_vector, image_vector, text_weight),
                     "image_count": len(rows),
                     "categories": item.categories,
-                    "fields": item.fields,
+                    "fields": fields,
                     "search_text": item.text,
                 },
             )

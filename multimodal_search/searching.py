@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from multimodal_search import fusion
+from multimodal_search import colour, fusion
 from multimodal_search.adapters import get_adapter
 from multimodal_search.backends import pgvector as backend
 from multimodal_search.conf import search_settings
@@ -55,9 +55,17 @@ class _Query:
     text_vector: np.ndarray | None
     image_shared: np.ndarray | None
     image_features: np.ndarray | None
+    colours: list[str] = field(default_factory=list)
 
 
-def _weights(query: _Query, method: str, text_weight: float) -> dict[str, float]:
+def _weights(query: _Query, method: str, fusion_settings: dict) -> dict[str, float]:
+    weights = _base_weights(query, method, float(fusion_settings["TEXT_WEIGHT"]))
+    if query.colours and method in ("feature", "decision"):
+        weights["colour"] = 1.0 if method == "decision" else float(fusion_settings["COLOUR_WEIGHT"])
+    return weights
+
+
+def _base_weights(query: _Query, method: str, text_weight: float) -> dict[str, float]:
     has_text = query.text_vector is not None
     has_image = query.image_features is not None
     if method == "text":
@@ -85,6 +93,11 @@ def _signals(query: _Query, pks: list[str], model_id: str, names: set[str]) -> d
             signals["lexical"] = backend.lexical_scores(pks, query.text or "", model_id=model_id)
     if query.image_features is not None:
         signals["visual"] = backend.image_similarities(pks, "feature_vector", query.image_features, model_id=model_id)
+    if "colour" in names:
+        fields = backend.product_fields(pks, model_id=model_id)
+        signals["colour"] = {
+            pk: colour.colour_match(query.colours, fields.get(pk, {}).get("colours", {})) for pk in pks
+        }
     return signals
 
 
@@ -114,7 +127,10 @@ def encode_query(text: str | None, image: Image.Image | None) -> _Query:
     if image is not None:
         shared_all, features_all = encoder.encode_image_pair([image.convert("RGB")])
         shared, features = shared_all[0], features_all[0]
-    return _Query(text=text, text_vector=text_vector, image_shared=shared, image_features=features)
+    return _Query(
+        text=text, text_vector=text_vector, image_shared=shared, image_features=features,
+        colours=colour.colours_in_text(text or ""),
+    )
 
 
 def search_products(
@@ -154,7 +170,7 @@ def search_products(
         raise SearchError(f"Method {method!r} needs a text query.")
     model_id = get_encoder().model_id
     categories = [category] if category else []
-    weights = _weights(query, method, float(fusion_settings["TEXT_WEIGHT"]))
+    weights = _weights(query, method, fusion_settings)
     candidates = max(int(fusion_settings["CANDIDATES"]), k)
     rankings = _candidates(query, set(weights), model_id, candidates, categories, int(search_settings.HNSW_EF_SEARCH))
     pool = list(dict.fromkeys(pk for ranking in rankings.values() for pk in ranking))

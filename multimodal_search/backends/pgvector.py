@@ -228,3 +228,11 @@ def lexical_scores(product_pks: Iterable[str], text: str, *, model_id: str) -> d
     with connection.cursor() as cursor:
         cursor.execute(sql, [text, model_id, pks])
         return {pk: float(rank) for pk, rank in cursor.fetchall()}
+
+
+def product_fields(product_pks: Iterable[str], *, model_id: str) -> dict[str, dict]:
+    """The stored ``fields`` (structured attributes, colour profile) of given products."""
+    from multimodal_search.models import ProductEmbedding
+
+    rows = ProductEmbedding.objects.filter(model_id=model_id, product_pk__in=list(product_pks))
+    return dict(rows.values_list("product_pk", "fields"))

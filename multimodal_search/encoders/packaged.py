@@ -144,6 +144,8 @@ class PackagedEncoder(BaseEncoder):
         **options: Any,
     ) -> None:
         super().__init__(device=device, **options)
+        if options:
+            logger.warning("PackagedEncoder ignores unknown options: %s", ", ".join(sorted(options)))
         if preprocess not in PREPROCESS_MODES:
             raise ValueError(f"preprocess must be one of {PREPROCESS_MODES}, not {preprocess!r}")
         if int(top_k) < 1:
@@ -373,9 +375,9 @@ class PackagedEncoder(BaseEncoder):
         import torch
 
         self._ensure_head()
-        pooled, logits = self._forward_images(images)
-        features = torch.nn.functional.normalize(pooled.float(), dim=-1)
         with torch.inference_mode():
+            pooled, logits = self._forward_images(images)
+            features = torch.nn.functional.normalize(pooled.float(), dim=-1)
             if self._head is not None:
                 shared = self._head(features)
             else:

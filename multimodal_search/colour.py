@@ -1,0 +1,116 @@
+"""Colour naming from pixels, and colour words in queries (numpy + PIL only).
+
+Product photos are mostly shot on a plain background: pixels close to the
+border colour are dropped, the rest are assigned to the nearest named colour
+in CIE Lab space, giving each photo a distribution over ``PALETTE`` names.
+Works on any catalogue: no training, no attributes needed.
+"""
+from __future__ import annotations
+
+import re
+from typing import Iterable, Mapping
+
+import numpy as np
+from PIL import Image
+
+# Several prototypes per name (sRGB): product colours are often muted or dark.
+PROTOTYPES: dict[str, list[tuple[int, int, int]]] = {
+    "black": [(25, 25, 28), (45, 45, 50)],
+    "white": [(245, 245, 245), (225, 225, 220)],
+    "gray": [(135, 135, 140), (90, 92, 98), (180, 180, 182)],
+    "red": [(190, 35, 45), (150, 30, 40), (225, 75, 75)],
+    "orange": [(235, 120, 35), (215, 140, 60), (240, 160, 80)],
+    "yellow": [(235, 215, 60), (220, 200, 100), (240, 230, 130)],
+    "green": [(60, 140, 70), (40, 90, 50), (130, 180, 90)],
+    "blue": [(45, 85, 180), (35, 45, 85), (110, 160, 215), (60, 110, 150)],
+    "purple": [(115, 60, 150), (80, 50, 100), (160, 120, 190)],
+    "pink": [(235, 120, 170), (240, 170, 190), (200, 70, 120)],
+    "brown": [(115, 75, 45), (80, 55, 40)],
+    "beige": [(215, 195, 155), (190, 170, 130)],
+}
+PALETTE: dict[str, tuple[int, int, int]] = {name: protos[0] for name, protos in PROTOTYPES.items()}
+NAMES = list(PROTOTYPES)
+
+SYNONYMS: dict[str, str] = {
+    "grey": "gray", "charcoal": "gray", "silver": "gray", "heather": "gray",
+    "navy": "blue", "aqua": "blue", "turquoise": "blue", "teal": "blue", "cobalt": "blue", "indigo": "blue",
+    "olive": "green", "lime": "green", "khaki": "beige", "tan": "beige", "sand": "beige", "cream": "white",
+    "ivory": "white", "maroon": "red", "burgundy": "red", "crimson": "red", "scarlet": "red", "wine": "red",
+    "violet": "purple", "lavender": "purple", "plum": "purple", "magenta": "pink", "rose": "pink",
+    "gold": "yellow", "mustard": "yellow", "chocolate": "brown", "coffee": "brown", "camel": "brown",
+    "coral": "orange", "rust": "orange",
+}
+_WORD = re.compile(r"[a-z]+")
+
+
+def _srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    c = rgb.astype(np.float32) / 255.0
+    c = np.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
+    m = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]], dtype=np.float32)
+    xyz = c @ m.T / np.array([0.95047, 1.0, 1.08883], dtype=np.float32)
+    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16 / 116)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1)
+
+
+_PROTO_LAB = _srgb_to_lab(np.array([c for protos in PROTOTYPES.values() for c in protos], dtype=np.float32))
+_PROTO_NAME = np.array([i for i, protos in enumerate(PROTOTYPES.values()) for _ in protos])
+
+
+def _skin(rgb: np.ndarray) -> np.ndarray:
+    """Likely human skin (models wearing the product), by the classic YCrCb box."""
+    r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
+    cr = 128 + 0.5 * r - 0.418688 * g - 0.081312 * b
+    cb = 128 - 0.168736 * r - 0.331264 * g + 0.5 * b
+    return (cr > 137) & (cr < 175) & (cb > 80) & (cb < 128) & (r > g)
+
+
+def colour_distribution(image: Image.Image, size: int = 64) -> np.ndarray:
+    """Share of the product's (non-background) pixels nearest each ``NAMES`` colour.
+
+    Returns:
+        float32 array (len(NAMES),) summing to 1.
+    """
+    small = np.asarray(image.convert("RGB").resize((size, size)), dtype=np.float32).reshape(-1, 3)
+    lab = _srgb_to_lab(small)
+    grid = lab.reshape(size, size, 3)
+    border = np.concatenate([grid[0], grid[-1], grid[:, 0], grid[:, -1]])
+    background = np.median(border, axis=0)
+    foreground = np.linalg.norm(lab - background, axis=1) > 12
+    if foreground.mean() < 0.03:  # the product is the background colour (white tee on white)
+        foreground = np.ones(len(lab), dtype=bool)
+    without_skin = foreground & ~_skin(small)
+    if without_skin.sum() >= 0.25 * foreground.sum():  # else the product itself is skin-toned
+        foreground = without_skin
+    distances = np.linalg.norm(lab[foreground, None, :] - _PROTO_LAB[None], axis=2)
+    nearest = _PROTO_NAME[np.argmin(distances, axis=1)]
+    counts = np.bincount(nearest, minlength=len(NAMES)).astype(np.float32)
+    return counts / max(counts.sum(), 1.0)
+
+
+def product_colours(distributions: Iterable[np.ndarray], text_colour: str = "") -> dict[str, float]:
+    """A product's colour profile: mean of its photos' distributions, plus its stated colour."""
+    rows = [np.asarray(d, dtype=np.float32) for d in distributions]
+    profile = np.mean(rows, axis=0) if rows else np.zeros(len(NAMES), dtype=np.float32)
+    stated = colours_in_text(text_colour)
+    if stated:
+        profile = 0.5 * profile + 0.5 * np.array([1.0 / len(stated) if n in stated else 0.0 for n in NAMES])
+        if not rows:
+            profile = profile * 2
+    return {name: round(float(v), 4) for name, v in zip(NAMES, profile) if v >= 0.005}
+
+
+def colours_in_text(text: str) -> list[str]:
+    """Colour names (canonical, in order) mentioned in a text."""
+    found: list[str] = []
+    for word in _WORD.findall((text or "").lower()):
+        name = word if word in PALETTE else SYNONYMS.get(word)
+        if name and name not in found:
+            found.append(name)
+    return found
+
+
+def colour_match(query_colours: list[str], profile: Mapping[str, float]) -> float:
+    """How much of the product shows the colours asked for (0 when none asked)."""
+    if not query_colours:
+        return 0.0
+    return float(max(profile.get(name, 0.0) for name in query_colours))

@@ -1,0 +1,66 @@
+"""python manage.py mmsearch_evaluate QUERIES.jsonl [--method M ...] [--split S] [--k 10] [--json OUT]"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
+
+from multimodal_search import evaluation, services
+
+
+class Command(BaseCommand):
+    help = (
+        "Measure search relevance on judged queries: nDCG@k, recall@k, MRR (and R@1/R@5 for "
+        "photo queries) plus latency, per method and query kind, all methods in one run. "
+        "A plain kNN search (encode + one HNSW query) is always added as the latency reference."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("queries", help="judged queries (.jsonl); see multimodal_search.evaluation")
+        parser.add_argument("--method", action="append", dest="methods", metavar="M",
+                            help="method to evaluate (repeatable; default: every method of the service)")
+        parser.add_argument("--split", default=None, help="only queries with this split (e.g. heldout)")
+        parser.add_argument("--k", type=int, default=10, help="metric cut-off (default 10)")
+        parser.add_argument("--json", dest="json_out", default=None, help="also write the results here")
+
+    def handle(self, *args: Any, queries: str, methods: list[str] | None, split: str | None,
+               k: int, json_out: str | None, **options: Any) -> None:
+        available = [*services.METHODS, evaluation.PLAIN_KNN]
+        unknown = [m for m in methods or [] if m not in available]
+        if unknown:
+            raise CommandError(f"unknown method {unknown[0]!r}; choose from {', '.join(available)}")
+        chosen = list(dict.fromkeys([*(methods or services.METHODS), evaluation.PLAIN_KNN]))
+        limit = evaluation.MAX_RESULTS - evaluation.TIE_MARGIN
+        if not 1 <= k <= limit:
+            raise CommandError(f"--k must be between 1 and {limit}")
+        try:
+            judged = evaluation.load_queries(Path(queries).expanduser())
+        except evaluation.QueryFileError as exc:
+            raise CommandError(str(exc)) from None
+        selected = [q for q in judged if split is None or q.split == split]
+        if not selected:
+            splits = sorted({q.split for q in judged if q.split})
+            raise CommandError(f"no queries with split {split!r} in {queries} (splits: {', '.join(splits) or 'none'})")
+        status = services.index_status()
+        if not status["indexed"]:
+            raise CommandError(f"no products are indexed for {status['model_id']}; run mmsearch_reindex first")
+        if status["missing"]:
+            self.stderr.write(f"warning: {status['missing']} of {status['products']} products are not indexed")
+        total = len(selected) * len(chosen)
+        with tqdm(total=total, unit="search", desc="Evaluating", file=getattr(self.stderr, "_out", None),
+                  disable=options.get("verbosity", 1) == 0) as bar:
+            results = evaluation.run_evaluation(selected, chosen, k=k, split=None, progress=bar.update)
+        results["split"] = split
+        results["queries_file"] = str(Path(queries).resolve())
+        self.stdout.write(evaluation.format_table(results))
+        if json_out:
+            out = Path(json_out).expanduser()
+            try:
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+            except OSError as exc:
+                raise CommandError(f"cannot write {out}: {exc}") from exc
+            self.stdout.write(f"wrote {out}")

@@ -34,8 +34,6 @@ TIE_MARGIN = 40
 MAX_RESULTS = 100
 #: reference "method": encode the query and run one HNSW query (text vector or photo features)
 PLAIN_KNN = "plain-knn"
-#: methods that read only the query's words, so a photo-only query does not apply to them
-WORDS_ONLY_METHODS = frozenset({"text", "lexical"})
 
 
 class QueryFileError(ValueError):
@@ -313,7 +311,8 @@ def run_evaluation(
 
     Methods run interleaved (query by query) so that latency drift hits all alike;
     each (method, kind) gets one untimed warm-up search first. A method that rejects
-    a kind (``SearchError``) or only reads words (for photo queries) is skipped for it.
+    a kind of query (``SearchError``, e.g. a words-only method given a photo) is
+    skipped for that kind.
 
     Args:
         queries: judged queries (``load_queries``).
@@ -341,8 +340,6 @@ def run_evaluation(
             cell = cells[(method, kind)]
             if first is None:
                 cell.skipped = "no queries"
-            elif kind == "image" and method in WORDS_ONLY_METHODS:
-                cell.skipped = "reads words only"
             else:
                 try:
                     searcher.run(first, method)  # warm-up: loads models, fills caches

@@ -85,3 +85,11 @@ def test_html_search_page_empty_query_is_a_friendly_error(client, catalogue):
     response = client.post("/search/", {"q": ""})
     assert response.status_code == 400
     assert "Type what you are looking for" in response.content.decode()
+
+
+def test_product_page_shows_similar_products(client, indexed):
+    products = [ProductFactory(sku=f"JKT-{i}", title=f"blue denim jacket {i}", photos=["blue"]) for i in range(3)]
+    indexed(*products)
+    html = client.get("/products/JKT-0/").content.decode()
+    assert "Similar products" in html
+    assert "/products/JKT-1/" in html and "/products/JKT-2/" in html

@@ -11,6 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from multimodal_search import evaluation, services
+from multimodal_search.searching import TEXT_ONLY_METHODS
 from multimodal_search.evaluation import (
     QueryFileError,
     fair_ranking,
@@ -152,7 +153,7 @@ def test_command_reports_every_method_and_kind(indexed, tmp_path, capsys):
     for method, kinds in results["methods"].items():
         assert kinds["text"]["n"] == 1 and 0 <= kinds["text"]["ndcg"] <= 1
         assert kinds["text"]["p50_ms"] > 0
-        if method in evaluation.WORDS_ONLY_METHODS:
+        if method in TEXT_ONLY_METHODS:
             assert kinds["image"]["skipped"]
         else:
             assert kinds["image"]["n"] == 1

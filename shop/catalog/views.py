@@ -8,6 +8,8 @@ from django.db.models import Count, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
+from multimodal_search import services
+
 from shop.catalog.models import PATH_SEPARATOR, Category, Product
 
 PAGE_SIZE = 24
@@ -69,6 +71,7 @@ def product_detail(request: HttpRequest, sku: str) -> HttpResponse:
             "sizes": [s.strip() for s in product.sizes.split(",") if s.strip()],
             "breadcrumbs": _breadcrumbs(product.category),
             "category_tree": category_tree(),
+            "similar": [hit.as_dict() for hit in services.similar_products(product, k=8)],
         },
     )
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.utils.html import format_html
 
+from multimodal_search.admin import reindex_selected
 from shop.catalog.models import Category, Product, ProductImage
 
 
@@ -38,6 +39,7 @@ class ProductAdmin(admin.ModelAdmin):
     autocomplete_fields = ["category"]
     readonly_fields = ["created_at", "updated_at"]
     inlines = [ProductImageInline]
+    actions = [reindex_selected]
     fieldsets = [
         (None, {"fields": ["sku", "parent_sku", "title", "price", "active"]}),
         ("Classification", {"fields": ["category", "color", "gender", "material", "sizes"]}),

@@ -1,0 +1,44 @@
+"""Admin: index health, the query tester and the re-index action."""
+from __future__ import annotations
+
+from unittest import mock
+
+import pytest
+
+from tests.factories import ProductFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def indexed_catalogue(indexed):
+    products = [ProductFactory(sku="HAT-1", title="wool winter hat", photos=["red"]),
+                ProductFactory(sku="CAP-1", title="baseball cap", photos=["blue"])]
+    indexed(*products)
+    return products
+
+
+def test_index_health_on_the_vectors_changelist(admin_client, indexed_catalogue):
+    html = admin_client.get("/admin/multimodal_search/productembedding/").content.decode()
+    assert "Index health" in html and "2 of 2 searchable products indexed" in html
+
+
+def test_try_a_search_shows_signals_and_explanations(admin_client, indexed_catalogue):
+    response = admin_client.get("/admin/multimodal_search/productembedding/try/", {"q": "winter hat", "method": "decision"})
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.index("HAT-1") < html.index("CAP-1")
+    assert "lexical" in html
+    bad = admin_client.get("/admin/multimodal_search/productembedding/try/", {"q": "hat", "method": "nope"})
+    assert "Unknown method" in bad.content.decode()
+
+
+def test_reindex_action_enqueues_and_reports(admin_client, indexed_catalogue):
+    with mock.patch("multimodal_search.tasks.index_products_task.apply_async") as apply_async:
+        response = admin_client.post(
+            "/admin/catalog/product/",
+            {"action": "reindex_selected", "_selected_action": [p.pk for p in indexed_catalogue]},
+            follow=True,
+        )
+    assert apply_async.call_count == 1
+    assert "Queued 2 product(s)" in response.content.decode()

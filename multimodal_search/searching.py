@@ -8,14 +8,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from multimodal_search import colour, fusion
+from multimodal_search import colour, fusion, reranking
 from multimodal_search.adapters import get_adapter
 from multimodal_search.backends import pgvector as backend
 from multimodal_search.conf import search_settings
 from multimodal_search.encoders import get_encoder
 from multimodal_search.signals import search_performed
 
-METHODS = ("feature", "embedding", "decision", "text", "image", "lexical")
+METHODS = ("feature", "embedding", "decision", "rerank", "text", "image", "lexical")
 # methods that rank by the query's words alone
 TEXT_ONLY_METHODS = ("text", "lexical")
 
@@ -59,6 +59,11 @@ class _Query:
 
 
 def _weights(query: _Query, method: str, fusion_settings: dict) -> dict[str, float]:
+    if method == "rerank" and query.text_vector is not None and query.image_features is None:
+        names = ["text", "image", "lexical"] + (["colour"] if query.colours else [])
+        return {name: 1.0 for name in names}
+    if method == "rerank":  # the re-ranker is trained for text queries; photo queries use feature fusion
+        method = "feature"
     weights = _base_weights(query, method, float(fusion_settings["TEXT_WEIGHT"]))
     if query.colours and method in ("feature", "decision"):
         weights["colour"] = 1.0 if method == "decision" else float(fusion_settings["COLOUR_WEIGHT"])
@@ -119,6 +124,15 @@ def _candidates(query: _Query, names: set[str], model_id: str, limit: int, categ
     return rankings
 
 
+def collect_signals(
+    query: _Query, names: set[str], model_id: str, candidates: int, categories: list[str]
+) -> tuple[list[str], dict[str, dict[str, float]]]:
+    """Candidate products from every index the signals read, and each signal's value for them."""
+    rankings = _candidates(query, names, model_id, candidates, categories, int(search_settings.HNSW_EF_SEARCH))
+    pool = list(dict.fromkeys(pk for ranking in rankings.values() for pk in ranking))
+    return pool, _signals(query, pool, model_id, names)
+
+
 def encode_query(text: str | None, image: Image.Image | None) -> _Query:
     encoder = get_encoder()
     text = (text or "").strip() or None
@@ -172,10 +186,14 @@ def search_products(
     categories = [category] if category else []
     weights = _weights(query, method, fusion_settings)
     candidates = max(int(fusion_settings["CANDIDATES"]), k)
-    rankings = _candidates(query, set(weights), model_id, candidates, categories, int(search_settings.HNSW_EF_SEARCH))
-    pool = list(dict.fromkeys(pk for ranking in rankings.values() for pk in ranking))
-    signals = _signals(query, pool, model_id, set(weights))
-    if method == "decision":
+    pool, signals = collect_signals(query, set(weights), model_id, candidates, categories)
+    reranker = reranking.get_reranker() if method == "rerank" and "visual" not in weights else None
+    if method == "rerank" and reranker is None:
+        method = "feature"  # nothing trained yet (or a photo query): fall back to feature-level fusion
+        weights = _weights(query, method, fusion_settings)
+    if reranker is not None:
+        scores, explained, weights = reranker.score(pool, signals)
+    elif method == "decision":
         ranked_lists = {name: fusion.rank(values) for name, values in signals.items() if name in weights}
         if "lexical" in ranked_lists:  # products without a matching term are not in the lexical ranking
             ranked_lists["lexical"] = [pk for pk in ranked_lists["lexical"] if signals["lexical"][pk] > 0]
@@ -190,7 +208,7 @@ def search_products(
         scores = fusion.weighted_scores(signals, weights)
     if method == "lexical":
         scores = {pk: value for pk, value in scores.items() if value > 0}
-    if method != "decision":
+    if method not in ("decision", "rerank"):
         explained = signals
     order = fusion.rank(scores)[:k]
     products = {str(p.pk): p for p in get_adapter().get_queryset().filter(pk__in=order)}

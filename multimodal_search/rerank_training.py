@@ -1,0 +1,88 @@
+"""Trains the learned relevance layer (see reranking.py) on the indexed catalogue."""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Collection
+
+import numpy as np
+
+from multimodal_search import reranking
+from multimodal_search.adapters import get_adapter
+from multimodal_search.conf import search_settings
+from multimodal_search.encoders import get_encoder
+from multimodal_search.models import ProductEmbedding
+
+
+class TrainingError(ValueError):
+    """Nothing to train on (reported as one readable line by commands)."""
+
+
+def train_reranker(
+    *,
+    holdout: Collection[str] = (),
+    max_queries: int = 400,
+    seed: int = 13,
+    progress: Callable[[int], Any] | None = None,
+) -> dict[str, Any]:
+    """Fit the re-ranker on pseudo-queries made from the catalogue's non-held-out products.
+
+    Needs the catalogue indexed with the current encoder (vectors and colour profiles).
+
+    Args:
+        holdout: product identifiers (sku or group/parent sku) never used to make queries.
+        max_queries: cap on pseudo-queries.
+        seed: makes query sampling reproducible.
+        progress: called with 1 after each pseudo-query.
+
+    Returns:
+        summary: version, queries, pairs, positives, weights by feature, seconds, path.
+    """
+    from multimodal_search.searching import collect_signals, encode_query
+
+    started = time.perf_counter()
+    adapter = get_adapter()
+    model_id = get_encoder().model_id
+    rows = {pk: fields for pk, fields in ProductEmbedding.objects.filter(model_id=model_id).values_list("product_pk", "fields")}
+    if not rows:
+        raise TrainingError("no indexed products for the current encoder; run mmsearch_reindex first")
+    held = set(holdout)
+    titles: dict[str, str] = {}
+    seeds = []
+    for product in adapter.get_queryset().filter(pk__in=list(rows)):
+        pk = str(product.pk)
+        fields = rows[pk]
+        title = str(fields.get("title") or adapter.to_result(product).get("title") or product)
+        titles[pk] = title
+        identifiers = {adapter.to_result(product).get("sku"), fields.get("group")}
+        if not identifiers & held:
+            seeds.append((pk, title, fields.get("colours", {})))
+    if not seeds:
+        raise TrainingError("every indexed product is held out; nothing to train on")
+    colours = {pk: fields.get("colours", {}) for pk, fields in rows.items()}
+    candidates = int(search_settings.FUSION["CANDIDATES"])
+
+    def collect(text: str):
+        query = encode_query(text, None)
+        names = {"text", "image", "lexical"} | ({"colour"} if query.colours else set())
+        return collect_signals(query, names, model_id, candidates, [])
+
+    x, y, queries = reranking.build_training_set(
+        seeds, collect, titles, colours, max_queries=max_queries, seed=seed, progress=progress
+    )
+    if queries == 0:
+        raise TrainingError("could not build pseudo-queries from product titles")
+    weights, bias, mean, scale = reranking.fit_logistic(x, y)
+    version = reranking.new_version()
+    model = reranking.Reranker(
+        weights=weights, bias=bias, mean=mean, scale=scale, version=version,
+        meta={"encoder": model_id, "queries": queries, "pairs": int(len(y)), "positives": int(y.sum()),
+              "held_out": len(held), "seed": seed},
+    )
+    path = reranking.save_reranker(model)
+    accuracy = float(((model.decision(x) > 0) == (y > 0)).mean())
+    return {
+        "version": version, "queries": queries, "pairs": int(len(y)), "positives": int(y.sum()),
+        "train_accuracy": round(accuracy, 3), "seconds": round(time.perf_counter() - started, 1),
+        "weights": {f: round(float(w), 3) for f, w in zip(reranking.FEATURES, weights)}, "path": str(path),
+        "feature_mean": np.round(mean, 3).tolist(),
+    }

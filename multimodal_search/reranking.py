@@ -1,0 +1,247 @@
+"""The learned relevance layer: a logistic layer over fused (query, product) features.
+
+Features are the per-modality signals of a candidate (text, photo-in-text-space,
+keywords, colour), plus each one standardised within the query's candidate
+pool, so the layer learns how much each modality should count and how sharp
+a lead must be to matter. It re-scores the candidates of text queries.
+
+It is trained by ``mmsearch_train`` without any evaluation query: pseudo-queries
+are built from the catalogue itself (a product's head noun from its title, plus
+the colour its photos show), and a candidate counts as relevant when its title
+has that noun and its photos show that colour. Being linear, each score splits
+exactly into per-modality shares for explanations.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+SIGNALS = ("text", "image", "lexical", "colour")
+FEATURES = (
+    "text", "image", "lexical", "colour",
+    "text_z", "image_z", "lexical_z", "colour_z",
+    "text_top", "image_top",
+)
+GROUPS = {
+    "text": "text", "text_z": "text", "text_top": "text",
+    "image": "image", "image_z": "image", "image_top": "image",
+    "lexical": "lexical", "lexical_z": "lexical",
+    "colour": "colour", "colour_z": "colour",
+}
+FILENAME = "reranker.json"
+_STOP = {"and", "with", "the", "for", "from", "set", "pack", "kit", "size", "cm", "foot", "oz"}
+_WORD = re.compile(r"[a-z]+")
+
+
+def feature_matrix(pool: list[str], signals: Mapping[str, Mapping[str, float]]) -> np.ndarray:
+    """Features (len(pool), len(FEATURES)) of each candidate; absent signals are 0."""
+    columns: dict[str, np.ndarray] = {}
+    for name in SIGNALS:
+        values = signals.get(name, {})
+        raw = np.array([values.get(pk, 0.0) for pk in pool], dtype=np.float64)
+        if name == "lexical" and raw.max(initial=0) > 0:
+            raw = raw / raw.max()
+        columns[name] = raw
+        std = raw.std()
+        columns[f"{name}_z"] = (raw - raw.mean()) / std if std > 1e-9 else np.zeros_like(raw)
+    for name in ("text", "image"):
+        raw = columns[name]
+        columns[f"{name}_top"] = raw - raw.max(initial=0) if len(raw) else raw
+    return np.stack([columns[f] for f in FEATURES], axis=1) if pool else np.zeros((0, len(FEATURES)))
+
+
+@dataclass
+class Reranker:
+    weights: np.ndarray
+    bias: float
+    mean: np.ndarray
+    scale: np.ndarray
+    version: str
+    meta: dict[str, Any]
+
+    def decision(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self.mean) / self.scale) @ self.weights + self.bias
+
+    def score(
+        self, pool: list[str], signals: Mapping[str, Mapping[str, float]]
+    ) -> tuple[dict[str, float], dict[str, dict[str, float]], dict[str, float]]:
+        """Relevance of each candidate and, for explanations, each modality's part of it.
+
+        Returns:
+            (scores, parts by modality, unit weights by modality)
+        """
+        x = feature_matrix(pool, signals)
+        logits = self.decision(x)
+        probability = 1 / (1 + np.exp(-logits))
+        terms = ((x - self.mean) / self.scale) * self.weights
+        parts: dict[str, dict[str, float]] = {}
+        for column, feature in enumerate(FEATURES):
+            group = GROUPS[feature]
+            if group not in signals:
+                continue
+            bucket = parts.setdefault(group, {})
+            for row, pk in enumerate(pool):
+                bucket[pk] = bucket.get(pk, 0.0) + float(terms[row, column])
+        scores = {pk: float(probability[row]) for row, pk in enumerate(pool)}
+        return scores, parts, {group: 1.0 for group in parts}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version, "features": list(FEATURES), "weights": self.weights.tolist(),
+            "bias": self.bias, "mean": self.mean.tolist(), "scale": self.scale.tolist(), "meta": self.meta,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Reranker":
+        if list(data.get("features", [])) != list(FEATURES):
+            raise ValueError("re-ranker was trained on other features; run mmsearch_train again")
+        return cls(
+            weights=np.asarray(data["weights"], dtype=np.float64), bias=float(data["bias"]),
+            mean=np.asarray(data["mean"], dtype=np.float64), scale=np.asarray(data["scale"], dtype=np.float64),
+            version=str(data["version"]), meta=dict(data.get("meta", {})),
+        )
+
+
+def reranker_path() -> Path:
+    from multimodal_search.conf import search_settings
+
+    return Path(search_settings.MODEL_DIR) / FILENAME
+
+
+_cache: dict[str, tuple[float, Reranker | None]] = {}
+_lock = threading.Lock()
+
+
+def get_reranker() -> Reranker | None:
+    """The trained re-ranker (reloaded when its file changes), or None."""
+    path = reranker_path()
+    try:
+        mtime = os.stat(path).st_mtime
+    except OSError:
+        return None
+    with _lock:
+        cached = _cache.get(str(path))
+        if cached and cached[0] == mtime:
+            return cached[1]
+        try:
+            model: Reranker | None = Reranker.from_json(json.loads(path.read_text()))
+        except (ValueError, KeyError, json.JSONDecodeError) as exc:
+            logger.warning("ignoring re-ranker %s: %s", path, exc)
+            model = None
+        _cache[str(path)] = (mtime, model)
+        return model
+
+
+# --------------------------------------------------------------------- training
+
+
+def head_noun(title: str) -> str | None:
+    """The last content word of a product title ("Chaz Kangeroo Hoodie" -> "hoodie")."""
+    words = [w for w in _WORD.findall(title.lower()) if len(w) > 2 and w not in _STOP]
+    return words[-1] if words else None
+
+
+def _stem(word: str) -> str:
+    return word[:-1] if word.endswith("s") and not word.endswith("ss") else word
+
+
+def _has_word(title: str, noun: str) -> bool:
+    target = _stem(noun)
+    return any(_stem(w) == target for w in _WORD.findall(title.lower()))
+
+
+def _top_colour(profile: Mapping[str, float]) -> str | None:
+    return max(profile, key=profile.get) if profile else None
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, epochs: int = 400, lr: float = 0.5) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """Class-balanced logistic regression by full-batch gradient descent on standardised features."""
+    mean = x.mean(axis=0)
+    scale = np.where(x.std(axis=0) > 1e-9, x.std(axis=0), 1.0)
+    z = (x - mean) / scale
+    positives = max(y.sum(), 1.0)
+    negatives = max(len(y) - y.sum(), 1.0)
+    sample_weight = np.where(y > 0, 0.5 / positives, 0.5 / negatives)
+    weights = np.zeros(z.shape[1])
+    bias = 0.0
+    for _ in range(epochs):
+        p = 1 / (1 + np.exp(-(z @ weights + bias)))
+        error = (p - y) * sample_weight
+        weights -= lr * (z.T @ error + l2 * weights)
+        bias -= lr * error.sum()
+    return weights, float(bias), mean, scale
+
+
+def build_training_set(
+    products: Iterable[tuple[str, str, Mapping[str, float]]],
+    collect: Callable[[str], tuple[list[str], dict[str, dict[str, float]]]],
+    titles: Mapping[str, str],
+    colours: Mapping[str, Mapping[str, float]],
+    *,
+    max_queries: int = 400,
+    seed: int = 13,
+    progress: Callable[[int], Any] | None = None,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Pseudo-queries from training products -> (features, labels, queries used).
+
+    Args:
+        products: (pk, title, colour profile) of the products queries may be made from.
+        collect: runs the first search stage for a query text -> (pool, signals).
+        titles / colours: every indexed product's title and colour profile (for labels).
+    """
+    rng = random.Random(seed)
+    seeds = list(products)
+    rng.shuffle(seeds)
+    queries: dict[str, tuple[str, str | None]] = {}
+    for _pk, title, profile in seeds:
+        noun = head_noun(title)
+        if not noun:
+            continue
+        top = _top_colour(profile) if rng.random() < 0.6 else None
+        text = f"{top} {noun}" if top else noun
+        queries.setdefault(text, (noun, top))
+        if len(queries) >= max_queries:
+            break
+    rows, labels = [], []
+    for text, (noun, wanted) in queries.items():
+        pool, signals = collect(text)
+        if progress:
+            progress(1)
+        if not pool:
+            continue
+        y = np.array([
+            float(_has_word(titles.get(pk, ""), noun) and (wanted is None or colours.get(pk, {}).get(wanted, 0) >= 0.25))
+            for pk in pool
+        ])
+        if y.sum() == 0 or y.sum() == len(y):
+            continue
+        rows.append(feature_matrix(pool, signals))
+        labels.append(y)
+    if not rows:
+        return np.zeros((0, len(FEATURES))), np.zeros(0), 0
+    return np.concatenate(rows), np.concatenate(labels), len(rows)
+
+
+def save_reranker(model: Reranker, path: Path | None = None) -> Path:
+    path = path or reranker_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(model.to_json(), indent=1))
+    os.replace(tmp, path)
+    return path
+
+
+def new_version() -> str:
+    return time.strftime("%Y%m%d%H%M%S")

@@ -1,0 +1,69 @@
+"""The learned relevance layer: features, training on pseudo-queries, re-ranking, explanations."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from multimodal_search import reranking, services
+from multimodal_search.rerank_training import TrainingError, train_reranker
+from tests.factories import ProductFactory
+
+
+def test_feature_matrix_standardises_within_the_pool():
+    pool = ["a", "b", "c"]
+    x = reranking.feature_matrix(pool, {"text": {"a": 0.9, "b": 0.5, "c": 0.1}, "lexical": {"a": 0.2}})
+    column = dict(zip(reranking.FEATURES, x.T))
+    assert column["text_z"].mean() == pytest.approx(0)
+    assert column["lexical"].tolist() == [1.0, 0.0, 0.0]
+    assert column["text_top"].tolist() == pytest.approx([0.0, -0.4, -0.8])
+    assert not column["colour"].any()
+
+
+def test_logistic_fit_learns_the_informative_feature():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 3))
+    y = (x[:, 1] > 0).astype(float)
+    weights, bias, mean, scale = reranking.fit_logistic(x, y)
+    assert abs(weights[1]) > 5 * max(abs(weights[0]), abs(weights[2]))
+
+
+def test_head_noun():
+    assert reranking.head_noun("Chaz Kangeroo Hoodie") == "hoodie"
+    assert reranking.head_noun("Sprite Yoga Strap 6 foot") == "strap"
+    assert reranking.head_noun("!!") is None
+
+
+@pytest.fixture
+def model_dir(settings, tmp_path):
+    settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "MODEL_DIR": str(tmp_path)}
+    return tmp_path
+
+
+@pytest.mark.django_db
+def test_train_and_rerank_with_explanations(indexed, model_dir):
+    specs = [("red", "Alpha Hoodie"), ("blue", "Beta Hoodie"), ("red", "Gamma Backpack"), ("green", "Delta Backpack"),
+             ("blue", "Epsilon Jacket"), ("yellow", "Zeta Jacket"), ("black", "Eta Watch"), ("white", "Theta Watch")]
+    products = [ProductFactory(title=title, photos=[colour]) for colour, title in specs]
+    indexed(*products)
+    assert services.search_products("hoodie", method="rerank").method == "feature"  # nothing trained yet
+
+    summary = train_reranker(max_queries=50)
+    assert summary["queries"] > 0 and summary["pairs"] > summary["positives"] > 0
+    assert (model_dir / reranking.FILENAME).exists()
+
+    response = services.search_products("red hoodie", k=3, method="rerank")
+    assert response.method == "rerank"
+    assert response.hits[0].product == products[0]
+    explanation = response.hits[0].explanation
+    assert set(explanation) == {"text", "image", "lexical", "colour"}
+    assert sum(explanation.values()) == pytest.approx(1, abs=1e-3)
+
+
+@pytest.mark.django_db
+def test_training_needs_an_index_and_respects_holdout(indexed, model_dir):
+    with pytest.raises(TrainingError):
+        train_reranker()
+    products = [ProductFactory(sku=f"S{i}", title=f"Item{i} Hoodie", photos=["red"]) for i in range(3)]
+    indexed(*products)
+    with pytest.raises(TrainingError, match="held out"):
+        train_reranker(holdout={"S0", "S1", "S2"})

@@ -52,6 +52,10 @@ class BaseProductAdapter:
         """The text the text encoder sees (title, description, attributes)."""
         raise NotImplementedError
 
+    def get_title(self, product: Any) -> str:
+        """The product's name alone: short queries match it better than the full text."""
+        return str(self.to_result(product).get("title") or product)
+
     def get_images(self, product: Any) -> list[ImageRef]:
         """The product's photos, main photo first."""
         raise NotImplementedError

@@ -33,7 +33,7 @@ class ProductEmbeddingAdmin(admin.ModelAdmin):
     list_filter = ["model_id"]
     search_fields = ["product_pk", "search_text"]
     readonly_fields = ["product_pk", "model_id", "content_hash", "image_count", "categories", "fields", "search_text", "updated_at"]
-    exclude = ["text_vector", "image_vector", "fused_vector"]
+    exclude = ["text_vector", "title_vector", "image_vector", "fused_vector"]
     change_list_template = "admin/multimodal_search/productembedding/change_list.html"
 
     def has_add_permission(self, request: HttpRequest) -> bool:

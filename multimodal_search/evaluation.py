@@ -395,10 +395,13 @@ def _cell_text(summary: Mapping[str, Any], name: str, kind: str) -> str:
 
 
 def best_method(results: Mapping[str, Any], kind: str) -> str | None:
-    """The method with the highest nDCG on ``kind`` (``PLAIN_KNN`` excluded)."""
-    scored = [(s["ndcg"], m) for m, kinds in results["methods"].items()
-              if m != PLAIN_KNN and (s := kinds[kind]).get("ndcg") is not None]
-    return max(scored)[1] if scored else None
+    """The method with the highest nDCG on ``kind`` (``PLAIN_KNN`` excluded; first listed wins ties)."""
+    best: tuple[float, str] | None = None
+    for method, kinds in results["methods"].items():
+        value = kinds[kind].get("ndcg")
+        if method != PLAIN_KNN and value is not None and (best is None or value > best[0]):
+            best = (value, method)
+    return best[1] if best else None
 
 
 def format_table(results: Mapping[str, Any]) -> str:
@@ -413,7 +416,10 @@ def format_table(results: Mapping[str, Any]) -> str:
             summary = kinds[kind]
             rows.append([method, kind] + [_cell_text(summary, name, kind) for name, _ in _COLUMNS])
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
-    fmt = lambda r: "  ".join(str(c).ljust(w) if i < 2 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+
+    def fmt(row: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+
     counts = ", ".join(f"{n} {kind}" for kind, n in results["counts"].items() if n)
     lines = [
         f"Relevance: {counts} queries (split {results['split'] or 'all'}, k={k}); "

@@ -38,6 +38,7 @@ class IndexReport:
 class _Prepared:
     pk: str
     text: str
+    title: str
     images: list[ImageRef]
     categories: list[str]
     fields: dict[str, Any]
@@ -62,14 +63,16 @@ def content_hash(model_id: str, text: str, images: list[ImageRef]) -> str:
 
 def _prepare(adapter: BaseProductAdapter, product: Any, model_id: str) -> _Prepared:
     text = adapter.get_text(product)
+    title = adapter.get_title(product)
     images = adapter.get_images(product)
     return _Prepared(
         pk=str(product.pk),
         text=text,
+        title=title,
         images=images,
         categories=adapter.get_categories(product),
         fields=adapter.get_fields(product),
-        content_hash=content_hash(model_id, text, images),
+        content_hash=content_hash(model_id, f"{title}\0{text}", images),
     )
 
 
@@ -90,6 +93,7 @@ def _load_images(items: list[_Prepared], report: IndexReport) -> tuple[list, lis
 def _encode_and_store(items: list[_Prepared], encoder: BaseEncoder, report: IndexReport) -> None:
     text_weight = float(search_settings.FUSION["TEXT_WEIGHT"])
     text_vectors = encoder.encode_text([item.text for item in items])
+    title_vectors = encoder.encode_text([item.title for item in items])
     pil_images, owners = _load_images(items, report)
     palettes = [colour.colour_distribution(image) for image in pil_images]
     if pil_images:
@@ -116,6 +120,7 @@ def _encode_and_store(items: list[_Prepared], encoder: BaseEncoder, report: Inde
                 defaults={
                     "content_hash": item.content_hash,
                     "text_vector": text_vector,
+                    "title_vector": title_vectors[index],
                     "image_vector": image_vector,
                     "fused_vector": fusion.fuse_vectors(text_vector, image_vector, text_weight),
                     "image_count": len(rows),

@@ -22,6 +22,7 @@ class ProductEmbedding(models.Model):
     model_id = models.CharField(max_length=200)
     content_hash = models.CharField(max_length=64)
     text_vector = HalfVectorField()
+    title_vector = HalfVectorField(null=True, blank=True)
     image_vector = HalfVectorField(null=True, blank=True)
     fused_vector = HalfVectorField()
     image_count = models.PositiveIntegerField(default=0)

@@ -61,10 +61,13 @@ def train_reranker(
     colours = {pk: fields.get("colours", {}) for pk, fields in rows.items()}
     candidates = int(search_settings.FUSION["CANDIDATES"])
 
+    held_pks = {pk for pk in rows if pk not in {seed[0] for seed in seeds}}
+
     def collect(text: str):
         query = encode_query(text, None)
-        names = {"text", "image", "lexical"} | ({"colour"} if query.colours else set())
-        return collect_signals(query, names, model_id, candidates, [])
+        names = {"text", "title", "image", "lexical"} | ({"colour"} if query.colours else set())
+        pool, signals = collect_signals(query, names, model_id, candidates, [])
+        return [pk for pk in pool if pk not in held_pks], signals  # held-out products never seen
 
     x, y, queries = reranking.build_training_set(
         seeds, collect, titles, colours, max_queries=max_queries, seed=seed, progress=progress

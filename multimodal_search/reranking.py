@@ -28,14 +28,15 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-SIGNALS = ("text", "image", "lexical", "colour")
+SIGNALS = ("text", "title", "image", "lexical", "colour")
 FEATURES = (
-    "text", "image", "lexical", "colour",
-    "text_z", "image_z", "lexical_z", "colour_z",
-    "text_top", "image_top",
+    "text", "title", "image", "lexical", "colour",
+    "text_z", "title_z", "image_z", "lexical_z", "colour_z",
+    "text_top", "title_top", "image_top",
 )
 GROUPS = {
     "text": "text", "text_z": "text", "text_top": "text",
+    "title": "title", "title_z": "title", "title_top": "title",
     "image": "image", "image_z": "image", "image_top": "image",
     "lexical": "lexical", "lexical_z": "lexical",
     "colour": "colour", "colour_z": "colour",
@@ -56,7 +57,7 @@ def feature_matrix(pool: list[str], signals: Mapping[str, Mapping[str, float]]) 
         columns[name] = raw
         std = raw.std()
         columns[f"{name}_z"] = (raw - raw.mean()) / std if std > 1e-9 else np.zeros_like(raw)
-    for name in ("text", "image"):
+    for name in ("text", "title", "image"):
         raw = columns[name]
         columns[f"{name}_top"] = raw - raw.max(initial=0) if len(raw) else raw
     return np.stack([columns[f] for f in FEATURES], axis=1) if pool else np.zeros((0, len(FEATURES)))

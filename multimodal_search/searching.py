@@ -60,7 +60,7 @@ class _Query:
 
 def _weights(query: _Query, method: str, fusion_settings: dict) -> dict[str, float]:
     if method == "rerank" and query.text_vector is not None and query.image_features is None:
-        names = ["text", "image", "lexical"] + (["colour"] if query.colours else [])
+        names = ["text", "title", "image", "lexical"] + (["colour"] if query.colours else [])
         return {name: 1.0 for name in names}
     if method == "rerank":  # the re-ranker is trained for text queries; photo queries use feature fusion
         method = "feature"
@@ -80,19 +80,22 @@ def _base_weights(query: _Query, method: str, text_weight: float) -> dict[str, f
     if method == "image":
         return {"visual": 1.0} if has_image else {"image": 1.0}
     if method == "decision":
-        names = (["text", "image", "lexical"] if has_text else []) + (["visual"] if has_image else [])
+        names = (["text", "title", "image", "lexical"] if has_text else []) + (["visual"] if has_image else [])
         return {name: 1.0 for name in names}
+    words = {"text": 0.5 * text_weight, "title": 0.5 * text_weight, "image": 1 - text_weight}
     if has_text and has_image:
-        return {"visual": 0.5, "text": 0.5 * text_weight, "image": 0.5 * (1 - text_weight)}
+        return {"visual": 0.5, **{name: 0.5 * weight for name, weight in words.items()}}
     if has_image:
         return {"visual": 1.0}
-    return {"text": text_weight, "image": 1 - text_weight}
+    return words
 
 
 def _signals(query: _Query, pks: list[str], model_id: str, names: set[str]) -> dict[str, dict[str, float]]:
     signals: dict[str, dict[str, float]] = {}
     if query.text_vector is not None:
         signals["text"] = backend.product_similarities(pks, "text_vector", query.text_vector, model_id=model_id)
+        if "title" in names:
+            signals["title"] = backend.product_similarities(pks, "title_vector", query.text_vector, model_id=model_id)
         signals["image"] = backend.product_similarities(pks, "image_vector", query.text_vector, model_id=model_id)
         if "lexical" in names:
             signals["lexical"] = backend.lexical_scores(pks, query.text or "", model_id=model_id)
@@ -111,7 +114,7 @@ def _candidates(query: _Query, names: set[str], model_id: str, limit: int, categ
     rankings: dict[str, list[str]] = {}
     kwargs = {"model_id": model_id, "limit": limit, "categories": categories, "ef_search": ef}
     if query.text_vector is not None:
-        columns = {"fused": "fused_vector", "text": "text_vector", "image": "image_vector"}
+        columns = {"fused": "fused_vector", "text": "text_vector", "title": "title_vector", "image": "image_vector"}
         for name, column in columns.items():
             if name in names or name == "fused":
                 rankings[name] = [pk for pk, _ in backend.nearest_products(column, query.text_vector, **kwargs)]

@@ -73,7 +73,7 @@ def test_text_and_photo_together(indexed, pil_photo):
     indexed(a, b, c)
     hits = services.search_products("tote bag", pil_photo("blue"), k=3).hits
     assert hits[0].product == b
-    assert set(hits[0].explanation) == {"visual", "text", "image"}
+    assert set(hits[0].explanation) == {"visual", "text", "title", "image"}
     assert abs(sum(hits[0].explanation.values()) - 1) < 1e-3
 
 
@@ -129,4 +129,4 @@ def test_decision_fusion_explains_by_rank_contributions(indexed):
     indexed(*products)
     hit = services.search_products("wool scarf", k=1, method="decision").hits[0]
     assert hit.product == products[0]
-    assert set(hit.explanation) == {"text", "image", "lexical"}
+    assert set(hit.explanation) == {"text", "title", "image", "lexical"}

@@ -16,7 +16,7 @@ from django.db import connection, transaction
 
 PRODUCT_TABLE = "multimodal_search_productembedding"
 IMAGE_TABLE = "multimodal_search_imageembedding"
-PRODUCT_COLUMNS = ("text_vector", "image_vector", "fused_vector")
+PRODUCT_COLUMNS = ("text_vector", "title_vector", "image_vector", "fused_vector")
 IMAGE_COLUMNS = ("feature_vector", "shared_vector")
 _SAFE_MODEL_ID = re.compile(r"^[A-Za-z0-9:._/+@=-]{1,200}$")
 _ensured: set[tuple[str, int, int]] = set()

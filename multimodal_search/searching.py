@@ -90,19 +90,24 @@ def _base_weights(query: _Query, method: str, text_weight: float) -> dict[str, f
     return words
 
 
+_TEXT_COLUMNS = {"text": "text_vector", "title": "title_vector", "image": "image_vector"}
+
+
 def _signals(query: _Query, pks: list[str], model_id: str, names: set[str]) -> dict[str, dict[str, float]]:
     signals: dict[str, dict[str, float]] = {}
+    fields: dict[str, dict] = {}
     if query.text_vector is not None:
-        signals["text"] = backend.product_similarities(pks, "text_vector", query.text_vector, model_id=model_id)
-        if "title" in names:
-            signals["title"] = backend.product_similarities(pks, "title_vector", query.text_vector, model_id=model_id)
-        signals["image"] = backend.product_similarities(pks, "image_vector", query.text_vector, model_id=model_id)
-        if "lexical" in names:
-            signals["lexical"] = backend.lexical_scores(pks, query.text or "", model_id=model_id)
+        columns = {name: column for name, column in _TEXT_COLUMNS.items() if name in names or name in ("text", "image")}
+        lexical = (query.text or "") if "lexical" in names else None
+        found, fields = backend.product_signals(
+            pks, columns, query.text_vector, model_id=model_id, lexical_text=lexical, with_fields="colour" in names
+        )
+        signals.update(found)
     if query.image_features is not None:
         signals["visual"] = backend.image_similarities(pks, "feature_vector", query.image_features, model_id=model_id)
     if "colour" in names:
-        fields = backend.product_fields(pks, model_id=model_id)
+        if not fields:
+            fields = backend.product_fields(pks, model_id=model_id)
         signals["colour"] = {
             pk: colour.colour_match(query.colours, fields.get(pk, {}).get("colours", {})) for pk in pks
         }
@@ -114,14 +119,9 @@ def _candidates(query: _Query, names: set[str], model_id: str, limit: int, categ
     rankings: dict[str, list[str]] = {}
     kwargs = {"model_id": model_id, "limit": limit, "categories": categories, "ef_search": ef}
     if query.text_vector is not None:
-        columns = {"fused": "fused_vector", "text": "text_vector", "title": "title_vector", "image": "image_vector"}
-        for name, column in columns.items():
-            if name in names or name == "fused":
-                rankings[name] = [pk for pk, _ in backend.nearest_products(column, query.text_vector, **kwargs)]
-        if "lexical" in names:
-            rankings["lexical"] = [
-                pk for pk, _ in backend.lexical_search(query.text or "", model_id=model_id, limit=limit, categories=categories)
-            ]
+        columns = {"fused": "fused_vector", **{n: c for n, c in _TEXT_COLUMNS.items() if n in names}}
+        lexical = (query.text or "") if "lexical" in names else None
+        rankings.update(backend.nearest_products_multi(columns, query.text_vector, lexical_text=lexical, **kwargs))
     if query.image_features is not None and "visual" in names:
         rankings["visual"] = [pk for pk, _ in backend.nearest_images("feature_vector", query.image_features, **kwargs)]
     return rankings

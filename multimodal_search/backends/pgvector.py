@@ -8,8 +8,9 @@ literals, so the planner can match the partial index).
 from __future__ import annotations
 
 import hashlib
+import json
 import re
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 from django.db import connection, transaction
@@ -236,3 +237,103 @@ def product_fields(product_pks: Iterable[str], *, model_id: str) -> dict[str, di
 
     rows = ProductEmbedding.objects.filter(model_id=model_id, product_pk__in=list(product_pks))
     return dict(rows.values_list("product_pk", "fields"))
+
+
+def nearest_products_multi(
+    columns: Mapping[str, str],
+    query: np.ndarray,
+    *,
+    model_id: str,
+    limit: int,
+    categories: Sequence[str] = (),
+    ef_search: int = 100,
+    lexical_text: str | None = None,
+) -> dict[str, list[str]]:
+    """Top products by several vector columns (and optionally full-text), in one round trip.
+
+    Args:
+        columns: ranking name -> product vector column.
+        lexical_text: also rank by full-text match of this text (ranking "lexical").
+
+    Returns:
+        ranking name -> product pks, best first.
+    """
+    check_model_id(model_id)
+    dims = int(np.asarray(query).size)
+    literal = to_literal(query)
+    category_sql = " AND categories @> %s::varchar[]" if categories else ""
+    branches, params = [], []
+    for name, column in columns.items():
+        if column not in PRODUCT_COLUMNS:
+            raise ValueError(column)
+        expr = f"({column}::halfvec({dims}))"
+        branches.append(
+            f"(SELECT '{name}' AS ranking, product_pk FROM {PRODUCT_TABLE} WHERE model_id = '{model_id}' "
+            f"AND {column} IS NOT NULL{category_sql} ORDER BY {expr} <=> %s::halfvec({dims}) LIMIT {int(limit)})"
+        )
+        params += ([list(categories)] if categories else []) + [literal]
+    if lexical_text:
+        branches.append(
+            f"(SELECT 'lexical' AS ranking, product_pk FROM {PRODUCT_TABLE}, (SELECT {_TSQUERY} AS query) q "
+            f"WHERE model_id = '{model_id}' AND {_TSVECTOR} @@ q.query{category_sql} "
+            f"ORDER BY ts_rank({_TSVECTOR}, q.query) DESC, product_pk LIMIT {int(limit)})"
+        )
+        params += [lexical_text] + ([list(categories)] if categories else [])
+    rankings: dict[str, list[str]] = {name: [] for name in columns}
+    if lexical_text:
+        rankings["lexical"] = []
+    if not branches:
+        return rankings
+    with transaction.atomic(), connection.cursor() as cursor:
+        _session_settings(cursor, min(1000, max(ef_search, limit)), bool(categories))
+        cursor.execute(" UNION ALL ".join(branches), params)
+        for name, pk in cursor.fetchall():
+            rankings[name].append(pk)
+    return rankings
+
+
+def product_signals(
+    product_pks: Iterable[str],
+    columns: Mapping[str, str],
+    query: np.ndarray,
+    *,
+    model_id: str,
+    lexical_text: str | None = None,
+    with_fields: bool = False,
+) -> tuple[dict[str, dict[str, float]], dict[str, dict]]:
+    """Exact similarities of ``query`` to several columns (and ts_rank, fields) in one query.
+
+    Returns:
+        (signal name -> {pk: value}, {pk: fields} when ``with_fields``)
+    """
+    pks = list(product_pks)
+    signals: dict[str, dict[str, float]] = {name: {} for name in columns}
+    if lexical_text:
+        signals["lexical"] = {}
+    if not pks:
+        return signals, {}
+    dims = int(np.asarray(query).size)
+    selects, params = [], []
+    for name, column in columns.items():
+        if column not in PRODUCT_COLUMNS:
+            raise ValueError(column)
+        selects.append(f"1 - (({column}::halfvec({dims})) <=> %s::halfvec({dims}))")
+        params.append(to_literal(query))
+    if lexical_text:
+        selects.append(f"ts_rank({_TSVECTOR}, {_TSQUERY})")
+        params.append(lexical_text)
+    selects.append("fields" if with_fields else "NULL")
+    sql = f"SELECT product_pk, {', '.join(selects)} FROM {PRODUCT_TABLE} WHERE model_id = %s AND product_pk = ANY(%s)"
+    names = list(columns) + (["lexical"] if lexical_text else [])
+    fields: dict[str, dict] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params + [model_id, pks])
+        for row in cursor.fetchall():
+            pk = row[0]
+            for name, value in zip(names, row[1:-1]):
+                if value is not None:
+                    signals[name][pk] = float(value)
+            if with_fields:
+                value = row[-1]
+                fields[pk] = json.loads(value) if isinstance(value, str) else (value or {})
+    return signals, fields

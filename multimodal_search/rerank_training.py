@@ -42,35 +42,41 @@ def train_reranker(
     started = time.perf_counter()
     adapter = get_adapter()
     model_id = get_encoder().model_id
-    rows = {pk: fields for pk, fields in ProductEmbedding.objects.filter(model_id=model_id).values_list("product_pk", "fields")}
+    rows = {
+        pk: (fields or {}, categories or [])
+        for pk, fields, categories in ProductEmbedding.objects.filter(model_id=model_id).values_list(
+            "product_pk", "fields", "categories"
+        )
+    }
     if not rows:
         raise TrainingError("no indexed products for the current encoder; run mmsearch_reindex first")
     held = set(holdout)
-    titles: dict[str, str] = {}
+    facts: dict[str, reranking.Facts] = {}
     seeds = []
     for product in adapter.get_queryset().filter(pk__in=list(rows)):
         pk = str(product.pk)
-        fields = rows[pk]
-        title = str(fields.get("title") or adapter.to_result(product).get("title") or product)
-        titles[pk] = title
-        identifiers = {adapter.to_result(product).get("sku"), fields.get("group")}
-        if not identifiers & held:
-            seeds.append((pk, title, fields.get("colours", {})))
+        fields, categories = rows[pk]
+        result = adapter.to_result(product)
+        if {result.get("sku"), fields.get("group")} & held:
+            continue  # held-out products are neither queried for nor seen as candidates
+        leaf = max(categories, key=len).split(">")[-1].strip() if categories else ""
+        facts[pk] = reranking.Facts(
+            title=str(fields.get("title") or result.get("title") or product),
+            colours=fields.get("colours", {}), color=str(fields.get("color") or ""),
+            gender=str(fields.get("gender") or ""), leaf=leaf,
+        )
+        seeds.append(pk)
     if not seeds:
         raise TrainingError("every indexed product is held out; nothing to train on")
-    colours = {pk: fields.get("colours", {}) for pk, fields in rows.items()}
     candidates = int(search_settings.FUSION["CANDIDATES"])
-
-    held_pks = {pk for pk in rows if pk not in {seed[0] for seed in seeds}}
 
     def collect(text: str):
         query = encode_query(text, None)
         names = {"text", "title", "image", "lexical"} | ({"colour"} if query.colours else set())
-        pool, signals = collect_signals(query, names, model_id, candidates, [])
-        return [pk for pk in pool if pk not in held_pks], signals  # held-out products never seen
+        return collect_signals(query, names, model_id, candidates, [])
 
     x, y, queries = reranking.build_training_set(
-        seeds, collect, titles, colours, max_queries=max_queries, seed=seed, progress=progress
+        seeds, facts, collect, max_queries=max_queries, seed=seed, progress=progress
     )
     if queries == 0:
         raise TrainingError("could not build pseudo-queries from product titles")

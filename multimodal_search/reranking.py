@@ -167,6 +167,61 @@ def _top_colour(profile: Mapping[str, float]) -> str | None:
     return max(profile, key=profile.get) if profile else None
 
 
+@dataclass
+class Facts:
+    """What the catalogue itself says about one product (used to label pseudo-queries)."""
+
+    title: str
+    colours: Mapping[str, float]
+    color: str = ""
+    gender: str = ""
+    leaf: str = ""
+
+    def noun_matches(self, noun: str) -> bool:
+        return _has_word(self.title, noun) or _has_word(self.leaf, noun)
+
+    def colour_matches(self, wanted: str) -> bool:
+        from multimodal_search.colour import colours_in_text
+
+        stated = colours_in_text(self.color)
+        if stated:
+            return wanted in stated
+        return self.colours.get(wanted, 0.0) >= 0.25
+
+    def gender_matches(self, gender: str) -> bool:
+        return self.gender.lower() == gender.lower()
+
+
+def pseudo_query(facts: Facts, rng: random.Random) -> tuple[str, dict[str, str]] | None:
+    """A shopper-like query from one product's facts: [gender] [colour] noun."""
+    from multimodal_search.colour import colours_in_text
+
+    leaf_noun = head_noun(facts.leaf) if facts.leaf else None
+    noun = leaf_noun if leaf_noun and rng.random() < 0.5 else head_noun(facts.title)
+    if not noun:
+        return None
+    asked: dict[str, str] = {"noun": noun}
+    words = [noun]
+    if rng.random() < 0.6:
+        stated = colours_in_text(facts.color)
+        wanted = stated[0] if stated else _top_colour(facts.colours)
+        if wanted:
+            asked["colour"] = wanted
+            words.insert(0, wanted)
+    if facts.gender and facts.gender.lower() in ("men", "women") and rng.random() < 0.4:
+        asked["gender"] = facts.gender
+        words.insert(0, f"{facts.gender.lower()}'s")
+    return " ".join(words), asked
+
+
+def is_relevant(facts: Facts, asked: Mapping[str, str]) -> bool:
+    return (
+        facts.noun_matches(asked["noun"])
+        and ("colour" not in asked or facts.colour_matches(asked["colour"]))
+        and ("gender" not in asked or facts.gender_matches(asked["gender"]))
+    )
+
+
 def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, epochs: int = 400, lr: float = 0.5) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
     """Class-balanced logistic regression by full-batch gradient descent on standardised features."""
     mean = x.mean(axis=0)
@@ -186,46 +241,43 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, epochs: int 
 
 
 def build_training_set(
-    products: Iterable[tuple[str, str, Mapping[str, float]]],
+    seeds: Iterable[str],
+    facts: Mapping[str, Facts],
     collect: Callable[[str], tuple[list[str], dict[str, dict[str, float]]]],
-    titles: Mapping[str, str],
-    colours: Mapping[str, Mapping[str, float]],
     *,
     max_queries: int = 400,
     seed: int = 13,
     progress: Callable[[int], Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Pseudo-queries from training products -> (features, labels, queries used).
+    """Pseudo-queries from seed products -> (features, labels, queries used).
 
     Args:
-        products: (pk, title, colour profile) of the products queries may be made from.
+        seeds: pks of the products queries may be made from.
+        facts: every candidate product's facts (for labels).
         collect: runs the first search stage for a query text -> (pool, signals).
-        titles / colours: every indexed product's title and colour profile (for labels).
     """
     rng = random.Random(seed)
-    seeds = list(products)
-    rng.shuffle(seeds)
-    queries: dict[str, tuple[str, str | None]] = {}
-    for _pk, title, profile in seeds:
-        noun = head_noun(title)
-        if not noun:
-            continue
-        top = _top_colour(profile) if rng.random() < 0.6 else None
-        text = f"{top} {noun}" if top else noun
-        queries.setdefault(text, (noun, top))
+    order = sorted(seeds)
+    rng.shuffle(order)
+    queries: dict[str, dict[str, str]] = {}
+    for _round in range(3):  # several phrasings per product until the cap
+        for pk in order:
+            made = pseudo_query(facts[pk], rng)
+            if made:
+                queries.setdefault(made[0], made[1])
+            if len(queries) >= max_queries:
+                break
         if len(queries) >= max_queries:
             break
     rows, labels = [], []
-    for text, (noun, wanted) in queries.items():
+    for text, asked in queries.items():
         pool, signals = collect(text)
         if progress:
             progress(1)
+        pool = [pk for pk in pool if pk in facts]
         if not pool:
             continue
-        y = np.array([
-            float(_has_word(titles.get(pk, ""), noun) and (wanted is None or colours.get(pk, {}).get(wanted, 0) >= 0.25))
-            for pk in pool
-        ])
+        y = np.array([float(is_relevant(facts[pk], asked)) for pk in pool])
         if y.sum() == 0 or y.sum() == len(y):
             continue
         rows.append(feature_matrix(pool, signals))

@@ -6,9 +6,9 @@
 #
 # 1. make_luma_eval writes the judged set (split, two catalogues, queries) to $EVAL_DIR.
 # 2. Per variant, in its own data folder (.data/eval/<variant>: its own embedded PostgreSQL
-#    and media, so the demo database is untouched): migrate, import the catalogue,
-#    train (when the project has mmsearch_train), index in-process, evaluate the
-#    held-out queries with every method.
+#    and media, so the demo database is untouched): migrate, import the catalogue, index
+#    in-process, train on the train split (when the project has mmsearch_train), evaluate
+#    the held-out queries with every method.
 # Results: bench/results/relevance-<variant>.json and .txt (the printed table).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,10 @@ CATALOG="${DEMO_CATALOG:-../shared/datasets/magento-luma}"
 EVAL_DIR="${EVAL_DIR:-.data/eval/luma}"
 SEED="${SEED:-13}"
 VARIANTS="${VARIANTS:-minimal full}"
+# --force re-encodes every product, so the numbers always come from the current code
+# (a content hash does not see changes in how vectors are made). FORCE=0 skips that.
+REINDEX_FLAGS="--sync"
+[ "${FORCE:-1}" = "1" ] && REINDEX_FLAGS="--sync --force"
 RESULTS=bench/results
 mkdir -p "$RESULTS" "$EVAL_DIR"
 
@@ -32,18 +36,22 @@ for variant in $VARIANTS; do
   $PY manage.py migrate --noinput -v 0
   MMSEARCH_AUTO_INDEX=0 $PY manage.py import_catalog "$EVAL_DIR/catalog_$variant.jsonl"
 
+  $PY manage.py mmsearch_reindex $REINDEX_FLAGS
+
+  # Training reads indexed vectors, so it runs after indexing; a second (incremental)
+  # reindex then picks up anything training changed (e.g. a new encoder model_id).
   if $PY manage.py help mmsearch_train >/dev/null 2>&1; then
     if $PY manage.py help mmsearch_train | grep -q -- "--exclude-skus-from"; then
-      echo "==> [$variant] training on train parents only (held-out SKUs excluded)"
+      echo "==> [$variant] training on train parents only (held-out SKUs from split.json excluded)"
       $PY manage.py mmsearch_train --exclude-skus-from "$EVAL_DIR/split.json"
+      $PY manage.py mmsearch_reindex --sync
     else
       echo "WARNING: mmsearch_train has no --exclude-skus-from; not training (held-out items would leak)" >&2
     fi
   else
-    echo "TODO: no mmsearch_train command yet; evaluating without trained heads"
+    echo "TODO: no mmsearch_train command yet; evaluating without trained models"
   fi
 
-  $PY manage.py mmsearch_reindex --sync
   $PY manage.py mmsearch_evaluate "$EVAL_DIR/queries.jsonl" --split heldout \
     --json "$RESULTS/relevance-$variant.json" | tee "$RESULTS/relevance-$variant.txt"
 done

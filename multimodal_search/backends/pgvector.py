@@ -195,7 +195,7 @@ def image_similarities(
 
 
 _TSQUERY = "replace(plainto_tsquery('english'::regconfig, %s)::text, '&', '|')::tsquery"
-_TSVECTOR = "to_tsvector('english'::regconfig, search_text)"
+_TSVECTOR = "search_vector"  # stored, generated from search_text (migration 0004)
 
 
 def lexical_search(

@@ -109,6 +109,11 @@ def colours_in_text(text: str) -> list[str]:
     return found
 
 
+def profile_overlap(distribution: np.ndarray, profile: Mapping[str, float]) -> float:
+    """Histogram intersection of a photo's colour distribution and a product's profile (0-1)."""
+    return float(sum(min(float(share), profile.get(name, 0.0)) for name, share in zip(NAMES, distribution)))
+
+
 def colour_match(query_colours: list[str], profile: Mapping[str, float]) -> float:
     """How much of the product shows the colours asked for (0 when none asked)."""
     if not query_colours:

@@ -56,6 +56,11 @@ class _Query:
     image_shared: np.ndarray | None
     image_features: np.ndarray | None
     colours: list[str] = field(default_factory=list)
+    photo_colours: np.ndarray | None = None
+
+
+def _wants_colour(query: _Query) -> bool:
+    return bool(query.colours) or query.photo_colours is not None
 
 
 def _weights(query: _Query, method: str, fusion_settings: dict) -> dict[str, float]:
@@ -67,6 +72,9 @@ def _weights(query: _Query, method: str, fusion_settings: dict) -> dict[str, flo
     weights = _base_weights(query, method, float(fusion_settings["TEXT_WEIGHT"]))
     if query.colours and method in ("feature", "decision"):
         weights["colour"] = 1.0 if method == "decision" else float(fusion_settings["COLOUR_WEIGHT"])
+    elif query.photo_colours is not None and method in ("feature", "decision"):
+        # colour variants share a shape: the photo's colours tell them apart
+        weights["colour"] = 1.0 if method == "decision" else float(fusion_settings["PHOTO_COLOUR_WEIGHT"])
     return weights
 
 
@@ -108,9 +116,14 @@ def _signals(query: _Query, pks: list[str], model_id: str, names: set[str]) -> d
     if "colour" in names:
         if not fields:
             fields = backend.product_fields(pks, model_id=model_id)
-        signals["colour"] = {
-            pk: colour.colour_match(query.colours, fields.get(pk, {}).get("colours", {})) for pk in pks
-        }
+        if query.colours:  # words win: "like this photo, but in red"
+            signals["colour"] = {
+                pk: colour.colour_match(query.colours, fields.get(pk, {}).get("colours", {})) for pk in pks
+            }
+        elif query.photo_colours is not None:
+            signals["colour"] = {
+                pk: colour.profile_overlap(query.photo_colours, fields.get(pk, {}).get("colours", {})) for pk in pks
+            }
     return signals
 
 
@@ -147,6 +160,7 @@ def encode_query(text: str | None, image: Image.Image | None) -> _Query:
     return _Query(
         text=text, text_vector=text_vector, image_shared=shared, image_features=features,
         colours=colour.colours_in_text(text or ""),
+        photo_colours=colour.colour_distribution(image) if image is not None else None,
     )
 
 

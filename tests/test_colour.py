@@ -48,3 +48,15 @@ def test_colour_in_query_prefers_products_that_show_it(indexed):
         assert "colour" in hits[0].explanation
     hits = services.search_products("blue sneaker", k=2).hits
     assert hits[0].product == blue
+
+
+@pytest.mark.django_db
+def test_photo_query_colour_separates_variants_and_words_override_it(indexed, pil_photo):
+    red = ProductFactory(title="canvas sneaker", photos=[("red", "circle")])
+    blue = ProductFactory(title="canvas sneaker", photos=[("blue", "circle")])
+    indexed(red, blue)
+    hits = services.search_products(image=pil_photo("red", "circle"), k=2).hits
+    assert hits[0].product == red and "colour" in hits[0].explanation
+    # "like this photo, but in blue"
+    hits = services.search_products("in blue", pil_photo("red", "circle"), k=2).hits
+    assert hits[0].product == blue

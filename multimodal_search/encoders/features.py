@@ -1,0 +1,110 @@
+"""Pixel-level photo descriptors that complement CNN features (numpy + PIL only).
+
+The CNN's pooled features say *what* a photo shows but barely which shade it
+is, so colour variants of one product look alike to it. ``colour_descriptor``
+adds a fine CIE Lab histogram of the product's own pixels (background and
+skin dropped, as in :mod:`multimodal_search.colour`): cosine similarity of two
+descriptors is the Bhattacharyya coefficient of the two colour distributions.
+No training and no catalogue statistics, so it works on any catalogue.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image
+
+from multimodal_search.colour import _skin, _srgb_to_lab
+
+THUMBNAIL = 96
+L_LEVELS = 8
+AB_LEVELS = 15
+AB_RANGE = 70.0
+BLUR_SIGMA = 3.0  # Lab units
+BACKGROUND_DISTANCE = 12.0  # Lab distance from the border colour
+
+
+def foreground_lab(image: Image.Image, size: int = THUMBNAIL) -> np.ndarray:
+    """Lab values of the product's pixels in a ``size`` x ``size`` thumbnail.
+
+    Pixels close to the border's median colour (the backdrop) are dropped, then
+    likely skin (a model wearing the product) unless that would leave less than
+    a quarter of the product. When almost everything matches the backdrop (a
+    white product on white) all pixels are kept.
+
+    Returns:
+        float32 array (n, 3) of L, a, b.
+    """
+    rgb = np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
+    pixels = rgb.reshape(-1, 3)
+    lab = _srgb_to_lab(pixels)
+    grid = lab.reshape(size, size, 3)
+    border = np.concatenate([grid[0], grid[-1], grid[:, 0], grid[:, -1]])
+    foreground = np.linalg.norm(lab - np.median(border, axis=0), axis=1) > BACKGROUND_DISTANCE
+    if foreground.mean() < 0.03:
+        foreground = np.ones(len(lab), dtype=bool)
+    without_skin = foreground & ~_skin(pixels)
+    if without_skin.sum() >= 0.25 * foreground.sum():
+        foreground = without_skin
+    return lab[foreground]
+
+
+def _grid() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    lo = np.array([0.0, -AB_RANGE, -AB_RANGE], dtype=np.float32)
+    levels = np.array([L_LEVELS, AB_LEVELS, AB_LEVELS])
+    step = (np.array([100.0, AB_RANGE, AB_RANGE], dtype=np.float32) - lo) / (levels - 1)
+    return lo, step, levels
+
+
+def _splat(lab: np.ndarray) -> np.ndarray:
+    """Trilinear (soft) histogram of Lab values on the full grid, unnormalised."""
+    lo, step, levels = _grid()
+    position = np.clip((lab - lo) / step, 0, levels - 1 - 1e-6)
+    base = np.floor(position).astype(np.int64)
+    frac = position - base
+    hist = np.zeros(int(np.prod(levels)), dtype=np.float64)
+    for corner in np.ndindex(2, 2, 2):
+        offset = np.array(corner)
+        index = np.minimum(base + offset, levels - 1)
+        weight = np.prod(np.where(offset == 1, frac, 1 - frac), axis=1)
+        flat = (index[:, 0] * levels[1] + index[:, 1]) * levels[2] + index[:, 2]
+        hist += np.bincount(flat, weights=weight, minlength=hist.size)
+    return hist.reshape(tuple(levels))
+
+
+def _blur_matrix(n: int, sigma_bins: float) -> np.ndarray:
+    i = np.arange(n, dtype=np.float64)
+    kernel = np.exp(-((i[:, None] - i[None]) ** 2) / (2 * sigma_bins**2))
+    return kernel / kernel.sum(axis=0, keepdims=True)
+
+
+@lru_cache(maxsize=1)
+def _gamut_bins() -> np.ndarray:
+    """Flat indices of the grid bins that some sRGB colour reaches."""
+    axis = np.arange(0, 256, 3, dtype=np.float32)
+    cube = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1).reshape(-1, 3)
+    return np.flatnonzero(_splat(_srgb_to_lab(cube)).ravel() > 0)
+
+
+def colour_dimensions() -> int:
+    """Length of ``colour_descriptor`` vectors."""
+    return int(_gamut_bins().size)
+
+
+def colour_descriptor(image: Image.Image) -> np.ndarray:
+    """Unit-norm square-rooted Lab histogram of the product's pixels.
+
+    Returns:
+        float32 array (colour_dimensions(),).
+    """
+    lab = foreground_lab(image)
+    _, step, levels = _grid()
+    hist = _splat(lab)
+    blur_l = _blur_matrix(int(levels[0]), BLUR_SIGMA / float(step[0]))
+    blur_ab = _blur_matrix(int(levels[1]), BLUR_SIGMA / float(step[1]))
+    hist = np.einsum("ij,jkl->ikl", blur_l, hist)
+    hist = np.einsum("ij,kjl->kil", blur_ab, hist)
+    hist = np.einsum("ij,klj->kli", blur_ab, hist)
+    vector = np.sqrt(np.maximum(hist.ravel()[_gamut_bins()], 0)).astype(np.float32)
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 0 else vector

@@ -72,7 +72,7 @@ def train_reranker(
 
     def collect(text: str):
         query = encode_query(text, None)
-        names = {"text", "title", "image", "lexical"} | ({"colour"} if query.colours else set())
+        names = {"text", "title", "image", "lexical", "neighbours"} | ({"colour"} if query.colours else set())
         return collect_signals(query, names, model_id, candidates, [])
 
     x, y, queries = reranking.build_training_set(

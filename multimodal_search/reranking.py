@@ -28,10 +28,10 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-SIGNALS = ("text", "title", "image", "lexical", "colour")
+SIGNALS = ("text", "title", "image", "lexical", "colour", "neighbours")
 FEATURES = (
-    "text", "title", "image", "lexical", "colour",
-    "text_z", "title_z", "image_z", "lexical_z", "colour_z",
+    "text", "title", "image", "lexical", "colour", "neighbours",
+    "text_z", "title_z", "image_z", "lexical_z", "colour_z", "neighbours_z",
     "text_top", "title_top", "image_top",
 )
 GROUPS = {
@@ -40,6 +40,7 @@ GROUPS = {
     "image": "image", "image_z": "image", "image_top": "image",
     "lexical": "lexical", "lexical_z": "lexical",
     "colour": "colour", "colour_z": "colour",
+    "neighbours": "neighbours", "neighbours_z": "neighbours",
 }
 FILENAME = "reranker.json"
 _STOP = {"and", "with", "the", "for", "from", "set", "pack", "kit", "size", "cm", "foot", "oz"}

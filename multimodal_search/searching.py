@@ -65,7 +65,7 @@ def _wants_colour(query: _Query) -> bool:
 
 def _weights(query: _Query, method: str, fusion_settings: dict) -> dict[str, float]:
     if method == "rerank" and query.text_vector is not None and query.image_features is None:
-        names = ["text", "title", "image", "lexical"] + (["colour"] if query.colours else [])
+        names = ["text", "title", "image", "lexical", "neighbours"] + (["colour"] if query.colours else [])
         return {name: 1.0 for name in names}
     if method == "rerank":  # the re-ranker is trained for text queries; photo queries use feature fusion
         method = "feature"
@@ -113,6 +113,8 @@ def _signals(query: _Query, pks: list[str], model_id: str, names: set[str]) -> d
         signals.update(found)
     if query.image_features is not None:
         signals["visual"] = backend.image_similarities(pks, "feature_vector", query.image_features, model_id=model_id)
+    if "neighbours" in names and query.text_vector is not None:
+        signals["neighbours"] = _neighbour_signal(pks, signals, model_id)
     if "colour" in names:
         if not fields:
             fields = backend.product_fields(pks, model_id=model_id)
@@ -125,6 +127,22 @@ def _signals(query: _Query, pks: list[str], model_id: str, names: set[str]) -> d
                 pk: colour.profile_overlap(query.photo_colours, fields.get(pk, {}).get("colours", {})) for pk in pks
             }
     return signals
+
+
+def _neighbour_signal(pks: list[str], signals: dict[str, dict[str, float]], model_id: str, top: int = 5) -> dict[str, float]:
+    """Pseudo-relevance feedback in photo space: how much each candidate looks like the best word matches.
+
+    Products of the kind asked for look alike, so this spreads the words' evidence to
+    products whose own text does not use the shopper's words.
+    """
+    lists = {name: fusion.rank(signals[name]) for name in ("text", "title", "lexical") if signals.get(name)}
+    if "lexical" in lists:
+        lists["lexical"] = [pk for pk in lists["lexical"] if signals["lexical"][pk] > 0]
+    leaders = fusion.rank(fusion.reciprocal_rank_fusion(lists))[:top]
+    centroid = backend.image_feature_centroid(leaders, model_id=model_id)
+    if centroid is None:
+        return {}
+    return backend.image_similarities(pks, "feature_vector", centroid, model_id=model_id)
 
 
 def _candidates(query: _Query, names: set[str], model_id: str, limit: int, categories: list[str], ef: int) -> dict[str, list[str]]:

@@ -55,7 +55,7 @@ def test_train_and_rerank_with_explanations(indexed, model_dir):
     assert response.method == "rerank"
     assert response.hits[0].product == products[0]
     explanation = response.hits[0].explanation
-    assert set(explanation) == {"text", "title", "image", "lexical", "colour"}
+    assert set(explanation) == {"text", "title", "image", "lexical", "colour", "neighbours"}
     assert sum(explanation.values()) == pytest.approx(1, abs=1e-3)
 
 

@@ -337,3 +337,20 @@ def product_signals(
                 value = row[-1]
                 fields[pk] = json.loads(value) if isinstance(value, str) else (value or {})
     return signals, fields
+
+
+def image_feature_centroid(product_pks: Iterable[str], *, model_id: str) -> np.ndarray | None:
+    """Unit mean of the visual features of all photos of the given products (None if none)."""
+    from multimodal_search.models import ImageEmbedding
+
+    vectors = [
+        as_array(v)
+        for v in ImageEmbedding.objects.filter(model_id=model_id, product_pk__in=list(product_pks)).values_list(
+            "feature_vector", flat=True
+        )
+    ]
+    if not vectors:
+        return None
+    mean = np.mean(vectors, axis=0)
+    norm = float(np.linalg.norm(mean))
+    return mean / norm if norm > 0 else None

@@ -61,7 +61,7 @@ DEFAULTS: dict[str, Any] = {
     "TORCH_THREADS": 1,
     "MODEL_DIR": ".data/models",
     "FUSION": {
-        "METHOD": "feature",
+        "METHOD": "rerank",
         "TEXT_WEIGHT": 0.5,
         "COLOUR_WEIGHT": 0.3,
         "PHOTO_COLOUR_WEIGHT": 0.2,

@@ -33,5 +33,8 @@ trap 'kill $WORKER_PID 2>/dev/null || true' EXIT INT TERM
 echo "==> Indexing through the worker"
 $PY manage.py mmsearch_reindex --missing
 
+echo "==> Training on the catalogue (photo->text head, re-ranker)"
+$PY manage.py mmsearch_train
+
 echo "==> Serving the store at http://$ADDR/  (admin: http://$ADDR/admin/ admin/admin; Ctrl-C stops)"
 $PY manage.py runserver "$ADDR" --noreload

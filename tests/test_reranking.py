@@ -67,3 +67,23 @@ def test_training_needs_an_index_and_respects_holdout(indexed, model_dir):
     indexed(*products)
     with pytest.raises(TrainingError, match="held out"):
         train_reranker(holdout={"S0", "S1", "S2"})
+
+
+@pytest.mark.django_db
+def test_mmsearch_train_command(indexed, model_dir, tmp_path):
+    import json
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    products = [ProductFactory(sku=f"T{i}", title=f"Item{i} {noun}", photos=[c])
+                for i, (noun, c) in enumerate([("Hoodie", "red"), ("Hoodie", "blue"), ("Backpack", "green"), ("Backpack", "black")])]
+    indexed(*products)
+    holdout = tmp_path / "split.json"
+    holdout.write_text(json.dumps({"parents": {"T0": "heldout", "T1": "train"}}))
+    call_command("mmsearch_train", "--skip-head", "--holdout", str(holdout), "--queries", "20")
+    assert (model_dir / reranking.FILENAME).exists()
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(CommandError, match="cannot read holdout"):
+        call_command("mmsearch_train", "--skip-head", "--holdout", str(bad))

@@ -41,12 +41,17 @@ for variant in $VARIANTS; do
   # Training reads indexed vectors, so it runs after indexing; a second (incremental)
   # reindex then picks up anything training changed (e.g. a new encoder model_id).
   if $PY manage.py help mmsearch_train >/dev/null 2>&1; then
-    if $PY manage.py help mmsearch_train | grep -q -- "--exclude-skus-from"; then
-      echo "==> [$variant] training on train parents only (held-out SKUs from split.json excluded)"
-      $PY manage.py mmsearch_train --exclude-skus-from "$EVAL_DIR/split.json"
-      $PY manage.py mmsearch_reindex --sync
+    TRAIN_HELP="$($PY manage.py help mmsearch_train 2>/dev/null)"
+    if grep -q -- "--holdout" <<<"$TRAIN_HELP"; then HOLDOUT_FLAG=--holdout
+    elif grep -q -- "--exclude-skus-from" <<<"$TRAIN_HELP"; then HOLDOUT_FLAG=--exclude-skus-from
+    else HOLDOUT_FLAG=""
+    fi
+    if [ -n "$HOLDOUT_FLAG" ]; then
+      echo "==> [$variant] training on train parents only ($HOLDOUT_FLAG $EVAL_DIR/split.json)"
+      $PY manage.py mmsearch_train "$HOLDOUT_FLAG" "$EVAL_DIR/split.json"
+      $PY manage.py mmsearch_reindex --sync --missing
     else
-      echo "WARNING: mmsearch_train has no --exclude-skus-from; not training (held-out items would leak)" >&2
+      echo "WARNING: mmsearch_train cannot hold products out; not training (held-out items would leak)" >&2
     fi
   else
     echo "TODO: no mmsearch_train command yet; evaluating without trained models"

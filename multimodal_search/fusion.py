@@ -54,6 +54,36 @@ def reciprocal_rank_fusion(
     return scores
 
 
+def tied_ranks(values: Mapping[str, float], ndigits: int = 6) -> dict[str, int]:
+    """1-based rank of each key by descending value; equal values share a rank ("1224")."""
+    ordered = sorted({round(v, ndigits) for v in values.values()}, reverse=True)
+    first: dict[float, int] = {}
+    position = 1
+    counts: dict[float, int] = {}
+    for value in values.values():
+        counts[round(value, ndigits)] = counts.get(round(value, ndigits), 0) + 1
+    for value in ordered:
+        first[value] = position
+        position += counts[value]
+    return {key: first[round(value, ndigits)] for key, value in values.items()}
+
+
+def rrf_scores(
+    signals: Mapping[str, Mapping[str, float]], weights: Mapping[str, float], k: int = 60
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Decision-level fusion on tie-aware ranks: (scores, each signal's 1/(k+rank) term)."""
+    parts = {
+        name: {key: 1.0 / (k + rank) for key, rank in tied_ranks(values).items()}
+        for name, values in signals.items()
+        if name in weights
+    }
+    scores: dict[str, float] = {}
+    for name, terms in parts.items():
+        for key, term in terms.items():
+            scores[key] = scores.get(key, 0.0) + weights[name] * term
+    return scores, parts
+
+
 def rrf_parts(rankings: Mapping[str, Sequence[str]], k: int = 60) -> dict[str, dict[str, float]]:
     """Each ranking's 1 / (k + rank) per key: the unweighted RRF terms, for explanations."""
     return {name: {key: 1.0 / (k + rank) for rank, key in enumerate(ranking, start=1)} for name, ranking in rankings.items()}

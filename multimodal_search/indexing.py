@@ -53,8 +53,13 @@ def _file_digest(path: str) -> str:
         return "missing"
 
 
+# bump when what is stored per product changes (new vector column, new fields), so
+# `mmsearch_reindex` re-encodes products whose content did not change
+INDEX_FORMAT = "3"
+
+
 def content_hash(model_id: str, text: str, images: list[ImageRef]) -> str:
-    digest = hashlib.sha256(model_id.encode())
+    digest = hashlib.sha256(f"{INDEX_FORMAT}:{model_id}".encode())
     digest.update(b"\0" + text.encode())
     for ref in images:
         digest.update(b"\0" + ref.key.encode() + b"=" + _file_digest(ref.path).encode())

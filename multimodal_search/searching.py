@@ -1,6 +1,7 @@
 """Search service: one entry point for text, photo and text+photo queries."""
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -158,6 +159,13 @@ def _candidates(query: _Query, names: set[str], model_id: str, limit: int, categ
     return rankings
 
 
+def _tie_breaker(query: _Query, pool: list[str]) -> dict[str, str]:
+    """Equal scores (e.g. colour variants with identical text) are ordered by a hash of the
+    query and the product, not by row order: stable for one query, fair across queries."""
+    seed = f"{query.text or ''}|{'' if query.image_features is None else query.image_features[:4].tobytes().hex()}"
+    return {pk: hashlib.sha1(f"{seed}|{pk}".encode()).hexdigest() for pk in pool}
+
+
 def collect_signals(
     query: _Query, names: set[str], model_id: str, candidates: int, categories: list[str]
 ) -> tuple[list[str], dict[str, dict[str, float]]]:
@@ -222,6 +230,7 @@ def search_products(
     weights = _weights(query, method, fusion_settings)
     candidates = max(int(fusion_settings["CANDIDATES"]), k)
     pool, signals = collect_signals(query, set(weights), model_id, candidates, categories)
+    ties = _tie_breaker(query, pool)
     reranker = reranking.get_reranker() if method == "rerank" and "visual" not in weights else None
     if method == "rerank" and reranker is None:
         method = "feature"  # nothing trained yet (or a photo query): fall back to feature-level fusion
@@ -229,11 +238,10 @@ def search_products(
     if reranker is not None:
         scores, explained, weights = reranker.score(pool, signals)
     elif method == "decision":
-        ranked_lists = {name: fusion.rank(values) for name, values in signals.items() if name in weights}
-        if "lexical" in ranked_lists:  # products without a matching term are not in the lexical ranking
-            ranked_lists["lexical"] = [pk for pk in ranked_lists["lexical"] if signals["lexical"][pk] > 0]
-        scores = fusion.reciprocal_rank_fusion(ranked_lists, weights)
-        explained = fusion.rrf_parts(ranked_lists)
+        ranked = dict(signals)
+        if "lexical" in ranked:  # products without a matching term are not in the lexical ranking
+            ranked["lexical"] = {pk: value for pk, value in ranked["lexical"].items() if value > 0}
+        scores, explained = fusion.rrf_scores(ranked, weights)
     elif method == "embedding":
         # one shared space: the product's fused vector against the query vector(s)
         parts = [v for v in (query.text_vector, query.image_shared) if v is not None]
@@ -245,7 +253,7 @@ def search_products(
         scores = {pk: value for pk, value in scores.items() if value > 0}
     if method not in ("decision", "rerank"):
         explained = signals
-    order = fusion.rank(scores)[:k]
+    order = fusion.rank(scores, ties)[:k]
     products = {str(p.pk): p for p in get_adapter().get_queryset().filter(pk__in=order)}
     hits = [
         SearchHit(

@@ -60,3 +60,11 @@ def test_photo_query_colour_separates_variants_and_words_override_it(indexed, pi
     # "like this photo, but in blue"
     hits = services.search_products("in blue", pil_photo("red", "circle"), k=2).hits
     assert hits[0].product == blue
+
+
+def test_tied_ranks_share_a_rank():
+    from multimodal_search import fusion
+
+    assert fusion.tied_ranks({"a": 0.9, "b": 0.5, "c": 0.5, "d": 0.1}) == {"a": 1, "b": 2, "c": 2, "d": 4}
+    scores, parts = fusion.rrf_scores({"x": {"a": 1.0, "b": 1.0}}, {"x": 1.0})
+    assert scores["a"] == scores["b"]

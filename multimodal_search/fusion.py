@@ -84,11 +84,6 @@ def rrf_scores(
     return scores, parts
 
 
-def rrf_parts(rankings: Mapping[str, Sequence[str]], k: int = 60) -> dict[str, dict[str, float]]:
-    """Each ranking's 1 / (k + rank) per key: the unweighted RRF terms, for explanations."""
-    return {name: {key: 1.0 / (k + rank) for rank, key in enumerate(ranking, start=1)} for name, ranking in rankings.items()}
-
-
 def contributions(
     key: str, signals: Mapping[str, Mapping[str, float]], weights: Mapping[str, float]
 ) -> dict[str, float]:

@@ -93,6 +93,13 @@ MULTIMODAL_SEARCH = {
     "PRODUCT_MODEL": "catalog.Product",
     "ADAPTER": "shop.catalog.search.ProductAdapter",
     "MODEL_DIR": str(DATA_DIR / "models"),
+    "ENCODERS": {
+        "default": {
+            "BACKEND": "multimodal_search.encoders.packaged.PackagedEncoder",
+            # written by `mmsearch_train`; running processes pick up a new version within seconds
+            "OPTIONS": {"head_path": str(DATA_DIR / "models" / "packaged-head.pt")},
+        },
+    },
     "AUTO_INDEX": os.environ.get("MMSEARCH_AUTO_INDEX", "1") == "1",
     "DEVICE": os.environ.get("MMSEARCH_DEVICE") or None,
     "TORCH_THREADS": int(os.environ.get("MMSEARCH_TORCH_THREADS", "1")) or None,

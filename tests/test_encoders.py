@@ -58,12 +58,15 @@ def packaged() -> Iterator[BaseEncoder]:
 def test_packaged_is_lazy() -> None:
     from multimodal_search.encoders.packaged import PackagedEncoder
 
+    from multimodal_search.encoders.features import colour_dimensions
+
     encoder = PackagedEncoder(device="cpu")
     assert encoder._text is None and encoder._cnn is None
     assert encoder.dimensions == 384
-    assert encoder.feature_dimensions == 1280
-    assert encoder.model_id == "minilm-l6-v2+effnet-lite0/zs-v1"
+    assert encoder.feature_dimensions == 1280 + colour_dimensions()
+    assert encoder.model_id == "minilm-l6-v2+effnet-lite0c/zs-v1"
     assert encoder._text is None and encoder._cnn is None
+    assert PackagedEncoder(colour_weight=0).feature_dimensions == 1280
 
 
 def test_packaged_model_id_options(tmp_path: Path) -> None:
@@ -71,13 +74,16 @@ def test_packaged_model_id_options(tmp_path: Path) -> None:
 
     assert (
         PackagedEncoder(top_k=5, temperature=2, preprocess="crop").model_id
-        == "minilm-l6-v2+effnet-lite0-crop/zs-v1-k5-t2"
+        == "minilm-l6-v2+effnet-lite0c-crop/zs-v1-k5-t2"
     )
+    # Every option that changes the stored photo features is in the model_id.
+    assert PackagedEncoder(flip=False, colour_weight=0.5).model_id == "minilm-l6-v2+effnet-lite0c-noflip-cw0.5/zs-v1"
     # A missing head file falls back to zero-shot.
     missing = PackagedEncoder(head_path=str(tmp_path / "nope.pt"))
     assert missing.model_id.endswith("/zs-v1")
-    with pytest.raises(ValueError):
-        PackagedEncoder(preprocess="stretch")
+    for bad in ({"preprocess": "stretch"}, {"colour_weight": -1}, {"head_blend": 1.5}):
+        with pytest.raises(ValueError):
+            PackagedEncoder(**bad)
 
 
 @pytest.mark.slow
@@ -97,7 +103,7 @@ def test_packaged_luma_hoodie(packaged: BaseEncoder) -> None:
     photo = luma_photo("mh01-black_main.jpg")
     shared, features = packaged.encode_image_pair([photo])
     assert_unit_rows(shared, 1, 384)
-    assert_unit_rows(features, 1, 1280)
+    assert_unit_rows(features, 1, packaged.feature_dimensions)
 
     labels = [label for label, _ in packaged.classify_images([luma_photo("mh01-black_main.jpg")])[0]]
     assert len(labels) == 5
@@ -124,36 +130,101 @@ def test_packaged_synthetic_images(packaged: BaseEncoder) -> None:
     ]
     shared, features = packaged.encode_image_pair(images)
     assert_unit_rows(shared, 3, 384)
-    assert_unit_rows(features, 3, 1280)
+    assert_unit_rows(features, 3, packaged.feature_dimensions)
     np.testing.assert_allclose(packaged.encode_image_features(images[:1]), features[:1], atol=1e-5)
     empty_shared, empty_features = packaged.encode_image_pair([])
-    assert empty_shared.shape == (0, 384) and empty_features.shape == (0, 1280)
+    assert empty_shared.shape == (0, 384) and empty_features.shape == (0, packaged.feature_dimensions)
+
+
+@pytest.mark.slow
+def test_packaged_features_recipe(packaged: BaseEncoder) -> None:
+    """features = [flip-averaged CNN features, colour histogram], each unit, equally weighted."""
+    from PIL import ImageOps
+
+    from multimodal_search.encoders.features import colour_descriptor
+
+    red, blue = product_on_white((200, 30, 30)), product_on_white((30, 60, 200))
+    lopsided = Image.new("RGB", (120, 150), (255, 255, 255))
+    lopsided.paste(Image.new("RGB", (30, 90), (40, 150, 60)), (10, 30))
+    lopsided.paste(Image.new("RGB", (20, 20), (230, 210, 40)), (80, 100))
+    images = [red, blue, lopsided, ImageOps.mirror(lopsided)]
+    _, features = packaged.encode_image_pair(images)
+    assert_unit_rows(features, 4, packaged.feature_dimensions)
+
+    # Same shape, other colour: the CNN part barely moves, the colour part does.
+    cnn, colour = features[:, :1280], features[:, 1280:]
+    assert cnn[0] @ cnn[1] / (np.linalg.norm(cnn[0]) * np.linalg.norm(cnn[1])) > 0.8
+    assert colour[0] @ colour[1] / (np.linalg.norm(colour[0]) * np.linalg.norm(colour[1])) < 0.2
+    assert features[0] @ features[1] < 0.65
+    # Mirror images get the same features (test-time flip averaging).
+    np.testing.assert_allclose(features[2], features[3], atol=2e-3)
+    # Both halves carry equal weight (colour_weight=1): half the squared norm each.
+    np.testing.assert_allclose((features[:, 1280:] ** 2).sum(1), 0.5, atol=1e-4)
+    np.testing.assert_allclose(features[0, 1280:] * np.sqrt(2), colour_descriptor(red), atol=1e-5)
 
 
 @pytest.mark.slow
 def test_packaged_with_head(packaged: BaseEncoder, tmp_path: Path) -> None:
     import torch
 
-    from multimodal_search.encoders.heads import ProjectionHead, load_head, save_head
+    from multimodal_search.encoders.features import colour_dimensions
+    from multimodal_search.encoders.heads import ProjectionHead, load_bundle, load_head, save_head
     from multimodal_search.encoders.packaged import PackagedEncoder
 
     torch.manual_seed(0)
-    head = ProjectionHead()
+    head, visual = ProjectionHead(), ProjectionHead(out_dim=64, hidden_dim=32)
     path = tmp_path / "heads" / "head.pt"
-    save_head(path, head, version="t1", config={"preprocess": "pad"})
+    save_head(path, head, version="t1", config={"preprocess": "pad"}, visual=visual)
     loaded, version, config = load_head(path)
     assert version == "t1" and config["out_dim"] == 384
+    bundle = load_bundle(path)
 
     encoder = PackagedEncoder(device="cpu", head_path=str(path))
-    assert encoder.model_id == "minilm-l6-v2+effnet-lite0/head-t1"
+    assert encoder.model_id == "minilm-l6-v2+effnet-lite0c/head-t1"
+    assert encoder.feature_dimensions == 64 + colour_dimensions()
     # Share the already-loaded CNN to keep the test fast.
     encoder._cnn = packaged._cnn  # type: ignore[attr-defined]
-    image = solid((20, 120, 200))
+    image = product_on_white((20, 120, 200))
     shared, features = encoder.encode_image_pair([image])
     assert_unit_rows(shared, 1, 384)
+    assert_unit_rows(features, 1, 64 + colour_dimensions())
+    backbone = torch.from_numpy(encoder.backbone_features([image], flip=True))  # photo, mirror image
     with torch.no_grad():
-        expected = loaded(torch.from_numpy(features)).numpy()
-    np.testing.assert_allclose(shared, expected, atol=1e-5)
+        expected_shared = torch.nn.functional.normalize(loaded(backbone).sum(0), dim=0).numpy()
+        expected_visual = torch.nn.functional.normalize(bundle.visual(backbone).sum(0), dim=0).numpy()
+    np.testing.assert_allclose(shared[0], expected_shared, atol=1e-5)
+    np.testing.assert_allclose(features[0, :64] * np.sqrt(2), expected_visual, atol=1e-4)
+
+    # head_blend mixes in the zero-shot vector (and says so in the model_id)
+    blended = PackagedEncoder(device="cpu", head_path=str(path), head_blend=0.5)
+    blended._cnn, blended._text, blended._tokenizer = packaged._cnn, packaged._text, packaged._tokenizer  # type: ignore[attr-defined]
+    assert blended.model_id.endswith("/head-t1-b0.5")
+    mixed, _ = blended.encode_image_pair([image])
+    zero_shot, _ = packaged.encode_image_pair([image])
+    expected = (shared[0] + zero_shot[0]) / np.linalg.norm(shared[0] + zero_shot[0])
+    np.testing.assert_allclose(mixed[0], expected, atol=1e-4)
+
+
+# ---------------------------------------------------------- colour features
+
+
+def test_colour_descriptor() -> None:
+    from multimodal_search.encoders.features import colour_descriptor, colour_dimensions, foreground_box
+
+    red, dark_red, blue = product_on_white((200, 30, 30)), product_on_white((150, 30, 40)), product_on_white((30, 60, 200))
+    vectors = np.stack([colour_descriptor(im) for im in (red, dark_red, blue)])
+    assert_unit_rows(vectors, 3, colour_dimensions())
+    assert (vectors >= 0).all()
+    # a shade apart is closer than another colour, and far from identical
+    assert vectors[0] @ vectors[2] < vectors[0] @ vectors[1] < 0.9
+    # the white backdrop is ignored: a bigger red product has the same colours
+    big = Image.new("RGB", (120, 150), (255, 255, 255))
+    big.paste(Image.new("RGB", (100, 130), (200, 30, 30)), (10, 10))
+    assert colour_descriptor(big) @ vectors[0] > 0.95
+    # all-white product on white: not empty
+    assert np.isclose(np.linalg.norm(colour_descriptor(solid((255, 255, 255)))), 1)
+    assert foreground_box(red) == pytest.approx((30, 30, 90, 120), abs=3)
+    assert foreground_box(solid((255, 255, 255))) == (0, 0, 64, 80)
 
 
 # ------------------------------------------------------------------- CLIP

@@ -22,6 +22,36 @@ AB_LEVELS = 15
 AB_RANGE = 70.0
 BLUR_SIGMA = 3.0  # Lab units
 BACKGROUND_DISTANCE = 12.0  # Lab distance from the border colour
+COLOUR_RECIPE = "lab8x15"  # names the settings above in caches; change it when they change
+
+
+def _thumbnail_lab(image: Image.Image, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sRGB pixels (n, 3), their Lab values, not-backdrop mask) of a square thumbnail."""
+    rgb = np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
+    pixels = rgb.reshape(-1, 3)
+    lab = _srgb_to_lab(pixels)
+    grid = lab.reshape(size, size, 3)
+    border = np.concatenate([grid[0], grid[-1], grid[:, 0], grid[:, -1]])
+    return pixels, lab, np.linalg.norm(lab - np.median(border, axis=0), axis=1) > BACKGROUND_DISTANCE
+
+
+def foreground_box(image: Image.Image, size: int = 64) -> tuple[int, int, int, int]:
+    """Bounding box (left, top, right, bottom) of what is not backdrop; the whole photo if nothing is."""
+    width, height = image.size
+    _, _, mask = _thumbnail_lab(image, size)
+    mask = mask.reshape(size, size)
+    if mask.mean() < 0.01:
+        return (0, 0, width, height)
+    rows, cols = np.nonzero(mask)
+    top, bottom = np.percentile(rows, [0.5, 99.5])
+    left, right = np.percentile(cols, [0.5, 99.5])
+    box = (
+        max(0, int(left * width / size)),
+        max(0, int(top * height / size)),
+        min(width, int((right + 1) * width / size) + 1),
+        min(height, int((bottom + 1) * height / size) + 1),
+    )
+    return box if box[2] > box[0] and box[3] > box[1] else (0, 0, width, height)
 
 
 def foreground_lab(image: Image.Image, size: int = THUMBNAIL) -> np.ndarray:
@@ -35,12 +65,7 @@ def foreground_lab(image: Image.Image, size: int = THUMBNAIL) -> np.ndarray:
     Returns:
         float32 array (n, 3) of L, a, b.
     """
-    rgb = np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
-    pixels = rgb.reshape(-1, 3)
-    lab = _srgb_to_lab(pixels)
-    grid = lab.reshape(size, size, 3)
-    border = np.concatenate([grid[0], grid[-1], grid[:, 0], grid[:, -1]])
-    foreground = np.linalg.norm(lab - np.median(border, axis=0), axis=1) > BACKGROUND_DISTANCE
+    pixels, lab, foreground = _thumbnail_lab(image, size)
     if foreground.mean() < 0.03:
         foreground = np.ones(len(lab), dtype=bool)
     without_skin = foreground & ~_skin(pixels)

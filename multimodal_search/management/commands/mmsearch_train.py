@@ -1,44 +1,48 @@
-"""python manage.py mmsearch_train [--holdout FILE] [--seed S] [--queries N] [--skip-head] [--skip-reranker]"""
+"""python manage.py mmsearch_train [--epochs N] [--holdout FILE] [--seed S] [--queries N] [--skip-head] [--skip-reranker]"""
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from typing import Callable
 
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from multimodal_search import services
-from multimodal_search.rerank_training import TrainingError, train_reranker
+from multimodal_search import services, training
+from multimodal_search.encoders import get_encoder
+from multimodal_search.rerank_training import TrainingError as RerankTrainingError
+from multimodal_search.rerank_training import train_reranker
 
 
 def read_holdout(path: str) -> set[str]:
-    """Identifiers (sku or parent sku) to keep out of training: a JSON list, or a dict with a
-    "heldout" list, or a split file whose "parents" maps parent sku -> "heldout"/"train"."""
+    """Identifiers (sku or parent sku) to keep out of training (see ``training.load_holdout``)."""
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise CommandError(f"cannot read holdout file {path}: {exc}") from exc
-    if isinstance(data, list):
-        return {str(item) for item in data}
-    if isinstance(data, dict):
-        if isinstance(data.get("heldout"), list):
-            return {str(item) for item in data["heldout"]}
-        if isinstance(data.get("parents"), dict):
-            return {str(key) for key, split in data["parents"].items() if split == "heldout"}
-    raise CommandError(f"holdout file {path}: expected a list, {{'heldout': [...]}} or {{'parents': {{sku: split}}}}")
+        return training.load_holdout(path)
+    except training.TrainingError as exc:
+        raise CommandError(str(exc)) from None
 
 
 class Command(BaseCommand):
-    help = "Train on the catalogue itself: the photo->text head, then the learned re-ranker."
+    help = (
+        "Train on the catalogue itself: the encoder's heads (photo->text and photo->photo), "
+        "then the learned re-ranker. Products in --holdout are never trained on."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--holdout", help="JSON file of products (sku or parent sku) never trained on.")
+        parser.add_argument(
+            "--holdout", metavar="FILE",
+            help='JSON: a list of skus/parent skus, {"heldout": [...]}, or a split file {"parents": {sku: split}}.',
+        )
+        parser.add_argument("--epochs", type=int, default=training.DEFAULT_EPOCHS,
+                            help=f"Passes over the photos for the heads (default {training.DEFAULT_EPOCHS}).")
         parser.add_argument("--seed", type=int, default=13)
+        parser.add_argument("--no-visual", action="store_true",
+                            help="Train only the photo->text head, not the photo->photo projection.")
         parser.add_argument("--queries", type=int, default=400, help="Pseudo-queries for the re-ranker (default 400).")
-        parser.add_argument("--skip-head", action="store_true", help="Do not train the photo->text head.")
+        parser.add_argument("--skip-head", action="store_true", help="Do not train the encoder's heads.")
         parser.add_argument("--skip-reranker", action="store_true", help="Do not train the re-ranker.")
 
     def handle(self, *args, **options):
+        if options["epochs"] < 1:
+            raise CommandError("--epochs must be at least 1.")
         holdout = read_holdout(options["holdout"]) if options["holdout"] else set()
         if not options["skip_head"]:
             self._train_head(holdout, options)
@@ -46,19 +50,51 @@ class Command(BaseCommand):
             self._train_reranker(holdout, options)
 
     def _train_head(self, holdout: set[str], options) -> None:
-        try:
-            from multimodal_search.training import train_projection_head  # type: ignore[attr-defined]
-        except ImportError:
-            self.stdout.write("Head: this encoder has no trainable head; skipped.")
+        encoder = get_encoder()
+        if not training.has_trainable_head(encoder):
+            self.stdout.write(f"Head: encoder {type(encoder).__name__} has no trainable head; skipped.")
             return
-        summary = train_projection_head(holdout=holdout, seed=options["seed"], stdout=self.stdout)
-        self.stdout.write(f"Head: {summary}")
-        # the head changes the encoder's model_id: store vectors for the new version now
-        chunks = list(services.chunked_pks(missing_only=True))
-        with tqdm(total=sum(map(len, chunks)), unit="product", desc="Re-indexing for the new head", file=self.stderr._out) as bar:
+        if not getattr(encoder, "head_path", None):
+            self.stderr.write(
+                f"Warning: the encoder has no OPTIONS['head_path']; the head goes to "
+                f"{training.default_head_path(encoder)} but is not used until head_path points there."
+            )
+        try:
+            result = training.train_projection_head(
+                holdout=holdout, seed=options["seed"], epochs=options["epochs"],
+                visual=not options["no_visual"], progress=self._progress, reindex=self._reindex,
+            )
+        except training.TrainingError as exc:
+            raise CommandError(str(exc)) from None
+        finally:
+            self._close_bar()
+        for path in result.failed:
+            self.stderr.write(f"unreadable photo: {path}")
+        self.stdout.write(self.style.SUCCESS(f"Head: {result.summary()}"))
+
+    _bar: tqdm | None = None
+
+    def _progress(self, label: str, total: int) -> Callable[[int], object]:
+        """One bar at a time: a new stage closes the previous stage's bar."""
+        self._close_bar()
+        self._bar = tqdm(total=total, desc=label, file=self.stderr._out)
+        return self._bar.update
+
+    def _close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def _reindex(self, staging) -> None:
+        """Store vectors for the new head before it is published, so searches never see a half-built index."""
+        self._close_bar()
+        chunks = list(services.chunked_pks(missing_only=True, model_id=staging.model_id))
+        total = sum(map(len, chunks))
+        with tqdm(total=total, unit="product", desc="Indexing for the new head", file=self.stderr._out) as bar:
             for chunk in chunks:
-                services.index_products(chunk)
+                services.index_products(chunk, encoder=staging)
                 bar.update(len(chunk))
+        self.stdout.write(f"Indexed {total} product(s) for {staging.model_id}.")
 
     def _train_reranker(self, holdout: set[str], options) -> None:
         with tqdm(total=options["queries"], unit="query", desc="Re-ranker pseudo-queries", file=self.stderr._out) as bar:
@@ -66,7 +102,7 @@ class Command(BaseCommand):
                 summary = train_reranker(
                     holdout=holdout, max_queries=options["queries"], seed=options["seed"], progress=bar.update
                 )
-            except TrainingError as exc:
+            except RerankTrainingError as exc:
                 raise CommandError(str(exc)) from exc
         self.stdout.write(self.style.SUCCESS(
             f"Re-ranker {summary['version']}: {summary['queries']} pseudo-queries, {summary['pairs']} pairs "

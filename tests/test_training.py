@@ -1,0 +1,274 @@
+"""Training the packaged encoder's heads: hold-out files, the trainers, the command, hot reload.
+
+The command test runs the real PackagedEncoder (MiniLM + EfficientNet-Lite0) on a
+tiny generated catalogue and is marked ``slow``; the rest needs no model weights.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from multimodal_search import training
+from multimodal_search.encoders import clear_cache, get_encoder
+from tests.factories import ProductFactory
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+# ------------------------------------------------------------------ hold-out
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (["A", "B", 3], {"A", "B", "3"}),
+        ({"heldout": ["P1"]}, {"P1"}),
+        ({"parents": {"P1": "heldout", "P2": "train"}, "heldout_skus": ["P1-Red"]}, {"P1"}),
+        ([], set()),
+    ],
+)
+def test_load_holdout_formats(tmp_path: Path, content, expected) -> None:
+    path = tmp_path / "holdout.json"
+    path.write_text(json.dumps(content))
+    assert training.load_holdout(path) == expected
+
+
+@pytest.mark.parametrize("content", ["{not json", json.dumps({"other": 1}), json.dumps([["nested"]]), json.dumps("A")])
+def test_load_holdout_rejects_bad_files(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(training.TrainingError, match="holdout file"):
+        training.load_holdout(path)
+    with pytest.raises(training.TrainingError, match="no such file"):
+        training.load_holdout(tmp_path / "missing.json")
+
+
+# ------------------------------------------------------------------ trainers
+
+
+def synthetic(n_items: int = 12, photos_per_item: int = 2, views: int = 5, seed: int = 0):
+    """Items are random directions; each photo view is its item's direction plus noise."""
+    rng = np.random.RandomState(seed)
+    centres = unit(rng.standard_normal((n_items, 64)))
+    photo_item = np.repeat(np.arange(n_items), photos_per_item)
+    noise = rng.standard_normal((views, len(photo_item), 64)) * 0.08
+    return unit(centres[photo_item][None] + noise).astype(np.float32), photo_item, centres
+
+
+def test_train_visual_projection_groups_photos_of_a_product() -> None:
+    views, photo_item, _ = synthetic()
+    net, losses = training.train_visual_projection(views, photo_item, epochs=60, out_dim=16, hidden_dim=32)
+    assert len(losses) == 60 and losses[-1] < losses[0]
+    out = training.project(net, views[0])
+    assert out.shape == (len(photo_item), 16)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1, atol=1e-5)
+    sims = out @ out.T
+    np.fill_diagonal(sims, -np.inf)
+    assert (photo_item[sims.argmax(1)] == photo_item).mean() >= 0.9  # nearest other photo: same product
+    # with colours, the projection is trained on [projection, colour] as search compares them
+    colours = unit(np.random.RandomState(3).random_sample((len(photo_item), 8))).astype(np.float32)
+    net, losses = training.train_visual_projection(views, photo_item, colours, epochs=5, out_dim=16, hidden_dim=32)
+    assert len(losses) == 5 and net.out_dim == 16
+
+
+def test_train_text_head_finds_each_products_text() -> None:
+    views, photo_item, _ = synthetic(seed=1)
+    texts = unit(np.random.RandomState(2).standard_normal((12, 24))).astype(np.float32)
+    head, losses = training.train_text_head(views, photo_item, texts, epochs=60, hidden_dim=32)
+    assert losses[-1] < losses[0]
+    shared = training.project(head, views[0])
+    assert shared.shape == (len(photo_item), 24)
+    assert training.text_to_image_recall(texts, shared, photo_item, k=1) >= 0.9
+    # the same for a seed: training is reproducible
+    again, _ = training.train_text_head(views, photo_item, texts, epochs=60, hidden_dim=32)
+    np.testing.assert_allclose(training.project(again, views[0]), shared, atol=1e-5)
+
+
+def test_text_to_image_recall_breaks_ties_fairly() -> None:
+    texts = np.eye(3, dtype=np.float32)
+    photos = np.array([[1, 0, 0], [1, 0, 0], [0, 0, 1]], dtype=np.float32)  # items 0 and 1 look the same
+    photo_item = np.array([0, 1, 2])
+    assert training.text_to_image_recall(texts, photos, photo_item, k=1) == pytest.approx((0.5 + 1 / 3 + 1) / 3)  # text 1 ties with all three
+    assert training.text_to_image_recall(texts, photos, photo_item, k=1, queries=[2]) == 1.0
+
+
+def test_save_versioned_keeps_older_versions(tmp_path: Path) -> None:
+    from multimodal_search.encoders.heads import ProjectionHead, load_bundle
+
+    target = tmp_path / "models" / "packaged-head.pt"
+    training.save_versioned(target, ProjectionHead(), "v1", {"epochs": 1}, None)
+    training.save_versioned(target, ProjectionHead(), "v2", {"epochs": 2}, ProjectionHead(out_dim=32, hidden_dim=8))
+    assert load_bundle(target).version == "v2" and load_bundle(target).visual.out_dim == 32
+    assert load_bundle(tmp_path / "models" / "packaged-head-v1.pt").version == "v1"
+    assert sorted(p.name for p in target.parent.iterdir()) == [
+        "packaged-head-v1.pt", "packaged-head-v2.pt", "packaged-head.pt",
+    ]
+
+
+# --------------------------------------------------------------- hot reload
+
+
+def test_encoder_picks_up_a_new_head_file(tmp_path: Path) -> None:
+    """No model weights: model_id and feature_dimensions only read the head file."""
+    from multimodal_search.encoders.features import colour_dimensions
+    from multimodal_search.encoders.heads import ProjectionHead, save_head
+    from multimodal_search.encoders.packaged import PackagedEncoder
+
+    path = tmp_path / "packaged-head.pt"
+    encoder = PackagedEncoder(device="cpu", head_path=str(path), head_check_interval=0)
+    assert encoder.model_id == "minilm-l6-v2+effnet-lite0c/zs-v1"
+    assert encoder.feature_dimensions == 1280 + colour_dimensions()
+
+    save_head(path, ProjectionHead(), version="v1")
+    assert encoder.model_id == "minilm-l6-v2+effnet-lite0c/head-v1"
+    assert encoder.feature_dimensions == 1280 + colour_dimensions()
+    save_head(path, ProjectionHead(), version="v2", visual=ProjectionHead(out_dim=64, hidden_dim=16))
+    assert encoder.model_id.endswith("/head-v2")
+    assert encoder.feature_dimensions == 64 + colour_dimensions()
+    path.unlink()
+    assert encoder.model_id.endswith("/zs-v1")
+
+    # A long interval: nothing is re-read until the next check is due (or forced).
+    slow = PackagedEncoder(device="cpu", head_path=str(path), head_check_interval=3600)
+    assert slow.model_id.endswith("/zs-v1")
+    save_head(path, ProjectionHead(), version="v3")
+    assert slow.model_id.endswith("/zs-v1")
+    slow.reload_heads()
+    assert slow.model_id.endswith("/head-v3")
+
+    path.write_bytes(b"not a head")
+    with pytest.raises(ValueError, match="head file"):
+        encoder.model_id
+
+
+# ------------------------------------------------------------------ catalogue
+
+
+@pytest.fixture
+def packaged_settings(settings, tmp_path):
+    """The real packaged encoder, with its head and caches under tmp_path."""
+    settings.MULTIMODAL_SEARCH = {
+        **settings.MULTIMODAL_SEARCH,
+        "MODEL_DIR": str(tmp_path / "models"),
+        "ENCODERS": {
+            "default": {
+                "BACKEND": "multimodal_search.encoders.packaged.PackagedEncoder",
+                "OPTIONS": {"head_path": str(tmp_path / "models" / "packaged-head.pt"), "device": "cpu"},
+            }
+        },
+        "ENCODER": "default",
+    }
+    clear_cache()
+    yield tmp_path / "models"
+    clear_cache()
+
+
+@pytest.mark.django_db
+def test_collect_items_excludes_held_out_skus_and_groups() -> None:
+    from multimodal_search.adapters import get_adapter
+
+    ProductFactory(sku="A-Red", parent_sku="A", photos=["red"])
+    ProductFactory(sku="A-Blue", parent_sku="A", photos=["blue"])
+    ProductFactory(sku="B", photos=["green"])
+    ProductFactory(sku="C", photos=["black"])
+    items, held = training.collect_items(get_adapter(), {"A", "C"})
+    assert held == 3 and len(items) == 1 and len(items[0].images) == 1
+    items, held = training.collect_items(get_adapter(), {"A-Red"})
+    assert held == 1 and len(items) == 3
+
+
+@pytest.mark.django_db
+def test_command_errors_without_products_or_photos(packaged_settings, tmp_path) -> None:
+    with pytest.raises(CommandError, match="no products to train on"):
+        call_command("mmsearch_train", "--skip-reranker")
+    ProductFactory(sku="X")
+    with pytest.raises(CommandError, match="has a photo"):
+        call_command("mmsearch_train", "--skip-reranker")
+    holdout = tmp_path / "holdout.json"
+    holdout.write_text(json.dumps(["X"]))
+    with pytest.raises(CommandError, match=r"no products to train on \(1 held out\)"):
+        call_command("mmsearch_train", "--skip-reranker", "--holdout", str(holdout))
+    with pytest.raises(CommandError, match="no such file"):
+        call_command("mmsearch_train", "--holdout", str(tmp_path / "missing.json"))
+    with pytest.raises(CommandError, match="epochs"):
+        call_command("mmsearch_train", "--epochs", "0")
+
+
+@pytest.mark.django_db
+def test_command_skips_encoders_without_a_head(settings, model_dir_for_hash) -> None:
+    from io import StringIO
+
+    out = StringIO()
+    call_command("mmsearch_train", "--skip-reranker", stdout=out)
+    assert "has no trainable head; skipped" in out.getvalue()
+
+
+@pytest.fixture
+def model_dir_for_hash(settings, tmp_path):
+    settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "MODEL_DIR": str(tmp_path), "ENCODER": "hash"}
+    clear_cache()
+    yield tmp_path
+    clear_cache()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_mmsearch_train_writes_a_head_and_reindexes(packaged_settings, tmp_path) -> None:
+    from io import StringIO
+
+    from multimodal_search.backends.pgvector import as_array
+    from multimodal_search.encoders.features import colour_dimensions
+    from multimodal_search.encoders.heads import load_bundle
+    from multimodal_search.models import ImageEmbedding, ProductEmbedding
+
+    started = time.perf_counter()
+    products = [
+        ProductFactory(sku="H-Red", parent_sku="H", title="Hoodie", color="Red", photos=["red", ("red", "circle")]),
+        ProductFactory(sku="H-Blue", parent_sku="H", title="Hoodie", color="Blue", photos=["blue"]),
+        ProductFactory(sku="B-Green", parent_sku="B", title="Backpack", color="Green", photos=["green", ("green", "circle")]),
+        ProductFactory(sku="W", title="Watch", color="Black", photos=[("black", "circle")]),
+        ProductFactory(sku="T", title="Tee", color="Yellow", photos=["yellow"]),
+    ]
+    encoder = get_encoder()
+    before = encoder.model_id
+    assert before.endswith("/zs-v1")
+    holdout = tmp_path / "split.json"
+    holdout.write_text(json.dumps({"heldout": ["H", "T"]}))
+
+    out = StringIO()
+    call_command("mmsearch_train", "--epochs", "3", "--holdout", str(holdout), "--skip-reranker", stdout=out)
+    head_file = packaged_settings / "packaged-head.pt"
+    bundle = load_bundle(head_file)
+    assert bundle.config["products"] == 2 and bundle.config["held_out"] == 3
+    assert bundle.config["photos"] == 3 and bundle.visual is not None
+    assert (packaged_settings / f"packaged-head-{bundle.version}.pt").exists()
+    assert f"head {bundle.version}: 3 (photo, text) pairs from 2 products (3 held out), 3 epochs" in out.getvalue()
+    assert "train text->image R@10 1.000" in out.getvalue()
+
+    # the configured encoder now names the new head; every product was re-indexed for it
+    after = get_encoder().model_id
+    assert after == f"minilm-l6-v2+effnet-lite0c/head-{bundle.version}"
+    assert ProductEmbedding.objects.filter(model_id=after).count() == len(products)
+    features = as_array(ImageEmbedding.objects.filter(model_id=after).first().feature_vector)
+    assert features.shape == (encoder.feature_dimensions,) == (bundle.visual.out_dim + colour_dimensions(),)
+
+    # training again (another seed) makes a new version and keeps the old file; the
+    # backbone views come from the cache this time
+    call_command("mmsearch_train", "--epochs", "2", "--seed", "5", "--skip-reranker", stdout=StringIO())
+    second = load_bundle(head_file)
+    assert second.version != bundle.version and second.config["products"] == 5
+    assert get_encoder().model_id.endswith(f"/head-{second.version}")
+    assert len(list(packaged_settings.glob("packaged-head-*.pt"))) == 2
+    assert list((packaged_settings / "cache" / "backbone").glob("*.npz"))
+    assert time.perf_counter() - started < 60

@@ -1,20 +1,23 @@
 """Train the packaged encoder's heads on the catalogue's own photos and texts.
 
-``python manage.py mmsearch_train`` calls :func:`train_heads`, which
+``python manage.py mmsearch_train`` calls :func:`train_projection_head` ->
+:func:`train_heads`, which
 
 1. reads every searchable product through the adapter (minus a hold-out list),
 2. runs each photo through the CNN as is, mirrored and as a few random crops
-   of the product (close-up stand-ins); these backbone features are cached on
-   disk by file digest, so re-training skips the CNN,
+   of the product (close-up stand-ins), and takes its colour histogram. These
+   are cached on disk by file digest, so re-training skips the CNN. (Stored
+   ``ImageEmbedding.feature_vector`` rows are not reused: they hold the
+   flip-averaged, colour-extended or projected features, not the per-view
+   backbone features the heads take, and crops need the CNN anyway.)
 3. trains the *cross-modal* head (backbone features -> MiniLM text space;
-   a product's photos against its own text) and the *visual* projection
-   (photos and crops of one product against each other), both with a
-   symmetric multi-positive InfoNCE loss,
-4. saves both in one versioned head file that running encoders pick up.
-
-The pure functions (:func:`train_text_head`, :func:`train_visual_projection`,
-:func:`text_to_image_recall`) work on arrays, so ``bench/photo_retrieval.py``
-measures exactly what the command trains.
+   a product's photos against its own text) and, when it proves itself on a
+   validation fifth of the products, the *visual* projection (photos and
+   crops of one product against each other), both with a symmetric
+   multi-positive InfoNCE loss (see ``encoders.heads``),
+4. saves both in one versioned head file. The command first indexes the
+   catalogue for the new version with a staging encoder, then publishes the
+   file; running encoders pick it up within seconds.
 """
 from __future__ import annotations
 
@@ -35,9 +38,10 @@ from multimodal_search.adapters import BaseProductAdapter, ImageRef
 from multimodal_search.encoders.heads import (  # noqa: F401 (re-exported for the bench)
     DEFAULT_EPOCHS,
     TEXT_TEMPERATURE,
-    Progress,
     VISUAL_TEMPERATURE,
+    Progress,
     ProjectionHead,
+    leave_one_out_recall,
     project,
     text_to_image_recall,
     train_text_head,
@@ -48,6 +52,8 @@ logger = logging.getLogger(__name__)
 
 HEAD_FILENAME = "packaged-head.pt"
 CROPS_PER_PHOTO = 3
+VISUAL_MODES = ("auto", "always", "never")
+MIN_VALIDATION_QUERIES = 10
 VIEW_RECIPE = "v2"  # bump when photo_views changes what it computes
 
 
@@ -289,6 +295,67 @@ def build_training_set(
     )
 
 
+# -------------------------------------------------------- visual projection
+
+
+def stored_features(views: np.ndarray, colours: np.ndarray, colour_weight: float,
+                    projection: ProjectionHead | None = None) -> np.ndarray:
+    """What the encoder stores per photo (``features``), from its backbone views and colours."""
+    visual = views[0] + views[1] if projection is None else project(projection, views[0]) + project(projection, views[1])
+    visual = visual / np.linalg.norm(visual, axis=1, keepdims=True)
+    if colour_weight <= 0:
+        return visual.astype(np.float32)
+    joined = np.concatenate([visual, colour_weight * colours], axis=1)
+    return (joined / np.linalg.norm(joined, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _validation_items(keys: list[str]) -> np.ndarray:
+    return np.array([int(hashlib.sha1(key.encode()).hexdigest(), 16) % 5 == 0 for key in keys])
+
+
+def validate_visual_projection(
+    views: np.ndarray, colours: np.ndarray, photo_item: np.ndarray, keys: list[str], *,
+    colour_weight: float = 1.0, epochs: int = DEFAULT_EPOCHS, seed: int = 0,
+) -> dict[str, Any]:
+    """Does a visual projection beat the untrained features on this catalogue?
+
+    A fifth of the products (by a hash of their key) is set aside; a projection
+    is trained on the rest, and every non-first photo of a set-aside product
+    with several photos asks for its product (leave-one-out, gallery: every
+    photo). The projection is worth keeping when R@1 + R@5 is higher with it.
+    It usually is when products have several photos (front, back, close-up);
+    when they have one photo each, there is nothing to learn views from and
+    the projection only blurs the colour and shape features.
+
+    Returns:
+        ``{"keep": bool, "queries": n, "baseline": {1: r, 5: r}, "projected": {...}, "reason": str}``.
+    """
+    aside = _validation_items(keys)[photo_item]
+    first = np.zeros(len(photo_item), dtype=bool)
+    first[np.unique(photo_item, return_index=True)[1]] = True
+    queries = np.flatnonzero(aside & ~first)
+    if len(queries) < MIN_VALIDATION_QUERIES:
+        return {
+            "keep": False, "queries": int(len(queries)),
+            "reason": f"only {len(queries)} second photos to validate on (< {MIN_VALIDATION_QUERIES})",
+        }
+    train = ~aside
+    net, _ = train_visual_projection(
+        views[:, train], np.unique(photo_item[train], return_inverse=True)[1], colours[train],
+        colour_weight=colour_weight, epochs=epochs, seed=seed,
+    )
+    baseline = leave_one_out_recall(stored_features(views, colours, colour_weight), photo_item, queries)
+    projected = leave_one_out_recall(stored_features(views, colours, colour_weight, net), photo_item, queries)
+    keep = projected[1] + projected[5] > baseline[1] + baseline[5]
+    return {
+        "keep": bool(keep), "queries": int(len(queries)), "baseline": baseline, "projected": projected,
+        "reason": (
+            f"validation R@1/R@5 {projected[1]:.2f}/{projected[5]:.2f} with, "
+            f"{baseline[1]:.2f}/{baseline[5]:.2f} without ({len(queries)} photos)"
+        ),
+    }
+
+
 # --------------------------------------------------------------------- files
 
 
@@ -305,6 +372,7 @@ class TrainingResult:
     text_loss: float
     visual_loss: float | None
     train_recall_at_10: float
+    visual_note: str
     seconds: float
     failed: list[str] = field(default_factory=list)
 
@@ -313,7 +381,8 @@ class TrainingResult:
         return (
             f"head {self.version}: {self.pairs} (photo, text) pairs from {self.products} products "
             f"({self.held_out} held out), {self.epochs} epochs, final loss {self.text_loss:.3f}{visual}, "
-            f"train text->image R@10 {self.train_recall_at_10:.3f}, {self.seconds:.1f} s -> {self.path}"
+            f"train text->image R@10 {self.train_recall_at_10:.3f}, {self.seconds:.1f} s -> {self.path}; "
+            f"visual projection {self.visual_note}"
         )
 
 
@@ -364,7 +433,7 @@ def train_heads(
     holdout: set[str] = frozenset(),
     epochs: int = DEFAULT_EPOCHS,
     seed: int = 0,
-    visual: bool = True,
+    visual: str = "auto",
     crops: int = CROPS_PER_PHOTO,
     cache_dir: str | os.PathLike[str] | None = None,
     progress: Callable[[str, int], Progress] | None = None,
@@ -379,7 +448,10 @@ def train_heads(
         holdout: skus or group ids (parent skus) to leave out.
         epochs: passes over the photos.
         seed: seed for crops order, initialisation and batches.
-        visual: also train the visual projection used for photo-to-photo search.
+        visual: the visual projection for photo-to-photo search: "auto" keeps
+            it when it beats the untrained features on a validation fifth
+            of the products (see :func:`validate_visual_projection`),
+            "always" or "never".
         crops: random crops per photo (augmentation, close-up stand-ins).
         cache_dir: where backbone views are cached (None: no cache).
         progress: ``progress(label, total)`` returns a callback taking increments.
@@ -392,6 +464,8 @@ def train_heads(
     started = time.perf_counter()
     if epochs < 1:
         raise TrainingError("epochs must be at least 1")
+    if visual not in VISUAL_MODES:
+        raise TrainingError(f"visual must be one of {', '.join(VISUAL_MODES)}, not {visual!r}")
     items, held_out = collect_items(adapter, set(holdout))
     if not items:
         extra = f" ({held_out} held out)" if held_out else ""
@@ -408,11 +482,17 @@ def train_heads(
     text_vectors = encoder.encode_text([item.text for item in items])
     settings = {"epochs": epochs, "seed": seed, "visual": visual, "crops": crops, "recipe": VIEW_RECIPE}
     version = head_version(items, data.photo_digests, settings)
-    steps = epochs * (2 if visual else 1)
+    check = {"keep": visual == "always", "reason": f"visual={visual}"}
+    if visual == "auto":
+        check = validate_visual_projection(
+            data.views, data.colours, data.photo_item, [item.key for item in items],
+            colour_weight=encoder.colour_weight, epochs=epochs, seed=seed,
+        )
+    steps = epochs * (2 if check["keep"] else 1)
     tick = progress("Training", steps) if progress else None
     head, text_losses = train_text_head(data.views, data.photo_item, text_vectors, epochs=epochs, seed=seed, progress=tick)
     projection, visual_losses = (None, [])
-    if visual:
+    if check["keep"]:
         projection, visual_losses = train_visual_projection(
             data.views, data.photo_item, data.colours, colour_weight=encoder.colour_weight,
             epochs=epochs, seed=seed, progress=tick,
@@ -428,6 +508,7 @@ def train_heads(
         "text_temperature": TEXT_TEMPERATURE,
         "visual_temperature": VISUAL_TEMPERATURE,
         "colour_weight": encoder.colour_weight,
+        "visual_projection": ("kept: " if check["keep"] else "not used: ") + check["reason"],
     }
     archive = save_versioned(output, head, version, config, projection, publish_now=publish_now)
     return TrainingResult(
@@ -442,6 +523,7 @@ def train_heads(
         text_loss=text_losses[-1],
         visual_loss=visual_losses[-1] if visual_losses else None,
         train_recall_at_10=recall,
+        visual_note=config["visual_projection"],
         seconds=time.perf_counter() - started,
         failed=data.failed,
     )
@@ -468,7 +550,7 @@ def train_projection_head(
     holdout: Iterable[str] = (),
     seed: int = 0,
     epochs: int = DEFAULT_EPOCHS,
-    visual: bool = True,
+    visual: str = "auto",
     progress: Callable[[str, int], Progress] | None = None,
     reindex: Callable[[Any], None] | None = None,
 ) -> TrainingResult:

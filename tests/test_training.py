@@ -247,7 +247,9 @@ def test_mmsearch_train_writes_a_head_and_reindexes(packaged_settings, tmp_path)
     holdout.write_text(json.dumps({"heldout": ["H", "T"]}))
 
     out = StringIO()
-    call_command("mmsearch_train", "--epochs", "3", "--holdout", str(holdout), "--skip-reranker", stdout=out)
+    call_command(
+        "mmsearch_train", "--epochs", "3", "--holdout", str(holdout), "--visual", "always", "--skip-reranker", stdout=out
+    )
     head_file = packaged_settings / "packaged-head.pt"
     bundle = load_bundle(head_file)
     assert bundle.config["products"] == 2 and bundle.config["held_out"] == 3
@@ -268,6 +270,8 @@ def test_mmsearch_train_writes_a_head_and_reindexes(packaged_settings, tmp_path)
     call_command("mmsearch_train", "--epochs", "2", "--seed", "5", "--skip-reranker", stdout=StringIO())
     second = load_bundle(head_file)
     assert second.version != bundle.version and second.config["products"] == 5
+    # --visual auto: two products with a second photo are too few to show the projection helps
+    assert second.visual is None and second.config["visual_projection"].startswith("not used: only 0 second photos")
     assert get_encoder().model_id.endswith(f"/head-{second.version}")
     assert len(list(packaged_settings.glob("packaged-head-*.pt"))) == 2
     assert list((packaged_settings / "cache" / "backbone").glob("*.npz"))

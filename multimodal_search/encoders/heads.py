@@ -377,3 +377,31 @@ def text_to_image_recall(
     greater = (per_item[rows] > truth[:, None]).sum(1)
     equal = (per_item[rows] == truth[:, None]).sum(1) - 1
     return float(np.clip((k - greater) / (equal + 1), 0, 1).mean())
+
+
+def leave_one_out_recall(
+    features: np.ndarray, photo_item: np.ndarray, queries: np.ndarray, ks: tuple[int, ...] = (1, 5)
+) -> dict[int, float]:
+    """Photo -> product R@k: each query photo against every *other* photo, products by their best photo.
+
+    Ties are broken fairly (expected value over random orders).
+
+    Args:
+        features: (P, D) unit photo vectors.
+        photo_item: (P,) product index per photo.
+        queries: indices of the query photos.
+    """
+    if len(queries) == 0:
+        return {k: 0.0 for k in ks}
+    scores = features[queries] @ features.T
+    scores[np.arange(len(queries)), queries] = -np.inf
+    n_items = int(photo_item.max()) + 1
+    per_item = np.full((len(queries), n_items), -np.inf, dtype=np.float32)
+    for item in range(n_items):
+        columns = photo_item == item
+        if columns.any():
+            per_item[:, item] = scores[:, columns].max(axis=1)
+    truth = per_item[np.arange(len(queries)), photo_item[queries]]
+    greater = (per_item > truth[:, None]).sum(1)
+    equal = (per_item == truth[:, None]).sum(1) - 1
+    return {k: float(np.clip((k - greater) / (equal + 1), 0, 1).mean()) for k in ks}

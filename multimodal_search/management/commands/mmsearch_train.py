@@ -1,4 +1,5 @@
-"""python manage.py mmsearch_train [--epochs N] [--holdout FILE] [--seed S] [--queries N] [--skip-head] [--skip-reranker]"""
+"""python manage.py mmsearch_train [--epochs N] [--holdout FILE] [--seed S] [--visual auto|always|never]
+[--queries N] [--skip-head] [--skip-reranker]"""
 from __future__ import annotations
 
 from typing import Callable
@@ -34,8 +35,11 @@ class Command(BaseCommand):
         parser.add_argument("--epochs", type=int, default=training.DEFAULT_EPOCHS,
                             help=f"Passes over the photos for the heads (default {training.DEFAULT_EPOCHS}).")
         parser.add_argument("--seed", type=int, default=13)
-        parser.add_argument("--no-visual", action="store_true",
-                            help="Train only the photo->text head, not the photo->photo projection.")
+        parser.add_argument(
+            "--visual", choices=training.VISUAL_MODES, default="auto",
+            help="Photo->photo projection: auto (default) keeps it only when it beats the untrained "
+                 "features on a validation fifth of the products; always; never.",
+        )
         parser.add_argument("--queries", type=int, default=400, help="Pseudo-queries for the re-ranker (default 400).")
         parser.add_argument("--skip-head", action="store_true", help="Do not train the encoder's heads.")
         parser.add_argument("--skip-reranker", action="store_true", help="Do not train the re-ranker.")
@@ -62,7 +66,7 @@ class Command(BaseCommand):
         try:
             result = training.train_projection_head(
                 holdout=holdout, seed=options["seed"], epochs=options["epochs"],
-                visual=not options["no_visual"], progress=self._progress, reindex=self._reindex,
+                visual=options["visual"], progress=self._progress, reindex=self._reindex,
             )
         except training.TrainingError as exc:
             raise CommandError(str(exc)) from None

@@ -255,8 +255,9 @@ def main() -> None:
     drift = float(np.abs(recipe - pair["features"]).max())
 
     timings: dict[str, float] = {}
+    train_items = ~held_items
 
-    def visual_features(train_items: np.ndarray, colour_weight: float = 1.0) -> np.ndarray:
+    def visual_features(train_items: np.ndarray, colour_weight: float = 1.0, flip: bool = True) -> np.ndarray:
         mask = cat.photo_mask(train_items)
         t0 = time.perf_counter()
         net, _ = training.train_visual_projection(
@@ -264,7 +265,7 @@ def main() -> None:
             colour_weight=colour_weight, epochs=args.epochs, seed=args.seed,
         )
         timings.setdefault("visual projection (train split)", time.perf_counter() - t0)
-        projected = n2(training.project(net, v0) + training.project(net, v1))
+        projected = n2(training.project(net, v0) + (training.project(net, v1) if flip else 0))
         return projected if colour_weight == 0 else np.concatenate([projected, colour_weight * colour], 1)
 
     decisions: list[str] = []
@@ -284,11 +285,13 @@ def main() -> None:
         )
         return training.stored_features(views, colour, 1.0, net)
 
-    train_items = ~held_items
     for name, weight in (("(d) trained visual projection + colour", 1.0), ("(d) trained visual projection only", 0.0)):
         held = photo_recall(cat, visual_features(train_items, weight), held_items)
         fitted = cross_fit(cat, lambda items, w=weight: visual_features(items, w))
         add(name + " [all: cross-fit]", fitted, held, "no query's product trained on")
+    held = photo_recall(cat, visual_features(train_items, flip=False), held_items)
+    add("(d) projection + colour, no flip TTA [all: cross-fit]",
+        cross_fit(cat, lambda items: visual_features(items, flip=False)), held, "PackagedEncoder(flip=False)")
     add("(d) --visual auto [all: cross-fit]", cross_fit(cat, lambda items: auto_features(cat.photo_mask(items))),
         photo_recall(cat, auto_features(cat.photo_mask(train_items)), held_items),
         "projection kept only when it wins a validation fifth")

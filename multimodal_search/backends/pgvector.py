@@ -198,39 +198,6 @@ _TSQUERY = "replace(plainto_tsquery('english'::regconfig, %s)::text, '&', '|')::
 _TSVECTOR = "search_vector"  # stored, generated from search_text (migration 0004)
 
 
-def lexical_search(
-    text: str, *, model_id: str, limit: int, categories: Sequence[str] = ()
-) -> list[tuple[str, float]]:
-    """PostgreSQL full-text search (any query term, ranked by ts_rank) over stored product text."""
-    check_model_id(model_id)
-    where = f"model_id = '{model_id}' AND {_TSVECTOR} @@ q.query"
-    params: list = [text]
-    if categories:
-        where += " AND categories @> %s::varchar[]"
-        params.append(list(categories))
-    sql = (
-        f"SELECT product_pk, ts_rank({_TSVECTOR}, q.query) AS rank FROM {PRODUCT_TABLE}, "
-        f"(SELECT {_TSQUERY} AS query) q WHERE {where} ORDER BY rank DESC, product_pk LIMIT {int(limit)}"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return [(pk, float(rank)) for pk, rank in cursor.fetchall()]
-
-
-def lexical_scores(product_pks: Iterable[str], text: str, *, model_id: str) -> dict[str, float]:
-    """ts_rank of ``text`` for given products (0 for those that do not match)."""
-    pks = list(product_pks)
-    if not pks:
-        return {}
-    sql = (
-        f"SELECT product_pk, ts_rank({_TSVECTOR}, q.query) FROM {PRODUCT_TABLE}, (SELECT {_TSQUERY} AS query) q "
-        f"WHERE model_id = %s AND product_pk = ANY(%s)"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [text, model_id, pks])
-        return {pk: float(rank) for pk, rank in cursor.fetchall()}
-
-
 def product_fields(product_pks: Iterable[str], *, model_id: str) -> dict[str, dict]:
     """The stored ``fields`` (structured attributes, colour profile) of given products."""
     from multimodal_search.models import ProductEmbedding

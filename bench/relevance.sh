@@ -18,11 +18,16 @@ CATALOG="${DEMO_CATALOG:-../shared/datasets/magento-luma}"
 EVAL_DIR="${EVAL_DIR:-.data/eval/luma}"
 SEED="${SEED:-13}"
 VARIANTS="${VARIANTS:-minimal full}"
+# LABELS=1 (default): mmsearch_train also reads labels_train.jsonl, the colour/gender/category
+# of the *train* items (what a shop knows about its older products); the indexed text of
+# every item stays as the variant says. LABELS=0 trains on the indexed catalogue alone.
+LABELS="${LABELS:-1}"
 # --force re-encodes every product, so the numbers always come from the current code
 # (a content hash does not see changes in how vectors are made). FORCE=0 skips that.
 REINDEX_FLAGS="--sync"
 [ "${FORCE:-1}" = "1" ] && REINDEX_FLAGS="--sync --force"
 RESULTS=bench/results
+SUFFIX="${SUFFIX:-}"  # e.g. SUFFIX=-nolabels keeps runs apart
 mkdir -p "$RESULTS" "$EVAL_DIR"
 
 echo "==> Judged query set (seed $SEED) -> $EVAL_DIR"
@@ -48,7 +53,9 @@ for variant in $VARIANTS; do
     fi
     if [ -n "$HOLDOUT_FLAG" ]; then
       echo "==> [$variant] training on train parents only ($HOLDOUT_FLAG $EVAL_DIR/split.json)"
-      $PY manage.py mmsearch_train "$HOLDOUT_FLAG" "$EVAL_DIR/split.json"
+      LABEL_ARGS=()
+      [ "$LABELS" = "1" ] && LABEL_ARGS=(--labels "$EVAL_DIR/labels_train.jsonl")
+      $PY manage.py mmsearch_train "$HOLDOUT_FLAG" "$EVAL_DIR/split.json" "${LABEL_ARGS[@]}"
       $PY manage.py mmsearch_reindex --sync --missing
     else
       echo "WARNING: mmsearch_train cannot hold products out; not training (held-out items would leak)" >&2
@@ -58,7 +65,7 @@ for variant in $VARIANTS; do
   fi
 
   $PY manage.py mmsearch_evaluate "$EVAL_DIR/queries.jsonl" --split heldout \
-    --json "$RESULTS/relevance-$variant.json" | tee "$RESULTS/relevance-$variant.txt"
+    --json "$RESULTS/relevance-$variant$SUFFIX.json" | tee "$RESULTS/relevance-$variant$SUFFIX.txt"
 done
 unset MMSEARCH_DATA_DIR
 

@@ -65,6 +65,7 @@ DEFAULTS: dict[str, Any] = {
         "TEXT_WEIGHT": 0.5,
         "COLOUR_WEIGHT": 0.3,
         "PHOTO_COLOUR_WEIGHT": 0.2,
+        "GENDER_WEIGHT": 0.2,
         "CANDIDATES": 100,
     },
     "HNSW_EF_SEARCH": 100,

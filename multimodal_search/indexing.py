@@ -9,7 +9,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 from django.db import transaction
 
-from multimodal_search import colour, fusion
+from multimodal_search import attributes, colour, fusion
 from multimodal_search.adapters import BaseProductAdapter, ImageRef, get_adapter
 from multimodal_search.backends import pgvector as backend
 from multimodal_search.conf import search_settings
@@ -110,6 +110,7 @@ def _encode_and_store(items: list[_Prepared], encoder: BaseEncoder, report: Inde
         per_item.setdefault(index, []).append(row)
 
     backend.ensure_indexes(encoder.model_id, encoder.dimensions, encoder.feature_dimensions)
+    inferring = attributes.get_model(encoder.model_id)
     with transaction.atomic():
         for index, item in enumerate(items):
             rows = per_item.get(index, [])
@@ -119,6 +120,9 @@ def _encode_and_store(items: list[_Prepared], encoder: BaseEncoder, report: Inde
                 **item.fields,
                 "colours": colour.product_colours([palettes[row] for row in rows], str(item.fields.get("color") or "")),
             }
+            if inferring is not None and rows:
+                fields = attributes.enrich_fields(fields, inferring.infer(
+                    attributes.photo_matrix(features[rows], shared[rows])))
             ProductEmbedding.objects.update_or_create(
                 product_pk=item.pk,
                 model_id=encoder.model_id,

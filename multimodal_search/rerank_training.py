@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Collection
+from typing import Any, Callable, Collection, Mapping
 
 import numpy as np
 
@@ -10,6 +10,7 @@ from multimodal_search import reranking
 from multimodal_search.adapters import get_adapter
 from multimodal_search.conf import search_settings
 from multimodal_search.encoders import get_encoder
+from multimodal_search.labels import Label
 from multimodal_search.models import ProductEmbedding
 
 
@@ -20,6 +21,7 @@ class TrainingError(ValueError):
 def train_reranker(
     *,
     holdout: Collection[str] = (),
+    labels: Mapping[str, Label] | None = None,
     max_queries: int = 400,
     seed: int = 13,
     progress: Callable[[int], Any] | None = None,
@@ -30,6 +32,8 @@ def train_reranker(
 
     Args:
         holdout: product identifiers (sku or group/parent sku) never used to make queries.
+        labels: training labels by sku; their colour, gender and category fill in
+            what the indexed fields do not say (see ``multimodal_search.labels``).
         max_queries: cap on pseudo-queries.
         seed: makes query sampling reproducible.
         progress: called with 1 after each pseudo-query.
@@ -60,10 +64,12 @@ def train_reranker(
         if {result.get("sku"), fields.get("group")} & held:
             continue  # held-out products are neither queried for nor seen as candidates
         leaf = max(categories, key=len).split(">")[-1].strip() if categories else ""
+        label = (labels or {}).get(str(result.get("sku")))
         facts[pk] = reranking.Facts(
             title=str(fields.get("title") or result.get("title") or product),
-            colours=fields.get("colours", {}), color=str(fields.get("color") or ""),
-            gender=str(fields.get("gender") or ""), leaf=leaf,
+            colours=fields.get("colours", {}), color=str(fields.get("color") or (label.color if label else "")),
+            gender=str(fields.get("gender") or (label.gender if label else "")),
+            leaf=leaf or (label.leaf if label else ""),
         )
         seeds.append(pk)
     if not seeds:
@@ -73,6 +79,7 @@ def train_reranker(
     def collect(text: str):
         query = encode_query(text, None)
         names = {"text", "title", "image", "lexical", "neighbours"} | ({"colour"} if query.colours else set())
+        names |= {"gender"} if query.gender else set()
         return collect_signals(query, names, model_id, candidates, [])
 
     x, y, queries = reranking.build_training_set(

@@ -28,10 +28,10 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-SIGNALS = ("text", "title", "image", "lexical", "colour", "neighbours")
+SIGNALS = ("text", "title", "image", "lexical", "colour", "neighbours", "gender")
 FEATURES = (
-    "text", "title", "image", "lexical", "colour", "neighbours",
-    "text_z", "title_z", "image_z", "lexical_z", "colour_z", "neighbours_z",
+    "text", "title", "image", "lexical", "colour", "neighbours", "gender",
+    "text_z", "title_z", "image_z", "lexical_z", "colour_z", "neighbours_z", "gender_z",
     "text_top", "title_top", "image_top",
 )
 GROUPS = {
@@ -41,6 +41,7 @@ GROUPS = {
     "lexical": "lexical", "lexical_z": "lexical",
     "colour": "colour", "colour_z": "colour",
     "neighbours": "neighbours", "neighbours_z": "neighbours",
+    "gender": "gender", "gender_z": "gender",
 }
 FILENAME = "reranker.json"
 _STOP = {"and", "with", "the", "for", "from", "set", "pack", "kit", "size", "cm", "foot", "oz"}

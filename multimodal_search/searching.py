@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from multimodal_search import colour, fusion, reranking
+from multimodal_search import attributes, colour, fusion, reranking
 from multimodal_search.adapters import get_adapter
 from multimodal_search.backends import pgvector as backend
 from multimodal_search.conf import search_settings
@@ -58,6 +58,7 @@ class _Query:
     image_features: np.ndarray | None
     colours: list[str] = field(default_factory=list)
     photo_colours: np.ndarray | None = None
+    gender: str | None = None
 
 
 def _wants_colour(query: _Query) -> bool:
@@ -67,7 +68,7 @@ def _wants_colour(query: _Query) -> bool:
 def _weights(query: _Query, method: str, fusion_settings: dict) -> dict[str, float]:
     if method == "rerank" and query.text_vector is not None and query.image_features is None:
         names = ["text", "title", "image", "lexical", "neighbours"] + (["colour"] if query.colours else [])
-        return {name: 1.0 for name in names}
+        return {name: 1.0 for name in names + (["gender"] if query.gender else [])}
     if method == "rerank":  # the re-ranker is trained for text queries; photo queries use feature fusion
         method = "feature"
     weights = _base_weights(query, method, float(fusion_settings["TEXT_WEIGHT"]))
@@ -76,6 +77,8 @@ def _weights(query: _Query, method: str, fusion_settings: dict) -> dict[str, flo
     elif query.photo_colours is not None and method in ("feature", "decision"):
         # colour variants share a shape: the photo's colours tell them apart
         weights["colour"] = 1.0 if method == "decision" else float(fusion_settings["PHOTO_COLOUR_WEIGHT"])
+    if query.gender and method in ("feature", "decision"):
+        weights["gender"] = 1.0 if method == "decision" else float(fusion_settings["GENDER_WEIGHT"])
     return weights
 
 
@@ -109,19 +112,22 @@ def _signals(query: _Query, pks: list[str], model_id: str, names: set[str]) -> d
         columns = {name: column for name, column in _TEXT_COLUMNS.items() if name in names or name in ("text", "image")}
         lexical = (query.text or "") if "lexical" in names else None
         found, fields = backend.product_signals(
-            pks, columns, query.text_vector, model_id=model_id, lexical_text=lexical, with_fields="colour" in names
+            pks, columns, query.text_vector, model_id=model_id, lexical_text=lexical,
+            with_fields=bool({"colour", "gender"} & names),
         )
         signals.update(found)
     if query.image_features is not None:
         signals["visual"] = backend.image_similarities(pks, "feature_vector", query.image_features, model_id=model_id)
     if "neighbours" in names and query.text_vector is not None:
         signals["neighbours"] = _neighbour_signal(pks, signals, model_id)
+    if {"colour", "gender"} & names and not fields:
+        fields = backend.product_fields(pks, model_id=model_id)
+    if "gender" in names and query.gender:
+        signals["gender"] = {pk: attributes.gender_match(query.gender, fields.get(pk) or {}) for pk in pks}
     if "colour" in names:
-        if not fields:
-            fields = backend.product_fields(pks, model_id=model_id)
         if query.colours:  # words win: "like this photo, but in red"
             signals["colour"] = {
-                pk: colour.colour_match(query.colours, fields.get(pk, {}).get("colours", {})) for pk in pks
+                pk: colour.colour_match(query.colours, attributes.colour_profile(fields.get(pk) or {})) for pk in pks
             }
         elif query.photo_colours is not None:
             signals["colour"] = {
@@ -186,6 +192,7 @@ def encode_query(text: str | None, image: Image.Image | None) -> _Query:
     return _Query(
         text=text, text_vector=text_vector, image_shared=shared, image_features=features,
         colours=colour.colours_in_text(text or ""),
+        gender=attributes.gender_in_text(text or ""),
         photo_colours=colour.colour_distribution(image) if image is not None else None,
     )
 

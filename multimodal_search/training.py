@@ -29,12 +29,13 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from multimodal_search.adapters import BaseProductAdapter, ImageRef
+from multimodal_search.labels import Label
 from multimodal_search.encoders.heads import (  # noqa: F401 (re-exported for the bench)
     DEFAULT_EPOCHS,
     TEXT_TEMPERATURE,
@@ -132,8 +133,13 @@ def is_held_out(adapter: BaseProductAdapter, product: Any, holdout: set[str]) ->
     return sku in holdout or (group not in (None, "") and str(group) in holdout)
 
 
-def collect_items(adapter: BaseProductAdapter, holdout: set[str] = frozenset()) -> tuple[list[CatalogueItem], int]:
+def collect_items(
+    adapter: BaseProductAdapter, holdout: set[str] = frozenset(), labels: Mapping[str, Label] | None = None
+) -> tuple[list[CatalogueItem], int]:
     """Searchable products that are not held out, with their text and photos.
+
+    A product with a training label (see ``multimodal_search.labels``) is
+    captioned with its text plus the label's facts.
 
     Returns:
         ``(items in pk order, number held out)``.
@@ -143,7 +149,9 @@ def collect_items(adapter: BaseProductAdapter, holdout: set[str] = frozenset()) 
         if is_held_out(adapter, product, holdout):
             held_out += 1
             continue
-        items.append(CatalogueItem(str(product.pk), adapter.get_text(product), adapter.get_images(product)))
+        text = adapter.get_text(product)
+        label = (labels or {}).get(str(adapter.to_result(product).get("sku", product.pk)))
+        items.append(CatalogueItem(str(product.pk), label.caption(text) if label else text, adapter.get_images(product)))
     return items, held_out
 
 
@@ -431,6 +439,7 @@ def train_heads(
     output: str | os.PathLike[str],
     *,
     holdout: set[str] = frozenset(),
+    labels: Mapping[str, Label] | None = None,
     epochs: int = DEFAULT_EPOCHS,
     seed: int = 0,
     visual: str = "auto",
@@ -446,6 +455,7 @@ def train_heads(
         adapter: reads the products.
         output: head file to write (older versions are kept beside it).
         holdout: skus or group ids (parent skus) to leave out.
+        labels: training labels by sku (captions gain their facts).
         epochs: passes over the photos.
         seed: seed for crops order, initialisation and batches.
         visual: the visual projection for photo-to-photo search: "auto" keeps
@@ -466,7 +476,7 @@ def train_heads(
         raise TrainingError("epochs must be at least 1")
     if visual not in VISUAL_MODES:
         raise TrainingError(f"visual must be one of {', '.join(VISUAL_MODES)}, not {visual!r}")
-    items, held_out = collect_items(adapter, set(holdout))
+    items, held_out = collect_items(adapter, set(holdout), labels)
     if not items:
         extra = f" ({held_out} held out)" if held_out else ""
         raise TrainingError(f"no products to train on{extra}: the adapter's queryset is empty")
@@ -548,6 +558,7 @@ def default_head_path(encoder: Any) -> str:
 def train_projection_head(
     *,
     holdout: Iterable[str] = (),
+    labels: Mapping[str, Label] | None = None,
     seed: int = 0,
     epochs: int = DEFAULT_EPOCHS,
     visual: str = "auto",
@@ -576,7 +587,7 @@ def train_projection_head(
         raise TrainingError(f"encoder {type(encoder).__name__} has no trainable head")
     output = default_head_path(encoder)
     result = train_heads(
-        encoder, get_adapter(), output, holdout=set(holdout), epochs=epochs, seed=seed, visual=visual,
+        encoder, get_adapter(), output, holdout=set(holdout), labels=labels, epochs=epochs, seed=seed, visual=visual,
         cache_dir=Path(search_settings.MODEL_DIR) / "cache" / "backbone", progress=progress,
         publish_now=reindex is None,
     )

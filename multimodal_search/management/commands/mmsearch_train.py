@@ -1,5 +1,5 @@
-"""python manage.py mmsearch_train [--epochs N] [--holdout FILE] [--seed S] [--visual auto|always|never]
-[--queries N] [--skip-head] [--skip-reranker]"""
+"""python manage.py mmsearch_train [--epochs N] [--holdout FILE] [--labels FILE] [--seed S] [--visual auto|always|never]
+[--queries N] [--skip-head] [--skip-attributes] [--skip-reranker]"""
 from __future__ import annotations
 
 from typing import Callable
@@ -9,6 +9,8 @@ from tqdm import tqdm
 
 from multimodal_search import services, training
 from multimodal_search.encoders import get_encoder
+from multimodal_search.attribute_training import train_attributes
+from multimodal_search.labels import LabelError, load_labels
 from multimodal_search.rerank_training import TrainingError as RerankTrainingError
 from multimodal_search.rerank_training import train_reranker
 
@@ -24,13 +26,19 @@ def read_holdout(path: str) -> set[str]:
 class Command(BaseCommand):
     help = (
         "Train on the catalogue itself: the encoder's heads (photo->text and photo->photo), "
-        "then the learned re-ranker. Products in --holdout are never trained on."
+        "then colour/gender classifiers over the photos, then the learned re-ranker. "
+        "Products in --holdout are never trained on."
     )
 
     def add_arguments(self, parser):
         parser.add_argument(
             "--holdout", metavar="FILE",
             help='JSON: a list of skus/parent skus, {"heldout": [...]}, or a split file {"parents": {sku: split}}.',
+        )
+        parser.add_argument(
+            "--labels", metavar="FILE",
+            help="JSON lines of training-only facts per sku (color, gender, category, material, text): "
+                 "photo captions and re-ranker judgements use them; nothing is indexed from them.",
         )
         parser.add_argument("--epochs", type=int, default=training.DEFAULT_EPOCHS,
                             help=f"Passes over the photos for the heads (default {training.DEFAULT_EPOCHS}).")
@@ -42,14 +50,24 @@ class Command(BaseCommand):
         )
         parser.add_argument("--queries", type=int, default=400, help="Pseudo-queries for the re-ranker (default 400).")
         parser.add_argument("--skip-head", action="store_true", help="Do not train the encoder's heads.")
+        parser.add_argument("--skip-attributes", action="store_true",
+                            help="Do not train the photo colour/gender classifiers.")
         parser.add_argument("--skip-reranker", action="store_true", help="Do not train the re-ranker.")
 
     def handle(self, *args, **options):
         if options["epochs"] < 1:
             raise CommandError("--epochs must be at least 1.")
         holdout = read_holdout(options["holdout"]) if options["holdout"] else set()
+        try:
+            options["labels"] = load_labels(options["labels"]) if options["labels"] else {}
+        except LabelError as exc:
+            raise CommandError(str(exc)) from None
+        if options["labels"]:
+            self.stdout.write(f"Training labels for {len(options['labels'])} sku(s).")
         if not options["skip_head"]:
             self._train_head(holdout, options)
+        if not options["skip_attributes"]:
+            self._train_attributes(holdout, options)
         if not options["skip_reranker"]:
             self._train_reranker(holdout, options)
 
@@ -65,7 +83,7 @@ class Command(BaseCommand):
             )
         try:
             result = training.train_projection_head(
-                holdout=holdout, seed=options["seed"], epochs=options["epochs"],
+                holdout=holdout, labels=options["labels"], seed=options["seed"], epochs=options["epochs"],
                 visual=options["visual"], progress=self._progress, reindex=self._reindex,
             )
         except training.TrainingError as exc:
@@ -100,11 +118,25 @@ class Command(BaseCommand):
                 bar.update(len(chunk))
         self.stdout.write(f"Indexed {total} product(s) for {staging.model_id}.")
 
+    def _train_attributes(self, holdout: set[str], options) -> None:
+        summary = train_attributes(holdout=holdout, labels=options["labels"])
+        for facet, result in summary["facets"].items():
+            if isinstance(result, str):
+                self.stdout.write(f"Attributes: {facet} {result}.")
+            else:
+                self.stdout.write(
+                    f"Attributes: {facet} from {result['products']} products, classes {', '.join(result['classes'])}; "
+                    f"validation accuracy {result['validation_accuracy']} on {result['validation_products']} products."
+                )
+        self.stdout.write(self.style.SUCCESS(
+            f"Attributes inferred for {summary['enriched']} indexed product(s) in {summary['seconds']} s -> {summary['path']}"
+        ))
+
     def _train_reranker(self, holdout: set[str], options) -> None:
         with tqdm(total=options["queries"], unit="query", desc="Re-ranker pseudo-queries", file=self.stderr._out) as bar:
             try:
                 summary = train_reranker(
-                    holdout=holdout, max_queries=options["queries"], seed=options["seed"], progress=bar.update
+                    holdout=holdout, labels=options["labels"], max_queries=options["queries"], seed=options["seed"], progress=bar.update
                 )
             except RerankTrainingError as exc:
                 raise CommandError(str(exc)) from exc

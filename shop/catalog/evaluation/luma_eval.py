@@ -10,9 +10,12 @@ writes the folder that ``mmsearch_evaluate`` and ``import_catalog`` read:
   attributes. ``catalog_minimal.jsonl``: the same items with title (the parent's
   name, no size or colour suffix) and description only. Photo paths are relative
   to the folder. Query photos are withheld from both catalogues.
+* ``labels_train.jsonl``: colour, gender, category and material of the train
+  items only (``mmsearch_train --labels``), so the minimal variant can train on
+  what a shop knows about its older products while indexing title + description.
 * ``queries.jsonl``: text queries (see ``shopper_queries``) and photo queries
-  (alternate or back photos, never a main photo; the item itself is graded 2,
-  its other colours 1). Every line has ``qid, kind, query, graded, split``.
+  (one alternate or back photo per item that has one, never a main photo; the
+  item itself is graded 2, its other colours 1). Every line has ``qid, kind, query, graded, split``.
 
 Split of a query: a photo query has its item's split. A text query is "heldout"
 when at least one of its grade-2 items belongs to a held-out parent (the same as
@@ -103,10 +106,11 @@ def split_parents(records: Iterable[CatalogRecord], *, seed: int = DEFAULT_SEED,
 
 def choose_photo_queries(records: list[CatalogRecord], split: dict[str, str], *,
                          seed: int = DEFAULT_SEED) -> list[PhotoQuery]:
-    """Alternate and back photos used as queries.
+    """Alternate and back photos used as queries: one per item that has any (picked by seed).
 
-    Held-out items give every alternate photo; train items give one (picked by
-    seed), so training keeps most of its photos. A photo that is any item's main
+    The query photo is withheld from the catalogues; the item keeps its main
+    photo and its other alternates, so a query is searched against the full
+    catalogue minus itself (leave-one-out). A photo that is any item's main
     photo is never used.
     """
     mains = {record.images[0][0] for record in records if record.images}
@@ -116,9 +120,8 @@ def choose_photo_queries(records: list[CatalogRecord], split: dict[str, str], *,
         alternates = [(p, kind) for p, kind in record.images[1:] if kind != "main" and p not in mains]
         if not alternates:
             continue
-        if split[parent] == TRAIN:
-            rng = random.Random(_hash_key(seed, record.sku))
-            alternates = [rng.choice(alternates)]
+        rng = random.Random(_hash_key(seed, record.sku))
+        alternates = [rng.choice(alternates)]
         queries.extend(PhotoQuery(record.sku, parent, path, kind, split[parent]) for path, kind in alternates)
     return queries
 
@@ -172,6 +175,15 @@ def catalogue_row(record: CatalogRecord, out_dir: Path, withheld: set[Path], *, 
         row.update(gender=record.gender or None, material=record.material or None,
                    sizes=record.sizes or None, attributes=record.attributes)
     return row
+
+
+def label_rows(eval_set: EvalSet) -> Iterable[dict[str, Any]]:
+    """Training labels (``mmsearch_train --labels``) of the *train* items only: what a shop
+    knows about its older products. Held-out items never appear."""
+    for record in eval_set.records:
+        if eval_set.item_split(record) == TRAIN:
+            yield {"sku": record.sku, "color": record.color or None, "gender": record.gender or None,
+                   "category": record.category or None, "material": record.material or None}
 
 
 def photo_query_rows(eval_set: EvalSet, out_dir: Path) -> list[dict[str, Any]]:
@@ -230,6 +242,7 @@ def write_eval_set(eval_set: EvalSet, out_dir: Path) -> dict[str, Any]:
     for variant, minimal in (("full", False), ("minimal", True)):
         _write_jsonl(out_dir / f"catalog_{variant}.jsonl",
                      (catalogue_row(r, out_dir, withheld, minimal=minimal) for r in eval_set.records))
+    _write_jsonl(out_dir / "labels_train.jsonl", label_rows(eval_set))
     queries = eval_set.text_queries + photo_query_rows(eval_set, out_dir)
     _write_jsonl(out_dir / "queries.jsonl", queries)
     summary = summarise(eval_set, queries)
@@ -271,6 +284,7 @@ def summary_text(summary: dict[str, Any], out_dir: Path) -> str:
         "- photo queries: heldout {} / train {} (views: {})".format(
             q.get("image/heldout", 0), q.get("image/train", 0), summary["photo_views"]),
         f"- query photos withheld from both catalogues: {summary['withheld_photos']}",
-        "- files: split.json, catalog_full.jsonl, catalog_minimal.jsonl, queries.jsonl, summary.json",
+        "- files: split.json, catalog_full.jsonl, catalog_minimal.jsonl, labels_train.jsonl (train items'"
+        " facts, for mmsearch_train --labels), queries.jsonl, summary.json",
     ]
     return "\n".join(lines)

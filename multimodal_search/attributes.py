@@ -1,0 +1,241 @@
+"""Attributes inferred from photos: colour and gender classifiers over the stored photo vectors.
+
+Catalogues are sparse: new products arrive without a colour field, titles do not
+say who a garment is for. ``mmsearch_train`` fits one softmax layer per facet on
+the photos of the products whose facet is known (their indexed fields, or a
+``--labels`` file), over each photo's stored vectors (its text-space vector and
+its visual features). For every product the facet is then *inferred* from its
+photos (the mean of its photos' class probabilities) and kept in its
+``fields``:
+
+* ``colours``, the product's colour profile that colour words in queries are
+  matched against, becomes half pixel naming, half the colour classifier, for
+  products that state no colour;
+* ``gender_inferred`` holds the gender distribution, which the ``gender`` signal
+  reads when a product states none.
+
+A facet is learned only when at least two of its values have enough photos;
+stated values always win over inferred ones. The model file is tied to one
+encoder ``model_id`` (the vectors it reads) and is ignored for any other.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from multimodal_search import colour
+
+logger = logging.getLogger(__name__)
+
+FILENAME = "attributes.json"
+FACETS = ("colour", "gender")
+MIN_PHOTOS_PER_CLASS = 4
+GENDERS = {"men": "men", "man": "men", "mens": "men", "male": "men", "women": "women", "woman": "women",
+           "womens": "women", "female": "women", "ladies": "women", "unisex": "unisex"}
+
+
+def normal_gender(value: str) -> str | None:
+    """"Men", "women's", "Unisex" -> "men" / "women" / "unisex"; anything else -> None."""
+    word = "".join(ch for ch in (value or "").lower() if ch.isalpha())
+    return GENDERS.get(word)
+
+
+def normal_value(facet: str, value: str) -> str | None:
+    """A facet value in the classifier's vocabulary (colours: the 12 canonical names)."""
+    if facet == "colour":
+        names = colour.colours_in_text(value)
+        return names[0] if len(names) == 1 else None
+    return normal_gender(value)
+
+
+@dataclass
+class Classifier:
+    """One facet's softmax layer over standardised photo vectors."""
+
+    classes: list[str]
+    weights: np.ndarray  # (d, c)
+    bias: np.ndarray  # (c,)
+    mean: np.ndarray
+    scale: np.ndarray
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        logits = ((x - self.mean) / self.scale) @ self.weights + self.bias
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"classes": self.classes, "weights": np.round(self.weights, 5).tolist(),
+                "bias": self.bias.tolist(), "mean": np.round(self.mean, 6).tolist(),
+                "scale": np.round(self.scale, 6).tolist()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Classifier":
+        return cls(classes=list(data["classes"]), weights=np.asarray(data["weights"], dtype=np.float64),
+                   bias=np.asarray(data["bias"], dtype=np.float64), mean=np.asarray(data["mean"], dtype=np.float64),
+                   scale=np.asarray(data["scale"], dtype=np.float64))
+
+
+def fit_softmax(x: np.ndarray, y: np.ndarray, classes: int, *, l2: float = 1e-2, epochs: int = 300,
+                lr: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Class-balanced multinomial logistic regression, full-batch gradient descent."""
+    mean = x.mean(axis=0)
+    std = x.std(axis=0)
+    scale = np.where(std > 1e-9, std, 1.0)
+    z = (x - mean) / scale
+    onehot = np.eye(classes)[y]
+    counts = np.maximum(onehot.sum(axis=0), 1.0)
+    sample_weight = (1.0 / counts[y]) / classes
+    weights = np.zeros((z.shape[1], classes))
+    bias = np.zeros(classes)
+    for _ in range(epochs):
+        logits = z @ weights + bias
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        p /= p.sum(axis=1, keepdims=True)
+        error = (p - onehot) * sample_weight[:, None]
+        weights -= lr * (z.T @ error + l2 * weights)
+        bias -= lr * error.sum(axis=0)
+    return weights, bias, mean, scale
+
+
+def train_classifier(x: np.ndarray, values: list[str]) -> Classifier | None:
+    """A classifier for the values with enough photos, or None when fewer than two qualify."""
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    classes = sorted(v for v, n in counts.items() if n >= MIN_PHOTOS_PER_CLASS)
+    if len(classes) < 2:
+        return None
+    keep = np.array([v in classes for v in values])
+    index = {v: i for i, v in enumerate(classes)}
+    y = np.array([index[v] for v, k in zip(values, keep) if k])
+    weights, bias, mean, scale = fit_softmax(x[keep], y, len(classes))
+    return Classifier(classes, weights, bias, mean, scale)
+
+
+@dataclass
+class AttributeModel:
+    model_id: str
+    classifiers: dict[str, Classifier]
+    meta: dict[str, Any]
+
+    def infer(self, photo_vectors: np.ndarray) -> dict[str, dict[str, float]]:
+        """Facet -> value -> probability for one product, from its photos' vectors (n, d)."""
+        if not len(photo_vectors):
+            return {}
+        return {
+            facet: {name: round(float(p), 4) for name, p in zip(clf.classes, clf.probabilities(photo_vectors).mean(axis=0))}
+            for facet, clf in self.classifiers.items()
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model_id": self.model_id, "meta": self.meta,
+                "classifiers": {facet: clf.to_json() for facet, clf in self.classifiers.items()}}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "AttributeModel":
+        return cls(model_id=str(data["model_id"]), meta=dict(data.get("meta", {})),
+                   classifiers={f: Classifier.from_json(c) for f, c in data["classifiers"].items()})
+
+
+def photo_matrix(feature_vectors: Iterable[Any], shared_vectors: Iterable[Any]) -> np.ndarray:
+    """The classifier input of photos: text-space vector and visual features side by side."""
+    from multimodal_search.backends.pgvector import as_array
+
+    rows = [np.concatenate([as_array(s), as_array(f)]) for f, s in zip(feature_vectors, shared_vectors)]
+    return np.stack(rows).astype(np.float64) if rows else np.zeros((0, 0))
+
+
+def enrich_fields(fields: dict[str, Any], inferred: Mapping[str, Mapping[str, float]]) -> dict[str, Any]:
+    """Fields with inferred facets merged in (stated values win); returns a new dict."""
+    fields = dict(fields)
+    for key in ("gender_inferred", "colour_inferred"):
+        fields.pop(key, None)
+    if "gender" in inferred and not normal_gender(str(fields.get("gender") or "")):
+        fields["gender_inferred"] = dict(inferred["gender"])
+    if "colour" in inferred and not colour.colours_in_text(str(fields.get("color") or "")):
+        fields["colour_inferred"] = dict(inferred["colour"])
+    return fields
+
+
+def colour_profile(fields: Mapping[str, Any]) -> dict[str, float]:
+    """The colour profile queries are matched against: pixels, blended with the inferred colour."""
+    pixels = fields.get("colours") or {}
+    inferred = fields.get("colour_inferred")
+    if not inferred:
+        return pixels
+    names = set(pixels) | set(inferred)
+    return {name: 0.5 * pixels.get(name, 0.0) + 0.5 * inferred.get(name, 0.0) for name in names}
+
+
+def gender_match(wanted: str, fields: Mapping[str, Any]) -> float:
+    """How surely a product is for ``wanted`` ("men"/"women"): 1/0 when stated, else inferred."""
+    stated = normal_gender(str(fields.get("gender") or ""))
+    if stated:
+        return 1.0 if stated in (wanted, "unisex") else 0.0
+    inferred = fields.get("gender_inferred") or {}
+    if not inferred:
+        return 0.5
+    return float(inferred.get(wanted, 0.0) + inferred.get("unisex", 0.0))
+
+
+_GENDER_QUERY = {"men": ("men", "mens", "man", "male", "guys", "boys"),
+                 "women": ("women", "womens", "woman", "female", "ladies", "lady", "girls")}
+
+
+def gender_in_text(text: str) -> str | None:
+    """"womens yoga pants" -> "women"; None when no (or both) genders are named."""
+    words = {"".join(ch for ch in w if ch.isalpha()) for w in (text or "").lower().split()}
+    found = [g for g, names in _GENDER_QUERY.items() if words & set(names)]
+    return found[0] if len(found) == 1 else None
+
+
+# ------------------------------------------------------------------ storage
+
+
+def model_path() -> Path:
+    from multimodal_search.conf import search_settings
+
+    return Path(search_settings.MODEL_DIR) / FILENAME
+
+
+_cache: dict[str, tuple[float, AttributeModel | None]] = {}
+_lock = threading.Lock()
+
+
+def get_model(model_id: str) -> AttributeModel | None:
+    """The trained attribute model for this encoder version (reloaded when its file changes), or None."""
+    path = model_path()
+    try:
+        mtime = os.stat(path).st_mtime
+    except OSError:
+        return None
+    with _lock:
+        cached = _cache.get(str(path))
+        if not cached or cached[0] != mtime:
+            try:
+                loaded: AttributeModel | None = AttributeModel.from_json(json.loads(path.read_text()))
+            except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+                logger.warning("ignoring attribute model %s: %s", path, exc)
+                loaded = None
+            cached = (mtime, loaded)
+            _cache[str(path)] = cached
+    model = cached[1]
+    return model if model is not None and model.model_id == model_id else None
+
+
+def save_model(model: AttributeModel, path: Path | None = None) -> Path:
+    path = path or model_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(model.to_json()))
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,141 @@
+"""Photo attribute classifiers, training labels, and the gender and inferred-colour signals."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from multimodal_search import attributes, services
+from multimodal_search.attribute_training import train_attributes
+from multimodal_search.labels import LabelError, load_labels
+from multimodal_search.models import ProductEmbedding
+from tests.factories import ProductFactory
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("womens yoga pants", "women"), ("yoga pants for men", "men"), ("men's black tee", "men"),
+    ("ladies tee", "women"), ("black tee", None), ("men and women tees", None),
+])
+def test_gender_in_text(text, expected):
+    assert attributes.gender_in_text(text) == expected
+
+
+def test_stated_facts_win_over_inferred_ones():
+    inferred = {"gender": {"men": 0.9, "women": 0.1}, "colour": {"red": 0.8, "blue": 0.2}}
+    stated = attributes.enrich_fields({"gender": "Women", "color": "Blue"}, inferred)
+    assert "gender_inferred" not in stated and "colour_inferred" not in stated
+    assert attributes.gender_match("women", stated) == 1.0
+    assert attributes.gender_match("men", {"gender": "Unisex"}) == 1.0
+
+    unknown = attributes.enrich_fields({"colours": {"red": 0.4, "white": 0.6}}, inferred)
+    assert attributes.gender_match("men", unknown) == pytest.approx(0.9)
+    assert attributes.colour_profile(unknown)["red"] == pytest.approx(0.6)  # half pixels, half classifier
+    assert attributes.gender_match("men", {}) == 0.5  # nothing known: neutral
+
+
+def test_softmax_classifier_learns_separable_classes_and_needs_two():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(2, 1, (20, 5)), rng.normal(-2, 1, (20, 5))])
+    values = ["men"] * 20 + ["women"] * 20
+    clf = attributes.train_classifier(x, values)
+    predicted = [clf.classes[i] for i in clf.probabilities(x).argmax(axis=1)]
+    assert np.mean([p == v for p, v in zip(predicted, values)]) > 0.95
+    assert attributes.train_classifier(x, ["men"] * 40) is None
+    assert attributes.train_classifier(x[:6], ["men"] * 3 + ["women"] * 3) is None  # too few photos per class
+
+
+def test_load_labels_reports_the_bad_line(tmp_path):
+    good = tmp_path / "labels.jsonl"
+    good.write_text('{"sku": "A", "color": "Red", "gender": "Women"}\n\n{"sku": "B", "category": "Men > Tops"}\n')
+    labels = load_labels(good)
+    assert labels["A"].color == "Red" and labels["B"].leaf == "Tops"
+    assert "Colour: Red." in labels["A"].caption("Alpha tee")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"sku": "A"}\n{"color": "Red"}\n')
+    with pytest.raises(LabelError, match="line 2"):
+        load_labels(bad)
+    with pytest.raises(LabelError, match="no such file"):
+        load_labels(tmp_path / "missing.jsonl")
+
+
+@pytest.fixture
+def model_dir(settings, tmp_path):
+    settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "MODEL_DIR": str(tmp_path / "models")}
+    return tmp_path / "models"
+
+
+@pytest.fixture
+def catalogue(indexed):
+    """Red photos are women's hoodies, blue photos men's; the labels say so for the L* products only."""
+    labelled = [ProductFactory(sku=f"L{i}", title=f"Item{i} Hoodie", photos=[colour])
+                for i, colour in enumerate(["red"] * 5 + ["blue"] * 5)]
+    unknown_red = ProductFactory(sku="U-red", title="Quiet Hoodie", photos=["red"])
+    unknown_blue = ProductFactory(sku="U-blue", title="Calm Hoodie", photos=["blue"])
+    indexed(*labelled, unknown_red, unknown_blue)
+    return labelled, unknown_red, unknown_blue
+
+
+def _write_labels(path, labelled):
+    rows = [{"sku": p.sku, "gender": "Women" if i < 5 else "Men", "color": "Red" if i < 5 else "Blue"}
+            for i, p in enumerate(labelled)]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+@pytest.mark.django_db
+def test_trained_attributes_find_unlabelled_products_by_gender_and_colour(catalogue, model_dir, tmp_path):
+    labelled, unknown_red, unknown_blue = catalogue
+    labels = load_labels(_write_labels(tmp_path / "labels.jsonl", labelled))
+    before = services.search_products("womens hoodie", k=12, method="feature")
+    assert {"gender"} <= set(before.hits[0].signals)
+    assert before.hits[0].signals["gender"] == 0.5  # nothing known yet
+
+    summary = train_attributes(labels=labels)
+    assert summary["facets"]["gender"]["classes"] == ["men", "women"]
+    assert summary["facets"]["colour"]["classes"] == ["blue", "red"]
+    assert summary["enriched"] == 12
+    fields = dict(ProductEmbedding.objects.values_list("product_pk", "fields"))
+    assert fields[str(unknown_red.pk)]["gender_inferred"]["women"] > 0.8
+    assert fields[str(unknown_blue.pk)]["gender_inferred"]["men"] > 0.8
+
+    hits = services.search_products("womens hoodie", k=12, method="feature").hits
+    order = [hit.product.sku for hit in hits]
+    assert order.index("U-red") < order.index("U-blue")
+    red = next(hit for hit in hits if hit.product.sku == "U-red")
+    assert red.signals["gender"] > 0.8 and red.explanation["gender"] > 0
+
+
+@pytest.mark.django_db
+def test_new_products_are_indexed_with_inferred_attributes(catalogue, model_dir, tmp_path, indexed):
+    labelled, _, _ = catalogue
+    train_attributes(labels=load_labels(_write_labels(tmp_path / "labels.jsonl", labelled)))
+    late = ProductFactory(sku="late", title="Late Hoodie", photos=["blue"])
+    indexed(late)
+    row = ProductEmbedding.objects.get(product_pk=str(late.pk))
+    assert row.fields["gender_inferred"]["men"] > 0.8
+    assert max(row.fields["colour_inferred"], key=row.fields["colour_inferred"].get) == "blue"
+
+
+@pytest.mark.django_db
+def test_held_out_labels_are_not_learned_from(catalogue, model_dir, tmp_path):
+    labelled, _, _ = catalogue
+    labels = load_labels(_write_labels(tmp_path / "labels.jsonl", labelled))
+    summary = train_attributes(labels=labels, holdout={labelled[0].sku})
+    assert summary["facets"]["gender"]["products"] == 9
+    summary = train_attributes(labels=labels, holdout={p.sku for p in labelled[:3]})
+    assert summary["facets"]["gender"].startswith("not learned")  # 2 women's photos left: too few
+
+
+@pytest.mark.django_db
+def test_mmsearch_train_reads_labels_and_reports_bad_files(catalogue, model_dir, tmp_path):
+    labelled, _, _ = catalogue
+    path = _write_labels(tmp_path / "labels.jsonl", labelled)
+    call_command("mmsearch_train", "--skip-head", "--labels", str(path), "--queries", "20")
+    assert (model_dir / attributes.FILENAME).exists()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{oops\n")
+    with pytest.raises(CommandError, match="line 1"):
+        call_command("mmsearch_train", "--skip-head", "--labels", str(bad))

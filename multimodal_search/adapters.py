@@ -53,7 +53,11 @@ class BaseProductAdapter:
         raise NotImplementedError
 
     def get_title(self, product: Any) -> str:
-        """The product's name alone: short queries match it better than the full text."""
+        """A short line naming the product: short queries match it better than the full text.
+
+        The default is the product's name. Adapters that know a few facts shoppers
+        search by (colour, who it is for, kind of product) can add them here.
+        """
         return str(self.to_result(product).get("title") or product)
 
     def get_images(self, product: Any) -> list[ImageRef]:

@@ -68,6 +68,8 @@ DEFAULTS: dict[str, Any] = {
         "GENDER_WEIGHT": 0.2,
         "CANDIDATES": 100,
     },
+    # query expansion groups (see multimodal_search.synonyms); None = the built-in list, [] = off
+    "SYNONYMS": None,
     "HNSW_EF_SEARCH": 100,
     "MAX_UPLOAD_BYTES": 10 * 1024 * 1024,
 }

@@ -48,7 +48,7 @@ class Label:
         facts = [f"{name}: {value}." for name, value in (
             ("Colour", self.color), ("Gender", self.gender), ("Category", self.category), ("Material", self.material)
         ) if value and value.lower() not in base.lower()]
-        return " ".join([self.title or "", *facts, base]).strip()
+        return " ".join([self.title or "", base, *facts]).strip()
 
 
 def _label(row: Mapping[str, Any], line: int) -> Label:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from multimodal_search import attributes, colour, fusion, reranking
+from multimodal_search import attributes, colour, fusion, reranking, synonyms
 from multimodal_search.adapters import get_adapter
 from multimodal_search.backends import pgvector as backend
 from multimodal_search.conf import search_settings
@@ -184,13 +184,14 @@ def collect_signals(
 def encode_query(text: str | None, image: Image.Image | None) -> _Query:
     encoder = get_encoder()
     text = (text or "").strip() or None
-    text_vector = encoder.encode_text([text])[0] if text else None
+    words = synonyms.expand(text) if text else None  # what the text encoder and keyword search see
+    text_vector = encoder.encode_text([words])[0] if words else None
     shared = features = None
     if image is not None:
         shared_all, features_all = encoder.encode_image_pair([image.convert("RGB")])
         shared, features = shared_all[0], features_all[0]
     return _Query(
-        text=text, text_vector=text_vector, image_shared=shared, image_features=features,
+        text=words, text_vector=text_vector, image_shared=shared, image_features=features,
         colours=colour.colours_in_text(text or ""),
         gender=attributes.gender_in_text(text or ""),
         photo_colours=colour.colour_distribution(image) if image is not None else None,
@@ -274,7 +275,9 @@ def search_products(
         if pk in products
     ]
     took_ms = (time.perf_counter() - started) * 1000
-    query_info = {"text": query.text, "image": image is not None, "k": k, "category": category}
+    query_info = {"text": (text or "").strip() or None, "image": image is not None, "k": k, "category": category}
+    if query.text and query.text != query_info["text"]:
+        query_info["expanded"] = query.text
     search_performed.send(sender=SearchResponse, query=query_info, result_count=len(hits), took_ms=took_ms)
     return SearchResponse(hits=hits, method=method, took_ms=took_ms, model_id=model_id, query=query_info)
 

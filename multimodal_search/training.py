@@ -138,8 +138,8 @@ def collect_items(
 ) -> tuple[list[CatalogueItem], int]:
     """Searchable products that are not held out, with their text and photos.
 
-    A product with a training label (see ``multimodal_search.labels``) is
-    captioned with its text plus the label's facts.
+    Each product is captioned with the adapter's short title line (name and key
+    facts), plus its training label's facts (see ``multimodal_search.labels``).
 
     Returns:
         ``(items in pk order, number held out)``.
@@ -149,7 +149,8 @@ def collect_items(
         if is_held_out(adapter, product, holdout):
             held_out += 1
             continue
-        text = adapter.get_text(product)
+        # short captions: the head learns to place photos where short shopper queries land
+        text = adapter.get_title(product)
         label = (labels or {}).get(str(adapter.to_result(product).get("sku", product.pk)))
         items.append(CatalogueItem(str(product.pk), label.caption(text) if label else text, adapter.get_images(product)))
     return items, held_out

@@ -103,6 +103,8 @@ MULTIMODAL_SEARCH = {
     "AUTO_INDEX": os.environ.get("MMSEARCH_AUTO_INDEX", "1") == "1",
     "DEVICE": os.environ.get("MMSEARCH_DEVICE") or None,
     "TORCH_THREADS": int(os.environ.get("MMSEARCH_TORCH_THREADS", "1")) or None,
+    # MMSEARCH_SYNONYMS=0 turns query expansion off (e.g. to measure what it adds)
+    "SYNONYMS": None if os.environ.get("MMSEARCH_SYNONYMS", "1") != "0" else [],
 }
 
 LOGGING = {

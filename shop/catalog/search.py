@@ -40,6 +40,13 @@ class ProductAdapter(BaseProductAdapter):
             parts.append(description)
         return " ".join(parts)
 
+    def get_title(self, product: Product) -> str:
+        """Name, colour, category and gender: "Chaz Kangeroo Hoodie. Black. Men > Tops > Hoodies & Sweatshirts."."""
+        parts = [product.title, product.color, product.category.path if product.category_id else ""]
+        if product.gender and product.gender.lower() not in parts[2].lower():
+            parts.append(product.gender)
+        return ". ".join(part.strip() for part in parts if part and part.strip()) + "."
+
     def get_images(self, product: Product) -> list[ImageRef]:
         return [
             ImageRef(key=img.image.name, path=img.image.path, url=img.image.url)

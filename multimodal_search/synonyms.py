@@ -1,0 +1,101 @@
+"""Query expansion with shopper synonyms: the words shoppers type that catalogues rarely use.
+
+Catalogues say "pants", "backpack", "duffle"; shoppers type "trousers", "rucksack",
+"holdall". Neither the keyword index nor a small sentence encoder bridges that
+well, so a query that names one phrase of a group is expanded with the others
+("black holdall" -> "black holdall duffle bag duffel bag weekender bag").
+Keyword search ORs the terms; the text encoder sees the expanded query.
+
+``DEFAULT_GROUPS`` is general English (UK and US) apparel and fitness vocabulary,
+not any one catalogue's. Shops replace or extend it with
+``MULTIMODAL_SEARCH["SYNONYMS"]`` (a list of groups; ``[]`` turns expansion off).
+"""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Iterable, Sequence
+
+DEFAULT_GROUPS: tuple[tuple[str, ...], ...] = (
+    # bottoms
+    ("trousers", "pants", "slacks"),
+    ("joggers", "sweatpants", "jogging pants", "jogging bottoms", "tracksuit bottoms"),
+    ("tights", "leggings"),
+    ("capris", "capri pants", "cropped pants", "three quarter pants"),
+    ("shorts", "short pants"),
+    # tops
+    ("tee", "t-shirt", "t shirt", "tshirt"),
+    ("tank top", "tank", "singlet", "sleeveless top", "vest top"),
+    ("hoodie", "hoody", "hooded sweatshirt"),
+    ("sweatshirt", "crewneck", "sweat top"),
+    ("jumper", "sweater", "pullover"),
+    ("sports bra", "athletic bra", "workout bra"),
+    ("polo", "polo shirt"),
+    # outerwear
+    ("raincoat", "rain jacket", "waterproof jacket"),
+    ("windbreaker", "windcheater", "wind jacket"),
+    ("gilet", "bodywarmer", "sleeveless jacket"),
+    ("parka", "winter coat"),
+    # footwear
+    ("trainers", "sneakers", "running shoes", "athletic shoes"),
+    ("flip flops", "sandals"),
+    # bags
+    ("rucksack", "backpack", "knapsack", "daypack"),
+    ("holdall", "duffle bag", "duffel bag", "weekender bag", "duffle", "duffel"),
+    ("messenger bag", "satchel", "shoulder bag"),
+    ("tote", "tote bag", "shopper bag"),
+    ("bum bag", "fanny pack", "waist bag", "belt bag"),
+    # gear
+    ("watch", "wristwatch"),
+    ("water bottle", "drinks bottle", "sports bottle"),
+    ("jump rope", "skipping rope"),
+    ("exercise ball", "fitness ball", "stability ball", "swiss ball", "yoga ball", "gym ball"),
+    ("resistance band", "exercise band", "workout band"),
+    ("yoga block", "yoga brick"),
+    ("yoga mat", "exercise mat", "fitness mat"),
+    ("dumbbell", "hand weight"),
+    ("push up grips", "push up bars", "pushup handles"),
+    # features
+    ("full zip", "zip up", "zip-up", "full-zip"),
+    ("quarter zip", "1/4 zip", "half zip", "quarter-zip"),
+    ("waterproof", "water resistant", "rainproof"),
+    ("long sleeve", "long-sleeve", "long sleeved"),
+)
+
+_SPACE = re.compile(r"\s+")
+
+
+def _normal(text: str) -> str:
+    return " " + _SPACE.sub(" ", re.sub(r"[^a-z0-9/\- ]+", " ", text.lower())).strip() + " "
+
+
+@lru_cache(maxsize=8)
+def _compiled(groups: tuple[tuple[str, ...], ...]) -> tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]:
+    """Each group as (normalised phrases, original phrases)."""
+    return tuple((tuple(_normal(p) for p in group), tuple(group)) for group in groups if len(group) > 1)
+
+
+def configured_groups() -> tuple[tuple[str, ...], ...]:
+    from multimodal_search.conf import search_settings
+
+    groups = search_settings.SYNONYMS
+    if groups is None:
+        return DEFAULT_GROUPS
+    return tuple(tuple(str(p) for p in group) for group in groups)
+
+
+def expansions(text: str, groups: Iterable[Sequence[str]] | None = None) -> list[str]:
+    """Phrases to add to ``text``: the other members of every group it names."""
+    groups = tuple(tuple(g) for g in groups) if groups is not None else configured_groups()
+    normal = _normal(text)
+    added: list[str] = []
+    for normal_phrases, phrases in _compiled(groups):
+        if any(p in normal for p in normal_phrases):
+            added.extend(p for p, n in zip(phrases, normal_phrases) if n not in normal and p not in added)
+    return added
+
+
+def expand(text: str, groups: Iterable[Sequence[str]] | None = None) -> str:
+    """``text`` followed by its expansions ("holdall" -> "holdall duffle bag duffel bag …")."""
+    extra = expansions(text, groups)
+    return f"{text} {' '.join(extra)}" if extra else text

@@ -1,0 +1,33 @@
+"""Query expansion with shopper synonyms."""
+from __future__ import annotations
+
+import pytest
+
+from multimodal_search import services, synonyms
+from tests.factories import ProductFactory
+
+
+def test_expansion_adds_the_other_members_of_named_groups():
+    assert synonyms.expansions("black holdall")[:2] == ["duffle bag", "duffel bag"]
+    assert "pants" in synonyms.expansions("Men's trousers")
+    assert synonyms.expansions("t-shirt")[0] == "tee"
+    assert synonyms.expand("red hoodie", groups=[]) == "red hoodie"
+    assert synonyms.expansions("pantsuit") == []  # whole words only
+
+
+def test_custom_groups_replace_the_built_in_list(settings):
+    settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "SYNONYMS": [["widget", "gizmo"]]}
+    assert synonyms.expansions("blue widget") == ["gizmo"]
+    assert synonyms.expansions("trousers") == []
+
+
+@pytest.mark.django_db
+def test_a_shopper_word_finds_the_catalogue_word(indexed, settings):
+    pants = ProductFactory(title="Cronus Yoga Pant", photos=["black"])
+    tee = ProductFactory(title="Layla Tee", photos=["black"])
+    indexed(pants, tee)
+    response = services.search_products("trousers", k=2, method="lexical")
+    assert [hit.product for hit in response.hits] == [pants]
+    assert response.query["text"] == "trousers" and "pants" in response.query["expanded"]
+    settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "SYNONYMS": []}
+    assert services.search_products("trousers", k=2, method="lexical").hits == []

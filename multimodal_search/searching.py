@@ -146,10 +146,7 @@ def _neighbour_signal(pks: list[str], signals: dict[str, dict[str, float]], mode
     if "lexical" in lists:
         lists["lexical"] = [pk for pk in lists["lexical"] if signals["lexical"][pk] > 0]
     leaders = fusion.rank(fusion.reciprocal_rank_fusion(lists))[:top]
-    centroid = backend.image_feature_centroid(leaders, model_id=model_id)
-    if centroid is None:
-        return {}
-    return backend.image_similarities(pks, "feature_vector", centroid, model_id=model_id)
+    return backend.centroid_similarities(pks, leaders, dims=get_encoder().feature_dimensions, model_id=model_id)
 
 
 def _candidates(query: _Query, names: set[str], model_id: str, limit: int, categories: list[str], ef: int) -> dict[str, list[str]]:

@@ -306,18 +306,18 @@ def product_signals(
     return signals, fields
 
 
-def image_feature_centroid(product_pks: Iterable[str], *, model_id: str) -> np.ndarray | None:
-    """Unit mean of the visual features of all photos of the given products (None if none)."""
-    from multimodal_search.models import ImageEmbedding
-
-    vectors = [
-        as_array(v)
-        for v in ImageEmbedding.objects.filter(model_id=model_id, product_pk__in=list(product_pks)).values_list(
-            "feature_vector", flat=True
-        )
-    ]
-    if not vectors:
-        return None
-    mean = np.mean(vectors, axis=0)
-    norm = float(np.linalg.norm(mean))
-    return mean / norm if norm > 0 else None
+def centroid_similarities(product_pks: Iterable[str], leaders: Iterable[str], *, dims: int, model_id: str) -> dict[str, float]:
+    """Best-photo cosine similarity of each product to the mean visual features of the
+    ``leaders``' photos, in one round trip ({} when the leaders have no photos)."""
+    pks, leaders = list(product_pks), list(leaders)
+    if not pks or not leaders:
+        return {}
+    sql = (
+        f"WITH c AS (SELECT avg(feature_vector::vector({dims})) AS v FROM {IMAGE_TABLE} "
+        f"WHERE model_id = %s AND product_pk = ANY(%s)) "
+        f"SELECT product_pk, max(1 - ((feature_vector::vector({dims})) <=> c.v)) FROM {IMAGE_TABLE}, c "
+        f"WHERE c.v IS NOT NULL AND model_id = %s AND product_pk = ANY(%s) GROUP BY product_pk"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [model_id, leaders, model_id, pks])
+        return {pk: float(sim) for pk, sim in cursor.fetchall()}

@@ -66,21 +66,21 @@ class Classifier:
     scale: np.ndarray
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
-        logits = ((x - self.mean) / self.scale) @ self.weights + self.bias
+        logits = np.nan_to_num(((x - self.mean) / self.scale) @ self.weights + self.bias)
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
         return p / p.sum(axis=1, keepdims=True)
 
     def to_json(self) -> dict[str, Any]:
         return {"classes": self.classes, "weights": np.round(self.weights, 5).tolist(),
-                "bias": self.bias.tolist(), "mean": np.round(self.mean, 6).tolist(),
-                "scale": np.round(self.scale, 6).tolist()}
+                "bias": self.bias.tolist(), "mean": self.mean.tolist(), "scale": self.scale.tolist()}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "Classifier":
+        scale = np.asarray(data["scale"], dtype=np.float64)
         return cls(classes=list(data["classes"]), weights=np.asarray(data["weights"], dtype=np.float64),
                    bias=np.asarray(data["bias"], dtype=np.float64), mean=np.asarray(data["mean"], dtype=np.float64),
-                   scale=np.asarray(data["scale"], dtype=np.float64))
+                   scale=np.where(scale > 1e-9, scale, 1.0))
 
 
 def fit_softmax(x: np.ndarray, y: np.ndarray, classes: int, *, l2: float = 1e-2, epochs: int = 300,

@@ -139,3 +139,13 @@ def test_mmsearch_train_reads_labels_and_reports_bad_files(catalogue, model_dir,
     bad.write_text("{oops\n")
     with pytest.raises(CommandError, match="line 1"):
         call_command("mmsearch_train", "--skip-head", "--labels", str(bad))
+
+
+def test_saved_classifier_survives_near_constant_features():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 4))
+    x[:, 3] = 1e-8 * rng.normal(size=40)  # a photo feature that barely varies
+    clf = attributes.train_classifier(x, ["men", "women"] * 20)
+    again = attributes.Classifier.from_json(json.loads(json.dumps(clf.to_json())))
+    assert np.isfinite(again.probabilities(x)).all()
+    assert np.allclose(again.probabilities(x), clf.probabilities(x), atol=1e-4)

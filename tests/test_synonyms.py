@@ -31,3 +31,11 @@ def test_a_shopper_word_finds_the_catalogue_word(indexed, settings):
     assert response.query["text"] == "trousers" and "pants" in response.query["expanded"]
     settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "SYNONYMS": []}
     assert services.search_products("trousers", k=2, method="lexical").hits == []
+
+
+@pytest.mark.django_db
+def test_api_shows_the_expanded_query(indexed, client):
+    indexed(ProductFactory(title="Cronus Yoga Pant", photos=["black"]))
+    body = client.get("/api/search/", {"q": "trousers"}).json()
+    assert body["query"]["text"] == "trousers"
+    assert body["query"]["expanded"].startswith("trousers pants")

@@ -64,7 +64,8 @@ DEFAULTS: dict[str, Any] = {
         "METHOD": "rerank",
         "TEXT_WEIGHT": 0.5,
         "COLOUR_WEIGHT": 0.3,
-        "PHOTO_COLOUR_WEIGHT": 0.2,
+        # None: 0.2, or 0 when the encoder's photo features carry colour (the packaged one)
+        "PHOTO_COLOUR_WEIGHT": None,
         "GENDER_WEIGHT": 0.2,
         "CANDIDATES": 100,
     },

@@ -76,10 +76,19 @@ def _weights(query: _Query, method: str, fusion_settings: dict) -> dict[str, flo
         weights["colour"] = 1.0 if method == "decision" else float(fusion_settings["COLOUR_WEIGHT"])
     elif query.photo_colours is not None and method in ("feature", "decision"):
         # colour variants share a shape: the photo's colours tell them apart
-        weights["colour"] = 1.0 if method == "decision" else float(fusion_settings["PHOTO_COLOUR_WEIGHT"])
+        weight = 1.0 if method == "decision" else _photo_colour_weight(fusion_settings)
+        if weight > 0:
+            weights["colour"] = weight
     if query.gender and method in ("feature", "decision"):
         weights["gender"] = 1.0 if method == "decision" else float(fusion_settings["GENDER_WEIGHT"])
     return weights
+
+
+def _photo_colour_weight(fusion_settings: dict) -> float:
+    configured = fusion_settings["PHOTO_COLOUR_WEIGHT"]
+    if configured is not None:
+        return float(configured)
+    return 0.0 if getattr(get_encoder(), "features_carry_colour", False) else 0.2
 
 
 def _base_weights(query: _Query, method: str, text_weight: float) -> dict[str, float]:

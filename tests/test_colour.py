@@ -68,3 +68,10 @@ def test_tied_ranks_share_a_rank():
     assert fusion.tied_ranks({"a": 0.9, "b": 0.5, "c": 0.5, "d": 0.1}) == {"a": 1, "b": 2, "c": 2, "d": 4}
     scores, parts = fusion.rrf_scores({"x": {"a": 1.0, "b": 1.0}}, {"x": 1.0})
     assert scores["a"] == scores["b"]
+
+
+def test_photo_colour_signal_defaults_off_when_features_carry_colour():
+    from multimodal_search.encoders.packaged import PackagedEncoder
+
+    assert PackagedEncoder().features_carry_colour  # colour histogram inside the photo features
+    assert not PackagedEncoder(colour_weight=0).features_carry_colour

@@ -36,9 +36,12 @@ class BaseEncoder:
         model_id: identifies the weights *and* any trained head; stored next
             to every vector so stale vectors can be found and replaced.
         similarity: the distance the vectors are meant for.
+        features_carry_colour: the photo features already encode colour, so
+            search adds no separate photo-colour signal by default.
     """
 
     similarity: ClassVar[str] = "cosine"
+    features_carry_colour: bool = False
     dimensions: int
     feature_dimensions: int
     model_id: str

@@ -186,6 +186,7 @@ class PackagedEncoder(BaseEncoder):
         self.head_check_interval = max(0.0, float(head_check_interval))
         self.head_blend = float(head_blend)
         self.colour_weight = float(colour_weight)
+        self.features_carry_colour = self.colour_weight > 0
         self.flip = bool(flip)
         self.top_k = int(top_k)
         self.temperature = float(temperature)

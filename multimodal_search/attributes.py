@@ -20,17 +20,14 @@ encoder ``model_id`` (the vectors it reads) and is ignored for any other.
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from multimodal_search import colour
+from multimodal_search import colour, model_files
 
 logger = logging.getLogger(__name__)
 
@@ -202,40 +199,14 @@ def gender_in_text(text: str) -> str | None:
 
 
 def model_path() -> Path:
-    from multimodal_search.conf import search_settings
-
-    return Path(search_settings.MODEL_DIR) / FILENAME
-
-
-_cache: dict[str, tuple[float, AttributeModel | None]] = {}
-_lock = threading.Lock()
+    return model_files.model_file(FILENAME)
 
 
 def get_model(model_id: str) -> AttributeModel | None:
     """The trained attribute model for this encoder version (reloaded when its file changes), or None."""
-    path = model_path()
-    try:
-        mtime = os.stat(path).st_mtime
-    except OSError:
-        return None
-    with _lock:
-        cached = _cache.get(str(path))
-        if not cached or cached[0] != mtime:
-            try:
-                loaded: AttributeModel | None = AttributeModel.from_json(json.loads(path.read_text()))
-            except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
-                logger.warning("ignoring attribute model %s: %s", path, exc)
-                loaded = None
-            cached = (mtime, loaded)
-            _cache[str(path)] = cached
-    model = cached[1]
+    model = model_files.load_cached(model_path(), AttributeModel.from_json, "attribute model")
     return model if model is not None and model.model_id == model_id else None
 
 
 def save_model(model: AttributeModel, path: Path | None = None) -> Path:
-    path = path or model_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(model.to_json()))
-    os.replace(tmp, path)
-    return path
+    return model_files.save_json(path or model_path(), model.to_json())

@@ -13,18 +13,17 @@ exactly into per-modality shares for explanations.
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
 import random
 import re
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
+
+from multimodal_search import model_files
 
 logger = logging.getLogger(__name__)
 
@@ -118,33 +117,12 @@ class Reranker:
 
 
 def reranker_path() -> Path:
-    from multimodal_search.conf import search_settings
-
-    return Path(search_settings.MODEL_DIR) / FILENAME
-
-
-_cache: dict[str, tuple[float, Reranker | None]] = {}
-_lock = threading.Lock()
+    return model_files.model_file(FILENAME)
 
 
 def get_reranker() -> Reranker | None:
     """The trained re-ranker (reloaded when its file changes), or None."""
-    path = reranker_path()
-    try:
-        mtime = os.stat(path).st_mtime
-    except OSError:
-        return None
-    with _lock:
-        cached = _cache.get(str(path))
-        if cached and cached[0] == mtime:
-            return cached[1]
-        try:
-            model: Reranker | None = Reranker.from_json(json.loads(path.read_text()))
-        except (ValueError, KeyError, json.JSONDecodeError) as exc:
-            logger.warning("ignoring re-ranker %s: %s", path, exc)
-            model = None
-        _cache[str(path)] = (mtime, model)
-        return model
+    return model_files.load_cached(reranker_path(), Reranker.from_json, "re-ranker")
 
 
 # --------------------------------------------------------------------- training
@@ -290,12 +268,7 @@ def build_training_set(
 
 
 def save_reranker(model: Reranker, path: Path | None = None) -> Path:
-    path = path or reranker_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(model.to_json(), indent=1))
-    os.replace(tmp, path)
-    return path
+    return model_files.save_json(path or reranker_path(), model.to_json(), indent=1)
 
 
 def new_version() -> str:

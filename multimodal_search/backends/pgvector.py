@@ -156,23 +156,28 @@ def nearest_images(
         return [(pk, float(sim)) for pk, sim in cursor.fetchall()]
 
 
+def _exact_similarities(table: str, column: str, query: np.ndarray, pks: list[str], model_id: str,
+                        best_of_rows: bool) -> dict[str, float]:
+    """Exact cosine similarity of ``query`` per product (the best of its rows when ``best_of_rows``)."""
+    if not pks:
+        return {}
+    dims = int(np.asarray(query).size)
+    similarity = f"1 - (({column}::halfvec({dims})) <=> %s::halfvec({dims}))"
+    where = f"FROM {table} WHERE model_id = %s AND product_pk = ANY(%s) AND {column} IS NOT NULL"
+    sql = (f"SELECT product_pk, max({similarity}) {where} GROUP BY product_pk" if best_of_rows
+           else f"SELECT product_pk, {similarity} {where}")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [to_literal(query), model_id, pks])
+        return {pk: float(sim) for pk, sim in cursor.fetchall()}
+
+
 def product_similarities(
     product_pks: Iterable[str], column: str, query: np.ndarray, *, model_id: str
 ) -> dict[str, float]:
     """Exact cosine similarity of ``query`` to one vector column for given products."""
     if column not in PRODUCT_COLUMNS:
         raise ValueError(column)
-    pks = list(product_pks)
-    if not pks:
-        return {}
-    dims = int(np.asarray(query).size)
-    sql = (
-        f"SELECT product_pk, 1 - (({column}::halfvec({dims})) <=> %s::halfvec({dims})) "
-        f"FROM {PRODUCT_TABLE} WHERE model_id = %s AND product_pk = ANY(%s) AND {column} IS NOT NULL"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [to_literal(query), model_id, pks])
-        return {pk: float(sim) for pk, sim in cursor.fetchall()}
+    return _exact_similarities(PRODUCT_TABLE, column, query, list(product_pks), model_id, best_of_rows=False)
 
 
 def image_similarities(
@@ -181,17 +186,7 @@ def image_similarities(
     """Exact best-photo cosine similarity of ``query`` for given products."""
     if column not in IMAGE_COLUMNS:
         raise ValueError(column)
-    pks = list(product_pks)
-    if not pks:
-        return {}
-    dims = int(np.asarray(query).size)
-    sql = (
-        f"SELECT product_pk, max(1 - (({column}::halfvec({dims})) <=> %s::halfvec({dims}))) "
-        f"FROM {IMAGE_TABLE} WHERE model_id = %s AND product_pk = ANY(%s) GROUP BY product_pk"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [to_literal(query), model_id, pks])
-        return {pk: float(sim) for pk, sim in cursor.fetchall()}
+    return _exact_similarities(IMAGE_TABLE, column, query, list(product_pks), model_id, best_of_rows=True)
 
 
 _TSQUERY = "replace(plainto_tsquery('english'::regconfig, %s)::text, '&', '|')::tsquery"

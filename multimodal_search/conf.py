@@ -67,6 +67,8 @@ DEFAULTS: dict[str, Any] = {
         # None: 0.2, or 0 when the encoder's photo features carry colour (the packaged one)
         "PHOTO_COLOUR_WEIGHT": None,
         "GENDER_WEIGHT": 0.2,
+        # category / material the query names, as learned by mmsearch_train (see attributes.py)
+        "FACET_WEIGHT": 0.2,
         "CANDIDATES": 100,
     },
     # query expansion groups (see multimodal_search.synonyms); None = the built-in list, [] = off

@@ -120,9 +120,9 @@ def _encode_and_store(items: list[_Prepared], encoder: BaseEncoder, report: Inde
                 **item.fields,
                 "colours": colour.product_colours([palettes[row] for row in rows], str(item.fields.get("color") or "")),
             }
-            if inferring is not None and rows:
-                fields = attributes.enrich_fields(fields, inferring.infer(
-                    attributes.photo_matrix(features[rows], shared[rows])))
+            if inferring is not None:
+                photos = attributes.photo_matrix(features[rows], shared[rows])
+                fields = attributes.enrich_fields(fields, inferring.infer(photos, text_vector), item.categories)
             ProductEmbedding.objects.update_or_create(
                 product_pk=item.pk,
                 model_id=encoder.model_id,

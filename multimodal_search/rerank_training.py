@@ -18,6 +18,23 @@ class TrainingError(ValueError):
     """Nothing to train on (reported as one readable line by commands)."""
 
 
+def _add_descriptors(facts: dict[str, reranking.Facts], materials: Mapping[str, str], groups: Mapping[str, str]) -> None:
+    """Give each product the descriptor words its pseudo-queries may use: words of its title or
+    material that products of at least two groups (parents) have, but at most a fifth of them."""
+    words_by_group: dict[str, set[str]] = {}
+    for pk, fact in facts.items():
+        words_by_group.setdefault(groups[pk], set()).update(fact.words)
+    total = len(words_by_group)
+    counts: dict[str, int] = {}
+    for words in words_by_group.values():
+        for word in words:
+            counts[word] = counts.get(word, 0) + 1
+    frequency = {word: n / total for word, n in counts.items()}
+    low = min(2 / total, 1.0)
+    for pk, fact in facts.items():
+        fact.descriptors = reranking.descriptor_words(fact.title, materials[pk], frequency, low=low, high=0.2)
+
+
 def train_reranker(
     *,
     holdout: Collection[str] = (),
@@ -56,6 +73,8 @@ def train_reranker(
         raise TrainingError("no indexed products for the current encoder; run mmsearch_reindex first")
     held = set(holdout)
     facts: dict[str, reranking.Facts] = {}
+    materials: dict[str, str] = {}
+    groups: dict[str, str] = {}
     seeds = []
     for product in adapter.get_queryset().filter(pk__in=list(rows)):
         pk = str(product.pk)
@@ -65,21 +84,26 @@ def train_reranker(
             continue  # held-out products are neither queried for nor seen as candidates
         leaf = max(categories, key=len).split(">")[-1].strip() if categories else ""
         label = (labels or {}).get(str(result.get("sku")))
+        material = str(fields.get("material") or (label.material if label else ""))
         facts[pk] = reranking.Facts(
             title=str(fields.get("title") or result.get("title") or product),
             colours=fields.get("colours", {}), color=str(fields.get("color") or (label.color if label else "")),
             gender=str(fields.get("gender") or (label.gender if label else "")),
             leaf=leaf or (label.leaf if label else ""),
+            words=reranking.text_stems(f"{adapter.get_text(product)} {material}"),
         )
+        materials[pk] = material
+        groups[pk] = str(fields.get("group") or pk)
         seeds.append(pk)
     if not seeds:
         raise TrainingError("every indexed product is held out; nothing to train on")
+    _add_descriptors(facts, materials, groups)
     candidates = int(search_settings.FUSION["CANDIDATES"])
 
     def collect(text: str):
         query = encode_query(text, None)
         names = {"text", "title", "image", "lexical", "neighbours"} | ({"colour"} if query.colours else set())
-        names |= {"gender"} if query.gender else set()
+        names |= ({"gender"} if query.gender else set()) | set(query.facets)
         return collect_signals(query, names, model_id, candidates, [])
 
     x, y, queries = reranking.build_training_set(
@@ -91,13 +115,13 @@ def train_reranker(
     version = reranking.new_version()
     model = reranking.Reranker(
         weights=weights, bias=bias, mean=mean, scale=scale, version=version,
-        meta={"encoder": model_id, "queries": queries, "pairs": int(len(y)), "positives": int(y.sum()),
+        meta={"encoder": model_id, "queries": queries, "pairs": int(len(y)), "positives": int((y == 1).sum()),
               "held_out": len(held), "seed": seed},
     )
     path = reranking.save_reranker(model)
     accuracy = float(((model.decision(x) > 0) == (y > 0)).mean())
     return {
-        "version": version, "queries": queries, "pairs": int(len(y)), "positives": int(y.sum()),
+        "version": version, "queries": queries, "pairs": int(len(y)), "positives": int((y == 1).sum()),
         "train_accuracy": round(accuracy, 3), "seconds": round(time.perf_counter() - started, 1),
         "weights": {f: round(float(w), 3) for f, w in zip(reranking.FEATURES, weights)}, "path": str(path),
         "feature_mean": np.round(mean, 3).tolist(),

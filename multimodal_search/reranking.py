@@ -27,10 +27,10 @@ from multimodal_search import model_files
 
 logger = logging.getLogger(__name__)
 
-SIGNALS = ("text", "title", "image", "lexical", "colour", "neighbours", "gender")
+SIGNALS = ("text", "title", "image", "lexical", "colour", "neighbours", "gender", "category", "material")
 FEATURES = (
-    "text", "title", "image", "lexical", "colour", "neighbours", "gender",
-    "text_z", "title_z", "image_z", "lexical_z", "colour_z", "neighbours_z", "gender_z",
+    "text", "title", "image", "lexical", "colour", "neighbours", "gender", "category", "material",
+    "text_z", "title_z", "image_z", "lexical_z", "colour_z", "neighbours_z", "gender_z", "category_z", "material_z",
     "text_top", "title_top", "image_top",
 )
 GROUPS = {
@@ -41,6 +41,8 @@ GROUPS = {
     "colour": "colour", "colour_z": "colour",
     "neighbours": "neighbours", "neighbours_z": "neighbours",
     "gender": "gender", "gender_z": "gender",
+    "category": "category", "category_z": "category",
+    "material": "material", "material_z": "material",
 }
 FILENAME = "reranker.json"
 _STOP = {"and", "with", "the", "for", "from", "set", "pack", "kit", "size", "cm", "foot", "oz"}
@@ -156,6 +158,10 @@ class Facts:
     color: str = ""
     gender: str = ""
     leaf: str = ""
+    #: stems of every word the product's text says (title, description, material)
+    words: frozenset[str] = frozenset()
+    #: words a query for this product may add to the noun ("yoga", "cotton", "zip")
+    descriptors: tuple[str, ...] = ()
 
     def noun_matches(self, noun: str) -> bool:
         return _has_word(self.title, noun) or _has_word(self.leaf, noun)
@@ -171,9 +177,33 @@ class Facts:
     def gender_matches(self, gender: str) -> bool:
         return self.gender.lower() == gender.lower()
 
+    def word_matches(self, word: str) -> bool:
+        return _stem(word) in self.words
+
+
+def text_stems(text: str) -> frozenset[str]:
+    """Stems of the words of a text (what ``Facts.words`` holds)."""
+    return frozenset(_stem(w) for w in _WORD.findall(text.lower()))
+
+
+def descriptor_words(title: str, extra: str, document_frequency: Mapping[str, float], *,
+                     low: float, high: float) -> tuple[str, ...]:
+    """Words of a title (not its head noun) and of ``extra`` (e.g. its material) that a shopper
+    could add to a query: shared with other products (not a model name) but not with most."""
+    from multimodal_search.colour import colours_in_text
+
+    noun = head_noun(title)
+    found = []
+    for word in _WORD.findall(f"{title} {extra}".lower()):
+        if len(word) <= 2 or word in _STOP or word == noun or colours_in_text(word):
+            continue
+        if low <= document_frequency.get(_stem(word), 0.0) <= high and word not in found:
+            found.append(word)
+    return tuple(found)
+
 
 def pseudo_query(facts: Facts, rng: random.Random) -> tuple[str, dict[str, str]] | None:
-    """A shopper-like query from one product's facts: [gender] [colour] noun."""
+    """A shopper-like query from one product's facts: [gender] [colour] [descriptor] noun."""
     from multimodal_search.colour import colours_in_text
 
     leaf_noun = head_noun(facts.leaf) if facts.leaf else None
@@ -182,6 +212,11 @@ def pseudo_query(facts: Facts, rng: random.Random) -> tuple[str, dict[str, str]]
         return None
     asked: dict[str, str] = {"noun": noun}
     words = [noun]
+    descriptors = [w for w in facts.descriptors if _stem(w) != _stem(noun)]
+    if descriptors and rng.random() < 0.5:
+        word = rng.choice(descriptors)
+        asked["word"] = word
+        words.insert(0, word)
     if rng.random() < 0.6:
         stated = colours_in_text(facts.color)
         wanted = stated[0] if stated else _top_colour(facts.colours)
@@ -194,22 +229,35 @@ def pseudo_query(facts: Facts, rng: random.Random) -> tuple[str, dict[str, str]]
     return " ".join(words), asked
 
 
-def is_relevant(facts: Facts, asked: Mapping[str, str]) -> bool:
-    return (
-        facts.noun_matches(asked["noun"])
-        and ("colour" not in asked or facts.colour_matches(asked["colour"]))
+#: target of a candidate that is the kind of product asked for but misses another facet
+#: (wrong colour or gender): a shopper still wants it above other kinds of product
+PARTIAL_RELEVANCE = 1 / 3
+
+
+def relevance(facts: Facts, asked: Mapping[str, str]) -> float:
+    """Graded target: 1 = every facet matches, ``PARTIAL_RELEVANCE`` = only the noun, 0 = not the noun."""
+    if not facts.noun_matches(asked["noun"]):
+        return 0.0
+    full = (
+        ("colour" not in asked or facts.colour_matches(asked["colour"]))
         and ("gender" not in asked or facts.gender_matches(asked["gender"]))
+        and ("word" not in asked or facts.word_matches(asked["word"]))
     )
+    return 1.0 if full else PARTIAL_RELEVANCE
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, epochs: int = 400, lr: float = 0.5) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
-    """Class-balanced logistic regression by full-batch gradient descent on standardised features."""
+    """Class-balanced logistic regression by full-batch gradient descent on standardised features.
+
+    ``y`` may hold graded targets in [0, 1] (cross-entropy with soft labels); rows with
+    ``y > 0`` and rows with ``y == 0`` get equal total weight.
+    """
     mean = x.mean(axis=0)
     scale = np.where(x.std(axis=0) > 1e-9, x.std(axis=0), 1.0)
     z = (x - mean) / scale
-    positives = max(y.sum(), 1.0)
-    negatives = max(len(y) - y.sum(), 1.0)
-    sample_weight = np.where(y > 0, 0.5 / positives, 0.5 / negatives)
+    positives = max(float((y == 1).sum()), 1.0)
+    negatives = max(float((y < 1).sum()), 1.0)
+    sample_weight = np.where(y == 1, 0.5 / positives, 0.5 / negatives)
     weights = np.zeros(z.shape[1])
     bias = 0.0
     for _ in range(epochs):
@@ -257,8 +305,8 @@ def build_training_set(
         pool = [pk for pk in pool if pk in facts]
         if not pool:
             continue
-        y = np.array([float(is_relevant(facts[pk], asked)) for pk in pool])
-        if y.sum() == 0 or y.sum() == len(y):
+        y = np.array([relevance(facts[pk], asked) for pk in pool])
+        if not (y > 0).any() or (y > 0).all():
             continue
         rows.append(feature_matrix(pool, signals))
         labels.append(y)

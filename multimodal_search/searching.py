@@ -59,6 +59,8 @@ class _Query:
     colours: list[str] = field(default_factory=list)
     photo_colours: np.ndarray | None = None
     gender: str | None = None
+    #: learned facet -> the values the words name ({"category": ["hoodies & sweatshirts"]})
+    facets: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _wants_colour(query: _Query) -> bool:
@@ -68,7 +70,7 @@ def _wants_colour(query: _Query) -> bool:
 def _weights(query: _Query, method: str, fusion_settings: dict) -> dict[str, float]:
     if method == "rerank" and query.text_vector is not None and query.image_features is None:
         names = ["text", "title", "image", "lexical", "neighbours"] + (["colour"] if query.colours else [])
-        return {name: 1.0 for name in names + (["gender"] if query.gender else [])}
+        return {name: 1.0 for name in names + (["gender"] if query.gender else []) + list(query.facets)}
     if method == "rerank":  # the re-ranker is trained for text queries; photo queries use feature fusion
         method = "feature"
     weights = _base_weights(query, method, float(fusion_settings["TEXT_WEIGHT"]))
@@ -81,6 +83,9 @@ def _weights(query: _Query, method: str, fusion_settings: dict) -> dict[str, flo
             weights["colour"] = weight
     if query.gender and method in ("feature", "decision"):
         weights["gender"] = 1.0 if method == "decision" else float(fusion_settings["GENDER_WEIGHT"])
+    if method in ("feature", "decision"):
+        for facet in query.facets:
+            weights[facet] = 1.0 if method == "decision" else float(fusion_settings["FACET_WEIGHT"])
     return weights
 
 
@@ -112,6 +117,8 @@ def _base_weights(query: _Query, method: str, text_weight: float) -> dict[str, f
 
 
 _TEXT_COLUMNS = {"text": "text_vector", "title": "title_vector", "image": "image_vector"}
+# signals read from the products' stored fields
+FIELD_SIGNALS = {"colour", "gender", *attributes.NAMED_FACETS}
 
 
 def _signals(query: _Query, pks: list[str], model_id: str, names: set[str]) -> dict[str, dict[str, float]]:
@@ -122,17 +129,20 @@ def _signals(query: _Query, pks: list[str], model_id: str, names: set[str]) -> d
         lexical = (query.text or "") if "lexical" in names else None
         found, fields = backend.product_signals(
             pks, columns, query.text_vector, model_id=model_id, lexical_text=lexical,
-            with_fields=bool({"colour", "gender"} & names),
+            with_fields=bool(FIELD_SIGNALS & names),
         )
         signals.update(found)
     if query.image_features is not None:
         signals["visual"] = backend.image_similarities(pks, "feature_vector", query.image_features, model_id=model_id)
     if "neighbours" in names and query.text_vector is not None:
         signals["neighbours"] = _neighbour_signal(pks, signals, model_id)
-    if {"colour", "gender"} & names and not fields:
+    if FIELD_SIGNALS & names and not fields:
         fields = backend.product_fields(pks, model_id=model_id)
     if "gender" in names and query.gender:
         signals["gender"] = {pk: attributes.gender_match(query.gender, fields.get(pk) or {}) for pk in pks}
+    for facet, wanted in query.facets.items():
+        if facet in names:
+            signals[facet] = {pk: attributes.facet_match(facet, wanted, fields.get(pk) or {}) for pk in pks}
     if "colour" in names:
         if query.colours:  # words win: "like this photo, but in red"
             signals["colour"] = {
@@ -201,7 +211,22 @@ def encode_query(text: str | None, image: Image.Image | None) -> _Query:
         colours=colour.colours_in_text(text or ""),
         gender=attributes.gender_in_text(text or ""),
         photo_colours=colour.colour_distribution(image) if image is not None else None,
+        facets=_named_facets(words, encoder.model_id),
     )
+
+
+def _named_facets(words: str | None, model_id: str) -> dict[str, list[str]]:
+    """The learned categories / materials a query names (none until mmsearch_train learned some)."""
+    model = attributes.get_model(model_id) if words else None
+    if model is None:
+        return {}
+    found = {}
+    for facet in attributes.NAMED_FACETS:
+        if facet in model.classifiers:
+            values = attributes.named_values(words or "", model.classifiers[facet].classes, facet)
+            if values:
+                found[facet] = values
+    return found
 
 
 def search_products(

@@ -124,8 +124,10 @@ class Command(BaseCommand):
             if isinstance(result, str):
                 self.stdout.write(f"Attributes: {facet} {result}.")
             else:
+                classes = result["classes"]
+                shown = ", ".join(classes[:12]) + (f" … ({len(classes)} in all)" if len(classes) > 12 else "")
                 self.stdout.write(
-                    f"Attributes: {facet} from {result['products']} products, classes {', '.join(result['classes'])}; "
+                    f"Attributes: {facet} from {result['products']} products, classes {shown}; "
                     f"validation accuracy {result['validation_accuracy']} on {result['validation_products']} products."
                 )
         self.stdout.write(self.style.SUCCESS(

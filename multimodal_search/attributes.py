@@ -213,7 +213,8 @@ class AttributeModel:
                 p = clf.probabilities(photo_vectors).mean(axis=0)
             else:
                 continue
-            found[facet] = {name: round(float(v), 4) for name, v in zip(clf.classes, p)}
+            # values below 0.5% are dropped: fields stay small (they are read for every candidate)
+            found[facet] = {name: round(float(v), 3) for name, v in zip(clf.classes, p) if v >= 0.005}
         return found
 
     def to_json(self) -> dict[str, Any]:

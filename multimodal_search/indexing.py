@@ -227,6 +227,30 @@ def prune_stale() -> int:
     return remove_products(stored - live)
 
 
+def drop_older_encoders() -> tuple[int, list[str]]:
+    """Delete the vectors and HNSW indexes of every encoder version but the current one.
+
+    Does nothing unless the current version indexes every searchable product, so a
+    search never loses results (running processes reload a new head within seconds).
+
+    Returns:
+        (product rows deleted, the model ids dropped)
+    """
+    status = index_status()
+    if status["missing"]:
+        return 0, []
+    current = status["model_id"]
+    older = sorted(set(ProductEmbedding.objects.exclude(model_id=current).values_list("model_id", flat=True).distinct())
+                   | set(ImageEmbedding.objects.exclude(model_id=current).values_list("model_id", flat=True).distinct()))
+    removed = 0
+    for model_id in older:
+        with transaction.atomic():
+            ImageEmbedding.objects.filter(model_id=model_id).delete()
+            removed += ProductEmbedding.objects.filter(model_id=model_id).delete()[0]
+        backend.drop_indexes(model_id)
+    return removed, older
+
+
 def index_status(model_id: str | None = None) -> dict[str, Any]:
     """Counts that tell the index's health for the current encoder."""
     adapter = get_adapter()

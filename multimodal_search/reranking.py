@@ -91,13 +91,10 @@ class Reranker:
         probability = 1 / (1 + np.exp(-logits))
         terms = ((x - self.mean) / self.scale) * self.weights
         parts: dict[str, dict[str, float]] = {}
-        for column, feature in enumerate(FEATURES):
-            group = GROUPS[feature]
-            if group not in signals:
-                continue
-            bucket = parts.setdefault(group, {})
-            for row, pk in enumerate(pool):
-                bucket[pk] = bucket.get(pk, 0.0) + float(terms[row, column])
+        for group in dict.fromkeys(GROUPS[f] for f in FEATURES):
+            if group in signals:
+                columns = [i for i, feature in enumerate(FEATURES) if GROUPS[feature] == group]
+                parts[group] = dict(zip(pool, terms[:, columns].sum(axis=1).tolist()))
         scores = {pk: float(probability[row]) for row, pk in enumerate(pool)}
         return scores, parts, {group: 1.0 for group in parts}
 
@@ -306,7 +303,7 @@ def build_training_set(
         if not pool:
             continue
         y = np.array([relevance(facts[pk], asked) for pk in pool])
-        if not (y > 0).any() or (y > 0).all():
+        if y.min() == y.max():  # every candidate equally relevant: nothing to learn from
             continue
         rows.append(feature_matrix(pool, signals))
         labels.append(y)

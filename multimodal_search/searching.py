@@ -118,26 +118,28 @@ def _base_weights(query: _Query, method: str, text_weight: float) -> dict[str, f
 
 _TEXT_COLUMNS = {"text": "text_vector", "title": "title_vector", "image": "image_vector"}
 # signals read from the products' stored fields
-FIELD_SIGNALS = {"colour", "gender", *attributes.NAMED_FACETS}
+FIELD_KEYS = {
+    "colour": ("colours", "color", "colour_inferred"),
+    "gender": ("gender", "gender_inferred"),
+    "category": ("category_leaf", "category_inferred"),
+    "material": ("material", "material_inferred"),
+}
+FIELD_SIGNALS = set(FIELD_KEYS)
 
 
-def _signals(query: _Query, pks: list[str], model_id: str, names: set[str]) -> dict[str, dict[str, float]]:
-    signals: dict[str, dict[str, float]] = {}
-    fields: dict[str, dict] = {}
-    if query.text_vector is not None:
-        columns = {name: column for name, column in _TEXT_COLUMNS.items() if name in names or name in ("text", "image")}
-        lexical = (query.text or "") if "lexical" in names else None
-        found, fields = backend.product_signals(
-            pks, columns, query.text_vector, model_id=model_id, lexical_text=lexical,
-            with_fields=bool(FIELD_SIGNALS & names),
-        )
-        signals.update(found)
+def _field_keys(names: set[str]) -> list[str]:
+    return sorted({key for name in FIELD_SIGNALS & names for key in FIELD_KEYS[name]})
+
+
+def _derived_signals(
+    query: _Query, pks: list[str], signals: dict[str, dict[str, float]], fields: dict[str, dict], model_id: str,
+    names: set[str],
+) -> None:
+    """Signals computed from the exact ones and the stored fields (added to ``signals``)."""
     if query.image_features is not None:
         signals["visual"] = backend.image_similarities(pks, "feature_vector", query.image_features, model_id=model_id)
-    if "neighbours" in names and query.text_vector is not None:
-        signals["neighbours"] = _neighbour_signal(pks, signals, model_id)
     if FIELD_SIGNALS & names and not fields:
-        fields = backend.product_fields(pks, model_id=model_id)
+        fields.update(backend.product_fields(pks, model_id=model_id))
     if "gender" in names and query.gender:
         signals["gender"] = {pk: attributes.gender_match(query.gender, fields.get(pk) or {}) for pk in pks}
     for facet, wanted in query.facets.items():
@@ -152,33 +154,6 @@ def _signals(query: _Query, pks: list[str], model_id: str, names: set[str]) -> d
             signals["colour"] = {
                 pk: colour.profile_overlap(query.photo_colours, fields.get(pk, {}).get("colours", {})) for pk in pks
             }
-    return signals
-
-
-def _neighbour_signal(pks: list[str], signals: dict[str, dict[str, float]], model_id: str, top: int = 5) -> dict[str, float]:
-    """Pseudo-relevance feedback in photo space: how much each candidate looks like the best word matches.
-
-    Products of the kind asked for look alike, so this spreads the words' evidence to
-    products whose own text does not use the shopper's words.
-    """
-    lists = {name: fusion.rank(signals[name]) for name in ("text", "title", "lexical") if signals.get(name)}
-    if "lexical" in lists:
-        lists["lexical"] = [pk for pk in lists["lexical"] if signals["lexical"][pk] > 0]
-    leaders = fusion.rank(fusion.reciprocal_rank_fusion(lists))[:top]
-    return backend.centroid_similarities(pks, leaders, dims=get_encoder().feature_dimensions, model_id=model_id)
-
-
-def _candidates(query: _Query, names: set[str], model_id: str, limit: int, categories: list[str], ef: int) -> dict[str, list[str]]:
-    """Approximate top candidates from each index a method reads."""
-    rankings: dict[str, list[str]] = {}
-    kwargs = {"model_id": model_id, "limit": limit, "categories": categories, "ef_search": ef}
-    if query.text_vector is not None:
-        columns = {"fused": "fused_vector", **{n: c for n, c in _TEXT_COLUMNS.items() if n in names}}
-        lexical = (query.text or "") if "lexical" in names else None
-        rankings.update(backend.nearest_products_multi(columns, query.text_vector, lexical_text=lexical, **kwargs))
-    if query.image_features is not None and "visual" in names:
-        rankings["visual"] = [pk for pk, _ in backend.nearest_images("feature_vector", query.image_features, **kwargs)]
-    return rankings
 
 
 def _tie_breaker(query: _Query, pool: list[str]) -> dict[str, str]:
@@ -188,13 +163,45 @@ def _tie_breaker(query: _Query, pool: list[str]) -> dict[str, str]:
     return {pk: hashlib.sha1(f"{seed}|{pk}".encode()).hexdigest() for pk in pool}
 
 
+def _neighbours(names: set[str]) -> tuple[tuple[str, ...], int, int] | None:
+    """Pseudo-relevance feedback in photo space ("neighbours"): how much each candidate looks
+    like the 5 best word matches (RRF of text, title and keyword ranks). Products of the kind
+    asked for look alike, so this spreads the words' evidence to products whose own text
+    does not use the shopper's words."""
+    if "neighbours" not in names:
+        return None
+    return ("text", "title", "lexical"), 5, get_encoder().feature_dimensions
+
+
 def collect_signals(
     query: _Query, names: set[str], model_id: str, candidates: int, categories: list[str]
 ) -> tuple[list[str], dict[str, dict[str, float]]]:
-    """Candidate products from every index the signals read, and each signal's value for them."""
-    rankings = _candidates(query, names, model_id, candidates, categories, int(search_settings.HNSW_EF_SEARCH))
-    pool = list(dict.fromkeys(pk for ranking in rankings.values() for pk in ranking))
-    return pool, _signals(query, pool, model_id, names)
+    """Candidate products from every index the signals read, and each signal's value for them.
+
+    Words: the top candidates of the text, title and photo-in-text-space indexes (and of
+    the fused one for embedding-level fusion) and the keyword matches, plus a photo's
+    nearest products for text + photo, are scored exactly in one database round trip.
+    Photo-only queries take the nearest products by photo.
+    """
+    kwargs = {"model_id": model_id, "limit": candidates, "categories": categories,
+              "ef_search": int(search_settings.HNSW_EF_SEARCH)}
+    visual: list[str] = []
+    if query.image_features is not None and "visual" in names:
+        visual = [pk for pk, _ in backend.nearest_images("feature_vector", query.image_features, **kwargs)]
+    signals: dict[str, dict[str, float]] = {}
+    fields: dict[str, dict] = {}
+    if query.text_vector is not None:
+        # the fused index only feeds embedding-level fusion; the others cover its neighbours
+        ranked = {n: c for n, c in {"fused": "fused_vector", **_TEXT_COLUMNS}.items() if n in names}
+        scored = {n: c for n, c in _TEXT_COLUMNS.items() if n in names or n in ("text", "image")}
+        pool, signals, fields = backend.candidate_signals(
+            ranked, scored, query.text_vector, lexical_text=(query.text or "") if "lexical" in names else None,
+            extra_pks=visual, with_fields=_field_keys(names), neighbours=_neighbours(names), **kwargs,
+        )
+    else:
+        pool = visual
+    _derived_signals(query, pool, signals, fields, model_id, names)
+    return pool, signals
 
 
 def encode_query(text: str | None, image: Image.Image | None) -> _Query:
@@ -268,7 +275,8 @@ def search_products(
     categories = [category] if category else []
     weights = _weights(query, method, fusion_settings)
     candidates = max(int(fusion_settings["CANDIDATES"]), k)
-    pool, signals = collect_signals(query, set(weights), model_id, candidates, categories)
+    names = set(weights) | ({"fused"} if method == "embedding" else set())
+    pool, signals = collect_signals(query, names, model_id, candidates, categories)
     ties = _tie_breaker(query, pool)
     reranker = reranking.get_reranker() if method == "rerank" and "visual" not in weights else None
     if method == "rerank" and reranker is None:

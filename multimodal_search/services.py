@@ -2,6 +2,7 @@
 from multimodal_search.indexing import (  # noqa: F401
     IndexReport,
     chunked_pks,
+    drop_older_encoders,
     index_products,
     index_status,
     prune_stale,

@@ -201,8 +201,69 @@ def product_fields(product_pks: Iterable[str], *, model_id: str) -> dict[str, di
     return dict(rows.values_list("product_pk", "fields"))
 
 
-def nearest_products_multi(
-    columns: Mapping[str, str],
+def _candidate_branches(
+    columns: Mapping[str, str], dims: int, literal: str, *, model_id: str, limit: int,
+    categories: Sequence[str], lexical_text: str | None,
+) -> tuple[list[tuple[str, str]], list]:
+    """(ranking name, SELECT product_pk ... ORDER BY ... LIMIT) per index, and their parameters in order."""
+    check_model_id(model_id)
+    category_sql = " AND categories @> %s::varchar[]" if categories else ""
+    branches, params = [], []
+    for name, column in columns.items():
+        if column not in PRODUCT_COLUMNS:
+            raise ValueError(column)
+        expr = f"({column}::halfvec({dims}))"
+        branches.append((name,
+            f"SELECT product_pk FROM {PRODUCT_TABLE} WHERE model_id = '{model_id}' "
+            f"AND {column} IS NOT NULL{category_sql} ORDER BY {expr} <=> %s::halfvec({dims}) LIMIT {int(limit)}"
+        ))
+        params += ([list(categories)] if categories else []) + [literal]
+    if lexical_text:
+        branches.append(("lexical",
+            f"SELECT product_pk FROM {PRODUCT_TABLE}, (SELECT {_TSQUERY} AS query) q "
+            f"WHERE model_id = '{model_id}' AND {_TSVECTOR} @@ q.query{category_sql} "
+            f"ORDER BY ts_rank({_TSVECTOR}, q.query) DESC, product_pk LIMIT {int(limit)}"
+        ))
+        params += [lexical_text] + ([list(categories)] if categories else [])
+    return branches, params
+
+
+def _signal_selects(
+    columns: Mapping[str, str], dims: int, literal: str, lexical_text: str | None, with_fields: bool | Sequence[str]
+) -> tuple[list[str], list, list[str]]:
+    """SELECT expressions of exact similarities (then ts_rank, then fields), their parameters and signal names."""
+    selects, params = [], []
+    for column in columns.values():
+        if column not in PRODUCT_COLUMNS:
+            raise ValueError(column)
+        selects.append(f"1 - (({column}::halfvec({dims})) <=> %s::halfvec({dims}))")
+        params.append(literal)
+    if lexical_text:
+        selects.append(f"ts_rank({_TSVECTOR}, {_TSQUERY})")
+        params.append(lexical_text)
+    selects.append(_fields_select(with_fields, params))
+    return selects, params, list(columns) + (["lexical"] if lexical_text else [])
+
+
+def _read_signal_rows(rows, names: list[str], with_fields) -> tuple[list[str], dict[str, dict[str, float]], dict[str, dict]]:
+    pks: list[str] = []
+    signals: dict[str, dict[str, float]] = {name: {} for name in names}
+    fields: dict[str, dict] = {}
+    for row in rows:
+        pk = row[0]
+        pks.append(pk)
+        for name, value in zip(names, row[1:-1]):
+            if value is not None:
+                signals[name][pk] = float(value)
+        if with_fields:
+            value = row[-1]
+            fields[pk] = json.loads(value) if isinstance(value, str) else (value or {})
+    return pks, signals, fields
+
+
+def candidate_signals(
+    rank_columns: Mapping[str, str],
+    signal_columns: Mapping[str, str],
     query: np.ndarray,
     *,
     model_id: str,
@@ -210,109 +271,87 @@ def nearest_products_multi(
     categories: Sequence[str] = (),
     ef_search: int = 100,
     lexical_text: str | None = None,
-) -> dict[str, list[str]]:
-    """Top products by several vector columns (and optionally full-text), in one round trip.
+    extra_pks: Sequence[str] = (),
+    with_fields: bool | Sequence[str] = False,
+    neighbours: tuple[Sequence[str], int, int] | None = None,
+) -> tuple[list[str], dict[str, dict[str, float]], dict[str, dict]]:
+    """The candidate pool (top ``limit`` of each index in ``rank_columns``, the full-text
+    matches and ``extra_pks``) and the exact signals of every candidate, in one round trip.
 
     Args:
-        columns: ranking name -> product vector column.
-        lexical_text: also rank by full-text match of this text (ranking "lexical").
+        neighbours: ``(signal names, top, feature dims)`` adds the "neighbours" signal:
+            each candidate's best-photo similarity to the mean photo features of the
+            ``top`` candidates by reciprocal rank fusion of those signals (ties by pk,
+            as ``fusion.rank``; keyword ranks count only for actual matches).
 
     Returns:
-        ranking name -> product pks, best first.
+        (pool, signal name -> {pk: value}, {pk: fields} when ``with_fields``)
     """
-    check_model_id(model_id)
     dims = int(np.asarray(query).size)
     literal = to_literal(query)
-    category_sql = " AND categories @> %s::varchar[]" if categories else ""
-    branches, params = [], []
-    for name, column in columns.items():
-        if column not in PRODUCT_COLUMNS:
-            raise ValueError(column)
-        expr = f"({column}::halfvec({dims}))"
-        branches.append(
-            f"(SELECT '{name}' AS ranking, product_pk FROM {PRODUCT_TABLE} WHERE model_id = '{model_id}' "
-            f"AND {column} IS NOT NULL{category_sql} ORDER BY {expr} <=> %s::halfvec({dims}) LIMIT {int(limit)})"
-        )
-        params += ([list(categories)] if categories else []) + [literal]
-    if lexical_text:
-        branches.append(
-            f"(SELECT 'lexical' AS ranking, product_pk FROM {PRODUCT_TABLE}, (SELECT {_TSQUERY} AS query) q "
-            f"WHERE model_id = '{model_id}' AND {_TSVECTOR} @@ q.query{category_sql} "
-            f"ORDER BY ts_rank({_TSVECTOR}, q.query) DESC, product_pk LIMIT {int(limit)})"
-        )
-        params += [lexical_text] + ([list(categories)] if categories else [])
-    rankings: dict[str, list[str]] = {name: [] for name in columns}
-    if lexical_text:
-        rankings["lexical"] = []
-    if not branches:
-        return rankings
+    branches, pool_params = _candidate_branches(
+        rank_columns, dims, literal, model_id=model_id, limit=limit, categories=categories, lexical_text=lexical_text,
+    )
+    parts = [f"SELECT product_pk FROM ({branch}) b{i}" for i, (_, branch) in enumerate(branches)]
+    if extra_pks:
+        parts.append("SELECT unnest(%s::varchar[])")
+        pool_params.append(list(extra_pks))
+    if not parts:
+        return [], {}, {}
+    selects, params, names = _signal_selects(signal_columns, dims, literal, lexical_text, with_fields)
+    aliased = [f"{expr} AS s{i}" for i, expr in enumerate(selects[:-1])] + [f"{selects[-1]} AS f"]
+    sql = (
+        f"WITH pool AS MATERIALIZED ({' UNION '.join(parts)}), "
+        f"sig AS MATERIALIZED (SELECT p.product_pk, {', '.join(aliased)} FROM {PRODUCT_TABLE} p "
+        f"JOIN pool ON pool.product_pk = p.product_pk WHERE p.model_id = %s) "
+    )
+    params = pool_params + params + [model_id]
+    columns = ", ".join(f"sig.s{i}" for i in range(len(names)))
+    if neighbours and any(name in names for name in neighbours[0]):
+        wanted, top, feature_dims = neighbours
+        used = [name for name in wanted if name in names]
+        sql += _neighbour_ctes([f"s{names.index(n)}" for n in used], [n == "lexical" for n in used],
+                               int(top), int(feature_dims))
+        params += [model_id, model_id]
+        sql += f"SELECT sig.product_pk, {columns}, near.sim, sig.f FROM sig LEFT JOIN near ON near.product_pk = sig.product_pk"
+        names = names + ["neighbours"]
+    else:
+        sql += f"SELECT sig.product_pk, {columns}, sig.f FROM sig"
     with transaction.atomic(), connection.cursor() as cursor:
         _session_settings(cursor, min(1000, max(ef_search, limit)), bool(categories))
-        cursor.execute(" UNION ALL ".join(branches), params)
-        for name, pk in cursor.fetchall():
-            rankings[name].append(pk)
-    return rankings
+        cursor.execute(sql + " ORDER BY 1", params)
+        pool, signals, fields = _read_signal_rows(cursor.fetchall(), names, with_fields)
+    if "neighbours" in signals and not signals["neighbours"]:
+        del signals["neighbours"]  # the leaders have no photos
+    return pool, signals, fields
 
 
-def product_signals(
-    product_pks: Iterable[str],
-    columns: Mapping[str, str],
-    query: np.ndarray,
-    *,
-    model_id: str,
-    lexical_text: str | None = None,
-    with_fields: bool = False,
-) -> tuple[dict[str, dict[str, float]], dict[str, dict]]:
-    """Exact similarities of ``query`` to several columns (and ts_rank, fields) in one query.
-
-    Returns:
-        (signal name -> {pk: value}, {pk: fields} when ``with_fields``)
-    """
-    pks = list(product_pks)
-    signals: dict[str, dict[str, float]] = {name: {} for name in columns}
-    if lexical_text:
-        signals["lexical"] = {}
-    if not pks:
-        return signals, {}
-    dims = int(np.asarray(query).size)
-    selects, params = [], []
-    for name, column in columns.items():
-        if column not in PRODUCT_COLUMNS:
-            raise ValueError(column)
-        selects.append(f"1 - (({column}::halfvec({dims})) <=> %s::halfvec({dims}))")
-        params.append(to_literal(query))
-    if lexical_text:
-        selects.append(f"ts_rank({_TSVECTOR}, {_TSQUERY})")
-        params.append(lexical_text)
-    selects.append("fields" if with_fields else "NULL")
-    sql = f"SELECT product_pk, {', '.join(selects)} FROM {PRODUCT_TABLE} WHERE model_id = %s AND product_pk = ANY(%s)"
-    names = list(columns) + (["lexical"] if lexical_text else [])
-    fields: dict[str, dict] = {}
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params + [model_id, pks])
-        for row in cursor.fetchall():
-            pk = row[0]
-            for name, value in zip(names, row[1:-1]):
-                if value is not None:
-                    signals[name][pk] = float(value)
-            if with_fields:
-                value = row[-1]
-                fields[pk] = json.loads(value) if isinstance(value, str) else (value or {})
-    return signals, fields
-
-
-def centroid_similarities(product_pks: Iterable[str], leaders: Iterable[str], *, dims: int, model_id: str) -> dict[str, float]:
-    """Best-photo cosine similarity of each product to the mean visual features of the
-    ``leaders``' photos, in one round trip ({} when the leaders have no photos)."""
-    pks, leaders = list(product_pks), list(leaders)
-    if not pks or not leaders:
-        return {}
-    sql = (
-        f"WITH c AS (SELECT avg(feature_vector::vector({dims})) AS v FROM {IMAGE_TABLE} "
-        f"WHERE model_id = %s AND product_pk = ANY(%s)) "
-        f"SELECT product_pk, max(1 - ((feature_vector::vector({dims})) <=> c.v)) FROM {IMAGE_TABLE}, c "
-        f"WHERE c.v IS NOT NULL AND model_id = %s AND product_pk = ANY(%s) GROUP BY product_pk"
+def _neighbour_ctes(columns: list[str], matches_only: list[bool], top: int, dims: int) -> str:
+    """CTEs ``leaders`` (top candidates by RRF, k=60, over ``columns``), ``centre`` (their mean
+    photo features) and ``near`` (each candidate's best photo against it). Parameters: model_id x2."""
+    terms = []
+    for column, only_matches in zip(columns, matches_only):
+        value = f"(CASE WHEN {column} > 0 THEN {column} END)" if only_matches else column
+        order = f'{value} DESC NULLS LAST, product_pk COLLATE "C"'
+        terms.append(f"(CASE WHEN {value} IS NOT NULL THEN 1.0::float8 / (60 + row_number() OVER (ORDER BY {order})) ELSE 0 END)")
+    return (
+        f", leaders AS (SELECT product_pk FROM (SELECT product_pk, {' + '.join(terms)} AS rrf FROM sig) r "
+        f'ORDER BY rrf DESC, product_pk COLLATE "C" LIMIT {top}), '
+        f"centre AS (SELECT avg(feature_vector::vector({dims})) AS v FROM {IMAGE_TABLE} "
+        f"WHERE model_id = %s AND product_pk IN (SELECT product_pk FROM leaders)), "
+        f"near AS (SELECT i.product_pk, max(1 - ((i.feature_vector::vector({dims})) <=> centre.v)) AS sim "
+        f"FROM {IMAGE_TABLE} i, centre WHERE centre.v IS NOT NULL AND i.model_id = %s "
+        f"AND i.product_pk IN (SELECT product_pk FROM pool) GROUP BY i.product_pk) "
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [model_id, leaders, model_id, pks])
-        return {pk: float(sim) for pk, sim in cursor.fetchall()}
+
+
+def _fields_select(keys: bool | Sequence[str], params: list) -> str:
+    if keys is True:
+        return "fields"
+    if not keys:
+        return "NULL"
+    pairs = []
+    for key in keys:
+        pairs.append("%s, fields -> %s")
+        params += [key, key]
+    return f"jsonb_strip_nulls(jsonb_build_object({', '.join(pairs)}))"

@@ -1,4 +1,4 @@
-"""python manage.py mmsearch_reindex [--missing|--all] [--sync] [--force] [--batch-size N]"""
+"""python manage.py mmsearch_reindex [--missing|--all] [--sync] [--force] [--batch-size N] [--keep-old]"""
 from __future__ import annotations
 
 import time
@@ -23,6 +23,11 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=None, help="Products per batch/task.")
         parser.add_argument("--no-wait", action="store_true", help="Enqueue tasks and return without waiting.")
         parser.add_argument("--timeout", type=float, default=3600, help="Seconds to wait for the worker (default 3600).")
+        parser.add_argument(
+            "--keep-old", action="store_true",
+            help="Keep the vectors of older encoder versions (by default they are deleted once the current "
+                 "version covers every product).",
+        )
 
     def handle(self, *args, **options):
         batch_size = options["batch_size"] or int(search_settings.BATCH_SIZE)
@@ -33,12 +38,16 @@ class Command(BaseCommand):
         chunks = list(services.chunked_pks(missing_only=options["missing"], batch_size=batch_size, model_id=encoder.model_id))
         total = sum(len(chunk) for chunk in chunks)
         self.stdout.write(f"{total} product(s) to index with {encoder.model_id}; removed {removed} stale row(s).")
-        if not total:
-            return
-        if options["sync"]:
+        if total and options["sync"]:
             self._run_sync(chunks, total, options["force"])
-        else:
+        elif total:
             self._run_worker(chunks, total, options)
+            if options["no_wait"]:
+                return
+        if not options["keep_old"]:
+            removed, older = services.drop_older_encoders()
+            if older:
+                self.stdout.write(f"Removed {removed} row(s) of {len(older)} older encoder version(s): {', '.join(older)}.")
 
     def _run_sync(self, chunks, total, force):
         report = services.IndexReport()

@@ -208,7 +208,10 @@ class AttributeModel:
             if facet in PRODUCT_FACETS:
                 if text_vector is None:
                     continue
-                p = clf.probabilities(product_row(text_vector, photo_vectors, clf.mean.size)[None])[0]
+                from multimodal_search.backends.pgvector import as_array
+
+                text = as_array(text_vector)
+                p = clf.probabilities(product_row(text, photo_vectors, clf.mean.size - text.size)[None])[0]
             elif len(photo_vectors):
                 p = clf.probabilities(photo_vectors).mean(axis=0)
             else:
@@ -235,15 +238,15 @@ def photo_matrix(feature_vectors: Iterable[Any], shared_vectors: Iterable[Any]) 
     return np.stack(rows).astype(np.float64) if rows else np.zeros((0, 0))
 
 
-def product_row(text_vector: Any, photo_vectors: np.ndarray, size: int | None = None) -> np.ndarray:
-    """The input of product-level classifiers: text vector, then the mean photo vector
-    (zeros for a product without photos; ``size`` is the classifier's input length)."""
+def product_row(text_vector: Any, photo_vectors: np.ndarray, photo_width: int) -> np.ndarray:
+    """The input of product-level classifiers: the text vector, then the mean of the photos'
+    rows (``photo_width`` zeros for a product without photos)."""
     from multimodal_search.backends.pgvector import as_array
 
     text = as_array(text_vector).astype(np.float64)
-    width = (size - text.size) if size is not None else (photo_vectors.shape[1] if len(photo_vectors) else 0)
-    photos = photo_vectors.mean(axis=0) if len(photo_vectors) and photo_vectors.shape[1] == width else np.zeros(width)
-    return np.concatenate([text, photos])
+    if len(photo_vectors) and photo_vectors.shape[1] == photo_width:
+        return np.concatenate([text, photo_vectors.mean(axis=0)])
+    return np.concatenate([text, np.zeros(photo_width)])
 
 
 def enrich_fields(fields: dict[str, Any], inferred: Mapping[str, Mapping[str, float]],

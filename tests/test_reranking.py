@@ -27,6 +27,23 @@ def test_logistic_fit_learns_the_informative_feature():
     assert abs(weights[1]) > 5 * max(abs(weights[0]), abs(weights[2]))
 
 
+def test_pseudo_query_targets_are_graded_like_a_shopper_would():
+    asked = {"noun": "hoodie", "colour": "red", "word": "fleece"}
+    exact = reranking.Facts(title="Alpha Hoodie", colours={}, color="Red", words=reranking.text_stems("Warm fleece"))
+    other_colour = reranking.Facts(title="Beta Hoodie", colours={}, color="Blue", words=exact.words)
+    other_kind = reranking.Facts(title="Gamma Tee", colours={}, color="Red", words=exact.words)
+    assert reranking.relevance(exact, asked) == 1.0
+    assert reranking.relevance(other_colour, asked) == reranking.PARTIAL_RELEVANCE
+    assert reranking.relevance(other_kind, asked) == 0.0
+    assert reranking.relevance(exact, {"noun": "hoodie", "word": "cotton"}) == reranking.PARTIAL_RELEVANCE
+
+
+def test_descriptor_words_skip_model_names_colours_and_common_words():
+    frequency = {"yoga": 0.1, "cotton": 0.05, "pant": 0.15, "aurora": 0.01, "women": 0.6}
+    found = reranking.descriptor_words("Aurora Yoga Pant", "Organic Cotton, Black", frequency, low=0.02, high=0.2)
+    assert found == ("yoga", "cotton")  # not the head noun, the one-off name, a colour or a frequent word
+
+
 def test_head_noun():
     assert reranking.head_noun("Chaz Kangeroo Hoodie") == "hoodie"
     assert reranking.head_noun("Sprite Yoga Strap 6 foot") == "strap"

@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import pytest
 
-from multimodal_search import services
+import numpy as np
+from django.core.management import call_command
+
+from multimodal_search import fusion, searching, services
+from multimodal_search.backends.pgvector import as_array
 from multimodal_search.models import ImageEmbedding, ProductEmbedding
 from shop.catalog.models import Category
 from tests.factories import ProductFactory
@@ -131,3 +135,51 @@ def test_decision_fusion_explains_by_rank_contributions(indexed):
     hit = services.search_products("wool scarf", k=1, method="decision").hits[0]
     assert hit.product == products[0]
     assert set(hit.explanation) == {"text", "title", "image", "lexical"}
+
+
+def _copy_rows_to(model_id):
+    for model in (ProductEmbedding, ImageEmbedding):
+        for row in model.objects.all():
+            row.pk = None
+            row.model_id = model_id
+            row.save()
+
+
+def test_reindex_drops_older_encoder_versions_once_the_current_one_is_complete(indexed):
+    products = [ProductFactory(title=f"tent {i}", photos=["green"]) for i in range(3)]
+    indexed(*products[:2])
+    _copy_rows_to("old-v0")
+    assert services.drop_older_encoders() == (0, [])  # the third product is not indexed yet: keep the old ones
+    call_command("mmsearch_reindex", "--sync", "--missing", "--keep-old")
+    assert ProductEmbedding.objects.filter(model_id="old-v0").count() == 2
+    call_command("mmsearch_reindex", "--sync", "--missing")
+    assert not ProductEmbedding.objects.filter(model_id="old-v0").exists()
+    assert not ImageEmbedding.objects.filter(model_id="old-v0").exists()
+    assert ProductEmbedding.objects.filter(model_id="hash-v1").count() == 3
+
+
+def test_neighbour_signal_matches_its_definition(indexed):
+    """The one-round-trip SQL gives what the docstring says: each candidate's best photo against
+    the mean photo features of the top 5 candidates by RRF of text, title and keyword ranks."""
+    specs = [("red canvas bag", "red"), ("red leather bag", ("red", "circle")), ("blue bag", "blue"),
+             ("green tent", "green"), ("yellow kayak", "yellow"), ("red tent", ("red", "circle")),
+             ("white socks", "white"), ("black bag", "black")]
+    products = [ProductFactory(title=title, photos=[photo, "white"]) for title, photo in specs]
+    indexed(*products)
+    query = searching.encode_query("red bag", None)
+    pool, signals = searching.collect_signals(query, {"text", "title", "image", "lexical", "neighbours"}, "hash-v1", 100, [])
+    lists = {name: fusion.rank(signals[name]) for name in ("text", "title", "lexical")}
+    lists["lexical"] = [pk for pk in lists["lexical"] if signals["lexical"][pk] > 0]
+    leaders = fusion.rank(fusion.reciprocal_rank_fusion(lists))[:5]
+    photos = {}
+    for row in ImageEmbedding.objects.filter(model_id="hash-v1"):
+        photos.setdefault(row.product_pk, []).append(as_array(row.feature_vector))
+    centre = np.mean([v for pk in leaders for v in photos[pk]], axis=0)
+
+    def cosine(a, b):
+        return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+    expected = {pk: max(cosine(v, centre) for v in photos[pk]) for pk in pool}
+    assert set(signals["neighbours"]) == set(pool)
+    for pk in pool:
+        assert signals["neighbours"][pk] == pytest.approx(expected[pk], abs=2e-3)

@@ -47,3 +47,10 @@ def indexed(db):
         return services.index_products([p.pk for p in products])
 
     return run
+
+
+@pytest.fixture
+def model_dir(settings, tmp_path):
+    """A fresh MODEL_DIR (trained heads, classifiers, re-ranker) for one test."""
+    settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "MODEL_DIR": str(tmp_path / "models")}
+    return tmp_path / "models"

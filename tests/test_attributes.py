@@ -62,12 +62,6 @@ def test_load_labels_reports_the_bad_line(tmp_path):
 
 
 @pytest.fixture
-def model_dir(settings, tmp_path):
-    settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "MODEL_DIR": str(tmp_path / "models")}
-    return tmp_path / "models"
-
-
-@pytest.fixture
 def catalogue(indexed):
     """Red photos are women's hoodies, blue photos men's; the labels say so for the L* products only."""
     labelled = [ProductFactory(sku=f"L{i}", title=f"Item{i} Hoodie", photos=[colour])

@@ -77,12 +77,6 @@ def test_multi_valued_classifier_learns_each_value_on_its_own():
 
 
 @pytest.fixture
-def model_dir(settings, tmp_path):
-    settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "MODEL_DIR": str(tmp_path / "models")}
-    return tmp_path / "models"
-
-
-@pytest.fixture
 def shop(indexed):
     """Tees have red photos, bags blue ones; titles name neither, and only the L* products are labelled."""
     labelled = [ProductFactory(sku=f"L{i}", title=f"Item{i} Classic", photos=[colour])

@@ -50,12 +50,6 @@ def test_head_noun():
     assert reranking.head_noun("!!") is None
 
 
-@pytest.fixture
-def model_dir(settings, tmp_path):
-    settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "MODEL_DIR": str(tmp_path)}
-    return tmp_path
-
-
 @pytest.mark.django_db
 def test_train_and_rerank_with_explanations(indexed, model_dir):
     specs = [("red", "Alpha Hoodie"), ("blue", "Beta Hoodie"), ("red", "Gamma Backpack"), ("green", "Delta Backpack"),

@@ -66,6 +66,9 @@ for variant in $VARIANTS; do
 
   $PY manage.py mmsearch_evaluate "$EVAL_DIR/queries.jsonl" --split heldout \
     --json "$RESULTS/relevance-$variant$SUFFIX.json" | tee "$RESULTS/relevance-$variant$SUFFIX.txt"
+  echo "nDCG@10 per query template ($variant):" | tee -a "$RESULTS/relevance-$variant$SUFFIX.txt"
+  $PY bench/relevance_breakdown.py "$RESULTS/relevance-$variant$SUFFIX.json" --method rerank --method feature \
+    --method decision --method lexical --method text | tee -a "$RESULTS/relevance-$variant$SUFFIX.txt"
 done
 unset MMSEARCH_DATA_DIR
 

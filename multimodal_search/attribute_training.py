@@ -28,7 +28,7 @@ def _text_vectors(model_id: str) -> dict[str, np.ndarray]:
     from multimodal_search.backends.pgvector import as_array
 
     rows = ProductEmbedding.objects.filter(model_id=model_id).values_list("product_pk", "text_vector")
-    return {pk: as_array(vector) for pk, vector in rows.iterator() if vector is not None}
+    return {pk: as_array(vector).astype(np.float64) for pk, vector in rows.iterator() if vector is not None}
 
 
 def _known_values(holdout: Collection[str], labels: Mapping[str, Label], model_id: str) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:

@@ -122,13 +122,18 @@ class Classifier:
                    scale=np.where(scale > 1e-9, scale, 1.0), multi=bool(data.get("multi", False)))
 
 
-def fit_softmax(x: np.ndarray, y: np.ndarray, classes: int, *, l2: float = 1e-2, epochs: int = 300,
-                lr: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Class-balanced multinomial logistic regression, full-batch gradient descent."""
+def standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(z-scored x, column means, column scales; 1 where a column barely varies)."""
     mean = x.mean(axis=0)
     std = x.std(axis=0)
     scale = np.where(std > 1e-9, std, 1.0)
-    z = (x - mean) / scale
+    return (x - mean) / scale, mean, scale
+
+
+def fit_softmax(x: np.ndarray, y: np.ndarray, classes: int, *, l2: float = 1e-2, epochs: int = 300,
+                lr: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Class-balanced multinomial logistic regression, full-batch gradient descent."""
+    z, mean, scale = standardise(x)
     onehot = np.eye(classes)[y]
     counts = np.maximum(onehot.sum(axis=0), 1.0)
     sample_weight = (1.0 / counts[y]) / classes
@@ -145,16 +150,15 @@ def fit_softmax(x: np.ndarray, y: np.ndarray, classes: int, *, l2: float = 1e-2,
     return weights, bias, mean, scale
 
 
-def fit_sigmoid(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, epochs: int = 300,
-                lr: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One logistic layer per column of the 0/1 matrix ``y`` (n, c), each balanced between yes and no."""
-    mean = x.mean(axis=0)
-    std = x.std(axis=0)
-    scale = np.where(std > 1e-9, std, 1.0)
-    z = (x - mean) / scale
-    positives = np.maximum(y.sum(axis=0), 1.0)
-    negatives = np.maximum((1 - y).sum(axis=0), 1.0)
-    sample_weight = np.where(y > 0, 0.5 / positives, 0.5 / negatives)
+def fit_sigmoid(x: np.ndarray, y: np.ndarray, *, sample_weight: np.ndarray | None = None, l2: float = 1e-2,
+                epochs: int = 300, lr: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One logistic layer per column of the target matrix ``y`` (n, c; soft targets allowed),
+    by default each balanced between yes and no."""
+    z, mean, scale = standardise(x)
+    if sample_weight is None:
+        positives = np.maximum(y.sum(axis=0), 1.0)
+        negatives = np.maximum((1 - y).sum(axis=0), 1.0)
+        sample_weight = np.where(y > 0, 0.5 / positives, 0.5 / negatives)
     weights = np.zeros((z.shape[1], y.shape[1]))
     bias = np.zeros(y.shape[1])
     for _ in range(epochs):
@@ -203,14 +207,14 @@ class AttributeModel:
     def infer(self, photo_vectors: np.ndarray, text_vector: np.ndarray | None = None) -> dict[str, dict[str, float]]:
         """Facet -> value -> probability for one product, from its photos' vectors (n, d) and,
         for the product-level facets, its text vector."""
+        from multimodal_search.backends.pgvector import as_array
+
+        text = as_array(text_vector).astype(np.float64) if text_vector is not None else None
         found: dict[str, dict[str, float]] = {}
         for facet, clf in self.classifiers.items():
             if facet in PRODUCT_FACETS:
-                if text_vector is None:
+                if text is None:
                     continue
-                from multimodal_search.backends.pgvector import as_array
-
-                text = as_array(text_vector)
                 p = clf.probabilities(product_row(text, photo_vectors, clf.mean.size - text.size)[None])[0]
             elif len(photo_vectors):
                 p = clf.probabilities(photo_vectors).mean(axis=0)
@@ -238,12 +242,9 @@ def photo_matrix(feature_vectors: Iterable[Any], shared_vectors: Iterable[Any]) 
     return np.stack(rows).astype(np.float64) if rows else np.zeros((0, 0))
 
 
-def product_row(text_vector: Any, photo_vectors: np.ndarray, photo_width: int) -> np.ndarray:
+def product_row(text: np.ndarray, photo_vectors: np.ndarray, photo_width: int) -> np.ndarray:
     """The input of product-level classifiers: the text vector, then the mean of the photos'
     rows (``photo_width`` zeros for a product without photos)."""
-    from multimodal_search.backends.pgvector import as_array
-
-    text = as_array(text_vector).astype(np.float64)
     if len(photo_vectors) and photo_vectors.shape[1] == photo_width:
         return np.concatenate([text, photo_vectors.mean(axis=0)])
     return np.concatenate([text, np.zeros(photo_width)])

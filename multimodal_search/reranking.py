@@ -246,23 +246,16 @@ def relevance(facts: Facts, asked: Mapping[str, str]) -> float:
 def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, epochs: int = 400, lr: float = 0.5) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
     """Class-balanced logistic regression by full-batch gradient descent on standardised features.
 
-    ``y`` may hold graded targets in [0, 1] (cross-entropy with soft labels); rows with
-    ``y > 0`` and rows with ``y == 0`` get equal total weight.
+    ``y`` may hold graded targets in [0, 1] (cross-entropy with soft labels); exact matches
+    (``y == 1``) and all other rows get equal total weight.
     """
-    mean = x.mean(axis=0)
-    scale = np.where(x.std(axis=0) > 1e-9, x.std(axis=0), 1.0)
-    z = (x - mean) / scale
+    from multimodal_search.attributes import fit_sigmoid
+
     positives = max(float((y == 1).sum()), 1.0)
     negatives = max(float((y < 1).sum()), 1.0)
-    sample_weight = np.where(y == 1, 0.5 / positives, 0.5 / negatives)
-    weights = np.zeros(z.shape[1])
-    bias = 0.0
-    for _ in range(epochs):
-        p = 1 / (1 + np.exp(-(z @ weights + bias)))
-        error = (p - y) * sample_weight
-        weights -= lr * (z.T @ error + l2 * weights)
-        bias -= lr * error.sum()
-    return weights, float(bias), mean, scale
+    sample_weight = np.where(y == 1, 0.5 / positives, 0.5 / negatives)[:, None]
+    weights, bias, mean, scale = fit_sigmoid(x, y[:, None], sample_weight=sample_weight, l2=l2, epochs=epochs, lr=lr)
+    return weights[:, 0], float(bias[0]), mean, scale
 
 
 def build_training_set(

@@ -204,26 +204,26 @@ def product_fields(product_pks: Iterable[str], *, model_id: str) -> dict[str, di
 def _candidate_branches(
     columns: Mapping[str, str], dims: int, literal: str, *, model_id: str, limit: int,
     categories: Sequence[str], lexical_text: str | None,
-) -> tuple[list[tuple[str, str]], list]:
-    """(ranking name, SELECT product_pk ... ORDER BY ... LIMIT) per index, and their parameters in order."""
+) -> tuple[list[str], list]:
+    """``SELECT product_pk ... ORDER BY ... LIMIT`` per index, and their parameters in order."""
     check_model_id(model_id)
     category_sql = " AND categories @> %s::varchar[]" if categories else ""
     branches, params = [], []
-    for name, column in columns.items():
+    for column in columns.values():
         if column not in PRODUCT_COLUMNS:
             raise ValueError(column)
         expr = f"({column}::halfvec({dims}))"
-        branches.append((name,
+        branches.append(
             f"SELECT product_pk FROM {PRODUCT_TABLE} WHERE model_id = '{model_id}' "
             f"AND {column} IS NOT NULL{category_sql} ORDER BY {expr} <=> %s::halfvec({dims}) LIMIT {int(limit)}"
-        ))
+        )
         params += ([list(categories)] if categories else []) + [literal]
     if lexical_text:
-        branches.append(("lexical",
+        branches.append(
             f"SELECT product_pk FROM {PRODUCT_TABLE}, (SELECT {_TSQUERY} AS query) q "
             f"WHERE model_id = '{model_id}' AND {_TSVECTOR} @@ q.query{category_sql} "
             f"ORDER BY ts_rank({_TSVECTOR}, q.query) DESC, product_pk LIMIT {int(limit)}"
-        ))
+        )
         params += [lexical_text] + ([list(categories)] if categories else [])
     return branches, params
 
@@ -292,7 +292,7 @@ def candidate_signals(
     branches, pool_params = _candidate_branches(
         rank_columns, dims, literal, model_id=model_id, limit=limit, categories=categories, lexical_text=lexical_text,
     )
-    parts = [f"SELECT product_pk FROM ({branch}) b{i}" for i, (_, branch) in enumerate(branches)]
+    parts = [f"SELECT product_pk FROM ({branch}) b{i}" for i, branch in enumerate(branches)]
     if extra_pks:
         parts.append("SELECT unnest(%s::varchar[])")
         pool_params.append(list(extra_pks))

@@ -1,9 +1,9 @@
 """Colour naming from pixels, and colour words in queries (numpy + PIL only).
 
-Product photos are mostly shot on a plain background: pixels close to the
-border colour are dropped, the rest are assigned to the nearest named colour
-in CIE Lab space, giving each photo a distribution over ``PALETTE`` names.
-Works on any catalogue: no training, no attributes needed.
+Product photos are mostly shot on a plain backdrop: pixels close to the
+backdrop colour are dropped (see :func:`product_pixels`), the rest are assigned
+to the nearest named colour in CIE Lab space, giving each photo a distribution
+over ``PALETTE`` names. Works on any catalogue: no training, no attributes needed.
 """
 from __future__ import annotations
 
@@ -64,23 +64,68 @@ def _skin(rgb: np.ndarray) -> np.ndarray:
     return (cr > 137) & (cr < 175) & (cb > 80) & (cb < 128) & (r > g)
 
 
+BACKDROP_DISTANCE = 12.0  # Lab distance from the backdrop colour
+UNIFORM_BACKDROP = 0.9  # share of the border one colour must cover to be a backdrop
+LIGHT_BACKDROP = 80.0  # L* from which a neutral border is a studio backdrop
+NEUTRAL_CHROMA = 10.0
+
+
+def backdrop_colour(lab_grid: np.ndarray) -> np.ndarray | None:
+    """The backdrop's Lab colour, or None when the photo has none (a close-up).
+
+    The border's median colour is the backdrop when it is light and neutral
+    (the white or pale grey of a studio) or covers nine tenths of the border
+    (a backdrop of any colour). Otherwise the product itself runs off the
+    edges, as in a close-up of a sleeve, and its colour must not be dropped.
+
+    Args:
+        lab_grid: (height, width, 3) Lab pixels.
+    """
+    border = np.concatenate([lab_grid[0], lab_grid[-1], lab_grid[:, 0], lab_grid[:, -1]])
+    median = np.median(border, axis=0)
+    uniform = float((np.linalg.norm(border - median, axis=1) <= BACKDROP_DISTANCE).mean())
+    light_neutral = median[0] >= LIGHT_BACKDROP and float(np.hypot(median[1], median[2])) <= NEUTRAL_CHROMA
+    return median if light_neutral or uniform >= UNIFORM_BACKDROP else None
+
+
+def not_backdrop(lab_grid: np.ndarray) -> np.ndarray:
+    """Flat mask of the pixels that are not the backdrop (all of them when there is none)."""
+    lab = lab_grid.reshape(-1, 3)
+    backdrop = backdrop_colour(lab_grid)
+    if backdrop is None:
+        return np.ones(len(lab), dtype=bool)
+    return np.linalg.norm(lab - backdrop, axis=1) > BACKDROP_DISTANCE
+
+
+def product_pixels(rgb: np.ndarray, lab_grid: np.ndarray) -> np.ndarray:
+    """Flat mask of a square photo's pixels that show the product.
+
+    The backdrop is dropped (unless almost everything matches it: a white tee
+    on white), then likely skin (a model wearing the product) unless that
+    would leave less than a quarter of the product (a skin-toned product).
+
+    Args:
+        rgb: (n, 3) sRGB pixels.
+        lab_grid: the same pixels in Lab, (height, width, 3).
+    """
+    foreground = not_backdrop(lab_grid)
+    if foreground.mean() < 0.03:
+        foreground = np.ones(len(rgb), dtype=bool)
+    without_skin = foreground & ~_skin(rgb)
+    if without_skin.sum() >= 0.25 * foreground.sum():
+        foreground = without_skin
+    return foreground
+
+
 def colour_distribution(image: Image.Image, size: int = 64) -> np.ndarray:
-    """Share of the product's (non-background) pixels nearest each ``NAMES`` colour.
+    """Share of the product's pixels (:func:`product_pixels`) nearest each ``NAMES`` colour.
 
     Returns:
         float32 array (len(NAMES),) summing to 1.
     """
     small = np.asarray(image.convert("RGB").resize((size, size)), dtype=np.float32).reshape(-1, 3)
     lab = _srgb_to_lab(small)
-    grid = lab.reshape(size, size, 3)
-    border = np.concatenate([grid[0], grid[-1], grid[:, 0], grid[:, -1]])
-    background = np.median(border, axis=0)
-    foreground = np.linalg.norm(lab - background, axis=1) > 12
-    if foreground.mean() < 0.03:  # the product is the background colour (white tee on white)
-        foreground = np.ones(len(lab), dtype=bool)
-    without_skin = foreground & ~_skin(small)
-    if without_skin.sum() >= 0.25 * foreground.sum():  # else the product itself is skin-toned
-        foreground = without_skin
+    foreground = product_pixels(small, lab.reshape(size, size, 3))
     distances = np.linalg.norm(lab[foreground, None, :] - _PROTO_LAB[None], axis=2)
     nearest = _PROTO_NAME[np.argmin(distances, axis=1)]
     counts = np.bincount(nearest, minlength=len(NAMES)).astype(np.float32)

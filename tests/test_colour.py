@@ -22,6 +22,41 @@ def test_white_product_on_white_background_is_white(pil_photo):
     assert colour.NAMES[int(np.argmax(colour.colour_distribution(image)))] == "white"
 
 
+def close_up(product, face=(224, 172, 140)):
+    """A close-up: the product runs off three edges, a model's chin and neck off the top one."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (96, 96), product)
+    ImageDraw.Draw(image).ellipse((20, -30, 76, 56), fill=face)
+    return image
+
+
+@pytest.mark.parametrize("name", ["green", "red", "blue"])
+def test_close_up_keeps_the_product_colour(name):
+    """A border that is the product is not a backdrop: its colour is what the photo shows."""
+    protos = colour.PROTOTYPES[name][0]
+    distribution = colour.colour_distribution(close_up(protos))
+    assert colour.NAMES[int(np.argmax(distribution))] == name
+    assert distribution[colour.NAMES.index(name)] > 0.6
+
+
+def test_backdrop_is_light_neutral_or_covers_the_border():
+    from PIL import Image
+
+    def grid(image):
+        small = np.asarray(image.convert("RGB"), dtype=np.float32)
+        return colour._srgb_to_lab(small.reshape(-1, 3)).reshape(small.shape)
+
+    studio = Image.new("RGB", (64, 64), (242, 242, 240))
+    studio.paste(Image.new("RGB", (40, 64), (40, 80, 180)), (12, 10))  # runs off the bottom edge
+    assert colour.backdrop_colour(grid(studio)) is not None
+    green_wall = Image.new("RGB", (64, 64), (40, 140, 60))
+    green_wall.paste(Image.new("RGB", (30, 30), (200, 30, 30)), (17, 17))
+    assert colour.backdrop_colour(grid(green_wall)) is not None
+    assert colour.NAMES[int(np.argmax(colour.colour_distribution(green_wall)))] == "red"
+    assert colour.backdrop_colour(grid(close_up((60, 140, 70)))) is None
+
+
 def test_colour_words_and_synonyms():
     assert colour.colours_in_text("Grey hoodie with navy trim") == ["gray", "blue"]
     assert colour.colours_in_text("yoga pants") == []

@@ -64,7 +64,7 @@ def test_packaged_is_lazy() -> None:
     assert encoder._text is None and encoder._cnn is None
     assert encoder.dimensions == 384
     assert encoder.feature_dimensions == 1280 + colour_dimensions()
-    assert encoder.model_id == "minilm-l6-v2+effnet-lite0c/zs-v1"
+    assert encoder.model_id == "minilm-l6-v2+effnet-lite0c2/zs-v1"
     assert encoder._text is None and encoder._cnn is None
     assert PackagedEncoder(colour_weight=0).feature_dimensions == 1280
 
@@ -74,10 +74,10 @@ def test_packaged_model_id_options(tmp_path: Path) -> None:
 
     assert (
         PackagedEncoder(top_k=5, temperature=2, preprocess="crop").model_id
-        == "minilm-l6-v2+effnet-lite0c-crop/zs-v1-k5-t2"
+        == "minilm-l6-v2+effnet-lite0c2-crop/zs-v1-k5-t2"
     )
     # Every option that changes the stored photo features is in the model_id.
-    assert PackagedEncoder(flip=False, colour_weight=0.5).model_id == "minilm-l6-v2+effnet-lite0c-noflip-cw0.5/zs-v1"
+    assert PackagedEncoder(flip=False, colour_weight=0.5).model_id == "minilm-l6-v2+effnet-lite0c2-noflip-cw0.5/zs-v1"
     # A missing head file falls back to zero-shot.
     missing = PackagedEncoder(head_path=str(tmp_path / "nope.pt"))
     assert missing.model_id.endswith("/zs-v1")
@@ -180,7 +180,7 @@ def test_packaged_with_head(packaged: BaseEncoder, tmp_path: Path) -> None:
     bundle = load_bundle(path)
 
     encoder = PackagedEncoder(device="cpu", head_path=str(path))
-    assert encoder.model_id == "minilm-l6-v2+effnet-lite0c/head-t1"
+    assert encoder.model_id == "minilm-l6-v2+effnet-lite0c2/head-t1"
     assert encoder.feature_dimensions == 64 + colour_dimensions()
     # Share the already-loaded CNN to keep the test fast.
     encoder._cnn = packaged._cnn  # type: ignore[attr-defined]
@@ -225,6 +225,11 @@ def test_colour_descriptor() -> None:
     assert np.isclose(np.linalg.norm(colour_descriptor(solid((255, 255, 255)))), 1)
     assert foreground_box(red) == pytest.approx((30, 30, 90, 120), abs=3)
     assert foreground_box(solid((255, 255, 255))) == (0, 0, 64, 80)
+    # a close-up (the product runs off three edges, a neck off the top one) has the product's colours
+    close = Image.new("RGB", (120, 150), (200, 30, 30))
+    close.paste(Image.new("RGB", (70, 50), (224, 172, 140)), (25, 0))
+    assert colour_descriptor(close) @ vectors[0] > 0.95
+    assert foreground_box(close) == (0, 0, 120, 150)
 
 
 # ------------------------------------------------------------------- CLIP

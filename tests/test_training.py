@@ -127,11 +127,11 @@ def test_encoder_picks_up_a_new_head_file(tmp_path: Path) -> None:
 
     path = tmp_path / "packaged-head.pt"
     encoder = PackagedEncoder(device="cpu", head_path=str(path), head_check_interval=0)
-    assert encoder.model_id == "minilm-l6-v2+effnet-lite0c/zs-v1"
+    assert encoder.model_id == "minilm-l6-v2+effnet-lite0c2/zs-v1"
     assert encoder.feature_dimensions == 1280 + colour_dimensions()
 
     save_head(path, ProjectionHead(), version="v1")
-    assert encoder.model_id == "minilm-l6-v2+effnet-lite0c/head-v1"
+    assert encoder.model_id == "minilm-l6-v2+effnet-lite0c2/head-v1"
     assert encoder.feature_dimensions == 1280 + colour_dimensions()
     save_head(path, ProjectionHead(), version="v2", visual=ProjectionHead(out_dim=64, hidden_dim=16))
     assert encoder.model_id.endswith("/head-v2")
@@ -260,7 +260,7 @@ def test_mmsearch_train_writes_a_head_and_reindexes(packaged_settings, tmp_path)
 
     # the configured encoder now names the new head; every product was re-indexed for it
     after = get_encoder().model_id
-    assert after == f"minilm-l6-v2+effnet-lite0c/head-{bundle.version}"
+    assert after == f"minilm-l6-v2+effnet-lite0c2/head-{bundle.version}"
     assert ProductEmbedding.objects.filter(model_id=after).count() == len(products)
     features = as_array(ImageEmbedding.objects.filter(model_id=after).first().feature_vector)
     assert features.shape == (encoder.feature_dimensions,) == (bundle.visual.out_dim + colour_dimensions(),)

@@ -14,32 +14,28 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
-from multimodal_search.colour import _skin, _srgb_to_lab
+from multimodal_search.colour import _srgb_to_lab, not_backdrop, product_pixels
 
 THUMBNAIL = 96
 L_LEVELS = 8
 AB_LEVELS = 15
 AB_RANGE = 70.0
 BLUR_SIGMA = 3.0  # Lab units
-BACKGROUND_DISTANCE = 12.0  # Lab distance from the border colour
-COLOUR_RECIPE = "lab8x15"  # names the settings above in caches; change it when they change
+COLOUR_RECIPE = "lab8x15-b2"  # names these settings and colour.product_pixels in caches; change it with them
 
 
-def _thumbnail_lab(image: Image.Image, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(sRGB pixels (n, 3), their Lab values, not-backdrop mask) of a square thumbnail."""
+def _thumbnail_lab(image: Image.Image, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(sRGB pixels (n, 3), their Lab values as a (size, size, 3) grid) of a square thumbnail."""
     rgb = np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
     pixels = rgb.reshape(-1, 3)
-    lab = _srgb_to_lab(pixels)
-    grid = lab.reshape(size, size, 3)
-    border = np.concatenate([grid[0], grid[-1], grid[:, 0], grid[:, -1]])
-    return pixels, lab, np.linalg.norm(lab - np.median(border, axis=0), axis=1) > BACKGROUND_DISTANCE
+    return pixels, _srgb_to_lab(pixels).reshape(size, size, 3)
 
 
 def foreground_box(image: Image.Image, size: int = 64) -> tuple[int, int, int, int]:
     """Bounding box (left, top, right, bottom) of what is not backdrop; the whole photo if nothing is."""
     width, height = image.size
-    _, _, mask = _thumbnail_lab(image, size)
-    mask = mask.reshape(size, size)
+    _, grid = _thumbnail_lab(image, size)
+    mask = not_backdrop(grid).reshape(size, size)
     if mask.mean() < 0.01:
         return (0, 0, width, height)
     rows, cols = np.nonzero(mask)
@@ -55,23 +51,13 @@ def foreground_box(image: Image.Image, size: int = 64) -> tuple[int, int, int, i
 
 
 def foreground_lab(image: Image.Image, size: int = THUMBNAIL) -> np.ndarray:
-    """Lab values of the product's pixels in a ``size`` x ``size`` thumbnail.
-
-    Pixels close to the border's median colour (the backdrop) are dropped, then
-    likely skin (a model wearing the product) unless that would leave less than
-    a quarter of the product. When almost everything matches the backdrop (a
-    white product on white) all pixels are kept.
+    """Lab values of the product's pixels (:func:`multimodal_search.colour.product_pixels`).
 
     Returns:
         float32 array (n, 3) of L, a, b.
     """
-    pixels, lab, foreground = _thumbnail_lab(image, size)
-    if foreground.mean() < 0.03:
-        foreground = np.ones(len(lab), dtype=bool)
-    without_skin = foreground & ~_skin(pixels)
-    if without_skin.sum() >= 0.25 * foreground.sum():
-        foreground = without_skin
-    return lab[foreground]
+    pixels, grid = _thumbnail_lab(image, size)
+    return grid.reshape(-1, 3)[product_pixels(pixels, grid)]
 
 
 def _grid() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 TEXT_NAME = "minilm-l6-v2"
 # "c": photo features are flip-averaged CNN features plus a Lab colour histogram.
-IMAGE_NAME = "effnet-lite0c"
+IMAGE_NAME = "effnet-lite0c2"  # c2: close-ups keep their colour (colour.backdrop_colour)
 ZERO_SHOT_VERSION = "zs-v1"
 LABEL_PROMPT = "a photo of a {label}"
 IMAGE_SIZE = 224
@@ -240,7 +240,7 @@ class PackagedEncoder(BaseEncoder):
 
     @property
     def model_id(self) -> str:  # type: ignore[override]
-        """E.g. ``minilm-l6-v2+effnet-lite0c/zs-v1`` or ``.../head-<version>``.
+        """E.g. ``minilm-l6-v2+effnet-lite0c2/zs-v1`` or ``.../head-<version>``.
 
         Checks the head file (one ``os.stat``, a small load when it changed),
         not the models.

@@ -54,6 +54,9 @@ def _srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
 
 _PROTO_LAB = _srgb_to_lab(np.array([c for protos in PROTOTYPES.values() for c in protos], dtype=np.float32))
 _PROTO_NAME = np.array([i for i, protos in enumerate(PROTOTYPES.values()) for _ in protos])
+LIGHTNESS_WEIGHT = 0.5  # of the squared L* difference when naming a pixel
+CHROMA_SCALE = 20.0  # a pixel of chroma C counts 1 + C / CHROMA_SCALE times
+_NAMING_AXES = np.sqrt(np.array([LIGHTNESS_WEIGHT, 1.0, 1.0], dtype=np.float32))
 
 
 def _skin(rgb: np.ndarray) -> np.ndarray:
@@ -118,18 +121,25 @@ def product_pixels(rgb: np.ndarray, lab_grid: np.ndarray) -> np.ndarray:
 
 
 def colour_distribution(image: Image.Image, size: int = 64) -> np.ndarray:
-    """Share of the product's pixels (:func:`product_pixels`) nearest each ``NAMES`` colour.
+    """Share of the product's pixels (:func:`product_pixels`) named each ``NAMES`` colour.
+
+    A pixel takes the name of its nearest prototype, with lightness counting
+    less than hue and chroma (``LIGHTNESS_WEIGHT``): shading and heathered
+    fabric change a pixel's lightness, not what a shopper calls it. Coloured
+    pixels count more than greyish ones (``CHROMA_SCALE``), since shadows
+    and seams are grey whatever the product's colour.
 
     Returns:
         float32 array (len(NAMES),) summing to 1.
     """
     small = np.asarray(image.convert("RGB").resize((size, size)), dtype=np.float32).reshape(-1, 3)
     lab = _srgb_to_lab(small)
-    foreground = product_pixels(small, lab.reshape(size, size, 3))
-    distances = np.linalg.norm(lab[foreground, None, :] - _PROTO_LAB[None], axis=2)
-    nearest = _PROTO_NAME[np.argmin(distances, axis=1)]
-    counts = np.bincount(nearest, minlength=len(NAMES)).astype(np.float32)
-    return counts / max(counts.sum(), 1.0)
+    pixels = lab[product_pixels(small, lab.reshape(size, size, 3))]
+    difference = (pixels[:, None, :] - _PROTO_LAB[None]) * _NAMING_AXES
+    nearest = _PROTO_NAME[np.argmin((difference**2).sum(axis=2), axis=1)]
+    weights = 1.0 + np.hypot(pixels[:, 1], pixels[:, 2]) / CHROMA_SCALE
+    counts = np.bincount(nearest, weights=weights, minlength=len(NAMES)).astype(np.float32)
+    return counts / max(float(counts.sum()), 1e-9)
 
 
 def product_colours(distributions: Iterable[np.ndarray], text_colour: str = "") -> dict[str, float]:

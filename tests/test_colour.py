@@ -57,6 +57,18 @@ def test_backdrop_is_light_neutral_or_covers_the_border():
     assert colour.backdrop_colour(grid(close_up((60, 140, 70)))) is None
 
 
+def test_muted_heathered_colour_is_named_by_its_hue():
+    """Lightness varies across a heathered fabric; the hue is what a shopper names."""
+    from PIL import Image
+
+    rng = np.random.RandomState(0)
+    image = np.full((60, 60, 3), 250, dtype=np.uint8)
+    image[10:50, 10:50] = np.clip(np.array([120, 150, 120]) + rng.randint(-25, 25, (40, 40, 1)), 0, 255)
+    distribution = colour.colour_distribution(Image.fromarray(image))
+    assert colour.NAMES[int(np.argmax(distribution))] == "green"
+    assert distribution[colour.NAMES.index("green")] > 0.5
+
+
 def test_colour_words_and_synonyms():
     assert colour.colours_in_text("Grey hoodie with navy trim") == ["gray", "blue"]
     assert colour.colours_in_text("yoga pants") == []

@@ -23,11 +23,14 @@ def test_white_product_on_white_background_is_white(pil_photo):
 
 
 def close_up(product, face=(224, 172, 140)):
-    """A close-up: the product runs off three edges, a model's chin and neck off the top one."""
+    """A close-up: the product runs off three edges; a model's chin and neck run off the top
+    one, between corners of the white studio behind."""
     from PIL import Image, ImageDraw
 
     image = Image.new("RGB", (96, 96), product)
-    ImageDraw.Draw(image).ellipse((20, -30, 76, 56), fill=face)
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 0, 95, 24), fill=(250, 250, 250))
+    draw.ellipse((20, -30, 76, 56), fill=face)
     return image
 
 
@@ -54,6 +57,11 @@ def test_backdrop_is_light_neutral_or_covers_the_border():
     green_wall.paste(Image.new("RGB", (30, 30), (200, 30, 30)), (17, 17))
     assert colour.backdrop_colour(grid(green_wall)) is not None
     assert colour.NAMES[int(np.argmax(colour.colour_distribution(green_wall)))] == "red"
+    # a dark backdrop with the product running off the bottom edge
+    black_wall = Image.new("RGB", (64, 64), (20, 20, 22))
+    black_wall.paste(Image.new("RGB", (36, 50), (45, 85, 180)), (14, 14))
+    assert colour.backdrop_colour(grid(black_wall)) is not None
+    assert colour.NAMES[int(np.argmax(colour.colour_distribution(black_wall)))] == "blue"
     assert colour.backdrop_colour(grid(close_up((60, 140, 70)))) is None
 
 

@@ -225,10 +225,13 @@ def test_colour_descriptor() -> None:
     assert np.isclose(np.linalg.norm(colour_descriptor(solid((255, 255, 255)))), 1)
     assert foreground_box(red) == pytest.approx((30, 30, 90, 120), abs=3)
     assert foreground_box(solid((255, 255, 255))) == (0, 0, 64, 80)
-    # a close-up (the product runs off three edges, a neck off the top one) has the product's colours
+    # a close-up (the product runs off three edges, a neck and the studio's corners off the
+    # top one) has the product's colours
     close = Image.new("RGB", (120, 150), (200, 30, 30))
+    for corner in ((0, 0), (95, 0)):
+        close.paste(Image.new("RGB", (25, 25), (250, 250, 250)), corner)
     close.paste(Image.new("RGB", (70, 50), (224, 172, 140)), (25, 0))
-    assert colour_descriptor(close) @ vectors[0] > 0.95
+    assert colour_descriptor(close) @ vectors[0] > 0.9  # the white corners count a little
     assert foreground_box(close) == (0, 0, 120, 150)
 
 

@@ -54,3 +54,24 @@ def model_dir(settings, tmp_path):
     """A fresh MODEL_DIR (trained heads, classifiers, re-ranker) for one test."""
     settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "MODEL_DIR": str(tmp_path / "models")}
     return tmp_path / "models"
+
+
+@pytest.fixture
+def packaged_settings(settings, tmp_path):
+    """The real packaged encoder, with its head and caches under tmp_path."""
+    from multimodal_search.encoders import clear_cache
+
+    settings.MULTIMODAL_SEARCH = {
+        **settings.MULTIMODAL_SEARCH,
+        "MODEL_DIR": str(tmp_path / "models"),
+        "ENCODERS": {
+            "default": {
+                "BACKEND": "multimodal_search.encoders.packaged.PackagedEncoder",
+                "OPTIONS": {"head_path": str(tmp_path / "models" / "packaged-head.pt"), "device": "cpu"},
+            }
+        },
+        "ENCODER": "default",
+    }
+    clear_cache()
+    yield tmp_path / "models"
+    clear_cache()

@@ -155,25 +155,6 @@ def test_encoder_picks_up_a_new_head_file(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ catalogue
 
 
-@pytest.fixture
-def packaged_settings(settings, tmp_path):
-    """The real packaged encoder, with its head and caches under tmp_path."""
-    settings.MULTIMODAL_SEARCH = {
-        **settings.MULTIMODAL_SEARCH,
-        "MODEL_DIR": str(tmp_path / "models"),
-        "ENCODERS": {
-            "default": {
-                "BACKEND": "multimodal_search.encoders.packaged.PackagedEncoder",
-                "OPTIONS": {"head_path": str(tmp_path / "models" / "packaged-head.pt"), "device": "cpu"},
-            }
-        },
-        "ENCODER": "default",
-    }
-    clear_cache()
-    yield tmp_path / "models"
-    clear_cache()
-
-
 @pytest.mark.django_db
 def test_collect_items_excludes_held_out_skus_and_groups() -> None:
     from multimodal_search.adapters import get_adapter

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -171,10 +172,7 @@ def fit_sigmoid(x: np.ndarray, y: np.ndarray, *, sample_weight: np.ndarray | Non
 
 def train_multi_classifier(x: np.ndarray, value_sets: list[set[str]]) -> Classifier | None:
     """Yes/no layers for the values that at least ``MIN_PHOTOS_PER_CLASS`` rows have and some lack."""
-    counts: dict[str, int] = {}
-    for values in value_sets:
-        for value in values:
-            counts[value] = counts.get(value, 0) + 1
+    counts = Counter(value for values in value_sets for value in values)
     classes = sorted(v for v, n in counts.items() if MIN_PHOTOS_PER_CLASS <= n < len(value_sets))
     if not classes:
         return None
@@ -185,10 +183,7 @@ def train_multi_classifier(x: np.ndarray, value_sets: list[set[str]]) -> Classif
 
 def train_classifier(x: np.ndarray, values: list[str]) -> Classifier | None:
     """A classifier for the values with enough photos, or None when fewer than two qualify."""
-    counts: dict[str, int] = {}
-    for value in values:
-        counts[value] = counts.get(value, 0) + 1
-    classes = sorted(v for v, n in counts.items() if n >= MIN_PHOTOS_PER_CLASS)
+    classes = sorted(v for v, n in Counter(values).items() if n >= MIN_PHOTOS_PER_CLASS)
     if len(classes) < 2:
         return None
     keep = np.array([v in classes for v in values])

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any, Callable, Collection, Mapping
 
 import numpy as np
 
-from multimodal_search import reranking
+from multimodal_search import attributes, reranking
 from multimodal_search.adapters import get_adapter
 from multimodal_search.conf import search_settings
 from multimodal_search.encoders import get_encoder
@@ -25,10 +26,7 @@ def _add_descriptors(facts: dict[str, reranking.Facts], materials: Mapping[str, 
     for pk, fact in facts.items():
         words_by_group.setdefault(groups[pk], set()).update(fact.words)
     total = len(words_by_group)
-    counts: dict[str, int] = {}
-    for words in words_by_group.values():
-        for word in words:
-            counts[word] = counts.get(word, 0) + 1
+    counts = Counter(word for words in words_by_group.values() for word in words)
     frequency = {word: n / total for word, n in counts.items()}
     low = min(2 / total, 1.0)
     for pk, fact in facts.items():
@@ -82,7 +80,7 @@ def train_reranker(
         result = adapter.to_result(product)
         if {result.get("sku"), fields.get("group")} & held:
             continue  # held-out products are neither queried for nor seen as candidates
-        leaf = max(categories, key=len).split(">")[-1].strip() if categories else ""
+        leaf = attributes.category_leaf(categories)
         label = (labels or {}).get(str(result.get("sku")))
         material = str(fields.get("material") or (label.material if label else ""))
         facts[pk] = reranking.Facts(

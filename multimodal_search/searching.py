@@ -124,11 +124,10 @@ FIELD_KEYS = {
     "category": ("category_leaf", "category_inferred"),
     "material": ("material", "material_inferred"),
 }
-FIELD_SIGNALS = set(FIELD_KEYS)
 
 
 def _field_keys(names: set[str]) -> list[str]:
-    return sorted({key for name in FIELD_SIGNALS & names for key in FIELD_KEYS[name]})
+    return sorted({key for name in FIELD_KEYS.keys() & names for key in FIELD_KEYS[name]})
 
 
 def _derived_signals(
@@ -138,7 +137,7 @@ def _derived_signals(
     """Signals computed from the exact ones and the stored fields (added to ``signals``)."""
     if query.image_features is not None:
         signals["visual"] = backend.image_similarities(pks, "feature_vector", query.image_features, model_id=model_id)
-    if FIELD_SIGNALS & names and not fields:
+    if FIELD_KEYS.keys() & names and not fields:
         fields.update(backend.product_fields(pks, model_id=model_id))
     if "gender" in names and query.gender:
         signals["gender"] = {pk: attributes.gender_match(query.gender, fields.get(pk) or {}) for pk in pks}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 from decimal import Decimal
 
 import factory
@@ -61,3 +62,25 @@ class ProductFactory(factory.django.DjangoModelFactory):
             image = ProductImage(product=self, position=position, kind="main" if position == 0 else "alternate")
             image.image.save(f"{self.sku}-{position}.jpg", ContentFile(photo_bytes(colour, shape=shape)), save=False)
             image.save()
+
+
+def half_labelled(indexed, title_word: str, red: tuple[str, str], blue: tuple[str, str]):
+    """Ten labelled products ("L0".."L9": five red photos, then five blue) and one unlabelled
+    red and one unlabelled blue product (``(sku, title)`` each), all indexed.
+
+    Returns:
+        (the ten labelled products, the unlabelled red one, the unlabelled blue one)
+    """
+    labelled = [ProductFactory(sku=f"L{i}", title=f"Item{i} {title_word}", photos=[colour])
+                for i, colour in enumerate(["red"] * 5 + ["blue"] * 5)]
+    unknown_red = ProductFactory(sku=red[0], title=red[1], photos=["red"])
+    unknown_blue = ProductFactory(sku=blue[0], title=blue[1], photos=["blue"])
+    indexed(*labelled, unknown_red, unknown_blue)
+    return labelled, unknown_red, unknown_blue
+
+
+def write_labels(path, labelled, red_facts: dict, blue_facts: dict):
+    """A labels file: ``red_facts`` for the five red products, ``blue_facts`` for the blue ones."""
+    rows = [{"sku": p.sku, **(red_facts if i < 5 else blue_facts)} for i, p in enumerate(labelled)]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path

@@ -12,7 +12,7 @@ from multimodal_search import attributes, services
 from multimodal_search.attribute_training import train_attributes
 from multimodal_search.labels import LabelError, load_labels
 from multimodal_search.models import ProductEmbedding
-from tests.factories import ProductFactory
+from tests.factories import ProductFactory, half_labelled, write_labels
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -64,19 +64,11 @@ def test_load_labels_reports_the_bad_line(tmp_path):
 @pytest.fixture
 def catalogue(indexed):
     """Red photos are women's hoodies, blue photos men's; the labels say so for the L* products only."""
-    labelled = [ProductFactory(sku=f"L{i}", title=f"Item{i} Hoodie", photos=[colour])
-                for i, colour in enumerate(["red"] * 5 + ["blue"] * 5)]
-    unknown_red = ProductFactory(sku="U-red", title="Quiet Hoodie", photos=["red"])
-    unknown_blue = ProductFactory(sku="U-blue", title="Calm Hoodie", photos=["blue"])
-    indexed(*labelled, unknown_red, unknown_blue)
-    return labelled, unknown_red, unknown_blue
+    return half_labelled(indexed, "Hoodie", red=("U-red", "Quiet Hoodie"), blue=("U-blue", "Calm Hoodie"))
 
 
 def _write_labels(path, labelled):
-    rows = [{"sku": p.sku, "gender": "Women" if i < 5 else "Men", "color": "Red" if i < 5 else "Blue"}
-            for i, p in enumerate(labelled)]
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return path
+    return write_labels(path, labelled, {"gender": "Women", "color": "Red"}, {"gender": "Men", "color": "Blue"})
 
 
 @pytest.mark.django_db

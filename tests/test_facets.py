@@ -10,7 +10,7 @@ from multimodal_search import attributes, services
 from multimodal_search.attribute_training import train_attributes
 from multimodal_search.labels import load_labels
 from multimodal_search.models import ProductEmbedding
-from tests.factories import ProductFactory
+from tests.factories import half_labelled, write_labels
 
 CATEGORIES = ["bags", "bras & tanks", "hoodies & sweatshirts", "pants", "tees"]
 MATERIALS = ["cotton", "organic cotton", "polyester", "wool"]
@@ -79,20 +79,13 @@ def test_multi_valued_classifier_learns_each_value_on_its_own():
 @pytest.fixture
 def shop(indexed):
     """Tees have red photos, bags blue ones; titles name neither, and only the L* products are labelled."""
-    labelled = [ProductFactory(sku=f"L{i}", title=f"Item{i} Classic", photos=[colour])
-                for i, colour in enumerate(["red"] * 5 + ["blue"] * 5)]
-    unknown_tee = ProductFactory(sku="U-tee", title="Quiet Classic", photos=["red"])
-    unknown_bag = ProductFactory(sku="U-bag", title="Calm Classic", photos=["blue"])
-    indexed(*labelled, unknown_tee, unknown_bag)
-    return labelled, unknown_tee, unknown_bag
+    return half_labelled(indexed, "Classic", red=("U-tee", "Quiet Classic"), blue=("U-bag", "Calm Classic"))
 
 
 def _labels(path, labelled):
-    rows = [{"sku": p.sku, "category": "Tops > Tees" if i < 5 else "Gear > Bags",
-             "material": "Organic Cotton" if i < 5 else "Nylon, Polyester"}
-            for i, p in enumerate(labelled)]
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return load_labels(path)
+    return load_labels(write_labels(path, labelled,
+                                    {"category": "Tops > Tees", "material": "Organic Cotton"},
+                                    {"category": "Gear > Bags", "material": "Nylon, Polyester"}))
 
 
 @pytest.mark.django_db

@@ -5,7 +5,7 @@ Usage: .venv/bin/python bench/photo_retrieval.py [--luma DIR] [--epochs 60] [--s
 Photo queries: every alternate/back photo (never a main photo) of the 463 Luma items (one
 per parent x colour). Leave-one-out: the query photo is not in the gallery, its product
 keeps its other photos, products are scored by their best photo (as
-``backends.pgvector.nearest_images`` does). R@1/R@5 are shown with their ratio to raw
+``store.pgvector.PgvectorStore.nearest_images`` does). R@1/R@5 are shown with their ratio to raw
 EfficientNet cosine measured in the same run.
 
 Held-out: parents with sha1(parent sku) % 10 < 3 (30%). Trained variants are measured
@@ -41,7 +41,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from django.utils.html import strip_tags  # noqa: E402
 
-from multimodal_search import training  # noqa: E402
+from multimodal_search.encoders.heads import project  # noqa: E402
+from multimodal_search.learning import heads, photos, projection  # noqa: E402
 from multimodal_search.encoders.features import COLOUR_RECIPE  # noqa: E402
 from multimodal_search.encoders.packaged import BACKBONE_DIMENSIONS, PackagedEncoder  # noqa: E402
 from shop.catalog.importers.luma import read_luma  # noqa: E402
@@ -133,7 +134,7 @@ def cross_fit(cat: Catalogue, make: Callable[[np.ndarray], np.ndarray]) -> dict[
 def text_metrics(cat: Catalogue, shared: np.ndarray, text_vectors: np.ndarray, prompts: np.ndarray,
                  prompt_relevant: list[np.ndarray], items: np.ndarray) -> dict[str, float]:
     """Own-text R@10 and category x colour nDCG@10 for held-out products (gallery: all)."""
-    r10 = training.text_to_image_recall(text_vectors, n2(shared), cat.photo_item, k=10, queries=np.flatnonzero(items))
+    r10 = heads.text_to_image_recall(text_vectors, n2(shared), cat.photo_item, k=10, queries=np.flatnonzero(items))
     scores = prompts @ n2(shared).T
     per_item = np.maximum.reduceat(scores, cat.starts, axis=1)
     ndcg = []
@@ -172,7 +173,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--luma", type=Path, default=Path(os.environ.get("DEMO_CATALOG", DEFAULT_LUMA)))
     parser.add_argument("--cache", type=Path, default=ROOT / ".data" / "bench")
-    parser.add_argument("--epochs", type=int, default=training.DEFAULT_EPOCHS)
+    parser.add_argument("--epochs", type=int, default=heads.DEFAULT_EPOCHS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "photo_retrieval.json")
@@ -188,12 +189,12 @@ def main() -> None:
           f"({int(held_items[cat.photo_item[cat.queries]].sum())} held out)")
 
     encoder = PackagedEncoder(device="cpu")
-    digests = [training.file_digest(p) for p in cat.paths]
-    recipe = f"{encoder.model_id}|{training.VIEW_RECIPE}|{training.CROPS_PER_PHOTO}|{COLOUR_RECIPE}"
+    digests = [photos.file_digest(p) for p in cat.paths]
+    recipe = f"{encoder.model_id}|{photos.VIEW_RECIPE}|{photos.CROPS_PER_PHOTO}|{COLOUR_RECIPE}"
     key = hashlib.sha1(("|".join(digests) + recipe).encode()).hexdigest()[:12]
 
     def encode_views() -> dict[str, np.ndarray]:
-        views, colours, failed = training.photo_views(
+        views, colours, failed = photos.photo_views(
             encoder, cat.paths, digests, cache_dir=args.cache / "views",
             progress=progress_printer("backbone views", len(cat.paths)),
         )
@@ -260,12 +261,12 @@ def main() -> None:
     def visual_features(train_items: np.ndarray, colour_weight: float = 1.0, flip: bool = True) -> np.ndarray:
         mask = cat.photo_mask(train_items)
         t0 = time.perf_counter()
-        net, _ = training.train_visual_projection(
+        net, _ = heads.train_visual_projection(
             views[:, mask], np.unique(cat.photo_item[mask], return_inverse=True)[1], colour[mask],
             colour_weight=colour_weight, epochs=args.epochs, seed=args.seed,
         )
         timings.setdefault("visual projection (train split)", time.perf_counter() - t0)
-        projected = n2(training.project(net, v0) + (training.project(net, v1) if flip else 0))
+        projected = n2(project(net, v0) + (project(net, v1) if flip else 0))
         return projected if colour_weight == 0 else np.concatenate([projected, colour_weight * colour], 1)
 
     decisions: list[str] = []
@@ -274,16 +275,16 @@ def main() -> None:
         """What mmsearch_train --visual auto stores: projection only when it wins its own validation."""
         item_index = np.unique(cat.photo_item[photos], return_inverse=True)[1]
         keys = [cat.records[i].sku for i in np.unique(cat.photo_item[photos])]
-        check = training.validate_visual_projection(
+        check = projection.validate_visual_projection(
             views[:, photos], colour[photos], item_index, keys, epochs=args.epochs, seed=args.seed
         )
         decisions.append(("kept" if check["keep"] else "not used") + ": " + check["reason"])
         if not check["keep"]:
             return pair["features"]
-        net, _ = training.train_visual_projection(
+        net, _ = heads.train_visual_projection(
             views[:, photos], item_index, colour[photos], epochs=args.epochs, seed=args.seed
         )
-        return training.stored_features(views, colour, 1.0, net)
+        return projection.stored_features(views, colour, 1.0, net)
 
     for name, weight in (("(d) trained visual projection + colour", 1.0), ("(d) trained visual projection only", 0.0)):
         held = photo_recall(cat, visual_features(train_items, weight), held_items)
@@ -309,11 +310,11 @@ def main() -> None:
     for name, feats in (("raw EfficientNet (baseline)", v0), ("flip + colour = encoder features, no head", pair["features"])):
         strict_rows.append({"variant": name, "held_out": photo_recall(cat, feats, held_items, mains)})
     main_train = cat.photo_mask(train_items) & mains
-    net, _ = training.train_visual_projection(
+    net, _ = heads.train_visual_projection(
         views[:, main_train], np.unique(cat.photo_item[main_train], return_inverse=True)[1], colour[main_train],
         epochs=args.epochs, seed=args.seed,
     )
-    strict = np.concatenate([n2(training.project(net, v0) + training.project(net, v1)), colour], 1)
+    strict = np.concatenate([n2(project(net, v0) + project(net, v1)), colour], 1)
     strict_rows.append({"variant": "visual projection (main photos, train split) + colour",
                         "held_out": photo_recall(cat, strict, held_items, mains)})
     strict_rows.append({"variant": "--visual auto (main photos, train split)",
@@ -328,12 +329,12 @@ def main() -> None:
     item_index = np.unique(cat.photo_item[mask], return_inverse=True)[1]
     for text_views in (2, views.shape[0]):
         t0 = time.perf_counter()
-        head, losses = training.train_text_head(
+        head, losses = heads.train_text_head(
             views[:, mask], item_index, texts["texts"][train_items], epochs=args.epochs, seed=args.seed,
             text_views=text_views,
         )
         timings[f"text head, {text_views} views (train split)"] = time.perf_counter() - t0
-        head_shared = n2(training.project(head, v0) + training.project(head, v1))
+        head_shared = n2(project(head, v0) + project(head, v1))
         for blend in (1.0, 0.85, 0.7, 0.5):
             shared = n2(blend * head_shared + (1 - blend) * zero_shot)
             text_rows.append({"variant": f"head ({text_views} views) blend {blend}", **text_metrics(

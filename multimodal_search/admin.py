@@ -1,7 +1,10 @@
 """Admin: index health, per-product vectors, a re-index action for any product admin, and a query tester."""
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -12,17 +15,13 @@ from multimodal_search.models import ProductEmbedding
 
 
 @admin.action(description="Re-index selected products (worker)")
-def reindex_selected(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset) -> None:
+def reindex_selected(modeladmin: admin.ModelAdmin[Any], request: HttpRequest, queryset: QuerySet[Any]) -> None:
     """Enqueue indexing tasks for the selected products and report the count."""
-    from multimodal_search.tasks import index_products_task
-
     pks = [str(pk) for pk in queryset.values_list("pk", flat=True)]
-    batch = int(search_settings.BATCH_SIZE)
     try:
-        for start in range(0, len(pks), batch):
-            index_products_task.apply_async(args=[pks[start : start + batch]], kwargs={"force": True}, queue=search_settings.QUEUE)
-    except Exception as exc:  # broker down: say so instead of a 500
-        modeladmin.message_user(request, f"Could not reach the task broker: {exc}", messages.ERROR)
+        services.enqueue_index(pks, force=True)
+    except services.EnqueueError as exc:  # broker down: say so instead of a 500
+        modeladmin.message_user(request, f"Could not queue the products: {exc}", messages.ERROR)
         return
     modeladmin.message_user(request, f"Queued {len(pks)} product(s) for re-indexing.", messages.SUCCESS)
 

@@ -21,6 +21,8 @@ Keys:
     ENCODERS: alias -> {"BACKEND": dotted path, "OPTIONS": kwargs}. The
         ``ENCODER`` alias is the one used for indexing and search.
     ENCODER: alias used (default "default").
+    STORE: dotted path of the ``BaseVectorStore`` that holds the vectors
+        (default the pgvector one, ``multimodal_search.store.pgvector.PgvectorStore``).
     AUTO_INDEX: enqueue indexing when a product (or a watched related row) is
         saved or deleted.
     QUEUE: Celery queue for indexing tasks.
@@ -54,6 +56,7 @@ DEFAULTS: dict[str, Any] = {
         },
     },
     "ENCODER": "default",
+    "STORE": "multimodal_search.store.pgvector.PgvectorStore",
     "AUTO_INDEX": True,
     "QUEUE": "embeddings",
     "BATCH_SIZE": 32,

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from PIL import Image, UnidentifiedImageError
 
 from multimodal_search import services
 from multimodal_search.forms import SearchForm
@@ -12,27 +13,18 @@ def search_page(request: HttpRequest) -> HttpResponse:
     """Visitors' search page: text box, photo upload, results grid with explanations."""
     submitted = request.method == "POST" or bool(request.GET.get("q"))
     form = SearchForm(request.POST or request.GET or None, request.FILES or None) if submitted else SearchForm()
-    context: dict = {"form": form, "response": None}
-    status = 200
+    context: dict[str, Any] = {"form": form, "response": None}
     if submitted and form.is_valid():
-        image = None
-        if form.cleaned_data.get("image"):
-            try:
-                image = Image.open(form.cleaned_data["image"])
-                image.load()
-            except (UnidentifiedImageError, OSError):
-                form.add_error("image", "We could not read that photo.")
-        if not form.errors:
-            try:
-                context["response"] = services.search_products(
-                    form.cleaned_data.get("q") or None,
-                    image,
-                    k=form.cleaned_data.get("k") or 24,
-                    category=form.cleaned_data.get("category") or None,
-                )
-                context["results"] = [hit.as_dict() for hit in context["response"].hits]
-            except services.SearchError as exc:
-                form.add_error(None, str(exc))
-    if submitted and form.errors:
-        status = 400
+        try:
+            image = services.open_photo(form.cleaned_data["image"]) if form.cleaned_data.get("image") else None
+            context["response"] = services.search_products(
+                form.cleaned_data.get("q") or None,
+                image,
+                k=form.cleaned_data.get("k") or 24,
+                category=form.cleaned_data.get("category") or None,
+            )
+            context["results"] = [hit.as_dict() for hit in context["response"].hits]
+        except services.SearchError as exc:
+            form.add_error(None, str(exc))
+    status = 400 if submitted and form.errors else 200
     return render(request, "multimodal_search/search.html", context, status=status)

@@ -34,7 +34,7 @@ def test_try_a_search_shows_signals_and_explanations(admin_client, indexed_catal
 
 
 def test_reindex_action_enqueues_and_reports(admin_client, indexed_catalogue):
-    with mock.patch("multimodal_search.tasks.index_products_task.apply_async") as apply_async:
+    with mock.patch("multimodal_search.services.enqueue.send_index_task") as apply_async:
         response = admin_client.post(
             "/admin/catalog/product/",
             {"action": "reindex_selected", "_selected_action": [p.pk for p in indexed_catalogue]},

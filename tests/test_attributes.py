@@ -8,9 +8,12 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from multimodal_search import attributes, services
-from multimodal_search.attribute_training import train_attributes
-from multimodal_search.labels import LabelError, load_labels
+from multimodal_search import services
+from multimodal_search.learning.attributes import train_attributes
+from multimodal_search.learning.fitting import train_classifier
+from multimodal_search.learning.labels import LabelError, load_labels
+from multimodal_search.ranking import attributes
+from multimodal_search.ranking.text import gender_in_text
 from multimodal_search.models import ProductEmbedding
 from tests.factories import ProductFactory, half_labelled, write_labels
 
@@ -20,7 +23,7 @@ from tests.factories import ProductFactory, half_labelled, write_labels
     ("ladies tee", "women"), ("black tee", None), ("men and women tees", None),
 ])
 def test_gender_in_text(text, expected):
-    assert attributes.gender_in_text(text) == expected
+    assert gender_in_text(text) == expected
 
 
 def test_stated_facts_win_over_inferred_ones():
@@ -40,11 +43,11 @@ def test_softmax_classifier_learns_separable_classes_and_needs_two():
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(2, 1, (20, 5)), rng.normal(-2, 1, (20, 5))])
     values = ["men"] * 20 + ["women"] * 20
-    clf = attributes.train_classifier(x, values)
+    clf = train_classifier(x, values)
     predicted = [clf.classes[i] for i in clf.probabilities(x).argmax(axis=1)]
     assert np.mean([p == v for p, v in zip(predicted, values)]) > 0.95
-    assert attributes.train_classifier(x, ["men"] * 40) is None
-    assert attributes.train_classifier(x[:6], ["men"] * 3 + ["women"] * 3) is None  # too few photos per class
+    assert train_classifier(x, ["men"] * 40) is None
+    assert train_classifier(x[:6], ["men"] * 3 + ["women"] * 3) is None  # too few photos per class
 
 
 def test_load_labels_reports_the_bad_line(tmp_path):
@@ -120,7 +123,7 @@ def test_mmsearch_train_reads_labels_and_reports_bad_files(catalogue, model_dir,
     labelled, _, _ = catalogue
     path = _write_labels(tmp_path / "labels.jsonl", labelled)
     call_command("mmsearch_train", "--skip-head", "--labels", str(path), "--queries", "20")
-    assert (model_dir / attributes.FILENAME).exists()
+    assert (model_dir / f"{attributes.ARTEFACT}.json").exists()
     bad = tmp_path / "bad.jsonl"
     bad.write_text("{oops\n")
     with pytest.raises(CommandError, match="line 1"):
@@ -131,7 +134,7 @@ def test_saved_classifier_survives_near_constant_features():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(40, 4))
     x[:, 3] = 1e-8 * rng.normal(size=40)  # a photo feature that barely varies
-    clf = attributes.train_classifier(x, ["men", "women"] * 20)
+    clf = train_classifier(x, ["men", "women"] * 20)
     again = attributes.Classifier.from_json(json.loads(json.dumps(clf.to_json())))
     assert np.isfinite(again.probabilities(x)).all()
     assert np.allclose(again.probabilities(x), clf.probabilities(x), atol=1e-4)

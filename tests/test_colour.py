@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from multimodal_search import colour, services
+from multimodal_search import services
+from multimodal_search.encoders import pixels
+from multimodal_search.ranking import colour
 from tests.factories import ProductFactory
 
 
@@ -48,21 +50,21 @@ def test_backdrop_is_light_neutral_or_covers_the_border():
 
     def grid(image):
         small = np.asarray(image.convert("RGB"), dtype=np.float32)
-        return colour._srgb_to_lab(small.reshape(-1, 3)).reshape(small.shape)
+        return pixels.srgb_to_lab(small.reshape(-1, 3)).reshape(small.shape)
 
     studio = Image.new("RGB", (64, 64), (242, 242, 240))
     studio.paste(Image.new("RGB", (40, 64), (40, 80, 180)), (12, 10))  # runs off the bottom edge
-    assert colour.backdrop_colour(grid(studio)) is not None
+    assert pixels.backdrop_colour(grid(studio)) is not None
     green_wall = Image.new("RGB", (64, 64), (40, 140, 60))
     green_wall.paste(Image.new("RGB", (30, 30), (200, 30, 30)), (17, 17))
-    assert colour.backdrop_colour(grid(green_wall)) is not None
+    assert pixels.backdrop_colour(grid(green_wall)) is not None
     assert colour.NAMES[int(np.argmax(colour.colour_distribution(green_wall)))] == "red"
     # a dark backdrop with the product running off the bottom edge
     black_wall = Image.new("RGB", (64, 64), (20, 20, 22))
     black_wall.paste(Image.new("RGB", (36, 50), (45, 85, 180)), (14, 14))
-    assert colour.backdrop_colour(grid(black_wall)) is not None
+    assert pixels.backdrop_colour(grid(black_wall)) is not None
     assert colour.NAMES[int(np.argmax(colour.colour_distribution(black_wall)))] == "blue"
-    assert colour.backdrop_colour(grid(close_up((60, 140, 70)))) is None
+    assert pixels.backdrop_colour(grid(close_up((60, 140, 70)))) is None
 
 
 def test_muted_heathered_colour_is_named_by_its_hue():
@@ -118,7 +120,7 @@ def test_photo_query_colour_separates_variants_and_words_override_it(indexed, pi
 
 
 def test_tied_ranks_share_a_rank():
-    from multimodal_search import fusion
+    from multimodal_search.ranking import fusion
 
     assert fusion.tied_ranks({"a": 0.9, "b": 0.5, "c": 0.5, "d": 0.1}) == {"a": 1, "b": 2, "c": 2, "d": 4}
     scores, parts = fusion.rrf_scores({"x": {"a": 1.0, "b": 1.0}}, {"x": 1.0})

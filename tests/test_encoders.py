@@ -61,11 +61,11 @@ def test_packaged_is_lazy() -> None:
     from multimodal_search.encoders.features import colour_dimensions
 
     encoder = PackagedEncoder(device="cpu")
-    assert encoder._text is None and encoder._cnn is None
+    assert not encoder._text.loaded and not encoder._cnn.loaded
     assert encoder.dimensions == 384
     assert encoder.feature_dimensions == 1280 + colour_dimensions()
     assert encoder.model_id == "minilm-l6-v2+effnet-lite0c2/zs-v1"
-    assert encoder._text is None and encoder._cnn is None
+    assert not encoder._text.loaded and not encoder._cnn.loaded
     assert PackagedEncoder(colour_weight=0).feature_dimensions == 1280
 
 
@@ -197,7 +197,7 @@ def test_packaged_with_head(packaged: BaseEncoder, tmp_path: Path) -> None:
 
     # head_blend mixes in the zero-shot vector (and says so in the model_id)
     blended = PackagedEncoder(device="cpu", head_path=str(path), head_blend=0.5)
-    blended._cnn, blended._text, blended._tokenizer = packaged._cnn, packaged._text, packaged._tokenizer  # type: ignore[attr-defined]
+    blended._cnn, blended._text = packaged._cnn, packaged._text  # type: ignore[attr-defined]
     assert blended.model_id.endswith("/head-t1-b0.5")
     mixed, _ = blended.encode_image_pair([image])
     zero_shot, _ = packaged.encode_image_pair([image])

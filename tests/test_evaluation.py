@@ -10,16 +10,11 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from multimodal_search import evaluation, services
-from multimodal_search.searching import TEXT_ONLY_METHODS
-from multimodal_search.evaluation import (
-    QueryFileError,
-    fair_ranking,
-    load_queries,
-    ndcg_at_k,
-    recall_at_k,
-    reciprocal_rank,
-)
+from multimodal_search import services
+from multimodal_search.evaluation import runner as evaluation
+from multimodal_search.evaluation.metrics import fair_ranking, ndcg_at_k, recall_at_k, reciprocal_rank
+from multimodal_search.evaluation.queries import QueryFileError, load_queries
+from multimodal_search.ranking.vocabulary import TEXT_ONLY_METHODS
 from tests.factories import ProductFactory, photo_bytes
 
 LUMA = Path(os.environ.get("DEMO_CATALOG", "/work/shared/datasets/magento-luma"))

@@ -6,9 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from multimodal_search import attributes, services
-from multimodal_search.attribute_training import train_attributes
-from multimodal_search.labels import load_labels
+from multimodal_search import services
+from multimodal_search.learning.attributes import train_attributes
+from multimodal_search.learning.fitting import train_multi_classifier
+from multimodal_search.learning.labels import load_labels
+from multimodal_search.ranking import attributes
 from multimodal_search.models import ProductEmbedding
 from tests.factories import half_labelled, write_labels
 
@@ -66,14 +68,14 @@ def test_multi_valued_classifier_learns_each_value_on_its_own():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(60, 6))
     value_sets = [({"cotton"} if row[0] > 0 else set()) | ({"wool"} if row[1] > 0 else set()) for row in x]
-    clf = attributes.train_multi_classifier(x, value_sets)
+    clf = train_multi_classifier(x, value_sets)
     assert clf.multi and clf.classes == ["cotton", "wool"]
     p = clf.probabilities(x)
     truth = np.array([[c in values for c in clf.classes] for values in value_sets])
     assert ((p > 0.5) == truth).mean() > 0.9
     again = attributes.Classifier.from_json(json.loads(json.dumps(clf.to_json())))
     assert again.multi and np.allclose(again.probabilities(x), p, atol=1e-3)
-    assert attributes.train_multi_classifier(x[:3], value_sets[:3]) is None  # too few products per value
+    assert train_multi_classifier(x[:3], value_sets[:3]) is None  # too few products per value
 
 
 @pytest.fixture

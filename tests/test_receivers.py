@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def auto_index(settings):
     settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "AUTO_INDEX": True}
-    with mock.patch("multimodal_search.receivers._enqueue") as enqueue:
+    with mock.patch("multimodal_search.services.enqueue.send_index_task") as enqueue:
         yield enqueue
 
 
@@ -63,7 +63,7 @@ def test_raw_fixture_loading_is_ignored(auto_index, django_capture_on_commit_cal
 
 def test_auto_index_off_sends_nothing(settings, django_capture_on_commit_callbacks):
     settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "AUTO_INDEX": False}
-    with mock.patch("multimodal_search.receivers._enqueue") as enqueue:
+    with mock.patch("multimodal_search.services.enqueue.send_index_task") as enqueue:
         with django_capture_on_commit_callbacks(execute=True):
             ProductFactory(title="quiet")
     assert enqueue.call_count == 0

@@ -4,8 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from multimodal_search import reranking, services
-from multimodal_search.rerank_training import TrainingError, train_reranker
+from multimodal_search import services
+from multimodal_search.learning import pseudo_queries
+from multimodal_search.learning.data import TrainingError
+from multimodal_search.learning.fitting import fit_logistic
+from multimodal_search.learning.reranker import train_reranker
+from multimodal_search.ranking import reranker as reranking
 from tests.factories import ProductFactory
 
 
@@ -23,31 +27,31 @@ def test_logistic_fit_learns_the_informative_feature():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(400, 3))
     y = (x[:, 1] > 0).astype(float)
-    weights, bias, mean, scale = reranking.fit_logistic(x, y)
+    weights, bias, mean, scale = fit_logistic(x, y)
     assert abs(weights[1]) > 5 * max(abs(weights[0]), abs(weights[2]))
 
 
 def test_pseudo_query_targets_are_graded_like_a_shopper_would():
     asked = {"noun": "hoodie", "colour": "red", "word": "fleece"}
-    exact = reranking.Facts(title="Alpha Hoodie", colours={}, color="Red", words=reranking.text_stems("Warm fleece"))
-    other_colour = reranking.Facts(title="Beta Hoodie", colours={}, color="Blue", words=exact.words)
-    other_kind = reranking.Facts(title="Gamma Tee", colours={}, color="Red", words=exact.words)
-    assert reranking.relevance(exact, asked) == 1.0
-    assert reranking.relevance(other_colour, asked) == reranking.PARTIAL_RELEVANCE
-    assert reranking.relevance(other_kind, asked) == 0.0
-    assert reranking.relevance(exact, {"noun": "hoodie", "word": "cotton"}) == reranking.PARTIAL_RELEVANCE
+    exact = pseudo_queries.Facts(title="Alpha Hoodie", colours={}, color="Red", words=pseudo_queries.text_stems("Warm fleece"))
+    other_colour = pseudo_queries.Facts(title="Beta Hoodie", colours={}, color="Blue", words=exact.words)
+    other_kind = pseudo_queries.Facts(title="Gamma Tee", colours={}, color="Red", words=exact.words)
+    assert pseudo_queries.relevance(exact, asked) == 1.0
+    assert pseudo_queries.relevance(other_colour, asked) == pseudo_queries.PARTIAL_RELEVANCE
+    assert pseudo_queries.relevance(other_kind, asked) == 0.0
+    assert pseudo_queries.relevance(exact, {"noun": "hoodie", "word": "cotton"}) == pseudo_queries.PARTIAL_RELEVANCE
 
 
 def test_descriptor_words_skip_model_names_colours_and_common_words():
     frequency = {"yoga": 0.1, "cotton": 0.05, "pant": 0.15, "aurora": 0.01, "women": 0.6}
-    found = reranking.descriptor_words("Aurora Yoga Pant", "Organic Cotton, Black", frequency, low=0.02, high=0.2)
+    found = pseudo_queries.descriptor_words("Aurora Yoga Pant", "Organic Cotton, Black", frequency, low=0.02, high=0.2)
     assert found == ("yoga", "cotton")  # not the head noun, the one-off name, a colour or a frequent word
 
 
 def test_head_noun():
-    assert reranking.head_noun("Chaz Kangeroo Hoodie") == "hoodie"
-    assert reranking.head_noun("Sprite Yoga Strap 6 foot") == "strap"
-    assert reranking.head_noun("!!") is None
+    assert pseudo_queries.head_noun("Chaz Kangeroo Hoodie") == "hoodie"
+    assert pseudo_queries.head_noun("Sprite Yoga Strap 6 foot") == "strap"
+    assert pseudo_queries.head_noun("!!") is None
 
 
 @pytest.mark.django_db
@@ -60,7 +64,7 @@ def test_train_and_rerank_with_explanations(indexed, model_dir):
 
     summary = train_reranker(max_queries=50)
     assert summary["queries"] > 0 and summary["pairs"] > summary["positives"] > 0
-    assert (model_dir / reranking.FILENAME).exists()
+    assert (model_dir / f"{reranking.ARTEFACT}.json").exists()
 
     response = services.search_products("red hoodie", k=3, method="rerank")
     assert response.method == "rerank"
@@ -93,7 +97,7 @@ def test_mmsearch_train_command(indexed, model_dir, tmp_path):
     holdout = tmp_path / "split.json"
     holdout.write_text(json.dumps({"parents": {"T0": "heldout", "T1": "train"}}))
     call_command("mmsearch_train", "--skip-head", "--holdout", str(holdout), "--queries", "20")
-    assert (model_dir / reranking.FILENAME).exists()
+    assert (model_dir / f"{reranking.ARTEFACT}.json").exists()
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     with pytest.raises(CommandError, match="cannot read holdout"):

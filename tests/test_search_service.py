@@ -6,8 +6,10 @@ import pytest
 import numpy as np
 from django.core.management import call_command
 
-from multimodal_search import fusion, searching, services
-from multimodal_search.backends.pgvector import as_array
+from multimodal_search import services
+from multimodal_search.ranking import fusion
+from multimodal_search.services import candidates, query
+from multimodal_search.store.pgvector import as_array
 from multimodal_search.models import ImageEmbedding, ProductEmbedding
 from shop.catalog.models import Category
 from tests.factories import ProductFactory
@@ -166,8 +168,8 @@ def test_neighbour_signal_matches_its_definition(indexed):
              ("white socks", "white"), ("black bag", "black")]
     products = [ProductFactory(title=title, photos=[photo, "white"]) for title, photo in specs]
     indexed(*products)
-    query = searching.encode_query("red bag", None)
-    pool, signals = searching.collect_signals(query, {"text", "title", "image", "lexical", "neighbours"}, "hash-v1", 100, [])
+    encoded = query.encode_query("red bag", None)
+    pool, signals = candidates.collect_signals(encoded, {"text", "title", "image", "lexical", "neighbours"}, "hash-v1", 100, [])
     lists = {name: fusion.rank(signals[name]) for name in ("text", "title", "lexical")}
     lists["lexical"] = [pk for pk in lists["lexical"] if signals["lexical"][pk] > 0]
     leaders = fusion.rank(fusion.reciprocal_rank_fusion(lists))[:5]

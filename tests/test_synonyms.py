@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from multimodal_search import services, synonyms
+from multimodal_search import services
+from multimodal_search.ranking import synonyms
 from tests.factories import ProductFactory
 
 

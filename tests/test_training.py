@@ -15,7 +15,8 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from multimodal_search import training
+from multimodal_search.encoders.heads import project
+from multimodal_search.learning import data, heads, photos, publishing
 from multimodal_search.encoders import clear_cache, get_encoder
 from tests.factories import ProductFactory
 
@@ -41,17 +42,17 @@ def unit(x: np.ndarray) -> np.ndarray:
 def test_load_holdout_formats(tmp_path: Path, content, expected) -> None:
     path = tmp_path / "holdout.json"
     path.write_text(json.dumps(content))
-    assert training.load_holdout(path) == expected
+    assert data.load_holdout(path) == expected
 
 
 @pytest.mark.parametrize("content", ["{not json", json.dumps({"other": 1}), json.dumps([["nested"]]), json.dumps("A")])
 def test_load_holdout_rejects_bad_files(tmp_path: Path, content: str) -> None:
     path = tmp_path / "bad.json"
     path.write_text(content)
-    with pytest.raises(training.TrainingError, match="holdout file"):
-        training.load_holdout(path)
-    with pytest.raises(training.TrainingError, match="no such file"):
-        training.load_holdout(tmp_path / "missing.json")
+    with pytest.raises(data.TrainingError, match="holdout file"):
+        data.load_holdout(path)
+    with pytest.raises(data.TrainingError, match="no such file"):
+        data.load_holdout(tmp_path / "missing.json")
 
 
 # ------------------------------------------------------------------ trainers
@@ -68,9 +69,9 @@ def synthetic(n_items: int = 12, photos_per_item: int = 2, views: int = 5, seed:
 
 def test_train_visual_projection_groups_photos_of_a_product() -> None:
     views, photo_item, _ = synthetic()
-    net, losses = training.train_visual_projection(views, photo_item, epochs=60, out_dim=16, hidden_dim=32)
+    net, losses = heads.train_visual_projection(views, photo_item, epochs=60, out_dim=16, hidden_dim=32)
     assert len(losses) == 60 and losses[-1] < losses[0]
-    out = training.project(net, views[0])
+    out = project(net, views[0])
     assert out.shape == (len(photo_item), 16)
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1, atol=1e-5)
     sims = out @ out.T
@@ -78,37 +79,37 @@ def test_train_visual_projection_groups_photos_of_a_product() -> None:
     assert (photo_item[sims.argmax(1)] == photo_item).mean() >= 0.9  # nearest other photo: same product
     # with colours, the projection is trained on [projection, colour] as search compares them
     colours = unit(np.random.RandomState(3).random_sample((len(photo_item), 8))).astype(np.float32)
-    net, losses = training.train_visual_projection(views, photo_item, colours, epochs=5, out_dim=16, hidden_dim=32)
+    net, losses = heads.train_visual_projection(views, photo_item, colours, epochs=5, out_dim=16, hidden_dim=32)
     assert len(losses) == 5 and net.out_dim == 16
 
 
 def test_train_text_head_finds_each_products_text() -> None:
     views, photo_item, _ = synthetic(seed=1)
     texts = unit(np.random.RandomState(2).standard_normal((12, 24))).astype(np.float32)
-    head, losses = training.train_text_head(views, photo_item, texts, epochs=60, hidden_dim=32)
+    head, losses = heads.train_text_head(views, photo_item, texts, epochs=60, hidden_dim=32)
     assert losses[-1] < losses[0]
-    shared = training.project(head, views[0])
+    shared = project(head, views[0])
     assert shared.shape == (len(photo_item), 24)
-    assert training.text_to_image_recall(texts, shared, photo_item, k=1) >= 0.9
+    assert heads.text_to_image_recall(texts, shared, photo_item, k=1) >= 0.9
     # the same for a seed: training is reproducible
-    again, _ = training.train_text_head(views, photo_item, texts, epochs=60, hidden_dim=32)
-    np.testing.assert_allclose(training.project(again, views[0]), shared, atol=1e-5)
+    again, _ = heads.train_text_head(views, photo_item, texts, epochs=60, hidden_dim=32)
+    np.testing.assert_allclose(project(again, views[0]), shared, atol=1e-5)
 
 
 def test_text_to_image_recall_breaks_ties_fairly() -> None:
     texts = np.eye(3, dtype=np.float32)
     photos = np.array([[1, 0, 0], [1, 0, 0], [0, 0, 1]], dtype=np.float32)  # items 0 and 1 look the same
     photo_item = np.array([0, 1, 2])
-    assert training.text_to_image_recall(texts, photos, photo_item, k=1) == pytest.approx((0.5 + 1 / 3 + 1) / 3)  # text 1 ties with all three
-    assert training.text_to_image_recall(texts, photos, photo_item, k=1, queries=[2]) == 1.0
+    assert heads.text_to_image_recall(texts, photos, photo_item, k=1) == pytest.approx((0.5 + 1 / 3 + 1) / 3)  # text 1 ties with all three
+    assert heads.text_to_image_recall(texts, photos, photo_item, k=1, queries=[2]) == 1.0
 
 
 def test_save_versioned_keeps_older_versions(tmp_path: Path) -> None:
     from multimodal_search.encoders.heads import ProjectionHead, load_bundle
 
     target = tmp_path / "models" / "packaged-head.pt"
-    training.save_versioned(target, ProjectionHead(), "v1", {"epochs": 1}, None)
-    training.save_versioned(target, ProjectionHead(), "v2", {"epochs": 2}, ProjectionHead(out_dim=32, hidden_dim=8))
+    publishing.save_versioned(target, ProjectionHead(), "v1", {"epochs": 1}, None)
+    publishing.save_versioned(target, ProjectionHead(), "v2", {"epochs": 2}, ProjectionHead(out_dim=32, hidden_dim=8))
     assert load_bundle(target).version == "v2" and load_bundle(target).visual.out_dim == 32
     assert load_bundle(tmp_path / "models" / "packaged-head-v1.pt").version == "v1"
     assert sorted(p.name for p in target.parent.iterdir()) == [
@@ -120,7 +121,7 @@ def test_save_versioned_keeps_older_versions(tmp_path: Path) -> None:
 
 
 def test_encoder_picks_up_a_new_head_file(tmp_path: Path) -> None:
-    """No model weights: model_id and feature_dimensions only read the head file."""
+    """No model weights: model_id and feature_dimensions only read the head file, and only refresh() re-reads it."""
     from multimodal_search.encoders.features import colour_dimensions
     from multimodal_search.encoders.heads import ProjectionHead, save_head
     from multimodal_search.encoders.packaged import PackagedEncoder
@@ -131,25 +132,30 @@ def test_encoder_picks_up_a_new_head_file(tmp_path: Path) -> None:
     assert encoder.feature_dimensions == 1280 + colour_dimensions()
 
     save_head(path, ProjectionHead(), version="v1")
+    assert encoder.model_id.endswith("/zs-v1")  # reading model_id does no I/O
+    encoder.refresh()
     assert encoder.model_id == "minilm-l6-v2+effnet-lite0c2/head-v1"
     assert encoder.feature_dimensions == 1280 + colour_dimensions()
     save_head(path, ProjectionHead(), version="v2", visual=ProjectionHead(out_dim=64, hidden_dim=16))
+    encoder.refresh()
     assert encoder.model_id.endswith("/head-v2")
     assert encoder.feature_dimensions == 64 + colour_dimensions()
     path.unlink()
+    encoder.refresh()
     assert encoder.model_id.endswith("/zs-v1")
 
     # A long interval: nothing is re-read until the next check is due (or forced).
     slow = PackagedEncoder(device="cpu", head_path=str(path), head_check_interval=3600)
     assert slow.model_id.endswith("/zs-v1")
     save_head(path, ProjectionHead(), version="v3")
+    slow.refresh()
     assert slow.model_id.endswith("/zs-v1")
     slow.reload_heads()
     assert slow.model_id.endswith("/head-v3")
 
     path.write_bytes(b"not a head")
     with pytest.raises(ValueError, match="head file"):
-        encoder.model_id
+        encoder.refresh()
 
 
 # ------------------------------------------------------------------ catalogue
@@ -163,9 +169,9 @@ def test_collect_items_excludes_held_out_skus_and_groups() -> None:
     ProductFactory(sku="A-Blue", parent_sku="A", photos=["blue"])
     ProductFactory(sku="B", photos=["green"])
     ProductFactory(sku="C", photos=["black"])
-    items, held = training.collect_items(get_adapter(), {"A", "C"})
+    items, held = photos.collect_items(get_adapter(), {"A", "C"})
     assert held == 3 and len(items) == 1 and len(items[0].images) == 1
-    items, held = training.collect_items(get_adapter(), {"A-Red"})
+    items, held = photos.collect_items(get_adapter(), {"A-Red"})
     assert held == 1 and len(items) == 3
 
 
@@ -208,7 +214,7 @@ def model_dir_for_hash(settings, tmp_path):
 def test_mmsearch_train_writes_a_head_and_reindexes(packaged_settings, tmp_path) -> None:
     from io import StringIO
 
-    from multimodal_search.backends.pgvector import as_array
+    from multimodal_search.store.pgvector import as_array
     from multimodal_search.encoders.features import colour_dimensions
     from multimodal_search.encoders.heads import load_bundle
     from multimodal_search.models import ImageEmbedding, ProductEmbedding

@@ -1,26 +1,31 @@
 from __future__ import annotations
 
+from typing import Any
+
+from django.core.files.uploadedfile import UploadedFile
 from rest_framework import serializers
 
-from multimodal_search.conf import search_settings
-from multimodal_search.searching import METHODS
+from multimodal_search import services
 
 
-class SearchQuerySerializer(serializers.Serializer):
+class SearchQuerySerializer(serializers.Serializer[Any]):
     q = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
-    k = serializers.IntegerField(required=False, min_value=1, max_value=100, default=10)
+    k = serializers.IntegerField(required=False, min_value=services.MIN_K, max_value=services.MAX_K, default=10)
     category = serializers.CharField(required=False, allow_blank=True, max_length=1000, default="")
-    method = serializers.ChoiceField(choices=METHODS, required=False, allow_blank=True, default="")
+    method = serializers.ChoiceField(choices=services.METHODS, required=False, allow_blank=True, default="")
     image = serializers.ImageField(required=False, allow_null=True)
 
-    def validate_image(self, value):
-        if value is not None and value.size > search_settings.MAX_UPLOAD_BYTES:
-            raise serializers.ValidationError(
-                f"Photo is larger than {search_settings.MAX_UPLOAD_BYTES // (1024 * 1024)} MB."
-            )
+    def validate_image(self, value: UploadedFile | None) -> UploadedFile | None:
+        if value is not None:
+            try:
+                services.check_photo_size(value.size or 0)
+            except services.SearchError as exc:
+                raise serializers.ValidationError(str(exc)) from None
         return value
 
-    def validate(self, attrs):
-        if not attrs.get("q", "").strip() and not attrs.get("image"):
-            raise serializers.ValidationError("Give a text query (q), a photo (image), or both.")
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        try:
+            services.check_query(attrs.get("q"), bool(attrs.get("image")))
+        except services.SearchError as exc:
+            raise serializers.ValidationError(str(exc)) from None
         return attrs

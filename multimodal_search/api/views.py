@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from PIL import Image, UnidentifiedImageError
+from typing import Any
+
 from rest_framework import status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
@@ -12,7 +13,7 @@ from multimodal_search.adapters import get_adapter
 from multimodal_search.api.serializers import SearchQuerySerializer
 
 
-def _payload(response: services.SearchResponse) -> dict:
+def _payload(response: services.SearchResponse) -> dict[str, Any]:
     return {
         "results": [hit.as_dict() for hit in response.hits],
         "count": len(response.hits),
@@ -38,19 +39,13 @@ class SearchView(APIView):
                 data[key] = request.query_params[key]
         return self._search(data)
 
-    def _search(self, data) -> Response:
+    def _search(self, data: Any) -> Response:
         serializer = SearchQuerySerializer(data=data)
         if not serializer.is_valid():
             return Response({"error": "invalid query", "details": serializer.errors}, status=status.HTTP_400_BAD_REQUEST)
         params = serializer.validated_data
-        image = None
-        if params.get("image"):
-            try:
-                image = Image.open(params["image"])
-                image.load()
-            except (UnidentifiedImageError, OSError) as exc:
-                return Response({"error": f"could not read the photo: {exc}"}, status=status.HTTP_400_BAD_REQUEST)
         try:
+            image = services.open_photo(params["image"]) if params.get("image") else None
             response = services.search_products(
                 params.get("q") or None,
                 image,

@@ -34,7 +34,8 @@ class BaseEncoder:
         feature_dimensions: size of the visual feature space used for
             photo-to-photo similarity (``encode_image_features``).
         model_id: identifies the weights *and* any trained head; stored next
-            to every vector so stale vectors can be found and replaced.
+            to every vector so stale vectors can be found and replaced. Reading
+            it does no I/O; :meth:`refresh` is where an encoder looks for new weights.
         similarity: the distance the vectors are meant for.
         features_carry_colour: the photo features already encode colour, so
             search adds no separate photo-colour signal by default.
@@ -53,6 +54,13 @@ class BaseEncoder:
     @property
     def device(self) -> str:
         return resolve_device(self.device_name)
+
+    def refresh(self) -> None:
+        """Pick up changed weights (e.g. a newly trained head) before a search or an indexing batch.
+
+        ``model_id`` must stay cheap (no I/O): services read it once per request, after this call.
+        The default does nothing.
+        """
 
     def encode_text(self, texts: list[str]) -> np.ndarray:
         """Encode texts into the shared space.

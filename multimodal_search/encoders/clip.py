@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from multimodal_search.encoders.base import BaseEncoder, l2_normalize
+from multimodal_search.encoders.images import to_rgb
 
 if TYPE_CHECKING:
     import torch
@@ -27,12 +28,6 @@ def _features_tensor(output: Any) -> torch.Tensor:
     if pooled is None:
         raise TypeError(f"Unexpected CLIP feature output: {type(output).__name__}")
     return pooled
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    from multimodal_search.encoders.packaged import to_rgb
-
-    return to_rgb(image)
 
 
 class ClipEncoder(BaseEncoder):
@@ -169,7 +164,7 @@ class ClipEncoder(BaseEncoder):
         parts = []
         with torch.inference_mode():
             for start in range(0, len(images), self.batch_size):
-                chunk = [_to_rgb(im) for im in images[start : start + self.batch_size]]
+                chunk = [to_rgb(im) for im in images[start : start + self.batch_size]]
                 pixels = self._processor(images=chunk, return_tensors="pt")["pixel_values"]
                 out = _features_tensor(self._model.get_image_features(pixel_values=pixels.to(self.device)))
                 parts.append(out.float().cpu().numpy())

@@ -3,7 +3,7 @@
 The CNN's pooled features say *what* a photo shows but barely which shade it
 is, so colour variants of one product look alike to it. ``colour_descriptor``
 adds a fine CIE Lab histogram of the product's own pixels (background and
-skin dropped, as in :mod:`multimodal_search.colour`): cosine similarity of two
+skin dropped, as in :mod:`multimodal_search.encoders.pixels`): cosine similarity of two
 descriptors is the Bhattacharyya coefficient of the two colour distributions.
 No training and no catalogue statistics, so it works on any catalogue.
 """
@@ -14,21 +14,21 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
-from multimodal_search.colour import _srgb_to_lab, not_backdrop, product_pixels
+from multimodal_search.encoders.pixels import not_backdrop, product_pixels, srgb_to_lab
 
 THUMBNAIL = 96
 L_LEVELS = 8
 AB_LEVELS = 15
 AB_RANGE = 70.0
 BLUR_SIGMA = 3.0  # Lab units
-COLOUR_RECIPE = "lab8x15-b2"  # names these settings and colour.product_pixels in caches; change it with them
+COLOUR_RECIPE = "lab8x15-b2"  # names these settings and pixels.product_pixels in caches; change it with them
 
 
 def _thumbnail_lab(image: Image.Image, size: int) -> tuple[np.ndarray, np.ndarray]:
     """(sRGB pixels (n, 3), their Lab values as a (size, size, 3) grid) of a square thumbnail."""
     rgb = np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
     pixels = rgb.reshape(-1, 3)
-    return pixels, _srgb_to_lab(pixels).reshape(size, size, 3)
+    return pixels, srgb_to_lab(pixels).reshape(size, size, 3)
 
 
 def foreground_box(image: Image.Image, size: int = 64) -> tuple[int, int, int, int]:
@@ -51,7 +51,7 @@ def foreground_box(image: Image.Image, size: int = 64) -> tuple[int, int, int, i
 
 
 def foreground_lab(image: Image.Image, size: int = THUMBNAIL) -> np.ndarray:
-    """Lab values of the product's pixels (:func:`multimodal_search.colour.product_pixels`).
+    """Lab values of the product's pixels (:func:`multimodal_search.encoders.pixels.product_pixels`).
 
     Returns:
         float32 array (n, 3) of L, a, b.
@@ -94,7 +94,7 @@ def _gamut_bins() -> np.ndarray:
     """Flat indices of the grid bins that some sRGB colour reaches."""
     axis = np.arange(0, 256, 3, dtype=np.float32)
     cube = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1).reshape(-1, 3)
-    return np.flatnonzero(_splat(_srgb_to_lab(cube)).ravel() > 0)
+    return np.flatnonzero(_splat(srgb_to_lab(cube)).ravel() > 0)
 
 
 def colour_dimensions() -> int:

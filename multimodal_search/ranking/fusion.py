@@ -1,9 +1,23 @@
-"""Pure functions that combine modality vectors and scores (no Django)."""
+"""Pure functions that combine modality vectors and scores (no Django).
+
+Two rules live here and nowhere else:
+
+* **Reciprocal rank fusion** adds ``w / (RRF_K + rank)`` per ranking (:func:`rrf_term`). The
+  neighbour signal's SQL (``store.sql``) uses the same constant.
+* **Ties** are ordered by :func:`tie_key` of a seed and the item: stable for one query, fair across
+  queries, never by row order (:func:`rank`). Without a seed the item id itself breaks ties, which
+  is what the neighbour signal's SQL does with ``product_pk COLLATE "C"``.
+"""
+
 from __future__ import annotations
 
+import hashlib
 from typing import Mapping, Sequence
 
 import numpy as np
+
+#: the k of reciprocal rank fusion (Cormack et al.'s 60)
+RRF_K = 60
 
 
 def normalize(x: np.ndarray) -> np.ndarray:
@@ -42,15 +56,20 @@ def weighted_scores(
     return totals
 
 
+def rrf_term(rank: int) -> float:
+    """One ranking's part of a reciprocal-rank-fusion score for an item at 1-based ``rank``."""
+    return 1.0 / (RRF_K + rank)
+
+
 def reciprocal_rank_fusion(
-    rankings: Mapping[str, Sequence[str]], weights: Mapping[str, float] | None = None, k: int = 60
+    rankings: Mapping[str, Sequence[str]], weights: Mapping[str, float] | None = None
 ) -> dict[str, float]:
-    """Decision-level fusion (RRF): sum of w / (k + rank) over per-modality rankings."""
+    """Decision-level fusion (RRF): sum of w / (RRF_K + rank) over per-modality rankings."""
     scores: dict[str, float] = {}
     for name, ranking in rankings.items():
         weight = 1.0 if weights is None else weights.get(name, 0.0)
-        for rank, key in enumerate(ranking, start=1):
-            scores[key] = scores.get(key, 0.0) + weight / (k + rank)
+        for position, key in enumerate(ranking, start=1):
+            scores[key] = scores.get(key, 0.0) + weight * rrf_term(position)
     return scores
 
 
@@ -69,11 +88,11 @@ def tied_ranks(values: Mapping[str, float], ndigits: int = 6) -> dict[str, int]:
 
 
 def rrf_scores(
-    signals: Mapping[str, Mapping[str, float]], weights: Mapping[str, float], k: int = 60
+    signals: Mapping[str, Mapping[str, float]], weights: Mapping[str, float]
 ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """Decision-level fusion on tie-aware ranks: (scores, each signal's 1/(k+rank) term)."""
+    """Decision-level fusion on tie-aware ranks: (scores, each signal's 1/(RRF_K+rank) term)."""
     parts = {
-        name: {key: 1.0 / (k + rank) for key, rank in tied_ranks(values).items()}
+        name: {key: rrf_term(position) for key, position in tied_ranks(values).items()}
         for name, values in signals.items()
         if name in weights
     }
@@ -95,7 +114,16 @@ def contributions(
     return {name: round(value / total, 4) for name, value in parts.items()}
 
 
-def rank(scores: Mapping[str, float], tie_break: Mapping[str, str] | None = None) -> list[str]:
-    """Keys by descending score; ties broken by ``tie_break[key]`` (else the key)."""
-    tie_break = tie_break or {}
-    return sorted(scores, key=lambda key: (-scores[key], tie_break.get(key, key)))
+def tie_key(seed: str, item: str) -> str:
+    """The order of ``item`` among items of equal score for one query (``seed``): sha1 of both."""
+    return hashlib.sha1(f"{seed}:{item}".encode()).hexdigest()
+
+
+def rank(scores: Mapping[str, float], seed: str | None = None, ndigits: int | None = None) -> list[str]:
+    """Keys by descending score (rounded to ``ndigits`` when given); ties by :func:`tie_key`, else the key."""
+
+    def order(key: str) -> tuple[float, str]:
+        score = scores[key] if ndigits is None else round(scores[key], ndigits)
+        return -score, key if seed is None else tie_key(seed, key)
+
+    return sorted(scores, key=order)

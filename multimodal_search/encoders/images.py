@@ -1,0 +1,64 @@
+"""Photos as the CNNs take them: RGB on white, padded or cropped to a square, ImageNet's class names."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+IMAGE_SIZE = 224
+PREPROCESS_MODES = ("pad", "crop")
+DEFAULT_PREPROCESS = "pad"
+BACKGROUND = (255, 255, 255)
+
+
+def imagenet_labels() -> list[str]:
+    """The 1000 ImageNet-1k class names, in logit order (shipped with torchvision)."""
+    from torchvision.models import EfficientNet_B0_Weights
+
+    return list(EfficientNet_B0_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Return an RGB copy of ``image``; transparent pixels become white."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
+        canvas.alpha_composite(rgba)
+        return canvas.convert("RGB")
+    return image.convert("RGB")
+
+
+def prepare_image(image: Image.Image, size: int = IMAGE_SIZE, mode: str = DEFAULT_PREPROCESS) -> np.ndarray:
+    """Turn a photo into a (size, size, 3) uint8 array for the CNN.
+
+    ``mode="pad"`` pads the photo to a square with white (product photos have
+    white backgrounds) and resizes it, so nothing is cut off; ``mode="crop"``
+    resizes the shorter side to ``size`` and takes the centre square.
+
+    A JPEG that has not been decoded yet is decoded at reduced scale
+    (``Image.draft``), which is several times faster for large photos; this
+    changes the caller's (still unloaded) image object.
+    """
+    if mode not in PREPROCESS_MODES:
+        raise ValueError(f"preprocess must be one of {PREPROCESS_MODES}, not {mode!r}")
+    if getattr(image, "format", None) == "JPEG" and image.mode in ("RGB", "L", "CMYK", "YCbCr"):
+        # No-op once the image is loaded; otherwise decodes at >= 2*size.
+        image.draft("RGB", (2 * size, 2 * size))
+    image = to_rgb(image)
+    width, height = image.size
+    if mode == "pad":
+        side = max(width, height)
+        if width != height:
+            canvas = Image.new("RGB", (side, side), BACKGROUND)
+            canvas.paste(image, ((side - width) // 2, (side - height) // 2))
+            image = canvas
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
+    else:
+        scale = size / min(width, height)
+        new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+        image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
+        left, top = (new_w - size) // 2, (new_h - size) // 2
+        image = image.crop((left, top, left + size, top + size))
+    return np.asarray(image, dtype=np.uint8)

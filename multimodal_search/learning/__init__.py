@@ -1,0 +1,1 @@
+"""Everything ``mmsearch_train`` does, and nothing a search request runs."""

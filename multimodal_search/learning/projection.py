@@ -1,0 +1,277 @@
+"""Train the packaged encoder's heads on the catalogue's own photos and texts.
+
+``mmsearch_train`` calls :func:`train_projection_head` -> :func:`train_heads`, which
+
+1. reads every searchable product through the adapter (minus a hold-out list),
+2. reads each photo as backbone views and colours (``learning.photos``),
+3. trains the *cross-modal* head (backbone features -> text space; a product's photos against its
+   own text) and, when it proves itself on a validation fifth of the products, the *visual*
+   projection (photos and crops of one product against each other), both with a symmetric
+   multi-positive InfoNCE loss (see ``learning.heads``),
+4. saves both in one versioned head file (``learning.publishing``). The command first indexes the
+   catalogue for the new version with a staging encoder, then publishes the file; running
+   encoders pick it up within seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+
+from multimodal_search.adapters import BaseProductAdapter, get_adapter
+from multimodal_search.conf import search_settings
+from multimodal_search.encoders import get_encoder
+from multimodal_search.encoders.base import BaseEncoder
+from multimodal_search.encoders.heads import Progress, ProjectionHead, project
+from multimodal_search.encoders.packaged import PackagedEncoder
+from multimodal_search.learning.data import TrainingError, in_validation
+from multimodal_search.learning.heads import (
+    DEFAULT_EPOCHS,
+    TEXT_TEMPERATURE,
+    VISUAL_TEMPERATURE,
+    leave_one_out_recall,
+    text_to_image_recall,
+    train_text_head,
+    train_visual_projection,
+)
+from multimodal_search.learning.labels import Label
+from multimodal_search.learning.photos import CROPS_PER_PHOTO, VIEW_RECIPE, build_training_set, collect_items
+from multimodal_search.learning.publishing import default_head_path, head_version, publish, save_versioned
+
+VISUAL_MODES = ("auto", "always", "never")
+MIN_VALIDATION_QUERIES = 10
+
+
+def stored_features(views: np.ndarray, colours: np.ndarray, colour_weight: float,
+                    projection: ProjectionHead | None = None) -> np.ndarray:
+    """What the encoder stores per photo (``features``), from its backbone views and colours."""
+    visual = views[0] + views[1] if projection is None else project(projection, views[0]) + project(projection, views[1])
+    visual = visual / np.linalg.norm(visual, axis=1, keepdims=True)
+    if colour_weight <= 0:
+        return visual.astype(np.float32)
+    joined = np.concatenate([visual, colour_weight * colours], axis=1)
+    return (joined / np.linalg.norm(joined, axis=1, keepdims=True)).astype(np.float32)
+
+
+def validate_visual_projection(
+    views: np.ndarray, colours: np.ndarray, photo_item: np.ndarray, keys: list[str], *,
+    colour_weight: float = 1.0, epochs: int = DEFAULT_EPOCHS, seed: int = 0,
+) -> dict[str, Any]:
+    """Does a visual projection beat the untrained features on this catalogue?
+
+    A fifth of the products (by a hash of their key) is set aside; a projection
+    is trained on the rest, and every non-first photo of a set-aside product
+    with several photos asks for its product (leave-one-out, gallery: every
+    photo). The projection is worth keeping when R@1 + R@5 is higher with it.
+    It usually is when products have several photos (front, back, close-up);
+    when they have one photo each, there is nothing to learn views from and
+    the projection only blurs the colour and shape features.
+
+    Returns:
+        ``{"keep": bool, "queries": n, "baseline": {1: r, 5: r}, "projected": {...}, "reason": str}``.
+    """
+    aside = np.array([in_validation(key) for key in keys])[photo_item]
+    first = np.zeros(len(photo_item), dtype=bool)
+    first[np.unique(photo_item, return_index=True)[1]] = True
+    queries = np.flatnonzero(aside & ~first)
+    if len(queries) < MIN_VALIDATION_QUERIES:
+        return {
+            "keep": False, "queries": int(len(queries)),
+            "reason": f"only {len(queries)} second photos to validate on (< {MIN_VALIDATION_QUERIES})",
+        }
+    train = ~aside
+    net, _ = train_visual_projection(
+        views[:, train], np.unique(photo_item[train], return_inverse=True)[1], colours[train],
+        colour_weight=colour_weight, epochs=epochs, seed=seed,
+    )
+    baseline = leave_one_out_recall(stored_features(views, colours, colour_weight), photo_item, queries)
+    projected = leave_one_out_recall(stored_features(views, colours, colour_weight, net), photo_item, queries)
+    keep = projected[1] + projected[5] > baseline[1] + baseline[5]
+    return {
+        "keep": bool(keep), "queries": int(len(queries)), "baseline": baseline, "projected": projected,
+        "reason": (
+            f"validation R@1/R@5 {projected[1]:.2f}/{projected[5]:.2f} with, "
+            f"{baseline[1]:.2f}/{baseline[5]:.2f} without ({len(queries)} photos)"
+        ),
+    }
+
+
+@dataclass
+class TrainingResult:
+    version: str
+    path: str
+    archive: str
+    products: int
+    held_out: int
+    photos: int
+    pairs: int
+    epochs: int
+    text_loss: float
+    visual_loss: float | None
+    train_recall_at_10: float
+    visual_note: str
+    seconds: float
+    failed: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        visual = f", visual loss {self.visual_loss:.3f}" if self.visual_loss is not None else ""
+        return (
+            f"head {self.version}: {self.pairs} (photo, text) pairs from {self.products} products "
+            f"({self.held_out} held out), {self.epochs} epochs, final loss {self.text_loss:.3f}{visual}, "
+            f"train text->image R@10 {self.train_recall_at_10:.3f}, {self.seconds:.1f} s -> {self.path}; "
+            f"visual projection {self.visual_note}"
+        )
+
+
+def train_heads(
+    encoder: Any,
+    adapter: BaseProductAdapter,
+    output: str | os.PathLike[str],
+    *,
+    holdout: set[str] = frozenset(),
+    labels: Mapping[str, Label] | None = None,
+    epochs: int = DEFAULT_EPOCHS,
+    seed: int = 0,
+    visual: str = "auto",
+    crops: int = CROPS_PER_PHOTO,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: Callable[[str, int], Progress] | None = None,
+    publish_now: bool = True,
+) -> TrainingResult:
+    """Train and save the cross-modal head (and the visual projection) on the catalogue.
+
+    Args:
+        encoder: the ``PackagedEncoder`` whose CNN and text model are used.
+        adapter: reads the products.
+        output: head file to write (older versions are kept beside it).
+        holdout: skus or group ids (parent skus) to leave out.
+        labels: training labels by sku (captions gain their facts).
+        epochs: passes over the photos.
+        seed: seed for crops order, initialisation and batches.
+        visual: the visual projection for photo-to-photo search: "auto" keeps
+            it when it beats the untrained features on a validation fifth
+            of the products (see :func:`validate_visual_projection`),
+            "always" or "never".
+        crops: random crops per photo (augmentation, close-up stand-ins).
+        cache_dir: where backbone views are cached (None: no cache).
+        progress: ``progress(label, total)`` returns a callback taking increments.
+        publish_now: put the new version at ``output`` at once; otherwise only
+            ``<output stem>-<version>.pt`` is written (``result.archive``).
+
+    Raises:
+        TrainingError: no products, or none with a readable photo.
+    """
+    started = time.perf_counter()
+    if epochs < 1:
+        raise TrainingError("epochs must be at least 1")
+    if visual not in VISUAL_MODES:
+        raise TrainingError(f"visual must be one of {', '.join(VISUAL_MODES)}, not {visual!r}")
+    items, held_out = collect_items(adapter, set(holdout), labels)
+    if not items:
+        extra = f" ({held_out} held out)" if held_out else ""
+        raise TrainingError(f"no products to train on{extra}: the adapter's queryset is empty")
+    n_photos = sum(len(item.images) for item in items)
+    if not n_photos:
+        raise TrainingError(f"none of the {len(items)} products has a photo")
+    data = build_training_set(
+        encoder, items, crops=crops, cache_dir=cache_dir,
+        progress=progress("Photos", n_photos) if progress else None,
+    )
+    if not data.photo_item.size:
+        raise TrainingError(f"none of the {n_photos} photos of {len(items)} products could be read")
+    text_vectors = encoder.encode_text([item.text for item in items])
+    settings = {"epochs": epochs, "seed": seed, "visual": visual, "crops": crops, "recipe": VIEW_RECIPE}
+    version = head_version(items, data.photo_digests, settings)
+    check = {"keep": visual == "always", "reason": f"visual={visual}"}
+    if visual == "auto":
+        check = validate_visual_projection(
+            data.views, data.colours, data.photo_item, [item.key for item in items],
+            colour_weight=encoder.colour_weight, epochs=epochs, seed=seed,
+        )
+    steps = epochs * (2 if check["keep"] else 1)
+    tick = progress("Training", steps) if progress else None
+    head, text_losses = train_text_head(data.views, data.photo_item, text_vectors, epochs=epochs, seed=seed, progress=tick)
+    projection, visual_losses = (None, [])
+    if check["keep"]:
+        projection, visual_losses = train_visual_projection(
+            data.views, data.photo_item, data.colours, colour_weight=encoder.colour_weight,
+            epochs=epochs, seed=seed, progress=tick,
+        )
+    recall = text_to_image_recall(text_vectors, project(head, data.views[0]), data.photo_item, k=10)
+    config = {
+        **settings,
+        "preprocess": encoder.preprocess,
+        "products": len(items),
+        "held_out": held_out,
+        "photos": int(data.photo_item.size),
+        "train_recall_at_10": round(recall, 4),
+        "text_temperature": TEXT_TEMPERATURE,
+        "visual_temperature": VISUAL_TEMPERATURE,
+        "colour_weight": encoder.colour_weight,
+        "visual_projection": ("kept: " if check["keep"] else "not used: ") + check["reason"],
+    }
+    archive = save_versioned(output, head, version, config, projection, publish_now=publish_now)
+    return TrainingResult(
+        version=version,
+        path=str(output),
+        archive=archive,
+        products=len(items),
+        held_out=held_out,
+        photos=int(data.photo_item.size),
+        pairs=int(data.photo_item.size),
+        epochs=epochs,
+        text_loss=text_losses[-1],
+        visual_loss=visual_losses[-1] if visual_losses else None,
+        train_recall_at_10=recall,
+        visual_note=config["visual_projection"],
+        seconds=time.perf_counter() - started,
+        failed=data.failed,
+    )
+
+
+def has_trainable_head(encoder: Any) -> bool:
+    return isinstance(encoder, PackagedEncoder)
+
+
+def train_projection_head(
+    *,
+    holdout: Iterable[str] = (),
+    labels: Mapping[str, Label] | None = None,
+    seed: int = 0,
+    epochs: int = DEFAULT_EPOCHS,
+    visual: str = "auto",
+    progress: Callable[[str, int], Progress] | None = None,
+    reindex: Callable[[Any], None] | None = None,
+) -> TrainingResult:
+    """Train the configured encoder's heads on the configured adapter's catalogue and publish them.
+
+    With ``reindex``, the new version is saved beside the head file first and
+    ``reindex(staging_encoder)`` is called with an encoder that uses it (and
+    shares the loaded models), so the catalogue can be indexed for the new
+    version *before* running encoders switch to it; then the head file is
+    replaced. The configured encoder reloads at once, so ``encoder.model_id``
+    names the new version when this returns (other processes follow within
+    seconds).
+
+    Raises:
+        TrainingError: the encoder has no trainable head, or nothing to train on.
+    """
+    encoder = get_encoder()
+    if not has_trainable_head(encoder):
+        raise TrainingError(f"encoder {type(encoder).__name__} has no trainable head")
+    output = default_head_path(encoder)
+    result = train_heads(
+        encoder, get_adapter(), output, holdout=set(holdout), labels=labels, epochs=epochs, seed=seed, visual=visual,
+        cache_dir=Path(search_settings.MODEL_DIR) / "cache" / "backbone", progress=progress,
+        publish_now=reindex is None,
+    )
+    if reindex is not None:
+        reindex(encoder.clone(head_path=result.archive, head_check_interval=3600))
+        publish(result.archive, output)
+    encoder.reload_heads()
+    return result

@@ -1,0 +1,165 @@
+"""Fits the learned relevance layer (``ranking.reranker``) on pseudo-queries made from the indexed catalogue."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from typing import Any, Callable, Collection, Iterable, Mapping
+
+import numpy as np
+
+from multimodal_search import artefacts
+from multimodal_search.adapters import get_adapter
+from multimodal_search.encoders import get_encoder
+from multimodal_search.learning.data import TrainingError, is_held_out
+from multimodal_search.learning.fitting import fit_logistic
+from multimodal_search.learning.labels import Label
+from multimodal_search.learning.pseudo_queries import Facts, descriptor_words, pseudo_query, relevance, text_stems
+from multimodal_search.ranking import vocabulary as v
+from multimodal_search.ranking.attributes import category_leaf
+from multimodal_search.ranking.reranker import ARTEFACT, FEATURES, Reranker, feature_matrix
+from multimodal_search.services.search import first_stage
+from multimodal_search.store import get_store
+
+Collect = Callable[[str], tuple[list[str], dict[str, dict[str, float]]]]
+
+
+def build_training_set(
+    seeds: Iterable[str],
+    facts: Mapping[str, Facts],
+    collect: Collect,
+    *,
+    max_queries: int = 400,
+    seed: int = 13,
+    progress: Callable[[int], Any] | None = None,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Pseudo-queries from seed products -> (features, labels, queries used).
+
+    Args:
+        seeds: pks of the products queries may be made from.
+        facts: every candidate product's facts (for labels).
+        collect: runs the first search stage for a query text -> (pool, signals).
+    """
+    rng = random.Random(seed)
+    order = sorted(seeds)
+    rng.shuffle(order)
+    queries: dict[str, dict[str, str]] = {}
+    for _round in range(3):  # several phrasings per product until the cap
+        for pk in order:
+            made = pseudo_query(facts[pk], rng)
+            if made:
+                queries.setdefault(made[0], made[1])
+            if len(queries) >= max_queries:
+                break
+        if len(queries) >= max_queries:
+            break
+    rows, labels = [], []
+    for text, asked in queries.items():
+        pool, signals = collect(text)
+        if progress:
+            progress(1)
+        pool = [pk for pk in pool if pk in facts]
+        if not pool:
+            continue
+        y = np.array([relevance(facts[pk], asked) for pk in pool])
+        if y.min() == y.max():  # every candidate equally relevant: nothing to learn from
+            continue
+        rows.append(feature_matrix(pool, signals))
+        labels.append(y)
+    if not rows:
+        return np.zeros((0, len(FEATURES))), np.zeros(0), 0
+    return np.concatenate(rows), np.concatenate(labels), len(rows)
+
+
+def _add_descriptors(facts: dict[str, Facts], materials: Mapping[str, str], groups: Mapping[str, str]) -> None:
+    """Give each product the descriptor words its pseudo-queries may use: words of its title or
+    material that products of at least two groups (parents) have, but at most a fifth of them."""
+    words_by_group: dict[str, set[str]] = {}
+    for pk, fact in facts.items():
+        words_by_group.setdefault(groups[pk], set()).update(fact.words)
+    total = len(words_by_group)
+    counts = Counter(word for words in words_by_group.values() for word in words)
+    frequency = {word: n / total for word, n in counts.items()}
+    low = min(2 / total, 1.0)
+    for pk, fact in facts.items():
+        fact.descriptors = descriptor_words(fact.title, materials[pk], frequency, low=low, high=0.2)
+
+
+def train_reranker(
+    *,
+    holdout: Collection[str] = (),
+    labels: Mapping[str, Label] | None = None,
+    max_queries: int = 400,
+    seed: int = 13,
+    progress: Callable[[int], Any] | None = None,
+) -> dict[str, Any]:
+    """Fit the re-ranker on pseudo-queries made from the catalogue's non-held-out products.
+
+    Needs the catalogue indexed with the current encoder (vectors and colour profiles).
+
+    Args:
+        holdout: product identifiers (sku or group/parent sku) never used to make queries.
+        labels: training labels by sku; their colour, gender and category fill in
+            what the indexed fields do not say (see ``learning.labels``).
+        max_queries: cap on pseudo-queries.
+        seed: makes query sampling reproducible.
+        progress: called with 1 after each pseudo-query.
+
+    Returns:
+        summary: version, queries, pairs, positives, weights by feature, seconds, path.
+    """
+    started = time.perf_counter()
+    adapter = get_adapter()
+    model_id = get_encoder().model_id
+    rows = get_store().product_rows(model_id)
+    if not rows:
+        raise TrainingError("no indexed products for the current encoder; run mmsearch_reindex first")
+    held = set(holdout)
+    facts: dict[str, Facts] = {}
+    materials: dict[str, str] = {}
+    groups: dict[str, str] = {}
+    seeds = []
+    for product in adapter.get_queryset().filter(pk__in=list(rows)):
+        pk = str(product.pk)
+        fields, categories = rows[pk]
+        result = adapter.to_result(product)
+        if is_held_out(str(result.get("sku")), fields.get(v.FIELD_GROUP), held):
+            continue  # held-out products are neither queried for nor seen as candidates
+        label = (labels or {}).get(str(result.get("sku")))
+        material = str(fields.get(v.FIELD_MATERIAL) or (label.material if label else ""))
+        facts[pk] = Facts(
+            title=str(fields.get(v.FIELD_TITLE) or result.get("title") or product),
+            colours=fields.get(v.FIELD_COLOURS, {}),
+            color=str(fields.get(v.FIELD_COLOR) or (label.color if label else "")),
+            gender=str(fields.get(v.FIELD_GENDER) or (label.gender if label else "")),
+            leaf=category_leaf(categories) or (label.leaf if label else ""),
+            words=text_stems(f"{adapter.get_text(product)} {material}"),
+        )
+        materials[pk] = material
+        groups[pk] = str(fields.get(v.FIELD_GROUP) or pk)
+        seeds.append(pk)
+    if not seeds:
+        raise TrainingError("every indexed product is held out; nothing to train on")
+    _add_descriptors(facts, materials, groups)
+    def collect(text: str) -> tuple[list[str], dict[str, dict[str, float]]]:
+        return first_stage(text, model_id=model_id)
+
+    x, y, queries = build_training_set(seeds, facts, collect, max_queries=max_queries, seed=seed, progress=progress)
+    if queries == 0:
+        raise TrainingError("could not build pseudo-queries from product titles")
+    weights, bias, mean, scale = fit_logistic(x, y)
+    version = time.strftime("%Y%m%d%H%M%S")
+    model = Reranker(
+        weights=weights, bias=bias, mean=mean, scale=scale, version=version,
+        meta={"encoder": model_id, "queries": queries, "pairs": int(len(y)), "positives": int((y == 1).sum()),
+              "held_out": len(held), "seed": seed},
+    )
+    path = artefacts.save(ARTEFACT, model_id, model.to_json(), indent=1)
+    accuracy = float(((model.decision(x) > 0) == (y > 0)).mean())
+    return {
+        "version": version, "queries": queries, "pairs": int(len(y)), "positives": int((y == 1).sum()),
+        "train_accuracy": round(accuracy, 3), "seconds": round(time.perf_counter() - started, 1),
+        "weights": {f: round(float(w), 3) for f, w in zip(FEATURES, weights)}, "path": str(path),
+        "feature_mean": np.round(mean, 3).tolist(),
+    }

@@ -1,0 +1,1 @@
+"""Ranking: how signals are named, computed from text and photos, and fused (pure where possible, no ORM)."""

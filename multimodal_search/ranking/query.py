@@ -1,0 +1,38 @@
+"""A query as ranking sees it: the shopper's words and photo, encoded, and what they name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Query:
+    """An encoded query.
+
+    Attributes:
+        text: the words as searched (synonyms added), or None for a photo-only query.
+        text_vector: ``text`` in the shared space.
+        image_shared: the query photo in the shared (text-comparable) space.
+        image_features: the query photo's visual features (photo-to-photo).
+        colours: colour names the words ask for ("like this photo, but in red").
+        photo_colours: the query photo's colour distribution (``ranking.colour.NAMES`` order).
+        gender: the gender the words ask for.
+        facets: learned facet -> the values the words name ({"category": ["hoodies & sweatshirts"]}).
+    """
+
+    text: str | None
+    text_vector: np.ndarray | None
+    image_shared: np.ndarray | None
+    image_features: np.ndarray | None
+    colours: list[str] = field(default_factory=list)
+    photo_colours: np.ndarray | None = None
+    gender: str | None = None
+    facets: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def tie_seed(self) -> str:
+        """What ties between equal scores are broken by (``ranking.fusion.tie_key``): the words and the photo."""
+        photo = "" if self.image_features is None else self.image_features[:4].tobytes().hex()
+        return f"{self.text or ''}|{photo}"

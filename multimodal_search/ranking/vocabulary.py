@@ -1,0 +1,89 @@
+"""The names ranking speaks in: search methods, signals, and the stored product fields signals read.
+
+Signals (one value per candidate product, higher is better):
+
+========== =====================================================================================
+``text``    cosine of the query's text vector and the product's text (title, description, ...)
+``title``   cosine of the query's text vector and the product's short title line
+``image``   cosine of the query's text (or photo, in the shared space) and the product's pooled photos
+``visual``  best cosine of the query photo's visual features and any of the product's photos
+``fused``   cosine of the query and the product's fused (text + photo) vector: embedding-level fusion
+``lexical`` PostgreSQL full-text rank of the query words in the product's text
+``neighbours`` how much the product's photos look like the photos of the best word matches
+``colour``  share of the product showing the colours the query names (or the query photo shows)
+``gender``  how surely the product is for the gender the query names
+``category`` how surely the product is in a learned category the query names
+``material`` how surely the product is of the learned materials the query names
+========== =====================================================================================
+
+Stored product fields (``ProductEmbedding.fields``): what the adapter's ``get_fields`` returns, plus what
+indexing and training add. Ranking reads the keys below; any other key is kept and ignored.
+"""
+
+from __future__ import annotations
+
+# --- search methods -------------------------------------------------------------------------------
+FEATURE = "feature"
+EMBEDDING = "embedding"
+DECISION = "decision"
+RERANK = "rerank"
+TEXT_ONLY = "text"
+IMAGE_ONLY = "image"
+LEXICAL_ONLY = "lexical"
+METHODS = (FEATURE, EMBEDDING, DECISION, RERANK, TEXT_ONLY, IMAGE_ONLY, LEXICAL_ONLY)
+#: methods that rank by the query's words alone
+TEXT_ONLY_METHODS = (TEXT_ONLY, LEXICAL_ONLY)
+
+# --- signals --------------------------------------------------------------------------------------
+TEXT = "text"
+TITLE = "title"
+IMAGE = "image"
+VISUAL = "visual"
+FUSED = "fused"
+LEXICAL = "lexical"
+NEIGHBOURS = "neighbours"
+COLOUR = "colour"
+GENDER = "gender"
+CATEGORY = "category"
+MATERIAL = "material"
+#: signals compared against a product-level vector column
+VECTOR_SIGNALS = (TEXT, TITLE, IMAGE, FUSED)
+#: signals the neighbour signal's leaders are chosen by (reciprocal rank fusion of their ranks)
+NEIGHBOUR_LEADER_SIGNALS = (TEXT, TITLE, LEXICAL)
+NEIGHBOUR_LEADERS = 5
+
+# --- stored fields: given by the adapter's get_fields ----------------------------------------------
+FIELD_TITLE = "title"  # the product's name
+FIELD_COLOR = "color"  # stated colour ("Navy", "Red/White")
+FIELD_GENDER = "gender"  # stated gender ("Men", "Women", "Unisex")
+FIELD_MATERIAL = "material"  # stated materials ("Organic Cotton, Polyester")
+FIELD_GROUP = "group"  # the parent (e.g. parent sku) colour variants share; hold-out splits keep groups whole
+ADAPTER_FIELDS = (FIELD_TITLE, FIELD_COLOR, FIELD_GENDER, FIELD_MATERIAL, FIELD_GROUP)
+
+# --- stored fields: added by indexing and mmsearch_train ------------------------------------------
+FIELD_COLOURS = "colours"  # colour name -> share of the product's pixels (plus the stated colour)
+FIELD_CATEGORY_LEAF = "category_leaf"  # leaf of the deepest category path, lower case
+FIELD_COLOUR_INFERRED = "colour_inferred"  # colour name -> probability (photo classifier)
+FIELD_GENDER_INFERRED = "gender_inferred"  # gender -> probability (photo classifier)
+FIELD_CATEGORY_INFERRED = "category_inferred"  # leaf -> probability (product classifier)
+FIELD_MATERIAL_INFERRED = "material_inferred"  # material -> probability (product classifier)
+INFERRED_FIELDS = (
+    FIELD_GENDER_INFERRED,
+    FIELD_COLOUR_INFERRED,
+    FIELD_CATEGORY_INFERRED,
+    FIELD_MATERIAL_INFERRED,
+    FIELD_CATEGORY_LEAF,
+)
+
+#: the stored fields each field-reading signal needs
+SIGNAL_FIELDS: dict[str, tuple[str, ...]] = {
+    COLOUR: (FIELD_COLOURS, FIELD_COLOR, FIELD_COLOUR_INFERRED),
+    GENDER: (FIELD_GENDER, FIELD_GENDER_INFERRED),
+    CATEGORY: (FIELD_CATEGORY_LEAF, FIELD_CATEGORY_INFERRED),
+    MATERIAL: (FIELD_MATERIAL, FIELD_MATERIAL_INFERRED),
+}
+
+
+def fields_for(signals: set[str]) -> list[str]:
+    """The stored field keys the given signals read, sorted."""
+    return sorted({key for name in SIGNAL_FIELDS.keys() & signals for key in SIGNAL_FIELDS[name]})

@@ -1,0 +1,95 @@
+"""The first stage of every search: the candidate pool and each signal's value for every candidate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from multimodal_search.conf import search_settings
+from multimodal_search.encoders import get_encoder
+from multimodal_search.ranking import attributes, colour
+from multimodal_search.ranking import vocabulary as v
+from multimodal_search.ranking.query import Query
+from multimodal_search.store import get_store
+from multimodal_search.store.base import CandidateRequest
+
+#: signal -> the product column it is read from
+COLUMNS = {v.TEXT: "text_vector", v.TITLE: "title_vector", v.IMAGE: "image_vector", v.FUSED: "fused_vector"}
+Signals = dict[str, dict[str, float]]
+
+
+def collect_signals(
+    query: Query, names: set[str], model_id: str, candidates: int, categories: list[str]
+) -> tuple[list[str], Signals]:
+    """Candidate products from every index the signals read, and each signal's value for them.
+
+    Words: the top candidates of the text, title and photo-in-text-space indexes (and of
+    the fused one for embedding-level fusion) and the keyword matches, plus a photo's
+    nearest products for text + photo, are scored exactly in one database round trip.
+    Photo-only queries take the nearest products by photo.
+    """
+    store = get_store()
+    options: dict[str, Any] = {
+        "model_id": model_id, "limit": candidates, "categories": categories,
+        "ef_search": int(search_settings.HNSW_EF_SEARCH),
+    }
+    visual: list[str] = []
+    if query.image_features is not None and v.VISUAL in names:
+        visual = [pk for pk, _ in store.nearest_images("feature_vector", query.image_features, **options)]
+    signals: Signals = {}
+    fields: dict[str, dict[str, Any]] = {}
+    if query.text_vector is not None:
+        # the fused index only feeds embedding-level fusion; the others cover its neighbours
+        request = CandidateRequest(
+            vector=query.text_vector,
+            rank_columns={name: column for name, column in COLUMNS.items() if name in names},
+            signal_columns={
+                name: column for name, column in COLUMNS.items()
+                if name != v.FUSED and (name in names or name in (v.TEXT, v.IMAGE))
+            },
+            lexical_text=(query.text or "") if v.LEXICAL in names else None,
+            extra_pks=visual,
+            field_keys=v.fields_for(names),
+            neighbours=_neighbours(names),
+        )
+        found = store.candidates(request, **options)
+        pool, signals, fields = found.pool, found.signals, found.fields
+    else:
+        pool = visual
+    _derived_signals(query, pool, signals, fields, model_id, names)
+    return pool, signals
+
+
+def _neighbours(names: set[str]) -> tuple[tuple[str, ...], int, int] | None:
+    """Pseudo-relevance feedback in photo space ("neighbours"): how much each candidate looks
+    like the best word matches (RRF of text, title and keyword ranks). Products of the kind
+    asked for look alike, so this spreads the words' evidence to products whose own text
+    does not use the shopper's words."""
+    if v.NEIGHBOURS not in names:
+        return None
+    return v.NEIGHBOUR_LEADER_SIGNALS, v.NEIGHBOUR_LEADERS, get_encoder().feature_dimensions
+
+
+def _derived_signals(
+    query: Query, pks: list[str], signals: Signals, fields: dict[str, dict[str, Any]], model_id: str, names: set[str]
+) -> None:
+    """Signals computed from the exact ones and the stored fields (added to ``signals``)."""
+    store = get_store()
+    if query.image_features is not None:
+        signals[v.VISUAL] = store.image_similarities(pks, "feature_vector", query.image_features, model_id=model_id)
+    if v.SIGNAL_FIELDS.keys() & names and not fields:
+        fields.update(store.product_fields(pks, model_id=model_id))
+    if v.GENDER in names and query.gender:
+        signals[v.GENDER] = {pk: attributes.gender_match(query.gender, fields.get(pk) or {}) for pk in pks}
+    for facet, wanted in query.facets.items():
+        if facet in names:
+            signals[facet] = {pk: attributes.facet_match(facet, wanted, fields.get(pk) or {}) for pk in pks}
+    if v.COLOUR in names:
+        if query.colours:  # words win: "like this photo, but in red"
+            signals[v.COLOUR] = {
+                pk: colour.colour_match(query.colours, attributes.colour_profile(fields.get(pk) or {})) for pk in pks
+            }
+        elif query.photo_colours is not None:
+            signals[v.COLOUR] = {
+                pk: colour.profile_overlap(query.photo_colours, (fields.get(pk) or {}).get(v.FIELD_COLOURS, {}))
+                for pk in pks
+            }

@@ -1,0 +1,96 @@
+"""Query input: the checks every face shares, reading an uploaded photo, and encoding a query."""
+
+from __future__ import annotations
+
+from typing import IO, Any
+
+from PIL import Image, UnidentifiedImageError
+
+from multimodal_search.conf import search_settings
+from multimodal_search.encoders import BaseEncoder, get_encoder
+from multimodal_search.ranking import attributes, colour, synonyms
+from multimodal_search.ranking import vocabulary as v
+from multimodal_search.ranking.query import Query
+from multimodal_search.ranking.text import gender_in_text
+
+MIN_K = 1
+MAX_K = 100
+EMPTY_QUERY = "Type what you are looking for, upload a photo, or both."
+
+
+class SearchError(ValueError):
+    """Bad search input (reported to users as a 400 with this message)."""
+
+
+def check_query(text: str | None, has_photo: bool, k: int = 10, method: str | None = None) -> None:
+    """Raise ``SearchError`` unless there are words or a photo, ``k`` is in range and ``method`` is known."""
+    if not (text and text.strip()) and not has_photo:
+        raise SearchError(EMPTY_QUERY)
+    if not MIN_K <= int(k) <= MAX_K:
+        raise SearchError(f"k must be between {MIN_K} and {MAX_K}.")
+    if method is not None and method not in v.METHODS:
+        raise SearchError(f"Unknown method {method!r}; choose one of {', '.join(v.METHODS)}.")
+
+
+def check_photo_size(size: int) -> None:
+    """Raise ``SearchError`` when an upload is larger than ``MAX_UPLOAD_BYTES``."""
+    limit = int(search_settings.MAX_UPLOAD_BYTES)
+    if size > limit:
+        raise SearchError(f"The photo is larger than {limit // (1024 * 1024)} MB.")
+
+
+def open_photo(upload: IO[bytes] | Any) -> Image.Image:
+    """Decode an uploaded photo; ``SearchError`` when it is not a readable image."""
+    try:
+        image = Image.open(upload)
+        image.load()
+    except (UnidentifiedImageError, OSError) as exc:
+        raise SearchError(f"We could not read that photo ({exc}).") from None
+    return image
+
+
+def encode_query(
+    text: str | None, image: Image.Image | None, *, encoder: BaseEncoder | None = None, model_id: str | None = None
+) -> Query:
+    """Encode the words (with synonyms added) and the photo, and find what they name.
+
+    Args:
+        text: the shopper's words.
+        image: the query photo.
+        encoder: the encoder to use (default: the configured one).
+        model_id: the encoder version the search reads (default: ``encoder.model_id``); learned facets
+            are looked up for it.
+    """
+    encoder = encoder or get_encoder()
+    model_id = model_id or encoder.model_id
+    text = (text or "").strip() or None
+    words = synonyms.expand(text) if text else None  # what the text encoder and keyword search see
+    text_vector = encoder.encode_text([words])[0] if words else None
+    shared = features = None
+    if image is not None:
+        shared_all, features_all = encoder.encode_image_pair([image.convert("RGB")])
+        shared, features = shared_all[0], features_all[0]
+    return Query(
+        text=words,
+        text_vector=text_vector,
+        image_shared=shared,
+        image_features=features,
+        colours=colour.colours_in_text(text or ""),
+        gender=gender_in_text(text or ""),
+        photo_colours=colour.colour_distribution(image) if image is not None else None,
+        facets=named_facets(words, model_id),
+    )
+
+
+def named_facets(words: str | None, model_id: str) -> dict[str, list[str]]:
+    """The learned categories / materials a query names (none until mmsearch_train learned some)."""
+    model = attributes.get_model(model_id) if words else None
+    if model is None:
+        return {}
+    found = {}
+    for facet in attributes.NAMED_FACETS:
+        if facet in model.classifiers:
+            values = attributes.named_values(words or "", model.classifiers[facet].classes, facet)
+            if values:
+                found[facet] = values
+    return found

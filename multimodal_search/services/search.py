@@ -1,0 +1,183 @@
+"""Search service: one entry point for text, photo and text+photo queries, and similar products."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from multimodal_search.adapters import get_adapter
+from multimodal_search.conf import search_settings
+from multimodal_search.encoders import get_encoder
+from multimodal_search.ranking import fusion
+from multimodal_search.ranking import vocabulary as v
+from multimodal_search.ranking.reranker import get_reranker
+from multimodal_search.ranking.weights import signal_weights
+from multimodal_search.services.candidates import Signals, collect_signals
+from multimodal_search.services.query import SearchError, check_query, encode_query
+from multimodal_search.signals import search_performed
+from multimodal_search.store import get_store
+
+METHODS = v.METHODS
+TEXT_ONLY_METHODS = v.TEXT_ONLY_METHODS
+
+
+@dataclass
+class SearchHit:
+    product_pk: str
+    product: Any
+    score: float
+    signals: dict[str, float]
+    explanation: dict[str, float]
+
+    def as_dict(self) -> dict[str, Any]:
+        data = get_adapter().to_result(self.product)
+        data["score"] = round(self.score, 6)
+        data["explanation"] = self.explanation
+        data["signals"] = {k: round(value, 6) for k, value in self.signals.items()}
+        return data
+
+
+@dataclass
+class SearchResponse:
+    hits: list[SearchHit]
+    method: str
+    took_ms: float
+    model_id: str
+    query: dict[str, Any] = field(default_factory=dict)
+
+
+def search_products(
+    text: str | None = None,
+    image: Image.Image | None = None,
+    *,
+    k: int = 10,
+    category: str | None = None,
+    method: str | None = None,
+) -> SearchResponse:
+    """Find products by text, by photo, or by both.
+
+    Args:
+        text: the shopper's words (may be empty when ``image`` is given).
+        image: a query photo.
+        k: number of results (1-100).
+        category: category path; only products in it (or below) are returned.
+        method: fusion method, one of ``METHODS`` (default: settings FUSION.METHOD).
+
+    Returns:
+        ranked hits with per-modality signals and an explanation of shares.
+
+    Raises:
+        SearchError: no query, bad k or unknown method.
+    """
+    started = time.perf_counter()
+    fusion_settings = search_settings.FUSION
+    method = method or fusion_settings["METHOD"]
+    check_query(text, image is not None, k, method)
+    encoder = get_encoder()
+    encoder.refresh()  # a newly published head is picked up here, once per request
+    model_id = encoder.model_id
+    query = encode_query(text, image, encoder=encoder, model_id=model_id)
+    if method in TEXT_ONLY_METHODS and query.text_vector is None:
+        raise SearchError(f"Method {method!r} needs a text query.")
+    carry = encoder.features_carry_colour
+    weights = signal_weights(query, method, fusion_settings, features_carry_colour=carry)
+    candidates = max(int(fusion_settings["CANDIDATES"]), k)
+    names = set(weights) | ({v.FUSED} if method == v.EMBEDDING else set())
+    pool, signals = collect_signals(query, names, model_id, candidates, [category] if category else [])
+    reranker = get_reranker(model_id) if method == v.RERANK and v.VISUAL not in weights else None
+    if method == v.RERANK and reranker is None:
+        method = v.FEATURE  # nothing trained for this encoder yet (or a photo query): feature-level fusion
+        weights = signal_weights(query, method, fusion_settings, features_carry_colour=carry)
+    explained: Signals = signals
+    if reranker is not None:
+        scores, explained, weights = reranker.score(pool, signals)
+    elif method == v.DECISION:
+        ranked = dict(signals)
+        if v.LEXICAL in ranked:  # products without a matching term are not in the lexical ranking
+            ranked[v.LEXICAL] = {pk: value for pk, value in ranked[v.LEXICAL].items() if value > 0}
+        scores, explained = fusion.rrf_scores(ranked, weights)
+    elif method == v.EMBEDDING:
+        # one shared space: the product's fused vector against the query vector(s)
+        parts = [vector for vector in (query.text_vector, query.image_shared) if vector is not None]
+        scores = get_store().product_similarities(
+            pool, "fused_vector", fusion.normalize(sum(parts)), model_id=model_id  # type: ignore[arg-type]
+        )
+        weights = {name: 1.0 for name in (v.TEXT, v.IMAGE, v.VISUAL) if name in signals}
+    else:
+        scores = fusion.weighted_scores(signals, weights)
+    if method == v.LEXICAL_ONLY:
+        scores = {pk: value for pk, value in scores.items() if value > 0}
+    order = fusion.rank(scores, seed=query.tie_seed)[:k]
+    hits = [
+        SearchHit(
+            product_pk=pk,
+            product=product,
+            score=scores[pk],
+            signals={name: values[pk] for name, values in signals.items() if pk in values},
+            explanation=fusion.contributions(pk, explained, weights),
+        )
+        for pk, product in _products(order)
+    ]
+    took_ms = (time.perf_counter() - started) * 1000
+    query_info = {"text": (text or "").strip() or None, "image": image is not None, "k": k, "category": category}
+    if query.text and query.text != query_info["text"]:
+        query_info["expanded"] = query.text
+    search_performed.send(sender=SearchResponse, query=query_info, result_count=len(hits), took_ms=took_ms)
+    return SearchResponse(hits=hits, method=method, took_ms=took_ms, model_id=model_id, query=query_info)
+
+
+def first_stage(text: str, *, model_id: str) -> tuple[list[str], Signals]:
+    """The candidates and signals the re-ranker scores for a text query (what ``mmsearch_train`` learns from)."""
+    encoder = get_encoder()
+    query = encode_query(text, None, encoder=encoder, model_id=model_id)
+    names = set(signal_weights(query, v.RERANK, search_settings.FUSION))
+    return collect_signals(query, names, model_id, int(search_settings.FUSION["CANDIDATES"]), [])
+
+
+def plain_knn(text: str | None, image: Image.Image | None, *, k: int) -> list[tuple[Any, float]]:
+    """The latency and relevance reference: the raw query encoded and one HNSW query, nothing else.
+
+    Returns:
+        ``[(product, similarity)]``, best first (photo features for a photo, else the text vector).
+    """
+    encoder = get_encoder()
+    encoder.refresh()
+    options: dict[str, Any] = {"model_id": encoder.model_id, "limit": k, "ef_search": int(search_settings.HNSW_EF_SEARCH)}
+    store = get_store()
+    if image is not None:
+        _shared, features = encoder.encode_image_pair([image.convert("RGB")])
+        nearest = store.nearest_images("feature_vector", features[0], **options)
+    else:
+        nearest = store.nearest_products("text_vector", encoder.encode_text([text or ""])[0], **options)
+    similarity = dict(nearest)
+    return [(product, similarity[pk]) for pk, product in _products([pk for pk, _ in nearest])]
+
+
+def similar_products(product: Any, *, k: int = 8) -> list[SearchHit]:
+    """Products closest to ``product`` by its fused vector (itself excluded)."""
+    encoder = get_encoder()
+    encoder.refresh()
+    model_id = encoder.model_id
+    store = get_store()
+    vector = store.product_vector(str(product.pk), "fused_vector", model_id=model_id)
+    if vector is None:
+        return []
+    nearest = store.nearest_products(
+        "fused_vector", vector, model_id=model_id, limit=k + 1, ef_search=int(search_settings.HNSW_EF_SEARCH)
+    )
+    similarity = dict((pk, sim) for pk, sim in nearest if pk != str(product.pk))
+    order = [pk for pk, _ in nearest if pk in similarity][:k]
+    return [
+        SearchHit(product_pk=pk, product=item, score=similarity[pk], signals={v.FUSED: similarity[pk]},
+                  explanation={v.FUSED: 1.0})
+        for pk, item in _products(order)
+    ]
+
+
+def _products(order: list[str]) -> list[tuple[str, Any]]:
+    """``(pk, product)`` in the given order, for the products the adapter still returns."""
+    products = {str(p.pk): p for p in get_adapter().get_queryset().filter(pk__in=order)}
+    return [(pk, products[pk]) for pk in order if pk in products]

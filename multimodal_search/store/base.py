@@ -1,0 +1,187 @@
+"""The vector store contract: every read and write of stored vectors goes through a ``BaseVectorStore``.
+
+Vectors are stored per product *and* encoder version (``model_id``), so a new encoder version can be
+indexed beside the old one and searches read one version only. A product has a text vector, a title
+vector, a pooled-photo vector (shared text/photo space), a fused vector, its categories, its fields
+(``ranking.vocabulary``) and one row per photo (visual features and shared-space vector).
+
+Similarities are cosine similarities. Methods return numpy float32 vectors, never driver types.
+``tests/test_store_contract.py`` holds the tests every store must pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+#: product-level vector columns
+PRODUCT_COLUMNS = ("text_vector", "title_vector", "image_vector", "fused_vector")
+#: photo-level vector columns
+IMAGE_COLUMNS = ("feature_vector", "shared_vector")
+
+
+@dataclass(frozen=True)
+class PhotoVectors:
+    """One stored photo of a product."""
+
+    key: str
+    features: np.ndarray
+    shared: np.ndarray
+
+
+@dataclass
+class ProductVectors:
+    """Everything stored for one product and one encoder version."""
+
+    product_pk: str
+    content_hash: str
+    text_vector: np.ndarray
+    title_vector: np.ndarray | None
+    image_vector: np.ndarray | None
+    fused_vector: np.ndarray
+    categories: list[str] = field(default_factory=list)
+    fields: dict[str, Any] = field(default_factory=dict)
+    search_text: str = ""
+    photos: list[PhotoVectors] = field(default_factory=list)
+
+
+@dataclass
+class CandidateRequest:
+    """One first-stage search: which indexes to take candidates from and which signals to score.
+
+    Attributes:
+        vector: the query's text-space vector.
+        rank_columns: signal name -> product column whose nearest products join the pool.
+        signal_columns: signal name -> product column scored exactly for every candidate.
+        lexical_text: words for the full-text index (candidates and the ``lexical`` signal), or None.
+        extra_pks: products added to the pool (e.g. a query photo's nearest products).
+        field_keys: stored field keys to return per candidate.
+        neighbours: ``(signal names, top, feature dims)`` adds the ``neighbours`` signal: each candidate's
+            best-photo similarity to the mean photo features of the ``top`` candidates by reciprocal rank
+            fusion of those signals (ties by product pk; keyword ranks count only for actual matches).
+    """
+
+    vector: np.ndarray
+    rank_columns: Mapping[str, str]
+    signal_columns: Mapping[str, str]
+    lexical_text: str | None = None
+    extra_pks: Sequence[str] = ()
+    field_keys: Sequence[str] = ()
+    neighbours: tuple[Sequence[str], int, int] | None = None
+
+
+@dataclass
+class Candidates:
+    """What a first-stage search returns: the pool, each signal's values, the requested fields."""
+
+    pool: list[str]
+    signals: dict[str, dict[str, float]]
+    fields: dict[str, dict[str, Any]]
+
+
+class BaseVectorStore:
+    """Where vectors live. Subclasses implement every method; the pgvector one is ``store.pgvector``."""
+
+    # --- writes ------------------------------------------------------------------------------
+
+    def ensure_indexes(self, model_id: str, dimensions: int, feature_dimensions: int) -> None:
+        """Create the nearest-neighbour indexes of one encoder version if they do not exist."""
+        raise NotImplementedError
+
+    def save_products(self, model_id: str, products: Sequence[ProductVectors]) -> None:
+        """Insert or replace the products' rows and photos for ``model_id``, all or nothing."""
+        raise NotImplementedError
+
+    def update_fields(self, model_id: str, fields: Mapping[str, Mapping[str, Any]]) -> None:
+        """Replace the stored fields of these products (pk -> fields)."""
+        raise NotImplementedError
+
+    def delete_products(self, pks: Sequence[str]) -> int:
+        """Delete every vector of these products (all encoder versions); returns product rows deleted."""
+        raise NotImplementedError
+
+    def drop_model(self, model_id: str) -> int:
+        """Delete every vector and index of one encoder version; returns product rows deleted."""
+        raise NotImplementedError
+
+    # --- bookkeeping -------------------------------------------------------------------------
+
+    def content_hashes(self, model_id: str, pks: Sequence[str]) -> dict[str, str]:
+        """pk -> stored content hash, for the given products that are stored."""
+        raise NotImplementedError
+
+    def stored_pks(self, model_id: str | None = None) -> set[str]:
+        """Products with vectors for ``model_id`` (None: for any version)."""
+        raise NotImplementedError
+
+    def model_ids(self) -> list[str]:
+        """Every encoder version with stored vectors, sorted."""
+        raise NotImplementedError
+
+    def count(self, model_id: str, pks: Sequence[str] | None = None) -> int:
+        """Products stored for ``model_id`` (only among ``pks`` when given)."""
+        raise NotImplementedError
+
+    def count_photos(self, model_id: str) -> int:
+        """Photos stored for ``model_id``."""
+        raise NotImplementedError
+
+    # --- reads for ranking -------------------------------------------------------------------
+
+    def nearest_products(
+        self, column: str, vector: np.ndarray, *, model_id: str, limit: int,
+        categories: Sequence[str] = (), ef_search: int = 100,
+    ) -> list[tuple[str, float]]:
+        """Approximate nearest products by one product column: [(pk, similarity)], best first."""
+        raise NotImplementedError
+
+    def nearest_images(
+        self, column: str, vector: np.ndarray, *, model_id: str, limit: int,
+        categories: Sequence[str] = (), ef_search: int = 100,
+    ) -> list[tuple[str, float]]:
+        """Approximate nearest products by their best-matching photo: [(pk, similarity)], best first."""
+        raise NotImplementedError
+
+    def product_similarities(
+        self, pks: Sequence[str], column: str, vector: np.ndarray, *, model_id: str
+    ) -> dict[str, float]:
+        """Exact similarity of ``vector`` to one product column of the given products."""
+        raise NotImplementedError
+
+    def image_similarities(
+        self, pks: Sequence[str], column: str, vector: np.ndarray, *, model_id: str
+    ) -> dict[str, float]:
+        """Exact best-photo similarity of ``vector`` for the given products."""
+        raise NotImplementedError
+
+    def product_fields(self, pks: Sequence[str], *, model_id: str) -> dict[str, dict[str, Any]]:
+        """pk -> stored fields of the given products."""
+        raise NotImplementedError
+
+    def product_vector(self, pk: str, column: str, *, model_id: str) -> np.ndarray | None:
+        """One stored product vector, or None when the product (or that vector) is not stored."""
+        raise NotImplementedError
+
+    def candidates(
+        self, request: CandidateRequest, *, model_id: str, limit: int,
+        categories: Sequence[str] = (), ef_search: int = 100,
+    ) -> Candidates:
+        """The candidate pool (top ``limit`` of each ranked index, keyword matches, extra pks) and the
+        exact signals and requested fields of every candidate, in one round trip where possible."""
+        raise NotImplementedError
+
+    # --- reads for training ------------------------------------------------------------------
+
+    def product_rows(self, model_id: str) -> dict[str, tuple[dict[str, Any], list[str]]]:
+        """pk -> (fields, categories) of every stored product of ``model_id``."""
+        raise NotImplementedError
+
+    def text_vectors(self, model_id: str) -> dict[str, np.ndarray]:
+        """pk -> text vector of every stored product of ``model_id``."""
+        raise NotImplementedError
+
+    def photo_vectors(self, model_id: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """pk -> (features (n, fd), shared (n, d)) of the product's photos, in photo order."""
+        raise NotImplementedError

@@ -1,0 +1,303 @@
+"""The PostgreSQL + pgvector store: ``halfvec`` columns, partial HNSW cosine indexes per encoder version.
+
+Rows are ``models.ProductEmbedding`` (one per product and encoder version) and
+``models.ImageEmbedding`` (one per photo); the SQL text comes from ``store.sql``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+from django.db import connection, transaction
+from django.db.backends.utils import CursorWrapper
+
+from multimodal_search.models import ImageEmbedding, ProductEmbedding
+from multimodal_search.store import sql
+from multimodal_search.store.base import (
+    IMAGE_COLUMNS,
+    PRODUCT_COLUMNS,
+    BaseVectorStore,
+    CandidateRequest,
+    Candidates,
+    ProductVectors,
+)
+
+
+def as_array(value: Any) -> np.ndarray:
+    """A stored vector (HalfVector, list or array) as float32 numpy."""
+    if hasattr(value, "to_numpy"):
+        value = value.to_numpy()
+    return np.asarray(value, dtype=np.float32)
+
+
+def _session_settings(cursor: CursorWrapper, ef_search: int, filtered: bool) -> None:
+    cursor.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
+    if filtered:
+        # Without iterative scans a filtered HNSW query silently returns fewer rows.
+        cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+
+
+class PgvectorStore(BaseVectorStore):
+    """Vectors in the app's own tables, searched with pgvector's HNSW indexes."""
+
+    def __init__(self) -> None:
+        self._ensured: set[tuple[str, int, int]] = set()
+
+    # --- writes ------------------------------------------------------------------------------
+
+    def ensure_indexes(self, model_id: str, dimensions: int, feature_dimensions: int) -> None:
+        key = (model_id, dimensions, feature_dimensions)
+        if key in self._ensured:
+            return
+        with connection.cursor() as cursor:
+            for statement in sql.index_statements(model_id, dimensions, feature_dimensions):
+                cursor.execute(statement)
+        self._ensured.add(key)
+
+    def save_products(self, model_id: str, products: Sequence[ProductVectors]) -> None:
+        with transaction.atomic():
+            for item in products:
+                ProductEmbedding.objects.update_or_create(
+                    product_pk=item.product_pk,
+                    model_id=model_id,
+                    defaults={
+                        "content_hash": item.content_hash,
+                        "text_vector": item.text_vector,
+                        "title_vector": item.title_vector,
+                        "image_vector": item.image_vector,
+                        "fused_vector": item.fused_vector,
+                        "image_count": len(item.photos),
+                        "categories": item.categories,
+                        "fields": item.fields,
+                        "search_text": item.search_text,
+                    },
+                )
+                ImageEmbedding.objects.filter(product_pk=item.product_pk, model_id=model_id).delete()
+                ImageEmbedding.objects.bulk_create(
+                    ImageEmbedding(
+                        product_pk=item.product_pk,
+                        model_id=model_id,
+                        image_key=photo.key[:500],
+                        position=position,
+                        feature_vector=photo.features,
+                        shared_vector=photo.shared,
+                    )
+                    for position, photo in enumerate(item.photos)
+                )
+
+    def update_fields(self, model_id: str, fields: Mapping[str, Mapping[str, Any]]) -> None:
+        rows = list(ProductEmbedding.objects.filter(model_id=model_id, product_pk__in=list(fields)).only("pk", "product_pk"))
+        for row in rows:
+            row.fields = dict(fields[row.product_pk])
+        with transaction.atomic():
+            ProductEmbedding.objects.bulk_update(rows, ["fields"], batch_size=500)
+
+    def delete_products(self, pks: Sequence[str]) -> int:
+        keys = [str(pk) for pk in pks]
+        with transaction.atomic():
+            ImageEmbedding.objects.filter(product_pk__in=keys).delete()
+            removed, _ = ProductEmbedding.objects.filter(product_pk__in=keys).delete()
+        return removed
+
+    def drop_model(self, model_id: str) -> int:
+        with transaction.atomic():
+            ImageEmbedding.objects.filter(model_id=model_id).delete()
+            removed, _ = ProductEmbedding.objects.filter(model_id=model_id).delete()
+        with connection.cursor() as cursor:
+            for statement in sql.drop_index_statements(model_id):
+                cursor.execute(statement)
+        self._ensured = {key for key in self._ensured if key[0] != model_id}
+        return removed
+
+    # --- bookkeeping -------------------------------------------------------------------------
+
+    def content_hashes(self, model_id: str, pks: Sequence[str]) -> dict[str, str]:
+        rows = ProductEmbedding.objects.filter(model_id=model_id, product_pk__in=list(pks))
+        return dict(rows.values_list("product_pk", "content_hash"))
+
+    def stored_pks(self, model_id: str | None = None) -> set[str]:
+        rows = ProductEmbedding.objects.all() if model_id is None else ProductEmbedding.objects.filter(model_id=model_id)
+        return set(rows.values_list("product_pk", flat=True).distinct())
+
+    def model_ids(self) -> list[str]:
+        products = ProductEmbedding.objects.values_list("model_id", flat=True).distinct()
+        photos = ImageEmbedding.objects.values_list("model_id", flat=True).distinct()
+        return sorted(set(products) | set(photos))
+
+    def count(self, model_id: str, pks: Sequence[str] | None = None) -> int:
+        rows = ProductEmbedding.objects.filter(model_id=model_id)
+        return (rows if pks is None else rows.filter(product_pk__in=list(pks))).count()
+
+    def count_photos(self, model_id: str) -> int:
+        return ImageEmbedding.objects.filter(model_id=model_id).count()
+
+    # --- reads for ranking -------------------------------------------------------------------
+
+    def nearest_products(
+        self, column: str, vector: np.ndarray, *, model_id: str, limit: int,
+        categories: Sequence[str] = (), ef_search: int = 100,
+    ) -> list[tuple[str, float]]:
+        sql.check_column(column, PRODUCT_COLUMNS)
+        sql.check_model_id(model_id)
+        dims = int(np.asarray(vector).size)
+        literal = sql.to_literal(vector)
+        where = f"model_id = '{model_id}' AND {column} IS NOT NULL"
+        params: list[object] = [literal]
+        if categories:
+            where += " AND categories @> %s::varchar[]"
+            params.append(list(categories))
+        params.append(literal)
+        statement = (
+            f"SELECT product_pk, {sql.similarity(column, dims)} AS sim FROM {sql.PRODUCT_TABLE} "
+            f"WHERE {where} ORDER BY {sql.distance(column, dims)} LIMIT {int(limit)}"
+        )
+        with transaction.atomic(), connection.cursor() as cursor:
+            _session_settings(cursor, min(1000, max(ef_search, limit)), bool(categories))
+            cursor.execute(statement, params)
+            return [(pk, float(sim)) for pk, sim in cursor.fetchall()]
+
+    def nearest_images(
+        self, column: str, vector: np.ndarray, *, model_id: str, limit: int,
+        categories: Sequence[str] = (), ef_search: int = 100,
+    ) -> list[tuple[str, float]]:
+        sql.check_column(column, IMAGE_COLUMNS)
+        sql.check_model_id(model_id)
+        dims = int(np.asarray(vector).size)
+        literal = sql.to_literal(vector)
+        where = f"i.model_id = '{model_id}'"
+        params: list[object] = [literal]
+        join = ""
+        if categories:
+            join = f" JOIN {sql.PRODUCT_TABLE} p ON p.product_pk = i.product_pk AND p.model_id = i.model_id"
+            where += " AND p.categories @> %s::varchar[]"
+            params.append(list(categories))
+        params.append(literal)
+        fetch = int(limit) * 4  # a product's several photos may all be near: fetch more rows than products
+        statement = (
+            f"SELECT product_pk, max(sim) AS sim FROM ("
+            f"SELECT i.product_pk, {sql.similarity(column, dims, 'i.')} AS sim FROM {sql.IMAGE_TABLE} i{join} "
+            f"WHERE {where} ORDER BY {sql.distance(column, dims, 'i.')} LIMIT {fetch}"
+            f") t GROUP BY product_pk ORDER BY sim DESC LIMIT {int(limit)}"
+        )
+        with transaction.atomic(), connection.cursor() as cursor:
+            _session_settings(cursor, min(1000, max(ef_search, fetch)), bool(categories))
+            cursor.execute(statement, params)
+            return [(pk, float(sim)) for pk, sim in cursor.fetchall()]
+
+    def _exact(self, table: str, column: str, vector: np.ndarray, pks: Sequence[str], model_id: str,
+               best_of_rows: bool) -> dict[str, float]:
+        if not pks:
+            return {}
+        dims = int(np.asarray(vector).size)
+        where = f"FROM {table} WHERE model_id = %s AND product_pk = ANY(%s) AND {column} IS NOT NULL"
+        similarity = sql.similarity(column, dims)
+        statement = (f"SELECT product_pk, max({similarity}) {where} GROUP BY product_pk" if best_of_rows
+                     else f"SELECT product_pk, {similarity} {where}")
+        with connection.cursor() as cursor:
+            cursor.execute(statement, [sql.to_literal(vector), model_id, list(pks)])
+            return {pk: float(sim) for pk, sim in cursor.fetchall()}
+
+    def product_similarities(
+        self, pks: Sequence[str], column: str, vector: np.ndarray, *, model_id: str
+    ) -> dict[str, float]:
+        sql.check_column(column, PRODUCT_COLUMNS)
+        return self._exact(sql.PRODUCT_TABLE, column, vector, list(pks), model_id, best_of_rows=False)
+
+    def image_similarities(
+        self, pks: Sequence[str], column: str, vector: np.ndarray, *, model_id: str
+    ) -> dict[str, float]:
+        sql.check_column(column, IMAGE_COLUMNS)
+        return self._exact(sql.IMAGE_TABLE, column, vector, list(pks), model_id, best_of_rows=True)
+
+    def product_fields(self, pks: Sequence[str], *, model_id: str) -> dict[str, dict[str, Any]]:
+        rows = ProductEmbedding.objects.filter(model_id=model_id, product_pk__in=list(pks))
+        return {pk: fields or {} for pk, fields in rows.values_list("product_pk", "fields")}
+
+    def product_vector(self, pk: str, column: str, *, model_id: str) -> np.ndarray | None:
+        sql.check_column(column, PRODUCT_COLUMNS)
+        row = ProductEmbedding.objects.filter(product_pk=str(pk), model_id=model_id).values_list(column, flat=True)
+        value = row.first()
+        return None if value is None else as_array(value)
+
+    def candidates(
+        self, request: CandidateRequest, *, model_id: str, limit: int,
+        categories: Sequence[str] = (), ef_search: int = 100,
+    ) -> Candidates:
+        dims = int(np.asarray(request.vector).size)
+        literal = sql.to_literal(request.vector)
+        branches, pool_params = sql.candidate_branches(
+            request.rank_columns, dims, literal, model_id=model_id, limit=limit, categories=categories,
+            lexical_text=request.lexical_text,
+        )
+        parts = [f"SELECT product_pk FROM ({branch}) b{i}" for i, branch in enumerate(branches)]
+        if request.extra_pks:
+            parts.append("SELECT unnest(%s::varchar[])")
+            pool_params.append(list(request.extra_pks))
+        if not parts:
+            return Candidates([], {}, {})
+        selects, params, names = sql.signal_selects(
+            request.signal_columns, dims, literal, request.lexical_text, request.field_keys
+        )
+        aliased = [f"{expr} AS s{i}" for i, expr in enumerate(selects[:-1])] + [f"{selects[-1]} AS f"]
+        statement = (
+            f"WITH pool AS MATERIALIZED ({' UNION '.join(parts)}), "
+            f"sig AS MATERIALIZED (SELECT p.product_pk, {', '.join(aliased)} FROM {sql.PRODUCT_TABLE} p "
+            f"JOIN pool ON pool.product_pk = p.product_pk WHERE p.model_id = %s) "
+        )
+        params = pool_params + params + [model_id]
+        columns = ", ".join(f"sig.s{i}" for i in range(len(names)))
+        neighbours = request.neighbours
+        if neighbours and any(name in names for name in neighbours[0]):
+            wanted, top, feature_dims = neighbours
+            used = [name for name in wanted if name in names]
+            statement += sql.neighbour_ctes(
+                [f"s{names.index(n)}" for n in used], [n == "lexical" for n in used], int(top), int(feature_dims)
+            )
+            params += [model_id, model_id]
+            statement += (
+                f"SELECT sig.product_pk, {columns}, near.sim, sig.f FROM sig "
+                "LEFT JOIN near ON near.product_pk = sig.product_pk"
+            )
+            names = names + ["neighbours"]
+        else:
+            statement += f"SELECT sig.product_pk, {columns}, sig.f FROM sig"
+        with transaction.atomic(), connection.cursor() as cursor:
+            _session_settings(cursor, min(1000, max(ef_search, limit)), bool(categories))
+            cursor.execute(statement + " ORDER BY 1", params)
+            found = _read_signal_rows(cursor.fetchall(), names, bool(request.field_keys))
+        if "neighbours" in found.signals and not found.signals["neighbours"]:
+            del found.signals["neighbours"]  # the leaders have no photos
+        return found
+
+    # --- reads for training ------------------------------------------------------------------
+
+    def product_rows(self, model_id: str) -> dict[str, tuple[dict[str, Any], list[str]]]:
+        rows = ProductEmbedding.objects.filter(model_id=model_id).values_list("product_pk", "fields", "categories")
+        return {pk: (fields or {}, list(categories or [])) for pk, fields, categories in rows.iterator()}
+
+    def text_vectors(self, model_id: str) -> dict[str, np.ndarray]:
+        rows = ProductEmbedding.objects.filter(model_id=model_id).values_list("product_pk", "text_vector")
+        return {pk: as_array(vector) for pk, vector in rows.iterator() if vector is not None}
+
+    def photo_vectors(self, model_id: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        rows = ImageEmbedding.objects.filter(model_id=model_id).order_by("product_pk", "position")
+        grouped: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+        for pk, features, shared in rows.values_list("product_pk", "feature_vector", "shared_vector").iterator():
+            grouped.setdefault(pk, []).append((as_array(features), as_array(shared)))
+        return {pk: (np.stack([f for f, _ in pairs]), np.stack([s for _, s in pairs])) for pk, pairs in grouped.items()}
+
+
+def _read_signal_rows(rows: Iterable[Sequence[Any]], names: list[str], with_fields: bool) -> Candidates:
+    found = Candidates(pool=[], signals={name: {} for name in names}, fields={})
+    for row in rows:
+        pk = row[0]
+        found.pool.append(pk)
+        for name, value in zip(names, row[1:-1]):
+            if value is not None:
+                found.signals[name][pk] = float(value)
+        if with_fields:
+            value = row[-1]
+            found.fields[pk] = json.loads(value) if isinstance(value, str) else (value or {})
+    return found

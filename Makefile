@@ -1,12 +1,12 @@
 # Two commands do all set-up on a fresh machine with Python 3.11:
 #   make demo   # install, migrate, import the Luma catalogue, index it with a worker, serve :8000
-#   make test   # the whole test suite (real PostgreSQL+pgvector, Redis, Celery, models)
+#   make test   # lint, layer contracts, mypy, then the whole test suite (real PostgreSQL+pgvector, Redis, Celery, models)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 
-.PHONY: install demo test test-fast worker serve evaluate bench clean-data
+.PHONY: install demo lint test test-fast worker serve evaluate bench clean-data stop-db
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,14 @@ install: $(STAMP)
 demo: install
 	bash scripts/demo.sh
 
-test: install
+# ruff (lint + format), the layer contracts in pyproject.toml, and mypy with django-stubs
+lint: install
+	$(VENV)/bin/ruff check multimodal_search shop tests bench
+	$(VENV)/bin/ruff format --check multimodal_search shop tests bench
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
+
+test: lint
 	HF_HUB_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: install
@@ -31,6 +38,10 @@ worker: install
 
 serve: install
 	$(PY) manage.py runserver 127.0.0.1:8000
+
+# Stops the embedded PostgreSQL of MMSEARCH_DATA_DIR (default .data), e.g. the one `make demo` leaves running.
+stop-db:
+	$(PY) -m shop.runtime stop
 
 clean-data:
 	rm -rf .data

@@ -2,6 +2,7 @@
 
 Usage: .venv/bin/python bench/api_smoke.py [--base http://127.0.0.1:8000] [--catalog PATH] [--n 20]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,7 +15,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from shop.catalog.importers.luma import read_luma  # noqa: E402
+from shop.catalog.importers.luma import read_luma
 
 
 def get(base: str, q: str, k: int) -> dict:
@@ -26,10 +27,14 @@ def get(base: str, q: str, k: int) -> dict:
 def post_photo(base: str, path: Path, k: int) -> dict:
     boundary = uuid.uuid4().hex
     body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"k\"\r\n\r\n{k}\r\n"
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{path.name}\"\r\n"
-        f"Content-Type: image/jpeg\r\n\r\n"
-    ).encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="k"\r\n\r\n{k}\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{path.name}"\r\n'
+            f"Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + path.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     request = urllib.request.Request(
         f"{base}/api/search/", data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
     )
@@ -60,7 +65,9 @@ def main() -> None:
         skus = [r["sku"] for r in post_photo(args.base, Path(record.images[0][0]), 5)["results"]]
         times.append(time.perf_counter() - started)
         first += skus[:1] == [record.sku]
-    print(f"main photo -> product first: {first}/{len(mains)} (median {sorted(times)[len(times)//2]*1000:.0f} ms/request)")
+    print(
+        f"main photo -> product first: {first}/{len(mains)} (median {sorted(times)[len(times) // 2] * 1000:.0f} ms/request)"
+    )
 
     alternates = [(r.sku, Path(p)) for r in records for p, kind in r.images if kind != "main"]
     picked = rng.sample(alternates, min(args.n, len(alternates)))

@@ -21,6 +21,7 @@ leaf category and colour).
 Backbone views and encoder outputs are cached under .data/bench/ (keyed by the photo
 files and the encoder recipe), so reruns take seconds plus training.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,8 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -41,10 +42,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from django.utils.html import strip_tags  # noqa: E402
 
-from multimodal_search.encoders.heads import project  # noqa: E402
-from multimodal_search.learning import heads, photos, projection  # noqa: E402
 from multimodal_search.encoders.features import COLOUR_RECIPE  # noqa: E402
+from multimodal_search.encoders.heads import project  # noqa: E402
 from multimodal_search.encoders.packaged import BACKBONE_DIMENSIONS, PackagedEncoder  # noqa: E402
+from multimodal_search.learning import heads, photos, projection  # noqa: E402
 from shop.catalog.importers.luma import read_luma  # noqa: E402
 
 DEFAULT_LUMA = ROOT.parent / "shared" / "datasets" / "magento-luma"
@@ -99,8 +100,9 @@ class Catalogue:
         return item_mask[self.photo_item]
 
 
-def photo_recall(cat: Catalogue, feats: np.ndarray, query_items: np.ndarray | None = None,
-                 gallery: np.ndarray | None = None) -> dict[str, float]:
+def photo_recall(
+    cat: Catalogue, feats: np.ndarray, query_items: np.ndarray | None = None, gallery: np.ndarray | None = None
+) -> dict[str, float]:
     """Leave-one-out R@1/R@5 (fair ties) of alternate/back photos whose item is in ``query_items``.
 
     ``gallery`` (a photo mask) limits the photos products are matched by (default: all but the query).
@@ -115,9 +117,9 @@ def photo_recall(cat: Catalogue, feats: np.ndarray, query_items: np.ndarray | No
     truth = per_item[np.arange(len(queries)), cat.photo_item[queries]]
     greater = (per_item > truth[:, None]).sum(1)
     equal = (per_item == truth[:, None]).sum(1) - 1
-    return {
-        f"R@{k}": float(np.clip((k - greater) / (equal + 1), 0, 1).mean()) for k in (1, 5)
-    } | {"queries": int(len(queries))}
+    return {f"R@{k}": float(np.clip((k - greater) / (equal + 1), 0, 1).mean()) for k in (1, 5)} | {
+        "queries": len(queries)
+    }
 
 
 def cross_fit(cat: Catalogue, make: Callable[[np.ndarray], np.ndarray]) -> dict[str, float]:
@@ -128,11 +130,17 @@ def cross_fit(cat: Catalogue, make: Callable[[np.ndarray], np.ndarray]) -> dict[
         result = photo_recall(cat, feats, cat.fold == fold)
         for key in totals:
             totals[key] += result[key] * result["queries"]
-    return {key: value / len(cat.queries) for key, value in totals.items()} | {"queries": int(len(cat.queries))}
+    return {key: value / len(cat.queries) for key, value in totals.items()} | {"queries": len(cat.queries)}
 
 
-def text_metrics(cat: Catalogue, shared: np.ndarray, text_vectors: np.ndarray, prompts: np.ndarray,
-                 prompt_relevant: list[np.ndarray], items: np.ndarray) -> dict[str, float]:
+def text_metrics(
+    cat: Catalogue,
+    shared: np.ndarray,
+    text_vectors: np.ndarray,
+    prompts: np.ndarray,
+    prompt_relevant: list[np.ndarray],
+    items: np.ndarray,
+) -> dict[str, float]:
     """Own-text R@10 and category x colour nDCG@10 for held-out products (gallery: all)."""
     r10 = heads.text_to_image_recall(text_vectors, n2(shared), cat.photo_item, k=10, queries=np.flatnonzero(items))
     scores = prompts @ n2(shared).T
@@ -185,8 +193,10 @@ def main() -> None:
     started = time.perf_counter()
     cat = Catalogue(args.luma)
     held_items = cat.fold == 0
-    print(f"{len(cat.records)} items, {len(cat.paths)} photos, {len(cat.queries)} alternate/back queries "
-          f"({int(held_items[cat.photo_item[cat.queries]].sum())} held out)")
+    print(
+        f"{len(cat.records)} items, {len(cat.paths)} photos, {len(cat.queries)} alternate/back queries "
+        f"({int(held_items[cat.photo_item[cat.queries]].sum())} held out)"
+    )
 
     encoder = PackagedEncoder(device="cpu")
     digests = [photos.file_digest(p) for p in cat.paths]
@@ -195,7 +205,10 @@ def main() -> None:
 
     def encode_views() -> dict[str, np.ndarray]:
         views, colours, failed = photos.photo_views(
-            encoder, cat.paths, digests, cache_dir=args.cache / "views",
+            encoder,
+            cat.paths,
+            digests,
+            cache_dir=args.cache / "views",
             progress=progress_printer("backbone views", len(cat.paths)),
         )
         assert not failed, failed
@@ -219,8 +232,8 @@ def main() -> None:
         pairs = sorted({(r.color, leaf[i]) for i, r in enumerate(cat.records) if held_items[i] and r.color and leaf[i]})
         return {
             "texts": encoder.encode_text([record_text(r) for r in cat.records]),
-            "prompts": encoder.encode_text([f"{c} {l}".lower() for c, l in pairs]),
-            "prompt_keys": np.array([f"{c}|{l}" for c, l in pairs]),
+            "prompts": encoder.encode_text([f"{c} {label}".lower() for c, label in pairs]),
+            "prompt_keys": np.array([f"{c}|{label}" for c, label in pairs]),
         }
 
     t = time.perf_counter()
@@ -262,8 +275,12 @@ def main() -> None:
         mask = cat.photo_mask(train_items)
         t0 = time.perf_counter()
         net, _ = heads.train_visual_projection(
-            views[:, mask], np.unique(cat.photo_item[mask], return_inverse=True)[1], colour[mask],
-            colour_weight=colour_weight, epochs=args.epochs, seed=args.seed,
+            views[:, mask],
+            np.unique(cat.photo_item[mask], return_inverse=True)[1],
+            colour[mask],
+            colour_weight=colour_weight,
+            epochs=args.epochs,
+            seed=args.seed,
         )
         timings.setdefault("visual projection (train split)", time.perf_counter() - t0)
         projected = n2(project(net, v0) + (project(net, v1) if flip else 0))
@@ -291,66 +308,107 @@ def main() -> None:
         fitted = cross_fit(cat, lambda items, w=weight: visual_features(items, w))
         add(name + " [all: cross-fit]", fitted, held, "no query's product trained on")
     held = photo_recall(cat, visual_features(train_items, flip=False), held_items)
-    add("(d) projection + colour, no flip TTA [all: cross-fit]",
-        cross_fit(cat, lambda items: visual_features(items, flip=False)), held, "PackagedEncoder(flip=False)")
-    add("(d) --visual auto [all: cross-fit]", cross_fit(cat, lambda items: auto_features(cat.photo_mask(items))),
+    add(
+        "(d) projection + colour, no flip TTA [all: cross-fit]",
+        cross_fit(cat, lambda items: visual_features(items, flip=False)),
+        held,
+        "PackagedEncoder(flip=False)",
+    )
+    add(
+        "(d) --visual auto [all: cross-fit]",
+        cross_fit(cat, lambda items: auto_features(cat.photo_mask(items))),
         photo_recall(cat, auto_features(cat.photo_mask(train_items)), held_items),
-        "projection kept only when it wins a validation fifth")
+        "projection kept only when it wins a validation fifth",
+    )
     t0 = time.perf_counter()
     everything = visual_features(np.ones(len(cat.records), bool))
     timings["visual projection (all)"] = time.perf_counter() - t0
-    add("(d) visual projection + colour [all: trained on all]", photo_recall(cat, everything),
-        photo_recall(cat, everything, held_items), "optimistic: queries' products trained on")
+    add(
+        "(d) visual projection + colour [all: trained on all]",
+        photo_recall(cat, everything),
+        photo_recall(cat, everything, held_items),
+        "optimistic: queries' products trained on",
+    )
 
     # Strict protocol (as bench/relevance.sh's judged set): every alternate/back photo is a
     # query and withheld, so products are matched by their main photo only and training
     # never sees a second view of a product (only the photo, its mirror image and crops).
     mains = np.array([kind == "main" for kind in cat.kinds])
     strict_rows: list[dict] = []
-    for name, feats in (("raw EfficientNet (baseline)", v0), ("flip + colour = encoder features, no head", pair["features"])):
+    for name, feats in (
+        ("raw EfficientNet (baseline)", v0),
+        ("flip + colour = encoder features, no head", pair["features"]),
+    ):
         strict_rows.append({"variant": name, "held_out": photo_recall(cat, feats, held_items, mains)})
     main_train = cat.photo_mask(train_items) & mains
     net, _ = heads.train_visual_projection(
-        views[:, main_train], np.unique(cat.photo_item[main_train], return_inverse=True)[1], colour[main_train],
-        epochs=args.epochs, seed=args.seed,
+        views[:, main_train],
+        np.unique(cat.photo_item[main_train], return_inverse=True)[1],
+        colour[main_train],
+        epochs=args.epochs,
+        seed=args.seed,
     )
     strict = np.concatenate([n2(project(net, v0) + project(net, v1)), colour], 1)
-    strict_rows.append({"variant": "visual projection (main photos, train split) + colour",
-                        "held_out": photo_recall(cat, strict, held_items, mains)})
-    strict_rows.append({"variant": "--visual auto (main photos, train split)",
-                        "held_out": photo_recall(cat, auto_features(main_train), held_items, mains)})
+    strict_rows.append(
+        {
+            "variant": "visual projection (main photos, train split) + colour",
+            "held_out": photo_recall(cat, strict, held_items, mains),
+        }
+    )
+    strict_rows.append(
+        {
+            "variant": "--visual auto (main photos, train split)",
+            "held_out": photo_recall(cat, auto_features(main_train), held_items, mains),
+        }
+    )
 
     # text -> photo
     text_rows: list[dict] = []
     zero_shot = pair["shared"]
-    text_rows.append({"variant": "zero-shot (ImageNet labels)", **text_metrics(
-        cat, zero_shot, texts["texts"], texts["prompts"], relevant, held_items)})
+    text_rows.append(
+        {
+            "variant": "zero-shot (ImageNet labels)",
+            **text_metrics(cat, zero_shot, texts["texts"], texts["prompts"], relevant, held_items),
+        }
+    )
     mask = cat.photo_mask(train_items)
     item_index = np.unique(cat.photo_item[mask], return_inverse=True)[1]
     for text_views in (2, views.shape[0]):
         t0 = time.perf_counter()
-        head, losses = heads.train_text_head(
-            views[:, mask], item_index, texts["texts"][train_items], epochs=args.epochs, seed=args.seed,
+        head, _losses = heads.train_text_head(
+            views[:, mask],
+            item_index,
+            texts["texts"][train_items],
+            epochs=args.epochs,
+            seed=args.seed,
             text_views=text_views,
         )
         timings[f"text head, {text_views} views (train split)"] = time.perf_counter() - t0
         head_shared = n2(project(head, v0) + project(head, v1))
         for blend in (1.0, 0.85, 0.7, 0.5):
             shared = n2(blend * head_shared + (1 - blend) * zero_shot)
-            text_rows.append({"variant": f"head ({text_views} views) blend {blend}", **text_metrics(
-                cat, shared, texts["texts"], texts["prompts"], relevant, held_items)})
+            text_rows.append(
+                {
+                    "variant": f"head ({text_views} views) blend {blend}",
+                    **text_metrics(cat, shared, texts["texts"], texts["prompts"], relevant, held_items),
+                }
+            )
 
     base = rows[0]
     print()
-    print(f"Photo -> product, leave-one-out ({base['all']['queries']} queries; held-out "
-          f"{base['held_out']['queries']}); ratio = R / raw EfficientNet in this run")
+    print(
+        f"Photo -> product, leave-one-out ({base['all']['queries']} queries; held-out "
+        f"{base['held_out']['queries']}); ratio = R / raw EfficientNet in this run"
+    )
     header = f"{'variant':58s} {'all R@1':>8s} {'R@5':>6s} {'x R@1':>6s} {'x R@5':>6s} | {'held R@1':>8s} {'R@5':>6s}"
     print(header)
     print("-" * len(header))
     for row in rows:
         a, h = row["all"], row["held_out"]
-        print(f"{row['variant']:58s} {a['R@1']:8.3f} {a['R@5']:6.3f} {a['R@1'] / base['all']['R@1']:6.2f} "
-              f"{a['R@5'] / base['all']['R@5']:6.2f} | {h['R@1']:8.3f} {h['R@5']:6.3f}")
+        print(
+            f"{row['variant']:58s} {a['R@1']:8.3f} {a['R@5']:6.3f} {a['R@1'] / base['all']['R@1']:6.2f} "
+            f"{a['R@5'] / base['all']['R@5']:6.2f} | {h['R@1']:8.3f} {h['R@5']:6.3f}"
+        )
     print(f"(encoder features vs bench recipe: max abs difference {drift:.1e}; colours {colour_drift:.1e})")
     print("--visual auto decisions: " + " | ".join(decisions))
     print()
@@ -359,17 +417,34 @@ def main() -> None:
         h = row["held_out"]
         print(f"{row['variant']:58s} R@1 {h['R@1']:.3f} R@5 {h['R@5']:.3f}")
     print()
-    print(f"Text -> photo, held-out products ({int(held_items.sum())} texts, {len(relevant)} category x colour queries)")
+    print(
+        f"Text -> photo, held-out products ({int(held_items.sum())} texts, {len(relevant)} category x colour queries)"
+    )
     for row in text_rows:
-        print(f"{row['variant']:40s} text R@10 {row['text R@10']:.3f}   cat x colour nDCG@10 {row['cat x colour nDCG@10']:.3f}")
+        print(
+            f"{row['variant']:40s} text R@10 {row['text R@10']:.3f}   cat x colour nDCG@10 {row['cat x colour nDCG@10']:.3f}"
+        )
     print()
     print("Training times (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     print(f"Total {time.perf_counter() - started:.0f} s")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({
-        "photo": rows, "photo_strict": strict_rows, "text": text_rows, "visual_auto_decisions": decisions, "timings_s": timings, "epochs": args.epochs, "seed": args.seed,
-        "model_id": encoder.model_id, "recipe_drift": drift,
-    }, indent=1) + "\n")
+    args.json.write_text(
+        json.dumps(
+            {
+                "photo": rows,
+                "photo_strict": strict_rows,
+                "text": text_rows,
+                "visual_auto_decisions": decisions,
+                "timings_s": timings,
+                "epochs": args.epochs,
+                "seed": args.seed,
+                "model_id": encoder.model_id,
+                "recipe_drift": drift,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     print(f"-> {args.json}")
 
 

@@ -72,7 +72,9 @@ for variant in $VARIANTS; do
 done
 unset MMSEARCH_DATA_DIR
 
-# The embedded PostgreSQL servers keep running (shop.runtime starts them with
-# cleanup_mode=None); they stop with the machine or via pg_ctl in each data folder.
+# No embedded PostgreSQL is left running: each manage.py command above starts its data folder's
+# server on its first connection and stops it when it exits (shop.runtime; a warm start takes
+# about 0.1 s). One that was already running (`python -m shop.runtime start`, MMSEARCH_KEEP_DB=1)
+# is reused and left alone: `python -m shop.runtime stop --data-dir .data/eval/<variant>` stops it.
 echo
 echo "==> Done: $RESULTS/relevance-{$(echo $VARIANTS | tr ' ' ',')}.{json,txt}"

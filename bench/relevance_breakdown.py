@@ -7,6 +7,7 @@ Groups the text queries by which facets they ask for ("noun", "noun+colour",
 "noun+gender+material", ...), using the ``facets`` the Luma generator writes,
 and prints the mean nDCG@10 of each method per group: where a method loses.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,11 @@ def main() -> None:
     for group in sorted(table, key=lambda g: (-len(next(iter(table[g].values()))), g)):
         cells = table[group]
         n = len(next(iter(cells.values())))
-        print(group.ljust(width) + str(n).rjust(5)
-              + "".join((f"{sum(cells[m]) / len(cells[m]):.3f}" if cells.get(m) else "-").rjust(10) for m in methods))
+        print(
+            group.ljust(width)
+            + str(n).rjust(5)
+            + "".join((f"{sum(cells[m]) / len(cells[m]):.3f}" if cells.get(m) else "-").rjust(10) for m in methods)
+        )
 
 
 if __name__ == "__main__":

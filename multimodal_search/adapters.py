@@ -3,10 +3,12 @@
 A project points ``MULTIMODAL_SEARCH["ADAPTER"]`` at a subclass of
 ``BaseProductAdapter``; nothing else in this app knows the product model.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from django.apps import apps
 from django.db import models

@@ -1,4 +1,5 @@
 """Admin: index health, per-product vectors, a re-index action for any product admin, and a query tester."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -31,7 +32,16 @@ class ProductEmbeddingAdmin(admin.ModelAdmin):
     list_display = ["product_pk", "model_id", "image_count", "updated_at"]
     list_filter = ["model_id"]
     search_fields = ["product_pk", "search_text"]
-    readonly_fields = ["product_pk", "model_id", "content_hash", "image_count", "categories", "fields", "search_text", "updated_at"]
+    readonly_fields = [
+        "product_pk",
+        "model_id",
+        "content_hash",
+        "image_count",
+        "categories",
+        "fields",
+        "search_text",
+        "updated_at",
+    ]
     exclude = ["text_vector", "title_vector", "image_vector", "fused_vector"]
     change_list_template = "admin/multimodal_search/productembedding/change_list.html"
 
@@ -42,7 +52,9 @@ class ProductEmbeddingAdmin(admin.ModelAdmin):
         return False
 
     def get_urls(self):
-        return [path("try/", self.admin_site.admin_view(self.try_view), name="multimodal_search_try")] + super().get_urls()
+        return [
+            path("try/", self.admin_site.admin_view(self.try_view), name="multimodal_search_try")
+        ] + super().get_urls()
 
     def changelist_view(self, request: HttpRequest, extra_context=None) -> HttpResponse:
         extra_context = {**(extra_context or {}), "index_status": services.index_status()}
@@ -52,8 +64,14 @@ class ProductEmbeddingAdmin(admin.ModelAdmin):
         """Run a query with a chosen method and show every result's signals and explanation."""
         query = request.GET.get("q", "").strip()
         method = request.GET.get("method") or search_settings.FUSION["METHOD"]
-        context = {**self.admin_site.each_context(request), "title": "Try a search", "q": query,
-                   "method": method, "methods": services.METHODS, "opts": self.model._meta}
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Try a search",
+            "q": query,
+            "method": method,
+            "methods": services.METHODS,
+            "opts": self.model._meta,
+        }
         if query:
             try:
                 response = services.search_products(query, k=20, method=method)

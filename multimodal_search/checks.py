@@ -1,4 +1,5 @@
 """System checks for the MULTIMODAL_SEARCH setting."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -26,7 +27,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     encoders = search_settings.ENCODERS
     alias = search_settings.ENCODER
     if alias not in encoders:
-        errors.append(Error(f"MULTIMODAL_SEARCH['ENCODER'] = {alias!r} is not in ENCODERS.", id="multimodal_search.E004"))
+        errors.append(
+            Error(f"MULTIMODAL_SEARCH['ENCODER'] = {alias!r} is not in ENCODERS.", id="multimodal_search.E004")
+        )
     for name, config in encoders.items():
         try:
             import_string(config["BACKEND"])

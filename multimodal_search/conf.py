@@ -36,6 +36,7 @@ Keys:
     HNSW_EF_SEARCH: pgvector ``hnsw.ef_search`` used by searches.
     MAX_UPLOAD_BYTES: largest accepted query photo.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -87,9 +88,7 @@ def perform_import(value: str, setting: str) -> Any:
     try:
         return import_string(value)
     except ImportError as exc:
-        raise ImportError(
-            f"Could not import {value!r} for setting {SETTING_NAME}[{setting!r}]: {exc}"
-        ) from exc
+        raise ImportError(f"Could not import {value!r} for setting {SETTING_NAME}[{setting!r}]: {exc}") from exc
 
 
 class SearchSettings:

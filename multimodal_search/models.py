@@ -7,6 +7,7 @@ HNSW (cosine) indexes are partial expression indexes per encoder
 README recommends for mixed dimensions. They are created by
 ``backends.pgvector.ensure_indexes`` the first time an encoder stores vectors.
 """
+
 from __future__ import annotations
 
 from django.contrib.postgres.fields import ArrayField
@@ -32,9 +33,7 @@ class ProductEmbedding(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["product_pk", "model_id"], name="mmsearch_product_model_uniq")
-        ]
+        constraints = [models.UniqueConstraint(fields=["product_pk", "model_id"], name="mmsearch_product_model_uniq")]
         indexes = [
             models.Index(fields=["model_id"], name="mmsearch_pe_model_idx"),
             GinIndex(fields=["categories"], name="mmsearch_pe_categories_gin"),
@@ -56,9 +55,7 @@ class ImageEmbedding(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(
-                fields=["product_pk", "model_id", "image_key"], name="mmsearch_image_uniq"
-            )
+            models.UniqueConstraint(fields=["product_pk", "model_id", "image_key"], name="mmsearch_image_uniq")
         ]
         indexes = [models.Index(fields=["model_id", "product_pk"], name="mmsearch_ie_model_pk_idx")]
 

@@ -1,4 +1,5 @@
 """Outbound signals other apps can hook into."""
+
 from django.dispatch import Signal
 
 # sent with product_pks (list[str]) and model_id (str) after vectors are stored

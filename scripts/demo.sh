@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the demo store: migrate, import the catalogue, start a Celery worker,
-# index everything (progress bar), then serve http://127.0.0.1:8000/.
+# index everything (progress bar), then serve http://127.0.0.1:8000/. The embedded
+# PostgreSQL keeps running afterwards; `make stop-db` stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
@@ -12,6 +13,14 @@ mkdir -p .data
 
 echo "==> Broker: $BROKER"
 $PY -c "from shop.runtime import ensure_redis; import sys; print('    ready at', ensure_redis(sys.argv[1]))" "$BROKER"
+
+# The demo's PostgreSQL outlives it: started here with no owning process, and MMSEARCH_KEEP_DB=1
+# keeps any restart by the demo's processes running too. `make stop-db` stops it.
+export MMSEARCH_KEEP_DB=1
+if [ -z "${DATABASE_URL:-}" ]; then
+  echo "==> Database (embedded PostgreSQL)"
+  $PY -m shop.runtime start
+fi
 
 echo "==> Database migrations"
 $PY manage.py migrate --noinput

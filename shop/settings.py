@@ -1,4 +1,5 @@
 """Settings of the demo store. Environment variables override the defaults."""
+
 from __future__ import annotations
 
 import os
@@ -56,6 +57,8 @@ TEMPLATES = [
 ]
 WSGI_APPLICATION = "shop.wsgi.application"
 
+# DATABASE_URL, else the embedded PostgreSQL in DATA_DIR/postgres: started by the first connection
+# (shop.db_backend), stopped when the process that started it exits (see shop/runtime.py)
 DATABASES = {"default": runtime.database_config()}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -1,4 +1,5 @@
 """Test data: products with small generated photos."""
+
 from __future__ import annotations
 
 import io
@@ -71,8 +72,10 @@ def half_labelled(indexed, title_word: str, red: tuple[str, str], blue: tuple[st
     Returns:
         (the ten labelled products, the unlabelled red one, the unlabelled blue one)
     """
-    labelled = [ProductFactory(sku=f"L{i}", title=f"Item{i} {title_word}", photos=[colour])
-                for i, colour in enumerate(["red"] * 5 + ["blue"] * 5)]
+    labelled = [
+        ProductFactory(sku=f"L{i}", title=f"Item{i} {title_word}", photos=[colour])
+        for i, colour in enumerate(["red"] * 5 + ["blue"] * 5)
+    ]
     unknown_red = ProductFactory(sku=red[0], title=red[1], photos=["red"])
     unknown_blue = ProductFactory(sku=blue[0], title=blue[1], photos=["blue"])
     indexed(*labelled, unknown_red, unknown_blue)

@@ -1,4 +1,5 @@
 """Deterministic stand-ins for tests: no weights, no torch."""
+
 from __future__ import annotations
 
 import re
@@ -65,9 +66,9 @@ class HashEncoder(BaseEncoder):
 
     def __init__(self, device: str | None = None, **options: Any) -> None:
         super().__init__(device=device or "cpu", **options)
-        self._projection = np.random.RandomState(1234).standard_normal(
-            (len(COLOUR_NAMES), self.dimensions)
-        ).astype(np.float32)
+        self._projection = (
+            np.random.RandomState(1234).standard_normal((len(COLOUR_NAMES), self.dimensions)).astype(np.float32)
+        )
 
     @property
     def device(self) -> str:

@@ -4,10 +4,11 @@
 integration tests' worker process uses that). ``DJANGO_TEST_DB_NAME`` points a
 worker subprocess at the test database pytest-django created.
 """
+
 import os
 import tempfile
 
-from shop.settings import *  # noqa: F401,F403
+from shop.settings import *  # noqa: F403
 from shop.settings import DATABASES, MULTIMODAL_SEARCH
 
 if os.environ.get("DJANGO_TEST_DB_NAME"):

@@ -1,4 +1,5 @@
 """Admin: index health, the query tester and the re-index action."""
+
 from __future__ import annotations
 
 from unittest import mock
@@ -12,8 +13,10 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def indexed_catalogue(indexed):
-    products = [ProductFactory(sku="HAT-1", title="wool winter hat", photos=["red"]),
-                ProductFactory(sku="CAP-1", title="baseball cap", photos=["blue"])]
+    products = [
+        ProductFactory(sku="HAT-1", title="wool winter hat", photos=["red"]),
+        ProductFactory(sku="CAP-1", title="baseball cap", photos=["blue"]),
+    ]
     indexed(*products)
     return products
 
@@ -24,7 +27,9 @@ def test_index_health_on_the_vectors_changelist(admin_client, indexed_catalogue)
 
 
 def test_try_a_search_shows_signals_and_explanations(admin_client, indexed_catalogue):
-    response = admin_client.get("/admin/multimodal_search/productembedding/try/", {"q": "winter hat", "method": "decision"})
+    response = admin_client.get(
+        "/admin/multimodal_search/productembedding/try/", {"q": "winter hat", "method": "decision"}
+    )
     html = response.content.decode()
     assert response.status_code == 200
     assert html.index("HAT-1") < html.index("CAP-1")

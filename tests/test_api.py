@@ -1,4 +1,5 @@
 """REST API and HTML search page: contracts and clear errors."""
+
 from __future__ import annotations
 
 import pytest
@@ -45,7 +46,14 @@ def test_post_photo_and_text(client, catalogue, photo):
 
 @pytest.mark.parametrize(
     "params",
-    [{}, {"q": ""}, {"q": "tent", "k": "0"}, {"q": "tent", "k": "abc"}, {"q": "tent", "k": "1000"}, {"q": "x", "method": "bogus"}],
+    [
+        {},
+        {"q": ""},
+        {"q": "tent", "k": "0"},
+        {"q": "tent", "k": "abc"},
+        {"q": "tent", "k": "1000"},
+        {"q": "x", "method": "bogus"},
+    ],
 )
 def test_bad_get_queries_are_400_with_a_message(client, catalogue, params):
     response = client.get("/api/search/", params)
@@ -64,7 +72,9 @@ def test_post_not_an_image_is_400(client, catalogue):
 def test_similar_endpoint(client, catalogue):
     response = client.get("/api/products/TENT-1/similar/", {"k": 2})
     assert response.status_code == 200
-    assert [r["sku"] for r in response.json()["results"]] and "TENT-1" not in [r["sku"] for r in response.json()["results"]]
+    assert [r["sku"] for r in response.json()["results"]] and "TENT-1" not in [
+        r["sku"] for r in response.json()["results"]
+    ]
     assert client.get("/api/products/NOPE/similar/").status_code == 404
 
 

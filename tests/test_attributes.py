@@ -1,4 +1,5 @@
 """Photo attribute classifiers, training labels, and the gender and inferred-colour signals."""
+
 from __future__ import annotations
 
 import json
@@ -12,16 +13,23 @@ from multimodal_search import services
 from multimodal_search.learning.attributes import train_attributes
 from multimodal_search.learning.fitting import train_classifier
 from multimodal_search.learning.labels import LabelError, load_labels
+from multimodal_search.models import ProductEmbedding
 from multimodal_search.ranking import attributes
 from multimodal_search.ranking.text import gender_in_text
-from multimodal_search.models import ProductEmbedding
 from tests.factories import ProductFactory, half_labelled, write_labels
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("womens yoga pants", "women"), ("yoga pants for men", "men"), ("men's black tee", "men"),
-    ("ladies tee", "women"), ("black tee", None), ("men and women tees", None),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("womens yoga pants", "women"),
+        ("yoga pants for men", "men"),
+        ("men's black tee", "men"),
+        ("ladies tee", "women"),
+        ("black tee", None),
+        ("men and women tees", None),
+    ],
+)
 def test_gender_in_text(text, expected):
     assert gender_in_text(text) == expected
 

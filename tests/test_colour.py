@@ -1,4 +1,5 @@
 """Colour naming from pixels and colour words in queries."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -123,7 +124,7 @@ def test_tied_ranks_share_a_rank():
     from multimodal_search.ranking import fusion
 
     assert fusion.tied_ranks({"a": 0.9, "b": 0.5, "c": 0.5, "d": 0.1}) == {"a": 1, "b": 2, "c": 2, "d": 4}
-    scores, parts = fusion.rrf_scores({"x": {"a": 1.0, "b": 1.0}}, {"x": 1.0})
+    scores, _parts = fusion.rrf_scores({"x": {"a": 1.0, "b": 1.0}}, {"x": 1.0})
     assert scores["a"] == scores["b"]
 
 

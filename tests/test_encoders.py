@@ -3,11 +3,12 @@
 No database. The packaged-model tests load MiniLM and EfficientNet-Lite0 once
 per module and are marked ``slow``.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -56,9 +57,8 @@ def packaged() -> Iterator[BaseEncoder]:
 
 
 def test_packaged_is_lazy() -> None:
-    from multimodal_search.encoders.packaged import PackagedEncoder
-
     from multimodal_search.encoders.features import colour_dimensions
+    from multimodal_search.encoders.packaged import PackagedEncoder
 
     encoder = PackagedEncoder(device="cpu")
     assert not encoder._text.loaded and not encoder._cnn.loaded
@@ -211,7 +211,11 @@ def test_packaged_with_head(packaged: BaseEncoder, tmp_path: Path) -> None:
 def test_colour_descriptor() -> None:
     from multimodal_search.encoders.features import colour_descriptor, colour_dimensions, foreground_box
 
-    red, dark_red, blue = product_on_white((200, 30, 30)), product_on_white((150, 30, 40)), product_on_white((30, 60, 200))
+    red, dark_red, blue = (
+        product_on_white((200, 30, 30)),
+        product_on_white((150, 30, 40)),
+        product_on_white((30, 60, 200)),
+    )
     vectors = np.stack([colour_descriptor(im) for im in (red, dark_red, blue)])
     assert_unit_rows(vectors, 3, colour_dimensions())
     assert (vectors >= 0).all()

@@ -1,4 +1,5 @@
 """Relevance evaluation: metrics, fair ties, query files, the command, the Luma set generator."""
+
 from __future__ import annotations
 
 import json
@@ -104,8 +105,11 @@ def test_load_queries_names_the_bad_line(tmp_path, bad, message):
 def test_load_queries_resolves_photos_next_to_the_file(tmp_path):
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "a.jpg").write_bytes(photo_bytes("red"))
-    path = _write(tmp_path / "q.jsonl", GOOD, {"qid": "p", "kind": "image", "query": "photos/a.jpg",
-                                               "graded": {"A": 2}, "split": "heldout"})
+    path = _write(
+        tmp_path / "q.jsonl",
+        GOOD,
+        {"qid": "p", "kind": "image", "query": "photos/a.jpg", "graded": {"A": 2}, "split": "heldout"},
+    )
     text, image = load_queries(path)
     assert (text.kind, text.query, text.split) == ("text", "red tee", None)
     assert image.photo_path == (tmp_path / "photos" / "a.jpg").resolve()
@@ -201,8 +205,14 @@ def _jsonl(path: Path) -> list[dict]:
 def test_luma_set_is_deterministic(luma_sets):
     first, second = luma_sets
     names = sorted(p.name for p in first.iterdir())
-    assert names == ["catalog_full.jsonl", "catalog_minimal.jsonl", "labels_train.jsonl", "queries.jsonl",
-                     "split.json", "summary.json"]
+    assert names == [
+        "catalog_full.jsonl",
+        "catalog_minimal.jsonl",
+        "labels_train.jsonl",
+        "queries.jsonl",
+        "split.json",
+        "summary.json",
+    ]
     for name in names:
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
 

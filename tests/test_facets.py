@@ -1,4 +1,5 @@
 """Learned category and material facets: what a query names, how products match, and training from labels."""
+
 from __future__ import annotations
 
 import json
@@ -10,32 +11,38 @@ from multimodal_search import services
 from multimodal_search.learning.attributes import train_attributes
 from multimodal_search.learning.fitting import train_multi_classifier
 from multimodal_search.learning.labels import load_labels
-from multimodal_search.ranking import attributes
 from multimodal_search.models import ProductEmbedding
+from multimodal_search.ranking import attributes
 from tests.factories import half_labelled, write_labels
 
 CATEGORIES = ["bags", "bras & tanks", "hoodies & sweatshirts", "pants", "tees"]
 MATERIALS = ["cotton", "organic cotton", "polyester", "wool"]
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("blue sweatshirt", ["hoodies & sweatshirts"]),
-    ("womens hoodies", ["hoodies & sweatshirts"]),
-    ("gym bag", ["bags"]),
-    ("tank top", ["bras & tanks"]),
-    ("black tee", ["tees"]),
-    ("black jacket", []),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("blue sweatshirt", ["hoodies & sweatshirts"]),
+        ("womens hoodies", ["hoodies & sweatshirts"]),
+        ("gym bag", ["bags"]),
+        ("tank top", ["bras & tanks"]),
+        ("black tee", ["tees"]),
+        ("black jacket", []),
+    ],
+)
 def test_a_query_names_a_category_by_any_word_of_its_leaf(text, expected):
     assert attributes.named_values(text, CATEGORIES, "category") == expected
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("organic cotton shorts", ["organic cotton"]),  # the longest name wins, not also "cotton"
-    ("cotton tee", ["cotton"]),
-    ("wool and polyester jacket", ["polyester", "wool"]),
-    ("black tee", []),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("organic cotton shorts", ["organic cotton"]),  # the longest name wins, not also "cotton"
+        ("cotton tee", ["cotton"]),
+        ("wool and polyester jacket", ["polyester", "wool"]),
+        ("black tee", []),
+    ],
+)
 def test_a_query_names_a_material_by_its_whole_name(text, expected):
     assert sorted(attributes.named_values(text, MATERIALS, "material")) == expected
 
@@ -85,9 +92,14 @@ def shop(indexed):
 
 
 def _labels(path, labelled):
-    return load_labels(write_labels(path, labelled,
-                                    {"category": "Tops > Tees", "material": "Organic Cotton"},
-                                    {"category": "Gear > Bags", "material": "Nylon, Polyester"}))
+    return load_labels(
+        write_labels(
+            path,
+            labelled,
+            {"category": "Tops > Tees", "material": "Organic Cotton"},
+            {"category": "Gear > Bags", "material": "Nylon, Polyester"},
+        )
+    )
 
 
 @pytest.mark.django_db
@@ -101,7 +113,9 @@ def test_labelled_categories_and_materials_find_unlabelled_products(shop, model_
     assert summary["facets"]["material"]["classes"] == ["nylon", "organic cotton", "polyester"]
     fields = dict(ProductEmbedding.objects.values_list("product_pk", "fields"))
     assert fields[str(unknown_tee.pk)]["category_inferred"]["tees"] > 0.8
-    assert fields[str(unknown_bag.pk)].get("material_inferred", {}).get("polyester", 0) > 0.8, json.dumps(fields[str(unknown_bag.pk)])
+    assert fields[str(unknown_bag.pk)].get("material_inferred", {}).get("polyester", 0) > 0.8, json.dumps(
+        fields[str(unknown_bag.pk)]
+    )
 
     response = services.search_products("organic cotton tee", k=12, method="feature")
     order = [hit.product.sku for hit in response.hits]

@@ -1,4 +1,5 @@
 """JSON Lines import: validation, upsert by SKU, photo copying and the command."""
+
 from __future__ import annotations
 
 import io
@@ -119,9 +120,7 @@ def test_import_creates_products_and_copies_photos(media: Path, catalogue: Path)
 
 
 @pytest.mark.django_db
-def test_reimport_is_unchanged_then_updates_without_duplicates(
-    media: Path, catalogue: Path
-) -> None:
+def test_reimport_is_unchanged_then_updates_without_duplicates(media: Path, catalogue: Path) -> None:
     run_import(catalogue)
     files_before = media_files(media)
     saved: list[str] = []
@@ -175,9 +174,7 @@ def test_removed_photo_row_is_deleted(media: Path, catalogue: Path) -> None:
     report = run_import(catalogue)
 
     assert report.updated == 1
-    assert [i.image.name for i in Product.objects.get(sku="TEE-RED").images.all()] == [
-        "products/tee-red/tee-red.jpg"
-    ]
+    assert [i.image.name for i in Product.objects.get(sku="TEE-RED").images.all()] == ["products/tee-red/tee-red.jpg"]
 
 
 @pytest.mark.django_db

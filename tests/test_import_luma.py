@@ -1,4 +1,5 @@
 """Reading the Magento Luma sample data (shared dataset; skipped when absent)."""
+
 from __future__ import annotations
 
 import io

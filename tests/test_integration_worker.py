@@ -1,4 +1,5 @@
 """End to end on real parts: ORM save -> Redis -> Celery worker process -> pgvector -> API."""
+
 from __future__ import annotations
 
 import time

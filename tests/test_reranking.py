@@ -1,4 +1,5 @@
 """The learned relevance layer: features, training on pseudo-queries, re-ranking, explanations."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,13 +28,15 @@ def test_logistic_fit_learns_the_informative_feature():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(400, 3))
     y = (x[:, 1] > 0).astype(float)
-    weights, bias, mean, scale = fit_logistic(x, y)
+    weights, _bias, _mean, _scale = fit_logistic(x, y)
     assert abs(weights[1]) > 5 * max(abs(weights[0]), abs(weights[2]))
 
 
 def test_pseudo_query_targets_are_graded_like_a_shopper_would():
     asked = {"noun": "hoodie", "colour": "red", "word": "fleece"}
-    exact = pseudo_queries.Facts(title="Alpha Hoodie", colours={}, color="Red", words=pseudo_queries.text_stems("Warm fleece"))
+    exact = pseudo_queries.Facts(
+        title="Alpha Hoodie", colours={}, color="Red", words=pseudo_queries.text_stems("Warm fleece")
+    )
     other_colour = pseudo_queries.Facts(title="Beta Hoodie", colours={}, color="Blue", words=exact.words)
     other_kind = pseudo_queries.Facts(title="Gamma Tee", colours={}, color="Red", words=exact.words)
     assert pseudo_queries.relevance(exact, asked) == 1.0
@@ -56,8 +59,16 @@ def test_head_noun():
 
 @pytest.mark.django_db
 def test_train_and_rerank_with_explanations(indexed, model_dir):
-    specs = [("red", "Alpha Hoodie"), ("blue", "Beta Hoodie"), ("red", "Gamma Backpack"), ("green", "Delta Backpack"),
-             ("blue", "Epsilon Jacket"), ("yellow", "Zeta Jacket"), ("black", "Eta Watch"), ("white", "Theta Watch")]
+    specs = [
+        ("red", "Alpha Hoodie"),
+        ("blue", "Beta Hoodie"),
+        ("red", "Gamma Backpack"),
+        ("green", "Delta Backpack"),
+        ("blue", "Epsilon Jacket"),
+        ("yellow", "Zeta Jacket"),
+        ("black", "Eta Watch"),
+        ("white", "Theta Watch"),
+    ]
     products = [ProductFactory(title=title, photos=[colour]) for colour, title in specs]
     indexed(*products)
     assert services.search_products("hoodie", method="rerank").method == "feature"  # nothing trained yet
@@ -91,8 +102,12 @@ def test_mmsearch_train_command(indexed, model_dir, tmp_path):
     from django.core.management import call_command
     from django.core.management.base import CommandError
 
-    products = [ProductFactory(sku=f"T{i}", title=f"Item{i} {noun}", photos=[c])
-                for i, (noun, c) in enumerate([("Hoodie", "red"), ("Hoodie", "blue"), ("Backpack", "green"), ("Backpack", "black")])]
+    products = [
+        ProductFactory(sku=f"T{i}", title=f"Item{i} {noun}", photos=[c])
+        for i, (noun, c) in enumerate(
+            [("Hoodie", "red"), ("Hoodie", "blue"), ("Backpack", "green"), ("Backpack", "black")]
+        )
+    ]
     indexed(*products)
     holdout = tmp_path / "split.json"
     holdout.write_text(json.dumps({"parents": {"T0": "heldout", "T1": "train"}}))

@@ -1,16 +1,16 @@
 """Indexing and search services on real PostgreSQL + pgvector with the deterministic HashEncoder."""
+
 from __future__ import annotations
 
-import pytest
-
 import numpy as np
+import pytest
 from django.core.management import call_command
 
 from multimodal_search import services
+from multimodal_search.models import ImageEmbedding, ProductEmbedding
 from multimodal_search.ranking import fusion
 from multimodal_search.services import candidates, query
 from multimodal_search.store.pgvector import as_array
-from multimodal_search.models import ImageEmbedding, ProductEmbedding
 from shop.catalog.models import Category
 from tests.factories import ProductFactory
 
@@ -163,13 +163,22 @@ def test_reindex_drops_older_encoder_versions_once_the_current_one_is_complete(i
 def test_neighbour_signal_matches_its_definition(indexed):
     """The one-round-trip SQL gives what the docstring says: each candidate's best photo against
     the mean photo features of the top 5 candidates by RRF of text, title and keyword ranks."""
-    specs = [("red canvas bag", "red"), ("red leather bag", ("red", "circle")), ("blue bag", "blue"),
-             ("green tent", "green"), ("yellow kayak", "yellow"), ("red tent", ("red", "circle")),
-             ("white socks", "white"), ("black bag", "black")]
+    specs = [
+        ("red canvas bag", "red"),
+        ("red leather bag", ("red", "circle")),
+        ("blue bag", "blue"),
+        ("green tent", "green"),
+        ("yellow kayak", "yellow"),
+        ("red tent", ("red", "circle")),
+        ("white socks", "white"),
+        ("black bag", "black"),
+    ]
     products = [ProductFactory(title=title, photos=[photo, "white"]) for title, photo in specs]
     indexed(*products)
     encoded = query.encode_query("red bag", None)
-    pool, signals = candidates.collect_signals(encoded, {"text", "title", "image", "lexical", "neighbours"}, "hash-v1", 100, [])
+    pool, signals = candidates.collect_signals(
+        encoded, {"text", "title", "image", "lexical", "neighbours"}, "hash-v1", 100, []
+    )
     lists = {name: fusion.rank(signals[name]) for name in ("text", "title", "lexical")}
     lists["lexical"] = [pk for pk in lists["lexical"] if signals["lexical"][pk] > 0]
     leaders = fusion.rank(fusion.reciprocal_rank_fusion(lists))[:5]

@@ -1,4 +1,5 @@
 """Query expansion with shopper synonyms."""
+
 from __future__ import annotations
 
 import pytest

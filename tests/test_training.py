@@ -3,6 +3,7 @@
 The command test runs the real PackagedEncoder (MiniLM + EfficientNet-Lite0) on a
 tiny generated catalogue and is marked ``slow``; the rest needs no model weights.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,9 +16,9 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from multimodal_search.encoders import clear_cache, get_encoder
 from multimodal_search.encoders.heads import project
 from multimodal_search.learning import data, heads, photos, publishing
-from multimodal_search.encoders import clear_cache, get_encoder
 from tests.factories import ProductFactory
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -100,7 +101,9 @@ def test_text_to_image_recall_breaks_ties_fairly() -> None:
     texts = np.eye(3, dtype=np.float32)
     photos = np.array([[1, 0, 0], [1, 0, 0], [0, 0, 1]], dtype=np.float32)  # items 0 and 1 look the same
     photo_item = np.array([0, 1, 2])
-    assert heads.text_to_image_recall(texts, photos, photo_item, k=1) == pytest.approx((0.5 + 1 / 3 + 1) / 3)  # text 1 ties with all three
+    assert heads.text_to_image_recall(texts, photos, photo_item, k=1) == pytest.approx(
+        (0.5 + 1 / 3 + 1) / 3
+    )  # text 1 ties with all three
     assert heads.text_to_image_recall(texts, photos, photo_item, k=1, queries=[2]) == 1.0
 
 
@@ -113,7 +116,9 @@ def test_save_versioned_keeps_older_versions(tmp_path: Path) -> None:
     assert load_bundle(target).version == "v2" and load_bundle(target).visual.out_dim == 32
     assert load_bundle(tmp_path / "models" / "packaged-head-v1.pt").version == "v1"
     assert sorted(p.name for p in target.parent.iterdir()) == [
-        "packaged-head-v1.pt", "packaged-head-v2.pt", "packaged-head.pt",
+        "packaged-head-v1.pt",
+        "packaged-head-v2.pt",
+        "packaged-head.pt",
     ]
 
 
@@ -214,16 +219,18 @@ def model_dir_for_hash(settings, tmp_path):
 def test_mmsearch_train_writes_a_head_and_reindexes(packaged_settings, tmp_path) -> None:
     from io import StringIO
 
-    from multimodal_search.store.pgvector import as_array
     from multimodal_search.encoders.features import colour_dimensions
     from multimodal_search.encoders.heads import load_bundle
     from multimodal_search.models import ImageEmbedding, ProductEmbedding
+    from multimodal_search.store.pgvector import as_array
 
     started = time.perf_counter()
     products = [
         ProductFactory(sku="H-Red", parent_sku="H", title="Hoodie", color="Red", photos=["red", ("red", "circle")]),
         ProductFactory(sku="H-Blue", parent_sku="H", title="Hoodie", color="Blue", photos=["blue"]),
-        ProductFactory(sku="B-Green", parent_sku="B", title="Backpack", color="Green", photos=["green", ("green", "circle")]),
+        ProductFactory(
+            sku="B-Green", parent_sku="B", title="Backpack", color="Green", photos=["green", ("green", "circle")]
+        ),
         ProductFactory(sku="W", title="Watch", color="Black", photos=[("black", "circle")]),
         ProductFactory(sku="T", title="Tee", color="Yellow", photos=["yellow"]),
     ]
@@ -235,7 +242,15 @@ def test_mmsearch_train_writes_a_head_and_reindexes(packaged_settings, tmp_path)
 
     out = StringIO()
     call_command(
-        "mmsearch_train", "--epochs", "3", "--holdout", str(holdout), "--visual", "always", "--skip-reranker", stdout=out
+        "mmsearch_train",
+        "--epochs",
+        "3",
+        "--holdout",
+        str(holdout),
+        "--visual",
+        "always",
+        "--skip-reranker",
+        stdout=out,
     )
     head_file = packaged_settings / "packaged-head.pt"
     bundle = load_bundle(head_file)

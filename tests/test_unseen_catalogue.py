@@ -6,6 +6,7 @@ through the API, even when products state no colour, category or gender,
 descriptions are empty, titles don't name the colour and some products have
 no photo.
 """
+
 from __future__ import annotations
 
 import io
@@ -60,8 +61,15 @@ def sparse_catalogue(tmp_path: Path) -> Path:
     for name, rgb in COLOURS.items():
         model_shot(rgb).save(folder / f"img/jkt-{name.lower()}.jpg", quality=95)
         close_up(rgb).save(folder / f"img/jkt-{name.lower()}-collar.jpg", quality=95)
-        rows.append({"sku": f"JKT-{name}", "parent_sku": "JKT", "title": "Trail Jacket", "description": "",
-                     "images": [f"img/jkt-{name.lower()}.jpg", f"img/jkt-{name.lower()}-collar.jpg"]})
+        rows.append(
+            {
+                "sku": f"JKT-{name}",
+                "parent_sku": "JKT",
+                "title": "Trail Jacket",
+                "description": "",
+                "images": [f"img/jkt-{name.lower()}.jpg", f"img/jkt-{name.lower()}-collar.jpg"],
+            }
+        )
     bag_shot().save(folder / "img/bag.jpg", quality=95)
     rows.append({"sku": "BAG-1", "title": "Canvas Tote Bag", "description": None, "images": ["img/bag.jpg"]})
     rows.append({"sku": "MUG-1", "title": "Ceramic Coffee Mug", "description": "Holds 350 ml.", "images": []})
@@ -75,8 +83,9 @@ def skus(response) -> list[str]:
     return [hit["sku"] for hit in response.json()["results"]]
 
 
-def test_sparse_catalogue_is_searchable_after_train_and_reindex(settings, packaged_settings, sparse_catalogue,
-                                                                tmp_path, client):
+def test_sparse_catalogue_is_searchable_after_train_and_reindex(
+    settings, packaged_settings, sparse_catalogue, tmp_path, client
+):
     from multimodal_search import services
 
     settings.MEDIA_ROOT = tmp_path / "media"

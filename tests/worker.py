@@ -1,4 +1,5 @@
 """Start a real Celery worker process against the test database and Redis."""
+
 from __future__ import annotations
 
 import os
@@ -20,7 +21,7 @@ class WorkerProcess:
         self.encoder = encoder
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 90) -> "WorkerProcess":
+    def start(self, timeout: float = 90) -> WorkerProcess:
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "tests.settings",
@@ -29,11 +30,29 @@ class WorkerProcess:
             "MMSEARCH_MEDIA_ROOT": str(settings.MEDIA_ROOT),
             "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         }
-        self._log = open(self.log_path, "w")
+        self._log = open(self.log_path, "w")  # noqa: SIM115 (open for the worker's whole life)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "shop", "worker", "-Q", "embeddings", "--pool", "solo",
-             "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "shop",
+                "worker",
+                "-Q",
+                "embeddings",
+                "--pool",
+                "solo",
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

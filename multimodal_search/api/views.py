@@ -42,7 +42,9 @@ class SearchView(APIView):
     def _search(self, data: Any) -> Response:
         serializer = SearchQuerySerializer(data=data)
         if not serializer.is_valid():
-            return Response({"error": "invalid query", "details": serializer.errors}, status=status.HTTP_400_BAD_REQUEST)
+            return Response(
+                {"error": "invalid query", "details": serializer.errors}, status=status.HTTP_400_BAD_REQUEST
+            )
         params = serializer.validated_data
         try:
             image = services.open_photo(params["image"]) if params.get("image") else None

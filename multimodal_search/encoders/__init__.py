@@ -1,4 +1,5 @@
 """Encoder registry: one lazily created instance per alias per process."""
+
 from __future__ import annotations
 
 import threading
@@ -29,9 +30,7 @@ def get_encoder(alias: str | None = None) -> BaseEncoder:
             try:
                 cls = import_string(config["BACKEND"])
             except ImportError as exc:
-                raise ImproperlyConfigured(
-                    f"MULTIMODAL_SEARCH['ENCODERS'][{alias!r}]['BACKEND']: {exc}"
-                ) from exc
+                raise ImproperlyConfigured(f"MULTIMODAL_SEARCH['ENCODERS'][{alias!r}]['BACKEND']: {exc}") from exc
             _set_threads(search_settings.TORCH_THREADS)
             _instances[key] = cls(**options)
         return _instances[key]
@@ -49,4 +48,4 @@ def clear_cache() -> None:
         _instances.clear()
 
 
-__all__ = ["BaseEncoder", "get_encoder", "clear_cache"]
+__all__ = ["BaseEncoder", "clear_cache", "get_encoder"]

@@ -1,4 +1,5 @@
 """Encoder contract: text and photos in, L2-normalised numpy vectors out."""
+
 from __future__ import annotations
 
 from typing import Any, ClassVar

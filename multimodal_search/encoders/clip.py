@@ -1,4 +1,5 @@
 """CLIP encoder (transformers): text and photos in one learned space."""
+
 from __future__ import annotations
 
 import os

@@ -7,6 +7,7 @@ skin dropped, as in :mod:`multimodal_search.encoders.pixels`): cosine similarity
 descriptors is the Bhattacharyya coefficient of the two colour distributions.
 No training and no catalogue statistics, so it works on any catalogue.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache

@@ -13,12 +13,14 @@ Head files are plain ``torch.save`` dicts, written atomically::
     {"version": str, "state_dict": {...}, "config": {"in_dim": ..., ...},
      "visual": {"state_dict": {...}, "config": {...}}}      # "visual" optional
 """
+
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,9 +42,7 @@ class ProjectionHead(nn.Module):
         dropout: dropout between the layers (training only).
     """
 
-    def __init__(
-        self, in_dim: int = 1280, hidden_dim: int = 512, out_dim: int = 384, dropout: float = 0.0
-    ) -> None:
+    def __init__(self, in_dim: int = 1280, hidden_dim: int = 512, out_dim: int = 384, dropout: float = 0.0) -> None:
         super().__init__()
         self.in_dim = in_dim
         self.hidden_dim = hidden_dim
@@ -69,7 +69,7 @@ class ProjectionHead(nn.Module):
         }
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "ProjectionHead":
+    def from_config(cls, config: dict[str, Any]) -> ProjectionHead:
         return cls(
             in_dim=int(config.get("in_dim", 1280)),
             hidden_dim=int(config.get("hidden_dim", 512)),
@@ -87,7 +87,7 @@ class HeadBundle:
     config: dict[str, Any] = field(default_factory=dict)
     visual: ProjectionHead | None = None
 
-    def to(self, device: str | torch.device) -> "HeadBundle":
+    def to(self, device: str | torch.device) -> HeadBundle:
         self.head.to(device)
         if self.visual is not None:
             self.visual.to(device)

@@ -8,12 +8,12 @@ trained :class:`~multimodal_search.encoders.heads.ProjectionHead`
 (``mmsearch_train``). A head file found at ``head_path`` is picked up while the
 process runs: :meth:`PackagedEncoder.refresh` re-checks the file's mtime every few seconds.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -222,18 +222,27 @@ class PackagedEncoder(BaseEncoder):
 
     # --------------------------------------------------------------- loading
 
-    def clone(self, **overrides: Any) -> "PackagedEncoder":
+    def clone(self, **overrides: Any) -> PackagedEncoder:
         """A new encoder with the same options except ``overrides``, sharing the loaded models.
 
         E.g. ``encoder.clone(head_path=new_file)`` encodes with another head
         without loading MiniLM and EfficientNet again.
         """
         options = {
-            "device": self.device_name, "text_model": self.text_model, "head_path": self.head_path,
-            "head_check_interval": self.head_check_interval, "head_blend": self.head_blend,
-            "colour_weight": self.colour_weight, "flip": self.flip, "top_k": self.top_k,
-            "temperature": self.temperature, "preprocess": self.preprocess, "batch_size": self.batch_size,
-            "image_batch_size": self.image_batch_size, "max_length": self.max_length, **self.options,
+            "device": self.device_name,
+            "text_model": self.text_model,
+            "head_path": self.head_path,
+            "head_check_interval": self.head_check_interval,
+            "head_blend": self.head_blend,
+            "colour_weight": self.colour_weight,
+            "flip": self.flip,
+            "top_k": self.top_k,
+            "temperature": self.temperature,
+            "preprocess": self.preprocess,
+            "batch_size": self.batch_size,
+            "image_batch_size": self.image_batch_size,
+            "max_length": self.max_length,
+            **self.options,
         }
         other = type(self)(**{**options, **overrides})
         if other.text_model == self.text_model and other.device_name == self.device_name:
@@ -265,12 +274,16 @@ class PackagedEncoder(BaseEncoder):
         if float(bundle.config.get("colour_weight", self.colour_weight)) != self.colour_weight:
             logger.warning(
                 "Head %s was trained with colour_weight=%s, encoder uses %s.",
-                self.head_path, bundle.config.get("colour_weight"), self.colour_weight,
+                self.head_path,
+                bundle.config.get("colour_weight"),
+                self.colour_weight,
             )
         if bundle.config.get("preprocess", self.preprocess) != self.preprocess:
             logger.warning(
                 "Head %s was trained with preprocess=%r, encoder uses %r.",
-                self.head_path, bundle.config.get("preprocess"), self.preprocess,
+                self.head_path,
+                bundle.config.get("preprocess"),
+                self.preprocess,
             )
         return bundle.to(self.device)
 

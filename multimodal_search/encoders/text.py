@@ -66,7 +66,10 @@ class MeanPooledText:
                 idx = order[start : start + batch_size]
                 with self._tokenizer_lock:
                     batch = self._tokenizer(
-                        [texts[i] for i in idx], padding=True, truncation=True, max_length=max_length,
+                        [texts[i] for i in idx],
+                        padding=True,
+                        truncation=True,
+                        max_length=max_length,
                         return_tensors="pt",
                     )
                 batch = {k: value.to(self.device) for k, value in batch.items()}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from multimodal_search.ranking.fusion import rank
 
@@ -52,9 +52,9 @@ def recall_at_k(ranked: Sequence[str], graded: Mapping[str, int], k: int = 10) -
 def reciprocal_rank(ranked: Sequence[str], graded: Mapping[str, int], k: int | None = None) -> float:
     """1 / rank of the first target item within the first k results (0 if none)."""
     targets = target_items(graded)
-    for rank, item in enumerate(ranked[:k] if k else ranked, start=1):
+    for position, item in enumerate(ranked[:k] if k else ranked, start=1):
         if item in targets:
-            return 1.0 / rank
+            return 1.0 / position
     return 0.0
 
 

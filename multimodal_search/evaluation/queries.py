@@ -110,5 +110,11 @@ def _parse_line(line: str, base: Path, number: int) -> JudgedQuery:
     split = data.get("split")
     if split is not None and not isinstance(split, str):
         raise ValueError("split must be a string")
-    return JudgedQuery(qid=qid.strip(), kind=kind, query=query.strip() if kind == "text" else query,
-                       graded=dict(graded), split=split, line=number)
+    return JudgedQuery(
+        qid=qid.strip(),
+        kind=kind,
+        query=query.strip() if kind == "text" else query,
+        graded=dict(graded),
+        split=split,
+        line=number,
+    )

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from multimodal_search.evaluation.queries import KINDS
 from multimodal_search.evaluation.runner import PLAIN_KNN
 
-_COLUMNS = (("ndcg", "nDCG@{k}"), ("recall", "R@{k}"), ("mrr", "MRR"), ("r1", "R@1"), ("r5", "R@5"),
-            ("p50_ms", "p50 ms"), ("p95_ms", "p95 ms"), ("n", "n"))
+_COLUMNS = (
+    ("ndcg", "nDCG@{k}"),
+    ("recall", "R@{k}"),
+    ("mrr", "MRR"),
+    ("r1", "R@1"),
+    ("r5", "R@5"),
+    ("p50_ms", "p50 ms"),
+    ("p95_ms", "p95 ms"),
+    ("n", "n"),
+)
 
 
 def _cell_text(summary: Mapping[str, Any], name: str, kind: str) -> str:
@@ -65,8 +74,11 @@ def format_table(results: Mapping[str, Any]) -> str:
         if best is None:
             continue
         summary = results["methods"][best][kind]
-        deltas = [f"{summary['ndcg'] - s[kind]['ndcg']:+.3f} vs {m}" for m, s in results["methods"].items()
-                  if m != best and s[kind].get("ndcg") is not None]
+        deltas = [
+            f"{summary['ndcg'] - s[kind]['ndcg']:+.3f} vs {m}"
+            for m, s in results["methods"].items()
+            if m != best and s[kind].get("ndcg") is not None
+        ]
         lines.append(f"best on {kind}: {best} nDCG@{k} {summary['ndcg']:.3f} ({', '.join(deltas)})")
         reference = results["methods"].get(PLAIN_KNN, {}).get(kind, {})
         if reference.get("p50_ms") and summary.get("p50_ms"):

@@ -11,8 +11,9 @@ import io
 import math
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from PIL import Image
 
@@ -141,9 +142,16 @@ def run_evaluation(
                 metrics = query_metrics(ranked, query.graded, k)
                 cell.metrics.append(metrics)
                 cell.latencies.append(ms)
-                per_query.append({"qid": query.qid, "kind": query.kind, "method": method,
-                                  **{name: round(v, 4) for name, v in metrics.items()},
-                                  "ms": round(ms, 2), "top": ranked})
+                per_query.append(
+                    {
+                        "qid": query.qid,
+                        "kind": query.kind,
+                        "method": method,
+                        **{name: round(v, 4) for name, v in metrics.items()},
+                        "ms": round(ms, 2),
+                        "top": ranked,
+                    }
+                )
             if progress is not None:
                 progress(1)
     index = services.index_status()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Collection, Mapping
+from collections.abc import Collection, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,9 @@ def _text_vectors(model_id: str) -> dict[str, np.ndarray]:
     return {pk: vector.astype(np.float64) for pk, vector in get_store().text_vectors(model_id).items()}
 
 
-def _known_values(holdout: Collection[str], labels: Mapping[str, Label], model_id: str) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+def _known_values(
+    holdout: Collection[str], labels: Mapping[str, Label], model_id: str
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """pk -> facet -> value (materials: a set) for non-held-out products, and pk -> group (for the validation split)."""
     adapter = get_adapter()
     fields_by_pk = get_store().product_rows(model_id)
@@ -45,13 +48,16 @@ def _known_values(holdout: Collection[str], labels: Mapping[str, Label], model_i
         if is_held_out(sku, group, held):
             continue
         label = labels.get(sku)
-        stated = {v.COLOUR: str(fields.get(v.FIELD_COLOR) or (label.color if label else "")),
-                  v.GENDER: str(fields.get(v.FIELD_GENDER) or (label.gender if label else ""))}
+        stated = {
+            v.COLOUR: str(fields.get(v.FIELD_COLOR) or (label.color if label else "")),
+            v.GENDER: str(fields.get(v.FIELD_GENDER) or (label.gender if label else "")),
+        }
         values: dict[str, Any] = {
             facet: value for facet, raw in stated.items() if (value := attributes.normal_value(facet, raw))
         }
         leaf = attributes.category_leaf(fields_by_pk[pk][1]) or attributes.normal_value(
-            v.CATEGORY, label.category if label else "")
+            v.CATEGORY, label.category if label else ""
+        )
         if leaf:
             values[v.CATEGORY] = leaf
         materials = attributes.normal_materials(str(fields.get(v.FIELD_MATERIAL) or (label.material if label else "")))
@@ -63,7 +69,9 @@ def _known_values(holdout: Collection[str], labels: Mapping[str, Label], model_i
     return known, groups
 
 
-def _inputs(facet: str, pk: str, vectors: Mapping[str, np.ndarray], texts: Mapping[str, np.ndarray]) -> np.ndarray | None:
+def _inputs(
+    facet: str, pk: str, vectors: Mapping[str, np.ndarray], texts: Mapping[str, np.ndarray]
+) -> np.ndarray | None:
     """A product's classifier rows for a facet: one per photo, or one product row."""
     if facet in attributes.PRODUCT_FACETS:
         if pk not in texts:
@@ -76,9 +84,18 @@ def _photo_width(vectors: Mapping[str, np.ndarray]) -> int:
     return next((matrix.shape[1] for matrix in vectors.values() if len(matrix)), 0)
 
 
-def _fit(facet: str, pks: list[str], known: Mapping[str, Mapping[str, Any]], vectors: Mapping[str, np.ndarray],
-         texts: Mapping[str, np.ndarray]):
-    rows = [(x, known[pk][facet]) for pk in pks if facet in known[pk] and (x := _inputs(facet, pk, vectors, texts)) is not None]
+def _fit(
+    facet: str,
+    pks: list[str],
+    known: Mapping[str, Mapping[str, Any]],
+    vectors: Mapping[str, np.ndarray],
+    texts: Mapping[str, np.ndarray],
+):
+    rows = [
+        (x, known[pk][facet])
+        for pk in pks
+        if facet in known[pk] and (x := _inputs(facet, pk, vectors, texts)) is not None
+    ]
     if not rows:
         return None
     x = np.concatenate([matrix for matrix, _ in rows])
@@ -88,8 +105,13 @@ def _fit(facet: str, pks: list[str], known: Mapping[str, Mapping[str, Any]], vec
     return train_classifier(x, values)
 
 
-def _accuracy(facet: str, clf: attributes.Classifier, checked: list[tuple[str, Any]],
-              vectors: Mapping[str, np.ndarray], texts: Mapping[str, np.ndarray]) -> float | None:
+def _accuracy(
+    facet: str,
+    clf: attributes.Classifier,
+    checked: list[tuple[str, Any]],
+    vectors: Mapping[str, np.ndarray],
+    texts: Mapping[str, np.ndarray],
+) -> float | None:
     """Share of validation products whose top class is (one of) their value(s)."""
     hits = []
     for pk, value in checked:
@@ -129,13 +151,21 @@ def train_attributes(*, holdout: Collection[str] = (), labels: Mapping[str, Labe
         classifiers[facet] = final
         checked = [(pk, known[pk][facet]) for pk in check_pks if facet in known[pk]]
         accuracy = _accuracy(facet, first, checked, vectors, texts) if first is not None and checked else None
-        report[facet] = {"classes": final.classes, "products": sum(1 for pk in pks if facet in known[pk]),
-                         "validation_accuracy": accuracy, "validation_products": len(checked)}
+        report[facet] = {
+            "classes": final.classes,
+            "products": sum(1 for pk in pks if facet in known[pk]),
+            "validation_accuracy": accuracy,
+            "validation_products": len(checked),
+        }
     model = attributes.AttributeModel(model_id=model_id, classifiers=classifiers, meta={"facets": report})
     path = artefacts.save(attributes.ARTEFACT, model_id, model.to_json())
     enriched = apply_to_index(model)
-    return {"facets": report, "enriched": enriched, "path": str(path),
-            "seconds": round(time.perf_counter() - started, 1)}
+    return {
+        "facets": report,
+        "enriched": enriched,
+        "path": str(path),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def apply_to_index(model: attributes.AttributeModel) -> int:

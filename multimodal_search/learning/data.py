@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Collection
+from collections.abc import Collection
 
 
 class TrainingError(ValueError):

@@ -23,8 +23,9 @@ def standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return (x - mean) / scale, mean, scale
 
 
-def fit_softmax(x: np.ndarray, y: np.ndarray, classes: int, *, l2: float = 1e-2, epochs: int = 300,
-                lr: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def fit_softmax(
+    x: np.ndarray, y: np.ndarray, classes: int, *, l2: float = 1e-2, epochs: int = 300, lr: float = 0.5
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Class-balanced multinomial logistic regression, full-batch gradient descent."""
     z, mean, scale = standardise(x)
     onehot = np.eye(classes)[y]
@@ -43,8 +44,15 @@ def fit_softmax(x: np.ndarray, y: np.ndarray, classes: int, *, l2: float = 1e-2,
     return weights, bias, mean, scale
 
 
-def fit_sigmoid(x: np.ndarray, y: np.ndarray, *, sample_weight: np.ndarray | None = None, l2: float = 1e-2,
-                epochs: int = 300, lr: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def fit_sigmoid(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    sample_weight: np.ndarray | None = None,
+    l2: float = 1e-2,
+    epochs: int = 300,
+    lr: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One logistic layer per column of the target matrix ``y`` (n, c; soft targets allowed),
     by default each balanced between yes and no."""
     z, mean, scale = standardise(x)
@@ -85,7 +93,9 @@ def train_classifier(x: np.ndarray, values: list[str]) -> Classifier | None:
     return Classifier(classes, weights, bias, mean, scale)
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, epochs: int = 400, lr: float = 0.5) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+def fit_logistic(
+    x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, epochs: int = 400, lr: float = 0.5
+) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
     """Class-balanced logistic regression by full-batch gradient descent on standardised features.
 
     ``y`` may hold graded targets in [0, 1] (cross-entropy with soft labels); exact matches

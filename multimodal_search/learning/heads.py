@@ -7,7 +7,7 @@ arrays, so ``mmsearch_train`` and ``bench/photo_retrieval.py`` train exactly the
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -23,7 +23,6 @@ TEXT_HIDDEN = 512
 BATCH_SIZE = 256
 LEARNING_RATE = 1e-3
 WEIGHT_DECAY = 1e-4
-
 
 
 def _multi_positive_loss(logits: torch.Tensor, labels: torch.Tensor, column_labels: torch.Tensor) -> torch.Tensor:
@@ -177,7 +176,10 @@ def train_text_head(
 
 
 def text_to_image_recall(
-    text_vectors: np.ndarray, photo_vectors: np.ndarray, photo_item: np.ndarray, k: int = 10,
+    text_vectors: np.ndarray,
+    photo_vectors: np.ndarray,
+    photo_item: np.ndarray,
+    k: int = 10,
     queries: Iterable[int] | None = None,
 ) -> float:
     """Share of products whose own text ranks them in the top ``k`` (max over a product's photos).

@@ -13,12 +13,14 @@ product) and the facts the re-ranker's pseudo-queries are judged by. They are
 not added to any product's searchable text, and held-out products are still
 skipped.
 """
+
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 KEYS = ("text", "title", "color", "gender", "category", "material")
 
@@ -45,9 +47,16 @@ class Label:
         """The text a photo of this product is trained against: ``text``, or ``base`` plus the facts."""
         if self.text:
             return self.text
-        facts = [f"{name}: {value}." for name, value in (
-            ("Colour", self.color), ("Gender", self.gender), ("Category", self.category), ("Material", self.material)
-        ) if value and value.lower() not in base.lower()]
+        facts = [
+            f"{name}: {value}."
+            for name, value in (
+                ("Colour", self.color),
+                ("Gender", self.gender),
+                ("Category", self.category),
+                ("Material", self.material),
+            )
+            if value and value.lower() not in base.lower()
+        ]
         return " ".join([self.title or "", base, *facts]).strip()
 
 
@@ -56,7 +65,7 @@ def _label(row: Mapping[str, Any], line: int) -> Label:
         raise LabelError(f"line {line}: expected a JSON object")
     sku = row.get("sku")
     if not isinstance(sku, (str, int)) or str(sku).strip() == "":
-        raise LabelError(f"line {line}: missing \"sku\"")
+        raise LabelError(f'line {line}: missing "sku"')
     values = {}
     for key in KEYS:
         value = row.get(key)
@@ -65,7 +74,7 @@ def _label(row: Mapping[str, Any], line: int) -> Label:
         if isinstance(value, list):
             value = ", ".join(str(v) for v in value)
         if not isinstance(value, (str, int, float)):
-            raise LabelError(f"line {line}: \"{key}\" must be text")
+            raise LabelError(f'line {line}: "{key}" must be text')
         values[key] = str(value).strip()
     return Label(sku=str(sku).strip(), **values)
 

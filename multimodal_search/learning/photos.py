@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -82,7 +83,9 @@ def collect_items(
         # short captions: the head learns to place photos where short shopper queries land
         text = adapter.get_title(product)
         label = (labels or {}).get(sku)
-        items.append(CatalogueItem(str(product.pk), label.caption(text) if label else text, adapter.get_images(product)))
+        items.append(
+            CatalogueItem(str(product.pk), label.caption(text) if label else text, adapter.get_images(product))
+        )
     return items, held_out
 
 
@@ -184,8 +187,11 @@ def photo_views(
                 views[:, index] = stacked
                 colours[index] = colour_descriptor(photos[row])
                 if cache is not None:
-                    np.savez(cache / f"{digests[index]}-{recipe}.npz",
-                             views=stacked.astype(np.float16), colour=colours[index].astype(np.float16))
+                    np.savez(
+                        cache / f"{digests[index]}-{recipe}.npz",
+                        views=stacked.astype(np.float16),
+                        colour=colours[index].astype(np.float16),
+                    )
         if progress:
             progress(len(chunk))
     return views, colours, failed

@@ -17,16 +17,16 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
 from multimodal_search.adapters import BaseProductAdapter, get_adapter
 from multimodal_search.conf import search_settings
 from multimodal_search.encoders import get_encoder
-from multimodal_search.encoders.base import BaseEncoder
 from multimodal_search.encoders.heads import Progress, ProjectionHead, project
 from multimodal_search.encoders.packaged import PackagedEncoder
 from multimodal_search.learning.data import TrainingError, in_validation
@@ -47,10 +47,13 @@ VISUAL_MODES = ("auto", "always", "never")
 MIN_VALIDATION_QUERIES = 10
 
 
-def stored_features(views: np.ndarray, colours: np.ndarray, colour_weight: float,
-                    projection: ProjectionHead | None = None) -> np.ndarray:
+def stored_features(
+    views: np.ndarray, colours: np.ndarray, colour_weight: float, projection: ProjectionHead | None = None
+) -> np.ndarray:
     """What the encoder stores per photo (``features``), from its backbone views and colours."""
-    visual = views[0] + views[1] if projection is None else project(projection, views[0]) + project(projection, views[1])
+    visual = (
+        views[0] + views[1] if projection is None else project(projection, views[0]) + project(projection, views[1])
+    )
     visual = visual / np.linalg.norm(visual, axis=1, keepdims=True)
     if colour_weight <= 0:
         return visual.astype(np.float32)
@@ -59,8 +62,14 @@ def stored_features(views: np.ndarray, colours: np.ndarray, colour_weight: float
 
 
 def validate_visual_projection(
-    views: np.ndarray, colours: np.ndarray, photo_item: np.ndarray, keys: list[str], *,
-    colour_weight: float = 1.0, epochs: int = DEFAULT_EPOCHS, seed: int = 0,
+    views: np.ndarray,
+    colours: np.ndarray,
+    photo_item: np.ndarray,
+    keys: list[str],
+    *,
+    colour_weight: float = 1.0,
+    epochs: int = DEFAULT_EPOCHS,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Does a visual projection beat the untrained features on this catalogue?
 
@@ -81,19 +90,27 @@ def validate_visual_projection(
     queries = np.flatnonzero(aside & ~first)
     if len(queries) < MIN_VALIDATION_QUERIES:
         return {
-            "keep": False, "queries": int(len(queries)),
+            "keep": False,
+            "queries": len(queries),
             "reason": f"only {len(queries)} second photos to validate on (< {MIN_VALIDATION_QUERIES})",
         }
     train = ~aside
     net, _ = train_visual_projection(
-        views[:, train], np.unique(photo_item[train], return_inverse=True)[1], colours[train],
-        colour_weight=colour_weight, epochs=epochs, seed=seed,
+        views[:, train],
+        np.unique(photo_item[train], return_inverse=True)[1],
+        colours[train],
+        colour_weight=colour_weight,
+        epochs=epochs,
+        seed=seed,
     )
     baseline = leave_one_out_recall(stored_features(views, colours, colour_weight), photo_item, queries)
     projected = leave_one_out_recall(stored_features(views, colours, colour_weight, net), photo_item, queries)
     keep = projected[1] + projected[5] > baseline[1] + baseline[5]
     return {
-        "keep": bool(keep), "queries": int(len(queries)), "baseline": baseline, "projected": projected,
+        "keep": bool(keep),
+        "queries": len(queries),
+        "baseline": baseline,
+        "projected": projected,
         "reason": (
             f"validation R@1/R@5 {projected[1]:.2f}/{projected[5]:.2f} with, "
             f"{baseline[1]:.2f}/{baseline[5]:.2f} without ({len(queries)} photos)"
@@ -179,7 +196,10 @@ def train_heads(
     if not n_photos:
         raise TrainingError(f"none of the {len(items)} products has a photo")
     data = build_training_set(
-        encoder, items, crops=crops, cache_dir=cache_dir,
+        encoder,
+        items,
+        crops=crops,
+        cache_dir=cache_dir,
         progress=progress("Photos", n_photos) if progress else None,
     )
     if not data.photo_item.size:
@@ -190,17 +210,29 @@ def train_heads(
     check = {"keep": visual == "always", "reason": f"visual={visual}"}
     if visual == "auto":
         check = validate_visual_projection(
-            data.views, data.colours, data.photo_item, [item.key for item in items],
-            colour_weight=encoder.colour_weight, epochs=epochs, seed=seed,
+            data.views,
+            data.colours,
+            data.photo_item,
+            [item.key for item in items],
+            colour_weight=encoder.colour_weight,
+            epochs=epochs,
+            seed=seed,
         )
     steps = epochs * (2 if check["keep"] else 1)
     tick = progress("Training", steps) if progress else None
-    head, text_losses = train_text_head(data.views, data.photo_item, text_vectors, epochs=epochs, seed=seed, progress=tick)
+    head, text_losses = train_text_head(
+        data.views, data.photo_item, text_vectors, epochs=epochs, seed=seed, progress=tick
+    )
     projection, visual_losses = (None, [])
     if check["keep"]:
         projection, visual_losses = train_visual_projection(
-            data.views, data.photo_item, data.colours, colour_weight=encoder.colour_weight,
-            epochs=epochs, seed=seed, progress=tick,
+            data.views,
+            data.photo_item,
+            data.colours,
+            colour_weight=encoder.colour_weight,
+            epochs=epochs,
+            seed=seed,
+            progress=tick,
         )
     recall = text_to_image_recall(text_vectors, project(head, data.views[0]), data.photo_item, k=10)
     config = {
@@ -238,6 +270,25 @@ def has_trainable_head(encoder: Any) -> bool:
     return isinstance(encoder, PackagedEncoder)
 
 
+@dataclass
+class HeadTarget:
+    """Whether the configured encoder has heads to train, and where they go."""
+
+    encoder: str
+    trainable: bool
+    path: str | None = None
+    #: the encoder reads its head from ``path`` (else a trained head is written but not used)
+    configured: bool = False
+
+
+def head_target() -> HeadTarget:
+    encoder = get_encoder()
+    if not has_trainable_head(encoder):
+        return HeadTarget(type(encoder).__name__, False)
+    configured = bool(getattr(encoder, "head_path", None))
+    return HeadTarget(type(encoder).__name__, True, default_head_path(encoder), configured)
+
+
 def train_projection_head(
     *,
     holdout: Iterable[str] = (),
@@ -266,8 +317,16 @@ def train_projection_head(
         raise TrainingError(f"encoder {type(encoder).__name__} has no trainable head")
     output = default_head_path(encoder)
     result = train_heads(
-        encoder, get_adapter(), output, holdout=set(holdout), labels=labels, epochs=epochs, seed=seed, visual=visual,
-        cache_dir=Path(search_settings.MODEL_DIR) / "cache" / "backbone", progress=progress,
+        encoder,
+        get_adapter(),
+        output,
+        holdout=set(holdout),
+        labels=labels,
+        epochs=epochs,
+        seed=seed,
+        visual=visual,
+        cache_dir=Path(search_settings.MODEL_DIR) / "cache" / "backbone",
+        progress=progress,
         publish_now=reindex is None,
     )
     if reindex is not None:

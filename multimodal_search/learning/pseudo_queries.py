@@ -9,8 +9,8 @@ products). Every candidate is then graded as a shopper would: 1 when it matches 
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from multimodal_search.ranking.colour import colours_in_text
 from multimodal_search.ranking.text import stem, stems, words
@@ -67,8 +67,9 @@ def text_stems(text: str) -> frozenset[str]:
     return frozenset(stems(text))
 
 
-def descriptor_words(title: str, extra: str, document_frequency: Mapping[str, float], *,
-                     low: float, high: float) -> tuple[str, ...]:
+def descriptor_words(
+    title: str, extra: str, document_frequency: Mapping[str, float], *, low: float, high: float
+) -> tuple[str, ...]:
     """Words of a title (not its head noun) and of ``extra`` (e.g. its material) that a shopper
     could add to a query: shared with other products (not a model name) but not with most."""
     noun = head_noun(title)

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from multimodal_search.conf import search_settings
 from multimodal_search.encoders.heads import ProjectionHead, save_head
 from multimodal_search.learning.photos import CatalogueItem
 
@@ -45,8 +46,15 @@ def publish(archive: str | os.PathLike[str], path: str | os.PathLike[str]) -> No
     os.replace(temporary, target)
 
 
-def save_versioned(path: str | os.PathLike[str], head: ProjectionHead, version: str, config: dict[str, Any],
-                   visual: ProjectionHead | None, *, publish_now: bool = True) -> str:
+def save_versioned(
+    path: str | os.PathLike[str],
+    head: ProjectionHead,
+    version: str,
+    config: dict[str, Any],
+    visual: ProjectionHead | None,
+    *,
+    publish_now: bool = True,
+) -> str:
     """Write ``packaged-head-<version>.pt`` next to ``path``, then (``publish_now``) put it at ``path``.
 
     Earlier versions stay in the folder; :func:`publish` one of them to roll back.

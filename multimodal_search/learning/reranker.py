@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from typing import Any, Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -142,6 +143,7 @@ def train_reranker(
     if not seeds:
         raise TrainingError("every indexed product is held out; nothing to train on")
     _add_descriptors(facts, materials, groups)
+
     def collect(text: str) -> tuple[list[str], dict[str, dict[str, float]]]:
         return first_stage(text, model_id=model_id)
 
@@ -151,15 +153,30 @@ def train_reranker(
     weights, bias, mean, scale = fit_logistic(x, y)
     version = time.strftime("%Y%m%d%H%M%S")
     model = Reranker(
-        weights=weights, bias=bias, mean=mean, scale=scale, version=version,
-        meta={"encoder": model_id, "queries": queries, "pairs": int(len(y)), "positives": int((y == 1).sum()),
-              "held_out": len(held), "seed": seed},
+        weights=weights,
+        bias=bias,
+        mean=mean,
+        scale=scale,
+        version=version,
+        meta={
+            "encoder": model_id,
+            "queries": queries,
+            "pairs": len(y),
+            "positives": int((y == 1).sum()),
+            "held_out": len(held),
+            "seed": seed,
+        },
     )
     path = artefacts.save(ARTEFACT, model_id, model.to_json(), indent=1)
     accuracy = float(((model.decision(x) > 0) == (y > 0)).mean())
     return {
-        "version": version, "queries": queries, "pairs": int(len(y)), "positives": int((y == 1).sum()),
-        "train_accuracy": round(accuracy, 3), "seconds": round(time.perf_counter() - started, 1),
-        "weights": {f: round(float(w), 3) for f, w in zip(FEATURES, weights)}, "path": str(path),
+        "version": version,
+        "queries": queries,
+        "pairs": len(y),
+        "positives": int((y == 1).sum()),
+        "train_accuracy": round(accuracy, 3),
+        "seconds": round(time.perf_counter() - started, 1),
+        "weights": {f: round(float(w), 3) for f, w in zip(FEATURES, weights)},
+        "path": str(path),
         "feature_mean": np.round(mean, 3).tolist(),
     }

@@ -8,49 +8,59 @@ from pgvector.django import VectorExtension
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         VectorExtension(),
         migrations.CreateModel(
-            name='ImageEmbedding',
+            name="ImageEmbedding",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('product_pk', models.CharField(max_length=64)),
-                ('model_id', models.CharField(max_length=200)),
-                ('image_key', models.CharField(max_length=500)),
-                ('position', models.PositiveIntegerField(default=0)),
-                ('feature_vector', pgvector.django.halfvec.HalfVectorField()),
-                ('shared_vector', pgvector.django.halfvec.HalfVectorField()),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("product_pk", models.CharField(max_length=64)),
+                ("model_id", models.CharField(max_length=200)),
+                ("image_key", models.CharField(max_length=500)),
+                ("position", models.PositiveIntegerField(default=0)),
+                ("feature_vector", pgvector.django.halfvec.HalfVectorField()),
+                ("shared_vector", pgvector.django.halfvec.HalfVectorField()),
             ],
             options={
-                'indexes': [models.Index(fields=['model_id', 'product_pk'], name='mmsearch_ie_model_pk_idx')],
-                'constraints': [models.UniqueConstraint(fields=('product_pk', 'model_id', 'image_key'), name='mmsearch_image_uniq')],
+                "indexes": [models.Index(fields=["model_id", "product_pk"], name="mmsearch_ie_model_pk_idx")],
+                "constraints": [
+                    models.UniqueConstraint(fields=("product_pk", "model_id", "image_key"), name="mmsearch_image_uniq")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ProductEmbedding',
+            name="ProductEmbedding",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('product_pk', models.CharField(max_length=64)),
-                ('model_id', models.CharField(max_length=200)),
-                ('content_hash', models.CharField(max_length=64)),
-                ('text_vector', pgvector.django.halfvec.HalfVectorField()),
-                ('image_vector', pgvector.django.halfvec.HalfVectorField(blank=True, null=True)),
-                ('fused_vector', pgvector.django.halfvec.HalfVectorField()),
-                ('image_count', models.PositiveIntegerField(default=0)),
-                ('categories', django.contrib.postgres.fields.ArrayField(base_field=models.CharField(max_length=1000), blank=True, default=list, size=None)),
-                ('fields', models.JSONField(blank=True, default=dict)),
-                ('search_text', models.TextField(blank=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("product_pk", models.CharField(max_length=64)),
+                ("model_id", models.CharField(max_length=200)),
+                ("content_hash", models.CharField(max_length=64)),
+                ("text_vector", pgvector.django.halfvec.HalfVectorField()),
+                ("image_vector", pgvector.django.halfvec.HalfVectorField(blank=True, null=True)),
+                ("fused_vector", pgvector.django.halfvec.HalfVectorField()),
+                ("image_count", models.PositiveIntegerField(default=0)),
+                (
+                    "categories",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.CharField(max_length=1000), blank=True, default=list, size=None
+                    ),
+                ),
+                ("fields", models.JSONField(blank=True, default=dict)),
+                ("search_text", models.TextField(blank=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'indexes': [models.Index(fields=['model_id'], name='mmsearch_pe_model_idx'), django.contrib.postgres.indexes.GinIndex(fields=['categories'], name='mmsearch_pe_categories_gin')],
-                'constraints': [models.UniqueConstraint(fields=('product_pk', 'model_id'), name='mmsearch_product_model_uniq')],
+                "indexes": [
+                    models.Index(fields=["model_id"], name="mmsearch_pe_model_idx"),
+                    django.contrib.postgres.indexes.GinIndex(fields=["categories"], name="mmsearch_pe_categories_gin"),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(fields=("product_pk", "model_id"), name="mmsearch_product_model_uniq")
+                ],
             },
         ),
     ]

@@ -24,11 +24,13 @@ A facet is learned only when at least two of its values have enough photos;
 stated values always win over inferred ones. The model file is tied to one
 encoder ``model_id`` (the vectors it reads) and is ignored for any other.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -63,7 +65,7 @@ def normal_value(facet: str, value: str) -> str | None:
 
 
 def normal_materials(value: str) -> list[str]:
-    """"Organic Cotton, CoolTech™" -> ["organic cotton", "cooltech"]."""
+    """ "Organic Cotton, CoolTech™" -> ["organic cotton", "cooltech"]."""
     names = []
     for part in re.split(r"[,;/]", value or ""):
         name = " ".join(words(part))
@@ -99,15 +101,26 @@ class Classifier:
         return p / p.sum(axis=1, keepdims=True)
 
     def to_json(self) -> dict[str, Any]:
-        return {"classes": self.classes, "weights": np.round(self.weights, 5).tolist(), "multi": self.multi,
-                "bias": self.bias.tolist(), "mean": self.mean.tolist(), "scale": self.scale.tolist()}
+        return {
+            "classes": self.classes,
+            "weights": np.round(self.weights, 5).tolist(),
+            "multi": self.multi,
+            "bias": self.bias.tolist(),
+            "mean": self.mean.tolist(),
+            "scale": self.scale.tolist(),
+        }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "Classifier":
+    def from_json(cls, data: Mapping[str, Any]) -> Classifier:
         scale = np.asarray(data["scale"], dtype=np.float64)
-        return cls(classes=list(data["classes"]), weights=np.asarray(data["weights"], dtype=np.float64),
-                   bias=np.asarray(data["bias"], dtype=np.float64), mean=np.asarray(data["mean"], dtype=np.float64),
-                   scale=np.where(scale > 1e-9, scale, 1.0), multi=bool(data.get("multi", False)))
+        return cls(
+            classes=list(data["classes"]),
+            weights=np.asarray(data["weights"], dtype=np.float64),
+            bias=np.asarray(data["bias"], dtype=np.float64),
+            mean=np.asarray(data["mean"], dtype=np.float64),
+            scale=np.where(scale > 1e-9, scale, 1.0),
+            multi=bool(data.get("multi", False)),
+        )
 
 
 @dataclass
@@ -135,13 +148,19 @@ class AttributeModel:
         return found
 
     def to_json(self) -> dict[str, Any]:
-        return {"model_id": self.model_id, "meta": self.meta,
-                "classifiers": {facet: clf.to_json() for facet, clf in self.classifiers.items()}}
+        return {
+            "model_id": self.model_id,
+            "meta": self.meta,
+            "classifiers": {facet: clf.to_json() for facet, clf in self.classifiers.items()},
+        }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "AttributeModel":
-        return cls(model_id=str(data["model_id"]), meta=dict(data.get("meta", {})),
-                   classifiers={f: Classifier.from_json(c) for f, c in data["classifiers"].items()})
+    def from_json(cls, data: Mapping[str, Any]) -> AttributeModel:
+        return cls(
+            model_id=str(data["model_id"]),
+            meta=dict(data.get("meta", {})),
+            classifiers={f: Classifier.from_json(c) for f, c in data["classifiers"].items()},
+        )
 
 
 def photo_matrix(feature_vectors: Iterable[Any], shared_vectors: Iterable[Any]) -> np.ndarray:
@@ -161,8 +180,9 @@ def product_row(text: np.ndarray, photo_vectors: np.ndarray, photo_width: int) -
     return np.concatenate([text, np.zeros(photo_width)])
 
 
-def enrich_fields(fields: dict[str, Any], inferred: Mapping[str, Mapping[str, float]],
-                  categories: Iterable[str] = ()) -> dict[str, Any]:
+def enrich_fields(
+    fields: dict[str, Any], inferred: Mapping[str, Mapping[str, float]], categories: Iterable[str] = ()
+) -> dict[str, Any]:
     """Fields with inferred facets merged in (stated values win); returns a new dict.
 
     ``categories`` are the product's category paths: their leaf is kept as

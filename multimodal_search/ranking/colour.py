@@ -8,7 +8,7 @@ over ``PALETTE`` names. Works on any catalogue: no training, no attributes neede
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 from PIL import Image
@@ -35,13 +35,40 @@ PALETTE: dict[str, tuple[int, int, int]] = {name: protos[0] for name, protos in 
 NAMES = list(PROTOTYPES)
 
 SYNONYMS: dict[str, str] = {
-    "grey": "gray", "charcoal": "gray", "silver": "gray", "heather": "gray",
-    "navy": "blue", "aqua": "blue", "turquoise": "blue", "teal": "blue", "cobalt": "blue", "indigo": "blue",
-    "olive": "green", "lime": "green", "khaki": "beige", "tan": "beige", "sand": "beige", "cream": "white",
-    "ivory": "white", "maroon": "red", "burgundy": "red", "crimson": "red", "scarlet": "red", "wine": "red",
-    "violet": "purple", "lavender": "purple", "plum": "purple", "magenta": "pink", "rose": "pink",
-    "gold": "yellow", "mustard": "yellow", "chocolate": "brown", "coffee": "brown", "camel": "brown",
-    "coral": "orange", "rust": "orange",
+    "grey": "gray",
+    "charcoal": "gray",
+    "silver": "gray",
+    "heather": "gray",
+    "navy": "blue",
+    "aqua": "blue",
+    "turquoise": "blue",
+    "teal": "blue",
+    "cobalt": "blue",
+    "indigo": "blue",
+    "olive": "green",
+    "lime": "green",
+    "khaki": "beige",
+    "tan": "beige",
+    "sand": "beige",
+    "cream": "white",
+    "ivory": "white",
+    "maroon": "red",
+    "burgundy": "red",
+    "crimson": "red",
+    "scarlet": "red",
+    "wine": "red",
+    "violet": "purple",
+    "lavender": "purple",
+    "plum": "purple",
+    "magenta": "pink",
+    "rose": "pink",
+    "gold": "yellow",
+    "mustard": "yellow",
+    "chocolate": "brown",
+    "coffee": "brown",
+    "camel": "brown",
+    "coral": "orange",
+    "rust": "orange",
 }
 
 _PROTO_LAB = srgb_to_lab(np.array([c for protos in PROTOTYPES.values() for c in protos], dtype=np.float32))

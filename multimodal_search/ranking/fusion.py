@@ -12,7 +12,7 @@ Two rules live here and nowhere else:
 from __future__ import annotations
 
 import hashlib
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -45,9 +45,7 @@ def mean_pool(vectors: np.ndarray) -> np.ndarray | None:
     return normalize(vectors.mean(axis=0))
 
 
-def weighted_scores(
-    signals: Mapping[str, Mapping[str, float]], weights: Mapping[str, float]
-) -> dict[str, float]:
+def weighted_scores(signals: Mapping[str, Mapping[str, float]], weights: Mapping[str, float]) -> dict[str, float]:
     """Score-level fusion: sum of weight * signal over the signals a product has."""
     totals: dict[str, float] = {}
     for name, weight in weights.items():

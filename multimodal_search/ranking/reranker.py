@@ -11,10 +11,12 @@ the colour its photos show), and a candidate counts as relevant when its title
 has that noun and its photos show that colour. Being linear, each score splits
 exactly into per-modality shares for explanations.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -25,20 +27,50 @@ from multimodal_search.ranking import vocabulary as v
 ARTEFACT = "reranker"
 SIGNALS = (v.TEXT, v.TITLE, v.IMAGE, v.LEXICAL, v.COLOUR, v.NEIGHBOURS, v.GENDER, v.CATEGORY, v.MATERIAL)
 FEATURES = (
-    "text", "title", "image", "lexical", "colour", "neighbours", "gender", "category", "material",
-    "text_z", "title_z", "image_z", "lexical_z", "colour_z", "neighbours_z", "gender_z", "category_z", "material_z",
-    "text_top", "title_top", "image_top",
+    "text",
+    "title",
+    "image",
+    "lexical",
+    "colour",
+    "neighbours",
+    "gender",
+    "category",
+    "material",
+    "text_z",
+    "title_z",
+    "image_z",
+    "lexical_z",
+    "colour_z",
+    "neighbours_z",
+    "gender_z",
+    "category_z",
+    "material_z",
+    "text_top",
+    "title_top",
+    "image_top",
 )
 GROUPS = {
-    "text": "text", "text_z": "text", "text_top": "text",
-    "title": "title", "title_z": "title", "title_top": "title",
-    "image": "image", "image_z": "image", "image_top": "image",
-    "lexical": "lexical", "lexical_z": "lexical",
-    "colour": "colour", "colour_z": "colour",
-    "neighbours": "neighbours", "neighbours_z": "neighbours",
-    "gender": "gender", "gender_z": "gender",
-    "category": "category", "category_z": "category",
-    "material": "material", "material_z": "material",
+    "text": "text",
+    "text_z": "text",
+    "text_top": "text",
+    "title": "title",
+    "title_z": "title",
+    "title_top": "title",
+    "image": "image",
+    "image_z": "image",
+    "image_top": "image",
+    "lexical": "lexical",
+    "lexical_z": "lexical",
+    "colour": "colour",
+    "colour_z": "colour",
+    "neighbours": "neighbours",
+    "neighbours_z": "neighbours",
+    "gender": "gender",
+    "gender_z": "gender",
+    "category": "category",
+    "category_z": "category",
+    "material": "material",
+    "material_z": "material",
 }
 
 
@@ -93,18 +125,26 @@ class Reranker:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "version": self.version, "features": list(FEATURES), "weights": self.weights.tolist(),
-            "bias": self.bias, "mean": self.mean.tolist(), "scale": self.scale.tolist(), "meta": self.meta,
+            "version": self.version,
+            "features": list(FEATURES),
+            "weights": self.weights.tolist(),
+            "bias": self.bias,
+            "mean": self.mean.tolist(),
+            "scale": self.scale.tolist(),
+            "meta": self.meta,
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "Reranker":
+    def from_json(cls, data: Mapping[str, Any]) -> Reranker:
         if list(data.get("features", [])) != list(FEATURES):
             raise ValueError("re-ranker was trained on other features; run mmsearch_train again")
         return cls(
-            weights=np.asarray(data["weights"], dtype=np.float64), bias=float(data["bias"]),
-            mean=np.asarray(data["mean"], dtype=np.float64), scale=np.asarray(data["scale"], dtype=np.float64),
-            version=str(data["version"]), meta=dict(data.get("meta", {})),
+            weights=np.asarray(data["weights"], dtype=np.float64),
+            bias=float(data["bias"]),
+            mean=np.asarray(data["mean"], dtype=np.float64),
+            scale=np.asarray(data["scale"], dtype=np.float64),
+            version=str(data["version"]),
+            meta=dict(data.get("meta", {})),
         )
 
 

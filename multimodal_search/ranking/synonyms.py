@@ -10,10 +10,11 @@ Keyword search ORs the terms; the text encoder sees the expanded query.
 not any one catalogue's. Shops replace or extend it with
 ``MULTIMODAL_SEARCH["SYNONYMS"]`` (a list of groups; ``[]`` turns expansion off).
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
-from typing import Iterable, Sequence
 
 from multimodal_search.ranking.text import phrase_key
 
@@ -62,6 +63,7 @@ DEFAULT_GROUPS: tuple[tuple[str, ...], ...] = (
     ("waterproof", "water resistant", "rainproof"),
     ("long sleeve", "long-sleeve", "long sleeved"),
 )
+
 
 @lru_cache(maxsize=8)
 def _compiled(groups: tuple[tuple[str, ...], ...]) -> tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]:

@@ -7,7 +7,8 @@ collected and their weights in feature-level fusion (a weighted sum), decision-l
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from multimodal_search.ranking import vocabulary as v
 from multimodal_search.ranking.query import Query

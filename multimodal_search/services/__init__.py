@@ -29,8 +29,8 @@ from multimodal_search.services.search import (
 )
 
 __all__ = [
-    "METHODS",
     "MAX_K",
+    "METHODS",
     "MIN_K",
     "EnqueueError",
     "IndexReport",

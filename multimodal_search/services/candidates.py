@@ -8,9 +8,10 @@ from multimodal_search.conf import search_settings
 from multimodal_search.encoders import get_encoder
 from multimodal_search.ranking import attributes, colour
 from multimodal_search.ranking import vocabulary as v
+from multimodal_search.ranking.fusion import RRF_K
 from multimodal_search.ranking.query import Query
 from multimodal_search.store import get_store
-from multimodal_search.store.base import CandidateRequest
+from multimodal_search.store.base import CandidateRequest, Neighbours
 
 #: signal -> the product column it is read from
 COLUMNS = {v.TEXT: "text_vector", v.TITLE: "title_vector", v.IMAGE: "image_vector", v.FUSED: "fused_vector"}
@@ -29,7 +30,9 @@ def collect_signals(
     """
     store = get_store()
     options: dict[str, Any] = {
-        "model_id": model_id, "limit": candidates, "categories": categories,
+        "model_id": model_id,
+        "limit": candidates,
+        "categories": categories,
         "ef_search": int(search_settings.HNSW_EF_SEARCH),
     }
     visual: list[str] = []
@@ -43,7 +46,8 @@ def collect_signals(
             vector=query.text_vector,
             rank_columns={name: column for name, column in COLUMNS.items() if name in names},
             signal_columns={
-                name: column for name, column in COLUMNS.items()
+                name: column
+                for name, column in COLUMNS.items()
                 if name != v.FUSED and (name in names or name in (v.TEXT, v.IMAGE))
             },
             lexical_text=(query.text or "") if v.LEXICAL in names else None,
@@ -59,14 +63,14 @@ def collect_signals(
     return pool, signals
 
 
-def _neighbours(names: set[str]) -> tuple[tuple[str, ...], int, int] | None:
+def _neighbours(names: set[str]) -> Neighbours | None:
     """Pseudo-relevance feedback in photo space ("neighbours"): how much each candidate looks
     like the best word matches (RRF of text, title and keyword ranks). Products of the kind
     asked for look alike, so this spreads the words' evidence to products whose own text
     does not use the shopper's words."""
     if v.NEIGHBOURS not in names:
         return None
-    return v.NEIGHBOUR_LEADER_SIGNALS, v.NEIGHBOUR_LEADERS, get_encoder().feature_dimensions
+    return Neighbours(v.NEIGHBOUR_LEADER_SIGNALS, v.NEIGHBOUR_LEADERS, get_encoder().feature_dimensions, RRF_K)
 
 
 def _derived_signals(

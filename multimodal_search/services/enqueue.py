@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from celery import current_app
 from celery.result import AsyncResult

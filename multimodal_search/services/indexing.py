@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -30,7 +31,7 @@ class IndexReport:
     removed: int = 0
     failed_images: list[str] = field(default_factory=list)
 
-    def merge(self, other: "IndexReport") -> None:
+    def merge(self, other: IndexReport) -> None:
         self.indexed += other.indexed
         self.unchanged += other.unchanged
         self.removed += other.removed
@@ -140,18 +141,20 @@ def _encode_and_store(items: list[_Prepared], encoder: BaseEncoder, report: Inde
         if inferring is not None:
             photos = attributes.photo_matrix(features[rows], shared[rows])
             fields = attributes.enrich_fields(fields, inferring.infer(photos, text_vector), item.categories)
-        stored.append(ProductVectors(
-            product_pk=item.pk,
-            content_hash=item.content_hash,
-            text_vector=text_vector,
-            title_vector=title_vectors[index],
-            image_vector=image_vector,
-            fused_vector=fusion.fuse_vectors(text_vector, image_vector, text_weight),
-            categories=item.categories,
-            fields=fields,
-            search_text=item.text,
-            photos=[PhotoVectors(owners[row][1].key, features[row], shared[row]) for row in rows],
-        ))
+        stored.append(
+            ProductVectors(
+                product_pk=item.pk,
+                content_hash=item.content_hash,
+                text_vector=text_vector,
+                title_vector=title_vectors[index],
+                image_vector=image_vector,
+                fused_vector=fusion.fuse_vectors(text_vector, image_vector, text_weight),
+                categories=item.categories,
+                fields=fields,
+                search_text=item.text,
+                photos=[PhotoVectors(owners[row][1].key, features[row], shared[row]) for row in rows],
+            )
+        )
     store.save_products(encoder.model_id, stored)
     report.indexed += len(items)
 

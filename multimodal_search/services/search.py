@@ -103,7 +103,10 @@ def search_products(
         # one shared space: the product's fused vector against the query vector(s)
         parts = [vector for vector in (query.text_vector, query.image_shared) if vector is not None]
         scores = get_store().product_similarities(
-            pool, "fused_vector", fusion.normalize(sum(parts)), model_id=model_id  # type: ignore[arg-type]
+            pool,
+            "fused_vector",
+            fusion.normalize(sum(parts)),
+            model_id=model_id,  # type: ignore[arg-type]
         )
         weights = {name: 1.0 for name in (v.TEXT, v.IMAGE, v.VISUAL) if name in signals}
     else:
@@ -145,7 +148,11 @@ def plain_knn(text: str | None, image: Image.Image | None, *, k: int) -> list[tu
     """
     encoder = get_encoder()
     encoder.refresh()
-    options: dict[str, Any] = {"model_id": encoder.model_id, "limit": k, "ef_search": int(search_settings.HNSW_EF_SEARCH)}
+    options: dict[str, Any] = {
+        "model_id": encoder.model_id,
+        "limit": k,
+        "ef_search": int(search_settings.HNSW_EF_SEARCH),
+    }
     store = get_store()
     if image is not None:
         _shared, features = encoder.encode_image_pair([image.convert("RGB")])
@@ -171,8 +178,13 @@ def similar_products(product: Any, *, k: int = 8) -> list[SearchHit]:
     similarity = dict((pk, sim) for pk, sim in nearest if pk != str(product.pk))
     order = [pk for pk, _ in nearest if pk in similarity][:k]
     return [
-        SearchHit(product_pk=pk, product=item, score=similarity[pk], signals={v.FUSED: similarity[pk]},
-                  explanation={v.FUSED: 1.0})
+        SearchHit(
+            product_pk=pk,
+            product=item,
+            score=similarity[pk],
+            signals={v.FUSED: similarity[pk]},
+            explanation={v.FUSED: 1.0},
+        )
         for pk, item in _products(order)
     ]
 

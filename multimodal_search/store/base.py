@@ -11,8 +11,9 @@ Similarities are cosine similarities. Methods return numpy float32 vectors, neve
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +48,18 @@ class ProductVectors:
     photos: list[PhotoVectors] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Neighbours:
+    """The ``neighbours`` signal: each candidate's best-photo similarity to the mean photo features of the
+    ``top`` candidates by reciprocal rank fusion (``w / (rrf_k + rank)``) of the ``signals`` (ties by
+    product pk; keyword ranks count only for actual matches)."""
+
+    signals: Sequence[str]
+    top: int
+    feature_dimensions: int
+    rrf_k: int
+
+
 @dataclass
 class CandidateRequest:
     """One first-stage search: which indexes to take candidates from and which signals to score.
@@ -58,9 +71,7 @@ class CandidateRequest:
         lexical_text: words for the full-text index (candidates and the ``lexical`` signal), or None.
         extra_pks: products added to the pool (e.g. a query photo's nearest products).
         field_keys: stored field keys to return per candidate.
-        neighbours: ``(signal names, top, feature dims)`` adds the ``neighbours`` signal: each candidate's
-            best-photo similarity to the mean photo features of the ``top`` candidates by reciprocal rank
-            fusion of those signals (ties by product pk; keyword ranks count only for actual matches).
+        neighbours: adds the ``neighbours`` signal (see :class:`Neighbours`).
     """
 
     vector: np.ndarray
@@ -69,7 +80,7 @@ class CandidateRequest:
     lexical_text: str | None = None
     extra_pks: Sequence[str] = ()
     field_keys: Sequence[str] = ()
-    neighbours: tuple[Sequence[str], int, int] | None = None
+    neighbours: Neighbours | None = None
 
 
 @dataclass
@@ -131,15 +142,27 @@ class BaseVectorStore:
     # --- reads for ranking -------------------------------------------------------------------
 
     def nearest_products(
-        self, column: str, vector: np.ndarray, *, model_id: str, limit: int,
-        categories: Sequence[str] = (), ef_search: int = 100,
+        self,
+        column: str,
+        vector: np.ndarray,
+        *,
+        model_id: str,
+        limit: int,
+        categories: Sequence[str] = (),
+        ef_search: int = 100,
     ) -> list[tuple[str, float]]:
         """Approximate nearest products by one product column: [(pk, similarity)], best first."""
         raise NotImplementedError
 
     def nearest_images(
-        self, column: str, vector: np.ndarray, *, model_id: str, limit: int,
-        categories: Sequence[str] = (), ef_search: int = 100,
+        self,
+        column: str,
+        vector: np.ndarray,
+        *,
+        model_id: str,
+        limit: int,
+        categories: Sequence[str] = (),
+        ef_search: int = 100,
     ) -> list[tuple[str, float]]:
         """Approximate nearest products by their best-matching photo: [(pk, similarity)], best first."""
         raise NotImplementedError
@@ -165,8 +188,13 @@ class BaseVectorStore:
         raise NotImplementedError
 
     def candidates(
-        self, request: CandidateRequest, *, model_id: str, limit: int,
-        categories: Sequence[str] = (), ef_search: int = 100,
+        self,
+        request: CandidateRequest,
+        *,
+        model_id: str,
+        limit: int,
+        categories: Sequence[str] = (),
+        ef_search: int = 100,
     ) -> Candidates:
         """The candidate pool (top ``limit`` of each ranked index, keyword matches, extra pks) and the
         exact signals and requested fields of every candidate, in one round trip where possible."""

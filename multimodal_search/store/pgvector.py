@@ -7,7 +7,8 @@ Rows are ``models.ProductEmbedding`` (one per product and encoder version) and
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from django.db import connection, transaction
@@ -88,7 +89,9 @@ class PgvectorStore(BaseVectorStore):
                 )
 
     def update_fields(self, model_id: str, fields: Mapping[str, Mapping[str, Any]]) -> None:
-        rows = list(ProductEmbedding.objects.filter(model_id=model_id, product_pk__in=list(fields)).only("pk", "product_pk"))
+        rows = list(
+            ProductEmbedding.objects.filter(model_id=model_id, product_pk__in=list(fields)).only("pk", "product_pk")
+        )
         for row in rows:
             row.fields = dict(fields[row.product_pk])
         with transaction.atomic():
@@ -118,7 +121,9 @@ class PgvectorStore(BaseVectorStore):
         return dict(rows.values_list("product_pk", "content_hash"))
 
     def stored_pks(self, model_id: str | None = None) -> set[str]:
-        rows = ProductEmbedding.objects.all() if model_id is None else ProductEmbedding.objects.filter(model_id=model_id)
+        rows = (
+            ProductEmbedding.objects.all() if model_id is None else ProductEmbedding.objects.filter(model_id=model_id)
+        )
         return set(rows.values_list("product_pk", flat=True).distinct())
 
     def model_ids(self) -> list[str]:
@@ -136,8 +141,14 @@ class PgvectorStore(BaseVectorStore):
     # --- reads for ranking -------------------------------------------------------------------
 
     def nearest_products(
-        self, column: str, vector: np.ndarray, *, model_id: str, limit: int,
-        categories: Sequence[str] = (), ef_search: int = 100,
+        self,
+        column: str,
+        vector: np.ndarray,
+        *,
+        model_id: str,
+        limit: int,
+        categories: Sequence[str] = (),
+        ef_search: int = 100,
     ) -> list[tuple[str, float]]:
         sql.check_column(column, PRODUCT_COLUMNS)
         sql.check_model_id(model_id)
@@ -159,8 +170,14 @@ class PgvectorStore(BaseVectorStore):
             return [(pk, float(sim)) for pk, sim in cursor.fetchall()]
 
     def nearest_images(
-        self, column: str, vector: np.ndarray, *, model_id: str, limit: int,
-        categories: Sequence[str] = (), ef_search: int = 100,
+        self,
+        column: str,
+        vector: np.ndarray,
+        *,
+        model_id: str,
+        limit: int,
+        categories: Sequence[str] = (),
+        ef_search: int = 100,
     ) -> list[tuple[str, float]]:
         sql.check_column(column, IMAGE_COLUMNS)
         sql.check_model_id(model_id)
@@ -186,15 +203,19 @@ class PgvectorStore(BaseVectorStore):
             cursor.execute(statement, params)
             return [(pk, float(sim)) for pk, sim in cursor.fetchall()]
 
-    def _exact(self, table: str, column: str, vector: np.ndarray, pks: Sequence[str], model_id: str,
-               best_of_rows: bool) -> dict[str, float]:
+    def _exact(
+        self, table: str, column: str, vector: np.ndarray, pks: Sequence[str], model_id: str, best_of_rows: bool
+    ) -> dict[str, float]:
         if not pks:
             return {}
         dims = int(np.asarray(vector).size)
         where = f"FROM {table} WHERE model_id = %s AND product_pk = ANY(%s) AND {column} IS NOT NULL"
         similarity = sql.similarity(column, dims)
-        statement = (f"SELECT product_pk, max({similarity}) {where} GROUP BY product_pk" if best_of_rows
-                     else f"SELECT product_pk, {similarity} {where}")
+        statement = (
+            f"SELECT product_pk, max({similarity}) {where} GROUP BY product_pk"
+            if best_of_rows
+            else f"SELECT product_pk, {similarity} {where}"
+        )
         with connection.cursor() as cursor:
             cursor.execute(statement, [sql.to_literal(vector), model_id, list(pks)])
             return {pk: float(sim) for pk, sim in cursor.fetchall()}
@@ -222,13 +243,23 @@ class PgvectorStore(BaseVectorStore):
         return None if value is None else as_array(value)
 
     def candidates(
-        self, request: CandidateRequest, *, model_id: str, limit: int,
-        categories: Sequence[str] = (), ef_search: int = 100,
+        self,
+        request: CandidateRequest,
+        *,
+        model_id: str,
+        limit: int,
+        categories: Sequence[str] = (),
+        ef_search: int = 100,
     ) -> Candidates:
         dims = int(np.asarray(request.vector).size)
         literal = sql.to_literal(request.vector)
         branches, pool_params = sql.candidate_branches(
-            request.rank_columns, dims, literal, model_id=model_id, limit=limit, categories=categories,
+            request.rank_columns,
+            dims,
+            literal,
+            model_id=model_id,
+            limit=limit,
+            categories=categories,
             lexical_text=request.lexical_text,
         )
         parts = [f"SELECT product_pk FROM ({branch}) b{i}" for i, branch in enumerate(branches)]
@@ -249,11 +280,14 @@ class PgvectorStore(BaseVectorStore):
         params = pool_params + params + [model_id]
         columns = ", ".join(f"sig.s{i}" for i in range(len(names)))
         neighbours = request.neighbours
-        if neighbours and any(name in names for name in neighbours[0]):
-            wanted, top, feature_dims = neighbours
-            used = [name for name in wanted if name in names]
+        if neighbours and any(name in names for name in neighbours.signals):
+            used = [name for name in neighbours.signals if name in names]
             statement += sql.neighbour_ctes(
-                [f"s{names.index(n)}" for n in used], [n == "lexical" for n in used], int(top), int(feature_dims)
+                [f"s{names.index(n)}" for n in used],
+                [n == "lexical" for n in used],
+                neighbours.top,
+                neighbours.feature_dimensions,
+                neighbours.rrf_k,
             )
             params += [model_id, model_id]
             statement += (

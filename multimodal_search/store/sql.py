@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from multimodal_search.ranking.fusion import RRF_K
 from multimodal_search.store.base import IMAGE_COLUMNS, PRODUCT_COLUMNS
 
 PRODUCT_TABLE = "multimodal_search_productembedding"
@@ -88,8 +87,14 @@ def drop_index_statements(model_id: str) -> list[str]:
 
 
 def candidate_branches(
-    columns: Mapping[str, str], dims: int, literal: str, *, model_id: str, limit: int,
-    categories: Sequence[str], lexical_text: str | None,
+    columns: Mapping[str, str],
+    dims: int,
+    literal: str,
+    *,
+    model_id: str,
+    limit: int,
+    categories: Sequence[str],
+    lexical_text: str | None,
 ) -> tuple[list[str], list[object]]:
     """``SELECT product_pk ... ORDER BY ... LIMIT`` per index, and their parameters in order."""
     check_model_id(model_id)
@@ -130,7 +135,7 @@ def signal_selects(
     return selects, params, list(columns) + (["lexical"] if lexical_text else [])
 
 
-def neighbour_ctes(columns: list[str], matches_only: list[bool], top: int, dims: int) -> str:
+def neighbour_ctes(columns: list[str], matches_only: list[bool], top: int, dims: int, rrf_k: int) -> str:
     """CTEs ``leaders`` (top candidates by RRF over ``columns``, ties by pk as ``ranking.fusion.rank``),
     ``centre`` (their mean photo features) and ``near`` (each candidate's best photo against it).
     Parameters: model_id x2."""
@@ -139,7 +144,7 @@ def neighbour_ctes(columns: list[str], matches_only: list[bool], top: int, dims:
         value = f"(CASE WHEN {column} > 0 THEN {column} END)" if only_matches else column
         order = f'{value} DESC NULLS LAST, product_pk COLLATE "C"'
         terms.append(
-            f"(CASE WHEN {value} IS NOT NULL THEN 1.0::float8 / ({RRF_K} + row_number() OVER (ORDER BY {order})) "
+            f"(CASE WHEN {value} IS NOT NULL THEN 1.0::float8 / ({int(rrf_k)} + row_number() OVER (ORDER BY {order})) "
             "ELSE 0 END)"
         )
     features = cast("feature_vector", dims, kind="vector")

@@ -1,4 +1,5 @@
 """Demo store catalogue: a category tree, products (one per parent x colour) and photos."""
+
 from __future__ import annotations
 
 from django.db import models
@@ -11,9 +12,7 @@ PATH_SEPARATOR = " > "
 class Category(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=200)
-    parent = models.ForeignKey(
-        "self", null=True, blank=True, related_name="children", on_delete=models.CASCADE
-    )
+    parent = models.ForeignKey("self", null=True, blank=True, related_name="children", on_delete=models.CASCADE)
     path = models.CharField(max_length=1000, unique=True, editable=False)
 
     class Meta:
@@ -25,9 +24,7 @@ class Category(models.Model):
 
     def save(self, *args, **kwargs) -> None:
         self.slug = self.slug or slugify(self.name)[:200]
-        self.path = (
-            f"{self.parent.path}{PATH_SEPARATOR}{self.name}" if self.parent_id else self.name
-        )
+        self.path = f"{self.parent.path}{PATH_SEPARATOR}{self.name}" if self.parent_id else self.name
         super().save(*args, **kwargs)
 
     def ancestor_paths(self) -> list[str]:
@@ -35,13 +32,11 @@ class Category(models.Model):
         return [PATH_SEPARATOR.join(parts[: i + 1]) for i in range(len(parts))]
 
     @classmethod
-    def from_path(cls, path: str) -> "Category":
+    def from_path(cls, path: str) -> Category:
         """Get or create every level of "A > B > C" and return the leaf."""
         parent = None
         for name in [p.strip() for p in path.split(">") if p.strip()]:
-            parent, _ = cls.objects.get_or_create(
-                parent=parent, name=name, defaults={"slug": slugify(name)[:200]}
-            )
+            parent, _ = cls.objects.get_or_create(parent=parent, name=name, defaults={"slug": slugify(name)[:200]})
         if parent is None:
             raise ValueError(f"empty category path {path!r}")
         return parent
@@ -57,9 +52,7 @@ class Product(models.Model):
     title = models.CharField(max_length=300)
     description = models.TextField(blank=True)
     price = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
-    category = models.ForeignKey(
-        Category, null=True, blank=True, related_name="products", on_delete=models.SET_NULL
-    )
+    category = models.ForeignKey(Category, null=True, blank=True, related_name="products", on_delete=models.SET_NULL)
     color = models.CharField(max_length=100, blank=True)
     gender = models.CharField(max_length=100, blank=True)
     material = models.CharField(max_length=200, blank=True)
@@ -79,7 +72,7 @@ class Product(models.Model):
         return reverse("catalog:product_detail", args=[self.sku])
 
     @property
-    def main_image(self) -> "ProductImage | None":
+    def main_image(self) -> ProductImage | None:
         images = list(self.images.all())
         return images[0] if images else None
 

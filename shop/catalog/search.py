@@ -1,7 +1,9 @@
 """How multimodal_search reads the demo store's products."""
+
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from django.db import models
 from django.utils.html import strip_tags
@@ -15,11 +17,7 @@ class ProductAdapter(BaseProductAdapter):
         return Product
 
     def get_queryset(self) -> models.QuerySet:
-        return (
-            Product.objects.filter(active=True)
-            .select_related("category")
-            .prefetch_related("images")
-        )
+        return Product.objects.filter(active=True).select_related("category").prefetch_related("images")
 
     def get_text(self, product: Product) -> str:
         parts = [product.title]

@@ -1,4 +1,5 @@
 """Demo store pages: the product list (by category, paginated) and a product page."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,7 +10,6 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
 from multimodal_search import services
-
 from shop.catalog.models import PATH_SEPARATOR, Category, Product
 
 PAGE_SIZE = 24
@@ -32,8 +32,7 @@ def product_list(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     products = _products()
     if category is not None:
         products = products.filter(
-            Q(category__path=category.path)
-            | Q(category__path__startswith=category.path + PATH_SEPARATOR)
+            Q(category__path=category.path) | Q(category__path__startswith=category.path + PATH_SEPARATOR)
         )
     page = Paginator(products, PAGE_SIZE).get_page(request.GET.get("page"))
     return render(
@@ -80,28 +79,18 @@ def category_tree() -> list[CategoryNode]:
     """Every category in path order with its depth and active product count
     (products of sub-categories included); empty branches are left out."""
     categories = list(
-        Category.objects.annotate(
-            direct=Count("products", filter=Q(products__active=True))
-        ).order_by("path")
+        Category.objects.annotate(direct=Count("products", filter=Q(products__active=True))).order_by("path")
     )
     totals = {c.path: 0 for c in categories}
     for c in categories:
         for path in c.ancestor_paths():
             if path in totals:
                 totals[path] += c.direct
-    return [
-        CategoryNode(c, c.path.count(PATH_SEPARATOR), totals[c.path])
-        for c in categories
-        if totals[c.path]
-    ]
+    return [CategoryNode(c, c.path.count(PATH_SEPARATOR), totals[c.path]) for c in categories if totals[c.path]]
 
 
 def _products() -> QuerySet[Product]:
-    return (
-        Product.objects.filter(active=True)
-        .select_related("category")
-        .prefetch_related("images")
-    )
+    return Product.objects.filter(active=True).select_related("category").prefetch_related("images")
 
 
 def _category(value: int | str | None) -> Category | None:

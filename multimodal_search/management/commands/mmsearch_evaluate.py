@@ -1,4 +1,5 @@
 """python manage.py mmsearch_evaluate QUERIES.jsonl [--method M ...] [--split S] [--k 10] [--json OUT]"""
+
 from __future__ import annotations
 
 import json
@@ -22,14 +23,27 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("queries", help="judged queries (.jsonl); see multimodal_search.evaluation.queries")
-        parser.add_argument("--method", action="append", dest="methods", metavar="M",
-                            help="method to evaluate (repeatable; default: every method of the service)")
+        parser.add_argument(
+            "--method",
+            action="append",
+            dest="methods",
+            metavar="M",
+            help="method to evaluate (repeatable; default: every method of the service)",
+        )
         parser.add_argument("--split", default=None, help="only queries with this split (e.g. heldout)")
         parser.add_argument("--k", type=int, default=10, help="metric cut-off (default 10)")
         parser.add_argument("--json", dest="json_out", default=None, help="also write the results here")
 
-    def handle(self, *args: Any, queries: str, methods: list[str] | None, split: str | None,
-               k: int, json_out: str | None, **options: Any) -> None:
+    def handle(
+        self,
+        *args: Any,
+        queries: str,
+        methods: list[str] | None,
+        split: str | None,
+        k: int,
+        json_out: str | None,
+        **options: Any,
+    ) -> None:
         available = [*services.METHODS, runner.PLAIN_KNN]
         unknown = [m for m in methods or [] if m not in available]
         if unknown:
@@ -52,8 +66,13 @@ class Command(BaseCommand):
         if status["missing"]:
             self.stderr.write(f"warning: {status['missing']} of {status['products']} products are not indexed")
         total = len(selected) * len(chosen)
-        with tqdm(total=total, unit="search", desc="Evaluating", file=getattr(self.stderr, "_out", None),
-                  disable=options.get("verbosity", 1) == 0) as bar:
+        with tqdm(
+            total=total,
+            unit="search",
+            desc="Evaluating",
+            file=getattr(self.stderr, "_out", None),
+            disable=options.get("verbosity", 1) == 0,
+        ) as bar:
             results = runner.run_evaluation(selected, chosen, k=k, split=None, progress=bar.update)
         results["split"] = split
         results["queries_file"] = str(Path(queries).resolve())

@@ -1,4 +1,5 @@
 """python manage.py mmsearch_reindex [--missing|--all] [--sync] [--force] [--batch-size N] [--keep-old]"""
+
 from __future__ import annotations
 
 import time
@@ -15,17 +16,22 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         scope = parser.add_mutually_exclusive_group()
-        scope.add_argument("--missing", action="store_true", help="Only products without vectors for the current encoder.")
+        scope.add_argument(
+            "--missing", action="store_true", help="Only products without vectors for the current encoder."
+        )
         scope.add_argument("--all", action="store_true", help="Every searchable product (default).")
         parser.add_argument("--sync", action="store_true", help="Encode in this process instead of a Celery worker.")
         parser.add_argument("--force", action="store_true", help="Re-encode even when content is unchanged.")
         parser.add_argument("--batch-size", type=int, default=None, help="Products per batch/task.")
         parser.add_argument("--no-wait", action="store_true", help="Enqueue tasks and return without waiting.")
-        parser.add_argument("--timeout", type=float, default=3600, help="Seconds to wait for the worker (default 3600).")
         parser.add_argument(
-            "--keep-old", action="store_true",
+            "--timeout", type=float, default=3600, help="Seconds to wait for the worker (default 3600)."
+        )
+        parser.add_argument(
+            "--keep-old",
+            action="store_true",
             help="Keep the vectors of older encoder versions (by default they are deleted once the current "
-                 "version covers every product).",
+            "version covers every product).",
         )
 
     def handle(self, *args, **options):
@@ -46,7 +52,9 @@ class Command(BaseCommand):
         if not options["keep_old"]:
             removed, older = services.drop_older_encoders()
             if older:
-                self.stdout.write(f"Removed {removed} row(s) of {len(older)} older encoder version(s): {', '.join(older)}.")
+                self.stdout.write(
+                    f"Removed {removed} row(s) of {len(older)} older encoder version(s): {', '.join(older)}."
+                )
 
     def _run_sync(self, chunks, total, force):
         report = services.IndexReport()
@@ -58,7 +66,9 @@ class Command(BaseCommand):
 
     def _run_worker(self, chunks, total, options, model_id):
         try:
-            results = [services.enqueue_index(chunk, force=options["force"], batch_size=len(chunk))[0] for chunk in chunks]
+            results = [
+                services.enqueue_index(chunk, force=options["force"], batch_size=len(chunk))[0] for chunk in chunks
+            ]
         except services.EnqueueError as exc:
             raise CommandError(f"{exc}; start Redis or use --sync.") from exc
         self.stdout.write(f"Enqueued {len(results)} task(s) on queue {search_settings.QUEUE!r}.")

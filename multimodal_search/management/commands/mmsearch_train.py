@@ -1,20 +1,19 @@
 """python manage.py mmsearch_train [--epochs N] [--holdout FILE] [--labels FILE] [--seed S] [--visual auto|always|never]
 [--queries N] [--skip-head] [--skip-attributes] [--skip-reranker]"""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from multimodal_search import services
-from multimodal_search.encoders import get_encoder
 from multimodal_search.learning import projection
 from multimodal_search.learning.attributes import train_attributes
 from multimodal_search.learning.data import TrainingError, load_holdout
 from multimodal_search.learning.heads import DEFAULT_EPOCHS
 from multimodal_search.learning.labels import LabelError, load_labels
-from multimodal_search.learning.publishing import default_head_path
 from multimodal_search.learning.reranker import train_reranker
 
 
@@ -35,26 +34,35 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--holdout", metavar="FILE",
+            "--holdout",
+            metavar="FILE",
             help='JSON: a list of skus/parent skus, {"heldout": [...]}, or a split file {"parents": {sku: split}}.',
         )
         parser.add_argument(
-            "--labels", metavar="FILE",
+            "--labels",
+            metavar="FILE",
             help="JSON lines of training-only facts per sku (color, gender, category, material, text): "
-                 "photo captions and re-ranker judgements use them; nothing is indexed from them.",
+            "photo captions and re-ranker judgements use them; nothing is indexed from them.",
         )
-        parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
-                            help=f"Passes over the photos for the heads (default {DEFAULT_EPOCHS}).")
+        parser.add_argument(
+            "--epochs",
+            type=int,
+            default=DEFAULT_EPOCHS,
+            help=f"Passes over the photos for the heads (default {DEFAULT_EPOCHS}).",
+        )
         parser.add_argument("--seed", type=int, default=13)
         parser.add_argument(
-            "--visual", choices=projection.VISUAL_MODES, default="auto",
+            "--visual",
+            choices=projection.VISUAL_MODES,
+            default="auto",
             help="Photo->photo projection: auto (default) keeps it only when it beats the untrained "
-                 "features on a validation fifth of the products; always; never.",
+            "features on a validation fifth of the products; always; never.",
         )
         parser.add_argument("--queries", type=int, default=400, help="Pseudo-queries for the re-ranker (default 400).")
         parser.add_argument("--skip-head", action="store_true", help="Do not train the encoder's heads.")
-        parser.add_argument("--skip-attributes", action="store_true",
-                            help="Do not train the photo colour/gender classifiers.")
+        parser.add_argument(
+            "--skip-attributes", action="store_true", help="Do not train the photo colour/gender classifiers."
+        )
         parser.add_argument("--skip-reranker", action="store_true", help="Do not train the re-ranker.")
 
     def handle(self, *args, **options):
@@ -75,19 +83,24 @@ class Command(BaseCommand):
             self._train_reranker(holdout, options)
 
     def _train_head(self, holdout: set[str], options) -> None:
-        encoder = get_encoder()
-        if not projection.has_trainable_head(encoder):
-            self.stdout.write(f"Head: encoder {type(encoder).__name__} has no trainable head; skipped.")
+        target = projection.head_target()
+        if not target.trainable:
+            self.stdout.write(f"Head: encoder {target.encoder} has no trainable head; skipped.")
             return
-        if not getattr(encoder, "head_path", None):
+        if not target.configured:
             self.stderr.write(
                 f"Warning: the encoder has no OPTIONS['head_path']; the head goes to "
-                f"{default_head_path(encoder)} but is not used until head_path points there."
+                f"{target.path} but is not used until head_path points there."
             )
         try:
             result = projection.train_projection_head(
-                holdout=holdout, labels=options["labels"], seed=options["seed"], epochs=options["epochs"],
-                visual=options["visual"], progress=self._progress, reindex=self._reindex,
+                holdout=holdout,
+                labels=options["labels"],
+                seed=options["seed"],
+                epochs=options["epochs"],
+                visual=options["visual"],
+                progress=self._progress,
+                reindex=self._reindex,
             )
         except TrainingError as exc:
             raise CommandError(str(exc)) from None
@@ -133,20 +146,30 @@ class Command(BaseCommand):
                     f"Attributes: {facet} from {result['products']} products, classes {shown}; "
                     f"validation accuracy {result['validation_accuracy']} on {result['validation_products']} products."
                 )
-        self.stdout.write(self.style.SUCCESS(
-            f"Attributes inferred for {summary['enriched']} indexed product(s) in {summary['seconds']} s -> {summary['path']}"
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Attributes inferred for {summary['enriched']} indexed product(s) in {summary['seconds']} s -> {summary['path']}"
+            )
+        )
 
     def _train_reranker(self, holdout: set[str], options) -> None:
-        with tqdm(total=options["queries"], unit="query", desc="Re-ranker pseudo-queries", file=self.stderr._out) as bar:
+        with tqdm(
+            total=options["queries"], unit="query", desc="Re-ranker pseudo-queries", file=self.stderr._out
+        ) as bar:
             try:
                 summary = train_reranker(
-                    holdout=holdout, labels=options["labels"], max_queries=options["queries"], seed=options["seed"], progress=bar.update
+                    holdout=holdout,
+                    labels=options["labels"],
+                    max_queries=options["queries"],
+                    seed=options["seed"],
+                    progress=bar.update,
                 )
             except TrainingError as exc:
                 raise CommandError(str(exc)) from exc
-        self.stdout.write(self.style.SUCCESS(
-            f"Re-ranker {summary['version']}: {summary['queries']} pseudo-queries, {summary['pairs']} pairs "
-            f"({summary['positives']} relevant), train accuracy {summary['train_accuracy']}, {summary['seconds']} s "
-            f"-> {summary['path']}"
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Re-ranker {summary['version']}: {summary['queries']} pseudo-queries, {summary['pairs']} pairs "
+                f"({summary['positives']} relevant), train accuracy {summary['train_accuracy']}, {summary['seconds']} s "
+                f"-> {summary['path']}"
+            )
+        )

@@ -21,6 +21,7 @@ Split of a query: a photo query has its item's split. A text query is "heldout"
 when at least one of its grade-2 items belongs to a held-out parent (the same as
 tagging it with the split of the first held-out seed item that generates it).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -28,9 +29,10 @@ import json
 import os
 import random
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from shop.catalog.evaluation.shopper_queries import generate_text_queries, item_facts
 from shop.catalog.importers.records import CatalogRecord
@@ -77,8 +79,9 @@ def _leaf(record: CatalogRecord) -> str:
     return record.category or ""
 
 
-def split_parents(records: Iterable[CatalogRecord], *, seed: int = DEFAULT_SEED,
-                  fraction: float = HELDOUT_FRACTION) -> dict[str, str]:
+def split_parents(
+    records: Iterable[CatalogRecord], *, seed: int = DEFAULT_SEED, fraction: float = HELDOUT_FRACTION
+) -> dict[str, str]:
     """Assign every parent SKU to "heldout" or "train", stratified by leaf category.
 
     Within each category the parents are ordered by ``sha1(f"{seed}:{parent}")`` and the
@@ -104,8 +107,9 @@ def split_parents(records: Iterable[CatalogRecord], *, seed: int = DEFAULT_SEED,
     return dict(sorted(split.items()))
 
 
-def choose_photo_queries(records: list[CatalogRecord], split: dict[str, str], *,
-                         seed: int = DEFAULT_SEED) -> list[PhotoQuery]:
+def choose_photo_queries(
+    records: list[CatalogRecord], split: dict[str, str], *, seed: int = DEFAULT_SEED
+) -> list[PhotoQuery]:
     """Alternate and back photos used as queries: one per item that has any (picked by seed).
 
     The query photo is withheld from the catalogues; the item keeps its main
@@ -130,23 +134,26 @@ def build_eval_set(records: Iterable[CatalogRecord], *, seed: int = DEFAULT_SEED
     """Decide the split, the withheld photos and all judged queries."""
     records = list(records)
     split = split_parents(records, seed=seed)
-    eval_set = EvalSet(seed=seed, records=records, split=split,
-                       photo_queries=choose_photo_queries(records, split, seed=seed))
+    eval_set = EvalSet(
+        seed=seed, records=records, split=split, photo_queries=choose_photo_queries(records, split, seed=seed)
+    )
     held_skus = {r.sku for r in records if eval_set.item_split(r) == HELDOUT}
     facts = [item_facts(record) for record in records]
     for index, query in enumerate(generate_text_queries(facts, seed=seed, max_exact=MAX_EXACT), start=1):
         exact = [sku for sku, grade in query.graded.items() if grade == 2]
         held = sum(1 for sku in exact if sku in held_skus)
-        eval_set.text_queries.append({
-            "qid": f"text-{index:04d}",
-            "kind": "text",
-            "query": query.text,
-            "graded": query.graded,
-            "split": HELDOUT if held else TRAIN,
-            "facets": query.spec.facets,
-            "exact": len(exact),
-            "exact_heldout": held,
-        })
+        eval_set.text_queries.append(
+            {
+                "qid": f"text-{index:04d}",
+                "kind": "text",
+                "query": query.text,
+                "graded": query.graded,
+                "split": HELDOUT if held else TRAIN,
+                "facets": query.spec.facets,
+                "exact": len(exact),
+                "exact_heldout": held,
+            }
+        )
     return eval_set
 
 
@@ -159,8 +166,7 @@ def _relative(path: Path, out_dir: Path) -> str:
 
 def catalogue_row(record: CatalogRecord, out_dir: Path, withheld: set[Path], *, minimal: bool) -> dict[str, Any]:
     """One line of the generic jsonl catalogue (see ``shop.catalog.importers.jsonl``)."""
-    images = [{"path": _relative(path, out_dir), "kind": kind}
-              for path, kind in record.images if path not in withheld]
+    images = [{"path": _relative(path, out_dir), "kind": kind} for path, kind in record.images if path not in withheld]
     row: dict[str, Any] = {
         "sku": record.sku,
         "parent_sku": record.parent_sku or record.sku,
@@ -172,8 +178,12 @@ def catalogue_row(record: CatalogRecord, out_dir: Path, withheld: set[Path], *, 
         "images": images,
     }
     if not minimal:
-        row.update(gender=record.gender or None, material=record.material or None,
-                   sizes=record.sizes or None, attributes=record.attributes)
+        row.update(
+            gender=record.gender or None,
+            material=record.material or None,
+            sizes=record.sizes or None,
+            attributes=record.attributes,
+        )
     return row
 
 
@@ -182,8 +192,13 @@ def label_rows(eval_set: EvalSet) -> Iterable[dict[str, Any]]:
     knows about its older products. Held-out items never appear."""
     for record in eval_set.records:
         if eval_set.item_split(record) == TRAIN:
-            yield {"sku": record.sku, "color": record.color or None, "gender": record.gender or None,
-                   "category": record.category or None, "material": record.material or None}
+            yield {
+                "sku": record.sku,
+                "color": record.color or None,
+                "gender": record.gender or None,
+                "category": record.category or None,
+                "material": record.material or None,
+            }
 
 
 def photo_query_rows(eval_set: EvalSet, out_dir: Path) -> list[dict[str, Any]]:
@@ -195,14 +210,16 @@ def photo_query_rows(eval_set: EvalSet, out_dir: Path) -> list[dict[str, Any]]:
     for query in eval_set.photo_queries:
         graded = {sku: 1 for sku in sorted(siblings[query.parent_sku]) if sku != query.sku}
         graded = {query.sku: 2, **graded}
-        rows.append({
-            "qid": f"photo-{query.sku}-{query.path.stem}",
-            "kind": "image",
-            "query": _relative(query.path, out_dir),
-            "graded": graded,
-            "split": query.split,
-            "view": query.view,
-        })
+        rows.append(
+            {
+                "qid": f"photo-{query.sku}-{query.path.stem}",
+                "kind": "image",
+                "query": _relative(query.path, out_dir),
+                "graded": graded,
+                "split": query.split,
+                "view": query.view,
+            }
+        )
     return rows
 
 
@@ -240,8 +257,10 @@ def write_eval_set(eval_set: EvalSet, out_dir: Path) -> dict[str, Any]:
     }
     (out_dir / "split.json").write_text(json.dumps(split_doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     for variant, minimal in (("full", False), ("minimal", True)):
-        _write_jsonl(out_dir / f"catalog_{variant}.jsonl",
-                     (catalogue_row(r, out_dir, withheld, minimal=minimal) for r in eval_set.records))
+        _write_jsonl(
+            out_dir / f"catalog_{variant}.jsonl",
+            (catalogue_row(r, out_dir, withheld, minimal=minimal) for r in eval_set.records),
+        )
     _write_jsonl(out_dir / "labels_train.jsonl", label_rows(eval_set))
     queries = eval_set.text_queries + photo_query_rows(eval_set, out_dir)
     _write_jsonl(out_dir / "queries.jsonl", queries)
@@ -257,7 +276,8 @@ def summarise(eval_set: EvalSet, queries: list[dict[str, Any]]) -> dict[str, Any
     by_kind = Counter(f"{q['kind']}/{q['split']}" for q in queries)
     categories = Counter(
         (record.category or "-").split(" > ")[0]
-        for record in eval_set.records if eval_set.item_split(record) == HELDOUT
+        for record in eval_set.records
+        if eval_set.item_split(record) == HELDOUT
     )
     views = Counter(f"{q.view}/{q.split}" for q in eval_set.photo_queries)
     return {
@@ -282,7 +302,8 @@ def summary_text(summary: dict[str, Any], out_dir: Path) -> str:
         f"- held-out items per top category: {summary['heldout_items_by_top_category']}",
         "- text queries: heldout {} / train {}".format(q.get("text/heldout", 0), q.get("text/train", 0)),
         "- photo queries: heldout {} / train {} (views: {})".format(
-            q.get("image/heldout", 0), q.get("image/train", 0), summary["photo_views"]),
+            q.get("image/heldout", 0), q.get("image/train", 0), summary["photo_views"]
+        ),
         f"- query photos withheld from both catalogues: {summary['withheld_photos']}",
         "- files: split.json, catalog_full.jsonl, catalog_minimal.jsonl, labels_train.jsonl (train items'"
         " facts, for mmsearch_train --labels), queries.jsonl, summary.json",

@@ -12,14 +12,15 @@ shopper phrasing ("womens yoga pants", "black hoodie", "gym bag"). Grades:
 misses another facet (right kind of product, wrong colour or gender); unlisted = 0.
 Nothing here looks at search results.
 """
+
 from __future__ import annotations
 
 import hashlib
 import itertools
 import random
 import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
-from typing import Callable, Iterable, Iterator
 
 from shop.catalog.importers.records import CatalogRecord
 
@@ -51,19 +52,37 @@ ACTIVITY_WORDS = {"workout": ("workout", "training")}
 
 # name word -> activity; attribute value -> activity
 TITLE_ACTIVITIES = {
-    "yoga": "yoga", "bikram": "yoga", "running": "running", "gym": "gym",
-    "trek": "hiking", "trail": "hiking", "fitness": "workout", "workout": "workout",
+    "yoga": "yoga",
+    "bikram": "yoga",
+    "running": "running",
+    "gym": "gym",
+    "trek": "hiking",
+    "trail": "hiking",
+    "fitness": "workout",
+    "workout": "workout",
     "bike": "cycling",
 }
 ATTRIBUTE_ACTIVITIES = {
-    "gym": "gym", "yoga": "yoga", "hiking": "hiking", "trail": "hiking",
-    "travel": "travel", "overnight": "travel", "school": "school",
+    "gym": "gym",
+    "yoga": "yoga",
+    "hiking": "hiking",
+    "trail": "hiking",
+    "travel": "travel",
+    "overnight": "travel",
+    "school": "school",
 }
 # material in the catalogue -> words a shopper would use
 MATERIALS = {
-    "organic cotton": ("organic cotton", "cotton"), "cotton": ("cotton",), "wool": ("wool",),
-    "fleece": ("fleece",), "polyester": ("polyester",), "nylon": ("nylon",),
-    "spandex": ("spandex",), "hemp": ("hemp",), "leather": ("leather",), "mesh": ("mesh",),
+    "organic cotton": ("organic cotton", "cotton"),
+    "cotton": ("cotton",),
+    "wool": ("wool",),
+    "fleece": ("fleece",),
+    "polyester": ("polyester",),
+    "nylon": ("nylon",),
+    "spandex": ("spandex",),
+    "hemp": ("hemp",),
+    "leather": ("leather",),
+    "mesh": ("mesh",),
 }
 FEATURE_WORDS = {
     "full zip": ("full zip", "zip up"),
@@ -93,8 +112,9 @@ class ItemFacts:
             return (self.colour,) if self.colour else ()
         if facet == "gender":
             return (self.gender,) if self.gender in GENDER_WORDS else ()
-        return tuple(sorted(getattr(self, {"activity": "activities", "material": "materials",
-                                            "feature": "features"}[facet])))
+        return tuple(
+            sorted(getattr(self, {"activity": "activities", "material": "materials", "feature": "features"}[facet]))
+        )
 
 
 @dataclass(frozen=True)
@@ -125,27 +145,41 @@ NOUNS: tuple[Noun, ...] = (
     Noun("hoodie", ("hoodie", "sweatshirt"), lambda i: i.leaf == "hoodies & sweatshirts"),
     Noun("jacket", ("jacket",), lambda i: i.leaf == "jackets"),
     Noun("tee", ("tee", "t-shirt", "t shirt"), lambda i: i.leaf == "tees"),
-    Noun("tank", ("tank top", "tank", "sleeveless top"),
-         lambda i: i.leaf == "tanks" or (i.leaf == "bras & tanks" and "tank" in i.attr("style_general"))),
-    Noun("sports bra", ("sports bra", "bra"),
-         lambda i: i.leaf == "bras & tanks" and "bra" in i.attr("style_general")),
+    Noun(
+        "tank",
+        ("tank top", "tank", "sleeveless top"),
+        lambda i: i.leaf == "tanks" or (i.leaf == "bras & tanks" and "tank" in i.attr("style_general")),
+    ),
+    Noun("sports bra", ("sports bra", "bra"), lambda i: i.leaf == "bras & tanks" and "bra" in i.attr("style_general")),
     Noun("pants", ("pants", "trousers"), lambda i: i.leaf == "pants"),
-    Noun("leggings", ("leggings", "tights"),
-         lambda i: bool({"leggings", "tights"} & (i.attr("style_bottom") | i.words))),
-    Noun("capris", ("capris", "capri pants"),
-         lambda i: "capri" in i.attr("style_bottom") or "capri" in i.words),
+    Noun(
+        "leggings", ("leggings", "tights"), lambda i: bool({"leggings", "tights"} & (i.attr("style_bottom") | i.words))
+    ),
+    Noun("capris", ("capris", "capri pants"), lambda i: "capri" in i.attr("style_bottom") or "capri" in i.words),
     Noun("sweatpants", ("sweatpants", "joggers"), lambda i: "sweatpants" in i.attr("style_bottom")),
     Noun("track pants", ("track pants",), lambda i: "track pants" in i.attr("style_bottom")),
     Noun("shorts", ("shorts",), lambda i: i.leaf == "shorts"),
     Noun("bag", ("bag",), lambda i: i.leaf == "bags"),
-    Noun("backpack", ("backpack", "rucksack"),
-         lambda i: i.leaf == "bags" and ("backpack" in i.attr("style_bags") or "backpack" in i.words)),
-    Noun("duffle bag", ("duffle bag", "duffel bag", "holdall"),
-         lambda i: i.leaf == "bags" and ("duffel" in i.attr("style_bags") or "duffle" in i.words)),
-    Noun("messenger bag", ("messenger bag",),
-         lambda i: i.leaf == "bags" and ("messenger" in i.attr("style_bags") or "messenger" in i.words)),
-    Noun("tote", ("tote bag", "tote"),
-         lambda i: i.leaf == "bags" and ("tote" in i.attr("style_bags") or "tote" in i.words)),
+    Noun(
+        "backpack",
+        ("backpack", "rucksack"),
+        lambda i: i.leaf == "bags" and ("backpack" in i.attr("style_bags") or "backpack" in i.words),
+    ),
+    Noun(
+        "duffle bag",
+        ("duffle bag", "duffel bag", "holdall"),
+        lambda i: i.leaf == "bags" and ("duffel" in i.attr("style_bags") or "duffle" in i.words),
+    ),
+    Noun(
+        "messenger bag",
+        ("messenger bag",),
+        lambda i: i.leaf == "bags" and ("messenger" in i.attr("style_bags") or "messenger" in i.words),
+    ),
+    Noun(
+        "tote",
+        ("tote bag", "tote"),
+        lambda i: i.leaf == "bags" and ("tote" in i.attr("style_bags") or "tote" in i.words),
+    ),
     Noun("watch", ("watch",), lambda i: i.leaf == "watches"),
     Noun("water bottle", ("water bottle",), _title_has("bottle")),
     Noun("foam roller", ("foam roller",), _title_has("roller")),
@@ -286,9 +320,7 @@ class TextQuery:
     graded: dict[str, int]
 
 
-def generate_text_queries(
-    facts: Iterable[ItemFacts], *, seed: int, max_exact: int = 30
-) -> list[TextQuery]:
+def generate_text_queries(facts: Iterable[ItemFacts], *, seed: int, max_exact: int = 30) -> list[TextQuery]:
     """Queries from every item's facts, graded against every item.
 
     A spec is kept when 1 to ``max_exact`` items get grade 2. Specs with the same
@@ -304,8 +336,7 @@ def generate_text_queries(
         the judged queries.
     """
     facts = list(facts)
-    specs = sorted({spec for item in facts for spec in specs_for(item)},
-                   key=lambda s: (len(s.facets), s.key()))
+    specs = sorted({spec for item in facts for spec in specs_for(item)}, key=lambda s: (len(s.facets), s.key()))
     seen_grades: set[tuple[tuple[str, int], ...]] = set()
     seen_texts: set[str] = set()
     queries = []

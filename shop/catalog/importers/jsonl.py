@@ -12,12 +12,14 @@ file's folder; the first is the main photo, a name containing ``_back`` is a bac
 view, the rest are alternates. An image may also be ``{"path": ..., "kind": ...}``.
 Blank lines are ignored; unknown keys are ignored.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 

@@ -6,16 +6,18 @@ show two colours (24-MB02, 24-WG03) are split into one record per colour
 (``"24-MB02-Gray"``, ``"24-MB02-Blue"``, parent ``"24-MB02"``). Downloadable, bundle and
 grouped products are not read.
 """
+
 from __future__ import annotations
 
 import csv
 import html
 import re
 from collections import OrderedDict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from shop.catalog.importers.records import CatalogRecord
 
@@ -53,14 +55,29 @@ COLOR_CODES: dict[str, str] = {
 FLAG_KEYS = ("eco_collection", "performance_fabric", "erin_recommends", "new", "sale")
 LIST_KEYS = frozenset(
     {
-        "material", "climate", "style_general", "style_bottom", "activity",
-        "features_bags", "strap_bags", "style_bags", "category_gear",
+        "material",
+        "climate",
+        "style_general",
+        "style_bottom",
+        "activity",
+        "features_bags",
+        "strap_bags",
+        "style_bags",
+        "category_gear",
     }
 )
 SKIPPED_KEYS = frozenset(
     {
-        "has_options", "required_options", "size", "color", "gender",
-        "special_price", "attribute_set", "url_key", "visibility", "qty",
+        "has_options",
+        "required_options",
+        "size",
+        "color",
+        "gender",
+        "special_price",
+        "attribute_set",
+        "url_key",
+        "visibility",
+        "qty",
     }
 )
 
@@ -230,9 +247,7 @@ def _group_photos(group: _ColourGroup, parent: dict[str, str], media: Path) -> l
     with_photo = [c for c in group.children if c["base_image"].strip()]
     if with_photo:
         main = with_photo[0]["base_image"]
-        additional = [
-            a for c in with_photo for a in c["additional_images"].split(",") if a.strip()
-        ]
+        additional = [a for c in with_photo for a in c["additional_images"].split(",") if a.strip()]
     else:
         main = parent["base_image"]
         additional = [a for a in parent["additional_images"].split(",") if a.strip()]
@@ -336,9 +351,7 @@ def _simple_records(folder: Path, media: Path) -> Iterator[CatalogRecord]:
             yield from _split_by_photo_colour(base, images.get(sku, []), media)
 
 
-def _split_by_photo_colour(
-    base: CatalogRecord, names: list[str], media: Path
-) -> Iterator[CatalogRecord]:
+def _split_by_photo_colour(base: CatalogRecord, names: list[str], media: Path) -> Iterator[CatalogRecord]:
     by_colour: OrderedDict[str, list[str]] = OrderedDict()
     for name in names:
         by_colour.setdefault(_colour_in_name(name), []).append(name)

@@ -1,4 +1,5 @@
 """Plain data passed from the catalogue readers (Luma, JSON Lines) to the store."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -63,6 +64,5 @@ class ImportReport:
 
     def summary(self) -> str:
         return (
-            f"created {self.created}, updated {self.updated}, "
-            f"unchanged {self.unchanged}, skipped {len(self.skipped)}"
+            f"created {self.created}, updated {self.updated}, unchanged {self.unchanged}, skipped {len(self.skipped)}"
         )

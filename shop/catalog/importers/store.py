@@ -7,14 +7,16 @@ the product together with its photos. Photo files go to
 ``products/<sku-slug>/<filename>`` in the image field's storage and are copied only
 when their content differs from the stored file.
 """
+
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from django.core.files import File
 from django.core.files.storage import Storage
@@ -38,9 +40,7 @@ class PlannedImage:
     alt: str
 
 
-def import_records(
-    records: Iterable[CatalogRecord | RecordError], *, progress: Progress | None = None
-) -> ImportReport:
+def import_records(records: Iterable[CatalogRecord | RecordError], *, progress: Progress | None = None) -> ImportReport:
     """Create or update one product per record; report what happened.
 
     Args:
@@ -117,10 +117,7 @@ class _Importer:
             # Rolled back: forget rows this record may have created.
             self.categories.clear()
             self.existing.pop(record.sku, None)
-            self.existing.update(
-                (p.sku, p)
-                for p in Product.objects.filter(sku=record.sku).prefetch_related("images")
-            )
+            self.existing.update((p.sku, p) for p in Product.objects.filter(sku=record.sku).prefetch_related("images"))
             self.report.skipped.append((record.ref, f"{exc.__class__.__name__}: {exc}"))
             return
         setattr(self.report, outcome, getattr(self.report, outcome) + 1)
@@ -177,9 +174,7 @@ class _Importer:
                 continue
             names.add(name)
             view = "" if kind == "main" else f", {kind} view"
-            planned.append(
-                PlannedImage(Path(source), name, kind, len(planned), f"{label}{view}"[:300])
-            )
+            planned.append(PlannedImage(Path(source), name, kind, len(planned), f"{label}{view}"[:300]))
         return planned
 
     # --- photos ---------------------------------------------------------------------
@@ -229,8 +224,11 @@ class _Importer:
             image = current.get(plan.name)
             if image is None:
                 ProductImage.objects.create(
-                    product=product, image=plan.name, kind=plan.kind,
-                    position=plan.position, alt=plan.alt,
+                    product=product,
+                    image=plan.name,
+                    kind=plan.kind,
+                    position=plan.position,
+                    alt=plan.alt,
                 )
             elif (image.kind, image.position, image.alt) != (plan.kind, plan.position, plan.alt):
                 image.kind, image.position, image.alt = plan.kind, plan.position, plan.alt
@@ -242,8 +240,6 @@ class _Importer:
         def delete() -> None:
             if not ProductImage.objects.filter(image=name).exists() and self.storage.exists(name):
                 self.storage.delete(name)
-            self._same_file_cache = {
-                k: v for k, v in self._same_file_cache.items() if k[1] != name
-            }
+            self._same_file_cache = {k: v for k, v in self._same_file_cache.items() if k[1] != name}
 
         transaction.on_commit(delete)

@@ -1,4 +1,5 @@
 """``manage.py import_catalog PATH [--limit N]``: load a Luma folder or a .jsonl file."""
+
 from __future__ import annotations
 
 import sys
@@ -23,9 +24,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("path", help="Luma sample-data folder or a .jsonl file")
-        parser.add_argument(
-            "--limit", type=int, default=None, help="import only the first N items"
-        )
+        parser.add_argument("--limit", type=int, default=None, help="import only the first N items")
 
     def handle(self, *args: Any, path: str, limit: int | None, **options: Any) -> None:
         if limit is not None and limit < 0:
@@ -33,7 +32,10 @@ class Command(BaseCommand):
         items = read_items(Path(path).expanduser(), limit)
         stream = getattr(self.stderr, "_out", sys.stderr)
         with tqdm(
-            total=len(items), file=stream, unit="item", desc="Importing",
+            total=len(items),
+            file=stream,
+            unit="item",
+            desc="Importing",
             disable=options.get("verbosity", 1) == 0,
         ) as bar:
             report = import_records(items, progress=bar.update)

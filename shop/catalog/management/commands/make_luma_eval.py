@@ -1,4 +1,5 @@
 """``manage.py make_luma_eval --out DIR [--catalog PATH] [--seed 13]``: write the judged Luma set."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,10 +22,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--out", required=True, help="output folder (created)")
-        parser.add_argument("--catalog", default=None,
-                            help="Magento sample-data folder (default: settings.DEMO_CATALOG)")
-        parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
-                            help=f"split and phrasing seed (default {DEFAULT_SEED})")
+        parser.add_argument(
+            "--catalog", default=None, help="Magento sample-data folder (default: settings.DEMO_CATALOG)"
+        )
+        parser.add_argument(
+            "--seed", type=int, default=DEFAULT_SEED, help=f"split and phrasing seed (default {DEFAULT_SEED})"
+        )
 
     def handle(self, *args: Any, out: str, catalog: str | None, seed: int, **options: Any) -> None:
         folder = Path(catalog or getattr(settings, "DEMO_CATALOG", "")).expanduser()

@@ -5,7 +5,7 @@ Usage: .venv/bin/python bench/photo_retrieval.py [--luma DIR] [--epochs 60] [--s
 Photo queries: every alternate/back photo (never a main photo) of the 463 Luma items (one
 per parent x colour). Leave-one-out: the query photo is not in the gallery, its product
 keeps its other photos, products are scored by their best photo (as
-``store.pgvector.PgvectorStore.nearest_images`` does). R@1/R@5 are shown with their ratio to raw
+``store.pgvector.PgvectorStore.nearest`` on photos does). R@1/R@5 are shown with their ratio to raw
 EfficientNet cosine measured in the same run.
 
 Held-out: parents with sha1(parent sku) % 10 < 3 (30%). Trained variants are measured

@@ -289,7 +289,7 @@ def test_clip_tiny(tiny_clip_dir: Path) -> None:
 
     encoder = ClipEncoder(model=str(tiny_clip_dir), device="cpu")
     assert encoder.dimensions == 16 and encoder.feature_dimensions == 16
-    assert encoder._model is None  # dims came from the config alone
+    assert not encoder._weights.loaded  # dims came from the config alone
     assert encoder.model_id == f"clip:{tiny_clip_dir.name}"
 
     texts = ["black hoodie", "water bottle", "a long description " * 40]

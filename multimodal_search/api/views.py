@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from rest_framework import status
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -33,7 +33,8 @@ class SearchView(APIView):
         return self._search(request.query_params)
 
     def post(self, request: Request) -> Response:
-        data = request.data.copy() if hasattr(request.data, "copy") else dict(request.data)
+        # the form parsers give a QueryDict (a mapping); drf-stubs also allows a JSON list
+        data = cast(dict[str, Any], request.data.copy() if hasattr(request.data, "copy") else dict(request.data))
         for key in ("k", "q", "category", "method"):
             if key not in data and key in request.query_params:
                 data[key] = request.query_params[key]
@@ -65,7 +66,8 @@ class SimilarView(APIView):
         adapter = get_adapter()
         try:
             product = adapter.lookup(identifier)
-        except adapter.get_model().DoesNotExist:
+        # get_model() is a concrete model; the django-stubs plugin removes DoesNotExist from the base Model
+        except adapter.get_model().DoesNotExist:  # type: ignore[attr-defined]
             return Response({"error": f"no product {identifier!r}"}, status=status.HTTP_404_NOT_FOUND)
         try:
             k = max(1, min(50, int(request.query_params.get("k", 8))))

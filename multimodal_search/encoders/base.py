@@ -2,10 +2,53 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import threading
+from collections.abc import Callable
+from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 from PIL import Image
+
+T = TypeVar("T")
+
+
+class Lazy(Generic[T]):
+    """Something heavy (model weights) made on first use, once per instance, under a lock."""
+
+    def __init__(self, make: Callable[[], T]) -> None:
+        self._make = make
+        self._lock = threading.Lock()
+        self._value: T | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._value is not None
+
+    def get(self) -> T:
+        if self._value is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = self._make()
+        return self._value
+
+
+class WeightsOnUse:
+    """A model part whose weights load on first use (``_load``), once, on ``device`` (None: CUDA when present)."""
+
+    def __init__(self, device: str | None) -> None:
+        self.device_name = device
+        self._weights: Lazy[Any] = Lazy(self._load)
+
+    @property
+    def device(self) -> str:
+        return resolve_device(self.device_name)
+
+    @property
+    def loaded(self) -> bool:
+        return self._weights.loaded
+
+    def _load(self) -> Any:
+        raise NotImplementedError
 
 
 def resolve_device(device: str | None = None) -> str:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from multimodal_search.encoders.base import BaseEncoder, l2_normalize
+from multimodal_search.encoders.base import BaseEncoder, Lazy, l2_normalize
 from multimodal_search.encoders.images import to_rgb
 
 if TYPE_CHECKING:
@@ -61,10 +61,12 @@ class ClipEncoder(BaseEncoder):
         self.max_length = int(max_length)
         self._dimensions = int(dimensions) if dimensions else None
         self._config: Any = None
-        self._model: Any = None
-        self._processor: Any = None
-        self._lock = threading.Lock()
+        self._weights: Lazy[tuple[Any, Any]] = Lazy(self._load)
         self._tokenizer_lock = threading.Lock()
+        name = self.model_name
+        if os.path.isdir(name):
+            name = os.path.basename(os.path.normpath(os.path.abspath(name)))
+        self._model_id = f"clip:{name}"
 
     @property
     def config(self) -> Any:
@@ -95,29 +97,17 @@ class ClipEncoder(BaseEncoder):
 
     @property
     def model_id(self) -> str:  # type: ignore[override]
-        """``clip:<folder basename>`` for a local folder, ``clip:<hub id>`` otherwise."""
-        name = self.model_name
-        if os.path.isdir(name):
-            name = os.path.basename(os.path.normpath(os.path.abspath(name)))
-        return f"clip:{name}"
+        """``clip:<folder basename>`` for a local folder, ``clip:<hub id>`` otherwise (fixed at construction)."""
+        return self._model_id
 
-    def _ensure_loaded(self) -> None:
-        if self._model is not None:
-            return
-        with self._lock:
-            if self._model is not None:
-                return
-            from transformers import AutoProcessor, CLIPModel
+    def _load(self) -> tuple[Any, Any]:
+        from transformers import AutoProcessor, CLIPModel
 
-            processor = AutoProcessor.from_pretrained(self.model_name)
-            model = CLIPModel.from_pretrained(self.model_name).to(self.device).eval()
-            self._config = model.config
-            self._processor = processor
-            self._model = model
-
-    def _text_max_length(self) -> int:
-        positions = getattr(self._model.config.text_config, "max_position_embeddings", self.max_length)
-        return min(self.max_length, int(positions))
+        processor = AutoProcessor.from_pretrained(self.model_name)
+        # transformers decorates PreTrainedModel.to with functools.wraps, so its stubs lose the bound self
+        model = CLIPModel.from_pretrained(self.model_name).to(self.device).eval()  # type: ignore[arg-type]
+        self._config = model.config
+        return processor, model
 
     def encode_text(self, texts: list[str]) -> np.ndarray:
         """Encode texts with the text tower.
@@ -131,22 +121,23 @@ class ClipEncoder(BaseEncoder):
         texts = [str(t) for t in texts]
         if not texts:
             return np.zeros((0, self.dimensions), dtype=np.float32)
-        self._ensure_loaded()
+        processor, model = self._weights.get()
         import torch
 
+        positions = getattr(model.config.text_config, "max_position_embeddings", self.max_length)
         parts = []
         with torch.inference_mode():
             for start in range(0, len(texts), self.batch_size):
                 with self._tokenizer_lock:
-                    batch = self._processor(
+                    batch = processor(
                         text=texts[start : start + self.batch_size],
                         padding=True,
                         truncation=True,
-                        max_length=self._text_max_length(),
+                        max_length=min(self.max_length, int(positions)),
                         return_tensors="pt",
                     )
                 batch = {k: v.to(self.device) for k, v in batch.items()}
-                out = _features_tensor(self._model.get_text_features(**batch))
+                out = _features_tensor(model.get_text_features(**batch))
                 parts.append(out.float().cpu().numpy())
         return l2_normalize(np.concatenate(parts))
 
@@ -159,15 +150,15 @@ class ClipEncoder(BaseEncoder):
         if not images:
             empty = np.zeros((0, self.dimensions), dtype=np.float32)
             return empty, empty.copy()
-        self._ensure_loaded()
+        processor, model = self._weights.get()
         import torch
 
         parts = []
         with torch.inference_mode():
             for start in range(0, len(images), self.batch_size):
                 chunk = [to_rgb(im) for im in images[start : start + self.batch_size]]
-                pixels = self._processor(images=chunk, return_tensors="pt")["pixel_values"]
-                out = _features_tensor(self._model.get_image_features(pixel_values=pixels.to(self.device)))
+                pixels = processor(images=chunk, return_tensors="pt")["pixel_values"]
+                out = _features_tensor(model.get_image_features(pixel_values=pixels.to(self.device)))
                 parts.append(out.float().cpu().numpy())
         vectors = l2_normalize(np.concatenate(parts))
         return vectors, vectors.copy()

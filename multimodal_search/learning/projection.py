@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -150,7 +150,7 @@ def train_heads(
     adapter: BaseProductAdapter,
     output: str | os.PathLike[str],
     *,
-    holdout: set[str] = frozenset(),
+    holdout: Collection[str] = frozenset(),
     labels: Mapping[str, Label] | None = None,
     epochs: int = DEFAULT_EPOCHS,
     seed: int = 0,
@@ -207,7 +207,7 @@ def train_heads(
     text_vectors = encoder.encode_text([item.text for item in items])
     settings = {"epochs": epochs, "seed": seed, "visual": visual, "crops": crops, "recipe": VIEW_RECIPE}
     version = head_version(items, data.photo_digests, settings)
-    check = {"keep": visual == "always", "reason": f"visual={visual}"}
+    check: dict[str, Any] = {"keep": visual == "always", "reason": f"visual={visual}"}
     if visual == "auto":
         check = validate_visual_projection(
             data.views,
@@ -223,7 +223,8 @@ def train_heads(
     head, text_losses = train_text_head(
         data.views, data.photo_item, text_vectors, epochs=epochs, seed=seed, progress=tick
     )
-    projection, visual_losses = (None, [])
+    projection: ProjectionHead | None = None
+    visual_losses: list[float] = []
     if check["keep"]:
         projection, visual_losses = train_visual_projection(
             data.views,
@@ -266,7 +267,7 @@ def train_heads(
     )
 
 
-def has_trainable_head(encoder: Any) -> bool:
+def has_trainable_head(encoder: Any) -> TypeGuard[PackagedEncoder]:
     return isinstance(encoder, PackagedEncoder)
 
 

@@ -29,7 +29,7 @@ def _has_word(title: str, noun: str) -> bool:
 
 
 def _top_colour(profile: Mapping[str, float]) -> str | None:
-    return max(profile, key=profile.get) if profile else None
+    return max(profile, key=profile.__getitem__) if profile else None
 
 
 @dataclass

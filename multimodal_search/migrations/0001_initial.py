@@ -7,6 +7,15 @@ from django.db import migrations, models
 from pgvector.django import VectorExtension
 
 
+def _row_key() -> list[tuple[str, models.Field]]:
+    """The columns both tables start with: one row per product (or photo) and encoder version."""
+    return [
+        ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+        ("product_pk", models.CharField(max_length=64)),
+        ("model_id", models.CharField(max_length=200)),
+    ]
+
+
 class Migration(migrations.Migration):
     initial = True
 
@@ -17,9 +26,7 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name="ImageEmbedding",
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("product_pk", models.CharField(max_length=64)),
-                ("model_id", models.CharField(max_length=200)),
+                *_row_key(),
                 ("image_key", models.CharField(max_length=500)),
                 ("position", models.PositiveIntegerField(default=0)),
                 ("feature_vector", pgvector.django.halfvec.HalfVectorField()),
@@ -35,9 +42,7 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name="ProductEmbedding",
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("product_pk", models.CharField(max_length=64)),
-                ("model_id", models.CharField(max_length=200)),
+                *_row_key(),
                 ("content_hash", models.CharField(max_length=64)),
                 ("text_vector", pgvector.django.halfvec.HalfVectorField()),
                 ("image_vector", pgvector.django.halfvec.HalfVectorField(blank=True, null=True)),

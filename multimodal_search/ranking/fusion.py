@@ -15,12 +15,13 @@ import hashlib
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 #: the k of reciprocal rank fusion (Cormack et al.'s 60)
 RRF_K = 60
 
 
-def normalize(x: np.ndarray) -> np.ndarray:
+def normalize(x: npt.ArrayLike) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     return x / max(float(np.linalg.norm(x)), 1e-12)
 

@@ -11,7 +11,7 @@ from multimodal_search.ranking import vocabulary as v
 from multimodal_search.ranking.fusion import RRF_K
 from multimodal_search.ranking.query import Query
 from multimodal_search.store import get_store
-from multimodal_search.store.base import CandidateRequest, Neighbours
+from multimodal_search.store.base import CandidateRequest, Neighbours, Scope
 
 #: signal -> the product column it is read from
 COLUMNS = {v.TEXT: "text_vector", v.TITLE: "title_vector", v.IMAGE: "image_vector", v.FUSED: "fused_vector"}
@@ -29,15 +29,10 @@ def collect_signals(
     Photo-only queries take the nearest products by photo.
     """
     store = get_store()
-    options: dict[str, Any] = {
-        "model_id": model_id,
-        "limit": candidates,
-        "categories": categories,
-        "ef_search": int(search_settings.HNSW_EF_SEARCH),
-    }
+    scope = Scope(model_id, candidates, categories, int(search_settings.HNSW_EF_SEARCH))
     visual: list[str] = []
     if query.image_features is not None and v.VISUAL in names:
-        visual = [pk for pk, _ in store.nearest_images("feature_vector", query.image_features, **options)]
+        visual = [pk for pk, _ in store.nearest("feature_vector", query.image_features, scope)]
     signals: Signals = {}
     fields: dict[str, dict[str, Any]] = {}
     if query.text_vector is not None:
@@ -55,7 +50,7 @@ def collect_signals(
             field_keys=v.fields_for(names),
             neighbours=_neighbours(names),
         )
-        found = store.candidates(request, **options)
+        found = store.candidates(request, scope)
         pool, signals, fields = found.pool, found.signals, found.fields
     else:
         pool = visual
@@ -79,7 +74,7 @@ def _derived_signals(
     """Signals computed from the exact ones and the stored fields (added to ``signals``)."""
     store = get_store()
     if query.image_features is not None:
-        signals[v.VISUAL] = store.image_similarities(pks, "feature_vector", query.image_features, model_id=model_id)
+        signals[v.VISUAL] = store.similarities(pks, "feature_vector", query.image_features, model_id=model_id)
     if v.SIGNAL_FIELDS.keys() & names and not fields:
         fields.update(store.product_fields(pks, model_id=model_id))
     if v.GENDER in names and query.gender:

@@ -19,6 +19,7 @@ from multimodal_search.services.candidates import Signals, collect_signals
 from multimodal_search.services.query import SearchError, check_query, encode_query
 from multimodal_search.signals import search_performed
 from multimodal_search.store import get_store
+from multimodal_search.store.base import Scope
 
 METHODS = v.METHODS
 TEXT_ONLY_METHODS = v.TEXT_ONLY_METHODS
@@ -102,11 +103,11 @@ def search_products(
     elif method == v.EMBEDDING:
         # one shared space: the product's fused vector against the query vector(s)
         parts = [vector for vector in (query.text_vector, query.image_shared) if vector is not None]
-        scores = get_store().product_similarities(
+        scores = get_store().similarities(
             pool,
             "fused_vector",
             fusion.normalize(sum(parts)),
-            model_id=model_id,  # type: ignore[arg-type]
+            model_id=model_id,
         )
         weights = {name: 1.0 for name in (v.TEXT, v.IMAGE, v.VISUAL) if name in signals}
     else:
@@ -148,17 +149,13 @@ def plain_knn(text: str | None, image: Image.Image | None, *, k: int) -> list[tu
     """
     encoder = get_encoder()
     encoder.refresh()
-    options: dict[str, Any] = {
-        "model_id": encoder.model_id,
-        "limit": k,
-        "ef_search": int(search_settings.HNSW_EF_SEARCH),
-    }
+    scope = Scope(encoder.model_id, k, ef_search=int(search_settings.HNSW_EF_SEARCH))
     store = get_store()
     if image is not None:
         _shared, features = encoder.encode_image_pair([image.convert("RGB")])
-        nearest = store.nearest_images("feature_vector", features[0], **options)
+        nearest = store.nearest("feature_vector", features[0], scope)
     else:
-        nearest = store.nearest_products("text_vector", encoder.encode_text([text or ""])[0], **options)
+        nearest = store.nearest("text_vector", encoder.encode_text([text or ""])[0], scope)
     similarity = dict(nearest)
     return [(product, similarity[pk]) for pk, product in _products([pk for pk, _ in nearest])]
 
@@ -172,8 +169,8 @@ def similar_products(product: Any, *, k: int = 8) -> list[SearchHit]:
     vector = store.product_vector(str(product.pk), "fused_vector", model_id=model_id)
     if vector is None:
         return []
-    nearest = store.nearest_products(
-        "fused_vector", vector, model_id=model_id, limit=k + 1, ef_search=int(search_settings.HNSW_EF_SEARCH)
+    nearest = store.nearest(
+        "fused_vector", vector, Scope(model_id, k + 1, ef_search=int(search_settings.HNSW_EF_SEARCH))
     )
     similarity = dict((pk, sim) for pk, sim in nearest if pk != str(product.pk))
     order = [pk for pk, _ in nearest if pk in similarity][:k]

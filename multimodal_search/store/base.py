@@ -49,6 +49,17 @@ class ProductVectors:
 
 
 @dataclass(frozen=True)
+class Scope:
+    """What a nearest-neighbour search reads: one encoder version, at most ``limit`` products, only those
+    in every one of ``categories``; ``ef_search`` is how many candidates the HNSW index looks at."""
+
+    model_id: str
+    limit: int
+    categories: Sequence[str] = ()
+    ef_search: int = 100
+
+
+@dataclass(frozen=True)
 class Neighbours:
     """The ``neighbours`` signal: each candidate's best-photo similarity to the mean photo features of the
     ``top`` candidates by reciprocal rank fusion (``w / (rrf_k + rank)``) of the ``signals`` (ties by
@@ -141,42 +152,15 @@ class BaseVectorStore:
 
     # --- reads for ranking -------------------------------------------------------------------
 
-    def nearest_products(
-        self,
-        column: str,
-        vector: np.ndarray,
-        *,
-        model_id: str,
-        limit: int,
-        categories: Sequence[str] = (),
-        ef_search: int = 100,
-    ) -> list[tuple[str, float]]:
-        """Approximate nearest products by one product column: [(pk, similarity)], best first."""
+    def nearest(self, column: str, vector: np.ndarray, scope: Scope) -> list[tuple[str, float]]:
+        """Approximate nearest products by one vector column: [(pk, similarity)], best first.
+
+        A photo column (``IMAGE_COLUMNS``) ranks products by their best-matching photo.
+        """
         raise NotImplementedError
 
-    def nearest_images(
-        self,
-        column: str,
-        vector: np.ndarray,
-        *,
-        model_id: str,
-        limit: int,
-        categories: Sequence[str] = (),
-        ef_search: int = 100,
-    ) -> list[tuple[str, float]]:
-        """Approximate nearest products by their best-matching photo: [(pk, similarity)], best first."""
-        raise NotImplementedError
-
-    def product_similarities(
-        self, pks: Sequence[str], column: str, vector: np.ndarray, *, model_id: str
-    ) -> dict[str, float]:
-        """Exact similarity of ``vector`` to one product column of the given products."""
-        raise NotImplementedError
-
-    def image_similarities(
-        self, pks: Sequence[str], column: str, vector: np.ndarray, *, model_id: str
-    ) -> dict[str, float]:
-        """Exact best-photo similarity of ``vector`` for the given products."""
+    def similarities(self, pks: Sequence[str], column: str, vector: np.ndarray, *, model_id: str) -> dict[str, float]:
+        """Exact similarity of ``vector`` to one column for the given products (a photo column: the best photo)."""
         raise NotImplementedError
 
     def product_fields(self, pks: Sequence[str], *, model_id: str) -> dict[str, dict[str, Any]]:
@@ -187,15 +171,7 @@ class BaseVectorStore:
         """One stored product vector, or None when the product (or that vector) is not stored."""
         raise NotImplementedError
 
-    def candidates(
-        self,
-        request: CandidateRequest,
-        *,
-        model_id: str,
-        limit: int,
-        categories: Sequence[str] = (),
-        ef_search: int = 100,
-    ) -> Candidates:
+    def candidates(self, request: CandidateRequest, scope: Scope) -> Candidates:
         """The candidate pool (top ``limit`` of each ranked index, keyword matches, extra pks) and the
         exact signals and requested fields of every candidate, in one round trip where possible."""
         raise NotImplementedError

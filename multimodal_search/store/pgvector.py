@@ -23,6 +23,7 @@ from multimodal_search.store.base import (
     CandidateRequest,
     Candidates,
     ProductVectors,
+    Scope,
 )
 
 
@@ -140,97 +141,56 @@ class PgvectorStore(BaseVectorStore):
 
     # --- reads for ranking -------------------------------------------------------------------
 
-    def nearest_products(
-        self,
-        column: str,
-        vector: np.ndarray,
-        *,
-        model_id: str,
-        limit: int,
-        categories: Sequence[str] = (),
-        ef_search: int = 100,
-    ) -> list[tuple[str, float]]:
-        sql.check_column(column, PRODUCT_COLUMNS)
+    def nearest(self, column: str, vector: np.ndarray, scope: Scope) -> list[tuple[str, float]]:
+        model_id, limit, categories = scope.model_id, scope.limit, scope.categories
+        photos = column in IMAGE_COLUMNS
+        sql.check_column(column, PRODUCT_COLUMNS + IMAGE_COLUMNS)
         sql.check_model_id(model_id)
         dims = int(np.asarray(vector).size)
         literal = sql.to_literal(vector)
-        where = f"model_id = '{model_id}' AND {column} IS NOT NULL"
-        params: list[object] = [literal]
-        if categories:
-            where += " AND categories @> %s::varchar[]"
-            params.append(list(categories))
-        params.append(literal)
-        statement = (
-            f"SELECT product_pk, {sql.similarity(column, dims)} AS sim FROM {sql.PRODUCT_TABLE} "
-            f"WHERE {where} ORDER BY {sql.distance(column, dims)} LIMIT {int(limit)}"
-        )
-        with transaction.atomic(), connection.cursor() as cursor:
-            _session_settings(cursor, min(1000, max(ef_search, limit)), bool(categories))
-            cursor.execute(statement, params)
-            return [(pk, float(sim)) for pk, sim in cursor.fetchall()]
-
-    def nearest_images(
-        self,
-        column: str,
-        vector: np.ndarray,
-        *,
-        model_id: str,
-        limit: int,
-        categories: Sequence[str] = (),
-        ef_search: int = 100,
-    ) -> list[tuple[str, float]]:
-        sql.check_column(column, IMAGE_COLUMNS)
-        sql.check_model_id(model_id)
-        dims = int(np.asarray(vector).size)
-        literal = sql.to_literal(vector)
-        where = f"i.model_id = '{model_id}'"
-        params: list[object] = [literal]
-        join = ""
-        if categories:
-            join = f" JOIN {sql.PRODUCT_TABLE} p ON p.product_pk = i.product_pk AND p.model_id = i.model_id"
+        alias, table = ("i.", f"{sql.IMAGE_TABLE} i") if photos else ("", sql.PRODUCT_TABLE)
+        where = f"i.model_id = '{model_id}'" if photos else f"model_id = '{model_id}' AND {column} IS NOT NULL"
+        params: list[sql.Param] = [literal]
+        if categories and photos:
+            table += f" JOIN {sql.PRODUCT_TABLE} p ON p.product_pk = i.product_pk AND p.model_id = i.model_id"
             where += " AND p.categories @> %s::varchar[]"
-            params.append(list(categories))
+        elif categories:
+            where += " AND categories @> %s::varchar[]"
+        params += [list(categories)] if categories else []
         params.append(literal)
-        fetch = int(limit) * 4  # a product's several photos may all be near: fetch more rows than products
+        # a product's several photos may all be near: fetch more photo rows than products, keep each one's best
+        rows = int(limit) * 4 if photos else int(limit)
         statement = (
-            f"SELECT product_pk, max(sim) AS sim FROM ("
-            f"SELECT i.product_pk, {sql.similarity(column, dims, 'i.')} AS sim FROM {sql.IMAGE_TABLE} i{join} "
-            f"WHERE {where} ORDER BY {sql.distance(column, dims, 'i.')} LIMIT {fetch}"
-            f") t GROUP BY product_pk ORDER BY sim DESC LIMIT {int(limit)}"
+            f"SELECT {alias}product_pk, {sql.similarity(column, dims, alias)} AS sim FROM {table} "
+            f"WHERE {where} ORDER BY {sql.distance(column, dims, alias)} LIMIT {rows}"
         )
+        if photos:
+            statement = (
+                f"SELECT product_pk, max(sim) AS sim FROM ({statement}) t "
+                f"GROUP BY product_pk ORDER BY sim DESC LIMIT {int(limit)}"
+            )
         with transaction.atomic(), connection.cursor() as cursor:
-            _session_settings(cursor, min(1000, max(ef_search, fetch)), bool(categories))
+            _session_settings(cursor, min(1000, max(scope.ef_search, rows)), bool(categories))
             cursor.execute(statement, params)
             return [(pk, float(sim)) for pk, sim in cursor.fetchall()]
 
-    def _exact(
-        self, table: str, column: str, vector: np.ndarray, pks: Sequence[str], model_id: str, best_of_rows: bool
-    ) -> dict[str, float]:
+    def similarities(self, pks: Sequence[str], column: str, vector: np.ndarray, *, model_id: str) -> dict[str, float]:
+        photos = column in IMAGE_COLUMNS
+        sql.check_column(column, PRODUCT_COLUMNS + IMAGE_COLUMNS)
         if not pks:
             return {}
         dims = int(np.asarray(vector).size)
+        table = sql.IMAGE_TABLE if photos else sql.PRODUCT_TABLE
         where = f"FROM {table} WHERE model_id = %s AND product_pk = ANY(%s) AND {column} IS NOT NULL"
         similarity = sql.similarity(column, dims)
         statement = (
             f"SELECT product_pk, max({similarity}) {where} GROUP BY product_pk"
-            if best_of_rows
+            if photos
             else f"SELECT product_pk, {similarity} {where}"
         )
         with connection.cursor() as cursor:
             cursor.execute(statement, [sql.to_literal(vector), model_id, list(pks)])
             return {pk: float(sim) for pk, sim in cursor.fetchall()}
-
-    def product_similarities(
-        self, pks: Sequence[str], column: str, vector: np.ndarray, *, model_id: str
-    ) -> dict[str, float]:
-        sql.check_column(column, PRODUCT_COLUMNS)
-        return self._exact(sql.PRODUCT_TABLE, column, vector, list(pks), model_id, best_of_rows=False)
-
-    def image_similarities(
-        self, pks: Sequence[str], column: str, vector: np.ndarray, *, model_id: str
-    ) -> dict[str, float]:
-        sql.check_column(column, IMAGE_COLUMNS)
-        return self._exact(sql.IMAGE_TABLE, column, vector, list(pks), model_id, best_of_rows=True)
 
     def product_fields(self, pks: Sequence[str], *, model_id: str) -> dict[str, dict[str, Any]]:
         rows = ProductEmbedding.objects.filter(model_id=model_id, product_pk__in=list(pks))
@@ -242,15 +202,8 @@ class PgvectorStore(BaseVectorStore):
         value = row.first()
         return None if value is None else as_array(value)
 
-    def candidates(
-        self,
-        request: CandidateRequest,
-        *,
-        model_id: str,
-        limit: int,
-        categories: Sequence[str] = (),
-        ef_search: int = 100,
-    ) -> Candidates:
+    def candidates(self, request: CandidateRequest, scope: Scope) -> Candidates:
+        model_id, limit, categories = scope.model_id, scope.limit, scope.categories
         dims = int(np.asarray(request.vector).size)
         literal = sql.to_literal(request.vector)
         branches, pool_params = sql.candidate_branches(
@@ -298,7 +251,7 @@ class PgvectorStore(BaseVectorStore):
         else:
             statement += f"SELECT sig.product_pk, {columns}, sig.f FROM sig"
         with transaction.atomic(), connection.cursor() as cursor:
-            _session_settings(cursor, min(1000, max(ef_search, limit)), bool(categories))
+            _session_settings(cursor, min(1000, max(scope.ef_search, limit)), bool(categories))
             cursor.execute(statement + " ORDER BY 1", params)
             found = _read_signal_rows(cursor.fetchall(), names, bool(request.field_keys))
         if "neighbours" in found.signals and not found.signals["neighbours"]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
+from typing import TypeAlias
 
 import numpy as np
 
@@ -22,6 +23,8 @@ _SAFE_MODEL_ID = re.compile(r"^[A-Za-z0-9:._/+@=-]{1,200}$")
 #: the query words as an OR of their lexemes ("black holdall" matches either word)
 TSQUERY = "replace(plainto_tsquery('english'::regconfig, %s)::text, '&', '|')::tsquery"
 TSVECTOR = "search_vector"  # stored, generated from search_text (migration 0004)
+#: a query parameter: a text (vector literal, words, key, model id) or a list of texts (categories, pks)
+Param: TypeAlias = str | list[str]
 
 
 def check_model_id(model_id: str) -> str:
@@ -95,12 +98,12 @@ def candidate_branches(
     limit: int,
     categories: Sequence[str],
     lexical_text: str | None,
-) -> tuple[list[str], list[object]]:
+) -> tuple[list[str], list[Param]]:
     """``SELECT product_pk ... ORDER BY ... LIMIT`` per index, and their parameters in order."""
     check_model_id(model_id)
     category_sql = " AND categories @> %s::varchar[]" if categories else ""
     branches: list[str] = []
-    params: list[object] = []
+    params: list[Param] = []
     for column in columns.values():
         check_column(column, PRODUCT_COLUMNS)
         branches.append(
@@ -120,10 +123,10 @@ def candidate_branches(
 
 def signal_selects(
     columns: Mapping[str, str], dims: int, literal: str, lexical_text: str | None, field_keys: Sequence[str]
-) -> tuple[list[str], list[object], list[str]]:
+) -> tuple[list[str], list[Param], list[str]]:
     """SELECT expressions of exact similarities (then ts_rank, then fields), their parameters and signal names."""
     selects: list[str] = []
-    params: list[object] = []
+    params: list[Param] = []
     for column in columns.values():
         check_column(column, PRODUCT_COLUMNS)
         selects.append(similarity(column, dims))
@@ -159,7 +162,7 @@ def neighbour_ctes(columns: list[str], matches_only: list[bool], top: int, dims:
     )
 
 
-def fields_select(keys: Sequence[str], params: list[object]) -> str:
+def fields_select(keys: Sequence[str], params: list[Param]) -> str:
     """The stored fields restricted to ``keys`` (their parameters are appended to ``params``)."""
     if not keys:
         return "NULL"

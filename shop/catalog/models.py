@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.db import models
 from django.urls import reverse
 from django.utils.text import slugify
@@ -24,7 +26,8 @@ class Category(models.Model):
 
     def save(self, *args, **kwargs) -> None:
         self.slug = self.slug or slugify(self.name)[:200]
-        self.path = f"{self.parent.path}{PATH_SEPARATOR}{self.name}" if self.parent_id else self.name
+        parent = self.parent if self.parent_id else None
+        self.path = f"{parent.path}{PATH_SEPARATOR}{self.name}" if parent is not None else self.name
         super().save(*args, **kwargs)
 
     def ancestor_paths(self) -> list[str]:
@@ -90,4 +93,5 @@ class ProductImage(models.Model):
         ordering = ["position", "pk"]
 
     def __str__(self) -> str:
-        return self.image.name
+        # the column is NOT NULL, so the name is a str (django-stubs types FieldFile.name as str | None)
+        return cast(str, self.image.name)

@@ -9,7 +9,12 @@ from django.db import models
 from django.utils.html import strip_tags
 
 from multimodal_search.adapters import BaseProductAdapter, ImageRef
-from shop.catalog.models import Product, ProductImage
+from shop.catalog.models import Category, Product, ProductImage
+
+
+def _category(product: Product) -> Category | None:
+    """The product's category; ``category_id`` is checked first so that a product without one costs no query."""
+    return product.category if product.category_id else None
 
 
 class ProductAdapter(BaseProductAdapter):
@@ -23,8 +28,9 @@ class ProductAdapter(BaseProductAdapter):
         parts = [product.title]
         if product.color:
             parts.append(f"Colour: {product.color}.")
-        if product.category_id:
-            parts.append(f"Category: {product.category.path}.")
+        category = _category(product)
+        if category is not None:
+            parts.append(f"Category: {category.path}.")
         for label, value in (("Gender", product.gender), ("Material", product.material)):
             if value:
                 parts.append(f"{label}: {value}.")
@@ -40,7 +46,8 @@ class ProductAdapter(BaseProductAdapter):
 
     def get_title(self, product: Product) -> str:
         """Name, colour, category and gender: "Chaz Kangeroo Hoodie. Black. Men > Tops > Hoodies & Sweatshirts."."""
-        parts = [product.title, product.color, product.category.path if product.category_id else ""]
+        category = _category(product)
+        parts = [product.title, product.color, category.path if category is not None else ""]
         if product.gender and product.gender.lower() not in parts[2].lower():
             parts.append(product.gender)
         return ". ".join(part.strip() for part in parts if part and part.strip()) + "."
@@ -49,11 +56,12 @@ class ProductAdapter(BaseProductAdapter):
         return [
             ImageRef(key=img.image.name, path=img.image.path, url=img.image.url)
             for img in product.images.all()
-            if img.image
+            if img.image.name  # what ``bool(img.image)`` tests
         ]
 
     def get_categories(self, product: Product) -> list[str]:
-        return product.category.ancestor_paths() if product.category_id else []
+        category = _category(product)
+        return category.ancestor_paths() if category is not None else []
 
     def get_fields(self, product: Product) -> dict[str, Any]:
         return {
@@ -73,7 +81,7 @@ class ProductAdapter(BaseProductAdapter):
             "image": images[0].url if images else "",
             "price": str(product.price) if product.price is not None else None,
             "color": product.color,
-            "category": product.category.path if product.category_id else None,
+            "category": category.path if (category := _category(product)) is not None else None,
         }
 
     def lookup(self, identifier: str) -> Product:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import TextIO, cast
 
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
@@ -58,7 +59,8 @@ class Command(BaseCommand):
 
     def _run_sync(self, chunks, total, force):
         report = services.IndexReport()
-        with tqdm(total=total, unit="product", desc="Indexing", file=self.stderr._out) as bar:
+        # tqdm writes to the wrapped stream; django-stubs types unknown OutputWrapper attributes as callables
+        with tqdm(total=total, unit="product", desc="Indexing", file=cast(TextIO, self.stderr._out)) as bar:
             for chunk in chunks:
                 report.merge(services.index_products(chunk, force=force))
                 bar.update(len(chunk))
@@ -78,7 +80,7 @@ class Command(BaseCommand):
         wanted = [pk for chunk in chunks for pk in chunk]
         deadline = time.monotonic() + options["timeout"]
         done = 0
-        with tqdm(total=total, unit="product", desc="Indexing (worker)", file=self.stderr._out) as bar:
+        with tqdm(total=total, unit="product", desc="Indexing (worker)", file=cast(TextIO, self.stderr._out)) as bar:
             while done < total:
                 if time.monotonic() > deadline:
                     raise CommandError(

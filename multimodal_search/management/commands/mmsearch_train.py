@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TextIO, cast
 
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
@@ -115,7 +116,8 @@ class Command(BaseCommand):
     def _progress(self, label: str, total: int) -> Callable[[int], object]:
         """One bar at a time: a new stage closes the previous stage's bar."""
         self._close_bar()
-        self._bar = tqdm(total=total, desc=label, file=self.stderr._out)
+        # tqdm writes to the wrapped stream; django-stubs types unknown OutputWrapper attributes as callables
+        self._bar = tqdm(total=total, desc=label, file=cast(TextIO, self.stderr._out))
         return self._bar.update
 
     def _close_bar(self) -> None:
@@ -128,7 +130,9 @@ class Command(BaseCommand):
         self._close_bar()
         chunks = list(services.chunked_pks(missing_only=True, model_id=staging.model_id))
         total = sum(map(len, chunks))
-        with tqdm(total=total, unit="product", desc="Indexing for the new head", file=self.stderr._out) as bar:
+        with tqdm(
+            total=total, unit="product", desc="Indexing for the new head", file=cast(TextIO, self.stderr._out)
+        ) as bar:
             for chunk in chunks:
                 services.index_products(chunk, encoder=staging)
                 bar.update(len(chunk))
@@ -154,7 +158,7 @@ class Command(BaseCommand):
 
     def _train_reranker(self, holdout: set[str], options) -> None:
         with tqdm(
-            total=options["queries"], unit="query", desc="Re-ranker pseudo-queries", file=self.stderr._out
+            total=options["queries"], unit="query", desc="Re-ranker pseudo-queries", file=cast(TextIO, self.stderr._out)
         ) as bar:
             try:
                 summary = train_reranker(

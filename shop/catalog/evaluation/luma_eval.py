@@ -118,7 +118,7 @@ def choose_photo_queries(
     photo is never used.
     """
     mains = {record.images[0][0] for record in records if record.images}
-    queries = []
+    queries: list[PhotoQuery] = []
     for record in records:
         parent = record.parent_sku or record.sku
         alternates = [(p, kind) for p, kind in record.images[1:] if kind != "main" and p not in mains]

@@ -206,7 +206,7 @@ def _normal_item(record: CatalogRecord) -> _Item:
 def _features(item: _Item) -> set[str]:
     style = item.attr("style_general")
     bags = item.attr("features_bags")
-    found = set()
+    found: set[str] = set()
     rules = {
         "waterproof": "rain coat" in style or "waterproof" in bags,
         "insulated": "insulated" in style,
@@ -235,7 +235,7 @@ def item_facts(record: CatalogRecord) -> ItemFacts:
     item = _normal_item(record)
     activities = {TITLE_ACTIVITIES[w] for w in item.words if w in TITLE_ACTIVITIES}
     activities |= {ATTRIBUTE_ACTIVITIES[a] for a in item.attr("activity") if a in ATTRIBUTE_ACTIVITIES}
-    materials = set()
+    materials: set[str] = set()
     for part in record.material.split(","):
         name = re.sub(r"[®™]", "", part).strip().lower()
         materials.update(MATERIALS.get(name, ()))

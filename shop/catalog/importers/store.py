@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from django.core.files import File
 from django.core.files.storage import Storage
@@ -81,7 +81,8 @@ def image_name(sku: str, source: Path) -> str:
     """Storage name of a product photo: ``products/<sku-slug>/<filename>``."""
     folder = slugify(sku) or hashlib.sha1(sku.encode()).hexdigest()[:12]
     name = f"products/{folder}/{get_valid_filename(source.name)}"
-    max_length = ProductImage._meta.get_field("image").max_length
+    # a FileField always has a max_length (100 unless set); django-stubs types Field.max_length as int | None
+    max_length = cast(int, ProductImage._meta.get_field("image").max_length)
     if len(name) > max_length:
         raise ValueError(f"photo name {name!r} is longer than {max_length} characters")
     return name
@@ -213,7 +214,8 @@ class _Importer:
         self._same_file_cache[(source, name)] = True
 
     def _sync_images(self, product: Product, planned: list[PlannedImage]) -> None:
-        current = {image.image.name: image for image in product.images.all()}
+        # the column is NOT NULL, so each name is a str (django-stubs types FieldFile.name as str | None)
+        current = {cast(str, image.image.name): image for image in product.images.all()}
         wanted = {p.name for p in planned}
         for name, image in current.items():
             if name not in wanted:
@@ -221,8 +223,8 @@ class _Importer:
                 self._delete_file_on_commit(name)
         for plan in planned:
             self._put_file(plan.source, plan.name)
-            image = current.get(plan.name)
-            if image is None:
+            stored = current.get(plan.name)
+            if stored is None:
                 ProductImage.objects.create(
                     product=product,
                     image=plan.name,
@@ -230,9 +232,9 @@ class _Importer:
                     position=plan.position,
                     alt=plan.alt,
                 )
-            elif (image.kind, image.position, image.alt) != (plan.kind, plan.position, plan.alt):
-                image.kind, image.position, image.alt = plan.kind, plan.position, plan.alt
-                image.save(update_fields=["kind", "position", "alt"])
+            elif (stored.kind, stored.position, stored.alt) != (plan.kind, plan.position, plan.alt):
+                stored.kind, stored.position, stored.alt = plan.kind, plan.position, plan.alt
+                stored.save(update_fields=["kind", "position", "alt"])
         # Drop the prefetched photos so later comparisons read the new rows.
         getattr(product, "_prefetched_objects_cache", {}).pop("images", None)
 

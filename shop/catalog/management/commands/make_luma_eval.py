@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -30,7 +30,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, out: str, catalog: str | None, seed: int, **options: Any) -> None:
-        folder = Path(catalog or getattr(settings, "DEMO_CATALOG", "")).expanduser()
+        # DEMO_CATALOG is a str setting; getattr's `Any | str` type would make mypy keep `catalog`'s None here
+        folder = Path(catalog or cast(str, getattr(settings, "DEMO_CATALOG", ""))).expanduser()
         if not is_luma_folder(folder):
             raise CommandError(f"{folder}: not a Magento sample-data folder (use --catalog)")
         try:

@@ -1,0 +1,210 @@
+"""The contract every vector store must pass (``multimodal_search.store.base.BaseVectorStore``).
+
+A new store subclasses ``VectorStoreContract`` and provides a ``store`` fixture, as
+``TestPgvectorStore`` does for the pgvector one (real PostgreSQL with pgvector).
+Distances are checked against numpy, as pgvector's own tests check its operators.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from multimodal_search.store.base import (
+    BaseVectorStore,
+    CandidateRequest,
+    Neighbours,
+    PhotoVectors,
+    ProductVectors,
+    Scope,
+)
+from multimodal_search.store.pgvector import PgvectorStore
+
+MODEL = "contract-v1"
+OTHER = "contract-v2"
+DIMS = 8
+FEATURES = 6
+#: halfvec keeps about 3 significant digits
+HALF = 2e-3
+
+
+def unit(rng: np.random.RandomState, dims: int) -> np.ndarray:
+    vector = rng.standard_normal(dims).astype(np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def product(
+    pk: str, rng: np.random.RandomState, *, photos: int = 2, category: str = "Tops", text: str = ""
+) -> ProductVectors:
+    return ProductVectors(
+        product_pk=pk,
+        content_hash=f"hash-{pk}",
+        text_vector=unit(rng, DIMS),
+        title_vector=unit(rng, DIMS),
+        image_vector=unit(rng, DIMS) if photos else None,
+        fused_vector=unit(rng, DIMS),
+        categories=[category],
+        fields={"title": f"Product {pk}", "color": "Red", "group": pk[:1]},
+        search_text=text or f"product {pk}",
+        photos=[PhotoVectors(f"{pk}-{i}.jpg", unit(rng, FEATURES), unit(rng, DIMS)) for i in range(photos)],
+    )
+
+
+class VectorStoreContract:
+    """Tests any ``BaseVectorStore`` must pass; subclasses give a ``store`` fixture."""
+
+    @pytest.fixture
+    def catalogue(self, store: BaseVectorStore) -> dict[str, ProductVectors]:
+        rng = np.random.RandomState(7)
+        items = [product(f"P{i}", rng, category="Tops" if i % 2 else "Bags") for i in range(12)]
+        items.append(product("Q", rng, photos=0, text="waterproof rucksack for hiking"))
+        store.ensure_indexes(MODEL, DIMS, FEATURES)
+        store.save_products(MODEL, items)
+        return {item.product_pk: item for item in items}
+
+    def test_bookkeeping(self, store: BaseVectorStore, catalogue: dict[str, ProductVectors]) -> None:
+        assert store.count(MODEL) == 13
+        assert store.count(MODEL, ["P1", "P2", "nope"]) == 2
+        assert store.count_photos(MODEL) == 24
+        assert store.stored_pks(MODEL) == set(catalogue)
+        assert store.content_hashes(MODEL, ["P1", "nope"]) == {"P1": "hash-P1"}
+        assert store.model_ids() == [MODEL]
+
+    def test_saving_again_replaces_a_product_and_its_photos(
+        self, store: BaseVectorStore, catalogue: dict[str, ProductVectors]
+    ) -> None:
+        again = product("P1", np.random.RandomState(99), photos=1)
+        again.content_hash = "changed"
+        store.save_products(MODEL, [again])
+        assert store.count(MODEL) == 13
+        assert store.count_photos(MODEL) == 23
+        assert store.content_hashes(MODEL, ["P1"]) == {"P1": "changed"}
+        stored = store.product_vector("P1", "text_vector", model_id=MODEL)
+        assert stored is not None
+        np.testing.assert_allclose(stored, again.text_vector, atol=HALF)
+
+    def test_versions_live_side_by_side_and_drop_alone(
+        self, store: BaseVectorStore, catalogue: dict[str, ProductVectors]
+    ) -> None:
+        store.ensure_indexes(OTHER, DIMS, FEATURES)
+        store.ensure_indexes(OTHER, DIMS, FEATURES)  # idempotent
+        store.save_products(OTHER, [product("P1", np.random.RandomState(3))])
+        assert store.model_ids() == [MODEL, OTHER]
+        assert store.stored_pks() == set(catalogue)
+        assert store.drop_model(OTHER) == 1
+        assert store.model_ids() == [MODEL]
+        assert store.count(MODEL) == 13
+
+    def test_delete_removes_every_version(self, store: BaseVectorStore, catalogue: dict[str, ProductVectors]) -> None:
+        store.save_products(OTHER, [product("P1", np.random.RandomState(3))])
+        assert store.delete_products(["P1", "P2"]) == 3
+        assert store.stored_pks() == set(catalogue) - {"P1", "P2"}
+        assert store.count_photos(MODEL) == 20
+
+    def test_nearest_orders_by_cosine(self, store: BaseVectorStore, catalogue: dict[str, ProductVectors]) -> None:
+        query = unit(np.random.RandomState(1), DIMS)
+        found = store.nearest("text_vector", query, Scope(MODEL, 5))
+        exact = sorted(catalogue, key=lambda pk: -cosine(query, catalogue[pk].text_vector))[:5]
+        assert [pk for pk, _ in found] == exact
+        for pk, similarity in found:
+            assert similarity == pytest.approx(cosine(query, catalogue[pk].text_vector), abs=HALF)
+        assert [s for _, s in found] == sorted((s for _, s in found), reverse=True)
+
+    def test_category_filter_still_returns_limit_rows(
+        self, store: BaseVectorStore, catalogue: dict[str, ProductVectors]
+    ) -> None:
+        query = unit(np.random.RandomState(2), DIMS)
+        found = store.nearest("fused_vector", query, Scope(MODEL, 4, ["Bags"]))
+        assert len(found) == 4
+        assert all(catalogue[pk].categories == ["Bags"] for pk, _ in found)
+        photos = store.nearest("feature_vector", unit(np.random.RandomState(2), FEATURES), Scope(MODEL, 3, ["Tops"]))
+        assert len(photos) == 3 and all(catalogue[pk].categories == ["Tops"] for pk, _ in photos)
+
+    def test_nearest_by_photos_scores_a_product_by_its_best_photo(
+        self, store: BaseVectorStore, catalogue: dict[str, ProductVectors]
+    ) -> None:
+        target = catalogue["P3"].photos[1].features
+        found = store.nearest("feature_vector", target, Scope(MODEL, 4))
+        assert found[0][0] == "P3" and found[0][1] == pytest.approx(1.0, abs=HALF)
+        assert len({pk for pk, _ in found}) == len(found)  # one row per product
+
+        def best(pk: str) -> float:
+            return max(cosine(target, photo.features) for photo in catalogue[pk].photos)
+
+        exact = store.similarities(["P3", "P4", "Q"], "feature_vector", target, model_id=MODEL)
+        assert set(exact) == {"P3", "P4"}  # Q has no photos
+        for pk, similarity in exact.items():
+            assert similarity == pytest.approx(best(pk), abs=HALF)
+
+    def test_exact_product_similarities(self, store: BaseVectorStore, catalogue: dict[str, ProductVectors]) -> None:
+        query = unit(np.random.RandomState(4), DIMS)
+        exact = store.similarities(["P1", "P2", "Q"], "image_vector", query, model_id=MODEL)
+        assert set(exact) == {"P1", "P2"}  # Q has no pooled photo vector
+        for pk, similarity in exact.items():
+            image = catalogue[pk].image_vector
+            assert image is not None
+            assert similarity == pytest.approx(cosine(query, image), abs=HALF)
+        assert store.similarities([], "text_vector", query, model_id=MODEL) == {}
+
+    def test_fields_read_and_update(self, store: BaseVectorStore, catalogue: dict[str, ProductVectors]) -> None:
+        assert store.product_fields(["P1"], model_id=MODEL)["P1"]["color"] == "Red"
+        store.update_fields(MODEL, {"P1": {"color": "Blue", "colours": {"blue": 1.0}}})
+        assert store.product_fields(["P1", "P2"], model_id=MODEL) == {
+            "P1": {"color": "Blue", "colours": {"blue": 1.0}},
+            "P2": catalogue["P2"].fields,
+        }
+        rows = store.product_rows(MODEL)
+        assert rows["P2"] == (catalogue["P2"].fields, ["Bags"])
+
+    def test_training_reads(self, store: BaseVectorStore, catalogue: dict[str, ProductVectors]) -> None:
+        texts = store.text_vectors(MODEL)
+        assert set(texts) == set(catalogue)
+        np.testing.assert_allclose(texts["P5"], catalogue["P5"].text_vector, atol=HALF)
+        photos = store.photo_vectors(MODEL)
+        assert "Q" not in photos
+        features, shared = photos["P5"]
+        assert features.shape == (2, FEATURES) and shared.shape == (2, DIMS)
+        np.testing.assert_allclose(features[1], catalogue["P5"].photos[1].features, atol=HALF)  # photo order kept
+        assert store.product_vector("nope", "text_vector", model_id=MODEL) is None
+
+    def test_candidates_pool_signals_and_fields(
+        self, store: BaseVectorStore, catalogue: dict[str, ProductVectors]
+    ) -> None:
+        query = unit(np.random.RandomState(5), DIMS)
+        request = CandidateRequest(
+            vector=query,
+            rank_columns={"text": "text_vector"},
+            signal_columns={"text": "text_vector", "image": "image_vector"},
+            lexical_text="rucksack",
+            extra_pks=["P11"],
+            field_keys=["color"],
+            neighbours=Neighbours(("text", "lexical"), 3, FEATURES, 60),
+        )
+        found = store.candidates(request, Scope(MODEL, 3))
+        top3 = sorted(catalogue, key=lambda pk: -cosine(query, catalogue[pk].text_vector))[:3]
+        assert set(found.pool) == set(top3) | {"Q", "P11"}  # nearest by text, the keyword match, the extra pk
+        for pk in found.pool:
+            assert found.signals["text"][pk] == pytest.approx(cosine(query, catalogue[pk].text_vector), abs=HALF)
+            assert found.fields[pk] == {"color": "Red"}
+        assert "Q" not in found.signals["image"]  # no photos, no value
+        assert found.signals["lexical"]["Q"] > 0
+        assert all(value == 0 for pk, value in found.signals["lexical"].items() if pk != "Q")
+        assert set(found.signals["neighbours"]) == set(found.pool) - {"Q"}
+        assert all(-1.0 <= value <= 1.0 + HALF for value in found.signals["neighbours"].values())
+
+    def test_unsafe_model_ids_and_columns_are_refused(self, store: BaseVectorStore) -> None:
+        with pytest.raises(ValueError):
+            store.ensure_indexes("bad'; drop table x; --", DIMS, FEATURES)
+        with pytest.raises(ValueError):
+            store.nearest("search_text", np.ones(DIMS), Scope(MODEL, 1))
+
+
+@pytest.mark.django_db
+class TestPgvectorStore(VectorStoreContract):
+    @pytest.fixture
+    def store(self) -> BaseVectorStore:
+        return PgvectorStore()

@@ -71,7 +71,19 @@ class BaseProductAdapter:
         return []
 
     def get_fields(self, product: Any) -> dict[str, Any]:
-        """Structured attributes (e.g. colour) exposed to ranking and explanations."""
+        """Structured attributes, stored with the product's vectors and read by ranking.
+
+        Ranking reads these keys (``ranking.vocabulary.ADAPTER_FIELDS``); give the ones the
+        catalogue knows, as text, and leave the others out:
+
+        * ``title``: the product's name (re-ranker training takes its head noun);
+        * ``color``: the stated colour ("Navy", "Red/White"), matched against colour words;
+        * ``gender``: "Men", "Women" or "Unisex", matched against "mens", "ladies"…;
+        * ``material``: "Organic Cotton, Polyester", matched against material words;
+        * ``group``: what colour variants share (a parent sku); hold-out splits keep a group whole.
+
+        Other keys are stored and returned by the API's explanations, and ranking ignores them.
+        """
         return {}
 
     def to_result(self, product: Any) -> dict[str, Any]:

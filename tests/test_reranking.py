@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -83,6 +85,14 @@ def test_train_and_rerank_with_explanations(indexed, model_dir):
     explanation = response.hits[0].explanation
     assert set(explanation) == {"text", "title", "image", "lexical", "colour", "neighbours"}
     assert sum(explanation.values()) == pytest.approx(1, abs=1e-3)
+
+    # the re-ranker is kept for the encoder version it was trained on: another version ignores it
+    path = model_dir / f"{reranking.ARTEFACT}.json"
+    data = json.loads(path.read_text())
+    assert data["model_id"] == "hash-v1"
+    path.write_text(json.dumps({**data, "model_id": "another-encoder-v2"}))
+    assert reranking.get_reranker("hash-v1") is None
+    assert services.search_products("red hoodie", k=3, method="rerank").method == "feature"
 
 
 @pytest.mark.django_db

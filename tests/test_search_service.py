@@ -37,6 +37,20 @@ def test_unchanged_content_is_skipped_and_changes_reindex(indexed):
     assert indexed(product).indexed == 1
 
 
+def test_a_new_fusion_text_weight_marks_stored_vectors_stale(indexed, settings):
+    product = ProductFactory(title="green tent", photos=["green"])
+    indexed(product)
+    before = as_array(ProductEmbedding.objects.get(product_pk=str(product.pk)).fused_vector)
+    assert indexed(product).unchanged == 1
+    settings.MULTIMODAL_SEARCH = {
+        **settings.MULTIMODAL_SEARCH,
+        "FUSION": {**settings.MULTIMODAL_SEARCH.get("FUSION", {}), "TEXT_WEIGHT": 0.9},
+    }
+    assert indexed(product).indexed == 1  # the same content, stored with another recipe: re-encoded
+    after = as_array(ProductEmbedding.objects.get(product_pk=str(product.pk)).fused_vector)
+    assert not np.allclose(before, after, atol=1e-3)
+
+
 def test_removed_and_inactive_products_leave_the_index(indexed):
     keep = ProductFactory(title="yellow kayak", photos=["yellow"])
     hide = ProductFactory(title="black kayak", photos=["black"])

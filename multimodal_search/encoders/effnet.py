@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from multimodal_search.encoders.base import WeightsOnUse
-from multimodal_search.encoders.images import IMAGE_SIZE, prepare_image
+from multimodal_search.encoders.images import IMAGE_SIZE, imagenet_labels, prepare_image
 
 if TYPE_CHECKING:
     import torch
@@ -22,6 +22,17 @@ class EfficientNetLite0(WeightsOnUse):
     Args:
         device: torch device; None picks CUDA when present (resolved on first use).
     """
+
+    def __init__(self, device: str | None) -> None:
+        super().__init__(device)
+        self._labels: list[str] | None = None
+
+    @property
+    def labels(self) -> list[str]:
+        """ImageNet class names in logit order."""
+        if self._labels is None:
+            self._labels = imagenet_labels()
+        return self._labels
 
     def _load(self) -> Any:
         import torch
@@ -58,3 +69,20 @@ class EfficientNetLite0(WeightsOnUse):
                 flipped_pooled.append(pooled[n:])
                 flipped_logits.append(logits[n:])
         return torch.cat(pooled_parts + flipped_pooled), torch.cat(logit_parts + flipped_logits)
+
+    def classify(
+        self, images: list[Image.Image], *, preprocess: str, batch_size: int, top: int = 5
+    ) -> list[list[tuple[str, float]]]:
+        """ImageNet top-``top`` labels with softmax probabilities (temperature 1), per photo, most likely first."""
+        if not images:
+            return []
+        import torch
+
+        _, logits = self.forward(images, preprocess=preprocess, batch_size=batch_size)
+        probs = torch.softmax(logits.float(), dim=-1)
+        top_p, top_i = probs.topk(min(top, probs.shape[-1]), dim=-1)
+        labels = self.labels
+        return [
+            [(labels[i], float(p)) for p, i in zip(row_p.tolist(), row_i.tolist())]
+            for row_p, row_i in zip(top_p, top_i)
+        ]

@@ -23,7 +23,7 @@ from multimodal_search.encoders.base import BaseEncoder, l2_normalize
 from multimodal_search.encoders.effnet import BACKBONE_DIMENSIONS, EfficientNetLite0
 from multimodal_search.encoders.features import colour_descriptor, colour_dimensions
 from multimodal_search.encoders.head_watch import HeadWatcher
-from multimodal_search.encoders.images import DEFAULT_PREPROCESS, PREPROCESS_MODES, imagenet_labels, to_rgb
+from multimodal_search.encoders.images import DEFAULT_PREPROCESS, PREPROCESS_MODES, to_rgb
 from multimodal_search.encoders.text import MeanPooledText
 
 if TYPE_CHECKING:
@@ -43,6 +43,11 @@ TEXT_DIMENSIONS = 384
 DEFAULT_COLOUR_WEIGHT = 1.0
 DEFAULT_HEAD_BLEND = 1.0
 HEAD_CHECK_SECONDS = 5.0
+#: constructor arguments ``clone`` copies (besides ``device``)
+_OPTIONS = (
+    "text_model", "head_path", "head_check_interval", "head_blend", "colour_weight", "flip", "top_k",
+    "temperature", "preprocess", "batch_size", "image_batch_size", "max_length",
+)  # fmt: skip
 __all__ = ["BACKBONE_DIMENSIONS", "PackagedEncoder", "to_rgb"]
 
 
@@ -147,7 +152,6 @@ class PackagedEncoder(BaseEncoder):
         self._lock = threading.RLock()
         self._text = MeanPooledText(self.text_model, device)
         self._cnn = EfficientNetLite0(device)
-        self._labels: list[str] | None = None
         self._label_matrix: torch.Tensor | None = None
         self._heads = HeadWatcher(self.head_path, self.head_check_interval, self._load_heads)
         self._dimensions: int | None = None if self.text_model else TEXT_DIMENSIONS
@@ -217,9 +221,7 @@ class PackagedEncoder(BaseEncoder):
     @property
     def labels(self) -> list[str]:
         """ImageNet class names in logit order."""
-        if self._labels is None:
-            self._labels = imagenet_labels()
-        return self._labels
+        return self._cnn.labels
 
     # --------------------------------------------------------------- loading
 
@@ -229,26 +231,11 @@ class PackagedEncoder(BaseEncoder):
         E.g. ``encoder.clone(head_path=new_file)`` encodes with another head
         without loading MiniLM and EfficientNet again.
         """
-        options = {
-            "device": self.device_name,
-            "text_model": self.text_model,
-            "head_path": self.head_path,
-            "head_check_interval": self.head_check_interval,
-            "head_blend": self.head_blend,
-            "colour_weight": self.colour_weight,
-            "flip": self.flip,
-            "top_k": self.top_k,
-            "temperature": self.temperature,
-            "preprocess": self.preprocess,
-            "batch_size": self.batch_size,
-            "image_batch_size": self.image_batch_size,
-            "max_length": self.max_length,
-            **self.options,
-        }
+        options = {"device": self.device_name, **{name: getattr(self, name) for name in _OPTIONS}, **self.options}
         other = type(self)(**{**options, **overrides})
         if other.text_model == self.text_model and other.device_name == self.device_name:
             other._text = self._text
-            other._labels, other._label_matrix = self._labels, self._label_matrix
+            other._label_matrix = self._label_matrix
         if other.device_name == self.device_name:
             other._cnn = self._cnn
         return other
@@ -398,24 +385,5 @@ class PackagedEncoder(BaseEncoder):
         return l2_normalize(shared.float().cpu().numpy()), features
 
     def classify_images(self, images: list[Image.Image], top: int = 5) -> list[list[tuple[str, float]]]:
-        """ImageNet top-``top`` labels with softmax probabilities (temperature 1), per photo.
-
-        Args:
-            images: PIL photos.
-            top: labels per photo.
-
-        Returns:
-            One list of ``(label, probability)`` per photo, most likely first.
-        """
-        if not images:
-            return []
-        import torch
-
-        _, logits = self._forward_images(images)
-        probs = torch.softmax(logits.float(), dim=-1)
-        top_p, top_i = probs.topk(min(top, probs.shape[-1]), dim=-1)
-        labels = self.labels
-        return [
-            [(labels[i], float(p)) for p, i in zip(row_p.tolist(), row_i.tolist())]
-            for row_p, row_i in zip(top_p, top_i)
-        ]
+        """ImageNet top-``top`` labels with softmax probabilities (temperature 1), per photo, most likely first."""
+        return self._cnn.classify(images, preprocess=self.preprocess, batch_size=self.image_batch_size, top=top)

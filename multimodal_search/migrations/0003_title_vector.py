@@ -5,14 +5,15 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("multimodal_search", "0002_fulltext_index"),
+        ('multimodal_search', '0002_fulltext_index'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="productembedding",
-            name="title_vector",
+            model_name='productembedding',
+            name='title_vector',
             field=pgvector.django.halfvec.HalfVectorField(blank=True, null=True),
         ),
     ]

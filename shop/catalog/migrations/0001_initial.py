@@ -5,95 +5,62 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     initial = True
 
-    dependencies = []
+    dependencies = [
+    ]
 
     operations = [
         migrations.CreateModel(
-            name="Category",
+            name='Category',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("name", models.CharField(max_length=200)),
-                ("slug", models.SlugField(max_length=200)),
-                ("path", models.CharField(editable=False, max_length=1000, unique=True)),
-                (
-                    "parent",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="children",
-                        to="catalog.category",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('name', models.CharField(max_length=200)),
+                ('slug', models.SlugField(max_length=200)),
+                ('path', models.CharField(editable=False, max_length=1000, unique=True)),
+                ('parent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='children', to='catalog.category')),
             ],
             options={
-                "verbose_name_plural": "categories",
-                "ordering": ["path"],
+                'verbose_name_plural': 'categories',
+                'ordering': ['path'],
             },
         ),
         migrations.CreateModel(
-            name="Product",
+            name='Product',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("sku", models.CharField(max_length=64, unique=True)),
-                (
-                    "parent_sku",
-                    models.CharField(
-                        blank=True, db_index=True, help_text="Groups colour variants of one product.", max_length=64
-                    ),
-                ),
-                ("title", models.CharField(max_length=300)),
-                ("description", models.TextField(blank=True)),
-                ("price", models.DecimalField(blank=True, decimal_places=2, max_digits=10, null=True)),
-                ("color", models.CharField(blank=True, max_length=100)),
-                ("gender", models.CharField(blank=True, max_length=100)),
-                ("material", models.CharField(blank=True, max_length=200)),
-                ("sizes", models.CharField(blank=True, help_text="Comma-separated sizes.", max_length=200)),
-                ("attributes", models.JSONField(blank=True, default=dict)),
-                ("active", models.BooleanField(default=True)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                ("updated_at", models.DateTimeField(auto_now=True)),
-                (
-                    "category",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="products",
-                        to="catalog.category",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('sku', models.CharField(max_length=64, unique=True)),
+                ('parent_sku', models.CharField(blank=True, db_index=True, help_text='Groups colour variants of one product.', max_length=64)),
+                ('title', models.CharField(max_length=300)),
+                ('description', models.TextField(blank=True)),
+                ('price', models.DecimalField(blank=True, decimal_places=2, max_digits=10, null=True)),
+                ('color', models.CharField(blank=True, max_length=100)),
+                ('gender', models.CharField(blank=True, max_length=100)),
+                ('material', models.CharField(blank=True, max_length=200)),
+                ('sizes', models.CharField(blank=True, help_text='Comma-separated sizes.', max_length=200)),
+                ('attributes', models.JSONField(blank=True, default=dict)),
+                ('active', models.BooleanField(default=True)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('updated_at', models.DateTimeField(auto_now=True)),
+                ('category', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='products', to='catalog.category')),
             ],
             options={
-                "ordering": ["title", "color", "sku"],
+                'ordering': ['title', 'color', 'sku'],
             },
         ),
         migrations.CreateModel(
-            name="ProductImage",
+            name='ProductImage',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("image", models.ImageField(upload_to="products/")),
-                ("position", models.PositiveIntegerField(default=0)),
-                (
-                    "kind",
-                    models.CharField(
-                        choices=[("main", "Main"), ("alternate", "Alternate"), ("back", "Back")],
-                        default="main",
-                        max_length=20,
-                    ),
-                ),
-                ("alt", models.CharField(blank=True, max_length=300)),
-                (
-                    "product",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="images", to="catalog.product"
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('image', models.ImageField(upload_to='products/')),
+                ('position', models.PositiveIntegerField(default=0)),
+                ('kind', models.CharField(choices=[('main', 'Main'), ('alternate', 'Alternate'), ('back', 'Back')], default='main', max_length=20)),
+                ('alt', models.CharField(blank=True, max_length=300)),
+                ('product', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='images', to='catalog.product')),
             ],
             options={
-                "ordering": ["position", "pk"],
+                'ordering': ['position', 'pk'],
             },
         ),
     ]

@@ -7,8 +7,8 @@ tiny generated catalogue and is marked ``slow``; the rest needs no model weights
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import time
 from pathlib import Path
 
@@ -276,7 +276,9 @@ def test_mmsearch_train_writes_a_head_and_reindexes(packaged_settings, tmp_path)
     # --visual auto: two products with a second photo are too few to show the projection helps
     # (how many of them fall in the validation fifth depends on their pks, which other tests move)
     assert second.visual is None
-    assert re.fullmatch(r"not used: only [0-2] second photos to validate on \(< 10\)", second.config["visual_projection"])
+    assert re.fullmatch(
+        r"not used: only [0-2] second photos to validate on \(< 10\)", second.config["visual_projection"]
+    )
     assert get_encoder().model_id.endswith(f"/head-{second.version}")
     assert len(list(packaged_settings.glob("packaged-head-*.pt"))) == 2
     assert list((packaged_settings / "cache" / "backbone").glob("*.npz"))

@@ -28,7 +28,7 @@ $PY manage.py migrate --noinput
 echo "==> Importing catalogue from $CATALOG"
 MMSEARCH_AUTO_INDEX=0 $PY manage.py import_catalog "$CATALOG"
 
-if [ -z "$($PY manage.py shell -c 'from django.contrib.auth import get_user_model; print(get_user_model().objects.filter(username="admin").exists() or "")')" ]; then
+if [ -z "$($PY manage.py shell --no-imports -c 'from django.contrib.auth import get_user_model; print(get_user_model().objects.filter(username="admin").exists() or "")')" ]; then
   echo "==> Creating admin user admin / admin (demo only)"
   DJANGO_SUPERUSER_PASSWORD=admin $PY manage.py createsuperuser --noinput --username admin --email admin@example.com
 fi

@@ -32,7 +32,7 @@ Keys:
         created (1 is fastest and steadiest for one-query batches on small
         machines; None leaves torch's default).
     MODEL_DIR: folder for trained heads (``mmsearch_train``).
-    FUSION: how modalities are combined at search time (see fusion.py).
+    FUSION: how modalities are combined at search time (see ranking.weights and ranking.fusion).
     HNSW_EF_SEARCH: pgvector ``hnsw.ef_search`` used by searches.
     MAX_UPLOAD_BYTES: largest accepted query photo.
 """
@@ -71,11 +71,11 @@ DEFAULTS: dict[str, Any] = {
         # None: 0.2, or 0 when the encoder's photo features carry colour (the packaged one)
         "PHOTO_COLOUR_WEIGHT": None,
         "GENDER_WEIGHT": 0.2,
-        # category / material the query names, as learned by mmsearch_train (see attributes.py)
+        # category / material the query names, as learned by mmsearch_train (see ranking.attributes)
         "FACET_WEIGHT": 0.2,
         "CANDIDATES": 100,
     },
-    # query expansion groups (see multimodal_search.synonyms); None = the built-in list, [] = off
+    # query expansion groups (see multimodal_search.ranking.synonyms); None = the built-in list, [] = off
     "SYNONYMS": None,
     "HNSW_EF_SEARCH": 100,
     "MAX_UPLOAD_BYTES": 10 * 1024 * 1024,

@@ -69,7 +69,7 @@ def collect_items(
     """Searchable products that are not held out, with their text and photos.
 
     Each product is captioned with the adapter's short title line (name and key
-    facts), plus its training label's facts (see ``multimodal_search.labels``).
+    facts), plus its training label's facts (see ``learning.labels``).
 
     Returns:
         ``(items in pk order, number held out)``.

@@ -46,8 +46,6 @@ COLOUR = "colour"
 GENDER = "gender"
 CATEGORY = "category"
 MATERIAL = "material"
-#: signals compared against a product-level vector column
-VECTOR_SIGNALS = (TEXT, TITLE, IMAGE, FUSED)
 #: signals the neighbour signal's leaders are chosen by (reciprocal rank fusion of their ranks)
 NEIGHBOUR_LEADER_SIGNALS = (TEXT, TITLE, LEXICAL)
 NEIGHBOUR_LEADERS = 5

@@ -13,10 +13,11 @@ from PIL import Image
 
 from multimodal_search.adapters import BaseProductAdapter, ImageRef, get_adapter
 from multimodal_search.conf import search_settings
-from multimodal_search.encoders import BaseEncoder, get_encoder
+from multimodal_search.encoders import BaseEncoder
 from multimodal_search.models import ProductEmbedding
 from multimodal_search.ranking import attributes, colour, fusion
 from multimodal_search.ranking import vocabulary as v
+from multimodal_search.services.query import current_encoder
 from multimodal_search.signals import product_indexed
 from multimodal_search.store import get_store
 from multimodal_search.store.base import PhotoVectors, ProductVectors
@@ -181,8 +182,7 @@ def index_products(pks: Iterable[Any], *, force: bool = False, encoder: BaseEnco
     """
     adapter = get_adapter()
     if encoder is None:
-        encoder = get_encoder()
-        encoder.refresh()
+        encoder, _model_id = current_encoder()
     keys = list(dict.fromkeys(str(pk) for pk in pks))
     report = IndexReport()
     if not keys:
@@ -248,9 +248,7 @@ def drop_older_encoders() -> tuple[int, list[str]]:
 
 def current_model_id() -> str:
     """The configured encoder's version, after it looked for a new head."""
-    encoder = get_encoder()
-    encoder.refresh()
-    return encoder.model_id
+    return current_encoder()[1]
 
 
 def count_indexed(pks: Iterable[Any], model_id: str) -> int:

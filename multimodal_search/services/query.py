@@ -49,6 +49,16 @@ def open_photo(upload: IO[bytes] | Any) -> Image.Image:
     return image
 
 
+def current_encoder() -> tuple[BaseEncoder, str]:
+    """The configured encoder after it looked for new weights (a new head), and its ``model_id``.
+
+    Services call this once per request or indexing call and pass the ``model_id`` down.
+    """
+    encoder = get_encoder()
+    encoder.refresh()
+    return encoder, encoder.model_id
+
+
 def encode_query(
     text: str | None, image: Image.Image | None, *, encoder: BaseEncoder | None = None, model_id: str | None = None
 ) -> Query:

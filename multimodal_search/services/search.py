@@ -16,7 +16,7 @@ from multimodal_search.ranking import vocabulary as v
 from multimodal_search.ranking.reranker import get_reranker
 from multimodal_search.ranking.weights import signal_weights
 from multimodal_search.services.candidates import Signals, collect_signals
-from multimodal_search.services.query import SearchError, check_query, encode_query
+from multimodal_search.services.query import SearchError, check_query, current_encoder, encode_query
 from multimodal_search.signals import search_performed
 from multimodal_search.store import get_store
 from multimodal_search.store.base import Scope
@@ -77,9 +77,7 @@ def search_products(
     fusion_settings = search_settings.FUSION
     method = method or fusion_settings["METHOD"]
     check_query(text, image is not None, k, method)
-    encoder = get_encoder()
-    encoder.refresh()  # a newly published head is picked up here, once per request
-    model_id = encoder.model_id
+    encoder, model_id = current_encoder()  # a newly published head is picked up here, once per request
     query = encode_query(text, image, encoder=encoder, model_id=model_id)
     if method in TEXT_ONLY_METHODS and query.text_vector is None:
         raise SearchError(f"Method {method!r} needs a text query.")
@@ -147,9 +145,8 @@ def plain_knn(text: str | None, image: Image.Image | None, *, k: int) -> list[tu
     Returns:
         ``[(product, similarity)]``, best first (photo features for a photo, else the text vector).
     """
-    encoder = get_encoder()
-    encoder.refresh()
-    scope = Scope(encoder.model_id, k, ef_search=int(search_settings.HNSW_EF_SEARCH))
+    encoder, model_id = current_encoder()
+    scope = Scope(model_id, k, ef_search=int(search_settings.HNSW_EF_SEARCH))
     store = get_store()
     if image is not None:
         _shared, features = encoder.encode_image_pair([image.convert("RGB")])
@@ -162,9 +159,7 @@ def plain_knn(text: str | None, image: Image.Image | None, *, k: int) -> list[tu
 
 def similar_products(product: Any, *, k: int = 8) -> list[SearchHit]:
     """Products closest to ``product`` by its fused vector (itself excluded)."""
-    encoder = get_encoder()
-    encoder.refresh()
-    model_id = encoder.model_id
+    _encoder, model_id = current_encoder()
     store = get_store()
     vector = store.product_vector(str(product.pk), "fused_vector", model_id=model_id)
     if vector is None:

@@ -5,3 +5,4 @@ COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
 EXPOSE 8000
+CMD ["gunicorn", "-c", "shop/gunicorn_conf.py", "--bind", "0.0.0.0:8000"]

@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 
-.PHONY: install demo lint test test-fast worker serve evaluate bench clean-data stop-db
+.PHONY: install demo lint audit test test-fast worker serve evaluate bench clean-data stop-db
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,11 +33,19 @@ test: lint
 test-fast: install
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# prefork (one child): a child killed mid-batch has its task requeued at once; -B runs the sweep
+# (CELERY_BEAT_SCHEDULE) in the same process; run beat only once however many workers you start.
 worker: install
-	HF_HUB_OFFLINE=1 $(VENV)/bin/celery -A shop worker -Q embeddings,default --pool solo --loglevel INFO
+	HF_HUB_OFFLINE=1 $(VENV)/bin/celery -A shop worker -Q embeddings,default --pool prefork --concurrency 1 \
+		-B -s $${MMSEARCH_DATA_DIR:-.data}/celerybeat-schedule --loglevel INFO
 
+# Development server (DEBUG on unless DJANGO_DEBUG=0); `make demo` serves with gunicorn instead.
 serve: install
-	$(PY) manage.py runserver 127.0.0.1:8000
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(PY) manage.py runserver 127.0.0.1:8000
+
+# pip-audit over the virtual environment (.ci/run runs it); see scripts/audit.sh and .ci/audit-ignore.txt
+audit: install
+	bash scripts/audit.sh
 
 # Stops the embedded PostgreSQL of MMSEARCH_DATA_DIR (default .data), e.g. the one `make demo` leaves running.
 stop-db:

@@ -13,6 +13,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+# a throwaway database per run: the development settings (DEBUG on, a development key) are fine here
+export DJANGO_DEBUG="${DJANGO_DEBUG:-1}"
 PY="${PYTHON:-.venv/bin/python}"
 CATALOG="${DEMO_CATALOG:-../shared/datasets/magento-luma}"
 EVAL_DIR="${EVAL_DIR:-.data/eval/luma}"

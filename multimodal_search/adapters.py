@@ -14,6 +14,8 @@ from django.apps import apps
 from django.db import models
 from PIL import Image
 
+from multimodal_search.imaging import open_image
+
 
 @dataclass(frozen=True)
 class ImageRef:
@@ -30,9 +32,18 @@ class ImageRef:
     url: str = ""
 
     def open(self) -> Image.Image:
-        image = Image.open(self.path)
-        image.draft("RGB", (448, 448))  # fast JPEG decode at reduced size
-        return image.convert("RGB")
+        """The photo upright (EXIF orientation), RGB, decoded at reduced size within the pixel caps.
+
+        Raises:
+            PhotoError: unreadable, or over ``MAX_IMAGE_PIXELS`` / ``MAX_IMAGE_ASPECT``.
+        """
+        from multimodal_search.conf import search_settings
+
+        return open_image(
+            self.path,
+            max_pixels=int(search_settings.MAX_IMAGE_PIXELS),
+            max_aspect=float(search_settings.MAX_IMAGE_ASPECT),
+        )
 
 
 class BaseProductAdapter:

@@ -3,9 +3,15 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.core.files.uploadedfile import UploadedFile
+from django.http import QueryDict
+from PIL import Image
 
 from multimodal_search import services
+
+
+def has_null_characters(params: QueryDict) -> bool:
+    """Whether any parameter name or value holds a NUL byte (PostgreSQL cannot store or compare them)."""
+    return any("\x00" in key or any("\x00" in value for value in values) for key, values in params.lists())
 
 
 class SearchForm(forms.Form):
@@ -16,19 +22,20 @@ class SearchForm(forms.Form):
         required=False, min_value=services.MIN_K, max_value=services.MAX_K, initial=24, widget=forms.HiddenInput
     )
 
-    def clean_image(self) -> UploadedFile | None:
-        image = self.cleaned_data.get("image")
-        if image:
-            try:
-                services.check_photo_size(image.size)
-            except services.SearchError as exc:
-                raise forms.ValidationError(str(exc)) from None
-        return image
+    def clean_image(self) -> Image.Image | None:
+        """The decoded photo (upright, RGB, shrunk), or a clear error; the upload itself is not kept."""
+        upload = self.cleaned_data.get("image")
+        if not upload:
+            return None
+        try:
+            return services.open_photo(upload)
+        except services.SearchError as exc:
+            raise forms.ValidationError(str(exc)) from None
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         try:
-            services.check_query(data.get("q"), bool(data.get("image")))
+            services.check_query(data.get("q"), data.get("image") is not None)
         except services.SearchError as exc:
             raise forms.ValidationError(str(exc)) from None
         return data

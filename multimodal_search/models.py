@@ -15,6 +15,9 @@ from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from pgvector.django import HalfVectorField
 
+# who may re-index, retrain and read the index status (admin actions, staff pages, /api/index/status/)
+REINDEX_PERMISSION = "multimodal_search.reindex_products"
+
 
 class ProductEmbedding(models.Model):
     """Text, pooled-image and fused vectors of one product for one encoder."""
@@ -38,6 +41,7 @@ class ProductEmbedding(models.Model):
             models.Index(fields=["model_id"], name="mmsearch_pe_model_idx"),
             GinIndex(fields=["categories"], name="mmsearch_pe_categories_gin"),
         ]
+        permissions = [("reindex_products", "Can reindex and retrain the search index")]
 
     def __str__(self) -> str:
         return f"{self.product_pk} [{self.model_id}]"
@@ -61,3 +65,56 @@ class ImageEmbedding(models.Model):
 
     def __str__(self) -> str:
         return f"{self.product_pk}:{self.image_key} [{self.model_id}]"
+
+
+class IndexState(models.Model):
+    """Whether a product's stored vectors are for its current content: the indexing outbox.
+
+    Written in the same transaction as the product change (``services.outbox.mark_dirty``), so a
+    change is never lost even when the broker is down; the worker clears ``dirty`` only when
+    ``version`` is still the one it read at the start, and the sweep enqueues what is left.
+    """
+
+    product_pk = models.CharField(max_length=64, unique=True)
+    dirty = models.BooleanField(default=True)
+    # bumped at every change: a worker writes only when the version it started with is current
+    version = models.PositiveBigIntegerField(default=1)
+    # task starts since the last success or change (a worker that dies mid-batch still counts)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    # set after ``DURABILITY["MAX_ATTEMPTS"]`` tries: skipped by batches, retried by the sweep when due
+    failed_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # last change, claim or sweep enqueue: the sweep re-sends a dirty product only once this is old
+    touched_at = models.DateTimeField()
+    indexed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["touched_at"], name="mmsearch_state_dirty_idx", condition=models.Q(dirty=True)),
+        ]
+
+    def __str__(self) -> str:
+        state = "failed" if self.failed_at else "dirty" if self.dirty else "clean"
+        return f"{self.product_pk} v{self.version} {state}"
+
+
+class BackboneVector(models.Model):
+    """What an encoder's backbone computed for one input, kept across head versions (``model_id``).
+
+    A photo is keyed by the sha1 of its file, a text by the sha256 of its words; ``backbone_id`` is the
+    encoder's ``image_backbone_id`` / ``text_backbone_id`` (weights, preprocessing, views), never the
+    ``model_id``, so retraining a head re-runs only the heads. ``vector`` holds float16 bytes
+    (``store.base.BaseVectorStore.backbone_vectors``).
+    """
+
+    backbone_id = models.CharField(max_length=200)
+    digest = models.CharField(max_length=64)
+    vector = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["backbone_id", "digest"], name="mmsearch_backbone_uniq")]
+
+    def __str__(self) -> str:
+        return f"{self.digest[:12]} [{self.backbone_id}]"

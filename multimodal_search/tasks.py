@@ -1,21 +1,38 @@
-"""Celery tasks: thin wrappers that take ids and call the indexing service."""
+"""Celery tasks: thin wrappers that take ids and call the indexing services."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
 from multimodal_search import services
-from multimodal_search.services.enqueue import INDEX_TASK
+from multimodal_search.services.enqueue import INDEX_TASK, SWEEP_TASK
 
 
+# Per-product failures are recorded in the outbox and never raise; what raises here is the
+# infrastructure (the database, the broker): 12 retries, the wait doubling up to 10 min (jittered:
+# tens of minutes in all), then the products are still dirty and the sweep takes over.
 @shared_task(
     name=INDEX_TASK,
     autoretry_for=(Exception,),
     retry_backoff=True,
-    retry_backoff_max=300,
-    max_retries=5,
+    retry_backoff_max=600,
+    max_retries=12,
     acks_late=True,
+    reject_on_worker_lost=True,
 )
 def index_products_task(product_pks: list[str], force: bool = False) -> dict[str, int]:
     report = services.index_products(product_pks, force=force)
-    return {"indexed": report.indexed, "unchanged": report.unchanged, "removed": report.removed}
+    return {
+        "indexed": report.indexed,
+        "unchanged": report.unchanged,
+        "removed": report.removed,
+        "failed": len(report.failed),
+        "skipped": report.skipped,
+        "superseded": report.superseded,
+    }
+
+
+@shared_task(name=SWEEP_TASK, acks_late=True)
+def sweep_index_task(deep: bool = False) -> dict[str, int]:
+    report = services.sweep(deep=deep)
+    return {"sent": report.sent, "marked": report.marked, "orphans_removed": report.orphans_removed}

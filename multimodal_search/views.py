@@ -4,22 +4,33 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.views.decorators.http import require_http_methods
 
 from multimodal_search import services
-from multimodal_search.forms import SearchForm
+from multimodal_search.forms import SearchForm, has_null_characters
 
 
+@require_http_methods(["GET", "HEAD", "POST"])
 def search_page(request: HttpRequest) -> HttpResponse:
     """Visitors' search page: text box, photo upload, results grid with explanations."""
+    context: dict[str, Any] = {"form": SearchForm(), "response": None, "request_error": None}
+    if request.method == "POST":
+        try:  # an oversized body is refused from its header, before it is read
+            services.check_upload_length(request.META.get("CONTENT_LENGTH"))
+        except services.SearchError as exc:
+            context["request_error"] = str(exc)
+            return render(request, "multimodal_search/search.html", context, status=413)
+    if has_null_characters(request.GET) or (request.method == "POST" and has_null_characters(request.POST)):
+        context["request_error"] = "The request contains null characters."
+        return render(request, "multimodal_search/search.html", context, status=400)
     submitted = request.method == "POST" or bool(request.GET.get("q"))
     form = SearchForm(request.POST or request.GET or None, request.FILES or None) if submitted else SearchForm()
-    context: dict[str, Any] = {"form": form, "response": None}
+    context["form"] = form
     if submitted and form.is_valid():
         try:
-            image = services.open_photo(form.cleaned_data["image"]) if form.cleaned_data.get("image") else None
             context["response"] = services.search_products(
                 form.cleaned_data.get("q") or None,
-                image,
+                form.cleaned_data.get("image"),
                 k=form.cleaned_data.get("k") or 24,
                 category=form.cleaned_data.get("category") or None,
             )

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the demo store: migrate, import the catalogue, start a Celery worker,
-# index everything (progress bar), then serve http://127.0.0.1:8000/. The embedded
-# PostgreSQL keeps running afterwards; `make stop-db` stops it.
+# index everything (progress bar), then serve http://127.0.0.1:8000/ with gunicorn
+# (shop/gunicorn_conf.py: DEBUG off, a random SECRET_KEY kept in $MMSEARCH_DATA_DIR/secret_key).
+# The embedded PostgreSQL keeps running afterwards; `make stop-db` stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
@@ -10,6 +11,10 @@ CATALOG="${DEMO_CATALOG:-../shared/datasets/magento-luma}"
 BROKER="${CELERY_BROKER_URL:-redis://127.0.0.1:6379/0}"
 ADDR="${DEMO_ADDR:-127.0.0.1:8000}"
 mkdir -p .data
+# Demo only: Django serves the catalogue photos although DEBUG is off (README "Production settings").
+export DEMO_SERVE_MEDIA="${DEMO_SERVE_MEDIA:-1}"
+
+echo "==> Secret key: $($PY -m shop.secret_key)"
 
 echo "==> Broker: $BROKER"
 $PY -c "from shop.runtime import ensure_redis; import sys; print('    ready at', ensure_redis(sys.argv[1]))" "$BROKER"
@@ -28,14 +33,15 @@ $PY manage.py migrate --noinput
 echo "==> Importing catalogue from $CATALOG"
 MMSEARCH_AUTO_INDEX=0 $PY manage.py import_catalog "$CATALOG"
 
-if [ -z "$($PY manage.py shell --no-imports -c 'from django.contrib.auth import get_user_model; print(get_user_model().objects.filter(username="admin").exists() or "")')" ]; then
-  echo "==> Creating admin user admin / admin (demo only)"
-  DJANGO_SUPERUSER_PASSWORD=admin $PY manage.py createsuperuser --noinput --username admin --email admin@example.com
-fi
+echo "==> Admin user admin / admin (demo only)"
+$PY manage.py ensure_demo_admin
 
-echo "==> Starting Celery worker (log: .data/worker.log)"
-.venv/bin/celery -A shop worker -Q embeddings,default --pool solo --loglevel INFO \
-  --without-gossip --without-mingle >.data/worker.log 2>&1 &
+echo "==> Static files"
+$PY manage.py collectstatic --noinput --verbosity 0
+
+echo "==> Starting Celery worker and the indexing sweep (beat) (log: .data/worker.log)"
+.venv/bin/celery -A shop worker -Q embeddings,default --pool prefork --concurrency 1 --loglevel INFO \
+  -B -s .data/celerybeat-schedule --without-gossip --without-mingle >.data/worker.log 2>&1 &
 WORKER_PID=$!
 trap 'kill $WORKER_PID 2>/dev/null || true' EXIT INT TERM
 
@@ -46,4 +52,4 @@ echo "==> Training on the catalogue (photo->text head, re-ranker)"
 $PY manage.py mmsearch_train
 
 echo "==> Serving the store at http://$ADDR/  (admin: http://$ADDR/admin/ admin/admin; Ctrl-C stops)"
-$PY manage.py runserver "$ADDR" --noreload
+.venv/bin/gunicorn -c shop/gunicorn_conf.py --bind "$ADDR"

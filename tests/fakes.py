@@ -107,3 +107,54 @@ class HashEncoder(BaseEncoder):
         shared = l2_normalize(np.stack([self._shared(im) for im in images]))
         features = l2_normalize(np.stack([self._features(im) for im in images]))
         return shared, features
+
+
+class SlowHashEncoder(HashEncoder):
+    """``HashEncoder`` that takes ``delay`` seconds per text (fault drills: a batch lasts long enough to be hit)."""
+
+    def __init__(self, device: str | None = None, delay: float = 0.05, **options: Any) -> None:
+        super().__init__(device=device, **options)
+        self.delay = float(delay)
+
+    def encode_text(self, texts: list[str]) -> np.ndarray:
+        import time
+
+        time.sleep(self.delay * len(texts))
+        return super().encode_text(texts)
+
+
+class OutOfMemoryEncoder(HashEncoder):
+    """``HashEncoder`` that runs out of memory above ``max_batch`` texts or photos, as a GPU does.
+
+    A text containing ``poison`` always raises (a product no batch size can encode).
+    """
+
+    def __init__(self, device: str | None = None, max_batch: int = 4, **options: Any) -> None:
+        super().__init__(device=device, **options)
+        self.max_batch = int(max_batch)
+        self.calls: list[int] = []
+
+    def encode_text(self, texts: list[str]) -> np.ndarray:
+        self.calls.append(len(texts))
+        if len(texts) > self.max_batch:
+            raise RuntimeError(f"CUDA out of memory (batch of {len(texts)} texts)")
+        if any("poison" in str(text).lower() for text in texts):
+            raise ValueError("this text breaks the encoder")
+        return super().encode_text(texts)
+
+    def encode_image_pair(self, images: list[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
+        if len(images) > self.max_batch:
+            raise MemoryError(f"out of memory (batch of {len(images)} photos)")
+        return super().encode_image_pair(images)
+
+
+class KillingEncoder(SlowHashEncoder):
+    """``SlowHashEncoder`` whose process dies (SIGKILL, as the out-of-memory killer does) on a text containing ``killer``."""
+
+    def encode_text(self, texts: list[str]) -> np.ndarray:
+        if any("killer" in str(text).lower() for text in texts):
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().encode_text(texts)

@@ -8,8 +8,12 @@ worker subprocess at the test database pytest-django created.
 import os
 import tempfile
 
+# shop.settings refuses to load without a key when DEBUG is off; set before importing it, so the
+# subprocesses the tests start (worker, runtime, check --deploy) inherit it too.
+os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-secret-key-" + "x" * 40)
+
 from shop.settings import *  # noqa: F403
-from shop.settings import DATABASES, MULTIMODAL_SEARCH
+from shop.settings import DATABASES, MULTIMODAL_SEARCH, REST_FRAMEWORK
 
 if os.environ.get("DJANGO_TEST_DB_NAME"):
     DATABASES["default"]["NAME"] = os.environ["DJANGO_TEST_DB_NAME"]
@@ -23,10 +27,22 @@ CELERY_RESULT_BACKEND = CELERY_BROKER_URL
 ENCODERS = {
     "hash": {"BACKEND": "tests.fakes.HashEncoder", "OPTIONS": {}},
     "packaged": {"BACKEND": "multimodal_search.encoders.packaged.PackagedEncoder", "OPTIONS": {}},
+    # fault drills (tests/test_fault_drills.py): slow batches, out of memory above 4, a killing product
+    "slow": {"BACKEND": "tests.fakes.SlowHashEncoder", "OPTIONS": {"delay": 0.1}},
+    "oom": {"BACKEND": "tests.fakes.OutOfMemoryEncoder", "OPTIONS": {"max_batch": 4}},
+    "killing": {"BACKEND": "tests.fakes.KillingEncoder", "OPTIONS": {"delay": 0.02}},
 }
 MULTIMODAL_SEARCH = {
     **MULTIMODAL_SEARCH,
     "ENCODERS": ENCODERS,
     "ENCODER": os.environ.get("MMSEARCH_TEST_ENCODER", "hash"),
     "AUTO_INDEX": os.environ.get("MMSEARCH_AUTO_INDEX", "0") == "1",
+    # workers and servers started by tests load their models on first use (tests/test_warmup.py turns it on)
+    "WARM_UP": os.environ.get("MMSEARCH_WARM_UP", "0") == "1",
 }
+
+# Throttling off by default (tests/test_security.py sets rates where it tests them).
+REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"anon": None, "user": None, "photo": None}}
+# Static files from the apps' folders (no collectstatic in tests).
+STATIC_ROOT = None
+WHITENOISE_USE_FINDERS = True

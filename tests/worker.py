@@ -16,9 +16,21 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class WorkerProcess:
-    def __init__(self, log_path: Path, encoder: str = "packaged") -> None:
+    """A worker (``pool`` "solo" by default; "prefork" runs one child); ``args``/``env`` add options, e.g. ``-B``."""
+
+    def __init__(
+        self,
+        log_path: Path,
+        encoder: str = "packaged",
+        pool: str = "solo",
+        args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.log_path = log_path
         self.encoder = encoder
+        self.pool = pool
+        self.args = args
+        self.env = env or {}
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 90) -> WorkerProcess:
@@ -29,6 +41,7 @@ class WorkerProcess:
             "MMSEARCH_TEST_ENCODER": self.encoder,
             "MMSEARCH_MEDIA_ROOT": str(settings.MEDIA_ROOT),
             "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+            **self.env,
         }
         self._log = open(self.log_path, "w")  # noqa: SIM115 (open for the worker's whole life)
         self.process = subprocess.Popen(
@@ -42,17 +55,21 @@ class WorkerProcess:
                 "-Q",
                 "embeddings",
                 "--pool",
-                "solo",
+                self.pool,
+                "--concurrency",
+                "1",
                 "--loglevel",
                 "INFO",
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",
+                *self.args,
             ],
             cwd=ROOT,
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: a drill can kill the worker and its children
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.files.uploadedfile import UploadedFile
+from PIL import Image
 from rest_framework import serializers
 
 from multimodal_search import services
@@ -15,17 +16,22 @@ class SearchQuerySerializer(serializers.Serializer[Any]):
     method = serializers.ChoiceField(choices=services.METHODS, required=False, allow_blank=True, default="")
     image = serializers.ImageField(required=False, allow_null=True)
 
-    def validate_image(self, value: UploadedFile | None) -> UploadedFile | None:
-        if value is not None:
-            try:
-                services.check_photo_size(value.size or 0)
-            except services.SearchError as exc:
-                raise serializers.ValidationError(str(exc)) from None
-        return value
+    def validate_image(self, value: UploadedFile | None) -> Image.Image | None:
+        """The decoded photo (upright, RGB, shrunk), or a clear error; the upload itself is not kept."""
+        if value is None:
+            return None
+        try:
+            return services.open_photo(value)
+        except services.SearchError as exc:
+            raise serializers.ValidationError(str(exc), code="invalid_image") from None
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         try:
-            services.check_query(attrs.get("q"), bool(attrs.get("image")))
+            services.check_query(attrs.get("q"), attrs.get("image") is not None)
         except services.SearchError as exc:
             raise serializers.ValidationError(str(exc)) from None
         return attrs
+
+
+class SimilarQuerySerializer(serializers.Serializer[Any]):
+    k = serializers.IntegerField(required=False, min_value=services.MIN_K, max_value=services.MAX_K, default=8)

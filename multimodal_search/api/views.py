@@ -2,15 +2,21 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from rest_framework import status
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import QueryDict
+from django.urls import Resolver404, resolve
+from rest_framework import exceptions
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from multimodal_search import services
 from multimodal_search.adapters import get_adapter
-from multimodal_search.api.serializers import SearchQuerySerializer
+from multimodal_search.api.errors import MultimodalAPIView, RequestTooLarge
+from multimodal_search.api.permissions import CanReindex
+from multimodal_search.api.serializers import SearchQuerySerializer, SimilarQuerySerializer
+
+MAX_IDENTIFIER_LENGTH = 255
 
 
 def _payload(response: services.SearchResponse) -> dict[str, Any]:
@@ -24,59 +30,96 @@ def _payload(response: services.SearchResponse) -> dict[str, Any]:
     }
 
 
-class SearchView(APIView):
+class BaseAPIView(MultimodalAPIView):
+    """The app's API views: one error format, and NUL bytes in any parameter refused up front."""
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)  # authentication, permissions, throttles first
+        for key, values in request.query_params.lists():
+            if "\x00" in key or any("\x00" in value for value in values):
+                raise exceptions.ValidationError(
+                    {key.replace("\x00", "\\x00"): ["Null characters are not allowed."]},
+                    code="null_characters_not_allowed",
+                )
+
+
+class SearchView(BaseAPIView):
     """GET ?q=TEXT&k=N[&category=PATH][&method=M]; POST multipart image (+ q, k)."""
 
     parser_classes = [MultiPartParser, FormParser]
 
     def get(self, request: Request) -> Response:
-        return self._search(request.query_params)
+        return self._search(request.query_params.dict())
 
     def post(self, request: Request) -> Response:
-        # the form parsers give a QueryDict (a mapping); drf-stubs also allows a JSON list
-        data = cast(dict[str, Any], request.data.copy() if hasattr(request.data, "copy") else dict(request.data))
+        try:  # refuse an oversized body from its header, before any of it is read
+            services.check_upload_length(request.META.get("CONTENT_LENGTH"))
+        except services.SearchError as exc:
+            raise RequestTooLarge(str(exc)) from None
+        # a plain dict: QueryDict.copy() would deep-copy the uploaded (temporary) file
+        form = cast(QueryDict, request.data)
+        data: dict[str, Any] = {key: form[key] for key in form}
         for key in ("k", "q", "category", "method"):
             if key not in data and key in request.query_params:
                 data[key] = request.query_params[key]
         return self._search(data)
 
-    def _search(self, data: Any) -> Response:
+    def _search(self, data: dict[str, Any]) -> Response:
         serializer = SearchQuerySerializer(data=data)
-        if not serializer.is_valid():
-            return Response(
-                {"error": "invalid query", "details": serializer.errors}, status=status.HTTP_400_BAD_REQUEST
-            )
+        serializer.is_valid(raise_exception=True)
         params = serializer.validated_data
         try:
-            image = services.open_photo(params["image"]) if params.get("image") else None
             response = services.search_products(
                 params.get("q") or None,
-                image,
+                params.get("image"),
                 k=params["k"],
                 category=params.get("category") or None,
                 method=params.get("method") or None,
             )
         except services.SearchError as exc:
-            return Response({"error": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+            raise exceptions.ValidationError({"non_field_errors": [str(exc)]}) from None
         return Response(_payload(response))
 
 
-class SimilarView(APIView):
+class SimilarView(BaseAPIView):
+    """GET /products/<identifier>/similar/?k=N: products that look and read like this one."""
+
     def get(self, request: Request, identifier: str) -> Response:
+        serializer = SimilarQuerySerializer(data=request.query_params.dict())
+        serializer.is_valid(raise_exception=True)
         adapter = get_adapter()
+        missing = exceptions.NotFound(f"No product {identifier[:100]!r}.")
+        if "\x00" in identifier or len(identifier) > MAX_IDENTIFIER_LENGTH:
+            raise missing
         try:
             product = adapter.lookup(identifier)
         # get_model() is a concrete model; the django-stubs plugin removes DoesNotExist from the base Model
-        except adapter.get_model().DoesNotExist:  # type: ignore[attr-defined]
-            return Response({"error": f"no product {identifier!r}"}, status=status.HTTP_404_NOT_FOUND)
-        try:
-            k = max(1, min(50, int(request.query_params.get("k", 8))))
-        except ValueError:
-            return Response({"error": "k must be an integer"}, status=status.HTTP_400_BAD_REQUEST)
-        hits = services.similar_products(product, k=k)
+        except (adapter.get_model().DoesNotExist, ValueError, DjangoValidationError):  # type: ignore[attr-defined]
+            raise missing from None
+        hits = services.similar_products(product, k=serializer.validated_data["k"])
         return Response({"results": [hit.as_dict() for hit in hits], "count": len(hits)})
 
 
-class IndexStatusView(APIView):
+class IndexStatusView(BaseAPIView):
+    """GET: how many products are indexed, for which encoder (staff with the reindex permission)."""
+
+    permission_classes = [CanReindex]
+
     def get(self, request: Request) -> Response:
         return Response(services.index_status())
+
+
+class NotFoundView(MultimodalAPIView):
+    """Any other path under the API: a JSON 404 in the one error format (any method)."""
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        message = f"No API endpoint at {request.path[:200]!r}."
+        if not request.path.endswith("/"):
+            try:
+                resolved = resolve(request.path + "/")
+            except Resolver404:
+                pass
+            else:
+                if resolved.url_name != "not_found":
+                    message += f" Did you mean {request.path[:200] + '/'!r}?"
+        raise exceptions.NotFound(message)

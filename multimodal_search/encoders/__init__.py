@@ -11,6 +11,8 @@ from multimodal_search.encoders.base import BaseEncoder
 
 _lock = threading.Lock()
 _instances: dict[str, BaseEncoder] = {}
+#: set by :func:`use_threads` (an indexing process); else ``TORCH_THREADS`` applies
+_threads: int | None = None
 
 
 def get_encoder(alias: str | None = None) -> BaseEncoder:
@@ -31,7 +33,7 @@ def get_encoder(alias: str | None = None) -> BaseEncoder:
                 cls = import_string(config["BACKEND"])
             except ImportError as exc:
                 raise ImproperlyConfigured(f"MULTIMODAL_SEARCH['ENCODERS'][{alias!r}]['BACKEND']: {exc}") from exc
-            _set_threads(search_settings.TORCH_THREADS)
+            _set_threads(_threads or search_settings.TORCH_THREADS)
             _instances[key] = cls(**options)
         return _instances[key]
 
@@ -43,9 +45,20 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(int(threads))
 
 
+def use_threads(threads: int | None) -> None:
+    """Set torch's intra-op CPU threads of this process, now and for encoders created later.
+
+    An indexing process (a Celery worker child) encodes big batches and uses every core it is given;
+    a web process keeps ``TORCH_THREADS`` (1) per request thread.
+    """
+    global _threads
+    _threads = int(threads) if threads else None
+    _set_threads(_threads)
+
+
 def clear_cache() -> None:
     with _lock:
         _instances.clear()
 
 
-__all__ = ["BaseEncoder", "clear_cache", "get_encoder"]
+__all__ = ["BaseEncoder", "clear_cache", "get_encoder", "use_threads"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
@@ -32,12 +33,35 @@ class Lazy(Generic[T]):
         return self._value
 
 
-class WeightsOnUse:
-    """A model part whose weights load on first use (``_load``), once, on ``device`` (None: CUDA when present)."""
+#: ``precision`` options: fp32, or autocast to float16 / bfloat16 (meant for CUDA; see ``bench/gpu.py``)
+PRECISIONS = ("fp32", "fp16", "bf16")
 
-    def __init__(self, device: str | None) -> None:
+
+def autocast(device: str, precision: str) -> AbstractContextManager[Any]:
+    """A context that runs the forward passes in ``precision`` (fp32: as they are)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    if precision == "fp32":
+        return nullcontext()
+    import torch
+
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    return torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=dtype)
+
+
+class WeightsOnUse:
+    """A model part whose weights load on first use (``_load``), once, on ``device`` (None: CUDA when present),
+    run in ``precision`` (:data:`PRECISIONS`)."""
+
+    def __init__(self, device: str | None, precision: str = "fp32") -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
         self.device_name = device
+        self.precision = precision
         self._weights: Lazy[Any] = Lazy(self._load)
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        return autocast(self.device, self.precision)
 
     @property
     def device(self) -> str:
@@ -132,3 +156,58 @@ class BaseEncoder:
             ``(shared (n, dimensions), features (n, feature_dimensions))``.
         """
         raise NotImplementedError
+
+    # ------------------------------------------------------------------ backbone / head split
+    #
+    # An encoder whose vectors are a cheap function ("projection": trained heads, fusion) of what
+    # an expensive backbone computes (a CNN pass, a Transformer pass) names that backbone output with
+    # ``text_backbone_id`` / ``image_backbone_id``. The indexing service then keeps the backbone
+    # outputs per text and per photo, keyed by these ids (never by ``model_id``), and a new head
+    # version only re-runs the projections. ``None`` (the default) means the encoder does not split:
+    # every indexing run calls ``encode_text`` / ``encode_image_pair``.
+
+    #: what ``encode_text_backbone`` computes (model, tokenisation); None: texts are not reused
+    text_backbone_id: str | None = None
+    #: what ``encode_image_backbone`` computes (model, preprocessing, views); None: photos are not reused
+    image_backbone_id: str | None = None
+
+    def encode_text_backbone(self, texts: list[str]) -> np.ndarray:
+        """The backbone output of each text, the input of :meth:`project_text`.
+
+        Returns:
+            float32 array (len(texts), k); only encoders with a ``text_backbone_id`` implement it.
+        """
+        raise NotImplementedError
+
+    def project_text(self, backbone: np.ndarray) -> np.ndarray:
+        """Text vectors from backbone outputs: ``encode_text(t) == project_text(encode_text_backbone(t))``.
+
+        Returns:
+            float32 array (n, dimensions), unit rows.
+        """
+        raise NotImplementedError
+
+    def encode_image_backbone(self, images: list[Image.Image]) -> np.ndarray:
+        """The backbone output of each photo (all views it needs), the input of :meth:`project_images`.
+
+        Returns:
+            float32 array (len(images), k); only encoders with an ``image_backbone_id`` implement it.
+        """
+        raise NotImplementedError
+
+    def project_images(self, backbone: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(shared, features)`` from backbone outputs, with the heads in use now.
+
+        ``encode_image_pair(images) == project_images(encode_image_backbone(images))``.
+        """
+        raise NotImplementedError
+
+    def warm_up(self) -> None:
+        """Load every model a search or an indexing batch will need, and run each once.
+
+        Called at process start (Celery ``worker_process_init``, gunicorn ``post_worker_init``) when
+        ``MULTIMODAL_SEARCH["WARM_UP"]`` is on, so the first request waits for no weights. The
+        default encodes one text and one small photo.
+        """
+        self.encode_text(["warm up"])
+        self.encode_image_pair([Image.new("RGB", (64, 64), (200, 40, 40))])

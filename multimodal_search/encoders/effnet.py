@@ -23,8 +23,8 @@ class EfficientNetLite0(WeightsOnUse):
         device: torch device; None picks CUDA when present (resolved on first use).
     """
 
-    def __init__(self, device: str | None) -> None:
-        super().__init__(device)
+    def __init__(self, device: str | None, precision: str = "fp32") -> None:
+        super().__init__(device, precision)
         self._labels: list[str] | None = None
 
     @property
@@ -52,7 +52,7 @@ class EfficientNetLite0(WeightsOnUse):
 
         model = self._weights.get()
         pooled_parts, logit_parts, flipped_pooled, flipped_logits = [], [], [], []
-        with torch.inference_mode():
+        with torch.inference_mode(), self.autocast():
             for start in range(0, len(images), batch_size):
                 chunk = images[start : start + batch_size]
                 arrays = np.stack([prepare_image(im, IMAGE_SIZE, preprocess) for im in chunk])
@@ -60,7 +60,7 @@ class EfficientNetLite0(WeightsOnUse):
                 x = (x - 127.0) / 128.0
                 if flip:
                     x = torch.cat([x, x.flip(3)])
-                pooled = model.extract_features(x).mean((2, 3))
+                pooled = model.extract_features(x).mean((2, 3)).float()
                 # eval mode: the package's dropout before _fc is the identity.
                 logits = model._fc(pooled)
                 n = len(chunk)
@@ -69,6 +69,14 @@ class EfficientNetLite0(WeightsOnUse):
                 flipped_pooled.append(pooled[n:])
                 flipped_logits.append(logits[n:])
         return torch.cat(pooled_parts + flipped_pooled), torch.cat(logit_parts + flipped_logits)
+
+    def logits(self, pooled: torch.Tensor) -> torch.Tensor:
+        """ImageNet logits of pooled (unnormalised) features, on the device (the classifier layer only)."""
+        import torch
+
+        model = self._weights.get()
+        with torch.inference_mode():
+            return model._fc(pooled.to(self.device))
 
     def classify(
         self, images: list[Image.Image], *, preprocess: str, batch_size: int, top: int = 5

@@ -5,10 +5,15 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from multimodal_search.imaging import to_rgb
+
 IMAGE_SIZE = 224
 PREPROCESS_MODES = ("pad", "crop")
 DEFAULT_PREPROCESS = "pad"
 BACKGROUND = (255, 255, 255)
+SHRINK_ABOVE = 4  # photos longer than 4 * size are shrunk (keeping their shape) before padding or cropping
+
+__all__ = ["DEFAULT_PREPROCESS", "IMAGE_SIZE", "PREPROCESS_MODES", "imagenet_labels", "prepare_image", "to_rgb"]
 
 
 def imagenet_labels() -> list[str]:
@@ -16,18 +21,6 @@ def imagenet_labels() -> list[str]:
     from torchvision.models import EfficientNet_B0_Weights
 
     return list(EfficientNet_B0_Weights.IMAGENET1K_V1.meta["categories"])
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Return an RGB copy of ``image``; transparent pixels become white."""
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        canvas = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
-        canvas.alpha_composite(rgba)
-        return canvas.convert("RGB")
-    return image.convert("RGB")
 
 
 def prepare_image(image: Image.Image, size: int = IMAGE_SIZE, mode: str = DEFAULT_PREPROCESS) -> np.ndarray:
@@ -39,14 +32,16 @@ def prepare_image(image: Image.Image, size: int = IMAGE_SIZE, mode: str = DEFAUL
 
     A JPEG that has not been decoded yet is decoded at reduced scale
     (``Image.draft``), which is several times faster for large photos; this
-    changes the caller's (still unloaded) image object.
+    changes the caller's (still unloaded) image object. A photo longer than
+    ``4 * size`` is shrunk to that (keeping its shape) before it is padded, so a
+    12000×20 strip never becomes a 12000×12000 canvas.
     """
     if mode not in PREPROCESS_MODES:
         raise ValueError(f"preprocess must be one of {PREPROCESS_MODES}, not {mode!r}")
     if getattr(image, "format", None) == "JPEG" and image.mode in ("RGB", "L", "CMYK", "YCbCr"):
         # No-op once the image is loaded; otherwise decodes at >= 2*size.
         image.draft("RGB", (2 * size, 2 * size))
-    image = to_rgb(image)
+    image = to_rgb(_shrunk(image, SHRINK_ABOVE * size))
     width, height = image.size
     if mode == "pad":
         side = max(width, height)
@@ -62,3 +57,13 @@ def prepare_image(image: Image.Image, size: int = IMAGE_SIZE, mode: str = DEFAUL
         left, top = (new_w - size) // 2, (new_h - size) // 2
         image = image.crop((left, top, left + size, top + size))
     return np.asarray(image, dtype=np.uint8)
+
+
+def _shrunk(image: Image.Image, longest: int) -> Image.Image:
+    """``image`` with its longest side at most ``longest`` (a new image only when it was longer)."""
+    width, height = image.size
+    if max(width, height) <= longest:
+        return image
+    scale = longest / max(width, height)
+    new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return image.resize(new_size, Image.Resampling.BILINEAR, reducing_gap=2.0)

@@ -21,7 +21,7 @@ from PIL import Image
 
 from multimodal_search.encoders.base import BaseEncoder, l2_normalize
 from multimodal_search.encoders.effnet import BACKBONE_DIMENSIONS, EfficientNetLite0
-from multimodal_search.encoders.features import colour_descriptor, colour_dimensions
+from multimodal_search.encoders.features import COLOUR_RECIPE, colour_descriptor, colour_dimensions
 from multimodal_search.encoders.head_watch import HeadWatcher
 from multimodal_search.encoders.images import DEFAULT_PREPROCESS, PREPROCESS_MODES, to_rgb
 from multimodal_search.encoders.text import MeanPooledText
@@ -38,6 +38,8 @@ TEXT_NAME = "minilm-l6-v2"
 # "c": photo features are flip-averaged CNN features plus a Lab colour histogram.
 IMAGE_NAME = "effnet-lite0c2"  # c2: close-ups keep their colour (pixels.backdrop_colour)
 ZERO_SHOT_VERSION = "zs-v1"
+# bump when encode_*_backbone change what they compute: kept backbone outputs are keyed by it
+BACKBONE_RECIPE = "bb1"
 LABEL_PROMPT = "a photo of a {label}"
 TEXT_DIMENSIONS = 384
 DEFAULT_COLOUR_WEIGHT = 1.0
@@ -46,7 +48,7 @@ HEAD_CHECK_SECONDS = 5.0
 #: constructor arguments ``clone`` copies (besides ``device``)
 _OPTIONS = (
     "text_model", "head_path", "head_check_interval", "head_blend", "colour_weight", "flip", "top_k",
-    "temperature", "preprocess", "batch_size", "image_batch_size", "max_length",
+    "temperature", "preprocess", "batch_size", "image_batch_size", "max_length", "precision",
 )  # fmt: skip
 __all__ = ["BACKBONE_DIMENSIONS", "PackagedEncoder", "to_rgb"]
 
@@ -103,6 +105,8 @@ class PackagedEncoder(BaseEncoder):
         batch_size: texts per forward pass.
         image_batch_size: photos per forward pass.
         max_length: token limit per text.
+        precision: "fp32" (default), or "fp16" / "bf16" to run MiniLM and the CNN under autocast (for
+            CUDA: ``bench/gpu.py`` prints the cosine of such vectors to the fp32 ones). Outputs stay float32.
     """
 
     def __init__(
@@ -120,6 +124,7 @@ class PackagedEncoder(BaseEncoder):
         batch_size: int = 32,
         image_batch_size: int = 16,
         max_length: int = 256,
+        precision: str = "fp32",
         **options: Any,
     ) -> None:
         super().__init__(device=device, **options)
@@ -148,10 +153,11 @@ class PackagedEncoder(BaseEncoder):
         self.batch_size = int(batch_size)
         self.image_batch_size = int(image_batch_size)
         self.max_length = int(max_length)
+        self.precision = precision
 
         self._lock = threading.RLock()
-        self._text = MeanPooledText(self.text_model, device)
-        self._cnn = EfficientNetLite0(device)
+        self._text = MeanPooledText(self.text_model, device, precision)
+        self._cnn = EfficientNetLite0(device, precision)
         self._label_matrix: torch.Tensor | None = None
         self._heads = HeadWatcher(self.head_path, self.head_check_interval, self._load_heads)
         self._dimensions: int | None = None if self.text_model else TEXT_DIMENSIONS
@@ -233,10 +239,11 @@ class PackagedEncoder(BaseEncoder):
         """
         options = {"device": self.device_name, **{name: getattr(self, name) for name in _OPTIONS}, **self.options}
         other = type(self)(**{**options, **overrides})
-        if other.text_model == self.text_model and other.device_name == self.device_name:
+        same_device = other.device_name == self.device_name and other.precision == self.precision
+        if other.text_model == self.text_model and same_device:
             other._text = self._text
             other._label_matrix = self._label_matrix
-        if other.device_name == self.device_name:
+        if same_device:
             other._cnn = self._cnn
         return other
 
@@ -343,35 +350,82 @@ class PackagedEncoder(BaseEncoder):
             out = out[:n] + out[n:]
         return torch.nn.functional.normalize(out, dim=-1)
 
-    def encode_image_pair(self, images: list[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
-        """Return (shared, features) for the photos with one CNN pass (two with ``flip``).
+    # ------------------------------------------------------- backbone / heads
 
-        Args:
-            images: PIL photos (any mode; converted to RGB, transparency on white).
+    @property
+    def text_backbone_id(self) -> str:  # type: ignore[override]
+        """The text model and its token limit: MiniLM's vectors do not depend on any trained head."""
+        text = _short_name(self.text_model) if self.text_model else TEXT_NAME
+        return f"{text}/len{self.max_length}/{BACKBONE_RECIPE}"
+
+    @property
+    def image_backbone_id(self) -> str:  # type: ignore[override]
+        """The CNN, its preprocessing, its views and the colour recipe: what a head version does not change."""
+        colour = f"+{COLOUR_RECIPE}" if self.colour_weight > 0 else ""
+        views = "flip" if self.flip else "noflip"
+        return f"{IMAGE_NAME}/{self.preprocess}/{views}{colour}/{BACKBONE_RECIPE}"
+
+    def encode_text_backbone(self, texts: list[str]) -> np.ndarray:
+        """MiniLM's vectors: the text side has no head, so they are the text vectors themselves."""
+        return self.encode_text(texts)
+
+    def project_text(self, backbone: np.ndarray) -> np.ndarray:
+        """The identity (renormalised): see :meth:`encode_text_backbone`."""
+        return l2_normalize(backbone)
+
+    def encode_image_backbone(self, images: list[Image.Image]) -> np.ndarray:
+        """Per photo: the CNN's pooled features (unnormalised), then the mirrored photo's (``flip``), then
+        the unit colour descriptor (``colour_weight`` > 0). Everything a head version reads, and only that.
 
         Returns:
-            ``(shared (n, dimensions), features (n, feature_dimensions))``,
-            float32 unit rows.
+            float32 array (n, 1280 * views + colour dimensions).
+        """
+        views = 2 if self.flip else 1
+        colour_dims = colour_dimensions() if self.colour_weight > 0 else 0
+        if not images:
+            return np.zeros((0, views * BACKBONE_DIMENSIONS + colour_dims), dtype=np.float32)
+        import torch
+
+        n = len(images)
+        with torch.inference_mode():
+            pooled, _ = self._forward_images(images, flip=self.flip)
+            parts = [pooled[:n], pooled[n:]] if self.flip else [pooled]
+            backbone = torch.cat(parts, dim=1).float().cpu().numpy()
+        if colour_dims:
+            colours = np.stack([colour_descriptor(to_rgb(image)) for image in images]).astype(np.float32)
+            backbone = np.concatenate([backbone, colours], axis=1)
+        return backbone
+
+    def project_images(self, backbone: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(shared, features)`` from :meth:`encode_image_backbone` rows, with the heads in use now.
+
+        No CNN pass: the trained heads (or, zero-shot, the CNN's classifier layer and the label
+        matrix) run on the kept pooled features.
         """
         heads = self.heads  # one snapshot for the whole call
         visual_dims = heads.visual.out_dim if heads is not None and heads.visual is not None else BACKBONE_DIMENSIONS
         colour_dims = colour_dimensions() if self.colour_weight > 0 else 0
-        if not images:
+        n = int(backbone.shape[0])
+        if not n:
             return (
                 np.zeros((0, self.dimensions), dtype=np.float32),
                 np.zeros((0, visual_dims + colour_dims), dtype=np.float32),
             )
         import torch
 
-        n = len(images)
+        views = 2 if self.flip else 1
+        width = views * BACKBONE_DIMENSIONS
+        rows = torch.from_numpy(np.ascontiguousarray(backbone[:, :width], dtype=np.float32)).to(self.device)
+        # plain rows first, then the mirrored ones: (views * n, 1280), the layout of _forward_images
+        pooled = torch.cat([rows[:, i * BACKBONE_DIMENSIONS : (i + 1) * BACKBONE_DIMENSIONS] for i in range(views)])
         with torch.inference_mode():
-            pooled, logits = self._forward_images(images, flip=self.flip)
-            backbone = torch.nn.functional.normalize(pooled.float(), dim=-1)
-            visual = self._views_mean(heads.visual if heads is not None else None, backbone, n)
+            normalised = torch.nn.functional.normalize(pooled, dim=-1)
+            visual = self._views_mean(heads.visual if heads is not None else None, normalised, n)
             shared = None
             if heads is not None:
-                shared = self._views_mean(heads.head, backbone, n)
+                shared = self._views_mean(heads.head, normalised, n)
             if heads is None or self.head_blend < 1:
+                logits = self._cnn.logits(pooled)
                 probs = torch.softmax(logits.float() / self.temperature, dim=-1)
                 if self.flip:
                     probs = (probs[:n] + probs[n:]) / 2
@@ -380,9 +434,21 @@ class PackagedEncoder(BaseEncoder):
         assert shared is not None  # set by the heads, the zero-shot branch (no heads), or both
         features = l2_normalize(visual.cpu().numpy())
         if colour_dims:
-            colours = np.stack([colour_descriptor(to_rgb(image)) for image in images])
+            colours = np.asarray(backbone[:, width : width + colour_dims], dtype=np.float32)
             features = l2_normalize(np.concatenate([features, self.colour_weight * colours], axis=1))
         return l2_normalize(shared.float().cpu().numpy()), features
+
+    def encode_image_pair(self, images: list[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
+        """Return (shared, features) for the photos with one CNN pass over the photos and (``flip``) their mirrors.
+
+        Args:
+            images: PIL photos (any mode; converted to RGB, transparency on white).
+
+        Returns:
+            ``(shared (n, dimensions), features (n, feature_dimensions))``,
+            float32 unit rows.
+        """
+        return self.project_images(self.encode_image_backbone(images))
 
     def classify_images(self, images: list[Image.Image], top: int = 5) -> list[list[tuple[str, float]]]:
         """ImageNet top-``top`` labels with softmax probabilities (temperature 1), per photo, most likely first."""

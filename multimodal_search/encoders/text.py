@@ -18,8 +18,8 @@ class MeanPooledText(WeightsOnUse):
         device: torch device; None picks CUDA when present (resolved on first use).
     """
 
-    def __init__(self, path: str | None, device: str | None) -> None:
-        super().__init__(device)
+    def __init__(self, path: str | None, device: str | None, precision: str = "fp32") -> None:
+        super().__init__(device, precision)
         self.path = path
         self._tokenizer_lock = threading.Lock()  # fast tokenizers are not re-entrant
 
@@ -44,7 +44,7 @@ class MeanPooledText(WeightsOnUse):
 
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.empty((len(texts), dimensions), dtype=np.float32)
-        with torch.inference_mode():
+        with torch.inference_mode(), self.autocast():
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
                 with self._tokenizer_lock:
@@ -56,7 +56,7 @@ class MeanPooledText(WeightsOnUse):
                         return_tensors="pt",
                     )
                 batch = {k: value.to(self.device) for k, value in batch.items()}
-                hidden = model(**batch).last_hidden_state
+                hidden = model(**batch).last_hidden_state.float()
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 pooled = torch.nn.functional.normalize(pooled, dim=-1)

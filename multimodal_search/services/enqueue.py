@@ -1,10 +1,14 @@
 """The one place that sends indexing work to the Celery worker: in batches, or once per committed transaction.
 
 Tasks are sent by name (``INDEX_TASK``), so the services never import the task module that calls them.
+A change is first recorded in the outbox (``services.outbox``) inside its own transaction; sending the
+task on commit may then fail (broker down) without losing anything: the failure is logged and the
+sweep sends the product later.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from collections.abc import Iterable
@@ -15,29 +19,66 @@ from celery.result import AsyncResult
 from django.db import transaction
 
 from multimodal_search.conf import search_settings
+from multimodal_search.services import outbox
+
+logger = logging.getLogger(__name__)
 
 INDEX_TASK = "multimodal_search.tasks.index_products_task"
+SWEEP_TASK = "multimodal_search.tasks.sweep_index_task"
 
 
 class EnqueueError(RuntimeError):
     """The broker could not be reached (the message says so in one line)."""
 
 
-def send_index_task(pks: list[str], *, force: bool = False) -> AsyncResult:
-    """Send one indexing task for these products to the ``QUEUE`` queue."""
-    return current_app.send_task(INDEX_TASK, args=[pks], kwargs={"force": force}, queue=search_settings.QUEUE)
+# Sends on commit and from the sweep: no result to wait for (with Redis down, subscribing to the
+# result would block the save for ~20 s), and one quick retry: the outbox keeps what is not sent.
+_FIRE_AND_FORGET: dict[str, Any] = {
+    "ignore_result": True,
+    "retry_policy": {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2},
+}
 
 
-def enqueue_index(pks: Iterable[Any], *, force: bool = False, batch_size: int | None = None) -> list[AsyncResult]:
+def bulk_queue() -> str:
+    """The queue of bulk indexing: ``BULK_QUEUE`` (a GPU worker's, say), else ``QUEUE``."""
+    return str(search_settings.BULK_QUEUE or search_settings.QUEUE)
+
+
+def send_index_task(
+    pks: list[str], *, force: bool = False, track: bool = True, queue: str | None = None
+) -> AsyncResult:
+    """Send one indexing task for these products to ``queue`` (default ``QUEUE``; ``track``: keep its result)."""
+    options = {} if track else _FIRE_AND_FORGET
+    return current_app.send_task(
+        INDEX_TASK, args=[pks], kwargs={"force": force}, queue=queue or search_settings.QUEUE, **options
+    )
+
+
+def enqueue_index(
+    pks: Iterable[Any],
+    *,
+    force: bool = False,
+    batch_size: int | None = None,
+    track: bool = True,
+    bulk: bool = False,
+) -> list[AsyncResult]:
     """Send the products to the worker in tasks of ``batch_size`` (default ``BATCH_SIZE``), in the given order.
+
+    ``track=False`` sends without a result to wait for (the sweep: the outbox tracks the products).
+    ``bulk=True`` sends to ``bulk_queue()`` (a whole catalogue: throughput-bound work for a GPU
+    worker) instead of ``QUEUE`` (saves and the sweep: latency-bound).
 
     Raises:
         EnqueueError: the broker is unreachable.
     """
     keys = [str(pk) for pk in pks]
     size = max(1, int(batch_size or search_settings.BATCH_SIZE))
+    queue = bulk_queue() if bulk else search_settings.QUEUE
     try:
-        return [send_index_task(keys[start : start + size], force=force) for start in range(0, len(keys), size)]
+        return [
+            send_index_task(keys[start : start + size], force=force, track=track, queue=queue)
+            for start in range(0, len(keys), size)
+        ]
     except Exception as exc:  # kombu raises OperationalError and friends: say what failed, in one line
         raise EnqueueError(f"could not reach the Celery broker ({exc})") from exc
 
@@ -56,16 +97,23 @@ class _Batch:
         if not self.sent:
             self.sent = True
             if self.pks:
-                send_index_task(sorted(self.pks))
+                try:
+                    send_index_task(sorted(self.pks), track=False)
+                except Exception as exc:  # the outbox keeps them dirty: the sweep sends them later
+                    logger.warning(
+                        "could not enqueue indexing of %d product(s), left for the sweep: %s", len(self.pks), exc
+                    )
 
 
 _pending = threading.local()
 
 
 def index_on_commit(pks: Iterable[Any], using: str | None = None) -> None:
-    """Queue these products for indexing when the current transaction commits (``AUTO_INDEX``).
+    """Mark these products dirty now and queue them for indexing when the transaction commits (``AUTO_INDEX``).
 
-    Saves inside one transaction are sent as one task: each call registers ``batch.flush`` with
+    The dirty mark (``outbox.mark_dirty``) is written in the caller's transaction, so it commits or
+    rolls back with the change; a failed send is logged and left for the sweep. Saves inside one
+    transaction are sent as one task: each call registers ``batch.flush`` with
     ``transaction.on_commit`` for a shared batch, and the first flush to run sends it. Only those
     registered callbacks keep the batch alive (this module holds a weak reference), so when a
     transaction rolls back, Django drops its callbacks, the batch is freed, and nothing is sent.
@@ -75,6 +123,7 @@ def index_on_commit(pks: Iterable[Any], using: str | None = None) -> None:
     keys = {str(pk) for pk in pks if pk is not None}
     if not keys:
         return
+    outbox.mark_dirty(keys, using=using)
     alias = using or "default"
     batches: dict[str, weakref.ref[_Batch]] = _pending.__dict__.setdefault("batches", {})
     reference = batches.get(alias)

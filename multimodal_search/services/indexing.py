@@ -8,8 +8,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-from PIL import Image
+from django.db import Error as DatabaseError
 
 from multimodal_search.adapters import BaseProductAdapter, ImageRef, get_adapter
 from multimodal_search.conf import search_settings
@@ -17,6 +16,7 @@ from multimodal_search.encoders import BaseEncoder
 from multimodal_search.models import ProductEmbedding
 from multimodal_search.ranking import attributes, colour, fusion
 from multimodal_search.ranking import vocabulary as v
+from multimodal_search.services import encoding, outbox
 from multimodal_search.services.query import current_encoder
 from multimodal_search.signals import product_indexed
 from multimodal_search.store import get_store
@@ -31,12 +31,21 @@ class IndexReport:
     unchanged: int = 0
     removed: int = 0
     failed_images: list[str] = field(default_factory=list)
+    #: products whose encoding raised (their error is in their ``IndexState``)
+    failed: list[str] = field(default_factory=list)
+    #: products not tried: failed and not due for a retry
+    skipped: int = 0
+    #: products changed while this run encoded them (a newer task writes them)
+    superseded: int = 0
 
     def merge(self, other: IndexReport) -> None:
         self.indexed += other.indexed
         self.unchanged += other.unchanged
         self.removed += other.removed
         self.failed_images.extend(other.failed_images)
+        self.failed.extend(other.failed)
+        self.skipped += other.skipped
+        self.superseded += other.superseded
 
 
 @dataclass
@@ -45,6 +54,8 @@ class _Prepared:
     text: str
     title: str
     images: list[ImageRef]
+    #: sha1 of each photo's file (``encoding.MISSING`` when unreadable), in ``images`` order
+    digests: list[str]
     categories: list[str]
     fields: dict[str, Any]
     content_hash: str
@@ -55,7 +66,7 @@ def _file_digest(path: str) -> str:
         with open(path, "rb") as handle:
             return hashlib.sha1(handle.read()).hexdigest()
     except OSError:
-        return "missing"
+        return encoding.MISSING
 
 
 # bump when what is stored per product changes (new vector column, new fields), so
@@ -72,61 +83,59 @@ def index_recipe(model_id: str) -> str:
     return f"{INDEX_FORMAT}:{model_id}:fusion-text-weight={float(search_settings.FUSION['TEXT_WEIGHT']):g}"
 
 
-def content_hash(model_id: str, text: str, images: list[ImageRef]) -> str:
-    """The hash stored next to a product's vectors: its text, its photos' bytes and :func:`index_recipe`."""
+def content_hash(model_id: str, text: str, images: list[ImageRef], digests: list[str] | None = None) -> str:
+    """The hash stored next to a product's vectors: its text, its photos' bytes and :func:`index_recipe`.
+
+    ``digests`` are the photos' file digests when the caller has read them already.
+    """
     digest = hashlib.sha256(index_recipe(model_id).encode())
     digest.update(b"\0" + text.encode())
-    for ref in images:
-        digest.update(b"\0" + ref.key.encode() + b"=" + _file_digest(ref.path).encode())
+    files = digests if digests is not None else [_file_digest(ref.path) for ref in images]
+    for ref, file_digest in zip(images, files):
+        digest.update(b"\0" + ref.key.encode() + b"=" + file_digest.encode())
     return digest.hexdigest()
+
+
+def current_hash(adapter: BaseProductAdapter, product: Any, model_id: str) -> str:
+    """The content hash ``product`` would be stored with now (what the deep sweep compares)."""
+    title, text = adapter.get_title(product), adapter.get_text(product)
+    return content_hash(model_id, f"{title}\0{text}", adapter.get_images(product))
 
 
 def _prepare(adapter: BaseProductAdapter, product: Any, model_id: str) -> _Prepared:
     text = adapter.get_text(product)
     title = adapter.get_title(product)
     images = adapter.get_images(product)
+    digests = [_file_digest(ref.path) for ref in images]
     return _Prepared(
         pk=str(product.pk),
         text=text,
         title=title,
         images=images,
+        digests=digests,
         categories=adapter.get_categories(product),
         fields=adapter.get_fields(product),
-        content_hash=content_hash(model_id, f"{title}\0{text}", images),
+        content_hash=content_hash(model_id, f"{title}\0{text}", images, digests),
     )
 
 
-def _load_images(items: list[_Prepared], report: IndexReport) -> tuple[list[Image.Image], list[tuple[int, ImageRef]]]:
-    pil_images: list[Image.Image] = []
-    owners: list[tuple[int, ImageRef]] = []
-    for index, item in enumerate(items):
-        for ref in item.images:
-            try:
-                pil_images.append(ref.open())
-            except Exception as exc:  # unreadable photo: index the rest
-                logger.warning("cannot read photo %s of product %s: %s", ref.path, item.pk, exc)
-                report.failed_images.append(ref.path)
-                continue
-            owners.append((index, ref))
-    return pil_images, owners
-
-
-def _encode_and_store(items: list[_Prepared], encoder: BaseEncoder, report: IndexReport) -> None:
+def _encode(items: list[_Prepared], encoder: BaseEncoder, report: IndexReport) -> list[ProductVectors]:
+    """The vectors of a batch: texts and titles in one call, photos once each; kept backbone outputs
+    are reused (``services.encoding``), so only new texts and photos go through the backbones."""
     text_weight = float(search_settings.FUSION["TEXT_WEIGHT"])
-    text_vectors = encoder.encode_text([item.text for item in items])
-    title_vectors = encoder.encode_text([item.title for item in items])
-    pil_images, owners = _load_images(items, report)
-    palettes = [colour.colour_distribution(image) for image in pil_images]
-    if pil_images:
-        shared, features = encoder.encode_image_pair(pil_images)
-    else:
-        shared = features = np.zeros((0, 1), dtype=np.float32)
+    count = len(items)
+    texts = encoding.encode_texts(encoder, [item.text for item in items] + [item.title for item in items])
+    text_vectors, title_vectors = texts[:count], texts[count:]
+    encoded = encoding.encode_photos(
+        encoder,
+        [(index, ref, digest) for index, item in enumerate(items) for ref, digest in zip(item.images, item.digests)],
+        report.failed_images,
+    )
+    owners, shared, features, palettes = encoded.owners, encoded.shared, encoded.features, encoded.palettes
     per_item: dict[int, list[int]] = {}
     for row, (index, _ref) in enumerate(owners):
         per_item.setdefault(index, []).append(row)
 
-    store = get_store()
-    store.ensure_indexes(encoder.model_id, encoder.dimensions, encoder.feature_dimensions)
     inferring = attributes.get_model(encoder.model_id)
     stored = []
     for index, item in enumerate(items):
@@ -156,8 +165,37 @@ def _encode_and_store(items: list[_Prepared], encoder: BaseEncoder, report: Inde
                 photos=[PhotoVectors(owners[row][1].key, features[row], shared[row]) for row in rows],
             )
         )
-    store.save_products(encoder.model_id, stored)
-    report.indexed += len(items)
+    return stored
+
+
+def _encode_and_write(
+    items: list[_Prepared], encoder: BaseEncoder, versions: dict[str, int], report: IndexReport
+) -> list[str]:
+    """Encode and write a batch; when encoding raises, split it and go on, so one product blocks nothing.
+
+    Database errors are not the batch's fault: they propagate (the task retries the batch).
+    Returns the pks written.
+    """
+    try:
+        vectors = _encode(items, encoder, report)
+    except DatabaseError:
+        raise
+    except Exception as exc:  # out of memory on a big batch, a photo that breaks the encoder, ...
+        if len(items) > 1:
+            logger.warning("encoding %d products failed (%s); splitting the batch", len(items), exc)
+            middle = len(items) // 2
+            return _encode_and_write(items[:middle], encoder, versions, report) + _encode_and_write(
+                items[middle:], encoder, versions, report
+            )
+        outbox.record_failure(items[0].pk, versions[items[0].pk], f"{type(exc).__name__}: {exc}")
+        report.failed.append(items[0].pk)
+        return []
+    get_store().ensure_indexes(encoder.model_id, encoder.dimensions, encoder.feature_dimensions)
+    batch_versions = {item.pk: versions[item.pk] for item in items}
+    written, _removed = outbox.write_current(encoder.model_id, vectors, batch_versions)
+    report.indexed += len(written)
+    report.superseded += len(items) - len(written)
+    return written
 
 
 def remove_products(pks: Iterable[Any]) -> int:
@@ -172,6 +210,12 @@ def index_products(pks: Iterable[Any], *, force: bool = False, encoder: BaseEnco
     queryset) lose their vectors; products whose content hash is unchanged are
     skipped unless ``force``. Idempotent: safe to run twice or concurrently.
 
+    Each product is claimed first (``outbox.claim``: a try is counted, failed products that are not
+    due are skipped) and written only if it did not change meanwhile. When an earlier run died on
+    these products, they are indexed one by one, so a product that kills the worker takes only
+    itself down; a batch whose encoding raises is split, and a single product that raises is
+    recorded as failing.
+
     Args:
         pks: product primary keys.
         force: re-encode even when the content is unchanged.
@@ -180,31 +224,47 @@ def index_products(pks: Iterable[Any], *, force: bool = False, encoder: BaseEnco
     Returns:
         counts of indexed, unchanged and removed products.
     """
-    adapter = get_adapter()
     if encoder is None:
         encoder, _model_id = current_encoder()
     keys = list(dict.fromkeys(str(pk) for pk in pks))
     report = IndexReport()
+    if len(keys) > 1 and outbox.has_unfinished(keys):
+        logger.warning("an earlier run stopped on some of these %d products: indexing them one by one", len(keys))
+        for key in keys:
+            report.merge(_index_claimed([key], force, encoder))
+        return report
+    return _index_claimed(keys, force, encoder) if keys else report
+
+
+def _index_claimed(keys: list[str], force: bool, encoder: BaseEncoder) -> IndexReport:
+    adapter = get_adapter()
+    report = IndexReport()
+    versions = outbox.claim(keys)
+    report.skipped = len(keys) - len(versions)
+    keys = [pk for pk in keys if pk in versions]
     if not keys:
         return report
     products = {str(p.pk): p for p in adapter.get_queryset().filter(pk__in=keys)}
-    gone = [pk for pk in keys if pk not in products]
-    if gone:
-        report.removed += remove_products(gone)
     model_id = encoder.model_id
     known = get_store().content_hashes(model_id, list(products))
-    todo = []
+    todo, unchanged = [], []
     for pk, product in products.items():
         item = _prepare(adapter, product, model_id)
         if not force and known.get(pk) == item.content_hash:
-            report.unchanged += 1
+            unchanged.append(pk)
         else:
             todo.append(item)
+    # products gone (deleted, not searchable) lose their vectors; unchanged ones become clean
+    settled = {pk: version for pk, version in versions.items() if pk not in products or pk in unchanged}
+    if settled:
+        _written, report.removed = outbox.write_current(model_id, [], settled, unchanged=unchanged)
+        report.unchanged += len(unchanged)
     batch = max(1, int(search_settings.BATCH_SIZE))
+    written: list[str] = []
     for start in range(0, len(todo), batch):
-        _encode_and_store(todo[start : start + batch], encoder, report)
-    if todo:
-        product_indexed.send(sender=ProductEmbedding, product_pks=[item.pk for item in todo], model_id=model_id)
+        written += _encode_and_write(todo[start : start + batch], encoder, versions, report)
+    if written:
+        product_indexed.send(sender=ProductEmbedding, product_pks=written, model_id=model_id)
     return report
 
 
@@ -230,7 +290,8 @@ def prune_stale() -> int:
 
 
 def drop_older_encoders() -> tuple[int, list[str]]:
-    """Delete the vectors and HNSW indexes of every encoder version but the current one.
+    """Delete the vectors and HNSW indexes of every encoder version but the current one, and the kept
+    backbone outputs of backbones the current encoder does not use.
 
     Does nothing unless the current version indexes every searchable product, so a
     search never loses results (running processes reload a new head within seconds).
@@ -243,7 +304,12 @@ def drop_older_encoders() -> tuple[int, list[str]]:
         return 0, []
     store = get_store()
     older = [model_id for model_id in store.model_ids() if model_id != status["model_id"]]
-    return sum(store.drop_model(model_id) for model_id in older), older
+    removed = sum(store.drop_model(model_id) for model_id in older)
+    # kept backbone outputs of another backbone (other weights or preprocessing) serve no head any more
+    encoder = current_encoder()[0]
+    backbones = [encoder.text_backbone_id, encoder.image_backbone_id]
+    store.drop_backbones(keep=[encoding.PALETTE_ID, *(backbone for backbone in backbones if backbone)])
+    return removed, older
 
 
 def current_model_id() -> str:
@@ -269,4 +335,7 @@ def index_status(model_id: str | None = None) -> dict[str, Any]:
         "missing": max(0, total - current),
         "images": store.count_photos(encoder_id),
         "stale_encoders": len([other for other in store.model_ids() if other != encoder_id]),
+        # the outbox: changed products waiting for a worker, and products given up on (mmsearch_reconcile)
+        "pending": len(outbox.pending()),
+        "failed": len(outbox.failed()),
     }

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import IO, Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from multimodal_search.conf import search_settings
 from multimodal_search.encoders import BaseEncoder, get_encoder
+from multimodal_search.imaging import PhotoError, open_image
 from multimodal_search.ranking import attributes, colour, synonyms
 from multimodal_search.ranking import vocabulary as v
 from multimodal_search.ranking.query import Query
@@ -36,17 +37,52 @@ def check_photo_size(size: int) -> None:
     """Raise ``SearchError`` when an upload is larger than ``MAX_UPLOAD_BYTES``."""
     limit = int(search_settings.MAX_UPLOAD_BYTES)
     if size > limit:
-        raise SearchError(f"The photo is larger than {limit // (1024 * 1024)} MB.")
+        raise SearchError(f"The photo is larger than {limit / (1024 * 1024):g} MB.")
+
+
+UPLOAD_OVERHEAD_BYTES = 1024 * 1024  # room for the multipart headers and the other form fields
+
+
+def check_upload_length(content_length: int | str | None) -> None:
+    """Raise ``SearchError`` when a request body is too large to hold a photo within ``MAX_UPLOAD_BYTES``.
+
+    Faces call this with the ``Content-Length`` header before reading the body (a missing or
+    malformed header counts as 0, as Django then reads no body).
+    """
+    try:
+        content_length = int(content_length or 0)
+    except ValueError:
+        content_length = 0
+    limit = int(search_settings.MAX_UPLOAD_BYTES)
+    if content_length > limit + UPLOAD_OVERHEAD_BYTES:
+        raise SearchError(
+            f"The request is {content_length / (1024 * 1024):.1f} MB; photos may be at most {limit / (1024 * 1024):g} MB."
+        )
 
 
 def open_photo(upload: IO[bytes] | Any) -> Image.Image:
-    """Decode an uploaded photo; ``SearchError`` when it is not a readable image."""
+    """Decode an uploaded photo safely (see ``multimodal_search.imaging``).
+
+    The photo is checked from its header (``MAX_IMAGE_PIXELS``, ``MAX_IMAGE_ASPECT``) before it
+    is decoded, decoded at reduced scale, shrunk, turned upright from its EXIF orientation and
+    returned as RGB. Nothing is written anywhere: the photo lives only as long as the request.
+
+    Raises:
+        SearchError: too large, not a readable image, truncated, or outside the limits.
+    """
+    size = getattr(upload, "size", None)
+    if size is not None:
+        check_photo_size(int(size))
+    if hasattr(upload, "seek"):
+        upload.seek(0)
     try:
-        image = Image.open(upload)
-        image.load()
-    except (UnidentifiedImageError, OSError) as exc:
-        raise SearchError(f"We could not read that photo ({exc}).") from None
-    return image
+        return open_image(
+            upload,
+            max_pixels=int(search_settings.MAX_IMAGE_PIXELS),
+            max_aspect=float(search_settings.MAX_IMAGE_ASPECT),
+        )
+    except PhotoError as exc:
+        raise SearchError(str(exc)) from None
 
 
 def current_encoder() -> tuple[BaseEncoder, str]:

@@ -176,6 +176,20 @@ class BaseVectorStore:
         exact signals and requested fields of every candidate, in one round trip where possible."""
         raise NotImplementedError
 
+    # --- backbone outputs kept across head versions ------------------------------------------
+
+    def backbone_vectors(self, backbone_id: str, digests: Sequence[str]) -> dict[str, np.ndarray]:
+        """digest -> kept backbone output (float16 rows: callers round fresh outputs the same way)."""
+        raise NotImplementedError
+
+    def save_backbone_vectors(self, backbone_id: str, vectors: Mapping[str, np.ndarray]) -> None:
+        """Keep backbone outputs (digest -> 1-d array, stored as float16); an existing digest is left as is."""
+        raise NotImplementedError
+
+    def drop_backbones(self, keep: Sequence[str]) -> int:
+        """Delete the kept outputs of every backbone not in ``keep``; returns rows deleted."""
+        raise NotImplementedError
+
     # --- reads for training ------------------------------------------------------------------
 
     def product_rows(self, model_id: str) -> dict[str, tuple[dict[str, Any], list[str]]]:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from django.db import connection, transaction
+from django.db import connection, connections, router, transaction
 from django.db.backends.utils import CursorWrapper
 
-from multimodal_search.models import ImageEmbedding, ProductEmbedding
+from multimodal_search.models import BackboneVector, ImageEmbedding, ProductEmbedding
 from multimodal_search.store import sql
 from multimodal_search.store.base import (
     IMAGE_COLUMNS,
@@ -34,11 +35,36 @@ def as_array(value: Any) -> np.ndarray:
     return np.asarray(value, dtype=np.float32)
 
 
-def _session_settings(cursor: CursorWrapper, ef_search: int, filtered: bool) -> None:
-    cursor.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
-    if filtered:
-        # Without iterative scans a filtered HNSW query silently returns fewer rows.
-        cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+@dataclass(frozen=True)
+class VectorQuery:
+    """One read statement, its parameters and the HNSW settings it runs under."""
+
+    statement: str
+    params: list[sql.Param]
+    ef_search: int
+    filtered: bool
+
+
+#: what a product's row holds besides its key: replaced on every write (``save_products``)
+_STORED_FIELDS = (
+    "content_hash", "text_vector", "title_vector", "image_vector", "fused_vector",
+    "image_count", "categories", "fields", "search_text", "updated_at",
+)  # fmt: skip
+
+
+def _ef_search(configured: int, rows: int) -> int:
+    # a scan returns at most ef_search rows; pgvector accepts 1..1000
+    return max(1, min(1000, max(int(configured), rows)))
+
+
+def _read_alias() -> str:
+    # search reads: a read replica when a database router sends ProductEmbedding reads there (a second
+    # of replication lag is fine for search); writes and the indexing path's reads use _primary_alias()
+    return router.db_for_read(ProductEmbedding)
+
+
+def _primary_alias() -> str:
+    return router.db_for_write(ProductEmbedding)
 
 
 class PgvectorStore(BaseVectorStore):
@@ -53,45 +79,62 @@ class PgvectorStore(BaseVectorStore):
         key = (model_id, dimensions, feature_dimensions)
         if key in self._ensured:
             return
-        with connection.cursor() as cursor:
+        with transaction.atomic(), connection.cursor() as cursor:
+            # building an index over a large table is maintenance, not a request: no statement timeout
+            cursor.execute("SET LOCAL statement_timeout = 0")
             for statement in sql.index_statements(model_id, dimensions, feature_dimensions):
                 cursor.execute(statement)
         self._ensured.add(key)
 
     def save_products(self, model_id: str, products: Sequence[ProductVectors]) -> None:
+        if not products:
+            return
+        rows = [
+            ProductEmbedding(
+                product_pk=item.product_pk,
+                model_id=model_id,
+                content_hash=item.content_hash,
+                text_vector=item.text_vector,
+                title_vector=item.title_vector,
+                image_vector=item.image_vector,
+                fused_vector=item.fused_vector,
+                image_count=len(item.photos),
+                categories=item.categories,
+                fields=item.fields,
+                search_text=item.search_text,
+            )
+            for item in products
+        ]
+        photos = [
+            ImageEmbedding(
+                product_pk=item.product_pk,
+                model_id=model_id,
+                image_key=photo.key[:500],
+                position=position,
+                feature_vector=photo.features,
+                shared_vector=photo.shared,
+            )
+            for item in products
+            for position, photo in enumerate(item.photos)
+        ]
+        # a few statements per batch, not several per product: a reindex for a new head is mostly writes
         with transaction.atomic():
-            for item in products:
-                ProductEmbedding.objects.update_or_create(
-                    product_pk=item.product_pk,
-                    model_id=model_id,
-                    defaults={
-                        "content_hash": item.content_hash,
-                        "text_vector": item.text_vector,
-                        "title_vector": item.title_vector,
-                        "image_vector": item.image_vector,
-                        "fused_vector": item.fused_vector,
-                        "image_count": len(item.photos),
-                        "categories": item.categories,
-                        "fields": item.fields,
-                        "search_text": item.search_text,
-                    },
-                )
-                ImageEmbedding.objects.filter(product_pk=item.product_pk, model_id=model_id).delete()
-                ImageEmbedding.objects.bulk_create(
-                    ImageEmbedding(
-                        product_pk=item.product_pk,
-                        model_id=model_id,
-                        image_key=photo.key[:500],
-                        position=position,
-                        feature_vector=photo.features,
-                        shared_vector=photo.shared,
-                    )
-                    for position, photo in enumerate(item.photos)
-                )
+            ProductEmbedding.objects.bulk_create(
+                rows,
+                update_conflicts=True,
+                unique_fields=["product_pk", "model_id"],
+                update_fields=list(_STORED_FIELDS),
+                batch_size=500,
+            )
+            pks = [item.product_pk for item in products]
+            ImageEmbedding.objects.filter(model_id=model_id, product_pk__in=pks).delete()
+            ImageEmbedding.objects.bulk_create(photos, batch_size=500)
 
     def update_fields(self, model_id: str, fields: Mapping[str, Mapping[str, Any]]) -> None:
         rows = list(
-            ProductEmbedding.objects.filter(model_id=model_id, product_pk__in=list(fields)).only("pk", "product_pk")
+            ProductEmbedding.objects.using(_primary_alias())
+            .filter(model_id=model_id, product_pk__in=list(fields))
+            .only("pk", "product_pk")
         )
         for row in rows:
             row.fields = dict(fields[row.product_pk])
@@ -115,16 +158,41 @@ class PgvectorStore(BaseVectorStore):
         self._ensured = {key for key in self._ensured if key[0] != model_id}
         return removed
 
+    # --- backbone outputs kept across head versions ------------------------------------------
+
+    def backbone_vectors(self, backbone_id: str, digests: Sequence[str]) -> dict[str, np.ndarray]:
+        keys = sorted(set(digests))
+        if not keys:
+            return {}
+        rows = BackboneVector.objects.filter(backbone_id=backbone_id, digest__in=keys).values_list("digest", "vector")
+        return {digest: np.frombuffer(bytes(vector), dtype=np.float16) for digest, vector in rows}
+
+    def save_backbone_vectors(self, backbone_id: str, vectors: Mapping[str, np.ndarray]) -> None:
+        rows = [
+            BackboneVector(
+                backbone_id=backbone_id,
+                digest=digest,
+                vector=np.ascontiguousarray(vector, dtype=np.float16).tobytes(),
+            )
+            for digest, vector in vectors.items()
+        ]
+        # a concurrent worker may keep the same photo first: same bytes, so its row is as good as ours
+        BackboneVector.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
+
+    def drop_backbones(self, keep: Sequence[str]) -> int:
+        removed, _ = BackboneVector.objects.exclude(backbone_id__in=list(keep)).delete()
+        return removed
+
     # --- bookkeeping -------------------------------------------------------------------------
 
     def content_hashes(self, model_id: str, pks: Sequence[str]) -> dict[str, str]:
-        rows = ProductEmbedding.objects.filter(model_id=model_id, product_pk__in=list(pks))
+        # the indexing path: a lagging replica could make changed content look unchanged
+        rows = ProductEmbedding.objects.using(_primary_alias()).filter(model_id=model_id, product_pk__in=list(pks))
         return dict(rows.values_list("product_pk", "content_hash"))
 
     def stored_pks(self, model_id: str | None = None) -> set[str]:
-        rows = (
-            ProductEmbedding.objects.all() if model_id is None else ProductEmbedding.objects.filter(model_id=model_id)
-        )
+        stored = ProductEmbedding.objects.using(_primary_alias())
+        rows = stored.all() if model_id is None else stored.filter(model_id=model_id)
         return set(rows.values_list("product_pk", flat=True).distinct())
 
     def model_ids(self) -> list[str]:
@@ -142,6 +210,13 @@ class PgvectorStore(BaseVectorStore):
     # --- reads for ranking -------------------------------------------------------------------
 
     def nearest(self, column: str, vector: np.ndarray, scope: Scope) -> list[tuple[str, float]]:
+        alias = _read_alias()
+        with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+            found = self._run(cursor, self.nearest_query(column, vector, scope))
+            return [(pk, float(sim)) for pk, sim in found]
+
+    def nearest_query(self, column: str, vector: np.ndarray, scope: Scope) -> VectorQuery:
+        """The statement :meth:`nearest` runs (for ``EXPLAIN`` in tests and the bench)."""
         model_id, limit, categories = scope.model_id, scope.limit, scope.categories
         photos = column in IMAGE_COLUMNS
         sql.check_column(column, PRODUCT_COLUMNS + IMAGE_COLUMNS)
@@ -169,10 +244,26 @@ class PgvectorStore(BaseVectorStore):
                 f"SELECT product_pk, max(sim) AS sim FROM ({statement}) t "
                 f"GROUP BY product_pk ORDER BY sim DESC LIMIT {int(limit)}"
             )
-        with transaction.atomic(), connection.cursor() as cursor:
-            _session_settings(cursor, min(1000, max(scope.ef_search, rows)), bool(categories))
-            cursor.execute(statement, params)
-            return [(pk, float(sim)) for pk, sim in cursor.fetchall()]
+        else:  # a relaxed iterative scan returns its rows nearly, not exactly, in order
+            statement = f"SELECT product_pk, sim FROM ({statement}) t ORDER BY sim DESC"
+        return VectorQuery(statement, params, _ef_search(scope.ef_search, rows), bool(categories))
+
+    def explain(self, query: VectorQuery, *, analyze: bool = False) -> str:
+        """PostgreSQL's plan of one vector statement, under the settings it runs with."""
+        alias = _read_alias()
+        with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+            prefix = "EXPLAIN (ANALYZE, BUFFERS) " if analyze else "EXPLAIN "
+            found = self._run(
+                cursor, VectorQuery(prefix + query.statement, query.params, query.ef_search, query.filtered)
+            )
+            return "\n".join(str(row[0]) for row in found)
+
+    @staticmethod
+    def _run(cursor: CursorWrapper, query: VectorQuery) -> list[tuple[Any, ...]]:
+        for setting in sql.session_settings(query.ef_search, query.filtered):
+            cursor.execute(setting)
+        cursor.execute(query.statement, query.params)
+        return list(cursor.fetchall())
 
     def similarities(self, pks: Sequence[str], column: str, vector: np.ndarray, *, model_id: str) -> dict[str, float]:
         photos = column in IMAGE_COLUMNS
@@ -188,7 +279,7 @@ class PgvectorStore(BaseVectorStore):
             if photos
             else f"SELECT product_pk, {similarity} {where}"
         )
-        with connection.cursor() as cursor:
+        with connections[_read_alias()].cursor() as cursor:
             cursor.execute(statement, [sql.to_literal(vector), model_id, list(pks)])
             return {pk: float(sim) for pk, sim in cursor.fetchall()}
 
@@ -203,6 +294,18 @@ class PgvectorStore(BaseVectorStore):
         return None if value is None else as_array(value)
 
     def candidates(self, request: CandidateRequest, scope: Scope) -> Candidates:
+        query, names = self.candidates_query(request, scope)
+        if query is None:
+            return Candidates([], {}, {})
+        alias = _read_alias()
+        with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+            found = _read_signal_rows(self._run(cursor, query), names, bool(request.field_keys))
+        if "neighbours" in found.signals and not found.signals["neighbours"]:
+            del found.signals["neighbours"]  # the leaders have no photos
+        return found
+
+    def candidates_query(self, request: CandidateRequest, scope: Scope) -> tuple[VectorQuery | None, list[str]]:
+        """The one statement :meth:`candidates` runs (None: nothing to search) and its signal names."""
         model_id, limit, categories = scope.model_id, scope.limit, scope.categories
         dims = int(np.asarray(request.vector).size)
         literal = sql.to_literal(request.vector)
@@ -220,7 +323,7 @@ class PgvectorStore(BaseVectorStore):
             parts.append("SELECT unnest(%s::varchar[])")
             pool_params.append(list(request.extra_pks))
         if not parts:
-            return Candidates([], {}, {})
+            return None, []
         selects, params, names = sql.signal_selects(
             request.signal_columns, dims, literal, request.lexical_text, request.field_keys
         )
@@ -231,7 +334,7 @@ class PgvectorStore(BaseVectorStore):
             f"JOIN pool ON pool.product_pk = p.product_pk WHERE p.model_id = %s) "
         )
         params = pool_params + params + [model_id]
-        columns = ", ".join(f"sig.s{i}" for i in range(len(names)))
+        columns = "".join(f"sig.s{i}, " for i in range(len(names)))
         neighbours = request.neighbours
         if neighbours and any(name in names for name in neighbours.signals):
             used = [name for name in neighbours.signals if name in names]
@@ -244,19 +347,14 @@ class PgvectorStore(BaseVectorStore):
             )
             params += [model_id, model_id]
             statement += (
-                f"SELECT sig.product_pk, {columns}, near.sim, sig.f FROM sig "
+                f"SELECT sig.product_pk, {columns}near.sim, sig.f FROM sig "
                 "LEFT JOIN near ON near.product_pk = sig.product_pk"
             )
             names = names + ["neighbours"]
         else:
-            statement += f"SELECT sig.product_pk, {columns}, sig.f FROM sig"
-        with transaction.atomic(), connection.cursor() as cursor:
-            _session_settings(cursor, min(1000, max(scope.ef_search, limit)), bool(categories))
-            cursor.execute(statement + " ORDER BY 1", params)
-            found = _read_signal_rows(cursor.fetchall(), names, bool(request.field_keys))
-        if "neighbours" in found.signals and not found.signals["neighbours"]:
-            del found.signals["neighbours"]  # the leaders have no photos
-        return found
+            statement += f"SELECT sig.product_pk, {columns}sig.f FROM sig"
+        ef_search = _ef_search(sql.POOL_EF_FACTOR * scope.ef_search, limit)
+        return VectorQuery(statement + " ORDER BY 1", params, ef_search, bool(categories)), names
 
     # --- reads for training ------------------------------------------------------------------
 

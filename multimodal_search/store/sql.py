@@ -4,6 +4,12 @@ Vector columns have no fixed dimension; each encoder gets partial HNSW (cosine) 
 ``((col::halfvec(D)) halfvec_cosine_ops) WHERE model_id = '<id>'``. Queries must repeat that exact
 expression (:func:`cast`) and predicate, with the model id as a literal, for the planner to match the
 partial index; :func:`check_model_id` makes the literal safe.
+
+The predicate is ``model_id`` alone, never ``AND col IS NOT NULL``: PostgreSQL 18 drops a query's
+``IS NOT NULL`` on a NOT NULL column before it matches partial indexes, so an index that requires it is
+never chosen (every search was a sequential scan). HNSW does not index NULLs anyway, and a query's
+extra ``col IS NOT NULL`` (kept for the nullable columns) still implies the bare predicate.
+``tests/test_explain.py`` checks with ``EXPLAIN`` that every branch uses its index.
 """
 
 from __future__ import annotations
@@ -22,6 +28,28 @@ IMAGE_TABLE = "multimodal_search_imageembedding"
 _SAFE_MODEL_ID = re.compile(r"^[A-Za-z0-9:._/+@=-]{1,200}$")
 #: the query words as an OR of their lexemes ("black holdall" matches either word)
 TSQUERY = "replace(plainto_tsquery('english'::regconfig, %s)::text, '&', '|')::tsquery"
+#: the query words as an AND of their lexemes (products that have every word)
+TSQUERY_ALL = "plainto_tsquery('english'::regconfig, %s)"
+#: keyword matches ranked per query (each of the AND and the OR match): ``ts_rank`` reads every
+#: matching row's tsvector, so without a cap a common word ("black") ranks half the catalogue.
+#: Fewer matches than this (the Luma catalogue has 463 products) rank exactly as without a cap.
+KEYWORD_MATCH_CAP = 1000
+#: HNSW build parameters (pgvector's defaults are m = 16, ef_construction = 64), chosen with
+#: ``bench/search.py`` at 100,000 products (README "Performance"): text recall@10 0.96 at ef_search 400
+#: against 0.85 with the defaults, for about twice the build time.
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 128
+#: part of every index name: a new definition gets new names, and ``ensure_indexes`` replaces the old
+INDEX_VERSION = 2
+#: the candidate statement's branches search this many times deeper than ``HNSW_EF_SEARCH`` (at most
+#: 1,000). They return 100 rows each, not 10, and the photo-in-text-space branch matches words against
+#: photos: at 100,000 products, ef_search 400 found 0.95 (text), 0.92 (title) and 0.85 (photo) of each
+#: branch's exact top 100, and the default search's top 10 agreed with its exact self in 0.885 of places;
+#: 800 gives 0.98 for about 10 ms more (README "Performance"). The pool is re-scored exactly, so deeper
+#: branches only add candidates; on the 463-product Luma catalogue both depths are exact in practice.
+POOL_EF_FACTOR = 2
+#: index tuples a filtered (iterative) HNSW scan may visit before it gives up (pgvector's default: 20,000)
+HNSW_MAX_SCAN_TUPLES = 100_000
 TSVECTOR = "search_vector"  # stored, generated from search_text (migration 0004)
 #: a query parameter: a text (vector literal, words, key, model id) or a list of texts (categories, pks)
 Param: TypeAlias = str | list[str]
@@ -61,32 +89,75 @@ def similarity(column: str, dims: int, alias: str = "") -> str:
     return f"1 - ({distance(column, dims, alias)})"
 
 
-def index_name(table: str, column: str, model_id: str) -> str:
-    digest = hashlib.sha1(f"{table}:{column}:{model_id}".encode()).hexdigest()[:12]
+def index_name(table: str, column: str, model_id: str, version: int = INDEX_VERSION) -> str:
+    """The name of one HNSW index (version 1: the first definition, which had ``AND col IS NOT NULL``)."""
+    key = f"{table}:{column}:{model_id}" + (f":v{version}" if version > 1 else "")
+    digest = hashlib.sha1(key.encode()).hexdigest()[:12]
     return f"mmsearch_hnsw_{column[:10]}_{digest}"
 
 
-def index_statements(model_id: str, dimensions: int, feature_dimensions: int) -> list[str]:
-    """``CREATE INDEX`` of every vector column of one encoder version (partial, cosine HNSW)."""
-    check_model_id(model_id)
-    statements = []
-    for table, columns in ((PRODUCT_TABLE, PRODUCT_COLUMNS), (IMAGE_TABLE, IMAGE_COLUMNS)):
-        for column in columns:
-            dims = feature_dimensions if column == "feature_vector" else dimensions
-            statements.append(
-                f"CREATE INDEX IF NOT EXISTS {index_name(table, column, model_id)} ON {table} USING hnsw "
-                f"({cast(column, dims)} halfvec_cosine_ops) "
-                f"WHERE model_id = '{model_id}' AND {column} IS NOT NULL"
-            )
-    return statements
-
-
-def drop_index_statements(model_id: str) -> list[str]:
+def _vector_columns() -> list[tuple[str, str]]:
     return [
-        f"DROP INDEX IF EXISTS {index_name(table, column, model_id)}"
+        (table, column)
         for table, columns in ((PRODUCT_TABLE, PRODUCT_COLUMNS), (IMAGE_TABLE, IMAGE_COLUMNS))
         for column in columns
     ]
+
+
+def index_statements(model_id: str, dimensions: int, feature_dimensions: int) -> list[str]:
+    """``CREATE INDEX`` of every vector column of one encoder version (partial, cosine HNSW), then
+    ``DROP INDEX`` of the same indexes' older definitions."""
+    check_model_id(model_id)
+    statements = []
+    for table, column in _vector_columns():
+        dims = feature_dimensions if column == "feature_vector" else dimensions
+        statements.append(
+            f"CREATE INDEX IF NOT EXISTS {index_name(table, column, model_id)} ON {table} USING hnsw "
+            f"({cast(column, dims)} halfvec_cosine_ops) WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION}) "
+            f"WHERE model_id = '{model_id}'"
+        )
+    return statements + old_index_drops(model_id)
+
+
+def old_index_drops(model_id: str) -> list[str]:
+    """``DROP INDEX`` of every earlier definition of one encoder version's indexes."""
+    return [
+        f"DROP INDEX IF EXISTS {index_name(table, column, model_id, version)}"
+        for version in range(1, INDEX_VERSION)
+        for table, column in _vector_columns()
+    ]
+
+
+def drop_index_statements(model_id: str) -> list[str]:
+    """``DROP INDEX`` of every index of one encoder version, old definitions included."""
+    return [
+        f"DROP INDEX IF EXISTS {index_name(table, column, model_id)}" for table, column in _vector_columns()
+    ] + old_index_drops(model_id)
+
+
+def session_settings(ef_search: int, filtered: bool) -> list[str]:
+    """``SET LOCAL`` statements for one vector read (inside a transaction).
+
+    ``hnsw.ef_search`` is how many candidates the graph search keeps (recall against latency).
+
+    Unfiltered reads always take the HNSW index: sequential scans and sorts are off, so no other path
+    is left. The planner's HNSW cost grows with ``ef_search`` while it does not see what a full scan
+    really costs (vectors are TOASTed: 2,455-d photo features are 4.9 kB), and it picked a parallel
+    sequential scan 40x slower than the index (875 ms against 23 ms at 100,000 photos, ef_search 400);
+    at small sizes it read the whole table through the ``model_id`` B-tree and sorted it.
+
+    Filtered reads keep the planner's choice (a small category is best read whole through its GIN
+    index and sorted). An HNSW scan without iterative scans returns at most ``ef_search`` rows *before*
+    the filter, so a 1% category came back short; ``relaxed_order`` keeps scanning until ``LIMIT`` rows
+    pass (callers re-sort: the order is then only nearly exact), up to ``HNSW_MAX_SCAN_TUPLES`` tuples.
+    """
+    statements = [f"SET LOCAL hnsw.ef_search = {int(ef_search)}"]
+    if filtered:
+        return statements + [
+            "SET LOCAL hnsw.iterative_scan = relaxed_order",
+            f"SET LOCAL hnsw.max_scan_tuples = {int(HNSW_MAX_SCAN_TUPLES)}",
+        ]
+    return statements + ["SET LOCAL enable_seqscan = off", "SET LOCAL enable_sort = off"]
 
 
 def candidate_branches(
@@ -112,13 +183,28 @@ def candidate_branches(
         )
         params += ([list(categories)] if categories else []) + [literal]
     if lexical_text:
-        branches.append(
-            f"SELECT product_pk FROM {PRODUCT_TABLE}, (SELECT {TSQUERY} AS query) q "
-            f"WHERE model_id = '{model_id}' AND {TSVECTOR} @@ q.query{category_sql} "
-            f"ORDER BY ts_rank({TSVECTOR}, q.query) DESC, product_pk LIMIT {int(limit)}"
-        )
-        params += [lexical_text] + ([list(categories)] if categories else [])
+        branches.append(keyword_branch(model_id, limit, category_sql))
+        params += 2 * ([lexical_text, lexical_text] + ([list(categories)] if categories else []))
     return branches, params
+
+
+def keyword_branch(model_id: str, limit: int, category_sql: str) -> str:
+    """The top ``limit`` keyword matches by ``ts_rank`` of the OR query, ranking a bounded set.
+
+    Ranked are at most ``KEYWORD_MATCH_CAP`` products that have every word (AND) and as many that
+    have any (OR), taken from the GIN index in storage order, so the cost does not grow with the
+    number of matches. With fewer OR matches than the cap every match is ranked: the result is the
+    same as ranking all matches. Parameters, twice: words, words, [categories].
+    """
+    cap = int(KEYWORD_MATCH_CAP)
+    ranked = (
+        f"SELECT product_pk, ts_rank({TSVECTOR}, {TSQUERY}) AS rank FROM {PRODUCT_TABLE} WHERE model_id = '{model_id}'"
+    )
+    return (
+        f"SELECT product_pk FROM (({ranked} AND {TSVECTOR} @@ {TSQUERY_ALL}{category_sql} LIMIT {cap}) "
+        f"UNION ({ranked} AND {TSVECTOR} @@ {TSQUERY}{category_sql} LIMIT {cap})) m "
+        f"ORDER BY rank DESC, product_pk LIMIT {int(limit)}"
+    )
 
 
 def signal_selects(

@@ -8,11 +8,13 @@ from django.core.paginator import Paginator
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_safe
 
 from multimodal_search import services
 from shop.catalog.models import PATH_SEPARATOR, Category, Product
 
 PAGE_SIZE = 24
+MAX_PARAMETER_LENGTH = 1000  # longer category paths or SKUs name nothing: a 404
 
 
 @dataclass
@@ -22,6 +24,7 @@ class CategoryNode:
     count: int
 
 
+@require_safe
 def product_list(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     """Active products, optionally in one category (and its sub-categories).
 
@@ -48,8 +51,10 @@ def product_list(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     )
 
 
+@require_safe
 def product_detail(request: HttpRequest, sku: str) -> HttpResponse:
     """One product with its photos and links to its other colours."""
+    _check_text(sku, "product")
     product = get_object_or_404(
         Product.objects.select_related("category").prefetch_related("images"),
         sku=sku,
@@ -96,15 +101,24 @@ def _products() -> QuerySet[Product]:
 def _category(value: int | str | None) -> Category | None:
     if value in (None, ""):
         return None
-    text = str(value).strip()
-    if text.isdigit():
+    text = _check_text(str(value).strip(), "category")
+    if text.isascii() and text.isdigit():
+        if len(text) > 18:  # beyond a bigint: no such id
+            raise Http404(f"No category {text[:40]!r}")
         lookup = Q(pk=int(text))
     else:
         lookup = Q(path=PATH_SEPARATOR.join(p.strip() for p in text.split(">") if p.strip()))
     category = Category.objects.filter(lookup).first()
     if category is None:
-        raise Http404(f"No category {text!r}")
+        raise Http404(f"No category {text[:100]!r}")
     return category
+
+
+def _check_text(value: str, what: str) -> str:
+    """``value``, or a 404 when it cannot name anything (NUL bytes, which PostgreSQL refuses, or too long)."""
+    if "\x00" in value or len(value) > MAX_PARAMETER_LENGTH:
+        raise Http404(f"No such {what}.")
+    return value
 
 
 def _breadcrumbs(category: Category | None) -> list[Category]:

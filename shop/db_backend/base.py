@@ -2,7 +2,9 @@
 
 ``HOST`` is the server's data folder (``$MMSEARCH_DATA_DIR/postgres``). Each new connection first
 makes sure a server runs there (a pid-file check when it does) and then connects to its socket, so
-importing settings or running ``manage.py check`` starts nothing.
+importing settings or running ``manage.py check`` starts nothing. With ``OPTIONS["pool"]`` (psycopg's
+pool, see ``shop.runtime.database_config``) the pool connects to the socket folder too, and each
+connection handed out first makes sure the server still runs.
 """
 
 from __future__ import annotations
@@ -33,6 +35,13 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     client_class = DatabaseClient
 
+    def _socket_dir(self) -> Path:
+        return runtime.ensure_embedded_postgres(Path(self.settings_dict["HOST"]))
+
+    def get_connection_params(self) -> dict[str, Any]:
+        # also what the pool keeps for every connection it opens: the socket folder, not the data folder
+        return {**super().get_connection_params(), "host": str(self._socket_dir())}
+
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
-        socket_dir = runtime.ensure_embedded_postgres(Path(self.settings_dict["HOST"]))
+        socket_dir = self._socket_dir()  # starts the server again if it went away
         return super().get_new_connection({**conn_params, "host": str(socket_dir)})

@@ -69,11 +69,13 @@ class Command(BaseCommand):
     def _run_worker(self, chunks, total, options, model_id):
         try:
             results = [
-                services.enqueue_index(chunk, force=options["force"], batch_size=len(chunk))[0] for chunk in chunks
+                services.enqueue_index(chunk, force=options["force"], batch_size=len(chunk), bulk=True)[0]
+                for chunk in chunks
             ]
         except services.EnqueueError as exc:
             raise CommandError(f"{exc}; start Redis or use --sync.") from exc
-        self.stdout.write(f"Enqueued {len(results)} task(s) on queue {search_settings.QUEUE!r}.")
+        queue = services.enqueue.bulk_queue()  # BULK_QUEUE (a GPU worker's), else QUEUE
+        self.stdout.write(f"Enqueued {len(results)} task(s) on queue {queue!r}.")
         if options["no_wait"]:
             return
         sizes = {result.id: len(chunk) for result, chunk in zip(results, chunks)}
@@ -85,7 +87,7 @@ class Command(BaseCommand):
                 if time.monotonic() > deadline:
                     raise CommandError(
                         f"timed out after {options['timeout']:.0f} s with {done}/{total} indexed; "
-                        f"is a worker consuming the {search_settings.QUEUE!r} queue?"
+                        f"is a worker consuming the {queue!r} queue?"
                     )
                 time.sleep(1)
                 current = self._progress(results, sizes, wanted, model_id)

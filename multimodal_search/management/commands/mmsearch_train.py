@@ -69,6 +69,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if options["epochs"] < 1:
             raise CommandError("--epochs must be at least 1.")
+        services.use_indexing_threads()  # training and the reindex for the new head use every core
         holdout = read_holdout(options["holdout"]) if options["holdout"] else set()
         try:
             options["labels"] = load_labels(options["labels"]) if options["labels"] else {}

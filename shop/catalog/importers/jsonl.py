@@ -10,6 +10,9 @@ Optional keys: ``gender``, ``material``, ``sizes`` (string or list), ``attribute
 (object), ``parent_sku``, ``active`` (boolean). Image paths are relative to the
 file's folder; the first is the main photo, a name containing ``_back`` is a back
 view, the rest are alternates. An image may also be ``{"path": ..., "kind": ...}``.
+A line whose photo path leaves the file's folder (``../``, an absolute path, a link
+out; ``settings.CATALOG_PHOTO_ROOTS`` lists further trusted folders) or names a file
+that is not an image is skipped, each refused photo named.
 Blank lines are ignored; unknown keys are ignored.
 """
 
@@ -21,8 +24,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
-
+from shop.catalog.importers.photos import resolve_photo, trusted_photo_roots
 from shop.catalog.importers.records import IMAGE_KINDS, CatalogRecord, RecordError
 
 MAX_SKU_LENGTH = 64
@@ -159,6 +161,7 @@ def _images(value: Any, base: Path) -> list[tuple[Path, str]]:
     if not isinstance(value, list):
         raise InvalidRow("images must be a list of paths")
     images: list[tuple[Path, str]] = []
+    refused: list[str] = []
     for index, item in enumerate(value):
         kind = None
         if isinstance(item, dict):
@@ -168,19 +171,13 @@ def _images(value: Any, base: Path) -> list[tuple[Path, str]]:
                 raise InvalidRow(f"image kind must be one of {', '.join(IMAGE_KINDS)}")
         if not isinstance(item, str) or not item.strip():
             raise InvalidRow("each image must be a path string")
-        path = (base / item.strip()).resolve()
-        _check_image(path, item)
+        path, reason = resolve_photo(base, item.strip(), trusted_photo_roots())
+        if path is None:
+            refused.append(reason)
+            continue
         if kind is None:
             kind = "main" if index == 0 else ("back" if "_back" in path.stem else "alternate")
         images.append((path, kind))
+    if refused:
+        raise InvalidRow("; ".join(refused))
     return images
-
-
-def _check_image(path: Path, shown: str) -> None:
-    if not path.is_file():
-        raise InvalidRow(f"image file not found: {shown}")
-    try:
-        with Image.open(path) as image:
-            image.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InvalidRow(f"not a readable image: {shown} ({exc.__class__.__name__})") from None

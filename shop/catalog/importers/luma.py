@@ -4,13 +4,15 @@ Grain: one record per configurable parent x colour (SKU ``"MH01-Black"``, parent
 plus one per simple gear product (bags, watches, fitness equipment). Gear SKUs whose photos
 show two colours (24-MB02, 24-WG03) are split into one record per colour
 (``"24-MB02-Gray"``, ``"24-MB02-Blue"``, parent ``"24-MB02"``). Downloadable, bundle and
-grouped products are not read.
+grouped products are not read. A photo path that leaves the media folder, or a file that is
+not an image, is refused with a warning (``shop.catalog.importers.photos``).
 """
 
 from __future__ import annotations
 
 import csv
 import html
+import logging
 import re
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
@@ -19,7 +21,10 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from shop.catalog.importers.photos import resolve_photo
 from shop.catalog.importers.records import CatalogRecord
+
+logger = logging.getLogger(__name__)
 
 MAGENTO = Path("app/code/Magento")
 CONFIGURABLE_PRODUCTS = MAGENTO / "ConfigurableSampleData/fixtures/products.csv"
@@ -136,11 +141,14 @@ def _image_kind(path: str) -> str:
 
 
 def _media_path(media: Path, relative: str) -> Path | None:
+    """The photo's file, or None (a missing file silently; one outside ``media`` or not an image with a warning)."""
     relative = relative.strip().lstrip("/")
     if not relative:
         return None
-    path = media / relative
-    return path if path.is_file() else None
+    path, reason = resolve_photo(media, relative)
+    if path is None and not reason.startswith("image file not found"):
+        logger.warning("refused photo: %s", reason)
+    return path
 
 
 def _add_attribute(attributes: dict[str, Any], key: str, values: list[str]) -> None:

@@ -1,0 +1,211 @@
+"""Encoder throughput per batch size and precision, GPU or CPU: ``bench/gpu.py --device cuda``.
+
+What an indexing worker's encoding step does, on the first ``--products`` Luma items (read from the
+catalogue folder, no database): texts and title lines through MiniLM in one call, photos through
+EfficientNet-Lite0 (with the mirrored view) and the trained heads (a random head of the same shape
+unless ``--head``), colour descriptors. For each batch size (products per batch):
+
+* photos are decoded off the critical path: a thread pool (``--decode-threads``) opens the next
+  batch's photos (JPEG ``draft`` decoding at reduced scale, ``imaging.open_image``) while the model
+  runs on the current one;
+* the encoder is warmed up first (one batch, not timed);
+* products/s and photos/s are printed; with ``--precision fp16`` / ``bf16`` (autocast, CUDA by
+  default) the mean and minimum cosine of the vectors to the fp32 ones of the same products.
+
+The run stops starting new configurations after ``--seconds`` (default 270, so it ends in under five
+minutes). ``--device cpu --products 16 --batch-sizes 4,16`` runs (slowly) on a CPU.
+Results: ``bench/results/gpu-<device>.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(ROOT))
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="auto", help="cuda, cpu or auto (default)")
+    parser.add_argument(
+        "--catalog", default=os.environ.get("DEMO_CATALOG", str(ROOT.parent / "shared/datasets/magento-luma"))
+    )
+    parser.add_argument("--products", type=int, default=512, help="products per configuration (default 512)")
+    parser.add_argument("--batch-sizes", default="16,64,256", help="products per batch (default %(default)s)")
+    parser.add_argument("--precision", default="", help="fp32,fp16,bf16 (default: all three on CUDA, fp32 on CPU)")
+    parser.add_argument("--decode-threads", type=int, default=min(8, os.cpu_count() or 1))
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: all cores)")
+    parser.add_argument("--head", help="a trained head file (default: a random head of the same shape)")
+    parser.add_argument("--seconds", type=float, default=270.0, help="start no configuration after this")
+    return parser.parse_args()
+
+
+def read_products(catalog: str, limit: int) -> list[tuple[str, str, list[Path]]]:
+    """(text, title line, photo paths) of the first ``limit`` Luma items with a photo."""
+    from shop.catalog.importers.luma import read_luma
+
+    items = []
+    for record in read_luma(Path(catalog)):
+        photos = [path for path, _kind in record.images]
+        if photos:
+            facts = ", ".join(part for part in (record.color, record.category or "", record.gender) if part)
+            items.append((f"{record.title} {record.description}", f"{record.title}. {facts}", photos))
+        if len(items) >= limit:
+            break
+    return items
+
+
+def open_photos(paths: list[Path]) -> list[Any]:
+    from multimodal_search.imaging import PhotoError, open_image
+
+    images = []
+    for path in paths:
+        try:
+            images.append(open_image(str(path), max_pixels=40_000_000, max_aspect=20))
+        except (OSError, PhotoError) as exc:  # indexing skips such photos too
+            print(f"skipped {path}: {exc}", file=sys.stderr)
+    return images
+
+
+def batches(
+    items: list[tuple[str, str, list[Path]]], size: int, pool: ThreadPoolExecutor
+) -> Iterator[tuple[list[str], list[Any]]]:
+    """(texts + titles, decoded photos) per batch; the next batch's photos decode while this one is encoded."""
+
+    def submit(chunk: list[tuple[str, str, list[Path]]]) -> list[Future[list[Any]]]:
+        # one task per product: the pool decodes several products' photos at once
+        return [pool.submit(open_photos, photos) for _t, _ti, photos in chunk]
+
+    chunks = [items[start : start + size] for start in range(0, len(items), size)]
+    pending = submit(chunks[0]) if chunks else []
+    for index, chunk in enumerate(chunks):
+        current = pending
+        pending = submit(chunks[index + 1]) if index + 1 < len(chunks) else []
+        images = [image for future in current for image in future.result()]
+        yield [text for text, _ti, _p in chunk] + [title for _t, title, _p in chunk], images
+
+
+def encode(encoder: Any, texts: list[str], images: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    text_vectors = encoder.encode_text(texts)
+    shared, features = encoder.project_images(encoder.encode_image_backbone(images))
+    return text_vectors, shared, features
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    values = (a * b).sum(axis=1)
+    return float(values.mean()), float(values.min())
+
+
+def main() -> None:
+    args = parse()
+    import torch
+
+    from multimodal_search.encoders.base import resolve_device
+    from multimodal_search.encoders.heads import ProjectionHead, save_head
+    from multimodal_search.encoders.packaged import PackagedEncoder
+
+    device = resolve_device(None if args.device == "auto" else args.device)
+    cuda = device.startswith("cuda")
+    torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
+    precisions = args.precision.split(",") if args.precision else (["fp32", "fp16", "bf16"] if cuda else ["fp32"])
+    sizes = [int(size) for size in args.batch_sizes.split(",")]
+    head = args.head
+    if head is None:
+        torch.manual_seed(0)
+        head = str(Path(tempfile.mkdtemp()) / "random-head.pt")
+        save_head(head, ProjectionHead(), version="bench-random", config={})
+    items = read_products(args.catalog, args.products)
+    name = torch.cuda.get_device_name() if cuda else f"CPU, {torch.get_num_threads()} torch threads"
+    print(f"{len(items)} products, device {device} ({name}), precisions {precisions}, batch sizes {sizes}", flush=True)
+
+    started = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    reference: dict[int, tuple[np.ndarray, ...]] = {}
+    with ThreadPoolExecutor(max_workers=args.decode_threads, thread_name_prefix="decode") as pool:
+        for precision in precisions:
+            largest = max(sizes)
+            encoder = PackagedEncoder(
+                device=device,
+                head_path=head,
+                precision=precision,
+                batch_size=max(32, 2 * largest),
+                image_batch_size=max(16, 4 * largest),
+            )
+            warm = time.perf_counter()
+            for texts, images in batches(items[: min(sizes)], min(sizes), pool):
+                encode(encoder, texts, images)  # warm-up: weights, kernels, allocator
+            print(f"{precision}: warm-up {time.perf_counter() - warm:.1f} s", flush=True)
+            # the same first products in every precision: their vectors are compared with fp32's
+            check = encode(encoder, *next(batches(items[: min(sizes)], min(sizes), pool)))
+            if precision == "fp32":
+                reference[0] = check
+            for size in sizes:
+                if time.perf_counter() - started > args.seconds:
+                    print(f"time budget spent: batch size {size} ({precision}) skipped", flush=True)
+                    continue
+                photos = 0
+                if cuda:
+                    torch.cuda.synchronize()
+                begin = time.perf_counter()
+                for texts, images in batches(items, size, pool):
+                    encode(encoder, texts, images)
+                    photos += len(images)
+                if cuda:
+                    torch.cuda.synchronize()
+                seconds = time.perf_counter() - begin
+                row: dict[str, Any] = {
+                    "precision": precision,
+                    "batch_size": size,
+                    "products": len(items),
+                    "seconds": round(seconds, 2),
+                    "products_per_s": round(len(items) / seconds, 2),
+                    "photos_per_s": round(photos / seconds, 2),
+                }
+                if precision != "fp32" and 0 in reference:
+                    for label, ours, theirs in zip(("text", "shared", "features"), check, reference[0]):
+                        row[f"cos_{label}"] = [round(value, 5) for value in cosine(ours, theirs)]
+                if cuda:
+                    row["max_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    report(rows, device, name)
+
+
+def report(rows: list[dict[str, Any]], device: str, name: str) -> None:
+    lines = [
+        f"`bench/gpu.py` on {name}, {datetime.now(UTC).isoformat(timespec='seconds')}",
+        "",
+        "| Precision | Batch (products) | Products/s | Photos/s | cos to fp32 (text / shared / features: mean, min) |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        cos = " / ".join(
+            f"{row[key][0]:.4f}, {row[key][1]:.4f}" for key in ("cos_text", "cos_shared", "cos_features") if key in row
+        )
+        lines.append(
+            f"| {row['precision']} | {row['batch_size']} | {row['products_per_s']} | {row['photos_per_s']} | {cos or '–'} |"
+        )
+    text = "\n".join(lines)
+    print(text)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = "gpu-" + ("cuda" if device.startswith("cuda") else "cpu")
+    (RESULTS / f"{stem}.json").write_text(json.dumps(rows, indent=2))
+    (RESULTS / f"{stem}.md").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

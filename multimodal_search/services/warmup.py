@@ -1,0 +1,66 @@
+"""Process start: models loaded before the first request, and the cores an indexing process is given.
+
+``shop/celery.py`` calls :func:`prepare_worker` from Celery's ``worker_process_init`` (each prefork
+child, or the solo worker) and ``shop/gunicorn_conf.py`` calls :func:`warm_up` from gunicorn's
+``post_worker_init``. Both obey ``MULTIMODAL_SEARCH["WARM_UP"]`` (tests turn it off).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from multimodal_search.conf import search_settings
+from multimodal_search.encoders import use_threads
+from multimodal_search.services.query import current_encoder
+
+logger = logging.getLogger(__name__)
+
+
+def cores_available() -> int:
+    """CPU cores this process may run on (its affinity mask, e.g. a container's cpuset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def indexing_threads() -> int:
+    """``INDEX_TORCH_THREADS``, or every available core."""
+    configured = search_settings.INDEX_TORCH_THREADS
+    return int(configured) if configured else cores_available()
+
+
+def use_indexing_threads() -> int:
+    """Give torch :func:`indexing_threads` threads in this process (an indexing worker or command)."""
+    threads = indexing_threads()
+    use_threads(threads)
+    return threads
+
+
+def warm_up(*, force: bool = False) -> float | None:
+    """Load the configured encoder's models and run each once, when ``WARM_UP`` is on (or ``force``).
+
+    Returns:
+        seconds it took, or None when warm-up is off or failed (logged).
+    """
+    if not (force or search_settings.WARM_UP):
+        return None
+    started = time.perf_counter()
+    try:
+        encoder, model_id = current_encoder()
+        encoder.warm_up()
+    except Exception:  # a process that cannot load its models still starts; the first request reports why
+        logger.exception("warm-up failed (pid %d); the models load on first use", os.getpid())
+        return None
+    seconds = time.perf_counter() - started
+    logger.info("models of %s loaded in %.1f s (pid %d)", model_id, seconds, os.getpid())
+    return seconds
+
+
+def prepare_worker() -> float | None:
+    """An indexing worker process: torch uses its cores, then the models load (``WARM_UP``)."""
+    threads = use_indexing_threads()
+    logger.info("indexing with %d torch thread(s) (pid %d)", threads, os.getpid())
+    return warm_up()

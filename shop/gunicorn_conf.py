@@ -1,0 +1,38 @@
+"""gunicorn settings of the demo store (``make demo``, docker-compose): ``gunicorn -c shop/gunicorn_conf.py shop.wsgi``.
+
+A fixed number of processes, each with a few threads (gthread):
+* every process loads its own copy of the models when it starts (``post_worker_init`` below: MiniLM,
+  EfficientNet-Lite0 and torch, a few hundred MB each), so processes are few and fixed: ``GUNICORN_WORKERS``
+  (default 2);
+* threads (``GUNICORN_THREADS``, default 4) overlap database and upload waits and share that copy; torch
+  releases the GIL while it computes, so two threads of one process also encode in parallel.
+* each process keeps a psycopg pool of ``DATABASE_POOL_SIZE`` connections (default: its thread count, so
+  a thread never waits for one); the server's connections stay within workers x threads.
+Requests beyond workers x threads wait in the listen queue instead of failing.
+"""
+
+from __future__ import annotations
+
+import os
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+worker_class = "gthread"
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
+graceful_timeout = 30
+keepalive = 5
+backlog = 2048
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
+errorlog = "-"
+wsgi_app = "shop.wsgi:application"
+
+# read by shop.settings in each worker process (set here, before the workers start)
+os.environ.setdefault("DATABASE_POOL_SIZE", str(threads))
+
+
+def post_worker_init(worker: object) -> None:
+    """Load the models in each worker before it serves (``MULTIMODAL_SEARCH["WARM_UP"]``), so no search waits for them."""
+    from multimodal_search import services
+
+    services.warm_up()

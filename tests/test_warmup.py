@@ -1,0 +1,150 @@
+"""Models load when a worker or web process starts, not on the first request; indexing processes use their cores."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from unittest import mock
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from multimodal_search import services
+from multimodal_search.encoders import clear_cache, get_encoder
+from multimodal_search.encoders.base import Lazy
+from multimodal_search.services import warmup
+from tests.factories import ProductFactory
+from tests.fakes import HashEncoder
+
+pytestmark = pytest.mark.django_db
+
+
+class LazyHashEncoder(HashEncoder):
+    """``HashEncoder`` whose "weights" load on first use, counting loads (as ``WeightsOnUse`` does)."""
+
+    def __init__(self, device: str | None = None, **options: Any) -> None:
+        super().__init__(device=device, **options)
+        self.loads = 0
+        self._weights: Lazy[bool] = Lazy(self._load)
+
+    def _load(self) -> bool:
+        self.loads += 1
+        return True
+
+    def encode_text(self, texts: list[str]) -> np.ndarray:
+        self._weights.get()
+        return super().encode_text(texts)
+
+    def encode_image_pair(self, images: list[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
+        self._weights.get()
+        return super().encode_image_pair(images)
+
+
+@pytest.fixture
+def lazy(settings):
+    def use(*, warm_up: bool, **extra: Any) -> None:
+        settings.MULTIMODAL_SEARCH = {
+            **settings.MULTIMODAL_SEARCH,
+            "ENCODERS": {
+                **settings.MULTIMODAL_SEARCH["ENCODERS"],
+                "lazy": {"BACKEND": "tests.test_warmup.LazyHashEncoder", "OPTIONS": {}},
+            },
+            "ENCODER": "lazy",
+            "WARM_UP": warm_up,
+            **extra,
+        }
+        clear_cache()
+
+    yield use
+    clear_cache()
+
+
+def _first_search_loads() -> int:
+    encoder = get_encoder()
+    assert isinstance(encoder, LazyHashEncoder)
+    before = encoder.loads
+    services.search_products("red mug", k=5)
+    return encoder.loads - before
+
+
+@pytest.fixture
+def torch_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    yield torch
+    from multimodal_search.encoders import use_threads
+
+    use_threads(None)
+    torch.set_num_threads(before)
+
+
+def test_a_warmed_worker_answers_without_loading(lazy, indexed, torch_threads):
+    from shop.celery import prepare_indexing_process
+
+    lazy(warm_up=True, INDEX_TORCH_THREADS=2)
+    indexed(ProductFactory(title="Red mug", photos=["red"]))
+    clear_cache()  # a fresh process: nothing loaded yet
+    prepare_indexing_process()  # what Celery's worker_process_init runs in each worker process
+    assert get_encoder().loads == 1  # type: ignore[attr-defined]
+    assert _first_search_loads() == 0
+    assert torch_threads.get_num_threads() == 2
+
+
+def test_without_warm_up_the_first_search_loads(lazy, indexed, torch_threads):
+    from shop.celery import prepare_indexing_process
+
+    lazy(warm_up=False)
+    indexed(ProductFactory(title="Red mug", photos=["red"]))
+    clear_cache()
+    prepare_indexing_process()
+    assert get_encoder().loads == 0  # type: ignore[attr-defined]
+    assert _first_search_loads() == 1
+
+
+def test_a_gunicorn_worker_warms_up_after_loading_the_app(lazy, indexed):
+    lazy(warm_up=True)
+    indexed(ProductFactory(title="Red mug", photos=["red"]))
+    clear_cache()
+    with mock.patch.dict(os.environ):  # the config module sets DATABASE_POOL_SIZE for its workers
+        import shop.gunicorn_conf as conf
+
+        conf.post_worker_init(object())
+    assert get_encoder().loads == 1  # type: ignore[attr-defined]
+    assert _first_search_loads() == 0
+
+
+def test_indexing_threads_default_to_the_cores_available(lazy, torch_threads):
+    lazy(warm_up=False, INDEX_TORCH_THREADS=None)
+    assert warmup.indexing_threads() == len(os.sched_getaffinity(0))
+    lazy(warm_up=False, INDEX_TORCH_THREADS=3)
+    assert services.use_indexing_threads() == 3 and torch_threads.get_num_threads() == 3
+    # an encoder created later in this process keeps the indexing threads, not TORCH_THREADS (1)
+    clear_cache()
+    get_encoder()
+    assert torch_threads.get_num_threads() == 3
+
+
+def test_a_failing_warm_up_is_logged_and_the_process_still_starts(lazy, caplog):
+    lazy(warm_up=True)
+    with mock.patch.object(LazyHashEncoder, "_load", side_effect=OSError("weights not found")):
+        assert services.warm_up() is None
+    assert "warm-up failed" in caplog.text and "weights not found" in caplog.text
+
+
+@pytest.mark.slow
+def test_the_packaged_encoder_serves_its_first_search_without_loading(packaged_settings, settings, indexed):
+    from multimodal_search.encoders.packaged import PackagedEncoder
+
+    settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "WARM_UP": True}
+    seconds = services.warm_up()
+    assert seconds is not None
+    encoder = get_encoder()
+    assert isinstance(encoder, PackagedEncoder) and encoder._text.loaded and encoder._cnn.loaded
+    with (
+        mock.patch.object(type(encoder._text), "_load", side_effect=AssertionError("MiniLM loaded on a request")),
+        mock.patch.object(type(encoder._cnn), "_load", side_effect=AssertionError("the CNN loaded on a request")),
+    ):
+        services.search_products("red jacket", k=5)
+        services.search_products(None, image=Image.new("RGB", (80, 80), (200, 30, 30)), k=5)

@@ -230,3 +230,28 @@ def test_a_complete_reindex_drops_the_outputs_of_other_backbones(split):
     assert dropped == []
     kept = set(BackboneVector.objects.values_list("backbone_id", flat=True))
     assert kept == {"hash-text-v1", "hash-image-v1", encoding.PALETTE_ID}
+
+
+def test_a_photo_replaced_while_its_batch_runs_is_encoded_but_not_kept(split):
+    from multimodal_search.adapters import ImageRef
+    from tests.factories import photo_bytes
+
+    product = ProductFactory(title="Beanie", photos=["red"])
+    path = product.images.first().image.path
+    old_digest = encoding.file_digest(path)
+    real_open = ImageRef.open
+
+    def replaced_then_opened(ref: ImageRef) -> Image.Image:
+        Path(ref.path).write_bytes(photo_bytes("blue"))  # replaced after the batch read its digest
+        return real_open(ref)
+
+    split("a")
+    with mock.patch.object(ImageRef, "open", replaced_then_opened):
+        assert services.index_products([product.pk]).indexed == 1
+    digests = set(BackboneVector.objects.filter(backbone_id="hash-image-v1").values_list("digest", flat=True))
+    assert digests == set()  # neither the old digest (other bytes) nor the new one (not read by this batch)
+    report = services.index_products([product.pk])  # its content hash changed: indexed again, and kept
+    assert report.indexed == 1 and encoding.file_digest(path) != old_digest
+    assert set(BackboneVector.objects.filter(backbone_id="hash-image-v1").values_list("digest", flat=True)) == {
+        encoding.file_digest(path)
+    }

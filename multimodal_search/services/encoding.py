@@ -41,6 +41,15 @@ DECODE_THREADS = 4
 MISSING = "missing"
 
 
+def file_digest(path: str) -> str:
+    """The key a photo's backbone output is kept under: the sha1 of its file (:data:`MISSING` if unreadable)."""
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.sha1(handle.read()).hexdigest()
+    except OSError:
+        return MISSING
+
+
 def text_digest(text: str) -> str:
     """The key a text's backbone output is kept under."""
     return hashlib.sha256(text.encode()).hexdigest()
@@ -85,21 +94,28 @@ class _Opened:
     image: Image.Image | None
     palette: np.ndarray | None
     error: str = ""
+    #: the file's digest once decoded: a file replaced since its digest was taken is encoded, not kept
+    digest: str = MISSING
 
 
-def _open(ref: ImageRef) -> _Opened:
+def _open(ref: ImageRef, check: bool = False) -> _Opened:
     try:
         image = ref.open()
-        return _Opened(image, colour.colour_distribution(image))
+        return _Opened(image, colour.colour_distribution(image), digest=file_digest(ref.path) if check else MISSING)
     except Exception as exc:  # unreadable photo: the product is indexed without it
         return _Opened(None, None, str(exc))
 
 
-def _open_all(refs: list[ImageRef]) -> list[_Opened]:
+def _open_checked(ref: ImageRef) -> _Opened:
+    return _open(ref, check=True)
+
+
+def _open_all(refs: list[ImageRef], check: bool = False) -> list[_Opened]:
+    opener = _open_checked if check else _open
     if len(refs) < 2:
-        return [_open(ref) for ref in refs]
+        return [opener(ref) for ref in refs]
     with ThreadPoolExecutor(max_workers=min(DECODE_THREADS, len(refs)), thread_name_prefix="mmsearch-decode") as pool:
-        return list(pool.map(_open, refs))
+        return list(pool.map(opener, refs))
 
 
 def encode_photos(
@@ -113,16 +129,16 @@ def encode_photos(
         return _encode_all(encoder, photos, failed)
     backbone_id = encoder.image_backbone_id
     store = get_store()
-    digests = sorted({digest for _i, _ref, digest in photos if digest != MISSING})
-    kept = store.backbone_vectors(backbone_id, digests)
-    palettes = store.backbone_vectors(PALETTE_ID, digests)
+    digests = {digest for _i, _ref, digest in photos if digest != MISSING}
+    kept = store.backbone_vectors(backbone_id, sorted(digests))
+    palettes = store.backbone_vectors(PALETTE_ID, sorted(digests))
     todo: dict[str, ImageRef] = {}
     for _index, ref, digest in photos:
         if digest == MISSING or digest not in kept or digest not in palettes:
             todo.setdefault(digest if digest != MISSING else f"{MISSING}:{ref.path}", ref)
     unreadable: set[str] = set()
     if todo:
-        opened = _open_all(list(todo.values()))
+        opened = _open_all(list(todo.values()), check=True)
         readable = []
         for (digest, ref), result in zip(todo.items(), opened):
             if result.image is None:
@@ -134,9 +150,11 @@ def encode_photos(
             fresh = encoder.encode_image_backbone([result.image for _d, result in readable if result.image])
             new = {d: np.asarray(row, dtype=np.float16) for (d, _r), row in zip(readable, fresh)}
             new_palettes = {d: np.asarray(r.palette, dtype=np.float16) for d, r in readable}
-            # a missing file that opened after all (it appeared meanwhile) is encoded, never kept
-            store.save_backbone_vectors(backbone_id, {d: row for d, row in new.items() if d in digests})
-            store.save_backbone_vectors(PALETTE_ID, {d: row for d, row in new_palettes.items() if d in digests})
+            # kept only under the digest of the bytes decoded: a file that appeared or changed since the
+            # batch read its digest is encoded for this batch but not kept (the next run finds it changed)
+            keep = {d for d, result in readable if d in digests and result.digest == d}
+            store.save_backbone_vectors(backbone_id, {d: row for d, row in new.items() if d in keep})
+            store.save_backbone_vectors(PALETTE_ID, {d: row for d, row in new_palettes.items() if d in keep})
             kept.update(new)
             palettes.update(new_palettes)
     owners, rows, colours = [], [], []

@@ -61,14 +61,6 @@ class _Prepared:
     content_hash: str
 
 
-def _file_digest(path: str) -> str:
-    try:
-        with open(path, "rb") as handle:
-            return hashlib.sha1(handle.read()).hexdigest()
-    except OSError:
-        return encoding.MISSING
-
-
 # bump when what is stored per product changes (new vector column, new fields), so
 # `mmsearch_reindex` re-encodes products whose content did not change
 INDEX_FORMAT = "3"
@@ -90,7 +82,7 @@ def content_hash(model_id: str, text: str, images: list[ImageRef], digests: list
     """
     digest = hashlib.sha256(index_recipe(model_id).encode())
     digest.update(b"\0" + text.encode())
-    files = digests if digests is not None else [_file_digest(ref.path) for ref in images]
+    files = digests if digests is not None else [encoding.file_digest(ref.path) for ref in images]
     for ref, file_digest in zip(images, files):
         digest.update(b"\0" + ref.key.encode() + b"=" + file_digest.encode())
     return digest.hexdigest()
@@ -106,7 +98,7 @@ def _prepare(adapter: BaseProductAdapter, product: Any, model_id: str) -> _Prepa
     text = adapter.get_text(product)
     title = adapter.get_title(product)
     images = adapter.get_images(product)
-    digests = [_file_digest(ref.path) for ref in images]
+    digests = [encoding.file_digest(ref.path) for ref in images]
     return _Prepared(
         pk=str(product.pk),
         text=text,

@@ -50,6 +50,9 @@ $PY manage.py mmsearch_reindex --missing
 
 echo "==> Training on the catalogue (photo->text head, re-ranker)"
 $PY manage.py mmsearch_train
+# picks up anything training left for the worker and, once every product has vectors for the new
+# head, drops the older (zero-shot) version's vectors
+$PY manage.py mmsearch_reindex --missing
 
 echo "==> Serving the store at http://$ADDR/  (admin: http://$ADDR/admin/ admin/admin; Ctrl-C stops)"
 .venv/bin/gunicorn -c shop/gunicorn_conf.py --bind "$ADDR"

@@ -328,6 +328,5 @@ def index_status(model_id: str | None = None) -> dict[str, Any]:
         "images": store.count_photos(encoder_id),
         "stale_encoders": len([other for other in store.model_ids() if other != encoder_id]),
         # the outbox: changed products waiting for a worker, and products given up on (mmsearch_reconcile)
-        "pending": len(outbox.pending()),
-        "failed": len(outbox.failed()),
+        **outbox.counts(),
     }

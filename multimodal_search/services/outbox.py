@@ -199,6 +199,12 @@ def failed() -> dict[str, str]:
     return dict(rows.values_list("product_pk", "last_error"))
 
 
+def counts() -> dict[str, int]:
+    """How many products wait for a worker (``pending``) and how many were given up on (``failed``)."""
+    waiting = IndexState.objects.filter(dirty=True, failed_at__isnull=True).count()
+    return {"pending": waiting, "failed": IndexState.objects.filter(failed_at__isnull=False).count()}
+
+
 def pending(*, older_than: float = 0) -> list[str]:
     """Dirty products that are not failed (waiting for, or being indexed by, a worker).
 

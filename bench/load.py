@@ -13,7 +13,7 @@ server's max_connections, and the resident memory of the gunicorn processes serv
 in /proc). Every edited title is restored. The exit status is 1 when any request failed.
 
 API throttling counts every client of one IP address together: start the server with
-DJANGO_API_THROTTLE_ANON=off DJANGO_API_THROTTLE_PHOTO=off to measure capacity, not the limiter.
+DJANGO_API_THROTTLE_ANON=off DJANGO_API_THROTTLE_USER=off DJANGO_API_THROTTLE_PHOTO=off to measure capacity, not the limiter.
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ IMAGE_SIZE = 224
 PREPROCESS_MODES = ("pad", "crop")
 DEFAULT_PREPROCESS = "pad"
 BACKGROUND = (255, 255, 255)
-SHRINK_ABOVE = 4  # photos longer than 4 * size are shrunk (keeping their shape) before padding or cropping
+# photos longer than this are shrunk (keeping their shape) before padding or cropping; the photos
+# multimodal_search.imaging opens are at most this long already (its MAX_SIDE), so they are untouched
+SHRINK_ABOVE = 1024
 
 __all__ = ["DEFAULT_PREPROCESS", "IMAGE_SIZE", "PREPROCESS_MODES", "imagenet_labels", "prepare_image", "to_rgb"]
 
@@ -33,15 +35,15 @@ def prepare_image(image: Image.Image, size: int = IMAGE_SIZE, mode: str = DEFAUL
     A JPEG that has not been decoded yet is decoded at reduced scale
     (``Image.draft``), which is several times faster for large photos; this
     changes the caller's (still unloaded) image object. A photo longer than
-    ``4 * size`` is shrunk to that (keeping its shape) before it is padded, so a
-    12000×20 strip never becomes a 12000×12000 canvas.
+    ``SHRINK_ABOVE`` (1024) is shrunk to that (keeping its shape) before it is padded,
+    so a 12000×20 strip never becomes a 12000×12000 canvas.
     """
     if mode not in PREPROCESS_MODES:
         raise ValueError(f"preprocess must be one of {PREPROCESS_MODES}, not {mode!r}")
     if getattr(image, "format", None) == "JPEG" and image.mode in ("RGB", "L", "CMYK", "YCbCr"):
         # No-op once the image is loaded; otherwise decodes at >= 2*size.
         image.draft("RGB", (2 * size, 2 * size))
-    image = to_rgb(_shrunk(image, SHRINK_ABOVE * size))
+    image = to_rgb(_shrunk(image, max(SHRINK_ABOVE, size)))
     width, height = image.size
     if mode == "pad":
         side = max(width, height)

@@ -11,9 +11,10 @@ IMAGE_SIZE = 224
 PREPROCESS_MODES = ("pad", "crop")
 DEFAULT_PREPROCESS = "pad"
 BACKGROUND = (255, 255, 255)
-# photos longer than this are shrunk (keeping their shape) before padding or cropping; the photos
-# multimodal_search.imaging opens are at most this long already (its MAX_SIDE), so they are untouched
-SHRINK_ABOVE = 1024
+# photos longer than this are shrunk (keeping their shape) before padding or cropping, so a padded
+# canvas stays under ~50 MB; ordinary photos (a 4032×3024 phone photo, any photo multimodal_search.imaging
+# opens: at most 1024) are padded exactly as before
+SHRINK_ABOVE = 4096
 
 __all__ = ["DEFAULT_PREPROCESS", "IMAGE_SIZE", "PREPROCESS_MODES", "imagenet_labels", "prepare_image", "to_rgb"]
 
@@ -35,7 +36,7 @@ def prepare_image(image: Image.Image, size: int = IMAGE_SIZE, mode: str = DEFAUL
     A JPEG that has not been decoded yet is decoded at reduced scale
     (``Image.draft``), which is several times faster for large photos; this
     changes the caller's (still unloaded) image object. A photo longer than
-    ``SHRINK_ABOVE`` (1024) is shrunk to that (keeping its shape) before it is padded,
+    ``SHRINK_ABOVE`` (4096) is shrunk to that (keeping its shape) before it is padded,
     so a 12000×20 strip never becomes a 12000×12000 canvas.
     """
     if mode not in PREPROCESS_MODES:

@@ -9,9 +9,17 @@ from PIL import Image
 from multimodal_search import services
 
 
+def null_character_parameter(params: QueryDict) -> str | None:
+    """The first parameter whose name or value holds a NUL byte (PostgreSQL cannot store or compare them)."""
+    for key, values in params.lists():
+        if "\x00" in key or any("\x00" in value for value in values):
+            return key
+    return None
+
+
 def has_null_characters(params: QueryDict) -> bool:
-    """Whether any parameter name or value holds a NUL byte (PostgreSQL cannot store or compare them)."""
-    return any("\x00" in key or any("\x00" in value for value in values) for key, values in params.lists())
+    """Whether any parameter name or value holds a NUL byte."""
+    return null_character_parameter(params) is not None
 
 
 class SearchForm(forms.Form):

@@ -15,6 +15,7 @@ from multimodal_search.adapters import get_adapter
 from multimodal_search.api.errors import MultimodalAPIView, RequestTooLarge
 from multimodal_search.api.permissions import CanReindex
 from multimodal_search.api.serializers import SearchQuerySerializer, SimilarQuerySerializer
+from multimodal_search.forms import null_character_parameter
 
 MAX_IDENTIFIER_LENGTH = 255
 
@@ -35,12 +36,12 @@ class BaseAPIView(MultimodalAPIView):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # authentication, permissions, throttles first
-        for key, values in request.query_params.lists():
-            if "\x00" in key or any("\x00" in value for value in values):
-                raise exceptions.ValidationError(
-                    {key.replace("\x00", "\\x00"): ["Null characters are not allowed."]},
-                    code="null_characters_not_allowed",
-                )
+        key = null_character_parameter(request.query_params)
+        if key is not None:
+            raise exceptions.ValidationError(
+                {key.replace("\x00", "\\x00"): ["Null characters are not allowed."]},
+                code="null_characters_not_allowed",
+            )
 
 
 class SearchView(BaseAPIView):

@@ -15,11 +15,12 @@ import pytest
 from PIL import Image
 
 from multimodal_search.encoders.base import BaseEncoder
+from tests.data_paths import LUMA_PHOTOS
 from tests.fakes import HashEncoder
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-LUMA = Path("/work/shared/datasets/magento-luma/pub/media/catalog/product")
+LUMA = LUMA_PHOTOS
 
 
 def luma_photo(name: str) -> Image.Image:

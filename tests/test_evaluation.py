@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -16,10 +15,8 @@ from multimodal_search.evaluation import runner as evaluation
 from multimodal_search.evaluation.metrics import fair_ranking, ndcg_at_k, recall_at_k, reciprocal_rank
 from multimodal_search.evaluation.queries import QueryFileError, load_queries
 from multimodal_search.ranking.vocabulary import TEXT_ONLY_METHODS
+from tests.data_paths import LUMA
 from tests.factories import ProductFactory, photo_bytes
-
-LUMA = Path(os.environ.get("DEMO_CATALOG", "/work/shared/datasets/magento-luma"))
-
 
 # --- metrics -------------------------------------------------------------------------
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import re
 from collections import Counter
 from pathlib import Path
@@ -15,8 +14,7 @@ from shop.catalog.importers.luma import is_luma_folder, read_luma
 from shop.catalog.importers.records import CatalogRecord
 from shop.catalog.importers.store import import_records
 from shop.catalog.models import Product, ProductImage
-
-LUMA = Path(os.environ.get("DEMO_CATALOG", "/work/shared/datasets/magento-luma"))
+from tests.data_paths import LUMA
 
 pytestmark = pytest.mark.skipif(not is_luma_folder(LUMA), reason=f"no Luma sample data at {LUMA}")
 

@@ -85,6 +85,76 @@ def test_train_visual_projection_groups_photos_of_a_product() -> None:
     assert len(losses) == 5 and net.out_dim == 16
 
 
+def _photo_choice_data(colour_tells_apart: bool):
+    """60 products, 3 photos each.
+
+    With ``colour_tells_apart``, pairs of products share a shape (colour variants) and each product has
+    its own colour (plus noise). Otherwise every product has its own shape, seen through noisy photos,
+    and the colour descriptor is noise that says nothing about the product.
+    """
+    rng = np.random.RandomState(7)
+    n_items, per_item = 60, 3
+    photo_item = np.repeat(np.arange(n_items), per_item)
+    if colour_tells_apart:
+        shapes = unit(rng.standard_normal((n_items // 2, 64)))[photo_item // 2]
+        views = unit(shapes[None] + rng.standard_normal((3, len(photo_item), 64)) * 0.05)
+    else:
+        shapes = unit(rng.standard_normal((n_items, 64)))[photo_item]
+        views = unit(shapes[None] + rng.standard_normal((3, len(photo_item), 64)) * 0.12)
+    if colour_tells_apart:
+        palette = unit(rng.random_sample((n_items, 16)))
+        colours = unit(palette[photo_item] + rng.random_sample((len(photo_item), 16)) * 0.1)
+    else:
+        colours = unit(rng.standard_normal((len(photo_item), 16)))
+    keys = [f"item-{i}" for i in range(n_items)]
+    return views.astype(np.float32), colours.astype(np.float32), photo_item, keys
+
+
+def test_photo_choice_keeps_the_colour_histogram_only_where_it_tells_products_apart() -> None:
+    from multimodal_search.learning.projection import choose_photo_features
+
+    views, colours, photo_item, keys = _photo_choice_data(colour_tells_apart=True)
+    chosen = choose_photo_features(views, colours, photo_item, keys, colour_weight=1.0, visual="never")
+    assert chosen["queries"] >= 10 and not chosen["projection"]
+    assert chosen["colour_weight"] > 0  # colour variants share a shape: only the colour separates them
+    table = chosen["table"]
+    assert set(table) == {"backbone+colour 0", "backbone+colour 0.5", "backbone+colour 1"}
+    assert table["backbone+colour 0"][1] < 0.75  # the CNN alone confuses the two variants
+
+    # colour that says nothing about the product: the raw backbone (the floor) is kept
+    views, colours, photo_item, keys = _photo_choice_data(colour_tells_apart=False)
+    chosen = choose_photo_features(views, colours, photo_item, keys, colour_weight=1.0, visual="never")
+    assert chosen["colour_weight"] == 0.0 and not chosen["projection"]
+    assert "with backbone+colour 0 (" in chosen["reason"]
+
+
+def test_photo_choice_tries_a_projection_and_falls_back_without_enough_photos() -> None:
+    from multimodal_search.learning.projection import choose_photo_features
+
+    views, colours, photo_item, keys = _photo_choice_data(colour_tells_apart=True)
+    chosen = choose_photo_features(views, colours, photo_item, keys, colour_weight=1.0, epochs=2)
+    assert {name for name in chosen["table"] if name.startswith("projection+")} == {
+        "projection+colour 0",
+        "projection+colour 0.5",
+        "projection+colour 1",
+    }
+    best = max(chosen["table"].values(), key=lambda recall: recall[1] + recall[5])
+    assert (
+        chosen["table"][("projection" if chosen["projection"] else "backbone") + f"+colour {chosen['colour_weight']:g}"]
+        == best
+    )
+    # one photo per product: nothing to validate on, the configured recipe is kept
+    first = np.unique(photo_item, return_index=True)[1]
+    chosen = choose_photo_features(views[:, first], colours[first], photo_item[first], keys, colour_weight=1.0)
+    assert chosen == {
+        "projection": False,
+        "colour_weight": 1.0,
+        "queries": 0,
+        "table": {},
+        "reason": "only 0 second photos to validate on (< 10)",
+    }
+
+
 def test_train_text_head_finds_each_products_text() -> None:
     views, photo_item, _ = synthetic(seed=1)
     texts = unit(np.random.RandomState(2).standard_normal((12, 24))).astype(np.float32)

@@ -145,7 +145,6 @@ class PackagedEncoder(BaseEncoder):
         self.head_check_interval = max(0.0, float(head_check_interval))
         self.head_blend = float(head_blend)
         self.colour_weight = float(colour_weight)
-        self.features_carry_colour = self.colour_weight > 0
         self.flip = bool(flip)
         self.top_k = int(top_k)
         self.temperature = float(temperature)
@@ -179,7 +178,25 @@ class PackagedEncoder(BaseEncoder):
         """Size of ``features``: visual part (1280, or the visual projection's size) + colour part."""
         heads = self.heads
         visual = heads.visual.out_dim if heads is not None and heads.visual is not None else BACKBONE_DIMENSIONS
-        return visual + (colour_dimensions() if self.colour_weight > 0 else 0)
+        return visual + (colour_dimensions() if self.photo_colour_weight(heads) > 0 else 0)
+
+    def photo_colour_weight(self, heads: HeadBundle | None = None) -> float:
+        """Weight of the colour histogram in ``features``: what training chose on the catalogue's own photos
+        (``photo_colour_weight`` in the head file), else ``colour_weight``; never colour the backbone lacks."""
+        if self.colour_weight <= 0:
+            return 0.0
+        if heads is None:
+            heads = self.heads
+        chosen = heads.config.get("photo_colour_weight") if heads is not None else None
+        return self.colour_weight if chosen is None else float(chosen)
+
+    @property
+    def features_carry_colour(self) -> bool:  # type: ignore[override]
+        """Photo queries need no separate photo-colour signal: the features weigh colour, or training
+        weighed it (and may have chosen to leave it out)."""
+        heads = self.heads
+        decided = heads is not None and heads.config.get("photo_colour_weight") is not None
+        return decided or self.photo_colour_weight(heads) > 0
 
     @property
     def image_name(self) -> str:
@@ -404,7 +421,8 @@ class PackagedEncoder(BaseEncoder):
         """
         heads = self.heads  # one snapshot for the whole call
         visual_dims = heads.visual.out_dim if heads is not None and heads.visual is not None else BACKBONE_DIMENSIONS
-        colour_dims = colour_dimensions() if self.colour_weight > 0 else 0
+        colour_weight = self.photo_colour_weight(heads)
+        colour_dims = colour_dimensions() if colour_weight > 0 else 0
         n = int(backbone.shape[0])
         if not n:
             return (
@@ -435,7 +453,7 @@ class PackagedEncoder(BaseEncoder):
         features = l2_normalize(visual.cpu().numpy())
         if colour_dims:
             colours = np.asarray(backbone[:, width : width + colour_dims], dtype=np.float32)
-            features = l2_normalize(np.concatenate([features, self.colour_weight * colours], axis=1))
+            features = l2_normalize(np.concatenate([features, colour_weight * colours], axis=1))
         return l2_normalize(shared.float().cpu().numpy()), features
 
     def encode_image_pair(self, images: list[Image.Image]) -> tuple[np.ndarray, np.ndarray]:

@@ -45,6 +45,8 @@ from multimodal_search.learning.publishing import default_head_path, head_versio
 
 VISUAL_MODES = ("auto", "always", "never")
 MIN_VALIDATION_QUERIES = 10
+#: bump when choose_photo_features changes what it can choose (part of the head version)
+PHOTO_CHOICE_RECIPE = "c1"
 
 
 def stored_features(
@@ -61,28 +63,38 @@ def stored_features(
     return (joined / np.linalg.norm(joined, axis=1, keepdims=True)).astype(np.float32)
 
 
-def validate_visual_projection(
+#: colour histogram weights tried, as multiples of the encoder's ``colour_weight`` (0: the CNN alone)
+COLOUR_STEPS = (0.0, 0.5, 1.0)
+
+
+def _recall_score(recall: Mapping[int, float]) -> float:
+    return recall[1] + recall[5]
+
+
+def choose_photo_features(
     views: np.ndarray,
     colours: np.ndarray,
     photo_item: np.ndarray,
     keys: list[str],
     *,
     colour_weight: float = 1.0,
+    visual: str = "auto",
     epochs: int = DEFAULT_EPOCHS,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Does a visual projection beat the untrained features on this catalogue?
+    """Which photo-feature parts earn their place on this catalogue, by validation on its own photos.
 
-    A fifth of the products (by a hash of their key) is set aside; a projection
-    is trained on the rest, and every non-first photo of a set-aside product
-    with several photos asks for its product (leave-one-out, gallery: every
-    photo). The projection is worth keeping when R@1 + R@5 is higher with it.
-    It usually is when products have several photos (front, back, close-up);
-    when they have one photo each, there is nothing to learn views from and
-    the projection only blurs the colour and shape features.
+    A fifth of the products (by a hash of their key) is set aside; every non-first photo of a set-aside
+    product with several photos asks for its product (leave-one-out, gallery: every photo). Tried: the
+    raw backbone (the floor), the backbone with the colour histogram at each of ``COLOUR_STEPS`` times
+    ``colour_weight``, and the same with a visual projection trained on the other products (``visual``
+    "auto"; "always"/"never" force it on or off). A part is kept only when R@1 + R@5 is strictly higher
+    with it; on a tie the simpler recipe wins. With too few second photos to validate on, the encoder's
+    configured recipe is kept, without a projection (as before this choice existed).
 
     Returns:
-        ``{"keep": bool, "queries": n, "baseline": {1: r, 5: r}, "projected": {...}, "reason": str}``.
+        ``{"projection": bool, "colour_weight": float, "queries": n, "table": {recipe: {1: r, 5: r}},
+        "reason": str}``; ``colour_weight`` is what the encoder then uses in ``features``.
     """
     aside = np.array([in_validation(key) for key in keys])[photo_item]
     first = np.zeros(len(photo_item), dtype=bool)
@@ -90,30 +102,39 @@ def validate_visual_projection(
     queries = np.flatnonzero(aside & ~first)
     if len(queries) < MIN_VALIDATION_QUERIES:
         return {
-            "keep": False,
+            "projection": visual == "always",
+            "colour_weight": colour_weight,
             "queries": len(queries),
+            "table": {},
             "reason": f"only {len(queries)} second photos to validate on (< {MIN_VALIDATION_QUERIES})",
         }
-    train = ~aside
-    net, _ = train_visual_projection(
-        views[:, train],
-        np.unique(photo_item[train], return_inverse=True)[1],
-        colours[train],
-        colour_weight=colour_weight,
-        epochs=epochs,
-        seed=seed,
-    )
-    baseline = leave_one_out_recall(stored_features(views, colours, colour_weight), photo_item, queries)
-    projected = leave_one_out_recall(stored_features(views, colours, colour_weight, net), photo_item, queries)
-    keep = projected[1] + projected[5] > baseline[1] + baseline[5]
+    weights = sorted({step * colour_weight for step in COLOUR_STEPS}) if colour_weight > 0 else [0.0]
+    projections: dict[float, ProjectionHead | None] = {}
+    if visual != "never":
+        train = ~aside
+        items = np.unique(photo_item[train], return_inverse=True)[1]
+        for weight in sorted({0.0, colour_weight}):  # a projection learns with the colour it will be used with
+            projections[weight], _ = train_visual_projection(
+                views[:, train], items, colours[train], colour_weight=weight, epochs=epochs, seed=seed
+            )
+    table: dict[tuple[bool, float], dict[int, float]] = {}
+    for projected in [False] if visual == "never" else [True] if visual == "always" else [False, True]:
+        for weight in weights:
+            net = projections[0.0 if weight == 0 else colour_weight] if projected else None
+            features = stored_features(views, colours, weight, net)
+            table[(projected, weight)] = leave_one_out_recall(features, photo_item, queries)
+    best = max(table, key=lambda recipe: (_recall_score(table[recipe]), -int(recipe[0]), -recipe[1]))
+    names = {recipe: ("projection" if recipe[0] else "backbone") + f"+colour {recipe[1]:g}" for recipe in table}
+    recall = table[best]
     return {
-        "keep": bool(keep),
+        "projection": best[0],
+        "colour_weight": best[1],
         "queries": len(queries),
-        "baseline": baseline,
-        "projected": projected,
+        "table": {names[recipe]: value for recipe, value in table.items()},
         "reason": (
-            f"validation R@1/R@5 {projected[1]:.2f}/{projected[5]:.2f} with, "
-            f"{baseline[1]:.2f}/{baseline[5]:.2f} without ({len(queries)} photos)"
+            f"validation R@1/R@5 {recall[1]:.2f}/{recall[5]:.2f} with {names[best]} ("
+            + ", ".join(f"{names[r]} {table[r][1]:.2f}/{table[r][5]:.2f}" for r in table if r != best)
+            + f"; {len(queries)} photos)"
         ),
     }
 
@@ -172,7 +193,8 @@ def train_heads(
         seed: seed for crops order, initialisation and batches.
         visual: the visual projection for photo-to-photo search: "auto" keeps
             it when it beats the untrained features on a validation fifth
-            of the products (see :func:`validate_visual_projection`),
+            of the products (see :func:`choose_photo_features`, which also
+            chooses the colour histogram's weight),
             "always" or "never".
         crops: random crops per photo (augmentation, close-up stand-ins).
         cache_dir: where backbone views are cached (None: no cache).
@@ -205,32 +227,34 @@ def train_heads(
     if not data.photo_item.size:
         raise TrainingError(f"none of the {n_photos} photos of {len(items)} products could be read")
     text_vectors = encoder.encode_text([item.text for item in items])
-    settings = {"epochs": epochs, "seed": seed, "visual": visual, "crops": crops, "recipe": VIEW_RECIPE}
+    settings = {
+        "epochs": epochs, "seed": seed, "visual": visual, "crops": crops, "recipe": VIEW_RECIPE,
+        "choice": PHOTO_CHOICE_RECIPE,
+    }  # fmt: skip
     version = head_version(items, data.photo_digests, settings)
-    check: dict[str, Any] = {"keep": visual == "always", "reason": f"visual={visual}"}
-    if visual == "auto":
-        check = validate_visual_projection(
-            data.views,
-            data.colours,
-            data.photo_item,
-            [item.key for item in items],
-            colour_weight=encoder.colour_weight,
-            epochs=epochs,
-            seed=seed,
-        )
-    steps = epochs * (2 if check["keep"] else 1)
+    check = choose_photo_features(
+        data.views,
+        data.colours,
+        data.photo_item,
+        [item.key for item in items],
+        colour_weight=encoder.colour_weight,
+        visual=visual,
+        epochs=epochs,
+        seed=seed,
+    )
+    steps = epochs * (2 if check["projection"] else 1)
     tick = progress("Training", steps) if progress else None
     head, text_losses = train_text_head(
         data.views, data.photo_item, text_vectors, epochs=epochs, seed=seed, progress=tick
     )
     projection: ProjectionHead | None = None
     visual_losses: list[float] = []
-    if check["keep"]:
+    if check["projection"]:
         projection, visual_losses = train_visual_projection(
             data.views,
             data.photo_item,
             data.colours,
-            colour_weight=encoder.colour_weight,
+            colour_weight=check["colour_weight"],
             epochs=epochs,
             seed=seed,
             progress=tick,
@@ -246,7 +270,12 @@ def train_heads(
         "text_temperature": TEXT_TEMPERATURE,
         "visual_temperature": VISUAL_TEMPERATURE,
         "colour_weight": encoder.colour_weight,
-        "visual_projection": ("kept: " if check["keep"] else "not used: ") + check["reason"],
+        # what the validation chose: the encoder weighs the colour histogram in ``features`` by this
+        "photo_colour_weight": check["colour_weight"],
+        "photo_validation": {
+            name: {str(k): round(r, 4) for k, r in rec.items()} for name, rec in check["table"].items()
+        },
+        "visual_projection": ("kept: " if check["projection"] else "not used: ") + check["reason"],
     }
     archive = save_versioned(output, head, version, config, projection, publish_now=publish_now)
     return TrainingResult(

@@ -18,6 +18,7 @@ export DJANGO_DEBUG="${DJANGO_DEBUG:-1}"
 PY="${PYTHON:-.venv/bin/python}"
 CATALOG="${DEMO_CATALOG:-../shared/datasets/magento-luma}"
 EVAL_DIR="${EVAL_DIR:-.data/eval/luma}"
+DATA_ROOT="${DATA_ROOT:-.data/eval}"  # per-variant data folders: $DATA_ROOT/<variant>
 SEED="${SEED:-13}"
 VARIANTS="${VARIANTS:-minimal full}"
 # LABELS=1 (default): mmsearch_train also reads labels_train.jsonl, the colour/gender/category
@@ -33,11 +34,11 @@ SUFFIX="${SUFFIX:-}"  # e.g. SUFFIX=-nolabels keeps runs apart
 mkdir -p "$RESULTS" "$EVAL_DIR"
 
 echo "==> Judged query set (seed $SEED) -> $EVAL_DIR"
-MMSEARCH_DATA_DIR=".data/eval/${VARIANTS%% *}" $PY manage.py make_luma_eval \
+MMSEARCH_DATA_DIR="$DATA_ROOT/${VARIANTS%% *}" $PY manage.py make_luma_eval \
   --catalog "$CATALOG" --out "$EVAL_DIR" --seed "$SEED"
 
 for variant in $VARIANTS; do
-  export MMSEARCH_DATA_DIR=".data/eval/$variant"
+  export MMSEARCH_DATA_DIR="$DATA_ROOT/$variant"
   echo
   echo "==> [$variant] data folder $MMSEARCH_DATA_DIR"
   $PY manage.py migrate --noinput -v 0

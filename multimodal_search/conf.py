@@ -38,7 +38,20 @@ Keys:
     WARM_UP: load the encoder's models when a worker or web process starts (Celery
         ``worker_process_init``, gunicorn ``post_worker_init``), not on the first request.
     MODEL_DIR: folder for trained heads (``mmsearch_train``).
+    SYNONYMS: shopper synonym groups added to queries (``ranking.synonyms``); None: the built-in
+        apparel list, []: none.
+    EXPANSION: the catalogue's own words for query words it does not use, from WordNet
+        (``ranking.expansion``): ``ENABLED`` (True; False turns it off), ``MAX_TERMS`` per missing
+        phrase (3), ``MAX_SHARE`` of the catalogue a term may cover before it counts as too general
+        (0.25), ``MIN_WEIGHT`` of a kept term (0.1), ``COUNT_CAP`` products counted per term (1000).
     FUSION: how modalities are combined at search time (see ranking.weights and ranking.fusion).
+    RELEVANCE: cuts on the calibrated relevance (0..1) each text result gets (see
+        ``ranking.calibration``); ``"auto"`` is the cut ``mmsearch_train`` chose on held-out
+        pseudo-queries and stored with the re-ranker, a number is used as it is, None is off.
+        ``STOREFRONT_MIN``: the search page drops results below it ("auto": the ``related`` cut);
+        the API keeps every result unless asked (``min_relevance``). ``RELATED``: a result at least
+        this relevant makes the ``match`` summary "related" rather than "none". ``EXACT``: the top
+        result at least this relevant makes it "exact".
     HNSW_EF_SEARCH: pgvector ``hnsw.ef_search`` used by searches.
     MAX_UPLOAD_BYTES: largest accepted query photo upload (a larger request is a 413 before it is read).
     MAX_IMAGE_PIXELS: most pixels decoded from one photo, query or catalogue (JPEGs count after
@@ -95,6 +108,9 @@ DEFAULTS: dict[str, Any] = {
     },
     # query expansion groups (see multimodal_search.ranking.synonyms); None = the built-in list, [] = off
     "SYNONYMS": None,
+    # catalogue-aware expansion from WordNet (see multimodal_search.ranking.expansion); ENABLED False = off
+    "EXPANSION": {"ENABLED": True, "MAX_TERMS": 3, "MAX_SHARE": 0.25, "MIN_WEIGHT": 0.1, "COUNT_CAP": 1000},
+    "RELEVANCE": {"STOREFRONT_MIN": "auto", "RELATED": "auto", "EXACT": "auto"},
     # recall@10 >= 0.95 against exact at 100,000 products with m = 32 (README "Performance")
     "HNSW_EF_SEARCH": 400,
     "MAX_UPLOAD_BYTES": 10 * 1024 * 1024,

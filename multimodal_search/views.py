@@ -12,7 +12,11 @@ from multimodal_search.forms import SearchForm, has_null_characters
 
 @require_http_methods(["GET", "HEAD", "POST"])
 def search_page(request: HttpRequest) -> HttpResponse:
-    """Visitors' search page: text box, photo upload, results grid with explanations."""
+    """Visitors' search page: text box, photo upload, results grid with explanations.
+
+    Results below the storefront's relevance cut (``RELEVANCE["STOREFRONT_MIN"]``) are left out, and
+    the page says so when nothing matches exactly ("related") or nothing passes ("none").
+    """
     context: dict[str, Any] = {"form": SearchForm(), "response": None, "request_error": None}
     if request.method == "POST":
         try:  # an oversized body is refused from its header, before it is read
@@ -33,6 +37,7 @@ def search_page(request: HttpRequest) -> HttpResponse:
                 form.cleaned_data.get("image"),
                 k=form.cleaned_data.get("k") or 24,
                 category=form.cleaned_data.get("category") or None,
+                min_relevance=services.storefront_min_relevance(),
             )
             context["results"] = [hit.as_dict() for hit in context["response"].hits]
         except services.SearchError as exc:

@@ -24,6 +24,8 @@ def _payload(response: services.SearchResponse) -> dict[str, Any]:
     return {
         "results": [hit.as_dict() for hit in response.hits],
         "count": len(response.hits),
+        "match": response.match,
+        "min_relevance": response.min_relevance,
         "method": response.method,
         "model_id": response.model_id,
         "took_ms": round(response.took_ms, 2),
@@ -45,7 +47,7 @@ class BaseAPIView(MultimodalAPIView):
 
 
 class SearchView(BaseAPIView):
-    """GET ?q=TEXT&k=N[&category=PATH][&method=M]; POST multipart image (+ q, k)."""
+    """GET ?q=TEXT&k=N[&category=PATH][&method=M][&min_relevance=P|auto]; POST multipart image (+ q, k...)."""
 
     parser_classes = [MultiPartParser, FormParser]
 
@@ -60,7 +62,7 @@ class SearchView(BaseAPIView):
         # a plain dict: QueryDict.copy() would deep-copy the uploaded (temporary) file
         form = cast(QueryDict, request.data)
         data: dict[str, Any] = {key: form[key] for key in form}
-        for key in ("k", "q", "category", "method"):
+        for key in ("k", "q", "category", "method", "min_relevance"):
             if key not in data and key in request.query_params:
                 data[key] = request.query_params[key]
         return self._search(data)
@@ -76,6 +78,7 @@ class SearchView(BaseAPIView):
                 k=params["k"],
                 category=params.get("category") or None,
                 method=params.get("method") or None,
+                min_relevance=params.get("min_relevance"),
             )
         except services.SearchError as exc:
             raise exceptions.ValidationError({"non_field_errors": [str(exc)]}) from None

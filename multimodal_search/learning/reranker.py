@@ -13,6 +13,7 @@ import numpy as np
 from multimodal_search import artefacts
 from multimodal_search.adapters import get_adapter
 from multimodal_search.encoders import get_encoder
+from multimodal_search.learning.calibration import MIN_QUERIES, CalibrationQuery, fit_calibrations
 from multimodal_search.learning.data import TrainingError, is_held_out
 from multimodal_search.learning.fitting import fit_logistic
 from multimodal_search.learning.labels import Label
@@ -24,6 +25,32 @@ from multimodal_search.services.search import first_stage
 from multimodal_search.store import get_store
 
 Collect = Callable[[str], tuple[list[str], dict[str, dict[str, float]]]]
+
+
+def make_pseudo_queries(
+    seeds: Iterable[str],
+    facts: Mapping[str, Facts],
+    *,
+    max_queries: int = 400,
+    seed: int = 13,
+    exclude: Collection[str] = (),
+) -> dict[str, dict[str, str]]:
+    """Pseudo-query text -> the facets it asks for, made from seed products (several phrasings per
+    product until the cap); texts in ``exclude`` are skipped."""
+    rng = random.Random(seed)
+    order = sorted(seeds)
+    rng.shuffle(order)
+    queries: dict[str, dict[str, str]] = {}
+    for _round in range(3):
+        for pk in order:
+            made = pseudo_query(facts[pk], rng)
+            if made and made[0] not in exclude:
+                queries.setdefault(made[0], made[1])
+            if len(queries) >= max_queries:
+                break
+        if len(queries) >= max_queries:
+            break
+    return queries
 
 
 def build_training_set(
@@ -42,19 +69,7 @@ def build_training_set(
         facts: every candidate product's facts (for labels).
         collect: runs the first search stage for a query text -> (pool, signals).
     """
-    rng = random.Random(seed)
-    order = sorted(seeds)
-    rng.shuffle(order)
-    queries: dict[str, dict[str, str]] = {}
-    for _round in range(3):  # several phrasings per product until the cap
-        for pk in order:
-            made = pseudo_query(facts[pk], rng)
-            if made:
-                queries.setdefault(made[0], made[1])
-            if len(queries) >= max_queries:
-                break
-        if len(queries) >= max_queries:
-            break
+    queries = make_pseudo_queries(seeds, facts, max_queries=max_queries, seed=seed)
     rows, labels = [], []
     for text, asked in queries.items():
         pool, signals = collect(text)
@@ -71,6 +86,36 @@ def build_training_set(
     if not rows:
         return np.zeros((0, len(FEATURES))), np.zeros(0), 0
     return np.concatenate(rows), np.concatenate(labels), len(rows)
+
+
+def calibration_queries(
+    seeds: Iterable[str],
+    facts: Mapping[str, Facts],
+    collect: Collect,
+    *,
+    trained: Collection[str],
+    max_queries: int,
+    seed: int,
+    progress: Callable[[int], Any] | None = None,
+) -> tuple[list[CalibrationQuery], bool]:
+    """Searched pseudo-queries the re-ranker was not trained on (another seed, other texts), for
+    ``learning.calibration``; -> (queries, whether they are all held out). ``trained``: the texts the
+    re-ranker was trained on. A catalogue too small to phrase ``MIN_QUERIES`` new ones reuses them."""
+    seeds = list(seeds)
+    texts = make_pseudo_queries(seeds, facts, max_queries=max_queries, seed=seed + 1, exclude=trained)
+    held_out = len(texts) >= MIN_QUERIES
+    if not held_out:
+        texts = make_pseudo_queries(seeds, facts, max_queries=max_queries, seed=seed + 1)
+    found = []
+    for text, asked in texts.items():
+        pool, signals = collect(text)
+        if progress:
+            progress(1)
+        pool = [pk for pk in pool if pk in facts]
+        if pool:
+            relevant = np.array([relevance(facts[pk], asked) > 0 for pk in pool])
+            found.append(CalibrationQuery(pool, signals, relevant))
+    return found, held_out
 
 
 def _add_descriptors(facts: dict[str, Facts], materials: Mapping[str, str], groups: Mapping[str, str]) -> None:
@@ -92,6 +137,7 @@ def train_reranker(
     holdout: Collection[str] = (),
     labels: Mapping[str, Label] | None = None,
     max_queries: int = 400,
+    calibration: int | None = None,
     seed: int = 13,
     progress: Callable[[int], Any] | None = None,
 ) -> dict[str, Any]:
@@ -104,11 +150,14 @@ def train_reranker(
         labels: training labels by sku; their colour, gender and category fill in
             what the indexed fields do not say (see ``learning.labels``).
         max_queries: cap on pseudo-queries.
+        calibration: cap on the held-out pseudo-queries the relevance calibration is fitted on
+            (default half of ``max_queries``; 0: no calibration, results get no relevance).
         seed: makes query sampling reproducible.
         progress: called with 1 after each pseudo-query.
 
     Returns:
-        summary: version, queries, pairs, positives, weights by feature, seconds, path.
+        summary: version, queries, pairs, positives, weights by feature, calibration report and
+        relevance cuts, seconds, path.
     """
     started = time.perf_counter()
     adapter = get_adapter()
@@ -167,6 +216,16 @@ def train_reranker(
             "seed": seed,
         },
     )
+    calibration = max_queries // 2 if calibration is None else calibration
+    found: list[CalibrationQuery] = []
+    held_out = True
+    if calibration > 0:
+        trained = make_pseudo_queries(seeds, facts, max_queries=max_queries, seed=seed)
+        found, held_out = calibration_queries(
+            seeds, facts, collect, trained=trained, max_queries=calibration, seed=seed, progress=progress
+        )
+    model.calibrations, model.cuts, report = fit_calibrations(model, found)
+    model.meta["calibration"] = {**report, "held_out": held_out}
     path = artefacts.save(ARTEFACT, model_id, model.to_json(), indent=1)
     accuracy = float(((model.decision(x) > 0) == (y > 0)).mean())
     return {
@@ -177,6 +236,8 @@ def train_reranker(
         "train_accuracy": round(accuracy, 3),
         "seconds": round(time.perf_counter() - started, 1),
         "weights": {f: round(float(w), 3) for f, w in zip(FEATURES, weights)},
+        "calibration": model.meta["calibration"],
+        "cuts": model.cuts,
         "path": str(path),
         "feature_mean": np.round(mean, 3).tolist(),
     }

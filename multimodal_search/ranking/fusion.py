@@ -103,14 +103,28 @@ def rrf_scores(
 
 
 def contributions(
-    key: str, signals: Mapping[str, Mapping[str, float]], weights: Mapping[str, float]
+    key: str,
+    signals: Mapping[str, Mapping[str, float]],
+    weights: Mapping[str, float],
+    parts: Mapping[str, Mapping[str, float]] | None = None,
 ) -> dict[str, float]:
-    """Share of each signal in one product's weighted score (absolute values, sums to 1)."""
-    parts = {name: abs(weight * signals.get(name, {}).get(key, 0.0)) for name, weight in weights.items()}
-    total = sum(parts.values())
+    """Share of each signal in one product's score, over the signals that fired for it.
+
+    A signal *fired* for a product when its value (``signals``) is above 0; one at 0, below 0
+    (a cosine pointing away) or absent gets a share of 0 whatever its part. The fired signals'
+    shares are their absolute parts, ``|weight * part|`` (``parts``: each signal's term in the
+    score, e.g. a rank term or the re-ranker's per-modality logit; default the signal values
+    themselves), divided by their sum: they add up to 1, or are all 0 when nothing fired.
+    """
+    parts = signals if parts is None else parts
+    shares = {
+        name: abs(weight * parts.get(name, {}).get(key, 0.0)) if signals.get(name, {}).get(key, 0.0) > 0 else 0.0
+        for name, weight in weights.items()
+    }
+    total = sum(shares.values())
     if total <= 0:
-        return {name: 0.0 for name in parts}
-    return {name: round(value / total, 4) for name, value in parts.items()}
+        return {name: 0.0 for name in shares}
+    return {name: round(value / total, 4) for name, value in shares.items()}
 
 
 def tie_key(seed: str, item: str) -> str:

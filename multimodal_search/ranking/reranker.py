@@ -9,19 +9,21 @@ It is trained by ``mmsearch_train`` without any evaluation query: pseudo-queries
 are built from the catalogue itself (a product's head noun from its title, plus
 the colour its photos show), and a candidate counts as relevant when its title
 has that noun and its photos show that colour. Being linear, each score splits
-exactly into per-modality shares for explanations.
+exactly into per-modality shares for explanations. Its artefact also holds the calibrations that
+turn scores into relevance probabilities, and the cuts chosen for them (``ranking.calibration``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from multimodal_search import artefacts
 from multimodal_search.ranking import vocabulary as v
+from multimodal_search.ranking.calibration import INPUTS, Calibration, calibration_inputs
 
 #: the artefact name (``artefacts``) of the trained re-ranker
 ARTEFACT = "reranker"
@@ -99,6 +101,10 @@ class Reranker:
     scale: np.ndarray
     version: str
     meta: dict[str, Any]
+    #: calibration name (``ranking.calibration.INPUTS``) -> the fitted calibration
+    calibrations: dict[str, Calibration] = field(default_factory=dict)
+    #: ``related`` / ``exact`` -> the relevance cut chosen on pseudo-queries
+    cuts: dict[str, float] = field(default_factory=dict)
 
     def decision(self, x: np.ndarray) -> np.ndarray:
         return ((x - self.mean) / self.scale) @ self.weights + self.bias
@@ -123,6 +129,23 @@ class Reranker:
         scores = {pk: float(probability[row]) for row, pk in enumerate(pool)}
         return scores, parts, {group: 1.0 for group in parts}
 
+    def relevance(
+        self, pool: list[str], signals: Mapping[str, Mapping[str, float]], calibration: str
+    ) -> dict[str, float] | None:
+        """Calibrated probability that each candidate is relevant, or None when that calibration was not fitted.
+
+        Args:
+            pool: the query's candidates (the re-ranker's inputs are standardised within them).
+            signals: their signals.
+            calibration: ``"rerank"`` (the re-ranker's logit and absolute similarities) or ``"signals"``.
+        """
+        model = self.calibrations.get(calibration)
+        if model is None:
+            return None
+        logits = self.decision(feature_matrix(pool, signals)) if "logit" in INPUTS[calibration] else None
+        probability = model.probability(calibration_inputs(calibration, pool, signals, logits))
+        return {pk: float(probability[row]) for row, pk in enumerate(pool)}
+
     def to_json(self) -> dict[str, Any]:
         return {
             "version": self.version,
@@ -132,6 +155,8 @@ class Reranker:
             "mean": self.mean.tolist(),
             "scale": self.scale.tolist(),
             "meta": self.meta,
+            "calibrations": {name: model.to_json() for name, model in self.calibrations.items()},
+            "cuts": self.cuts,
         }
 
     @classmethod
@@ -145,6 +170,14 @@ class Reranker:
             scale=np.asarray(data["scale"], dtype=np.float64),
             version=str(data["version"]),
             meta=dict(data.get("meta", {})),
+            calibrations={
+                name: model
+                for name, model in (
+                    (name, Calibration.from_json(name, value)) for name, value in data.get("calibrations", {}).items()
+                )
+                if model is not None
+            },
+            cuts={name: float(value) for name, value in data.get("cuts", {}).items()},
         )
 
 

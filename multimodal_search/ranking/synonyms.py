@@ -91,6 +91,13 @@ def expansions(text: str, groups: Iterable[Sequence[str]] | None = None) -> list
     return added
 
 
+def named(text: str, groups: Iterable[Sequence[str]] | None = None) -> list[str]:
+    """The phrases of the groups that ``text`` names ("black holdall" -> ["holdall"])."""
+    groups = tuple(tuple(g) for g in groups) if groups is not None else configured_groups()
+    normal = phrase_key(text)
+    return [p for normal_phrases, phrases in _compiled(groups) for p, n in zip(phrases, normal_phrases) if n in normal]
+
+
 def expand(text: str, groups: Iterable[Sequence[str]] | None = None) -> str:
     """``text`` followed by its expansions ("holdall" -> "holdall duffle bag duffel bag …")."""
     extra = expansions(text, groups)

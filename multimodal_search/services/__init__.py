@@ -33,16 +33,20 @@ from multimodal_search.services.query import (
     open_photo,
 )
 from multimodal_search.services.search import (
+    AUTO,
     METHODS,
     SearchHit,
     SearchResponse,
+    check_min_relevance,
     plain_knn,
     search_products,
     similar_products,
+    storefront_min_relevance,
 )
 from multimodal_search.services.warmup import prepare_worker, use_indexing_threads, warm_up
 
 __all__ = [
+    "AUTO",
     "MAX_K",
     "METHODS",
     "MIN_K",
@@ -52,6 +56,7 @@ __all__ = [
     "SearchError",
     "SearchHit",
     "SearchResponse",
+    "check_min_relevance",
     "check_photo_size",
     "check_query",
     "check_upload_length",
@@ -73,6 +78,7 @@ __all__ = [
     "results_backend_configured",
     "search_products",
     "similar_products",
+    "storefront_min_relevance",
     "sweep",
     "use_indexing_threads",
     "warm_up",

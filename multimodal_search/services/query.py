@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import IO, Any
 
+import numpy as np
 from PIL import Image
 
 from multimodal_search.conf import search_settings
 from multimodal_search.encoders import BaseEncoder, get_encoder
 from multimodal_search.imaging import PhotoError, open_image
-from multimodal_search.ranking import attributes, colour, synonyms
+from multimodal_search.ranking import attributes, colour, expansion, synonyms, wordnet
 from multimodal_search.ranking import vocabulary as v
 from multimodal_search.ranking.query import Query
 from multimodal_search.ranking.text import gender_in_text
+from multimodal_search.ranking.text import words as tokens
+from multimodal_search.store import get_store
 
 MIN_K = 1
 MAX_K = 100
@@ -98,7 +102,11 @@ def current_encoder() -> tuple[BaseEncoder, str]:
 def encode_query(
     text: str | None, image: Image.Image | None, *, encoder: BaseEncoder | None = None, model_id: str | None = None
 ) -> Query:
-    """Encode the words (with synonyms added) and the photo, and find what they name.
+    """Encode the words (with synonyms and the catalogue's own terms added) and the photo, and find what they name.
+
+    The text vector of a query expanded from the catalogue (:func:`catalogue_expansions`) is the
+    normalised sum of the query's vector and, weighted by each expansion's weight, the vectors of
+    the query with the missing phrase replaced ("black throw pillow" + 0.8 x "black cushion").
 
     Args:
         text: the shopper's words.
@@ -111,7 +119,13 @@ def encode_query(
     model_id = model_id or encoder.model_id
     text = (text or "").strip() or None
     words = synonyms.expand(text) if text else None  # what the text encoder and keyword search see
-    text_vector = encoder.encode_text([words])[0] if words else None
+    text_vector = None
+    if text and words:
+        found = catalogue_expansions(text, model_id)
+        strings = [words] + [expansion.variant(text, e) for e in found]
+        vectors = encoder.encode_text(strings)
+        text_vector = vectors[0] if not found else _weighted(vectors, [1.0] + [e.weight for e in found])
+        words = expansion.expanded_text(words, found)
     shared = features = None
     if image is not None:
         shared_all, features_all = encoder.encode_image_pair([image.convert("RGB")])
@@ -126,6 +140,37 @@ def encode_query(
         photo_colours=colour.colour_distribution(image) if image is not None else None,
         facets=named_facets(words, model_id),
     )
+
+
+def catalogue_expansions(text: str, model_id: str) -> list[expansion.Expansion]:
+    """The catalogue's words for query phrases it does not use (``ranking.expansion``), counted in the
+    full-text index of ``model_id``: one bounded query per text query, a second only when a phrase is
+    missing. Phrases the shopper synonym list (``ranking.synonyms``) expands are left to it. [] when
+    ``EXPANSION["ENABLED"]`` is off or the WordNet data is not installed."""
+    config = search_settings.EXPANSION
+    if not config["ENABLED"] or not wordnet.available():
+        return []
+    store = get_store()
+
+    def count_terms(terms: Sequence[str], cap: int) -> dict[str, int]:
+        return store.term_counts(model_id, terms, cap=cap)
+
+    return expansion.plan(
+        text,
+        count_terms,
+        lambda: store.count(model_id),
+        count_cap=int(config["COUNT_CAP"]),
+        max_terms=int(config["MAX_TERMS"]),
+        max_share=float(config["MAX_SHARE"]),
+        min_weight=float(config["MIN_WEIGHT"]),
+        covered=tokens(" ".join(synonyms.named(text))),
+    )
+
+
+def _weighted(vectors: np.ndarray, weights: Sequence[float]) -> np.ndarray:
+    mixed = np.tensordot(np.asarray(weights, dtype=np.float32), np.asarray(vectors, dtype=np.float32), axes=1)
+    norm = float(np.linalg.norm(mixed))
+    return (mixed / norm if norm > 0 else mixed).astype(np.float32)
 
 
 def named_facets(words: str | None, model_id: str) -> dict[str, list[str]]:

@@ -11,9 +11,9 @@ from PIL import Image
 from multimodal_search.adapters import get_adapter
 from multimodal_search.conf import search_settings
 from multimodal_search.encoders import get_encoder
-from multimodal_search.ranking import fusion
+from multimodal_search.ranking import calibration, fusion
 from multimodal_search.ranking import vocabulary as v
-from multimodal_search.ranking.reranker import get_reranker
+from multimodal_search.ranking.reranker import Reranker, get_reranker
 from multimodal_search.ranking.weights import signal_weights
 from multimodal_search.services.candidates import Signals, collect_signals
 from multimodal_search.services.query import SearchError, check_query, current_encoder, encode_query
@@ -23,6 +23,9 @@ from multimodal_search.store.base import Scope
 
 METHODS = v.METHODS
 TEXT_ONLY_METHODS = v.TEXT_ONLY_METHODS
+#: ``min_relevance`` / ``RELEVANCE`` value meaning "the cut ``mmsearch_train`` chose" (``related``)
+AUTO = "auto"
+MinRelevance = float | str | None
 
 
 @dataclass
@@ -32,10 +35,13 @@ class SearchHit:
     score: float
     signals: dict[str, float]
     explanation: dict[str, float]
+    #: calibrated probability (0..1) that the product is relevant; None when nothing is calibrated
+    relevance: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         data = get_adapter().to_result(self.product)
         data["score"] = round(self.score, 6)
+        data["relevance"] = None if self.relevance is None else round(self.relevance, 4)
         data["explanation"] = self.explanation
         data["signals"] = {k: round(value, 6) for k, value in self.signals.items()}
         return data
@@ -48,6 +54,10 @@ class SearchResponse:
     took_ms: float
     model_id: str
     query: dict[str, Any] = field(default_factory=dict)
+    #: ``"exact"``, ``"related"`` or ``"none"`` (``ranking.calibration.match_summary``); None: unknown
+    match: str | None = None
+    #: the relevance cut results were filtered by (None: none)
+    min_relevance: float | None = None
 
 
 def search_products(
@@ -57,6 +67,7 @@ def search_products(
     k: int = 10,
     category: str | None = None,
     method: str | None = None,
+    min_relevance: MinRelevance = None,
 ) -> SearchResponse:
     """Find products by text, by photo, or by both.
 
@@ -66,17 +77,22 @@ def search_products(
         k: number of results (1-100).
         category: category path; only products in it (or below) are returned.
         method: fusion method, one of ``METHODS`` (default: settings FUSION.METHOD).
+        min_relevance: drop results whose relevance is below this (0..1), or ``"auto"`` for the
+            ``related`` cut ``mmsearch_train`` chose; None (default) keeps every result. Results
+            of unknown relevance (photo queries, nothing trained) are kept.
 
     Returns:
-        ranked hits with per-modality signals and an explanation of shares.
+        ranked hits with per-modality signals, an explanation of shares over the signals that
+        fired, each hit's relevance, and the ``match`` summary.
 
     Raises:
-        SearchError: no query, bad k or unknown method.
+        SearchError: no query, bad k, unknown method or a bad ``min_relevance``.
     """
     started = time.perf_counter()
     fusion_settings = search_settings.FUSION
     method = method or fusion_settings["METHOD"]
     check_query(text, image is not None, k, method)
+    check_min_relevance(min_relevance)
     encoder, model_id = current_encoder()  # a newly published head is picked up here, once per request
     query = encode_query(text, image, encoder=encoder, model_id=model_id)
     if method in TEXT_ONLY_METHODS and query.text_vector is None:
@@ -86,7 +102,8 @@ def search_products(
     candidates = max(int(fusion_settings["CANDIDATES"]), k)
     names = set(weights) | ({v.FUSED} if method == v.EMBEDDING else set())
     pool, signals = collect_signals(query, names, model_id, candidates, [category] if category else [])
-    reranker = get_reranker(model_id) if method == v.RERANK and v.VISUAL not in weights else None
+    trained = get_reranker(model_id) if query.image_features is None else None  # photos: uncalibrated
+    reranker = trained if method == v.RERANK and v.VISUAL not in weights else None
     if method == v.RERANK and reranker is None:
         method = v.FEATURE  # nothing trained for this encoder yet (or a photo query): feature-level fusion
         weights = signal_weights(query, method, fusion_settings, features_carry_colour=carry)
@@ -113,22 +130,73 @@ def search_products(
     if method == v.LEXICAL_ONLY:
         scores = {pk: value for pk, value in scores.items() if value > 0}
     order = fusion.rank(scores, seed=query.tie_seed)[:k]
+    relevance = _relevance(trained, pool, signals, reranker is not None)
     hits = [
         SearchHit(
             product_pk=pk,
             product=product,
             score=scores[pk],
             signals={name: values[pk] for name, values in signals.items() if pk in values},
-            explanation=fusion.contributions(pk, explained, weights),
+            explanation=fusion.contributions(pk, signals, weights, parts=explained),
+            relevance=None if relevance is None else relevance.get(pk),
         )
         for pk, product in _products(order)
     ]
+    cut = _cut(min_relevance, trained, calibration.RELATED)
+    if cut is not None:
+        hits = [hit for hit in hits if hit.relevance is None or hit.relevance >= cut]
+    match = calibration.match_summary(
+        [hit.relevance for hit in hits],
+        _cut(_setting("EXACT"), trained, calibration.EXACT),
+        _cut(_setting("RELATED"), trained, calibration.RELATED),
+    )
     took_ms = (time.perf_counter() - started) * 1000
     query_info = {"text": (text or "").strip() or None, "image": image is not None, "k": k, "category": category}
     if query.text and query.text != query_info["text"]:
         query_info["expanded"] = query.text
     search_performed.send(sender=SearchResponse, query=query_info, result_count=len(hits), took_ms=took_ms)
-    return SearchResponse(hits=hits, method=method, took_ms=took_ms, model_id=model_id, query=query_info)
+    return SearchResponse(
+        hits=hits,
+        method=method,
+        took_ms=took_ms,
+        model_id=model_id,
+        query=query_info,
+        match=match,
+        min_relevance=cut,
+    )
+
+
+def check_min_relevance(value: MinRelevance) -> None:
+    """Raise ``SearchError`` unless ``value`` is None, ``"auto"`` or a number from 0 to 1."""
+    if value is None or value == AUTO:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise SearchError(f"min_relevance must be a number from 0 to 1, or {AUTO!r}.")
+
+
+def storefront_min_relevance() -> MinRelevance:
+    """The relevance cut the storefront's search page applies (``RELEVANCE["STOREFRONT_MIN"]``)."""
+    return _setting("STOREFRONT_MIN")
+
+
+def _setting(name: str) -> MinRelevance:
+    value: MinRelevance = search_settings.RELEVANCE[name]
+    return value
+
+
+def _relevance(trained: Reranker | None, pool: list[str], signals: Signals, reranked: bool) -> dict[str, float] | None:
+    """Each candidate's calibrated relevance: from the re-ranker's logit when it ranked them, else from
+    the text and photo cosines every text query has; None without a calibrated re-ranker."""
+    if trained is None:
+        return None
+    return trained.relevance(pool, signals, calibration.RERANK if reranked else calibration.SIGNALS)
+
+
+def _cut(value: MinRelevance, trained: Reranker | None, name: str) -> float | None:
+    """A configured or requested cut as a number: ``"auto"`` is the trained one (None when untrained)."""
+    if value == AUTO:
+        return None if trained is None else trained.cuts.get(name)
+    return None if value is None else float(value)
 
 
 def first_stage(text: str, *, model_id: str) -> tuple[list[str], Signals]:
@@ -175,7 +243,7 @@ def similar_products(product: Any, *, k: int = 8) -> list[SearchHit]:
             product=item,
             score=similarity[pk],
             signals={v.FUSED: similarity[pk]},
-            explanation={v.FUSED: 1.0},
+            explanation=fusion.contributions(pk, {v.FUSED: similarity}, {v.FUSED: 1.0}),
         )
         for pk, item in _products(order)
     ]

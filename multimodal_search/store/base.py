@@ -171,6 +171,11 @@ class BaseVectorStore:
         """One stored product vector, or None when the product (or that vector) is not stored."""
         raise NotImplementedError
 
+    def term_counts(self, model_id: str, terms: Sequence[str], *, cap: int) -> dict[str, int]:
+        """term -> products of ``model_id`` whose full-text index has the term's words in order
+        (English stemming, so "cushions" counts "cushion"), counted up to ``cap``."""
+        raise NotImplementedError
+
     def candidates(self, request: CandidateRequest, scope: Scope) -> Candidates:
         """The candidate pool (top ``limit`` of each ranked index, keyword matches, extra pks) and the
         exact signals and requested fields of every candidate, in one round trip where possible."""

@@ -293,6 +293,13 @@ class PgvectorStore(BaseVectorStore):
         value = row.first()
         return None if value is None else as_array(value)
 
+    def term_counts(self, model_id: str, terms: Sequence[str], *, cap: int) -> dict[str, int]:
+        if not terms:
+            return {}
+        with connections[_read_alias()].cursor() as cursor:
+            cursor.execute(sql.term_counts(model_id, cap), [list(terms)])
+            return {term: int(count) for term, count in cursor.fetchall()}
+
     def candidates(self, request: CandidateRequest, scope: Scope) -> Candidates:
         query, names = self.candidates_query(request, scope)
         if query is None:
@@ -320,7 +327,7 @@ class PgvectorStore(BaseVectorStore):
         )
         parts = [f"SELECT product_pk FROM ({branch}) b{i}" for i, branch in enumerate(branches)]
         if request.extra_pks:
-            parts.append("SELECT unnest(%s::varchar[])")
+            parts.append("SELECT unnest(%s::varchar[]) AS product_pk")  # named: it may be the only part
             pool_params.append(list(request.extra_pks))
         if not parts:
             return None, []

@@ -207,6 +207,17 @@ def keyword_branch(model_id: str, limit: int, category_sql: str) -> str:
     )
 
 
+def term_counts(model_id: str, cap: int) -> str:
+    """Products using each term (a phrase query on the stored tsvector, through its GIN index), at most
+    ``cap`` each. Parameter: the terms."""
+    check_model_id(model_id)
+    matches = (
+        f"SELECT 1 FROM {PRODUCT_TABLE} WHERE model_id = '{model_id}' "
+        f"AND {TSVECTOR} @@ phraseto_tsquery('english'::regconfig, t) LIMIT {int(cap)}"
+    )
+    return f"SELECT t, (SELECT count(*) FROM ({matches}) m) FROM unnest(%s::text[]) AS t"
+
+
 def signal_selects(
     columns: Mapping[str, str], dims: int, literal: str, lexical_text: str | None, field_keys: Sequence[str]
 ) -> tuple[list[str], list[Param], list[str]]:

@@ -1,5 +1,5 @@
 """python manage.py mmsearch_train [--epochs N] [--holdout FILE] [--labels FILE] [--seed S] [--visual auto|always|never]
-[--queries N] [--skip-head] [--skip-attributes] [--skip-reranker]"""
+[--queries N] [--calibration-queries N] [--skip-head] [--skip-attributes] [--skip-reranker]"""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from tqdm import tqdm
 from multimodal_search import services
 from multimodal_search.learning import projection
 from multimodal_search.learning.attributes import train_attributes
+from multimodal_search.learning.calibration import report_line
 from multimodal_search.learning.data import TrainingError, load_holdout
 from multimodal_search.learning.heads import DEFAULT_EPOCHS
 from multimodal_search.learning.labels import LabelError, load_labels
@@ -60,6 +61,13 @@ class Command(BaseCommand):
             "features on a validation fifth of the products; always; never.",
         )
         parser.add_argument("--queries", type=int, default=400, help="Pseudo-queries for the re-ranker (default 400).")
+        parser.add_argument(
+            "--calibration-queries",
+            type=int,
+            default=None,
+            help="Held-out pseudo-queries the relevance probabilities and the match cuts are fitted on "
+            "(default half of --queries; 0: results get no relevance).",
+        )
         parser.add_argument("--skip-head", action="store_true", help="Do not train the encoder's heads.")
         parser.add_argument(
             "--skip-attributes", action="store_true", help="Do not train the photo colour/gender classifiers."
@@ -158,14 +166,20 @@ class Command(BaseCommand):
         )
 
     def _train_reranker(self, holdout: set[str], options) -> None:
+        calibration = options.get("calibration_queries")
+        calibration = options["queries"] // 2 if calibration is None else max(calibration, 0)
         with tqdm(
-            total=options["queries"], unit="query", desc="Re-ranker pseudo-queries", file=cast(TextIO, self.stderr._out)
+            total=options["queries"] + calibration,
+            unit="query",
+            desc="Re-ranker pseudo-queries",
+            file=cast(TextIO, self.stderr._out),
         ) as bar:
             try:
                 summary = train_reranker(
                     holdout=holdout,
                     labels=options["labels"],
                     max_queries=options["queries"],
+                    calibration=calibration,
                     seed=options["seed"],
                     progress=bar.update,
                 )
@@ -178,3 +192,4 @@ class Command(BaseCommand):
                 f"-> {summary['path']}"
             )
         )
+        self.stdout.write(report_line(summary["calibration"], summary["cuts"]))

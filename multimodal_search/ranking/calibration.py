@@ -1,0 +1,102 @@
+"""Calibrated relevance: the probability that a result is relevant, and the page's ``match`` summary.
+
+A :class:`Calibration` is Platt scaling with a few inputs beside the score: a logistic layer over the
+re-ranker's logit and the pair's *absolute* similarities (text, title, photo-in-text-space cosines and
+whether any query word matched). The re-ranker ranks within one query's candidates, so its logit
+mostly says "better than the others"; the absolute inputs say whether the best is any good, which is
+what tells a query the catalogue cannot answer ("xyzzy", "lipstick" in a clothes shop) from one it
+can. ``mmsearch_train`` fits it on held-out pseudo-queries (``learning.calibration``), including
+pseudo-queries for kinds of product the catalogue was made not to sell, and stores it with the
+re-ranker (``ranking.reranker``). The ``signals`` calibration reads only the text and photo cosines
+every text query collects, for the methods that do not run the re-ranker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from multimodal_search.ranking import vocabulary as v
+
+#: the calibration used by the re-ranker, and the one for every other method of a text query
+RERANK = "rerank"
+SIGNALS = "signals"
+#: inputs of each calibration: "logit" is the re-ranker's, "lexical" whether any query word matched
+INPUTS = {RERANK: ("logit", v.TEXT, v.TITLE, v.IMAGE, v.LEXICAL), SIGNALS: (v.TEXT, v.IMAGE)}
+#: the cuts of the ``match`` summary (``RELATED`` is the storefront's threshold unless configured)
+EXACT = "exact"
+RELATED = "related"
+NONE = "none"
+
+
+def calibration_inputs(
+    name: str, pool: Sequence[str], signals: Mapping[str, Mapping[str, float]], logits: np.ndarray | None = None
+) -> np.ndarray:
+    """The inputs (len(pool), len(INPUTS[name])) of one calibration; absent signals are 0."""
+    columns = []
+    for column in INPUTS[name]:
+        if column == "logit":
+            assert logits is not None, "the rerank calibration needs the re-ranker's logits"
+            columns.append(np.asarray(logits, dtype=np.float64))
+        else:
+            values = signals.get(column, {})
+            raw = np.array([values.get(pk, 0.0) for pk in pool], dtype=np.float64)
+            columns.append((raw > 0).astype(np.float64) if column == v.LEXICAL else raw)
+    return np.stack(columns, axis=1) if len(pool) else np.zeros((0, len(INPUTS[name])))
+
+
+@dataclass
+class Calibration:
+    """A logistic layer from calibration inputs to the probability of relevance."""
+
+    name: str
+    weights: np.ndarray
+    bias: float
+    mean: np.ndarray
+    scale: np.ndarray
+
+    def probability(self, x: np.ndarray) -> np.ndarray:
+        logits = ((x - self.mean) / self.scale) @ self.weights + self.bias
+        return 1 / (1 + np.exp(-np.clip(logits, -50, 50)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "inputs": list(INPUTS[self.name]),
+            "weights": self.weights.tolist(),
+            "bias": self.bias,
+            "mean": self.mean.tolist(),
+            "scale": self.scale.tolist(),
+        }
+
+    @classmethod
+    def from_json(cls, name: str, data: Mapping[str, Any]) -> Calibration | None:
+        """The calibration, or None when it was fitted on other inputs (an older artefact)."""
+        if name not in INPUTS or list(data.get("inputs", [])) != list(INPUTS[name]):
+            return None
+        return cls(
+            name=name,
+            weights=np.asarray(data["weights"], dtype=np.float64),
+            bias=float(data["bias"]),
+            mean=np.asarray(data["mean"], dtype=np.float64),
+            scale=np.asarray(data["scale"], dtype=np.float64),
+        )
+
+
+def match_summary(relevances: Sequence[float | None], exact: float | None, related: float | None) -> str | None:
+    """``exact`` when the top result is at least ``exact`` relevant, ``related`` when a result is at
+    least ``related`` relevant, ``none`` when no result passes (or there are none); ``None`` when the
+    top result's relevance is unknown (nothing calibrated for this query)."""
+    if not relevances:
+        return NONE
+    top = relevances[0]
+    if top is None:
+        return None
+    if exact is not None and top >= exact:
+        return EXACT
+    known = [value for value in relevances if value is not None]
+    if related is None or any(value >= related for value in known):
+        return RELATED
+    return NONE

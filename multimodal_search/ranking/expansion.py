@@ -1,0 +1,221 @@
+"""Catalogue-aware query expansion: the catalogue's own words for what a shopper typed, found in WordNet.
+
+A shop that sells "cushions" never says "throw pillow"; the built-in synonym list
+(``ranking.synonyms``) covers apparel and fitness words, not every trade. This module expands
+from a general resource instead, and lets the catalogue decide what is worth adding:
+
+1. The query's nouns and noun phrases are found in WordNet (:mod:`ranking.wordnet`), longest
+   phrase first ("black throw pillow" -> "throw pillow"). Colour and gender words, stop words and
+   short words are left alone (other signals read them), and so are phrases the shopper synonym
+   list expands (the search service passes their words as ``covered``).
+2. A phrase the catalogue already uses needs nothing: expansion only dilutes a query that matches.
+   A phrase is *missing* when no product's text has it and at least one of its words is in no
+   product's text.
+3. For each missing phrase the candidates are the lemmas of its senses (synonyms), of their direct
+   hypernyms ("throw pillow" is a kind of "cushion") and direct hyponyms ("cushion" -> "pillow"),
+   from its three most frequent senses that name goods (WordNet's artifact, food, substance,
+   plant, animal and natural-object classes: "quarter" the fraction is not one). A candidate is
+   kept only when the catalogue uses it, with a weight of
+   ``relation x sense x evidence x specificity``:
+
+   * relation: synonym 1.0, hypernym 0.8, hyponym 0.6; sense: 1.0, 0.8, 0.6 by sense frequency;
+   * evidence: how many products use the term, ``min(1, log(1 + n) / log(1 + FULL_EVIDENCE))``
+     (one product might be a passing word in a description; three name a kind the shop sells);
+   * specificity: 1 up to ``max_share`` of the catalogue, then falling to 0 as the term covers
+     every product (a hypernym like "seat" that matches most of a furniture shop ranks nothing).
+
+   When the catalogue uses a synonym, only synonyms are kept ("couch" -> "sofa", not also "seat");
+   of the rest, the best ``max_terms`` per phrase at or above ``min_weight`` are added.
+
+Counting is the caller's: ``count_terms(terms, cap)`` returns how many products use each term
+(the search service asks the store's full-text index; see ``services.query``). Nothing here reads a
+database, so the rules are tested on plain dictionaries.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+
+from multimodal_search.ranking import colour, wordnet
+from multimodal_search.ranking.text import GENDER_WORDS, words
+
+SYNONYM = "synonym"
+HYPERNYM = "hypernym"
+HYPONYM = "hyponym"
+RELATION_WEIGHTS = {SYNONYM: 1.0, HYPERNYM: 0.8, HYPONYM: 0.6}
+#: weights of a word's most frequent WordNet senses that name goods (later senses are not used)
+SENSE_WEIGHTS = (1.0, 0.8, 0.6)
+#: products using a term for full evidence that the shop names a kind with it
+FULL_EVIDENCE = 3
+MAX_PHRASE_WORDS = 3
+MIN_WORD_LENGTH = 3
+#: candidates counted per missing phrase, best relation first (bounds the counting query)
+MAX_CANDIDATES = 40
+#: PostgreSQL's English stop words that WordNet also lists as nouns, and other words that name no product
+STOP_WORDS = frozenset(
+    """all also and any are but can did does doing don few for from had has have her here him his how
+    its just more most nor not now off once only other our out own same she should some such than
+    that the their them then there these they this those too very was were what when where which
+    while who whom why will with you your size new best""".split()  # noqa: SIM905 (a list would take 70 lines)
+)
+_SKIP = STOP_WORDS | {word for names in GENDER_WORDS.values() for word in names}
+
+#: ``count_terms(terms, cap)``: how many products use each term, up to ``cap`` ({"cushion": 12});
+#: terms no product uses may be left out
+CountTerms = Callable[[Sequence[str], int], Mapping[str, int]]
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """A term added to a query.
+
+    Attributes:
+        phrase: the query's words the catalogue does not use ("throw pillow").
+        term: the catalogue's word for them ("cushion").
+        relation: how WordNet relates them (``SYNONYM``, ``HYPERNYM``, ``HYPONYM``).
+        weight: relation x sense x evidence x specificity, in (0, 1].
+        products: products that use the term (as counted, possibly capped).
+    """
+
+    phrase: str
+    term: str
+    relation: str
+    weight: float
+    products: int
+
+
+def _expandable(word: str) -> bool:
+    return len(word) >= MIN_WORD_LENGTH and word.isalpha() and word not in _SKIP and not colour.colours_in_text(word)
+
+
+def phrases(text: str) -> list[str]:
+    """The query's WordNet nouns and noun phrases, longest first from the left ("black throw pillows" ->
+    ["throw pillows"]); colour, gender, stop and short words are not phrases of their own."""
+    tokens = words(text)
+    found: list[str] = []
+    i = 0
+    while i < len(tokens):
+        for size in range(min(MAX_PHRASE_WORDS, len(tokens) - i), 0, -1):
+            part = tokens[i : i + size]
+            if size == 1 and not _expandable(part[0]):
+                continue
+            if size > 1 and not any(_expandable(word) for word in part):
+                continue
+            phrase = " ".join(part)
+            if wordnet.is_noun(phrase):
+                found.append(phrase)
+                i += size
+                break
+        else:
+            i += 1
+    return list(dict.fromkeys(found))
+
+
+def missing(units: Sequence[str], counts: Mapping[str, int]) -> list[str]:
+    """The phrases no product uses, and of which at least one word is in no product's text."""
+    return [
+        unit
+        for unit in units
+        if not counts.get(unit, 0) and (len(unit.split()) == 1 or any(not counts.get(w, 0) for w in unit.split()))
+    ]
+
+
+def candidates(phrase: str) -> dict[str, tuple[str, float]]:
+    """term -> (relation, relation x sense weight): the best link from ``phrase`` to each WordNet neighbour."""
+    own = set(wordnet.base_forms(phrase)) | {phrase}
+    best: dict[str, tuple[str, float]] = {}
+    goods = [sense for sense in wordnet.senses(phrase) if sense.lexname in wordnet.GOODS]
+    for sense, weight in zip(goods, SENSE_WEIGHTS):
+        related = [(SYNONYM, sense.lemmas)]
+        related += [(HYPERNYM, wordnet.synset(o).lemmas) for o in sense.hypernyms]
+        related += [(HYPONYM, wordnet.synset(o).lemmas) for o in sense.hyponyms]
+        for relation, lemmas in related:
+            score = RELATION_WEIGHTS[relation] * weight
+            for lemma in lemmas:
+                if lemma.replace(" ", "_") in own or lemma in own or not words(lemma):
+                    continue
+                if lemma not in best or best[lemma][1] < score:
+                    best[lemma] = (relation, score)
+    ranked = sorted(best.items(), key=lambda item: (-item[1][1], item[0]))
+    return dict(ranked[:MAX_CANDIDATES])
+
+
+def support(products: int, total: int, max_share: float) -> float:
+    """evidence x specificity of a term used by ``products`` of ``total`` products (0 when unused)."""
+    if products <= 0:
+        return 0.0
+    evidence = min(1.0, math.log1p(products) / math.log1p(FULL_EVIDENCE))
+    share = products / max(total, products)
+    specificity = 1.0 if share <= max_share else max(0.0, (1.0 - share) / (1.0 - max_share))
+    return evidence * specificity
+
+
+def plan(
+    text: str,
+    count_terms: CountTerms,
+    total: Callable[[], int],
+    *,
+    max_terms: int = 3,
+    max_share: float = 0.25,
+    min_weight: float = 0.1,
+    count_cap: int = 1000,
+    covered: Collection[str] = (),
+) -> list[Expansion]:
+    """The catalogue's terms for the query's phrases it does not use, best first per phrase.
+
+    Args:
+        text: the shopper's words.
+        count_terms: products using each term, up to a cap (called at most twice: whether the query's
+            phrases and words are used at all, cap 1, then the candidates of the missing ones).
+        total: products in the catalogue (called only when something is missing).
+        max_terms: most terms added per missing phrase.
+        max_share: share of the catalogue a term may cover before it counts as too general.
+        min_weight: weakest expansion kept.
+        count_cap: most products counted per candidate (a larger count is taken as this many).
+        covered: words another expansion already handles (those of the shopper synonym list's phrases
+            the query names): a phrase with any of them is not expanded.
+    """
+    units = [unit for unit in phrases(text) if not set(unit.split()) & set(covered)]
+    if not units:
+        return []
+    asked = list(dict.fromkeys(units + [w for unit in units if " " in unit for w in unit.split()]))
+    gaps = missing(units, count_terms(asked, 1))
+    if not gaps:
+        return []
+    options = {gap: candidates(gap) for gap in gaps}
+    terms = list(dict.fromkeys(term for found in options.values() for term in found))
+    counts = count_terms(terms, count_cap) if terms else {}
+    size = total() if counts else 0
+    present = set(words(text))
+    chosen: list[Expansion] = []
+    for gap, found in options.items():
+        kept = []
+        for term, (relation, score) in found.items():
+            if set(words(term)) <= present:
+                continue
+            products = int(counts.get(term, 0))
+            weight = score * support(products, size, max_share)
+            if weight >= min_weight:
+                kept.append(Expansion(gap, term, relation, round(weight, 4), products))
+        if any(e.relation == SYNONYM for e in kept):  # the shop's synonym is its word; relatives only widen
+            kept = [e for e in kept if e.relation == SYNONYM]
+        kept.sort(key=lambda e: (-e.weight, e.term))
+        chosen += kept[:max_terms]
+    return chosen
+
+
+def expanded_text(text: str, expansions: Sequence[Expansion]) -> str:
+    """``text`` followed by the expansions' terms not already in it (what keyword search ORs)."""
+    present = set(words(text))
+    extra = [e.term for e in expansions if not set(words(e.term)) <= present]
+    return f"{text} {' '.join(dict.fromkeys(extra))}" if extra else text
+
+
+def variant(text: str, expansion: Expansion) -> str:
+    """``text`` with the expansion's phrase replaced by its term ("black throw pillow" -> "black cushion")."""
+    pattern = r"\b" + r"\W+".join(re.escape(word) for word in expansion.phrase.split()) + r"\b"
+    replaced, count = re.subn(pattern, expansion.term, text, count=1, flags=re.IGNORECASE)
+    return replaced if count else f"{text} {expansion.term}"

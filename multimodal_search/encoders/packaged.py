@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -189,6 +190,12 @@ class PackagedEncoder(BaseEncoder):
             heads = self.heads
         chosen = heads.config.get("photo_colour_weight") if heads is not None else None
         return self.colour_weight if chosen is None else float(chosen)
+
+    def photo_relevance(self) -> Mapping[str, Any] | None:
+        """The photo-query calibration ``mmsearch_train`` fitted with the photo features in use (head file)."""
+        heads = self.heads
+        value = heads.config.get("photo_relevance") if heads is not None else None
+        return value if isinstance(value, Mapping) else None
 
     @property
     def features_carry_colour(self) -> bool:  # type: ignore[override]

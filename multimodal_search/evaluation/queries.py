@@ -9,6 +9,12 @@ One object per line::
 grade: 2 = exactly what was asked, 1 = acceptable; unlisted products are 0. A photo
 path is relative to the query file. Optional ``split`` ("heldout", "train", ...)
 lets a run report one part only; other keys are ignored.
+
+A *negative* query asks for something the catalogue does not sell: ``"negative": true`` and
+``graded`` empty (or absent). It is not scored by relevance; the runner reports the share of
+negatives that return no result and their top scores::
+
+    {"qid": "n1", "kind": "text", "query": "espresso machine", "negative": true, "graded": {}}
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ class JudgedQuery:
     graded: dict[str, int]
     split: str | None = None
     line: int = 0
+    negative: bool = False
 
     @property
     def photo_path(self) -> Path:
@@ -99,13 +106,20 @@ def _parse_line(line: str, base: Path, number: int) -> JudgedQuery:
         if not photo.is_file():
             raise ValueError(f"photo not found: {query}")
         query = str(photo)
+    negative = data.get("negative", False)
+    if not isinstance(negative, bool):
+        raise ValueError("negative must be true or false")
     graded = data.get("graded")
-    if not isinstance(graded, dict) or not graded:
+    if negative:
+        if graded:
+            raise ValueError("a negative query has no graded items")
+        graded = {}
+    elif not isinstance(graded, dict) or not graded:
         raise ValueError('graded must be a non-empty object like {"SKU": 2}')
     for item, grade in graded.items():
         if isinstance(grade, bool) or not isinstance(grade, int) or not 0 <= grade <= 3:
             raise ValueError(f"grade of {item!r} must be an integer 0-3, not {json.dumps(grade)}")
-    if not target_items(graded):
+    if not negative and not target_items(graded):
         raise ValueError("graded has no item with grade 1 or more")
     split = data.get("split")
     if split is not None and not isinstance(split, str):
@@ -117,4 +131,5 @@ def _parse_line(line: str, base: Path, number: int) -> JudgedQuery:
         graded=dict(graded),
         split=split,
         line=number,
+        negative=negative,
     )

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from multimodal_search.evaluation.queries import KINDS
-from multimodal_search.evaluation.runner import PLAIN_KNN
+from multimodal_search.evaluation.runner import PLAIN_KNN, REFERENCES
 
 _COLUMNS = (
     ("ndcg", "nDCG@{k}"),
@@ -36,11 +36,11 @@ def _cell_text(summary: Mapping[str, Any], name: str, kind: str) -> str:
 
 
 def best_method(results: Mapping[str, Any], kind: str) -> str | None:
-    """The method with the highest nDCG on ``kind`` (``PLAIN_KNN`` excluded; first listed wins ties)."""
+    """The method with the highest nDCG on ``kind`` (``REFERENCES`` excluded; first listed wins ties)."""
     best: tuple[float, str] | None = None
     for method, kinds in results["methods"].items():
         value = kinds[kind].get("ndcg")
-        if method != PLAIN_KNN and value is not None and (best is None or value > best[0]):
+        if method not in REFERENCES and value is not None and (best is None or value > best[0]):
             best = (value, method)
     return best[1] if best else None
 
@@ -61,14 +61,14 @@ def format_table(results: Mapping[str, Any]) -> str:
     def fmt(row: Sequence[str]) -> str:
         return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
 
-    counts = ", ".join(f"{n} {kind}" for kind, n in results["counts"].items() if n)
+    judged = [f"{n} {kind}" for kind, n in results["counts"].items() if n]
+    negatives = [f"{n} negative {kind}" for kind, n in (results.get("negative_counts") or {}).items() if n]
     lines = [
-        f"Relevance: {counts} queries (split {results['split'] or 'all'}, k={k}); "
+        f"Relevance: {', '.join(judged + negatives)} queries (split {results['split'] or 'all'}, k={k}); "
         f"{results['indexed']}/{results['products']} products indexed with {results['model_id']}",
-        fmt(headers),
-        fmt(["-" * w for w in widths]),
-        *(fmt(r) for r in rows),
     ]
+    if rows:
+        lines += [fmt(headers), fmt(["-" * w for w in widths]), *(fmt(r) for r in rows)]
     for kind in KINDS:
         best = best_method(results, kind)
         if best is None:
@@ -87,4 +87,25 @@ def format_table(results: Mapping[str, Any]) -> str:
                 f"plain vector search p50 {reference['p50_ms']:.1f} ms / p95 {reference['p95_ms']:.1f} ms; "
                 f"ratio {summary['p50_ms'] / reference['p50_ms']:.2f}x"
             )
+    lines.extend(negative_lines(results))
     return "\n".join(lines)
+
+
+def negative_lines(results: Mapping[str, Any]) -> list[str]:
+    """Per method and kind: the share of negative queries that returned nothing, and their top scores."""
+    counts = results.get("negative_counts") or {}
+    lines = []
+    for kind in KINDS:
+        if not counts.get(kind):
+            continue
+        lines.append(f"negative {kind} queries ({counts[kind]}): share with no result; top score p50 / p90 / max")
+        for method, kinds in results["negatives"].items():
+            summary = kinds[kind]
+            if summary.get("skipped") is not None or not summary.get("n"):
+                continue
+            scores = " / ".join(
+                f"{summary[name]:.3f}" if summary.get(name) is not None else "-"
+                for name in ("top_score_p50", "top_score_p90", "top_score_max")
+            )
+            lines.append(f"  {method:<16} {summary['zero_share']:.3f}   {scores}")
+    return lines

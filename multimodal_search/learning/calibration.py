@@ -106,7 +106,7 @@ def fit_calibrations(
     first = np.array([p[r.relevant.argmax()] for p, r in zip(probability, answerable) if r.relevant.any()])
     related = min(float(np.sort(first)[int(MAX_LOST * len(first))]) if len(first) else EVEN_ODDS, EVEN_ODDS)
     top = np.array([p[0] for p in probability])
-    exact = _precision_cut(top, np.array([bool(r.relevant[0]) for r in ranked]), floor=related)
+    exact = precision_cut(top, np.array([bool(r.relevant[0]) for r in ranked]), floor=related)
     best_unanswerable = np.array([p.max() for p in probability[len(answerable) :]])
     report.update(
         {
@@ -121,7 +121,7 @@ def fit_calibrations(
     return calibrations, {c.RELATED: round(related, 6), c.EXACT: round(exact, 6)}, report
 
 
-def _precision_cut(scores: np.ndarray, hits: np.ndarray, *, floor: float) -> float:
+def precision_cut(scores: np.ndarray, hits: np.ndarray, *, floor: float) -> float:
     """The lowest score down to which the top-scored items are hits at least ``EXACT_PRECISION`` of the time."""
     order = np.argsort(-scores, kind="stable")
     precision = np.cumsum(hits[order]) / np.arange(1, len(order) + 1)

@@ -40,6 +40,7 @@ from multimodal_search.learning.heads import (
     train_visual_projection,
 )
 from multimodal_search.learning.labels import Label
+from multimodal_search.learning.photo_relevance import fit_photo_relevance
 from multimodal_search.learning.photos import CROPS_PER_PHOTO, VIEW_RECIPE, build_training_set, collect_items
 from multimodal_search.learning.publishing import default_head_path, head_version, publish, save_versioned
 
@@ -94,7 +95,9 @@ def choose_photo_features(
 
     Returns:
         ``{"projection": bool, "colour_weight": float, "queries": n, "table": {recipe: {1: r, 5: r}},
-        "reason": str}``; ``colour_weight`` is what the encoder then uses in ``features``.
+        "relevance": {...} | None, "reason": str}``; ``colour_weight`` is what the encoder then uses in
+        ``features``, ``relevance`` the photo-query calibration fitted on the same photos with the chosen
+        recipe (``learning.photo_relevance``; None when there were too few to validate on).
     """
     aside = np.array([in_validation(key) for key in keys])[photo_item]
     first = np.zeros(len(photo_item), dtype=bool)
@@ -106,6 +109,7 @@ def choose_photo_features(
             "colour_weight": colour_weight,
             "queries": len(queries),
             "table": {},
+            "relevance": None,
             "reason": f"only {len(queries)} second photos to validate on (< {MIN_VALIDATION_QUERIES})",
         }
     weights = sorted({step * colour_weight for step in COLOUR_STEPS}) if colour_weight > 0 else [0.0]
@@ -124,6 +128,9 @@ def choose_photo_features(
             features = stored_features(views, colours, weight, net)
             table[(projected, weight)] = leave_one_out_recall(features, photo_item, queries)
     best = max(table, key=lambda recipe: (_recall_score(table[recipe]), -int(recipe[0]), -recipe[1]))
+    chosen = stored_features(
+        views, colours, best[1], projections[0.0 if best[1] == 0 else colour_weight] if best[0] else None
+    )
     names = {recipe: ("projection" if recipe[0] else "backbone") + f"+colour {recipe[1]:g}" for recipe in table}
     recall = table[best]
     return {
@@ -131,6 +138,7 @@ def choose_photo_features(
         "colour_weight": best[1],
         "queries": len(queries),
         "table": {names[recipe]: value for recipe, value in table.items()},
+        "relevance": fit_photo_relevance(chosen, photo_item, queries),
         "reason": (
             f"validation R@1/R@5 {recall[1]:.2f}/{recall[5]:.2f} with {names[best]} ("
             + ", ".join(f"{names[r]} {table[r][1]:.2f}/{table[r][5]:.2f}" for r in table if r != best)
@@ -272,6 +280,7 @@ def train_heads(
         "colour_weight": encoder.colour_weight,
         # what the validation chose: the encoder weighs the colour histogram in ``features`` by this
         "photo_colour_weight": check["colour_weight"],
+        "photo_relevance": check["relevance"],
         "photo_validation": {
             name: {str(k): round(r, 4) for k, r in rec.items()} for name, rec in check["table"].items()
         },

@@ -85,6 +85,38 @@ class Calibration:
         )
 
 
+@dataclass
+class PhotoCalibration:
+    """Photo queries: the probability that a result is the product in the photo, from its best-photo cosine
+    (the ``visual`` signal). Fitted by ``mmsearch_train`` on the catalogue's own second photos
+    (``learning.photo_relevance``) and stored in the head file with its cuts."""
+
+    weight: float
+    bias: float
+    mean: float
+    scale: float
+
+    def probability(self, similarity: np.ndarray) -> np.ndarray:
+        logits = (np.asarray(similarity, dtype=np.float64) - self.mean) / self.scale * self.weight + self.bias
+        return 1 / (1 + np.exp(-np.clip(logits, -50, 50)))
+
+    def relevance(self, pool: Sequence[str], signals: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+        """Each candidate's probability; a candidate without a ``visual`` value counts as cosine 0."""
+        visual = signals.get(v.VISUAL, {})
+        probability = self.probability(np.array([visual.get(pk, 0.0) for pk in pool]))
+        return {pk: float(probability[row]) for row, pk in enumerate(pool)}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"input": v.VISUAL, "weight": self.weight, "bias": self.bias, "mean": self.mean, "scale": self.scale}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> PhotoCalibration | None:
+        """The calibration, or None (none stored, or one over another input)."""
+        if not data or data.get("input") != v.VISUAL:
+            return None
+        return cls(float(data["weight"]), float(data["bias"]), float(data["mean"]), float(data["scale"]))
+
+
 def match_summary(relevances: Sequence[float | None], exact: float | None, related: float | None) -> str | None:
     """``exact`` when the top result is at least ``exact`` relevant, ``related`` when a result is at
     least ``related`` relevant, ``none`` when no result passes (or there are none); ``None`` when the

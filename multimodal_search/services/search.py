@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,7 @@ from multimodal_search.conf import search_settings
 from multimodal_search.encoders import get_encoder
 from multimodal_search.ranking import calibration, fusion
 from multimodal_search.ranking import vocabulary as v
+from multimodal_search.ranking.query import Query
 from multimodal_search.ranking.reranker import Reranker, get_reranker
 from multimodal_search.ranking.weights import signal_weights
 from multimodal_search.services.candidates import Signals, collect_signals
@@ -79,7 +81,8 @@ def search_products(
         method: fusion method, one of ``METHODS`` (default: settings FUSION.METHOD).
         min_relevance: drop results whose relevance is below this (0..1), or ``"auto"`` for the
             ``related`` cut ``mmsearch_train`` chose; None (default) keeps every result. Results
-            of unknown relevance (photo queries, nothing trained) are kept.
+            of unknown relevance (text with a photo, nothing trained) are kept. For a photo query,
+            relevance is the probability that a result is the product in the photo.
 
     Returns:
         ranked hits with per-modality signals, an explanation of shares over the signals that
@@ -102,7 +105,7 @@ def search_products(
     candidates = max(int(fusion_settings["CANDIDATES"]), k)
     names = set(weights) | ({v.FUSED} if method == v.EMBEDDING else set())
     pool, signals = collect_signals(query, names, model_id, candidates, [category] if category else [])
-    trained = get_reranker(model_id) if query.image_features is None else None  # photos: uncalibrated
+    trained = get_reranker(model_id) if query.image_features is None else None  # photos: see _relevance
     reranker = trained if method == v.RERANK and v.VISUAL not in weights else None
     if method == v.RERANK and reranker is None:
         method = v.FEATURE  # nothing trained for this encoder yet (or a photo query): feature-level fusion
@@ -130,7 +133,7 @@ def search_products(
     if method == v.LEXICAL_ONLY:
         scores = {pk: value for pk, value in scores.items() if value > 0}
     order = fusion.rank(scores, seed=query.tie_seed)[:k]
-    relevance = _relevance(trained, pool, signals, reranker is not None)
+    relevance, cuts = _relevance(trained, encoder.photo_relevance(), query, pool, signals, reranker is not None)
     hits = [
         SearchHit(
             product_pk=pk,
@@ -142,13 +145,13 @@ def search_products(
         )
         for pk, product in _products(order)
     ]
-    cut = _cut(min_relevance, trained, calibration.RELATED)
+    cut = _cut(min_relevance, cuts, calibration.RELATED)
     if cut is not None:
         hits = [hit for hit in hits if hit.relevance is None or hit.relevance >= cut]
     match = calibration.match_summary(
         [hit.relevance for hit in hits],
-        _cut(_setting("EXACT"), trained, calibration.EXACT),
-        _cut(_setting("RELATED"), trained, calibration.RELATED),
+        _cut(_setting("EXACT"), cuts, calibration.EXACT),
+        _cut(_setting("RELATED"), cuts, calibration.RELATED),
     )
     took_ms = (time.perf_counter() - started) * 1000
     query_info = {"text": (text or "").strip() or None, "image": image is not None, "k": k, "category": category}
@@ -184,18 +187,32 @@ def _setting(name: str) -> MinRelevance:
     return value
 
 
-def _relevance(trained: Reranker | None, pool: list[str], signals: Signals, reranked: bool) -> dict[str, float] | None:
-    """Each candidate's calibrated relevance: from the re-ranker's logit when it ranked them, else from
-    the text and photo cosines every text query has; None without a calibrated re-ranker."""
-    if trained is None:
-        return None
-    return trained.relevance(pool, signals, calibration.RERANK if reranked else calibration.SIGNALS)
+def _relevance(
+    trained: Reranker | None,
+    photo: Mapping[str, Any] | None,
+    query: Query,
+    pool: list[str],
+    signals: Signals,
+    reranked: bool,
+) -> tuple[dict[str, float] | None, Mapping[str, float]]:
+    """Each candidate's calibrated relevance and the cuts that go with it (None and no cuts: unknown).
+
+    Text queries: from the re-ranker's logit when it ranked them, else from the text and photo cosines.
+    Photo queries (no words): the probability that a result is the product in the photo, from its best
+    photo's cosine (``photo``: the encoder's fitted calibration). Text with a photo: unknown.
+    """
+    if trained is not None:
+        return trained.relevance(pool, signals, calibration.RERANK if reranked else calibration.SIGNALS), trained.cuts
+    model = calibration.PhotoCalibration.from_json((photo or {}).get("calibration"))
+    if model is None or query.text_vector is not None or query.image_features is None or v.VISUAL not in signals:
+        return None, {}
+    return model.relevance(pool, signals), {name: float(value) for name, value in (photo or {})["cuts"].items()}
 
 
-def _cut(value: MinRelevance, trained: Reranker | None, name: str) -> float | None:
+def _cut(value: MinRelevance, cuts: Mapping[str, float], name: str) -> float | None:
     """A configured or requested cut as a number: ``"auto"`` is the trained one (None when untrained)."""
     if value == AUTO:
-        return None if trained is None else trained.cuts.get(name)
+        return cuts.get(name)
     return None if value is None else float(value)
 
 

@@ -1,4 +1,5 @@
-"""python manage.py mmsearch_evaluate QUERIES.jsonl [--method M ...] [--split S] [--k 10] [--json OUT]"""
+"""python manage.py mmsearch_evaluate QUERIES.jsonl [--method M ...] [--backbone] [--min-relevance R] [--split S]
+[--k 10] [--json OUT]"""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ class Command(BaseCommand):
     help = (
         "Measure search relevance on judged queries: nDCG@k, recall@k, MRR (and R@1/R@5 for "
         "photo queries) plus latency, per method and query kind, all methods in one run. "
-        "A plain kNN search (encode + one HNSW query) is always added as the latency reference."
+        "A plain kNN search (encode + one HNSW query) is always added as the latency reference; "
+        "--backbone adds the raw EfficientNet baseline for photo queries. Negative queries (things the "
+        "catalogue does not sell) are reported as the share returning nothing and their top scores."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -29,6 +32,17 @@ class Command(BaseCommand):
             dest="methods",
             metavar="M",
             help="method to evaluate (repeatable; default: every method of the service)",
+        )
+        parser.add_argument(
+            "--backbone",
+            action="store_true",
+            help="also rank photo queries by raw backbone features, best photo per product (a baseline row)",
+        )
+        parser.add_argument(
+            "--min-relevance",
+            default=None,
+            metavar="R",
+            help="passed to the search service as min_relevance (a number, or what the service accepts)",
         )
         parser.add_argument("--split", default=None, help="only queries with this split (e.g. heldout)")
         parser.add_argument("--k", type=int, default=10, help="metric cut-off (default 10)")
@@ -42,13 +56,19 @@ class Command(BaseCommand):
         split: str | None,
         k: int,
         json_out: str | None,
+        backbone: bool = False,
+        min_relevance: str | None = None,
         **options: Any,
     ) -> None:
-        available = [*services.METHODS, runner.PLAIN_KNN]
+        available = [*services.METHODS, *runner.REFERENCES]
         unknown = [m for m in methods or [] if m not in available]
         if unknown:
             raise CommandError(f"unknown method {unknown[0]!r}; choose from {', '.join(available)}")
-        chosen = list(dict.fromkeys([*(methods or services.METHODS), runner.PLAIN_KNN]))
+        references = [runner.PLAIN_KNN, runner.BACKBONE] if backbone else [runner.PLAIN_KNN]
+        chosen = list(dict.fromkeys([*(methods or services.METHODS), *references]))
+        search_options: dict[str, Any] = {}
+        if min_relevance is not None:
+            search_options["min_relevance"] = _number_or_word(min_relevance)
         limit = runner.MAX_RESULTS - runner.TIE_MARGIN
         if not 1 <= k <= limit:
             raise CommandError(f"--k must be between 1 and {limit}")
@@ -73,8 +93,14 @@ class Command(BaseCommand):
             file=getattr(self.stderr, "_out", None),
             disable=options.get("verbosity", 1) == 0,
         ) as bar:
-            results = runner.run_evaluation(selected, chosen, k=k, split=None, progress=bar.update)
+            try:
+                results = runner.run_evaluation(
+                    selected, chosen, k=k, split=None, progress=bar.update, search_options=search_options
+                )
+            except services.SearchError as exc:
+                raise CommandError(str(exc)) from None
         results["split"] = split
+        results["search_options"] = search_options
         results["queries_file"] = str(Path(queries).resolve())
         self.stdout.write(report.format_table(results))
         if json_out:
@@ -85,3 +111,10 @@ class Command(BaseCommand):
             except OSError as exc:
                 raise CommandError(f"cannot write {out}: {exc}") from exc
             self.stdout.write(f"wrote {out}")
+
+
+def _number_or_word(value: str) -> float | str:
+    try:
+        return float(value)
+    except ValueError:
+        return value

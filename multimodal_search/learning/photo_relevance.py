@@ -1,0 +1,90 @@
+"""Fits the relevance of photo-query results: how likely a result is the product in the photo.
+
+Data: the validation photos :func:`learning.projection.choose_photo_features` asks with (each second
+photo of a set-aside product), scored with the photo features it chose, every product by its best
+photo (the query photo itself left out). Each query is used twice, as for text
+(``learning.calibration``):
+
+* as it is: the product in the photo is relevant, every other product irrelevant;
+* *leave-product-out*: the same search without the photo's product, what a photo of something the shop
+  does not sell looks like (the best results are then merely the most alike).
+
+Only each query's top ``TOP`` products are used. A logistic layer over the best-photo cosine gives the
+probability (``ranking.calibration.PhotoCalibration``). Cuts:
+
+* ``related`` (the storefront's threshold): below the best result of all but ``MAX_LOST`` of the
+  leave-product-out searches. A result under it looks less like the photo than the nearest *other*
+  product nearly always does, so a photo whose best match is under it shows nothing like it is sold;
+* ``exact``: the lowest cut at which the top result is the photo's product at least
+  ``EXACT_PRECISION`` of the time (at least ``related``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from multimodal_search.learning.calibration import EXACT_PRECISION, MAX_LOST, TOP, precision_cut
+from multimodal_search.learning.fitting import fit_sigmoid
+from multimodal_search.ranking import calibration as c
+
+
+def best_photo_scores(features: np.ndarray, photo_item: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """(queries, items): each product's best photo cosine to each query photo, the query photo left out."""
+    scores = features[queries] @ features.T
+    scores[np.arange(len(queries)), queries] = -np.inf
+    n_items = int(photo_item.max()) + 1
+    per_item = np.full((len(queries), n_items), -np.inf, dtype=np.float32)
+    for item in range(n_items):
+        columns = photo_item == item
+        if columns.any():
+            per_item[:, item] = scores[:, columns].max(axis=1)
+    return per_item
+
+
+def fit_photo_relevance(features: np.ndarray, photo_item: np.ndarray, queries: np.ndarray) -> dict[str, Any]:
+    """The photo calibration and its cuts, as stored in the head file (``photo_relevance``).
+
+    Returns:
+        ``{"calibration": {...}, "cuts": {"related": p, "exact": p}, "report": {...}}``.
+    """
+    per_item = best_photo_scores(features, photo_item, queries)
+    own = photo_item[queries]
+    sims: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    tops: list[tuple[float, bool]] = []
+    left_best: list[float] = []
+    for row, item in enumerate(own):
+        values = per_item[row]
+        order = np.argsort(-values, kind="stable")
+        order = order[np.isfinite(values[order])]
+        for keep_own in (True, False):
+            ranked = order if keep_own else order[order != item]
+            ranked = ranked[:TOP]
+            if not len(ranked):
+                continue
+            sims.append(values[ranked].astype(np.float64))
+            labels.append((ranked == item).astype(np.float64))
+            tops.append((float(values[ranked[0]]), bool(ranked[0] == item)))
+            if not keep_own:
+                left_best.append(float(values[ranked[0]]))
+    x = np.concatenate(sims)[:, None]
+    y = np.concatenate(labels)
+    weights, bias, mean, scale = fit_sigmoid(x, y[:, None], sample_weight=np.full((len(y), 1), 1 / len(y)), epochs=2000)
+    model = c.PhotoCalibration(float(weights[0, 0]), float(bias[0]), float(mean[0]), float(scale[0]))
+    best_left = model.probability(np.array(left_best))
+    related = float(np.sort(best_left)[int(MAX_LOST * len(best_left))])
+    top_p = model.probability(np.array([score for score, _ in tops]))
+    exact = precision_cut(top_p, np.array([hit for _, hit in tops]), floor=related)
+    report = {
+        "queries": len(queries),
+        "top": TOP,
+        "exact_share": round(float((top_p[0::2] >= exact).mean()), 4),
+        "exact_precision": EXACT_PRECISION,
+    }
+    return {
+        "calibration": model.to_json(),
+        "cuts": {c.RELATED: round(related, 6), c.EXACT: round(exact, 6)},
+        "report": report,
+    }

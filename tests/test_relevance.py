@@ -264,6 +264,15 @@ def test_photo_relevance_is_fitted_on_own_and_leave_product_out_searches():
     stranger = np.random.default_rng(9).standard_normal(32)
     stranger /= np.linalg.norm(stranger)
     assert model.probability(np.array([float((features @ stranger).max())]))[0] < cuts["related"]
+    # worse-framed copies of the query photos (crops) also ask: the related cut comes down to meet them
+    rough = features[queries] + np.random.default_rng(4).standard_normal((len(queries), 32)) * 0.1
+    rough /= np.linalg.norm(rough, axis=1, keepdims=True)
+    with_crops = fit_photo_relevance(features, photo_item, queries, extra_queries=[rough])
+    assert with_crops["report"]["queries"] == 2 * len(queries)
+    loose = calibration.PhotoCalibration.from_json(with_crops["calibration"])
+    assert loose is not None
+    related_similarity = lambda model, p: model.mean + (np.log(p / (1 - p)) - model.bias) / model.weight * model.scale  # noqa: E731
+    assert related_similarity(loose, with_crops["cuts"]["related"]) < related_similarity(model, cuts["related"])
 
 
 @pytest.mark.django_db

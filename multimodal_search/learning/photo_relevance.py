@@ -1,8 +1,8 @@
 """Fits the relevance of photo-query results: how likely a result is the product in the photo.
 
 Data: the validation photos :func:`learning.projection.choose_photo_features` asks with (each second
-photo of a set-aside product), scored with the photo features it chose, every product by its best
-photo (the query photo itself left out). Each query is used twice, as for text
+photo of a set-aside product, and a random crop of it: shoppers frame worse than a studio), scored
+with the photo features it chose, every product by its best photo (the query photo itself left out). Each query is used twice, as for text
 (``learning.calibration``):
 
 * as it is: the product in the photo is relevant, every other product irrelevant;
@@ -21,6 +21,7 @@ probability (``ranking.calibration.PhotoCalibration``). Cuts:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -30,9 +31,15 @@ from multimodal_search.learning.fitting import fit_sigmoid
 from multimodal_search.ranking import calibration as c
 
 
-def best_photo_scores(features: np.ndarray, photo_item: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """(queries, items): each product's best photo cosine to each query photo, the query photo left out."""
-    scores = features[queries] @ features.T
+def best_photo_scores(
+    features: np.ndarray, photo_item: np.ndarray, queries: np.ndarray, query_features: np.ndarray | None = None
+) -> np.ndarray:
+    """(queries, items): each product's best photo cosine to each query photo, the query photo left out.
+
+    ``query_features`` (one row per query) ask instead of the query photos' own rows (e.g. a crop of
+    each); the photo they were made from is still left out of the gallery.
+    """
+    scores = (features[queries] if query_features is None else query_features) @ features.T
     scores[np.arange(len(queries)), queries] = -np.inf
     n_items = int(photo_item.max()) + 1
     per_item = np.full((len(queries), n_items), -np.inf, dtype=np.float32)
@@ -43,14 +50,29 @@ def best_photo_scores(features: np.ndarray, photo_item: np.ndarray, queries: np.
     return per_item
 
 
-def fit_photo_relevance(features: np.ndarray, photo_item: np.ndarray, queries: np.ndarray) -> dict[str, Any]:
+def fit_photo_relevance(
+    features: np.ndarray,
+    photo_item: np.ndarray,
+    queries: np.ndarray,
+    *,
+    extra_queries: Sequence[np.ndarray] = (),
+) -> dict[str, Any]:
     """The photo calibration and its cuts, as stored in the head file (``photo_relevance``).
+
+    Args:
+        features: (P, D) the chosen photo features of every validation-time photo.
+        photo_item: (P,) product index per photo.
+        queries: the query photos (indices into ``features``).
+        extra_queries: further (len(queries), D) query rows, each asking for the same products as
+            ``queries`` (e.g. a crop of each query photo), searched the same two ways.
 
     Returns:
         ``{"calibration": {...}, "cuts": {"related": p, "exact": p}, "report": {...}}``.
     """
-    per_item = best_photo_scores(features, photo_item, queries)
-    own = photo_item[queries]
+    blocks = [best_photo_scores(features, photo_item, queries)]
+    blocks += [best_photo_scores(features, photo_item, queries, extra) for extra in extra_queries]
+    per_item = np.concatenate(blocks)
+    own = np.tile(photo_item[queries], len(blocks))
     sims: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     tops: list[tuple[float, bool]] = []
@@ -78,7 +100,7 @@ def fit_photo_relevance(features: np.ndarray, photo_item: np.ndarray, queries: n
     top_p = model.probability(np.array([score for score, _ in tops]))
     exact = precision_cut(top_p, np.array([hit for _, hit in tops]), floor=related)
     report = {
-        "queries": len(queries),
+        "queries": len(own),
         "top": TOP,
         "exact_share": round(float((top_p[0::2] >= exact).mean()), 4),
         "exact_precision": EXACT_PRECISION,

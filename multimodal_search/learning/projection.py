@@ -128,9 +128,11 @@ def choose_photo_features(
             features = stored_features(views, colours, weight, net)
             table[(projected, weight)] = leave_one_out_recall(features, photo_item, queries)
     best = max(table, key=lambda recipe: (_recall_score(table[recipe]), -int(recipe[0]), -recipe[1]))
-    chosen = stored_features(
-        views, colours, best[1], projections[0.0 if best[1] == 0 else colour_weight] if best[0] else None
-    )
+    net = projections[0.0 if best[1] == 0 else colour_weight] if best[0] else None
+    chosen = stored_features(views, colours, best[1], net)
+    # shoppers' photos are framed worse than a studio's second photo: each query photo also asks as one of
+    # its random crops (the close-up stand-ins the projection trained on), when the views have them
+    crops = [stored_features(np.stack([views[2], views[2]]), colours, best[1], net)[queries]] if len(views) > 2 else []
     names = {recipe: ("projection" if recipe[0] else "backbone") + f"+colour {recipe[1]:g}" for recipe in table}
     recall = table[best]
     return {
@@ -138,7 +140,7 @@ def choose_photo_features(
         "colour_weight": best[1],
         "queries": len(queries),
         "table": {names[recipe]: value for recipe, value in table.items()},
-        "relevance": fit_photo_relevance(chosen, photo_item, queries),
+        "relevance": fit_photo_relevance(chosen, photo_item, queries, extra_queries=crops),
         "reason": (
             f"validation R@1/R@5 {recall[1]:.2f}/{recall[5]:.2f} with {names[best]} ("
             + ", ".join(f"{names[r]} {table[r][1]:.2f}/{table[r][5]:.2f}" for r in table if r != best)

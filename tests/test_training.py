@@ -348,7 +348,9 @@ def test_mmsearch_train_writes_a_head_and_reindexes(packaged_settings, tmp_path)
     # (how many of them fall in the validation fifth depends on their pks, which other tests move)
     assert second.visual is None
     assert re.fullmatch(
-        r"not used: only [0-2] second photos to validate on \(< 10\)", second.config["visual_projection"]
+        r"not used: only [0-2] second photos to validate on \(< 10\); photo queries get no relevance "
+        r"\(too few second photos to fit it on\)",
+        second.config["visual_projection"],
     )
     assert get_encoder().model_id.endswith(f"/head-{second.version}")
     assert len(list(packaged_settings.glob("packaged-head-*.pt"))) == 2

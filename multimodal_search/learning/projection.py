@@ -149,6 +149,14 @@ def choose_photo_features(
     }
 
 
+def _cuts_note(check: Mapping[str, Any]) -> str:
+    relevance = check.get("relevance")
+    if not relevance:
+        return "; photo queries get no relevance (too few second photos to fit it on)"
+    cuts = relevance["cuts"]
+    return f"; photo relevance fitted on {relevance['report']['queries']} searches: related >= {cuts['related']:.3f}, exact >= {cuts['exact']:.3f}"
+
+
 @dataclass
 class TrainingResult:
     version: str
@@ -286,7 +294,7 @@ def train_heads(
         "photo_validation": {
             name: {str(k): round(r, 4) for k, r in rec.items()} for name, rec in check["table"].items()
         },
-        "visual_projection": ("kept: " if check["projection"] else "not used: ") + check["reason"],
+        "visual_projection": ("kept: " if check["projection"] else "not used: ") + check["reason"] + _cuts_note(check),
     }
     archive = save_versioned(output, head, version, config, projection, publish_now=publish_now)
     return TrainingResult(

@@ -13,8 +13,10 @@ Only each query's top ``TOP`` products are used. A logistic layer over the best-
 probability (``ranking.calibration.PhotoCalibration``). Cuts:
 
 * ``related`` (the storefront's threshold): below the best result of all but ``MAX_LOST`` of the
-  leave-product-out searches. A result under it looks less like the photo than the nearest *other*
-  product nearly always does, so a photo whose best match is under it shows nothing like it is sold;
+  leave-product-out searches *and* below the photo's own product in all but ``MAX_LOST`` of the
+  searches as they are. A result under it looks less like the photo than the nearest *other* product
+  and than the right product nearly always do, so a photo whose best match is under it shows nothing
+  like it is sold;
 * ``exact``: the lowest cut at which the top result is the photo's product at least
   ``EXACT_PRECISION`` of the time (at least ``related``).
 """
@@ -95,8 +97,13 @@ def fit_photo_relevance(
     y = np.concatenate(labels)
     weights, bias, mean, scale = fit_sigmoid(x, y[:, None], sample_weight=np.full((len(y), 1), 1 / len(y)), epochs=2000)
     model = c.PhotoCalibration(float(weights[0, 0]), float(bias[0]), float(mean[0]), float(scale[0]))
-    best_left = model.probability(np.array(left_best))
-    related = float(np.sort(best_left)[int(MAX_LOST * len(best_left))])
+    best_left = np.sort(model.probability(np.array(left_best)))
+    own_product = np.sort(model.probability(per_item[np.arange(len(own)), own]))
+    # the looser of two cuts that each lose at most MAX_LOST: under the nearest other product, under the
+    # photo's own product (for a photo far from the studio's, the own product can be the less alike)
+    related = min(
+        float(best_left[int(MAX_LOST * len(best_left))]), float(own_product[int(MAX_LOST * len(own_product))])
+    )
     top_p = model.probability(np.array([score for score, _ in tops]))
     exact = precision_cut(top_p, np.array([hit for _, hit in tops]), floor=related)
     report = {

@@ -249,7 +249,8 @@ def _photo_validation(seed: int = 3):
 
 
 def test_photo_relevance_is_fitted_on_own_and_leave_product_out_searches():
-    from multimodal_search.learning.photo_relevance import best_photo_scores, fit_photo_relevance
+    from multimodal_search.learning.heads import best_photo_scores
+    from multimodal_search.learning.photo_relevance import fit_photo_relevance
 
     features, photo_item, queries = _photo_validation()
     fitted = fit_photo_relevance(features, photo_item, queries)

@@ -198,6 +198,25 @@ def text_to_image_recall(
     return float(np.clip((k - greater) / (equal + 1), 0, 1).mean())
 
 
+def best_photo_scores(
+    features: np.ndarray, photo_item: np.ndarray, queries: np.ndarray, query_features: np.ndarray | None = None
+) -> np.ndarray:
+    """(queries, items): each product's best photo cosine to each query photo, the query photo left out.
+
+    ``query_features`` (one row per query) ask instead of the query photos' own rows (e.g. a crop of
+    each); the photo they were made from is still left out of the gallery.
+    """
+    scores = (features[queries] if query_features is None else query_features) @ features.T
+    scores[np.arange(len(queries)), queries] = -np.inf
+    n_items = int(photo_item.max()) + 1
+    per_item = np.full((len(queries), n_items), -np.inf, dtype=np.float32)
+    for item in range(n_items):
+        columns = photo_item == item
+        if columns.any():
+            per_item[:, item] = scores[:, columns].max(axis=1)
+    return per_item
+
+
 def leave_one_out_recall(
     features: np.ndarray, photo_item: np.ndarray, queries: np.ndarray, ks: tuple[int, ...] = (1, 5)
 ) -> dict[int, float]:
@@ -212,14 +231,7 @@ def leave_one_out_recall(
     """
     if len(queries) == 0:
         return {k: 0.0 for k in ks}
-    scores = features[queries] @ features.T
-    scores[np.arange(len(queries)), queries] = -np.inf
-    n_items = int(photo_item.max()) + 1
-    per_item = np.full((len(queries), n_items), -np.inf, dtype=np.float32)
-    for item in range(n_items):
-        columns = photo_item == item
-        if columns.any():
-            per_item[:, item] = scores[:, columns].max(axis=1)
+    per_item = best_photo_scores(features, photo_item, queries)
     truth = per_item[np.arange(len(queries)), photo_item[queries]]
     greater = (per_item > truth[:, None]).sum(1)
     equal = (per_item == truth[:, None]).sum(1) - 1

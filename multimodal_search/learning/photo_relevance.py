@@ -30,26 +30,8 @@ import numpy as np
 
 from multimodal_search.learning.calibration import EXACT_PRECISION, MAX_LOST, TOP, precision_cut
 from multimodal_search.learning.fitting import fit_sigmoid
+from multimodal_search.learning.heads import best_photo_scores
 from multimodal_search.ranking import calibration as c
-
-
-def best_photo_scores(
-    features: np.ndarray, photo_item: np.ndarray, queries: np.ndarray, query_features: np.ndarray | None = None
-) -> np.ndarray:
-    """(queries, items): each product's best photo cosine to each query photo, the query photo left out.
-
-    ``query_features`` (one row per query) ask instead of the query photos' own rows (e.g. a crop of
-    each); the photo they were made from is still left out of the gallery.
-    """
-    scores = (features[queries] if query_features is None else query_features) @ features.T
-    scores[np.arange(len(queries)), queries] = -np.inf
-    n_items = int(photo_item.max()) + 1
-    per_item = np.full((len(queries), n_items), -np.inf, dtype=np.float32)
-    for item in range(n_items):
-        columns = photo_item == item
-        if columns.any():
-            per_item[:, item] = scores[:, columns].max(axis=1)
-    return per_item
 
 
 def fit_photo_relevance(

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from multimodal_search.learning.fitting import fit_sigmoid
+from multimodal_search.learning.fitting import fit_probability
 from multimodal_search.ranking import calibration as c
 from multimodal_search.ranking.reranker import Reranker, feature_matrix
 
@@ -97,10 +97,8 @@ def fit_calibrations(
     calibrations = {}
     for name in c.INPUTS:
         x = np.concatenate([r.inputs[name] for r in ranked])
-        weights, bias, mean, scale = fit_sigmoid(
-            x, labels[:, None], sample_weight=np.full((len(labels), 1), 1 / len(labels)), epochs=2000
-        )
-        calibrations[name] = c.Calibration(name, weights[:, 0], float(bias[0]), mean, scale)
+        weights, bias, mean, scale = fit_probability(x, labels)
+        calibrations[name] = c.Calibration(name, weights, bias, mean, scale)
     rerank = calibrations[c.RERANK]
     probability = [rerank.probability(r.inputs[c.RERANK]) for r in ranked]
     first = np.array([p[r.relevant.argmax()] for p, r in zip(probability, answerable) if r.relevant.any()])

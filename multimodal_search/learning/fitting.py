@@ -70,6 +70,20 @@ def fit_sigmoid(
     return weights, bias, mean, scale
 
 
+def fit_probability(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """One logistic layer from ``x`` (n, d) to yes/no ``y`` (n,), every row weighted alike, so the outputs
+    keep the base rate (a calibrated probability, unlike :func:`fit_sigmoid`'s balanced default).
+
+    Returns:
+        ``(weights (d,), bias, mean, scale)`` for standardised inputs.
+    """
+    n = len(y)
+    weights, bias, mean, scale = fit_sigmoid(
+        x, np.asarray(y, dtype=np.float64)[:, None], sample_weight=np.full((n, 1), 1 / n), epochs=2000
+    )
+    return weights[:, 0], float(bias[0]), mean, scale
+
+
 def train_multi_classifier(x: np.ndarray, value_sets: list[set[str]]) -> Classifier | None:
     """Yes/no layers for the values that at least ``MIN_PHOTOS_PER_CLASS`` rows have and some lack."""
     counts = Counter(value for values in value_sets for value in values)

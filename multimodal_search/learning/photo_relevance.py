@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from multimodal_search.learning.calibration import EXACT_PRECISION, MAX_LOST, TOP, precision_cut
-from multimodal_search.learning.fitting import fit_sigmoid
+from multimodal_search.learning.fitting import fit_probability
 from multimodal_search.learning.heads import best_photo_scores
 from multimodal_search.ranking import calibration as c
 
@@ -77,8 +77,8 @@ def fit_photo_relevance(
                 left_best.append(float(values[ranked[0]]))
     x = np.concatenate(sims)[:, None]
     y = np.concatenate(labels)
-    weights, bias, mean, scale = fit_sigmoid(x, y[:, None], sample_weight=np.full((len(y), 1), 1 / len(y)), epochs=2000)
-    model = c.PhotoCalibration(float(weights[0, 0]), float(bias[0]), float(mean[0]), float(scale[0]))
+    weights, bias, mean, scale = fit_probability(x, y)
+    model = c.PhotoCalibration(float(weights[0]), bias, float(mean[0]), float(scale[0]))
     best_left = np.sort(model.probability(np.array(left_best)))
     own_product = np.sort(model.probability(per_item[np.arange(len(own)), own]))
     # the looser of two cuts that each lose at most MAX_LOST: under the nearest other product, under the

@@ -113,22 +113,22 @@ def choose_photo_features(
             "reason": f"only {len(queries)} second photos to validate on (< {MIN_VALIDATION_QUERIES})",
         }
     weights = sorted({step * colour_weight for step in COLOUR_STEPS}) if colour_weight > 0 else [0.0]
-    projections: dict[float, ProjectionHead | None] = {}
+    # with colour or without (key: colour weight > 0): a projection learns with the colour it is used with
+    projections: dict[bool, ProjectionHead] = {}
     if visual != "never":
         train = ~aside
         items = np.unique(photo_item[train], return_inverse=True)[1]
-        for weight in sorted({0.0, colour_weight}):  # a projection learns with the colour it will be used with
-            projections[weight], _ = train_visual_projection(
+        for weight in sorted({0.0, colour_weight}):
+            projections[weight > 0], _ = train_visual_projection(
                 views[:, train], items, colours[train], colour_weight=weight, epochs=epochs, seed=seed
             )
     table: dict[tuple[bool, float], dict[int, float]] = {}
     for projected in [False] if visual == "never" else [True] if visual == "always" else [False, True]:
         for weight in weights:
-            net = projections[0.0 if weight == 0 else colour_weight] if projected else None
-            features = stored_features(views, colours, weight, net)
+            features = stored_features(views, colours, weight, projections[weight > 0] if projected else None)
             table[(projected, weight)] = leave_one_out_recall(features, photo_item, queries)
     best = max(table, key=lambda recipe: (_recall_score(table[recipe]), -int(recipe[0]), -recipe[1]))
-    net = projections[0.0 if best[1] == 0 else colour_weight] if best[0] else None
+    net = projections[best[1] > 0] if best[0] else None
     chosen = stored_features(views, colours, best[1], net)
     # shoppers' photos are framed worse than a studio's second photo: each query photo also asks as one of
     # its random crops (the close-up stand-ins the projection trained on), when the views have them

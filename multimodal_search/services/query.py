@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import IO, Any
 
 import numpy as np
@@ -11,7 +10,7 @@ from PIL import Image
 from multimodal_search.conf import search_settings
 from multimodal_search.encoders import BaseEncoder, get_encoder
 from multimodal_search.imaging import PhotoError, open_image
-from multimodal_search.ranking import attributes, colour, expansion, synonyms, wordnet
+from multimodal_search.ranking import attributes, colour, expansion, fusion, synonyms, wordnet
 from multimodal_search.ranking import vocabulary as v
 from multimodal_search.ranking.query import Query
 from multimodal_search.ranking.text import gender_in_text
@@ -124,7 +123,8 @@ def encode_query(
         found = catalogue_expansions(text, model_id)
         strings = [words] + [expansion.variant(text, e) for e in found]
         vectors = encoder.encode_text(strings)
-        text_vector = vectors[0] if not found else _weighted(vectors, [1.0] + [e.weight for e in found])
+        weights = np.array([1.0] + [e.weight for e in found], dtype=np.float32)
+        text_vector = vectors[0] if not found else fusion.normalize(weights @ np.asarray(vectors, dtype=np.float32))
         words = expansion.expanded_text(words, found)
     shared = features = None
     if image is not None:
@@ -151,13 +151,9 @@ def catalogue_expansions(text: str, model_id: str) -> list[expansion.Expansion]:
     if not config["ENABLED"] or not wordnet.available():
         return []
     store = get_store()
-
-    def count_terms(terms: Sequence[str], cap: int) -> dict[str, int]:
-        return store.term_counts(model_id, terms, cap=cap)
-
     return expansion.plan(
         text,
-        count_terms,
+        lambda terms, cap: store.term_counts(model_id, terms, cap=cap),
         lambda: store.count(model_id),
         count_cap=int(config["COUNT_CAP"]),
         max_terms=int(config["MAX_TERMS"]),
@@ -165,12 +161,6 @@ def catalogue_expansions(text: str, model_id: str) -> list[expansion.Expansion]:
         min_weight=float(config["MIN_WEIGHT"]),
         covered=tokens(" ".join(synonyms.named(text))),
     )
-
-
-def _weighted(vectors: np.ndarray, weights: Sequence[float]) -> np.ndarray:
-    mixed = np.tensordot(np.asarray(weights, dtype=np.float32), np.asarray(vectors, dtype=np.float32), axes=1)
-    norm = float(np.linalg.norm(mixed))
-    return (mixed / norm if norm > 0 else mixed).astype(np.float32)
 
 
 def named_facets(words: str | None, model_id: str) -> dict[str, list[str]]:

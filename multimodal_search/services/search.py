@@ -203,10 +203,12 @@ def _relevance(
     """
     if trained is not None:
         return trained.relevance(pool, signals, calibration.RERANK if reranked else calibration.SIGNALS), trained.cuts
-    model = calibration.PhotoCalibration.from_json((photo or {}).get("calibration"))
-    if model is None or query.text_vector is not None or query.image_features is None or v.VISUAL not in signals:
+    if photo is None or query.text_vector is not None or query.image_features is None or v.VISUAL not in signals:
         return None, {}
-    return model.relevance(pool, signals), {name: float(value) for name, value in (photo or {})["cuts"].items()}
+    model = calibration.PhotoCalibration.from_json(photo.get("calibration"))
+    if model is None:
+        return None, {}
+    return model.relevance(pool, signals), {name: float(value) for name, value in photo["cuts"].items()}
 
 
 def _cut(value: MinRelevance, cuts: Mapping[str, float], name: str) -> float | None:

@@ -12,6 +12,15 @@ from shop.catalog.evaluation.luma_eval import DEFAULT_SEED, build_eval_set, summ
 from shop.catalog.importers.luma import is_luma_folder, read_luma
 
 
+def luma_folder(catalog: str | None) -> Path:
+    """``--catalog``, else ``settings.DEMO_CATALOG``, if it is a Magento sample-data folder; else CommandError."""
+    # DEMO_CATALOG is a str setting; getattr's `Any | str` type would make mypy keep `catalog`'s None here
+    folder = Path(catalog or cast(str, getattr(settings, "DEMO_CATALOG", ""))).expanduser()
+    if not is_luma_folder(folder):
+        raise CommandError(f"{folder}: not a Magento sample-data folder (use --catalog)")
+    return folder
+
+
 class Command(BaseCommand):
     help = (
         "Generate the relevance evaluation set for the Luma catalogue: a held-out split by "
@@ -30,10 +39,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, out: str, catalog: str | None, seed: int, **options: Any) -> None:
-        # DEMO_CATALOG is a str setting; getattr's `Any | str` type would make mypy keep `catalog`'s None here
-        folder = Path(catalog or cast(str, getattr(settings, "DEMO_CATALOG", ""))).expanduser()
-        if not is_luma_folder(folder):
-            raise CommandError(f"{folder}: not a Magento sample-data folder (use --catalog)")
+        folder = luma_folder(catalog)
         try:
             eval_set = build_eval_set(read_luma(folder), seed=seed)
             out_dir = Path(out).expanduser()

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from shop.catalog.evaluation.luma_eval import DEFAULT_SEED
 from shop.catalog.evaluation.travel_eval import DEFAULT_VARIANTS, write_travel_sets
-from shop.catalog.importers.luma import is_luma_folder, read_luma
+from shop.catalog.importers.luma import read_luma
+from shop.catalog.management.commands.make_luma_eval import luma_folder
 
 
 class Command(BaseCommand):
@@ -36,9 +36,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, out: str, catalog: str | None, seed: int, variants: int, **options: Any) -> None:
-        folder = Path(catalog or cast(str, getattr(settings, "DEMO_CATALOG", ""))).expanduser()
-        if not is_luma_folder(folder):
-            raise CommandError(f"{folder}: not a Magento sample-data folder (use --catalog)")
+        folder = luma_folder(catalog)
         if variants < 1:
             raise CommandError("--variants must be at least 1")
         out_dir = Path(out).expanduser()

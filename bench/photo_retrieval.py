@@ -204,7 +204,7 @@ def main() -> None:
     key = hashlib.sha1(("|".join(digests) + recipe).encode()).hexdigest()[:12]
 
     def encode_views() -> dict[str, np.ndarray]:
-        views, colours, failed = photos.photo_views(
+        views, colours, _classes, failed = photos.photo_views(
             encoder,
             cat.paths,
             digests,

@@ -15,7 +15,8 @@
 # Results: bench/results/travel-<set>-<variant>$SUFFIX.json and travel-<variant>$SUFFIX.txt (the table).
 #
 # LIMIT=N evaluates only the first N held-out queries of each set (a quick run; the table says so).
-# PREPARE=0 reuses the data folders of an earlier run (no import, index or training).
+# PREPARE=0 reuses the data folders of an earlier run (no import, index or training); PREPARE=train
+# reuses their imported, indexed catalogues but trains again (after a change to training or the heads).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
@@ -57,9 +58,11 @@ EOF
 
 prepare() {  # catalogue folder, variant
   local folder="$1" variant="$2"
-  $PY manage.py migrate --noinput -v 0
-  MMSEARCH_AUTO_INDEX=0 $PY manage.py import_catalog "$folder/catalog_$variant.jsonl"
-  $PY manage.py mmsearch_reindex --sync --force
+  if [ "$PREPARE" = "1" ]; then
+    $PY manage.py migrate --noinput -v 0
+    MMSEARCH_AUTO_INDEX=0 $PY manage.py import_catalog "$folder/catalog_$variant.jsonl"
+    $PY manage.py mmsearch_reindex --sync --force
+  fi
   $PY manage.py mmsearch_train --holdout "$folder/split.json" --labels "$folder/labels_train.jsonl"
   $PY manage.py mmsearch_reindex --sync --missing
 }
@@ -81,7 +84,7 @@ for variant in $VARIANTS; do
     export MMSEARCH_DATA_DIR="$DATA_ROOT/$set-$variant"
     echo
     echo "==> [$set $variant] data folder $MMSEARCH_DATA_DIR"
-    [ "$PREPARE" = "1" ] && prepare "$EVAL_DIR/$set" "$variant"
+    [ "$PREPARE" != "0" ] && prepare "$EVAL_DIR/$set" "$variant"
     if [ "$set" = luma ]; then
       select_queries "$EVAL_DIR/luma/queries.jsonl" "$EVAL_DIR/luma/heldout$SUFFIX.jsonl" heldout
       select_queries "$EVAL_DIR/shopper/queries.jsonl" "$EVAL_DIR/shopper/heldout$SUFFIX.jsonl" heldout

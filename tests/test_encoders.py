@@ -206,6 +206,40 @@ def test_packaged_with_head(packaged: BaseEncoder, tmp_path: Path) -> None:
     np.testing.assert_allclose(mixed[0], expected, atol=1e-4)
 
 
+def test_packaged_keeps_the_raw_backbone_beside_the_projection_as_training_scored_it(
+    packaged: BaseEncoder, tmp_path: Path
+) -> None:
+    """A head that chose ``photo_backbone_weight``: the encoder's features are exactly what
+    ``learning.projection.stored_features`` scored in validation, and a query photo gets class probabilities."""
+    import torch
+
+    from multimodal_search.encoders.effnet import IMAGENET_CLASSES
+    from multimodal_search.encoders.features import colour_dimensions
+    from multimodal_search.encoders.heads import ProjectionHead, load_bundle, save_head
+    from multimodal_search.encoders.packaged import BACKBONE_DIMENSIONS, PackagedEncoder
+    from multimodal_search.learning.projection import stored_features
+
+    torch.manual_seed(0)
+    path = tmp_path / "heads" / "head.pt"
+    config = {"preprocess": "pad", "photo_colour_weight": 0.5, "photo_backbone_weight": 0.7}
+    save_head(path, ProjectionHead(), version="t2", config=config, visual=ProjectionHead(out_dim=64, hidden_dim=32))
+    encoder = PackagedEncoder(device="cpu", head_path=str(path))
+    encoder._cnn = packaged._cnn  # type: ignore[attr-defined]
+    assert encoder.feature_dimensions == 64 + BACKBONE_DIMENSIONS + colour_dimensions()
+    image = product_on_white((200, 40, 40))
+    _, features = encoder.encode_image_pair([image])
+    views, classes = encoder.backbone_views([image], flip=True)
+    colours = encoder.encode_image_backbone([image])[:, 2 * BACKBONE_DIMENSIONS :]
+    expected = stored_features(views[:, None], colours, 0.5, load_bundle(path).visual, 0.7)
+    np.testing.assert_allclose(features, expected, atol=1e-4)
+
+    _, query_features, query_classes = encoder.encode_photo_query(image)
+    np.testing.assert_allclose(query_features, features[0], atol=1e-5)
+    assert query_classes is not None and query_classes.shape == (IMAGENET_CLASSES,)
+    np.testing.assert_allclose(query_classes, classes[0], atol=1e-5)  # photo and mirror image averaged
+    assert abs(float(query_classes.sum()) - 1) < 1e-4
+
+
 # ---------------------------------------------------------- colour features
 
 

@@ -298,3 +298,64 @@ def test_photo_queries_get_relevance_from_the_encoders_photo_calibration(indexed
     # words with the photo: no calibration fits both, so nothing is dropped
     both = services.search_products("hoodie", image=pil_photo("red"), k=5, min_relevance="auto")
     assert all(hit.relevance is None for hit in both.hits) and len(both.hits) == 5
+
+
+def test_photo_domain_is_fitted_on_validation_photos_against_the_other_products():
+    from multimodal_search.learning.photo_domain import fit_photo_domain
+
+    rng = np.random.default_rng(3)
+    n_items, per_item, n_classes = 60, 3, 40
+    photo_item = np.repeat(np.arange(n_items), per_item)
+    # the catalogue's photos fall in classes 0-9 (its kinds), each product mostly in one of them
+    favourite = rng.integers(0, 10, n_items)[photo_item]
+    classes = np.full((len(photo_item), n_classes), 1e-4)
+    classes[np.arange(len(photo_item)), favourite] = 1.0
+    classes[:, :10] += rng.random((len(photo_item), 10)) * 0.1
+    classes /= classes.sum(1, keepdims=True)
+    keys = [f"item-{i}" for i in range(n_items)]
+    fitted = fit_photo_domain(classes, photo_item, keys)
+    assert fitted is not None and fitted["report"]["photos"] >= 10
+    domain = calibration.PhotoDomain.from_json(fitted)
+    assert domain is not None and len(domain.mixture) == n_classes
+    assert domain.cut <= fitted["report"]["median_support"]
+    # every catalogue photo counts as sold; a photo of classes the catalogue never shows does not
+    assert all(domain.sells(row) for row in classes)
+    unsold = np.full(n_classes, 1e-4)
+    unsold[30] = 1.0
+    assert not domain.sells(unsold / unsold.sum())
+    assert fit_photo_domain(classes[:5], photo_item[:5], keys) is None  # too few validation photos
+
+
+def test_a_photo_of_something_the_shop_does_not_sell_has_no_relevant_result(indexed, model_dir, pil_photo, monkeypatch):
+    from multimodal_search.encoders import get_encoder
+
+    products = [ProductFactory(title=title, photos=[colour]) for colour, title in SPECS]
+    indexed(*products)
+    encoder_type = type(get_encoder())
+    original = encoder_type.encode_photo_query
+    shown = {"classes": np.array([1.0, 0.0, 0.0, 0.0])}
+
+    def with_classes(self, image):
+        shared, features, _ = original(self, image)
+        return shared, features, shown["classes"]
+
+    monkeypatch.setattr(encoder_type, "encode_photo_query", with_classes)
+    fitted = {
+        "calibration": calibration.PhotoCalibration(weight=4.0, bias=0.0, mean=0.5, scale=0.2).to_json(),
+        "cuts": {"related": 0.05, "exact": 0.7},
+        "domain": calibration.PhotoDomain(np.array([0.7, 0.3, 0.0, 0.0]), float(np.log(0.5))).to_json(),
+    }
+    monkeypatch.setattr(encoder_type, "photo_relevance", lambda self: fitted)
+
+    sold = services.search_products(image=pil_photo("red"), k=10, min_relevance="auto")
+    assert sold.query["photo_sold_here"] is True and sold.hits and sold.match in ("exact", "related")
+    assert all(hit.relevance > 0 for hit in sold.hits)
+
+    shown["classes"] = np.array([0.0, 0.0, 0.1, 0.9])  # kinds the catalogue never shows
+    everything = services.search_products(image=pil_photo("red"), k=10)
+    assert everything.query["photo_sold_here"] is False and len(everything.hits) == 10
+    assert [hit.relevance for hit in everything.hits] == [0.0] * 10 and everything.match == "none"
+    assert services.search_products(image=pil_photo("red"), k=10, min_relevance="auto").hits == []
+    # with words the photo is only a hint: not judged
+    both = services.search_products("hoodie", image=pil_photo("red"), k=5, min_relevance="auto")
+    assert "photo_sold_here" not in both.query and len(both.hits) == 5

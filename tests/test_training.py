@@ -119,7 +119,7 @@ def test_photo_choice_keeps_the_colour_histogram_only_where_it_tells_products_ap
     assert chosen["colour_weight"] > 0  # colour variants share a shape: only the colour separates them
     table = chosen["table"]
     assert set(table) == {"backbone+colour 0", "backbone+colour 0.5", "backbone+colour 1"}
-    assert table["backbone+colour 0"][1] < 0.75  # the CNN alone confuses the two variants
+    assert table["backbone+colour 0"]["r1"] < 0.75  # the CNN alone confuses the two variants
 
     # colour that says nothing about the product: the raw backbone (the floor) is kept
     views, colours, photo_item, keys = _photo_choice_data(colour_tells_apart=False)
@@ -133,27 +133,62 @@ def test_photo_choice_tries_a_projection_and_falls_back_without_enough_photos() 
 
     views, colours, photo_item, keys = _photo_choice_data(colour_tells_apart=True)
     chosen = choose_photo_features(views, colours, photo_item, keys, colour_weight=1.0, epochs=2)
-    assert {name for name in chosen["table"] if name.startswith("projection+")} == {
-        "projection+colour 0",
-        "projection+colour 0.5",
-        "projection+colour 1",
+    assert {name for name in chosen["table"] if name.startswith("projection")} == {
+        f"projection{backbone}+colour {colour}"
+        for backbone in ("", "+backbone 0.5", "+backbone 1")
+        for colour in ("0", "0.5", "1")
     }
-    best = max(chosen["table"].values(), key=lambda recall: recall[1] + recall[5])
-    assert (
-        chosen["table"][("projection" if chosen["projection"] else "backbone") + f"+colour {chosen['colour_weight']:g}"]
-        == best
-    )
+    best = max(chosen["table"].values(), key=lambda result: result["r1"] + result["r5"])
+    backbone = f"+backbone {chosen['backbone_weight']:g}" if chosen["backbone_weight"] else ""
+    name = ("projection" + backbone if chosen["projection"] else "backbone") + f"+colour {chosen['colour_weight']:g}"
+    assert chosen["table"][name] == best
     # one photo per product: nothing to validate on, the configured recipe is kept
     first = np.unique(photo_item, return_index=True)[1]
     chosen = choose_photo_features(views[:, first], colours[first], photo_item[first], keys, colour_weight=1.0)
     assert chosen == {
         "projection": False,
         "colour_weight": 1.0,
+        "backbone_weight": 0.0,
         "queries": 0,
         "table": {},
         "relevance": None,
         "reason": "only 0 second photos to validate on (< 10)",
     }
+
+
+def test_kind_ndcg_rewards_products_of_the_photos_kind_below_its_own() -> None:
+    from multimodal_search.learning.heads import kind_ndcg
+
+    # products 0-2 are hoodies, 3-5 bags; one query photo of product 0 (photo 0) and a second photo of it
+    photo_item = np.array([0, 0, 1, 2, 3, 4, 5])
+    kinds = ["hoodie", "hoodie", "hoodie", "bag", "bag", "bag"]
+
+    def features(order: list[int]) -> np.ndarray:  # products in `order` look less and less like the query
+        angles = np.zeros(len(photo_item))
+        for rank, item in enumerate(order):
+            angles[photo_item == item] = 0.1 * (rank + 1)
+        angles[1] = 0.0  # the query photo itself
+        return np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
+
+    kind_first = kind_ndcg(features([0, 1, 2, 3, 4, 5]), photo_item, np.array([1]), kinds, k=3)
+    colour_first = kind_ndcg(features([0, 3, 4, 1, 2, 5]), photo_item, np.array([1]), kinds, k=3)
+    assert kind_first == pytest.approx(1.0)
+    assert colour_first is not None and colour_first < 0.85
+    assert kind_ndcg(features([0, 1, 2, 3, 4, 5]), photo_item, np.array([1]), [""] * 6) is None  # no kinds known
+
+
+def test_photo_choice_keeps_the_raw_backbone_where_it_orders_results_by_kind() -> None:
+    """Shapes of a kind alike, instance detail only in a few dimensions the projection learns: with kinds
+    known, the choice is scored by the kind nDCG too and reports it."""
+    from multimodal_search.learning.projection import choose_photo_features
+
+    views, colours, photo_item, keys = _photo_choice_data(colour_tells_apart=False)
+    kinds = [f"kind-{i % 4}" for i in range(len(keys))]
+    chosen = choose_photo_features(views, colours, photo_item, keys, colour_weight=0.0, epochs=2, kinds=kinds)
+    assert all("kind_ndcg" in result for result in chosen["table"].values())
+    assert "kind nDCG" in chosen["reason"]
+    best = max(chosen["table"].values(), key=lambda r: r["r1"] + r["r5"] + r["kind_ndcg"])
+    assert chosen["table"][chosen["reason"].split(" with ")[1].split(" (")[0]] == best
 
 
 def test_train_text_head_finds_each_products_text() -> None:

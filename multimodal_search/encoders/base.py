@@ -163,6 +163,15 @@ class BaseEncoder:
         """
         raise NotImplementedError
 
+    def encode_photo_query(self, image: Image.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """A query photo: ``(shared, features, class probabilities or None)`` with one forward pass.
+
+        The class probabilities (an ImageNet-style classifier's, where the encoder has one) tell what kind
+        of thing the photo shows, so a search can say that the shop sells nothing like it. Default: none.
+        """
+        shared, features = self.encode_image_pair([image.convert("RGB")])
+        return shared[0], features[0], None
+
     # ------------------------------------------------------------------ backbone / head split
     #
     # An encoder whose vectors are a cheap function ("projection": trained heads, fusion) of what

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     import torch
 
 BACKBONE_DIMENSIONS = 1280
+#: ImageNet classes of the classifier layer
+IMAGENET_CLASSES = 1000
 
 
 class EfficientNetLite0(WeightsOnUse):

@@ -179,7 +179,17 @@ class PackagedEncoder(BaseEncoder):
         """Size of ``features``: visual part (1280, or the visual projection's size) + colour part."""
         heads = self.heads
         visual = heads.visual.out_dim if heads is not None and heads.visual is not None else BACKBONE_DIMENSIONS
-        return visual + (colour_dimensions() if self.photo_colour_weight(heads) > 0 else 0)
+        backbone = BACKBONE_DIMENSIONS if self.photo_backbone_weight(heads) > 0 else 0
+        return visual + backbone + (colour_dimensions() if self.photo_colour_weight(heads) > 0 else 0)
+
+    def photo_backbone_weight(self, heads: HeadBundle | None = None) -> float:
+        """Weight of the raw backbone features kept beside a visual projection in ``features`` (what training
+        chose, ``photo_backbone_weight`` in the head file; 0 without a projection or a choice)."""
+        if heads is None:
+            heads = self.heads
+        if heads is None or heads.visual is None:
+            return 0.0
+        return float(heads.config.get("photo_backbone_weight") or 0.0)
 
     def photo_colour_weight(self, heads: HeadBundle | None = None) -> float:
         """Weight of the colour histogram in ``features``: what training chose on the catalogue's own photos
@@ -348,12 +358,36 @@ class PackagedEncoder(BaseEncoder):
         Returns:
             float32 array (n or 2n, 1280), unit rows.
         """
+        return self.backbone_views(images, flip=flip)[0]
+
+    def backbone_views(self, images: list[Image.Image], flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`backbone_features` and, from the same CNN pass, each photo's ImageNet class probabilities
+        (averaged over the photo and its mirror image with ``flip``): ``((n or 2n, 1280), (n, classes))``."""
         if not images:
-            return np.zeros((0, BACKBONE_DIMENSIONS), dtype=np.float32)
+            return np.zeros((0, BACKBONE_DIMENSIONS), dtype=np.float32), np.zeros((0, 0), dtype=np.float32)
         import torch
 
-        pooled, _ = self._forward_images(images, flip=flip)
-        return torch.nn.functional.normalize(pooled.float(), dim=-1).cpu().numpy()
+        pooled, logits = self._forward_images(images, flip=flip)
+        return (
+            torch.nn.functional.normalize(pooled.float(), dim=-1).cpu().numpy(),
+            _views_probabilities(logits, len(images)),
+        )
+
+    def photo_classes(self, backbone: np.ndarray) -> np.ndarray:
+        """ImageNet class probabilities (averaged over the views) of :meth:`encode_image_backbone` rows:
+        the classifier layer only, no CNN pass. ``(n, classes)``."""
+        import torch
+
+        views = 2 if self.flip else 1
+        rows = torch.from_numpy(np.ascontiguousarray(backbone[:, : views * BACKBONE_DIMENSIONS], dtype=np.float32))
+        pooled = torch.cat([rows[:, i * BACKBONE_DIMENSIONS : (i + 1) * BACKBONE_DIMENSIONS] for i in range(views)])
+        return _views_probabilities(self._cnn.logits(pooled), len(backbone))
+
+    def encode_photo_query(self, image: Image.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """One CNN pass: the photo's shared vector, its features and its ImageNet class probabilities."""
+        backbone = self.encode_image_backbone([image.convert("RGB")])
+        shared, features = self.project_images(backbone)
+        return shared[0], features[0], self.photo_classes(backbone)[0]
 
     def _zero_shot(self, probs: torch.Tensor) -> torch.Tensor:
         import torch
@@ -430,11 +464,13 @@ class PackagedEncoder(BaseEncoder):
         visual_dims = heads.visual.out_dim if heads is not None and heads.visual is not None else BACKBONE_DIMENSIONS
         colour_weight = self.photo_colour_weight(heads)
         colour_dims = colour_dimensions() if colour_weight > 0 else 0
+        backbone_weight = self.photo_backbone_weight(heads)
         n = int(backbone.shape[0])
         if not n:
+            backbone_dims = BACKBONE_DIMENSIONS if backbone_weight > 0 else 0
             return (
                 np.zeros((0, self.dimensions), dtype=np.float32),
-                np.zeros((0, visual_dims + colour_dims), dtype=np.float32),
+                np.zeros((0, visual_dims + backbone_dims + colour_dims), dtype=np.float32),
             )
         import torch
 
@@ -456,11 +492,15 @@ class PackagedEncoder(BaseEncoder):
                     probs = (probs[:n] + probs[n:]) / 2
                 zero_shot = self._zero_shot(probs)
                 shared = zero_shot if shared is None else self.head_blend * shared + (1 - self.head_blend) * zero_shot
+            raw = self._views_mean(None, normalised, n) if backbone_weight > 0 else None
         assert shared is not None  # set by the heads, the zero-shot branch (no heads), or both
-        features = l2_normalize(visual.cpu().numpy())
+        # each part a unit vector times its weight, the whole normalised once (``learning.projection.stored_features``)
+        parts = [l2_normalize(visual.cpu().numpy())]
+        if raw is not None:
+            parts.append(backbone_weight * raw.cpu().numpy())
         if colour_dims:
-            colours = np.asarray(backbone[:, width : width + colour_dims], dtype=np.float32)
-            features = l2_normalize(np.concatenate([features, colour_weight * colours], axis=1))
+            parts.append(colour_weight * np.asarray(backbone[:, width : width + colour_dims], dtype=np.float32))
+        features = l2_normalize(np.concatenate(parts, axis=1)) if len(parts) > 1 else parts[0]
         return l2_normalize(shared.float().cpu().numpy()), features
 
     def encode_image_pair(self, images: list[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
@@ -478,3 +518,12 @@ class PackagedEncoder(BaseEncoder):
     def classify_images(self, images: list[Image.Image], top: int = 5) -> list[list[tuple[str, float]]]:
         """ImageNet top-``top`` labels with softmax probabilities (temperature 1), per photo, most likely first."""
         return self._cnn.classify(images, preprocess=self.preprocess, batch_size=self.image_batch_size, top=top)
+
+
+def _views_probabilities(logits: torch.Tensor, n: int) -> np.ndarray:
+    """Softmax of ``(views * n, classes)`` logits, averaged over the views: ``(n, classes)`` float32."""
+    import torch
+
+    probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+    views = len(probs) // max(n, 1)
+    return np.asarray(probs.reshape(views, n, -1).mean(axis=0), dtype=np.float32)

@@ -7,7 +7,7 @@ arrays, so ``mmsearch_train`` and ``bench/photo_retrieval.py`` train exactly the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -236,3 +236,27 @@ def leave_one_out_recall(
     greater = (per_item > truth[:, None]).sum(1)
     equal = (per_item == truth[:, None]).sum(1) - 1
     return {k: float(np.clip((k - greater) / (equal + 1), 0, 1).mean()) for k in ks}
+
+
+def kind_ndcg(
+    features: np.ndarray, photo_item: np.ndarray, queries: np.ndarray, item_kind: Sequence[str], k: int = 10
+) -> float | None:
+    """Photo -> products nDCG@k where the photo's own product has gain 3 and every other product of the same
+    kind (category) gain 1: whether results below the exact match are of the kind asked for. Queries whose
+    product has no known kind are skipped; None when none is left. Ties keep product order."""
+    kinds = np.asarray(item_kind, dtype=object)
+    asked = np.array([bool(kinds[photo_item[q]]) for q in queries], dtype=bool)
+    if not asked.any():
+        return None
+    queries = queries[asked]
+    per_item = best_photo_scores(features, photo_item, queries)
+    discount = 1 / np.log2(np.arange(2, k + 2))
+    values = []
+    for row, query in enumerate(queries):
+        own = photo_item[query]
+        gains = np.where(kinds == kinds[own], 1.0, 0.0)
+        gains[own] = 3.0
+        top = np.argsort(-per_item[row], kind="stable")[:k]
+        ideal = np.sort(gains)[::-1][:k]
+        values.append(float(gains[top] @ discount[: len(top)]) / float(ideal @ discount[: len(ideal)]))
+    return float(np.mean(values))

@@ -21,17 +21,19 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from multimodal_search.adapters import BaseProductAdapter, ImageRef
+from multimodal_search.encoders.effnet import IMAGENET_CLASSES
 from multimodal_search.encoders.features import COLOUR_RECIPE, colour_descriptor, colour_dimensions, foreground_box
 from multimodal_search.encoders.heads import Progress
 from multimodal_search.encoders.packaged import BACKBONE_DIMENSIONS, PackagedEncoder
 from multimodal_search.learning.data import TrainingError, is_held_out
 from multimodal_search.learning.labels import Label
-from multimodal_search.ranking.vocabulary import FIELD_GROUP
+from multimodal_search.ranking.attributes import category_leaf, normal_value
+from multimodal_search.ranking.vocabulary import CATEGORY, FIELD_GROUP
 
 logger = logging.getLogger(__name__)
 
 CROPS_PER_PHOTO = 3
-VIEW_RECIPE = "v2"  # bump when photo_views changes what it computes
+VIEW_RECIPE = "v3"  # bump when photo_views changes what it computes
 
 
 @dataclass
@@ -39,6 +41,8 @@ class CatalogueItem:
     key: str
     text: str
     images: list[ImageRef]
+    #: the product's category leaf (stated, else its training label's), "" when unknown
+    kind: str = ""
 
 
 @dataclass
@@ -50,6 +54,7 @@ class TrainingSet:
         views: float32 (V, P, 1280) unit rows; view 0 is the photo, 1 its
             mirror image, 2.. random crops.
         colours: float32 (P, C) unit colour descriptors of the photos.
+        classes: float32 (P, K) the photos' ImageNet class probabilities (photo and mirror averaged).
         photo_item: (P,) index into ``items`` of each photo.
         photo_digests: (P,) sha1 of each photo file.
         failed: photos that could not be read.
@@ -58,6 +63,7 @@ class TrainingSet:
     items: list[CatalogueItem]
     views: np.ndarray
     colours: np.ndarray
+    classes: np.ndarray
     photo_item: np.ndarray
     photo_digests: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
@@ -83,8 +89,11 @@ def collect_items(
         # short captions: the head learns to place photos where short shopper queries land
         text = adapter.get_title(product)
         label = (labels or {}).get(sku)
+        kind = category_leaf(adapter.get_categories(product)) or normal_value(CATEGORY, label.category if label else "")
         items.append(
-            CatalogueItem(str(product.pk), label.caption(text) if label else text, adapter.get_images(product))
+            CatalogueItem(
+                str(product.pk), label.caption(text) if label else text, adapter.get_images(product), kind or ""
+            )
         )
     return items, held_out
 
@@ -122,8 +131,8 @@ def photo_views(
     cache_dir: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
     batch: int = 8,
-) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """Backbone features of each photo, its mirror image and ``crops`` random crops, and its colours.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
+    """Backbone features of each photo, its mirror image and ``crops`` random crops, its colours and classes.
 
     Crops are seeded by the file digest, so a photo's views (and the cache
     entry ``<digest>-<recipe>.npz``) are the same on every run.
@@ -138,7 +147,7 @@ def photo_views(
 
     Returns:
         ``(views float32 (2 + crops, len(paths), 1280), colour descriptors (len(paths), C),
-        indices of unreadable photos)``.
+        ImageNet class probabilities (len(paths), K), indices of unreadable photos)``.
     """
     if not isinstance(encoder, PackagedEncoder):
         raise TrainingError(f"photo views need a PackagedEncoder, not {type(encoder).__name__}")
@@ -149,6 +158,7 @@ def photo_views(
     count = 2 + crops
     views = np.zeros((count, len(paths), BACKBONE_DIMENSIONS), dtype=np.float32)
     colours = np.zeros((len(paths), colour_dimensions()), dtype=np.float32)
+    classes = np.zeros((len(paths), IMAGENET_CLASSES), dtype=np.float32)
     failed: list[int] = []
     todo: list[int] = []
     for index, digest in enumerate(digests):
@@ -158,6 +168,7 @@ def photo_views(
                 with np.load(cached) as entry:
                     views[:, index] = entry["views"].astype(np.float32)
                     colours[index] = entry["colour"].astype(np.float32)
+                    classes[index] = entry["classes"].astype(np.float32)
                 continue
             except (OSError, ValueError, KeyError):
                 pass
@@ -179,22 +190,24 @@ def photo_views(
             owners.append(index)
             crop_images.extend(random_crops(image, crops, rng))
         if photos:
-            plain = encoder.backbone_features(photos, flip=True)  # (2n, 1280)
+            plain, photo_classes = encoder.backbone_views(photos, flip=True)  # (2n, 1280), (n, K)
             cropped = encoder.backbone_features(crop_images).reshape(len(photos), crops, -1)
             for row, index in enumerate(owners):
                 mirrored = len(photos) + row
                 stacked = np.concatenate([plain[row : row + 1], plain[mirrored : mirrored + 1], cropped[row]])
                 views[:, index] = stacked
                 colours[index] = colour_descriptor(photos[row])
+                classes[index] = photo_classes[row]
                 if cache is not None:
                     np.savez(
                         cache / f"{digests[index]}-{recipe}.npz",
                         views=stacked.astype(np.float16),
                         colour=colours[index].astype(np.float16),
+                        classes=classes[index].astype(np.float16),
                     )
         if progress:
             progress(len(chunk))
-    return views, colours, failed
+    return views, colours, classes, failed
 
 
 def build_training_set(
@@ -217,7 +230,7 @@ def build_training_set(
                 continue
             paths.append(ref.path)
             owners.append(index)
-    views, colours, unreadable = photo_views(
+    views, colours, classes, unreadable = photo_views(
         encoder, paths, digests, crops=crops, cache_dir=cache_dir, progress=progress
     )
     keep = np.setdiff1d(np.arange(len(paths)), np.array(unreadable, dtype=int))
@@ -226,6 +239,7 @@ def build_training_set(
         items=items,
         views=views[:, keep],
         colours=colours[keep],
+        classes=classes[keep],
         photo_item=np.array(owners, dtype=np.int64)[keep],
         photo_digests=[digests[i] for i in keep],
         failed=failed,

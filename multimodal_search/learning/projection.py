@@ -34,12 +34,14 @@ from multimodal_search.learning.heads import (
     DEFAULT_EPOCHS,
     TEXT_TEMPERATURE,
     VISUAL_TEMPERATURE,
+    kind_ndcg,
     leave_one_out_recall,
     text_to_image_recall,
     train_text_head,
     train_visual_projection,
 )
 from multimodal_search.learning.labels import Label
+from multimodal_search.learning.photo_domain import fit_photo_domain
 from multimodal_search.learning.photo_relevance import fit_photo_relevance
 from multimodal_search.learning.photos import CROPS_PER_PHOTO, VIEW_RECIPE, build_training_set, collect_items
 from multimodal_search.learning.publishing import default_head_path, head_version, publish, save_versioned
@@ -47,29 +49,54 @@ from multimodal_search.learning.publishing import default_head_path, head_versio
 VISUAL_MODES = ("auto", "always", "never")
 MIN_VALIDATION_QUERIES = 10
 #: bump when choose_photo_features changes what it can choose (part of the head version)
-PHOTO_CHOICE_RECIPE = "c1"
+PHOTO_CHOICE_RECIPE = "c2"
 
 
 def stored_features(
-    views: np.ndarray, colours: np.ndarray, colour_weight: float, projection: ProjectionHead | None = None
+    views: np.ndarray,
+    colours: np.ndarray,
+    colour_weight: float,
+    projection: ProjectionHead | None = None,
+    backbone_weight: float = 0.0,
 ) -> np.ndarray:
-    """What the encoder stores per photo (``features``), from its backbone views and colours."""
-    visual = (
-        views[0] + views[1] if projection is None else project(projection, views[0]) + project(projection, views[1])
-    )
-    visual = visual / np.linalg.norm(visual, axis=1, keepdims=True)
-    if colour_weight <= 0:
-        return visual.astype(np.float32)
-    joined = np.concatenate([visual, colour_weight * colours], axis=1)
-    return (joined / np.linalg.norm(joined, axis=1, keepdims=True)).astype(np.float32)
+    """What the encoder stores per photo (``features``), from its backbone views and colours: the projected
+    (or raw) features, with a projection the raw ones too at ``backbone_weight``, and the colour histogram
+    at ``colour_weight``, each part a unit vector times its weight, the whole normalised once."""
+    raw = _unit(views[0] + views[1])
+    parts = [raw]
+    if projection is not None:
+        parts = [_unit(project(projection, views[0]) + project(projection, views[1]))]
+        if backbone_weight > 0:
+            parts.append(backbone_weight * raw)
+    if colour_weight > 0:
+        parts.append(colour_weight * colours)
+    return _unit(np.concatenate(parts, axis=1)).astype(np.float32)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return np.asarray(x / np.linalg.norm(x, axis=1, keepdims=True))
 
 
 #: colour histogram weights tried, as multiples of the encoder's ``colour_weight`` (0: the CNN alone)
 COLOUR_STEPS = (0.0, 0.5, 1.0)
+#: weights of the raw backbone features kept beside a visual projection (0: the projection alone). The
+#: projection learns to tell one product from the next; the raw features keep what kind of thing it is
+BACKBONE_STEPS = (0.0, 0.5, 1.0)
+
+Recipe = tuple[bool, float, float]  # (projected, colour weight, backbone weight)
 
 
-def _recall_score(recall: Mapping[int, float]) -> float:
-    return recall[1] + recall[5]
+def _score(result: Mapping[str, float]) -> float:
+    """R@1 + R@5 (the photo's own product), plus the kind nDCG@10 when the catalogue has kinds."""
+    return result["r1"] + result["r5"] + result.get("kind_ndcg", 0.0)
+
+
+def _recipe_name(recipe: Recipe) -> str:
+    projected, colour_weight, backbone_weight = recipe
+    if not projected:
+        return f"backbone+colour {colour_weight:g}"
+    backbone = f"+backbone {backbone_weight:g}" if backbone_weight > 0 else ""
+    return f"projection{backbone}+colour {colour_weight:g}"
 
 
 def choose_photo_features(
@@ -82,6 +109,7 @@ def choose_photo_features(
     visual: str = "auto",
     epochs: int = DEFAULT_EPOCHS,
     seed: int = 0,
+    kinds: list[str] | None = None,
 ) -> dict[str, Any]:
     """Which photo-feature parts earn their place on this catalogue, by validation on its own photos.
 
@@ -89,15 +117,20 @@ def choose_photo_features(
     product with several photos asks for its product (leave-one-out, gallery: every photo). Tried: the
     raw backbone (the floor), the backbone with the colour histogram at each of ``COLOUR_STEPS`` times
     ``colour_weight``, and the same with a visual projection trained on the other products (``visual``
-    "auto"; "always"/"never" force it on or off). A part is kept only when R@1 + R@5 is strictly higher
-    with it; on a tie the simpler recipe wins. With too few second photos to validate on, the encoder's
-    configured recipe is kept, without a projection (as before this choice existed).
+    "auto"; "always"/"never" force it on or off), with the raw backbone beside the projection at each of
+    ``BACKBONE_STEPS``. Scored by R@1 + R@5 of the photo's own product, plus, when ``kinds`` (each
+    product's category leaf, "" when unknown) name the validation products' kinds, nDCG@10 with the other
+    products of the same kind as partly relevant: what a shopper wants below the exact match. A part is
+    kept only when the score is strictly higher with it; on a tie the simpler recipe wins. With too few
+    second photos to validate on, the encoder's configured recipe is kept, without a projection (as
+    before this choice existed).
 
     Returns:
-        ``{"projection": bool, "colour_weight": float, "queries": n, "table": {recipe: {1: r, 5: r}},
-        "relevance": {...} | None, "reason": str}``; ``colour_weight`` is what the encoder then uses in
-        ``features``, ``relevance`` the photo-query calibration fitted on the same photos with the chosen
-        recipe (``learning.photo_relevance``; None when there were too few to validate on).
+        ``{"projection": bool, "colour_weight": float, "backbone_weight": float, "queries": n,
+        "table": {recipe: {"r1": r, "r5": r[, "kind_ndcg": n]}}, "relevance": {...} | None, "reason": str}``;
+        ``colour_weight`` and ``backbone_weight`` are what the encoder then uses in ``features``,
+        ``relevance`` the photo-query calibration fitted on the same photos with the chosen recipe
+        (``learning.photo_relevance``; None when there were too few to validate on).
     """
     aside = np.array([in_validation(key) for key in keys])[photo_item]
     first = np.zeros(len(photo_item), dtype=bool)
@@ -107,6 +140,7 @@ def choose_photo_features(
         return {
             "projection": visual == "always",
             "colour_weight": colour_weight,
+            "backbone_weight": 0.0,
             "queries": len(queries),
             "table": {},
             "relevance": None,
@@ -122,31 +156,46 @@ def choose_photo_features(
             projections[weight > 0], _ = train_visual_projection(
                 views[:, train], items, colours[train], colour_weight=weight, epochs=epochs, seed=seed
             )
-    table: dict[tuple[bool, float], dict[int, float]] = {}
+    table: dict[Recipe, dict[str, float]] = {}
     for projected in [False] if visual == "never" else [True] if visual == "always" else [False, True]:
         for weight in weights:
-            features = stored_features(views, colours, weight, projections[weight > 0] if projected else None)
-            table[(projected, weight)] = leave_one_out_recall(features, photo_item, queries)
-    best = max(table, key=lambda recipe: (_recall_score(table[recipe]), -int(recipe[0]), -recipe[1]))
+            for backbone in BACKBONE_STEPS if projected else (0.0,):
+                net = projections[weight > 0] if projected else None
+                features = stored_features(views, colours, weight, net, backbone)
+                recall = leave_one_out_recall(features, photo_item, queries)
+                result = {"r1": recall[1], "r5": recall[5]}
+                kind = kind_ndcg(features, photo_item, queries, kinds) if kinds else None
+                if kind is not None:
+                    result["kind_ndcg"] = kind
+                table[(projected, weight, backbone)] = result
+    best = max(table, key=lambda recipe: (_score(table[recipe]), -int(recipe[0]), -recipe[2], -recipe[1]))
     net = projections[best[1] > 0] if best[0] else None
-    chosen = stored_features(views, colours, best[1], net)
+    chosen = stored_features(views, colours, best[1], net, best[2])
     # shoppers' photos are framed worse than a studio's second photo: each query photo also asks as one of
     # its random crops (the close-up stand-ins the projection trained on), when the views have them
-    crops = [stored_features(np.stack([views[2], views[2]]), colours, best[1], net)[queries]] if len(views) > 2 else []
-    names = {recipe: ("projection" if recipe[0] else "backbone") + f"+colour {recipe[1]:g}" for recipe in table}
-    recall = table[best]
+    crops = (
+        [stored_features(np.stack([views[2], views[2]]), colours, best[1], net, best[2])[queries]]
+        if len(views) > 2
+        else []
+    )
     return {
         "projection": best[0],
         "colour_weight": best[1],
+        "backbone_weight": best[2],
         "queries": len(queries),
-        "table": {names[recipe]: value for recipe, value in table.items()},
+        "table": {_recipe_name(recipe): value for recipe, value in table.items()},
         "relevance": fit_photo_relevance(chosen, photo_item, queries, extra_queries=crops),
         "reason": (
-            f"validation R@1/R@5 {recall[1]:.2f}/{recall[5]:.2f} with {names[best]} ("
-            + ", ".join(f"{names[r]} {table[r][1]:.2f}/{table[r][5]:.2f}" for r in table if r != best)
+            f"validation {_result_text(table[best])} with {_recipe_name(best)} ("
+            + ", ".join(f"{_recipe_name(r)} {_result_text(table[r])}" for r in table if r != best)
             + f"; {len(queries)} photos)"
         ),
     }
+
+
+def _result_text(result: Mapping[str, float]) -> str:
+    kind = f", kind nDCG {result['kind_ndcg']:.2f}" if "kind_ndcg" in result else ""
+    return f"R@1/R@5 {result['r1']:.2f}/{result['r5']:.2f}{kind}"
 
 
 def _cuts_note(check: Mapping[str, Any]) -> str:
@@ -154,7 +203,16 @@ def _cuts_note(check: Mapping[str, Any]) -> str:
     if not relevance:
         return "; photo queries get no relevance (too few second photos to fit it on)"
     cuts = relevance["cuts"]
-    return f"; photo relevance fitted on {relevance['report']['queries']} searches: related >= {cuts['related']:.3f}, exact >= {cuts['exact']:.3f}"
+    domain = relevance.get("domain")
+    sold = (
+        f"; photos count as sold here at class support >= {domain['cut']:.2f} ({domain['report']['photos']} validation photos)"
+        if domain
+        else "; no photo-kind cut (too few validation photos)"
+    )
+    return (
+        f"; photo relevance fitted on {relevance['report']['queries']} searches: related >= {cuts['related']:.3f}, "
+        f"exact >= {cuts['exact']:.3f}{sold}"
+    )
 
 
 @dataclass
@@ -259,7 +317,10 @@ def train_heads(
         visual=visual,
         epochs=epochs,
         seed=seed,
+        kinds=[item.kind for item in items],
     )
+    if check["relevance"] is not None:  # what kinds of photo the catalogue sells (its "no match" for photos)
+        check["relevance"]["domain"] = fit_photo_domain(data.classes, data.photo_item, [item.key for item in items])
     steps = epochs * (2 if check["projection"] else 1)
     tick = progress("Training", steps) if progress else None
     head, text_losses = train_text_head(
@@ -290,9 +351,10 @@ def train_heads(
         "colour_weight": encoder.colour_weight,
         # what the validation chose: the encoder weighs the colour histogram in ``features`` by this
         "photo_colour_weight": check["colour_weight"],
+        "photo_backbone_weight": check["backbone_weight"],
         "photo_relevance": check["relevance"],
         "photo_validation": {
-            name: {str(k): round(r, 4) for k, r in rec.items()} for name, rec in check["table"].items()
+            name: {key: round(value, 4) for key, value in result.items()} for name, result in check["table"].items()
         },
         "visual_projection": ("kept: " if check["projection"] else "not used: ") + check["reason"] + _cuts_note(check),
     }

@@ -117,6 +117,38 @@ class PhotoCalibration:
         return cls(float(data["weight"]), float(data["bias"]), float(data["mean"]), float(data["scale"]))
 
 
+@dataclass
+class PhotoDomain:
+    """Whether a query photo shows the kind of thing the catalogue sells, from the encoder's classifier.
+
+    ``mixture`` is the mean class distribution of the catalogue's photos; a photo's *support* is the log
+    of the probability that it and a random catalogue photo get the same class
+    (``log sum_c p(c) mixture(c)``): high for photos of the kinds the catalogue shows, whatever the
+    backdrop or framing, low for a plate or a lamp in a clothes shop. ``cut`` is what ``mmsearch_train``
+    found all but a few of the catalogue's own photos above, their products' kind counted only from the
+    *other* products (``learning.photo_domain``). Below it, no result is relevant.
+    """
+
+    mixture: np.ndarray
+    cut: float
+
+    def support(self, classes: np.ndarray) -> float:
+        return float(np.log(max(float(np.asarray(classes, dtype=np.float64) @ self.mixture), 1e-300)))
+
+    def sells(self, classes: np.ndarray) -> bool:
+        return self.support(classes) >= self.cut
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mixture": [float(f"{value:.4g}") for value in self.mixture], "cut": self.cut}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> PhotoDomain | None:
+        """The domain, or None (none stored)."""
+        if not data or not data.get("mixture"):
+            return None
+        return cls(np.asarray(data["mixture"], dtype=np.float64), float(data["cut"]))
+
+
 def match_summary(relevances: Sequence[float | None], exact: float | None, related: float | None) -> str | None:
     """``exact`` when the top result is at least ``exact`` relevant, ``related`` when a result is at
     least ``related`` relevant, ``none`` when no result passes (or there are none); ``None`` when the

@@ -18,6 +18,7 @@ class Query:
         image_features: the query photo's visual features (photo-to-photo).
         colours: colour names the words ask for ("like this photo, but in red").
         photo_colours: the query photo's colour distribution (``ranking.colour.NAMES`` order).
+        photo_classes: the query photo's class probabilities (the encoder's classifier; None: it has none).
         gender: the gender the words ask for.
         facets: learned facet -> the values the words name ({"category": ["hoodies & sweatshirts"]}).
     """
@@ -28,6 +29,7 @@ class Query:
     image_features: np.ndarray | None
     colours: list[str] = field(default_factory=list)
     photo_colours: np.ndarray | None = None
+    photo_classes: np.ndarray | None = None
     gender: str | None = None
     facets: dict[str, list[str]] = field(default_factory=dict)
 

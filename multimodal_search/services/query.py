@@ -126,10 +126,9 @@ def encode_query(
         weights = np.array([1.0] + [e.weight for e in found], dtype=np.float32)
         text_vector = vectors[0] if not found else fusion.normalize(weights @ np.asarray(vectors, dtype=np.float32))
         words = expansion.expanded_text(words, found)
-    shared = features = None
+    shared = features = classes = None
     if image is not None:
-        shared_all, features_all = encoder.encode_image_pair([image.convert("RGB")])
-        shared, features = shared_all[0], features_all[0]
+        shared, features, classes = encoder.encode_photo_query(image)
     return Query(
         text=words,
         text_vector=text_vector,
@@ -138,6 +137,7 @@ def encode_query(
         colours=colour.colours_in_text(text or ""),
         gender=gender_in_text(text or ""),
         photo_colours=colour.colour_distribution(image) if image is not None else None,
+        photo_classes=classes,
         facets=named_facets(words, model_id),
     )
 

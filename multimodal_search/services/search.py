@@ -133,7 +133,9 @@ def search_products(
     if method == v.LEXICAL_ONLY:
         scores = {pk: value for pk, value in scores.items() if value > 0}
     order = fusion.rank(scores, seed=query.tie_seed)[:k]
-    relevance, cuts = _relevance(trained, encoder.photo_relevance(), query, pool, signals, reranker is not None)
+    photo = encoder.photo_relevance()
+    sold = photo_sold_here(photo, query) if query.text_vector is None else None
+    relevance, cuts = _relevance(trained, photo, query, pool, signals, reranker is not None, sold)
     hits = [
         SearchHit(
             product_pk=pk,
@@ -157,6 +159,8 @@ def search_products(
     query_info = {"text": (text or "").strip() or None, "image": image is not None, "k": k, "category": category}
     if query.text and query.text != query_info["text"]:
         query_info["expanded"] = query.text
+    if sold is not None:
+        query_info["photo_sold_here"] = sold
     search_performed.send(sender=SearchResponse, query=query_info, result_count=len(hits), took_ms=took_ms)
     return SearchResponse(
         hits=hits,
@@ -194,12 +198,14 @@ def _relevance(
     pool: list[str],
     signals: Signals,
     reranked: bool,
+    sold: bool | None,
 ) -> tuple[dict[str, float] | None, Mapping[str, float]]:
     """Each candidate's calibrated relevance and the cuts that go with it (None and no cuts: unknown).
 
     Text queries: from the re-ranker's logit when it ranked them, else from the text and photo cosines.
     Photo queries (no words): the probability that a result is the product in the photo, from its best
-    photo's cosine (``photo``: the encoder's fitted calibration). Text with a photo: unknown.
+    photo's cosine (``photo``: the encoder's fitted calibration), 0 for every result when the photo shows
+    nothing the catalogue sells (``sold`` False). Text with a photo: unknown.
     """
     if trained is not None:
         return trained.relevance(pool, signals, calibration.RERANK if reranked else calibration.SIGNALS), trained.cuts
@@ -208,7 +214,19 @@ def _relevance(
     model = calibration.PhotoCalibration.from_json(photo.get("calibration"))
     if model is None:
         return None, {}
-    return model.relevance(pool, signals), {name: float(value) for name, value in photo["cuts"].items()}
+    cuts = {name: float(value) for name, value in photo["cuts"].items()}
+    if sold is False:  # a plate in a clothes shop: however alike, nothing is the product
+        return dict.fromkeys(pool, 0.0), cuts
+    return model.relevance(pool, signals), cuts
+
+
+def photo_sold_here(photo: Mapping[str, Any] | None, query: Query) -> bool | None:
+    """Whether a query photo shows a kind of thing the catalogue sells (``ranking.calibration.PhotoDomain``);
+    None: unknown (no photo, no classifier or nothing fitted)."""
+    domain = calibration.PhotoDomain.from_json(photo.get("domain")) if photo else None
+    if domain is None or query.photo_classes is None:
+        return None
+    return domain.sells(query.photo_classes)
 
 
 def _cut(value: MinRelevance, cuts: Mapping[str, float], name: str) -> float | None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from multimodal_search import services
 from multimodal_search.learning import calibration as fitting
@@ -326,7 +328,9 @@ def test_photo_domain_is_fitted_on_validation_photos_against_the_other_products(
     assert fit_photo_domain(classes[:5], photo_item[:5], keys) is None  # too few validation photos
 
 
-def test_a_photo_of_something_the_shop_does_not_sell_has_no_relevant_result(indexed, model_dir, pil_photo, monkeypatch):
+def test_a_photo_of_something_the_shop_does_not_sell_has_no_relevant_result(
+    client, indexed, model_dir, pil_photo, monkeypatch
+):
     from multimodal_search.encoders import get_encoder
 
     products = [ProductFactory(title=title, photos=[colour]) for colour, title in SPECS]
@@ -356,6 +360,10 @@ def test_a_photo_of_something_the_shop_does_not_sell_has_no_relevant_result(inde
     assert everything.query["photo_sold_here"] is False and len(everything.hits) == 10
     assert [hit.relevance for hit in everything.hits] == [0.0] * 10 and everything.match == "none"
     assert services.search_products(image=pil_photo("red"), k=10, min_relevance="auto").hits == []
+    upload = io.BytesIO()
+    pil_photo("red").save(upload, format="PNG")
+    page = client.post("/search/", {"image": SimpleUploadedFile("plate.png", upload.getvalue())}).content.decode()
+    assert "This shop sells nothing like your photo" in page and "mm-card" not in page
     # with words the photo is only a hint: not judged
     both = services.search_products("hoodie", image=pil_photo("red"), k=5, min_relevance="auto")
     assert "photo_sold_here" not in both.query and len(both.hits) == 5

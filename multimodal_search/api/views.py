@@ -29,7 +29,11 @@ def _payload(response: services.SearchResponse) -> dict[str, Any]:
         "method": response.method,
         "model_id": response.model_id,
         "took_ms": round(response.took_ms, 2),
-        "query": {key: value for key, value in response.query.items() if key in ("text", "expanded", "image")},
+        "query": {
+            key: value
+            for key, value in response.query.items()
+            if key in ("text", "expanded", "image", "photo_sold_here")
+        },
     }
 
 

@@ -8,5 +8,6 @@ class MultimodalSearchConfig(AppConfig):
 
     def ready(self) -> None:
         from multimodal_search import checks, receivers  # noqa: F401
+        from multimodal_search.api import checks as api_checks  # noqa: F401
 
         receivers.connect()

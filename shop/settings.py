@@ -61,6 +61,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "rest_framework",
+    # the API's OpenAPI schema and its Swagger UI / Redoc pages (/api/schema/, /api/docs/, /api/redoc/)
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "multimodal_search",
     "shop.catalog",
 ]
@@ -183,6 +186,8 @@ REST_FRAMEWORK: dict[str, Any] = {
     # one error body for every API answer: {"error": {"code", "message", "field"}} (README "REST API")
     "EXCEPTION_HANDLER": "multimodal_search.api.errors.exception_handler",
     "DEFAULT_PAGINATION_CLASS": None,
+    # the API's OpenAPI schema (/api/schema/) is drf-spectacular's
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_THROTTLE_CLASSES": [
         "multimodal_search.api.throttling.AnonThrottle",
@@ -194,6 +199,15 @@ REST_FRAMEWORK: dict[str, Any] = {
         "user": env_rate("DJANGO_API_THROTTLE_USER", "600/min"),
         "photo": env_rate("DJANGO_API_THROTTLE_PHOTO", "30/min"),
     },
+}
+
+# Swagger UI and Redoc from drf-spectacular-sidecar's static files: nothing is fetched from a CDN
+SPECTACULAR_SETTINGS = {
+    # `check --deploy` builds the schema with these settings: list each operation once (its /api/v1/ path)
+    "PREPROCESSING_HOOKS": ["multimodal_search.api.schema.versioned_endpoints"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 MULTIMODAL_SEARCH = {

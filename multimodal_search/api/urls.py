@@ -1,13 +1,22 @@
-from django.urls import path, re_path
+from django.urls import include, path, re_path
 
-from multimodal_search.api import views
+from multimodal_search.api import schema, views
 
 app_name = "multimodal_search_api"
 
-urlpatterns = [
+endpoints = [
     path("search/", views.SearchView.as_view(), name="search"),
     path("products/<str:identifier>/similar/", views.SimilarView.as_view(), name="similar"),
     path("index/status/", views.IndexStatusView.as_view(), name="index_status"),
+]
+
+urlpatterns = [
+    # the same views under the version prefix (names: "multimodal_search_api:v1:search"...) and without it
+    path(f"{schema.API_VERSION}/", include((endpoints, schema.API_VERSION))),
+    *endpoints,
+    path("schema/", schema.SchemaView.as_view(), name="schema"),
+    path("docs/", schema.SwaggerView.as_view(), name="docs"),
+    path("redoc/", schema.RedocView.as_view(), name="redoc"),
     # last: any other path under the API is a JSON 404, not the project's HTML page
     re_path(r"", views.NotFoundView.as_view(), name="not_found"),
 ]

@@ -1,23 +1,46 @@
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, cast
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import QueryDict
 from django.urls import Resolver404, resolve
-from rest_framework import exceptions
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions, serializers
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 
 from multimodal_search import services
 from multimodal_search.adapters import get_adapter
 from multimodal_search.api.errors import MultimodalAPIView, RequestTooLarge
 from multimodal_search.api.permissions import CanReindex
-from multimodal_search.api.serializers import SearchQuerySerializer, SimilarQuerySerializer
+from multimodal_search.api.schema import (
+    ErrorSerializer,
+    IndexStatusSerializer,
+    SearchResponseSerializer,
+    SimilarResponseSerializer,
+)
+from multimodal_search.api.serializers import SearchQuerySerializer, SearchTextQuerySerializer, SimilarQuerySerializer
 from multimodal_search.forms import null_character_parameter
 
 MAX_IDENTIFIER_LENGTH = 255
+
+
+def _errors(*statuses: int) -> dict[int, OpenApiResponse]:
+    meaning = {
+        400: "A bad or unknown parameter, or a missing query.",
+        401: "Not signed in.",
+        403: "Not allowed.",
+        404: "No such product.",
+        405: "Another method.",
+        413: "The body is too large.",
+        415: "A body that is not a form.",
+        429: "Too many requests (see `Retry-After`).",
+    }
+    return {code: OpenApiResponse(ErrorSerializer, description=meaning[code]) for code in statuses}
 
 
 def _payload(response: services.SearchResponse) -> dict[str, Any]:
@@ -38,7 +61,8 @@ def _payload(response: services.SearchResponse) -> dict[str, Any]:
 
 
 class BaseAPIView(MultimodalAPIView):
-    """The app's API views: one error format, and NUL bytes in any parameter refused up front."""
+    """The app's API views: one error format, NUL bytes in any parameter refused up front, and unknown
+    parameters refused (a misspelt ``min_relevanse`` would otherwise be silently ignored)."""
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # authentication, permissions, throttles first
@@ -49,15 +73,44 @@ class BaseAPIView(MultimodalAPIView):
                 code="null_characters_not_allowed",
             )
 
+    def reject_unknown_parameters(self, names: Iterable[str], serializer: type[serializers.Serializer[Any]]) -> None:
+        """A 400 naming the first of ``names`` that ``serializer`` (or DRF's ``?format=``) does not take."""
+        known = list(serializer().fields)
+        for name in names:
+            if name not in known and name != api_settings.URL_FORMAT_OVERRIDE:
+                takes = ", ".join(known) or "no parameters"
+                raise exceptions.ValidationError(
+                    {name: [f"Unknown parameter {name[:100]!r}; this endpoint takes: {takes}."]},
+                    code="unknown_parameter",
+                )
+
 
 class SearchView(BaseAPIView):
     """GET ?q=TEXT&k=N[&category=PATH][&method=M][&min_relevance=P|auto]; POST multipart image (+ q, k...)."""
 
     parser_classes = [MultiPartParser, FormParser]
 
+    @extend_schema(
+        operation_id="search",
+        summary="Search by text",
+        parameters=[SearchTextQuerySerializer],
+        responses={200: SearchResponseSerializer, **_errors(400, 405, 429)},
+    )
     def get(self, request: Request) -> Response:
-        return self._search(request.query_params.dict())
+        self.reject_unknown_parameters(request.query_params, SearchTextQuerySerializer)
+        return self._search(request.query_params.dict(), SearchTextQuerySerializer)
 
+    @extend_schema(
+        operation_id="search_by_photo",
+        summary="Search by photo, or photo and text",
+        description="A form (multipart for a photo) with the same fields as the text search, plus `image`; "
+        "`q`, `k`, `category`, `method` and `min_relevance` may also come in the query string.",
+        request={
+            "multipart/form-data": SearchQuerySerializer,
+            "application/x-www-form-urlencoded": SearchQuerySerializer,
+        },
+        responses={200: SearchResponseSerializer, **_errors(400, 405, 413, 415, 429)},
+    )
     def post(self, request: Request) -> Response:
         try:  # refuse an oversized body from its header, before any of it is read
             services.check_upload_length(request.META.get("CONTENT_LENGTH"))
@@ -66,13 +119,14 @@ class SearchView(BaseAPIView):
         # a plain dict: QueryDict.copy() would deep-copy the uploaded (temporary) file
         form = cast(QueryDict, request.data)
         data: dict[str, Any] = {key: form[key] for key in form}
+        self.reject_unknown_parameters([*data, *request.query_params], SearchQuerySerializer)
         for key in ("k", "q", "category", "method", "min_relevance"):
             if key not in data and key in request.query_params:
                 data[key] = request.query_params[key]
-        return self._search(data)
+        return self._search(data, SearchQuerySerializer)
 
-    def _search(self, data: dict[str, Any]) -> Response:
-        serializer = SearchQuerySerializer(data=data)
+    def _search(self, data: dict[str, Any], serializer_class: type[SearchQuerySerializer]) -> Response:
+        serializer = serializer_class(data=data)
         serializer.is_valid(raise_exception=True)
         params = serializer.validated_data
         try:
@@ -92,7 +146,17 @@ class SearchView(BaseAPIView):
 class SimilarView(BaseAPIView):
     """GET /products/<identifier>/similar/?k=N: products that look and read like this one."""
 
+    @extend_schema(
+        operation_id="similar_products",
+        summary="Products similar to one product",
+        parameters=[
+            OpenApiParameter("identifier", str, OpenApiParameter.PATH, description="The product's SKU."),
+            SimilarQuerySerializer,
+        ],
+        responses={200: SimilarResponseSerializer, **_errors(400, 404, 405, 429)},
+    )
     def get(self, request: Request, identifier: str) -> Response:
+        self.reject_unknown_parameters(request.query_params, SimilarQuerySerializer)
         serializer = SimilarQuerySerializer(data=request.query_params.dict())
         serializer.is_valid(raise_exception=True)
         adapter = get_adapter()
@@ -113,7 +177,13 @@ class IndexStatusView(BaseAPIView):
 
     permission_classes = [CanReindex]
 
+    @extend_schema(
+        operation_id="index_status",
+        summary="The index's health (staff with the reindex permission)",
+        responses={200: IndexStatusSerializer, **_errors(400, 401, 403, 405, 429)},
+    )
     def get(self, request: Request) -> Response:
+        self.reject_unknown_parameters(request.query_params, serializers.Serializer)
         return Response(services.index_status())
 
 

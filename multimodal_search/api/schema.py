@@ -1,0 +1,132 @@
+"""The API's OpenAPI 3 description (drf-spectacular): answer shapes, the schema and docs views.
+
+The views build their answers as dicts; the serializers here only describe those dicts for the
+schema (``extend_schema`` in ``views.py``). The schema lists the versioned paths (``/api/v1/...``);
+the unversioned ones are the same views. Swagger UI and Redoc take their assets from where
+``SPECTACULAR_SETTINGS`` says (the demo project: ``"SIDECAR"``, i.e. ``drf-spectacular-sidecar``'s
+static files, nothing from a CDN).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework import serializers
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+
+from multimodal_search.api.errors import MultimodalAPIView
+
+API_VERSION = "v1"
+TITLE = "Multimodal product search API"
+
+SCHEMA_SETTINGS: dict[str, Any] = {
+    "TITLE": TITLE,
+    "VERSION": API_VERSION,
+    "DESCRIPTION": (
+        "Search products by text, by photo or both, and find similar products. Every path also answers "
+        f"without the `/{API_VERSION}` prefix. A parameter an endpoint does not take is a 400 "
+        "(`unknown_parameter`). Every error has the body "
+        '`{"error": {"code": ..., "message": ..., "field": ...}}`.'
+    ),
+    # a multipart photo upload as a binary string in requests
+    "COMPONENT_SPLIT_REQUEST": True,
+    "PREPROCESSING_HOOKS": ["multimodal_search.api.schema.versioned_endpoints"],
+}
+
+
+def versioned_endpoints(endpoints: list[tuple[Any, ...]], **kwargs: Any) -> list[tuple[Any, ...]]:
+    """Only the ``/v1/`` copy of each operation (the unversioned paths are the same views)."""
+    return [endpoint for endpoint in endpoints if f"/{API_VERSION}/" in endpoint[0]]
+
+
+class ErrorDetailSerializer(serializers.Serializer[Any]):
+    code = serializers.CharField(help_text="Stable, for programs: `invalid`, `not_found`, `unknown_parameter`...")
+    message = serializers.CharField(help_text="A sentence for people.")
+    field = serializers.CharField(allow_null=True, help_text="The request parameter at fault, or null.")
+
+
+class ErrorSerializer(serializers.Serializer[Any]):
+    error = ErrorDetailSerializer()
+
+
+class SearchHitSerializer(serializers.Serializer[Any]):
+    """One result: the stable keys; the shop's adapter may add more (the demo: price, color, category)."""
+
+    sku = serializers.CharField()
+    title = serializers.CharField()
+    url = serializers.CharField(help_text="The product page (may be empty).")
+    image = serializers.CharField(help_text="URL of the product's first photo, or empty.")
+    score = serializers.FloatField(help_text="The fused score the results are ordered by.")
+    relevance = serializers.FloatField(
+        allow_null=True, help_text="Calibrated probability (0-1) that the product is what was asked for."
+    )
+    explanation = serializers.DictField(
+        child=serializers.FloatField(), help_text="Each signal's share of the score (they add up to 1, or all 0)."
+    )
+    signals = serializers.DictField(child=serializers.FloatField(), help_text="Each signal's raw value.")
+
+
+class SearchQueryEchoSerializer(serializers.Serializer[Any]):
+    text = serializers.CharField(allow_null=True)
+    expanded = serializers.CharField(required=False, help_text="The text as searched, when expanded.")
+    image = serializers.BooleanField(help_text="Whether a photo was searched (the photo is never echoed).")
+    photo_sold_here = serializers.BooleanField(
+        required=False, help_text="Whether the photo looks like something the shop sells."
+    )
+
+
+class SearchResponseSerializer(serializers.Serializer[Any]):
+    results = SearchHitSerializer(many=True)
+    count = serializers.IntegerField()
+    match = serializers.ChoiceField(
+        choices=["exact", "related", "none"], allow_null=True, help_text="How well the best results match."
+    )
+    min_relevance = serializers.FloatField(allow_null=True, help_text="The relevance cut applied, or null.")
+    method = serializers.CharField(help_text="The fusion method used.")
+    model_id = serializers.CharField(help_text="The encoder version that answered.")
+    took_ms = serializers.FloatField()
+    query = SearchQueryEchoSerializer()
+
+
+class SimilarResponseSerializer(serializers.Serializer[Any]):
+    results = SearchHitSerializer(many=True)
+    count = serializers.IntegerField()
+
+
+class IndexStatusSerializer(serializers.Serializer[Any]):
+    model_id = serializers.CharField(help_text="The current encoder version.")
+    products = serializers.IntegerField(help_text="Searchable products.")
+    indexed = serializers.IntegerField(help_text="Products indexed for the current encoder.")
+    missing = serializers.IntegerField()
+    images = serializers.IntegerField(help_text="Photo vectors of the current encoder.")
+    stale_encoders = serializers.IntegerField(help_text="Other encoder versions still holding vectors.")
+    pending = serializers.IntegerField(help_text="Changed products waiting for a worker.")
+    failed = serializers.IntegerField(help_text="Products given up on (see mmsearch_reconcile).")
+
+
+class DocsViewMixin(MultimodalAPIView):
+    """Errors of the schema and docs pages (405, 429...) in the API's JSON format, not as YAML or HTML."""
+
+    def handle_exception(self, exc: Exception) -> Response:
+        response = super().handle_exception(exc)
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = JSONRenderer.media_type
+        return response
+
+
+class SchemaView(DocsViewMixin, SpectacularAPIView):
+    """The OpenAPI 3 schema: YAML by default, JSON with ``?format=json`` or ``Accept: application/json``."""
+
+    custom_settings = SCHEMA_SETTINGS
+
+
+class SwaggerView(DocsViewMixin, SpectacularSwaggerView):
+    title = TITLE
+    url_name = "multimodal_search_api:schema"
+
+
+class RedocView(DocsViewMixin, SpectacularRedocView):
+    title = TITLE
+    url_name = "multimodal_search_api:schema"

@@ -163,8 +163,7 @@ def test_calibration_is_fitted_on_answerable_and_leave_kind_out_queries():
     assert report["leave_kind_out_emptied"] > 0.5  # a lone high text similarity is rare without a relevant product
     assert 0 < cuts["related"] <= fitting.EVEN_ODDS and cuts["related"] <= cuts["exact"] <= 1
     signals_model = calibrations["signals"]
-    # inputs: text, image, the best text cosine among the query's candidates
-    low, high = signals_model.probability(np.array([[0.2, 0.1, 0.3], [0.7, 0.35, 0.7]]))
+    low, high = signals_model.probability(np.array([[0.2, 0.1], [0.7, 0.35]]))
     assert low < 0.2 < 0.8 < high
     # too few queries: nothing is fitted, and results get no relevance
     assert fitting.fit_calibrations(model, queries[:2])[:2] == ({}, {})
@@ -363,19 +362,8 @@ def test_a_photo_of_something_the_shop_does_not_sell_has_no_relevant_result(
     assert services.search_products(image=pil_photo("red"), k=10, min_relevance="auto").hits == []
     upload = io.BytesIO()
     pil_photo("red").save(upload, format="PNG")
-    page = client.post("/search/", {"image": SimpleUploadedFile("plate.png", upload.getvalue())}, follow=True)
-    page = page.content.decode()
+    page = client.post("/search/", {"image": SimpleUploadedFile("plate.png", upload.getvalue())}).content.decode()
     assert "This shop sells nothing like your photo" in page and "mm-card" not in page
     # with words the photo is only a hint: not judged
     both = services.search_products("hoodie", image=pil_photo("red"), k=5, min_relevance="auto")
     assert "photo_sold_here" not in both.query and len(both.hits) == 5
-
-
-def test_calibration_sees_the_best_text_match_among_all_candidates():
-    """``best_text`` is one value per query: the best text cosine among all its candidates, not only the
-    rows calibrated (a leave-kind-out query has lost its best ones)."""
-    signals = {"text": {"a": 0.7, "b": 0.2, "c": 0.1}, "image": {"a": 0.3, "b": 0.1, "c": 0.0}}
-    rows = calibration.calibration_inputs("signals", ["b", "c"], signals, candidates=["a", "b", "c"])
-    np.testing.assert_allclose(rows, [[0.2, 0.1, 0.7], [0.1, 0.0, 0.7]])
-    left = calibration.calibration_inputs("signals", ["b", "c"], signals)  # candidates default to the rows
-    np.testing.assert_allclose(left[:, 2], [0.2, 0.2])

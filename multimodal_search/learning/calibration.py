@@ -74,9 +74,7 @@ def _ranked(model: Reranker, query: CalibrationQuery) -> _Ranked:
     logits = model.decision(feature_matrix(query.pool, query.signals))
     top = np.argsort(-logits, kind="stable")[:TOP]
     pool = [query.pool[i] for i in top]
-    inputs = {
-        name: c.calibration_inputs(name, pool, query.signals, logits[top], candidates=query.pool) for name in c.INPUTS
-    }
+    inputs = {name: c.calibration_inputs(name, pool, query.signals, logits[top]) for name in c.INPUTS}
     return _Ranked(inputs, query.relevant[top], bool(query.relevant.any()))
 
 

@@ -24,12 +24,8 @@ from multimodal_search.ranking import vocabulary as v
 #: the calibration used by the re-ranker, and the one for every other method of a text query
 RERANK = "rerank"
 SIGNALS = "signals"
-#: the best text cosine among all of the query's candidates: whether the catalogue holds anything that reads
-#: like the query at all. A colour or material that matches ("ceramic coffee mug": brown jackets) makes a
-#: candidate look good *within* the query; this says the words name nothing the shop has
-BEST_TEXT = "best_text"
 #: inputs of each calibration: "logit" is the re-ranker's, "lexical" whether any query word matched
-INPUTS = {RERANK: ("logit", v.TEXT, v.TITLE, v.IMAGE, v.LEXICAL, BEST_TEXT), SIGNALS: (v.TEXT, v.IMAGE, BEST_TEXT)}
+INPUTS = {RERANK: ("logit", v.TEXT, v.TITLE, v.IMAGE, v.LEXICAL), SIGNALS: (v.TEXT, v.IMAGE)}
 #: the cuts of the ``match`` summary (``RELATED`` is the storefront's threshold unless configured)
 EXACT = "exact"
 RELATED = "related"
@@ -37,25 +33,14 @@ NONE = "none"
 
 
 def calibration_inputs(
-    name: str,
-    pool: Sequence[str],
-    signals: Mapping[str, Mapping[str, float]],
-    logits: np.ndarray | None = None,
-    candidates: Sequence[str] | None = None,
+    name: str, pool: Sequence[str], signals: Mapping[str, Mapping[str, float]], logits: np.ndarray | None = None
 ) -> np.ndarray:
-    """The inputs (len(pool), len(INPUTS[name])) of one calibration; absent signals are 0.
-
-    ``candidates``: every candidate of the query (``BEST_TEXT`` is taken over them; default ``pool``).
-    """
+    """The inputs (len(pool), len(INPUTS[name])) of one calibration; absent signals are 0."""
     columns = []
     for column in INPUTS[name]:
         if column == "logit":
             assert logits is not None, "the rerank calibration needs the re-ranker's logits"
             columns.append(np.asarray(logits, dtype=np.float64))
-        elif column == BEST_TEXT:
-            text = signals.get(v.TEXT, {})
-            best = max((text.get(pk, 0.0) for pk in (pool if candidates is None else candidates)), default=0.0)
-            columns.append(np.full(len(pool), best, dtype=np.float64))
         else:
             values = signals.get(column, {})
             raw = np.array([values.get(pk, 0.0) for pk in pool], dtype=np.float64)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.apps import apps
@@ -107,6 +109,32 @@ class BaseProductAdapter:
             "image": images[0].url if images else "",
         }
 
+    def get_facet_values(self, product: Any) -> dict[str, Any]:
+        """What the search page's facets and price filter read: facet name -> list of values, and ``price``.
+
+        ``MULTIMODAL_SEARCH["FACETS"]["FIELDS"]`` names the facets shown. The default gives
+        ``category`` (the product's deepest category path), every other facet from ``get_fields()``
+        (a comma-separated string becomes a list), and ``price`` from ``to_result()`` as a
+        ``Decimal`` (None: unknown; such products drop out of a price filter).
+        """
+        from multimodal_search.conf import search_settings
+
+        fields = self.get_fields(product)
+        values: dict[str, Any] = {}
+        for name in search_settings.FACETS["FIELDS"]:
+            if name == "category":
+                categories = self.get_categories(product)
+                values[name] = [max(categories, key=len)] if categories else []
+            else:
+                values[name] = split_values(fields.get(name))
+        values["price"] = to_price(self.to_result(product).get("price"))
+        return values
+
+    def get_created_at(self, product: Any) -> datetime | None:
+        """When the product was added (the ``newest`` sort); the default reads ``created_at``."""
+        value = getattr(product, "created_at", None)
+        return value if isinstance(value, datetime) else None
+
     def lookup(self, identifier: str) -> Any:
         """Find one product by its public identifier (sku); raise DoesNotExist."""
         return self.get_queryset().get(pk=identifier)
@@ -114,6 +142,25 @@ class BaseProductAdapter:
     def watched_models(self) -> dict[type[models.Model], Callable[[Any], Iterable[Any]]]:
         """Related models whose changes re-index products: model -> (row -> product pks)."""
         return {}
+
+
+def split_values(value: Any) -> list[str]:
+    """A facet's values as a list of non-empty strings: "S, M,L" -> ["S", "M", "L"]; None -> []."""
+    if value is None:
+        return []
+    items = value.split(",") if isinstance(value, str) else value if isinstance(value, (list, tuple)) else [value]
+    return [text for item in items if (text := str(item).strip())]
+
+
+def to_price(value: Any) -> Decimal | None:
+    """A price as a ``Decimal`` (None when missing or not a number)."""
+    if value is None or value == "":
+        return None
+    try:
+        price = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return price if price.is_finite() else None
 
 
 def get_adapter() -> BaseProductAdapter:

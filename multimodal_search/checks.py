@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.apps import apps
+from django.conf import settings
 from django.core.checks import Error, register
 from django.utils.module_loading import import_string
 
@@ -35,4 +36,12 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
             import_string(config["BACKEND"])
         except (ImportError, KeyError) as exc:
             errors.append(Error(f"MULTIMODAL_SEARCH['ENCODERS'][{name!r}]: {exc}", id="multimodal_search.E005"))
+    photo_cache = search_settings.QUERY_PHOTOS.get("CACHE")
+    if photo_cache not in settings.CACHES:
+        errors.append(
+            Error(
+                f"MULTIMODAL_SEARCH['QUERY_PHOTOS']['CACHE'] = {photo_cache!r} is not in CACHES.",
+                id="multimodal_search.E006",
+            )
+        )
     return errors

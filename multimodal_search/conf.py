@@ -52,11 +52,23 @@ Keys:
         the API keeps every result unless asked (``min_relevance``). ``RELATED``: a result at least
         this relevant makes the ``match`` summary "related" rather than "none". ``EXACT``: the top
         result at least this relevant makes it "exact".
+    FACETS: the search page's and the API's refinements (``services.browse``): ``FIELDS``, the facets
+        counted, in order (["category", "color", "size"]; values from the adapter's
+        ``get_facet_values``); ``PRICE_RANGES``, the price facet's ranges as ``[min, max]`` pairs,
+        min inclusive, max exclusive, None open; ``MAX_VALUES`` shown per facet (20); ``PAGE_SIZE``
+        of the storefront (24).
     HNSW_EF_SEARCH: pgvector ``hnsw.ef_search`` used by searches.
     MAX_UPLOAD_BYTES: largest accepted query photo upload (a larger request is a 413 before it is read).
     MAX_IMAGE_PIXELS: most pixels decoded from one photo, query or catalogue (JPEGs count after
         their reduced-scale decoding); larger photos are refused from their header.
     MAX_IMAGE_ASPECT: longest side / shortest side a photo may have (refused from its header).
+    QUERY_PHOTOS: where the search box keeps a query photo so its results have a shareable URL
+        (``services.photo_tokens``): ``CACHE`` alias of a cache every web process shares ("default";
+        the demo uses Redis), ``TTL`` seconds a photo stays (3600), ``MAX_SIDE`` pixels of the kept
+        JPEG (768), ``MAX_BYTES`` of it (300 KB), ``THUMB_SIDE`` pixels of the thumbnail shown (320).
+    VOICE: the voice search's server fallback (``services.voice``): ``MAX_SECONDS`` of a recording (15),
+        ``MAX_BYTES`` of the uploaded WAV (4 MB), ``CATALOGUE_GRAMMAR``: listen for the catalogue's
+        own words (True) rather than general English (False).
     DURABILITY: how indexing survives failures (see ``services.outbox`` and ``services.drift``):
         ``MAX_ATTEMPTS`` task starts before a product is marked failed (3); ``RETRY_BACKOFF`` and
         ``RETRY_BACKOFF_MAX`` seconds between retries of a failing product, doubling per attempt
@@ -111,11 +123,19 @@ DEFAULTS: dict[str, Any] = {
     # catalogue-aware expansion from WordNet (see multimodal_search.ranking.expansion); ENABLED False = off
     "EXPANSION": {"ENABLED": True, "MAX_TERMS": 3, "MAX_SHARE": 0.25, "MIN_WEIGHT": 0.1, "COUNT_CAP": 1000},
     "RELEVANCE": {"STOREFRONT_MIN": "auto", "RELATED": "auto", "EXACT": "auto"},
+    "FACETS": {
+        "FIELDS": ["category", "color", "size"],
+        "PRICE_RANGES": [[None, 25], [25, 50], [50, 100], [100, None]],
+        "MAX_VALUES": 20,
+        "PAGE_SIZE": 24,
+    },
     # recall@10 >= 0.95 against exact at 100,000 products with m = 32 (README "Performance")
     "HNSW_EF_SEARCH": 400,
     "MAX_UPLOAD_BYTES": 10 * 1024 * 1024,
     "MAX_IMAGE_PIXELS": 40_000_000,
     "MAX_IMAGE_ASPECT": 20,
+    "QUERY_PHOTOS": {"CACHE": "default", "TTL": 3600, "MAX_SIDE": 768, "MAX_BYTES": 300 * 1024, "THUMB_SIDE": 320},
+    "VOICE": {"MAX_SECONDS": 15, "MAX_BYTES": 4 * 1024 * 1024, "CATALOGUE_GRAMMAR": True},
     "DURABILITY": {
         "MAX_ATTEMPTS": 3,
         "RETRY_BACKOFF": 60,

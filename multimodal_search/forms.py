@@ -25,6 +25,8 @@ def has_null_characters(params: QueryDict) -> bool:
 class SearchForm(forms.Form):
     q = forms.CharField(required=False, max_length=500, label="Search")
     image = forms.ImageField(required=False, label="Photo")
+    # the token of a photo kept by an earlier search (services.photo_tokens): refining it with words
+    photo = forms.CharField(required=False, widget=forms.HiddenInput)  # its shape is checked by the service
     category = forms.CharField(required=False, max_length=1000, widget=forms.HiddenInput)
     k = forms.IntegerField(
         required=False, min_value=services.MIN_K, max_value=services.MAX_K, initial=24, widget=forms.HiddenInput
@@ -42,6 +44,12 @@ class SearchForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
+        if data.get("image") is None and data.get("photo"):  # a new upload replaces the kept photo
+            try:
+                data["image"] = services.load_photo(data["photo"])
+            except services.SearchError as exc:
+                self.add_error("photo", str(exc))
+                return data
         try:
             services.check_query(data.get("q"), data.get("image") is not None)
         except services.SearchError as exc:

@@ -1,7 +1,11 @@
 from django.urls import path
 
-from multimodal_search import views
+from multimodal_search import views, voice_views
 
 app_name = "multimodal_search"
 
-urlpatterns = [path("", views.search_page, name="search")]
+urlpatterns = [
+    path("", views.search_page, name="search"),
+    path("photo/<str:token>/", views.query_photo, name="query_photo"),
+    path("voice/", voice_views.voice_search, name="voice"),
+]

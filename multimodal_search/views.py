@@ -2,12 +2,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from multimodal_search import services
 from multimodal_search.forms import SearchForm, has_null_characters
+from multimodal_search.ranking.reasons import LEGEND, reasons
+from multimodal_search.refinements import RefineForm, refinement_links
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
@@ -27,20 +30,100 @@ def search_page(request: HttpRequest) -> HttpResponse:
     if has_null_characters(request.GET) or (request.method == "POST" and has_null_characters(request.POST)):
         context["request_error"] = "The request contains null characters."
         return render(request, "multimodal_search/search.html", context, status=400)
-    submitted = request.method == "POST" or bool(request.GET.get("q"))
+    submitted = request.method == "POST" or bool(request.GET.get("q")) or bool(request.GET.get("photo"))
     form = SearchForm(request.POST or request.GET or None, request.FILES or None) if submitted else SearchForm()
     context["form"] = form
     if submitted and form.is_valid():
+        if request.method == "POST":
+            try:  # post, redirect, get: the results get a URL that can be reloaded and shared
+                return results_redirect(request, form)
+            except services.PhotoStoreUnavailable as exc:  # search anyway, without a link
+                context["photo_note"] = str(exc)
+        add_query_photo(context, request, form)
         try:
-            context["response"] = services.search_products(
+            page = services.browse_products(
                 form.cleaned_data.get("q") or None,
                 form.cleaned_data.get("image"),
-                k=form.cleaned_data.get("k") or 24,
                 category=form.cleaned_data.get("category") or None,
                 min_relevance=services.storefront_min_relevance(),
+                page_size=form.cleaned_data.get("k") or services.storefront_page_size(),
+                **RefineForm(request.GET).refinements(),
             )
-            context["results"] = [hit.as_dict() for hit in context["response"].hits]
+            context["response"] = page
+            context["results"] = [with_reasons(hit.as_dict(), form.cleaned_data.get("q")) for hit in page.hits]
+            context["legend"] = legend(context["results"])
+            if not page.hits and page.page == 1 and not form.cleaned_data.get("image"):
+                # nothing passes: shorter forms of the words that do find something
+                context["relaxed"] = [
+                    {"text": r.text, "count": r.count, "results": [hit.as_dict() for hit in r.hits]}
+                    for r in services.relaxed_queries(
+                        form.cleaned_data.get("q"), min_relevance=services.storefront_min_relevance()
+                    )
+                ]
+            context["refine"] = refinement_links(request.path, request.GET, page)
         except services.SearchError as exc:
             form.add_error(None, str(exc))
     status = 400 if submitted and form.errors else 200
     return render(request, "multimodal_search/search.html", context, status=status)
+
+
+def with_reasons(result: dict[str, Any], query_text: str | None) -> dict[str, Any]:
+    """A result with its "why" in a shopper's words (``ranking.reasons``): the bar's segments and the
+    two main reasons as sentences."""
+    found = reasons(
+        result.get("explanation") or {},
+        query_text=query_text,
+        title=str(result.get("title") or ""),
+        colour=str(result.get("color") or ""),
+        category=str(result.get("category") or ""),
+    )
+    result["reasons"] = found
+    result["why"] = list(dict.fromkeys(reason.sentence for reason in found))[:2]
+    return result
+
+
+def legend(results: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """``(signal, legend word)`` of every signal some result's bar shows, in the legend's order."""
+    shown = {reason.signal for result in results for reason in result["reasons"]}
+    return [(name, word) for name, word in LEGEND.items() if name in shown]
+
+
+def results_redirect(request: HttpRequest, form: SearchForm) -> HttpResponse:
+    """A 303 to the GET address of a posted search, its new photo (if any) kept under a token."""
+    params = QueryDict(mutable=True)
+    for name, values in request.POST.lists():
+        if name not in ("csrfmiddlewaretoken", "image", "photo"):
+            params.setlist(name, [value for value in values if value])
+    if "image" in request.FILES:
+        params["photo"] = services.keep_photo(form.cleaned_data["image"])
+    elif form.cleaned_data.get("photo"):
+        params["photo"] = form.cleaned_data["photo"]
+    response = HttpResponseRedirect(f"{reverse('multimodal_search:search')}?{params.urlencode()}")
+    response.status_code = 303
+    return response
+
+
+def add_query_photo(context: dict[str, Any], request: HttpRequest, form: SearchForm) -> None:
+    """Put the kept query photo's token and a "remove photo" link into the results page's context."""
+    token = form.cleaned_data.get("photo")
+    if request.method != "GET" or not token:
+        return
+    params = request.GET.copy()
+    for name in ("photo", "page"):  # without the photo the results start again from page 1
+        params.pop(name, None)
+    context["query_photo"] = token
+    context["remove_photo_url"] = f"{reverse('multimodal_search:search')}?{params.urlencode()}"
+
+
+@require_http_methods(["GET", "HEAD"])
+def query_photo(request: HttpRequest, token: str) -> HttpResponse:
+    """The thumbnail of a kept query photo (404 once its token has expired)."""
+    try:
+        thumbnail = services.photo_thumbnail(token)
+    except services.SearchError:
+        raise Http404("This photo has expired.") from None
+    response = HttpResponse(thumbnail, content_type="image/jpeg")
+    # the same token always names the same photo; private: a shopper's photo stays out of shared caches
+    response["Cache-Control"] = f"private, max-age={services.photo_ttl()}"
+    response["Content-Disposition"] = 'inline; filename="query-photo.jpg"'
+    return response

@@ -172,6 +172,20 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# The search box keeps a query photo under a short-lived token (README "Search box"). Every web
+# process must see it, so it lives in Redis (MMSEARCH_CACHE_URL, default the broker's server); when
+# Redis does not answer, a photo search still shows its results, without a shareable link. Never
+# call .clear() on this alias: on Redis that is FLUSHDB, which would also empty the broker's queues.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "query_photos": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": os.environ.get("MMSEARCH_CACHE_URL", CELERY_BROKER_URL),
+        "KEY_PREFIX": "shop",
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 2},
+    },
+}
+
 
 def env_rate(name: str, default: str) -> str | None:
     """A DRF rate such as "120/min" from the environment; "off" (or "0") disables that throttle."""
@@ -229,6 +243,8 @@ MULTIMODAL_SEARCH = {
     # an indexing worker's torch threads (0: every core it may use); models load at process start
     "INDEX_TORCH_THREADS": int(os.environ.get("MMSEARCH_INDEX_TORCH_THREADS", "0")) or None,
     "WARM_UP": os.environ.get("MMSEARCH_WARM_UP", "1") == "1",
+    # query photos of the search box: kept MMSEARCH_PHOTO_TTL seconds in the shared cache above
+    "QUERY_PHOTOS": {"CACHE": "query_photos", "TTL": int(os.environ.get("MMSEARCH_PHOTO_TTL", "3600"))},
     # MMSEARCH_SYNONYMS=0 turns query expansion off (e.g. to measure what it adds)
     "SYNONYMS": None if os.environ.get("MMSEARCH_SYNONYMS", "1") != "0" else [],
     # tries, retry backoff and the sweep's patience (multimodal_search.conf, README "Durable indexing")

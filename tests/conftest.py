@@ -5,7 +5,7 @@ import io
 import pytest
 from PIL import Image
 
-from tests.factories import photo_bytes
+from tests.factories import ProductFactory, photo_bytes
 
 
 @pytest.fixture
@@ -47,6 +47,18 @@ def indexed(db):
         return services.index_products([p.pk for p in products])
 
     return run
+
+
+@pytest.fixture
+def catalogue(indexed):
+    """Three indexed products of different kinds (a module may define its own ``catalogue``)."""
+    products = [
+        ProductFactory(sku="TENT-1", title="two person camping tent", photos=["green"]),
+        ProductFactory(sku="LAMP-1", title="desk lamp", photos=["yellow"]),
+        ProductFactory(sku="MUG-1", title="ceramic coffee mug", photos=["white"]),
+    ]
+    indexed(*products)
+    return products
 
 
 @pytest.fixture

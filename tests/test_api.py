@@ -9,17 +9,6 @@ from tests.factories import ProductFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def catalogue(indexed):
-    products = [
-        ProductFactory(sku="TENT-1", title="two person camping tent", photos=["green"]),
-        ProductFactory(sku="LAMP-1", title="desk lamp", photos=["yellow"]),
-        ProductFactory(sku="MUG-1", title="ceramic coffee mug", photos=["white"]),
-    ]
-    indexed(*products)
-    return products
-
-
 def test_get_search_returns_stable_keys(client, catalogue):
     response = client.get("/api/search/", {"q": "camping tent", "k": 2})
     assert response.status_code == 200

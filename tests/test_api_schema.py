@@ -56,11 +56,19 @@ def test_schema_is_openapi_3_json_with_search_and_similar(client: Any) -> None:
     schema = json.loads(response.content)
     assert schema["openapi"].startswith("3.")
     paths = schema["paths"]
-    assert set(paths) == {"/api/v1/search/", "/api/v1/products/{identifier}/similar/", "/api/v1/index/status/"}
+    assert set(paths) == {
+        *("/api/v1/search/", "/api/v1/search/voice/"),
+        *("/api/v1/products/{identifier}/similar/", "/api/v1/index/status/"),
+        "/api/v1/autocomplete/",
+    }
 
     search = paths["/api/v1/search/"]
     names = {p["name"]: p for p in search["get"]["parameters"]}
-    assert set(names) == {"q", "k", "category", "method", "min_relevance"}
+    assert set(names) == {
+        *("q", "k", "category", "method", "min_relevance"),
+        *("filter", "price_min", "price_max", "sort", "page", "page_size"),
+    }
+    assert names["filter"]["schema"]["type"] == "array" and names["sort"]["schema"]["enum"][0] == "relevance"
     assert names["k"]["schema"]["minimum"] == 1 and names["k"]["schema"]["maximum"] == 100
     assert "rerank" in names["method"]["schema"]["enum"]
     # the photo upload: a multipart form whose image is a binary string
@@ -143,7 +151,8 @@ def test_unknown_query_parameter_is_400_naming_it(client: Any, catalogue: list[P
     error = api_error(client.get(f"{prefix}search/", {"q": "tent", "min_relevanse": "0.5"}), 400)
     assert error == {
         "code": "unknown_parameter",
-        "message": "Unknown parameter 'min_relevanse'; this endpoint takes: q, k, category, method, min_relevance.",
+        "message": "Unknown parameter 'min_relevanse'; this endpoint takes: q, k, category, method, "
+        "min_relevance, filter, price_min, price_max, sort, page, page_size.",
         "field": "min_relevanse",
     }
 
@@ -164,8 +173,8 @@ def test_unknown_form_field_and_query_parameter_of_a_photo_search(
 ) -> None:
     error = api_error(client.post("/api/v1/search/", {"image": photo("yellow"), "caption": "x"}), 400)
     assert (error["code"], error["field"]) == ("unknown_parameter", "caption")
-    error = api_error(client.post("/api/search/?page=2", {"image": photo("yellow")}), 400)
-    assert error["field"] == "page"
+    error = api_error(client.post("/api/search/?offset=2", {"image": photo("yellow")}), 400)
+    assert error["field"] == "offset"
     # known fields may come in the query string of a POST
     assert client.post("/api/search/?k=1", {"image": photo("yellow")}).json()["count"] == 1
 
@@ -253,8 +262,10 @@ def test_generated_requests_get_documented_answers(catalogue: list[Product], wsg
     assert {f"{op.method.upper()} {op.path}" for op in operations} == {
         "GET /api/v1/search/",
         "POST /api/v1/search/",
+        "POST /api/v1/search/voice/",
         "GET /api/v1/products/{identifier}/similar/",
         "GET /api/v1/index/status/",
+        "GET /api/v1/autocomplete/",
     }
     statuses: set[int] = set()
     for operation in operations:
@@ -279,6 +290,8 @@ def test_generated_requests_get_documented_answers(catalogue: list[Product], wsg
         checks=GENERATED_CHECKS
     )
     assert response.json()["results"][0]["sku"] == "LAMP-1"
+    autocomplete = by_path["GET", "/api/v1/autocomplete/"].Case(query={"q": "desk l", "limit": 1})
+    assert autocomplete.call_and_validate(checks=GENERATED_CHECKS).json()["products"][0]["sku"] == "LAMP-1"
     photo_search = by_path["POST", "/api/v1/search/"].Case(
         body={"image": photo_bytes("yellow"), "k": 1},
         media_type="multipart/form-data",

@@ -71,15 +71,53 @@ class SearchHitSerializer(serializers.Serializer[Any]):
 class SearchQueryEchoSerializer(serializers.Serializer[Any]):
     text = serializers.CharField(allow_null=True)
     expanded = serializers.CharField(required=False, help_text="The text as searched, when expanded.")
+    searched = serializers.CharField(
+        required=False, allow_null=True, help_text="The words searched, when a price phrase was taken out of them."
+    )
+    price = serializers.DictField(
+        child=serializers.CharField(allow_null=True),
+        required=False,
+        help_text="The price range named in the words (`min`, `max`), when one was.",
+    )
     image = serializers.BooleanField(help_text="Whether a photo was searched (the photo is never echoed).")
     photo_sold_here = serializers.BooleanField(
         required=False, help_text="Whether the photo looks like something the shop sells."
     )
 
 
+class FacetValueSerializer(serializers.Serializer[Any]):
+    value = serializers.CharField()
+    count = serializers.IntegerField(help_text="Results with this value, every other facet's filter applied.")
+    selected = serializers.BooleanField(help_text="Whether this value is in the request's `filter`.")
+
+
+class PriceRangeSerializer(serializers.Serializer[Any]):
+    min = serializers.CharField(allow_null=True, help_text="Inclusive; null: open.")
+    max = serializers.CharField(allow_null=True, help_text="Exclusive; null: open.")
+    count = serializers.IntegerField(help_text="Results in this range, the facet filters applied.")
+    selected = serializers.BooleanField(help_text="Whether this range is the price filter applied.")
+
+
 class SearchResponseSerializer(serializers.Serializer[Any]):
     results = SearchHitSerializer(many=True)
-    count = serializers.IntegerField()
+    count = serializers.IntegerField(help_text="Results on this page.")
+    total = serializers.IntegerField(help_text="Results over all pages (the filtered result set).")
+    page = serializers.IntegerField()
+    pages = serializers.IntegerField(help_text="How many pages the results fill (0: no result).")
+    page_size = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True, help_text="The next page (GET), or null.")
+    previous = serializers.URLField(allow_null=True, help_text="The previous page (GET), or null.")
+    sort = serializers.ChoiceField(choices=["relevance", "price_asc", "price_desc", "newest"])
+    filters = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()), help_text="The facet filters applied."
+    )
+    price_min = serializers.CharField(allow_null=True, help_text="The price filter applied (inclusive), or null.")
+    price_max = serializers.CharField(allow_null=True, help_text="The price filter applied (exclusive), or null.")
+    facets = serializers.DictField(
+        child=FacetValueSerializer(many=True),
+        help_text="Each facet's values with their counts (the facets the shop configured, in order).",
+    )
+    price_ranges = PriceRangeSerializer(many=True)
     match = serializers.ChoiceField(
         choices=["exact", "related", "none"], allow_null=True, help_text="How well the best results match."
     )

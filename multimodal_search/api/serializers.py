@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.core.files.uploadedfile import UploadedFile
+from drf_spectacular.utils import extend_schema_field
 from PIL import Image
 from rest_framework import serializers
 
@@ -14,6 +16,19 @@ def k_field(default: int, help_text: str) -> serializers.IntegerField:
     return serializers.IntegerField(
         required=False, min_value=services.MIN_K, max_value=services.MAX_K, default=default, help_text=help_text
     )
+
+
+@extend_schema_field({"type": "string", "pattern": r"^\d{1,10}(\.\d{1,2})?$", "nullable": True})
+class PriceField(serializers.DecimalField):
+    """A price: a plain decimal string, 0 or more (the schema says so, not only the validation)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_digits=12, decimal_places=2, min_value=0, **kwargs)
+
+
+@extend_schema_field({"type": "string", "pattern": r"^(auto|0|1|0?\.\d{1,6}|1\.0{1,6})?$"})
+class MinRelevanceField(serializers.CharField):
+    """``min_relevance``: a number from 0 to 1 or ``auto``; the schema's pattern lists the usual spellings."""
 
 
 class SearchQuerySerializer(serializers.Serializer[Any]):
@@ -40,7 +55,7 @@ class SearchQuerySerializer(serializers.Serializer[Any]):
         required=False, allow_null=True, help_text="A photo to search with (multipart POST only)."
     )
     # a number from 0 to 1, or "auto" (the storefront's trained cut); absent or blank: every result
-    min_relevance = serializers.CharField(
+    min_relevance = MinRelevanceField(
         required=False,
         allow_blank=True,
         max_length=20,
@@ -48,6 +63,66 @@ class SearchQuerySerializer(serializers.Serializer[Any]):
         help_text="Drop results whose `relevance` is under this: a number from 0 to 1, or `auto` "
         "(the cut `mmsearch_train` chose); blank: keep every result.",
     )
+
+    filter = serializers.ListField(
+        child=serializers.CharField(max_length=1000),
+        required=False,
+        default=list,
+        max_length=50,
+        help_text="A facet filter `name:value`, e.g. `color:Black`; repeat it for more. Values of one facet "
+        "are alternatives (any of them), facets all apply. The facets are in each answer's `facets`.",
+    )
+    price_min = PriceField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Only products at this price or more. With `price_max` absent too, a price in the words "
+        "(`under 50`, `between 20 and 40`, `$30-$60`) is used instead and taken out of the searched text.",
+    )
+    price_max = PriceField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Only products under this price (exclusive).",
+    )
+    sort = serializers.ChoiceField(
+        choices=services.SORTS,
+        required=False,
+        default=services.SORTS[0],
+        help_text="The order of the results: by relevance (default), price up or down, or newest first.",
+    )
+    page = serializers.IntegerField(
+        required=False, min_value=1, max_value=10_000, default=1, help_text="The page (from 1); past the last: empty."
+    )
+    page_size = serializers.IntegerField(
+        required=False,
+        min_value=services.MIN_K,
+        max_value=services.MAX_K,
+        allow_null=True,
+        default=None,
+        help_text="Results per page; absent: `k`.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields.get("filter")
+        if isinstance(field, serializers.ListField):  # the configured facet names, in the schema's pattern too
+            names = "|".join(re.escape(name) for name in services.facet_names())
+            field.child = serializers.RegexField(
+                rf"^(?:{names}):.*\S",
+                max_length=1000,
+                error_messages={"invalid": f"Use `name:value`, the name one of: {', '.join(services.facet_names())}."},
+            )
+            field.child.bind(field_name="", parent=field)  # type: ignore[arg-type]  # as ListField.__init__ does
+
+    def validate_filter(self, value: list[str]) -> dict[str, list[str]]:
+        chosen: dict[str, list[str]] = {}
+        for item in value:
+            name, colon, facet_value = item.partition(":")
+            if not colon or not name.strip() or not facet_value.strip():
+                raise serializers.ValidationError(f"{item[:100]!r} is not `name:value`.", code="invalid")
+            chosen.setdefault(name.strip(), []).append(facet_value.strip())
+        return chosen
 
     def validate_min_relevance(self, value: str) -> float | str | None:
         value = value.strip().lower()

@@ -1,13 +1,15 @@
 from django.urls import include, path, re_path
 
-from multimodal_search.api import schema, views
+from multimodal_search.api import schema, suggest, views, voice
 
 app_name = "multimodal_search_api"
 
 endpoints = [
     path("search/", views.SearchView.as_view(), name="search"),
+    path("search/voice/", voice.VoiceSearchView.as_view(), name="search_voice"),
     path("products/<str:identifier>/similar/", views.SimilarView.as_view(), name="similar"),
     path("index/status/", views.IndexStatusView.as_view(), name="index_status"),
+    path("autocomplete/", suggest.AutocompleteView.as_view(), name="autocomplete"),
 ]
 
 urlpatterns = [

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, cast
+from decimal import Decimal
+from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import QueryDict
@@ -43,10 +44,28 @@ def _errors(*statuses: int) -> dict[int, OpenApiResponse]:
     return {code: OpenApiResponse(ErrorSerializer, description=meaning[code]) for code in statuses}
 
 
-def _payload(response: services.SearchResponse) -> dict[str, Any]:
+def _payload(response: services.SearchPage, links: tuple[str | None, str | None]) -> dict[str, Any]:
     return {
         "results": [hit.as_dict() for hit in response.hits],
         "count": len(response.hits),
+        "total": response.total,
+        "page": response.page,
+        "pages": response.pages,
+        "page_size": response.page_size,
+        "next": links[0],
+        "previous": links[1],
+        "sort": response.sort,
+        "filters": response.filters,
+        "price_min": _money(response.price_min),
+        "price_max": _money(response.price_max),
+        "facets": {
+            name: [{"value": item.value, "count": item.count, "selected": item.selected} for item in values]
+            for name, values in response.facets.items()
+        },
+        "price_ranges": [
+            {"min": _money(item.minimum), "max": _money(item.maximum), "count": item.count, "selected": item.selected}
+            for item in response.price_ranges
+        ],
         "match": response.match,
         "min_relevance": response.min_relevance,
         "method": response.method,
@@ -55,9 +74,29 @@ def _payload(response: services.SearchResponse) -> dict[str, Any]:
         "query": {
             key: value
             for key, value in response.query.items()
-            if key in ("text", "expanded", "image", "photo_sold_here")
+            if key in ("text", "expanded", "searched", "price", "image", "photo_sold_here")
         },
     }
+
+
+def _money(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _page_links(request: Request, page: services.SearchPage) -> tuple[str | None, str | None]:
+    """The next and previous pages' URLs of a GET search (None: no such page, or a POST: send the form
+    again with ``page``)."""
+    if request.method != "GET":
+        return None, None
+
+    def link(number: int) -> str:
+        params = request.query_params.copy()
+        params["page"] = str(number)
+        return request.build_absolute_uri(f"{request.path}?{params.urlencode()}")
+
+    following = link(page.page + 1) if page.page < page.pages else None
+    previous = link(min(page.page - 1, page.pages)) if page.page > 1 and page.pages else None
+    return following, previous
 
 
 class BaseAPIView(MultimodalAPIView):
@@ -86,7 +125,8 @@ class BaseAPIView(MultimodalAPIView):
 
 
 class SearchView(BaseAPIView):
-    """GET ?q=TEXT&k=N[&category=PATH][&method=M][&min_relevance=P|auto]; POST multipart image (+ q, k...)."""
+    """GET ?q=TEXT&k=N[&category=PATH][&method=M][&min_relevance=P|auto][&filter=NAME:VALUE...][&price_min=P]
+    [&price_max=P][&sort=S][&page=N][&page_size=N]; POST multipart image (+ the same fields)."""
 
     parser_classes = [MultiPartParser, FormParser]
 
@@ -98,13 +138,16 @@ class SearchView(BaseAPIView):
     )
     def get(self, request: Request) -> Response:
         self.reject_unknown_parameters(request.query_params, SearchTextQuerySerializer)
-        return self._search(request.query_params.dict(), SearchTextQuerySerializer)
+        data: dict[str, Any] = request.query_params.dict()
+        data["filter"] = request.query_params.getlist("filter")
+        return self._search(request, data, SearchTextQuerySerializer)
 
     @extend_schema(
         operation_id="search_by_photo",
         summary="Search by photo, or photo and text",
         description="A form (multipart for a photo) with the same fields as the text search, plus `image`; "
-        "`q`, `k`, `category`, `method` and `min_relevance` may also come in the query string.",
+        "any of them may also come in the query string. `next` and `previous` are null: send the form "
+        "again with `page`.",
         request={
             "multipart/form-data": SearchQuerySerializer,
             "application/x-www-form-urlencoded": SearchQuerySerializer,
@@ -116,31 +159,39 @@ class SearchView(BaseAPIView):
             services.check_upload_length(request.META.get("CONTENT_LENGTH"))
         except services.SearchError as exc:
             raise RequestTooLarge(str(exc)) from None
-        # a plain dict: QueryDict.copy() would deep-copy the uploaded (temporary) file
-        form = cast(QueryDict, request.data)
+        # a plain dict: QueryDict.copy() would deep-copy the uploaded (temporary) file; no body: an empty form
+        form = request.data if isinstance(request.data, QueryDict) else QueryDict()
         data: dict[str, Any] = {key: form[key] for key in form}
         self.reject_unknown_parameters([*data, *request.query_params], SearchQuerySerializer)
-        for key in ("k", "q", "category", "method", "min_relevance"):
+        for key in list(SearchTextQuerySerializer().fields.keys()):
             if key not in data and key in request.query_params:
                 data[key] = request.query_params[key]
-        return self._search(data, SearchQuerySerializer)
+        data["filter"] = form.getlist("filter") or request.query_params.getlist("filter")
+        return self._search(request, data, SearchQuerySerializer)
 
-    def _search(self, data: dict[str, Any], serializer_class: type[SearchQuerySerializer]) -> Response:
+    def _search(
+        self, request: Request, data: dict[str, Any], serializer_class: type[SearchQuerySerializer]
+    ) -> Response:
         serializer = serializer_class(data=data)
         serializer.is_valid(raise_exception=True)
         params = serializer.validated_data
         try:
-            response = services.search_products(
+            response = services.browse_products(
                 params.get("q") or None,
                 params.get("image"),
-                k=params["k"],
                 category=params.get("category") or None,
                 method=params.get("method") or None,
                 min_relevance=params.get("min_relevance"),
+                filters=params["filter"],
+                price_min=params.get("price_min"),
+                price_max=params.get("price_max"),
+                sort=params["sort"],
+                page=params["page"],
+                page_size=params.get("page_size") or params["k"],
             )
         except services.SearchError as exc:
             raise exceptions.ValidationError({"non_field_errors": [str(exc)]}) from None
-        return Response(_payload(response))
+        return Response(_payload(response, _page_links(request, response)))
 
 
 class SimilarView(BaseAPIView):

@@ -1,15 +1,29 @@
 """The services: the only entry points of the HTML views, the API, the admin, the commands and the tasks.
 
 * ``search``: :func:`search_products`, :func:`similar_products` (and the ``plain_knn`` reference);
+* ``browse``: :func:`browse_products`, a search refined: facets with counts, price, sort and pages;
 * ``query``: input checks shared by every face, reading uploaded photos, encoding queries;
 * ``indexing``: :func:`index_products`, removal, pruning, :func:`index_status`;
 * ``enqueue``: sending indexing work to the worker, in batches or on commit;
 * ``outbox``: the per-product index state (dirty, version, tries, failures) written with each change;
 * ``drift``: :func:`find_drift` / :func:`fix_drift` (``mmsearch_reconcile``) and the periodic :func:`sweep`;
 * ``encoding``: the encoding step of indexing, reusing kept backbone outputs across head versions;
+* ``voice``: :func:`voice_search`, a WAV recording transcribed offline (pocketsphinx), then searched;
 * ``warmup``: models loaded at process start, torch threads of indexing processes.
+* ``suggest``: :func:`suggest`, autocomplete of products and categories from a typed prefix;
+* ``photo_tokens``: query photos kept under short-lived tokens (:func:`keep_photo`, :func:`load_photo`).
+* ``relaxed``: :func:`relaxed_queries`, shorter forms of a query that finds nothing (a helpful "no match").
 """
 
+from multimodal_search.services.browse import (
+    SORTS,
+    FacetValue,
+    PriceRange,
+    SearchPage,
+    browse_products,
+    facet_names,
+    storefront_page_size,
+)
 from multimodal_search.services.drift import Drift, find_drift, fix_drift, sweep
 from multimodal_search.services.enqueue import EnqueueError, enqueue_index, index_on_commit, results_backend_configured
 from multimodal_search.services.indexing import (
@@ -23,6 +37,15 @@ from multimodal_search.services.indexing import (
     prune_stale,
     remove_products,
 )
+from multimodal_search.services.photo_tokens import (
+    PhotoStoreUnavailable,
+    expired_message,
+    is_token,
+    keep_photo,
+    load_photo,
+    photo_thumbnail,
+    photo_ttl,
+)
 from multimodal_search.services.query import (
     MAX_K,
     MIN_K,
@@ -32,6 +55,7 @@ from multimodal_search.services.query import (
     check_upload_length,
     open_photo,
 )
+from multimodal_search.services.relaxed import Relaxed, relaxed_queries
 from multimodal_search.services.search import (
     AUTO,
     METHODS,
@@ -43,6 +67,8 @@ from multimodal_search.services.search import (
     similar_products,
     storefront_min_relevance,
 )
+from multimodal_search.services.suggest import suggest
+from multimodal_search.services.voice import VoiceSearch, check_recording_size, transcribe, voice_search
 from multimodal_search.services.warmup import prepare_worker, use_indexing_threads, warm_up
 
 __all__ = [
@@ -50,36 +76,57 @@ __all__ = [
     "MAX_K",
     "METHODS",
     "MIN_K",
+    "SORTS",
     "Drift",
     "EnqueueError",
+    "FacetValue",
     "IndexReport",
+    "PhotoStoreUnavailable",
+    "PriceRange",
+    "Relaxed",
     "SearchError",
     "SearchHit",
+    "SearchPage",
     "SearchResponse",
+    "VoiceSearch",
+    "browse_products",
     "check_min_relevance",
     "check_photo_size",
     "check_query",
+    "check_recording_size",
     "check_upload_length",
     "chunked_pks",
     "count_indexed",
     "current_model_id",
     "drop_older_encoders",
     "enqueue_index",
+    "expired_message",
+    "facet_names",
     "find_drift",
     "fix_drift",
     "index_on_commit",
     "index_products",
     "index_status",
+    "is_token",
+    "keep_photo",
+    "load_photo",
     "open_photo",
+    "photo_thumbnail",
+    "photo_ttl",
     "plain_knn",
     "prepare_worker",
     "prune_stale",
+    "relaxed_queries",
     "remove_products",
     "results_backend_configured",
     "search_products",
     "similar_products",
     "storefront_min_relevance",
+    "storefront_page_size",
+    "suggest",
     "sweep",
+    "transcribe",
     "use_indexing_threads",
+    "voice_search",
     "warm_up",
 ]

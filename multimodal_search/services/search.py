@@ -91,6 +91,35 @@ def search_products(
     Raises:
         SearchError: no query, bad k, unknown method or a bad ``min_relevance``.
     """
+    ranked = rank_products(text, image, k=k, category=category, method=method, min_relevance=min_relevance, limit=k)
+    return respond(ranked, ranked.hits)
+
+
+@dataclass
+class Ranked:
+    """Every ranked result of one query over the relevance cut, best first (``rank_products``)."""
+
+    hits: list[SearchHit]
+    method: str
+    model_id: str
+    query: dict[str, Any]
+    started: float
+    cut: float | None
+    cuts: Mapping[str, float]
+
+
+def rank_products(
+    text: str | None,
+    image: Image.Image | None,
+    *,
+    k: int,
+    category: str | None,
+    method: str | None,
+    min_relevance: MinRelevance,
+    limit: int | None,
+) -> Ranked:
+    """The ranking ``search_products`` answers from: the first ``limit`` results (None: the whole
+    candidate pool, ``FUSION["CANDIDATES"]`` or ``k`` if more), those under the cut left out."""
     started = time.perf_counter()
     fusion_settings = search_settings.FUSION
     method = method or fusion_settings["METHOD"]
@@ -132,7 +161,7 @@ def search_products(
         scores = fusion.weighted_scores(signals, weights)
     if method == v.LEXICAL_ONLY:
         scores = {pk: value for pk, value in scores.items() if value > 0}
-    order = fusion.rank(scores, seed=query.tie_seed)[:k]
+    order = fusion.rank(scores, seed=query.tie_seed)[:limit]
     photo = encoder.photo_relevance()
     sold = photo_sold_here(photo, query) if query.text_vector is None else None
     relevance, cuts = _relevance(trained, photo, query, pool, signals, reranker is not None, sold)
@@ -150,26 +179,42 @@ def search_products(
     cut = _cut(min_relevance, cuts, calibration.RELATED)
     if cut is not None:
         hits = [hit for hit in hits if hit.relevance is None or hit.relevance >= cut]
-    match = calibration.match_summary(
-        [hit.relevance for hit in hits],
-        _cut(_setting("EXACT"), cuts, calibration.EXACT),
-        _cut(_setting("RELATED"), cuts, calibration.RELATED),
-    )
-    took_ms = (time.perf_counter() - started) * 1000
     query_info = {"text": (text or "").strip() or None, "image": image is not None, "k": k, "category": category}
     if query.text and query.text != query_info["text"]:
         query_info["expanded"] = query.text
     if sold is not None:
         query_info["photo_sold_here"] = sold
-    search_performed.send(sender=SearchResponse, query=query_info, result_count=len(hits), took_ms=took_ms)
-    return SearchResponse(
+    return Ranked(hits, method, model_id, query_info, started, cut, cuts)
+
+
+def respond(
+    ranked: Ranked,
+    hits: list[SearchHit],
+    response_class: type[SearchResponse] = SearchResponse,
+    matched: list[SearchHit] | None = None,
+    **extra: Any,
+) -> SearchResponse:
+    """The answer to a query: ``hits`` (a part of ``ranked.hits``) and the ``match`` summary of
+    ``matched`` (default ``hits``; best first); ``search_performed`` is sent. ``extra``: more fields of
+    ``response_class`` (a subclass, e.g. ``services.browse.SearchPage``; its ``total`` is the result
+    count sent)."""
+    match = calibration.match_summary(
+        [hit.relevance for hit in (hits if matched is None else matched)],
+        _cut(_setting("EXACT"), ranked.cuts, calibration.EXACT),
+        _cut(_setting("RELATED"), ranked.cuts, calibration.RELATED),
+    )
+    took_ms = (time.perf_counter() - ranked.started) * 1000
+    result_count = extra.get("total", len(hits))
+    search_performed.send(sender=SearchResponse, query=ranked.query, result_count=result_count, took_ms=took_ms)
+    return response_class(
         hits=hits,
-        method=method,
+        method=ranked.method,
         took_ms=took_ms,
-        model_id=model_id,
-        query=query_info,
+        model_id=ranked.model_id,
+        query=ranked.query,
         match=match,
-        min_relevance=cut,
+        min_relevance=ranked.cut,
+        **extra,
     )
 
 

@@ -181,6 +181,18 @@ class BaseVectorStore:
         exact signals and requested fields of every candidate, in one round trip where possible."""
         raise NotImplementedError
 
+    # --- reads for autocomplete --------------------------------------------------------------
+
+    def suggest_products(self, model_id: str, words: Sequence[str], *, typed: str, limit: int) -> list[tuple[str, str]]:
+        """[(pk, title)] of products of ``model_id`` whose stored title (``fields["title"]``) has every word,
+        the last one as a prefix; titles starting with ``typed`` first, then shorter ones. ``words``: lower
+        case letters and digits."""
+        raise NotImplementedError
+
+    def category_counts(self, model_id: str) -> dict[str, int]:
+        """category path -> products of ``model_id`` in it (ancestor paths included)."""
+        raise NotImplementedError
+
     # --- backbone outputs kept across head versions ------------------------------------------
 
     def backbone_vectors(self, backbone_id: str, digests: Sequence[str]) -> dict[str, np.ndarray]:

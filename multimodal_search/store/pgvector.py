@@ -363,6 +363,31 @@ class PgvectorStore(BaseVectorStore):
         ef_search = _ef_search(sql.POOL_EF_FACTOR * scope.ef_search, limit)
         return VectorQuery(statement + " ORDER BY 1", params, ef_search, bool(categories)), names
 
+    # --- reads for autocomplete --------------------------------------------------------------
+
+    def suggest_products(self, model_id: str, words: Sequence[str], *, typed: str, limit: int) -> list[tuple[str, str]]:
+        query = self.suggest_query(model_id, words, typed=typed, limit=limit)
+        if query is None:
+            return []
+        with connections[_read_alias()].cursor() as cursor:
+            cursor.execute(*query)
+            return [(pk, title or "") for pk, title in cursor.fetchall()]
+
+    def suggest_query(
+        self, model_id: str, words: Sequence[str], *, typed: str, limit: int
+    ) -> tuple[str, list[sql.Param]] | None:
+        """The statement :meth:`suggest_products` runs (for ``EXPLAIN``); None: no word to match."""
+        tsquery = sql.prefix_tsquery(words)
+        if not tsquery:
+            return None
+        pattern = typed.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        return sql.suggest_products(limit), [model_id, tsquery, pattern, sql.prefix_tsquery(words, prefix=False)]
+
+    def category_counts(self, model_id: str) -> dict[str, int]:
+        with connections[_read_alias()].cursor() as cursor:
+            cursor.execute(sql.category_counts(), [model_id])
+            return {path: int(count) for path, count in cursor.fetchall()}
+
     # --- reads for training ------------------------------------------------------------------
 
     def product_rows(self, model_id: str) -> dict[str, tuple[dict[str, Any], list[str]]]:

@@ -268,3 +268,38 @@ def fields_select(keys: Sequence[str], params: list[Param]) -> str:
         pairs.append("%s, fields -> %s")
         params += [key, key]
     return f"jsonb_strip_nulls(jsonb_build_object({', '.join(pairs)}))"
+
+
+#: the title's words, unstemmed (``simple``): generated from ``fields->>'title'`` (migration 0009)
+TITLE_WORDS = "title_words"
+#: prefix matches ranked per keystroke: a two-letter prefix may match much of the catalogue
+SUGGEST_MATCH_CAP = 500
+
+
+def prefix_tsquery(words: Sequence[str], *, prefix: bool = True) -> str:
+    """``'chaz' & 'kang':*``: every word whole, the last as a prefix unless ``prefix`` is False (words:
+    letters and digits only)."""
+    quoted = [f"'{word}'" for word in words if word.isalnum()]
+    if quoted and prefix:
+        quoted[-1] += ":*"
+    return " & ".join(quoted)
+
+
+def suggest_products(limit: int) -> str:
+    """Products whose title has the words (at most ``SUGGEST_MATCH_CAP``, read through the GIN index of
+    ``title_words``), titles starting with the typed text first, then those with the last word whole, then
+    shorter titles. Parameters: model id, prefix tsquery, LIKE pattern, whole-words tsquery."""
+    matches = (
+        f"SELECT product_pk, fields ->> 'title' AS title, {TITLE_WORDS} AS words FROM {PRODUCT_TABLE} "
+        f"WHERE model_id = %s AND {TITLE_WORDS} @@ to_tsquery('simple'::regconfig, %s) LIMIT {int(SUGGEST_MATCH_CAP)}"
+    )
+    return (
+        f"SELECT product_pk, title FROM ({matches}) m "
+        "ORDER BY lower(title) LIKE %s DESC, words @@ to_tsquery('simple'::regconfig, %s) DESC, "
+        f"length(title), title, product_pk LIMIT {int(limit)}"
+    )
+
+
+def category_counts() -> str:
+    """Products of one encoder version per category path (ancestors included). Parameter: model id."""
+    return f"SELECT c, count(*) FROM {PRODUCT_TABLE}, unnest(categories) AS c WHERE model_id = %s GROUP BY c"

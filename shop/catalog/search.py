@@ -8,7 +8,7 @@ from typing import Any
 from django.db import models
 from django.utils.html import strip_tags
 
-from multimodal_search.adapters import BaseProductAdapter, ImageRef
+from multimodal_search.adapters import BaseProductAdapter, ImageRef, split_values
 from shop.catalog.models import Category, Product, ProductImage
 
 
@@ -70,6 +70,16 @@ class ProductAdapter(BaseProductAdapter):
             "gender": product.gender,
             "material": product.material,
             "group": product.parent_sku or product.sku,
+        }
+
+    def get_facet_values(self, product: Product) -> dict[str, Any]:
+        """Category (leaf path), colour, sizes ("S,M,L") and price, for the search page's filters."""
+        category = _category(product)
+        return {
+            "category": [category.path] if category is not None else [],
+            "color": split_values(product.color),
+            "size": split_values(product.sizes),
+            "price": product.price,
         }
 
     def to_result(self, product: Product) -> dict[str, Any]:

@@ -1,0 +1,97 @@
+"""``POST /api/v1/search/voice/``: a spoken search (a WAV recording), answered like the text search.
+
+The recording is transcribed offline (``services.transcribe``); the words heard then go through the
+text search's own path, so the answer is the search payload (results, facets, pages...) plus
+``transcript``. A multipart POST: the ``photo`` throttle scope counts it, as each runs a model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.files.uploadedfile import UploadedFile
+from django.http import QueryDict
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.parsers import MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from multimodal_search import services
+from multimodal_search.api.errors import RequestTooLarge
+from multimodal_search.api.schema import SearchResponseSerializer
+from multimodal_search.api.serializers import SearchTextQuerySerializer
+from multimodal_search.api.views import SearchView, _errors
+
+UPLOAD_OVERHEAD_BYTES = 64 * 1024  # the multipart headers and the other form fields
+
+
+class VoiceQuerySerializer(SearchTextQuerySerializer):
+    """The text search's parameters, with a recording instead of ``q``."""
+
+    q = None  # type: ignore[assignment]
+    audio = serializers.FileField(
+        help_text="The spoken search: a WAV file (PCM, any rate, mono or stereo; at most "
+        '`VOICE["MAX_SECONDS"]` seconds, 15 by default).'
+    )
+
+    def validate_audio(self, value: UploadedFile) -> str:
+        """The words heard in the recording (the upload itself is not kept)."""
+        try:
+            transcript = services.transcribe(value)
+        except services.SearchError as exc:
+            raise serializers.ValidationError(str(exc), code="invalid_audio") from None
+        if not transcript:
+            raise serializers.ValidationError(
+                "No words were heard in the recording; speak closer to the microphone or type instead.",
+                code="no_speech",
+            )
+        return transcript
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return attrs  # the words come from the recording: no "empty query" check here
+
+
+class VoiceResponseSerializer(SearchResponseSerializer):
+    transcript = serializers.CharField(help_text="The words heard in the recording (lower case), as searched.")
+
+
+class VoiceSearchView(SearchView):
+    """POST multipart ``audio`` (+ the text search's parameters but ``q``): search by voice."""
+
+    parser_classes = [MultiPartParser]
+    http_method_names = ["post", "options"]
+
+    @extend_schema(
+        operation_id="search_by_voice",
+        summary="Search by voice (a WAV recording)",
+        description="The recording is transcribed on the server (pocketsphinx, offline), then searched as "
+        "text; the answer is the text search's plus `transcript`. The other fields may also come in the "
+        "query string. `next` and `previous` are null: send the form again with `page`.",
+        request={"multipart/form-data": VoiceQuerySerializer},
+        responses={200: VoiceResponseSerializer, **_errors(400, 405, 413, 415, 429)},
+    )
+    def post(self, request: Request) -> Response:
+        try:  # refuse an oversized body from its header, before any of it is read
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        try:
+            services.check_recording_size(max(0, length - UPLOAD_OVERHEAD_BYTES))
+        except services.SearchError as exc:
+            raise RequestTooLarge(str(exc)) from None
+        # a body without a content type parses to {}, not a QueryDict
+        form = request.data if isinstance(request.data, QueryDict) else QueryDict()
+        data: dict[str, Any] = {key: form[key] for key in form}
+        self.reject_unknown_parameters([*data, *request.query_params], VoiceQuerySerializer)
+        for key in list(VoiceQuerySerializer().fields.keys()):
+            if key not in data and key in request.query_params:
+                data[key] = request.query_params[key]
+        data["filter"] = form.getlist("filter") or request.query_params.getlist("filter")
+        serializer = VoiceQuerySerializer(data=data)
+        serializer.is_valid(raise_exception=True)
+        transcript = serializer.validated_data["audio"]
+        del data["audio"]
+        response = self._search(request, {**data, "q": transcript}, SearchTextQuerySerializer)
+        response.data["transcript"] = transcript
+        return response

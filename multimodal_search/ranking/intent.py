@@ -1,0 +1,70 @@
+"""Price intent in a shopper's words: "under 50", "between 20 and 40", "$30-$60".
+
+Pure: :func:`parse_price` takes the query text and returns the price range it names and the text
+without the phrase (what the encoders see). Ranges are half-open, ``minimum <= price < maximum``,
+so that "under 50" leaves out an item at 50.00 and the storefront's ranges do not overlap.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+_NUMBER = r"\$?\s*(\d{1,7}(?:\.\d{1,2})?)\s*(?:\$|dollars?|usd|eur|€|£)?"
+_UNDER = r"under|below|less\s+than|cheaper\s+than|up\s+to|max(?:imum)?|<"
+_OVER = r"over|above|more\s+than|at\s+least|min(?:imum)?|from|>"
+_PATTERNS = [
+    ("range", re.compile(rf"\b(?:between|from)\s+{_NUMBER}\s+(?:and|to|-)\s+{_NUMBER}", re.IGNORECASE)),
+    ("range", re.compile(rf"(?<![\w.])\$\s*(\d{{1,7}}(?:\.\d{{1,2}})?)\s*(?:-|–|to)\s*{_NUMBER}", re.IGNORECASE)),
+    ("range", re.compile(r"(?<![\w.])(\d{1,7}(?:\.\d{1,2})?)\s*(?:-|–)\s*\$\s*(\d{1,7}(?:\.\d{1,2})?)")),
+    ("under", re.compile(rf"(?:\b|(?<=\s)|^)(?:{_UNDER})\s*{_NUMBER}", re.IGNORECASE)),
+    ("over", re.compile(rf"(?:\b|(?<=\s)|^)(?:{_OVER})\s*{_NUMBER}", re.IGNORECASE)),
+]
+
+
+@dataclass(frozen=True)
+class PriceIntent:
+    """The text without the price phrase, and the range it named (None: open on that side)."""
+
+    text: str
+    minimum: Decimal | None = None
+    maximum: Decimal | None = None
+
+    @property
+    def found(self) -> bool:
+        return self.minimum is not None or self.maximum is not None
+
+
+def parse_price(text: str) -> PriceIntent:
+    """The first price phrase in ``text`` and the text without it.
+
+    Args:
+        text: the shopper's words, e.g. "cheap jacket under 50".
+
+    Returns:
+        ``PriceIntent("cheap jacket", None, Decimal("50"))``; the text unchanged and no bounds when
+        it names no price. "between 40 and 20" is read as 20 to 40.
+    """
+    for kind, pattern in _PATTERNS:
+        match = pattern.search(text)
+        if match is None:
+            continue
+        numbers = [_decimal(group) for group in match.groups() if group is not None]
+        if any(number is None for number in numbers):
+            continue
+        rest = " ".join((text[: match.start()] + " " + text[match.end() :]).split())
+        if kind == "under":
+            return PriceIntent(rest, None, numbers[0])
+        if kind == "over":
+            return PriceIntent(rest, numbers[0], None)
+        low, high = sorted(number for number in numbers if number is not None)
+        return PriceIntent(rest, low, high)
+    return PriceIntent(text)
+
+
+def _decimal(value: str) -> Decimal | None:
+    try:
+        return Decimal(value)
+    except InvalidOperation:
+        return None

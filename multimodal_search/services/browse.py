@@ -1,0 +1,226 @@
+"""Refining a search: facets with counts, price filter (and price intent in the words), sort and pages.
+
+The storefront's search page and the API's search both call :func:`browse_products`. A query's
+*result set* is its ranked candidate pool after the relevance cut (``search.rank_products``); the
+filters select within it, and each facet's counts are over the result set with every *other*
+facet's filter applied (disjunctive faceting: ticking "Black" still shows how many are "Blue").
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from PIL import Image
+
+from multimodal_search.adapters import get_adapter
+from multimodal_search.conf import search_settings
+from multimodal_search.ranking.intent import parse_price
+from multimodal_search.services.query import SearchError
+from multimodal_search.services.search import MinRelevance, SearchHit, SearchResponse, rank_products, respond
+
+RELEVANCE = "relevance"
+SORTS = (RELEVANCE, "price_asc", "price_desc", "newest")
+PRICE = "price"
+MAX_PAGE = 10_000
+
+
+@dataclass(frozen=True)
+class FacetValue:
+    value: str
+    count: int
+    selected: bool
+
+
+@dataclass(frozen=True)
+class PriceRange:
+    """One of ``FACETS["PRICE_RANGES"]``: ``minimum <= price < maximum`` (None: open)."""
+
+    minimum: Decimal | None
+    maximum: Decimal | None
+    count: int
+    selected: bool
+
+
+@dataclass
+class SearchPage(SearchResponse):
+    """One page of a refined search: ``hits`` is the page; the rest describes the whole filtered set."""
+
+    total: int = 0
+    page: int = 1
+    pages: int = 0
+    page_size: int = 24
+    sort: str = RELEVANCE
+    #: facet name -> its values with counts, in ``FACETS["FIELDS"]`` order
+    facets: dict[str, list[FacetValue]] = field(default_factory=dict)
+    price_ranges: list[PriceRange] = field(default_factory=list)
+    #: the price filter applied (from the parameters, or else from the words)
+    price_min: Decimal | None = None
+    price_max: Decimal | None = None
+    #: the active facet filters (name -> values)
+    filters: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class _Row:
+    hit: SearchHit
+    facets: Mapping[str, Any]
+    rank: int
+
+
+def browse_products(
+    text: str | None = None,
+    image: Image.Image | None = None,
+    *,
+    category: str | None = None,
+    method: str | None = None,
+    min_relevance: MinRelevance = None,
+    filters: Mapping[str, Iterable[str]] | None = None,
+    price_min: Decimal | None = None,
+    price_max: Decimal | None = None,
+    sort: str = RELEVANCE,
+    page: int = 1,
+    page_size: int = 24,
+) -> SearchPage:
+    """Search, then filter, count facets, sort and cut one page.
+
+    Args:
+        text, image, category, method, min_relevance: as ``search_products``.
+        filters: facet name -> values; a product passes a facet when it has any of its values, and
+            the filter when it passes every facet. Names outside ``FACETS["FIELDS"]`` are an error.
+        price_min, price_max: keep ``price_min <= price < price_max`` (products without a price drop
+            out). When neither is given, a price named in the words ("under 50", "between 20 and 40")
+            is used and taken out of the text that is searched.
+        sort: ``relevance``, ``price_asc``, ``price_desc`` or ``newest`` (ties keep relevance order).
+        page: 1-based; a page past the last is empty.
+        page_size: results per page (``MIN_K``..``MAX_K``).
+
+    Returns:
+        a ``SearchPage``: this page's hits, the filtered total, the pages, the facets' counts and
+        the price ranges' counts; ``match`` describes the filtered set.
+
+    Raises:
+        SearchError: as ``search_products``, or an unknown sort or facet, a bad page or price range.
+    """
+    if sort not in SORTS:
+        raise SearchError(f"Unknown sort {sort!r}; choose one of {', '.join(SORTS)}.")
+    if not 1 <= page <= MAX_PAGE:
+        raise SearchError(f"page must be between 1 and {MAX_PAGE}.")
+    fields = facet_names()
+    chosen = {name: sorted({str(value) for value in values}) for name, values in (filters or {}).items()}
+    chosen = {name: values for name, values in chosen.items() if values}
+    unknown = sorted(set(chosen) - set(fields))
+    if unknown:
+        raise SearchError(f"Unknown facet {unknown[0]!r}; the facets are: {', '.join(fields) or 'none'}.")
+    intent = parse_price(text or "")
+    # the price phrase is no description of the product: not searched ("under 50" alone: the words are)
+    searched = (intent.text or (text if image is None else None)) if intent.found else text
+    price_from_text = intent.found and price_min is None and price_max is None
+    if price_from_text:
+        price_min, price_max = intent.minimum, intent.maximum
+    if price_min is not None and price_max is not None and price_min >= price_max:
+        raise SearchError("price_min must be below price_max.")
+
+    ranked = rank_products(
+        searched, image, k=page_size, category=category, method=method, min_relevance=min_relevance, limit=None
+    )
+    if intent.found:
+        ranked.query["text"] = (text or "").strip() or None
+        ranked.query["searched"] = searched
+    if price_from_text:
+        ranked.query["price"] = {"min": _text(price_min), "max": _text(price_max)}
+    adapter = get_adapter()
+    rows = [_Row(hit, adapter.get_facet_values(hit.product), rank) for rank, hit in enumerate(ranked.hits)]
+    in_price = [row for row in rows if _in_range(row.facets.get(PRICE), price_min, price_max)]
+
+    def passes(row: _Row, skip: str | None = None) -> bool:
+        return all(name == skip or set(values) & set(row.facets.get(name) or []) for name, values in chosen.items())
+
+    facets = {name: _count(name, [row for row in in_price if passes(row, name)], chosen) for name in fields}
+    in_facets = [row for row in rows if passes(row)]
+    ranges = [
+        PriceRange(low, high, sum(_in_range(row.facets.get(PRICE), low, high) for row in in_facets), selected)
+        for low, high in _price_ranges()
+        for selected in [(low, high) == (price_min, price_max)]
+    ]
+    kept = [row for row in in_facets if _in_range(row.facets.get(PRICE), price_min, price_max)]
+    ordered = _sorted(kept, sort, adapter)
+    start = (page - 1) * page_size
+    return respond(  # type: ignore[return-value]
+        ranked,
+        [row.hit for row in ordered[start : start + page_size]],
+        SearchPage,
+        total=len(kept),
+        page=page,
+        pages=math.ceil(len(kept) / page_size),
+        page_size=page_size,
+        sort=sort,
+        facets=facets,
+        price_ranges=ranges,
+        price_min=price_min,
+        price_max=price_max,
+        filters=chosen,
+        matched=[row.hit for row in kept],
+    )
+
+
+def facet_names() -> list[str]:
+    """The facets counted and filtered by (``FACETS["FIELDS"]``)."""
+    return list(search_settings.FACETS["FIELDS"])
+
+
+def storefront_page_size() -> int:
+    """Results per page of the storefront's search page (``FACETS["PAGE_SIZE"]``)."""
+    return int(search_settings.FACETS["PAGE_SIZE"])
+
+
+def _count(name: str, rows: list[_Row], chosen: Mapping[str, list[str]]) -> list[FacetValue]:
+    counts = Counter(value for row in rows for value in set(row.facets.get(name) or []))
+    selected = set(chosen.get(name, []))
+    top = sorted(counts.items(), key=lambda item: (-item[1], item[0].lower()))[
+        : int(search_settings.FACETS["MAX_VALUES"])
+    ]
+    shown = [FacetValue(value, count, value in selected) for value, count in top]
+    # a ticked value stays listed (so it can be unticked) even when nothing else has it
+    missing = sorted(selected - {value for value, _ in top})
+    return shown + [FacetValue(value, counts.get(value, 0), True) for value in missing]
+
+
+def _price_ranges() -> list[tuple[Decimal | None, Decimal | None]]:
+    return [
+        (None if low is None else Decimal(str(low)), None if high is None else Decimal(str(high)))
+        for low, high in search_settings.FACETS["PRICE_RANGES"]
+    ]
+
+
+def _in_range(price: Any, low: Decimal | None, high: Decimal | None) -> bool:
+    if low is None and high is None:
+        return True
+    if price is None:
+        return False
+    return (low is None or price >= low) and (high is None or price < high)
+
+
+def _sorted(rows: list[_Row], sort: str, adapter: Any) -> list[_Row]:
+    if sort == RELEVANCE:
+        return rows
+    if sort == "newest":
+        moments = {row.rank: adapter.get_created_at(row.hit.product) for row in rows}
+        oldest = datetime.min
+        dated = [row for row in rows if moments[row.rank] is not None]
+        undated = [row for row in rows if moments[row.rank] is None]
+        return sorted(dated, key=lambda row: (moments[row.rank] or oldest, -row.rank), reverse=True) + undated
+    priced = [row for row in rows if row.facets.get(PRICE) is not None]
+    unpriced = [row for row in rows if row.facets.get(PRICE) is None]
+    if sort == "price_asc":
+        return sorted(priced, key=lambda row: (row.facets[PRICE], row.rank)) + unpriced
+    return sorted(priced, key=lambda row: (-row.facets[PRICE], row.rank)) + unpriced
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)

@@ -1,0 +1,49 @@
+"""A helpful "no match": shorter forms of a query that does find something.
+
+When nothing passes the storefront's relevance cut ("ceramic coffee mug" in a clothes shop, "red
+waterproof hiking sandals" where there are no sandals), the page offers the query with one word
+left out, then single words, each with how many results it would show and its first few, instead
+of a full page of unrelated items. Each form is searched the normal way, so the counts are what
+the link will show.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from multimodal_search.ranking import text as words
+from multimodal_search.services.search import MinRelevance, SearchHit, search_products
+
+#: forms tried at most (each is one search)
+MAX_TRIES = 6
+#: results of a form searched (its count is of these, after the cut)
+K = 24
+
+
+@dataclass
+class Relaxed:
+    """A shorter form of the query, the number of results it shows, and its first results."""
+
+    text: str
+    count: int
+    hits: list[SearchHit] = field(default_factory=list)
+
+
+def relaxed_queries(text: str | None, *, min_relevance: MinRelevance, limit: int = 3) -> list[Relaxed]:
+    """Up to ``limit`` shorter forms of ``text`` that find results above ``min_relevance``, most results first.
+
+    Tried, longest first: the words with one left out, then each word alone (at most ``MAX_TRIES``
+    searches). A one-word query has no shorter form.
+    """
+    terms = words.words(text or "")
+    if len(terms) < 2:
+        return []
+    forms = [" ".join(terms[:i] + terms[i + 1 :]) for i in range(len(terms))] if len(terms) > 2 else []
+    forms += [term for term in terms if len(term) > 2]
+    found: list[Relaxed] = []
+    for form in list(dict.fromkeys(forms))[:MAX_TRIES]:
+        hits = search_products(form, k=K, min_relevance=min_relevance).hits
+        if hits:
+            found.append(Relaxed(form, len(hits), hits[:4]))
+    found.sort(key=lambda relaxed: (-len(relaxed.text.split()), -relaxed.count))
+    return found[:limit]

@@ -1,0 +1,112 @@
+"""Autocomplete: products and categories whose words start with what the shopper is typing.
+
+Fast on purpose: a prefix match on the stored titles' words (``store.suggest_products``, a GIN index)
+and the per-category product counts (one ``GROUP BY``, cached for ``CATEGORY_CACHE_SECONDS``); no
+encoder, no ranking pipeline.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.core.cache import cache
+
+from multimodal_search.adapters import get_adapter
+from multimodal_search.services.indexing import current_model_id
+from multimodal_search.services.query import SearchError
+from multimodal_search.store import get_store
+
+MAX_PREFIX_LENGTH = 100
+MAX_LIMIT = 20
+MAX_WORDS = 10
+#: how long the category counts are reused (a re-index shows in the counts within this time)
+CATEGORY_CACHE_SECONDS = 60
+#: extra products read, for those the adapter's queryset no longer returns (unpublished since indexing)
+_SLACK = 4
+_WORD = re.compile(r"[^\W_]+")
+_SEPARATOR = " > "
+
+
+def check_prefix(prefix: str, limit: int) -> None:
+    """Raise ``SearchError`` unless the text is at most ``MAX_PREFIX_LENGTH`` characters without NUL bytes
+    and ``limit`` is 1..``MAX_LIMIT``."""
+    if len(prefix) > MAX_PREFIX_LENGTH:
+        raise SearchError(f"q must be at most {MAX_PREFIX_LENGTH} characters.")
+    if "\x00" in prefix:
+        raise SearchError("Null characters are not allowed.")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise SearchError(f"limit must be between 1 and {MAX_LIMIT}.")
+
+
+def words_of(text: str) -> list[str]:
+    """Lower-case runs of letters and digits ("T-Shirt's" -> ["t", "shirt", "s"])."""
+    return _WORD.findall(text.lower())
+
+
+def suggest(prefix: str, limit: int = 8) -> dict[str, list[dict[str, Any]]]:
+    """Products and categories for a search box's dropdown while the shopper types.
+
+    Args:
+        prefix: what is typed so far; every word must start a word of the product's title (or of the
+            category's path), and the last one may be unfinished.
+        limit: at most this many products and this many categories (1..``MAX_LIMIT``).
+
+    Returns:
+        ``{"products": [{sku, title, url, image}], "categories": [{path, count, query}]}``: products of
+        the current encoder version the adapter's queryset still returns, titles starting with the
+        typed text first; categories with their product counts, ``query`` being the words to search
+        within one (the typed words it did not match, else its own name). Empty text: empty lists.
+
+    Raises:
+        SearchError: text over ``MAX_PREFIX_LENGTH`` characters, a NUL byte, or a bad ``limit``.
+    """
+    check_prefix(prefix, limit)
+    words = words_of(prefix)[:MAX_WORDS]
+    if not words:
+        return {"products": [], "categories": []}
+    model_id = current_model_id()
+    return {
+        "products": _products(model_id, words, " ".join(prefix.split()), limit),
+        "categories": _categories(model_id, words, limit),
+    }
+
+
+def _products(model_id: str, words: list[str], typed: str, limit: int) -> list[dict[str, Any]]:
+    found = get_store().suggest_products(model_id, words, typed=typed, limit=limit + _SLACK)
+    adapter = get_adapter()
+    products = {str(p.pk): p for p in adapter.get_queryset().filter(pk__in=[pk for pk, _ in found])}
+    results: list[dict[str, Any]] = []
+    for pk, _ in found:
+        if pk in products and len(results) < limit:
+            result = adapter.to_result(products[pk])
+            results.append({key: result.get(key) or "" for key in ("sku", "title", "url", "image")})
+    return results
+
+
+def category_counts(model_id: str) -> dict[str, int]:
+    """category path -> products of ``model_id`` in it, reused for ``CATEGORY_CACHE_SECONDS``."""
+    key = f"mmsearch:suggest:categories:{model_id}"
+    counts: dict[str, int] | None = cache.get(key)
+    if counts is None:
+        counts = get_store().category_counts(model_id)
+        cache.set(key, counts, CATEGORY_CACHE_SECONDS)
+    return counts
+
+
+def _categories(model_id: str, words: list[str], limit: int) -> list[dict[str, Any]]:
+    ranked = []
+    for path, count in category_counts(model_id).items():
+        leaf = path.split(_SEPARATOR)[-1]
+        path_words, leaf_words = words_of(path), words_of(leaf)
+        matched = [word for word in words if any(w.startswith(word) for w in path_words)]
+        # the word being typed must match: "black hood" offers Hoodies, to search "black" in
+        if words[-1] not in matched:
+            continue
+        in_leaf = any(w.startswith(words[-1]) for w in leaf_words)
+        rest = [word for word in words if word not in matched]
+        ranked.append(((-len(matched), not in_leaf, -count, path.count(_SEPARATOR), path), path, count, rest, leaf))
+    ranked.sort(key=lambda row: row[0])
+    return [
+        {"path": path, "count": count, "query": " ".join(rest) or leaf} for _, path, count, rest, leaf in ranked[:limit]
+    ]

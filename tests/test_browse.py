@@ -1,0 +1,274 @@
+"""Refined search (services.browse): facet counts against the database, price intent in the words, sort and
+pages, through the service, the API and the storefront page."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from multimodal_search import services
+from multimodal_search.ranking.intent import parse_price
+from multimodal_search.refinements import price_label
+from shop.catalog.models import Category, Product
+from tests.factories import ProductFactory
+
+D = Decimal
+
+
+@pytest.mark.parametrize(
+    ("text", "rest", "low", "high"),
+    [
+        ("cheap jacket under 50", "cheap jacket", None, D("50")),
+        ("below 50 hoodie", "hoodie", None, D("50")),
+        ("tee less than 19.99", "tee", None, D("19.99")),
+        ("bag over 100", "bag", D("100"), None),
+        ("between 20 and 40 bag", "bag", D("20"), D("40")),
+        ("shoes between 40 and 20", "shoes", D("20"), D("40")),
+        ("from 20 to 40 shorts", "shorts", D("20"), D("40")),
+        ("$30-$60 jacket", "jacket", D("30"), D("60")),
+        ("jacket $30 - 60", "jacket", D("30"), D("60")),
+        ("hoodie under $45 dollars", "hoodie", None, D("45")),
+        ("black hoodie", "black hoodie", None, None),
+        ("maxi dress size 40", "maxi dress size 40", None, None),
+    ],
+)
+def test_price_intent_is_read_from_the_words_and_taken_out(text, rest, low, high):
+    intent = parse_price(text)
+    assert (intent.text, intent.minimum, intent.maximum, intent.found) == (rest, low, high, bool(low or high))
+
+
+def test_price_labels():
+    assert price_label(None, D("25")) == "Under $25"
+    assert price_label(D("25"), D("50")) == "$25 to $50"
+    assert price_label(D("100"), None) == "$100 and over"
+
+
+# colour, sizes, price, category leaf, title; created one day apart, in this order
+SPECS = [
+    ("Black", "S,M,L", "39.00", "Jackets", "Alpha Jacket"),
+    ("Black", "M,L", "59.00", "Jackets", "Beta Jacket"),
+    ("Blue", "S,M", "45.00", "Jackets", "Gamma Jacket"),
+    ("Red", "L,XL", "57.00", "Jackets", "Delta Jacket"),
+    ("Blue", "M", "22.00", "Hoodies", "Epsilon Hoodie"),
+    ("Black", "S", "65.00", "Hoodies", "Zeta Hoodie"),
+    ("Red", "XL", "18.50", "Tees", "Eta Tee"),
+    ("Green", "S,M,L,XL", "120.00", "Jackets", "Theta Parka Jacket"),
+    ("Black", "M,L", "49.99", "Tees", "Iota Tee"),
+    ("Blue", "", "30.00", "Bags", "Kappa Bag"),
+    ("Green", "M", None, "Hoodies", "Lambda Hoodie"),
+    ("Black", "L", "50.00", "Jackets", "Mu Jacket"),
+]
+
+
+@pytest.fixture
+def shop(indexed, model_dir):
+    categories = {name: Category.from_path(f"Men > Tops > {name}") for name in {spec[3] for spec in SPECS}}
+    products = [
+        ProductFactory(
+            title=title,
+            color=colour,
+            sizes=sizes,
+            price=None if price is None else D(price),
+            category=categories[leaf],
+            photos=[colour.lower()],
+        )
+        for colour, sizes, price, leaf, title in SPECS
+    ]
+    start = timezone.now() - timedelta(days=30)
+    for day, product in enumerate(products):
+        Product.objects.filter(pk=product.pk).update(created_at=start + timedelta(days=day))
+    indexed(*products)
+    return products
+
+
+def _skus(page) -> list[str]:
+    return [hit.product.sku for hit in page.hits]
+
+
+def _db_counts(pks: list[Any], filters: dict[str, list[str]], low=None, high=None) -> dict[str, dict[str, int]]:
+    """The database's facet counts over ``pks``: each facet with every other facet's filter and the price."""
+
+    def scope(skip: str) -> Any:
+        return _rows(pks, {name: values for name, values in filters.items() if name != skip}, low, high)
+
+    colours = scope("color").values("color").annotate(n=Count("pk"))
+    categories = scope("category").values("category__path").annotate(n=Count("pk"))
+    sized = scope("size")
+    sizes = {size: sized.filter(_size_q([size])).count() for size in ("S", "M", "L", "XL")}
+    return {
+        "color": {row["color"]: row["n"] for row in colours},
+        "category": {row["category__path"]: row["n"] for row in categories},
+        "size": {size: n for size, n in sizes.items() if n},
+    }
+
+
+def _size_q(values: list[str]) -> Q:
+    query = Q(pk__in=[])
+    for value in values:
+        query |= Q(sizes__regex=rf"(^|,)\s*{re.escape(value)}\s*(,|$)")
+    return query
+
+
+def _counts(page) -> dict[str, dict[str, int]]:
+    return {name: {item.value: item.count for item in values if item.count} for name, values in page.facets.items()}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("filters", "low", "high"),
+    [
+        ({}, None, None),
+        ({"color": ["Black"]}, None, None),
+        ({"color": ["Black", "Blue"], "size": ["M"]}, None, None),
+        ({"size": ["L"], "category": ["Men > Tops > Jackets"]}, D("25"), D("60")),
+    ],
+)
+def test_facet_counts_equal_the_databases_counts(shop, filters, low, high):
+    result_set = services.browse_products("jacket", page_size=100)
+    assert result_set.total == len(SPECS)  # no trained cut here: the whole pool is the result set
+    pks = [hit.product.pk for hit in result_set.hits]
+    page = services.browse_products("jacket", filters=filters, price_min=low, price_max=high, page_size=100)
+    assert _counts(page) == _db_counts(pks, filters, low, high)
+    # the results are the database's rows for all the filters, in the result set's order
+    rows = _rows(pks, filters, low, high)
+    assert sorted(_skus(page)) == sorted(rows.values_list("sku", flat=True)) and page.total == rows.count()
+    assert [sku for sku in _skus(result_set) if sku in set(_skus(page))] == _skus(page)
+    selected = {name: {item.value for item in values if item.selected} for name, values in page.facets.items()}
+    assert selected == {name: set(filters.get(name, [])) for name in ("category", "color", "size")}
+    # price ranges: counted with the facet filters, not the price filter
+    for bucket in page.price_ranges:
+        in_bucket = _rows(pks, filters, bucket.minimum, bucket.maximum).count()
+        assert bucket.count == in_bucket, (bucket, in_bucket)
+
+
+def _rows(pks: list[Any], filters: dict[str, list[str]], low: Decimal | None, high: Decimal | None) -> Any:
+    """The database's products among ``pks`` that pass every filter."""
+    rows = Product.objects.filter(pk__in=pks)
+    if low is not None:
+        rows = rows.filter(price__gte=low)
+    if high is not None:
+        rows = rows.filter(price__lt=high)
+    for name, values in filters.items():
+        if name == "color":
+            rows = rows.filter(color__in=values)
+        elif name == "category":
+            rows = rows.filter(category__path__in=values)
+        else:
+            rows = rows.filter(_size_q(values))
+    return rows
+
+
+@pytest.mark.django_db
+def test_under_50_in_the_words_keeps_only_items_under_50(shop):
+    page = services.browse_products("cheap jacket under 50", page_size=100)
+    prices = [hit.product.price for hit in page.hits]
+    assert prices and all(price is not None and price < 50 for price in prices)
+    assert page.total == Product.objects.filter(price__lt=50).count()
+    assert page.price_max == D("50") and page.price_min is None
+    assert page.query["text"] == "cheap jacket under 50" and page.query["searched"] == "cheap jacket"
+    assert page.query["price"] == {"min": None, "max": "50"}
+    # explicit bounds win over the words
+    explicit = services.browse_products("jacket under 50", price_min=D("50"), page_size=100)
+    assert explicit.hits and all(hit.product.price >= 50 for hit in explicit.hits) and "price" not in explicit.query
+    between = services.browse_products("between 20 and 40", page_size=100)
+    assert sorted(hit.product.price for hit in between.hits) == [D("22.00"), D("30.00"), D("39.00")]
+
+
+@pytest.mark.django_db
+def test_sorts_order_the_filtered_results(shop):
+    ascending = services.browse_products("jacket", sort="price_asc", page_size=100)
+    prices = [hit.product.price for hit in ascending.hits]
+    assert prices[-1] is None and prices[:-1] == sorted(prices[:-1])  # no price: last
+    descending = services.browse_products("jacket", sort="price_desc", page_size=100)
+    assert [hit.product.price for hit in descending.hits][:-1] == sorted(prices[:-1], reverse=True)
+    newest = services.browse_products("jacket", sort="newest", filters={"color": ["Black"]}, page_size=100)
+    moments = [hit.product.created_at for hit in newest.hits]
+    assert moments == sorted(moments, reverse=True) and len(moments) == 5
+    relevance = services.browse_products("jacket", page_size=100)
+    assert _skus(relevance) == [hit.product.sku for hit in services.search_products("jacket", k=100).hits]
+    with pytest.raises(services.SearchError, match="Unknown sort"):
+        services.browse_products("jacket", sort="cheapest")
+    with pytest.raises(services.SearchError, match="Unknown facet"):
+        services.browse_products("jacket", filters={"brand": ["Acme"]})
+
+
+@pytest.mark.django_db
+def test_page_2_continues_page_1_without_overlap(shop):
+    everything = _skus(services.browse_products("jacket", sort="price_asc", page_size=100))
+    first = services.browse_products("jacket", sort="price_asc", page=1, page_size=5)
+    second = services.browse_products("jacket", sort="price_asc", page=2, page_size=5)
+    third = services.browse_products("jacket", sort="price_asc", page=3, page_size=5)
+    assert (first.total, first.pages, len(third.hits)) == (12, 3, 2)
+    assert _skus(first) + _skus(second) + _skus(third) == everything
+    assert not set(_skus(first)) & set(_skus(second))
+    assert services.browse_products("jacket", page=4, page_size=5).hits == []
+
+
+@pytest.mark.django_db
+def test_api_filters_sorts_pages_and_counts(client, shop):
+    params = {"q": "jacket", "filter": ["color:Black", "color:Blue"], "sort": "price_asc", "page_size": 3}
+    body = client.get("/api/v1/search/", params).json()
+    assert body["total"] == 8 and body["pages"] == 3 and body["count"] == 3 and body["page"] == 1
+    assert body["filters"] == {"color": ["Black", "Blue"]} and body["previous"] is None
+    colours = {item["value"]: item["count"] for item in body["facets"]["color"]}
+    assert colours == {"Black": 5, "Blue": 3, "Red": 2, "Green": 2}  # the colour facet ignores its own filter
+    assert {item["value"] for item in body["facets"]["color"] if item["selected"]} == {"Black", "Blue"}
+    assert sum(item["count"] for item in body["price_ranges"]) == 8
+    second = client.get(body["next"]).json()
+    assert second["page"] == 2 and "page=1" in second["previous"] and "page=3" in second["next"]
+    skus = [item["sku"] for item in body["results"]] + [item["sku"] for item in second["results"]]
+    assert len(set(skus)) == 6
+    prices = [D(item["price"]) for page in (body, second) for item in page["results"]]
+    assert prices == sorted(prices)
+    cheap = client.get("/api/search/", {"q": "cheap jacket under 50", "k": 100}).json()
+    assert cheap["results"] and all(D(item["price"]) < 50 for item in cheap["results"])
+    assert cheap["price_max"] == "50" and cheap["query"]["price"] == {"min": None, "max": "50"}
+    # today's keys and meaning: k results, count = this page's results
+    plain = client.get("/api/search/", {"q": "jacket", "k": 4}).json()
+    assert plain["count"] == 4 and len(plain["results"]) == 4 and plain["total"] == 12
+    for bad in ({"filter": "colour"}, {"filter": "brand:Acme"}, {"sort": "cheapest"}, {"page": 0}):
+        assert client.get("/api/search/", {"q": "jacket", **bad}).status_code == 400, bad
+    assert client.get("/api/search/", {"q": "jacket", "price_min": 50, "price_max": 20}).status_code == 400
+
+
+@pytest.mark.django_db
+def test_api_photo_search_takes_the_same_refinements(client, shop, photo):
+    body = client.post(
+        "/api/v1/search/?sort=price_desc", {"image": photo("red"), "filter": "size:XL", "page_size": 2}
+    ).json()
+    assert body["total"] == 3 and body["count"] == 2 and body["next"] is None  # POST: send the form again
+    prices = [D(item["price"]) for item in body["results"]]
+    assert prices == sorted(prices, reverse=True) and prices[0] == D("120.00")
+
+
+@pytest.mark.django_db
+def test_storefront_page_shows_facets_sort_and_pages(client, shop, settings):
+    settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "FACETS": {"PAGE_SIZE": 4}}
+    response = client.get("/search/", {"q": "jacket", "filter": "color:Black", "sort": "price_asc"})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "5 results (page 1 of 2)" in html
+    assert 'aria-label="Filter results"' in html and '☑</span> Black</a> <span class="count">(5)</span>' in html
+    assert 'Blue</a> <span class="count">(3)</span>' in html
+    assert '<option value="price_asc" selected>' in html and 'rel="next"' in html
+    cards = re.findall(r'<a class="title" href="[^"]+">([^<]+)</a>', html)
+    assert cards == ["Alpha Jacket", "Iota Tee", "Mu Jacket", "Beta Jacket"]  # black, by price, first 4
+    next_url = re.search(r'<a href="([^"]+)" rel="next">', html).group(1).replace("&amp;", "&")
+    second = client.get(next_url).content.decode()
+    assert re.findall(r'<a class="title" href="[^"]+">([^<]+)</a>', second) == ["Zeta Hoodie"]
+    # ticking "Blue" keeps the query, the black filter and the sort, and starts again at page 1
+    blue = re.search(r'<a href="([^"]+)" rel="nofollow"><span class="mm-check" aria-hidden="true">☐</span> Blue', html)
+    url = blue.group(1).replace("&amp;", "&")
+    assert "q=jacket" in url and "filter=color%3ABlack" in url and "filter=color%3ABlue" in url and "page=" not in url
+    both = client.get(url).content.decode()
+    assert "8 results" in both
+    cheap = client.get("/search/", {"q": "cheap jacket under 50"}).content.decode()
+    assert "Price: Under $50" in cheap and "(from your words)" in cheap
+    prices = [D(p) for p in re.findall(r'<div class="price">\$([\d.]+)</div>', cheap)]
+    assert prices and all(price < 50 for price in prices)

@@ -1,0 +1,215 @@
+"""Autocomplete: products whose title words start with the typed words, categories with their counts,
+the title-words GIN index used (``EXPLAIN``), and the ``/api/autocomplete/`` endpoint."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from django.core.cache import cache
+from django.db import connection
+from django.db.models import Q
+
+from multimodal_search import services
+from multimodal_search.services.suggest import category_counts
+from multimodal_search.store import sql
+from multimodal_search.store.base import ProductVectors
+from multimodal_search.store.pgvector import PgvectorStore
+from shop.catalog.models import Category, Product
+from tests.factories import ProductFactory
+
+HOODIES = "Men > Tops > Hoodies & Sweatshirts"
+JACKETS = "Men > Tops > Jackets"
+WOMEN_HOODIES = "Women > Tops > Hoodies & Sweatshirts"
+BAGS = "Gear > Bags"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_counts() -> Iterator[None]:
+    cache.clear()  # category counts are cached per encoder version; each test has its own catalogue
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def shop(indexed: Any) -> list[Product]:
+    rows = [
+        ("H1", "Chaz Kangeroo Hoodie", HOODIES),
+        ("H2", "Hollister Backyard Sweatshirt", HOODIES),
+        ("J1", "Kangeroo Rain Jacket", JACKETS),
+        ("W1", "Hera Pullover Hoodie", WOMEN_HOODIES),
+        ("B1", "Joust Duffle Bag", BAGS),
+    ]
+    products = [
+        ProductFactory(sku=sku, title=title, category=Category.from_path(path), photos=["red"])
+        for sku, title, path in rows
+    ]
+    indexed(*products)
+    return products
+
+
+def skus(found: dict[str, list[dict[str, Any]]]) -> list[str]:
+    return [item["sku"] for item in found["products"]]
+
+
+def test_every_word_must_start_a_title_word_the_last_may_be_unfinished(shop: list[Product]) -> None:
+    assert skus(services.suggest("chaz kang")) == ["H1"]
+    assert skus(services.suggest("Chaz  KANGEROO hood")) == ["H1"]
+    assert skus(services.suggest("chaz jack")) == []
+    assert skus(services.suggest("angeroo")) == []  # a prefix, not a substring
+
+
+def test_titles_starting_with_the_typed_text_come_first(shop: list[Product]) -> None:
+    assert skus(services.suggest("kang")) == ["J1", "H1"]  # "Kangeroo Rain Jacket" starts with it
+    assert skus(services.suggest("hood")) == ["H1", "W1"]  # same length: by title
+    assert skus(services.suggest("hood", limit=1)) == ["H1"]
+
+
+def test_products_carry_what_the_dropdown_shows(shop: list[Product]) -> None:
+    (item,) = services.suggest("joust")["products"]
+    product = shop[4]
+    assert item["title"] == "Joust Duffle Bag" and item["url"] == product.get_absolute_url()
+    assert item["image"] == product.images.first().image.url
+
+
+def test_products_no_longer_searchable_are_left_out(shop: list[Product]) -> None:
+    Product.objects.filter(sku="H1").update(active=False)  # not yet removed from the index
+    assert skus(services.suggest("hood")) == ["W1"]
+
+
+def test_only_the_current_encoder_versions_rows_are_read(shop: list[Product]) -> None:
+    stored = PgvectorStore()
+    vector = np.ones(4, dtype=np.float32) / 2
+    other = ProductVectors("H2", "x", vector, None, None, vector, fields={"title": "Chaz Other Title"})
+    stored.save_products("another-encoder-v1", [other])
+    assert skus(services.suggest("chaz")) == ["H1"]
+    assert stored.suggest_products("another-encoder-v1", ["chaz"], typed="chaz", limit=5) == [
+        ("H2", "Chaz Other Title")
+    ]
+
+
+def _db_count(path: str) -> int:
+    return Product.objects.filter(Q(category__path=path) | Q(category__path__startswith=path + " > ")).count()
+
+
+def test_categories_match_leaf_or_path_words_with_the_dbs_counts(shop: list[Product]) -> None:
+    found = services.suggest("hood")["categories"]
+    assert [item["path"] for item in found] == [HOODIES, WOMEN_HOODIES]
+    assert [item["query"] for item in found] == ["Hoodies & Sweatshirts"] * 2
+    for word in ("hood", "men", "tops", "gear", "sweat"):
+        for item in services.suggest(word)["categories"]:
+            assert item["count"] == _db_count(item["path"]), item
+    men = services.suggest("men")["categories"]
+    assert men[0] == {"path": "Men", "count": 3, "query": "Men"}  # the leaf match first
+    assert {item["path"] for item in men} == {"Men", "Men > Tops", HOODIES, JACKETS}  # not "Women"
+
+
+def test_a_category_keeps_the_other_words_to_search_within_it(shop: list[Product]) -> None:
+    found = services.suggest("black hood")
+    assert found["products"] == []
+    assert [(item["path"], item["query"]) for item in found["categories"]] == [
+        (HOODIES, "black"),
+        (WOMEN_HOODIES, "black"),
+    ]
+
+
+def test_category_counts_are_the_stores_group_by(shop: list[Product]) -> None:
+    counts = category_counts(services.current_model_id())
+    assert counts == {path: _db_count(path) for path in counts}
+    assert counts["Men"] == 3 and counts[BAGS] == 1
+
+
+@pytest.mark.parametrize("text", ["", "   ", "-- ,,", "_"])
+def test_no_words_give_empty_lists(db: None, text: str) -> None:
+    assert services.suggest(text) == {"products": [], "categories": []}
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "message"),
+    [("a" * 101, 8, "at most 100"), ("ch\x00az", 8, "Null"), ("chaz", 0, "limit"), ("chaz", 21, "limit")],
+)
+def test_bad_input_is_refused(db: None, text: str, limit: int, message: str) -> None:
+    with pytest.raises(services.SearchError, match=message):
+        services.suggest(text, limit=limit)
+
+
+def test_the_prefix_query_reads_the_title_words_index(db: None) -> None:
+    """A selective prefix at 3,000 products: the planner's own choice (no settings changed) is the GIN index."""
+    store = PgvectorStore()
+    rng = np.random.RandomState(3)
+    items = []
+    for i in range(3000):
+        vector = rng.standard_normal(8).astype(np.float32)
+        title = f"Item{i} {['black', 'blue', 'red'][i % 3]} {['hoodie', 'jacket', 'tee'][i % 3]}"
+        items.append(ProductVectors(f"E{i:05d}", str(i), vector, None, None, vector, fields={"title": title}))
+    store.save_products("explain-suggest-v1", items)
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {sql.PRODUCT_TABLE}")
+        query = store.suggest_query("explain-suggest-v1", ["item2999"], typed="item2999", limit=8)
+        assert query is not None
+        cursor.execute("EXPLAIN " + query[0], query[1])
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "mmsearch_pe_title_words_gin" in plan, plan
+    assert "Seq Scan" not in plan, plan
+    found = store.suggest_products("explain-suggest-v1", ["item12"], typed="item12", limit=3)
+    # the title starting with the words, the whole word first, then the shortest titles
+    assert [title for _, title in found] == ["Item12 black hoodie", "Item122 red tee", "Item125 red tee"]
+
+
+# --- the API ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prefix", ["/api/", "/api/v1/"])
+def test_api_answers_products_and_categories(client: Any, shop: list[Product], prefix: str) -> None:
+    response = client.get(f"{prefix}autocomplete/", {"q": "hood", "limit": "1"})
+    assert response.status_code == 200, response.content
+    data = response.json()
+    assert [item["sku"] for item in data["products"]] == ["H1"]
+    assert data["categories"] == [{"path": HOODIES, "count": 2, "query": "Hoodies & Sweatshirts"}]
+    assert client.get(f"{prefix}autocomplete/").json() == {"products": [], "categories": []}
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"q": "hood", "k": "3"}, "k"),
+        ({"q": "hood", "limit": "0"}, "limit"),
+        ({"q": "hood", "limit": "x"}, "limit"),
+        ({"q": "a" * 101}, "q"),
+        ({"q": "ho\x00od"}, "q"),
+    ],
+)
+def test_api_refuses_bad_parameters(client: Any, db: None, params: dict[str, str], field: str) -> None:
+    response = client.get("/api/v1/autocomplete/", params)
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["field"] == field
+
+
+def test_schema_documents_the_endpoint(client: Any) -> None:
+    schema = client.get("/api/schema/", {"format": "json"}).json()
+    operation = schema["paths"]["/api/v1/autocomplete/"]["get"]
+    assert operation["operationId"] == "autocomplete"
+    assert {p["name"] for p in operation["parameters"]} == {"q", "limit"}
+    assert set(operation["responses"]) >= {"200", "400", "429"}
+
+
+# --- the header box --------------------------------------------------------------------------------
+
+
+def test_header_box_loads_the_autocomplete_with_the_api_address(client: Any, db: None) -> None:
+    html = client.get("/").content.decode()
+    assert 'data-mm-suggest="/api/v1/autocomplete/"' in html
+    assert 'src="/static/multimodal_search/suggest.js"' in html
+    # no JS: the words box is the plain one (the script adds role="combobox" and the listbox)
+    assert 'role="combobox"' not in html and 'role="listbox"' not in html
+
+
+def test_a_suggested_category_searches_within_it(client: Any, shop: list[Product]) -> None:
+    (category, *_) = services.suggest("hood")["categories"]
+    page = client.get("/search/", {"q": category["query"], "category": category["path"]})
+    assert page.status_code == 200
+    titles = set(re.findall(r'<a class="title" href="[^"]*">([^<]*)</a>', page.content.decode()))
+    assert titles and titles <= {"Chaz Kangeroo Hoodie", "Hollister Backyard Sweatshirt"}

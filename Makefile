@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 
-.PHONY: install demo lint audit test test-fast worker serve evaluate bench clean-data stop-db
+.PHONY: install demo lint audit system-deps test test-fast worker serve evaluate bench clean-data stop-db
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,19 @@ lint: install
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 
-test: lint
+# Debian packages two tests drive: chromium + chromedriver (tests/test_browser.py) and espeak-ng
+# (tests/test_voice.py). Installed when missing and apt-get can (as root); otherwise those tests skip, saying why.
+system-deps:
+	@missing=""; \
+	{ command -v chromium >/dev/null && command -v chromedriver >/dev/null; } || missing="$$missing chromium chromium-driver"; \
+	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing$$missing (apt-get)"; apt-get update -qq && apt-get install -y -qq $$missing; \
+	  else echo "Not installed:$$missing; the browser and voice tests will skip (install them with apt-get)."; fi; \
+	fi
+
+test: lint system-deps
 	HF_HUB_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: install

@@ -66,7 +66,7 @@ def test_schema_is_openapi_3_json_with_search_and_similar(client: Any) -> None:
     names = {p["name"]: p for p in search["get"]["parameters"]}
     assert set(names) == {
         *("q", "k", "category", "method", "min_relevance"),
-        *("filter", "price_min", "price_max", "sort", "page", "page_size"),
+        *("filter", "price_min", "price_max", "sort", "ordering", "page", "page_size"),
     }
     assert names["filter"]["schema"]["type"] == "array" and names["sort"]["schema"]["enum"][0] == "relevance"
     assert names["k"]["schema"]["minimum"] == 1 and names["k"]["schema"]["maximum"] == 100
@@ -152,7 +152,7 @@ def test_unknown_query_parameter_is_400_naming_it(client: Any, catalogue: list[P
     assert error == {
         "code": "unknown_parameter",
         "message": "Unknown parameter 'min_relevanse'; this endpoint takes: q, k, category, method, "
-        "min_relevance, filter, price_min, price_max, sort, page, page_size.",
+        "min_relevance, filter, price_min, price_max, sort, ordering, page, page_size.",
         "field": "min_relevanse",
     }
 

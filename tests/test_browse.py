@@ -232,7 +232,12 @@ def test_api_filters_sorts_pages_and_counts(client, shop):
     # today's keys and meaning: k results, count = this page's results
     plain = client.get("/api/search/", {"q": "jacket", "k": 4}).json()
     assert plain["count"] == 4 and len(plain["results"]) == 4 and plain["total"] == 12
-    for bad in ({"filter": "colour"}, {"filter": "brand:Acme"}, {"sort": "cheapest"}, {"page": 0}):
+    ordered = client.get("/api/search/", {"q": "jacket", "ordering": "-price", "k": 12}).json()
+    assert ordered["sort"] == "price_desc"
+    priced = [D(item["price"]) for item in ordered["results"] if item["price"] is not None]
+    assert priced and priced == sorted(priced, reverse=True)
+    bads = ({"ordering": "price", "sort": "price_desc"}, {"ordering": "title"})
+    for bad in ({"filter": "colour"}, {"filter": "brand:Acme"}, {"sort": "cheapest"}, {"page": 0}, *bads):
         assert client.get("/api/search/", {"q": "jacket", **bad}).status_code == 400, bad
     assert client.get("/api/search/", {"q": "jacket", "price_min": 50, "price_max": 20}).status_code == 400
 

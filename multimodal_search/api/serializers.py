@@ -31,6 +31,10 @@ class MinRelevanceField(serializers.CharField):
     """``min_relevance``: a number from 0 to 1 or ``auto``; the schema's pattern lists the usual spellings."""
 
 
+#: ``ordering`` (DRF's OrderingFilter spelling) -> ``sort``
+ORDERING = {"relevance": "relevance", "price": "price_asc", "-price": "price_desc", "-created_at": "newest"}
+
+
 class SearchQuerySerializer(serializers.Serializer[Any]):
     # help_text: the OpenAPI schema's descriptions (api/schema.py)
     q = serializers.CharField(
@@ -90,6 +94,14 @@ class SearchQuerySerializer(serializers.Serializer[Any]):
         required=False,
         default=services.SORTS[0],
         help_text="The order of the results: by relevance (default), price up or down, or newest first.",
+    )
+    ordering = serializers.ChoiceField(
+        choices=list(ORDERING),
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="DRF-style name of `sort`: `price` (= `price_asc`), `-price`, `-created_at` (= `newest`), "
+        "`relevance`. Give one of the two.",
     )
     page = serializers.IntegerField(
         required=False, min_value=1, max_value=10_000, default=1, help_text="The page (from 1); past the last: empty."
@@ -154,6 +166,11 @@ class SearchQuerySerializer(serializers.Serializer[Any]):
             services.check_query(attrs.get("q"), attrs.get("image") is not None)
         except services.SearchError as exc:
             raise serializers.ValidationError(str(exc)) from None
+        ordering = attrs.pop("ordering", "")
+        if ordering:
+            if self.initial_data.get("sort") not in (None, "", ORDERING[ordering]):
+                raise serializers.ValidationError({"ordering": ["Give `sort` or `ordering`, not both."]})
+            attrs["sort"] = ORDERING[ordering]
         return attrs
 
 

@@ -64,7 +64,7 @@ class BaseProductAdapter:
         return self.get_model()._default_manager.all()
 
     def get_text(self, product: Any) -> str:
-        """The text the text encoder sees (title, description, attributes)."""
+        """The text the text encoder sees (title, description, attributes), as plain text: no tags, entities decoded."""
         raise NotImplementedError
 
     def get_title(self, product: Any) -> str:

@@ -1,49 +1,108 @@
-"""Admin: index health, per-product vectors, a re-index action for any product admin, and a query tester.
+"""Admin: the index health page, the vector rows, the search playground and a re-index action for any product admin.
 
-All of it needs the ``multimodal_search.reindex_products`` permission (superusers have it): staff
-without it see no index pages (403) and the re-index action refuses to run (403).
+Staff who may view the vectors (``view_productembedding`` or ``view_indexstate``) or re-index see
+the index pages; re-indexing needs the ``multimodal_search.reindex_products`` permission (superusers
+have it), else 403. Every page goes through ``admin_site.admin_view``: anonymous users are sent to
+the login page. Nothing here encodes or trains in the request: re-indexing is sent to the worker and
+retraining is a command (``mmsearch_train``).
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
 from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.db.models.functions import Length
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.views.decorators.http import require_POST
 
 from multimodal_search import services
 from multimodal_search.conf import search_settings
-from multimodal_search.models import REINDEX_PERMISSION, ProductEmbedding
+from multimodal_search.models import REINDEX_PERMISSION, IndexState, ProductEmbedding
+
+VIEW_PERMISSIONS = ("multimodal_search.view_productembedding", "multimodal_search.view_indexstate")
+SCOPE_LABELS = {
+    "stale": "stale and never-indexed",
+    "failed": "failed",
+    "all": "all",
+    "selected": "selected",
+}
 
 
 def can_reindex(request: HttpRequest) -> bool:
-    """True when the signed-in user may re-index, retrain and see the index pages."""
+    """True when the signed-in user may re-index and retrain."""
     return bool(request.user.is_active and request.user.has_perm(REINDEX_PERMISSION))
+
+
+def can_view(request: HttpRequest) -> bool:
+    """True when the signed-in user may look at the index pages (view-only staff included)."""
+    user = request.user
+    return bool(
+        user.is_active and user.is_staff and (can_reindex(request) or any(map(user.has_perm, VIEW_PERMISSIONS)))
+    )
+
+
+def _queue(modeladmin: admin.ModelAdmin[Any], request: HttpRequest, scope: str, pks: Sequence[str] = ()) -> None:
+    if not can_reindex(request):
+        raise PermissionDenied("You need the permission to reindex the search index.")
+    try:
+        sent = services.reindex(scope, pks)
+    except services.EnqueueError as exc:  # broker down: say so instead of a 500; the sweep sends them later
+        modeladmin.message_user(request, f"Could not queue the products: {exc}", messages.ERROR)
+        return
+    modeladmin.message_user(request, f"Queued {sent} product(s) for re-indexing.", messages.SUCCESS)
 
 
 @admin.action(description="Re-index selected products (worker)")
 def reindex_selected(modeladmin: admin.ModelAdmin[Any], request: HttpRequest, queryset: QuerySet[Any]) -> None:
     """Enqueue indexing tasks for the selected products and report the count (needs the reindex permission)."""
-    if not can_reindex(request):
-        raise PermissionDenied("You need the permission to reindex the search index.")
-    pks = [str(pk) for pk in queryset.values_list("pk", flat=True)]
-    try:
-        services.enqueue_index(pks, force=True)
-    except services.EnqueueError as exc:  # broker down: say so instead of a 500
-        modeladmin.message_user(request, f"Could not queue the products: {exc}", messages.ERROR)
-        return
-    modeladmin.message_user(request, f"Queued {len(pks)} product(s) for re-indexing.", messages.SUCCESS)
+    _queue(modeladmin, request, "selected", [str(pk) for pk in queryset.values_list("pk", flat=True)])
+
+
+@admin.action(description="Re-index the products of the selected rows (worker)")
+def reindex_rows(modeladmin: admin.ModelAdmin[Any], request: HttpRequest, queryset: QuerySet[Any]) -> None:
+    """The vector rows' action: enqueue their products (needs the reindex permission)."""
+    _queue(modeladmin, request, "selected", sorted(set(queryset.values_list("product_pk", flat=True))))
+
+
+class _ViewOnly:
+    """Index pages: view-only staff may look, nobody adds, edits or deletes rows."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return can_view(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return can_view(request)
+
+
+_page = threading.local()  # the product cards of the change list being rendered
 
 
 @admin.register(ProductEmbedding)
-class ProductEmbeddingAdmin(admin.ModelAdmin):
-    list_display = ["product_pk", "model_id", "image_count", "updated_at"]
+class ProductEmbeddingAdmin(_ViewOnly, admin.ModelAdmin):
+    """The stored vector rows, one per product and encoder version, shown with their product."""
+
+    list_display = ["thumbnail", "product", "sku", "model_id", "image_count", "updated_at"]
+    list_display_links = ["product"]
+    actions = [reindex_rows]
     list_filter = ["model_id"]
-    search_fields = ["product_pk", "search_text"]
+    search_fields = ["product_pk", "search_text", "fields__title"]
     readonly_fields = [
         "product_pk",
         "model_id",
@@ -57,49 +116,132 @@ class ProductEmbeddingAdmin(admin.ModelAdmin):
     exclude = ["text_vector", "title_vector", "image_vector", "fused_vector"]
     change_list_template = "admin/multimodal_search/productembedding/change_list.html"
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+    def get_ordering(self, request: HttpRequest) -> list[Any]:
+        # product order, not text order: "2" before "10" (shorter digit strings first), then the encoder
+        return [Length("product_pk"), "product_pk", "model_id"]
 
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
 
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return can_reindex(request)
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet[Any], search_term: str) -> tuple[Any, bool]:
+        found, duplicates = super().get_search_results(request, queryset, search_term)
+        by_sku = services.product_pks_matching(search_term) if search_term.strip() else []
+        if by_sku:
+            found = found | queryset.filter(product_pk__in=by_sku)
+        return found, duplicates
 
-    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
-        return can_reindex(request)
+    def get_changelist_instance(self, request: HttpRequest) -> Any:
+        changelist = super().get_changelist_instance(request)
+        _page.cards = services.product_cards([row.product_pk for row in changelist.result_list])
+        return changelist
 
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return can_reindex(request) and super().has_delete_permission(request, obj)
+    def _card(self, obj: ProductEmbedding) -> dict[str, Any]:
+        cards = getattr(_page, "cards", None)
+        if cards is None or obj.product_pk not in cards:
+            cards = services.product_cards([obj.product_pk])  # a detail page, or a product made unsearchable
+        return cards.get(obj.product_pk) or {}
 
-    def get_urls(self):
+    @admin.display(description="Photo")
+    def thumbnail(self, obj: ProductEmbedding) -> str:
+        image = self._card(obj).get("image")
+        return format_html('<img src="{}" alt="" style="height:48px">', image) if image else ""
+
+    @admin.display(description="Product", ordering="product_pk")
+    def product(self, obj: ProductEmbedding) -> str:
+        return str(self._card(obj).get("title") or f"#{obj.product_pk} (not searchable)")
+
+    @admin.display(description="SKU")
+    def sku(self, obj: ProductEmbedding) -> str:
+        return str(self._card(obj).get("sku") or "")
+
+    def get_urls(self) -> list[Any]:
         return [
             path("try/", self.admin_site.admin_view(self.try_view), name="multimodal_search_try")
         ] + super().get_urls()
 
-    def changelist_view(self, request: HttpRequest, extra_context=None) -> HttpResponse:
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         extra_context = {**(extra_context or {}), "index_status": services.index_status()}
         return super().changelist_view(request, extra_context)
 
     def try_view(self, request: HttpRequest) -> HttpResponse:
-        """Run a query with a chosen method and show every result's signals and explanation."""
-        if not can_reindex(request):
-            raise PermissionDenied("You need the permission to reindex the search index.")
-        query = request.GET.get("q", "").strip()
-        method = request.GET.get("method") or search_settings.FUSION["METHOD"]
-        context = {
+        """The search playground: text, photo or both, a category; the default method beside another one.
+
+        GET for words only, POST (multipart) with a photo. Each result shows its signals, fused
+        score and explanation; the query as expanded by synonyms is shown above the results.
+        """
+        if not can_view(request):
+            raise PermissionDenied("You need the permission to view the search index.")
+        data = request.POST if request.method == "POST" else request.GET
+        query = data.get("q", "").strip()
+        category = data.get("category", "").strip() or None
+        default = str(search_settings.FUSION["METHOD"])
+        other = data.get("method") or next((m for m in services.METHODS if m != default), default)
+        context: dict[str, Any] = {
             **self.admin_site.each_context(request),
-            "title": "Try a search",
+            "title": "Search playground",
             "q": query,
-            "method": method,
+            "category": category or "",
+            "default_method": default,
+            "method": other,
             "methods": services.METHODS,
             "opts": self.model._meta,
         }
-        if query:
+        upload = request.FILES.get("photo")
+        if query or upload:
             try:
-                response = services.search_products(query, k=20, method=method)
-                context["response"] = response
-                context["results"] = [hit.as_dict() for hit in response.hits]
+                photo = services.open_photo(upload) if upload else None
+                context["columns"] = [
+                    self._column(query, photo, category, method) for method in dict.fromkeys([default, other])
+                ]
             except services.SearchError as exc:
                 context["error"] = str(exc)
         return TemplateResponse(request, "admin/multimodal_search/try.html", context)
+
+    def _column(self, query: str, photo: Any, category: str | None, method: str) -> dict[str, Any]:
+        response = services.search_products(query or None, photo, k=20, category=category, method=method)
+        # ``method`` is what was asked for; ``response.method`` what ran (rerank without a trained re-ranker: feature)
+        return {"method": method, "response": response, "results": [hit.as_dict() for hit in response.hits]}
+
+
+@admin.register(IndexState)
+class IndexHealthAdmin(_ViewOnly, admin.ModelAdmin):
+    """The index health page (the admin index's "Index states" entry) and its re-index actions."""
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "reindex/",
+                self.admin_site.admin_view(require_POST(self.reindex_view)),
+                name="multimodal_search_reindex",
+            ),
+        ] + super().get_urls()
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        """Counts, queue depth, recent errors, versions and trained artefacts; the re-index buttons."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        health = services.index_health()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Index health",
+            "opts": self.model._meta,
+            "health": health,
+            "can_reindex": can_reindex(request),
+            "working": bool(health.pending or any((health.queue_depth or {}).values())),
+            "scopes": [(scope, label) for scope, label in SCOPE_LABELS.items() if scope != "selected"],
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "admin/multimodal_search/health.html", context)
+
+    def reindex_view(self, request: HttpRequest) -> HttpResponse:
+        """POST ``scope`` (stale, failed, all): mark those products dirty and send them to the worker."""
+        if not can_reindex(request):
+            raise PermissionDenied("You need the permission to reindex the search index.")
+        scope = request.POST.get("scope", "")
+        if scope not in SCOPE_LABELS or scope == "selected":
+            messages.error(request, f"Unknown re-index scope {scope!r}.")
+        else:
+            _queue(self, request, scope)
+        return HttpResponseRedirect(reverse("admin:multimodal_search_indexstate_changelist"))

@@ -69,6 +69,10 @@ Keys:
     VOICE: the voice search's server fallback (``services.voice``): ``MAX_SECONDS`` of a recording (15),
         ``MAX_BYTES`` of the uploaded WAV (4 MB), ``CATALOGUE_GRAMMAR``: listen for the catalogue's
         own words (True) rather than general English (False).
+    ANALYTICS: the search log and shopper events (``services.analytics``, README "Query analytics"):
+        ``ENABLED`` (True; False logs nothing), ``RETENTION_DAYS`` rows are kept (90; older ones are
+        deleted by ``mmsearch_prune_analytics`` and the daily beat task), ``LOW_CLICK_MIN_SEARCHES``
+        searches (with results) a query needs before the report lists it as low-click (3).
     DURABILITY: how indexing survives failures (see ``services.outbox`` and ``services.drift``):
         ``MAX_ATTEMPTS`` task starts before a product is marked failed (3); ``RETRY_BACKOFF`` and
         ``RETRY_BACKOFF_MAX`` seconds between retries of a failing product, doubling per attempt
@@ -136,6 +140,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_IMAGE_ASPECT": 20,
     "QUERY_PHOTOS": {"CACHE": "default", "TTL": 3600, "MAX_SIDE": 768, "MAX_BYTES": 300 * 1024, "THUMB_SIDE": 320},
     "VOICE": {"MAX_SECONDS": 15, "MAX_BYTES": 4 * 1024 * 1024, "CATALOGUE_GRAMMAR": True},
+    "ANALYTICS": {"ENABLED": True, "RETENTION_DAYS": 90, "LOW_CLICK_MIN_SEARCHES": 3},
     "DURABILITY": {
         "MAX_ATTEMPTS": 3,
         "RETRY_BACKOFF": 60,

@@ -1,4 +1,4 @@
-"""Vectors of indexed products, kept apart from the product model.
+"""Vectors of indexed products, kept apart from the product model; the search log and shopper events.
 
 Vector columns are ``halfvec`` without a fixed dimension so that several
 encoders (of different sizes) can live side by side during a re-index; the
@@ -10,6 +10,7 @@ README recommends for mixed dimensions. They are created by
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.db import models
@@ -118,3 +119,66 @@ class BackboneVector(models.Model):
 
     def __str__(self) -> str:
         return f"{self.digest[:12]} [{self.backbone_id}]"
+
+
+class SearchLog(models.Model):
+    """One search a shopper ran (storefront or API), compact: what was asked and what was shown.
+
+    Written by ``receivers.log_search`` when a face opened a ``services.analytics.searcher`` context;
+    deleted after ``ANALYTICS["RETENTION_DAYS"]`` (``mmsearch_prune_analytics``, the beat task). The
+    visitor is a keyed hash of the session key (never the key: it would let a reader of this table
+    take over the session) or the signed-in user; nothing else about the person is kept.
+    """
+
+    KINDS = [("text", "Text"), ("photo", "Photo"), ("both", "Text and photo"), ("voice", "Voice")]
+
+    created_at = models.DateTimeField(db_index=True)
+    query = models.CharField(max_length=500, blank=True)
+    kind = models.CharField(max_length=8, choices=KINDS)
+    source = models.CharField(max_length=16, default="storefront")
+    # category, facet filters, price range, sort and page: only the ones set
+    filters = models.JSONField(default=dict, blank=True)
+    result_count = models.PositiveIntegerField()
+    latency_ms = models.FloatField()
+    # the product pks shown, in order, and the position (1-based) of the first of them
+    results = ArrayField(models.CharField(max_length=64), default=list, blank=True)
+    first_position = models.PositiveIntegerField(default=1)
+    session = models.CharField(max_length=64, blank=True, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = "search log entry"
+        verbose_name_plural = "search log"
+
+    def __str__(self) -> str:
+        return f"{self.query or '(' + self.kind + ')'} · {self.result_count} results"
+
+
+class ShopperEvent(models.Model):
+    """Something a shopper did with a product: viewed, clicked in results, added to cart, bought.
+
+    The one event store of query analytics (clicks and add-to-cart against the search that led to
+    them: ``search`` and ``position``) and, later, of personalisation (views and purchases too).
+    """
+
+    VIEW, CLICK, CART, PURCHASE = "view", "click", "cart", "purchase"
+    KINDS = [(VIEW, "Viewed"), (CLICK, "Clicked in results"), (CART, "Added to cart"), (PURCHASE, "Bought")]
+
+    kind = models.CharField(max_length=10, choices=KINDS)
+    product_pk = models.CharField(max_length=64)
+    search = models.ForeignKey(SearchLog, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    # the result's 1-based position in the search's ranking (None: not from a search)
+    position = models.PositiveIntegerField(null=True, blank=True)
+    session = models.CharField(max_length=64, blank=True, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["product_pk", "kind"], name="mmsearch_event_product_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.product_pk}"

@@ -1,4 +1,5 @@
-"""Model signals -> indexing, sent once per committed transaction (``services.enqueue.index_on_commit``)."""
+"""Model signals -> indexing, sent once per committed transaction (``services.enqueue.index_on_commit``);
+``search_performed`` -> the search log (``services.analytics``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from django.db.models.signals import post_delete, post_save
 
 from multimodal_search.adapters import get_adapter
 from multimodal_search.conf import search_settings
-from multimodal_search.services import index_on_commit
+from multimodal_search.services import index_on_commit, log_search
+from multimodal_search.signals import search_performed
 
 
 def product_changed(sender: type, instance: Any, raw: bool = False, using: str | None = None, **kwargs: Any) -> None:
@@ -25,7 +27,19 @@ def related_changed(sender: type, instance: Any, raw: bool = False, using: str |
         index_on_commit(resolver(instance), using=using)
 
 
+def search_logged(sender: type, query: dict[str, Any], result_count: int, took_ms: float, **kwargs: Any) -> None:
+    log_search(
+        query,
+        result_count,
+        took_ms,
+        shown=kwargs.get("shown"),
+        first_position=kwargs.get("first_position", 1),
+        filters=kwargs.get("filters"),
+    )
+
+
 def connect() -> None:
+    search_performed.connect(search_logged, dispatch_uid="mmsearch_search_log")
     if not search_settings.ADAPTER or not search_settings.PRODUCT_MODEL:
         return
     adapter = get_adapter()

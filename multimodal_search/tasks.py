@@ -1,4 +1,4 @@
-"""Celery tasks: thin wrappers that take ids and call the indexing services."""
+"""Celery tasks: thin wrappers that take ids and call the indexing (and analytics) services."""
 
 from __future__ import annotations
 
@@ -36,3 +36,9 @@ def index_products_task(product_pks: list[str], force: bool = False) -> dict[str
 def sweep_index_task(deep: bool = False) -> dict[str, int]:
     report = services.sweep(deep=deep)
     return {"sent": report.sent, "marked": report.marked, "orphans_removed": report.orphans_removed}
+
+
+@shared_task(name="multimodal_search.tasks.prune_analytics_task")
+def prune_analytics_task() -> dict[str, int]:
+    searches, events = services.prune_analytics()
+    return {"searches": searches, "events": events}

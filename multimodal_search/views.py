@@ -2,15 +2,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
 from multimodal_search import services
+from multimodal_search.conf import search_settings
 from multimodal_search.forms import SearchForm, has_null_characters
 from multimodal_search.ranking.reasons import LEGEND, reasons
 from multimodal_search.refinements import RefineForm, refinement_links
+
+#: product pk -> [search id, position] of the latest result clicks, for add-to-cart attribution
+CLICKS_SESSION_KEY = "mmsearch_clicks"
+KEPT_CLICKS = 20
+MAX_ID = 2**63 - 1
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
@@ -41,16 +48,28 @@ def search_page(request: HttpRequest) -> HttpResponse:
                 context["photo_note"] = str(exc)
         add_query_photo(context, request, form)
         try:
-            page = services.browse_products(
-                form.cleaned_data.get("q") or None,
-                form.cleaned_data.get("image"),
-                category=form.cleaned_data.get("category") or None,
-                min_relevance=services.storefront_min_relevance(),
-                page_size=form.cleaned_data.get("k") or services.storefront_page_size(),
-                **RefineForm(request.GET).refinements(),
-            )
+            session_key, user_id = visitor(request)
+            spoken = request.session.pop(services.VOICE_SESSION_KEY, None)
+            voice = bool(spoken) and spoken == form.cleaned_data.get("q")
+            with services.searcher(session_key=session_key, user_id=user_id, voice=voice) as searched:
+                page = services.browse_products(
+                    form.cleaned_data.get("q") or None,
+                    form.cleaned_data.get("image"),
+                    category=form.cleaned_data.get("category") or None,
+                    min_relevance=services.storefront_min_relevance(),
+                    page_size=form.cleaned_data.get("k") or services.storefront_page_size(),
+                    **RefineForm(request.GET).refinements(),
+                )
             context["response"] = page
             context["results"] = [with_reasons(hit.as_dict(), form.cleaned_data.get("q")) for hit in page.hits]
+            first = (page.page - 1) * page.page_size + 1
+            for position, result in enumerate(context["results"], start=first):
+                # through /search/click/<search>/<position>/ when the search was logged
+                result["href"] = (
+                    reverse("multimodal_search:click", args=[searched.search_id, position])
+                    if searched.search_id
+                    else result.get("url")
+                )
             context["legend"] = legend(context["results"])
             if not page.hits and page.page == 1 and not form.cleaned_data.get("image"):
                 # nothing passes: shorter forms of the words that do find something
@@ -126,4 +145,51 @@ def query_photo(request: HttpRequest, token: str) -> HttpResponse:
     # the same token always names the same photo; private: a shopper's photo stays out of shared caches
     response["Cache-Control"] = f"private, max-age={services.photo_ttl()}"
     response["Content-Disposition"] = 'inline; filename="query-photo.jpg"'
+    return response
+
+
+def visitor(request: HttpRequest) -> tuple[str | None, int | None]:
+    """The session key and user id the search log records (README "Query analytics"); a visitor
+    without a session gets one, so their clicks can be tied to their searches."""
+    user_id = request.user.pk if request.user.is_authenticated else None
+    if search_settings.ANALYTICS["ENABLED"] and not request.session.session_key:
+        request.session.modified = True  # the middleware sends the new session's cookie
+        request.session.save()
+    return request.session.session_key, user_id
+
+
+@require_http_methods(["GET", "HEAD"])
+def result_click(request: HttpRequest, search_id: int, position: int) -> HttpResponse:
+    """A search result's link: records the click against the logged search, then redirects to the product."""
+    product_pk = services.clicked_product(search_id, position) if search_id <= MAX_ID else None
+    url = services.product_url(product_pk) if product_pk else None
+    if product_pk is None or url is None:
+        raise Http404("This result is no longer available.")
+    if request.method == "GET":
+        session_key, user_id = visitor(request)
+        services.record_event(
+            "click", product_pk, session_key=session_key, user_id=user_id, search_id=search_id, position=position
+        )
+        clicks = {pk: spot for pk, spot in request.session.get(CLICKS_SESSION_KEY, {}).items() if pk != product_pk}
+        clicks[str(product_pk)] = [search_id, position]
+        request.session[CLICKS_SESSION_KEY] = dict(list(clicks.items())[-KEPT_CLICKS:])
+    return HttpResponseRedirect(url)
+
+
+@require_POST
+def add_to_cart(request: HttpRequest) -> HttpResponse:
+    """``POST /search/cart/`` with ``product`` (a pk): the demo's "add to cart" (there is no cart), recorded
+    against the search whose result was clicked to reach the product; a 303 back to the product."""
+    product_pk = request.POST.get("product", "")
+    url = services.product_url(product_pk) if 0 < len(product_pk) <= 64 and "\x00" not in product_pk else None
+    if url is None:
+        return HttpResponseBadRequest("No such product.", content_type="text/plain; charset=utf-8")
+    search_id, position = request.session.get(CLICKS_SESSION_KEY, {}).get(product_pk) or (None, None)
+    session_key, user_id = visitor(request)
+    services.record_event(
+        "cart", product_pk, session_key=session_key, user_id=user_id, search_id=search_id, position=position
+    )
+    messages.success(request, "Added to your cart.")
+    response = HttpResponseRedirect(url)
+    response.status_code = 303
     return response

@@ -45,4 +45,5 @@ def voice_search(request: HttpRequest) -> HttpResponse:
             "No words were heard; speak closer to the microphone or type instead.",
             content_type="text/plain; charset=utf-8",
         )
+    request.session[services.VOICE_SESSION_KEY] = transcript  # the search page logs it as a voice search
     return SeeOther(f"{reverse('multimodal_search:search')}?{urlencode({'q': transcript})}")

@@ -170,6 +170,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(os.environ.get("MMSEARCH_DEEP_SWEEP_SECONDS", str(6 * 3600))),
         "kwargs": {"deep": True},
     },
+    # search log and shopper events older than MULTIMODAL_SEARCH["ANALYTICS"]["RETENTION_DAYS"] (README "Query analytics")
+    "mmsearch-prune-analytics": {"task": "multimodal_search.tasks.prune_analytics_task", "schedule": 24 * 3600.0},
 }
 
 # The search box keeps a query photo under a short-lived token (README "Search box"). Every web
@@ -248,6 +250,8 @@ MULTIMODAL_SEARCH = {
     # MMSEARCH_SYNONYMS=0 turns query expansion off (e.g. to measure what it adds)
     "SYNONYMS": None if os.environ.get("MMSEARCH_SYNONYMS", "1") != "0" else [],
     # tries, retry backoff and the sweep's patience (multimodal_search.conf, README "Durable indexing")
+    # the search log and clicks (README "Query analytics"): kept MMSEARCH_ANALYTICS_DAYS days
+    "ANALYTICS": {"RETENTION_DAYS": int(os.environ.get("MMSEARCH_ANALYTICS_DAYS", "90"))},
     "DURABILITY": {
         "MAX_ATTEMPTS": int(os.environ.get("MMSEARCH_MAX_ATTEMPTS", "3")),
         "RETRY_BACKOFF": float(os.environ.get("MMSEARCH_RETRY_BACKOFF", "60")),

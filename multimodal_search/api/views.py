@@ -170,25 +170,35 @@ class SearchView(BaseAPIView):
         return self._search(request, data, SearchQuerySerializer)
 
     def _search(
-        self, request: Request, data: dict[str, Any], serializer_class: type[SearchQuerySerializer]
+        self,
+        request: Request,
+        data: dict[str, Any],
+        serializer_class: type[SearchQuerySerializer],
+        voice: bool = False,
     ) -> Response:
         serializer = serializer_class(data=data)
         serializer.is_valid(raise_exception=True)
         params = serializer.validated_data
+        user = request.user if request.user.is_authenticated else None
+        # logged as the API's (README "Query analytics"): the session's key when it has one, never a new one
+        session_key = getattr(getattr(request, "session", None), "session_key", None)
         try:
-            response = services.browse_products(
-                params.get("q") or None,
-                params.get("image"),
-                category=params.get("category") or None,
-                method=params.get("method") or None,
-                min_relevance=params.get("min_relevance"),
-                filters=params["filter"],
-                price_min=params.get("price_min"),
-                price_max=params.get("price_max"),
-                sort=params["sort"],
-                page=params["page"],
-                page_size=params.get("page_size") or params["k"],
-            )
+            with services.searcher(
+                session_key=session_key, user_id=user.pk if user else None, source="api", voice=voice
+            ):
+                response = services.browse_products(
+                    params.get("q") or None,
+                    params.get("image"),
+                    category=params.get("category") or None,
+                    method=params.get("method") or None,
+                    min_relevance=params.get("min_relevance"),
+                    filters=params["filter"],
+                    price_min=params.get("price_min"),
+                    price_max=params.get("price_max"),
+                    sort=params["sort"],
+                    page=params["page"],
+                    page_size=params.get("page_size") or params["k"],
+                )
         except services.SearchError as exc:
             raise exceptions.ValidationError({"non_field_errors": [str(exc)]}) from None
         return Response(_payload(response, _page_links(request, response)))

@@ -92,6 +92,6 @@ class VoiceSearchView(SearchView):
         serializer.is_valid(raise_exception=True)
         transcript = serializer.validated_data["audio"]
         del data["audio"]
-        response = self._search(request, {**data, "q": transcript}, SearchTextQuerySerializer)
+        response = self._search(request, {**data, "q": transcript}, SearchTextQuerySerializer, voice=True)
         response.data["transcript"] = transcript
         return response

@@ -6,6 +6,7 @@
 * ``indexing``: :func:`index_products`, removal, pruning, :func:`index_status`;
 * ``enqueue``: sending indexing work to the worker, in batches or on commit;
 * ``outbox``: the per-product index state (dirty, version, tries, failures) written with each change;
+* ``health``: :func:`index_health` (the admin's index health page), :func:`reindex` by scope;
 * ``drift``: :func:`find_drift` / :func:`fix_drift` (``mmsearch_reconcile``) and the periodic :func:`sweep`;
 * ``encoding``: the encoding step of indexing, reusing kept backbone outputs across head versions;
 * ``voice``: :func:`voice_search`, a WAV recording transcribed offline (pocketsphinx), then searched;
@@ -13,8 +14,22 @@
 * ``suggest``: :func:`suggest`, autocomplete of products and categories from a typed prefix;
 * ``photo_tokens``: query photos kept under short-lived tokens (:func:`keep_photo`, :func:`load_photo`).
 * ``relaxed``: :func:`relaxed_queries`, shorter forms of a query that finds nothing (a helpful "no match").
+* ``analytics``: the search log (:func:`searcher`, :func:`log_search`), clicks and add-to-cart
+  (:func:`record_event`), the admin's report (:func:`analytics_report`) and :func:`prune_analytics`.
 """
 
+from multimodal_search.services.analytics import (
+    VOICE_SESSION_KEY,
+    Report,
+    analytics_report,
+    clicked_product,
+    log_search,
+    product_url,
+    prune_analytics,
+    query_figures,
+    record_event,
+    searcher,
+)
 from multimodal_search.services.browse import (
     SORTS,
     FacetValue,
@@ -26,6 +41,14 @@ from multimodal_search.services.browse import (
 )
 from multimodal_search.services.drift import Drift, find_drift, fix_drift, sweep
 from multimodal_search.services.enqueue import EnqueueError, enqueue_index, index_on_commit, results_backend_configured
+from multimodal_search.services.health import (
+    IndexHealth,
+    index_health,
+    product_cards,
+    product_pks_matching,
+    queue_depth,
+    reindex,
+)
 from multimodal_search.services.indexing import (
     IndexReport,
     chunked_pks,
@@ -77,18 +100,22 @@ __all__ = [
     "METHODS",
     "MIN_K",
     "SORTS",
+    "VOICE_SESSION_KEY",
     "Drift",
     "EnqueueError",
     "FacetValue",
+    "IndexHealth",
     "IndexReport",
     "PhotoStoreUnavailable",
     "PriceRange",
     "Relaxed",
+    "Report",
     "SearchError",
     "SearchHit",
     "SearchPage",
     "SearchResponse",
     "VoiceSearch",
+    "analytics_report",
     "browse_products",
     "check_min_relevance",
     "check_photo_size",
@@ -96,6 +123,7 @@ __all__ = [
     "check_recording_size",
     "check_upload_length",
     "chunked_pks",
+    "clicked_product",
     "count_indexed",
     "current_model_id",
     "drop_older_encoders",
@@ -104,22 +132,33 @@ __all__ = [
     "facet_names",
     "find_drift",
     "fix_drift",
+    "index_health",
     "index_on_commit",
     "index_products",
     "index_status",
     "is_token",
     "keep_photo",
     "load_photo",
+    "log_search",
     "open_photo",
     "photo_thumbnail",
     "photo_ttl",
     "plain_knn",
     "prepare_worker",
+    "product_cards",
+    "product_pks_matching",
+    "product_url",
+    "prune_analytics",
     "prune_stale",
+    "query_figures",
+    "queue_depth",
+    "record_event",
+    "reindex",
     "relaxed_queries",
     "remove_products",
     "results_backend_configured",
     "search_products",
+    "searcher",
     "similar_products",
     "storefront_min_relevance",
     "storefront_page_size",

@@ -205,7 +205,16 @@ def respond(
     )
     took_ms = (time.perf_counter() - ranked.started) * 1000
     result_count = extra.get("total", len(hits))
-    search_performed.send(sender=SearchResponse, query=ranked.query, result_count=result_count, took_ms=took_ms)
+    page, page_size = int(extra.get("page", 1)), int(extra.get("page_size", len(hits)))
+    search_performed.send(
+        sender=SearchResponse,
+        query=ranked.query,
+        result_count=result_count,
+        took_ms=took_ms,
+        shown=[hit.product_pk for hit in hits],
+        first_position=(page - 1) * page_size + 1,
+        filters=_refinements(extra),
+    )
     return response_class(
         hits=hits,
         method=ranked.method,
@@ -216,6 +225,21 @@ def respond(
         min_relevance=ranked.cut,
         **extra,
     )
+
+
+def _refinements(extra: Mapping[str, Any]) -> dict[str, Any]:
+    """The filters, price range, sort and page of a refined search that differ from the defaults
+    (``search_performed``'s ``filters``)."""
+    chosen: dict[str, Any] = {
+        name: str(extra[name]) for name in ("price_min", "price_max") if extra.get(name) is not None
+    }
+    if extra.get("filters"):
+        chosen["filters"] = extra["filters"]
+    if extra.get("sort", "relevance") != "relevance":
+        chosen["sort"] = extra["sort"]
+    if extra.get("page", 1) != 1:
+        chosen["page"] = extra["page"]
+    return chosen
 
 
 def check_min_relevance(value: MinRelevance) -> None:

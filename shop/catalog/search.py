@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from html import unescape
 from typing import Any
 
 from django.db import models
@@ -42,7 +43,8 @@ class ProductAdapter(BaseProductAdapter):
         description = " ".join(strip_tags(product.description).split())
         if description:
             parts.append(description)
-        return " ".join(parts)
+        # imported descriptions carry HTML entities ("&reg;", "&bull;"): index the characters they stand for
+        return unescape(" ".join(parts))
 
     def get_title(self, product: Product) -> str:
         """Name, colour, category and gender: "Chaz Kangeroo Hoodie. Black. Men > Tops > Hoodies & Sweatshirts."."""
@@ -50,7 +52,7 @@ class ProductAdapter(BaseProductAdapter):
         parts = [product.title, product.color, category.path if category is not None else ""]
         if product.gender and product.gender.lower() not in parts[2].lower():
             parts.append(product.gender)
-        return ". ".join(part.strip() for part in parts if part and part.strip()) + "."
+        return unescape(". ".join(part.strip() for part in parts if part and part.strip()) + ".")
 
     def get_images(self, product: Product) -> list[ImageRef]:
         return [
@@ -65,7 +67,7 @@ class ProductAdapter(BaseProductAdapter):
 
     def get_fields(self, product: Product) -> dict[str, Any]:
         return {
-            "title": product.title,
+            "title": unescape(product.title),
             "color": product.color,
             "gender": product.gender,
             "material": product.material,

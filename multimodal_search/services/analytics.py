@@ -1,0 +1,292 @@
+"""Query analytics: the search log, shopper events (clicks, add to cart) and the admin's report.
+
+A face (the search page, the API) runs a search inside :func:`searcher`, which says who is searching
+(a keyed hash of the session key, or the user id) and from where. The search service sends
+``search_performed``; its receiver calls :func:`log_search`, which writes one ``SearchLog`` row for the
+first search of that context (the "fewer words" searches a page runs after it are not the shopper's)
+and hands its id back through the context, so the page can link each result to
+``/search/click/<search id>/<position>/`` (:func:`record_click`). Searches outside a context (commands,
+evaluation, the shell) are not logged. A database error is logged as a warning and the search goes on.
+
+The report (:func:`analytics_report`) counts over the searches of a period: CTR is the share of
+searches with results that got at least one click; the mean click position is over those clicks.
+Rows older than ``ANALYTICS["RETENTION_DAYS"]`` are deleted by :func:`prune_analytics`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import DatabaseError, transaction
+from django.db.models import Avg, Count, F, FloatField, Q, QuerySet
+from django.db.models.functions import Cast, Lower, NullIf, TruncDate
+from django.utils import timezone
+from django.utils.crypto import salted_hmac
+
+from multimodal_search.adapters import get_adapter
+from multimodal_search.conf import search_settings
+from multimodal_search.models import SearchLog, ShopperEvent
+
+logger = logging.getLogger(__name__)
+
+TEXT, PHOTO, BOTH, VOICE = "text", "photo", "both", "voice"
+CLICK, CART = ShopperEvent.CLICK, ShopperEvent.CART
+#: session key under which the voice search leaves the words it heard: the search page then logs "voice"
+VOICE_SESSION_KEY = "mmsearch_voice"
+
+
+@dataclass
+class Searcher:
+    """Who runs the searches of one request; ``search_id`` is set once the first one is logged."""
+
+    session: str
+    user_id: int | None
+    source: str
+    voice: bool = False
+    search_id: int | None = None
+
+
+_current: ContextVar[Searcher | None] = ContextVar("mmsearch_searcher", default=None)
+
+
+def visitor(session_key: str | None) -> str:
+    """The keyed hash the log keeps for a session key ("" for none): the same visitor gets the same
+    value, and the value cannot be used as a session cookie."""
+    if not session_key:
+        return ""
+    return salted_hmac("multimodal_search.analytics.session", session_key).hexdigest()[:32]
+
+
+@contextmanager
+def searcher(
+    *, session_key: str | None, user_id: int | None, source: str = "storefront", voice: bool = False
+) -> Iterator[Searcher]:
+    """Log the first search run inside the block as ``source``'s, by this session or user.
+
+    Args:
+        session_key: the visitor's session key (hashed before it is stored), or None.
+        user_id: the signed-in user's id, or None.
+        source: where the search came from ("storefront", "api").
+        voice: the words were spoken (the search's kind is "voice").
+    """
+    current = Searcher(visitor(session_key), user_id, source, voice)
+    token = _current.set(current)
+    try:
+        yield current
+    finally:
+        _current.reset(token)
+
+
+def enabled() -> bool:
+    return bool(search_settings.ANALYTICS["ENABLED"])
+
+
+def log_search(
+    query: Mapping[str, Any],
+    result_count: int,
+    took_ms: float,
+    *,
+    shown: list[str] | None = None,
+    first_position: int = 1,
+    filters: Mapping[str, Any] | None = None,
+) -> int | None:
+    """Write the search log row of a search (``search_performed``'s receiver); its id, or None when
+    nothing was written (no context, not the context's first search, analytics off, a database error)."""
+    current = _current.get()
+    if current is None or current.search_id is not None or not enabled():
+        return None
+    text = str(query.get("text") or "")[:500]
+    kind = VOICE if current.voice else (BOTH if text else PHOTO) if query.get("image") else TEXT
+    chosen = dict(filters or {})
+    if query.get("category"):
+        chosen["category"] = query["category"]
+    try:
+        with transaction.atomic():  # a savepoint: a failed insert leaves an outer transaction usable
+            row = SearchLog.objects.create(
+                created_at=timezone.now(),
+                query=text,
+                kind=kind,
+                source=current.source,
+                filters=chosen,
+                result_count=result_count,
+                latency_ms=round(took_ms, 2),
+                results=[str(pk) for pk in shown or []],
+                first_position=first_position,
+                session=current.session,
+                user_id=current.user_id,
+            )
+    except DatabaseError:
+        logger.warning("Could not write the search log", exc_info=True)
+        return None
+    current.search_id = row.pk
+    return row.pk
+
+
+def record_event(
+    kind: str,
+    product_pk: str,
+    *,
+    session_key: str | None,
+    user_id: int | None,
+    search_id: int | None = None,
+    position: int | None = None,
+) -> bool:
+    """Store one shopper event; False when analytics is off or the database refused it."""
+    if not enabled():
+        return False
+    try:
+        with transaction.atomic():
+            ShopperEvent.objects.create(
+                kind=kind,
+                product_pk=str(product_pk),
+                search_id=search_id,
+                position=position,
+                session=visitor(session_key),
+                user_id=user_id,
+                created_at=timezone.now(),
+            )
+    except DatabaseError:
+        logger.warning("Could not record a %s event", kind, exc_info=True)
+        return False
+    return True
+
+
+def clicked_product(search_id: int, position: int) -> str | None:
+    """The pk of the product shown at ``position`` (1-based) by logged search ``search_id``, or None."""
+    row = SearchLog.objects.filter(pk=search_id).values("results", "first_position").first()
+    if row is None:
+        return None
+    index = position - row["first_position"]
+    return row["results"][index] if 0 <= index < len(row["results"]) else None
+
+
+def product_url(product_pk: str) -> str | None:
+    """The public URL of a product the adapter still returns (None: no such product, or no URL)."""
+    try:
+        product = get_adapter().get_queryset().filter(pk=product_pk).first()
+    except (ValueError, ValidationError):  # not a pk of this model ("abc" for an integer key)
+        return None
+    if product is None:
+        return None
+    return str(get_adapter().to_result(product).get("url") or "") or None
+
+
+def prune_analytics(now: datetime | None = None) -> tuple[int, int]:
+    """Delete search log rows and events older than ``ANALYTICS["RETENTION_DAYS"]``.
+
+    Returns:
+        ``(searches deleted, events deleted)``.
+    """
+    cutoff = (now or timezone.now()) - timedelta(days=int(search_settings.ANALYTICS["RETENTION_DAYS"]))
+    events, _ = ShopperEvent.objects.filter(created_at__lt=cutoff).delete()
+    searches, _ = SearchLog.objects.filter(created_at__lt=cutoff).delete()
+    return searches, events
+
+
+@dataclass(frozen=True)
+class QueryFigures:
+    """One query's figures (``query`` lower-cased; "" for photo-only searches)."""
+
+    query: str
+    searches: int
+    zero_results: int
+    with_results: int
+    clicked_searches: int
+    clicks: int
+    ctr: float | None
+    mean_click_position: float | None
+
+
+@dataclass
+class Report:
+    start: date
+    end: date
+    totals: QueryFigures
+    top: list[QueryFigures] = field(default_factory=list)
+    zero_results: list[QueryFigures] = field(default_factory=list)
+    low_click: list[QueryFigures] = field(default_factory=list)
+    #: ``(day, searches, zero-result searches, clicked searches)`` for every day of the period
+    days: list[tuple[date, int, int, int]] = field(default_factory=list)
+
+
+def period_searches(start: date, end: date) -> QuerySet[SearchLog]:
+    """The searches logged from ``start`` to ``end`` (both days included, in the current time zone)."""
+    zone = timezone.get_current_timezone()
+    since = datetime.combine(start, time.min, tzinfo=zone)
+    until = datetime.combine(end + timedelta(days=1), time.min, tzinfo=zone)
+    return SearchLog.objects.filter(created_at__gte=since, created_at__lt=until)
+
+
+_FIGURES: dict[str, Any] = {
+    "searches": Count("id", distinct=True),
+    "zero_results": Count("id", filter=Q(result_count=0), distinct=True),
+    "with_results": Count("id", filter=Q(result_count__gt=0), distinct=True),
+    "clicked_searches": Count("id", filter=Q(events__kind=CLICK, result_count__gt=0), distinct=True),
+    "clicks": Count("events", filter=Q(events__kind=CLICK)),
+    "mean_click_position": Avg("events__position", filter=Q(events__kind=CLICK)),
+}
+
+
+def _figures(row: Mapping[str, Any], query: str = "") -> QueryFigures:
+    with_results = int(row["with_results"] or 0)
+    return QueryFigures(
+        query=query,
+        searches=int(row["searches"] or 0),
+        zero_results=int(row["zero_results"] or 0),
+        with_results=with_results,
+        clicked_searches=int(row["clicked_searches"] or 0),
+        clicks=int(row["clicks"] or 0),
+        ctr=row["clicked_searches"] / with_results if with_results else None,
+        mean_click_position=None if row["mean_click_position"] is None else float(row["mean_click_position"]),
+    )
+
+
+def query_figures(start: date, end: date) -> QuerySet[Any]:
+    """Per query (lower-cased) figures of the period, most searched first (``values`` rows)."""
+    figures: QuerySet[Any] = period_searches(start, end).annotate(q=Lower("query")).values("q").annotate(**_FIGURES)
+    ctr = Cast(F("clicked_searches"), FloatField()) / NullIf(F("with_results"), 0)
+    return figures.annotate(ctr=ctr).order_by("-searches", "q")
+
+
+def analytics_report(start: date, end: date, *, limit: int = 20) -> Report:
+    """Top, zero-result and low-click queries, totals (CTR, mean click position) and daily counts.
+
+    Args:
+        start, end: the period's first and last day.
+        limit: rows per list.
+    """
+    searches = period_searches(start, end)
+    per_query = query_figures(start, end)
+    minimum = int(search_settings.ANALYTICS["LOW_CLICK_MIN_SEARCHES"])
+    by_day: QuerySet[Any] = searches.annotate(
+        day=TruncDate("created_at", tzinfo=timezone.get_current_timezone())
+    ).values("day")
+    daily = {row["day"]: row for row in by_day.annotate(**_FIGURES)}
+    days = []
+    day = start
+    while day <= end:
+        row = daily.get(day)
+        days.append((day, row["searches"], row["zero_results"], row["clicked_searches"]) if row else (day, 0, 0, 0))
+        day += timedelta(days=1)
+    return Report(
+        start=start,
+        end=end,
+        totals=_figures(searches.aggregate(**_FIGURES)),
+        top=[_figures(row, row["q"]) for row in per_query[:limit]],
+        zero_results=[
+            _figures(row, row["q"])
+            for row in per_query.filter(zero_results__gt=0).order_by("-zero_results", "q")[:limit]
+        ],
+        low_click=[
+            _figures(row, row["q"])
+            for row in per_query.filter(with_results__gte=minimum).order_by("ctr", "-with_results", "q")[:limit]
+        ],
+        days=days,
+    )

@@ -1,0 +1,214 @@
+"""The index's health for the admin: counts, queue depth, recent errors, trained artefacts; re-index by scope.
+
+Everything here reads what :func:`~multimodal_search.services.drift.find_drift` and the outbox know;
+:func:`reindex` marks products dirty (so their progress shows as *pending*) and sends them to the worker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from celery import current_app
+from django.utils import timezone
+from kombu.exceptions import ChannelError
+
+from multimodal_search.adapters import get_adapter
+from multimodal_search.conf import search_settings
+from multimodal_search.models import IndexState
+from multimodal_search.services import outbox
+from multimodal_search.services.drift import Drift, find_drift
+from multimodal_search.services.enqueue import bulk_queue, enqueue_index
+from multimodal_search.store import get_store
+
+logger = logging.getLogger(__name__)
+
+SCOPES = ("selected", "stale", "failed", "all")
+ERRORS_SHOWN = 10
+
+
+@dataclass
+class IndexFailure:
+    """One product whose last indexing try raised."""
+
+    product_pk: str
+    error: str
+    failed: bool
+    when: datetime | None
+    product: dict[str, Any] | None = None
+
+
+@dataclass
+class Artefact:
+    """One file in ``MODEL_DIR`` written by ``mmsearch_train``."""
+
+    name: str
+    modified: datetime
+    model_id: str | None
+    current: bool
+
+
+@dataclass
+class IndexHealth:
+    """What the admin's index health page shows."""
+
+    model_id: str
+    products: int
+    indexed: int
+    never_indexed: int
+    old_version: int
+    stale_content: int
+    pending: int
+    failed: int
+    orphans: int
+    images: int
+    stored_versions: list[str] = field(default_factory=list)
+    queue_depth: dict[str, int] | None = None
+    errors: list[IndexFailure] = field(default_factory=list)
+    artefacts: list[Artefact] = field(default_factory=list)
+
+    @property
+    def stale(self) -> int:
+        """Products whose vectors are for an older encoder version or for changed content."""
+        return self.old_version + self.stale_content
+
+    @property
+    def last_trained(self) -> datetime | None:
+        return max((artefact.modified for artefact in self.artefacts), default=None)
+
+
+def product_cards(pks: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """pk -> the adapter's result dict (title, sku, image, ...) of the searchable products among ``pks``."""
+    adapter = get_adapter()
+    keys = [str(pk) for pk in pks]
+    if not keys:
+        return {}
+    return {str(product.pk): adapter.to_result(product) for product in adapter.get_queryset().filter(pk__in=keys)}
+
+
+def product_pks_matching(identifier: str) -> list[str]:
+    """The pk of the product the adapter finds for ``identifier`` (a SKU in the demo), or nothing."""
+    try:
+        return [str(get_adapter().lookup(identifier.strip()).pk)]
+    except Exception:  # the adapter's DoesNotExist, MultipleObjectsReturned, a malformed key
+        return []
+
+
+def queue_depth() -> dict[str, int] | None:
+    """Messages waiting in the indexing queues (``QUEUE`` and ``BULK_QUEUE``); None when the broker is down."""
+    names = sorted({str(search_settings.QUEUE), bulk_queue()})
+    depth: dict[str, int] = {}
+    try:
+        with current_app.connection_for_read() as connection:
+            connection.ensure_connection(max_retries=1)
+            for name in names:
+                channel: Any = connection.channel()
+                with channel:
+                    try:
+                        depth[name] = int(channel.queue_declare(queue=name, passive=True).message_count)
+                    except ChannelError:  # an empty Redis queue does not exist
+                        depth[name] = 0
+    except Exception as exc:  # broker unreachable: the page says so instead of failing
+        logger.warning("could not read the indexing queue depth: %s", exc)
+        return None
+    return depth
+
+
+def trained_artefacts(model_id: str) -> list[Artefact]:
+    """The files in ``MODEL_DIR``, newest first; JSON artefacts say which encoder version they were trained on."""
+    folder = Path(search_settings.MODEL_DIR)
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in folder.iterdir():
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        trained_for = None
+        if path.suffix == ".json":
+            try:
+                trained_for = str(json.loads(path.read_text()).get("model_id") or "") or None
+            except (OSError, ValueError, AttributeError):
+                trained_for = None
+        modified = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.get_current_timezone())
+        found.append(Artefact(path.name, modified, trained_for, trained_for == model_id))
+    return sorted(found, key=lambda artefact: artefact.modified, reverse=True)
+
+
+def recent_errors(limit: int = ERRORS_SHOWN) -> list[IndexFailure]:
+    """The products whose last indexing try raised, most recent first, with their adapter result."""
+    rows = IndexState.objects.exclude(last_error="").order_by("-touched_at", "product_pk")[:limit]
+    errors = [
+        IndexFailure(row.product_pk, row.last_error, row.failed_at is not None, row.failed_at or row.touched_at)
+        for row in rows
+    ]
+    cards = product_cards([error.product_pk for error in errors])
+    for error in errors:
+        error.product = cards.get(error.product_pk)
+    return errors
+
+
+def index_health(drift: Drift | None = None) -> IndexHealth:
+    """Walk the catalogue (:func:`find_drift`) and the outbox and say how current the index is.
+
+    Args:
+        drift: a drift already found (default: found now, one pass over the searchable products).
+    """
+    drift = drift or find_drift()
+    counts = outbox.counts()
+    store = get_store()
+    current = drift.products - len(drift.never_indexed) - len(drift.old_version)
+    return IndexHealth(
+        model_id=drift.model_id,
+        products=drift.products,
+        indexed=current,
+        never_indexed=len(drift.never_indexed),
+        old_version=len(drift.old_version),
+        stale_content=len(drift.stale),
+        pending=counts["pending"],
+        failed=counts["failed"],
+        orphans=len(drift.orphans),
+        images=store.count_photos(drift.model_id),
+        stored_versions=sorted(store.model_ids()),
+        queue_depth=queue_depth(),
+        errors=recent_errors(),
+        artefacts=trained_artefacts(drift.model_id),
+    )
+
+
+def reindex(scope: str, pks: Sequence[Any] = ()) -> int:
+    """Mark products dirty (fresh tries, so they count as *pending* until done) and send them to the worker.
+
+    Args:
+        scope: ``selected`` (``pks``), ``stale`` (older encoder version, changed content or never
+            indexed), ``failed`` or ``all`` searchable products.
+        pks: the products of ``selected``.
+
+    Returns:
+        how many products were sent.
+
+    Raises:
+        ValueError: an unknown scope.
+        EnqueueError: the broker is unreachable (the products stay dirty, and the sweep sends them).
+    """
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}; expected one of {', '.join(SCOPES)}")
+    if scope == "selected":
+        keys = [str(pk) for pk in pks]
+    elif scope == "failed":
+        keys = list(outbox.failed())
+    elif scope == "stale":
+        drift = find_drift()
+        keys = drift.never_indexed + drift.old_version + drift.stale
+    else:
+        keys = [str(pk) for pk in get_adapter().get_queryset().order_by("pk").values_list("pk", flat=True)]
+    if not keys:
+        return 0
+    outbox.mark_dirty(keys)
+    enqueue_index(keys, force=scope in ("selected", "all"), track=False, bulk=scope == "all")
+    outbox.touch(keys)
+    return len(keys)

@@ -25,7 +25,7 @@ from django.views.decorators.http import require_POST
 
 from multimodal_search import services
 from multimodal_search.conf import search_settings
-from multimodal_search.models import REINDEX_PERMISSION, IndexState, ProductEmbedding
+from multimodal_search.models import REINDEX_PERMISSION, IndexState, ProductEmbedding, QueryRule, SynonymRule
 
 VIEW_PERMISSIONS = ("multimodal_search.view_productembedding", "multimodal_search.view_indexstate")
 SCOPE_LABELS = {
@@ -245,3 +245,23 @@ class IndexHealthAdmin(_ViewOnly, admin.ModelAdmin):
         else:
             _queue(self, request, scope)
         return HttpResponseRedirect(reverse("admin:multimodal_search_indexstate_changelist"))
+
+
+@admin.register(SynonymRule)
+class SynonymRuleAdmin(admin.ModelAdmin):
+    """Synonyms added to the ``SYNONYMS`` setting's groups; a save takes effect at the next search."""
+
+    list_display = ("terms", "kind", "active", "updated_at")
+    list_editable = ("active",)
+    list_filter = ("kind", "active")
+    search_fields = ("terms",)
+
+
+@admin.register(QueryRule)
+class QueryRuleAdmin(admin.ModelAdmin):
+    """Pin, boost, bury or hide a product for a query (and queries that mean the same)."""
+
+    list_display = ("query", "action", "product_pk", "position", "places", "similarity", "active", "updated_at")
+    list_editable = ("active",)
+    list_filter = ("action", "active")
+    search_fields = ("query", "product_pk")

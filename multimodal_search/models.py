@@ -13,6 +13,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from pgvector.django import HalfVectorField
 
@@ -182,3 +184,83 @@ class ShopperEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.product_pk}"
+
+
+class SynonymRule(models.Model):
+    """Synonyms edited in the admin, added to the ``SYNONYMS`` setting's groups (``services.merchandising``).
+
+    A *group* ("hoodie, hoody, hooded sweatshirt") expands a query naming any phrase with the others;
+    a *one-way* rewrite ("sweater => hoodie, jumper") adds the right side to a query naming a phrase
+    of the left side, never the other way round.
+    """
+
+    GROUP, ONEWAY = "group", "oneway"
+    KINDS = [(GROUP, "Group (all equivalent)"), (ONEWAY, "One-way (left => right)")]
+
+    kind = models.CharField(max_length=8, choices=KINDS, default=GROUP)
+    terms = models.CharField(
+        max_length=500, help_text='Group: "hoodie, hooded sweatshirt". One-way: "sweater => hoodie".'
+    )
+    active = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["terms"]
+
+    def __str__(self) -> str:
+        return self.terms
+
+    def phrases(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(left, right) phrases of a one-way rewrite; (phrases, ()) of a group."""
+        if self.kind == self.ONEWAY:
+            left, _, right = self.terms.partition("=>")
+            return _split_phrases(left), _split_phrases(right)
+        return _split_phrases(self.terms), ()
+
+    def clean(self) -> None:
+        left, right = self.phrases()
+        if self.kind == self.ONEWAY and ("=>" not in self.terms or not left or not right):
+            raise ValidationError({"terms": 'A one-way rewrite reads "sweater => hoodie" (phrases on both sides).'})
+        if self.kind == self.GROUP and ("=>" in self.terms or len(left) < 2):
+            raise ValidationError({"terms": 'A group lists two or more phrases: "hoodie, hooded sweatshirt".'})
+
+
+def _split_phrases(text: str) -> tuple[str, ...]:
+    return tuple(phrase for phrase in (part.strip() for part in text.split(",")) if phrase)
+
+
+class QueryRule(models.Model):
+    """A merchandising rule for one query: pin, boost, bury or hide a product (``services.merchandising``).
+
+    It fires when the query's words are the rule's (case, spaces and punctuation aside), or when the
+    cosine between the two texts' vectors is at least ``similarity`` (1 turns meaning matches off).
+    """
+
+    PIN, BOOST, BURY, HIDE = "pin", "boost", "bury", "hide"
+    ACTIONS = [
+        (PIN, "Pin at a position"),
+        (BOOST, "Boost (move up)"),
+        (BURY, "Bury (move down)"),
+        (HIDE, "Hide"),
+    ]
+
+    query = models.CharField(max_length=200)
+    action = models.CharField(max_length=5, choices=ACTIONS, default=PIN)
+    product_pk = models.CharField("product id", max_length=64, help_text="The product's primary key.")
+    position = models.PositiveIntegerField(default=1, help_text="Pin: the 1-based position it is shown at.")
+    places = models.PositiveIntegerField(
+        default=10, help_text="Boost / bury: how many places it moves (0: to the top / the end of the results)."
+    )
+    similarity = models.FloatField(
+        default=0.8,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Also fire for queries whose meaning is this close (cosine, 0-1; 1: only the same words).",
+    )
+    active = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["query", "position"]
+
+    def __str__(self) -> str:
+        return f"{self.query}: {self.action} {self.product_pk}"

@@ -1,5 +1,6 @@
 """Model signals -> indexing, sent once per committed transaction (``services.enqueue.index_on_commit``);
-``search_performed`` -> the search log (``services.analytics``)."""
+``search_performed`` -> the search log (``services.analytics``); merchandising rule changes -> a
+reload of the rules (``services.merchandising``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from django.db.models.signals import post_delete, post_save
 
 from multimodal_search.adapters import get_adapter
 from multimodal_search.conf import search_settings
-from multimodal_search.services import index_on_commit, log_search
+from multimodal_search.models import QueryRule, SynonymRule
+from multimodal_search.services import index_on_commit, log_search, rules_changed
 from multimodal_search.signals import search_performed
 
 
@@ -38,8 +40,16 @@ def search_logged(sender: type, query: dict[str, Any], result_count: int, took_m
     )
 
 
+def merchandising_changed(sender: type, **kwargs: Any) -> None:
+    rules_changed()
+
+
 def connect() -> None:
     search_performed.connect(search_logged, dispatch_uid="mmsearch_search_log")
+    for rule_model in (SynonymRule, QueryRule):
+        name = rule_model._meta.model_name
+        post_save.connect(merchandising_changed, sender=rule_model, dispatch_uid=f"mmsearch_rules_save_{name}")
+        post_delete.connect(merchandising_changed, sender=rule_model, dispatch_uid=f"mmsearch_rules_delete_{name}")
     if not search_settings.ADAPTER or not search_settings.PRODUCT_MODEL:
         return
     adapter = get_adapter()

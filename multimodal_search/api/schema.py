@@ -83,6 +83,12 @@ class SearchQueryEchoSerializer(serializers.Serializer[Any]):
     photo_sold_here = serializers.BooleanField(
         required=False, help_text="Whether the photo looks like something the shop sells."
     )
+    rules = serializers.ListField(
+        child=serializers.DictField(),
+        required=False,
+        help_text="The merchandising rules that fired (`id`, `action`, `product`, `matched`: words or meaning, "
+        "`similarity`), when any did.",
+    )
 
 
 class FacetValueSerializer(serializers.Serializer[Any]):

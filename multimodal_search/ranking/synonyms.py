@@ -8,7 +8,10 @@ Keyword search ORs the terms; the text encoder sees the expanded query.
 
 ``DEFAULT_GROUPS`` is general English (UK and US) apparel and fitness vocabulary,
 not any one catalogue's. Shops replace or extend it with
-``MULTIMODAL_SEARCH["SYNONYMS"]`` (a list of groups; ``[]`` turns expansion off).
+``MULTIMODAL_SEARCH["SYNONYMS"]`` (a list of groups; ``[]`` turns expansion off). Groups and
+one-way rewrites edited in the admin (``services.merchandising``) are passed in as ``groups`` and
+``rewrites``: a rewrite ``(("sweater",), ("hoodie",))`` adds "hoodie" to a query naming "sweater"
+but not the other way round.
 """
 
 from __future__ import annotations
@@ -80,14 +83,21 @@ def configured_groups() -> tuple[tuple[str, ...], ...]:
     return tuple(tuple(str(p) for p in group) for group in groups)
 
 
-def expansions(text: str, groups: Iterable[Sequence[str]] | None = None) -> list[str]:
-    """Phrases to add to ``text``: the other members of every group it names."""
+Rewrite = tuple[Sequence[str], Sequence[str]]
+
+
+def expansions(text: str, groups: Iterable[Sequence[str]] | None = None, rewrites: Iterable[Rewrite] = ()) -> list[str]:
+    """Phrases to add to ``text``: the other members of every group it names, and the right side of
+    every one-way rewrite whose left side it names."""
     groups = tuple(tuple(g) for g in groups) if groups is not None else configured_groups()
     normal = phrase_key(text)
     added: list[str] = []
     for normal_phrases, phrases in _compiled(groups):
         if any(p in normal for p in normal_phrases):
             added.extend(p for p, n in zip(phrases, normal_phrases) if n not in normal and p not in added)
+    for sources, targets in rewrites:
+        if any(phrase_key(p) in normal for p in sources):
+            added.extend(p for p in targets if phrase_key(p) not in normal and p not in added)
     return added
 
 
@@ -98,7 +108,7 @@ def named(text: str, groups: Iterable[Sequence[str]] | None = None) -> list[str]
     return [p for normal_phrases, phrases in _compiled(groups) for p, n in zip(phrases, normal_phrases) if n in normal]
 
 
-def expand(text: str, groups: Iterable[Sequence[str]] | None = None) -> str:
+def expand(text: str, groups: Iterable[Sequence[str]] | None = None, rewrites: Iterable[Rewrite] = ()) -> str:
     """``text`` followed by its expansions ("holdall" -> "holdall duffle bag duffel bag …")."""
-    extra = expansions(text, groups)
+    extra = expansions(text, groups, rewrites)
     return f"{text} {' '.join(extra)}" if extra else text

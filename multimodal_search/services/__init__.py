@@ -13,6 +13,7 @@
 * ``warmup``: models loaded at process start, torch threads of indexing processes.
 * ``suggest``: :func:`suggest`, autocomplete of products and categories from a typed prefix;
 * ``photo_tokens``: query photos kept under short-lived tokens (:func:`keep_photo`, :func:`load_photo`).
+* ``merchandising``: synonyms and query rules (pin, boost, bury, hide) edited in the admin (:func:`rules_changed`).
 * ``relaxed``: :func:`relaxed_queries`, shorter forms of a query that finds nothing (a helpful "no match").
 * ``analytics``: the search log (:func:`searcher`, :func:`log_search`), clicks and add-to-cart
   (:func:`record_event`), the admin's report (:func:`analytics_report`) and :func:`prune_analytics`.
@@ -60,6 +61,7 @@ from multimodal_search.services.indexing import (
     prune_stale,
     remove_products,
 )
+from multimodal_search.services.merchandising import rules_changed
 from multimodal_search.services.photo_tokens import (
     PhotoStoreUnavailable,
     expired_message,
@@ -157,6 +159,7 @@ __all__ = [
     "relaxed_queries",
     "remove_products",
     "results_backend_configured",
+    "rules_changed",
     "search_products",
     "searcher",
     "similar_products",

@@ -10,11 +10,12 @@ from PIL import Image
 from multimodal_search.conf import search_settings
 from multimodal_search.encoders import BaseEncoder, get_encoder
 from multimodal_search.imaging import PhotoError, open_image
-from multimodal_search.ranking import attributes, colour, expansion, fusion, synonyms, wordnet
+from multimodal_search.ranking import attributes, colour, expansion, fusion, wordnet
 from multimodal_search.ranking import vocabulary as v
 from multimodal_search.ranking.query import Query
 from multimodal_search.ranking.text import gender_in_text
 from multimodal_search.ranking.text import words as tokens
+from multimodal_search.services import merchandising
 from multimodal_search.store import get_store
 
 MIN_K = 1
@@ -117,7 +118,8 @@ def encode_query(
     encoder = encoder or get_encoder()
     model_id = model_id or encoder.model_id
     text = (text or "").strip() or None
-    words = synonyms.expand(text) if text else None  # what the text encoder and keyword search see
+    # what the text encoder and keyword search see: the settings' and the admin's synonyms added
+    words = merchandising.expand(text) if text else None
     text_vector = None
     if text and words:
         found = catalogue_expansions(text, model_id)
@@ -159,7 +161,7 @@ def catalogue_expansions(text: str, model_id: str) -> list[expansion.Expansion]:
         max_terms=int(config["MAX_TERMS"]),
         max_share=float(config["MAX_SHARE"]),
         min_weight=float(config["MIN_WEIGHT"]),
-        covered=tokens(" ".join(synonyms.named(text))),
+        covered=tokens(" ".join(merchandising.named(text))),
     )
 
 

@@ -17,6 +17,7 @@ from multimodal_search.ranking import vocabulary as v
 from multimodal_search.ranking.query import Query
 from multimodal_search.ranking.reranker import Reranker, get_reranker
 from multimodal_search.ranking.weights import signal_weights
+from multimodal_search.services import merchandising
 from multimodal_search.services.candidates import Signals, collect_signals
 from multimodal_search.services.query import SearchError, check_query, current_encoder, encode_query
 from multimodal_search.signals import search_performed
@@ -161,7 +162,11 @@ def rank_products(
         scores = fusion.weighted_scores(signals, weights)
     if method == v.LEXICAL_ONLY:
         scores = {pk: value for pk, value in scores.items() if value > 0}
-    order = fusion.rank(scores, seed=query.tie_seed)[:limit]
+    order = fusion.rank(scores, seed=query.tie_seed)
+    fired = merchandising.fired_rules(text, query.text_vector, encoder=encoder, model_id=model_id)
+    if fired:  # the admin's pins, boosts, burials and hides for this query
+        order = merchandising.apply_rules(order, [rule for rule, _, _ in fired], insert=not category)
+    order = order[:limit]
     photo = encoder.photo_relevance()
     sold = photo_sold_here(photo, query) if query.text_vector is None else None
     relevance, cuts = _relevance(trained, photo, query, pool, signals, reranker is not None, sold)
@@ -169,7 +174,7 @@ def rank_products(
         SearchHit(
             product_pk=pk,
             product=product,
-            score=scores[pk],
+            score=scores.get(pk, 0.0),  # a pinned product may not be a candidate
             signals={name: values[pk] for name, values in signals.items() if pk in values},
             explanation=fusion.contributions(pk, signals, weights, parts=explained),
             relevance=None if relevance is None else relevance.get(pk),
@@ -178,12 +183,29 @@ def rank_products(
     ]
     cut = _cut(min_relevance, cuts, calibration.RELATED)
     if cut is not None:
-        hits = [hit for hit in hits if hit.relevance is None or hit.relevance >= cut]
-    query_info = {"text": (text or "").strip() or None, "image": image is not None, "k": k, "category": category}
+        kept = {rule.product_pk for rule, _, _ in fired if rule.action in ("pin", "boost")}
+        hits = [hit for hit in hits if hit.relevance is None or hit.relevance >= cut or hit.product_pk in kept]
+    query_info: dict[str, Any] = {
+        "text": (text or "").strip() or None,
+        "image": image is not None,
+        "k": k,
+        "category": category,
+    }
     if query.text and query.text != query_info["text"]:
         query_info["expanded"] = query.text
     if sold is not None:
         query_info["photo_sold_here"] = sold
+    if fired:
+        query_info["rules"] = [
+            {
+                "id": rule.id,
+                "action": rule.action,
+                "product": rule.product_pk,
+                "matched": how,
+                "similarity": round(sim, 4),
+            }
+            for rule, how, sim in fired
+        ]
     return Ranked(hits, method, model_id, query_info, started, cut, cuts)
 
 

@@ -216,7 +216,27 @@ class IndexHealthAdmin(_ViewOnly, admin.ModelAdmin):
                 self.admin_site.admin_view(require_POST(self.reindex_view)),
                 name="multimodal_search_reindex",
             ),
+            path(
+                "retrain/",
+                self.admin_site.admin_view(require_POST(self.retrain_view)),
+                name="multimodal_search_retrain",
+            ),
         ] + super().get_urls()
+
+    def retrain_view(self, request: HttpRequest) -> HttpResponse:
+        """POST: send ``mmsearch_train`` to the worker (the reindex permission covers retraining)."""
+        if not can_reindex(request):
+            raise PermissionDenied("You need the permission to reindex and retrain the search index.")
+        try:
+            services.enqueue_retrain()
+        except services.EnqueueError as exc:
+            messages.error(request, f"Retraining was not started: {exc}.")
+        else:
+            messages.success(
+                request,
+                "Retraining was sent to the worker. It takes minutes; \u201cTraining last ran\u201d changes when it is done.",
+            )
+        return HttpResponseRedirect(reverse("admin:multimodal_search_indexstate_changelist"))
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         """Counts, queue depth, recent errors, versions and trained artefacts; the re-index buttons."""

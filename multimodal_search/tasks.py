@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from multimodal_search import services
-from multimodal_search.services.enqueue import INDEX_TASK, SWEEP_TASK
+from multimodal_search.services.enqueue import INDEX_TASK, RETRAIN_TASK, SWEEP_TASK
 
 
 # Per-product failures are recorded in the outbox and never raise; what raises here is the
@@ -42,3 +42,11 @@ def sweep_index_task(deep: bool = False) -> dict[str, int]:
 def prune_analytics_task() -> dict[str, int]:
     searches, events = services.prune_analytics()
     return {"searches": searches, "events": events}
+
+
+@shared_task(name=RETRAIN_TASK)
+def retrain_task() -> None:
+    """``mmsearch_train`` on the worker (the admin's "Retrain" button): minutes of work, never in a request."""
+    from django.core.management import call_command
+
+    call_command("mmsearch_train")

@@ -132,6 +132,27 @@ def test_reindex_all_reaches_the_broker_queue(admin_client, mixed_catalogue, tes
     assert f'data-count="queue">{test_queue}: 1<' in admin_client.get(HEALTH).content.decode()
 
 
+def test_retrain_is_sent_to_the_worker_queue_and_needs_the_permission(admin_client, client, viewer, settings):
+    from celery import current_app
+
+    name = "mmsearch-admin-retrain-test"
+    settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "QUEUE": name, "BULK_QUEUE": None}
+    if services.queue_depth() is None:
+        pytest.skip(f"the Celery broker {settings.CELERY_BROKER_URL} cannot be used")
+    with current_app.connection_for_write() as connection, connection.channel() as channel:
+        channel.queue_declare(queue=name)
+        channel.queue_purge(name)
+        assert 'data-action="retrain"' in admin_client.get(HEALTH).content.decode()
+        answer = admin_client.post("/admin/multimodal_search/indexstate/retrain/", follow=True)
+        assert "Retraining was sent to the worker" in answer.content.decode()
+        assert services.queue_depth() == {name: 1}
+        client.force_login(viewer)
+        assert client.post("/admin/multimodal_search/indexstate/retrain/").status_code == 403
+        assert 'data-action="retrain"' not in client.get(HEALTH).content.decode()
+        assert services.queue_depth() == {name: 1}
+        channel.queue_purge(name)
+
+
 def test_view_only_staff_may_look_but_not_reindex(client, viewer, mixed_catalogue):
     client.force_login(viewer)
     page = client.get(HEALTH)

@@ -139,6 +139,9 @@ def test_the_admin_lists_and_edits_rules(admin_client, store):
         "/admin/multimodal_search/synonymrule/add/", {"kind": "oneway", "terms": "sweater", "active": "on"}
     )
     assert response.status_code == 200 and b"one-way rewrite reads" in response.content
+    # the playground previews which rules fire for a query
+    page = admin_client.get("/admin/multimodal_search/productembedding/try/", {"q": "hoodie"}).content.decode()
+    assert "Merchandising rules that fired: <a" in page and "pin product" in page
 
 
 @pytest.mark.slow

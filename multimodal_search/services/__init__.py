@@ -41,7 +41,13 @@ from multimodal_search.services.browse import (
     storefront_page_size,
 )
 from multimodal_search.services.drift import Drift, find_drift, fix_drift, sweep
-from multimodal_search.services.enqueue import EnqueueError, enqueue_index, index_on_commit, results_backend_configured
+from multimodal_search.services.enqueue import (
+    EnqueueError,
+    enqueue_index,
+    enqueue_retrain,
+    index_on_commit,
+    results_backend_configured,
+)
 from multimodal_search.services.health import (
     IndexHealth,
     index_health,
@@ -130,6 +136,7 @@ __all__ = [
     "current_model_id",
     "drop_older_encoders",
     "enqueue_index",
+    "enqueue_retrain",
     "expired_message",
     "facet_names",
     "find_drift",

@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 INDEX_TASK = "multimodal_search.tasks.index_products_task"
 SWEEP_TASK = "multimodal_search.tasks.sweep_index_task"
+RETRAIN_TASK = "multimodal_search.tasks.retrain_task"
 
 
 class EnqueueError(RuntimeError):
@@ -79,6 +80,19 @@ def enqueue_index(
             send_index_task(keys[start : start + size], force=force, track=track, queue=queue)
             for start in range(0, len(keys), size)
         ]
+    except Exception as exc:  # kombu raises OperationalError and friends: say what failed, in one line
+        raise EnqueueError(f"could not reach the Celery broker ({exc})") from exc
+
+
+def enqueue_retrain() -> AsyncResult:
+    """Send one retraining task (``mmsearch_train``: heads, attributes, re-ranker, then the re-index for the
+    new version) to ``bulk_queue()``, the worker that has the models; never run in a web request.
+
+    Raises:
+        EnqueueError: the broker is unreachable.
+    """
+    try:
+        return current_app.send_task(RETRAIN_TASK, queue=bulk_queue(), **_FIRE_AND_FORGET)
     except Exception as exc:  # kombu raises OperationalError and friends: say what failed, in one line
         raise EnqueueError(f"could not reach the Celery broker ({exc})") from exc
 

@@ -15,8 +15,6 @@ from django.views.decorators.http import require_POST
 
 from multimodal_search import services
 
-UPLOAD_OVERHEAD_BYTES = 64 * 1024  # the multipart headers and the CSRF token
-
 
 class SeeOther(HttpResponseRedirect):
     status_code = 303
@@ -29,11 +27,7 @@ def voice_search(request: HttpRequest) -> HttpResponse:
     A bad recording is a 400 whose plain-text body is the message shown to the shopper.
     """
     try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    try:  # from the header, before the body is read
-        services.check_recording_size(max(0, length - UPLOAD_OVERHEAD_BYTES))
+        services.check_recording_length(request.META.get("CONTENT_LENGTH"))  # from the header, before the body
         upload = request.FILES.get("audio")
         if upload is None:
             raise services.SearchError("Send the recording as the form's `audio` file.")

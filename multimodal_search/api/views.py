@@ -123,6 +123,25 @@ class BaseAPIView(MultimodalAPIView):
                     code="unknown_parameter",
                 )
 
+    def form_data(
+        self,
+        request: Request,
+        serializer: type[serializers.Serializer[Any]],
+        *,
+        from_query: type[serializers.Serializer[Any]] | None = None,
+    ) -> dict[str, Any]:
+        """A posted form's fields for ``serializer``, unknown ones refused; the fields of ``from_query``
+        (default ``serializer``) the form lacks may come in the query string; ``filter`` is a list."""
+        # a plain dict: QueryDict.copy() would deep-copy the uploaded (temporary) file; no body: an empty form
+        form = request.data if isinstance(request.data, QueryDict) else QueryDict()
+        data: dict[str, Any] = {key: form[key] for key in form}
+        self.reject_unknown_parameters([*data, *request.query_params], serializer)
+        for key in list((from_query or serializer)().fields.keys()):
+            if key not in data and key in request.query_params:
+                data[key] = request.query_params[key]
+        data["filter"] = form.getlist("filter") or request.query_params.getlist("filter")
+        return data
+
 
 class SearchView(BaseAPIView):
     """GET ?q=TEXT&k=N[&category=PATH][&method=M][&min_relevance=P|auto][&filter=NAME:VALUE...][&price_min=P]
@@ -159,14 +178,7 @@ class SearchView(BaseAPIView):
             services.check_upload_length(request.META.get("CONTENT_LENGTH"))
         except services.SearchError as exc:
             raise RequestTooLarge(str(exc)) from None
-        # a plain dict: QueryDict.copy() would deep-copy the uploaded (temporary) file; no body: an empty form
-        form = request.data if isinstance(request.data, QueryDict) else QueryDict()
-        data: dict[str, Any] = {key: form[key] for key in form}
-        self.reject_unknown_parameters([*data, *request.query_params], SearchQuerySerializer)
-        for key in list(SearchTextQuerySerializer().fields.keys()):
-            if key not in data and key in request.query_params:
-                data[key] = request.query_params[key]
-        data["filter"] = form.getlist("filter") or request.query_params.getlist("filter")
+        data = self.form_data(request, SearchQuerySerializer, from_query=SearchTextQuerySerializer)
         return self._search(request, data, SearchQuerySerializer)
 
     def _search(

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.files.uploadedfile import UploadedFile
-from django.http import QueryDict
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.parsers import MultiPartParser
@@ -22,8 +21,6 @@ from multimodal_search.api.errors import RequestTooLarge
 from multimodal_search.api.schema import SearchResponseSerializer
 from multimodal_search.api.serializers import SearchTextQuerySerializer
 from multimodal_search.api.views import SearchView, _errors
-
-UPLOAD_OVERHEAD_BYTES = 64 * 1024  # the multipart headers and the other form fields
 
 
 class VoiceQuerySerializer(SearchTextQuerySerializer):
@@ -73,21 +70,10 @@ class VoiceSearchView(SearchView):
     )
     def post(self, request: Request) -> Response:
         try:  # refuse an oversized body from its header, before any of it is read
-            length = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        try:
-            services.check_recording_size(max(0, length - UPLOAD_OVERHEAD_BYTES))
+            services.check_recording_length(request.META.get("CONTENT_LENGTH"))
         except services.SearchError as exc:
             raise RequestTooLarge(str(exc)) from None
-        # a body without a content type parses to {}, not a QueryDict
-        form = request.data if isinstance(request.data, QueryDict) else QueryDict()
-        data: dict[str, Any] = {key: form[key] for key in form}
-        self.reject_unknown_parameters([*data, *request.query_params], VoiceQuerySerializer)
-        for key in list(VoiceQuerySerializer().fields.keys()):
-            if key not in data and key in request.query_params:
-                data[key] = request.query_params[key]
-        data["filter"] = form.getlist("filter") or request.query_params.getlist("filter")
+        data = self.form_data(request, VoiceQuerySerializer)
         serializer = VoiceQuerySerializer(data=data)
         serializer.is_valid(raise_exception=True)
         transcript = serializer.validated_data["audio"]

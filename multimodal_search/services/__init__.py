@@ -99,7 +99,13 @@ from multimodal_search.services.search import (
     storefront_min_relevance,
 )
 from multimodal_search.services.suggest import suggest
-from multimodal_search.services.voice import VoiceSearch, check_recording_size, transcribe, voice_search
+from multimodal_search.services.voice import (
+    VoiceSearch,
+    check_recording_length,
+    check_recording_size,
+    transcribe,
+    voice_search,
+)
 from multimodal_search.services.warmup import prepare_worker, use_indexing_threads, warm_up
 
 __all__ = [
@@ -128,6 +134,7 @@ __all__ = [
     "check_min_relevance",
     "check_photo_size",
     "check_query",
+    "check_recording_length",
     "check_recording_size",
     "check_upload_length",
     "chunked_pks",

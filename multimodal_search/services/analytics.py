@@ -30,9 +30,9 @@ from django.db.models.functions import Cast, Lower, NullIf, TruncDate
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
-from multimodal_search.adapters import get_adapter
 from multimodal_search.conf import search_settings
 from multimodal_search.models import SearchLog, ShopperEvent
+from multimodal_search.services.health import product_cards
 
 logger = logging.getLogger(__name__)
 
@@ -170,12 +170,10 @@ def clicked_product(search_id: int, position: int) -> str | None:
 def product_url(product_pk: str) -> str | None:
     """The public URL of a product the adapter still returns (None: no such product, or no URL)."""
     try:
-        product = get_adapter().get_queryset().filter(pk=product_pk).first()
+        card = product_cards([product_pk]).get(str(product_pk)) or {}
     except (ValueError, ValidationError):  # not a pk of this model ("abc" for an integer key)
         return None
-    if product is None:
-        return None
-    return str(get_adapter().to_result(product).get("url") or "") or None
+    return str(card.get("url") or "") or None
 
 
 def prune_analytics(now: datetime | None = None) -> tuple[int, int]:

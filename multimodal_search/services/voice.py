@@ -95,6 +95,23 @@ def check_recording_size(size: int) -> None:
         raise SearchError(f"The recording is larger than {limit / (1024 * 1024):g} MB.")
 
 
+#: room for the multipart headers, the CSRF token and the other form fields of a recording's request
+RECORDING_OVERHEAD_BYTES = 64 * 1024
+
+
+def check_recording_length(content_length: int | str | None) -> None:
+    """Raise ``SearchError`` when a request body is too large to hold a recording within ``VOICE["MAX_BYTES"]``.
+
+    Faces call this with the ``Content-Length`` header before reading the body (a missing or malformed
+    header counts as 0, as Django then reads no body).
+    """
+    try:
+        length = int(content_length or 0)
+    except ValueError:
+        length = 0
+    check_recording_size(max(0, length - RECORDING_OVERHEAD_BYTES))
+
+
 def read_wav(upload: IO[bytes] | Any) -> np.ndarray:
     """A WAV upload as 16 kHz mono int16 samples, or a clear ``SearchError``.
 

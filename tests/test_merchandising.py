@@ -155,3 +155,14 @@ def test_a_pin_fires_on_a_paraphrase_by_meaning_alone(packaged_settings, setting
     assert found[0] == "MUG-1"
     assert query["rules"][0]["matched"] == "meaning"
     assert "rules" not in skus(client, "desk lamp", k=2)[1]
+
+
+def test_a_search_reads_the_rules_stamp_once(client, store):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    QueryRule.objects.create(query="hoodie", action=QueryRule.PIN, product_pk=str(store["mug"].pk))
+    with CaptureQueriesContext(connection) as queries:
+        assert skus(client, "hoodie", k=3)[0][0] == "MUG-1"
+    stamps = [q["sql"] for q in queries.captured_queries if "COUNT" in q["sql"] and "queryrule" in q["sql"]]
+    assert len(stamps) == 1, stamps  # synonyms, catalogue expansions and query rules share one read

@@ -113,7 +113,12 @@ def named(text: str, rules: Rules | None = None) -> list[str]:
 
 
 def fired_rules(
-    text: str | None, text_vector: np.ndarray | None, *, encoder: BaseEncoder, model_id: str
+    text: str | None,
+    text_vector: np.ndarray | None,
+    *,
+    encoder: BaseEncoder,
+    model_id: str,
+    rules: Rules | None = None,
 ) -> list[tuple[Rule, str, float]]:
     """The query rules ``text`` fires, as ``(rule, "words" | "meaning", similarity)``.
 
@@ -123,7 +128,7 @@ def fired_rules(
     """
     if not text:
         return []
-    rules = current_rules()
+    rules = rules or current_rules()
     if not rules.query_rules:
         return []
     key = phrase_key(text)

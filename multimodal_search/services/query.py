@@ -100,7 +100,12 @@ def current_encoder() -> tuple[BaseEncoder, str]:
 
 
 def encode_query(
-    text: str | None, image: Image.Image | None, *, encoder: BaseEncoder | None = None, model_id: str | None = None
+    text: str | None,
+    image: Image.Image | None,
+    *,
+    encoder: BaseEncoder | None = None,
+    model_id: str | None = None,
+    rules: merchandising.Rules | None = None,
 ) -> Query:
     """Encode the words (with synonyms and the catalogue's own terms added) and the photo, and find what they name.
 
@@ -114,15 +119,18 @@ def encode_query(
         encoder: the encoder to use (default: the configured one).
         model_id: the encoder version the search reads (default: ``encoder.model_id``); learned facets
             are looked up for it.
+        rules: the admin's merchandising rules this search uses (default: read now).
     """
     encoder = encoder or get_encoder()
     model_id = model_id or encoder.model_id
     text = (text or "").strip() or None
     # what the text encoder and keyword search see: the settings' and the admin's synonyms added
-    words = merchandising.expand(text) if text else None
+    if text and rules is None:
+        rules = merchandising.current_rules()
+    words = merchandising.expand(text, rules) if text else None
     text_vector = None
     if text and words:
-        found = catalogue_expansions(text, model_id)
+        found = catalogue_expansions(text, model_id, rules)
         strings = [words] + [expansion.variant(text, e) for e in found]
         vectors = encoder.encode_text(strings)
         weights = np.array([1.0] + [e.weight for e in found], dtype=np.float32)
@@ -144,7 +152,9 @@ def encode_query(
     )
 
 
-def catalogue_expansions(text: str, model_id: str) -> list[expansion.Expansion]:
+def catalogue_expansions(
+    text: str, model_id: str, rules: merchandising.Rules | None = None
+) -> list[expansion.Expansion]:
     """The catalogue's words for query phrases it does not use (``ranking.expansion``), counted in the
     full-text index of ``model_id``: one bounded query per text query, a second only when a phrase is
     missing. Phrases the shopper synonym list (``ranking.synonyms``) expands are left to it. [] when
@@ -161,7 +171,7 @@ def catalogue_expansions(text: str, model_id: str) -> list[expansion.Expansion]:
         max_terms=int(config["MAX_TERMS"]),
         max_share=float(config["MAX_SHARE"]),
         min_weight=float(config["MIN_WEIGHT"]),
-        covered=tokens(" ".join(merchandising.named(text))),
+        covered=tokens(" ".join(merchandising.named(text, rules))),
     )
 
 

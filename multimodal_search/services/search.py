@@ -127,7 +127,8 @@ def rank_products(
     check_query(text, image is not None, k, method)
     check_min_relevance(min_relevance)
     encoder, model_id = current_encoder()  # a newly published head is picked up here, once per request
-    query = encode_query(text, image, encoder=encoder, model_id=model_id)
+    rules = merchandising.current_rules()  # read once per search: synonyms for the words, rules for the ranking
+    query = encode_query(text, image, encoder=encoder, model_id=model_id, rules=rules)
     if method in TEXT_ONLY_METHODS and query.text_vector is None:
         raise SearchError(f"Method {method!r} needs a text query.")
     carry = encoder.features_carry_colour
@@ -163,7 +164,7 @@ def rank_products(
     if method == v.LEXICAL_ONLY:
         scores = {pk: value for pk, value in scores.items() if value > 0}
     order = fusion.rank(scores, seed=query.tie_seed)
-    fired = merchandising.fired_rules(text, query.text_vector, encoder=encoder, model_id=model_id)
+    fired = merchandising.fired_rules(text, query.text_vector, encoder=encoder, model_id=model_id, rules=rules)
     if fired:  # the admin's pins, boosts, burials and hides for this query
         order = merchandising.apply_rules(order, [rule for rule, _, _ in fired], insert=not category)
     order = order[:limit]

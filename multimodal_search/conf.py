@@ -79,6 +79,12 @@ Keys:
         (60 s up to 12 h); ``REQUEUE_AFTER`` seconds a dirty product waits (since its change, its
         last start or its last sweep) before the sweep sends it again (600); ``CHUNK`` products per
         step of the deep sweep and ``mmsearch_reconcile`` (500).
+    PERSONALISATION: profiles from what a shopper did (``ranking.personal``, ``services.personal``,
+        README "Personalisation"): ``ENABLED`` (True; False records no profiles and re-ranks nothing),
+        ``EVENT_WEIGHTS`` per event kind (view 1, click 1, cart 3, purchase 5), ``HALF_LIFE_DAYS`` of an
+        event's weight (30), ``MIN_WEIGHT`` of evidence before a profile re-ranks searches (3.0),
+        ``BLEND``: how far the profile moves a search result (0.1; 0 turns personal re-ranking off),
+        ``RECENT`` events a profile remembers to explain itself ("because you viewed …", 20).
 """
 
 from __future__ import annotations
@@ -141,6 +147,14 @@ DEFAULTS: dict[str, Any] = {
     "QUERY_PHOTOS": {"CACHE": "default", "TTL": 3600, "MAX_SIDE": 768, "MAX_BYTES": 300 * 1024, "THUMB_SIDE": 320},
     "VOICE": {"MAX_SECONDS": 15, "MAX_BYTES": 4 * 1024 * 1024, "CATALOGUE_GRAMMAR": True},
     "ANALYTICS": {"ENABLED": True, "RETENTION_DAYS": 90, "LOW_CLICK_MIN_SEARCHES": 3},
+    "PERSONALISATION": {
+        "ENABLED": True,
+        "EVENT_WEIGHTS": {"view": 1.0, "click": 1.0, "cart": 3.0, "purchase": 5.0},
+        "HALF_LIFE_DAYS": 30.0,
+        "MIN_WEIGHT": 3.0,
+        "BLEND": 0.1,
+        "RECENT": 20,
+    },
     "DURABILITY": {
         "MAX_ATTEMPTS": 3,
         "RETRY_BACKOFF": 60,

@@ -170,6 +170,9 @@ class VectorStoreContract:
         assert features.shape == (2, FEATURES) and shared.shape == (2, DIMS)
         np.testing.assert_allclose(features[1], catalogue["P5"].photos[1].features, atol=HALF)  # photo order kept
         assert store.product_vector("nope", "text_vector", model_id=MODEL) is None
+        fused = store.product_vectors(["P5", "P2", "nope"], "fused_vector", model_id=MODEL)
+        assert set(fused) == {"P5", "P2"}
+        np.testing.assert_allclose(fused["P2"], catalogue["P2"].fused_vector, atol=HALF)
 
     def test_candidates_pool_signals_and_fields(
         self, store: BaseVectorStore, catalogue: dict[str, ProductVectors]

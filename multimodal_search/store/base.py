@@ -171,6 +171,10 @@ class BaseVectorStore:
         """One stored product vector, or None when the product (or that vector) is not stored."""
         raise NotImplementedError
 
+    def product_vectors(self, pks: Sequence[str], column: str, *, model_id: str) -> dict[str, np.ndarray]:
+        """pk -> stored vector of one product column for the given products (those stored with it)."""
+        raise NotImplementedError
+
     def term_counts(self, model_id: str, terms: Sequence[str], *, cap: int) -> dict[str, int]:
         """term -> products of ``model_id`` whose full-text index has the term's words in order
         (English stemming, so "cushions" counts "cushion"), counted up to ``cap``."""

@@ -293,6 +293,11 @@ class PgvectorStore(BaseVectorStore):
         value = row.first()
         return None if value is None else as_array(value)
 
+    def product_vectors(self, pks: Sequence[str], column: str, *, model_id: str) -> dict[str, np.ndarray]:
+        sql.check_column(column, PRODUCT_COLUMNS)
+        rows = ProductEmbedding.objects.filter(product_pk__in=[str(pk) for pk in pks], model_id=model_id)
+        return {pk: as_array(value) for pk, value in rows.values_list("product_pk", column) if value is not None}
+
     def term_counts(self, model_id: str, terms: Sequence[str], *, cap: int) -> dict[str, int]:
         if not terms:
             return {}

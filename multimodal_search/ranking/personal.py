@@ -41,6 +41,20 @@ class ProfileState:
     as_of: datetime | None
 
 
+@dataclass(frozen=True)
+class Taste:
+    """What a search needs of a shopper's profile to re-rank for them (``services.search``).
+
+    ``vector``: the profile's unit direction in the fused space; ``weight``: evidence behind it, decayed to
+    now (a thin profile re-ranks nothing); ``recent``: ``(kind, product_pk)`` of their latest events, newest
+    first, to say "because you viewed …".
+    """
+
+    vector: np.ndarray
+    weight: float
+    recent: tuple[tuple[str, str], ...] = ()
+
+
 def decay(age_seconds: float, half_life_days: float) -> float:
     """The weight left after ``age_seconds`` (1 at age 0, 0.5 after one half-life; no decay for a
     half-life of 0 or less; a negative age, a clock skew, counts as 0)."""

@@ -116,3 +116,32 @@ def affinities(profile: np.ndarray, vectors: Mapping[str, np.ndarray]) -> dict[s
         if norm:
             out[pk] = float(v @ unit / norm)
     return out
+
+
+def blend(scores: Mapping[str, float], affinity: Mapping[str, float], weight: float) -> dict[str, float]:
+    """Search scores nudged towards the profile: each candidate's affinity, standardised over the
+    candidates (mean 0, standard deviation 1), times ``weight`` standard deviations of the scores.
+
+    ``weight`` is therefore "how many score standard deviations one affinity standard deviation is
+    worth", the same whatever scale a fusion method's scores have; products without an affinity keep
+    their score. A weight of 0, fewer than two candidates or equal affinities change nothing.
+    """
+    shared = [pk for pk in scores if pk in affinity]
+    if weight <= 0 or len(shared) < 2:
+        return dict(scores)
+    values = np.array([affinity[pk] for pk in shared], dtype=np.float64)
+    spread = float(np.std(values))
+    score_spread = float(np.std(np.array([scores[pk] for pk in shared], dtype=np.float64)))
+    if spread == 0 or score_spread == 0:
+        return dict(scores)
+    mean = float(values.mean())
+    nudged = dict(scores)
+    for pk in shared:
+        nudged[pk] = scores[pk] + weight * score_spread * (affinity[pk] - mean) / spread
+    return nudged
+
+
+def closest(target: np.ndarray, candidates: Mapping[str, np.ndarray]) -> str | None:
+    """The key of the candidate vector most like ``target`` (cosine), or None when there are none."""
+    found = affinities(target, candidates)
+    return max(found, key=lambda pk: found[pk]) if found else None

@@ -27,7 +27,11 @@ LEGEND = {
     v.GENDER: "gender",
     v.CATEGORY: "category",
     v.MATERIAL: "material",
+    v.PERSONAL: "your history",
 }
+
+#: what the shopper did, as "because you … “title”" says it
+DID = {"view": "viewed", "click": "viewed", "cart": "added to your cart", "purchase": "bought"}
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ def reasons(
     title: str = "",
     colour: str = "",
     category: str = "",
+    because: Mapping[str, str] | None = None,
 ) -> list[Reason]:
     """The segments of a result's bar, largest share first; signals with no share are left out.
 
@@ -54,12 +59,22 @@ def reasons(
         explanation: signal -> share of the score (``SearchHit.explanation``).
         query_text: the shopper's words (to say which of them the result's name matches).
         title, colour, category: what the result shows (``adapter.to_result``).
+        because: the recent product personal re-ranking moved it up for (``SearchHit.personal["because"]``:
+            ``kind`` and ``title``), said as "because you viewed “…”".
     """
     found = [
         Reason(name, LEGEND.get(name, name), float(share), _sentence(name, query_text, title, colour, category))
         for name, share in explanation.items()
         if share > 0
     ]
+    if because and because.get("title"):
+        did = DID.get(str(because.get("kind")), "viewed")
+        found = [
+            Reason(r.signal, r.label, r.share, f"because you {did} “{because['title']}”")
+            if r.signal == v.PERSONAL
+            else r
+            for r in found
+        ]
     return sorted(found, key=lambda reason: -reason.share)
 
 
@@ -83,6 +98,7 @@ def _sentence(name: str, query_text: str | None, title: str, colour: str, catego
         v.GENDER: "for the gender you named",
         v.CATEGORY: "in the category you named",
         v.MATERIAL: "of the material you named",
+        v.PERSONAL: "like things you looked at before",
     }.get(name, name)
 
 

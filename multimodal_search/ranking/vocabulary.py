@@ -46,6 +46,7 @@ COLOUR = "colour"
 GENDER = "gender"
 CATEGORY = "category"
 MATERIAL = "material"
+PERSONAL = "personal"  # the shopper's profile (services.search: personal re-ranking)
 #: signals the neighbour signal's leaders are chosen by (reciprocal rank fusion of their ranks)
 NEIGHBOUR_LEADER_SIGNALS = (TEXT, TITLE, LEXICAL)
 NEIGHBOUR_LEADERS = 5

@@ -21,6 +21,7 @@ from PIL import Image
 from multimodal_search.adapters import get_adapter
 from multimodal_search.conf import search_settings
 from multimodal_search.ranking.intent import parse_price
+from multimodal_search.ranking.personal import Taste
 from multimodal_search.services.query import SearchError
 from multimodal_search.services.search import MinRelevance, SearchHit, SearchResponse, rank_products, respond
 
@@ -86,11 +87,12 @@ def browse_products(
     sort: str = RELEVANCE,
     page: int = 1,
     page_size: int = 24,
+    personal: Taste | None = None,
 ) -> SearchPage:
     """Search, then filter, count facets, sort and cut one page.
 
     Args:
-        text, image, category, method, min_relevance: as ``search_products``.
+        text, image, category, method, min_relevance, personal: as ``search_products``.
         filters: facet name -> values; a product passes a facet when it has any of its values, and
             the filter when it passes every facet. Names outside ``FACETS["FIELDS"]`` are an error.
         price_min, price_max: keep ``price_min <= price < price_max`` (products without a price drop
@@ -127,7 +129,14 @@ def browse_products(
         raise SearchError("price_min must be below price_max.")
 
     ranked = rank_products(
-        searched, image, k=page_size, category=category, method=method, min_relevance=min_relevance, limit=None
+        searched,
+        image,
+        k=page_size,
+        category=category,
+        method=method,
+        min_relevance=min_relevance,
+        limit=None,
+        personal=personal,
     )
     if intent.found:
         ranked.query["text"] = (text or "").strip() or None

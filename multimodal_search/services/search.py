@@ -14,10 +14,11 @@ from multimodal_search.conf import search_settings
 from multimodal_search.encoders import get_encoder
 from multimodal_search.ranking import calibration, fusion
 from multimodal_search.ranking import vocabulary as v
+from multimodal_search.ranking.personal import Taste
 from multimodal_search.ranking.query import Query
 from multimodal_search.ranking.reranker import Reranker, get_reranker
 from multimodal_search.ranking.weights import signal_weights
-from multimodal_search.services import merchandising
+from multimodal_search.services import merchandising, taste
 from multimodal_search.services.candidates import Signals, collect_signals
 from multimodal_search.services.query import SearchError, check_query, current_encoder, encode_query
 from multimodal_search.signals import search_performed
@@ -40,6 +41,9 @@ class SearchHit:
     explanation: dict[str, float]
     #: calibrated probability (0..1) that the product is relevant; None when nothing is calibrated
     relevance: float | None = None
+    #: what personal re-ranking did to it (``services.taste``): ``affinity`` with the shopper's profile,
+    #: ``moved_up`` positions and, when it moved up, ``because`` {product, kind, title}; None: not personalised
+    personal: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         data = get_adapter().to_result(self.product)
@@ -47,6 +51,8 @@ class SearchHit:
         data["relevance"] = None if self.relevance is None else round(self.relevance, 4)
         data["explanation"] = self.explanation
         data["signals"] = {k: round(value, 6) for k, value in self.signals.items()}
+        if self.personal is not None:
+            data["personal"] = self.personal
         return data
 
 
@@ -71,6 +77,7 @@ def search_products(
     category: str | None = None,
     method: str | None = None,
     min_relevance: MinRelevance = None,
+    personal: Taste | None = None,
 ) -> SearchResponse:
     """Find products by text, by photo, or by both.
 
@@ -84,6 +91,8 @@ def search_products(
             ``related`` cut ``mmsearch_train`` chose; None (default) keeps every result. Results
             of unknown relevance (text with a photo, nothing trained) are kept. For a photo query,
             relevance is the probability that a result is the product in the photo.
+        personal: the shopper's taste (``services.personal.taste_for``): results are gently re-ranked
+            towards it (``PERSONALISATION``); None (anonymous visitors, commands) leaves the ranking as is.
 
     Returns:
         ranked hits with per-modality signals, an explanation of shares over the signals that
@@ -92,7 +101,9 @@ def search_products(
     Raises:
         SearchError: no query, bad k, unknown method or a bad ``min_relevance``.
     """
-    ranked = rank_products(text, image, k=k, category=category, method=method, min_relevance=min_relevance, limit=k)
+    ranked = rank_products(
+        text, image, k=k, category=category, method=method, min_relevance=min_relevance, limit=k, personal=personal
+    )
     return respond(ranked, ranked.hits)
 
 
@@ -118,6 +129,7 @@ def rank_products(
     method: str | None,
     min_relevance: MinRelevance,
     limit: int | None,
+    personal: Taste | None = None,
 ) -> Ranked:
     """The ranking ``search_products`` answers from: the first ``limit`` results (None: the whole
     candidate pool, ``FUSION["CANDIDATES"]`` or ``k`` if more), those under the cut left out."""
@@ -164,6 +176,10 @@ def rank_products(
     if method == v.LEXICAL_ONLY:
         scores = {pk: value for pk, value in scores.items() if value > 0}
     order = fusion.rank(scores, seed=query.tie_seed)
+    nudge = taste.personalise(scores, order, personal, model_id=model_id, seed=query.tie_seed)
+    plain_scores = scores
+    if nudge is not None:
+        order, scores = nudge.order, nudge.scores
     fired = merchandising.fired_rules(text, query.text_vector, encoder=encoder, model_id=model_id, rules=rules)
     if fired:  # the admin's pins, boosts, burials and hides for this query
         order = merchandising.apply_rules(order, [rule for rule, _, _ in fired], insert=not category)
@@ -182,6 +198,8 @@ def rank_products(
         )
         for pk, product in _products(order)
     ]
+    if nudge is not None:
+        _explain_nudge(hits, nudge, plain_scores)
     cut = _cut(min_relevance, cuts, calibration.RELATED)
     if cut is not None:
         kept = {rule.product_pk for rule, _, _ in fired if rule.action in ("pin", "boost")}
@@ -196,6 +214,8 @@ def rank_products(
         query_info["expanded"] = query.text
     if sold is not None:
         query_info["photo_sold_here"] = sold
+    if nudge is not None:
+        query_info["personalised"] = True
     if fired:
         query_info["rules"] = [
             {
@@ -208,6 +228,21 @@ def rank_products(
             for rule, how, sim in fired
         ]
     return Ranked(hits, method, model_id, query_info, started, cut, cuts)
+
+
+def _explain_nudge(hits: list[SearchHit], nudge: taste.Nudge, plain: Mapping[str, float]) -> None:
+    """Each hit's ``personal`` entry and the profile's share in its explanation."""
+    for hit in hits:
+        if hit.product_pk not in nudge.affinity:
+            continue
+        hit.signals[v.PERSONAL] = round(nudge.affinity[hit.product_pk], 6)
+        hit.personal = {"affinity": round(nudge.affinity[hit.product_pk], 4), "moved_up": 0}
+        moved = nudge.moved.get(hit.product_pk, 0)
+        if moved:
+            hit.personal["moved_up"] = moved
+            hit.explanation = taste.explain(hit.explanation, plain.get(hit.product_pk, 0.0), hit.score)
+            if hit.product_pk in nudge.because:
+                hit.personal["because"] = nudge.because[hit.product_pk]
 
 
 def respond(

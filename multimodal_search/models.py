@@ -186,6 +186,32 @@ class ShopperEvent(models.Model):
         return f"{self.kind} {self.product_pk}"
 
 
+class ShopperProfile(models.Model):
+    """A shopper's taste: the time-decayed weighted sum of the fused vectors of what they did (``ranking.personal``).
+
+    ``shopper`` is ``"user:<id>"`` or ``"session:<visitor hash>"``. ``total`` (unnormalised) and ``weight``
+    are decayed to ``as_of``; events with an id above ``last_event_id`` are not folded in yet. One row per
+    shopper, written by the worker (``services.personal.update_profile``), never by a request.
+    """
+
+    shopper = models.CharField(max_length=80, unique=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    model_id = models.CharField(max_length=200, blank=True)
+    total = ArrayField(models.FloatField(), null=True, blank=True)
+    weight = models.FloatField(default=0.0)
+    as_of = models.DateTimeField(null=True, blank=True)
+    last_event_id = models.BigIntegerField(default=0)
+    events = models.PositiveIntegerField(default=0)
+    # the latest PERSONALISATION["RECENT"] events, newest first: [kind, product_pk, ISO time]
+    recent = models.JSONField(default=list, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.shopper
+
+
 class SynonymRule(models.Model):
     """Synonyms edited in the admin, added to the ``SYNONYMS`` setting's groups (``services.merchandising``).
 

@@ -1,17 +1,25 @@
 """Model signals -> indexing, sent once per committed transaction (``services.enqueue.index_on_commit``);
 ``search_performed`` -> the search log (``services.analytics``); merchandising rule changes -> a
-reload of the rules (``services.merchandising``)."""
+reload of the rules (``services.merchandising``); a sign-in -> the session's shopper events become the
+user's (``services.personal``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.signals import user_logged_in
 from django.db.models.signals import post_delete, post_save
 
 from multimodal_search.adapters import get_adapter
 from multimodal_search.conf import search_settings
 from multimodal_search.models import QueryRule, SynonymRule
-from multimodal_search.services import index_on_commit, log_search, rules_changed
+from multimodal_search.services import (
+    VISITOR_SESSION_KEY,
+    adopt_session_events,
+    index_on_commit,
+    log_search,
+    rules_changed,
+)
 from multimodal_search.signals import search_performed
 
 
@@ -44,8 +52,17 @@ def merchandising_changed(sender: type, **kwargs: Any) -> None:
     rules_changed()
 
 
+def signed_in(sender: type, request: Any, user: Any, **kwargs: Any) -> None:
+    """A visitor signed in: their session's events (and so its profile) become the user's."""
+    session = getattr(request, "session", None)
+    hashed = session.pop(VISITOR_SESSION_KEY, None) if session is not None else None
+    if hashed:
+        adopt_session_events(str(hashed), user.pk)
+
+
 def connect() -> None:
     search_performed.connect(search_logged, dispatch_uid="mmsearch_search_log")
+    user_logged_in.connect(signed_in, dispatch_uid="mmsearch_signed_in")
     for rule_model in (SynonymRule, QueryRule):
         name = rule_model._meta.model_name
         post_save.connect(merchandising_changed, sender=rule_model, dispatch_uid=f"mmsearch_rules_save_{name}")

@@ -6,6 +6,7 @@ from celery import shared_task
 
 from multimodal_search import services
 from multimodal_search.services.enqueue import INDEX_TASK, RETRAIN_TASK, SWEEP_TASK
+from multimodal_search.services.personal import PROFILE_TASK
 
 
 # Per-product failures are recorded in the outbox and never raise; what raises here is the
@@ -50,3 +51,18 @@ def retrain_task() -> None:
     from django.core.management import call_command
 
     call_command("mmsearch_train")
+
+
+# Idempotent: the profile's watermark says which events are folded, so a repeated or late task folds nothing
+# twice; the database being away is retried.
+@shared_task(
+    name=PROFILE_TASK,
+    autoretry_for=(Exception,),
+    dont_autoretry_for=(ValueError,),  # not a shopper key: no retry makes it one
+    retry_backoff=True,
+    retry_backoff_max=300,
+    max_retries=5,
+)
+def update_profile_task(shopper: str, rebuild: bool = False) -> dict[str, float] | None:
+    state = services.update_profile(shopper, rebuild=rebuild)
+    return None if state is None else {"weight": state.weight}

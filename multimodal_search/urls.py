@@ -10,4 +10,5 @@ urlpatterns = [
     path("voice/", voice_views.voice_search, name="voice"),
     path("click/<int:search_id>/<int:position>/", views.result_click, name="click"),
     path("cart/", views.add_to_cart, name="cart"),
+    path("history/", views.history, name="history"),
 ]

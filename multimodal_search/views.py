@@ -58,6 +58,7 @@ def search_page(request: HttpRequest) -> HttpResponse:
                     category=form.cleaned_data.get("category") or None,
                     min_relevance=services.storefront_min_relevance(),
                     page_size=form.cleaned_data.get("k") or services.storefront_page_size(),
+                    personal=services.taste_for(shopper_of(request)),
                     **RefineForm(request.GET).refinements(),
                 )
             context["response"] = page
@@ -95,6 +96,7 @@ def with_reasons(result: dict[str, Any], query_text: str | None) -> dict[str, An
         title=str(result.get("title") or ""),
         colour=str(result.get("color") or ""),
         category=str(result.get("category") or ""),
+        because=(result.get("personal") or {}).get("because"),
     )
     result["reasons"] = found
     result["why"] = list(dict.fromkeys(reason.sentence for reason in found))[:2]
@@ -155,7 +157,17 @@ def visitor(request: HttpRequest) -> tuple[str | None, int | None]:
     if search_settings.ANALYTICS["ENABLED"] and not request.session.session_key:
         request.session.modified = True  # the middleware sends the new session's cookie
         request.session.save()
+    if user_id is None and request.session.session_key:
+        # kept so that signing in (which changes the session key) can hand these events to the user
+        request.session.setdefault(services.VISITOR_SESSION_KEY, services.visitor_hash(request.session.session_key))
     return request.session.session_key, user_id
+
+
+def shopper_of(request: HttpRequest) -> str | None:
+    """The shopper whose profile personalises this request (``services.shopper_key``): the signed-in user,
+    else the visitor's session when they have one (none is created here); None for a first-time visitor."""
+    user_id = request.user.pk if request.user.is_authenticated else None
+    return services.shopper_key(session_key=request.session.session_key, user_id=user_id)
 
 
 @require_http_methods(["GET", "HEAD"])
@@ -193,3 +205,24 @@ def add_to_cart(request: HttpRequest) -> HttpResponse:
     response = HttpResponseRedirect(url)
     response.status_code = 303
     return response
+
+
+HISTORY_PAGE = 50
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def history(request: HttpRequest) -> HttpResponse:
+    """``/search/history/``: the visitor's own recent events (what shapes their profile); a POST (the
+    "Clear my history" button) deletes them and the profile, then a 303 back here."""
+    user_id = request.user.pk if request.user.is_authenticated else None
+    shopper = services.shopper_key(session_key=request.session.session_key, user_id=user_id)
+    if request.method == "POST":
+        deleted = services.clear_history(shopper) if shopper else 0
+        messages.success(request, f"Your history is cleared ({deleted} event{'' if deleted == 1 else 's'} deleted).")
+        response = HttpResponseRedirect(reverse("multimodal_search:history"))
+        response.status_code = 303
+        return response
+    events = list(services.shopper_events(shopper, limit=HISTORY_PAGE)) if shopper else []
+    cards = services.product_cards(list({event.product_pk for event in events})) if events else {}
+    rows = [{"event": event, "product": cards.get(event.product_pk) or {}} for event in events]
+    return render(request, "multimodal_search/history.html", {"rows": rows, "limit": HISTORY_PAGE})

@@ -54,5 +54,9 @@ $PY manage.py mmsearch_train
 # head, drops the older (zero-shot) version's vectors
 $PY manage.py mmsearch_reindex --missing
 
+# after indexing: the sample customers' profiles are folded from the vectors of the encoder that serves
+echo "==> Shopper events of the sample customers (orders, wishlists, reviews)"
+$PY manage.py import_luma_events "$CATALOG"
+
 echo "==> Serving the store at http://$ADDR/  (admin: http://$ADDR/admin/ admin/admin; Ctrl-C stops)"
 .venv/bin/gunicorn -c shop/gunicorn_conf.py --bind "$ADDR"

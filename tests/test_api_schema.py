@@ -60,6 +60,9 @@ def test_schema_is_openapi_3_json_with_search_and_similar(client: Any) -> None:
         *("/api/v1/search/", "/api/v1/search/voice/"),
         *("/api/v1/products/{identifier}/similar/", "/api/v1/index/status/"),
         "/api/v1/autocomplete/",
+        *("/api/v1/products/{identifier}/also-viewed/", "/api/v1/popular/"),
+        "/api/v1/events/",
+        "/api/v1/recommendations/",
     }
 
     search = paths["/api/v1/search/"]
@@ -266,6 +269,9 @@ def test_generated_requests_get_documented_answers(catalogue: list[Product], wsg
         "GET /api/v1/products/{identifier}/similar/",
         "GET /api/v1/index/status/",
         "GET /api/v1/autocomplete/",
+        *("GET /api/v1/products/{identifier}/also-viewed/", "GET /api/v1/popular/"),
+        *("GET /api/v1/events/", "POST /api/v1/events/", "DELETE /api/v1/events/"),
+        "GET /api/v1/recommendations/",
     }
     statuses: set[int] = set()
     for operation in operations:

@@ -1,6 +1,6 @@
 from django.urls import include, path, re_path
 
-from multimodal_search.api import schema, suggest, views, voice
+from multimodal_search.api import events, recommend, schema, suggest, views, voice
 
 app_name = "multimodal_search_api"
 
@@ -8,8 +8,12 @@ endpoints = [
     path("search/", views.SearchView.as_view(), name="search"),
     path("search/voice/", voice.VoiceSearchView.as_view(), name="search_voice"),
     path("products/<str:identifier>/similar/", views.SimilarView.as_view(), name="similar"),
+    path("products/<str:identifier>/also-viewed/", recommend.AlsoViewedView.as_view(), name="also_viewed"),
+    path("popular/", recommend.PopularView.as_view(), name="popular"),
+    path("recommendations/", recommend.RecommendationsView.as_view(), name="recommendations"),
     path("index/status/", views.IndexStatusView.as_view(), name="index_status"),
     path("autocomplete/", suggest.AutocompleteView.as_view(), name="autocomplete"),
+    path("events/", events.EventsView.as_view(), name="events"),
 ]
 
 urlpatterns = [

@@ -210,6 +210,10 @@ class SearchView(BaseAPIView):
                     sort=params["sort"],
                     page=params["page"],
                     page_size=params.get("page_size") or params["k"],
+                    # an authenticated caller's own profile (never another's); anonymous calls: none
+                    personal=services.taste_for(services.shopper_key(session_key=None, user_id=user.pk))
+                    if user
+                    else None,
                 )
         except services.SearchError as exc:
             raise exceptions.ValidationError({"non_field_errors": [str(exc)]}) from None

@@ -17,6 +17,10 @@
 * ``relaxed``: :func:`relaxed_queries`, shorter forms of a query that finds nothing (a helpful "no match").
 * ``analytics``: the search log (:func:`searcher`, :func:`log_search`), clicks and add-to-cart
   (:func:`record_event`), the admin's report (:func:`analytics_report`) and :func:`prune_analytics`.
+* ``recommend``: :func:`recommended_for_vector` / :func:`recommended_for_shopper`, :func:`also_viewed`
+  (co-occurrence, similar products as the cold start) and :func:`popular_products`.
+* ``personal``: shopper profiles from their events: :func:`record_view`, :func:`update_profile` (the worker),
+  :func:`profile_for` (a read), :func:`taste_for`, :func:`shopper_events`, :func:`clear_history`, :func:`adopt_session_events`.
 """
 
 from multimodal_search.services.analytics import (
@@ -68,6 +72,20 @@ from multimodal_search.services.indexing import (
     remove_products,
 )
 from multimodal_search.services.merchandising import rules_changed
+from multimodal_search.services.personal import (
+    VISITOR_SESSION_KEY,
+    Profile,
+    RecentEvent,
+    adopt_session_events,
+    clear_history,
+    profile_for,
+    record_view,
+    shopper_events,
+    shopper_key,
+    taste_for,
+    update_profile,
+    visitor_hash,
+)
 from multimodal_search.services.photo_tokens import (
     PhotoStoreUnavailable,
     expired_message,
@@ -85,6 +103,13 @@ from multimodal_search.services.query import (
     check_query,
     check_upload_length,
     open_photo,
+)
+from multimodal_search.services.recommend import (
+    also_viewed,
+    popular_in_category_for,
+    popular_products,
+    recommended_for_shopper,
+    recommended_for_vector,
 )
 from multimodal_search.services.relaxed import Relaxed, relaxed_queries
 from multimodal_search.services.search import (
@@ -114,6 +139,7 @@ __all__ = [
     "METHODS",
     "MIN_K",
     "SORTS",
+    "VISITOR_SESSION_KEY",
     "VOICE_SESSION_KEY",
     "Drift",
     "EnqueueError",
@@ -122,6 +148,8 @@ __all__ = [
     "IndexReport",
     "PhotoStoreUnavailable",
     "PriceRange",
+    "Profile",
+    "RecentEvent",
     "Relaxed",
     "Report",
     "SearchError",
@@ -129,6 +157,8 @@ __all__ = [
     "SearchPage",
     "SearchResponse",
     "VoiceSearch",
+    "adopt_session_events",
+    "also_viewed",
     "analytics_report",
     "browse_products",
     "check_min_relevance",
@@ -138,6 +168,7 @@ __all__ = [
     "check_recording_size",
     "check_upload_length",
     "chunked_pks",
+    "clear_history",
     "clicked_product",
     "count_indexed",
     "current_model_id",
@@ -160,15 +191,21 @@ __all__ = [
     "photo_thumbnail",
     "photo_ttl",
     "plain_knn",
+    "popular_in_category_for",
+    "popular_products",
     "prepare_worker",
     "product_cards",
     "product_pks_matching",
     "product_url",
+    "profile_for",
     "prune_analytics",
     "prune_stale",
     "query_figures",
     "queue_depth",
+    "recommended_for_shopper",
+    "recommended_for_vector",
     "record_event",
+    "record_view",
     "reindex",
     "relaxed_queries",
     "remove_products",
@@ -176,13 +213,18 @@ __all__ = [
     "rules_changed",
     "search_products",
     "searcher",
+    "shopper_events",
+    "shopper_key",
     "similar_products",
     "storefront_min_relevance",
     "storefront_page_size",
     "suggest",
     "sweep",
+    "taste_for",
     "transcribe",
+    "update_profile",
     "use_indexing_threads",
+    "visitor_hash",
     "voice_search",
     "warm_up",
 ]

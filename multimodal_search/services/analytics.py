@@ -138,7 +138,11 @@ def record_event(
     search_id: int | None = None,
     position: int | None = None,
 ) -> bool:
-    """Store one shopper event; False when analytics is off or the database refused it."""
+    """Store one shopper event; False when analytics is off or the database refused it.
+
+    A stored event also updates the shopper's profile on the worker once the transaction commits
+    (``services.personal.profile_changed``; nothing when personalisation is off).
+    """
     if not enabled():
         return False
     try:
@@ -155,6 +159,9 @@ def record_event(
     except DatabaseError:
         logger.warning("Could not record a %s event", kind, exc_info=True)
         return False
+    from multimodal_search.services import personal  # personal builds on this module
+
+    personal.profile_changed(personal.shopper_key(session_key=session_key, user_id=user_id))
     return True
 
 

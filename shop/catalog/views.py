@@ -11,9 +11,11 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_safe
 
 from multimodal_search import services
+from multimodal_search.views import shopper_of, visitor
 from shop.catalog.models import PATH_SEPARATOR, Category, Product
 
 PAGE_SIZE = 24
+STRIP_SIZE = 8  # products in a strip ("Popular", "Customers also viewed")
 MAX_PARAMETER_LENGTH = 1000  # longer category paths or SKUs name nothing: a 404
 
 
@@ -47,6 +49,13 @@ def product_list(request: HttpRequest, pk: int | None = None) -> HttpResponse:
             "page_obj": page,
             "products": page.object_list,
             "category_tree": category_tree(),
+            # visitors with history: recommended for them (nothing when their profile is missing or thin);
+            # everyone: popular (in this category)
+            "recommended": _recommended(request, category),
+            "popular": [
+                hit.as_dict()
+                for hit in services.popular_products(k=STRIP_SIZE, category=category.path if category else None)
+            ],
         },
     )
 
@@ -60,6 +69,9 @@ def product_detail(request: HttpRequest, sku: str) -> HttpResponse:
         sku=sku,
         active=True,
     )
+    if request.method == "GET":  # a view counts towards the visitor's profile (README "Personalisation")
+        session_key, user_id = visitor(request)
+        services.record_view(str(product.pk), session_key=session_key, user_id=user_id)
     variants = (
         _products().filter(parent_sku=product.parent_sku).exclude(pk=product.pk)
         if product.parent_sku
@@ -76,8 +88,18 @@ def product_detail(request: HttpRequest, sku: str) -> HttpResponse:
             "breadcrumbs": _breadcrumbs(product.category),
             "category_tree": category_tree(),
             "similar": [hit.as_dict() for hit in services.similar_products(product, k=8)],
+            "also_viewed": [hit.as_dict() for hit in services.also_viewed(product.pk, k=STRIP_SIZE)],
         },
     )
+
+
+def _recommended(request: HttpRequest, category: Category | None) -> list[dict]:
+    """ "Recommended for you" for a visitor whose profile is strong enough to go by, else []."""
+    shopper = shopper_of(request)
+    if services.taste_for(shopper) is None:
+        return []
+    path = category.path if category else None
+    return [hit.as_dict() for hit in services.recommended_for_shopper(shopper, k=STRIP_SIZE, category=path)]
 
 
 def category_tree() -> list[CategoryNode]:

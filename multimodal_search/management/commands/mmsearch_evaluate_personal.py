@@ -1,0 +1,150 @@
+"""python manage.py mmsearch_evaluate_personal [--shoppers 200] [--seed 0] [--k 10] [--draws 10]
+[--rerank-shoppers 50] [--queries QUERIES.jsonl] [--split heldout] [--method M] [--json OUT]"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
+
+from multimodal_search import services
+from multimodal_search.evaluation import personal, personal_report
+from multimodal_search.evaluation import queries as query_files
+
+#: the judged set ``bench/relevance.sh`` writes and evaluates (``make_luma_eval``)
+DEFAULT_QUERIES = ".data/eval/luma/queries.jsonl"
+
+
+class Command(BaseCommand):
+    help = (
+        "Offline evaluation of personalisation: leave-last-out hit-rate@k and nDCG@k of profile "
+        "recommendations against popularity and random baselines, on recorded shoppers and on simulated "
+        "shoppers with a consistent taste; then (when search takes a profile) how far re-ranking lifts a "
+        "shopper's taste and what a neutral profile costs the relevance evaluation."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--shoppers", type=int, default=200, help="simulated shoppers (default 200)")
+        parser.add_argument("--seed", type=int, default=0, help="seed of simulation and random baseline")
+        parser.add_argument("--k", type=int, default=10, help="metric cut-off (default 10)")
+        parser.add_argument("--draws", type=int, default=10, help="random-baseline draws per shopper (default 10)")
+        parser.add_argument(
+            "--rerank-shoppers",
+            type=int,
+            default=50,
+            help="simulated shoppers whose searches are re-ranked (default 50)",
+        )
+        parser.add_argument(
+            "--queries", default=None, help=f"judged queries for the neutral-profile check (default {DEFAULT_QUERIES})"
+        )
+        parser.add_argument(
+            "--split", default="heldout", help="split of the judged queries (default heldout; '' for all)"
+        )
+        parser.add_argument(
+            "--method", default=None, help="search method of the neutral-profile check (default: the setting)"
+        )
+        parser.add_argument("--json", dest="json_out", default=None, help="also write the numbers here")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        k, shoppers = options["k"], options["shoppers"]
+        if not 1 <= k <= 100:
+            raise CommandError("--k must be between 1 and 100")
+        if shoppers < 0 or options["draws"] < 1 or options["rerank_shoppers"] < 0:
+            raise CommandError("--shoppers and --rerank-shoppers must be >= 0, --draws >= 1")
+        quiet = options.get("verbosity", 1) == 0
+        try:
+            catalogue = personal.load_catalogue()
+        except personal.NoProducts as exc:
+            raise CommandError(str(exc)) from None
+        settings = personal.Settings.from_settings()
+        seed = options["seed"]
+        results: dict[str, Any] = {"k": k, "model_id": catalogue.model_id, "products": len(catalogue.pks)}
+
+        cases, unusable = personal.recorded_cases(catalogue, settings)
+        with self._bar(len(cases), "Recorded shoppers", quiet) as bar:
+            results["real"] = personal.evaluate_recommendations(
+                cases, catalogue, settings, k=k, seed=seed, draws=options["draws"], progress=bar.update
+            )
+        results["real"]["unusable"] = unusable
+
+        groups = personal.taste_groups(catalogue)
+        simulated = personal.simulate_shoppers(catalogue, shoppers, seed=seed, groups=groups)
+        with self._bar(len(simulated), "Simulated shoppers", quiet) as bar:
+            results["simulated"] = personal.evaluate_recommendations(
+                [case for case, _ in simulated],
+                catalogue,
+                settings,
+                k=k,
+                seed=seed,
+                draws=options["draws"],
+                progress=bar.update,
+            )
+        results["simulated"].update(seed=seed, tastes=len(groups))
+        if not groups:
+            results["simulated"]["skipped"] = (
+                f"no colour + category with {personal.MIN_TASTE_PRODUCTS} or more products to simulate a taste"
+            )
+
+        results["reranking"] = self._reranking(simulated, catalogue, settings, options, quiet)
+        self.stdout.write(personal_report.format_table(results))
+        if options["json_out"]:
+            out = Path(options["json_out"]).expanduser()
+            try:
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+            except OSError as exc:
+                raise CommandError(f"cannot write {out}: {exc}") from exc
+            self.stdout.write(f"wrote {out}")
+
+    def _reranking(
+        self,
+        simulated: list[tuple[personal.Case, personal.TasteGroup]],
+        catalogue: personal.Catalogue,
+        settings: personal.Settings,
+        options: dict[str, Any],
+        quiet: bool,
+    ) -> dict[str, Any]:
+        if not personal.reranking_available():
+            return {"available": False}
+        k = options["k"]
+        sample = simulated[: options["rerank_shoppers"]]
+        out: dict[str, Any] = {"available": True}
+        try:
+            with self._bar(len(sample), "Re-ranking", quiet) as bar:
+                out["lift"] = personal.evaluate_reranking(sample, catalogue, settings, k=k, progress=bar.update)
+            out["neutral"] = self._neutral(catalogue, settings, options, quiet)
+        except services.SearchError as exc:
+            raise CommandError(str(exc)) from None
+        return out
+
+    def _neutral(
+        self, catalogue: personal.Catalogue, settings: personal.Settings, options: dict[str, Any], quiet: bool
+    ) -> dict[str, Any]:
+        path = Path(options["queries"] or DEFAULT_QUERIES).expanduser()
+        if options["queries"] is None and not path.is_file():
+            return {"skipped": f"no judged queries at {DEFAULT_QUERIES} (run bench/relevance.sh or pass --queries)"}
+        try:
+            judged = query_files.load_queries(path)
+        except query_files.QueryFileError as exc:
+            raise CommandError(str(exc)) from None
+        split = options["split"] or None
+        selected = [q for q in judged if split is None or q.split == split] or judged  # no such split: all of them
+        method = options["method"]
+        if method is not None and method not in services.METHODS:
+            raise CommandError(f"unknown method {method!r}; choose from {', '.join(services.METHODS)}")
+        with self._bar(2 * len(selected), "Neutral profile", quiet) as bar:
+            neutral = personal.evaluate_neutral(
+                selected,
+                personal.neutral_taste(catalogue, settings),
+                method=method,
+                k=options["k"],
+                progress=bar.update,
+            )
+        neutral["queries_file"] = str(path.resolve())
+        return neutral
+
+    def _bar(self, total: int, desc: str, quiet: bool) -> tqdm:
+        return tqdm(total=total, unit="shopper", desc=desc, file=getattr(self.stderr, "_out", None), disable=quiet)

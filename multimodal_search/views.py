@@ -12,6 +12,7 @@ from multimodal_search import services
 from multimodal_search.conf import search_settings
 from multimodal_search.forms import SearchForm, has_null_characters
 from multimodal_search.ranking.reasons import LEGEND, reasons
+from multimodal_search.ranking.vocabulary import PERSONAL
 from multimodal_search.refinements import RefineForm, refinement_links
 
 #: product pk -> [search id, position] of the latest result clicks, for add-to-cart attribution
@@ -99,7 +100,9 @@ def with_reasons(result: dict[str, Any], query_text: str | None) -> dict[str, An
         because=(result.get("personal") or {}).get("because"),
     )
     result["reasons"] = found
-    result["why"] = list(dict.fromkeys(reason.sentence for reason in found))[:2]
+    why = list(dict.fromkeys(reason.sentence for reason in found))[:2]
+    personal = [r.sentence for r in found if r.signal == PERSONAL and r.sentence not in why]
+    result["why"] = why + personal  # moved up for the shopper: always said, however small its share
     return result
 
 

@@ -149,12 +149,39 @@ def test_command_prints_the_table_and_writes_json(shop, tmp_path):
     data = json.loads(target.read_text())
     assert data["products"] == 36 and data["simulated"]["n"] == 40
     assert data["simulated"]["ratio_vs_popularity"] is None or data["simulated"]["ratio_vs_popularity"] >= 1.5
-    if personal.reranking_available():
-        assert data["reranking"]["lift"]["n"] == 6
-        assert data["reranking"]["neutral"]["n"] == 2
-        assert "re-ranking (6 simulated shoppers" in text and "neutral profile: nDCG@10" in text
-    else:
-        assert UNAVAILABLE in text
+    assert personal.reranking_available()
+    assert data["reranking"]["lift"]["n"] == 6
+    assert data["reranking"]["neutral"]["n"] == 2
+    assert "re-ranking (6 simulated shoppers" in text and "neutral profile: nDCG@10" in text
+    assert UNAVAILABLE not in text
+
+
+def test_a_blend_sweep_suggests_the_strongest_harmless_blend(shop, tmp_path):
+    queries = tmp_path / "queries.jsonl"
+    red = shop[("red", "hoodie")]
+    queries.write_text(json.dumps({"qid": "q1", "kind": "text", "query": "hoodie", "graded": {p.sku: 2 for p in red}}))
+    out = io.StringIO()
+    target = tmp_path / "sweep.json"
+    args = ["--shoppers=20", "--rerank-shoppers=6", f"--queries={queries}", "--split=", f"--json={target}"]
+    call_command("mmsearch_evaluate_personal", *args, "--blends=0,0.5", stdout=out, stderr=io.StringIO())
+    data = json.loads(target.read_text())["reranking"]
+    assert [row["blend"] for row in data["sweep"]] == [0.0, 0.5]
+    off = data["sweep"][0]
+    assert off["lift"]["lift"] == 0 and off["neutral"]["drop"] == 0  # blend 0: nothing moves
+    assert data["suggested_blend"] == personal.suggest_blend(data["sweep"])
+    assert "blend sweep" in out.getvalue() and "suggested PERSONALISATION['BLEND']" in out.getvalue()
+    with pytest.raises(CommandError, match="--blends"):
+        call_command("mmsearch_evaluate_personal", "--blends=x", stdout=io.StringIO(), stderr=io.StringIO())
+
+
+def test_suggest_blend_needs_a_lift_and_a_small_drop():
+    sweep = [
+        {"blend": 0.1, "lift": {"lift": 0.01}, "neutral": {"drop": 0.002}},
+        {"blend": 0.5, "lift": {"lift": 0.05}, "neutral": {"drop": 0.009}},
+        {"blend": 1.0, "lift": {"lift": 0.08}, "neutral": {"drop": 0.03}},
+    ]
+    assert personal.suggest_blend(sweep) == 0.5
+    assert personal.suggest_blend([{"blend": 0.2, "lift": {"lift": 0.0}, "neutral": {"drop": 0.0}}]) is None
 
 
 def test_command_without_indexed_products_fails_with_one_line(db):

@@ -173,6 +173,20 @@ class VectorStoreContract:
         fused = store.product_vectors(["P5", "P2", "nope"], "fused_vector", model_id=MODEL)
         assert set(fused) == {"P5", "P2"}
         np.testing.assert_allclose(fused["P2"], catalogue["P2"].fused_vector, atol=HALF)
+        closest = store.closest_products(["P1", "P2", "nope"], ["P1", "P3", "P4"], "fused_vector", model_id=MODEL)
+        assert set(closest) == {"P1", "P2"}
+        for pk, (like, sim) in closest.items():
+            cosines = {
+                other: float(
+                    catalogue[pk].fused_vector
+                    @ catalogue[other].fused_vector
+                    / np.linalg.norm(catalogue[pk].fused_vector)
+                    / np.linalg.norm(catalogue[other].fused_vector)
+                )
+                for other in ("P1", "P3", "P4")
+                if other != pk
+            }
+            assert like == max(cosines, key=cosines.__getitem__) and sim == pytest.approx(cosines[like], abs=1e-3)
 
     def test_candidates_pool_signals_and_fields(
         self, store: BaseVectorStore, catalogue: dict[str, ProductVectors]

@@ -23,7 +23,7 @@ import re
 import statistics
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -353,8 +353,10 @@ def evaluate_reranking(
     k: int = 10,
     fetch: int = 50,
     progress: Progress = None,
+    blend: float | None = None,
 ) -> dict[str, Any]:
-    """Per simulated shopper, search a word of their taste's category with and without their ``Taste``.
+    """Per simulated shopper, search a word of their taste's category with and without their ``Taste``
+    (re-ranked at ``blend``; None: ``PERSONALISATION["BLEND"]``).
 
     Returns:
         ``{"n", "share_off", "share_on", "lift", "mean_rank_change", "moved_up_share"}``: mean share
@@ -366,6 +368,7 @@ def evaluate_reranking(
     for case, group in simulated:
         taste = taste_of(case, catalogue, settings)
         if taste is not None:
+            taste = replace(taste, blend=blend)
             off = [h.product_pk for h in services.search_products(group.query, None, k=fetch).hits]
             personal: dict[str, Any] = {"personal": taste}  # a keyword of builds with personal re-ranking
             on = [h.product_pk for h in services.search_products(group.query, None, k=fetch, **personal).hits]
@@ -389,12 +392,29 @@ def evaluate_reranking(
     }
 
 
-def neutral_taste(catalogue: Catalogue, settings: Settings) -> Taste:
+def neutral_taste(catalogue: Catalogue, settings: Settings, blend: float | None = None) -> Taste:
     """A profile that prefers nothing in particular: the unit mean of every fused vector, with
-    evidence well above ``MIN_WEIGHT`` so that it does re-rank."""
+    evidence well above ``MIN_WEIGHT`` so that it does re-rank (at ``blend``; None: the setting)."""
     mean = catalogue.vectors.astype(np.float64).mean(axis=0)
     norm = float(np.linalg.norm(mean)) or 1.0
-    return Taste(vector=(mean / norm).astype(np.float32), weight=max(10 * settings.min_weight, 10.0))
+    return Taste(vector=(mean / norm).astype(np.float32), weight=max(10 * settings.min_weight, 10.0), blend=blend)
+
+
+#: a blend is suggested when the neutral profile costs at most this much nDCG (half the issue's 0.02)
+SUGGEST_MAX_DROP = 0.01
+
+
+def suggest_blend(sweep: Sequence[Mapping[str, Any]]) -> float | None:
+    """The strongest blend of a sweep (``[{"blend", "lift": {...}, "neutral": {...}}]``) that lifts the
+    shoppers' taste and costs a neutral profile at most ``SUGGEST_MAX_DROP`` nDCG; None: none does."""
+    good = [
+        float(row["blend"])
+        for row in sweep
+        if (row.get("lift") or {}).get("lift", 0) > 0
+        and (row.get("neutral") or {}).get("drop") is not None
+        and row["neutral"]["drop"] <= SUGGEST_MAX_DROP
+    ]
+    return max(good) if good else None
 
 
 def evaluate_neutral(

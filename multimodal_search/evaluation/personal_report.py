@@ -93,4 +93,17 @@ def _reranking_lines(results: Mapping[str, Any], k: int) -> list[str]:
         )
     elif neutral.get("skipped"):
         lines.append(f"neutral profile: skipped ({neutral['skipped']})")
+    if reranking.get("sweep"):
+        lines.append(f"blend sweep (taste share in top {k} with the profile; neutral profile's nDCG@{k} drop):")
+        for row in reranking["sweep"]:
+            lift, drop = row.get("lift") or {}, (row.get("neutral") or {}).get("drop")
+            lines.append(
+                f"  blend {row['blend']:g}: taste share {_number(lift.get('share_off'))} -> "
+                f"{_number(lift.get('share_on'))} ({lift.get('lift', 0):+.3f}), neutral drop {_number(drop, 4)}"
+            )
+        suggested = reranking.get("suggested_blend")
+        lines.append(
+            "suggested PERSONALISATION['BLEND']: "
+            + (f"{suggested:g}" if suggested is not None else "none of these (keep personal re-ranking off: 0)")
+        )
     return lines

@@ -47,12 +47,14 @@ class Taste:
 
     ``vector``: the profile's unit direction in the fused space; ``weight``: evidence behind it, decayed to
     now (a thin profile re-ranks nothing); ``recent``: ``(kind, product_pk)`` of their latest events, newest
-    first, to say "because you viewed …".
+    first, to say "because you viewed …"; ``blend``: the re-ranking strength to use instead of
+    ``PERSONALISATION["BLEND"]`` (None: the setting; the offline evaluation tries several).
     """
 
     vector: np.ndarray
     weight: float
     recent: tuple[tuple[str, str], ...] = ()
+    blend: float | None = None
 
 
 def decay(age_seconds: float, half_life_days: float) -> float:
@@ -105,19 +107,6 @@ def profile_vector(state: ProfileState) -> np.ndarray | None:
     return (state.total / norm).astype(np.float32)
 
 
-def affinities(profile: np.ndarray, vectors: Mapping[str, np.ndarray]) -> dict[str, float]:
-    """Cosine of each product's vector with the profile (products without a vector are left out)."""
-    unit = np.asarray(profile, dtype=np.float64)
-    unit = unit / (np.linalg.norm(unit) or 1.0)
-    out: dict[str, float] = {}
-    for pk, vector in vectors.items():
-        v = np.asarray(vector, dtype=np.float64)
-        norm = float(np.linalg.norm(v))
-        if norm:
-            out[pk] = float(v @ unit / norm)
-    return out
-
-
 def blend(scores: Mapping[str, float], affinity: Mapping[str, float], weight: float) -> dict[str, float]:
     """Search scores nudged towards the profile: each candidate's affinity, standardised over the
     candidates (mean 0, standard deviation 1), times ``weight`` standard deviations of the scores.
@@ -139,9 +128,3 @@ def blend(scores: Mapping[str, float], affinity: Mapping[str, float], weight: fl
     for pk in shared:
         nudged[pk] = scores[pk] + weight * score_spread * (affinity[pk] - mean) / spread
     return nudged
-
-
-def closest(target: np.ndarray, candidates: Mapping[str, np.ndarray]) -> str | None:
-    """The key of the candidate vector most like ``target`` (cosine), or None when there are none."""
-    found = affinities(target, candidates)
-    return max(found, key=lambda pk: found[pk]) if found else None

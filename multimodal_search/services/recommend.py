@@ -82,7 +82,8 @@ def recommended_for_vector(
 
 
 def recommended_for_shopper(shopper: str | None, *, k: int, category: str | None = None) -> list[SearchHit]:
-    """Recommended for you: products near a shopper's profile, minus what they bought.
+    """Recommended for you: products near a shopper's profile, minus what they bought and their recent
+    products (``PERSONALISATION["RECENT"]`` latest events).
 
     Popular products (:func:`popular_products`) when personalisation is off, or the shopper has no
     profile or a thin one (weight under ``PERSONALISATION["MIN_WEIGHT"]``).
@@ -100,7 +101,9 @@ def recommended_for_shopper(shopper: str | None, *, k: int, category: str | None
         return popular_products(k=k, category=category)
     assert shopper is not None
     bought = personal.shopper_events(shopper).filter(kind=ShopperEvent.PURCHASE).values_list("product_pk", flat=True)
-    return recommended_for_vector(profile.vector, k=k, exclude=set(bought[:1000]), category=category)
+    # what they bought, and what they just looked at (the strip suggests products they have not seen yet)
+    seen = {event.product_pk for event in profile.recent}
+    return recommended_for_vector(profile.vector, k=k, exclude=set(bought[:1000]) | seen, category=category)
 
 
 def also_viewed(product_pk: Any, *, k: int) -> list[SearchHit]:

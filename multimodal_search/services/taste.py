@@ -6,7 +6,8 @@ profile). Nothing happens for anonymous visitors (no taste), a thin profile (``M
 ``BLEND`` 0. Each candidate's affinity is the cosine of its fused vector with the profile; the scores
 move by ``BLEND`` score standard deviations per affinity standard deviation (``ranking.personal.blend``),
 so a gentle blend reorders near-ties and leaves clear winners where they are. A result that moved up
-is explained by the recent product it most resembles ("because you viewed …").
+``BECAUSE_MIN_MOVE`` places or more is explained by the recent product it most resembles ("because
+you viewed …").
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from multimodal_search.ranking.personal import Taste
 from multimodal_search.store import get_store
 
 FUSED_COLUMN = "fused_vector"
+#: a result says "because you viewed …" when the profile moved it up at least this many places (a swap
+#: of neighbours is too small a change to explain to a shopper)
+BECAUSE_MIN_MOVE = 3
 
 
 @dataclass
@@ -37,13 +41,18 @@ class Nudge:
     because: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
+def blend_of(taste: Taste) -> float:
+    """The re-ranking strength for ``taste``: its own ``blend``, else ``PERSONALISATION["BLEND"]``."""
+    return float(search_settings.PERSONALISATION["BLEND"] if taste.blend is None else taste.blend)
+
+
 def active(taste: Taste | None) -> bool:
     """Whether ``taste`` re-ranks searches (personalisation on, a blend, enough evidence)."""
     chosen = search_settings.PERSONALISATION
     return (
         taste is not None
         and bool(chosen["ENABLED"])
-        and float(chosen["BLEND"]) > 0
+        and blend_of(taste) > 0
         and taste.weight >= float(chosen["MIN_WEIGHT"])
     )
 
@@ -55,28 +64,28 @@ def personalise(
     if not active(taste) or not order:
         return None
     assert taste is not None
-    recent = [(kind, pk) for kind, pk in taste.recent]
-    wanted = list(dict.fromkeys([*order, *(pk for _, pk in recent)]))
-    vectors = get_store().product_vectors(wanted, FUSED_COLUMN, model_id=model_id)
-    affinity = personal.affinities(taste.vector, {pk: vectors[pk] for pk in order if pk in vectors})
-    nudged = personal.blend(
-        {pk: scores.get(pk, 0.0) for pk in order}, affinity, float(search_settings.PERSONALISATION["BLEND"])
-    )
+    store = get_store()
+    # cosines computed in the database: no candidate's vector travels
+    affinity = store.similarities(order, FUSED_COLUMN, taste.vector, model_id=model_id)
+    nudged = personal.blend({pk: scores.get(pk, 0.0) for pk in order}, affinity, blend_of(taste))
     new_order = fusion.rank(nudged, seed=seed)
     before = {pk: position for position, pk in enumerate(order)}
     moved = {pk: before[pk] - position for position, pk in enumerate(new_order) if before[pk] > position}
-    kinds: dict[str, str] = {}
-    for kind, pk in recent:
-        kinds.setdefault(pk, kind)  # newest first: the latest thing done with it
-    seen = {pk: vectors[pk] for pk in kinds if pk in vectors}
-    because: dict[str, dict[str, str]] = {}
-    for pk in moved:
-        if pk in vectors:
-            like = personal.closest(vectors[pk], {other: vector for other, vector in seen.items() if other != pk})
-            if like is not None:
-                because[pk] = {"product": like, "kind": kinds[like]}
-    _add_titles(because)
+    because = _because({pk: n for pk, n in moved.items() if n >= BECAUSE_MIN_MOVE}, taste, model_id)
     return Nudge(new_order, nudged, affinity, moved, because)
+
+
+def _because(moved: Mapping[str, int], taste: Taste, model_id: str) -> dict[str, dict[str, str]]:
+    """For each result that moved up, the recent event whose product it most resembles (fused cosine)."""
+    kinds: dict[str, str] = {}
+    for kind, pk in taste.recent:
+        kinds.setdefault(pk, kind)  # newest first: the latest thing done with it
+    if not moved or not kinds:
+        return {}
+    closest = get_store().closest_products(list(moved), list(kinds), FUSED_COLUMN, model_id=model_id)
+    because = {pk: {"product": like, "kind": kinds[like]} for pk, (like, _sim) in closest.items()}
+    _add_titles(because)
+    return because
 
 
 def explain(explanation: Mapping[str, float], before: float, after: float) -> dict[str, float]:

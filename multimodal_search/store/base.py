@@ -175,6 +175,13 @@ class BaseVectorStore:
         """pk -> stored vector of one product column for the given products (those stored with it)."""
         raise NotImplementedError
 
+    def closest_products(
+        self, pks: Sequence[str], among: Sequence[str], column: str, *, model_id: str
+    ) -> dict[str, tuple[str, float]]:
+        """pk -> (the product of ``among`` most like it by one column's cosine, that cosine), itself left out;
+        for each of ``pks`` stored with that column (and some other product of ``among`` stored with it)."""
+        raise NotImplementedError
+
     def term_counts(self, model_id: str, terms: Sequence[str], *, cap: int) -> dict[str, int]:
         """term -> products of ``model_id`` whose full-text index has the term's words in order
         (English stemming, so "cushions" counts "cushion"), counted up to ``cap``."""

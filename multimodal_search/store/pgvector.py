@@ -298,6 +298,15 @@ class PgvectorStore(BaseVectorStore):
         rows = ProductEmbedding.objects.filter(product_pk__in=[str(pk) for pk in pks], model_id=model_id)
         return {pk: as_array(value) for pk, value in rows.values_list("product_pk", column) if value is not None}
 
+    def closest_products(
+        self, pks: Sequence[str], among: Sequence[str], column: str, *, model_id: str
+    ) -> dict[str, tuple[str, float]]:
+        if not pks or not among:
+            return {}
+        with connections[_read_alias()].cursor() as cursor:
+            cursor.execute(sql.closest_products(column), [model_id, [str(pk) for pk in pks], [str(pk) for pk in among]])
+            return {pk: (other, float(sim)) for pk, other, sim in cursor.fetchall()}
+
     def term_counts(self, model_id: str, terms: Sequence[str], *, cap: int) -> dict[str, int]:
         if not terms:
             return {}

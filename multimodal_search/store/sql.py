@@ -207,6 +207,19 @@ def keyword_branch(model_id: str, limit: int, category_sql: str) -> str:
     )
 
 
+def closest_products(column: str) -> str:
+    """For each product of the first list, the product of the second most like it by one column's cosine
+    (itself left out). Parameters: model id, the first list, the second list."""
+    check_column(column, PRODUCT_COLUMNS)
+    return (
+        f"SELECT DISTINCT ON (a.product_pk) a.product_pk, b.product_pk, 1 - (a.{column} <=> b.{column}) AS sim "
+        f"FROM {PRODUCT_TABLE} a JOIN {PRODUCT_TABLE} b ON b.model_id = a.model_id AND b.product_pk <> a.product_pk "
+        f"WHERE a.model_id = %s AND a.product_pk = ANY(%s) AND b.product_pk = ANY(%s) "
+        f"AND a.{column} IS NOT NULL AND b.{column} IS NOT NULL "
+        f'ORDER BY a.product_pk, sim DESC, b.product_pk COLLATE "C"'
+    )
+
+
 def term_counts(model_id: str, cap: int) -> str:
     """Products using each term (a phrase query on the stored tsvector, through its GIN index), at most
     ``cap`` each. Parameter: the terms."""

@@ -46,12 +46,19 @@ class Command(BaseCommand):
         parser.add_argument(
             "--method", default=None, help="search method of the neutral-profile check (default: the setting)"
         )
+        parser.add_argument(
+            "--blends",
+            default=None,
+            help="re-ranking strengths to compare, e.g. 0.05,0.1,0.25,0.5 (default: PERSONALISATION['BLEND'] "
+            "only); the strongest that lifts the taste and costs a neutral profile <= 0.01 nDCG is suggested",
+        )
         parser.add_argument("--json", dest="json_out", default=None, help="also write the numbers here")
 
     def handle(self, *args: Any, **options: Any) -> None:
         k, shoppers = options["k"], options["shoppers"]
         if not 1 <= k <= 100:
             raise CommandError("--k must be between 1 and 100")
+        options["blend_list"] = self._blends(options["blends"])
         if shoppers < 0 or options["draws"] < 1 or options["rerank_shoppers"] < 0:
             raise CommandError("--shoppers and --rerank-shoppers must be >= 0, --draws >= 1")
         quiet = options.get("verbosity", 1) == 0
@@ -112,16 +119,44 @@ class Command(BaseCommand):
         k = options["k"]
         sample = simulated[: options["rerank_shoppers"]]
         out: dict[str, Any] = {"available": True}
+        sweep = []
         try:
-            with self._bar(len(sample), "Re-ranking", quiet) as bar:
-                out["lift"] = personal.evaluate_reranking(sample, catalogue, settings, k=k, progress=bar.update)
-            out["neutral"] = self._neutral(catalogue, settings, options, quiet)
+            for blend in options["blend_list"]:
+                label = "Re-ranking" if blend is None else f"Re-ranking at blend {blend:g}"
+                with self._bar(len(sample), label, quiet) as bar:
+                    lift = personal.evaluate_reranking(
+                        sample, catalogue, settings, k=k, progress=bar.update, blend=blend
+                    )
+                sweep.append(
+                    {"blend": blend, "lift": lift, "neutral": self._neutral(catalogue, settings, options, quiet, blend)}
+                )
         except services.SearchError as exc:
             raise CommandError(str(exc)) from None
+        out.update(lift=sweep[0]["lift"], neutral=sweep[0]["neutral"])
+        if len(sweep) > 1:
+            out["sweep"] = sweep
+            out["suggested_blend"] = personal.suggest_blend(sweep)
         return out
 
+    @staticmethod
+    def _blends(value: str | None) -> list[float | None]:
+        if not value:
+            return [None]
+        try:
+            blends = [float(part) for part in value.split(",") if part.strip()]
+        except ValueError:
+            raise CommandError(f"--blends must be numbers separated by commas, not {value!r}") from None
+        if not blends or any(not 0 <= blend <= 10 for blend in blends):
+            raise CommandError("--blends must be numbers from 0 to 10")
+        return list(dict.fromkeys(blends))
+
     def _neutral(
-        self, catalogue: personal.Catalogue, settings: personal.Settings, options: dict[str, Any], quiet: bool
+        self,
+        catalogue: personal.Catalogue,
+        settings: personal.Settings,
+        options: dict[str, Any],
+        quiet: bool,
+        blend: float | None = None,
     ) -> dict[str, Any]:
         path = Path(options["queries"] or DEFAULT_QUERIES).expanduser()
         if options["queries"] is None and not path.is_file():
@@ -135,10 +170,11 @@ class Command(BaseCommand):
         method = options["method"]
         if method is not None and method not in services.METHODS:
             raise CommandError(f"unknown method {method!r}; choose from {', '.join(services.METHODS)}")
-        with self._bar(2 * len(selected), "Neutral profile", quiet) as bar:
+        label = "Neutral profile" if blend is None else f"Neutral profile at blend {blend:g}"
+        with self._bar(2 * len(selected), label, quiet, unit="search") as bar:
             neutral = personal.evaluate_neutral(
                 selected,
-                personal.neutral_taste(catalogue, settings),
+                personal.neutral_taste(catalogue, settings, blend),
                 method=method,
                 k=options["k"],
                 progress=bar.update,
@@ -146,5 +182,5 @@ class Command(BaseCommand):
         neutral["queries_file"] = str(path.resolve())
         return neutral
 
-    def _bar(self, total: int, desc: str, quiet: bool) -> tqdm:
-        return tqdm(total=total, unit="shopper", desc=desc, file=getattr(self.stderr, "_out", None), disable=quiet)
+    def _bar(self, total: int, desc: str, quiet: bool, unit: str = "shopper") -> tqdm:
+        return tqdm(total=total, unit=unit, desc=desc, file=getattr(self.stderr, "_out", None), disable=quiet)

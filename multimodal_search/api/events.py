@@ -73,7 +73,9 @@ class EventsView(BaseAPIView):
     permission_classes = [IsAuthenticated]
 
     def shopper(self, request: Request) -> str:
-        return f"user:{request.user.pk}"
+        key = services.shopper_key(session_key=None, user_id=request.user.pk)
+        assert key is not None  # authenticated: a user id
+        return key
 
     @extend_schema(
         operation_id="events_list",

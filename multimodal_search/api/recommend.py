@@ -10,17 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import exceptions, permissions, serializers
+from rest_framework import permissions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from multimodal_search import services
-from multimodal_search.adapters import get_adapter
 from multimodal_search.api.schema import SimilarResponseSerializer
-from multimodal_search.api.serializers import k_field
-from multimodal_search.api.views import MAX_IDENTIFIER_LENGTH, BaseAPIView, _errors
+from multimodal_search.api.serializers import category_field, k_field
+from multimodal_search.api.views import BaseAPIView, _errors
 
 
 class AlsoViewedQuerySerializer(serializers.Serializer[Any]):
@@ -29,13 +27,7 @@ class AlsoViewedQuerySerializer(serializers.Serializer[Any]):
 
 class PopularQuerySerializer(serializers.Serializer[Any]):
     k = k_field(8, "How many products at most.")
-    category = serializers.CharField(
-        required=False,
-        allow_blank=True,
-        max_length=1000,
-        default="",
-        help_text="Only products under this category path, e.g. `Men > Tops`; blank: the whole catalogue.",
-    )
+    category = category_field()
     days = serializers.IntegerField(
         required=False, min_value=1, max_value=365, default=30, help_text="The window of events counted, in days."
     )
@@ -59,15 +51,7 @@ class AlsoViewedView(BaseAPIView):
         self.reject_unknown_parameters(request.query_params, AlsoViewedQuerySerializer)
         serializer = AlsoViewedQuerySerializer(data=request.query_params.dict())
         serializer.is_valid(raise_exception=True)
-        adapter = get_adapter()
-        missing = exceptions.NotFound(f"No product {identifier[:100]!r}.")
-        if "\x00" in identifier or len(identifier) > MAX_IDENTIFIER_LENGTH:
-            raise missing
-        try:
-            product = adapter.lookup(identifier)
-        # get_model() is a concrete model; the django-stubs plugin removes DoesNotExist from the base Model
-        except (adapter.get_model().DoesNotExist, ValueError, DjangoValidationError):  # type: ignore[attr-defined]
-            raise missing from None
+        product = self.lookup_product(identifier)
         hits = services.also_viewed(product.pk, k=serializer.validated_data["k"])
         return Response({"results": [hit.as_dict() for hit in hits], "count": len(hits)})
 
@@ -96,13 +80,7 @@ class PopularView(BaseAPIView):
 
 class RecommendationsQuerySerializer(serializers.Serializer[Any]):
     k = k_field(8, "How many products at most.")
-    category = serializers.CharField(
-        required=False,
-        allow_blank=True,
-        max_length=1000,
-        default="",
-        help_text="Only products under this category path; blank: the whole catalogue.",
-    )
+    category = category_field()
 
 
 class RecommendationsView(BaseAPIView):

@@ -18,6 +18,13 @@ def k_field(default: int, help_text: str) -> serializers.IntegerField:
     )
 
 
+def category_field(
+    help_text: str = "Only products under this category path, e.g. `Men > Tops`; blank: the whole catalogue.",
+) -> serializers.CharField:
+    """A category path filter (optional, blank: none)."""
+    return serializers.CharField(required=False, allow_blank=True, max_length=1000, default="", help_text=help_text)
+
+
 @extend_schema_field({"type": "string", "pattern": r"^\d{1,10}(\.\d{1,2})?$", "nullable": True})
 class PriceField(serializers.DecimalField):
     """A price: a plain decimal string, 0 or more (the schema says so, not only the validation)."""
@@ -41,13 +48,7 @@ class SearchQuerySerializer(serializers.Serializer[Any]):
         required=False, allow_blank=True, max_length=500, default="", help_text="The words to search for."
     )
     k = k_field(10, "How many results at most (never clamped: out of range is a 400).")
-    category = serializers.CharField(
-        required=False,
-        allow_blank=True,
-        max_length=1000,
-        default="",
-        help_text="Only products under this category path, e.g. `Men > Tops`.",
-    )
+    category = category_field("Only products under this category path, e.g. `Men > Tops`.")
     method = serializers.ChoiceField(
         choices=services.METHODS,
         required=False,

@@ -112,6 +112,18 @@ class BaseAPIView(MultimodalAPIView):
                 code="null_characters_not_allowed",
             )
 
+    def lookup_product(self, identifier: str) -> Any:
+        """The product a path's identifier (a SKU in the demo) names; a 404 naming it otherwise."""
+        adapter = get_adapter()
+        missing = exceptions.NotFound(f"No product {identifier[:100]!r}.")
+        if "\x00" in identifier or len(identifier) > MAX_IDENTIFIER_LENGTH:
+            raise missing
+        try:
+            return adapter.lookup(identifier)
+        # get_model() is a concrete model; the django-stubs plugin removes DoesNotExist from the base Model
+        except (adapter.get_model().DoesNotExist, ValueError, DjangoValidationError):  # type: ignore[attr-defined]
+            raise missing from None
+
     def reject_unknown_parameters(self, names: Iterable[str], serializer: type[serializers.Serializer[Any]]) -> None:
         """A 400 naming the first of ``names`` that ``serializer`` (or DRF's ``?format=``) does not take."""
         known = list(serializer().fields)
@@ -236,15 +248,7 @@ class SimilarView(BaseAPIView):
         self.reject_unknown_parameters(request.query_params, SimilarQuerySerializer)
         serializer = SimilarQuerySerializer(data=request.query_params.dict())
         serializer.is_valid(raise_exception=True)
-        adapter = get_adapter()
-        missing = exceptions.NotFound(f"No product {identifier[:100]!r}.")
-        if "\x00" in identifier or len(identifier) > MAX_IDENTIFIER_LENGTH:
-            raise missing
-        try:
-            product = adapter.lookup(identifier)
-        # get_model() is a concrete model; the django-stubs plugin removes DoesNotExist from the base Model
-        except (adapter.get_model().DoesNotExist, ValueError, DjangoValidationError):  # type: ignore[attr-defined]
-            raise missing from None
+        product = self.lookup_product(identifier)
         hits = services.similar_products(product, k=serializer.validated_data["k"])
         return Response({"results": [hit.as_dict() for hit in hits], "count": len(hits)})
 

@@ -61,6 +61,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "rest_framework",
+    # API tokens for programs ("Authorization: Token <key>"; admin "Tokens", or manage.py drf_create_token USER)
+    "rest_framework.authtoken",
     # the API's OpenAPI schema and its Swagger UI / Redoc pages (/api/schema/, /api/docs/, /api/redoc/)
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -204,7 +206,10 @@ REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_PAGINATION_CLASS": None,
     # the API's OpenAPI schema (/api/schema/) is drf-spectacular's
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
     "DEFAULT_THROTTLE_CLASSES": [
         "multimodal_search.api.throttling.AnonThrottle",
         "multimodal_search.api.throttling.UserThrottle",

@@ -109,3 +109,32 @@ def test_delete_clears_the_users_events_and_profile(catalogue, users) -> None:
     assert response.status_code == 204 and not response.content
     assert not ShopperEvent.objects.exists() and not ShopperProfile.objects.exists()
     assert api(ann).get(URL).json()["count"] == 0
+
+
+def test_api_tokens_reach_only_their_own_users_events(catalogue, users) -> None:
+    """Real token authentication ("Authorization: Token <key>"), no forced login: bob's token neither reads
+    nor writes nor clears ann's events, and his searches are never re-ranked by her profile."""
+    from rest_framework.authtoken.models import Token
+
+    ann, bob = users
+    ann_token, bob_token = Token.objects.create(user=ann), Token.objects.create(user=bob)
+
+    def with_token(token: Token | None) -> APIClient:
+        client = APIClient()
+        if token is not None:
+            client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        return client
+
+    assert with_token(ann_token).post(URL, {"kind": "view", "product": "TENT-1"}, format="json").status_code == 201
+    assert with_token(bob_token).post(URL, {"kind": "cart", "product": "LAMP-1"}, format="json").status_code == 201
+    mine = with_token(bob_token).get(URL).json()
+    assert mine["count"] == 1 and [e["sku"] for e in mine["results"]] == ["LAMP-1"]
+    assert with_token(ann_token).get(URL).json()["count"] == 1
+    assert with_token(bob_token).delete(URL).status_code == 204
+    assert ShopperEvent.objects.filter(user=ann).count() == 1 and not ShopperEvent.objects.filter(user=bob).exists()
+    bad = APIClient()
+    bad.credentials(HTTP_AUTHORIZATION="Token not-a-real-token")
+    assert bad.get(URL).status_code in (401, 403)
+    assert with_token(None).get(URL).status_code in (401, 403)
+    assert with_token(None).get("/api/v1/recommendations/").status_code in (401, 403)
+    assert with_token(bob_token).get("/api/v1/recommendations/").status_code == 200

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from multimodal_search import services
-from multimodal_search.models import ShopperEvent, ShopperProfile
+from multimodal_search.models import SearchLog, ShopperEvent, ShopperProfile
 from multimodal_search.ranking.personal import Event, ProfileState, decay, fold, profile_vector
 from multimodal_search.services import personal
 from multimodal_search.store import get_store
@@ -173,10 +173,26 @@ def test_clear_history_deletes_only_this_shoppers_events_and_profile(catalogue, 
     other = django_user_model.objects.create_user("bob")
     _event("view", tent, user)
     _event("view", lamp, other)
+    logged = {
+        who: SearchLog.objects.create(
+            created_at=timezone.now(),
+            query="tent",
+            kind="text",
+            source="storefront",
+            result_count=1,
+            latency_ms=1.0,
+            user=who,
+            session="abc" if who == user else "def",
+        )
+        for who in (user, other)
+    }
     services.update_profile(key)
     assert services.clear_history(key) == 1
     assert not ShopperProfile.objects.filter(shopper=key).exists()
     assert list(ShopperEvent.objects.values_list("user_id", flat=True)) == [other.pk]
+    mine, theirs = (SearchLog.objects.get(pk=logged[who].pk) for who in (user, other))
+    assert mine.user_id is None and mine.session == "" and mine.query == "tent"  # counted, no longer theirs
+    assert theirs.user_id == other.pk and theirs.session == "def"
     assert services.update_profile(key) is None and not ShopperProfile.objects.filter(shopper=key).exists()
 
 

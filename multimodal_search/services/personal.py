@@ -29,7 +29,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from multimodal_search.conf import search_settings
-from multimodal_search.models import ShopperEvent, ShopperProfile
+from multimodal_search.models import SearchLog, ShopperEvent, ShopperProfile
 from multimodal_search.ranking.personal import Event, ProfileState, Taste, fold, profile_vector
 from multimodal_search.services.analytics import record_event, visitor
 from multimodal_search.services.query import current_encoder
@@ -311,14 +311,20 @@ def taste_for(shopper: str | None, *, model_id: str | None = None) -> Taste | No
 
 
 def clear_history(shopper: str) -> int:
-    """Delete the shopper's events and profile (their "Clear my history").
+    """Delete the shopper's events and profile (their "Clear my history"); their logged searches stay
+    in the query analytics' counts but no longer say whose they were.
 
     Returns:
         The number of events deleted.
     """
+    user_id, session = _parse(shopper)
+    searches = (
+        SearchLog.objects.filter(user_id=user_id) if user_id is not None else SearchLog.objects.filter(session=session)
+    )
     with transaction.atomic():
         deleted, _ = shopper_events(shopper).order_by().delete()
         ShopperProfile.objects.filter(shopper=shopper).delete()
+        searches.update(user=None, session="")
     return deleted
 
 

@@ -189,7 +189,7 @@ def test_csv_cells_are_not_formulas(admin_client: Any) -> None:
     assert "'=hyperlink(1)" in export  # queries are grouped lower-cased
 
 
-def test_retention_deletes_only_old_rows(settings: Any) -> None:
+def test_retention_deletes_only_old_rows(settings: Any, django_user_model) -> None:
     settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "ANALYTICS": {"RETENTION_DAYS": 30}}
     now = timezone.now()
     for days in (31, 29):
@@ -197,11 +197,19 @@ def test_retention_deletes_only_old_rows(settings: Any) -> None:
             created_at=now - timedelta(days=days), query=f"q{days}", kind="text", result_count=1, latency_ms=1.0
         )
         ShopperEvent.objects.create(kind="click", product_pk="1", search=row, position=1, created_at=row.created_at)
+    from multimodal_search.models import ShopperProfile
+
+    user = django_user_model.objects.create_user("keeps-hers")
+    for shopper, owner in (("session:old", None), ("session:new", None), (f"user:{user.pk}", user)):
+        ShopperProfile.objects.create(shopper=shopper, user=owner)
+    ShopperProfile.objects.exclude(shopper="session:new").update(updated_at=now - timedelta(days=31))
     out = io.StringIO()
     call_command("mmsearch_prune_analytics", stdout=out)
     assert "Deleted 1 search(es) and 1 event(s)" in out.getvalue()
     assert list(SearchLog.objects.values_list("query", flat=True)) == ["q29"]
     assert ShopperEvent.objects.get().search.query == "q29"
+    # an idle session's profile goes; a fresh one and a signed-in user's stay
+    assert set(ShopperProfile.objects.values_list("shopper", flat=True)) == {"session:new", f"user:{user.pk}"}
 
 
 def test_only_staff_with_the_view_permission_see_the_report(client: Any, django_user_model) -> None:

@@ -31,7 +31,7 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from multimodal_search.conf import search_settings
-from multimodal_search.models import SearchLog, ShopperEvent
+from multimodal_search.models import SearchLog, ShopperEvent, ShopperProfile
 from multimodal_search.services.health import product_cards
 
 logger = logging.getLogger(__name__)
@@ -184,7 +184,8 @@ def product_url(product_pk: str) -> str | None:
 
 
 def prune_analytics(now: datetime | None = None) -> tuple[int, int]:
-    """Delete search log rows and events older than ``ANALYTICS["RETENTION_DAYS"]``.
+    """Delete search log rows and events older than ``ANALYTICS["RETENTION_DAYS"]``, and the profiles of
+    sessions (visitors who never signed in) not updated since then (signed-in users keep theirs).
 
     Returns:
         ``(searches deleted, events deleted)``.
@@ -192,6 +193,7 @@ def prune_analytics(now: datetime | None = None) -> tuple[int, int]:
     cutoff = (now or timezone.now()) - timedelta(days=int(search_settings.ANALYTICS["RETENTION_DAYS"]))
     events, _ = ShopperEvent.objects.filter(created_at__lt=cutoff).delete()
     searches, _ = SearchLog.objects.filter(created_at__lt=cutoff).delete()
+    ShopperProfile.objects.filter(user__isnull=True, updated_at__lt=cutoff).delete()
     return searches, events
 
 

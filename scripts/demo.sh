@@ -35,6 +35,7 @@ MMSEARCH_AUTO_INDEX=0 $PY manage.py import_catalog "$CATALOG"
 
 echo "==> Admin user admin / admin (demo only)"
 $PY manage.py ensure_demo_admin
+$PY manage.py ensure_demo_admin --shopper
 
 echo "==> Static files"
 $PY manage.py collectstatic --noinput --verbosity 0

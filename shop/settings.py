@@ -83,6 +83,10 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "shop.urls"
+# the storefront's sign-in (django.contrib.auth's views under /accounts/)
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
+
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",

@@ -7,6 +7,8 @@ from django.views.static import serve
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("admin/", admin.site.urls),
+    # shoppers sign in to get recommendations from their own history (demo: shopper / shopper)
+    path("accounts/", include("django.contrib.auth.urls")),
     path("api/", include("multimodal_search.api.urls")),
     path("search/", include("multimodal_search.urls")),
     path("", include("shop.catalog.urls")),

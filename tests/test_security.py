@@ -240,3 +240,22 @@ def test_demo_admin_logs_in_with_the_documented_credentials(client, django_user_
     call_command("ensure_demo_admin", stdout=io.StringIO())
     assert django_user_model.objects.filter(username="admin").count() == 1
     assert django_user_model.objects.get(username="admin").check_password("changed")
+
+
+@pytest.mark.django_db
+def test_the_demo_shopper_signs_in_on_the_storefront_not_the_admin(client, django_user_model):
+    call_command("ensure_demo_admin", "--shopper", stdout=io.StringIO())
+    shopper = django_user_model.objects.get(username="shopper")
+    assert not shopper.is_staff and not shopper.is_superuser
+    assert "Sign in" in client.get("/").content.decode()
+    page = client.get("/accounts/login/?next=/search/")
+    assert page.status_code == 200 and "shopper" in page.content.decode()
+    response = client.post("/accounts/login/", {"username": "shopper", "password": "shopper", "next": "/search/"})
+    assert response.status_code == 302 and response.headers["Location"] == "/search/"
+    home = client.get("/").content.decode()
+    assert "Sign out" in home and "shopper" in home
+    assert client.get("/admin/").status_code == 302  # not staff: no admin
+    wrong = client.post("/accounts/login/", {"username": "shopper", "password": "nope"})
+    assert wrong.status_code == 200 and "do not match" in wrong.content.decode()
+    assert client.post("/accounts/logout/").status_code == 302
+    assert "Sign in" in client.get("/").content.decode()

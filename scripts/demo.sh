@@ -58,6 +58,8 @@ $PY manage.py mmsearch_reindex --missing
 # after indexing: the sample customers' profiles are folded from the vectors of the encoder that serves
 echo "==> Shopper events of the sample customers (orders, wishlists, reviews)"
 $PY manage.py import_luma_events "$CATALOG"
+# profiles of an earlier run were built for the encoder version training just replaced: rebuilt on the worker
+$PY manage.py mmsearch_rebuild_profiles
 
 echo "==> Serving the store at http://$ADDR/  (admin: http://$ADDR/admin/ admin/admin; Ctrl-C stops)"
 .venv/bin/gunicorn -c shop/gunicorn_conf.py --bind "$ADDR"

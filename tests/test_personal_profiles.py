@@ -436,3 +436,26 @@ def test_a_red_hoodie_viewer_gets_red_hoodies_higher_than_an_anonymous_visitor(
     assert "Recommended for you" in client.get("/").content.decode()
     assert "Recommended for you" not in Client().get("/").content.decode()
     assert "Traceback" not in worker.log()
+
+
+@pytest.mark.django_db
+def test_rebuild_profiles_after_a_new_encoder(catalogue, shopper, django_user_model) -> None:
+    tent, lamp, _ = catalogue
+    user, key = shopper
+    other = django_user_model.objects.create_user("cy")
+    _event("view", tent, user)
+    _event("cart", lamp, other)
+    services.update_profile(key)
+    services.update_profile(f"user:{other.pk}")
+    ShopperProfile.objects.filter(shopper=key).update(model_id="an-older-encoder", weight=99.0)
+    assert services.stale_profiles() == [key]
+    assert sorted(services.stale_profiles(everyone=True)) == sorted([key, f"user:{other.pk}"])
+    out = StringIO()
+    call_command("mmsearch_rebuild_profiles", "--sync", stdout=out, stderr=StringIO())
+    assert "1 of 1 profile(s) rebuilt" in out.getvalue()
+    row = ShopperProfile.objects.get(shopper=key)
+    assert row.model_id == personal.current_encoder()[1] and row.weight == pytest.approx(1.0, rel=1e-3)
+    assert services.stale_profiles() == []
+    with mock.patch("celery.current_app.send_task") as send:  # without --sync: one task per shopper
+        call_command("mmsearch_rebuild_profiles", "--all", stdout=out, stderr=StringIO())
+    assert send.call_count == 2 and all(call.kwargs["kwargs"] == {"rebuild": True} for call in send.call_args_list)

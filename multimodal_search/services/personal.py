@@ -259,6 +259,37 @@ def update_profile(shopper: str, *, rebuild: bool = False, now: datetime | None 
     return state
 
 
+def stale_profiles(*, everyone: bool = False) -> list[str]:
+    """Shoppers whose profile was built for another encoder than the current one (after ``mmsearch_train``);
+    with ``everyone``, every shopper with a profile."""
+    profiles = ShopperProfile.objects.order_by("shopper")
+    if not everyone:
+        profiles = profiles.exclude(model_id=current_encoder()[1])
+    return list(profiles.values_list("shopper", flat=True))
+
+
+def rebuild_profiles(shoppers: list[str], *, sync: bool = False, progress: Any = None) -> int:
+    """Rebuild these shoppers' profiles from all their events: here (``sync``) or on the worker.
+
+    Args:
+        shoppers: shopper keys (e.g. :func:`stale_profiles`).
+        sync: rebuild in this process rather than sending one task per shopper.
+        progress: called with 1 per shopper handled (a progress bar's ``update``).
+
+    Returns:
+        How many were rebuilt (``sync``) or sent.
+    """
+    done = 0
+    for shopper in shoppers:
+        if sync:
+            done += update_profile(shopper, rebuild=True) is not None
+        else:
+            done += _rebuild_later(shopper)
+        if progress is not None:
+            progress(1)
+    return done
+
+
 def _user_exists(user_id: int) -> bool:
     return get_user_model().objects.filter(pk=user_id).exists()
 
@@ -355,12 +386,14 @@ def _rebuild_once(shopper: str) -> None:
         _rebuild_later(shopper)
 
 
-def _rebuild_later(shopper: str) -> None:
+def _rebuild_later(shopper: str) -> bool:
     if not enabled():
-        return
+        return False
     try:
         current_app.send_task(
             PROFILE_TASK, args=[shopper], kwargs={"rebuild": True}, queue=search_settings.QUEUE, **_FIRE_AND_FORGET
         )
     except Exception:
         logger.warning("Could not send the profile rebuild of %s", shopper, exc_info=True)
+        return False
+    return True

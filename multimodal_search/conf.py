@@ -86,7 +86,9 @@ Keys:
         ``BLEND``: how far the profile moves a search result, in score standard deviations per affinity
         standard deviation (0.05, the strongest that cost a neutral profile under 0.01 nDCG@10 on Luma;
         ``mmsearch_evaluate_personal --blends`` suggests one for a catalogue; 0 turns personal re-ranking off),
-        ``RECENT`` events a profile remembers to explain itself ("because you viewed …", 20).
+        ``RECENT`` events a profile remembers to explain itself ("because you viewed …", 20),
+        ``POPULAR_CACHE_SECONDS`` the popularity ranking is kept in the default cache (300; 0: counted on
+        every call).
 """
 
 from __future__ import annotations
@@ -156,6 +158,7 @@ DEFAULTS: dict[str, Any] = {
         "MIN_WEIGHT": 3.0,
         "BLEND": 0.05,
         "RECENT": 20,
+        "POPULAR_CACHE_SECONDS": 300,
     },
     "DURABILITY": {
         "MAX_ATTEMPTS": 3,

@@ -39,6 +39,8 @@ MULTIMODAL_SEARCH = {
     "AUTO_INDEX": os.environ.get("MMSEARCH_AUTO_INDEX", "0") == "1",
     # workers and servers started by tests load their models on first use (tests/test_warmup.py turns it on)
     "WARM_UP": os.environ.get("MMSEARCH_WARM_UP", "0") == "1",
+    # every test counts its own events (tests/test_recommend.py turns the cache on where it tests it)
+    "PERSONALISATION": {"POPULAR_CACHE_SECONDS": 0},
 }
 
 # Throttling off by default (tests/test_security.py sets rates where it tests them).

@@ -396,7 +396,10 @@ def test_a_red_hoodie_viewer_gets_red_hoodies_higher_than_an_anonymous_visitor(
     from django.test import Client
 
     # the test encoder's scores are crude, so a firmer blend than the default (the mechanism is under test)
-    settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "PERSONALISATION": {"BLEND": 0.5}}
+    settings.MULTIMODAL_SEARCH = {
+        **settings.MULTIMODAL_SEARCH,
+        "PERSONALISATION": {**settings.MULTIMODAL_SEARCH["PERSONALISATION"], "BLEND": 0.5},
+    }
     colours = ["red", "blue", "green", "black", "yellow", "white"]
     hoodies = {
         colour: [

@@ -63,7 +63,10 @@ def _mean_rank(hits, wanted) -> float:
 
 def test_red_hoodie_viewer_gets_red_hoodies_higher(hoodies, settings):
     # the test encoder's scores are crude (a yellow mug leads "hoodie"), so a stronger blend than the default
-    settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "PERSONALISATION": {"BLEND": 0.5}}
+    settings.MULTIMODAL_SEARCH = {
+        **settings.MULTIMODAL_SEARCH,
+        "PERSONALISATION": {**settings.MULTIMODAL_SEARCH["PERSONALISATION"], "BLEND": 0.5},
+    }
     red = {str(p.pk) for p in hoodies["red"]}
     anonymous = services.search_products("hoodie", k=12)
     viewer = services.search_products("hoodie", k=12, personal=_taste(hoodies["red"]))
@@ -89,7 +92,10 @@ def test_thin_profiles_and_zero_blend_change_nothing(hoodies, settings):
     baseline = [hit.product_pk for hit in services.search_products("hoodie", k=12).hits]
     thin = _taste(hoodies["red"], weight=0.5)  # below MIN_WEIGHT (3)
     assert [hit.product_pk for hit in services.search_products("hoodie", k=12, personal=thin).hits] == baseline
-    settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "PERSONALISATION": {"BLEND": 0}}
+    settings.MULTIMODAL_SEARCH = {
+        **settings.MULTIMODAL_SEARCH,
+        "PERSONALISATION": {**settings.MULTIMODAL_SEARCH["PERSONALISATION"], "BLEND": 0},
+    }
     strong = _taste(hoodies["red"])
     response = services.search_products("hoodie", k=12, personal=strong)
     assert [hit.product_pk for hit in response.hits] == baseline
@@ -97,7 +103,10 @@ def test_thin_profiles_and_zero_blend_change_nothing(hoodies, settings):
 
 
 def test_browse_passes_the_taste_on(hoodies, settings):
-    settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "PERSONALISATION": {"BLEND": 0.5}}
+    settings.MULTIMODAL_SEARCH = {
+        **settings.MULTIMODAL_SEARCH,
+        "PERSONALISATION": {**settings.MULTIMODAL_SEARCH["PERSONALISATION"], "BLEND": 0.5},
+    }
     red = {str(p.pk) for p in hoodies["red"]}
     plain = services.browse_products("hoodie", page_size=12)
     mine = services.browse_products("hoodie", page_size=12, personal=_taste(hoodies["red"]))

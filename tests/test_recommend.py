@@ -207,3 +207,34 @@ def test_product_list_shows_popular_strip(client: Any, co_viewed: dict[str, Prod
     html = client.get("/", {"category": home.pk}).content.decode()
     strip = html.split('id="popular"', 1)[1].split("</section>", 1)[0]
     assert "Popular in Home" in strip and "/products/MUG-1/" in strip and "/products/TENT-1/" not in strip
+
+
+def test_the_popularity_ranking_is_cached_when_asked(shop: dict[str, Product], settings: Any) -> None:
+    from django.core.cache import cache
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    cache.clear()
+    settings.MULTIMODAL_SEARCH = {
+        **settings.MULTIMODAL_SEARCH,
+        "PERSONALISATION": {**settings.MULTIMODAL_SEARCH["PERSONALISATION"], "POPULAR_CACHE_SECONDS": 60},
+    }
+    products = list(shop.values())
+    ShopperEvent.objects.create(
+        kind="purchase", product_pk=str(products[0].pk), session="s1", created_at=timezone.now()
+    )
+    first = [hit.product_pk for hit in services.popular_products(k=3)]
+    assert first[0] == str(products[0].pk)
+    ShopperEvent.objects.create(
+        kind="purchase", product_pk=str(products[1].pk), session="s2", created_at=timezone.now()
+    )
+    ShopperEvent.objects.create(
+        kind="purchase", product_pk=str(products[1].pk), session="s3", created_at=timezone.now()
+    )
+    with CaptureQueriesContext(connection) as queries:
+        again = [hit.product_pk for hit in services.popular_products(k=3)]
+    assert again == first  # the kept ranking, not a recount
+    assert not any("SUM(" in q["sql"].upper() for q in queries.captured_queries)
+    cache.clear()
+    assert services.popular_products(k=3)[0].product_pk == str(products[1].pk)  # recounted once it expires
+    cache.clear()

@@ -15,6 +15,7 @@ did both), ``similar`` (cosine of fused vectors), ``profile`` (cosine with the p
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
@@ -22,6 +23,7 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db.models import Case, CharField, Count, F, FloatField, Q, Sum, Value, When
 from django.db.models.functions import Cast, Concat
@@ -41,6 +43,8 @@ SHOPPER_EVENTS = 500
 CO_EVENTS = 5_000
 #: co-occurring products whose popularity it counts (the best by raw co-occurrence)
 CO_CANDIDATES = 200
+#: products kept of the popularity ranking of a window (and category)
+POPULAR_POOL = 200
 
 CO_VIEWED, SIMILAR, PROFILE, POPULAR, NEWEST = "co_viewed", "similar", "profile", "popular", "newest"
 FUSED_COLUMN = "fused_vector"
@@ -175,19 +179,36 @@ def popular_products(
     if k <= 0:
         return []
     excluded = {str(pk) for pk in exclude}
+    ranking = _popular_ranking(category, days)
+    wanted = [(pk, score) for pk, score in ranking if pk not in excluded][: 2 * (k + 10)]  # some may be off sale
+    scores = dict(wanted)
+    hits = [_hit(pk, product, scores[pk], POPULAR) for pk, product in _products(list(scores))][:k]
+    return _fill_newest(hits, k, excluded, category)
+
+
+def _popular_ranking(category: str | None, days: int) -> list[tuple[str, float]]:
+    """The ``POPULAR_POOL`` most interacted-with products of the window, best first: one aggregate over the
+    window's events, kept in the default cache for ``PERSONALISATION["POPULAR_CACHE_SECONDS"]`` (0: not
+    kept), so that a home page does not count a month of events on every view."""
+    seconds = int(search_settings.PERSONALISATION["POPULAR_CACHE_SECONDS"])
+    key = "mmsearch:popular:" + hashlib.sha1(f"{category}|{days}".encode()).hexdigest()
+    if seconds > 0:
+        cached = cache.get(key)
+        if cached is not None:
+            return [(str(pk), float(score)) for pk, score in cached]
     events = ShopperEvent.objects.filter(created_at__gte=timezone.now() - timedelta(days=days))
     if category:
         events = events.filter(product_pk__in=_in_category(category))
     rows = (
-        events.exclude(product_pk__in=excluded)
-        .values("product_pk")
+        events.values("product_pk")
         .annotate(score=Sum(_kind_weight()))
         .filter(score__gt=0)
-        .order_by("-score", "product_pk")[: 2 * (k + 10)]  # some may no longer be for sale
+        .order_by("-score", "product_pk")[:POPULAR_POOL]
     )
-    scores = {str(row["product_pk"]): float(row["score"]) for row in rows}
-    hits = [_hit(pk, product, scores[pk], POPULAR) for pk, product in _products(list(scores))][:k]
-    return _fill_newest(hits, k, excluded, category)
+    ranking = [(str(row["product_pk"]), float(row["score"])) for row in rows]
+    if seconds > 0:
+        cache.set(key, ranking, seconds)
+    return ranking
 
 
 def popular_in_category_for(product: Any, *, k: int, days: int = 30) -> list[SearchHit]:

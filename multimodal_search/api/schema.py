@@ -51,6 +51,18 @@ class ErrorSerializer(serializers.Serializer[Any]):
     error = ErrorDetailSerializer()
 
 
+class BecauseSerializer(serializers.Serializer[Any]):
+    product = serializers.CharField(help_text="The id of the recent product this result most resembles.")
+    kind = serializers.CharField(help_text="What the shopper did with it: view, click, cart or purchase.")
+    title = serializers.CharField()
+
+
+class PersonalSerializer(serializers.Serializer[Any]):
+    affinity = serializers.FloatField(help_text="Cosine of the product with the caller's profile.")
+    moved_up = serializers.IntegerField(help_text="Places the profile moved it up (0: none).")
+    because = BecauseSerializer(required=False, help_text="When it moved up 3 places or more.")
+
+
 class SearchHitSerializer(serializers.Serializer[Any]):
     """One result: the stable keys; the shop's adapter may add more (the demo: price, color, category)."""
 
@@ -66,6 +78,10 @@ class SearchHitSerializer(serializers.Serializer[Any]):
         child=serializers.FloatField(), help_text="Each signal's share of the score (they add up to 1, or all 0)."
     )
     signals = serializers.DictField(child=serializers.FloatField(), help_text="Each signal's raw value.")
+    personal = PersonalSerializer(
+        required=False,
+        help_text="Only in a signed-in caller's personalised search: what their own profile did to this result.",
+    )
 
 
 class SearchQueryEchoSerializer(serializers.Serializer[Any]):
@@ -82,6 +98,9 @@ class SearchQueryEchoSerializer(serializers.Serializer[Any]):
     image = serializers.BooleanField(help_text="Whether a photo was searched (the photo is never echoed).")
     photo_sold_here = serializers.BooleanField(
         required=False, help_text="Whether the photo looks like something the shop sells."
+    )
+    personalised = serializers.BooleanField(
+        required=False, help_text="True when the results were re-ranked for the signed-in caller's own profile."
     )
     rules = serializers.ListField(
         child=serializers.DictField(),

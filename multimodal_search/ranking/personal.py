@@ -9,6 +9,7 @@ A profile is kept as an unnormalised running sum and its total weight, both deca
 so new events fold into the stored state (:func:`fold`) without reading the old ones again, and the
 profile vector (:func:`profile_vector`) is the unit-length direction of ``sum``. ``weight`` says how
 much evidence is behind it (a thin profile is not used to re-rank: ``PERSONALISATION["MIN_WEIGHT"]``).
+:func:`blend` nudges a search's scores towards a profile (``services.taste``).
 Pure functions: no database, no settings reads (callers pass ``PERSONALISATION`` values in).
 """
 

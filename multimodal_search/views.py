@@ -217,8 +217,7 @@ HISTORY_PAGE = 50
 def history(request: HttpRequest) -> HttpResponse:
     """``/search/history/``: the visitor's own recent events (what shapes their profile); a POST (the
     "Clear my history" button) deletes them and the profile, then a 303 back here."""
-    user_id = request.user.pk if request.user.is_authenticated else None
-    shopper = services.shopper_key(session_key=request.session.session_key, user_id=user_id)
+    shopper = shopper_of(request)
     if request.method == "POST":
         deleted = services.clear_history(shopper) if shopper else 0
         messages.success(request, f"Your history is cleared ({deleted} event{'' if deleted == 1 else 's'} deleted).")

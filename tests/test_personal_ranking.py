@@ -56,17 +56,21 @@ def _taste(products, weight=10.0) -> Taste:
     return Taste(vector, weight, tuple(("view", str(p.pk)) for p in reversed(products)))
 
 
+def firm_blend(settings, blend: float = 0.5) -> None:
+    """A stronger blend than the default: the test encoder's scores are crude (a yellow mug leads "hoodie")."""
+    settings.MULTIMODAL_SEARCH = {
+        **settings.MULTIMODAL_SEARCH,
+        "PERSONALISATION": {**settings.MULTIMODAL_SEARCH["PERSONALISATION"], "BLEND": blend},
+    }
+
+
 def _mean_rank(hits, wanted) -> float:
     ranks = [i for i, hit in enumerate(hits) if hit.product_pk in wanted]
     return float(np.mean(ranks)) if ranks else 99.0
 
 
 def test_red_hoodie_viewer_gets_red_hoodies_higher(hoodies, settings):
-    # the test encoder's scores are crude (a yellow mug leads "hoodie"), so a stronger blend than the default
-    settings.MULTIMODAL_SEARCH = {
-        **settings.MULTIMODAL_SEARCH,
-        "PERSONALISATION": {**settings.MULTIMODAL_SEARCH["PERSONALISATION"], "BLEND": 0.5},
-    }
+    firm_blend(settings)
     red = {str(p.pk) for p in hoodies["red"]}
     anonymous = services.search_products("hoodie", k=12)
     viewer = services.search_products("hoodie", k=12, personal=_taste(hoodies["red"]))
@@ -103,10 +107,7 @@ def test_thin_profiles_and_zero_blend_change_nothing(hoodies, settings):
 
 
 def test_browse_passes_the_taste_on(hoodies, settings):
-    settings.MULTIMODAL_SEARCH = {
-        **settings.MULTIMODAL_SEARCH,
-        "PERSONALISATION": {**settings.MULTIMODAL_SEARCH["PERSONALISATION"], "BLEND": 0.5},
-    }
+    firm_blend(settings)
     red = {str(p.pk) for p in hoodies["red"]}
     plain = services.browse_products("hoodie", page_size=12)
     mine = services.browse_products("hoodie", page_size=12, personal=_taste(hoodies["red"]))

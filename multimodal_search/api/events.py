@@ -84,10 +84,8 @@ class EventsView(BaseAPIView):
         responses={200: EventPageSerializer, **_errors(400, 401, 403, 405, 429)},
     )
     def get(self, request: Request) -> Response:
-        self.reject_unknown_parameters(request.query_params, EventListQuerySerializer)
-        query = EventListQuerySerializer(data=request.query_params.dict())
-        query.is_valid(raise_exception=True)
-        limit, offset = query.validated_data["limit"], query.validated_data["offset"]
+        query = self.validated_query(request, EventListQuerySerializer)
+        limit, offset = query["limit"], query["offset"]
         shopper = self.shopper(request)
         events = list(services.shopper_events(shopper, limit=limit, offset=offset))
         cards = services.product_cards(sorted({event.product_pk for event in events}))

@@ -48,11 +48,9 @@ class AlsoViewedView(BaseAPIView):
         responses={200: SimilarResponseSerializer, **_errors(400, 404, 405, 429)},
     )
     def get(self, request: Request, identifier: str) -> Response:
-        self.reject_unknown_parameters(request.query_params, AlsoViewedQuerySerializer)
-        serializer = AlsoViewedQuerySerializer(data=request.query_params.dict())
-        serializer.is_valid(raise_exception=True)
+        params = self.validated_query(request, AlsoViewedQuerySerializer)
         product = self.lookup_product(identifier)
-        hits = services.also_viewed(product.pk, k=serializer.validated_data["k"])
+        hits = services.also_viewed(product.pk, k=params["k"])
         return Response({"results": [hit.as_dict() for hit in hits], "count": len(hits)})
 
 
@@ -68,10 +66,7 @@ class PopularView(BaseAPIView):
         responses={200: SimilarResponseSerializer, **_errors(400, 405, 429)},
     )
     def get(self, request: Request) -> Response:
-        self.reject_unknown_parameters(request.query_params, PopularQuerySerializer)
-        serializer = PopularQuerySerializer(data=request.query_params.dict())
-        serializer.is_valid(raise_exception=True)
-        params = serializer.validated_data
+        params = self.validated_query(request, PopularQuerySerializer)
         hits = services.popular_products(
             k=params["k"], category=params["category"].strip() or None, days=params["days"]
         )
@@ -98,10 +93,7 @@ class RecommendationsView(BaseAPIView):
         responses={200: SimilarResponseSerializer, **_errors(400, 403, 405, 429)},
     )
     def get(self, request: Request) -> Response:
-        self.reject_unknown_parameters(request.query_params, RecommendationsQuerySerializer)
-        serializer = RecommendationsQuerySerializer(data=request.query_params.dict())
-        serializer.is_valid(raise_exception=True)
-        params = serializer.validated_data
+        params = self.validated_query(request, RecommendationsQuerySerializer)
         shopper = services.shopper_key(session_key=None, user_id=request.user.pk)
         hits = services.recommended_for_shopper(shopper, k=params["k"], category=params["category"].strip() or None)
         return Response({"results": [hit.as_dict() for hit in hits], "count": len(hits)})

@@ -63,10 +63,7 @@ class AutocompleteView(BaseAPIView):
         responses={200: AutocompleteResponseSerializer, **_errors(400, 405, 429)},
     )
     def get(self, request: Request) -> Response:
-        self.reject_unknown_parameters(request.query_params, AutocompleteQuerySerializer)
-        serializer = AutocompleteQuerySerializer(data=request.query_params.dict())
-        serializer.is_valid(raise_exception=True)
-        params = serializer.validated_data
+        params = self.validated_query(request, AutocompleteQuerySerializer)
         try:
             found = services.suggest(params["q"], limit=params["limit"])
         except services.SearchError as exc:

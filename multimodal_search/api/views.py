@@ -112,6 +112,13 @@ class BaseAPIView(MultimodalAPIView):
                 code="null_characters_not_allowed",
             )
 
+    def validated_query(self, request: Request, serializer: type[serializers.Serializer[Any]]) -> dict[str, Any]:
+        """The query string read by ``serializer``: unknown parameters and invalid values are a 400."""
+        self.reject_unknown_parameters(request.query_params, serializer)
+        found = serializer(data=request.query_params.dict())
+        found.is_valid(raise_exception=True)
+        return dict(found.validated_data)
+
     def lookup_product(self, identifier: str) -> Any:
         """The product a path's identifier (a SKU in the demo) names; a 404 naming it otherwise."""
         adapter = get_adapter()
@@ -245,11 +252,9 @@ class SimilarView(BaseAPIView):
         responses={200: SimilarResponseSerializer, **_errors(400, 404, 405, 429)},
     )
     def get(self, request: Request, identifier: str) -> Response:
-        self.reject_unknown_parameters(request.query_params, SimilarQuerySerializer)
-        serializer = SimilarQuerySerializer(data=request.query_params.dict())
-        serializer.is_valid(raise_exception=True)
+        params = self.validated_query(request, SimilarQuerySerializer)
         product = self.lookup_product(identifier)
-        hits = services.similar_products(product, k=serializer.validated_data["k"])
+        hits = services.similar_products(product, k=params["k"])
         return Response({"results": [hit.as_dict() for hit in hits], "count": len(hits)})
 
 

@@ -63,22 +63,20 @@ def reasons(
             ``kind`` and ``title``), said as "because you viewed “…”".
     """
     found = [
-        Reason(name, LEGEND.get(name, name), float(share), _sentence(name, query_text, title, colour, category))
+        Reason(
+            name, LEGEND.get(name, name), float(share), _sentence(name, query_text, title, colour, category, because)
+        )
         for name, share in explanation.items()
         if share > 0
     ]
-    if because and because.get("title"):
-        did = DID.get(str(because.get("kind")), "viewed")
-        found = [
-            Reason(r.signal, r.label, r.share, f"because you {did} “{because['title']}”")
-            if r.signal == v.PERSONAL
-            else r
-            for r in found
-        ]
     return sorted(found, key=lambda reason: -reason.share)
 
 
-def _sentence(name: str, query_text: str | None, title: str, colour: str, category: str) -> str:
+def _sentence(
+    name: str, query_text: str | None, title: str, colour: str, category: str, because: Mapping[str, str] | None
+) -> str:
+    if name == v.PERSONAL and because and because.get("title"):
+        return f"because you {DID.get(str(because.get('kind')), 'viewed')} “{because['title']}”"
     if name in (v.LEXICAL, v.TITLE):
         matched = _matched_words(query_text, title)
         if matched:

@@ -163,10 +163,15 @@ def profile_changed(shopper: str | None) -> None:
     transaction.on_commit(lambda: send_profile_task(shopper))
 
 
-def send_profile_task(shopper: str) -> bool:
-    """Send one profile update to the worker now; False (and a warning) when the broker refused it."""
+def send_profile_task(shopper: str, *, rebuild: bool = False) -> bool:
+    """Send one profile update (or, ``rebuild``, a rebuild from all events) to the worker now; False (and a
+    warning) when personalisation is off or the broker refused it."""
+    if not enabled():
+        return False
     try:
-        current_app.send_task(PROFILE_TASK, args=[shopper], queue=search_settings.QUEUE, **_FIRE_AND_FORGET)
+        current_app.send_task(
+            PROFILE_TASK, args=[shopper], kwargs={"rebuild": rebuild}, queue=search_settings.QUEUE, **_FIRE_AND_FORGET
+        )
     except Exception:  # the broker's errors are of many kinds (kombu, redis, OS); a page must not fail
         logger.warning("Could not send the profile update of %s", shopper, exc_info=True)
         return False
@@ -284,7 +289,7 @@ def rebuild_profiles(shoppers: list[str], *, sync: bool = False, progress: Any =
         if sync:
             done += update_profile(shopper, rebuild=True) is not None
         else:
-            done += _rebuild_later(shopper)
+            done += send_profile_task(shopper, rebuild=True)
         if progress is not None:
             progress(1)
     return done
@@ -376,24 +381,11 @@ def adopt_session_events(session_hash: str, user_id: int) -> int:
         ShopperProfile.objects.filter(shopper=f"{SESSION}{session_hash}").delete()
     if moved:
         # the moved events may be older than the user's watermark: rebuild rather than fold
-        transaction.on_commit(lambda: _rebuild_later(f"{USER}{user_id}"))
+        transaction.on_commit(lambda: send_profile_task(f"{USER}{user_id}", rebuild=True))
     return moved
 
 
 def _rebuild_once(shopper: str) -> None:
     """Ask the worker to rebuild a profile, at most once per ``REBUILD_AGAIN`` seconds per shopper (the default cache)."""
     if cache.add(f"mmsearch:profile-rebuild:{shopper}", 1, REBUILD_AGAIN):
-        _rebuild_later(shopper)
-
-
-def _rebuild_later(shopper: str) -> bool:
-    if not enabled():
-        return False
-    try:
-        current_app.send_task(
-            PROFILE_TASK, args=[shopper], kwargs={"rebuild": True}, queue=search_settings.QUEUE, **_FIRE_AND_FORGET
-        )
-    except Exception:
-        logger.warning("Could not send the profile rebuild of %s", shopper, exc_info=True)
-        return False
-    return True
+        send_profile_task(shopper, rebuild=True)

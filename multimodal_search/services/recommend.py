@@ -85,7 +85,9 @@ def recommended_for_vector(
     return _fill(hits, k, excluded, category)
 
 
-def recommended_for_shopper(shopper: str | None, *, k: int, category: str | None = None) -> list[SearchHit]:
+def recommended_for_shopper(
+    shopper: str | None, *, k: int, category: str | None = None, fallback: bool = True
+) -> list[SearchHit]:
     """Recommended for you: products near a shopper's profile, minus what they bought and their recent
     products (``PERSONALISATION["RECENT"]`` latest events).
 
@@ -96,13 +98,15 @@ def recommended_for_shopper(shopper: str | None, *, k: int, category: str | None
         shopper: a key from ``services.personal.shopper_key`` (None: an unknown visitor).
         k: how many products.
         category: category path; only products in it (or below).
+        fallback: popular products when there is no usable profile (False: nothing, for a page that shows
+            its own popular strip).
     """
     from multimodal_search.services import personal  # the profiles' module; read when called
 
     chosen = search_settings.PERSONALISATION
     profile = personal.profile_for(shopper) if shopper and chosen["ENABLED"] else None
     if profile is None or float(profile.weight) < float(chosen["MIN_WEIGHT"]):
-        return popular_products(k=k, category=category)
+        return popular_products(k=k, category=category) if fallback else []
     assert shopper is not None
     bought = personal.shopper_events(shopper).filter(kind=ShopperEvent.PURCHASE).values_list("product_pk", flat=True)
     # what they bought, and what they just looked at (the strip suggests products they have not seen yet)

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-from multimodal_search.adapters import get_adapter
 from multimodal_search.conf import search_settings
 from multimodal_search.ranking import fusion, personal
 from multimodal_search.ranking import vocabulary as v
 from multimodal_search.ranking.personal import Taste
+from multimodal_search.services.health import product_cards
 from multimodal_search.store import get_store
 
 FUSED_COLUMN = "fused_vector"
@@ -104,13 +103,6 @@ def explain(explanation: Mapping[str, float], before: float, after: float) -> di
 
 
 def _add_titles(because: dict[str, dict[str, str]]) -> None:
-    pks = {entry["product"] for entry in because.values()}
-    if not pks:
-        return
-    adapter = get_adapter()
-    titles: dict[str, Any] = {
-        str(product.pk): adapter.to_result(product).get("title", "")
-        for product in adapter.get_queryset().filter(pk__in=pks)
-    }
+    cards = product_cards(sorted({entry["product"] for entry in because.values()}))
     for entry in because.values():
-        entry["title"] = str(titles.get(entry["product"], ""))
+        entry["title"] = str((cards.get(entry["product"]) or {}).get("title", ""))

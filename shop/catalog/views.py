@@ -95,11 +95,9 @@ def product_detail(request: HttpRequest, sku: str) -> HttpResponse:
 
 def _recommended(request: HttpRequest, category: Category | None) -> list[dict]:
     """ "Recommended for you" for a visitor whose profile is strong enough to go by, else []."""
-    shopper = shopper_of(request)
-    if services.taste_for(shopper) is None:
-        return []
     path = category.path if category else None
-    return [hit.as_dict() for hit in services.recommended_for_shopper(shopper, k=STRIP_SIZE, category=path)]
+    hits = services.recommended_for_shopper(shopper_of(request), k=STRIP_SIZE, category=path, fallback=False)
+    return [hit.as_dict() for hit in hits]
 
 
 def category_tree() -> list[CategoryNode]:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ from tqdm import tqdm
 from multimodal_search import services
 from multimodal_search.evaluation import queries as query_files
 from multimodal_search.evaluation import report, runner
+from multimodal_search.management.commands._json_output import write_json
 
 
 class Command(BaseCommand):
@@ -104,13 +104,7 @@ class Command(BaseCommand):
         results["queries_file"] = str(Path(queries).resolve())
         self.stdout.write(report.format_table(results))
         if json_out:
-            out = Path(json_out).expanduser()
-            try:
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-            except OSError as exc:
-                raise CommandError(f"cannot write {out}: {exc}") from exc
-            self.stdout.write(f"wrote {out}")
+            write_json(json_out, results, self.stdout)
 
 
 def _number_or_word(value: str) -> float | str:

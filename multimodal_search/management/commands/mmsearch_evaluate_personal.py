@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ from tqdm import tqdm
 from multimodal_search import services
 from multimodal_search.evaluation import personal, personal_report
 from multimodal_search.evaluation import queries as query_files
+from multimodal_search.management.commands._json_output import write_json
 
 #: the judged set ``bench/relevance.sh`` writes and evaluates (``make_luma_eval``)
 DEFAULT_QUERIES = ".data/eval/luma/queries.jsonl"
@@ -98,13 +98,7 @@ class Command(BaseCommand):
         results["reranking"] = self._reranking(simulated, catalogue, settings, options, quiet)
         self.stdout.write(personal_report.format_table(results))
         if options["json_out"]:
-            out = Path(options["json_out"]).expanduser()
-            try:
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-            except OSError as exc:
-                raise CommandError(f"cannot write {out}: {exc}") from exc
-            self.stdout.write(f"wrote {out}")
+            write_json(options["json_out"], results, self.stdout)
 
     def _reranking(
         self,

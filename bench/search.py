@@ -569,6 +569,7 @@ def main() -> None:
     import torch
     from django.core.management import call_command
 
+    from multimodal_search import services
     from multimodal_search.conf import search_settings
     from multimodal_search.encoders import get_encoder
     from multimodal_search.models import ProductEmbedding
@@ -626,6 +627,7 @@ def main() -> None:
                 jobs["hnsw"](item)
             for job in jobs.values():  # warm up: models loaded, caches and connections open
                 job(items[0])
+            services.warm_up(force=True)  # as gunicorn's post_worker_init: the collector settled (GC_THRESHOLD)
             timings = {
                 name: {str(c): timed(job, items * args.repeat, c) for c in clients} for name, job in jobs.items()
             }

@@ -54,6 +54,12 @@ class BaseProductAdapter:
     Override ``get_text`` and ``get_images`` at least.
     """
 
+    #: whether ``get_facet_values`` reads what ``get_queryset`` prefetches (the default does: its price
+    #: comes from ``to_result``, which reads the photos). Set it False when yours does not: a search page
+    #: then loads its whole result set (a few hundred products, filtered and counted) without the
+    #: ``prefetch_related`` and runs it for the page's products only, most of the page's Python time.
+    facet_values_use_prefetch = True
+
     def get_model(self) -> type[models.Model]:
         from multimodal_search.conf import search_settings
 

@@ -37,13 +37,18 @@ Keys:
         ``mmsearch_train``); None: every core the process may run on.
     WARM_UP: load the encoder's models when a worker or web process starts (Celery
         ``worker_process_init``, gunicorn ``post_worker_init``), not on the first request.
+    GC_THRESHOLD: after warm-up the process's objects (the models') are frozen out of Python's
+        garbage collector and its youngest generation is collected every this many allocations
+        (20,000; Python's default is 700; None leaves the collector as it is): at 100,000 products
+        the collector's pauses made the API's p95 three times its median (README "Performance").
     MODEL_DIR: folder for trained heads (``mmsearch_train``).
     SYNONYMS: shopper synonym groups added to queries (``ranking.synonyms``); None: the built-in
         apparel list, []: none.
     EXPANSION: the catalogue's own words for query words it does not use, from WordNet
         (``ranking.expansion``): ``ENABLED`` (True; False turns it off), ``MAX_TERMS`` per missing
         phrase (3), ``MAX_SHARE`` of the catalogue a term may cover before it counts as too general
-        (0.25), ``MIN_WEIGHT`` of a kept term (0.1), ``COUNT_CAP`` products counted per term (1000).
+        (0.25), ``MIN_WEIGHT`` of a kept term (0.1), ``COUNT_CAP`` products counted per term (1000),
+        ``CACHE_SECONDS`` each process keeps the catalogue's term counts (300; 0 counts on every search).
     FUSION: how modalities are combined at search time (see ranking.weights and ranking.fusion).
     RELEVANCE: cuts on the calibrated relevance (0..1) each text result gets (see
         ``ranking.calibration``); ``"auto"`` is the cut ``mmsearch_train`` chose on held-out
@@ -120,6 +125,7 @@ DEFAULTS: dict[str, Any] = {
     "TORCH_THREADS": 1,
     "INDEX_TORCH_THREADS": None,
     "WARM_UP": True,
+    "GC_THRESHOLD": 20_000,
     "MODEL_DIR": ".data/models",
     "FUSION": {
         "METHOD": "rerank",
@@ -135,7 +141,14 @@ DEFAULTS: dict[str, Any] = {
     # query expansion groups (see multimodal_search.ranking.synonyms); None = the built-in list, [] = off
     "SYNONYMS": None,
     # catalogue-aware expansion from WordNet (see multimodal_search.ranking.expansion); ENABLED False = off
-    "EXPANSION": {"ENABLED": True, "MAX_TERMS": 3, "MAX_SHARE": 0.25, "MIN_WEIGHT": 0.1, "COUNT_CAP": 1000},
+    "EXPANSION": {
+        "ENABLED": True,
+        "MAX_TERMS": 3,
+        "MAX_SHARE": 0.25,
+        "MIN_WEIGHT": 0.1,
+        "COUNT_CAP": 1000,
+        "CACHE_SECONDS": 300,
+    },
     "RELEVANCE": {"STOREFRONT_MIN": "auto", "RELATED": "auto", "EXACT": "auto"},
     "FACETS": {
         "FIELDS": ["category", "color", "size"],

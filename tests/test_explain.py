@@ -145,12 +145,13 @@ def test_every_candidate_branch_uses_its_index(store: PgvectorStore) -> None:
         assert not [line for line in plan.splitlines() if "Sort Key" in line and "<=>" in line], plan
 
 
-def test_candidate_branches_search_deeper_than_an_answer(store: PgvectorStore) -> None:
+def test_candidate_branches_search_deep_enough_for_their_rows(store: PgvectorStore) -> None:
     """The pool's branches return 100 rows each and are re-scored exactly: they run at
-    ``POOL_EF_FACTOR`` times the configured ``ef_search`` (pgvector's maximum is 1,000), a raw answer
-    at the configured value."""
+    ``POOL_EF_FACTOR`` times the configured ``ef_search``, at least their row count (a scan returns at
+    most ``ef_search`` rows) and at most pgvector's 1,000; a raw answer at the configured value."""
     request = CandidateRequest(vector=_query(5), rank_columns={"text": "text_vector"}, signal_columns={})
-    for configured, expected in ((400, 800), (100, 200), (600, 1000)):
+    for configured in (400, 50, 600, 1000):
+        expected = min(1000, max(100, round(sql.POOL_EF_FACTOR * configured)))
         query, _names = store.candidates_query(request, Scope(MODEL, 100, ef_search=configured))
         assert query is not None and query.ef_search == expected
         assert f"SET LOCAL hnsw.ef_search = {expected}" in sql.session_settings(query.ef_search, False)

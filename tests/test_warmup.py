@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from typing import Any
 from unittest import mock
@@ -18,6 +19,15 @@ from tests.factories import ProductFactory
 from tests.fakes import HashEncoder
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def collector():
+    """A warm-up here freezes this (test) process's objects and slows its collector: undone after each test."""
+    threshold = gc.get_threshold()
+    yield gc
+    gc.unfreeze()
+    gc.set_threshold(*threshold)
 
 
 class LazyHashEncoder(HashEncoder):
@@ -148,3 +158,20 @@ def test_the_packaged_encoder_serves_its_first_search_without_loading(packaged_s
     ):
         services.search_products("red jacket", k=5)
         services.search_products(None, image=Image.new("RGB", (80, 80), (200, 30, 30)), k=5)
+
+
+def test_warm_up_freezes_the_loaded_models_out_of_the_collector(lazy, collector, settings):
+    lazy(warm_up=True)
+    collector.unfreeze()
+    collector.set_threshold(700, 10, 10)
+    assert collector.get_freeze_count() == 0
+    warmup.warm_up()
+    assert collector.get_freeze_count() > 0  # everything alive after the models loaded
+    assert collector.get_threshold() == (20_000, 10, 10)  # GC_THRESHOLD; the older generations as they were
+
+
+def test_gc_threshold_none_leaves_the_collector_as_it_is(lazy, collector):
+    lazy(warm_up=True, GC_THRESHOLD=None)
+    collector.set_threshold(700, 10, 10)
+    warmup.warm_up()
+    assert collector.get_threshold() == (700, 10, 10)

@@ -23,7 +23,14 @@ from multimodal_search.conf import search_settings
 from multimodal_search.ranking.intent import parse_price
 from multimodal_search.ranking.personal import Taste
 from multimodal_search.services.query import SearchError
-from multimodal_search.services.search import MinRelevance, SearchHit, SearchResponse, rank_products, respond
+from multimodal_search.services.search import (
+    MinRelevance,
+    SearchHit,
+    SearchResponse,
+    prefetch_products,
+    rank_products,
+    respond,
+)
 
 RELEVANCE = "relevance"
 SORTS = (RELEVANCE, "price_asc", "price_desc", "newest")
@@ -128,6 +135,9 @@ def browse_products(
     if price_min is not None and price_max is not None and price_min >= price_max:
         raise SearchError("price_min must be below price_max.")
 
+    adapter = get_adapter()
+    # the whole result set is filtered and counted, one page shown: photos and the like only for the page
+    lean = not adapter.facet_values_use_prefetch
     ranked = rank_products(
         searched,
         image,
@@ -137,13 +147,13 @@ def browse_products(
         min_relevance=min_relevance,
         limit=None,
         personal=personal,
+        prefetch=not lean,
     )
     if intent.found:
         ranked.query["text"] = (text or "").strip() or None
         ranked.query["searched"] = searched
     if price_from_text:
         ranked.query["price"] = {"min": _text(price_min), "max": _text(price_max)}
-    adapter = get_adapter()
     rows = [_Row(hit, adapter.get_facet_values(hit.product), rank) for rank, hit in enumerate(ranked.hits)]
     in_price = [row for row in rows if _in_range(row.facets.get(PRICE), price_min, price_max)]
 
@@ -160,9 +170,12 @@ def browse_products(
     kept = [row for row in in_facets if _in_range(row.facets.get(PRICE), price_min, price_max)]
     ordered = _sorted(kept, sort, adapter)
     start = (page - 1) * page_size
+    shown = [row.hit for row in ordered[start : start + page_size]]
+    if lean:
+        prefetch_products(shown)
     return respond(  # type: ignore[return-value]
         ranked,
-        [row.hit for row in ordered[start : start + page_size]],
+        shown,
         SearchPage,
         total=len(kept),
         page=page,

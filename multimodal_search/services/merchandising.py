@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from django.db.models import Count, Max
+from django.db import connections, router
 
 from multimodal_search.encoders import BaseEncoder
 from multimodal_search.ranking import synonyms
@@ -63,14 +63,19 @@ def rules_changed() -> None:
 
 
 def _stamp() -> tuple[Any, ...]:
-    """What changes whenever a rule is added, edited or deleted: each table's row count and latest edit."""
+    """What changes whenever a rule is added, edited or deleted: each table's row count and latest edit
+    (one statement: it runs on every search)."""
     from multimodal_search.models import QueryRule, SynonymRule
 
-    stamp: list[Any] = []
-    for model in (SynonymRule, QueryRule):
-        found = model.objects.aggregate(rows=Count("pk"), edited=Max("updated_at"))
-        stamp += [found["rows"], found["edited"]]
-    return tuple(stamp)
+    selects = [
+        f"(SELECT {what} FROM {model._meta.db_table})"
+        for model in (SynonymRule, QueryRule)
+        for what in ("COUNT(*)", "MAX(updated_at)")
+    ]
+    with connections[router.db_for_read(QueryRule)].cursor() as cursor:
+        cursor.execute(f"SELECT {', '.join(selects)}")
+        row = cursor.fetchone()
+    return tuple(row or ())
 
 
 def current_rules() -> Rules:

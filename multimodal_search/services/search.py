@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db.models import prefetch_related_objects
 from PIL import Image
 
 from multimodal_search.adapters import get_adapter
@@ -130,9 +131,12 @@ def rank_products(
     min_relevance: MinRelevance,
     limit: int | None,
     personal: Taste | None = None,
+    prefetch: bool = True,
 ) -> Ranked:
     """The ranking ``search_products`` answers from: the first ``limit`` results (None: the whole
-    candidate pool, ``FUSION["CANDIDATES"]`` or ``k`` if more), those under the cut left out."""
+    candidate pool, ``FUSION["CANDIDATES"]`` or ``k`` if more), those under the cut left out.
+    ``prefetch`` False loads the products without the adapter queryset's ``prefetch_related``
+    (:func:`prefetch_products` then runs it for the ones shown)."""
     started = time.perf_counter()
     fusion_settings = search_settings.FUSION
     method = method or fusion_settings["METHOD"]
@@ -196,7 +200,7 @@ def rank_products(
             explanation=fusion.contributions(pk, signals, weights, parts=explained),
             relevance=None if relevance is None else relevance.get(pk),
         )
-        for pk, product in _products(order)
+        for pk, product in _products(order, prefetch=prefetch)
     ]
     if nudge is not None:
         _explain_nudge(hits, nudge, plain_scores)
@@ -413,7 +417,18 @@ def similar_products(product: Any, *, k: int = 8) -> list[SearchHit]:
     ]
 
 
-def _products(order: list[str]) -> list[tuple[str, Any]]:
-    """``(pk, product)`` in the given order, for the products the adapter still returns."""
-    products = {str(p.pk): p for p in get_adapter().get_queryset().filter(pk__in=order)}
+def _products(order: list[str], *, prefetch: bool = True) -> list[tuple[str, Any]]:
+    """``(pk, product)`` in the given order, for the products the adapter still returns (``prefetch``
+    False: without the queryset's ``prefetch_related``)."""
+    queryset = get_adapter().get_queryset().filter(pk__in=order)
+    if not prefetch:
+        queryset = queryset.prefetch_related(None)
+    products = {str(p.pk): p for p in queryset}
     return [(pk, products[pk]) for pk in order if pk in products]
+
+
+def prefetch_products(hits: list[SearchHit]) -> None:
+    """Run the adapter queryset's ``prefetch_related`` for these hits' products (loaded without it)."""
+    lookups = get_adapter().get_queryset()._prefetch_related_lookups
+    if lookups and hits:
+        prefetch_related_objects([hit.product for hit in hits], *lookups)

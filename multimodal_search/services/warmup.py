@@ -7,6 +7,7 @@ child, or the solo worker) and ``shop/gunicorn_conf.py`` calls :func:`warm_up` f
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import time
@@ -54,9 +55,23 @@ def warm_up(*, force: bool = False) -> float | None:
     except Exception:  # a process that cannot load its models still starts; the first request reports why
         logger.exception("warm-up failed (pid %d); the models load on first use", os.getpid())
         return None
+    settle_memory()
     seconds = time.perf_counter() - started
     logger.info("models of %s loaded in %.1f s (pid %d)", model_id, seconds, os.getpid())
     return seconds
+
+
+def settle_memory() -> None:
+    """After the models load: what the process holds now lives as long as it does, so it is frozen out of
+    the garbage collector's walks (``gc.freeze``), and the youngest generation is collected every
+    ``GC_THRESHOLD`` allocations rather than 700. Before, a search allocated enough to start a
+    collection several times, and a full one walked every object of torch and the models: pauses of up
+    to half a second, the API's p95 three times its median. Also keeps a prefork child's pages shared."""
+    threshold = search_settings.GC_THRESHOLD
+    gc.collect()
+    gc.freeze()
+    if threshold:
+        gc.set_threshold(int(threshold), *gc.get_threshold()[1:])
 
 
 def prepare_worker() -> float | None:

@@ -32,8 +32,10 @@ TSQUERY = "replace(plainto_tsquery('english'::regconfig, %s)::text, '&', '|')::t
 TSQUERY_ALL = "plainto_tsquery('english'::regconfig, %s)"
 #: keyword matches ranked per query (each of the AND and the OR match): ``ts_rank`` reads every
 #: matching row's tsvector, so without a cap a common word ("black") ranks half the catalogue.
-#: Fewer matches than this (the Luma catalogue has 463 products) rank exactly as without a cap.
-KEYWORD_MATCH_CAP = 1000
+#: Fewer matches than this (the Luma catalogue has 463 products) rank exactly as without a cap. At
+#: 100,000 products 500 took the candidate statement from 73 to 60 ms p50 (1,000 before), and the
+#: default search's top 10 agreed with its exact self as often (0.965 and 0.975 at ef_search 400).
+KEYWORD_MATCH_CAP = 500
 #: HNSW build parameters (pgvector's defaults are m = 16, ef_construction = 64), chosen with
 #: ``bench/search.py`` at 100,000 products (README "Performance"): text recall@10 0.96 at ef_search 400
 #: against 0.85 with the defaults, for about twice the build time.
@@ -43,11 +45,11 @@ HNSW_EF_CONSTRUCTION = 128
 INDEX_VERSION = 2
 #: the candidate statement's branches search this many times deeper than ``HNSW_EF_SEARCH`` (at most
 #: 1,000). They return 100 rows each, not 10, and the photo-in-text-space branch matches words against
-#: photos: at 100,000 products, ef_search 400 found 0.95 (text), 0.92 (title) and 0.85 (photo) of each
-#: branch's exact top 100, and the default search's top 10 agreed with its exact self in 0.885 of places;
-#: 800 gives 0.98 for about 10 ms more (README "Performance"). The pool is re-scored exactly, so deeper
-#: branches only add candidates; on the 463-product Luma catalogue both depths are exact in practice.
-POOL_EF_FACTOR = 2
+#: photos. At 100,000 products (m = 32) the default search's top 10 agreed with its exact self (every
+#: branch an exact scan) in 0.965 of places at factor 1 (ef_search 400), 0.975 at 1.25 and 0.985 at 2,
+#: and factor 1 took 11 ms off the statement's p50 (README "Performance"). The pool is re-scored
+#: exactly, so deeper branches only add candidates; on the 463-product Luma catalogue every depth is exact.
+POOL_EF_FACTOR = 1
 #: index tuples a filtered (iterative) HNSW scan may visit before it gives up (pgvector's default: 20,000)
 HNSW_MAX_SCAN_TUPLES = 100_000
 TSVECTOR = "search_vector"  # stored, generated from search_text (migration 0004)

@@ -19,6 +19,8 @@ def _category(product: Product) -> Category | None:
 
 
 class ProductAdapter(BaseProductAdapter):
+    facet_values_use_prefetch = False  # category (select_related), colour, sizes and price: no photos
+
     def get_model(self) -> type[models.Model]:
         return Product
 

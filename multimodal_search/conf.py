@@ -63,6 +63,8 @@ Keys:
         min inclusive, max exclusive, None open; ``MAX_VALUES`` shown per facet (20); ``PAGE_SIZE``
         of the storefront (24).
     HNSW_EF_SEARCH: pgvector ``hnsw.ef_search`` used by searches.
+    QUERY_VECTORS: how many encoded query texts each process keeps (2,000; 0: none). A refinement
+        of the same words (a facet, a page, a sort) or a popular query skips the text encoder.
     MAX_UPLOAD_BYTES: largest accepted query photo upload (a larger request is a 413 before it is read).
     MAX_IMAGE_PIXELS: most pixels decoded from one photo, query or catalogue (JPEGs count after
         their reduced-scale decoding); larger photos are refused from their header.
@@ -158,6 +160,7 @@ DEFAULTS: dict[str, Any] = {
     },
     # recall@10 >= 0.95 against exact at 100,000 products with m = 32 (README "Performance")
     "HNSW_EF_SEARCH": 400,
+    "QUERY_VECTORS": 2000,
     "MAX_UPLOAD_BYTES": 10 * 1024 * 1024,
     "MAX_IMAGE_PIXELS": 40_000_000,
     "MAX_IMAGE_ASPECT": 20,

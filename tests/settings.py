@@ -43,6 +43,8 @@ MULTIMODAL_SEARCH = {
     "PERSONALISATION": {"POPULAR_CACHE_SECONDS": 0},
     # every test counts its own catalogue's words (tests/test_memo.py turns the cache on where it tests it)
     "EXPANSION": {"CACHE_SECONDS": 0},
+    # every test encodes its queries (tests/test_memo.py turns the memo on where it tests it)
+    "QUERY_VECTORS": 0,
 }
 
 # Throttling off by default (tests/test_security.py sets rates where it tests them).

@@ -1,5 +1,5 @@
-"""Reads a search repeats, kept in the process (``services.memo``): the catalogue's term counts for query
-expansion, and photos loaded only for the page a search shows."""
+"""Work a search repeats, kept in the process (``services.memo``): the catalogue's term counts for query
+expansion and the query's vector; and photos loaded only for the page a search shows."""
 
 from __future__ import annotations
 
@@ -80,3 +80,23 @@ def test_a_search_page_loads_photos_for_its_page_only(indexed, client):
     assert ids is not None, photo_reads[0]
     shown = sorted(p.pk for p in products if p.sku in {r["sku"] for r in body["results"]})
     assert sorted(int(pk) for pk in ids.group(1).split(",")) == shown  # two products, not six
+
+
+@pytest.mark.django_db
+def test_a_refinement_of_the_same_words_skips_the_text_encoder(homeware, settings, monkeypatch):
+    from multimodal_search.encoders import get_encoder
+
+    encoder = get_encoder()
+    calls: list[list[str]] = []
+    encode = encoder.encode_text
+    monkeypatch.setattr(encoder, "encode_text", lambda texts: calls.append(list(texts)) or encode(texts))
+    settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "QUERY_VECTORS": 100}
+    query._QUERY_VECTORS.clear()
+    first = services.search_products("linen cushion", k=3)
+    again = services.browse_products("linen cushion", page_size=3, sort="price_asc")
+    assert calls == [["linen cushion"]]  # encoded once
+    assert first.hits[0].product == homeware
+    assert {h.product_pk for h in again.hits} == {h.product_pk for h in first.hits}  # the same vector
+    services.search_products("brass lamp", k=3)
+    assert calls[-1] == ["brass lamp"]
+    query._QUERY_VECTORS.clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import IO, Any
 
 import numpy as np
@@ -133,7 +134,7 @@ def encode_query(
     if text and words:
         found = catalogue_expansions(text, model_id, rules)
         strings = [words] + [expansion.variant(text, e) for e in found]
-        vectors = encoder.encode_text(strings)
+        vectors = query_vectors(encoder, model_id, strings)
         weights = np.array([1.0] + [e.weight for e in found], dtype=np.float32)
         text_vector = vectors[0] if not found else fusion.normalize(weights @ np.asarray(vectors, dtype=np.float32))
         words = expansion.expanded_text(words, found)
@@ -158,6 +159,26 @@ def encode_query(
 _CATALOGUE_COUNTS = Memo()
 
 
+#: (model_id, query text) -> its vector, up to ``QUERY_VECTORS`` per process: a vector never changes
+#: for one encoder version (its ``model_id`` names the head), so they are kept until the memo is full
+_QUERY_VECTORS = Memo()
+_FOREVER = float("inf")
+
+
+def query_vectors(encoder: BaseEncoder, model_id: str, texts: list[str]) -> np.ndarray:
+    """``encoder.encode_text(texts)``, the texts encoded before by this process taken from its memo."""
+    size = int(search_settings.QUERY_VECTORS)
+    if size <= 0:
+        return encoder.encode_text(texts)
+    _QUERY_VECTORS.max_entries = size
+
+    def encode(keys: list[Any]) -> dict[Any, np.ndarray]:
+        return dict(zip(keys, encoder.encode_text([text for _, text in keys])))
+
+    found = _QUERY_VECTORS.get_many([(model_id, text) for text in texts], encode, _FOREVER)
+    return np.stack([found[(model_id, text)] for text in texts])
+
+
 def catalogue_expansions(
     text: str, model_id: str, rules: merchandising.Rules | None = None
 ) -> list[expansion.Expansion]:
@@ -172,13 +193,13 @@ def catalogue_expansions(
     store = get_store()
     seconds = float(config["CACHE_SECONDS"])
 
-    def count_terms(terms: list[str], cap: int) -> dict[str, int]:
+    def count_terms(terms: Sequence[str], cap: int) -> dict[str, int]:
         def read(keys: list[Any]) -> dict[Any, int]:
             counts = store.term_counts(model_id, [term for _, _, term in keys], cap=cap)
             return {(model_id, cap, term): counts.get(term, 0) for term in counts}
 
         found = _CATALOGUE_COUNTS.get_many([(model_id, cap, term) for term in terms], read, seconds)
-        return {key[2]: int(count or 0) for key, count in found.items()}
+        return {term: int(found.get((model_id, cap, term)) or 0) for term in terms}
 
     return expansion.plan(
         text,

@@ -191,6 +191,10 @@ def rank_products(
     photo = encoder.photo_relevance()
     sold = photo_sold_here(photo, query) if query.text_vector is None else None
     relevance, cuts = _relevance(trained, photo, query, pool, signals, reranker is not None, sold)
+    cut = _cut(min_relevance, cuts, calibration.RELATED)
+    if cut is not None and relevance is not None:  # before the products load: a cut storefront page loads fewer
+        kept = {rule.product_pk for rule, _, _ in fired if rule.action in ("pin", "boost")}
+        order = [pk for pk in order if relevance.get(pk) is None or relevance[pk] >= cut or pk in kept]
     hits = [
         SearchHit(
             product_pk=pk,
@@ -204,10 +208,6 @@ def rank_products(
     ]
     if nudge is not None:
         _explain_nudge(hits, nudge, plain_scores)
-    cut = _cut(min_relevance, cuts, calibration.RELATED)
-    if cut is not None:
-        kept = {rule.product_pk for rule, _, _ in fired if rule.action in ("pin", "boost")}
-        hits = [hit for hit in hits if hit.relevance is None or hit.relevance >= cut or hit.product_pk in kept]
     query_info: dict[str, Any] = {
         "text": (text or "").strip() or None,
         "image": image is not None,
@@ -429,6 +429,6 @@ def _products(order: list[str], *, prefetch: bool = True) -> list[tuple[str, Any
 
 def prefetch_products(hits: list[SearchHit]) -> None:
     """Run the adapter queryset's ``prefetch_related`` for these hits' products (loaded without it)."""
-    lookups = get_adapter().get_queryset()._prefetch_related_lookups
+    lookups = getattr(get_adapter().get_queryset(), "_prefetch_related_lookups", ())
     if lookups and hits:
         prefetch_related_objects([hit.product for hit in hits], *lookups)

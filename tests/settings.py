@@ -41,9 +41,9 @@ MULTIMODAL_SEARCH = {
     "WARM_UP": os.environ.get("MMSEARCH_WARM_UP", "0") == "1",
     # every test counts its own events (tests/test_recommend.py turns the cache on where it tests it)
     "PERSONALISATION": {"POPULAR_CACHE_SECONDS": 0},
-    # every test counts its own catalogue's words (tests/test_memo.py turns the cache on where it tests it)
+    # every test counts its own catalogue's words (tests/test_search_costs.py turns the cache on where it tests it)
     "EXPANSION": {"CACHE_SECONDS": 0},
-    # every test encodes its queries (tests/test_memo.py turns the memo on where it tests it)
+    # every test encodes its queries (tests/test_search_costs.py turns the memo on where it tests it)
     "QUERY_VECTORS": 0,
 }
 

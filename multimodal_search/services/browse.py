@@ -136,7 +136,7 @@ def browse_products(
         raise SearchError("price_min must be below price_max.")
 
     adapter = get_adapter()
-    # the whole result set is filtered and counted, one page shown: photos and the like only for the page
+    # the whole result set is filtered and counted, one page shown: photos and explanations for the page only
     lean = not adapter.facet_values_use_prefetch
     ranked = rank_products(
         searched,
@@ -148,6 +148,7 @@ def browse_products(
         limit=None,
         personal=personal,
         prefetch=not lean,
+        explain=False,
     )
     if intent.found:
         ranked.query["text"] = (text or "").strip() or None
@@ -171,6 +172,7 @@ def browse_products(
     ordered = _sorted(kept, sort, adapter)
     start = (page - 1) * page_size
     shown = [row.hit for row in ordered[start : start + page_size]]
+    ranked.explain(shown)
     if lean:
         prefetch_products(shown)
     return respond(  # type: ignore[return-value]

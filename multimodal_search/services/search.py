@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,6 +119,14 @@ class Ranked:
     started: float
     cut: float | None
     cuts: Mapping[str, float]
+    #: a hit's explanation (``rank_products(explain=False)`` leaves them empty: :meth:`explain` fills them)
+    explainer: Callable[[SearchHit], dict[str, float]] | None = None
+
+    def explain(self, hits: list[SearchHit]) -> None:
+        """Fill these hits' explanations (the ones shown, when ``rank_products`` ran with ``explain=False``)."""
+        if self.explainer is not None:
+            for hit in hits:
+                hit.explanation = self.explainer(hit)
 
 
 def rank_products(
@@ -132,11 +140,13 @@ def rank_products(
     limit: int | None,
     personal: Taste | None = None,
     prefetch: bool = True,
+    explain: bool = True,
 ) -> Ranked:
     """The ranking ``search_products`` answers from: the first ``limit`` results (None: the whole
     candidate pool, ``FUSION["CANDIDATES"]`` or ``k`` if more), those under the cut left out.
     ``prefetch`` False loads the products without the adapter queryset's ``prefetch_related``
-    (:func:`prefetch_products` then runs it for the ones shown)."""
+    (:func:`prefetch_products` then runs it for the ones shown); ``explain`` False leaves the
+    explanations empty (``Ranked.explain`` fills those of the ones shown)."""
     started = time.perf_counter()
     fusion_settings = search_settings.FUSION
     method = method or fusion_settings["METHOD"]
@@ -195,19 +205,26 @@ def rank_products(
     if cut is not None and relevance is not None:  # before the products load: a cut storefront page loads fewer
         kept = {rule.product_pk for rule, _, _ in fired if rule.action in ("pin", "boost")}
         order = [pk for pk in order if relevance.get(pk) is None or relevance[pk] >= cut or pk in kept]
+
+    def explainer(hit: SearchHit) -> dict[str, float]:
+        shares = fusion.contributions(hit.product_pk, signals, weights, parts=explained)
+        if nudge is not None and nudge.moved.get(hit.product_pk):  # the profile's share in it
+            return taste.explain(shares, plain_scores.get(hit.product_pk, 0.0), hit.score)
+        return shares
+
     hits = [
         SearchHit(
             product_pk=pk,
             product=product,
             score=scores.get(pk, 0.0),  # a pinned product may not be a candidate
             signals={name: values[pk] for name, values in signals.items() if pk in values},
-            explanation=fusion.contributions(pk, signals, weights, parts=explained),
+            explanation={},
             relevance=None if relevance is None else relevance.get(pk),
         )
         for pk, product in _products(order, prefetch=prefetch)
     ]
     if nudge is not None:
-        _explain_nudge(hits, nudge, plain_scores)
+        _personal_entries(hits, nudge)
     query_info: dict[str, Any] = {
         "text": (text or "").strip() or None,
         "image": image is not None,
@@ -231,11 +248,14 @@ def rank_products(
             }
             for rule, how, sim in fired
         ]
-    return Ranked(hits, method, model_id, query_info, started, cut, cuts)
+    result = Ranked(hits, method, model_id, query_info, started, cut, cuts, explainer)
+    if explain:  # a few hundred of them for a search page's whole result set, of which it shows one page
+        result.explain(hits)
+    return result
 
 
-def _explain_nudge(hits: list[SearchHit], nudge: taste.Nudge, plain: Mapping[str, float]) -> None:
-    """Each hit's ``personal`` entry and the profile's share in its explanation."""
+def _personal_entries(hits: list[SearchHit], nudge: taste.Nudge) -> None:
+    """Each hit's ``personal`` entry (the profile's share in its explanation is the explainer's)."""
     for hit in hits:
         if hit.product_pk not in nudge.affinity:
             continue
@@ -244,7 +264,6 @@ def _explain_nudge(hits: list[SearchHit], nudge: taste.Nudge, plain: Mapping[str
         moved = nudge.moved.get(hit.product_pk, 0)
         if moved:
             hit.personal["moved_up"] = moved
-            hit.explanation = taste.explain(hit.explanation, plain.get(hit.product_pk, 0.0), hit.score)
             if hit.product_pk in nudge.because:
                 hit.personal["because"] = nudge.because[hit.product_pk]
 

@@ -1,5 +1,6 @@
-"""Work a search repeats, kept in the process (``services.memo``): the catalogue's term counts for query
-expansion and the query's vector; and photos loaded only for the page a search shows."""
+"""What a search need not do every time: work kept in the process (``services.memo``: the catalogue's term
+counts for query expansion, the query's vector), and a search page's photos and explanations made for the
+page it shows, not for its whole result set."""
 
 from __future__ import annotations
 
@@ -100,3 +101,23 @@ def test_a_refinement_of_the_same_words_skips_the_text_encoder(homeware, setting
     services.search_products("brass lamp", k=3)
     assert calls[-1] == ["brass lamp"]
     query._QUERY_VECTORS.clear()
+
+
+@pytest.mark.django_db
+def test_a_search_page_explains_its_page_only(indexed, client, monkeypatch):
+    from multimodal_search.ranking import fusion
+
+    indexed(*[ProductFactory(title=f"Black hoodie {n}", photos=["black"]) for n in range(6)])
+    explained: list[str] = []
+    contributions = fusion.contributions
+    monkeypatch.setattr(
+        fusion, "contributions", lambda pk, *a, **kw: explained.append(pk) or contributions(pk, *a, **kw)
+    )
+    body = client.get("/api/search/", {"q": "black hoodie", "k": 2}).json()
+    assert body["total"] == 6
+    assert len(explained) == 2 and all(
+        sum(r["explanation"].values()) == pytest.approx(1, abs=1e-3) for r in body["results"]
+    )
+    explained.clear()
+    assert len(services.search_products("black hoodie", k=3).hits[0].explanation) > 1  # search_products: as before
+    assert len(explained) == 3

@@ -196,7 +196,7 @@ def catalogue_expansions(
     def count_terms(terms: Sequence[str], cap: int) -> dict[str, int]:
         def read(keys: list[Any]) -> dict[Any, int]:
             counts = store.term_counts(model_id, [term for _, _, term in keys], cap=cap)
-            return {(model_id, cap, term): counts.get(term, 0) for term in counts}
+            return {(model_id, cap, term): count for term, count in counts.items()}
 
         found = _CATALOGUE_COUNTS.get_many([(model_id, cap, term) for term in terms], read, seconds)
         return {term: int(found.get((model_id, cap, term)) or 0) for term in terms}

@@ -15,6 +15,10 @@
    default search (the same search with the HNSW indexes dropped in a rolled-back transaction, so only
    the vector branches change), overall and inside the 1% and 0.1% categories, and whether every
    filtered query returned a full page. ``EXPLAIN ANALYZE`` of the first-stage statement of the default search.
+5. Judged relevance at the bench's size: nDCG@10 and P@10 of the default search for Luma's judged text
+   queries (``--judged-queries`` of them), a copy counting as relevant as the product it copies, so a
+   change of the candidate pool can be judged where the pool is a small part of the catalogue (on
+   Luma's 463 products it is most of it).
 
 Results: ``bench/results/search-<sizes>.json``, ``.md`` (the README table) and ``search-explain-<size>.txt``.
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import queue
 import random
@@ -59,6 +64,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--m", type=int, help="HNSW m (default: store.sql.HNSW_M)")
     parser.add_argument("--ef-construction", type=int, help="HNSW ef_construction (default: store.sql)")
     parser.add_argument("--ef-search", type=int, help="override MULTIMODAL_SEARCH['HNSW_EF_SEARCH']")
+    parser.add_argument(
+        "--judged-queries", type=int, default=400, help="judged text queries for nDCG@10 at each size (0: none)"
+    )
     parser.add_argument("--fill-only", action="store_true", help="fill and index, measure nothing")
     parser.add_argument("--export", metavar="NPZ", help=argparse.SUPPRESS)  # internal: runs in the source folder
     return parser.parse_args()
@@ -104,8 +112,17 @@ def export(path: Path) -> None:
     fdims = next(as_array(p.feature_vector).size for p in first if p is not None)
     arrays["feature_vector"] = np.stack([as_array(p.feature_vector) if p else np.full(fdims, np.nan) for p in first])
     arrays["shared_vector"] = np.stack([as_array(p.shared_vector) if p else np.full(dims, np.nan) for p in first])
+    from shop.catalog.models import Product
+
+    skus = dict(Product.objects.filter(pk__in=[row.product_pk for row in rows]).values_list("pk", "sku"))
     meta = [
-        {"pk": row.product_pk, "text": row.search_text, "fields": row.fields, "categories": row.categories}
+        {
+            "pk": row.product_pk,
+            "sku": skus.get(int(row.product_pk), ""),
+            "text": row.search_text,
+            "fields": row.fields,
+            "categories": row.categories,
+        }
         for row in rows
     ]
     np.savez(path, meta=json.dumps({"model_id": model_id, "products": meta}), **arrays)
@@ -113,6 +130,8 @@ def export(path: Path) -> None:
 
 def load_source(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     path = ROOT / args.data_dir / "source.npz"
+    if path.exists() and "sku" not in json.loads(str(np.load(path)["meta"]))["products"][0]:
+        path.unlink()  # written before the judged relevance (5.) needed the SKUs: read it again
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "MMSEARCH_DATA_DIR": str((ROOT / args.source).resolve())}
@@ -140,6 +159,7 @@ def fill(meta: dict[str, Any], source: dict[str, np.ndarray], start: int, stop: 
     from psycopg.types.json import Jsonb
 
     from multimodal_search.store import sql
+    from multimodal_search.store.base import pool_vector
     from shop.catalog.models import Product
 
     model_id, products = meta["model_id"], meta["products"]
@@ -165,7 +185,8 @@ def fill(meta: dict[str, Any], source: dict[str, np.ndarray], start: int, stop: 
                 raw.cursor() as cursor,
                 cursor.copy(
                     f"COPY {sql.PRODUCT_TABLE} (product_pk, model_id, content_hash, text_vector, title_vector, image_vector, "
-                    "fused_vector, image_count, categories, fields, search_text, updated_at) FROM STDIN (FORMAT BINARY)"
+                    "fused_vector, pool_vector, image_count, categories, fields, search_text, updated_at) "
+                    "FROM STDIN (FORMAT BINARY)"
                 ) as copy,
             ):
                 copy.set_types(
@@ -173,7 +194,7 @@ def fill(meta: dict[str, Any], source: dict[str, np.ndarray], start: int, stop: 
                         "varchar",
                         "varchar",
                         "varchar",
-                        *["halfvec"] * 4,
+                        *["halfvec"] * 5,
                         "int4",
                         "varchar[]",
                         "jsonb",
@@ -187,6 +208,8 @@ def fill(meta: dict[str, Any], source: dict[str, np.ndarray], start: int, stop: 
                     vectors = [
                         None if np.isnan(mixed[c][n]).any() else HalfVector(mixed[c][n]) for c in PRODUCT_COLUMNS
                     ]
+                    parts = [None if v is None else v.to_numpy() for v in vectors[:3]]  # text, title, photos
+                    vectors.append(HalfVector(pool_vector(*parts)))
                     copy.write_row(
                         [pks[n], model_id, "bench", *vectors, 1, categories, Jsonb(item["fields"]), item["text"], now]
                     )
@@ -441,6 +464,31 @@ def recall(mode: str, items: list[Any], model_id: str, default_method: str) -> d
     return out
 
 
+def judged(rows: list[dict[str, Any]], meta: dict[str, Any], size: int, default_method: str) -> dict[str, Any]:
+    """nDCG@10 and P@10 of the default search for judged text queries; the bench's product ``i`` is a
+    copy of source product ``i % n`` and is as relevant as it (``fill``). The ideal ranking has the
+    copies of the best-judged products first."""
+    from multimodal_search import services
+
+    skus = [product["sku"] for product in meta["products"]]
+    copies = [size // len(skus) + (1 if n < size % len(skus) else 0) for n in range(len(skus))]
+    per_sku = dict(zip(skus, copies))
+    ndcg, precision = [], []
+    for row in rows:
+        hits = services.search_products(row["query"], k=K, method=default_method).hits
+        found = [skus[int(hit.product.sku.rsplit("-", 1)[1]) % len(skus)] for hit in hits]
+        gains = [row["graded"].get(sku, 0) for sku in found]
+        best = sorted((g for sku, g in row["graded"].items() for _ in range(min(K, per_sku.get(sku, 0)))), reverse=True)
+        ideal = _dcg(best[:K])
+        ndcg.append(_dcg(gains) / ideal if ideal else 0.0)
+        precision.append(sum(1 for g in gains if g > 0) / K)
+    return {"queries": len(rows), "ndcg@10": float(np.mean(ndcg)), "p@10": float(np.mean(precision))}
+
+
+def _dcg(gains: list[int]) -> float:
+    return sum((2**g - 1) / math.log2(rank + 2) for rank, g in enumerate(gains))
+
+
 def ef_sweep(mode: str, items: list[Any], model_id: str) -> dict[str, dict[str, float]]:
     """Raw HNSW recall@10 and p50 latency at several ``hnsw.ef_search`` values (one client)."""
     from multimodal_search.store import get_store
@@ -524,6 +572,13 @@ def queries(args: argparse.Namespace) -> tuple[list[str], list[tuple[Any, bytes]
     return text_items, photo_items
 
 
+def judged_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """``--judged-queries`` of the source's judged text queries (a seeded sample)."""
+    path = ROOT / args.source / "eval" / "queries.jsonl"
+    rows = [row for row in map(json.loads, path.open()) if row["kind"] == "text" and row.get("graded")]
+    return random.Random(args.seed).sample(rows, min(args.judged_queries, len(rows)))
+
+
 def table(results: dict[str, Any]) -> str:
     lines = []
     lines.append(f"default method `{results['default_method']}`, re-ranker {results.get('reranker') or 'none'}")
@@ -555,6 +610,12 @@ def table(results: dict[str, Any]) -> str:
                 f"{ef}: {r['recall']:.3f} in {r['p50_ms']:.1f} ms" for ef, r in run[mode]["recall"]["ef_search"].items()
             )
             lines.append(f"raw HNSW recall@10 by ef_search: {sweep}\n")
+            if "judged" in run[mode]:
+                j = run[mode]["judged"]
+                lines.append(
+                    f"judged relevance of the default search ({j['queries']} queries, a copy as relevant as "
+                    f"its product): nDCG@10 {j['ndcg@10']:.4f}, P@10 {j['p@10']:.4f}\n"
+                )
     return "\n".join(lines)
 
 
@@ -598,6 +659,7 @@ def main() -> None:
     sizes = [int(s) for s in args.products.split(",")]
     clients = [int(c) for c in args.clients.split(",")]
     texts, photos = queries(args)
+    rows = judged_rows(args)
     RESULTS.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
         "command": " ".join(sys.argv),
@@ -640,6 +702,8 @@ def main() -> None:
                 "timings": timings,
                 "recall": recall(mode, items, model_id, default_method),
             }
+            if mode == "text" and rows:
+                run[mode]["judged"] = judged(rows, meta, size, default_method)
             print(f"  {mode}: " + json.dumps({k: round(t["1"]["p95"], 1) for k, t in timings.items()}), flush=True)
         explain(texts[0], default_method, size, f"-ef{args.ef_search}" if args.ef_search else "")
         results["sizes"][str(size)] = run

@@ -32,6 +32,9 @@ class ProductEmbedding(models.Model):
     title_vector = HalfVectorField(null=True, blank=True)
     image_vector = HalfVectorField(null=True, blank=True)
     fused_vector = HalfVectorField()
+    #: text + title + photos-in-text-space, each of unit length (``store.base.pool_vector``): its inner
+    #: product with a words query is the sum of those three cosines, so one index finds a words search's candidates
+    pool_vector = HalfVectorField(null=True, blank=True)
     image_count = models.PositiveIntegerField(default=0)
     categories = ArrayField(models.CharField(max_length=1000), default=list, blank=True)
     fields = models.JSONField(default=dict, blank=True)

@@ -106,12 +106,16 @@ def _plans(store: PgvectorStore, query: VectorQuery | None) -> list[str]:
     return [store.explain(query)]
 
 
-@pytest.mark.parametrize("column", ["text_vector", "title_vector", "image_vector", "fused_vector"])
+def _sorts_by_distance(plan: str) -> list[str]:
+    return [line for line in plan.splitlines() if "Sort Key" in line and ("<=>" in line or "<#>" in line)]
+
+
+@pytest.mark.parametrize("column", ["text_vector", "title_vector", "image_vector", "fused_vector", "pool_vector"])
 def test_nearest_product_uses_its_index(store: PgvectorStore, column: str) -> None:
     for plan in _plans(store, store.nearest_query(column, _query(1), Scope(MODEL, 10))):
         assert f"Index Scan using {_index(sql.PRODUCT_TABLE, column)}" in plan, plan
         assert "Seq Scan" not in plan, plan
-        assert not [line for line in plan.splitlines() if "Sort Key" in line and "<=>" in line], plan
+        assert not _sorts_by_distance(plan), plan
 
 
 @pytest.mark.parametrize("column", ["feature_vector", "shared_vector"])
@@ -123,14 +127,15 @@ def test_nearest_photo_uses_its_index(store: PgvectorStore, column: str) -> None
 
 
 def test_every_candidate_branch_uses_its_index(store: PgvectorStore) -> None:
-    """The one statement of the first stage: each of the four HNSW branches reads its index, and no
-    step sorts rows by a vector distance (what an exact scan does). At this size the planner reads
-    the keyword matches and the exact signals of the pool with cheap, bounded sequential scans
-    (``LIMIT`` on the matches; see the keyword test)."""
+    """The one statement of the first stage: each of the five HNSW branches (the pool column's, by inner
+    product, among them) reads its index, and no step sorts rows by a vector distance (what an exact
+    scan does). At this size the planner reads the keyword matches and the exact signals of the pool
+    with cheap, bounded sequential scans (``LIMIT`` on the matches; see the keyword test)."""
     columns = {"text": "text_vector", "title": "title_vector", "image": "image_vector", "fused": "fused_vector"}
+    ranked = {"pool": "pool_vector", **columns}
     request = CandidateRequest(
         vector=_query(3),
-        rank_columns=columns,
+        rank_columns=ranked,
         signal_columns=columns,
         lexical_text="black hoodie",
         extra_pks=["P00001"],
@@ -140,9 +145,9 @@ def test_every_candidate_branch_uses_its_index(store: PgvectorStore) -> None:
     query, names = store.candidates_query(request, Scope(MODEL, 100))
     assert names == ["text", "title", "image", "fused", "lexical", "neighbours"]
     for plan in _plans(store, query):
-        for column in columns.values():
+        for column in ranked.values():
             assert f"Index Scan using {_index(sql.PRODUCT_TABLE, column)}" in plan, plan
-        assert not [line for line in plan.splitlines() if "Sort Key" in line and "<=>" in line], plan
+        assert not _sorts_by_distance(plan), plan
 
 
 def test_candidate_branches_search_deep_enough_for_their_rows(store: PgvectorStore) -> None:
@@ -158,6 +163,12 @@ def test_candidate_branches_search_deep_enough_for_their_rows(store: PgvectorSto
         assert store.nearest_query("text_vector", _query(5), Scope(MODEL, 10, ef_search=configured)).ef_search == (
             configured
         )
+    # the pool column's branch returns POOL_ROWS_FACTOR times the rows: its scan searches at least as deep
+    pooled = CandidateRequest(vector=_query(5), rank_columns={"pool": "pool_vector"}, signal_columns={})
+    query, _names = store.candidates_query(pooled, Scope(MODEL, 200, ef_search=50))
+    assert query is not None and query.ef_search == 200 * sql.POOL_ROWS_FACTOR
+    assert f"LIMIT {200 * sql.POOL_ROWS_FACTOR}" in query.statement
+    assert len(store.candidates(pooled, Scope(MODEL, 200, ef_search=50)).pool) == 200 * sql.POOL_ROWS_FACTOR
 
 
 def test_filtered_reads_return_full_pages(store: PgvectorStore, catalogue: dict[str, ProductVectors]) -> None:

@@ -208,3 +208,19 @@ def test_neighbour_signal_matches_its_definition(indexed):
     assert set(signals["neighbours"]) == set(pool)
     for pk in pool:
         assert signals["neighbours"][pk] == pytest.approx(expected[pk], abs=2e-3)
+
+
+def test_index_stores_the_pool_vector_and_words_search_one_index_for_text_and_photos(indexed):
+    product = ProductFactory(title="red running shoe", description="light trail runner", photos=["red"])
+    indexed(product)
+    row = ProductEmbedding.objects.get(product_pk=str(product.pk))
+    parts = [as_array(vector) for vector in (row.text_vector, row.title_vector, row.image_vector)]
+    assert as_array(row.pool_vector) == pytest.approx(sum(fusion.normalize(p) for p in parts), abs=2e-3)
+    # a words search: text and photo-in-text-space candidates from the pool column, the title its own
+    assert candidates.rank_columns({"text", "title", "image", "lexical"}) == {
+        "pool": "pool_vector",
+        "title": "title_vector",
+    }
+    assert candidates.rank_columns({"text", "lexical"}) == {"text": "text_vector"}
+    found = services.search_products("red running shoe", k=5)
+    assert [hit.product_pk for hit in found.hits] == [str(product.pk)]

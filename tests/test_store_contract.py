@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 
 from multimodal_search.store.base import (
+    POOL_COLUMN,
     BaseVectorStore,
     CandidateRequest,
     Neighbours,
     PhotoVectors,
     ProductVectors,
     Scope,
+    pool_vector,
 )
 from multimodal_search.store.pgvector import PgvectorStore
 
@@ -213,11 +215,36 @@ class VectorStoreContract:
         assert set(found.signals["neighbours"]) == set(found.pool) - {"Q"}
         assert all(-1.0 <= value <= 1.0 + HALF for value in found.signals["neighbours"].values())
 
+    def test_the_pool_column_ranks_by_the_sum_of_three_cosines(
+        self, store: BaseVectorStore, catalogue: dict[str, ProductVectors]
+    ) -> None:
+        """One branch over ``POOL_COLUMN`` takes the products whose text, title and photos-in-text-space
+        cosines to the words add up to most (a product without photos by the other two), its rows
+        ``POOL_ROWS_FACTOR`` times a branch's."""
+        query = unit(np.random.RandomState(6), DIMS)
+
+        def summed(item: ProductVectors) -> float:
+            parts = (item.text_vector, item.title_vector, item.image_vector)
+            return sum(cosine(query, part) for part in parts if part is not None)
+
+        request = CandidateRequest(vector=query, rank_columns={"pool": POOL_COLUMN}, signal_columns={})
+        found = store.candidates(request, Scope(MODEL, 2))
+        ranked = sorted(catalogue, key=lambda pk: -summed(catalogue[pk]))
+        assert set(found.pool) == set(ranked[:6])  # 2 rows x POOL_ROWS_FACTOR 3
+        nearest = store.nearest(POOL_COLUMN, query, Scope(MODEL, 4))
+        assert [pk for pk, _ in nearest] == ranked[:4]
+
     def test_unsafe_model_ids_and_columns_are_refused(self, store: BaseVectorStore) -> None:
         with pytest.raises(ValueError):
             store.ensure_indexes("bad'; drop table x; --", DIMS, FEATURES)
         with pytest.raises(ValueError):
             store.nearest("search_text", np.ones(DIMS), Scope(MODEL, 1))
+
+
+def test_pool_vector_sums_unit_vectors_and_skips_missing_ones() -> None:
+    text, title = np.array([3.0, 0.0], np.float32), np.array([0.0, 0.5], np.float32)
+    assert pool_vector(text, title, None) == pytest.approx([1.0, 1.0])
+    assert pool_vector(text, np.zeros(2, np.float32), np.array([0.0, -2.0])) == pytest.approx([1.0, -1.0])
 
 
 @pytest.mark.django_db

@@ -18,9 +18,20 @@ from typing import Any
 import numpy as np
 
 #: product-level vector columns
-PRODUCT_COLUMNS = ("text_vector", "title_vector", "image_vector", "fused_vector")
+PRODUCT_COLUMNS = ("text_vector", "title_vector", "image_vector", "fused_vector", "pool_vector")
+#: the product column indexed by inner product, not cosine: the sum of the unit text, title and
+#: photo-in-text-space vectors (:func:`pool_vector`), one index for a words search's candidates
+POOL_COLUMN = "pool_vector"
 #: photo-level vector columns
 IMAGE_COLUMNS = ("feature_vector", "shared_vector")
+
+
+def pool_vector(*vectors: np.ndarray | None) -> np.ndarray:
+    """``POOL_COLUMN``'s value: the sum of the given vectors at unit length (None and zero ones left
+    out), so that its inner product with a unit query is the sum of the query's cosines to each."""
+    parts = [np.asarray(x, dtype=np.float32) for x in vectors if x is not None]
+    units = [x / np.linalg.norm(x) for x in parts if np.linalg.norm(x) > 0]
+    return np.asarray(np.sum(units, axis=0, dtype=np.float32))
 
 
 @dataclass(frozen=True)

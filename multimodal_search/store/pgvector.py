@@ -19,12 +19,14 @@ from multimodal_search.models import BackboneVector, ImageEmbedding, ProductEmbe
 from multimodal_search.store import sql
 from multimodal_search.store.base import (
     IMAGE_COLUMNS,
+    POOL_COLUMN,
     PRODUCT_COLUMNS,
     BaseVectorStore,
     CandidateRequest,
     Candidates,
     ProductVectors,
     Scope,
+    pool_vector,
 )
 
 
@@ -47,7 +49,7 @@ class VectorQuery:
 
 #: what a product's row holds besides its key: replaced on every write (``save_products``)
 _STORED_FIELDS = (
-    "content_hash", "text_vector", "title_vector", "image_vector", "fused_vector",
+    "content_hash", "text_vector", "title_vector", "image_vector", "fused_vector", "pool_vector",
     "image_count", "categories", "fields", "search_text", "updated_at",
 )  # fmt: skip
 
@@ -98,6 +100,7 @@ class PgvectorStore(BaseVectorStore):
                 title_vector=item.title_vector,
                 image_vector=item.image_vector,
                 fused_vector=item.fused_vector,
+                pool_vector=pool_vector(item.text_vector, item.title_vector, item.image_vector),
                 image_count=len(item.photos),
                 categories=item.categories,
                 fields=item.fields,
@@ -374,7 +377,8 @@ class PgvectorStore(BaseVectorStore):
             names = names + ["neighbours"]
         else:
             statement += f"SELECT sig.product_pk, {columns}sig.f FROM sig"
-        ef_search = _ef_search(sql.POOL_EF_FACTOR * scope.ef_search, limit)
+        deepest = limit * (sql.POOL_ROWS_FACTOR if POOL_COLUMN in request.rank_columns.values() else 1)
+        ef_search = _ef_search(sql.POOL_EF_FACTOR * scope.ef_search, deepest)
         return VectorQuery(statement + " ORDER BY 1", params, ef_search, bool(categories)), names
 
     # --- reads for autocomplete --------------------------------------------------------------

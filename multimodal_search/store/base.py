@@ -30,8 +30,8 @@ def pool_vector(*vectors: np.ndarray | None) -> np.ndarray:
     """``POOL_COLUMN``'s value: the sum of the given vectors at unit length (None and zero ones left
     out), so that its inner product with a unit query is the sum of the query's cosines to each."""
     parts = [np.asarray(x, dtype=np.float32) for x in vectors if x is not None]
-    units = [x / np.linalg.norm(x) for x in parts if np.linalg.norm(x) > 0]
-    return np.asarray(np.sum(units, axis=0, dtype=np.float32))
+    norms = [float(np.linalg.norm(x)) for x in parts]
+    return np.asarray(np.sum([x / n for x, n in zip(parts, norms) if n > 0], axis=0, dtype=np.float32))
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ from multimodal_search.models import BackboneVector, ImageEmbedding, ProductEmbe
 from multimodal_search.store import sql
 from multimodal_search.store.base import (
     IMAGE_COLUMNS,
-    POOL_COLUMN,
     PRODUCT_COLUMNS,
     BaseVectorStore,
     CandidateRequest,
@@ -377,7 +376,7 @@ class PgvectorStore(BaseVectorStore):
             names = names + ["neighbours"]
         else:
             statement += f"SELECT sig.product_pk, {columns}sig.f FROM sig"
-        deepest = limit * (sql.POOL_ROWS_FACTOR if POOL_COLUMN in request.rank_columns.values() else 1)
+        deepest = max((sql.branch_rows(column, limit) for column in request.rank_columns.values()), default=limit)
         ef_search = _ef_search(sql.POOL_EF_FACTOR * scope.ef_search, deepest)
         return VectorQuery(statement + " ORDER BY 1", params, ef_search, bool(categories)), names
 

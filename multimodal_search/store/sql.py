@@ -57,6 +57,9 @@ POOL_EF_FACTOR = 1
 #: three branches, p50 79 against 90 ms; a prototype without the title's own branch lost 0.017. On
 #: Luma's 463 products (held-out queries, same database) ``rerank`` nDCG@10 moved by 0.0004.
 POOL_ROWS_FACTOR = 3
+#: column -> (HNSW operator class, the distance operator it orders by): cosine unless listed here
+_INNER_PRODUCT = {POOL_COLUMN: ("halfvec_ip_ops", "<#>")}
+_COSINE = ("halfvec_cosine_ops", "<=>")
 #: index tuples a filtered (iterative) HNSW scan may visit before it gives up (pgvector's default: 20,000)
 HNSW_MAX_SCAN_TUPLES = 100_000
 TSVECTOR = "search_vector"  # stored, generated from search_text (migration 0004)
@@ -91,8 +94,13 @@ def cast(column: str, dims: int, alias: str = "", kind: str = "halfvec") -> str:
 def distance(column: str, dims: int, alias: str = "") -> str:
     """The distance of a column to the query parameter (``%s``) that its HNSW index orders by: cosine,
     or the negative inner product for ``POOL_COLUMN`` (a sum of unit vectors)."""
-    operator = "<#>" if column == POOL_COLUMN else "<=>"
+    operator = _INNER_PRODUCT.get(column, _COSINE)[1]
     return f"{cast(column, dims, alias)} {operator} %s::halfvec({int(dims)})"
+
+
+def branch_rows(column: str, limit: int) -> int:
+    """Rows a candidate branch over ``column`` returns: ``limit``, ``POOL_ROWS_FACTOR`` times it for ``POOL_COLUMN``."""
+    return int(limit) * (POOL_ROWS_FACTOR if column == POOL_COLUMN else 1)
 
 
 def similarity(column: str, dims: int, alias: str = "") -> str:
@@ -122,7 +130,7 @@ def index_statements(model_id: str, dimensions: int, feature_dimensions: int) ->
     statements = []
     for table, column in _vector_columns():
         dims = feature_dimensions if column == "feature_vector" else dimensions
-        ops = "halfvec_ip_ops" if column == POOL_COLUMN else "halfvec_cosine_ops"
+        ops = _INNER_PRODUCT.get(column, _COSINE)[0]
         statements.append(
             f"CREATE INDEX IF NOT EXISTS {index_name(table, column, model_id)} ON {table} USING hnsw "
             f"({cast(column, dims)} {ops}) WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION}) "
@@ -193,7 +201,7 @@ def candidate_branches(
         branches.append(
             f"SELECT product_pk FROM {PRODUCT_TABLE} WHERE model_id = '{model_id}' "
             f"AND {column} IS NOT NULL{category_sql} ORDER BY {distance(column, dims)} "
-            f"LIMIT {int(limit) * (POOL_ROWS_FACTOR if column == POOL_COLUMN else 1)}"
+            f"LIMIT {branch_rows(column, limit)}"
         )
         params += ([list(categories)] if categories else []) + [literal]
     if lexical_text:

@@ -44,12 +44,14 @@ HNSW_EF_CONSTRUCTION = 128
 #: part of every index name: a new definition gets new names, and ``ensure_indexes`` replaces the old
 INDEX_VERSION = 2
 #: the candidate statement's branches search this many times deeper than ``HNSW_EF_SEARCH`` (at most
-#: 1,000). They return 100 rows each, not 10, and the photo-in-text-space branch matches words against
-#: photos. At 100,000 products (m = 32) the default search's top 10 agreed with its exact self (every
-#: branch an exact scan) in 0.965 of places at factor 1 (ef_search 400), 0.975 at 1.25 and 0.985 at 2,
-#: and factor 1 took 11 ms off the statement's p50 (README "Performance"). The pool is re-scored
-#: exactly, so deeper branches only add candidates; on the 463-product Luma catalogue every depth is exact.
-POOL_EF_FACTOR = 1
+#: 1,000). They return 100 rows each, the pool column's 300 (``POOL_ROWS_FACTOR``), not 10. At 100,000
+#: products (m = 32, 20 text queries of ``bench/search.py``) the default search's top 10 agreed with its
+#: exact self (every branch an exact scan) in 0.92 of places at factor 1 (ef_search 400, as deep as
+#: the 300 rows need and no deeper), 0.97 at 1.5 and 0.98 at 2, and the p50 of 200 queries did not
+#: move with it (50 ms at each, interleaved); judged nDCG@10 0.7991 at 1 and 0.8009 at 2. With three
+#: 100-row branches factor 1 had given 0.965. The pool is re-scored exactly, so deeper branches only
+#: add candidates; on the 463-product Luma catalogue every depth is exact.
+POOL_EF_FACTOR = 2
 #: the branch over ``POOL_COLUMN`` (text + title + photos in text space) returns this many times the
 #: candidates of one branch: it stands in for the text and photo-in-text-space branches (the title keeps
 #: its own). At 100,000 products (``bench/search.py``'s judged relevance, 400 Luma queries, the two

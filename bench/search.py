@@ -264,8 +264,8 @@ def prewarm() -> dict[str, Any]:
     (``pg_prewarm``), as on a server that has been answering searches for a while; what was read.
 
     Without it the first pass over the queries read pages from disk: on this machine the page cache
-    does not keep the 3.9 GB of a 100,000-product folder, and the same code measured 108 ms p50 cold
-    against 56 ms warm (the p95: 456 against 73 ms)."""
+    does not keep the 3.9 GB of a 100,000-product folder, and the same code measured 110-148 ms p50
+    cold against 56-60 ms warm (the p95: 386-456 against 73-76 ms)."""
     from django.db import connection
 
     from multimodal_search.store import sql

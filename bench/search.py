@@ -266,7 +266,7 @@ def prewarm() -> dict[str, Any]:
     Without it the first pass over the queries read pages from disk: on this machine the page cache
     does not keep the 3.9 GB of a 100,000-product folder, and the same code measured 110-148 ms p50
     cold against 56-60 ms warm (the p95: 386-456 against 73-76 ms)."""
-    from django.db import connection
+    from django.db import DatabaseError, connection
 
     from multimodal_search.store import sql
 
@@ -274,7 +274,7 @@ def prewarm() -> dict[str, Any]:
     with connection.cursor() as cursor:
         try:
             cursor.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
-        except Exception as error:  # a server without the contrib module: measured as it is
+        except DatabaseError as error:  # a server without the contrib module: measured as it is
             print(f"  no pg_prewarm ({error}); timing a cold cache", flush=True)
             return {"prewarmed": False}
         cursor.execute("SHOW shared_buffers")

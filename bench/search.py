@@ -270,7 +270,6 @@ def prewarm() -> dict[str, Any]:
 
     from multimodal_search.store import sql
 
-    tables = f"'{sql.PRODUCT_TABLE}'::regclass, '{sql.IMAGE_TABLE}'::regclass"
     with connection.cursor() as cursor:
         try:
             cursor.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
@@ -279,12 +278,13 @@ def prewarm() -> dict[str, Any]:
             return {"prewarmed": False}
         cursor.execute("SHOW shared_buffers")
         buffers = cursor.fetchone()[0]
+        # the two tables and their TOAST tables, then every index of those
         cursor.execute(
+            "WITH tables AS (SELECT oid AS r FROM pg_class WHERE relname IN (%s, %s) "
+            "UNION SELECT reltoastrelid FROM pg_class WHERE relname IN (%s, %s) AND reltoastrelid <> 0) "
             "SELECT sum(pg_prewarm(r)) * current_setting('block_size')::bigint FROM ("
-            f"SELECT oid AS r FROM pg_class WHERE oid IN ({tables}) "
-            f"UNION SELECT reltoastrelid FROM pg_class WHERE oid IN ({tables}) AND reltoastrelid <> 0 "
-            f"UNION SELECT indexrelid FROM pg_index WHERE indrelid IN ({tables}) "
-            f"OR indrelid IN (SELECT reltoastrelid FROM pg_class WHERE oid IN ({tables}))) s"
+            "SELECT r FROM tables UNION SELECT indexrelid FROM pg_index WHERE indrelid IN (SELECT r FROM tables)) s",
+            2 * [sql.PRODUCT_TABLE, sql.IMAGE_TABLE],
         )
         read = int(cursor.fetchone()[0] or 0)
     print(f"  prewarmed {read / 2**30:.1f} GB into shared_buffers ({buffers})", flush=True)

@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-#: product-level vector columns
-PRODUCT_COLUMNS = ("text_vector", "title_vector", "image_vector", "fused_vector", "pool_vector")
 #: the product column indexed by inner product, not cosine: the sum of the unit text, title and
 #: photo-in-text-space vectors (:func:`pool_vector`), one index for a words search's candidates
 POOL_COLUMN = "pool_vector"
+#: product-level vector columns
+PRODUCT_COLUMNS = ("text_vector", "title_vector", "image_vector", "fused_vector", POOL_COLUMN)
 #: photo-level vector columns
 IMAGE_COLUMNS = ("feature_vector", "shared_vector")
 

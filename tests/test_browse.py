@@ -277,3 +277,39 @@ def test_storefront_page_shows_facets_sort_and_pages(client, shop, settings):
     assert "Price: Under $50" in cheap and "(from your words)" in cheap
     prices = [D(p) for p in re.findall(r'<div class="price">\$([\d.]+)</div>', cheap)]
     assert prices and all(price < 50 for price in prices)
+
+
+@pytest.mark.django_db
+def test_the_result_set_loads_the_facet_fields_only_and_the_page_in_full(shop, monkeypatch):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from shop.catalog.search import ProductAdapter
+
+    def browse() -> Any:
+        return services.browse_products("jacket", filters={"color": ["Black", "Blue"]}, sort="newest", page_size=3)
+
+    with CaptureQueriesContext(connection) as queries:
+        lean = browse()
+    loads = {  # products asked for -> the columns read
+        len(re.search(r'"catalog_product"\."id" IN \(([^)]*)\)', q["sql"]).group(1).split(",")): q["sql"].split(
+            " FROM "
+        )[0]
+        for q in queries.captured_queries
+        if 'FROM "catalog_product"' in q["sql"]
+    }
+    # the whole result set (12 products): the facets' fields, no description or attributes; then the
+    # page's 3 products in full, their photos prefetched
+    assert set(loads) == {len(SPECS), 3}, loads
+    assert '"color"' in loads[len(SPECS)] and '"description"' not in loads[len(SPECS)]
+    assert '"attributes"' not in loads[len(SPECS)] and '"description"' in loads[3]
+    with CaptureQueriesContext(connection) as later:
+        for hit in lean.hits:
+            assert hit.product.description is not None and hit.product.attributes is not None
+            assert list(hit.product.images.all())
+    assert len(later.captured_queries) == 0
+    # the same page, facets, totals and price ranges as loading every field
+    monkeypatch.setattr(ProductAdapter, "facet_fields", None)
+    full = browse()
+    assert _skus(lean) == _skus(full) and (lean.total, lean.pages) == (full.total, full.pages) == (8, 3)
+    assert _counts(lean) == _counts(full) and lean.price_ranges == full.price_ranges

@@ -149,6 +149,7 @@ def browse_products(
         personal=personal,
         prefetch=not lean,
         explain=False,
+        fields=adapter.facet_fields if lean else None,
     )
     if intent.found:
         ranked.query["text"] = (text or "").strip() or None
@@ -174,7 +175,7 @@ def browse_products(
     shown = [row.hit for row in ordered[start : start + page_size]]
     ranked.explain(shown)
     if lean:
-        prefetch_products(shown)
+        prefetch_products(shown, reload=adapter.facet_fields is not None)
     return respond(  # type: ignore[return-value]
         ranked,
         shown,

@@ -141,12 +141,14 @@ def rank_products(
     personal: Taste | None = None,
     prefetch: bool = True,
     explain: bool = True,
+    fields: tuple[str, ...] | None = None,
 ) -> Ranked:
     """The ranking ``search_products`` answers from: the first ``limit`` results (None: the whole
     candidate pool, ``FUSION["CANDIDATES"]`` or ``k`` if more), those under the cut left out.
     ``prefetch`` False loads the products without the adapter queryset's ``prefetch_related``
-    (:func:`prefetch_products` then runs it for the ones shown); ``explain`` False leaves the
-    explanations empty (``Ranked.explain`` fills those of the ones shown)."""
+    (:func:`prefetch_products` then runs it for the ones shown); ``fields`` loads only those model
+    fields (``prefetch_products(..., reload=True)`` then loads the ones shown in full); ``explain``
+    False leaves the explanations empty (``Ranked.explain`` fills those of the ones shown)."""
     started = time.perf_counter()
     fusion_settings = search_settings.FUSION
     method = method or fusion_settings["METHOD"]
@@ -221,7 +223,7 @@ def rank_products(
             explanation={},
             relevance=None if relevance is None else relevance.get(pk),
         )
-        for pk, product in _products(order, prefetch=prefetch)
+        for pk, product in _products(order, prefetch=prefetch, fields=fields)
     ]
     if nudge is not None:
         _personal_entries(hits, nudge)
@@ -436,18 +438,31 @@ def similar_products(product: Any, *, k: int = 8) -> list[SearchHit]:
     ]
 
 
-def _products(order: list[str], *, prefetch: bool = True) -> list[tuple[str, Any]]:
+def _products(
+    order: list[str], *, prefetch: bool = True, fields: tuple[str, ...] | None = None
+) -> list[tuple[str, Any]]:
     """``(pk, product)`` in the given order, for the products the adapter still returns (``prefetch``
-    False: without the queryset's ``prefetch_related``)."""
-    queryset = get_adapter().get_queryset().filter(pk__in=order)
+    False: without the queryset's ``prefetch_related``; ``fields``: only those model fields)."""
+    queryset = get_adapter().get_queryset().filter(pk__in=order).order_by()  # put in ``order`` below
     if not prefetch:
         queryset = queryset.prefetch_related(None)
+    if fields is not None:
+        queryset = queryset.only(*fields)
     products = {str(p.pk): p for p in queryset}
     return [(pk, products[pk]) for pk in order if pk in products]
 
 
-def prefetch_products(hits: list[SearchHit]) -> None:
-    """Run the adapter queryset's ``prefetch_related`` for these hits' products (loaded without it)."""
+def prefetch_products(hits: list[SearchHit], *, reload: bool = False) -> None:
+    """Run the adapter queryset's ``prefetch_related`` for these hits' products (loaded without it).
+
+    ``reload``: they were loaded with some fields only; load them again in full, prefetch included (a
+    product gone since keeps what was loaded)."""
+    if reload:
+        pks = [hit.product_pk for hit in hits]
+        full = {str(p.pk): p for p in get_adapter().get_queryset().filter(pk__in=pks)} if pks else {}
+        for hit in hits:
+            hit.product = full.get(hit.product_pk, hit.product)
+        return
     lookups = getattr(get_adapter().get_queryset(), "_prefetch_related_lookups", ())
     if lookups and hits:
         prefetch_related_objects([hit.product for hit in hits], *lookups)

@@ -59,11 +59,11 @@ class BaseProductAdapter:
     #: then loads its whole result set (a few hundred products, filtered and counted) without the
     #: ``prefetch_related`` and runs it for the page's products only, most of the page's Python time.
     facet_values_use_prefetch = True
-    #: the model fields ``get_facet_values`` and ``get_created_at`` read, as ``QuerySet.only`` takes them
-    #: (``"category__path"`` through the queryset's ``select_related``), or None: every field. With
-    #: ``facet_values_use_prefetch`` False, a search page loads only these for its whole result set and
-    #: then the page's own products in full (one more query): a product's description, attributes and
-    #: the like are not read and parsed for the few hundred products that are only counted.
+    #: the model fields ``get_facet_values`` reads, as ``QuerySet.only`` takes them (``"category__path"``
+    #: through the queryset's ``select_related``), or None: every field. With ``facet_values_use_prefetch``
+    #: False, a search page sorted by relevance or price loads only these for its whole result set and
+    #: then the page's own products in full (one more query): a product's description, attributes,
+    #: timestamps and the like are not read and parsed for the few hundred products only counted.
     facet_fields: tuple[str, ...] | None = None
 
     def get_model(self) -> type[models.Model]:

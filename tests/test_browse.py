@@ -286,8 +286,8 @@ def test_the_result_set_loads_the_facet_fields_only_and_the_page_in_full(shop, m
 
     from shop.catalog.search import ProductAdapter
 
-    def browse() -> Any:
-        return services.browse_products("jacket", filters={"color": ["Black", "Blue"]}, sort="newest", page_size=3)
+    def browse(sort: str = "price_desc") -> Any:
+        return services.browse_products("jacket", filters={"color": ["Black", "Blue"]}, sort=sort, page_size=3)
 
     with CaptureQueriesContext(connection) as queries:
         lean = browse()
@@ -302,7 +302,8 @@ def test_the_result_set_loads_the_facet_fields_only_and_the_page_in_full(shop, m
     # page's 3 products in full, their photos prefetched
     assert set(loads) == {len(SPECS), 3}, loads
     assert '"color"' in loads[len(SPECS)] and '"description"' not in loads[len(SPECS)]
-    assert '"attributes"' not in loads[len(SPECS)] and '"description"' in loads[3]
+    assert '"attributes"' not in loads[len(SPECS)] and '"created_at"' not in loads[len(SPECS)]
+    assert '"description"' in loads[3]
     with CaptureQueriesContext(connection) as later:
         for hit in lean.hits:
             assert hit.product.description is not None and hit.product.attributes is not None
@@ -313,3 +314,11 @@ def test_the_result_set_loads_the_facet_fields_only_and_the_page_in_full(shop, m
     full = browse()
     assert _skus(lean) == _skus(full) and (lean.total, lean.pages) == (full.total, full.pages) == (8, 3)
     assert _counts(lean) == _counts(full) and lean.price_ranges == full.price_ranges
+    # the newest sort reads each product's creation time: the whole set is loaded with every field
+    monkeypatch.undo()
+    with CaptureQueriesContext(connection) as queries:
+        newest = browse("newest")
+    whole = [q["sql"] for q in queries.captured_queries if 'FROM "catalog_product"' in q["sql"]]
+    assert len(whole) == 1 and '"created_at"' in whole[0] and '"description"' in whole[0]
+    moments = [hit.product.created_at for hit in newest.hits]
+    assert len(moments) == 3 and moments == sorted(moments, reverse=True)

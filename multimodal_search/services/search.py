@@ -7,7 +7,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import prefetch_related_objects
+from django.db import connections
+from django.db.models import Model, prefetch_related_objects
+from django.db.models.expressions import RawSQL
 from PIL import Image
 
 from multimodal_search.adapters import get_adapter
@@ -443,13 +445,22 @@ def _products(
 ) -> list[tuple[str, Any]]:
     """``(pk, product)`` in the given order, for the products the adapter still returns (``prefetch``
     False: without the queryset's ``prefetch_related``; ``fields``: only those model fields)."""
-    queryset = get_adapter().get_queryset().filter(pk__in=order).order_by()  # put in ``order`` below
+    queryset = get_adapter().get_queryset()
+    queryset = queryset.filter(pk__in=pk_array(queryset.model, order, queryset.db)).order_by()  # in ``order`` below
     if not prefetch:
         queryset = queryset.prefetch_related(None)
     if fields is not None:
         queryset = queryset.only(*fields)
     products = {str(p.pk): p for p in queryset}
     return [(pk, products[pk]) for pk in order if pk in products]
+
+
+def pk_array(model: type[Model], pks: list[str], alias: str) -> RawSQL:
+    """``pks`` as one array parameter, for ``pk__in``: a search page's few hundred products as ``IN
+    (%s, %s, ...)`` cost Django and psycopg about 4 ms to compose, one array almost nothing."""
+    field = model._meta.pk
+    assert field is not None
+    return RawSQL(f"SELECT unnest(%s::{field.db_type(connections[alias])}[])", [[field.to_python(pk) for pk in pks]])
 
 
 def prefetch_products(hits: list[SearchHit], *, reload: bool = False) -> None:

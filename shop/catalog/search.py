@@ -20,7 +20,7 @@ def _category(product: Product) -> Category | None:
 
 class ProductAdapter(BaseProductAdapter):
     facet_values_use_prefetch = False  # category (select_related), colour, sizes and price: no photos
-    facet_fields = ("category__path", "color", "sizes", "price", "created_at")  # what get_facet_values reads
+    facet_fields = ("category__path", "color", "sizes", "price")  # what get_facet_values reads
 
     def get_model(self) -> type[models.Model]:
         return Product

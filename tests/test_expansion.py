@@ -141,3 +141,21 @@ def test_nothing_is_added_when_the_catalogue_has_no_relative(indexed):
     indexed(ProductFactory(title="Brass table lamp"), ProductFactory(title="Jute rug"))
     response = services.search_products("throw pillow", k=3, method="lexical")
     assert response.hits == [] and "expanded" not in response.query
+
+
+@pytest.mark.django_db
+def test_keyword_matches_are_taken_first_by_the_typed_words(homeware, monkeypatch):
+    """The keyword branch takes first the products with every word typed, not every word searched: an
+    expansion ("cushion") is one more word to match, not one more word to require."""
+    expanded = query.encode_query("throw pillow", None)
+    assert expanded.typed == "throw pillow" and "cushion" in (expanded.text or "")
+    store_class = type(get_store())
+    requests = []
+    original = store_class.candidates
+    monkeypatch.setattr(
+        store_class,
+        "candidates",
+        lambda self, request, scope: requests.append(request) or original(self, request, scope),
+    )
+    services.search_products("throw pillow", k=3)
+    assert requests[0].all_words == "throw pillow" and "cushion" in (requests[0].lexical_text or "")

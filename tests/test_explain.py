@@ -204,6 +204,23 @@ def test_keyword_branch_ranks_a_bounded_set(store: PgvectorStore, monkeypatch: p
             assert float(count) <= 2 * 50, plan
 
 
+def test_keyword_branch_takes_the_typed_words_first(store: PgvectorStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The words searched carry an expansion no product has ("sweatshirt"): the capped set still takes
+    first the products with every word the shopper typed, so a full page of them ranks on top. Had every
+    word searched been required, nothing would match them all and the capped set would be the first
+    matches of any word, mostly products with one of the two."""
+    monkeypatch.setattr(sql, "KEYWORD_MATCH_CAP", 50)
+    words = {"vector": _query(7), "rank_columns": {}, "signal_columns": {}, "lexical_text": "black hoodie sweatshirt"}
+    typed = store.candidates(CandidateRequest(**words, all_words="black hoodie"), Scope(MODEL, 20))
+    best = max(typed.signals["lexical"].values())
+    assert len(typed.pool) == 20 and all(value == pytest.approx(best) for value in typed.signals["lexical"].values())
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT search_text FROM {sql.PRODUCT_TABLE} WHERE product_pk = ANY(%s)", [typed.pool])
+        assert all({"black", "hoodie"} <= set(text.split()) for (text,) in cursor.fetchall())
+    every = store.candidates(CandidateRequest(**words), Scope(MODEL, 20))
+    assert sum(value == pytest.approx(best) for value in every.signals["lexical"].values()) < 20
+
+
 def test_indexes_of_an_older_definition_are_replaced(store: PgvectorStore) -> None:
     """A database indexed before this definition gets the new indexes (new names) and loses the old."""
     old = sql.index_name(sql.PRODUCT_TABLE, "text_vector", MODEL, version=1)

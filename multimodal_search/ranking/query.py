@@ -21,6 +21,7 @@ class Query:
         photo_classes: the query photo's class probabilities (the encoder's classifier; None: it has none).
         gender: the gender the words ask for.
         facets: learned facet -> the values the words name ({"category": ["hoodies & sweatshirts"]}).
+        typed: the shopper's words as typed, without synonyms or expansions (None: as ``text``).
     """
 
     text: str | None
@@ -32,6 +33,7 @@ class Query:
     photo_classes: np.ndarray | None = None
     gender: str | None = None
     facets: dict[str, list[str]] = field(default_factory=dict)
+    typed: str | None = None
 
     @property
     def tie_seed(self) -> str:

@@ -46,6 +46,7 @@ def collect_signals(
                 if name != v.FUSED and (name in names or name in (v.TEXT, v.IMAGE))
             },
             lexical_text=(query.text or "") if v.LEXICAL in names else None,
+            all_words=query.typed,
             extra_pks=visual,
             field_keys=v.fields_for(names),
             neighbours=_neighbours(names),

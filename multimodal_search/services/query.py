@@ -151,6 +151,7 @@ def encode_query(
         photo_colours=colour.colour_distribution(image) if image is not None else None,
         photo_classes=classes,
         facets=named_facets(words, model_id),
+        typed=text,
     )
 
 

@@ -91,6 +91,8 @@ class CandidateRequest:
         rank_columns: signal name -> product column whose nearest products join the pool.
         signal_columns: signal name -> product column scored exactly for every candidate.
         lexical_text: words for the full-text index (candidates and the ``lexical`` signal), or None.
+        all_words: the words a keyword match must all have to be taken first (the shopper's own, without
+            the synonyms and expansions of ``lexical_text``); None: those of ``lexical_text``.
         extra_pks: products added to the pool (e.g. a query photo's nearest products).
         field_keys: stored field keys to return per candidate.
         neighbours: adds the ``neighbours`` signal (see :class:`Neighbours`).
@@ -100,6 +102,7 @@ class CandidateRequest:
     rank_columns: Mapping[str, str]
     signal_columns: Mapping[str, str]
     lexical_text: str | None = None
+    all_words: str | None = None
     extra_pks: Sequence[str] = ()
     field_keys: Sequence[str] = ()
     neighbours: Neighbours | None = None

@@ -340,6 +340,7 @@ class PgvectorStore(BaseVectorStore):
             limit=limit,
             categories=categories,
             lexical_text=request.lexical_text,
+            all_words=request.all_words,
         )
         parts = [f"SELECT product_pk FROM ({branch}) b{i}" for i, branch in enumerate(branches)]
         if request.extra_pks:

@@ -191,9 +191,11 @@ def candidate_branches(
     limit: int,
     categories: Sequence[str],
     lexical_text: str | None,
+    all_words: str | None = None,
 ) -> tuple[list[str], list[Param]]:
     """``SELECT product_pk ... ORDER BY ... LIMIT`` per index, and their parameters in order
-    (``limit`` rows each, ``POOL_ROWS_FACTOR`` times as many from ``POOL_COLUMN``)."""
+    (``limit`` rows each, ``POOL_ROWS_FACTOR`` times as many from ``POOL_COLUMN``; the keyword branch
+    takes first the matches having every one of ``all_words``, default ``lexical_text``'s)."""
     check_model_id(model_id)
     category_sql = " AND categories @> %s::varchar[]" if categories else ""
     branches: list[str] = []
@@ -208,17 +210,19 @@ def candidate_branches(
         params += ([list(categories)] if categories else []) + [literal]
     if lexical_text:
         branches.append(keyword_branch(model_id, limit, category_sql))
-        params += 2 * ([lexical_text, lexical_text] + ([list(categories)] if categories else []))
+        scope: list[Param] = [list(categories)] if categories else []
+        params += [lexical_text, all_words or lexical_text, *scope, lexical_text, lexical_text, *scope]
     return branches, params
 
 
 def keyword_branch(model_id: str, limit: int, category_sql: str) -> str:
     """The top ``limit`` keyword matches by ``ts_rank`` of the OR query, ranking a bounded set.
 
-    Ranked are at most ``KEYWORD_MATCH_CAP`` products that have every word (AND) and as many that
-    have any (OR), taken from the GIN index in storage order, so the cost does not grow with the
-    number of matches. With fewer OR matches than the cap every match is ranked: the result is the
-    same as ranking all matches. Parameters, twice: words, words, [categories].
+    Ranked are at most ``KEYWORD_MATCH_CAP`` products that have every word the shopper typed (AND)
+    and as many that have any word of the OR query (typed words, synonyms and expansions), taken from
+    the GIN index in storage order, so the cost does not grow with the number of matches. With fewer
+    OR matches than the cap every match is ranked: the result is the same as ranking all matches.
+    Parameters: words, typed words, [categories], words, words, [categories].
     """
     cap = int(KEYWORD_MATCH_CAP)
     ranked = (

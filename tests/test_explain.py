@@ -217,6 +217,8 @@ def test_keyword_branch_takes_the_typed_words_first(store: PgvectorStore, monkey
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT search_text FROM {sql.PRODUCT_TABLE} WHERE product_pk = ANY(%s)", [typed.pool])
         assert all({"black", "hoodie"} <= set(text.split()) for (text,) in cursor.fetchall())
+    query = store.candidates_query(CandidateRequest(**words, all_words="black hoodie"), Scope(MODEL, 20))[0]
+    assert query is not None and f"LIMIT {sql.KEYWORD_ALL_ROWS_FACTOR * 20}) UNION" in query.statement
     every = store.candidates(CandidateRequest(**words), Scope(MODEL, 20))
     assert sum(value == pytest.approx(best) for value in every.signals["lexical"].values()) < 20
 

@@ -36,6 +36,11 @@ TSQUERY_ALL = "plainto_tsquery('english'::regconfig, %s)"
 #: 100,000 products 500 took the candidate statement from 73 to 60 ms p50 (1,000 before), and the
 #: default search's top 10 agreed with its exact self as often (0.965 and 0.975 at ef_search 400).
 KEYWORD_MATCH_CAP = 500
+#: of the matches that have every typed word, the keyword branch ranks this many times the rows it returns
+#: (at most ``KEYWORD_MATCH_CAP``). At 100,000 products (400 judged queries, ``bench/search.py``'s
+#: database and re-ranker) judged nDCG@10 was 0.8109 at 2 (200 rows), 0.8105 at 1 and 0.8076 at 500
+#: rows, 0.8014 when the AND set needed the expansion words too; latency moved within the noise.
+KEYWORD_ALL_ROWS_FACTOR = 2
 #: HNSW build parameters (pgvector's defaults are m = 16, ef_construction = 64), chosen with
 #: ``bench/search.py`` at 100,000 products (README "Performance"): text recall@10 0.96 at ef_search 400
 #: against 0.85 with the defaults, for about twice the build time.
@@ -218,18 +223,20 @@ def candidate_branches(
 def keyword_branch(model_id: str, limit: int, category_sql: str) -> str:
     """The top ``limit`` keyword matches by ``ts_rank`` of the OR query, ranking a bounded set.
 
-    Ranked are at most ``KEYWORD_MATCH_CAP`` products that have every word the shopper typed (AND)
-    and as many that have any word of the OR query (typed words, synonyms and expansions), taken from
-    the GIN index in storage order, so the cost does not grow with the number of matches. With fewer
-    OR matches than the cap every match is ranked: the result is the same as ranking all matches.
+    Ranked are ``KEYWORD_ALL_ROWS_FACTOR`` x ``limit`` products that have every word the shopper typed
+    (AND) and ``KEYWORD_MATCH_CAP`` that have any word of the OR query (typed words, synonyms and
+    expansions), taken from the GIN index in storage order, so the cost does not grow with the number
+    of matches. With fewer OR matches than that cap every match is ranked: the result is the same as
+    ranking all matches (the AND matches are among them).
     Parameters: words, typed words, [categories], words, words, [categories].
     """
     cap = int(KEYWORD_MATCH_CAP)
+    all_cap = min(cap, int(KEYWORD_ALL_ROWS_FACTOR) * int(limit))
     ranked = (
         f"SELECT product_pk, ts_rank({TSVECTOR}, {TSQUERY}) AS rank FROM {PRODUCT_TABLE} WHERE model_id = '{model_id}'"
     )
     return (
-        f"SELECT product_pk FROM (({ranked} AND {TSVECTOR} @@ {TSQUERY_ALL}{category_sql} LIMIT {cap}) "
+        f"SELECT product_pk FROM (({ranked} AND {TSVECTOR} @@ {TSQUERY_ALL}{category_sql} LIMIT {all_cap}) "
         f"UNION ({ranked} AND {TSVECTOR} @@ {TSQUERY}{category_sql} LIMIT {cap})) m "
         f"ORDER BY rank DESC, product_pk LIMIT {int(limit)}"
     )

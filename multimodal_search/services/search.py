@@ -445,6 +445,8 @@ def _products(
 ) -> list[tuple[str, Any]]:
     """``(pk, product)`` in the given order, for the products the adapter still returns (``prefetch``
     False: without the queryset's ``prefetch_related``; ``fields``: only those model fields)."""
+    if not order:
+        return []
     queryset = get_adapter().get_queryset()
     queryset = queryset.filter(pk__in=pk_array(queryset.model, order, queryset.db)).order_by()  # in ``order`` below
     if not prefetch:

@@ -10,13 +10,12 @@ import pytest
 from django.db import connection
 
 from multimodal_search.store import sql
-from multimodal_search.store.base import PhotoVectors, ProductVectors
+from multimodal_search.store.base import PRODUCT_COLUMNS, PhotoVectors, ProductVectors
 from multimodal_search.store.pgvector import PgvectorStore
 
 pytestmark = pytest.mark.django_db
 MODEL = "storage-v1"
 DIMS, FEATURES = 384, 2455
-VECTORS = ("text_vector", "title_vector", "image_vector", "fused_vector", "pool_vector")
 
 
 def _unit(rng: np.random.RandomState, dims: int) -> np.ndarray:
@@ -44,10 +43,10 @@ def test_a_product_and_its_photos_are_stored_in_line() -> None:
             cursor.execute("SELECT reloptions FROM pg_class WHERE relname = %s", [table])
             assert "toast_tuple_target=8160" in cursor.fetchone()[0]
         # pg_column_toast_chunk_id: NULL unless the value lies in the TOAST table
-        chunks = ", ".join(f"pg_column_toast_chunk_id({column})" for column in VECTORS)
+        chunks = ", ".join(f"pg_column_toast_chunk_id({column})" for column in PRODUCT_COLUMNS)
         cursor.execute(f"SELECT pg_column_size(t.*), {chunks} FROM {sql.PRODUCT_TABLE} t WHERE model_id = %s", [MODEL])
         size, *toasted = cursor.fetchone()
-        assert size > 2 * 1024 and toasted == [None] * len(VECTORS)  # over the default 2 kB target, yet whole
+        assert size > 2 * 1024 and toasted == [None] * len(PRODUCT_COLUMNS)  # over the default 2 kB target, yet whole
         cursor.execute(
             f"SELECT pg_column_toast_chunk_id(feature_vector), pg_column_toast_chunk_id(shared_vector) "
             f"FROM {sql.IMAGE_TABLE} WHERE model_id = %s",

@@ -448,7 +448,7 @@ def _products(
     if not order:
         return []
     queryset = get_adapter().get_queryset()
-    queryset = queryset.filter(pk__in=pk_array(queryset.model, order, queryset.db)).order_by()  # in ``order`` below
+    queryset = queryset.filter(pk__in=_pk_array(queryset.model, order, queryset.db)).order_by()  # in ``order`` below
     if not prefetch:
         queryset = queryset.prefetch_related(None)
     if fields is not None:
@@ -457,7 +457,7 @@ def _products(
     return [(pk, products[pk]) for pk in order if pk in products]
 
 
-def pk_array(model: type[Model], pks: list[str], alias: str) -> RawSQL:
+def _pk_array(model: type[Model], pks: list[str], alias: str) -> RawSQL:
     """``pks`` as one array parameter, for ``pk__in``: a search page's few hundred products as ``IN
     (%s, %s, ...)`` cost Django and psycopg about 4 ms to compose, one array almost nothing."""
     field = model._meta.pk
@@ -471,8 +471,7 @@ def prefetch_products(hits: list[SearchHit], *, reload: bool = False) -> None:
     ``reload``: they were loaded with some fields only; load them again in full, prefetch included (a
     product gone since keeps what was loaded)."""
     if reload:
-        pks = [hit.product_pk for hit in hits]
-        full = {str(p.pk): p for p in get_adapter().get_queryset().filter(pk__in=pks)} if pks else {}
+        full = dict(_products([hit.product_pk for hit in hits]))
         for hit in hits:
             hit.product = full.get(hit.product_pk, hit.product)
         return

@@ -93,9 +93,9 @@ def to_literal(vector: np.ndarray) -> str:
     return "[" + ",".join(f"{x:.6g}" for x in np.asarray(vector, dtype=np.float32).ravel()) + "]"
 
 
-def cast(column: str, dims: int, alias: str = "", kind: str = "halfvec") -> str:
+def cast(column: str, dims: int, alias: str = "") -> str:
     """The indexed expression of a column: ``(alias.column::halfvec(dims))``."""
-    return f"({alias}{column}::{kind}({int(dims)}))"
+    return f"({alias}{column}::halfvec({int(dims)}))"
 
 
 def distance(column: str, dims: int, alias: str = "") -> str:

@@ -549,23 +549,31 @@ def ef_sweep(mode: str, items: list[Any], model_id: str) -> dict[str, dict[str, 
 
 
 def explain(text: str, default_method: str, size: int, suffix: str = "") -> None:
-    """EXPLAIN ANALYZE of the first-stage statement of the default search, saved beside the numbers."""
-    from django.db import connection, transaction
-    from django.test.utils import CaptureQueriesContext
-
+    """EXPLAIN ANALYZE of the first-stage statement of the default search (and of the branches it runs
+    through ``store.sql.NEAREST_FUNCTION``), saved beside the numbers."""
     from multimodal_search import services
+    from multimodal_search.store import get_store
 
-    with CaptureQueriesContext(connection) as captured:
+    store = get_store()
+    captured = []
+    candidates = type(store).candidates
+
+    def capture(self: Any, request: Any, scope: Any) -> Any:
+        captured.append(self.candidates_query(request, scope)[0])
+        return candidates(self, request, scope)
+
+    type(store).candidates = capture  # type: ignore[method-assign]
+    try:
         services.search_products(text, k=K, method=default_method)
-    statement = max((q["sql"] for q in captured.captured_queries), key=len)
-    settings = [q["sql"] for q in captured.captured_queries if q["sql"].startswith("SET LOCAL")]
-    with transaction.atomic(), connection.cursor() as cursor:
-        for setting in settings:
-            cursor.execute(setting)
-        cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement)
-        plan = "\n".join(row[0] for row in cursor.fetchall())
+    finally:
+        type(store).candidates = candidates  # type: ignore[method-assign]
+    query = captured[0]
+    plan = store.explain(query, analyze=True)
     path = RESULTS / f"search-explain-{size}{suffix}.txt"
-    path.write_text(f"-- default search ({default_method}) for {text!r}, {size:,} products\n{statement}\n\n{plan}\n")
+    path.write_text(
+        f"-- default search ({default_method}) for {text!r}, {size:,} products, hnsw.ef_search {query.ef_search}\n"
+        f"{query.statement}\n\n{plan}\n"
+    )
 
 
 # --- main ---------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from multimodal_search.store import sql
 from multimodal_search.store.base import CandidateRequest, Neighbours, PhotoVectors, ProductVectors, Scope
@@ -159,7 +159,7 @@ def test_candidate_branches_search_deep_enough_for_their_rows(store: PgvectorSto
         expected = min(1000, max(100, round(sql.POOL_EF_FACTOR * configured)))
         query, _names = store.candidates_query(request, Scope(MODEL, 100, ef_search=configured))
         assert query is not None and query.ef_search == expected
-        assert f"SET LOCAL hnsw.ef_search = {expected}" in sql.session_settings(query.ef_search, False)
+        assert f"set_config('hnsw.ef_search', '{expected}', true)" in sql.session_settings(query.ef_search, False)[0]
         assert store.nearest_query("text_vector", _query(5), Scope(MODEL, 10, ef_search=configured)).ef_search == (
             configured
         )
@@ -169,6 +169,39 @@ def test_candidate_branches_search_deep_enough_for_their_rows(store: PgvectorSto
     assert query is not None and query.ef_search == 200 * sql.POOL_ROWS_FACTOR
     assert f"LIMIT {200 * sql.POOL_ROWS_FACTOR}" in query.statement
     assert len(store.candidates(pooled, Scope(MODEL, 200, ef_search=50)).pool) == 200 * sql.POOL_ROWS_FACTOR
+
+
+def test_shallower_branches_run_at_their_own_ef_search(store: PgvectorStore) -> None:
+    """The pool column's branch returns three times the title's rows: the statement runs at the pool's
+    ``ef_search`` (2 x 400) and the title's branch, through ``sql.NEAREST_FUNCTION``, at the configured
+    400 (as deep per row returned would be 267: the configured value is the floor). The
+    function's setting holds for its own scan only: an HNSW scan returns at most ``ef_search`` rows, so at
+    10 a branch asking for 100 returns 10, and the caller's setting is the same afterwards."""
+    ranked = {"pool": "pool_vector", "title": "title_vector"}
+    request = CandidateRequest(vector=_query(8), rank_columns=ranked, signal_columns={})
+    for categories in ([], ["C9"]):
+        query, _names = store.candidates_query(request, Scope(MODEL, 100, categories, ef_search=400))
+        assert query is not None and query.ef_search == 800
+        assert [(branch.ef_search, "title_vector" in branch.statement) for branch in query.inner] == [(400, True)]
+        assert query.statement.count(f"{sql.NEAREST_FUNCTION}(") == 1
+        found = store.candidates(request, Scope(MODEL, 100, categories, ef_search=400)).pool
+        with transaction.atomic(), connection.cursor() as cursor:  # the title's branch on its own, as deep
+            title = [row[0] for row in PgvectorStore._run(cursor, query.inner[0])]
+        assert len(title) == (100 if not categories else 30) and set(title) <= set(found)
+    inner = sql.nearest_branch("title_vector", DIMS, MODEL, 100, False, ("$1", "$2"))
+    with transaction.atomic(), connection.cursor() as cursor:
+        for setting in sql.session_settings(100, False):
+            cursor.execute(setting)
+        cursor.execute(
+            f"SELECT count(*), current_setting('hnsw.ef_search') FROM {sql.NEAREST_FUNCTION}(%s, %s, %s::varchar[], 10)",
+            [inner, sql.to_literal(_query(8)), []],
+        )
+        assert cursor.fetchone() == (10, "100")
+        cursor.execute(
+            f"SELECT count(*) FROM {sql.NEAREST_FUNCTION}(%s, %s, %s::varchar[], 100)",
+            [inner, sql.to_literal(_query(8)), []],
+        )
+        assert cursor.fetchone() == (100,)
 
 
 def test_filtered_reads_return_full_pages(store: PgvectorStore, catalogue: dict[str, ProductVectors]) -> None:

@@ -44,6 +44,9 @@ class VectorQuery:
     params: list[sql.Param]
     ef_search: int
     filtered: bool
+    #: the branches the statement runs through ``sql.NEAREST_FUNCTION`` at their own ``ef_search``, as
+    #: statements of their own (for ``explain``: the statement's plan shows only a function scan)
+    inner: tuple[VectorQuery, ...] = ()
 
 
 #: what a product's row holds besides its key: replaced on every write (``save_products``)
@@ -258,7 +261,11 @@ class PgvectorStore(BaseVectorStore):
             found = self._run(
                 cursor, VectorQuery(prefix + query.statement, query.params, query.ef_search, query.filtered)
             )
-            return "\n".join(str(row[0]) for row in found)
+        plan = "\n".join(str(row[0]) for row in found)
+        for branch in query.inner:  # each at its own setting, as the function runs it
+            plan += f"\n\n-- {sql.NEAREST_FUNCTION} at hnsw.ef_search = {branch.ef_search}:\n"
+            plan += self.explain(branch, analyze=analyze)
+        return plan
 
     @staticmethod
     def _run(cursor: CursorWrapper, query: VectorQuery) -> list[tuple[Any, ...]]:
@@ -332,6 +339,15 @@ class PgvectorStore(BaseVectorStore):
         model_id, limit, categories = scope.model_id, scope.limit, scope.categories
         dims = int(np.asarray(request.vector).size)
         literal = sql.to_literal(request.vector)
+        rows = {column: sql.branch_rows(column, limit) for column in request.rank_columns.values()}
+        deepest = max(rows.values(), default=limit)
+        ef_search = sql.branch_ef_search(deepest, deepest, scope.ef_search)
+        # the shallower branches search only as deep as their rows need, each at its own setting
+        shallower = {
+            column: ef
+            for column, ef in ((c, sql.branch_ef_search(n, deepest, scope.ef_search)) for c, n in rows.items())
+            if ef < ef_search
+        }
         branches, pool_params = sql.candidate_branches(
             request.rank_columns,
             dims,
@@ -341,6 +357,16 @@ class PgvectorStore(BaseVectorStore):
             categories=categories,
             lexical_text=request.lexical_text,
             all_words=request.all_words,
+            ef_search=shallower,
+        )
+        inner = tuple(
+            VectorQuery(
+                sql.nearest_branch(column, dims, model_id, rows[column], bool(categories)),
+                [*([list(categories)] if categories else []), literal],
+                ef,
+                bool(categories),
+            )
+            for column, ef in shallower.items()
         )
         parts = [f"SELECT product_pk FROM ({branch}) b{i}" for i, branch in enumerate(branches)]
         if request.extra_pks:
@@ -377,9 +403,7 @@ class PgvectorStore(BaseVectorStore):
             names = names + ["neighbours"]
         else:
             statement += f"SELECT sig.product_pk, {columns}sig.f FROM sig"
-        deepest = max((sql.branch_rows(column, limit) for column in request.rank_columns.values()), default=limit)
-        ef_search = _ef_search(sql.POOL_EF_FACTOR * scope.ef_search, deepest)
-        return VectorQuery(statement + " ORDER BY 1", params, ef_search, bool(categories)), names
+        return VectorQuery(statement + " ORDER BY 1", params, ef_search, bool(categories), inner), names
 
     # --- reads for autocomplete --------------------------------------------------------------
 

@@ -159,7 +159,7 @@ def test_candidate_branches_search_deep_enough_for_their_rows(store: PgvectorSto
         expected = min(1000, max(100, round(sql.POOL_EF_FACTOR * configured)))
         query, _names = store.candidates_query(request, Scope(MODEL, 100, ef_search=configured))
         assert query is not None and query.ef_search == expected
-        assert f"set_config('hnsw.ef_search', '{expected}', true)" in sql.session_settings(query.ef_search, False)[0]
+        assert f"SET LOCAL hnsw.ef_search = {expected}" in sql.session_settings(query.ef_search, False)
         assert store.nearest_query("text_vector", _query(5), Scope(MODEL, 10, ef_search=configured)).ef_search == (
             configured
         )
@@ -202,6 +202,27 @@ def test_shallower_branches_run_at_their_own_ef_search(store: PgvectorStore) -> 
             [inner, sql.to_literal(_query(8)), []],
         )
         assert cursor.fetchone() == (100,)
+
+
+def test_a_read_never_inherits_another_reads_settings(store: PgvectorStore) -> None:
+    """``SET LOCAL`` lasts until the transaction ends (a request's, with ``ATOMIC_REQUESTS``; here the
+    test's): each read writes all of its settings, so an unfiltered read after a filtered one runs
+    without the iterative scan, and a filtered one after it with sequential scans and sorts back on."""
+
+    def current() -> tuple[str, ...]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT current_setting('hnsw.iterative_scan'), current_setting('enable_seqscan'), "
+                "current_setting('enable_sort')"
+            )
+            return tuple(cursor.fetchone())
+
+    store.nearest("text_vector", _query(9), Scope(MODEL, 10, ["C9"]))
+    assert current() == ("relaxed_order", "on", "on")
+    store.nearest("text_vector", _query(9), Scope(MODEL, 10))
+    assert current() == ("off", "off", "off")
+    store.nearest("text_vector", _query(9), Scope(MODEL, 10, ["C9"]))
+    assert current() == ("relaxed_order", "on", "on")
 
 
 def test_filtered_reads_return_full_pages(store: PgvectorStore, catalogue: dict[str, ProductVectors]) -> None:

@@ -221,7 +221,7 @@ def test_searches_read_the_vectors_from_the_replica(replica: str, pil_photo: Any
     assert by_photo.hits[0].product_pk == str(bottle.pk)
     assert [hit.product_pk for hit in similar] == [str(bottle.pk)]
     on_replica_sql = " ".join(_touches_vectors(on_replica.captured_queries))
-    assert "set_config('hnsw.ef_search'" in " ".join(q["sql"] for q in on_replica.captured_queries)
+    assert "SET LOCAL hnsw.ef_search" in " ".join(q["sql"] for q in on_replica.captured_queries)
     assert sql.PRODUCT_TABLE in on_replica_sql and sql.IMAGE_TABLE in on_replica_sql
     assert _touches_vectors(on_primary.captured_queries) == []  # the primary only served the product rows
 

@@ -269,8 +269,7 @@ class PgvectorStore(BaseVectorStore):
 
     @staticmethod
     def _run(cursor: CursorWrapper, query: VectorQuery) -> list[tuple[Any, ...]]:
-        for setting in sql.session_settings(query.ef_search, query.filtered):
-            cursor.execute(setting)
+        cursor.execute("; ".join(sql.session_settings(query.ef_search, query.filtered)))  # one round trip
         cursor.execute(query.statement, query.params)
         return list(cursor.fetchall())
 

@@ -163,10 +163,9 @@ def drop_index_statements(model_id: str) -> list[str]:
 
 
 def session_settings(ef_search: int, filtered: bool) -> list[str]:
-    """The statement that sets, for the rest of the transaction (``set_config(..., true)``, as ``SET
-    LOCAL``), what one vector read runs under: one round trip, and every setting written each time, so a
-    read never inherits another's from earlier in the same transaction (a filtered read's iterative
-    scan, an unfiltered read's sequential scans off).
+    """``SET LOCAL`` statements for one vector read (inside a transaction; the store sends them in one
+    round trip). Every setting is written each time, so a read never inherits another's from earlier
+    in the same transaction (a filtered read's iterative scan, an unfiltered read's sequential scans off).
 
     ``hnsw.ef_search`` is how many candidates the graph search keeps (recall against latency).
 
@@ -188,7 +187,7 @@ def session_settings(ef_search: int, filtered: bool) -> list[str]:
         "enable_seqscan": "on" if filtered else "off",
         "enable_sort": "on" if filtered else "off",
     }
-    return ["SELECT " + ", ".join(f"set_config('{name}', '{value}', true)" for name, value in settings.items())]
+    return [f"SET LOCAL {name} = {value}" for name, value in settings.items()]
 
 
 def branch_ef_search(rows: int, deepest: int, ef_search: int) -> int:

@@ -340,13 +340,10 @@ class PgvectorStore(BaseVectorStore):
         literal = sql.to_literal(request.vector)
         rows = {column: sql.branch_rows(column, limit) for column in request.rank_columns.values()}
         deepest = max(rows.values(), default=limit)
-        ef_search = sql.branch_ef_search(deepest, deepest, scope.ef_search)
+        depths = {column: sql.branch_ef_search(n, deepest, scope.ef_search) for column, n in rows.items()}
+        ef_search = sql.branch_ef_search(deepest, deepest, scope.ef_search)  # the deepest branch's
         # the shallower branches search only as deep as their rows need, each at its own setting
-        shallower = {
-            column: ef
-            for column, ef in ((c, sql.branch_ef_search(n, deepest, scope.ef_search)) for c, n in rows.items())
-            if ef < ef_search
-        }
+        shallower = {column: ef for column, ef in depths.items() if ef < ef_search}
         branches, pool_params = sql.candidate_branches(
             request.rank_columns,
             dims,

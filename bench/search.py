@@ -254,13 +254,13 @@ def build_indexes(model_id: str, dims: int, fdims: int) -> float:
         cursor.execute("SET max_parallel_maintenance_workers = 2")
     PgvectorStore().ensure_indexes(model_id, dims, fdims)
     with connection.cursor() as cursor:
-        cursor.execute(f"VACUUM ANALYZE {sql.PRODUCT_TABLE}")
-        cursor.execute(f"VACUUM ANALYZE {sql.IMAGE_TABLE}")
+        for table in (sql.PRODUCT_TABLE, sql.IMAGE_TABLE, sql.TERM_TABLE):  # index-only scans need the visibility map
+            cursor.execute(f"VACUUM ANALYZE {table}")
     return time.perf_counter() - started
 
 
 def prewarm() -> dict[str, Any]:
-    """Reads the vector tables, their TOAST tables and every index of them into shared buffers
+    """Reads the vector tables, the word table, their TOAST tables and every index of them into shared buffers
     (``pg_prewarm``), as on a server that has been answering searches for a while; what was read.
 
     Without it the first pass over the queries read pages from disk: on this machine the page cache
@@ -278,13 +278,13 @@ def prewarm() -> dict[str, Any]:
             return {"prewarmed": False}
         cursor.execute("SHOW shared_buffers")
         buffers = cursor.fetchone()[0]
-        # the two tables and their TOAST tables, then every index of those
+        # the two vector tables, the keyword branch's word table and their TOAST tables, then every index of those
         cursor.execute(
-            "WITH tables AS (SELECT oid AS r FROM pg_class WHERE relname IN (%s, %s) "
-            "UNION SELECT reltoastrelid FROM pg_class WHERE relname IN (%s, %s) AND reltoastrelid <> 0) "
+            "WITH tables AS (SELECT oid AS r FROM pg_class WHERE relname IN (%s, %s, %s) "
+            "UNION SELECT reltoastrelid FROM pg_class WHERE relname IN (%s, %s, %s) AND reltoastrelid <> 0) "
             "SELECT sum(pg_prewarm(r)) * current_setting('block_size')::bigint FROM ("
             "SELECT r FROM tables UNION SELECT indexrelid FROM pg_index WHERE indrelid IN (SELECT r FROM tables)) s",
-            2 * [sql.PRODUCT_TABLE, sql.IMAGE_TABLE],
+            2 * [sql.PRODUCT_TABLE, sql.IMAGE_TABLE, sql.TERM_TABLE],
         )
         read = int(cursor.fetchone()[0] or 0)
     print(f"  prewarmed {read / 2**30:.1f} GB into shared_buffers ({buffers})", flush=True)

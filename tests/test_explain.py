@@ -240,7 +240,9 @@ def test_filtered_reads_return_full_pages(store: PgvectorStore, catalogue: dict[
 def test_keyword_branch_ranks_a_bounded_set(store: PgvectorStore, monkeypatch: pytest.MonkeyPatch) -> None:
     """ "black hoodie" (OR) matches about half of the products and about 200 have both words: with a
     cap of 50, products with every word still come first, the page is full, and no step of the plan
-    after the GIN index handles more than the capped rows."""
+    after the GIN index handles more than the capped rows. The OR matches are read from the word
+    table's B-tree, at most the cap per word, never as a bitmap of every match (only the AND half's
+    matches go through the GIN index)."""
     request = CandidateRequest(vector=_query(6), rank_columns={}, signal_columns={}, lexical_text="black hoodie")
     uncapped = store.candidates(request, Scope(MODEL, 20))
     best = max(uncapped.signals["lexical"].values())
@@ -256,6 +258,10 @@ def test_keyword_branch_ranks_a_bounded_set(store: PgvectorStore, monkeypatch: p
     for node, count in rows:
         if "Bitmap Index Scan" not in node and "BitmapOr" not in node:
             assert float(count) <= 2 * 50, plan
+    words = re.findall(r"Index (?:Only )?Scan using mmsearch_keywordterm_rank .*?rows=([\d.]+) loops=(\d+)", plan)
+    assert words == [("50.00", "2")], plan  # each word's best 50, for each of the two words
+    matched = [line for line in plan.splitlines() if re.search(r"(Cond|Filter):.*search_vector @@", line)]
+    assert matched and all("&" in line and "|" not in line for line in matched), plan  # the AND half only
 
 
 def test_keyword_branch_takes_the_typed_words_first(store: PgvectorStore, monkeypatch: pytest.MonkeyPatch) -> None:

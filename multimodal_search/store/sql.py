@@ -30,16 +30,18 @@ _SAFE_MODEL_ID = re.compile(r"^[A-Za-z0-9:._/+@=-]{1,200}$")
 TSQUERY = "replace(plainto_tsquery('english'::regconfig, %s)::text, '&', '|')::tsquery"
 #: the query words as an AND of their lexemes (products that have every word)
 TSQUERY_ALL = "plainto_tsquery('english'::regconfig, %s)"
-#: keyword matches ranked per query (each of the AND and the OR match): ``ts_rank`` reads every
-#: matching row's tsvector, so without a cap a common word ("black") ranks half the catalogue.
-#: Fewer matches than this (the Luma catalogue has 463 products) rank exactly as without a cap. At
-#: 100,000 products 500 took the candidate statement from 73 to 60 ms p50 (1,000 before), and the
-#: default search's top 10 agreed with its exact self as often (0.965 and 0.975 at ef_search 400).
+#: keyword matches read per query word (its best by its own ``ts_rank``, from ``TERM_TABLE``), and per
+#: filtered query (any word, in storage order, from the GIN indexes): a common word ("black") matches
+#: half the catalogue. A word with fewer matches than this (the Luma catalogue has 463 products) is read
+#: whole, so the result is that of ranking every match. At 100,000 products the GIN version of the OR
+#: half at 500 took the candidate statement from 73 to 60 ms p50 (1,000 before), and the default
+#: search's top 10 agreed with its exact self as often (0.965 and 0.975 at ef_search 400).
 KEYWORD_MATCH_CAP = 500
 #: of the matches that have every typed word, the keyword branch ranks this many times the rows it returns
 #: (at most ``KEYWORD_MATCH_CAP``). At 100,000 products (400 judged queries, ``bench/search.py``'s
 #: database and re-ranker) judged nDCG@10 was 0.8109 at 2 (200 rows), 0.8105 at 1 and 0.8076 at 500
-#: rows, 0.8014 when the AND set needed the expansion words too; latency moved within the noise.
+#: rows, 0.8014 when the AND set needed the expansion words too; latency moved within the noise. The OR
+#: half (``best_matches``) keeps as many of its best.
 KEYWORD_ALL_ROWS_FACTOR = 2
 #: HNSW build parameters (pgvector's defaults are m = 16, ef_construction = 64), chosen with
 #: ``bench/search.py`` at 100,000 products (README "Performance"): text recall@10 0.96 at ef_search 400
@@ -221,7 +223,6 @@ def candidate_branches(
     ``ef_search``: column -> the ``hnsw.ef_search`` its branch runs at, where it is less than the
     statement's (one statement has one setting): that branch runs through ``NEAREST_FUNCTION``."""
     check_model_id(model_id)
-    category_sql = " AND categories @> %s::varchar[]" if categories else ""
     branches: list[str] = []
     params: list[Param] = []
     scope: list[Param] = [list(categories)] if categories else []
@@ -237,8 +238,9 @@ def candidate_branches(
         )
         params += [inner, literal, list(categories)]
     if lexical_text:
-        branches.append(keyword_branch(model_id, limit, category_sql))
-        params += [lexical_text, all_words or lexical_text, *scope, lexical_text, lexical_text, *scope]
+        statement, keyword_params = keyword_branch(model_id, limit, categories, lexical_text, all_words or lexical_text)
+        branches.append(statement)
+        params += keyword_params
     return branches, params
 
 
@@ -263,25 +265,66 @@ def nearest_branch(
     )
 
 
-def keyword_branch(model_id: str, limit: int, category_sql: str) -> str:
-    """The top ``limit`` keyword matches by ``ts_rank`` of the OR query, ranking a bounded set.
+def keyword_branch(
+    model_id: str, limit: int, categories: Sequence[str], words: str, typed: str
+) -> tuple[str, list[Param]]:
+    """The top ``limit`` keyword matches by ``ts_rank`` of the OR query of ``words``, ranking a bounded
+    set, and the statement's parameters.
 
     Ranked are ``KEYWORD_ALL_ROWS_FACTOR`` x ``limit`` products that have every word the shopper typed
-    (AND) and ``KEYWORD_MATCH_CAP`` that have any word of the OR query (typed words, synonyms and
-    expansions), taken from the GIN index in storage order, so the cost does not grow with the number
-    of matches. With fewer OR matches than that cap every match is ranked: the result is the same as
-    ranking all matches (the AND matches are among them).
-    Parameters: words, typed words, [categories], words, words, [categories].
+    (``typed``, AND, from the GIN index) and as many of the best matches of the OR query (typed words,
+    synonyms and expansions, :func:`best_matches`), whose cost does not grow with the number of products
+    having a word. When no word has more matches than ``KEYWORD_MATCH_CAP``, the OR half holds the
+    products that ranking every match would (the Luma catalogue has 463 products). Filtered by
+    ``categories``, the OR half takes ``KEYWORD_MATCH_CAP`` matches in the categories from the GIN
+    indexes instead, in storage order.
     """
+    check_model_id(model_id)
     cap = int(KEYWORD_MATCH_CAP)
     all_cap = min(cap, int(KEYWORD_ALL_ROWS_FACTOR) * int(limit))
+    scope: list[Param] = [list(categories)] if categories else []
+    in_scope = " AND categories @> %s::varchar[]" if categories else ""
     ranked = (
         f"SELECT product_pk, ts_rank({TSVECTOR}, {TSQUERY}) AS rank FROM {PRODUCT_TABLE} WHERE model_id = '{model_id}'"
     )
+    every = f"{ranked} AND {TSVECTOR} @@ {TSQUERY_ALL}{in_scope} LIMIT {all_cap}"
+    params: list[Param] = [words, typed, *scope]
+    if categories:
+        best = f"{ranked} AND {TSVECTOR} @@ {TSQUERY}{in_scope} LIMIT {cap}"
+        params += [words, words, *scope]
+    else:
+        best = best_matches(model_id, all_cap)
+        params.append(words)
+    # a product in both halves has its rank from each (ts_rank, and the sum of the stored ranks): its best
+    statement = (
+        f"SELECT product_pk FROM (({every}) UNION ALL ({best})) m "
+        f"GROUP BY product_pk ORDER BY max(rank) DESC, product_pk LIMIT {int(limit)}"
+    )
+    return statement, params
+
+
+#: each product row's lexemes with their own ``ts_rank`` in it (migration 0016, kept by triggers)
+TERM_TABLE = "multimodal_search_keywordterm"
+
+
+def best_matches(model_id: str, rows: int) -> str:
+    """``product_pk, rank``: the ``rows`` best matches of an OR query by ``ts_rank``, read from
+    ``TERM_TABLE`` alone: each query word's ``KEYWORD_MATCH_CAP`` best rows by that word's own rank,
+    through a B-tree that stops there however many products have the word. ``ts_rank`` of an OR query
+    (normalisation 0) is the sum of its distinct words' own ranks over their number, so that sum is the
+    rank of a product among every word's best rows. Parameter: the words."""
+    check_model_id(model_id)
+    words = (
+        "(SELECT a, cardinality(a) AS n FROM tsvector_to_array(to_tsvector('english'::regconfig, %s)) AS a) w "
+        "CROSS JOIN unnest(w.a) AS q(lexeme)"
+    )
+    per_word = (
+        f"SELECT product_pk, impact FROM {TERM_TABLE} WHERE model_key = mmsearch_model_key('{model_id}') "
+        f"AND lexeme = q.lexeme ORDER BY impact DESC, product_pk LIMIT {int(KEYWORD_MATCH_CAP)}"
+    )
     return (
-        f"SELECT product_pk FROM (({ranked} AND {TSVECTOR} @@ {TSQUERY_ALL}{category_sql} LIMIT {all_cap}) "
-        f"UNION ({ranked} AND {TSVECTOR} @@ {TSQUERY}{category_sql} LIMIT {cap})) m "
-        f"ORDER BY rank DESC, product_pk LIMIT {int(limit)}"
+        f"SELECT t.product_pk, (sum(t.impact::float8) / max(w.n))::real AS rank "
+        f"FROM {words} CROSS JOIN LATERAL ({per_word}) t GROUP BY t.product_pk ORDER BY 2 DESC, 1 LIMIT {int(rows)}"
     )
 
 

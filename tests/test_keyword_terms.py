@@ -1,0 +1,125 @@
+"""The keyword branch's word table (migration 0016): kept in step with the product rows by triggers, and
+its per-word ranks add up to PostgreSQL's own ``ts_rank`` of an OR query."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from django.db import connection
+
+from multimodal_search.store import sql
+from multimodal_search.store.base import ProductVectors
+from multimodal_search.store.pgvector import PgvectorStore
+
+pytestmark = pytest.mark.django_db
+MODEL = "terms-v1"
+
+
+def _product(pk: str, text: str) -> ProductVectors:
+    vector = np.ones(4, dtype=np.float32) / 2
+    return ProductVectors(
+        product_pk=pk,
+        content_hash=text,
+        text_vector=vector,
+        title_vector=None,
+        image_vector=None,
+        fused_vector=vector,
+        categories=[],
+        fields={},
+        search_text=text,
+        photos=[],
+    )
+
+
+def _terms(model_id: str = MODEL) -> dict[str, dict[str, float]]:
+    """product_pk -> lexeme -> stored rank, for one encoder version."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT product_pk, lexeme, impact FROM {sql.TERM_TABLE} WHERE model_key = mmsearch_model_key(%s)",
+            [model_id],
+        )
+        found: dict[str, dict[str, float]] = {}
+        for pk, lexeme, impact in cursor.fetchall():
+            found.setdefault(pk, {})[lexeme] = impact
+        return found
+
+
+def _expected(pk: str, model_id: str = MODEL) -> dict[str, float]:
+    """Each lexeme of a stored row with ``ts_rank`` of that lexeme alone, computed here from its text."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT u.lexeme, ts_rank(e.search_vector, quote_literal(u.lexeme)::tsquery) "
+            f"FROM {sql.PRODUCT_TABLE} e, unnest(e.search_vector) AS u WHERE e.product_pk = %s AND e.model_id = %s",
+            [pk, model_id],
+        )
+        return dict(cursor.fetchall())
+
+
+def _locations(pk: str) -> list[Any]:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT ctid FROM {sql.TERM_TABLE} WHERE product_pk = %s ORDER BY lexeme", [pk])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def test_the_words_follow_every_write_of_the_product_rows() -> None:
+    store = PgvectorStore()
+    store.save_products(
+        MODEL, [_product("A", "black hoodie, black zip"), _product("B", "red running shorts with pockets")]
+    )
+    terms = _terms()
+    assert set(terms) == {"A", "B"}
+    assert set(terms["A"]) == {"black", "hoodi", "zip"} and set(terms["B"]) == {"red", "run", "short", "pocket"}
+    for pk in ("A", "B"):
+        assert terms[pk] == pytest.approx(_expected(pk))
+    assert terms["A"]["black"] > terms["A"]["zip"]  # a word said twice ranks higher
+
+    before = _locations("B")
+    store.save_products(MODEL, [_product("A", "blue hoodie"), _product("B", "red running shorts with pockets")])
+    terms = _terms()
+    assert set(terms["A"]) == {"blue", "hoodi"} and terms["A"] == pytest.approx(_expected("A"))
+    assert _locations("B") == before  # an upsert that does not change the words leaves them where they are
+
+    store.save_products("terms-v2", [_product("A", "green tee")])  # another encoder version: its own words
+    assert set(_terms("terms-v2")) == {"A"} and set(_terms()["A"]) == {"blue", "hoodi"}
+    store.delete_products(["A"])
+    assert set(_terms()) == {"B"} and _terms("terms-v2") == {}
+    store.drop_model(MODEL)
+    assert _terms() == {}
+
+
+def test_truncating_the_products_empties_the_words() -> None:
+    PgvectorStore().save_products(MODEL, [_product("A", "black hoodie")])
+    with connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE {sql.PRODUCT_TABLE}, {sql.IMAGE_TABLE}")  # as Django's flush does
+        cursor.execute(f"SELECT count(*) FROM {sql.TERM_TABLE}")
+        assert cursor.fetchone() == (0,)
+
+
+@pytest.mark.parametrize(
+    "words", ["black hoodie", "black black hoodie sweatshirt", "red shorts with pockets", "o'neil t-shirt a\\b"]
+)
+def test_an_or_querys_rank_is_the_sum_of_its_words_ranks(words: str) -> None:
+    """What lets ``store.sql.best_matches`` order the matches by the stored ranks: ``ts_rank`` of an OR
+    query over a row is the sum of its words' own ranks there over the number of (distinct) words."""
+    texts = [
+        "black hoodie black zip hoodie",
+        "red running shorts with pockets, red",
+        "O'Neil T-shirt in black a\\b",
+        "sweatshirt black hoodie",
+    ]
+    PgvectorStore().save_products(MODEL, [_product(f"P{i}", text) for i, text in enumerate(texts)])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT e.product_pk, ts_rank(e.search_vector, {sql.TSQUERY}), "
+            f"(SELECT sum(t.impact::float8) FROM {sql.TERM_TABLE} t WHERE t.model_key = mmsearch_model_key(e.model_id) "
+            "AND t.product_pk = e.product_pk AND t.lexeme = ANY(tsvector_to_array(to_tsvector('english', %s)))) "
+            "/ (SELECT count(*) FROM unnest(tsvector_to_array(to_tsvector('english', %s)))) "
+            f"FROM {sql.PRODUCT_TABLE} e WHERE e.model_id = %s AND e.search_vector @@ {sql.TSQUERY}",
+            [words, words, words, MODEL, words],
+        )
+        rows = cursor.fetchall()
+    assert rows
+    for _pk, rank, total in rows:
+        assert total == pytest.approx(rank, rel=1e-6)

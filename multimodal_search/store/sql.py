@@ -311,8 +311,10 @@ def best_matches(model_id: str, rows: int) -> str:
     """``product_pk, rank``: the ``rows`` best matches of an OR query by ``ts_rank``, read from
     ``TERM_TABLE`` alone: each query word's ``KEYWORD_MATCH_CAP`` best rows by that word's own rank,
     through a B-tree that stops there however many products have the word. ``ts_rank`` of an OR query
-    (normalisation 0) is the sum of its distinct words' own ranks over their number, so that sum is the
-    rank of a product among every word's best rows. Parameter: the words."""
+    (normalisation 0) is the sum of its distinct words' own ranks over their number, so that sum over
+    the rows read is a product's rank: exact when every word's rows were all read (fewer matches than
+    the cap), else at most what ``ts_rank`` gives (a word the product has, outside that word's best
+    rows, is not counted). Parameter: the words."""
     check_model_id(model_id)
     words = (
         "(SELECT a, cardinality(a) AS n FROM tsvector_to_array(to_tsvector('english'::regconfig, %s)) AS a) w "

@@ -12,9 +12,10 @@ words' own ranks divided by their number, so the sum of the stored ranks orders 
 
 The table is kept by triggers on ``multimodal_search_productembedding`` (statement-level, with transition
 tables, so a ``COPY`` or a batch upsert writes its words in one statement), filled here from the rows
-already stored, and emptied with it by ``TRUNCATE``. ``model_key`` is a stable 64-bit key of the
-encoder version (``mmsearch_model_key``: md5-based, unlike ``hashtext``, which may change between
-PostgreSQL versions); readers check ``model_id`` itself on the product row.
+already stored, and emptied with the products by ``TRUNCATE``. ``model_key`` is a stable 64-bit key
+of the encoder version (``mmsearch_model_key``: md5-based, unlike ``hashtext``, which may change between
+PostgreSQL versions), shorter than ``model_id`` in each of the table's rows (about 58 per product); the
+candidate statement scores the product rows of the ``model_id`` it was asked for.
 """
 
 from django.db import migrations

@@ -10,8 +10,9 @@ stops (``store.sql.keyword_branch``). ``ts_rank`` of an OR query (normalisation 
 words' own ranks divided by their number, so the sum of the stored ranks orders the matches as
 ``ts_rank`` does.
 
-The table is kept by triggers on ``multimodal_search_productembedding`` (statement-level, with transition
-tables, so a ``COPY`` or a batch upsert writes its words in one statement), filled here from the rows
+The table is kept by triggers on ``multimodal_search_productembedding`` (inserts and deletes
+statement-level, with transition tables, so a ``COPY`` or a batch writes its words in one statement;
+updates per row, only where the text or the keys changed), filled here from the rows
 already stored, and emptied with the products by ``TRUNCATE``. ``model_key`` is a stable 64-bit key
 of the encoder version (``mmsearch_model_key``: md5-based, unlike ``hashtext``, which may change between
 PostgreSQL versions), shorter than ``model_id`` in each of the table's rows (about 58 per product); the
@@ -48,21 +49,13 @@ $$
 """,
     """
 CREATE OR REPLACE FUNCTION mmsearch_keyword_terms_update() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    changed bigint[];
 BEGIN
-    -- an upsert rewrites every field: only rows whose words changed are written again
-    SELECT array_agg(n.id) INTO changed FROM new_rows n JOIN old_rows o ON o.id = n.id
-    WHERE o.search_vector IS DISTINCT FROM n.search_vector OR o.model_id IS DISTINCT FROM n.model_id
-    OR o.product_pk IS DISTINCT FROM n.product_pk;
-    IF changed IS NULL THEN
-        RETURN NULL;
-    END IF;
-    DELETE FROM multimodal_search_keywordterm t USING old_rows o
-    WHERE o.id = ANY (changed) AND t.model_key = mmsearch_model_key(o.model_id) AND t.product_pk = o.product_pk;
+    DELETE FROM multimodal_search_keywordterm
+    WHERE model_key = mmsearch_model_key(OLD.model_id) AND product_pk = OLD.product_pk;
     INSERT INTO multimodal_search_keywordterm (model_key, product_pk, lexeme, impact)
-    SELECT mmsearch_model_key(n.model_id), n.product_pk, u.lexeme, ts_rank(n.search_vector, mmsearch_lexeme_query(u.lexeme))
-    FROM new_rows n, unnest(n.search_vector) AS u WHERE n.id = ANY (changed);
+    SELECT mmsearch_model_key(NEW.model_id), NEW.product_pk, u.lexeme,
+           ts_rank(NEW.search_vector, mmsearch_lexeme_query(u.lexeme))
+    FROM unnest(NEW.search_vector) AS u;
     RETURN NULL;
 END
 $$
@@ -98,9 +91,11 @@ CREATE = [
     f"CREATE INDEX mmsearch_keywordterm_rank ON {TABLE} (model_key, lexeme, impact DESC, product_pk)",
     f"CREATE TRIGGER mmsearch_keyword_terms_insert AFTER INSERT ON {PRODUCTS} "
     "REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION mmsearch_keyword_terms_insert()",
-    f"CREATE TRIGGER mmsearch_keyword_terms_update AFTER UPDATE ON {PRODUCTS} "
-    "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT "
-    "EXECUTE FUNCTION mmsearch_keyword_terms_update()",
+    # per row, and only for rows whose words (or keys) changed: an upsert rewrites every field, and an
+    # UPDATE of other fields (or of every row's vectors) should not collect its rows for this table
+    f"CREATE TRIGGER mmsearch_keyword_terms_update AFTER UPDATE ON {PRODUCTS} FOR EACH ROW "
+    "WHEN (OLD.search_text IS DISTINCT FROM NEW.search_text OR OLD.model_id IS DISTINCT FROM NEW.model_id "
+    "OR OLD.product_pk IS DISTINCT FROM NEW.product_pk) EXECUTE FUNCTION mmsearch_keyword_terms_update()",
     f"CREATE TRIGGER mmsearch_keyword_terms_delete AFTER DELETE ON {PRODUCTS} "
     "REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION mmsearch_keyword_terms_delete()",
     f"CREATE TRIGGER mmsearch_keyword_terms_truncate AFTER TRUNCATE ON {PRODUCTS} "

@@ -9,6 +9,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
+from django.db import connection
 from PIL import Image
 
 from multimodal_search import services
@@ -16,7 +17,8 @@ from multimodal_search.encoders import clear_cache, get_encoder
 from multimodal_search.encoders.base import l2_normalize
 from multimodal_search.models import BackboneVector, ImageEmbedding, ProductEmbedding
 from multimodal_search.services import encoding
-from multimodal_search.store import get_store
+from multimodal_search.store import get_store, sql
+from multimodal_search.store.base import IMAGE_COLUMNS, PRODUCT_COLUMNS, Scope
 from multimodal_search.store.pgvector import as_array
 from tests.factories import ProductFactory
 from tests.fakes import HashEncoder
@@ -255,3 +257,40 @@ def test_a_photo_replaced_while_its_batch_runs_is_encoded_but_not_kept(split):
     assert set(BackboneVector.objects.filter(backbone_id="hash-image-v1").values_list("digest", flat=True)) == {
         encoding.file_digest(path)
     }
+
+
+def _hnsw_indexes(model_id: str) -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexname FROM pg_indexes WHERE indexname LIKE 'mmsearch_hnsw_%%' AND indexdef LIKE %s",
+            [f"%model_id)::text = '{model_id}'::text%"],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def test_a_new_heads_indexes_are_built_after_its_rows(split):
+    """``mmsearch_train`` writes a new head's version without its HNSW indexes, then builds them once; a
+    run that stops on an error leaves them unbuilt, and the next write of that version builds them."""
+    pks = [ProductFactory(title=f"Lamp {i}", photos=["red"]).pk for i in range(3)]
+    services.index_products(pks)  # the current version, indexes and all
+    every = {
+        sql.index_name(table, column, "hash-split/later")
+        for table, columns in ((sql.PRODUCT_TABLE, PRODUCT_COLUMNS), (sql.IMAGE_TABLE, IMAGE_COLUMNS))
+        for column in columns
+    }
+    staging = split("later")  # a head no other test used: the store remembers the indexes it made
+    with services.indexes_built_after(staging):
+        assert services.index_products(pks, encoder=staging).indexed == 3
+        assert ProductEmbedding.objects.filter(model_id=staging.model_id).count() == 3
+        assert _hnsw_indexes(staging.model_id) == set()
+    assert _hnsw_indexes(staging.model_id) == every
+    found = get_store().nearest("text_vector", staging.encode_text(["Lamp 1"])[0], Scope(staging.model_id, 3))
+    assert len(found) == 3
+
+    stopped = split("stopped")
+    with pytest.raises(RuntimeError), services.indexes_built_after(stopped):
+        services.index_products(pks, encoder=stopped)
+        raise RuntimeError("the run stopped")
+    assert _hnsw_indexes(stopped.model_id) == set()
+    services.index_products(pks, encoder=stopped, force=True)
+    assert len(_hnsw_indexes(stopped.model_id)) == len(every)

@@ -68,6 +68,7 @@ from multimodal_search.services.indexing import (
     drop_older_encoders,
     index_products,
     index_status,
+    indexes_built_after,
     prune_stale,
     remove_products,
 )
@@ -185,6 +186,7 @@ __all__ = [
     "index_on_commit",
     "index_products",
     "index_status",
+    "indexes_built_after",
     "is_token",
     "keep_photo",
     "load_photo",

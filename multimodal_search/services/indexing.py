@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -182,12 +184,32 @@ def _encode_and_write(
         outbox.record_failure(items[0].pk, versions[items[0].pk], f"{type(exc).__name__}: {exc}")
         report.failed.append(items[0].pk)
         return []
-    get_store().ensure_indexes(encoder.model_id, encoder.dimensions, encoder.feature_dimensions)
+    if encoder.model_id not in _DEFERRED.get():
+        get_store().ensure_indexes(encoder.model_id, encoder.dimensions, encoder.feature_dimensions)
     batch_versions = {item.pk: versions[item.pk] for item in items}
     written, _removed = outbox.write_current(encoder.model_id, vectors, batch_versions)
     report.indexed += len(written)
     report.superseded += len(items) - len(written)
     return written
+
+
+#: encoder versions whose HNSW indexes are built after their rows are written (:func:`indexes_built_after`)
+_DEFERRED: ContextVar[frozenset[str]] = ContextVar("mmsearch_deferred_indexes", default=frozenset())
+
+
+@contextmanager
+def indexes_built_after(encoder: BaseEncoder) -> Iterator[None]:
+    """Inside, products indexed with ``encoder`` are written without its HNSW indexes, which are built
+    when the block ends without an error: for a version nobody searches yet (``mmsearch_train``'s
+    staging head). Inserting into a new version's empty indexes row by row is the slow way to fill
+    them: for 300 Luma products and their 486 photos, 6.8 s of inserts against 0.2 s without the
+    indexes and a 1.1 s build after. Indexes that exist already (a resumed run) are kept up as usual."""
+    token = _DEFERRED.set(_DEFERRED.get() | {encoder.model_id})
+    try:
+        yield
+    finally:
+        _DEFERRED.reset(token)
+    get_store().ensure_indexes(encoder.model_id, encoder.dimensions, encoder.feature_dimensions)
 
 
 def remove_products(pks: Iterable[Any]) -> int:

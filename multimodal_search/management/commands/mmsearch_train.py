@@ -139,12 +139,15 @@ class Command(BaseCommand):
         self._close_bar()
         chunks = list(services.chunked_pks(missing_only=True, model_id=staging.model_id))
         total = sum(map(len, chunks))
-        with tqdm(
-            total=total, unit="product", desc="Indexing for the new head", file=cast(TextIO, self.stderr._out)
-        ) as bar:
-            for chunk in chunks:
-                services.index_products(chunk, encoder=staging)
-                bar.update(len(chunk))
+        # nobody searches the new version yet: its HNSW indexes are built once, after its rows are written
+        with services.indexes_built_after(staging):
+            with tqdm(
+                total=total, unit="product", desc="Indexing for the new head", file=cast(TextIO, self.stderr._out)
+            ) as bar:
+                for chunk in chunks:
+                    services.index_products(chunk, encoder=staging)
+                    bar.update(len(chunk))
+            self.stdout.write(f"Building the search indexes of {staging.model_id}...")
         self.stdout.write(f"Indexed {total} product(s) for {staging.model_id}.")
 
     def _train_attributes(self, holdout: set[str], options) -> None:

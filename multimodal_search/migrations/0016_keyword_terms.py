@@ -23,6 +23,18 @@ from django.db import migrations
 
 TABLE = "multimodal_search_keywordterm"
 PRODUCTS = "multimodal_search_productembedding"
+EVENTS = ("insert", "update", "delete", "truncate")
+
+
+def write_words(row: str, rows: str = "") -> str:
+    """``INSERT`` of the words of product row ``row`` (a trigger's ``NEW``, or an alias of ``rows``)."""
+    source = f"{rows} {row}, " if rows else ""
+    return (
+        f"INSERT INTO {TABLE} (model_key, product_pk, lexeme, impact) "
+        f"SELECT mmsearch_model_key({row}.model_id), {row}.product_pk, u.lexeme, "
+        f"ts_rank({row}.search_vector, mmsearch_lexeme_query(u.lexeme)) FROM {source}unnest({row}.search_vector) AS u"
+    )
+
 
 FUNCTIONS = [
     # a stable key of an encoder version (model_id): the first 64 bits of its md5
@@ -37,25 +49,19 @@ CREATE OR REPLACE FUNCTION mmsearch_lexeme_query(lexeme text) RETURNS tsquery
 LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT
 RETURN ('''' || replace(replace(lexeme, '\\', '\\\\'), '''', '''''') || '''')::tsquery
 """,
-    """
+    f"""
 CREATE OR REPLACE FUNCTION mmsearch_keyword_terms_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO multimodal_search_keywordterm (model_key, product_pk, lexeme, impact)
-    SELECT mmsearch_model_key(n.model_id), n.product_pk, u.lexeme, ts_rank(n.search_vector, mmsearch_lexeme_query(u.lexeme))
-    FROM new_rows n, unnest(n.search_vector) AS u;
+    {write_words("n", "new_rows")};
     RETURN NULL;
 END
 $$
 """,
-    """
+    f"""
 CREATE OR REPLACE FUNCTION mmsearch_keyword_terms_update() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    DELETE FROM multimodal_search_keywordterm
-    WHERE model_key = mmsearch_model_key(OLD.model_id) AND product_pk = OLD.product_pk;
-    INSERT INTO multimodal_search_keywordterm (model_key, product_pk, lexeme, impact)
-    SELECT mmsearch_model_key(NEW.model_id), NEW.product_pk, u.lexeme,
-           ts_rank(NEW.search_vector, mmsearch_lexeme_query(u.lexeme))
-    FROM unnest(NEW.search_vector) AS u;
+    DELETE FROM {TABLE} WHERE model_key = mmsearch_model_key(OLD.model_id) AND product_pk = OLD.product_pk;
+    {write_words("NEW")};
     RETURN NULL;
 END
 $$
@@ -83,9 +89,7 @@ CREATE = [
     f"CREATE TABLE {TABLE} (model_key bigint NOT NULL, product_pk varchar(64) NOT NULL, lexeme text NOT NULL, "
     "impact real NOT NULL)",
     *FUNCTIONS,
-    f"INSERT INTO {TABLE} (model_key, product_pk, lexeme, impact) "
-    "SELECT mmsearch_model_key(e.model_id), e.product_pk, u.lexeme, ts_rank(e.search_vector, mmsearch_lexeme_query(u.lexeme)) "
-    f"FROM {PRODUCTS} e, unnest(e.search_vector) AS u",
+    write_words("e", PRODUCTS),  # the rows stored before this migration
     f"ALTER TABLE {TABLE} ADD PRIMARY KEY (model_key, product_pk, lexeme)",
     # a word's rows, best first (ties: by product_pk, as the keyword branch orders), per encoder version
     f"CREATE INDEX mmsearch_keywordterm_rank ON {TABLE} (model_key, lexeme, impact DESC, product_pk)",
@@ -104,15 +108,9 @@ CREATE = [
 ]
 
 DROP = [
-    *(
-        f"DROP TRIGGER IF EXISTS mmsearch_keyword_terms_{event} ON {PRODUCTS}"
-        for event in ("insert", "update", "delete", "truncate")
-    ),
+    *(f"DROP TRIGGER IF EXISTS mmsearch_keyword_terms_{event} ON {PRODUCTS}" for event in EVENTS),
     f"DROP TABLE IF EXISTS {TABLE}",
-    *(
-        f"DROP FUNCTION IF EXISTS mmsearch_keyword_terms_{event}()"
-        for event in ("insert", "update", "delete", "truncate")
-    ),
+    *(f"DROP FUNCTION IF EXISTS mmsearch_keyword_terms_{event}()" for event in EVENTS),
     "DROP FUNCTION IF EXISTS mmsearch_lexeme_query(text)",
     "DROP FUNCTION IF EXISTS mmsearch_model_key(text)",
 ]

@@ -110,14 +110,17 @@ class Reranker:
         return ((x - self.mean) / self.scale) @ self.weights + self.bias
 
     def score(
-        self, pool: list[str], signals: Mapping[str, Mapping[str, float]]
+        self, pool: list[str], signals: Mapping[str, Mapping[str, float]], features: np.ndarray | None = None
     ) -> tuple[dict[str, float], dict[str, dict[str, float]], dict[str, float]]:
         """Relevance of each candidate and, for explanations, each modality's part of it.
+
+        Args:
+            features: ``feature_matrix(pool, signals)``, when the caller has it.
 
         Returns:
             (scores, parts by modality, unit weights by modality)
         """
-        x = feature_matrix(pool, signals)
+        x = feature_matrix(pool, signals) if features is None else features
         logits = self.decision(x)
         probability = 1 / (1 + np.exp(-logits))
         terms = ((x - self.mean) / self.scale) * self.weights
@@ -130,7 +133,11 @@ class Reranker:
         return scores, parts, {group: 1.0 for group in parts}
 
     def relevance(
-        self, pool: list[str], signals: Mapping[str, Mapping[str, float]], calibration: str
+        self,
+        pool: list[str],
+        signals: Mapping[str, Mapping[str, float]],
+        calibration: str,
+        features: np.ndarray | None = None,
     ) -> dict[str, float] | None:
         """Calibrated probability that each candidate is relevant, or None when that calibration was not fitted.
 
@@ -138,11 +145,14 @@ class Reranker:
             pool: the query's candidates (the re-ranker's inputs are standardised within them).
             signals: their signals.
             calibration: ``"rerank"`` (the re-ranker's logit and absolute similarities) or ``"signals"``.
+            features: ``feature_matrix(pool, signals)``, when the caller has it (:meth:`score` used it).
         """
         model = self.calibrations.get(calibration)
         if model is None:
             return None
-        logits = self.decision(feature_matrix(pool, signals)) if "logit" in INPUTS[calibration] else None
+        logits = None
+        if "logit" in INPUTS[calibration]:
+            logits = self.decision(feature_matrix(pool, signals) if features is None else features)
         probability = model.probability(calibration_inputs(calibration, pool, signals, logits))
         return {pk: float(probability[row]) for row, pk in enumerate(pool)}
 

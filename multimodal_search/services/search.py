@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from django.db import connections
 from django.db.models import Model, prefetch_related_objects
 from django.db.models.expressions import RawSQL
@@ -19,7 +20,7 @@ from multimodal_search.ranking import calibration, fusion
 from multimodal_search.ranking import vocabulary as v
 from multimodal_search.ranking.personal import Taste
 from multimodal_search.ranking.query import Query
-from multimodal_search.ranking.reranker import Reranker, get_reranker
+from multimodal_search.ranking.reranker import Reranker, feature_matrix, get_reranker
 from multimodal_search.ranking.weights import signal_weights
 from multimodal_search.services import merchandising, taste
 from multimodal_search.services.candidates import Signals, collect_signals
@@ -172,8 +173,10 @@ def rank_products(
         method = v.FEATURE  # nothing trained for this encoder yet (or a photo query): feature-level fusion
         weights = signal_weights(query, method, fusion_settings, features_carry_colour=carry)
     explained: Signals = signals
+    # the re-ranker's inputs, for its scores and for the relevance calibrated on its logits (0.8 ms for 464)
+    features = feature_matrix(pool, signals) if reranker is not None else None
     if reranker is not None:
-        scores, explained, weights = reranker.score(pool, signals)
+        scores, explained, weights = reranker.score(pool, signals, features)
     elif method == v.DECISION:
         ranked = dict(signals)
         if v.LEXICAL in ranked:  # products without a matching term are not in the lexical ranking
@@ -204,7 +207,7 @@ def rank_products(
     order = order[:limit]
     photo = encoder.photo_relevance()
     sold = photo_sold_here(photo, query) if query.text_vector is None else None
-    relevance, cuts = _relevance(trained, photo, query, pool, signals, reranker is not None, sold)
+    relevance, cuts = _relevance(trained, photo, query, pool, signals, features, sold)
     cut = _cut(min_relevance, cuts, calibration.RELATED)
     if cut is not None and relevance is not None:  # before the products load: a cut storefront page loads fewer
         kept = {rule.product_pk for rule, _, _ in fired if rule.action in ("pin", "boost")}
@@ -351,18 +354,20 @@ def _relevance(
     query: Query,
     pool: list[str],
     signals: Signals,
-    reranked: bool,
+    features: np.ndarray | None,
     sold: bool | None,
 ) -> tuple[dict[str, float] | None, Mapping[str, float]]:
     """Each candidate's calibrated relevance and the cuts that go with it (None and no cuts: unknown).
 
-    Text queries: from the re-ranker's logit when it ranked them, else from the text and photo cosines.
+    Text queries: from the re-ranker's logit when it ranked them (``features``: its inputs, else None), else
+    from the text and photo cosines.
     Photo queries (no words): the probability that a result is the product in the photo, from its best
     photo's cosine (``photo``: the encoder's fitted calibration), 0 for every result when the photo shows
     nothing the catalogue sells (``sold`` False). Text with a photo: unknown.
     """
     if trained is not None:
-        return trained.relevance(pool, signals, calibration.RERANK if reranked else calibration.SIGNALS), trained.cuts
+        kind = calibration.SIGNALS if features is None else calibration.RERANK
+        return trained.relevance(pool, signals, kind, features), trained.cuts
     if photo is None or query.text_vector is not None or query.image_features is None or v.VISUAL not in signals:
         return None, {}
     model = calibration.PhotoCalibration.from_json(photo.get("calibration"))

@@ -12,7 +12,9 @@ catalogue's expansions added; ``--queries``, each timed ``--repeat`` times, best
 transaction with the candidate statement's settings, p50 / p95 in ms of:
 
 * ``branch``: ``store.sql.keyword_branch``, the statement's keyword branch as shipped;
-* ``all words``: its half that takes the products having every typed word (``store.sql.all_words_matches``);
+* ``all words``: its half that takes the products having every typed word (``store.sql.all_words_matches``,
+  with the common words the store sends it);
+* ``all words, GIN only``: the same half always read from the GIN index (as before 2026-12-03);
 * ``best matches``: its other half, the best matches of the OR query (``store.sql.best_matches``);
 
 and how many products have every typed word (median and most, counted up to 100,000).
@@ -111,12 +113,15 @@ def searched_words(texts: list[str], model_id: str) -> list[tuple[str, str]]:
 
 def statements(model_id: str, words: str, typed: str) -> dict[str, tuple[str, list[Any]]]:
     from multimodal_search.store import sql
+    from multimodal_search.store.pgvector import common_words_in
 
     limit = 100  # the rows of a candidate branch (``FUSION["CANDIDATES"]``)
     rows = sql.KEYWORD_ALL_ROWS_FACTOR * limit
+    common = common_words_in(typed)  # as the store sends them
     return {
-        "branch": sql.keyword_branch(model_id, limit, [], words, typed),
-        "all words": sql.all_words_matches(model_id, rows, [], words, typed),
+        "branch": sql.keyword_branch(model_id, limit, [], words, typed, common),
+        "all words": sql.all_words_matches(model_id, rows, [], words, typed, common),
+        "all words, GIN only": sql.all_words_matches(model_id, rows, [], words, typed),
         "best matches": (sql.best_matches(model_id, rows), [words]),
     }
 
@@ -167,8 +172,9 @@ def table(results: dict[str, Any]) -> str:
     lines = [
         f"`{results['command']}` ({results['date']}; {results['queries']} queries, each the best of {results['repeat']})",
         "",
-        "| products | branch p50 / p95 ms | all words | best matches | products having every typed word (median, most) |",
-        "|---|---|---|---|---|",
+        "| products | branch p50 / p95 ms | all words | all words, GIN only | best matches "
+        "| products having every typed word (median, most) |",
+        "|---|---|---|---|---|---|",
     ]
     for size, run in results["sizes"].items():
         cells = [f"{run['timings'][n]['p50']:.1f} / {run['timings'][n]['p95']:.1f}" for n in run["timings"]]

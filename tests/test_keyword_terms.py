@@ -123,3 +123,51 @@ def test_an_or_querys_rank_is_the_sum_of_its_words_ranks(words: str) -> None:
     assert rows
     for _pk, rank, total in rows:
         assert total == pytest.approx(rank, rel=1e-6)
+
+
+def test_when_every_typed_word_is_common_the_all_words_half_reads_the_rarest_ones_best_rows(monkeypatch: Any) -> None:
+    """``store.sql.all_words_matches`` with the common words of the column's statistics: it starts from
+    the rarest typed word's best rows in the word table (at most ``KEYWORD_MATCH_CAP``), keeps those having
+    every typed word, ranked by ``ts_rank``; a typed word that is not common sends it to the GIN index."""
+    from multimodal_search.store import pgvector
+
+    texts = [f"black hoodie {'black ' * (i % 3)}cotton" for i in range(12)]  # black 30, hoodie 20
+    texts += [f"black hoodie {'hoodie ' * (i % 4)}" for i in range(8)]
+    texts += [f"black jeans {i}" for i in range(10)] + ["black zip hoodie", "zip top", "zip bag"]
+    PgvectorStore().save_products(MODEL, [_product(f"P{i:02d}", text) for i, text in enumerate(texts)])
+    monkeypatch.setattr(sql, "KEYWORD_COMMON_ROWS", 15)
+    monkeypatch.setattr(sql, "KEYWORD_MATCH_CAP", 5)
+    monkeypatch.setattr(pgvector, "_common_words", {})
+    assert pgvector.common_words_in("black hoodie") == {}  # no statistics before the first ANALYZE
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {sql.PRODUCT_TABLE}")
+    monkeypatch.setattr(pgvector, "_common_words", {})
+    common = pgvector.common_words_in("black hoodie zip")
+    assert set(common) == {"black", "hoodi"}  # zip (4 rows) is not common
+    assert common["black"] > common["hoodi"] > 15
+
+    def run(words: str, typed: str) -> dict[str, float]:
+        statement, params = sql.all_words_matches(MODEL, 10, [], words, typed, common)
+        with connection.cursor() as cursor:
+            cursor.execute(statement, params)
+            return dict(cursor.fetchall())
+
+    def ts_rank(pks: list[str], words: str, typed: str) -> dict[str, float]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT product_pk, ts_rank(search_vector, {sql.TSQUERY}) FROM {sql.PRODUCT_TABLE} "
+                f"WHERE model_id = %s AND search_vector @@ {sql.TSQUERY_ALL} AND product_pk = ANY(%s)",
+                [words, MODEL, typed, pks],
+            )
+            return dict(cursor.fetchall())
+
+    found = run("black hoodie sweatshirt", "black hoodie")
+    hoodie_best = sorted(_terms(), key=lambda pk: (-_terms()[pk].get("hoodi", -1.0), pk))[:5]
+    assert found and set(found) <= set(hoodie_best)  # the rarer typed word's 5 best rows
+    assert found == pytest.approx(ts_rank(list(found), "black hoodie sweatshirt", "black hoodie"), rel=1e-6)
+    assert len(found) == len(ts_rank(hoodie_best, "black hoodie sweatshirt", "black hoodie"))
+
+    gin, params = sql.all_words_matches(MODEL, 10, [], "black zip", "black zip")
+    with connection.cursor() as cursor:
+        cursor.execute(gin, params)
+        assert run("black zip", "black zip") == dict(cursor.fetchall()) == ts_rank(["P30"], "black zip", "black zip")

@@ -43,6 +43,12 @@ KEYWORD_MATCH_CAP = 500
 #: rows, 0.8014 when the AND set needed the expansion words too; latency moved within the noise. The OR
 #: half (``best_matches``) keeps as many of its best.
 KEYWORD_ALL_ROWS_FACTOR = 2
+#: a typed word estimated to be in more product rows than this is "common" (:func:`common_lexemes`): when
+#: every typed word is, the AND half starts from the rarest one's best rows in ``TERM_TABLE`` instead of
+#: the GIN index (:func:`all_words_matches`). ``bench/keywords.py`` at 1,000,000 products: the GIN
+#: intersection took about 3 ms when the rarest typed word was in 6,500 rows, 4-8 ms at 11,000 to
+#: 39,000 and 14-29 ms at 100,000 and more; the bounded read 5-10 ms however common the words.
+KEYWORD_COMMON_ROWS = 20_000
 #: HNSW build parameters (pgvector's defaults are m = 16, ef_construction = 64), chosen with
 #: ``bench/search.py`` at 100,000 products (README "Performance"): text recall@10 0.96 at ef_search 400
 #: against 0.85 with the defaults, for about twice the build time.
@@ -72,8 +78,8 @@ _COSINE = ("halfvec_cosine_ops", "<=>")
 #: index tuples a filtered (iterative) HNSW scan may visit before it gives up (pgvector's default: 20,000)
 HNSW_MAX_SCAN_TUPLES = 100_000
 TSVECTOR = "search_vector"  # stored, generated from search_text (migration 0004)
-#: a query parameter: a text (vector literal, words, key, model id) or a list of texts (categories, pks)
-Param: TypeAlias = str | list[str]
+#: a query parameter: a text (vector literal, words, key, model id), a list of texts (categories, pks) or numbers
+Param: TypeAlias = str | list[str] | list[float]
 
 
 def check_model_id(model_id: str) -> str:
@@ -215,13 +221,15 @@ def candidate_branches(
     lexical_text: str | None,
     all_words: str | None = None,
     ef_search: Mapping[str, int] | None = None,
+    common: Mapping[str, float] | None = None,
 ) -> tuple[list[str], list[Param]]:
     """``SELECT product_pk ... ORDER BY ... LIMIT`` per index, and their parameters in order
     (``limit`` rows each, ``POOL_ROWS_FACTOR`` times as many from ``POOL_COLUMN``; the keyword branch
     takes first the matches having every one of ``all_words``, default ``lexical_text``'s).
 
     ``ef_search``: column -> the ``hnsw.ef_search`` its branch runs at, where it is less than the
-    statement's (one statement has one setting): that branch runs through ``NEAREST_FUNCTION``."""
+    statement's (one statement has one setting): that branch runs through ``NEAREST_FUNCTION``.
+    ``common``: :func:`all_words_matches`."""
     check_model_id(model_id)
     branches: list[str] = []
     params: list[Param] = []
@@ -238,7 +246,9 @@ def candidate_branches(
         )
         params += [inner, literal, list(categories)]
     if lexical_text:
-        statement, keyword_params = keyword_branch(model_id, limit, categories, lexical_text, all_words or lexical_text)
+        statement, keyword_params = keyword_branch(
+            model_id, limit, categories, lexical_text, all_words or lexical_text, common
+        )
         branches.append(statement)
         params += keyword_params
     return branches, params
@@ -266,7 +276,12 @@ def nearest_branch(
 
 
 def keyword_branch(
-    model_id: str, limit: int, categories: Sequence[str], words: str, typed: str
+    model_id: str,
+    limit: int,
+    categories: Sequence[str],
+    words: str,
+    typed: str,
+    common: Mapping[str, float] | None = None,
 ) -> tuple[str, list[Param]]:
     """The top ``limit`` keyword matches by ``ts_rank`` of the OR query of ``words``, ranking a bounded
     set, and the statement's parameters.
@@ -277,11 +292,11 @@ def keyword_branch(
     having a word. When no word has more matches than ``KEYWORD_MATCH_CAP``, the OR half holds the
     products that ranking every match would (the Luma catalogue has 463 products). Filtered by
     ``categories``, the OR half takes ``KEYWORD_MATCH_CAP`` matches in the categories from the GIN
-    indexes instead, in storage order.
+    indexes instead, in storage order. ``common``: :func:`all_words_matches`.
     """
     cap = int(KEYWORD_MATCH_CAP)
     all_cap = min(cap, int(KEYWORD_ALL_ROWS_FACTOR) * int(limit))
-    every, params = all_words_matches(model_id, all_cap, categories, words, typed)
+    every, params = all_words_matches(model_id, all_cap, categories, words, typed, common)
     if categories:
         best = _ranked_matches(model_id, TSQUERY, cap, categories)
         params += [words, words, list(categories)]
@@ -297,16 +312,60 @@ def keyword_branch(
 
 
 def all_words_matches(
-    model_id: str, rows: int, categories: Sequence[str], words: str, typed: str
+    model_id: str,
+    rows: int,
+    categories: Sequence[str],
+    words: str,
+    typed: str,
+    common: Mapping[str, float] | None = None,
 ) -> tuple[str, list[Param]]:
-    """``product_pk, rank``: ``rows`` products having every word of ``typed`` (AND, from the GIN index, in
-    storage order), with their ``ts_rank`` for the OR query of ``words``; and the parameters.
+    """``product_pk, rank``: up to ``rows`` products having every word of ``typed``, with their ``ts_rank``
+    for the OR query of ``words``; and the parameters.
 
-    The GIN index answers with a bitmap of every product having the words, so this grows with the
-    catalogue (``bench/keywords.py``: 1.8 / 3.9 ms p50 / p95 at 100,000 products, 8.4 / 30 at 1,000,000,
-    README "Keyword search is bounded")."""
+    They are read from the GIN index (in storage order), whose bitmap of every product having the words
+    grows with the catalogue: ``bench/keywords.py`` measured 1.8 / 3.9 ms p50 / p95 at 100,000
+    products and 8.4 / 30 at 1,000,000. ``common`` (:func:`common_lexemes`: lexeme -> estimated rows, those
+    over ``KEYWORD_COMMON_ROWS``) bounds it: when every typed word is common, the rarest one's
+    ``KEYWORD_MATCH_CAP`` best rows by its own rank are read from ``TERM_TABLE`` and each product row is
+    checked for the other words, whatever the number of products having them. When one typed word is
+    not common (always on a catalogue of fewer than ``KEYWORD_COMMON_ROWS`` products, such as Luma's),
+    the GIN intersection costs about as much as its posting list and is read as before. Filtered by
+    ``categories``: the GIN indexes.
+    """
     scope: list[Param] = [list(categories)] if categories else []
-    return _ranked_matches(model_id, TSQUERY_ALL, rows, categories), [words, typed, *scope]
+    gin, params = _ranked_matches(model_id, TSQUERY_ALL, rows, categories), [words, typed, *scope]
+    if categories or not common:
+        return gin, params
+    cap = int(KEYWORD_MATCH_CAP)
+    typed_words = (
+        "typed AS MATERIALIZED (SELECT q.lexeme, c.n FROM unnest(tsvector_to_array(to_tsvector('english'::regconfig, "
+        "%s))) AS q(lexeme) LEFT JOIN unnest(%s::text[], %s::float8[]) AS c(lexeme, n) ON c.lexeme = q.lexeme), "
+        "rarest AS MATERIALIZED (SELECT lexeme, n FROM typed ORDER BY n NULLS FIRST, lexeme LIMIT 1)"
+    )
+    best_of_rarest = (
+        f"SELECT p.product_pk, ts_rank(p.{TSVECTOR}, {TSQUERY}) AS rank FROM rarest CROSS JOIN LATERAL ("
+        f"SELECT product_pk FROM {TERM_TABLE} WHERE model_key = mmsearch_model_key('{model_id}') "
+        f"AND lexeme = rarest.lexeme ORDER BY impact DESC, product_pk LIMIT {cap}) c JOIN {PRODUCT_TABLE} p "
+        f"ON p.product_pk = c.product_pk AND p.model_id = '{model_id}' "
+        f"WHERE rarest.n IS NOT NULL AND p.{TSVECTOR} @@ {TSQUERY_ALL} LIMIT {int(rows)}"
+    )
+    statement = (
+        f"WITH {typed_words} SELECT product_pk, rank FROM ({gin}) g WHERE (SELECT n FROM rarest) IS NULL "
+        f"UNION ALL ({best_of_rarest})"
+    )
+    return statement, [typed, list(common), [float(n) for n in common.values()], *params, words, typed]
+
+
+def common_lexemes(above: int) -> str:
+    """``lexeme, rows``: the lexemes of the products' full-text column estimated to be in more than
+    ``above`` product rows (of every encoder version), from PostgreSQL's statistics of the column (its
+    most common elements and their shares, kept by ``ANALYZE``; none before the first)."""
+    return (
+        "SELECT f.lexeme, f.share * c.reltuples FROM pg_class c, pg_stats s CROSS JOIN LATERAL "
+        "unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) AS f(lexeme, share) "
+        f"WHERE c.oid = '{PRODUCT_TABLE}'::regclass AND s.schemaname = current_schema() "
+        f"AND s.tablename = '{PRODUCT_TABLE}' AND s.attname = '{TSVECTOR}' AND f.share * c.reltuples > {int(above)}"
+    )
 
 
 def _ranked_matches(model_id: str, tsquery: str, rows: int, categories: Sequence[str]) -> str:

@@ -137,10 +137,8 @@ def test_when_every_typed_word_is_common_the_all_words_half_reads_the_rarest_one
     PgvectorStore().save_products(MODEL, [_product(f"P{i:02d}", text) for i, text in enumerate(texts)])
     monkeypatch.setattr(sql, "KEYWORD_COMMON_ROWS", 15)
     monkeypatch.setattr(sql, "KEYWORD_MATCH_CAP", 5)
-    monkeypatch.setattr(pgvector, "_common_words", {})
-    assert pgvector.common_words_in("black hoodie") == {}  # no statistics before the first ANALYZE
     with connection.cursor() as cursor:
-        cursor.execute(f"ANALYZE {sql.PRODUCT_TABLE}")
+        cursor.execute(f"ANALYZE {sql.PRODUCT_TABLE}")  # the statistics the common words are read from
     monkeypatch.setattr(pgvector, "_common_words", {})
     common = pgvector.common_words_in("black hoodie zip")
     assert set(common) == {"black", "hoodi"}  # zip (4 rows) is not common

@@ -31,7 +31,7 @@ import sys
 import time
 from typing import Any
 
-from search import RESULTS, ROOT, load_source, setup_django
+from search import RESULTS, ROOT, load_source, prewarm, setup_django
 
 COUNT_CAP = 100_000
 
@@ -77,23 +77,6 @@ def fill(meta: dict[str, Any], start: int, stop: int) -> None:
     with connection.cursor() as cursor:
         for table in (sql.PRODUCT_TABLE, sql.TERM_TABLE):  # index-only scans need the visibility map
             cursor.execute(f"VACUUM ANALYZE {table}")
-
-
-def prewarm() -> float:
-    """Reads the product table, the word table and their indexes into shared buffers; GB read."""
-    from django.db import connection
-
-    from multimodal_search.store import sql
-
-    with connection.cursor() as cursor:
-        cursor.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
-        cursor.execute(
-            "WITH tables AS (SELECT oid AS r FROM pg_class WHERE relname IN (%s, %s)) "
-            "SELECT sum(pg_prewarm(r)) * current_setting('block_size')::bigint FROM ("
-            "SELECT r FROM tables UNION SELECT indexrelid FROM pg_index WHERE indrelid IN (SELECT r FROM tables)) s",
-            [sql.PRODUCT_TABLE, sql.TERM_TABLE],
-        )
-        return int(cursor.fetchone()[0] or 0) / 2**30
 
 
 def searched_words(texts: list[str], model_id: str) -> list[tuple[str, str]]:
@@ -211,7 +194,7 @@ def main() -> None:
             sys.exit(f"{args.data_dir} already holds {have:,} rows: remove it to bench {size:,}")
         print(f"==> {size:,} products", flush=True)
         fill(meta, have, size)
-        print(f"  prewarmed {prewarm():.1f} GB", flush=True)
+        prewarm()  # bench/search.py's: the product and word tables and their indexes (no photos here)
         queries = searched_words(texts, model_id)
         time_queries(model_id, queries[:5], 1)  # warm up
         run = {

@@ -173,9 +173,9 @@ def rank_products(
         method = v.FEATURE  # nothing trained for this encoder yet (or a photo query): feature-level fusion
         weights = signal_weights(query, method, fusion_settings, features_carry_colour=carry)
     explained: Signals = signals
-    # the re-ranker's inputs, for its scores and for the relevance calibrated on its logits (0.8 ms for 464)
-    features = feature_matrix(pool, signals) if reranker is not None else None
+    features: np.ndarray | None = None  # the re-ranker's inputs: its scores and its calibrated relevance use them
     if reranker is not None:
+        features = feature_matrix(pool, signals)  # once (0.8 ms for 464 candidates)
         scores, explained, weights = reranker.score(pool, signals, features)
     elif method == v.DECISION:
         ranked = dict(signals)

@@ -486,7 +486,8 @@ def _read_signal_rows(rows: Iterable[Sequence[Any]], names: list[str], with_fiel
         for name, value in zip(names, row[1:-1]):
             if value is not None:
                 found.signals[name][pk] = float(value)
-        stored.append(row[-1])
+        if with_fields:
+            stored.append(row[-1])
     if with_fields:
         found.fields = dict(zip(found.pool, _json_values(stored)))
     return found

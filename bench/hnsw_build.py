@@ -29,7 +29,7 @@ import sys
 import time
 from typing import Any
 
-from search import RESULTS, K, load_source, prewarm, queries, setup_django, without_hnsw
+from search import K, load_source, percentiles, prewarm, queries, save, setup_django, without_hnsw
 
 
 def parse() -> argparse.Namespace:
@@ -95,18 +95,13 @@ def measure(texts: list[str], vectors: dict[str, Any], truth: dict[str, Any], mo
                 "ef_search": ef,
                 "pool_recall": statistics.mean(pool),
                 "agreement": statistics.mean(agree),
-                "branch": _percentiles(branch),
-                "search": _percentiles(search),
+                "branch": percentiles(branch),
+                "search": percentiles(search),
             }
             print(f"    factor {factor}: " + json.dumps(out[str(factor)]), flush=True)
     finally:
         sql.POOL_EF_FACTOR = shipped
     return out
-
-
-def _percentiles(values: list[float]) -> dict[str, float]:
-    values = sorted(values)
-    return {"p50": statistics.median(values), "p95": values[min(len(values) - 1, round(0.95 * (len(values) - 1)))]}
 
 
 def rebuilt(model_id: str, dims: int, m: int, ef_construction: int) -> tuple[float, int]:
@@ -201,10 +196,7 @@ def main() -> None:
             run = {"build_s": seconds, "bytes": size, "factors": measure(texts, vectors, truth, model_id, args)}
             transaction.set_rollback(True)  # the database keeps its own index
         results["variants"][label] = run
-        name = f"hnsw-build-{products}"
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=1))
-        (RESULTS / f"{name}.md").write_text(table(results))
+        save(f"hnsw-build-{products}", results, table(results))
     print(table(results))
 
 

@@ -31,7 +31,7 @@ import sys
 import time
 from typing import Any
 
-from search import RESULTS, ROOT, load_source, prewarm, setup_django
+from search import ROOT, load_source, percentiles, prewarm, save, setup_django
 
 COUNT_CAP = 100_000
 
@@ -126,12 +126,7 @@ def time_queries(model_id: str, queries: list[tuple[str, str]], repeat: int) -> 
                     cursor.fetchall()
                     times.append((time.perf_counter() - started) * 1000)
             best.setdefault(name, []).append(min(times))
-    return {name: _percentiles(values) for name, values in best.items()}
-
-
-def _percentiles(values: list[float]) -> dict[str, float]:
-    values = sorted(values)
-    return {"p50": statistics.median(values), "p95": values[min(len(values) - 1, round(0.95 * (len(values) - 1)))]}
+    return {name: percentiles(values) for name, values in best.items()}
 
 
 def matches_of_every_word(model_id: str, queries: list[tuple[str, str]]) -> dict[str, int]:
@@ -203,9 +198,7 @@ def main() -> None:
         }
         results["sizes"][str(size)] = run
         print("  " + json.dumps(run), flush=True)
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=1))
-        (RESULTS / f"{name}.md").write_text(table(results))
+        save(name, results, table(results))
     print(table(results))
 
 

@@ -377,13 +377,20 @@ def timed(work: Callable[[Any], Any], items: list[Any], clients: int) -> dict[st
     if errors:
         raise errors[0]
     wall = time.perf_counter() - started
-    latencies.sort()
-    return {
-        "n": len(latencies),
-        "p50": statistics.median(latencies),
-        "p95": latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))],
-        "qps": len(latencies) / wall,
-    }
+    return {"n": len(latencies), **percentiles(latencies), "qps": len(latencies) / wall}
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    """p50 and p95 of ``values`` (ms), as every bench script reports them."""
+    values = sorted(values)
+    return {"p50": statistics.median(values), "p95": values[min(len(values) - 1, round(0.95 * (len(values) - 1)))]}
+
+
+def save(name: str, results: dict[str, Any], markdown: str) -> None:
+    """``bench/results/<name>.json`` (every figure) and ``<name>.md`` (the table)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=1))
+    (RESULTS / f"{name}.md").write_text(markdown)
 
 
 def workloads(mode: str, model_id: str) -> dict[str, Callable[[Any], Any]]:
@@ -759,8 +766,7 @@ def main() -> None:
         explain(texts[0], default_method, size, f"-ef{args.ef_search}" if args.ef_search else "")
         results["sizes"][str(size)] = run
         name = "search-" + args.products.replace(",", "-") + (f"-ef{args.ef_search}" if args.ef_search else "")
-        (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=1))
-        (RESULTS / f"{name}.md").write_text(table(results))
+        save(name, results, table(results))
     print(table(results))
 
 

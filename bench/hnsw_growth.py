@@ -7,7 +7,9 @@ need only that index, so this bench measures how they grow where the other canno
 (``--data-dir``, default ``.data/hnsw-growth``) gets a scratch table of pool vectors made as
 ``bench/search.py`` makes its products' (perturbed copies of the Luma catalogue's vectors from
 ``--source``, same mix and noise), and the HNSW index the store builds for that column (``halfvec_ip_ops``,
-``store.sql.HNSW_M`` / ``HNSW_EF_CONSTRUCTION``), rebuilt after each fill.
+``store.sql.HNSW_M`` / ``HNSW_EF_CONSTRUCTION``), rebuilt after each fill. At a million rows those
+copies are 2,160 of each Luma product, which HNSW finds hard to tell apart; ``--blend`` (a fresh
+``--data-dir``) makes each row a random mix of three products instead.
 
 Per size, for ``--queries`` Luma text queries (each timed ``--repeat`` times), p50 / p95 in ms and
 recall against the same read with index scans off, of:
@@ -18,7 +20,7 @@ recall against the same read with index scans off, of:
 
 and the index's build time and size. The scratch table has no ``model_id`` (the store's indexes are
 partial on it) and no other column, so its rows are narrower than the product table's.
-Results: ``bench/results/hnsw-growth-<sizes>.{json,md}``.
+Results: ``bench/results/hnsw-growth-<sizes>[-blend].{json,md}``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import time
 from typing import Any
 
 import numpy as np
-from search import _mix, load_source, percentiles, queries, save, setup_django
+from search import NOISE, _mix, load_source, percentiles, queries, save, setup_django
 
 TABLE = "bench_pool_vectors"
 COLUMNS = ("text_vector", "title_vector", "image_vector")
@@ -43,23 +45,37 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--queries", type=int, default=40, help="Luma text queries (default %(default)s)")
     parser.add_argument("--repeat", type=int, default=3, help="times each query is timed")
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument(
+        "--blend", action="store_true", help="rows mix three random products (a fresh --data-dir): no copies"
+    )
     args = parser.parse_args()
     args.text_queries, args.photo_queries = args.queries, 0  # for bench/search.py's queries()
     return args
 
 
-def pool_vectors(source: dict[str, np.ndarray], ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def pool_vectors(
+    source: dict[str, np.ndarray], ids: np.ndarray, rng: np.random.Generator, blend: bool = False
+) -> np.ndarray:
     """Pool vectors of perturbed copies ``ids`` (``store.base.pool_vector`` of their mixed text, title and
-    photo-in-text-space vectors; a product without photos has no photo part)."""
-    bases = ids % len(source["text_vector"])
-    others = rng.integers(0, len(source["text_vector"]), len(ids))
+    photo-in-text-space vectors; a product without photos has no photo part). ``blend``: each row mixes
+    three random products with random (Dirichlet) weights instead of being mostly one, so that rows do
+    not gather in one tight group per source product."""
+    count = len(source["text_vector"])
     total = np.zeros((len(ids), source["text_vector"].shape[1]), dtype=np.float32)
+    if not blend:
+        bases, others = ids % count, rng.integers(0, count, len(ids))
+        for column in COLUMNS:
+            total += np.nan_to_num(_mix(source[column], bases, others, rng))  # each part already at unit length
+        return total
+    picks, weights = rng.integers(0, count, (len(ids), 3)), rng.dirichlet(np.ones(3), len(ids)).astype(np.float32)
     for column in COLUMNS:
-        total += np.nan_to_num(_mix(source[column], bases, others, rng))  # each part already at unit length
+        part = sum(weights[:, [k]] * np.nan_to_num(source[column][picks[:, k]]) for k in range(3))
+        part += NOISE * rng.standard_normal(part.shape).astype(np.float32) / np.sqrt(part.shape[1])
+        total += part / np.linalg.norm(part, axis=1, keepdims=True)
     return total
 
 
-def fill(source: dict[str, np.ndarray], start: int, stop: int, seed: int) -> None:
+def fill(source: dict[str, np.ndarray], start: int, stop: int, seed: int, blend: bool) -> None:
     from django.db import connection
     from pgvector import HalfVector
     from pgvector.psycopg import register_vector
@@ -72,7 +88,7 @@ def fill(source: dict[str, np.ndarray], start: int, stop: int, seed: int) -> Non
     chunk = 50_000
     for first in range(start, stop, chunk):
         ids = np.arange(first, min(stop, first + chunk))
-        vectors = pool_vectors(source, ids, rng)
+        vectors = pool_vectors(source, ids, rng, blend)
         with (
             raw.transaction(),
             raw.cursor() as cursor,
@@ -196,14 +212,16 @@ def main() -> None:
                 sys.exit(f"{args.data_dir} already holds {have:,} rows: remove it to bench {size:,}")
             cursor.execute(f"DROP INDEX IF EXISTS {TABLE}_hnsw")  # filling is faster without it
         print(f"==> {size:,} rows", flush=True)
-        fill(source, have, size, args.seed)
+        fill(source, have, size, args.seed, args.blend)
         seconds, size_bytes = build()
         print(f"  index built in {seconds:.0f} s ({size_bytes / 2**20:.0f} MB)", flush=True)
         for vector in vectors[:5]:  # warm up
             nearest(vector, 10, 400)
         results["sizes"][str(size)] = {"build_s": seconds, "bytes": size_bytes, "reads": measure(vectors, args.repeat)}
         print("  " + str(results["sizes"][str(size)]["reads"]), flush=True)
-        save("hnsw-growth-" + args.products.replace(",", "-"), results, table(results))
+        save(
+            "hnsw-growth-" + args.products.replace(",", "-") + ("-blend" if args.blend else ""), results, table(results)
+        )
     print(table(results))
 
 

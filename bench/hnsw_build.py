@@ -29,7 +29,7 @@ import sys
 import time
 from typing import Any
 
-from search import K, load_source, percentiles, prewarm, queries, save, setup_django, without_hnsw
+from search import K, load_source, percentiles, prewarm, queries, read_settings, save, setup_django, without_hnsw
 
 
 def parse() -> argparse.Namespace:
@@ -57,8 +57,7 @@ def pool_rows(vector: Any, model_id: str, ef_search: int | None) -> list[str]:
     rows = sql.branch_rows(POOL_COLUMN, int(search_settings.FUSION["CANDIDATES"]))
     statement = sql.nearest_branch(POOL_COLUMN, len(vector), model_id, rows, False)
     with transaction.atomic(), connection.cursor() as cursor:
-        settings = ["SET LOCAL enable_indexscan = off"] if ef_search is None else sql.session_settings(ef_search, False)
-        cursor.execute("; ".join(settings))
+        cursor.execute(read_settings(ef_search))
         cursor.execute(statement, [sql.to_literal(vector)])
         return [row[0] for row in cursor.fetchall()]
 
@@ -116,10 +115,7 @@ def rebuilt(model_id: str, dims: int, m: int, ef_construction: int) -> tuple[flo
         cursor.execute("SET LOCAL maintenance_work_mem = '2GB'; SET LOCAL max_parallel_maintenance_workers = 2")
         started = time.perf_counter()
         cursor.execute(f"DROP INDEX {name}")
-        cursor.execute(
-            f"CREATE INDEX {name} ON {sql.PRODUCT_TABLE} USING hnsw ({sql.cast(POOL_COLUMN, dims)} halfvec_ip_ops) "
-            f"WITH (m = {int(m)}, ef_construction = {int(ef_construction)}) WHERE model_id = '{model_id}'"
-        )
+        cursor.execute(sql.index_statement(sql.PRODUCT_TABLE, POOL_COLUMN, model_id, dims, m, ef_construction))
         seconds = time.perf_counter() - started
         cursor.execute("SELECT pg_relation_size(%s)", [name])
         return seconds, int(cursor.fetchone()[0])

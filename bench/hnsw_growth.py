@@ -31,7 +31,7 @@ import time
 from typing import Any
 
 import numpy as np
-from search import NOISE, _mix, load_source, percentiles, queries, save, setup_django
+from search import NOISE, _mix, load_source, percentiles, queries, read_settings, save, setup_django
 
 TABLE = "bench_pool_vectors"
 COLUMNS = ("text_vector", "title_vector", "image_vector")
@@ -127,9 +127,8 @@ def nearest(vector: np.ndarray, rows: int, ef_search: int | None) -> list[int]:
 
     from multimodal_search.store import sql
 
-    settings = ["SET LOCAL enable_indexscan = off"] if ef_search is None else sql.session_settings(ef_search, False)
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("; ".join(settings))
+        cursor.execute(read_settings(ef_search))
         cursor.execute(
             f"SELECT id FROM {TABLE} ORDER BY v <#> %s::halfvec LIMIT {rows}",
             [sql.to_literal(vector)],

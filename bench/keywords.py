@@ -31,7 +31,7 @@ import sys
 import time
 from typing import Any
 
-from search import ROOT, load_source, percentiles, prewarm, save, setup_django
+from search import ROOT, load_source, percentiles, prewarm, read_settings, save, setup_django
 
 COUNT_CAP = 100_000
 
@@ -112,15 +112,13 @@ def statements(model_id: str, words: str, typed: str) -> dict[str, tuple[str, li
 def time_queries(model_id: str, queries: list[tuple[str, str]], repeat: int) -> dict[str, dict[str, float]]:
     from django.db import connection, transaction
 
-    from multimodal_search.store import sql
-
     best: dict[str, list[float]] = {}
     for words, typed in queries:
         for name, (statement, params) in statements(model_id, words, typed).items():
             times = []
             for _ in range(repeat):
                 with transaction.atomic(), connection.cursor() as cursor:
-                    cursor.execute("; ".join(sql.session_settings(400, False)))
+                    cursor.execute(read_settings(400))
                     started = time.perf_counter()
                     cursor.execute(statement, params)
                     cursor.fetchall()

@@ -330,6 +330,16 @@ def without_hnsw(model_id: str) -> Iterator[None]:
         transaction.set_rollback(True)
 
 
+def read_settings(ef_search: int | None) -> str:
+    """The settings of one unfiltered vector read as the store sends them, in one string (None: an exact
+    read, index scans off), for the benches that run their own statements."""
+    from multimodal_search.store import sql
+
+    return "; ".join(
+        ["SET LOCAL enable_indexscan = off"] if ef_search is None else sql.session_settings(ef_search, False)
+    )
+
+
 def _exact_aware_settings() -> None:
     from multimodal_search.store import sql
 

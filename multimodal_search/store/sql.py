@@ -143,17 +143,27 @@ def _vector_columns() -> list[tuple[str, str]]:
 def index_statements(model_id: str, dimensions: int, feature_dimensions: int) -> list[str]:
     """``CREATE INDEX`` of every vector column of one encoder version (partial, cosine HNSW), then
     ``DROP INDEX`` of the same indexes' older definitions."""
-    check_model_id(model_id)
-    statements = []
-    for table, column in _vector_columns():
-        dims = feature_dimensions if column == "feature_vector" else dimensions
-        ops = _INNER_PRODUCT.get(column, _COSINE)[0]
-        statements.append(
-            f"CREATE INDEX IF NOT EXISTS {index_name(table, column, model_id)} ON {table} USING hnsw "
-            f"({cast(column, dims)} {ops}) WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION}) "
-            f"WHERE model_id = '{model_id}'"
-        )
+    statements = [
+        index_statement(table, column, model_id, feature_dimensions if column == "feature_vector" else dimensions)
+        for table, column in _vector_columns()
+    ]
     return statements + old_index_drops(model_id)
+
+
+def index_statement(
+    table: str, column: str, model_id: str, dims: int, m: int | None = None, ef_construction: int | None = None
+) -> str:
+    """``CREATE INDEX`` of one vector column of one encoder version (``m`` and ``ef_construction``:
+    ``HNSW_M`` and ``HNSW_EF_CONSTRUCTION`` unless given)."""
+    check_model_id(model_id)
+    ops = _INNER_PRODUCT.get(column, _COSINE)[0]
+    m = HNSW_M if m is None else m
+    ef_construction = HNSW_EF_CONSTRUCTION if ef_construction is None else ef_construction
+    return (
+        f"CREATE INDEX IF NOT EXISTS {index_name(table, column, model_id)} ON {table} USING hnsw "
+        f"({cast(column, dims)} {ops}) WITH (m = {int(m)}, ef_construction = {int(ef_construction)}) "
+        f"WHERE model_id = '{model_id}'"
+    )
 
 
 def old_index_drops(model_id: str) -> list[str]:

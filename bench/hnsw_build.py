@@ -110,11 +110,12 @@ def rebuilt(model_id: str, dims: int, m: int, ef_construction: int) -> tuple[flo
     from multimodal_search.store import sql
     from multimodal_search.store.base import POOL_COLUMN
 
-    name = sql.index_name(sql.PRODUCT_TABLE, POOL_COLUMN, model_id)
+    shipped = sql.index_name(sql.PRODUCT_TABLE, POOL_COLUMN, model_id)
+    name = sql.index_name(sql.PRODUCT_TABLE, POOL_COLUMN, model_id, m=m, ef_construction=ef_construction)
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL maintenance_work_mem = '2GB'; SET LOCAL max_parallel_maintenance_workers = 2")
         started = time.perf_counter()
-        cursor.execute(f"DROP INDEX {name}")
+        cursor.execute(f"DROP INDEX {shipped}")
         cursor.execute(sql.index_statement(sql.PRODUCT_TABLE, POOL_COLUMN, model_id, dims, m, ef_construction))
         seconds = time.perf_counter() - started
         cursor.execute("SELECT pg_relation_size(%s)", [name])

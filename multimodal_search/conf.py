@@ -63,6 +63,12 @@ Keys:
         min inclusive, max exclusive, None open; ``MAX_VALUES`` shown per facet (20); ``PAGE_SIZE``
         of the storefront (24).
     HNSW_EF_SEARCH: pgvector ``hnsw.ef_search`` used by searches.
+    HNSW_M, HNSW_EF_CONSTRUCTION: pgvector's build parameters of the HNSW indexes (32 and 128, chosen
+        at 100,000 products, README "Performance"; pgvector accepts m 2-100, ef_construction 4-1,000 and
+        at least 2 x m). Indexing builds a new encoder version's indexes with them, but keeps an index
+        that exists: ``manage.py mmsearch_indexes --build`` applies a change to the current version
+        (``CREATE INDEX CONCURRENTLY``: searches and indexing go on; at 1,000,000 products the pool
+        column's index alone took about 10 minutes to build).
     QUERY_VECTORS: how many encoded query texts each process keeps (2,000; 0: none). A refinement
         of the same words (a facet, a page, a sort) or a popular query skips the text encoder.
     MAX_UPLOAD_BYTES: largest accepted query photo upload (a larger request is a 413 before it is read).
@@ -160,6 +166,9 @@ DEFAULTS: dict[str, Any] = {
     },
     # recall@10 >= 0.95 against exact at 100,000 products with m = 32 (README "Performance")
     "HNSW_EF_SEARCH": 400,
+    # the HNSW indexes' build parameters (measured in store.sql, where the names of indexes built with these are kept)
+    "HNSW_M": 32,
+    "HNSW_EF_CONSTRUCTION": 128,
     "QUERY_VECTORS": 2000,
     "MAX_UPLOAD_BYTES": 10 * 1024 * 1024,
     "MAX_IMAGE_PIXELS": 40_000_000,

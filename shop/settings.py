@@ -254,6 +254,9 @@ MULTIMODAL_SEARCH = {
     # an indexing worker's torch threads (0: every core it may use); models load at process start
     "INDEX_TORCH_THREADS": int(os.environ.get("MMSEARCH_INDEX_TORCH_THREADS", "0")) or None,
     "WARM_UP": os.environ.get("MMSEARCH_WARM_UP", "1") == "1",
+    # the HNSW indexes' build parameters (README "Performance"); `manage.py mmsearch_indexes --build` applies a change
+    "HNSW_M": int(os.environ.get("MMSEARCH_HNSW_M", "32")),
+    "HNSW_EF_CONSTRUCTION": int(os.environ.get("MMSEARCH_HNSW_EF_CONSTRUCTION", "128")),
     # query photos of the search box: kept MMSEARCH_PHOTO_TTL seconds in the shared cache above
     "QUERY_PHOTOS": {"CACHE": "query_photos", "TTL": int(os.environ.get("MMSEARCH_PHOTO_TTL", "3600"))},
     # MMSEARCH_SYNONYMS=0 turns query expansion off (e.g. to measure what it adds)

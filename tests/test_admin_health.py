@@ -244,3 +244,21 @@ def test_playground_is_open_to_view_only_staff(client, viewer, indexed):
     client.force_login(viewer)
     response = client.get(TRY, {"q": "hat", "category": "Nowhere"})
     assert response.status_code == 200 and "No results." in response.content.decode()
+
+
+def test_health_page_lists_the_vector_indexes_and_says_when_they_differ_from_the_settings(
+    admin_client, mixed_catalogue, settings
+):
+    from multimodal_search.store import hnsw
+
+    encoder, model_id = services.query.current_encoder()
+    hnsw.ensure(model_id, encoder.dimensions, encoder.feature_dimensions)  # the store's own call is once per process
+    html = admin_client.get(HEALTH).content.decode()
+    table = html[html.index('id="health-indexes"') :]
+    table = table[: table.index("</table>")]
+    assert table.count("<td>32</td><td>128</td>") == 7 and table.count(">current</td>") == 7
+    assert "<code>pool_vector</code>" in table and "mmsearch_indexes --build" not in html
+    settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "HNSW_M": 16, "HNSW_EF_CONSTRUCTION": 64}
+    html = admin_client.get(HEALTH).content.decode()
+    assert html.count(">other build parameters</td>") == 7
+    assert "<code>python manage.py mmsearch_indexes --build</code> rebuilds them" in html

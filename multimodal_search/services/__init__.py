@@ -127,6 +127,7 @@ from multimodal_search.services.search import (
     storefront_min_relevance,
 )
 from multimodal_search.services.suggest import suggest
+from multimodal_search.services.vector_indexes import rebuild_vector_indexes, vector_indexes
 from multimodal_search.services.voice import (
     VoiceSearch,
     check_recording_length,
@@ -207,6 +208,7 @@ __all__ = [
     "query_figures",
     "queue_depth",
     "rebuild_profiles",
+    "rebuild_vector_indexes",
     "recommended_for_shopper",
     "recommended_for_vector",
     "record_event",
@@ -230,6 +232,7 @@ __all__ = [
     "transcribe",
     "update_profile",
     "use_indexing_threads",
+    "vector_indexes",
     "visitor_hash",
     "voice_search",
     "warm_up",

@@ -25,6 +25,7 @@ from multimodal_search.services import outbox
 from multimodal_search.services.drift import Drift, find_drift
 from multimodal_search.services.enqueue import bulk_queue, enqueue_index
 from multimodal_search.store import get_store
+from multimodal_search.store.base import IndexInfo
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,13 @@ class IndexHealth:
     queue_depth: dict[str, int] | None = None
     errors: list[IndexFailure] = field(default_factory=list)
     artefacts: list[Artefact] = field(default_factory=list)
+    #: the nearest-neighbour indexes of ``model_id`` (``mmsearch_indexes``)
+    vector_indexes: list[IndexInfo] = field(default_factory=list)
+
+    @property
+    def indexes_to_build(self) -> bool:
+        """Some vector index differs from the settings (other build parameters, or a failed build)."""
+        return any(not (info.current and info.valid) for info in self.vector_indexes)
 
     @property
     def stale(self) -> int:
@@ -177,6 +185,7 @@ def index_health(drift: Drift | None = None) -> IndexHealth:
         queue_depth=queue_depth(),
         errors=recent_errors(),
         artefacts=trained_artefacts(drift.model_id),
+        vector_indexes=store.index_status(drift.model_id),
     )
 
 

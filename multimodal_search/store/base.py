@@ -11,7 +11,7 @@ Similarities are cosine similarities. Methods return numpy float32 vectors, neve
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,6 +117,33 @@ class Candidates:
     fields: dict[str, dict[str, Any]]
 
 
+@dataclass(frozen=True)
+class IndexInfo:
+    """One nearest-neighbour index of an encoder version, as the database has it (``m`` and
+    ``ef_construction``: an HNSW index's build parameters)."""
+
+    name: str
+    table: str
+    column: str
+    m: int | None
+    ef_construction: int | None
+    valid: bool
+    bytes: int
+    #: named as the current definition with the configured build parameters
+    current: bool
+
+
+@dataclass(frozen=True)
+class BuildProgress:
+    """How far one index build is: ``done`` of ``total`` ``unit`` ("tuples" or "blocks") in its ``phase``."""
+
+    name: str
+    phase: str
+    done: int
+    total: int
+    unit: str
+
+
 class BaseVectorStore:
     """Where vectors live. Subclasses implement every method; the pgvector one is ``store.pgvector``."""
 
@@ -124,6 +151,21 @@ class BaseVectorStore:
 
     def ensure_indexes(self, model_id: str, dimensions: int, feature_dimensions: int) -> None:
         """Create the nearest-neighbour indexes of one encoder version if they do not exist."""
+        raise NotImplementedError
+
+    def index_status(self, model_id: str) -> list[IndexInfo]:
+        """Every nearest-neighbour index of one encoder version, whatever its definition."""
+        raise NotImplementedError
+
+    def rebuild_indexes(
+        self,
+        model_id: str,
+        dimensions: int,
+        feature_dimensions: int,
+        progress: Callable[[BuildProgress], None] | None = None,
+    ) -> tuple[list[str], list[str]]:
+        """Build the indexes the configured parameters name, without blocking searches or writes, then
+        drop the version's other indexes; returns (built, dropped) names. Outside a transaction."""
         raise NotImplementedError
 
     def save_products(self, model_id: str, products: Sequence[ProductVectors]) -> None:

@@ -8,22 +8,24 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from django.db import connection, connections, router, transaction
+from django.db import connections, router, transaction
 from django.db.backends.utils import CursorWrapper
 
 from multimodal_search.models import BackboneVector, ImageEmbedding, ProductEmbedding
-from multimodal_search.store import sql
+from multimodal_search.store import hnsw, sql
 from multimodal_search.store.base import (
     IMAGE_COLUMNS,
     PRODUCT_COLUMNS,
     BaseVectorStore,
+    BuildProgress,
     CandidateRequest,
     Candidates,
+    IndexInfo,
     ProductVectors,
     Scope,
     pool_vector,
@@ -105,20 +107,31 @@ class PgvectorStore(BaseVectorStore):
     """Vectors in the app's own tables, searched with pgvector's HNSW indexes."""
 
     def __init__(self) -> None:
-        self._ensured: set[tuple[str, int, int]] = set()
+        self._ensured: set[tuple[str, int, int, int, int]] = set()
 
     # --- writes ------------------------------------------------------------------------------
 
     def ensure_indexes(self, model_id: str, dimensions: int, feature_dimensions: int) -> None:
-        key = (model_id, dimensions, feature_dimensions)
+        """See :func:`store.hnsw.ensure` (once per process and build parameters)."""
+        key = (model_id, dimensions, feature_dimensions, *hnsw.build_settings())
         if key in self._ensured:
             return
-        with transaction.atomic(), connection.cursor() as cursor:
-            # building an index over a large table is maintenance, not a request: no statement timeout
-            cursor.execute("SET LOCAL statement_timeout = 0")
-            for statement in sql.index_statements(model_id, dimensions, feature_dimensions):
-                cursor.execute(statement)
+        hnsw.ensure(model_id, dimensions, feature_dimensions)
         self._ensured.add(key)
+
+    def index_status(self, model_id: str) -> list[IndexInfo]:
+        return hnsw.indexes(model_id)
+
+    def rebuild_indexes(
+        self,
+        model_id: str,
+        dimensions: int,
+        feature_dimensions: int,
+        progress: Callable[[BuildProgress], None] | None = None,
+    ) -> tuple[list[str], list[str]]:
+        built, dropped = hnsw.rebuild(model_id, dimensions, feature_dimensions, progress)
+        self._ensured = {key for key in self._ensured if key[0] != model_id}
+        return built, dropped
 
     def save_products(self, model_id: str, products: Sequence[ProductVectors]) -> None:
         if not products:
@@ -187,9 +200,7 @@ class PgvectorStore(BaseVectorStore):
         with transaction.atomic():
             ImageEmbedding.objects.filter(model_id=model_id).delete()
             removed, _ = ProductEmbedding.objects.filter(model_id=model_id).delete()
-        with connection.cursor() as cursor:
-            for statement in sql.drop_index_statements(model_id):
-                cursor.execute(statement)
+        hnsw.drop(model_id)
         self._ensured = {key for key in self._ensured if key[0] != model_id}
         return removed
 

@@ -21,6 +21,7 @@ from typing import TypeAlias
 
 import numpy as np
 
+from multimodal_search.conf import DEFAULTS
 from multimodal_search.store.base import IMAGE_COLUMNS, POOL_COLUMN, PRODUCT_COLUMNS
 
 PRODUCT_TABLE = "multimodal_search_productembedding"
@@ -54,8 +55,10 @@ KEYWORD_COMMON_ROWS = 20_000
 #: against 0.85 with the defaults, for about twice the build time. ``bench/hnsw_build.py`` (the pool
 #: column's index, 100,000 products): at the pool's ef_search 800 the default search agreed with its
 #: exact self in 0.973 of places, 0.975 with ef_construction 256 or m = 48 (builds 25% and 2x longer).
-HNSW_M = 32
-HNSW_EF_CONSTRUCTION = 128
+#: They are the defaults of the ``HNSW_M`` and ``HNSW_EF_CONSTRUCTION`` settings, with which a shop builds
+#: its own (``store.hnsw``); indexes built with these keep the names they had before those settings.
+HNSW_M: int = DEFAULTS["HNSW_M"]
+HNSW_EF_CONSTRUCTION: int = DEFAULTS["HNSW_EF_CONSTRUCTION"]
 #: part of every index name: a new definition gets new names, and ``ensure_indexes`` replaces the old
 INDEX_VERSION = 2
 #: the candidate statement's branches search this many times deeper than ``HNSW_EF_SEARCH`` (at most
@@ -125,14 +128,34 @@ def similarity(column: str, dims: int, alias: str = "") -> str:
     return f"1 - ({distance(column, dims, alias)})"
 
 
-def index_name(table: str, column: str, model_id: str, version: int = INDEX_VERSION) -> str:
-    """The name of one HNSW index (version 1: the first definition, which had ``AND col IS NOT NULL``)."""
+def build_parameters(m: int | None = None, ef_construction: int | None = None) -> tuple[int, int]:
+    """``(m, ef_construction)`` of an HNSW build: the shipped ``HNSW_M`` and ``HNSW_EF_CONSTRUCTION`` where not given."""
+    return (HNSW_M if m is None else int(m)), (
+        HNSW_EF_CONSTRUCTION if ef_construction is None else int(ef_construction)
+    )
+
+
+def index_name(
+    table: str,
+    column: str,
+    model_id: str,
+    version: int = INDEX_VERSION,
+    m: int | None = None,
+    ef_construction: int | None = None,
+) -> str:
+    """The name of one HNSW index (version 1: the first definition, which had ``AND col IS NOT NULL``).
+    Build parameters other than the shipped ones are part of the name, so ``mmsearch_indexes --build``
+    builds the indexes of changed settings beside the old ones, which searches read meanwhile."""
     key = f"{table}:{column}:{model_id}" + (f":v{version}" if version > 1 else "")
+    built = build_parameters(m, ef_construction)
+    if built != (HNSW_M, HNSW_EF_CONSTRUCTION):
+        key += f":m{built[0]}:efc{built[1]}"
     digest = hashlib.sha1(key.encode()).hexdigest()[:12]
     return f"mmsearch_hnsw_{column[:10]}_{digest}"
 
 
-def _vector_columns() -> list[tuple[str, str]]:
+def vector_columns() -> list[tuple[str, str]]:
+    """``(table, column)`` of every vector column that has HNSW indexes."""
     return [
         (table, column)
         for table, columns in ((PRODUCT_TABLE, PRODUCT_COLUMNS), (IMAGE_TABLE, IMAGE_COLUMNS))
@@ -140,45 +163,109 @@ def _vector_columns() -> list[tuple[str, str]]:
     ]
 
 
-def index_statements(model_id: str, dimensions: int, feature_dimensions: int) -> list[str]:
+def index_statements(
+    model_id: str,
+    dimensions: int,
+    feature_dimensions: int,
+    m: int | None = None,
+    ef_construction: int | None = None,
+) -> list[str]:
     """``CREATE INDEX`` of every vector column of one encoder version (partial, cosine HNSW), then
-    ``DROP INDEX`` of the same indexes' older definitions."""
+    ``DROP INDEX`` of the same indexes' older definitions (build parameters: :func:`build_parameters`;
+    indexes built with other ones are found by :func:`model_indexes`)."""
     statements = [
-        index_statement(table, column, model_id, feature_dimensions if column == "feature_vector" else dimensions)
-        for table, column in _vector_columns()
+        index_statement(
+            table,
+            column,
+            model_id,
+            feature_dimensions if column == "feature_vector" else dimensions,
+            m,
+            ef_construction,
+        )
+        for table, column in vector_columns()
     ]
     return statements + old_index_drops(model_id)
+
+
+def index_names(model_id: str, m: int | None = None, ef_construction: int | None = None) -> list[str]:
+    """The names of the indexes :func:`index_statements` creates."""
+    return [
+        index_name(table, column, model_id, m=m, ef_construction=ef_construction) for table, column in vector_columns()
+    ]
+
+
+def model_indexes(model_id: str) -> tuple[str, list[Param]]:
+    """``indexname, tablename, reloptions, indisvalid, bytes`` of every HNSW index of one encoder version
+    in the database, whatever its definition (its predicate names the version), and the parameters."""
+    literal = f"'{check_model_id(model_id)}'::text"
+    return (
+        "SELECT i.indexname, i.tablename, c.reloptions, x.indisvalid, pg_relation_size(c.oid) FROM pg_indexes i "
+        "JOIN pg_class c ON c.relname = i.indexname AND c.relnamespace = to_regnamespace(i.schemaname) "
+        "JOIN pg_index x ON x.indexrelid = c.oid WHERE i.schemaname = current_schema() AND i.tablename = ANY(%s) "
+        "AND i.indexname LIKE 'mmsearch\\_hnsw\\_%%' AND position(%s in i.indexdef) > 0",
+        [[PRODUCT_TABLE, IMAGE_TABLE], literal],
+    )
+
+
+def column_of_index(table: str, name: str) -> str:
+    """The vector column an index of :func:`index_name` is on ("" if the name is none of theirs)."""
+    for owner, column in vector_columns():
+        if owner == table and name.startswith(f"mmsearch_hnsw_{column[:10]}_"):
+            return column
+    return ""
+
+
+#: how many index builds run now on the tables of the vectors
+BUILDS_RUNNING = (
+    "SELECT count(*) FROM pg_stat_progress_create_index "
+    f"WHERE relid IN ('{PRODUCT_TABLE}'::regclass, '{IMAGE_TABLE}'::regclass)"
+)
+#: the advisory lock one rebuild of the indexes holds (``pg_try_advisory_lock``)
+REBUILD_LOCK = "SELECT pg_try_advisory_lock(hashtext('mmsearch_hnsw_rebuild'))"
+REBUILD_UNLOCK = "SELECT pg_advisory_unlock(hashtext('mmsearch_hnsw_rebuild'))"
+#: ``phase, done, total, unit`` of the index build of one backend (its pid the parameter): tuples where
+#: the phase counts them, else blocks (pgvector's HNSW build reports the blocks it has read)
+BUILD_PROGRESS = (
+    "SELECT phase, CASE WHEN tuples_total > 0 THEN tuples_done ELSE blocks_done END, "
+    "CASE WHEN tuples_total > 0 THEN tuples_total ELSE blocks_total END, "
+    "CASE WHEN tuples_total > 0 THEN 'tuples' ELSE 'blocks' END "
+    "FROM pg_stat_progress_create_index WHERE pid = %s"
+)
 
 
 def index_statement(
     table: str, column: str, model_id: str, dims: int, m: int | None = None, ef_construction: int | None = None
 ) -> str:
-    """``CREATE INDEX`` of one vector column of one encoder version (``m`` and ``ef_construction``:
-    ``HNSW_M`` and ``HNSW_EF_CONSTRUCTION`` unless given)."""
+    """``CREATE INDEX`` of one vector column of one encoder version (build parameters: :func:`build_parameters`)."""
     check_model_id(model_id)
     ops = _INNER_PRODUCT.get(column, _COSINE)[0]
-    m = HNSW_M if m is None else m
-    ef_construction = HNSW_EF_CONSTRUCTION if ef_construction is None else ef_construction
+    m, ef_construction = build_parameters(m, ef_construction)
+    name = index_name(table, column, model_id, m=m, ef_construction=ef_construction)
     return (
-        f"CREATE INDEX IF NOT EXISTS {index_name(table, column, model_id)} ON {table} USING hnsw "
+        f"CREATE INDEX IF NOT EXISTS {name} ON {table} USING hnsw "
         f"({cast(column, dims)} {ops}) WITH (m = {int(m)}, ef_construction = {int(ef_construction)}) "
         f"WHERE model_id = '{model_id}'"
     )
 
 
+def old_index_names(model_id: str) -> list[str]:
+    """The names of every earlier definition (``INDEX_VERSION``) of one encoder version's indexes."""
+    return [
+        index_name(table, column, model_id, version)
+        for version in range(1, INDEX_VERSION)
+        for table, column in vector_columns()
+    ]
+
+
 def old_index_drops(model_id: str) -> list[str]:
     """``DROP INDEX`` of every earlier definition of one encoder version's indexes."""
-    return [
-        f"DROP INDEX IF EXISTS {index_name(table, column, model_id, version)}"
-        for version in range(1, INDEX_VERSION)
-        for table, column in _vector_columns()
-    ]
+    return [f"DROP INDEX IF EXISTS {name}" for name in old_index_names(model_id)]
 
 
 def drop_index_statements(model_id: str) -> list[str]:
     """``DROP INDEX`` of every index of one encoder version, old definitions included."""
     return [
-        f"DROP INDEX IF EXISTS {index_name(table, column, model_id)}" for table, column in _vector_columns()
+        f"DROP INDEX IF EXISTS {index_name(table, column, model_id)}" for table, column in vector_columns()
     ] + old_index_drops(model_id)
 
 

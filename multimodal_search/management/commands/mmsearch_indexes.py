@@ -1,0 +1,74 @@
+"""python manage.py mmsearch_indexes [--build] [--model-id ID]"""
+
+from __future__ import annotations
+
+from typing import TextIO, cast
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
+from tqdm import tqdm
+
+from multimodal_search import services
+from multimodal_search.conf import search_settings
+
+
+class Command(BaseCommand):
+    help = (
+        "List the vector (HNSW) indexes of the encoder version searches read, with their build parameters; "
+        "--build rebuilds them with HNSW_M / HNSW_EF_CONSTRUCTION without blocking searches or indexing."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--build",
+            action="store_true",
+            help="Build the indexes the configured parameters name (CREATE INDEX CONCURRENTLY), then drop the others.",
+        )
+        parser.add_argument("--model-id", default=None, help="List another encoder version's indexes.")
+
+    def handle(self, *args, **options):
+        if options["build"] and options["model_id"]:
+            raise CommandError("--build rebuilds the current encoder version's indexes; leave out --model-id.")
+        if options["build"]:
+            self._build()
+        model_id, found = services.vector_indexes(options["model_id"])
+        wanted = f"m = {search_settings.HNSW_M}, ef_construction = {search_settings.HNSW_EF_CONSTRUCTION}"
+        self.stdout.write(f"HNSW indexes of {model_id} (configured: {wanted}):")
+        if not found:
+            self.stdout.write("  none (indexing creates them with the first products it stores)")
+        for info in found:
+            state = "current" if info.current and info.valid else "invalid" if not info.valid else "other parameters"
+            self.stdout.write(
+                f"  {info.table.removeprefix('multimodal_search_')}.{info.column or '?'}: m = {info.m}, "
+                f"ef_construction = {info.ef_construction}, {info.bytes / 2**20:,.1f} MB, {state} ({info.name})"
+            )
+        if any(not info.current for info in found) and not options["build"]:
+            self.stdout.write(
+                "Some indexes differ from the settings: `manage.py mmsearch_indexes --build` rebuilds them."
+            )
+
+    def _build(self) -> None:
+        bars: dict[str, tqdm] = {}
+
+        def progress(update) -> None:
+            bar = bars.get(update.name)
+            if bar is None:
+                # tqdm writes to the wrapped stream; django-stubs types unknown OutputWrapper attributes as callables
+                bar = bars[update.name] = tqdm(desc=update.name, unit="", file=cast(TextIO, self.stderr._out))
+            bar.total = update.total or None
+            bar.n = update.done
+            bar.set_postfix_str(f"{update.unit}, {update.phase}", refresh=False)
+            bar.refresh()
+
+        try:
+            model_id, built, dropped = services.rebuild_vector_indexes(progress)
+        except (DatabaseError, RuntimeError) as exc:
+            raise CommandError(f"Building the indexes failed: {str(exc).strip().splitlines()[0]}") from None
+        finally:
+            for bar in bars.values():
+                bar.close()
+        self.stdout.write(
+            f"Built {len(built)} index(es) of {model_id}"
+            + (f": {', '.join(built)}" if built else " (every one exists)")
+            + f"; dropped {len(dropped)} of other definitions."
+        )

@@ -1,0 +1,27 @@
+"""The vector indexes of the encoder version searches read: what exists, and rebuilding them with the
+configured build parameters (``manage.py mmsearch_indexes``). See ``store.hnsw`` for why indexing
+itself never replaces an existing index."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from multimodal_search.services.query import current_encoder
+from multimodal_search.store import get_store
+from multimodal_search.store.base import BuildProgress, IndexInfo
+
+
+def vector_indexes(model_id: str | None = None) -> tuple[str, list[IndexInfo]]:
+    """The encoder version (default: the one searches read) and its indexes."""
+    model_id = model_id or current_encoder()[1]
+    return model_id, get_store().index_status(model_id)
+
+
+def rebuild_vector_indexes(
+    progress: Callable[[BuildProgress], None] | None = None,
+) -> tuple[str, list[str], list[str]]:
+    """Build the indexes of the current encoder version that the configured parameters name and drop its
+    others, without blocking searches or indexing; returns (model_id, built, dropped)."""
+    encoder, model_id = current_encoder()
+    built, dropped = get_store().rebuild_indexes(model_id, encoder.dimensions, encoder.feature_dimensions, progress)
+    return model_id, built, dropped

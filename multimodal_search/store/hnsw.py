@@ -1,0 +1,202 @@
+"""The HNSW indexes of the pgvector store: what exists, what indexing creates, and rebuilds.
+
+Every vector column of an encoder version has one partial HNSW index (``sql.index_statement``), built
+with the ``HNSW_M`` / ``HNSW_EF_CONSTRUCTION`` settings. Indexing (:func:`ensure`, inside a worker's
+task) only creates the indexes a version lacks: for a new version they are empty and cost nothing. An
+index built with other parameters is kept there, because rebuilding a large one takes longer than a task
+may run (about 10 minutes for the pool column at 1,000,000 products) and blocks writes meanwhile.
+:func:`rebuild` (``manage.py mmsearch_indexes --build``) applies changed parameters with
+``CREATE INDEX CONCURRENTLY`` (writes and searches go on) and then drops the other definitions.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from django.db import connection, connections, transaction
+from django.db.backends.utils import CursorWrapper
+
+from multimodal_search.conf import search_settings
+from multimodal_search.store import sql
+from multimodal_search.store.base import BuildProgress, IndexInfo
+
+logger = logging.getLogger(__name__)
+
+#: seconds between two reads of a concurrent build's progress
+PROGRESS_SECONDS = 0.5
+
+
+def build_settings() -> tuple[int, int]:
+    """``(m, ef_construction)`` of new HNSW indexes: the ``HNSW_M`` and ``HNSW_EF_CONSTRUCTION`` settings."""
+    return int(search_settings.HNSW_M), int(search_settings.HNSW_EF_CONSTRUCTION)
+
+
+def indexes(model_id: str, cursor: CursorWrapper | None = None) -> list[IndexInfo]:
+    """Every HNSW index of ``model_id`` in the database, whatever its definition."""
+    current = set(sql.index_names(model_id, *build_settings()))
+    if cursor is None:
+        with connection.cursor() as own:
+            return indexes(model_id, own)
+    cursor.execute(*sql.model_indexes(model_id))
+    found = []
+    for name, table, options, valid, size in cursor.fetchall():
+        params = dict(str(option).split("=", 1) for option in options or [])
+        found.append(
+            IndexInfo(
+                name=name,
+                table=table,
+                column=sql.column_of_index(table, name),
+                m=int(params["m"]) if "m" in params else None,
+                ef_construction=int(params["ef_construction"]) if "ef_construction" in params else None,
+                valid=bool(valid),
+                bytes=int(size),
+                current=name in current,
+            )
+        )
+    return sorted(found, key=lambda info: (info.table, info.column, not info.current, info.name))
+
+
+def ensure(model_id: str, dimensions: int, feature_dimensions: int) -> list[str]:
+    """Create the indexes ``model_id`` lacks (in one transaction); returns the names created.
+
+    A column whose index was built with other parameters keeps it (logged: :func:`rebuild` applies
+    them); a column without a usable index gets one with the configured parameters. Earlier
+    definitions that no query could use (``sql.old_index_drops``) and invalid leftovers of a failed
+    concurrent build are dropped after the builds: a drop locks the table against searches until the
+    transaction ends, a build only against writes."""
+    built = build_settings()
+    old = set(sql.old_index_names(model_id))
+    with transaction.atomic(), connection.cursor() as cursor:
+        # building an index over a large table is maintenance, not a request: no statement timeout
+        cursor.execute("SET LOCAL statement_timeout = 0")
+        present = indexes(model_id, cursor)
+        invalid = {info.name for info in present if not info.valid}
+        usable = {(info.table, info.column) for info in present if info.valid and info.name not in old}
+        wanted = [
+            (name, statement)
+            for table, column, name, statement in _statements(model_id, dimensions, feature_dimensions, built)
+            if (table, column) not in usable
+        ]
+        created = []
+        for name, statement in wanted:
+            if name not in invalid:
+                cursor.execute(statement)
+                created.append(name)
+        for statement in sql.old_index_drops(model_id):
+            cursor.execute(statement)
+        cursor.execute(sql.BUILDS_RUNNING)
+        if invalid and not cursor.fetchone()[0]:
+            # an index being built concurrently is invalid until it is done: never drop one then (the
+            # drop would wait for the build, and every search would wait behind the drop)
+            for name in sorted(invalid):
+                cursor.execute(f"DROP INDEX IF EXISTS {name}")
+            for name, statement in wanted:
+                if name in invalid:
+                    cursor.execute(statement)
+                    created.append(name)
+    others = sorted({info.name for info in present if info.valid and not info.current and info.name not in old})
+    if others:
+        logger.warning(
+            "HNSW indexes of %s were built with other parameters than HNSW_M=%d, HNSW_EF_CONSTRUCTION=%d "
+            "(%s); they are kept: `manage.py mmsearch_indexes --build` rebuilds them",
+            model_id,
+            *built,
+            ", ".join(others),
+        )
+    return created
+
+
+def _statements(model_id: str, dims: int, feature_dims: int, built: tuple[int, int]) -> list[tuple[str, str, str, str]]:
+    """``(table, column, index name, CREATE INDEX)`` of every vector column."""
+    return [
+        (
+            table,
+            column,
+            sql.index_name(table, column, model_id, m=built[0], ef_construction=built[1]),
+            sql.index_statement(table, column, model_id, feature_dims if column == "feature_vector" else dims, *built),
+        )
+        for table, column in sql.vector_columns()
+    ]
+
+
+def rebuild(
+    model_id: str,
+    dimensions: int,
+    feature_dimensions: int,
+    progress: Callable[[BuildProgress], None] | None = None,
+) -> tuple[list[str], list[str]]:
+    """Build every index of ``model_id`` the configured parameters name that does not exist yet, with
+    ``CREATE INDEX CONCURRENTLY`` (searches and writes go on), then drop its other indexes; returns
+    (built, dropped). ``progress`` is called about every ``PROGRESS_SECONDS`` during each build.
+    Must run outside a transaction. A build that fails leaves an invalid index, dropped by the next run."""
+    if connection.in_atomic_block:
+        raise RuntimeError("HNSW indexes are rebuilt concurrently, which cannot run inside a transaction")
+    built_with = build_settings()
+    built: list[str] = []
+    with connection.cursor() as cursor:
+        cursor.execute(sql.REBUILD_LOCK)
+        if not cursor.fetchone()[0]:
+            raise RuntimeError("another rebuild of the HNSW indexes is running; wait for it to finish")
+        cursor.execute("SET statement_timeout = 0")
+        try:
+            for info in indexes(model_id, cursor):
+                if info.current and not info.valid:
+                    cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {info.name}")
+            have = {info.name for info in indexes(model_id, cursor)}
+            for _table, _column, name, statement in _statements(model_id, dimensions, feature_dimensions, built_with):
+                if name in have:
+                    continue
+                concurrently = statement.replace(
+                    "CREATE INDEX IF NOT EXISTS", "CREATE INDEX CONCURRENTLY IF NOT EXISTS", 1
+                )
+                _with_progress(cursor, name, concurrently, progress)
+                built.append(name)
+            dropped = [info.name for info in indexes(model_id, cursor) if not info.current]
+            for name in dropped:
+                cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+        finally:
+            cursor.execute("RESET statement_timeout")
+            cursor.execute(sql.REBUILD_UNLOCK)
+    return built, dropped
+
+
+def _with_progress(
+    cursor: CursorWrapper, name: str, statement: str, progress: Callable[[BuildProgress], None] | None
+) -> None:
+    if progress is None:
+        cursor.execute(statement)
+        return
+    cursor.execute("SELECT pg_backend_pid()")
+    pid = int(cursor.fetchone()[0])
+    alias = connection.alias
+    finished = threading.Event()
+
+    def watch() -> None:
+        # a thread has its own connection to the same database, closed when the build ends
+        try:
+            while not finished.wait(PROGRESS_SECONDS):
+                with connections[alias].cursor() as watcher:
+                    watcher.execute(sql.BUILD_PROGRESS, [pid])
+                    row = watcher.fetchone()
+                if row is not None:
+                    phase, done, total, unit = row
+                    progress(BuildProgress(name, str(phase), int(done or 0), int(total or 0), str(unit)))
+        finally:
+            connections[alias].close()
+
+    thread = threading.Thread(target=watch, name=f"progress of {name}", daemon=True)
+    thread.start()
+    try:
+        cursor.execute(statement)
+    finally:
+        finished.set()
+        thread.join()
+
+
+def drop(model_id: str) -> None:
+    """Drop every index of ``model_id``, whatever its definition."""
+    with connection.cursor() as cursor:
+        for info in indexes(model_id, cursor):
+            cursor.execute(f"DROP INDEX IF EXISTS {info.name}")

@@ -169,3 +169,23 @@ def test_when_every_typed_word_is_common_the_all_words_half_reads_the_rarest_one
     with connection.cursor() as cursor:
         cursor.execute(gin, params)
         assert run("black zip", "black zip") == dict(cursor.fetchall()) == ts_rank(["P30"], "black zip", "black zip")
+
+
+def test_mmsearch_reindex_leaves_fresh_statistics_so_common_words_are_known_at_once(monkeypatch: Any) -> None:
+    """A bulk-loaded catalogue has its common words (and the planner its row counts) as soon as
+    ``mmsearch_reindex`` ends, not after autovacuum's next ``ANALYZE``: the command refreshes the
+    statistics of the tables it wrote."""
+    import io
+
+    from django.core.management import call_command
+
+    from multimodal_search.store import pgvector
+    from tests.factories import ProductFactory
+
+    monkeypatch.setattr(sql, "KEYWORD_COMMON_ROWS", 15)
+    for i in range(24):
+        ProductFactory(sku=f"ZEB-{i}", title=f"zebrine hoodie {i}")
+    pgvector._common_words.clear()
+    assert "zebrin" not in pgvector.common_words_in("zebrine hoodie")
+    call_command("mmsearch_reindex", "--sync", stdout=io.StringIO(), stderr=io.StringIO())
+    assert set(pgvector.common_words_in("zebrine hoodie")) >= {"zebrin", "hoodi"}

@@ -70,6 +70,7 @@ from multimodal_search.services.indexing import (
     index_status,
     indexes_built_after,
     prune_stale,
+    refresh_statistics,
     remove_products,
 )
 from multimodal_search.services.merchandising import rules_changed
@@ -213,6 +214,7 @@ __all__ = [
     "recommended_for_vector",
     "record_event",
     "record_view",
+    "refresh_statistics",
     "reindex",
     "relaxed_queries",
     "remove_products",

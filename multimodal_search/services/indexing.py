@@ -210,6 +210,7 @@ def indexes_built_after(encoder: BaseEncoder) -> Iterator[None]:
     finally:
         _DEFERRED.reset(token)
     get_store().ensure_indexes(encoder.model_id, encoder.dimensions, encoder.feature_dimensions)
+    refresh_statistics()
 
 
 def remove_products(pks: Iterable[Any]) -> int:
@@ -324,6 +325,12 @@ def drop_older_encoders() -> tuple[int, list[str]]:
     backbones = [encoder.text_backbone_id, encoder.image_backbone_id]
     store.drop_backbones(keep=[encoding.PALETTE_ID, *(backbone for backbone in backbones if backbone)])
     return removed, older
+
+
+def refresh_statistics() -> None:
+    """After a bulk write (``mmsearch_reindex``, a new head's index): the store's statistics brought up
+    to date (``BaseVectorStore.refresh_statistics``)."""
+    get_store().refresh_statistics()
 
 
 def current_model_id() -> str:

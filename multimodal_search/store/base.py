@@ -168,6 +168,12 @@ class BaseVectorStore:
         drop the version's other indexes; returns (built, dropped) names. Outside a transaction."""
         raise NotImplementedError
 
+    def refresh_statistics(self) -> None:
+        """Bring the database's statistics of the stored rows up to date after a bulk write (what the
+        query planner estimates from, and which words are common), rather than waiting for the database
+        to notice."""
+        raise NotImplementedError
+
     def save_products(self, model_id: str, products: Sequence[ProductVectors]) -> None:
         """Insert or replace the products' rows and photos for ``model_id``, all or nothing."""
         raise NotImplementedError

@@ -50,6 +50,8 @@ class Command(BaseCommand):
             self._run_worker(chunks, total, options, model_id)
             if options["no_wait"]:
                 return
+        if total:
+            services.refresh_statistics()  # fresh row counts and common words for searches from now on
         if not options["keep_old"]:
             removed, older = services.drop_older_encoders()
             if older:

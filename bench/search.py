@@ -61,8 +61,10 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--text-queries", type=int, default=20)
     parser.add_argument("--photo-queries", type=int, default=10)
     parser.add_argument("--seed", type=int, default=5)
-    parser.add_argument("--m", type=int, help="HNSW m (default: store.sql.HNSW_M)")
-    parser.add_argument("--ef-construction", type=int, help="HNSW ef_construction (default: store.sql)")
+    parser.add_argument("--m", type=int, help="override MULTIMODAL_SEARCH['HNSW_M'] (indexes built by the bench)")
+    parser.add_argument(
+        "--ef-construction", type=int, help="override MULTIMODAL_SEARCH['HNSW_EF_CONSTRUCTION'] (as --m)"
+    )
     parser.add_argument("--ef-search", type=int, help="override MULTIMODAL_SEARCH['HNSW_EF_SEARCH']")
     parser.add_argument(
         "--judged-queries", type=int, default=400, help="judged text queries for nDCG@10 at each size (0: none)"
@@ -233,13 +235,9 @@ def fill(meta: dict[str, Any], source: dict[str, np.ndarray], start: int, stop: 
 
 
 def drop_indexes(model_id: str) -> None:
-    from django.db import connection
+    from multimodal_search.store import hnsw
 
-    from multimodal_search.store import sql
-
-    with connection.cursor() as cursor:
-        for statement in sql.drop_index_statements(model_id):
-            cursor.execute(statement)
+    hnsw.drop(model_id)  # whatever their build parameters
 
 
 def build_indexes(model_id: str, dims: int, fdims: int) -> float:
@@ -318,14 +316,12 @@ def without_hnsw(model_id: str) -> Iterator[None]:
     whose capped match sets are then other (equally ranked) products. Single-threaded use only: the
     ``DROP INDEX`` locks the tables until the rollback.
     """
-    from django.db import connection, transaction
+    from django.db import transaction
 
-    from multimodal_search.store import sql
+    from multimodal_search.store import hnsw
 
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            for statement in sql.drop_index_statements(model_id):
-                cursor.execute(statement)
+        hnsw.drop(model_id)  # whatever their build parameters
         yield
         transaction.set_rollback(True)
 
@@ -711,11 +707,11 @@ def main() -> None:
     overrides: dict[str, Any] = {"QUERY_VECTORS": 0}
     if args.ef_search:
         overrides["HNSW_EF_SEARCH"] = args.ef_search
+    if args.m:
+        overrides["HNSW_M"] = args.m
+    if args.ef_construction:
+        overrides["HNSW_EF_CONSTRUCTION"] = args.ef_construction
     override_settings(MULTIMODAL_SEARCH={**settings.MULTIMODAL_SEARCH, **overrides}).enable()
-    from multimodal_search.store import sql
-
-    sql.HNSW_M = args.m or sql.HNSW_M
-    sql.HNSW_EF_CONSTRUCTION = args.ef_construction or sql.HNSW_EF_CONSTRUCTION
     call_command("migrate", verbosity=0)
     encoder = get_encoder()
     if encoder.model_id != meta["model_id"]:
@@ -734,8 +730,8 @@ def main() -> None:
         "default_method": default_method,
         "reranker": reranker,
         "hnsw": {
-            "m": sql.HNSW_M,
-            "ef_construction": sql.HNSW_EF_CONSTRUCTION,
+            "m": search_settings.HNSW_M,
+            "ef_construction": search_settings.HNSW_EF_CONSTRUCTION,
             "ef_search": search_settings.HNSW_EF_SEARCH,
         },
         "clients": clients,

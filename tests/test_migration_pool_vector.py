@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-from multimodal_search.store import sql
+from multimodal_search.store import hnsw, sql
 from multimodal_search.store.base import pool_vector
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -65,6 +65,5 @@ def test_rows_stored_before_get_their_pool_vector_and_index() -> None:
     finally:
         with connection.cursor() as cursor:
             cursor.execute(f"DELETE FROM {sql.PRODUCT_TABLE} WHERE model_id = %s", [MODEL])
-            for statement in sql.drop_index_statements(MODEL):
-                cursor.execute(statement)
+        hnsw.drop(MODEL)
         _migrate(None)

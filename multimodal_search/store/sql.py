@@ -262,13 +262,6 @@ def old_index_drops(model_id: str) -> list[str]:
     return [f"DROP INDEX IF EXISTS {name}" for name in old_index_names(model_id)]
 
 
-def drop_index_statements(model_id: str) -> list[str]:
-    """``DROP INDEX`` of every index of one encoder version, old definitions included."""
-    return [
-        f"DROP INDEX IF EXISTS {index_name(table, column, model_id)}" for table, column in vector_columns()
-    ] + old_index_drops(model_id)
-
-
 def session_settings(ef_search: int, filtered: bool) -> list[str]:
     """``SET LOCAL`` statements for one vector read (inside a transaction; the store sends them in one
     round trip). Every setting is written each time, so a read never inherits another's from earlier

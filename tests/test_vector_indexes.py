@@ -173,3 +173,13 @@ def test_system_check_names_build_parameters_pgvector_refuses(
     assert len(found) == 1 and found[0].startswith(f"MULTIMODAL_SEARCH[{message}"), found
     settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "HNSW_M": 16, "HNSW_EF_CONSTRUCTION": 64}
     assert "multimodal_search.E007" not in [error.id for error in check_settings()]
+
+
+def test_a_bad_memory_size_stops_the_build_with_one_line(committed: PgvectorStore) -> None:
+    with pytest.raises(
+        CommandError, match=r'^Building the indexes failed: invalid value for parameter "maintenance_work_mem"'
+    ):
+        call_command("mmsearch_indexes", "--build", "--memory", "lots", stdout=io.StringIO())
+    assert hnsw.indexes("hash-v1") == []
+    call_command("mmsearch_indexes", "--build", "--memory", "64MB", stdout=io.StringIO(), stderr=io.StringIO())
+    assert len(hnsw.indexes("hash-v1")) == 7

@@ -19,9 +19,13 @@ def vector_indexes(model_id: str | None = None) -> tuple[str, list[IndexInfo]]:
 
 def rebuild_vector_indexes(
     progress: Callable[[BuildProgress], None] | None = None,
+    memory: str | None = None,
 ) -> tuple[str, list[str], list[str]]:
     """Build the indexes of the current encoder version that the configured parameters name and drop its
-    others, without blocking searches or indexing; returns (model_id, built, dropped)."""
+    others, without blocking searches or indexing; returns (model_id, built, dropped). ``memory``: what a
+    build may use ("2GB"; None: the database's own setting)."""
     encoder, model_id = current_encoder()
-    built, dropped = get_store().rebuild_indexes(model_id, encoder.dimensions, encoder.feature_dimensions, progress)
+    built, dropped = get_store().rebuild_indexes(
+        model_id, encoder.dimensions, encoder.feature_dimensions, progress, memory
+    )
     return model_id, built, dropped

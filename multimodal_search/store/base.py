@@ -163,9 +163,11 @@ class BaseVectorStore:
         dimensions: int,
         feature_dimensions: int,
         progress: Callable[[BuildProgress], None] | None = None,
+        memory: str | None = None,
     ) -> tuple[list[str], list[str]]:
         """Build the indexes the configured parameters name, without blocking searches or writes, then
-        drop the version's other indexes; returns (built, dropped) names. Outside a transaction."""
+        drop the version's other indexes; returns (built, dropped) names. Outside a transaction.
+        ``memory``: what a build may use ("2GB"; None: the database's own setting)."""
         raise NotImplementedError
 
     def refresh_statistics(self) -> None:

@@ -126,10 +126,13 @@ def rebuild(
     dimensions: int,
     feature_dimensions: int,
     progress: Callable[[BuildProgress], None] | None = None,
+    memory: str | None = None,
 ) -> tuple[list[str], list[str]]:
     """Build every index of ``model_id`` the configured parameters name that does not exist yet, with
     ``CREATE INDEX CONCURRENTLY`` (searches and writes go on), then drop its other indexes; returns
-    (built, dropped). ``progress`` is called about every ``PROGRESS_SECONDS`` during each build.
+    (built, dropped). ``progress`` is called about every ``PROGRESS_SECONDS`` during each build;
+    ``memory``: the builds' ``maintenance_work_mem`` ("2GB"; None: the server's). An HNSW build whose
+    graph outgrows it goes on much more slowly on disk (pgvector says so in a notice).
     Must run outside a transaction. A build that fails leaves an invalid index, dropped by the next run."""
     if connection.in_atomic_block:
         raise RuntimeError("HNSW indexes are rebuilt concurrently, which cannot run inside a transaction")
@@ -141,6 +144,8 @@ def rebuild(
             raise RuntimeError("another rebuild of the HNSW indexes is running; wait for it to finish")
         cursor.execute("SET statement_timeout = 0")
         try:
+            if memory:
+                cursor.execute("SELECT set_config('maintenance_work_mem', %s, false)", [memory])
             for info in indexes(model_id, cursor):
                 if info.current and not info.valid:
                     cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {info.name}")
@@ -157,7 +162,7 @@ def rebuild(
             for name in dropped:
                 cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
         finally:
-            cursor.execute("RESET statement_timeout")
+            cursor.execute("RESET statement_timeout; RESET maintenance_work_mem")
             cursor.execute(sql.REBUILD_UNLOCK)
     return built, dropped
 

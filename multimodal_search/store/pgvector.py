@@ -128,8 +128,9 @@ class PgvectorStore(BaseVectorStore):
         dimensions: int,
         feature_dimensions: int,
         progress: Callable[[BuildProgress], None] | None = None,
+        memory: str | None = None,
     ) -> tuple[list[str], list[str]]:
-        built, dropped = hnsw.rebuild(model_id, dimensions, feature_dimensions, progress)
+        built, dropped = hnsw.rebuild(model_id, dimensions, feature_dimensions, progress, memory)
         self._ensured = {key for key in self._ensured if key[0] != model_id}
         return built, dropped
 

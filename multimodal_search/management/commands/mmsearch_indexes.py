@@ -25,12 +25,18 @@ class Command(BaseCommand):
             help="Build the indexes the configured parameters name (CREATE INDEX CONCURRENTLY), then drop the others.",
         )
         parser.add_argument("--model-id", default=None, help="List another encoder version's indexes.")
+        parser.add_argument(
+            "--memory",
+            default="1GB",
+            help="maintenance_work_mem of the builds (default 1GB; 'server' keeps the database's). An HNSW graph "
+            "that outgrows it is built much more slowly: at 100,000 products the largest index is about 800 MB.",
+        )
 
     def handle(self, *args, **options):
         if options["build"] and options["model_id"]:
             raise CommandError("--build rebuilds the current encoder version's indexes; leave out --model-id.")
         if options["build"]:
-            self._build()
+            self._build(None if options["memory"] == "server" else options["memory"])
         model_id, found = services.vector_indexes(options["model_id"])
         wanted = f"m = {search_settings.HNSW_M}, ef_construction = {search_settings.HNSW_EF_CONSTRUCTION}"
         self.stdout.write(f"HNSW indexes of {model_id} (configured: {wanted}):")
@@ -47,7 +53,7 @@ class Command(BaseCommand):
                 "Some indexes differ from the settings: `manage.py mmsearch_indexes --build` rebuilds them."
             )
 
-    def _build(self) -> None:
+    def _build(self, memory: str | None) -> None:
         bars: dict[str, tqdm] = {}
 
         def progress(update) -> None:
@@ -61,7 +67,7 @@ class Command(BaseCommand):
             bar.refresh()
 
         try:
-            model_id, built, dropped = services.rebuild_vector_indexes(progress)
+            model_id, built, dropped = services.rebuild_vector_indexes(progress, memory)
         except (DatabaseError, RuntimeError) as exc:
             raise CommandError(f"Building the indexes failed: {str(exc).strip().splitlines()[0]}") from None
         finally:

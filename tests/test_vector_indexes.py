@@ -102,7 +102,9 @@ def test_mmsearch_indexes_build_rebuilds_concurrently_and_drops_the_old(
     assert sorted(dropped) == sorted(sql.index_names(MODEL))
     assert set(_options(MODEL).values()) == {(8, 40, True)} and len(_options(MODEL)) == 7
     assert updates and {update.name for update in updates} <= set(built)
-    assert all(update.done <= update.total and update.unit in ("tuples", "blocks") for update in updates)
+    assert [update.name for update in updates if update.finished] == built  # each build's last report
+    reports = [update for update in updates if not update.finished]
+    assert reports and all(update.done <= update.total and update.unit in ("tuples", "blocks") for update in reports)
     plan = committed.explain(committed.nearest_query("pool_vector", np.ones(DIMS, np.float32), Scope(MODEL, 10)))
     assert (
         f"Index Scan using {sql.index_name(sql.PRODUCT_TABLE, 'pool_vector', MODEL, m=8, ef_construction=40)}" in plan

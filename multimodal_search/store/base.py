@@ -133,6 +133,10 @@ class IndexInfo:
     current: bool
 
 
+#: the phase of a build's last progress report, once its index is ready
+BUILT = "built"
+
+
 @dataclass(frozen=True)
 class BuildProgress:
     """How far one index build is: ``done`` of ``total`` ``unit`` ("tuples" or "blocks") in its ``phase``."""
@@ -142,6 +146,11 @@ class BuildProgress:
     done: int
     total: int
     unit: str
+
+    @property
+    def finished(self) -> bool:
+        """The last report of a build: its index is ready."""
+        return self.phase == BUILT
 
 
 class BaseVectorStore:

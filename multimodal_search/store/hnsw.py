@@ -20,7 +20,7 @@ from django.db.backends.utils import CursorWrapper
 
 from multimodal_search.conf import search_settings
 from multimodal_search.store import sql
-from multimodal_search.store.base import BuildProgress, IndexInfo
+from multimodal_search.store.base import BUILT, BuildProgress, IndexInfo
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +130,8 @@ def rebuild(
 ) -> tuple[list[str], list[str]]:
     """Build every index of ``model_id`` the configured parameters name that does not exist yet, with
     ``CREATE INDEX CONCURRENTLY`` (searches and writes go on), then drop its other indexes; returns
-    (built, dropped). ``progress`` is called about every ``PROGRESS_SECONDS`` during each build;
+    (built, dropped). ``progress`` is called about every ``PROGRESS_SECONDS`` during each build, and
+    with the phase ``BUILT`` when its index is ready;
     ``memory``: the builds' ``maintenance_work_mem`` ("2GB"; None: the server's). An HNSW build whose
     graph outgrows it goes on much more slowly on disk (pgvector says so in a notice).
     Must run outside a transaction. A build that fails leaves an invalid index, dropped by the next run."""
@@ -198,6 +199,7 @@ def _with_progress(
     finally:
         finished.set()
         thread.join()
+    progress(BuildProgress(name, BUILT, 1, 1, ""))
 
 
 def drop(model_id: str) -> None:

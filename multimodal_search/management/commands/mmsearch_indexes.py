@@ -55,13 +55,22 @@ class Command(BaseCommand):
 
     def _build(self, memory: str | None) -> None:
         bars: dict[str, tqdm] = {}
+        phases: dict[str, str] = {}
 
         def progress(update) -> None:
+            # one bar per index, started again at each phase of the build (each counts its own blocks or tuples)
             bar = bars.get(update.name)
             if bar is None:
                 # tqdm writes to the wrapped stream; django-stubs types unknown OutputWrapper attributes as callables
                 bar = bars[update.name] = tqdm(desc=update.name, unit="", file=cast(TextIO, self.stderr._out))
-            bar.total = update.total or None
+            if update.finished:
+                bar.set_postfix_str("built", refresh=False)
+                bar.n = bar.total or bar.n
+                bar.close()
+                return
+            if phases.get(update.name) != update.phase:
+                phases[update.name] = update.phase
+                bar.reset(total=update.total or None)
             bar.n = update.done
             bar.set_postfix_str(f"{update.unit}, {update.phase}", refresh=False)
             bar.refresh()

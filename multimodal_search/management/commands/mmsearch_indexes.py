@@ -62,10 +62,16 @@ class Command(BaseCommand):
             bar = bars.get(update.name)
             if bar is None:
                 # tqdm writes to the wrapped stream; django-stubs types unknown OutputWrapper attributes as callables
-                bar = bars[update.name] = tqdm(desc=update.name, unit="", file=cast(TextIO, self.stderr._out))
+                bar = bars[update.name] = tqdm(
+                    desc=update.name,
+                    # no rate: a phase's counter may jump from 0 to most of its total between two reads
+                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
+                    file=cast(TextIO, self.stderr._out),
+                )
             if update.finished:
+                bar.total = bar.total or max(bar.n, 1)  # built before its first report: no count was read
+                bar.n = bar.total
                 bar.set_postfix_str("built", refresh=False)
-                bar.n = bar.total or bar.n
                 bar.close()
                 return
             if phases.get(update.name) != update.phase:

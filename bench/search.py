@@ -234,14 +234,8 @@ def fill(meta: dict[str, Any], source: dict[str, np.ndarray], start: int, stop: 
         print(f"  filled {ids[-1] + 1:,} products", flush=True)
 
 
-def drop_indexes(model_id: str) -> None:
-    from multimodal_search.store import hnsw
-
-    hnsw.drop(model_id)  # whatever their build parameters
-
-
 def build_indexes(model_id: str, dims: int, fdims: int) -> float:
-    """Creates the missing HNSW indexes (all of them after :func:`drop_indexes`); seconds taken."""
+    """Creates the missing HNSW indexes (all of them after `store.hnsw.drop`); seconds taken."""
     from django.db import connection
 
     from multimodal_search.store import sql
@@ -697,6 +691,7 @@ def main() -> None:
     from multimodal_search.conf import search_settings
     from multimodal_search.encoders import get_encoder
     from multimodal_search.models import ProductEmbedding
+    from multimodal_search.store import hnsw
 
     torch.set_num_threads(1)
     _exact_aware_settings()
@@ -743,7 +738,7 @@ def main() -> None:
             sys.exit(f"{args.data_dir} already holds {have:,} products: remove it to bench {size:,}")
         print(f"==> {size:,} products", flush=True)
         if have < size or args.m or args.ef_construction:
-            drop_indexes(model_id)  # filling is faster without them, and new parameters need a rebuild
+            hnsw.drop(model_id)  # filling is faster without them, and new parameters need a rebuild
         fill(meta, source, have, size, args.seed)
         run: dict[str, Any] = {"index_build_s": build_indexes(model_id, dims, fdims)}
         print(f"  indexes ready in {run['index_build_s']:.0f} s", flush=True)

@@ -78,7 +78,7 @@ class IndexHealth:
     @property
     def indexes_to_build(self) -> bool:
         """Some vector index differs from the settings (other build parameters, or a failed build)."""
-        return any(not (info.current and info.valid) for info in self.vector_indexes)
+        return any(info.state != "current" for info in self.vector_indexes)
 
     @property
     def stale(self) -> int:

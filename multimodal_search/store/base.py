@@ -132,6 +132,13 @@ class IndexInfo:
     #: named as the current definition with the configured build parameters
     current: bool
 
+    @property
+    def state(self) -> str:
+        """ "current" (the settings' definition, usable), "other parameters" or "invalid" (a failed build)."""
+        if not self.valid:
+            return "invalid"
+        return "current" if self.current else "other parameters"
+
 
 #: the phase of a build's last progress report, once its index is ready
 BUILT = "built"

@@ -108,14 +108,23 @@ def ensure(model_id: str, dimensions: int, feature_dimensions: int) -> list[str]
     return created
 
 
-def _statements(model_id: str, dims: int, feature_dims: int, built: tuple[int, int]) -> list[tuple[str, str, str, str]]:
+def _statements(
+    model_id: str, dims: int, feature_dims: int, built: tuple[int, int], concurrently: bool = False
+) -> list[tuple[str, str, str, str]]:
     """``(table, column, index name, CREATE INDEX)`` of every vector column."""
     return [
         (
             table,
             column,
             sql.index_name(table, column, model_id, m=built[0], ef_construction=built[1]),
-            sql.index_statement(table, column, model_id, feature_dims if column == "feature_vector" else dims, *built),
+            sql.index_statement(
+                table,
+                column,
+                model_id,
+                feature_dims if column == "feature_vector" else dims,
+                *built,
+                concurrently=concurrently,
+            ),
         )
         for table, column in sql.vector_columns()
     ]
@@ -147,18 +156,16 @@ def rebuild(
         try:
             if memory:
                 cursor.execute("SELECT set_config('maintenance_work_mem', %s, false)", [memory])
-            for info in indexes(model_id, cursor):
-                if info.current and not info.valid:
+            present = indexes(model_id, cursor)
+            for info in present:
+                if info.current and not info.valid:  # a failed build's leftover: IF NOT EXISTS would keep it
                     cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {info.name}")
-            have = {info.name for info in indexes(model_id, cursor)}
-            for _table, _column, name, statement in _statements(model_id, dimensions, feature_dimensions, built_with):
-                if name in have:
-                    continue
-                concurrently = statement.replace(
-                    "CREATE INDEX IF NOT EXISTS", "CREATE INDEX CONCURRENTLY IF NOT EXISTS", 1
-                )
-                _with_progress(cursor, name, concurrently, progress)
-                built.append(name)
+            have = {info.name for info in present if info.valid}
+            wanted = _statements(model_id, dimensions, feature_dimensions, built_with, concurrently=True)
+            for _table, _column, name, statement in wanted:
+                if name not in have:
+                    _with_progress(cursor, name, statement, progress)
+                    built.append(name)
             dropped = [info.name for info in indexes(model_id, cursor) if not info.current]
             for name in dropped:
                 cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")

@@ -234,15 +234,23 @@ BUILD_PROGRESS = (
 
 
 def index_statement(
-    table: str, column: str, model_id: str, dims: int, m: int | None = None, ef_construction: int | None = None
+    table: str,
+    column: str,
+    model_id: str,
+    dims: int,
+    m: int | None = None,
+    ef_construction: int | None = None,
+    *,
+    concurrently: bool = False,
 ) -> str:
-    """``CREATE INDEX`` of one vector column of one encoder version (build parameters: :func:`build_parameters`)."""
+    """``CREATE INDEX`` of one vector column of one encoder version (build parameters: :func:`build_parameters`;
+    ``concurrently``: without blocking writes, outside a transaction)."""
     check_model_id(model_id)
     ops = _INNER_PRODUCT.get(column, _COSINE)[0]
     m, ef_construction = build_parameters(m, ef_construction)
     name = index_name(table, column, model_id, m=m, ef_construction=ef_construction)
     return (
-        f"CREATE INDEX IF NOT EXISTS {name} ON {table} USING hnsw "
+        f"CREATE INDEX {'CONCURRENTLY ' if concurrently else ''}IF NOT EXISTS {name} ON {table} USING hnsw "
         f"({cast(column, dims)} {ops}) WITH (m = {int(m)}, ef_construction = {int(ef_construction)}) "
         f"WHERE model_id = '{model_id}'"
     )

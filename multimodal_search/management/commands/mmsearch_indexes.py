@@ -43,12 +43,11 @@ class Command(BaseCommand):
         if not found:
             self.stdout.write("  none (indexing creates them with the first products it stores)")
         for info in found:
-            state = "current" if info.current and info.valid else "invalid" if not info.valid else "other parameters"
             self.stdout.write(
                 f"  {info.table.removeprefix('multimodal_search_')}.{info.column or '?'}: m = {info.m}, "
-                f"ef_construction = {info.ef_construction}, {info.bytes / 2**20:,.1f} MB, {state} ({info.name})"
+                f"ef_construction = {info.ef_construction}, {info.bytes / 2**20:,.1f} MB, {info.state} ({info.name})"
             )
-        if any(not info.current for info in found) and not options["build"]:
+        if any(info.state != "current" for info in found) and not options["build"]:
             self.stdout.write(
                 "Some indexes differ from the settings: `manage.py mmsearch_indexes --build` rebuilds them."
             )

@@ -262,3 +262,23 @@ def test_health_page_lists_the_vector_indexes_and_says_when_they_differ_from_the
     html = admin_client.get(HEALTH).content.decode()
     assert html.count(">other build parameters</td>") == 7
     assert "<code>python manage.py mmsearch_indexes --build</code> rebuilds them" in html
+
+
+def test_health_page_says_when_an_index_is_missing(admin_client, mixed_catalogue):
+    """A column with rows but no index (left for ``mmsearch_indexes --build`` over a large table) is
+    listed as missing, with the command."""
+    from django.db import connection
+
+    from multimodal_search.store import hnsw, sql
+
+    encoder, model_id = services.query.current_encoder()
+    hnsw.ensure(model_id, encoder.dimensions, encoder.feature_dimensions)
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP INDEX {sql.index_name(sql.PRODUCT_TABLE, 'pool_vector', model_id)}")
+    html = admin_client.get(HEALTH).content.decode()
+    assert html.count("<strong>missing</strong>: searches read the column whole") == 1
+    assert html.count(">current</td>") == 6
+    assert (
+        "Some indexes are missing" in html
+        and "<code>python manage.py mmsearch_indexes --build</code> builds them" in html
+    )

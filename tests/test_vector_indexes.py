@@ -185,3 +185,48 @@ def test_a_bad_memory_size_stops_the_build_with_one_line(committed: PgvectorStor
     assert hnsw.indexes("hash-v1") == []
     call_command("mmsearch_indexes", "--build", "--memory", "64MB", stdout=io.StringIO(), stderr=io.StringIO())
     assert len(hnsw.indexes("hash-v1")) == 7
+
+
+def test_indexing_leaves_a_large_build_to_mmsearch_indexes_build(
+    committed: PgvectorStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A new index definition (``INDEX_VERSION``) over a large table is not built inside an indexing task,
+    which the build would outlast (at 1,000,000 products about 10 minutes for one column, writes blocked):
+    the task logs it, the earlier definition stays in use, the listing says "missing", and
+    ``rebuild_indexes`` builds the new ones and drops the earlier. Small tables and the commands that write
+    a whole version (``any_size``) still build in place."""
+    committed.ensure_indexes(MODEL, DIMS, FEATURES)
+    committed.save_products(MODEL, _products(30))
+    shipped = set(sql.index_names(MODEL))
+    monkeypatch.setattr(sql, "INDEX_VERSION", sql.INDEX_VERSION + 1)
+    monkeypatch.setattr(hnsw, "TASK_BUILD_ROWS", 29)  # both tables hold 30 rows of the version
+    assert not shipped & set(sql.index_names(MODEL))  # the new definition has new names
+
+    with caplog.at_level("ERROR", logger="multimodal_search.store.hnsw"):
+        PgvectorStore().ensure_indexes(MODEL, DIMS, FEATURES)
+    assert set(_options(MODEL)) == shipped  # nothing built, the earlier definition kept
+    assert [record.getMessage() for record in caplog.records if "mmsearch_indexes --build" in record.getMessage()]
+    states = {(info.column, info.state) for info in hnsw.status(MODEL)}
+    assert len(states) == 14 and {state for _, state in states} == {"missing", "earlier definition"}
+    plan = committed.explain(committed.nearest_query("pool_vector", np.ones(DIMS, np.float32), Scope(MODEL, 10)))
+    assert f"Index Scan using {sql.index_name(sql.PRODUCT_TABLE, 'pool_vector', MODEL, 2)}" in plan
+
+    out = io.StringIO()
+    call_command("mmsearch_indexes", "--model-id", MODEL, stdout=out)
+    assert out.getvalue().count("missing: searches read this column whole") == 7
+    assert out.getvalue().count("earlier definition") == 7 and "mmsearch_indexes --build` builds them" in out.getvalue()
+
+    built, dropped = committed.rebuild_indexes(MODEL, DIMS, FEATURES)
+    assert set(built) == set(sql.index_names(MODEL)) and set(dropped) == shipped
+    assert {info.state for info in hnsw.status(MODEL)} == {"current"} and len(hnsw.status(MODEL)) == 7
+
+    text = sql.index_name(sql.PRODUCT_TABLE, "text_vector", MODEL)
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP INDEX {text}")
+    assert hnsw.ensure(MODEL, DIMS, FEATURES) == []  # still over the cap
+    assert [info.state for info in hnsw.status(MODEL) if info.column == "text_vector"] == ["missing"]
+    assert hnsw.ensure(MODEL, DIMS, FEATURES, any_size=True) == [text]
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP INDEX {text}")
+    monkeypatch.setattr(hnsw, "TASK_BUILD_ROWS", 30)
+    assert hnsw.ensure(MODEL, DIMS, FEATURES) == [text]

@@ -77,8 +77,13 @@ class IndexHealth:
 
     @property
     def indexes_to_build(self) -> bool:
-        """Some vector index differs from the settings (other build parameters, or a failed build)."""
+        """Some vector index differs from the settings (other build parameters, a failed build, missing)."""
         return any(info.state != "current" for info in self.vector_indexes)
+
+    @property
+    def indexes_missing(self) -> bool:
+        """Some vector column has rows but no usable index (searches read it whole)."""
+        return any(info.state == "missing" for info in self.vector_indexes)
 
     @property
     def stale(self) -> int:

@@ -209,7 +209,8 @@ def indexes_built_after(encoder: BaseEncoder) -> Iterator[None]:
         yield
     finally:
         _DEFERRED.reset(token)
-    get_store().ensure_indexes(encoder.model_id, encoder.dimensions, encoder.feature_dimensions)
+    # every row is written: the builds run here, in the command, whatever their size
+    get_store().ensure_indexes(encoder.model_id, encoder.dimensions, encoder.feature_dimensions, any_size=True)
     refresh_statistics()
 
 

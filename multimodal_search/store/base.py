@@ -131,12 +131,22 @@ class IndexInfo:
     bytes: int
     #: named as the current definition with the configured build parameters
     current: bool
+    #: False: the version has rows in ``table`` but no usable index on ``column`` (``name`` is the one
+    #: ``mmsearch_indexes --build`` gives it)
+    exists: bool = True
+    #: named as an earlier definition (``store.sql.INDEX_VERSION``), kept until the current one is built
+    earlier: bool = False
 
     @property
     def state(self) -> str:
-        """ "current" (the settings' definition, usable), "other parameters" or "invalid" (a failed build)."""
+        """ "current" (the settings' definition, usable), "other parameters", "earlier definition",
+        "invalid" (a failed build) or "missing" (searches read the column whole)."""
+        if not self.exists:
+            return "missing"
         if not self.valid:
             return "invalid"
+        if self.earlier:
+            return "earlier definition"
         return "current" if self.current else "other parameters"
 
 
@@ -165,8 +175,11 @@ class BaseVectorStore:
 
     # --- writes ------------------------------------------------------------------------------
 
-    def ensure_indexes(self, model_id: str, dimensions: int, feature_dimensions: int) -> None:
-        """Create the nearest-neighbour indexes of one encoder version if they do not exist."""
+    def ensure_indexes(
+        self, model_id: str, dimensions: int, feature_dimensions: int, *, any_size: bool = False
+    ) -> None:
+        """Create the nearest-neighbour indexes of one encoder version if they do not exist: those of a
+        large table only when ``any_size`` (a command, not an indexing task that a long build would outlast)."""
         raise NotImplementedError
 
     def index_status(self, model_id: str) -> list[IndexInfo]:

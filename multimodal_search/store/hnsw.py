@@ -3,10 +3,11 @@
 Every vector column of an encoder version has one partial HNSW index (``sql.index_statement``), built
 with the ``HNSW_M`` / ``HNSW_EF_CONSTRUCTION`` settings. Indexing (:func:`ensure`, inside a worker's
 task) only creates the indexes a version lacks: for a new version they are empty and cost nothing. An
-index built with other parameters is kept there, because rebuilding a large one takes longer than a task
-may run (about 10 minutes for the pool column at 1,000,000 products) and blocks writes meanwhile.
-:func:`rebuild` (``manage.py mmsearch_indexes --build``) applies changed parameters with
-``CREATE INDEX CONCURRENTLY`` (writes and searches go on) and then drops the other definitions.
+index built with other parameters is kept there, and a missing one over a large table (a new
+``INDEX_VERSION``, a dropped index) is not built there, because building a large one takes longer than a
+task may run (about 10 minutes for the pool column at 1,000,000 products) and blocks writes meanwhile.
+:func:`rebuild` (``manage.py mmsearch_indexes --build``) builds what is missing and applies changed
+parameters with ``CREATE INDEX CONCURRENTLY`` (writes and searches go on), then drops the other definitions.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ logger = logging.getLogger(__name__)
 
 #: seconds between two reads of a concurrent build's progress
 PROGRESS_SECONDS = 0.5
+#: indexing builds a missing index in its own task only over at most this many rows of the version in a
+#: table (writes to the table wait meanwhile). Measured here with the server's 64 MB
+#: ``maintenance_work_mem``: all seven over 10,000 rows in 30 s, over 20,000 in 101 s (the photo-feature
+#: graph outgrew the memory: 48 s of it). Larger builds are :func:`rebuild`'s (``mmsearch_indexes --build``).
+TASK_BUILD_ROWS = 10_000
 
 
 def build_settings() -> tuple[int, int]:
@@ -35,7 +41,7 @@ def build_settings() -> tuple[int, int]:
 
 def indexes(model_id: str, cursor: CursorWrapper | None = None) -> list[IndexInfo]:
     """Every HNSW index of ``model_id`` in the database, whatever its definition."""
-    current = set(sql.index_names(model_id, *build_settings()))
+    current, earlier = set(sql.index_names(model_id, *build_settings())), set(sql.old_index_names(model_id))
     if cursor is None:
         with connection.cursor() as own:
             return indexes(model_id, own)
@@ -53,39 +59,45 @@ def indexes(model_id: str, cursor: CursorWrapper | None = None) -> list[IndexInf
                 valid=bool(valid),
                 bytes=int(size),
                 current=name in current,
+                earlier=name in earlier,
             )
         )
     return sorted(found, key=lambda info: (info.table, info.column, not info.current, info.name))
 
 
-def ensure(model_id: str, dimensions: int, feature_dimensions: int) -> list[str]:
+def ensure(model_id: str, dimensions: int, feature_dimensions: int, *, any_size: bool = False) -> list[str]:
     """Create the indexes ``model_id`` lacks (in one transaction); returns the names created.
 
     A column whose index was built with other parameters keeps it (logged: :func:`rebuild` applies
-    them); a column without a usable index gets one with the configured parameters. Earlier
-    definitions that no query could use (``sql.old_index_drops``) and invalid leftovers of a failed
-    concurrent build are dropped after the builds: a drop locks the table against searches until the
-    transaction ends, a build only against writes."""
+    them); a column without a usable index gets one with the configured parameters, unless the
+    version has more than ``TASK_BUILD_ROWS`` rows in its table and not ``any_size``: that build is left
+    to :func:`rebuild` and logged as an error (searches may read the column whole until then). Earlier
+    definitions (``sql.INDEX_VERSION``) and invalid leftovers of a failed concurrent build are dropped
+    after the builds (a drop locks the table against searches until the transaction ends, a build only
+    against writes); an earlier definition stays while its column's build waits."""
     built = build_settings()
-    old = set(sql.old_index_names(model_id))
     with transaction.atomic(), connection.cursor() as cursor:
         # building an index over a large table is maintenance, not a request: no statement timeout
         cursor.execute("SET LOCAL statement_timeout = 0")
         present = indexes(model_id, cursor)
         invalid = {info.name for info in present if not info.valid}
-        usable = {(info.table, info.column) for info in present if info.valid and info.name not in old}
-        wanted = [
-            (name, statement)
+        usable = {(info.table, info.column) for info in present if info.valid and not info.earlier}
+        missing = [
+            (table, column, name, statement)
             for table, column, name, statement in _statements(model_id, dimensions, feature_dimensions, built)
             if (table, column) not in usable
         ]
+        large = set() if any_size else _large_tables(cursor, model_id, {table for table, *_ in missing})
+        wanted = [(name, statement) for table, _column, name, statement in missing if table not in large]
+        waiting = [(table, column) for table, column, *_ in missing if table in large]
         created = []
         for name, statement in wanted:
             if name not in invalid:
                 cursor.execute(statement)
                 created.append(name)
-        for statement in sql.old_index_drops(model_id):
-            cursor.execute(statement)
+        for info in present:
+            if info.earlier and info.valid and (info.table, info.column) not in waiting:
+                cursor.execute(f"DROP INDEX IF EXISTS {info.name}")
         cursor.execute(sql.BUILDS_RUNNING)
         if invalid and not cursor.fetchone()[0]:
             # an index being built concurrently is invalid until it is done: never drop one then (the
@@ -96,7 +108,16 @@ def ensure(model_id: str, dimensions: int, feature_dimensions: int) -> list[str]
                 if name in invalid:
                     cursor.execute(statement)
                     created.append(name)
-    others = sorted({info.name for info in present if info.valid and not info.current and info.name not in old})
+    if waiting:
+        logger.error(
+            "HNSW indexes of %s are missing for %s, whose tables hold more than %s of its rows: until "
+            "`manage.py mmsearch_indexes --build` builds them (concurrently, with progress; a build that large "
+            "does not fit in an indexing task), searches may read those columns whole",
+            model_id,
+            ", ".join(f"{table.removeprefix('multimodal_search_')}.{column}" for table, column in waiting),
+            f"{TASK_BUILD_ROWS:,}",
+        )
+    others = sorted({info.name for info in present if info.valid and not info.current and not info.earlier})
     if others:
         logger.warning(
             "HNSW indexes of %s were built with other parameters than HNSW_M=%d, HNSW_EF_CONSTRUCTION=%d "
@@ -106,6 +127,36 @@ def ensure(model_id: str, dimensions: int, feature_dimensions: int) -> list[str]
             ", ".join(others),
         )
     return created
+
+
+def _large_tables(cursor: CursorWrapper, model_id: str, tables: set[str]) -> set[str]:
+    """Those of ``tables`` holding more than ``TASK_BUILD_ROWS`` rows of ``model_id``."""
+    large = set()
+    for table in sorted(tables):
+        cursor.execute(sql.version_rows(table, TASK_BUILD_ROWS), [model_id])
+        if int(cursor.fetchone()[0]) > TASK_BUILD_ROWS:
+            large.add(table)
+    return large
+
+
+def status(model_id: str) -> list[IndexInfo]:
+    """:func:`indexes`, and a ``missing`` entry for each vector column the version has rows for but no
+    usable index of (what :func:`ensure` leaves to :func:`rebuild`)."""
+    with connection.cursor() as cursor:
+        found = indexes(model_id, cursor)
+        usable = {(info.table, info.column) for info in found if info.valid and not info.earlier}
+        lacking = [(table, column) for table, column in sql.vector_columns() if (table, column) not in usable]
+        with_rows = set()
+        for table in sorted({table for table, _ in lacking}):
+            cursor.execute(sql.version_rows(table, 0), [model_id])
+            if cursor.fetchone()[0]:
+                with_rows.add(table)
+    m, ef_construction = build_settings()
+    for table, column in lacking:
+        if table in with_rows:
+            name = sql.index_name(table, column, model_id, m=m, ef_construction=ef_construction)
+            found.append(IndexInfo(name, table, column, None, None, False, 0, True, exists=False))
+    return sorted(found, key=lambda info: (info.table, info.column, not info.current, info.name))
 
 
 def _statements(

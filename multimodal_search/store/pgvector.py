@@ -111,16 +111,18 @@ class PgvectorStore(BaseVectorStore):
 
     # --- writes ------------------------------------------------------------------------------
 
-    def ensure_indexes(self, model_id: str, dimensions: int, feature_dimensions: int) -> None:
-        """See :func:`store.hnsw.ensure` (once per process and build parameters)."""
+    def ensure_indexes(
+        self, model_id: str, dimensions: int, feature_dimensions: int, *, any_size: bool = False
+    ) -> None:
+        """See :func:`store.hnsw.ensure` (once per process and build parameters, ``any_size`` always)."""
         key = (model_id, dimensions, feature_dimensions, *hnsw.build_settings())
-        if key in self._ensured:
+        if key in self._ensured and not any_size:
             return
-        hnsw.ensure(model_id, dimensions, feature_dimensions)
+        hnsw.ensure(model_id, dimensions, feature_dimensions, any_size=any_size)
         self._ensured.add(key)
 
     def index_status(self, model_id: str) -> list[IndexInfo]:
-        return hnsw.indexes(model_id)
+        return hnsw.status(model_id)
 
     def rebuild_indexes(
         self,

@@ -139,13 +139,15 @@ def index_name(
     table: str,
     column: str,
     model_id: str,
-    version: int = INDEX_VERSION,
+    version: int | None = None,
     m: int | None = None,
     ef_construction: int | None = None,
 ) -> str:
-    """The name of one HNSW index (version 1: the first definition, which had ``AND col IS NOT NULL``).
-    Build parameters other than the shipped ones are part of the name, so ``mmsearch_indexes --build``
-    builds the indexes of changed settings beside the old ones, which searches read meanwhile."""
+    """The name of one HNSW index (``version`` None: ``INDEX_VERSION``; 1: the first definition, which had
+    ``AND col IS NOT NULL``). Build parameters other than the shipped ones are part of the name, so
+    ``mmsearch_indexes --build`` builds the indexes of changed settings beside the old ones, which
+    searches read meanwhile."""
+    version = INDEX_VERSION if version is None else version
     key = f"{table}:{column}:{model_id}" + (f":v{version}" if version > 1 else "")
     built = build_parameters(m, ef_construction)
     if built != (HNSW_M, HNSW_EF_CONSTRUCTION):
@@ -263,6 +265,14 @@ def old_index_names(model_id: str) -> list[str]:
         for version in range(1, INDEX_VERSION)
         for table, column in vector_columns()
     ]
+
+
+def version_rows(table: str, cap: int) -> str:
+    """How many rows of one encoder version (the parameter) ``table`` holds, counted up to ``cap + 1``
+    (an index-only read of the version's B-tree: a few milliseconds however large the table)."""
+    if table not in (PRODUCT_TABLE, IMAGE_TABLE):
+        raise ValueError(f"not a vector table: {table!r}")
+    return f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE model_id = %s LIMIT {int(cap) + 1}) r"
 
 
 def old_index_drops(model_id: str) -> list[str]:

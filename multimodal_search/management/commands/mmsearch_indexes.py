@@ -43,13 +43,18 @@ class Command(BaseCommand):
         if not found:
             self.stdout.write("  none (indexing creates them with the first products it stores)")
         for info in found:
+            column = f"  {info.table.removeprefix('multimodal_search_')}.{info.column or '?'}: "
+            if not info.exists:
+                self.stdout.write(f"{column}missing: searches read this column whole ({info.name} to build)")
+                continue
             self.stdout.write(
-                f"  {info.table.removeprefix('multimodal_search_')}.{info.column or '?'}: m = {info.m}, "
-                f"ef_construction = {info.ef_construction}, {info.bytes / 2**20:,.1f} MB, {info.state} ({info.name})"
+                f"{column}m = {info.m}, ef_construction = {info.ef_construction}, "
+                f"{info.bytes / 2**20:,.1f} MB, {info.state} ({info.name})"
             )
         if any(info.state != "current" for info in found) and not options["build"]:
             self.stdout.write(
-                "Some indexes differ from the settings: `manage.py mmsearch_indexes --build` rebuilds them."
+                "Some indexes are missing or differ from the settings: `manage.py mmsearch_indexes --build` "
+                "builds them."
             )
 
     def _build(self, memory: str | None) -> None:

@@ -57,6 +57,14 @@ def _queue(modeladmin: admin.ModelAdmin[Any], request: HttpRequest, scope: str, 
     except services.EnqueueError as exc:  # broker down: say so instead of a 500; the sweep sends them later
         modeladmin.message_user(request, f"Could not queue the products: {exc}", messages.ERROR)
         return
+    if sent is None:  # a large catalogue: walked on the worker
+        modeladmin.message_user(
+            request,
+            "The worker walks the catalogue (a deep sweep) and queues the stale and never-indexed products it "
+            "finds; they show as pending here as they are queued.",
+            messages.SUCCESS,
+        )
+        return
     modeladmin.message_user(request, f"Queued {sent} product(s) for re-indexing.", messages.SUCCESS)
 
 

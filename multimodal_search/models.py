@@ -105,6 +105,23 @@ class IndexState(models.Model):
         return f"{self.product_pk} v{self.version} {state}"
 
 
+class DriftCheck(models.Model):
+    """What the last walk of the catalogue against the index found (``services.drift.find_drift``): the
+    index health page shows it when the catalogue is too large to walk for every page view."""
+
+    model_id = models.CharField(max_length=200, unique=True)  # the last walk per encoder version
+    checked_at = models.DateTimeField()
+    seconds = models.FloatField()
+    products = models.PositiveIntegerField()
+    never_indexed = models.PositiveIntegerField()
+    old_version = models.PositiveIntegerField()
+    stale = models.PositiveIntegerField()
+    orphans = models.PositiveIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.model_id} at {self.checked_at:%Y-%m-%d %H:%M}: {self.products} products"
+
+
 class BackboneVector(models.Model):
     """What an encoder's backbone computed for one input, kept across head versions (``model_id``).
 

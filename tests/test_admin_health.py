@@ -282,3 +282,63 @@ def test_health_page_says_when_an_index_is_missing(admin_client, mixed_catalogue
         "Some indexes are missing" in html
         and "<code>python manage.py mmsearch_indexes --build</code> builds them" in html
     )
+
+
+def test_a_large_catalogue_shows_the_last_walk_instead_of_walking_per_view(admin_client, mixed_catalogue, settings):
+    """Walking the catalogue took 12-20 s at 100,000 products: above ``LIVE_CHECK_PRODUCTS`` the page
+    does not walk it, and shows what the last walk (the deep sweep, ``mmsearch_reconcile``) found, and when."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    settings.MULTIMODAL_SEARCH = {
+        **settings.MULTIMODAL_SEARCH,
+        "DURABILITY": {**settings.MULTIMODAL_SEARCH.get("DURABILITY", {}), "LIVE_CHECK_PRODUCTS": 6},
+    }
+    with mock.patch("multimodal_search.services.health.find_drift", side_effect=AssertionError("walked")):
+        html = admin_client.get(HEALTH).content.decode()
+    counts = shown_counts(html)
+    assert counts["products"] == 7 and counts["pending"] == 1 and counts["failed"] == 1
+    assert counts["indexed"] == ProductEmbedding.objects.filter(model_id=services.current_model_id()).count() == 4
+    assert html.count(">not checked<") == 3 and "the catalogue has not been walked yet" in html
+    assert "<code>python manage.py mmsearch_reconcile</code> walks it now" in html
+
+    with pytest.raises(SystemExit):  # exits 1: problems found (and recorded)
+        call_command("mmsearch_reconcile", stdout=StringIO(), stderr=StringIO())
+    with mock.patch("multimodal_search.services.health.find_drift", side_effect=AssertionError("walked")):
+        html = admin_client.get(HEALTH).content.decode()
+    counts = shown_counts(html)
+    assert (counts["stale"], counts["never_indexed"], counts["orphans"]) == (2, 2, 0)  # as the live walk says
+    assert (
+        "not checked" not in html
+        and "as the last walk of the catalogue found them, 0\xa0minutes ago (7 products" in html
+    )
+
+    settings.MULTIMODAL_SEARCH = {
+        **settings.MULTIMODAL_SEARCH,
+        "DURABILITY": {**settings.MULTIMODAL_SEARCH["DURABILITY"], "LIVE_CHECK_PRODUCTS": 7},
+    }
+    html = admin_client.get(HEALTH).content.decode()
+    assert 'id="health-checked"' not in html and shown_counts(html)["stale"] == 2  # walked for this view
+
+
+def test_reindex_stale_in_a_large_catalogue_sends_the_walk_to_the_worker(
+    admin_client, mixed_catalogue, test_queue, settings
+):
+    """Above ``LIVE_CHECK_PRODUCTS`` the button does not walk the catalogue in the request (17 s at
+    100,000 products here): it sends one deep sweep to the worker's queue, which walks and queues."""
+    from celery import current_app
+
+    settings.MULTIMODAL_SEARCH = {
+        **settings.MULTIMODAL_SEARCH,
+        "DURABILITY": {**settings.MULTIMODAL_SEARCH.get("DURABILITY", {}), "LIVE_CHECK_PRODUCTS": 6},
+    }
+    with mock.patch("multimodal_search.services.health.find_drift", side_effect=AssertionError("walked")):
+        answer = admin_client.post(REINDEX, {"scope": "stale"}, follow=True)
+    assert "The worker walks the catalogue (a deep sweep)" in answer.content.decode()
+    assert services.queue_depth() == {test_queue: 1}
+    with current_app.connection_for_write() as connection, connection.channel() as channel:
+        message = channel.basic_get(test_queue, no_ack=True)
+    assert message.headers["task"] == "multimodal_search.tasks.sweep_index_task"
+    assert message.decode()[1] == {"deep": True}  # (args, kwargs, embed)
+    assert IndexState.objects.filter(dirty=True, failed_at__isnull=True).count() == 1  # nothing marked here

@@ -10,11 +10,15 @@ a photo file replaced on disk) and vectors left behind by products that are gone
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from django.utils import timezone
+
 from multimodal_search.adapters import get_adapter
 from multimodal_search.conf import search_settings
+from multimodal_search.models import DriftCheck
 from multimodal_search.services import outbox
 from multimodal_search.services.enqueue import enqueue_index
 from multimodal_search.services.indexing import IndexReport, current_hash, index_products
@@ -72,8 +76,10 @@ def find_drift(*, progress: Progress | None = None, chunk: int | None = None) ->
         chunk: products per step (default ``DURABILITY["CHUNK"]``).
 
     Returns:
-        the drift found; empty lists mean the index is current.
+        the drift found; empty lists mean the index is current. Its counts are recorded
+        (:func:`last_check`) for the index health page of a catalogue too large to walk per page view.
     """
+    started = time.monotonic()
     adapter = get_adapter()
     store = get_store()
     _encoder, model_id = current_encoder()
@@ -104,7 +110,24 @@ def find_drift(*, progress: Progress | None = None, chunk: int | None = None) ->
     drift.orphans = sorted(stored_any - live, key=_pk_order)
     drift.failed = outbox.failed()
     drift.stuck = outbox.pending(older_than=float(outbox.setting("REQUEUE_AFTER")))
+    DriftCheck.objects.update_or_create(
+        model_id=model_id,
+        defaults={
+            "checked_at": timezone.now(),
+            "seconds": round(time.monotonic() - started, 3),
+            "products": drift.products,
+            "never_indexed": len(drift.never_indexed),
+            "old_version": len(drift.old_version),
+            "stale": len(drift.stale),
+            "orphans": len(drift.orphans),
+        },
+    )
     return drift
+
+
+def last_check(model_id: str) -> DriftCheck | None:
+    """The counts of the last :func:`find_drift` for ``model_id`` (None: the catalogue was never walked)."""
+    return DriftCheck.objects.filter(model_id=model_id).first()
 
 
 @dataclass

@@ -97,6 +97,19 @@ def enqueue_retrain() -> AsyncResult:
         raise EnqueueError(f"could not reach the Celery broker ({exc})") from exc
 
 
+def enqueue_deep_sweep() -> None:
+    """Send one deep sweep (``services.drift.sweep(deep=True)``: walk the catalogue, queue what drifted)
+    to the indexing worker: a walk of a large catalogue outlasts a web request.
+
+    Raises:
+        EnqueueError: the broker is unreachable.
+    """
+    try:
+        current_app.send_task(SWEEP_TASK, kwargs={"deep": True}, queue=search_settings.QUEUE, **_FIRE_AND_FORGET)
+    except Exception as exc:  # kombu raises OperationalError and friends: say what failed, in one line
+        raise EnqueueError(f"could not reach the Celery broker ({exc})") from exc
+
+
 def results_backend_configured() -> bool:
     """Whether task states can be read back (else progress is read from the stored vectors)."""
     return bool(current_app.conf.result_backend)

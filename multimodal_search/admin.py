@@ -102,6 +102,9 @@ class _ViewOnly:
 _page = threading.local()  # the product cards of the change list being rendered
 
 
+VECTOR_FIELDS = ["text_vector", "title_vector", "image_vector", "fused_vector", "pool_vector"]
+
+
 @admin.register(ProductEmbedding)
 class ProductEmbeddingAdmin(_ViewOnly, admin.ModelAdmin):
     """The stored vector rows, one per product and encoder version, shown with their product."""
@@ -110,7 +113,7 @@ class ProductEmbeddingAdmin(_ViewOnly, admin.ModelAdmin):
     list_display_links = ["product"]
     actions = [reindex_rows]
     list_filter = ["model_id"]
-    search_fields = ["product_pk", "search_text", "fields__title"]
+    search_fields = ["product_pk"]  # shows the search box; get_search_results searches pk, SKU and words
     readonly_fields = [
         "product_pk",
         "model_id",
@@ -121,7 +124,7 @@ class ProductEmbeddingAdmin(_ViewOnly, admin.ModelAdmin):
         "search_text",
         "updated_at",
     ]
-    exclude = ["text_vector", "title_vector", "image_vector", "fused_vector"]
+    exclude = VECTOR_FIELDS
     change_list_template = "admin/multimodal_search/productembedding/change_list.html"
 
     def get_ordering(self, request: HttpRequest) -> list[Any]:
@@ -133,12 +136,14 @@ class ProductEmbeddingAdmin(_ViewOnly, admin.ModelAdmin):
         actions.pop("delete_selected", None)
         return actions
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        # a page of 100 rows needs none of their vectors (five 384-d halfvecs a row)
+        return super().get_queryset(request).defer(*VECTOR_FIELDS)
+
     def get_search_results(self, request: HttpRequest, queryset: QuerySet[Any], search_term: str) -> tuple[Any, bool]:
-        found, duplicates = super().get_search_results(request, queryset, search_term)
-        by_sku = services.product_pks_matching(search_term) if search_term.strip() else []
-        if by_sku:
-            found = found | queryset.filter(product_pk__in=by_sku)
-        return found, duplicates
+        if not search_term.strip():
+            return queryset, False
+        return queryset.filter(services.vector_rows_matching(search_term)), False
 
     def get_changelist_instance(self, request: HttpRequest) -> Any:
         changelist = super().get_changelist_instance(request)

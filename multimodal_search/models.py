@@ -16,6 +16,8 @@ from django.contrib.postgres.indexes import GinIndex
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models import F
+from django.db.models.functions import Length
 from pgvector.django import HalfVectorField
 
 # who may re-index, retrain and read the index status (admin actions, staff pages, /api/index/status/)
@@ -46,6 +48,9 @@ class ProductEmbedding(models.Model):
         indexes = [
             models.Index(fields=["model_id"], name="mmsearch_pe_model_idx"),
             GinIndex(fields=["categories"], name="mmsearch_pe_categories_gin"),
+            # the admin's vector rows, in product order (``admin.ProductEmbeddingAdmin.get_ordering``): a
+            # page is then read from this index, not sorted from the whole table (0.3 s at 100,000 products)
+            models.Index(Length("product_pk"), F("product_pk"), F("model_id"), name="mmsearch_pe_admin_order_idx"),
         ]
         permissions = [("reindex_products", "Can reindex and retrain the search index")]
 

@@ -200,6 +200,12 @@ def test_vector_rows_show_products_in_order_without_delete(admin_client, indexed
     assert positions == sorted(positions)  # by product: 2 before 10, not text order
     found = admin_client.get(VECTORS, {"q": "ROW-07"}).content.decode()
     assert "row product 7<" in found and "row product 3<" not in found
+    # words of the indexed text through its full-text index, the last one also as a prefix
+    found = admin_client.get(VECTORS, {"q": "row produ"}).content.decode()
+    assert all(f"row product {n}<" in found for n in range(12))
+    assert "row product 7<" not in admin_client.get(VECTORS, {"q": "hoodie"}).content.decode()
+    found = admin_client.get(VECTORS, {"q": str(products[3].pk)}).content.decode()  # the product's pk
+    assert "row product 3<" in found and "row product 7<" not in found
 
 
 def test_vector_rows_action_enqueues_their_products(admin_client, indexed):

@@ -59,6 +59,7 @@ from multimodal_search.services.health import (
     product_pks_matching,
     queue_depth,
     reindex,
+    vector_rows_matching,
 )
 from multimodal_search.services.indexing import (
     IndexReport,
@@ -235,6 +236,7 @@ __all__ = [
     "update_profile",
     "use_indexing_threads",
     "vector_indexes",
+    "vector_rows_matching",
     "visitor_hash",
     "voice_search",
     "warm_up",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from celery import current_app
+from django.db.models import Q
 from django.utils import timezone
 from kombu.exceptions import ChannelError
 
@@ -110,6 +112,16 @@ def product_cards(pks: Sequence[str]) -> dict[str, dict[str, Any]]:
     if not keys:
         return {}
     return {str(product.pk): adapter.to_result(product) for product in adapter.get_queryset().filter(pk__in=keys)}
+
+
+def vector_rows_matching(term: str) -> Q:
+    """The admin's search of the vector rows: the product's pk or SKU, or its indexed words (each word
+    whole, the last also as a prefix: "hood" finds hoodies) through the stored text's full-text index. A
+    substring match (``icontains``) read every row whole: 1.6 s at 100,000 products."""
+    term = term.strip()
+    found = Q(product_pk=term) | Q(product_pk__in=product_pks_matching(term))
+    words = re.findall(r"[^\W_]+", term.lower())
+    return found | get_store().rows_with_words(words) if words else found
 
 
 def product_pks_matching(identifier: str) -> list[str]:

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from django.db.models import Q
 
 #: the product column indexed by inner product, not cosine: the sum of the unit text, title and
 #: photo-in-text-space vectors (:func:`pool_vector`), one index for a words search's candidates
@@ -180,6 +183,11 @@ class BaseVectorStore:
     ) -> None:
         """Create the nearest-neighbour indexes of one encoder version if they do not exist: those of a
         large table only when ``any_size`` (a command, not an indexing task that a long build would outlast)."""
+        raise NotImplementedError
+
+    def rows_with_words(self, words: Sequence[str]) -> Q:
+        """A filter of the stored product rows (``models.ProductEmbedding``) whose indexed words include
+        ``words``, the last also as a prefix (the admin's search of the vector rows)."""
         raise NotImplementedError
 
     def index_status(self, model_id: str) -> list[IndexInfo]:

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 from django.db import connections, router, transaction
 from django.db.backends.utils import CursorWrapper
+from django.db.models import Q
+from django.db.models.expressions import RawSQL
 
 from multimodal_search.models import BackboneVector, ImageEmbedding, ProductEmbedding
 from multimodal_search.store import hnsw, sql
@@ -120,6 +122,10 @@ class PgvectorStore(BaseVectorStore):
             return
         hnsw.ensure(model_id, dimensions, feature_dimensions, any_size=any_size)
         self._ensured.add(key)
+
+    def rows_with_words(self, words: Sequence[str]) -> Q:
+        query = sql.prefix_tsquery(words)
+        return Q(id__in=RawSQL(sql.words_match(), [query])) if query else Q(pk__in=[])
 
     def index_status(self, model_id: str) -> list[IndexInfo]:
         return hnsw.status(model_id)

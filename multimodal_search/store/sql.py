@@ -608,6 +608,12 @@ def prefix_tsquery(words: Sequence[str], *, prefix: bool = True) -> str:
     return " & ".join(quoted)
 
 
+def words_match() -> str:
+    """The ids of the vector rows whose stored words match a ``to_tsquery`` (the parameter, as
+    :func:`prefix_tsquery` writes it), through the ``TSVECTOR`` GIN index."""
+    return f"SELECT id FROM {PRODUCT_TABLE} WHERE {TSVECTOR} @@ to_tsquery('english'::regconfig, %s)"
+
+
 def suggest_products(limit: int) -> str:
     """Products whose title has the words (at most ``SUGGEST_MATCH_CAP``, read through the GIN index of
     ``title_words``), titles starting with the typed text first, then those with the last word whole, then

@@ -106,6 +106,41 @@ def test_trained_attributes_find_unlabelled_products_by_gender_and_colour(catalo
 
 
 @pytest.mark.django_db
+def test_a_large_catalogue_is_fitted_on_a_sample_and_enriched_a_chunk_at_a_time(
+    catalogue, model_dir, tmp_path, monkeypatch
+):
+    """Fitting read every photo's 23 kB classifier row (over 10 GB at 100,000 products): beyond
+    ``TRAIN_PRODUCTS`` the classifiers are fitted on a fixed sample, and every product is then enriched
+    ``APPLY_CHUNK`` products at a time. Here 11 of 12 products, in chunks of 5."""
+    from multimodal_search.learning import attributes as learning
+    from multimodal_search.store import get_store
+
+    labelled, unknown_red, unknown_blue = catalogue
+    monkeypatch.setattr(learning, "TRAIN_PRODUCTS", 11)
+    monkeypatch.setattr(learning, "APPLY_CHUNK", 5)
+    store = type(get_store())
+    reads: list[int | None] = []
+    photo_vectors = store.photo_vectors
+
+    def counted(self, model_id, pks=None):
+        reads.append(None if pks is None else len(pks))
+        return photo_vectors(self, model_id, pks)
+
+    monkeypatch.setattr(store, "photo_vectors", counted)
+    sample = learning.training_sample(services.current_model_id())
+    assert sample is not None and len(sample) == 11 and sample == learning.training_sample(services.current_model_id())
+
+    summary = train_attributes(labels=load_labels(_write_labels(tmp_path / "labels.jsonl", labelled)))
+    assert summary["sampled"] is True and summary["fitted_on"] <= 11
+    assert summary["facets"]["gender"]["classes"] == ["men", "women"]
+    assert reads == [11, 5, 5, 2]  # the sample, then the three chunks of every product
+    assert summary["enriched"] == 12
+    fields = dict(ProductEmbedding.objects.values_list("product_pk", "fields"))
+    assert fields[str(unknown_red.pk)]["gender_inferred"]["women"] > 0.8
+    assert fields[str(unknown_blue.pk)]["gender_inferred"]["men"] > 0.8
+
+
+@pytest.mark.django_db
 def test_new_products_are_indexed_with_inferred_attributes(catalogue, model_dir, tmp_path, indexed):
     labelled, _, _ = catalogue
     train_attributes(labels=load_labels(_write_labels(tmp_path / "labels.jsonl", labelled)))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,25 +19,43 @@ from multimodal_search.ranking import attributes
 from multimodal_search.ranking import vocabulary as v
 from multimodal_search.store import get_store
 
+#: the classifiers are fitted on the stored rows of at most this many products: beyond it, a fixed sample
+#: (by a hash of the pk). A photo's classifier row is 2,839 float64s (23 kB): fitting on all of a
+#: 100,000-product catalogue's photos held over 10 GB, so a million products could not be retrained.
+TRAIN_PRODUCTS = 20_000
+#: products whose facets are inferred and written at a time (:func:`apply_to_index`)
+APPLY_CHUNK = 1_000
 
-def _photo_vectors(model_id: str) -> dict[str, np.ndarray]:
+
+def training_sample(model_id: str, limit: int | None = None) -> list[str] | None:
+    """The pks the classifiers are fitted on: None (every stored product) up to ``limit`` (default
+    ``TRAIN_PRODUCTS``) products, else ``limit`` of them, the same ones each time."""
+    limit = TRAIN_PRODUCTS if limit is None else limit
+    pks = get_store().stored_pks(model_id)
+    if len(pks) <= limit:
+        return None
+    return sorted(pks, key=lambda pk: hashlib.sha1(pk.encode()).hexdigest())[:limit]
+
+
+def _photo_vectors(model_id: str, pks: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """pk -> the classifier rows of the product's photos (``attributes.photo_matrix``), in photo order."""
     return {
         pk: attributes.photo_matrix(features, shared)
-        for pk, (features, shared) in get_store().photo_vectors(model_id).items()
+        for pk, (features, shared) in get_store().photo_vectors(model_id, pks).items()
     }
 
 
-def _text_vectors(model_id: str) -> dict[str, np.ndarray]:
-    return {pk: vector.astype(np.float64) for pk, vector in get_store().text_vectors(model_id).items()}
+def _text_vectors(model_id: str, pks: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    return {pk: vector.astype(np.float64) for pk, vector in get_store().text_vectors(model_id, pks).items()}
 
 
 def _known_values(
-    holdout: Collection[str], labels: Mapping[str, Label], model_id: str
+    holdout: Collection[str], labels: Mapping[str, Label], model_id: str, sample: Sequence[str] | None = None
 ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    """pk -> facet -> value (materials: a set) for non-held-out products, and pk -> group (for the validation split)."""
+    """pk -> facet -> value (materials: a set) for non-held-out products (of ``sample``; None: all), and
+    pk -> group (for the validation split)."""
     adapter = get_adapter()
-    fields_by_pk = get_store().product_rows(model_id)
+    fields_by_pk = get_store().product_rows(model_id, sample)
     known: dict[str, dict[str, Any]] = {}
     groups: dict[str, str] = {}
     held = set(holdout)
@@ -134,9 +153,10 @@ def train_attributes(*, holdout: Collection[str] = (), labels: Mapping[str, Labe
     """
     started = time.perf_counter()
     model_id = get_encoder().model_id
-    vectors = _photo_vectors(model_id)
-    texts = _text_vectors(model_id)
-    known, groups = _known_values(holdout, labels or {}, model_id)
+    sample = training_sample(model_id)
+    vectors = _photo_vectors(model_id, sample)
+    texts = _text_vectors(model_id, sample)
+    known, groups = _known_values(holdout, labels or {}, model_id, sample)
     pks = sorted(pk for pk in known if pk in vectors or pk in texts)
     train_pks = [pk for pk in pks if not in_validation(groups[pk])]
     check_pks = [pk for pk in pks if in_validation(groups[pk])]
@@ -159,9 +179,12 @@ def train_attributes(*, holdout: Collection[str] = (), labels: Mapping[str, Labe
         }
     model = attributes.AttributeModel(model_id=model_id, classifiers=classifiers, meta={"facets": report})
     path = artefacts.save(attributes.ARTEFACT, model_id, model.to_json())
+    del vectors, texts  # the sample's rows: apply_to_index reads every product's, a chunk at a time
     enriched = apply_to_index(model)
     return {
         "facets": report,
+        "fitted_on": len(pks),
+        "sampled": sample is not None,
         "enriched": enriched,
         "path": str(path),
         "seconds": round(time.perf_counter() - started, 1),
@@ -169,14 +192,20 @@ def train_attributes(*, holdout: Collection[str] = (), labels: Mapping[str, Labe
 
 
 def apply_to_index(model: attributes.AttributeModel) -> int:
-    """Write the inferred facets of every indexed product of the model's encoder; returns the count."""
-    vectors = _photo_vectors(model.model_id)
+    """Write the inferred facets of every indexed product of the model's encoder, ``APPLY_CHUNK`` products
+    at a time (what is read stays that small however large the catalogue); returns the count."""
     store = get_store()
-    texts = store.text_vectors(model.model_id)
-    empty = np.zeros((0, _photo_width(vectors)))
-    updated = {
-        pk: attributes.enrich_fields(fields, model.infer(vectors.get(pk, empty), texts.get(pk)), categories)
-        for pk, (fields, categories) in store.product_rows(model.model_id).items()
-    }
-    store.update_fields(model.model_id, updated)
-    return len(updated)
+    pks = sorted(store.stored_pks(model.model_id))
+    written = 0
+    for start in range(0, len(pks), APPLY_CHUNK):
+        chunk = pks[start : start + APPLY_CHUNK]
+        vectors = _photo_vectors(model.model_id, chunk)
+        texts = store.text_vectors(model.model_id, chunk)
+        empty = np.zeros((0, _photo_width(vectors)))
+        updated = {
+            pk: attributes.enrich_fields(fields, model.infer(vectors.get(pk, empty), texts.get(pk)), categories)
+            for pk, (fields, categories) in store.product_rows(model.model_id, chunk).items()
+        }
+        store.update_fields(model.model_id, updated)
+        written += len(updated)
+    return written

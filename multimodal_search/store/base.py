@@ -321,14 +321,19 @@ class BaseVectorStore:
 
     # --- reads for training ------------------------------------------------------------------
 
-    def product_rows(self, model_id: str) -> dict[str, tuple[dict[str, Any], list[str]]]:
-        """pk -> (fields, categories) of every stored product of ``model_id``."""
+    def product_rows(
+        self, model_id: str, pks: Sequence[str] | None = None
+    ) -> dict[str, tuple[dict[str, Any], list[str]]]:
+        """pk -> (fields, categories) of every stored product of ``model_id`` (of ``pks`` only, if given)."""
         raise NotImplementedError
 
-    def text_vectors(self, model_id: str) -> dict[str, np.ndarray]:
-        """pk -> text vector of every stored product of ``model_id``."""
+    def text_vectors(self, model_id: str, pks: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """pk -> text vector of every stored product of ``model_id`` (of ``pks`` only, if given)."""
         raise NotImplementedError
 
-    def photo_vectors(self, model_id: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """pk -> (features (n, fd), shared (n, d)) of the product's photos, in photo order."""
+    def photo_vectors(
+        self, model_id: str, pks: Sequence[str] | None = None
+    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """pk -> (features (n, fd), shared (n, d)) of the product's photos, in photo order (of ``pks`` only,
+        if given)."""
         raise NotImplementedError

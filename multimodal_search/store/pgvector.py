@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from django.db import connections, router, transaction
 from django.db.backends.utils import CursorWrapper
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.db.models.expressions import RawSQL
 
 from multimodal_search.models import BackboneVector, ImageEmbedding, ProductEmbedding
@@ -490,20 +490,32 @@ class PgvectorStore(BaseVectorStore):
 
     # --- reads for training ------------------------------------------------------------------
 
-    def product_rows(self, model_id: str) -> dict[str, tuple[dict[str, Any], list[str]]]:
-        rows = ProductEmbedding.objects.filter(model_id=model_id).values_list("product_pk", "fields", "categories")
-        return {pk: (fields or {}, list(categories or [])) for pk, fields, categories in rows.iterator()}
+    def product_rows(
+        self, model_id: str, pks: Sequence[str] | None = None
+    ) -> dict[str, tuple[dict[str, Any], list[str]]]:
+        rows = _of(ProductEmbedding.objects.filter(model_id=model_id), pks)
+        return {
+            pk: (fields or {}, list(categories or []))
+            for pk, fields, categories in rows.values_list("product_pk", "fields", "categories").iterator()
+        }
 
-    def text_vectors(self, model_id: str) -> dict[str, np.ndarray]:
-        rows = ProductEmbedding.objects.filter(model_id=model_id).values_list("product_pk", "text_vector")
+    def text_vectors(self, model_id: str, pks: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        rows = _of(ProductEmbedding.objects.filter(model_id=model_id), pks).values_list("product_pk", "text_vector")
         return {pk: as_array(vector) for pk, vector in rows.iterator() if vector is not None}
 
-    def photo_vectors(self, model_id: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        rows = ImageEmbedding.objects.filter(model_id=model_id).order_by("product_pk", "position")
+    def photo_vectors(
+        self, model_id: str, pks: Sequence[str] | None = None
+    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        rows = _of(ImageEmbedding.objects.filter(model_id=model_id), pks).order_by("product_pk", "position")
         grouped: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
         for pk, features, shared in rows.values_list("product_pk", "feature_vector", "shared_vector").iterator():
             grouped.setdefault(pk, []).append((as_array(features), as_array(shared)))
         return {pk: (np.stack([f for f, _ in pairs]), np.stack([s for _, s in pairs])) for pk, pairs in grouped.items()}
+
+
+def _of(rows: QuerySet[Any], pks: Sequence[str] | None) -> QuerySet[Any]:
+    """``rows`` of these products only (None: of all)."""
+    return rows if pks is None else rows.filter(product_pk__in=list(pks))
 
 
 def _read_signal_rows(rows: Iterable[Sequence[Any]], names: list[str], with_fields: bool) -> Candidates:

@@ -27,14 +27,13 @@ TRAIN_PRODUCTS = 20_000
 APPLY_CHUNK = 1_000
 
 
-def training_sample(model_id: str, limit: int | None = None) -> list[str] | None:
-    """The pks the classifiers are fitted on: None (every stored product) up to ``limit`` (default
-    ``TRAIN_PRODUCTS``) products, else ``limit`` of them, the same ones each time."""
-    limit = TRAIN_PRODUCTS if limit is None else limit
+def training_sample(model_id: str) -> list[str] | None:
+    """The pks the classifiers are fitted on: None (every stored product) up to ``TRAIN_PRODUCTS``
+    products, else ``TRAIN_PRODUCTS`` of them, the same ones each time."""
     pks = get_store().stored_pks(model_id)
-    if len(pks) <= limit:
+    if len(pks) <= TRAIN_PRODUCTS:
         return None
-    return sorted(pks, key=lambda pk: hashlib.sha1(pk.encode()).hexdigest())[:limit]
+    return sorted(pks, key=lambda pk: hashlib.sha1(pk.encode()).hexdigest())[:TRAIN_PRODUCTS]
 
 
 def _photo_vectors(model_id: str, pks: Sequence[str] | None = None) -> dict[str, np.ndarray]:

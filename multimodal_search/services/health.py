@@ -185,6 +185,12 @@ def recent_errors(limit: int = ERRORS_SHOWN) -> list[IndexFailure]:
     return errors
 
 
+def walked_per_request(products: int) -> bool:
+    """Whether a catalogue of ``products`` searchable products is small enough to walk (:func:`find_drift`)
+    inside a web request: at most ``DURABILITY["LIVE_CHECK_PRODUCTS"]``."""
+    return products <= int(outbox.setting("LIVE_CHECK_PRODUCTS"))
+
+
 def index_health(drift: Drift | None = None) -> IndexHealth:
     """Say how current the index is, from the outbox, the stored vectors and a walk of the catalogue.
 
@@ -198,7 +204,7 @@ def index_health(drift: Drift | None = None) -> IndexHealth:
     _encoder, model_id = current_encoder()
     store = get_store()
     products = get_adapter().get_queryset().count()
-    if drift is None and products <= int(outbox.setting("LIVE_CHECK_PRODUCTS")):
+    if drift is None and walked_per_request(products):
         drift = find_drift()
     counts = outbox.counts()
     found: dict[str, Any]
@@ -212,11 +218,16 @@ def index_health(drift: Drift | None = None) -> IndexHealth:
             "orphans": len(drift.orphans),
         }
     else:
-        check = last_check(model_id)
-        found = {"indexed": store.count(model_id), "live": False, "checked": check}
-        for name in ("never_indexed", "old_version", "orphans"):
-            found[name] = None if check is None else getattr(check, name)
-        found["stale_content"] = None if check is None else check.stale
+        check = last_check(model_id)  # None (never walked): those four counts are None too
+        found = {
+            "indexed": store.count(model_id),
+            "never_indexed": check and check.never_indexed,
+            "old_version": check and check.old_version,
+            "stale_content": check and check.stale,
+            "orphans": check and check.orphans,
+            "live": False,
+            "checked": check,
+        }
     return IndexHealth(
         model_id=model_id,
         products=products,
@@ -255,7 +266,7 @@ def reindex(scope: str, pks: Sequence[Any] = ()) -> int | None:
     elif scope == "failed":
         keys = list(outbox.failed())
     elif scope == "stale":
-        if get_adapter().get_queryset().count() > int(outbox.setting("LIVE_CHECK_PRODUCTS")):
+        if not walked_per_request(get_adapter().get_queryset().count()):
             enqueue_deep_sweep()
             return None
         drift = find_drift()

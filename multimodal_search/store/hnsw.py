@@ -62,6 +62,10 @@ def indexes(model_id: str, cursor: CursorWrapper | None = None) -> list[IndexInf
                 earlier=name in earlier,
             )
         )
+    return _in_order(found)
+
+
+def _in_order(found: list[IndexInfo]) -> list[IndexInfo]:
     return sorted(found, key=lambda info: (info.table, info.column, not info.current, info.name))
 
 
@@ -81,13 +85,13 @@ def ensure(model_id: str, dimensions: int, feature_dimensions: int, *, any_size:
         cursor.execute("SET LOCAL statement_timeout = 0")
         present = indexes(model_id, cursor)
         invalid = {info.name for info in present if not info.valid}
-        usable = {(info.table, info.column) for info in present if info.valid and not info.earlier}
+        usable = _usable(present)
         missing = [
             (table, column, name, statement)
             for table, column, name, statement in _statements(model_id, dimensions, feature_dimensions, built)
             if (table, column) not in usable
         ]
-        large = set() if any_size else _large_tables(cursor, model_id, {table for table, *_ in missing})
+        large = set() if any_size else _tables_over(cursor, model_id, {table for table, *_ in missing}, TASK_BUILD_ROWS)
         wanted = [(name, statement) for table, _column, name, statement in missing if table not in large]
         waiting = [(table, column) for table, column, *_ in missing if table in large]
         created = []
@@ -129,14 +133,19 @@ def ensure(model_id: str, dimensions: int, feature_dimensions: int, *, any_size:
     return created
 
 
-def _large_tables(cursor: CursorWrapper, model_id: str, tables: set[str]) -> set[str]:
-    """Those of ``tables`` holding more than ``TASK_BUILD_ROWS`` rows of ``model_id``."""
-    large = set()
+def _usable(present: list[IndexInfo]) -> set[tuple[str, str]]:
+    """``(table, column)`` of the vector columns some valid index of the current definition covers."""
+    return {(info.table, info.column) for info in present if info.valid and not info.earlier}
+
+
+def _tables_over(cursor: CursorWrapper, model_id: str, tables: set[str], rows: int) -> set[str]:
+    """Those of ``tables`` holding more than ``rows`` rows of ``model_id`` (counted up to ``rows + 1``)."""
+    over = set()
     for table in sorted(tables):
-        cursor.execute(sql.version_rows(table, TASK_BUILD_ROWS), [model_id])
-        if int(cursor.fetchone()[0]) > TASK_BUILD_ROWS:
-            large.add(table)
-    return large
+        cursor.execute(sql.version_rows(table, rows), [model_id])
+        if int(cursor.fetchone()[0]) > rows:
+            over.add(table)
+    return over
 
 
 def status(model_id: str) -> list[IndexInfo]:
@@ -144,19 +153,26 @@ def status(model_id: str) -> list[IndexInfo]:
     usable index of (what :func:`ensure` leaves to :func:`rebuild`)."""
     with connection.cursor() as cursor:
         found = indexes(model_id, cursor)
-        usable = {(info.table, info.column) for info in found if info.valid and not info.earlier}
+        usable = _usable(found)
         lacking = [(table, column) for table, column in sql.vector_columns() if (table, column) not in usable]
-        with_rows = set()
-        for table in sorted({table for table, _ in lacking}):
-            cursor.execute(sql.version_rows(table, 0), [model_id])
-            if cursor.fetchone()[0]:
-                with_rows.add(table)
+        with_rows = _tables_over(cursor, model_id, {table for table, _ in lacking}, 0)
     m, ef_construction = build_settings()
-    for table, column in lacking:
-        if table in with_rows:
-            name = sql.index_name(table, column, model_id, m=m, ef_construction=ef_construction)
-            found.append(IndexInfo(name, table, column, None, None, False, 0, True, exists=False))
-    return sorted(found, key=lambda info: (info.table, info.column, not info.current, info.name))
+    missing = [
+        IndexInfo(
+            name=sql.index_name(table, column, model_id, m=m, ef_construction=ef_construction),
+            table=table,
+            column=column,
+            m=None,
+            ef_construction=None,
+            valid=False,
+            bytes=0,
+            current=True,
+            exists=False,
+        )
+        for table, column in lacking
+        if table in with_rows
+    ]
+    return _in_order(found + missing)
 
 
 def _statements(

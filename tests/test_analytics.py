@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import csv
 import io
+import random
 import re
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 from unittest import mock
@@ -179,6 +181,48 @@ def test_the_report_equals_hand_computed_figures(admin_client: Any) -> None:
     assert (
         admin_client.get(REPORT, {"start": str(today), "end": str(today - timedelta(days=1))}).context["report"] is None
     )
+
+
+def test_the_reports_lists_and_totals_equal_each_list_ranked_over_every_query(settings: Any) -> None:
+    """The report ranks the per-query figures three ways in one statement and keeps each list's first
+    ``limit``; the same lists sorted in Python from every query's row, and totals aggregated in one go."""
+    settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "ANALYTICS": {"LOW_CLICK_MIN_SEARCHES": 3}}
+    now = timezone.now()
+    rng = random.Random(7)
+    for number in range(14):
+        for _ in range(rng.randint(1, 7)):
+            count = 0 if rng.random() < 0.3 else 10
+            row = SearchLog.objects.create(
+                created_at=now - timedelta(days=rng.randint(0, 5), hours=rng.randint(0, 20)),
+                query=f"Query {number}",
+                kind="text",
+                result_count=count,
+                latency_ms=5.0,
+            )
+            for _ in range(rng.choice([0, 0, 1, 2]) if count else 0):
+                ShopperEvent.objects.create(
+                    kind="click", product_pk="1", search=row, position=rng.randint(1, 9), created_at=row.created_at
+                )
+    today = timezone.localdate()
+    start = today - timedelta(days=6)
+    report = services.analytics_report(start, today, limit=4)
+    rows = [services.analytics._figures(row, row["q"]) for row in services.query_figures(start, today)]  # every query's
+    assert len(rows) == 14
+
+    def first(keep: Any, key: Any) -> list[Any]:
+        return sorted((row for row in rows if keep(row)), key=key)[:4]
+
+    assert report.top == first(lambda row: True, lambda row: (-row.searches, row.query))
+    assert report.zero_results == first(lambda row: row.zero_results > 0, lambda row: (-row.zero_results, row.query))
+    assert report.low_click == first(
+        lambda row: row.with_results >= 3, lambda row: (row.ctr is None, row.ctr or 0, -row.with_results, row.query)
+    )
+    assert report.low_click and report.zero_results  # the data exercises every list
+    exact = services.analytics._figures(
+        services.analytics.period_searches(start, today).aggregate(**services.analytics._FIGURES)
+    )
+    assert report.totals.mean_click_position == pytest.approx(exact.mean_click_position)
+    assert replace(report.totals, mean_click_position=None) == replace(exact, mean_click_position=None)
 
 
 def test_csv_cells_are_not_formulas(admin_client: Any) -> None:

@@ -127,6 +127,33 @@ class DriftCheck(models.Model):
         return f"{self.model_id} at {self.checked_at:%Y-%m-%d %H:%M}: {self.products} products"
 
 
+class DriftWalk(models.Model):
+    """A deep sweep's walk of the catalogue while it is under way (``services.sweeps``): a worker
+    walks for ``DURABILITY["STEP_SECONDS"]`` at a time, then sends the next step, so that a catalogue of
+    millions of products never outlasts a task's time limit nor holds the indexing queue. The row is
+    deleted when the walk ends, and its findings become the :class:`DriftCheck`."""
+
+    PRODUCTS, ORPHANS = "products", "orphans"
+
+    model_id = models.CharField(max_length=200, unique=True)  # one walk per encoder version
+    #: the searchable products in pk order, then the stored vectors in the store's order (for orphans)
+    phase = models.CharField(max_length=8, default=PRODUCTS)
+    after = models.CharField(max_length=255, null=True, blank=True)  # the last pk done in this phase
+    started_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    #: a step holds the walk until then (a killed step's hold runs out and the walk is taken up again)
+    held_until = models.DateTimeField(null=True, blank=True)
+    seconds = models.FloatField(default=0.0)  # spent walking, steps together
+    products = models.PositiveIntegerField(default=0)
+    never_indexed = models.PositiveIntegerField(default=0)
+    old_version = models.PositiveIntegerField(default=0)
+    stale = models.PositiveIntegerField(default=0)
+    orphans = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.model_id}: {self.phase} after {self.after or '-'} ({self.products} products)"
+
+
 class BackboneVector(models.Model):
     """What an encoder's backbone computed for one input, kept across head versions (``model_id``).
 

@@ -33,10 +33,16 @@ def index_products_task(product_pks: list[str], force: bool = False) -> dict[str
     }
 
 
+# A deep sweep walks for DURABILITY["STEP_SECONDS"], then sends itself again (resume) while its walk goes on.
 @shared_task(name=SWEEP_TASK, acks_late=True)
-def sweep_index_task(deep: bool = False) -> dict[str, int]:
-    report = services.sweep(deep=deep)
-    return {"sent": report.sent, "marked": report.marked, "orphans_removed": report.orphans_removed}
+def sweep_index_task(deep: bool = False, resume: bool = False) -> dict[str, int]:
+    report = services.sweep(deep=deep, resume=resume)
+    return {
+        "sent": report.sent,
+        "marked": report.marked,
+        "orphans_removed": report.orphans_removed,
+        "walk_continues": int(report.walk_continues),
+    }
 
 
 @shared_task(name="multimodal_search.tasks.prune_analytics_task")

@@ -268,6 +268,9 @@ MULTIMODAL_SEARCH = {
         "MAX_ATTEMPTS": int(os.environ.get("MMSEARCH_MAX_ATTEMPTS", "3")),
         "RETRY_BACKOFF": float(os.environ.get("MMSEARCH_RETRY_BACKOFF", "60")),
         "REQUEUE_AFTER": float(os.environ.get("MMSEARCH_REQUEUE_AFTER", "600")),
+        # the deep sweep's walk: products read at a time, and seconds per worker step
+        "CHUNK": int(os.environ.get("MMSEARCH_SWEEP_CHUNK", "500")),
+        "STEP_SECONDS": float(os.environ.get("MMSEARCH_SWEEP_STEP_SECONDS", "60")),
     },
 }
 

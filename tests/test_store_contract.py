@@ -97,6 +97,15 @@ class VectorStoreContract:
         store.save_products(OTHER, [product("P1", np.random.RandomState(3))])
         assert store.model_ids() == [MODEL, OTHER]
         assert store.stored_pks() == set(catalogue)
+        assert store.stored_pks(OTHER) == {"P1"} and store.stored_pks(among=["P1", "P2", "nope"]) == {"P1", "P2"}
+        # every stored product once, whatever its versions, a page at a time and in one order
+        pages, after = [], None
+        while page := store.stored_pks_after(after, 5):
+            pages.append(page)
+            after = page[-1]
+        assert [len(page) for page in pages] == [5, 5, 3]
+        walked = [pk for page in pages for pk in page]
+        assert len(walked) == len(set(walked)) and set(walked) == set(catalogue)
         assert store.drop_model(OTHER) == 1
         assert store.model_ids() == [MODEL]
         assert store.count(MODEL) == 13

@@ -7,7 +7,8 @@
 * ``enqueue``: sending indexing work to the worker, in batches or on commit;
 * ``outbox``: the per-product index state (dirty, version, tries, failures) written with each change;
 * ``health``: :func:`index_health` (the admin's index health page), :func:`reindex` by scope;
-* ``drift``: :func:`find_drift` / :func:`fix_drift` (``mmsearch_reconcile``) and the periodic :func:`sweep`;
+* ``drift``: :func:`find_drift` / :func:`fix_drift` (``mmsearch_reconcile``); ``sweeps``: the periodic :func:`sweep`,
+  whose deep pass walks the catalogue a worker step at a time;
 * ``encoding``: the encoding step of indexing, reusing kept backbone outputs across head versions;
 * ``voice``: :func:`voice_search`, a WAV recording transcribed offline (pocketsphinx), then searched;
 * ``warmup``: models loaded at process start, torch threads of indexing processes.
@@ -44,7 +45,7 @@ from multimodal_search.services.browse import (
     facet_names,
     storefront_page_size,
 )
-from multimodal_search.services.drift import Drift, find_drift, fix_drift, sweep
+from multimodal_search.services.drift import Drift, find_drift, fix_drift
 from multimodal_search.services.enqueue import (
     EnqueueError,
     enqueue_index,
@@ -129,6 +130,7 @@ from multimodal_search.services.search import (
     storefront_min_relevance,
 )
 from multimodal_search.services.suggest import suggest
+from multimodal_search.services.sweeps import sweep
 from multimodal_search.services.vector_indexes import rebuild_vector_indexes, vector_indexes
 from multimodal_search.services.voice import (
     VoiceSearch,

@@ -1,19 +1,22 @@
-"""Drift between the catalogue and the index: finding it (:func:`find_drift`), repairing it (:func:`fix_drift`),
-and the periodic sweep that keeps it at zero (:func:`sweep`).
+"""Drift between the catalogue and the index: finding it (:func:`find_drift`) and repairing it (:func:`fix_drift`).
 
-The sweep sends what the outbox says is dirty and due; its *deep* pass walks every searchable
-product in pk chunks and compares its current content hash with the stored one, so it also finds
-changes that bypassed the save signals (``QuerySet.update()``, ``loaddata``, a renamed category,
-a photo file replaced on disk) and vectors left behind by products that are gone.
+A walk compares every searchable product's current content hash with the stored one, in pk chunks
+(:func:`product_chunks`), so it finds changes that bypassed the save signals (``QuerySet.update()``,
+``loaddata``, a renamed category, a photo file replaced on disk), then reads the stored products in
+chunks for vectors left behind by products that are gone (:func:`orphan_chunks`). The periodic
+sweep's deep pass walks the same chunks, a worker step at a time (``services.sweeps``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from django.core.exceptions import ValidationError
+from django.db.models import Field, QuerySet
 from django.utils import timezone
 
 from multimodal_search.adapters import get_adapter
@@ -54,6 +57,13 @@ class Drift:
             ("orphaned", self.orphans, "vectors of a deleted or inactive product"),
         ]
 
+    #: the kinds of drift a walk finds (the others are the outbox's), as :class:`DriftCheck` counts them
+    COUNTED = ("never_indexed", "old_version", "stale", "orphans")
+
+    def counts(self) -> dict[str, int]:
+        """``products`` walked and the length of each ``COUNTED`` list."""
+        return {"products": self.products, **{name: len(getattr(self, name)) for name in self.COUNTED}}
+
     @property
     def total(self) -> int:
         return sum(len(pks) for _name, pks, _why in self.problems())
@@ -61,15 +71,17 @@ class Drift:
     def to_index(self) -> list[str]:
         """Every product that needs (re)indexing (orphans are deleted instead)."""
         wanted = set(self.never_indexed) | set(self.old_version) | set(self.stale) | set(self.failed)
-        return sorted(wanted | set(self.stuck), key=_pk_order)
+        return sorted(wanted | set(self.stuck), key=pk_order)
 
 
-def _pk_order(pk: str) -> tuple[int, str]:
+def pk_order(pk: str) -> tuple[int, str]:
     return (0, f"{int(pk):020d}") if pk.isdigit() else (1, pk)
 
 
 def find_drift(*, progress: Progress | None = None, chunk: int | None = None) -> Drift:
-    """Walk every searchable product (pk order, ``DURABILITY["CHUNK"]`` at a time) and compare it with the index.
+    """Walk every searchable product (pk order, ``DURABILITY["CHUNK"]`` at a time), then every stored one
+    (for orphans), and compare them with the index. What is held at once stays a chunk, whatever the
+    catalogue's size (``services.sweeps`` walks the same chunks, a worker step at a time).
 
     Args:
         progress: called with the number of products checked after each chunk (a progress bar).
@@ -80,49 +92,91 @@ def find_drift(*, progress: Progress | None = None, chunk: int | None = None) ->
         (:func:`last_check`) for the index health page of a catalogue too large to walk per page view.
     """
     started = time.monotonic()
-    adapter = get_adapter()
-    store = get_store()
     _encoder, model_id = current_encoder()
     size = max(1, int(chunk or outbox.setting("CHUNK")))
     drift = Drift(model_id=model_id)
-    # vectors first, products second: a product activated meanwhile is live, never deleted as an orphan
-    stored_any = store.stored_pks()
-    queryset = adapter.get_queryset().order_by("pk")
-    live: set[str] = set()
-    last = None
-    while True:
-        page = queryset if last is None else queryset.filter(pk__gt=last)
-        products = list(page[:size])
-        if not products:
-            break
-        last = products[-1].pk
-        keys = [str(product.pk) for product in products]
-        live.update(keys)
-        known = store.content_hashes(model_id, keys)
-        for pk, product in zip(keys, products):
-            if pk not in known:
-                (drift.old_version if pk in stored_any else drift.never_indexed).append(pk)
-            elif known[pk] != current_hash(adapter, product, model_id):
-                drift.stale.append(pk)
-        drift.products += len(products)
+    for _last, found in product_chunks(model_id, None, size):
+        drift.products += found.products
+        drift.never_indexed += found.never_indexed
+        drift.old_version += found.old_version
+        drift.stale += found.stale
         if progress is not None:
-            progress(len(products))
-    drift.orphans = sorted(stored_any - live, key=_pk_order)
+            progress(found.products)
+    for _last, orphans in orphan_chunks(None, size):
+        drift.orphans += orphans
+    drift.orphans.sort(key=pk_order)
     drift.failed = outbox.failed()
     drift.stuck = outbox.pending(older_than=float(outbox.setting("REQUEUE_AFTER")))
+    record_check(model_id, time.monotonic() - started, drift.counts())
+    return drift
+
+
+def product_chunks(model_id: str, after: str | None, size: int) -> Iterator[tuple[str, Drift]]:
+    """The searchable products after the pk ``after`` (None: from the first), ``size`` at a time in pk
+    order, each chunk compared with the index: ``(its last pk, its drift)`` (products and the three
+    lists of products to index)."""
+    adapter = get_adapter()
+    store = get_store()
+    queryset = adapter.get_queryset().order_by("pk")
+    last = None if after is None else _pk_field(queryset).to_python(after)
+    while True:
+        products = list((queryset if last is None else queryset.filter(pk__gt=last))[:size])
+        if not products:
+            return
+        last = products[-1].pk
+        keys = [str(product.pk) for product in products]
+        known = store.content_hashes(model_id, keys)
+        other_versions = store.stored_pks(among=[pk for pk in keys if pk not in known])
+        found = Drift(model_id=model_id, products=len(products))
+        for pk, product in zip(keys, products):
+            if pk not in known:
+                (found.old_version if pk in other_versions else found.never_indexed).append(pk)
+            elif known[pk] != current_hash(adapter, product, model_id):
+                found.stale.append(pk)
+        yield str(last), found
+
+
+def orphan_chunks(after: str | None, size: int) -> Iterator[tuple[str, list[str]]]:
+    """The stored products (any encoder version) after ``after`` in the store's order, ``size`` at a
+    time: ``(the chunk's last pk, those of its products no longer searchable)``. Vectors are read first
+    and the products second, so a product activated meanwhile is live, never deleted as an orphan."""
+    store = get_store()
+    while True:
+        keys = store.stored_pks_after(after, size)
+        if not keys:
+            return
+        live = _searchable(keys)
+        after = keys[-1]
+        yield after, [pk for pk in keys if pk not in live]
+
+
+def _searchable(keys: list[str]) -> set[str]:
+    """Those of ``keys`` that are pks of products the adapter returns (one that cannot be a pk of the
+    model, "abc" for an integer key, is not)."""
+    queryset = get_adapter().get_queryset()
+    field = _pk_field(queryset)
+    values = []
+    for key in keys:
+        try:
+            values.append(field.to_python(key))
+        except ValidationError:
+            continue
+    return {str(pk) for pk in queryset.filter(pk__in=values).values_list("pk", flat=True)}
+
+
+def _pk_field(queryset: QuerySet[Any]) -> Field[Any, Any]:
+    field = queryset.model._meta.pk
+    assert field is not None
+    return field
+
+
+def record_check(model_id: str, seconds: float, counts: Mapping[str, int]) -> None:
+    """Keep what a whole walk found (:func:`last_check`): the health page of a large catalogue shows it.
+    ``counts``: ``products`` walked and each of ``Drift.COUNTED``."""
     DriftCheck.objects.update_or_create(
         model_id=model_id,
-        defaults={
-            "checked_at": timezone.now(),
-            "seconds": round(time.monotonic() - started, 3),
-            "products": drift.products,
-            "never_indexed": len(drift.never_indexed),
-            "old_version": len(drift.old_version),
-            "stale": len(drift.stale),
-            "orphans": len(drift.orphans),
-        },
+        defaults={"checked_at": timezone.now(), "seconds": round(seconds, 3), **counts},
     )
-    return drift
 
 
 def last_check(model_id: str) -> DriftCheck | None:
@@ -175,43 +229,3 @@ def fix_drift(drift: Drift, *, sync: bool = False, progress: Progress | None = N
         outbox.touch(todo)
     repair.sent = len(todo)
     return repair
-
-
-@dataclass
-class SweepReport:
-    """What one sweep did."""
-
-    sent: int = 0
-    marked: int = 0
-    orphans_removed: int = 0
-
-
-def sweep(*, deep: bool = False) -> SweepReport:
-    """Send the dirty products that are due; with ``deep``, first find drift the outbox does not know.
-
-    The light pass reads only the outbox: dirty products not sent, started or changed for
-    ``REQUEUE_AFTER`` seconds (a lost task, a failed enqueue, a killed worker), and failed
-    products whose backoff is over. The deep pass (:func:`find_drift`) marks never-indexed,
-    old-version and stale products dirty and deletes orphaned vectors.
-
-    Raises:
-        EnqueueError: the broker is unreachable (the products stay dirty).
-    """
-    report = SweepReport()
-    if deep:
-        drift = find_drift()
-        missed = drift.never_indexed + drift.old_version + drift.stale
-        outbox.mark_dirty(missed)
-        # marked now, so sent by this very sweep rather than after REQUEUE_AFTER
-        outbox.touch_back(missed)
-        report.marked = len(missed)
-        if drift.orphans:
-            report.orphans_removed = get_store().delete_products(drift.orphans)
-            outbox.forget(drift.orphans)
-    due = outbox.due_for_sweep()
-    if due:
-        enqueue_index(sorted(due, key=_pk_order), track=False)
-        outbox.touch(due)
-        logger.info("sweep sent %d product(s) to the indexing worker", len(due))
-    report.sent = len(due)
-    return report

@@ -97,15 +97,17 @@ def enqueue_retrain() -> AsyncResult:
         raise EnqueueError(f"could not reach the Celery broker ({exc})") from exc
 
 
-def enqueue_deep_sweep() -> None:
-    """Send one deep sweep (``services.drift.sweep(deep=True)``: walk the catalogue, queue what drifted)
-    to the indexing worker: a walk of a large catalogue outlasts a web request.
+def enqueue_deep_sweep(*, resume: bool = False) -> None:
+    """Send a deep sweep (``services.sweeps.sweep(deep=True)``: walk the catalogue, queue what drifted)
+    to the indexing worker: a walk of a large catalogue outlasts a web request. ``resume``: the next step
+    of the walk under way (a step sends it), which starts no walk.
 
     Raises:
         EnqueueError: the broker is unreachable.
     """
+    kwargs = {"deep": True, **({"resume": True} if resume else {})}
     try:
-        current_app.send_task(SWEEP_TASK, kwargs={"deep": True}, queue=search_settings.QUEUE, **_FIRE_AND_FORGET)
+        current_app.send_task(SWEEP_TASK, kwargs=kwargs, queue=search_settings.QUEUE, **_FIRE_AND_FORGET)
     except Exception as exc:  # kombu raises OperationalError and friends: say what failed, in one line
         raise EnqueueError(f"could not reach the Celery broker ({exc})") from exc
 

@@ -235,8 +235,13 @@ class BaseVectorStore:
         """pk -> stored content hash, for the given products that are stored."""
         raise NotImplementedError
 
-    def stored_pks(self, model_id: str | None = None) -> set[str]:
-        """Products with vectors for ``model_id`` (None: for any version)."""
+    def stored_pks(self, model_id: str | None = None, among: Sequence[str] | None = None) -> set[str]:
+        """Products with vectors for ``model_id`` (None: for any version); only of ``among`` when given."""
+        raise NotImplementedError
+
+    def stored_pks_after(self, after: str | None, limit: int) -> list[str]:
+        """The next ``limit`` products with vectors of any version after ``after`` (None: from the first),
+        in the store's own order of pks: a walk of every stored product, a page at a time."""
         raise NotImplementedError
 
     def model_ids(self) -> list[str]:

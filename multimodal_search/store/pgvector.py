@@ -254,10 +254,19 @@ class PgvectorStore(BaseVectorStore):
         rows = ProductEmbedding.objects.using(_primary_alias()).filter(model_id=model_id, product_pk__in=list(pks))
         return dict(rows.values_list("product_pk", "content_hash"))
 
-    def stored_pks(self, model_id: str | None = None) -> set[str]:
+    def stored_pks(self, model_id: str | None = None, among: Sequence[str] | None = None) -> set[str]:
         stored = ProductEmbedding.objects.using(_primary_alias())
         rows = stored.all() if model_id is None else stored.filter(model_id=model_id)
+        if among is not None:
+            rows = rows.filter(product_pk__in=list(among))
         return set(rows.values_list("product_pk", flat=True).distinct())
+
+    def stored_pks_after(self, after: str | None, limit: int) -> list[str]:
+        # text order: the unique (product_pk, model_id) index's, so a page reads only its own rows
+        rows = ProductEmbedding.objects.using(_primary_alias()).order_by("product_pk")
+        if after is not None:
+            rows = rows.filter(product_pk__gt=after)
+        return list(rows.values_list("product_pk", flat=True).distinct()[: int(limit)])
 
     def model_ids(self) -> list[str]:
         products = ProductEmbedding.objects.values_list("model_id", flat=True).distinct()

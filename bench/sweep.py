@@ -6,7 +6,8 @@ the stored one, and looks for vectors of products that are gone. This bench fill
 taken in turn from the Luma catalogue's photos (``--catalog``; the files stay there, the bench's media
 folder links to them) and stored vectors whose content hashes are current (one-dimensional placeholder
 vectors, no HNSW index: the walk reads none). One product in 100 is then changed behind the save
-signals and one in 1,000 deleted. Per size it measures, each in a process of its own (peak RSS):
+signals and one in 1,000 deleted. Per size it measures, each in a process of its own with ``DEBUG``
+off (peak RSS, the encoder's models included):
 
 * ``one walk``: ``services.find_drift()``, what ``mmsearch_reconcile`` and the health page run;
 * ``in steps``: the deep sweep's steps (``services.sweeps.walk_step``) at ``--step-seconds`` each, until
@@ -21,6 +22,7 @@ on a network disk pays that disk's reads too.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -29,6 +31,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from search import ROOT, save, setup_django
 
@@ -61,38 +64,45 @@ def link_photos(catalog: Path) -> list[str]:
 
 def fill(start: int, stop: int, photos: list[str], per_product: int) -> None:
     """Products ``start``..``stop - 1`` with their photos and current stored hashes, in chunks."""
+    from multimodal_search.services import encoding
+    from multimodal_search.services.query import current_encoder
+
+    _encoder, model_id = current_encoder()
+    chunk = 5000
+    # the products share the catalogue's photo files: the fill reads each file once (the walks read them all)
+    with mock.patch.object(encoding, "file_digest", functools.lru_cache(maxsize=None)(encoding.file_digest)):
+        for first in range(start, stop, chunk):
+            _fill_chunk(range(first, min(stop, first + chunk)), photos, per_product, model_id)
+
+
+def _fill_chunk(ids: range, photos: list[str], per_product: int, model_id: str) -> None:
     from django.db import connection, transaction
 
     from multimodal_search.adapters import get_adapter
     from multimodal_search.services.indexing import current_hash
-    from multimodal_search.services.query import current_encoder
     from multimodal_search.store import sql
     from shop.catalog.models import Product, ProductImage
 
-    _encoder, model_id = current_encoder()
     adapter = get_adapter()
-    chunk = 5000
-    for first in range(start, stop, chunk):
-        ids = range(first, min(stop, first + chunk))
-        with transaction.atomic():
-            created = Product.objects.bulk_create(
-                Product(sku=f"sweep-{i}", title=f"Product {i}", description=f"Walked product number {i}.") for i in ids
+    with transaction.atomic():
+        created = Product.objects.bulk_create(
+            Product(sku=f"sweep-{i}", title=f"Product {i}", description=f"Walked product number {i}.") for i in ids
+        )
+        ProductImage.objects.bulk_create(
+            ProductImage(product=product, image=photos[(i * per_product + n) % len(photos)], position=n)
+            for i, product in zip(ids, created)
+            for n in range(per_product)
+        )
+        products = adapter.get_queryset().filter(pk__in=[p.pk for p in created])
+        rows = [(str(p.pk), model_id, current_hash(adapter, p, model_id)) for p in products]
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"INSERT INTO {sql.PRODUCT_TABLE} (product_pk, model_id, content_hash, text_vector, fused_vector, "
+                "image_count, categories, fields, search_text, updated_at) "
+                "VALUES (%s, %s, %s, '[1]', '[1]', 0, '{}', '{}', '', now())",
+                rows,
             )
-            ProductImage.objects.bulk_create(
-                ProductImage(product=product, image=photos[(i * per_product + n) % len(photos)], position=n)
-                for i, product in zip(ids, created)
-                for n in range(per_product)
-            )
-            products = adapter.get_queryset().filter(pk__in=[p.pk for p in created])
-            rows = [(str(p.pk), model_id, current_hash(adapter, p, model_id)) for p in products]
-            with connection.cursor() as cursor:
-                cursor.executemany(
-                    f"INSERT INTO {sql.PRODUCT_TABLE} (product_pk, model_id, content_hash, text_vector, fused_vector, "
-                    "image_count, categories, fields, search_text, updated_at) "
-                    "VALUES (%s, %s, %s, '[1]', '[1]', 0, '{}', '{}', '', now())",
-                    rows,
-                )
-        print(f"  filled {ids[-1] + 1:,} products", flush=True)
+    print(f"  filled {ids[-1] + 1:,} products", flush=True)
 
 
 def corrupt(after_pk: int) -> None:
@@ -111,10 +121,11 @@ def child(kind: str, step_seconds: float) -> dict[str, Any]:
     from django.db import transaction
 
     from multimodal_search import services
-    from multimodal_search.models import DriftCheck
+    from multimodal_search.models import DriftCheck, DriftWalk
     from multimodal_search.services import sweeps
     from multimodal_search.services.query import current_encoder
 
+    settings.DEBUG = False  # as in production: with DEBUG on, Django keeps the last 9,000 statements
     started = time.perf_counter()
     result: dict[str, Any] = {}
     if kind == "walk":
@@ -126,6 +137,7 @@ def child(kind: str, step_seconds: float) -> dict[str, Any]:
         }
         longest, steps = 0.0, 0
         with transaction.atomic():
+            DriftWalk.objects.all().delete()  # a walk left under way: this one starts afresh
             more = True
             while more:
                 began = time.perf_counter()

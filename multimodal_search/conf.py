@@ -95,7 +95,7 @@ Keys:
         the catalogue this long per task, then sends its next step behind the indexing tasks queued
         meanwhile (60; ``services.sweeps``); ``LIVE_CHECK_PRODUCTS``: the index
         health page walks a catalogue of at most this many products for each view, and shows a larger
-        one's last walk instead (2,000; a walk takes about 0.8 ms a product with four photos, 0.1-0.2 without).
+        one's last walk instead (2,000; a walk takes 0.65-0.8 ms a product with four photos, 0.1-0.2 without).
     PERSONALISATION: profiles from what a shopper did (``ranking.personal``, ``services.personal``,
         README "Personalisation"): ``ENABLED`` (True; False records no profiles and re-ranks nothing),
         ``EVENT_WEIGHTS`` per event kind (view 1, click 1, cart 3, purchase 5), ``HALF_LIFE_DAYS`` of an

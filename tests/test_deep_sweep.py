@@ -86,8 +86,10 @@ def test_a_walk_in_steps_finds_what_one_walk_finds_and_sends_each_next_step(
 @pytest.mark.django_db
 def test_one_walk_at_a_time_and_a_stalled_walk_is_taken_up(corrupted, test_queue, settings):  # noqa: F811
     steps_in(settings, CHUNK=2, STEP_SECONDS=0, REQUEUE_AFTER=600)
+    now = timezone.now()
+    DriftWalk.objects.create(model_id="hash-v0", started_at=now, updated_at=now)  # an earlier encoder's
     assert services.sweep(deep=True).walk_continues
-    walk = DriftWalk.objects.get()
+    walk = DriftWalk.objects.get()  # the earlier encoder's walk is gone
     # the beat's next deep sweep finds it carried by its own steps: leaves it, sends nothing
     assert sweeps.walk_step() == sweeps.Step(idle=True)
     # a step that finds the walk held by another step leaves it too

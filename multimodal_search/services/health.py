@@ -197,7 +197,7 @@ def walked_per_request(products: int) -> bool:
 def index_health(drift: Drift | None = None) -> IndexHealth:
     """Say how current the index is, from the outbox, the stored vectors and a walk of the catalogue.
 
-    The walk (:func:`find_drift`, about 0.8 ms a product with four photos here: 80 s at 100,000) runs for this call
+    The walk (:func:`find_drift`, about 0.65-0.8 ms a product with four photos here: 80 s at 100,000) runs for this call
     when the catalogue has at most ``DURABILITY["LIVE_CHECK_PRODUCTS"]`` searchable products; a larger
     one shows what the last walk found (the deep sweep's, ``mmsearch_reconcile``'s) and when.
 

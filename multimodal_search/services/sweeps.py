@@ -6,8 +6,8 @@ seconds (a lost task, a failed enqueue, a killed worker), and failed products wh
 The deep pass also finds what the outbox does not know: changes that bypassed the save signals and
 vectors of products that are gone (``services.drift``).
 
-A walk costs about 0.8 ms a product with four photos (its content hash: its text and its photos'
-bytes; ``bench/sweep.py``): 80 s at 100,000 products, about 15 minutes at a million, more than a
+A walk costs 0.65-0.8 ms a product with four photos (its content hash: its text and its photos'
+bytes; ``bench/sweep.py``): 80 s at 100,000 products, 635 s at a million, more than a
 task's time limit, and while one task walks, the worker indexes nothing else. So a step walks the
 chunks of :func:`~multimodal_search.services.drift.product_chunks` (then
 :func:`~multimodal_search.services.drift.orphan_chunks`) until its time is up, acting on each chunk as
@@ -133,6 +133,7 @@ def under_way(model_id: str) -> DriftWalk | None:
 
 def _start(model_id: str) -> DriftWalk:
     now = timezone.now()
+    DriftWalk.objects.exclude(model_id=model_id).delete()  # an earlier encoder version's walk will not go on
     try:
         with transaction.atomic():
             return DriftWalk.objects.create(model_id=model_id, started_at=now, updated_at=now)

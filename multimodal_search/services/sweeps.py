@@ -110,7 +110,7 @@ def walk_step(*, resume: bool = False) -> Step:
             none (False: a new deep sweep, which starts a walk where none is under way).
     """
     _encoder, model_id = current_encoder()
-    walk = DriftWalk.objects.filter(model_id=model_id).first()
+    walk = under_way(model_id)
     if walk is None:
         if resume:
             return Step(idle=True)
@@ -160,10 +160,8 @@ def _walk(walk: DriftWalk, deadline: float) -> Step:
             outbox.mark_dirty(missed)
             outbox.touch_back(missed)  # due now: sent by this very sweep
             step.marked += len(missed)
-            walk.products += found.products
-            walk.never_indexed += len(found.never_indexed)
-            walk.old_version += len(found.old_version)
-            walk.stale += len(found.stale)
+            for name, count in found.counts().items():  # the chunk's products and what it found
+                setattr(walk, name, getattr(walk, name) + count)
             _moved(walk, last, clock.lap())
             if time.monotonic() >= deadline:
                 step.more = True
@@ -180,8 +178,7 @@ def _walk(walk: DriftWalk, deadline: float) -> Step:
             step.more = True
             return step
     walk.seconds += clock.lap()
-    counts = {"products": walk.products, **{name: getattr(walk, name) for name in Drift.COUNTED}}
-    record_check(walk.model_id, walk.seconds, counts)
+    record_check(walk.model_id, walk.seconds, {name: getattr(walk, name) for name in ("products", *Drift.COUNTED)})
     walk.delete()
     return step
 

@@ -100,9 +100,11 @@ def export(path: Path) -> None:
     """Every stored product and photo of the current encoder version, as arrays."""
     from multimodal_search.encoders import get_encoder
     from multimodal_search.models import ImageEmbedding, ProductEmbedding
+    from multimodal_search.store import get_store
     from multimodal_search.store.pgvector import as_array
 
     model_id = get_encoder().model_id
+    merged = get_store().product_rows(model_id)  # the fields with the inferred facets over them
     rows = list(ProductEmbedding.objects.filter(model_id=model_id).order_by("product_pk"))
     if not rows:
         sys.exit(f"No vectors for {model_id} in {os.environ['MMSEARCH_DATA_DIR']}: index the Luma catalogue first.")
@@ -126,7 +128,7 @@ def export(path: Path) -> None:
             "pk": row.product_pk,
             "sku": skus.get(int(row.product_pk), ""),
             "text": row.search_text,
-            "fields": row.fields,
+            "fields": merged[row.product_pk][0],
             "categories": row.categories,
         }
         for row in rows
@@ -164,11 +166,15 @@ def fill(meta: dict[str, Any], source: dict[str, np.ndarray], start: int, stop: 
     from pgvector.psycopg import register_vector
     from psycopg.types.json import Jsonb
 
+    from multimodal_search.ranking.vocabulary import INFERRED_FIELDS
     from multimodal_search.store import sql
     from multimodal_search.store.base import pool_vector
     from shop.catalog.models import Product
 
     model_id, products = meta["model_id"], meta["products"]
+    # a product's own fields in its row, what the attribute classifiers inferred in its facets row
+    stated = [{k: value for k, value in item["fields"].items() if k not in INFERRED_FIELDS} for item in products]
+    inferred = [{k: item["fields"].get(k) for k in INFERRED_FIELDS} for item in products]
     rng = np.random.default_rng(seed + start)
     chunk = 5000
     for first in range(start, stop, chunk):
@@ -217,8 +223,18 @@ def fill(meta: dict[str, Any], source: dict[str, np.ndarray], start: int, stop: 
                     parts = [None if v is None else v.to_numpy() for v in vectors[:3]]  # text, title, photos
                     vectors.append(HalfVector(pool_vector(*parts)))
                     copy.write_row(
-                        [pks[n], model_id, "bench", *vectors, 1, categories, Jsonb(item["fields"]), item["text"], now]
+                        [pks[n], model_id, "bench", *vectors, 1, categories, Jsonb(stated[b]), item["text"], now]
                     )
+            with (
+                raw.cursor() as cursor,
+                cursor.copy(
+                    f"COPY {sql.FACETS_TABLE} (product_pk, model_id, inferred) FROM STDIN (FORMAT BINARY)"
+                ) as copy,
+            ):
+                copy.set_types(["varchar", "varchar", "jsonb"])
+                for n, b in enumerate(bases):
+                    if any(value is not None for value in inferred[b].values()):
+                        copy.write_row([pks[n], model_id, Jsonb(inferred[b])])
             with (
                 raw.cursor() as cursor,
                 cursor.copy(
@@ -245,7 +261,7 @@ def build_indexes(model_id: str, dims: int, fdims: int) -> float:
     with connection.cursor() as cursor:
         cursor.execute("SET maintenance_work_mem = '2GB'")
         cursor.execute("SET max_parallel_maintenance_workers = 2")
-    PgvectorStore().ensure_indexes(model_id, dims, fdims)
+    PgvectorStore().ensure_indexes(model_id, dims, fdims, any_size=True)  # at any size: the bench waits for them
     with connection.cursor() as cursor:
         for table in (sql.PRODUCT_TABLE, sql.IMAGE_TABLE, sql.TERM_TABLE):  # index-only scans need the visibility map
             cursor.execute(f"VACUUM ANALYZE {table}")
@@ -271,13 +287,14 @@ def prewarm() -> dict[str, Any]:
             return {"prewarmed": False}
         cursor.execute("SHOW shared_buffers")
         buffers = cursor.fetchone()[0]
-        # the two vector tables, the keyword branch's word table and their TOAST tables, then every index of those
+        # the two vector tables, the keyword branch's word table, the inferred facets and their TOAST tables,
+        # then every index of those
         cursor.execute(
-            "WITH tables AS (SELECT oid AS r FROM pg_class WHERE relname IN (%s, %s, %s) "
-            "UNION SELECT reltoastrelid FROM pg_class WHERE relname IN (%s, %s, %s) AND reltoastrelid <> 0) "
+            "WITH tables AS (SELECT oid AS r FROM pg_class WHERE relname IN (%s, %s, %s, %s) "
+            "UNION SELECT reltoastrelid FROM pg_class WHERE relname IN (%s, %s, %s, %s) AND reltoastrelid <> 0) "
             "SELECT sum(pg_prewarm(r)) * current_setting('block_size')::bigint FROM ("
             "SELECT r FROM tables UNION SELECT indexrelid FROM pg_index WHERE indrelid IN (SELECT r FROM tables)) s",
-            2 * [sql.PRODUCT_TABLE, sql.IMAGE_TABLE, sql.TERM_TABLE],
+            2 * [sql.PRODUCT_TABLE, sql.IMAGE_TABLE, sql.TERM_TABLE, sql.FACETS_TABLE],
         )
         read = int(cursor.fetchone()[0] or 0)
     print(f"  prewarmed {read / 2**30:.1f} GB into shared_buffers ({buffers})", flush=True)

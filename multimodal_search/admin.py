@@ -9,6 +9,7 @@ retraining is a command (``mmsearch_train``).
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -25,7 +26,14 @@ from django.views.decorators.http import require_POST
 
 from multimodal_search import services
 from multimodal_search.conf import search_settings
-from multimodal_search.models import REINDEX_PERMISSION, IndexState, ProductEmbedding, QueryRule, SynonymRule
+from multimodal_search.models import (
+    REINDEX_PERMISSION,
+    IndexState,
+    InferredFacets,
+    ProductEmbedding,
+    QueryRule,
+    SynonymRule,
+)
 
 VIEW_PERMISSIONS = ("multimodal_search.view_productembedding", "multimodal_search.view_indexstate")
 SCOPE_LABELS = {
@@ -121,6 +129,7 @@ class ProductEmbeddingAdmin(_ViewOnly, admin.ModelAdmin):
         "image_count",
         "categories",
         "fields",
+        "inferred_facets",
         "search_text",
         "updated_at",
     ]
@@ -155,6 +164,13 @@ class ProductEmbeddingAdmin(_ViewOnly, admin.ModelAdmin):
         if cards is None or obj.product_pk not in cards:
             cards = services.product_cards([obj.product_pk])  # a detail page, or a product made unsearchable
         return cards.get(obj.product_pk) or {}
+
+    @admin.display(description="Inferred facets")
+    def inferred_facets(self, obj: ProductEmbedding) -> str:
+        """What the attribute classifiers inferred (``mmsearch_train``), kept apart from the row's fields."""
+        row = InferredFacets.objects.filter(product_pk=obj.product_pk, model_id=obj.model_id).first()
+        facets = {key: value for key, value in (row.inferred if row else {}).items() if value is not None}
+        return json.dumps(facets, sort_keys=True) if facets else "-"
 
     @admin.display(description="Photo")
     def thumbnail(self, obj: ProductEmbedding) -> str:

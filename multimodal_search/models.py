@@ -58,6 +58,30 @@ class ProductEmbedding(models.Model):
         return f"{self.product_pk} [{self.model_id}]"
 
 
+class InferredFacets(models.Model):
+    """The facets ``mmsearch_train``'s attribute classifiers inferred for one product row
+    (``ProductEmbedding``, same ``product_pk`` and ``model_id``) where its own fields state none.
+
+    Kept in a narrow table of their own: a retrain rewrites every product's facets, and a write of the
+    product's wide row (its vectors are stored in line) adds an entry to each of its HNSW indexes (about
+    100 rows a second at 100,000 products, hours at 1,000,000), where one of these rows costs little.
+    Reads merge them over the row's fields (``store.pgvector``); a key whose value is null hides the
+    same key of fields stored before migration 0020, which kept them in the row. Deleted with their
+    product row, by a trigger (migration 0020).
+    """
+
+    product_pk = models.CharField(max_length=64)
+    model_id = models.CharField(max_length=200)
+    inferred = models.JSONField(default=dict)
+
+    class Meta:
+        verbose_name_plural = "inferred facets"
+        constraints = [models.UniqueConstraint(fields=["product_pk", "model_id"], name="mmsearch_facets_uniq")]
+
+    def __str__(self) -> str:
+        return f"{self.product_pk} [{self.model_id}]"
+
+
 class ImageEmbedding(models.Model):
     """One photo of a product: visual features (photo-to-photo) and shared-space vector."""
 

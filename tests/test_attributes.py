@@ -8,14 +8,17 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
 
 from multimodal_search import services
 from multimodal_search.learning.attributes import train_attributes
 from multimodal_search.learning.fitting import train_classifier
 from multimodal_search.learning.labels import LabelError, load_labels
-from multimodal_search.models import ProductEmbedding
+from multimodal_search.models import InferredFacets, ProductEmbedding
 from multimodal_search.ranking import attributes
+from multimodal_search.ranking import vocabulary as v
 from multimodal_search.ranking.text import gender_in_text
+from multimodal_search.store import get_store
 from tests.factories import ProductFactory, half_labelled, write_labels
 
 
@@ -90,13 +93,17 @@ def test_trained_attributes_find_unlabelled_products_by_gender_and_colour(catalo
     assert {"gender"} <= set(before.hits[0].signals)
     assert before.hits[0].signals["gender"] == 0.5  # nothing known yet
 
+    versions = _row_versions()
     summary = train_attributes(labels=labels)
     assert summary["facets"]["gender"]["classes"] == ["men", "women"]
     assert summary["facets"]["colour"]["classes"] == ["blue", "red"]
     assert summary["enriched"] == 12
-    fields = dict(ProductEmbedding.objects.values_list("product_pk", "fields"))
-    assert fields[str(unknown_red.pk)]["gender_inferred"]["women"] > 0.8
-    assert fields[str(unknown_blue.pk)]["gender_inferred"]["men"] > 0.8
+    facets = dict(InferredFacets.objects.values_list("product_pk", "inferred"))
+    assert facets[str(unknown_red.pk)]["gender_inferred"]["women"] > 0.8
+    assert facets[str(unknown_blue.pk)]["gender_inferred"]["men"] > 0.8
+    # only the facets were written: no product row (nor its HNSW index entries) was rewritten
+    assert _row_versions() == versions
+    assert not any("gender_inferred" in fields for fields in ProductEmbedding.objects.values_list("fields", flat=True))
 
     hits = services.search_products("womens hoodie", k=12, method="feature").hits
     order = [hit.product.sku for hit in hits]
@@ -113,7 +120,6 @@ def test_a_large_catalogue_is_fitted_on_a_sample_and_enriched_a_chunk_at_a_time(
     ``TRAIN_PRODUCTS`` the classifiers are fitted on a fixed sample, and every product is then enriched
     ``APPLY_CHUNK`` products at a time. Here 11 of 12 products, in chunks of 5."""
     from multimodal_search.learning import attributes as learning
-    from multimodal_search.store import get_store
 
     labelled, unknown_red, unknown_blue = catalogue
     monkeypatch.setattr(learning, "TRAIN_PRODUCTS", 11)
@@ -135,7 +141,9 @@ def test_a_large_catalogue_is_fitted_on_a_sample_and_enriched_a_chunk_at_a_time(
     assert summary["facets"]["gender"]["classes"] == ["men", "women"]
     assert reads == [11, 5, 5, 2]  # the sample, then the three chunks of every product
     assert summary["enriched"] == 12
-    fields = dict(ProductEmbedding.objects.values_list("product_pk", "fields"))
+    fields = get_store().product_fields(
+        [str(unknown_red.pk), str(unknown_blue.pk)], model_id=services.current_model_id()
+    )
     assert fields[str(unknown_red.pk)]["gender_inferred"]["women"] > 0.8
     assert fields[str(unknown_blue.pk)]["gender_inferred"]["men"] > 0.8
 
@@ -146,9 +154,17 @@ def test_new_products_are_indexed_with_inferred_attributes(catalogue, model_dir,
     train_attributes(labels=load_labels(_write_labels(tmp_path / "labels.jsonl", labelled)))
     late = ProductFactory(sku="late", title="Late Hoodie", photos=["blue"])
     indexed(late)
-    row = ProductEmbedding.objects.get(product_pk=str(late.pk))
-    assert row.fields["gender_inferred"]["men"] > 0.8
-    assert max(row.fields["colour_inferred"], key=row.fields["colour_inferred"].get) == "blue"
+    facets = InferredFacets.objects.get(product_pk=str(late.pk)).inferred
+    assert facets["gender_inferred"]["men"] > 0.8
+    assert max(facets["colour_inferred"], key=facets["colour_inferred"].get) == "blue"
+    assert set(facets) >= set(v.INFERRED_FIELDS)  # every key, null where nothing is inferred
+
+
+def _row_versions() -> dict[str, str]:
+    """Each product row's ``xmin``: the transaction that wrote its current version (an UPDATE makes a new one)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT product_pk, xmin::text FROM {ProductEmbedding._meta.db_table}")
+        return dict(cursor.fetchall())
 
 
 @pytest.mark.django_db

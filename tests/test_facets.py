@@ -11,8 +11,8 @@ from multimodal_search import services
 from multimodal_search.learning.attributes import train_attributes
 from multimodal_search.learning.fitting import train_multi_classifier
 from multimodal_search.learning.labels import load_labels
-from multimodal_search.models import ProductEmbedding
 from multimodal_search.ranking import attributes
+from multimodal_search.store import get_store
 from tests.factories import half_labelled, write_labels
 
 CATEGORIES = ["bags", "bras & tanks", "hoodies & sweatshirts", "pants", "tees"]
@@ -111,7 +111,9 @@ def test_labelled_categories_and_materials_find_unlabelled_products(shop, model_
     summary = train_attributes(labels=_labels(tmp_path / "labels.jsonl", labelled))
     assert summary["facets"]["category"]["classes"] == ["bags", "tees"]
     assert summary["facets"]["material"]["classes"] == ["nylon", "organic cotton", "polyester"]
-    fields = dict(ProductEmbedding.objects.values_list("product_pk", "fields"))
+    fields = get_store().product_fields(
+        [str(unknown_tee.pk), str(unknown_bag.pk)], model_id=services.current_model_id()
+    )
     assert fields[str(unknown_tee.pk)]["category_inferred"]["tees"] > 0.8
     assert fields[str(unknown_bag.pk)].get("material_inferred", {}).get("polyester", 0) > 0.8, json.dumps(
         fields[str(unknown_bag.pk)]

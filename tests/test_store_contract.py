@@ -161,15 +161,77 @@ class VectorStoreContract:
             assert similarity == pytest.approx(cosine(query, image), abs=HALF)
         assert store.similarities([], "text_vector", query, model_id=MODEL) == {}
 
-    def test_fields_read_and_update(self, store: BaseVectorStore, catalogue: dict[str, ProductVectors]) -> None:
-        assert store.product_fields(["P1"], model_id=MODEL)["P1"]["color"] == "Red"
-        store.update_fields(MODEL, {"P1": {"color": "Blue", "colours": {"blue": 1.0}}})
-        assert store.product_fields(["P1", "P2"], model_id=MODEL) == {
-            "P1": {"color": "Blue", "colours": {"blue": 1.0}},
-            "P2": catalogue["P2"].fields,
+    def test_inferred_facets_are_read_over_the_fields(
+        self, store: BaseVectorStore, catalogue: dict[str, ProductVectors]
+    ) -> None:
+        assert store.product_fields(["P1"], model_id=MODEL)["P1"] == catalogue["P1"].fields
+        # what a retrain writes: the facets alone, a pk not stored for this version skipped
+        written = store.update_inferred(
+            MODEL,
+            {
+                "P1": {"colour_inferred": {"blue": 0.9}, "gender_inferred": None},
+                "P2": {"color": "Green"},  # a facet over a stated field is read first
+                "nope": {"colour_inferred": {"red": 1.0}},
+            },
+        )
+        assert written == 2
+        assert store.product_fields(["P1", "P2", "nope"], model_id=MODEL) == {
+            "P1": {**catalogue["P1"].fields, "colour_inferred": {"blue": 0.9}},
+            "P2": {**catalogue["P2"].fields, "color": "Green"},
         }
-        rows = store.product_rows(MODEL)
-        assert rows["P2"] == (catalogue["P2"].fields, ["Bags"])
+        assert store.product_rows(MODEL)["P1"] == (
+            {**catalogue["P1"].fields, "colour_inferred": {"blue": 0.9}},
+            ["Tops"],
+        )
+        assert store.product_rows(MODEL, ["P3"]) == {"P3": (catalogue["P3"].fields, ["Tops"])}
+        request = CandidateRequest(
+            vector=catalogue["P1"].text_vector,
+            rank_columns={"text": "text_vector"},
+            signal_columns={},
+            extra_pks=["P1", "P2"],
+            field_keys=["color", "colour_inferred", "gender_inferred"],
+        )
+        found = store.candidates(request, Scope(MODEL, 1))
+        assert found.fields["P1"] == {"color": "Red", "colour_inferred": {"blue": 0.9}}
+        assert found.fields["P2"] == {"color": "Green"}
+
+        # a null facet hides the same key stored in the fields (rows written before migration 0020)
+        old = product("P4", np.random.RandomState(4))
+        old.fields = {**old.fields, "gender_inferred": {"men": 1.0}, "colour_inferred": {"red": 1.0}}
+        store.save_products(MODEL, [old])
+        store.update_inferred(MODEL, {"P4": {"gender_inferred": None, "colour_inferred": {"blue": 1.0}}})
+        assert store.product_fields(["P4"], model_id=MODEL)["P4"] == {
+            **catalogue["P4"].fields,
+            "colour_inferred": {"blue": 1.0},
+        }
+        found = store.candidates(
+            CandidateRequest(
+                old.text_vector,
+                {"text": "text_vector"},
+                {},
+                extra_pks=["P4"],
+                field_keys=["gender_inferred", "colour_inferred"],
+            ),
+            Scope(MODEL, 1),
+        )
+        assert found.fields["P4"] == {"colour_inferred": {"blue": 1.0}}
+
+    def test_saving_a_product_replaces_its_inferred_facets(
+        self, store: BaseVectorStore, catalogue: dict[str, ProductVectors]
+    ) -> None:
+        item = product("P1", np.random.RandomState(1))
+        item.inferred = {"colour_inferred": {"blue": 0.8}}
+        store.save_products(MODEL, [item])
+        assert store.product_fields(["P1"], model_id=MODEL)["P1"]["colour_inferred"] == {"blue": 0.8}
+        item.inferred = {}  # saved again with none (its attribute model gone): none read
+        store.save_products(MODEL, [item])
+        assert store.product_fields(["P1"], model_id=MODEL)["P1"] == item.fields
+        item.inferred = {"colour_inferred": {"red": 0.7}}
+        store.save_products(MODEL, [item])
+        store.save_products(OTHER, [item])
+        assert store.delete_products(["P1"]) == 2  # and its facets with it, every version
+        store.save_products(MODEL, [product("P1", np.random.RandomState(1))])
+        assert "colour_inferred" not in store.product_fields(["P1"], model_id=MODEL)["P1"]
 
     def test_training_reads(self, store: BaseVectorStore, catalogue: dict[str, ProductVectors]) -> None:
         texts = store.text_vectors(MODEL)

@@ -192,7 +192,8 @@ def train_attributes(*, holdout: Collection[str] = (), labels: Mapping[str, Labe
 
 def apply_to_index(model: attributes.AttributeModel) -> int:
     """Write the inferred facets of every indexed product of the model's encoder, ``APPLY_CHUNK`` products
-    at a time (what is read stays that small however large the catalogue); returns the count."""
+    at a time (what is read stays that small however large the catalogue); returns the count. Only the
+    facets are written (``store.update_inferred``), not the products' rows."""
     store = get_store()
     pks = sorted(store.stored_pks(model.model_id))
     written = 0
@@ -202,9 +203,8 @@ def apply_to_index(model: attributes.AttributeModel) -> int:
         texts = store.text_vectors(model.model_id, chunk)
         empty = np.zeros((0, _photo_width(vectors)))
         updated = {
-            pk: attributes.enrich_fields(fields, model.infer(vectors.get(pk, empty), texts.get(pk)), categories)
+            pk: attributes.enrichment(fields, model.infer(vectors.get(pk, empty), texts.get(pk)), categories)
             for pk, (fields, categories) in store.product_rows(model.model_id, chunk).items()
         }
-        store.update_fields(model.model_id, updated)
-        written += len(updated)
+        written += store.update_inferred(model.model_id, updated)
     return written

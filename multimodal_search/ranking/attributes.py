@@ -180,6 +180,19 @@ def product_row(text: np.ndarray, photo_vectors: np.ndarray, photo_width: int) -
     return np.concatenate([text, np.zeros(photo_width)])
 
 
+def enrichment(
+    fields: dict[str, Any], inferred: Mapping[str, Mapping[str, float]], categories: Iterable[str] = ()
+) -> dict[str, Any]:
+    """What :func:`enrich_fields` adds to a product's stated ``fields``: every inferred facet (None where
+    the product states it or nothing is inferred) and the category leaf when it has one. Stored apart from
+    the fields (``store.base.ProductVectors.inferred``), which reads merge it over."""
+    enriched = enrich_fields(fields, inferred, categories)
+    added: dict[str, Any] = {key: enriched.get(key) for key in v.INFERRED_FIELDS}
+    if category_leaf(categories):
+        added[v.FIELD_CATEGORY_LEAF] = enriched[v.FIELD_CATEGORY_LEAF]
+    return added
+
+
 def enrich_fields(
     fields: dict[str, Any], inferred: Mapping[str, Mapping[str, float]], categories: Iterable[str] = ()
 ) -> dict[str, Any]:

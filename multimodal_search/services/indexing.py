@@ -142,9 +142,10 @@ def _encode(items: list[_Prepared], encoder: BaseEncoder, report: IndexReport) -
                 [palettes[row] for row in rows], str(item.fields.get(v.FIELD_COLOR) or "")
             ),
         }
+        inferred: dict[str, Any] = {}
         if inferring is not None:
             photos = attributes.photo_matrix(features[rows], shared[rows])
-            fields = attributes.enrich_fields(fields, inferring.infer(photos, text_vector), item.categories)
+            inferred = attributes.enrichment(fields, inferring.infer(photos, text_vector), item.categories)
         stored.append(
             ProductVectors(
                 product_pk=item.pk,
@@ -155,6 +156,7 @@ def _encode(items: list[_Prepared], encoder: BaseEncoder, report: IndexReport) -
                 fused_vector=fusion.fuse_vectors(text_vector, image_vector, text_weight),
                 categories=item.categories,
                 fields=fields,
+                inferred=inferred,
                 search_text=item.text,
                 photos=[PhotoVectors(owners[row][1].key, features[row], shared[row]) for row in rows],
             )

@@ -60,6 +60,9 @@ class ProductVectors:
     fields: dict[str, Any] = field(default_factory=dict)
     search_text: str = ""
     photos: list[PhotoVectors] = field(default_factory=list)
+    #: facets inferred by classifiers, stored apart from ``fields`` (:meth:`BaseVectorStore.update_inferred`
+    #: replaces them alone) and read merged over them; a key of value None hides the same key of ``fields``
+    inferred: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,7 @@ class CandidateRequest:
         all_words: the words a keyword match must all have to be taken first (the shopper's own, without
             the synonyms and expansions of ``lexical_text``); None: those of ``lexical_text``.
         extra_pks: products added to the pool (e.g. a query photo's nearest products).
-        field_keys: stored field keys to return per candidate.
+        field_keys: stored field keys to return per candidate (inferred facets merged in).
         neighbours: adds the ``neighbours`` signal (see :class:`Neighbours`).
     """
 
@@ -214,11 +217,13 @@ class BaseVectorStore:
         raise NotImplementedError
 
     def save_products(self, model_id: str, products: Sequence[ProductVectors]) -> None:
-        """Insert or replace the products' rows and photos for ``model_id``, all or nothing."""
+        """Insert or replace the products' rows, photos and inferred facets for ``model_id``, all or nothing."""
         raise NotImplementedError
 
-    def update_fields(self, model_id: str, fields: Mapping[str, Mapping[str, Any]]) -> None:
-        """Replace the stored fields of these products (pk -> fields)."""
+    def update_inferred(self, model_id: str, inferred: Mapping[str, Mapping[str, Any]]) -> int:
+        """Replace the inferred facets of these stored products (pk -> facets), leaving the rest of their rows
+        as they are (a retrain's cost: it writes every product's); products not stored for ``model_id`` are
+        skipped. Returns the products written."""
         raise NotImplementedError
 
     def delete_products(self, pks: Sequence[str]) -> int:
@@ -270,7 +275,7 @@ class BaseVectorStore:
         raise NotImplementedError
 
     def product_fields(self, pks: Sequence[str], *, model_id: str) -> dict[str, dict[str, Any]]:
-        """pk -> stored fields of the given products."""
+        """pk -> stored fields of the given products, their inferred facets merged in."""
         raise NotImplementedError
 
     def product_vector(self, pk: str, column: str, *, model_id: str) -> np.ndarray | None:
@@ -329,7 +334,8 @@ class BaseVectorStore:
     def product_rows(
         self, model_id: str, pks: Sequence[str] | None = None
     ) -> dict[str, tuple[dict[str, Any], list[str]]]:
-        """pk -> (fields, categories) of every stored product of ``model_id`` (of ``pks`` only, if given)."""
+        """pk -> (fields, inferred facets merged in; categories) of every stored product of ``model_id`` (of
+        ``pks`` only, if given)."""
         raise NotImplementedError
 
     def text_vectors(self, model_id: str, pks: Sequence[str] | None = None) -> dict[str, np.ndarray]:

@@ -195,17 +195,26 @@ class PgvectorStore(BaseVectorStore):
             pks = [item.product_pk for item in products]
             ImageEmbedding.objects.filter(model_id=model_id, product_pk__in=pks).delete()
             ImageEmbedding.objects.bulk_create(photos, batch_size=500)
+            self._write_inferred(model_id, {item.product_pk: item.inferred for item in products})
 
-    def update_fields(self, model_id: str, fields: Mapping[str, Mapping[str, Any]]) -> None:
-        rows = list(
-            ProductEmbedding.objects.using(_primary_alias())
-            .filter(model_id=model_id, product_pk__in=list(fields))
-            .only("pk", "product_pk")
-        )
-        for row in rows:
-            row.fields = dict(fields[row.product_pk])
-        with transaction.atomic():
-            ProductEmbedding.objects.bulk_update(rows, ["fields"], batch_size=500)
+    def update_inferred(self, model_id: str, inferred: Mapping[str, Mapping[str, Any]]) -> int:
+        with transaction.atomic(using=_primary_alias()):
+            return self._write_inferred(model_id, inferred)
+
+    def _write_inferred(self, model_id: str, inferred: Mapping[str, Mapping[str, Any]]) -> int:
+        """Upsert the facets of the products that have some, delete those of the ones that have none."""
+        kept = {pk: facets for pk, facets in inferred.items() if facets}
+        none = [pk for pk, facets in inferred.items() if not facets]
+        written = 0
+        with connections[_primary_alias()].cursor() as cursor:
+            if none:
+                cursor.execute(sql.delete_inferred(), [model_id, none])
+            if kept:
+                cursor.execute(
+                    sql.upsert_inferred(), [list(kept), [json.dumps(facets) for facets in kept.values()], model_id]
+                )
+                written = cursor.rowcount
+        return written
 
     def delete_products(self, pks: Sequence[str]) -> int:
         keys = [str(pk) for pk in pks]
@@ -360,8 +369,7 @@ class PgvectorStore(BaseVectorStore):
             return {pk: float(sim) for pk, sim in cursor.fetchall()}
 
     def product_fields(self, pks: Sequence[str], *, model_id: str) -> dict[str, dict[str, Any]]:
-        rows = ProductEmbedding.objects.filter(model_id=model_id, product_pk__in=list(pks))
-        return {pk: fields or {} for pk, fields in rows.values_list("product_pk", "fields")}
+        return {pk: fields for pk, (fields, _) in self.product_rows(model_id, pks).items()}
 
     def product_vector(self, pk: str, column: str, *, model_id: str) -> np.ndarray | None:
         sql.check_column(column, PRODUCT_COLUMNS)
@@ -448,7 +456,8 @@ class PgvectorStore(BaseVectorStore):
         statement = (
             f"WITH pool AS MATERIALIZED ({' UNION '.join(parts)}), "
             f"sig AS MATERIALIZED (SELECT p.product_pk, {', '.join(aliased)} FROM {sql.PRODUCT_TABLE} p "
-            f"JOIN pool ON pool.product_pk = p.product_pk WHERE p.model_id = %s) "
+            f"JOIN pool ON pool.product_pk = p.product_pk {sql.FACETS_JOIN + ' ' if request.field_keys else ''}"
+            "WHERE p.model_id = %s) "
         )
         params = pool_params + params + [model_id]
         columns = "".join(f"sig.s{i}, " for i in range(len(names)))
@@ -502,11 +511,17 @@ class PgvectorStore(BaseVectorStore):
     def product_rows(
         self, model_id: str, pks: Sequence[str] | None = None
     ) -> dict[str, tuple[dict[str, Any], list[str]]]:
-        rows = _of(ProductEmbedding.objects.filter(model_id=model_id), pks)
-        return {
-            pk: (fields or {}, list(categories or []))
-            for pk, fields, categories in rows.values_list("product_pk", "fields", "categories").iterator()
-        }
+        where, params = "p.model_id = %s", [model_id]  # type: tuple[str, list[Any]]
+        if pks is not None:
+            where, params = f"{where} AND p.product_pk = ANY(%s::varchar[])", [model_id, [str(pk) for pk in pks]]
+        alias = router.db_for_read(ProductEmbedding)
+        # a server-side cursor (Django's for .iterator()): every product's row at 1,000,000 products
+        with transaction.atomic(using=alias), connections[alias].chunked_cursor() as cursor:
+            cursor.execute(sql.merged_fields(where), params)
+            return {
+                pk: (merged_fields(fields, inferred), list(categories or []))
+                for pk, fields, inferred, categories in cursor
+            }
 
     def text_vectors(self, model_id: str, pks: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         rows = _of(ProductEmbedding.objects.filter(model_id=model_id), pks).values_list("product_pk", "text_vector")
@@ -520,6 +535,23 @@ class PgvectorStore(BaseVectorStore):
         for pk, features, shared in rows.values_list("product_pk", "feature_vector", "shared_vector").iterator():
             grouped.setdefault(pk, []).append((as_array(features), as_array(shared)))
         return {pk: (np.stack([f for f, _ in pairs]), np.stack([s for _, s in pairs])) for pk, pairs in grouped.items()}
+
+
+def merged_fields(fields: Any, inferred: Any) -> dict[str, Any]:
+    """A row's fields with its inferred facets over them (``InferredFacets``): a facet of value None
+    removes the key."""
+    merged = dict(_as_json(fields) or {})
+    for key, value in (_as_json(inferred) or {}).items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _as_json(value: Any) -> Any:
+    # a raw cursor returns jsonb as text unless psycopg was told to parse it (Django's JSONField does that)
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def _of(rows: QuerySet[Any], pks: Sequence[str] | None) -> QuerySet[Any]:

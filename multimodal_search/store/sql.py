@@ -583,14 +583,42 @@ def neighbour_ctes(columns: list[str], matches_only: list[bool], top: int, dims:
 
 
 def fields_select(keys: Sequence[str], params: list[Param]) -> str:
-    """The stored fields restricted to ``keys`` (their parameters are appended to ``params``)."""
+    """The stored fields restricted to ``keys``, the inferred facets (``FACETS_TABLE`` as ``x``, see
+    ``FACETS_JOIN``) first (their parameters are appended to ``params``)."""
     if not keys:
         return "NULL"
     pairs = []
     for key in keys:
-        pairs.append("%s, fields -> %s")
-        params += [key, key]
+        pairs.append("%s, coalesce(x.inferred -> %s, p.fields -> %s)")
+        params += [key, key, key]
     return f"jsonb_strip_nulls(jsonb_build_object({', '.join(pairs)}))"
+
+
+#: each product row's inferred facets (migration 0020), one narrow row per product row
+FACETS_TABLE = "multimodal_search_inferredfacets"
+#: the join that gives :func:`fields_select` the facets (``x``) of product row ``p``
+FACETS_JOIN = f"LEFT JOIN {FACETS_TABLE} x ON x.product_pk = p.product_pk AND x.model_id = p.model_id"
+
+
+def merged_fields(where: str) -> str:
+    """``product_pk, fields, inferred, categories`` of the product rows ``p`` matching ``where``."""
+    return f"SELECT p.product_pk, p.fields, x.inferred, p.categories FROM {PRODUCT_TABLE} p {FACETS_JOIN} WHERE {where}"
+
+
+def upsert_inferred() -> str:
+    """Replace the inferred facets of stored product rows of one model, skipping pks with no row.
+    Parameters: the pks, their facets as JSON texts (in the same order), the model id."""
+    return (
+        f"INSERT INTO {FACETS_TABLE} (product_pk, model_id, inferred) SELECT p.product_pk, p.model_id, u.inferred "
+        f"FROM unnest(%s::varchar[], %s::jsonb[]) AS u(product_pk, inferred) JOIN {PRODUCT_TABLE} p "
+        "ON p.product_pk = u.product_pk AND p.model_id = %s "
+        "ON CONFLICT (product_pk, model_id) DO UPDATE SET inferred = EXCLUDED.inferred"
+    )
+
+
+def delete_inferred() -> str:
+    """Delete the inferred facets of products of one model. Parameters: the model id, the pks."""
+    return f"DELETE FROM {FACETS_TABLE} WHERE model_id = %s AND product_pk = ANY(%s::varchar[])"
 
 
 #: the title's words, unstemmed (``simple``): generated from ``fields->>'title'`` (migration 0009)

@@ -167,6 +167,8 @@ class DriftWalk(models.Model):
     updated_at = models.DateTimeField()
     #: a step holds the walk until then (a killed step's hold runs out and the walk is taken up again)
     held_until = models.DateTimeField(null=True, blank=True)
+    #: the task id of the step holding it: that step's message, redelivered after its worker died, takes it
+    held_by = models.CharField(max_length=255, blank=True, default="")
     seconds = models.FloatField(default=0.0)  # spent walking, steps together
     products = models.PositiveIntegerField(default=0)
     never_indexed = models.PositiveIntegerField(default=0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from celery import shared_task
+from celery import Task, shared_task
 
 from multimodal_search import services
 from multimodal_search.services.enqueue import INDEX_TASK, RETRAIN_TASK, SWEEP_TASK
@@ -34,9 +34,11 @@ def index_products_task(product_pks: list[str], force: bool = False) -> dict[str
 
 
 # A deep sweep walks for DURABILITY["STEP_SECONDS"], then sends itself again (resume) while its walk goes on.
-@shared_task(name=SWEEP_TASK, acks_late=True)
-def sweep_index_task(deep: bool = False, resume: bool = False) -> dict[str, int]:
-    report = services.sweep(deep=deep, resume=resume)
+# Its task id names the step holding the walk: the message, redelivered when its worker dies
+# (reject_on_worker_lost), takes the walk up at once instead of waiting for the hold to run out.
+@shared_task(name=SWEEP_TASK, acks_late=True, reject_on_worker_lost=True, bind=True)
+def sweep_index_task(self: Task, deep: bool = False, resume: bool = False) -> dict[str, int]:
+    report = services.sweep(deep=deep, resume=resume, step_id=self.request.id)
     return {
         "sent": report.sent,
         "marked": report.marked,

@@ -96,13 +96,38 @@ def test_one_walk_at_a_time_and_a_stalled_walk_is_taken_up(corrupted, test_queue
     DriftWalk.objects.update(held_until=timezone.now() + timedelta(minutes=1))
     assert sweeps.walk_step(resume=True) == sweeps.Step(idle=True)
     assert DriftWalk.objects.get().products == walk.products == 2
+    # ... unless it is that step's own message, delivered again after its worker died (same task id)
+    DriftWalk.objects.update(held_until=timezone.now() + timedelta(minutes=1), held_by="task-1")
+    assert sweeps.walk_step(resume=True, step_id="task-2") == sweeps.Step(idle=True)
+    assert sweeps.walk_step(resume=True, step_id="task-1").more
+    walk = DriftWalk.objects.get()
+    assert (walk.products, walk.held_until, walk.held_by) == (4, None, "")
     # a hold that ran out (a killed step) does not stop the walk
-    DriftWalk.objects.update(held_until=timezone.now() - timedelta(seconds=1))
-    assert sweeps.walk_step(resume=True).more and DriftWalk.objects.get().products == 4
+    DriftWalk.objects.update(held_until=timezone.now() - timedelta(seconds=1), held_by="task-3")
+    assert sweeps.walk_step(resume=True).more and DriftWalk.objects.get().products == 6
     # the chain's message was lost: after REQUEUE_AFTER without a move, the next deep sweep takes it up
     DriftWalk.objects.update(updated_at=timezone.now() - timedelta(seconds=601))
-    assert sweeps.walk_step().more and DriftWalk.objects.get().products == 6
+    assert sweeps.walk_step().more and DriftWalk.objects.get().products == 8
     assert DriftWalk.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_step_holds_the_walk_under_its_task_id(corrupted, test_queue, settings, monkeypatch):  # noqa: F811
+    """What lets the step's message, delivered again after its worker died, take the walk it held."""
+    from multimodal_search.tasks import sweep_index_task
+
+    steps_in(settings, CHUNK=2, STEP_SECONDS=0, REQUEUE_AFTER=600)
+    holders = []
+    walk = sweeps._walk
+
+    def spy(held, deadline):
+        holders.append(DriftWalk.objects.get(pk=held.pk).held_by)
+        return walk(held, deadline)
+
+    monkeypatch.setattr(sweeps, "_walk", spy)
+    result = sweep_index_task.apply(kwargs={"deep": True}, task_id="step-1")
+    assert result.get()["walk_continues"] == 1
+    assert holders == ["step-1"] and DriftWalk.objects.get().held_by == ""
 
 
 @pytest.mark.django_db

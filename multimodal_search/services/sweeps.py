@@ -19,9 +19,9 @@ behind the indexing tasks queued meanwhile. The last step records the walk's fin
 One walk per encoder version: a step *holds* it (``held_until``) while it walks; another step finds it
 held and leaves it. The deep sweeps of the beat schedule and of the admin's "Re-index stale" start a
 walk, or leave one that a chain of steps is carrying; they take up a walk whose steps stopped (a lost
-message: it has not moved for ``REQUEUE_AFTER``). A killed step's hold runs out after ``STEP_SECONDS``
-and a minute; its redelivered message finds the walk held and ends the chain, and the next deep sweep
-of the schedule takes the walk up where it stopped.
+message: it has not moved for ``REQUEUE_AFTER``). A step's hold names its task (``held_by``): when the
+worker running it dies, its message, redelivered with the same task id, takes the walk up where it
+stopped, hold or not; any other step waits for the hold to run out (``STEP_SECONDS`` and a minute).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class SweepReport:
     walk_continues: bool = False
 
 
-def sweep(*, deep: bool = False, resume: bool = False) -> SweepReport:
+def sweep(*, deep: bool = False, resume: bool = False, step_id: str | None = None) -> SweepReport:
     """Send the dirty products that are due; with ``deep``, first walk the catalogue for a step.
 
     Args:
@@ -67,13 +67,14 @@ def sweep(*, deep: bool = False, resume: bool = False) -> SweepReport:
             marked dirty and sent by this sweep, orphaned vectors deleted; while the walk goes on the
             next step is sent to the worker.
         resume: the deep pass continues a walk (a step's continuation; see :func:`walk_step`).
+        step_id: the task id of this sweep (see :func:`walk_step`).
 
     Raises:
         EnqueueError: the broker is unreachable (the products stay dirty).
     """
     report = SweepReport()
     if deep:
-        step = walk_step(resume=resume)
+        step = walk_step(resume=resume, step_id=step_id)
         report.marked, report.orphans_removed = step.marked, step.orphans_removed
         if step.more:
             try:
@@ -102,12 +103,14 @@ class Step:
     idle: bool = False
 
 
-def walk_step(*, resume: bool = False) -> Step:
+def walk_step(*, resume: bool = False, step_id: str | None = None) -> Step:
     """Walk the catalogue for up to ``DURABILITY["STEP_SECONDS"]`` (at least one chunk).
 
     Args:
         resume: this step was sent by the walk's previous one: it continues the walk under way and starts
             none (False: a new deep sweep, which starts a walk where none is under way).
+        step_id: the task id of this step: a walk held by the same id was held by this very message,
+            whose worker died (the broker delivers it again), and is taken up; None: not a task.
     """
     _encoder, model_id = current_encoder()
     walk = under_way(model_id)
@@ -118,12 +121,12 @@ def walk_step(*, resume: bool = False) -> Step:
     elif not resume and walk.updated_at > timezone.now() - timedelta(seconds=float(outbox.setting("REQUEUE_AFTER"))):
         return Step(idle=True)  # its own steps carry it
     seconds = float(outbox.setting("STEP_SECONDS"))
-    if not _hold(walk, seconds):
+    if not _hold(walk, seconds, step_id):
         return Step(idle=True)
     try:
         return _walk(walk, time.monotonic() + seconds)
     finally:
-        DriftWalk.objects.filter(pk=walk.pk).update(held_until=None)
+        DriftWalk.objects.filter(pk=walk.pk).update(held_until=None, held_by="")
 
 
 def under_way(model_id: str) -> DriftWalk | None:
@@ -141,12 +144,15 @@ def _start(model_id: str) -> DriftWalk:
         return DriftWalk.objects.get(model_id=model_id)
 
 
-def _hold(walk: DriftWalk, seconds: float) -> bool:
-    """Take the walk for one step, unless another step holds it."""
+def _hold(walk: DriftWalk, seconds: float, step_id: str | None) -> bool:
+    """Take the walk for one step, unless another step holds it (one of the same task id is this one)."""
     now = timezone.now()
     free = Q(held_until__isnull=True) | Q(held_until__lt=now)
+    if step_id:
+        free |= Q(held_by=step_id)
     until = now + timedelta(seconds=seconds) + HOLD_MARGIN
-    return DriftWalk.objects.filter(pk=walk.pk).filter(free).update(held_until=until) == 1
+    taken = DriftWalk.objects.filter(pk=walk.pk).filter(free).update(held_until=until, held_by=step_id or "")
+    return taken == 1
 
 
 def _walk(walk: DriftWalk, deadline: float) -> Step:

@@ -517,7 +517,7 @@ class PgvectorStore(BaseVectorStore):
         alias = router.db_for_read(ProductEmbedding)
         # a server-side cursor (Django's for .iterator()): every product's row at 1,000,000 products
         with transaction.atomic(using=alias), connections[alias].chunked_cursor() as cursor:
-            cursor.execute(sql.merged_fields(where), params)
+            cursor.execute(sql.rows_with_facets(where), params)
             return {
                 pk: (merged_fields(fields, inferred), list(categories or []))
                 for pk, fields, inferred, categories in cursor

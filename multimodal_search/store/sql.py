@@ -600,7 +600,7 @@ FACETS_TABLE = "multimodal_search_inferredfacets"
 FACETS_JOIN = f"LEFT JOIN {FACETS_TABLE} x ON x.product_pk = p.product_pk AND x.model_id = p.model_id"
 
 
-def merged_fields(where: str) -> str:
+def rows_with_facets(where: str) -> str:
     """``product_pk, fields, inferred, categories`` of the product rows ``p`` matching ``where``."""
     return f"SELECT p.product_pk, p.fields, x.inferred, p.categories FROM {PRODUCT_TABLE} p {FACETS_JOIN} WHERE {where}"
 

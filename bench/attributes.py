@@ -63,6 +63,7 @@ def write_rows(model_id: str, updated: dict[str, dict[str, Any]], fields: dict[s
     from django.db import transaction
 
     from multimodal_search.models import ProductEmbedding
+    from multimodal_search.store.pgvector import merged_fields
 
     try:
         with transaction.atomic():
@@ -72,8 +73,7 @@ def write_rows(model_id: str, updated: dict[str, dict[str, Any]], fields: dict[s
                 )
             )
             for row in rows:
-                merged = {**fields[row.product_pk], **updated[row.product_pk]}
-                row.fields = {key: value for key, value in merged.items() if value is not None}
+                row.fields = merged_fields(fields[row.product_pk], updated[row.product_pk])
             ProductEmbedding.objects.bulk_update(rows, ["fields"], batch_size=500)
             raise _RolledBack
     except _RolledBack:

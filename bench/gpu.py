@@ -14,6 +14,10 @@ unless ``--head``), colour descriptors. For each batch size (products per batch)
 
 The run stops starting new configurations after ``--seconds`` (default 270, so it ends in under five
 minutes). ``--device cpu --products 16 --batch-sizes 4,16`` runs (slowly) on a CPU.
+
+A GPU machine often holds torch and transformers but not the app's stack (Django, Celery) nor the
+catalogue: ``--export-items DIR`` writes the products (``items.jsonl``) with copies of their photos to a
+folder and stops; ``--items DIR`` then reads that folder on the GPU machine instead of the catalogue.
 Results: ``bench/results/gpu-<device>.json`` and ``.md``.
 """
 
@@ -51,6 +55,8 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: all cores)")
     parser.add_argument("--head", help="a trained head file (default: a random head of the same shape)")
     parser.add_argument("--seconds", type=float, default=270.0, help="start no configuration after this")
+    parser.add_argument("--items", help="read the products from a folder --export-items wrote (no catalogue needed)")
+    parser.add_argument("--export-items", metavar="DIR", help="write the products and their photos to DIR, then stop")
     return parser.parse_args()
 
 
@@ -67,6 +73,27 @@ def read_products(catalog: str, limit: int) -> list[tuple[str, str, list[Path]]]
         if len(items) >= limit:
             break
     return items
+
+
+def export_items(items: list[tuple[str, str, list[Path]]], folder: Path) -> None:
+    """``folder/items.jsonl`` (text, title, photo names) and ``folder/photos/``: what ``--items`` reads."""
+    import shutil
+
+    (folder / "photos").mkdir(parents=True, exist_ok=True)
+    with open(folder / "items.jsonl", "w") as out:
+        for text, title, photos in items:
+            names = []
+            for path in photos:
+                shutil.copyfile(path, folder / "photos" / path.name)
+                names.append(path.name)
+            out.write(json.dumps({"text": text, "title": title, "photos": names}) + "\n")
+    print(f"{len(items)} products written to {folder}")
+
+
+def load_items(folder: Path, limit: int) -> list[tuple[str, str, list[Path]]]:
+    with open(folder / "items.jsonl") as lines:
+        rows = [json.loads(line) for line in lines if line.strip()]
+    return [(row["text"], row["title"], [folder / "photos" / name for name in row["photos"]]) for row in rows[:limit]]
 
 
 def open_photos(paths: list[Path]) -> list[Any]:
@@ -112,6 +139,9 @@ def cosine(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 def main() -> None:
     args = parse()
+    if args.export_items:
+        export_items(read_products(args.catalog, args.products), Path(args.export_items))
+        return
     import torch
 
     from multimodal_search.encoders.base import resolve_device
@@ -128,7 +158,7 @@ def main() -> None:
         torch.manual_seed(0)
         head = str(Path(tempfile.mkdtemp()) / "random-head.pt")
         save_head(head, ProjectionHead(), version="bench-random", config={})
-    items = read_products(args.catalog, args.products)
+    items = load_items(Path(args.items), args.products) if args.items else read_products(args.catalog, args.products)
     name = torch.cuda.get_device_name() if cuda else f"CPU, {torch.get_num_threads()} torch threads"
     print(f"{len(items)} products, device {device} ({name}), precisions {precisions}, batch sizes {sizes}", flush=True)
 

@@ -386,3 +386,62 @@ def test_hash_images() -> None:
 def test_hash_encoder_from_registry_options() -> None:
     encoder = HashEncoder(**{"device": None, "anything": 1})
     assert encoder.device == "cpu" and encoder.options == {"anything": 1}
+
+
+def test_map_photos_keeps_order_on_threads() -> None:
+    """The photos' CPU side runs on a few threads, each result in its photo's place."""
+    import torch
+
+    from multimodal_search.encoders import images as images_module
+
+    photos = [solid((i, 0, 0)) for i in range(9)]
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen: set[str] = set()
+
+        def red(image: Image.Image) -> int:
+            import threading
+
+            seen.add(threading.current_thread().name)
+            return int(image.getpixel((0, 0))[0])
+
+        assert images_module.map_photos(red, photos) == list(range(9))
+        assert all(name.startswith("mmsearch-photo") for name in seen)
+        seen.clear()
+        assert images_module.map_photos(red, photos[:1]) == [0]
+        assert seen == {"MainThread"}
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def test_bucketed_batches_pad_to_a_few_shapes() -> None:
+    """GPU batches are padded with blank photos to a power of two (at most the batch size)."""
+    import torch
+
+    from multimodal_search.encoders.effnet import _bucketed
+
+    rows = {n: len(_bucketed(torch.ones(n, 3), 64)) for n in (1, 8, 9, 26, 52, 64)}
+    assert rows == {1: 8, 8: 8, 9: 16, 26: 32, 52: 64, 64: 64}
+    assert len(_bucketed(torch.ones(40, 3), 48)) == 48  # never past the batch size
+    padded = _bucketed(torch.ones(5, 3), 64)
+    assert padded[:5].eq(1).all() and padded[5:].eq(0).all()
+
+
+@pytest.mark.slow
+def test_packaged_photo_rows_do_not_depend_on_their_batch(packaged: BaseEncoder) -> None:
+    """A photo's backbone row is the same alone, in a batch prepared on threads, and beside blank padding."""
+    import torch
+
+    from multimodal_search.encoders.effnet import _bucketed
+
+    images = [product_on_white((200, 30, 30)), product_on_white((30, 60, 200)), solid((20, 160, 40), (90, 40))]
+    together = packaged.encode_image_backbone(images)
+    alone = np.concatenate([packaged.encode_image_backbone([image]) for image in images])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+    model = packaged._cnn._weights.get()
+    x = torch.randn(3, 3, 224, 224)
+    with torch.inference_mode():
+        plain = model.extract_features(x).mean((2, 3))
+        padded = model.extract_features(_bucketed(x, 16)).mean((2, 3))[:3]
+    torch.testing.assert_close(plain, padded, atol=1e-5, rtol=0)

@@ -1,11 +1,12 @@
-"""Encoder registry: one lazily created instance per alias per process."""
+"""Encoder registry: one lazily created instance per alias per process.
+
+Only the registry reads Django's settings; the encoders themselves are plain torch code, so
+``bench/gpu.py`` imports them on a GPU machine that has no Django.
+"""
 
 from __future__ import annotations
 
 import threading
-
-from django.core.exceptions import ImproperlyConfigured
-from django.utils.module_loading import import_string
 
 from multimodal_search.encoders.base import BaseEncoder
 
@@ -17,6 +18,9 @@ _threads: int | None = None
 
 def get_encoder(alias: str | None = None) -> BaseEncoder:
     """Return the encoder configured under ``alias`` (default: settings ENCODER)."""
+    from django.core.exceptions import ImproperlyConfigured
+    from django.utils.module_loading import import_string
+
     from multimodal_search.conf import search_settings
 
     alias = alias or search_settings.ENCODER

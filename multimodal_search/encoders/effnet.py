@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from multimodal_search.encoders.base import WeightsOnUse
-from multimodal_search.encoders.images import IMAGE_SIZE, imagenet_labels, prepare_image
+from multimodal_search.encoders.images import IMAGE_SIZE, imagenet_labels, map_photos, prepare_image
 
 if TYPE_CHECKING:
     import torch
@@ -50,22 +50,31 @@ class EfficientNetLite0(WeightsOnUse):
         self, images: list[Image.Image], *, preprocess: str, batch_size: int, flip: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(pooled features, ImageNet logits) on the device; with ``flip`` the mirrored rows follow: (2n, ...)."""
+        arrays = map_photos(lambda image: prepare_image(image, IMAGE_SIZE, preprocess), images)
+        return self.forward_arrays(np.stack(arrays), batch_size=batch_size, flip=flip)
+
+    def forward_arrays(
+        self, arrays: np.ndarray, *, batch_size: int, flip: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` on photos already prepared (``prepare_image``): ``(n, 224, 224, 3)`` uint8."""
         import torch
 
         model = self._weights.get()
         pooled_parts, logit_parts, flipped_pooled, flipped_logits = [], [], [], []
         with torch.inference_mode(), self.autocast():
-            for start in range(0, len(images), batch_size):
-                chunk = images[start : start + batch_size]
-                arrays = np.stack([prepare_image(im, IMAGE_SIZE, preprocess) for im in chunk])
-                x = torch.from_numpy(arrays).to(self.device).permute(0, 3, 1, 2).float()
+            for start in range(0, len(arrays), batch_size):
+                chunk = arrays[start : start + batch_size]
+                n = len(chunk)
+                x = torch.from_numpy(chunk).to(self.device).permute(0, 3, 1, 2).float()
                 x = (x - 127.0) / 128.0
                 if flip:
                     x = torch.cat([x, x.flip(3)])
-                pooled = model.extract_features(x).mean((2, 3)).float()
+                rows = len(x)
+                if x.device.type == "cuda":
+                    x = _bucketed(x, 2 * batch_size if flip else batch_size)
+                pooled = model.extract_features(x).mean((2, 3)).float()[:rows]
                 # eval mode: the package's dropout before _fc is the identity.
                 logits = model._fc(pooled)
-                n = len(chunk)
                 pooled_parts.append(pooled[:n])
                 logit_parts.append(logits[:n])
                 flipped_pooled.append(pooled[n:])
@@ -96,3 +105,19 @@ class EfficientNetLite0(WeightsOnUse):
             [(labels[i], float(p)) for p, i in zip(row_p.tolist(), row_i.tolist())]
             for row_p, row_i in zip(top_p, top_i)
         ]
+
+
+def _bucketed(x: torch.Tensor, largest: int) -> torch.Tensor:
+    """``x`` padded with blank photos to the next power of two (at most ``largest``) rows.
+
+    On a GPU each new batch shape makes cuDNN plan every convolution again, which costs more than
+    the convolutions themselves; indexing batches hold a different number of photos each time, so
+    they are rounded up to a few shapes. Each photo's output does not depend on the others (eval mode).
+    """
+    import torch
+
+    rows = len(x)
+    size = min(max(8, 1 << (rows - 1).bit_length()), max(largest, rows))
+    if size == rows:
+        return x
+    return torch.cat([x, x.new_zeros((size - rows, *x.shape[1:]))])

@@ -24,7 +24,14 @@ from multimodal_search.encoders.base import BaseEncoder, l2_normalize
 from multimodal_search.encoders.effnet import BACKBONE_DIMENSIONS, EfficientNetLite0
 from multimodal_search.encoders.features import COLOUR_RECIPE, colour_descriptor, colour_dimensions
 from multimodal_search.encoders.head_watch import HeadWatcher
-from multimodal_search.encoders.images import DEFAULT_PREPROCESS, PREPROCESS_MODES, to_rgb
+from multimodal_search.encoders.images import (
+    DEFAULT_PREPROCESS,
+    IMAGE_SIZE,
+    PREPROCESS_MODES,
+    map_photos,
+    prepare_image,
+    to_rgb,
+)
 from multimodal_search.encoders.text import MeanPooledText
 
 if TYPE_CHECKING:
@@ -444,13 +451,23 @@ class PackagedEncoder(BaseEncoder):
             return np.zeros((0, views * BACKBONE_DIMENSIONS + colour_dims), dtype=np.float32)
         import torch
 
+        def prepare(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+            # the CNN's input first: it decodes a still unloaded JPEG at reduced scale (draft), which the
+            # colour histogram then reads too
+            array = prepare_image(image, IMAGE_SIZE, self.preprocess)
+            return array, colour_descriptor(to_rgb(image)) if colour_dims else None
+
+        # the CPU side of each photo on the process's threads: on a GPU it costs more than the CNN
+        prepared = map_photos(prepare, images)
         n = len(images)
         with torch.inference_mode():
-            pooled, _ = self._forward_images(images, flip=self.flip)
+            pooled, _ = self._cnn.forward_arrays(
+                np.stack([array for array, _c in prepared]), batch_size=self.image_batch_size, flip=self.flip
+            )
             parts = [pooled[:n], pooled[n:]] if self.flip else [pooled]
             backbone = torch.cat(parts, dim=1).float().cpu().numpy()
         if colour_dims:
-            colours = np.stack([colour_descriptor(to_rgb(image)) for image in images]).astype(np.float32)
+            colours = np.stack([colour for _a, colour in prepared if colour is not None]).astype(np.float32)
             backbone = np.concatenate([backbone, colours], axis=1)
         return backbone
 

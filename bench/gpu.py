@@ -9,8 +9,10 @@ unless ``--head``), colour descriptors. For each batch size (products per batch)
   batch's photos (JPEG ``draft`` decoding at reduced scale, ``imaging.open_image``) while the model
   runs on the current one;
 * the encoder is warmed up first (one batch, not timed);
-* products/s and photos/s are printed; with ``--precision fp16`` / ``bf16`` (autocast, CUDA by
-  default) the mean and minimum cosine of the vectors to the fp32 ones of the same products.
+* products/s and photos/s are printed, and the seconds of each step (waiting for the photos, the
+  text model, the photos' preparation + CNN + colour histograms, the heads); with ``--precision fp16``
+  / ``bf16`` (autocast, CUDA by default) the mean and minimum cosine of the vectors to the fp32 ones of
+  the same products.
 
 The run stops starting new configurations after ``--seconds`` (default 270, so it ends in under five
 minutes). ``--device cpu --products 16 --batch-sizes 4,16`` runs (slowly) on a CPU.
@@ -109,9 +111,13 @@ def open_photos(paths: list[Path]) -> list[Any]:
 
 
 def batches(
-    items: list[tuple[str, str, list[Path]]], size: int, pool: ThreadPoolExecutor
+    items: list[tuple[str, str, list[Path]]],
+    size: int,
+    pool: ThreadPoolExecutor,
+    stages: dict[str, float] | None = None,
 ) -> Iterator[tuple[list[str], list[Any]]]:
-    """(texts + titles, decoded photos) per batch; the next batch's photos decode while this one is encoded."""
+    """(texts + titles, decoded photos) per batch; the next batch's photos decode while this one is encoded.
+    ``stages["decode wait"]`` adds up the time spent waiting for a batch's photos."""
 
     def submit(chunk: list[tuple[str, str, list[Path]]]) -> list[Future[list[Any]]]:
         # one task per product: the pool decodes several products' photos at once
@@ -122,13 +128,32 @@ def batches(
     for index, chunk in enumerate(chunks):
         current = pending
         pending = submit(chunks[index + 1]) if index + 1 < len(chunks) else []
+        waited = time.perf_counter()
         images = [image for future in current for image in future.result()]
+        if stages is not None:
+            stages["decode wait"] = stages.get("decode wait", 0.0) + time.perf_counter() - waited
         yield [text for text, _ti, _p in chunk] + [title for _t, title, _p in chunk], images
 
 
-def encode(encoder: Any, texts: list[str], images: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def encode(
+    encoder: Any, texts: list[str], images: list[Any], stages: dict[str, float] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Text vectors and photo vectors; ``stages`` adds up the seconds of each step (each ends with its
+    results copied to the host, so a GPU's work is counted in the step that queued it)."""
+    clock = [time.perf_counter()]
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        if stages is not None:
+            stages[name] = stages.get(name, 0.0) + now - clock[0]
+        clock[0] = now
+
     text_vectors = encoder.encode_text(texts)
-    shared, features = encoder.project_images(encoder.encode_image_backbone(images))
+    lap("text")
+    backbone = encoder.encode_image_backbone(images)
+    lap("photos: prepare + CNN + colour")
+    shared, features = encoder.project_images(backbone)
+    lap("heads")
     return text_vectors, shared, features
 
 
@@ -191,8 +216,9 @@ def main() -> None:
                 if cuda:
                     torch.cuda.synchronize()
                 begin = time.perf_counter()
-                for texts, images in batches(items, size, pool):
-                    encode(encoder, texts, images)
+                stages: dict[str, float] = {}
+                for texts, images in batches(items, size, pool, stages):
+                    encode(encoder, texts, images, stages)
                     photos += len(images)
                 if cuda:
                     torch.cuda.synchronize()
@@ -204,6 +230,7 @@ def main() -> None:
                     "seconds": round(seconds, 2),
                     "products_per_s": round(len(items) / seconds, 2),
                     "photos_per_s": round(photos / seconds, 2),
+                    "stage_seconds": {name: round(value, 2) for name, value in stages.items()},
                 }
                 if precision != "fp32" and 0 in reference:
                     for label, ours, theirs in zip(("text", "shared", "features"), check, reference[0]):
@@ -219,15 +246,19 @@ def report(rows: list[dict[str, Any]], device: str, name: str) -> None:
     lines = [
         f"`bench/gpu.py` on {name}, {datetime.now(UTC).isoformat(timespec='seconds')}",
         "",
-        "| Precision | Batch (products) | Products/s | Photos/s | cos to fp32 (text / shared / features: mean, min) |",
-        "|---|---|---|---|---|",
+        "| Precision | Batch (products) | Products/s | Photos/s | cos to fp32 (text / shared / features: mean, min) "
+        "| Seconds: decode wait / text / photos / heads |",
+        "|---|---|---|---|---|---|",
     ]
+    stage_names = ("decode wait", "text", "photos: prepare + CNN + colour", "heads")
     for row in rows:
         cos = " / ".join(
             f"{row[key][0]:.4f}, {row[key][1]:.4f}" for key in ("cos_text", "cos_shared", "cos_features") if key in row
         )
+        stages = " / ".join(f"{row['stage_seconds'].get(name, 0.0):.2f}" for name in stage_names)
         lines.append(
-            f"| {row['precision']} | {row['batch_size']} | {row['products_per_s']} | {row['photos_per_s']} | {cos or '–'} |"
+            f"| {row['precision']} | {row['batch_size']} | {row['products_per_s']} | {row['photos_per_s']} "
+            f"| {cos or '–'} | {stages} |"
         )
     text = "\n".join(lines)
     print(text)

@@ -7,6 +7,7 @@ per module and are marked ``slow``.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -445,3 +446,34 @@ def test_packaged_photo_rows_do_not_depend_on_their_batch(packaged: BaseEncoder)
         plain = model.extract_features(x).mean((2, 3))
         padded = model.extract_features(_bucketed(x, 16)).mean((2, 3))[:3]
     torch.testing.assert_close(plain, padded, atol=1e-5, rtol=0)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_map_photos_in_a_forked_child() -> None:
+    """A child forked after the parent used its pool (a prefork worker) gets threads of its own, not a hang."""
+    import torch
+
+    from multimodal_search.encoders import images as images_module
+
+    photos = [solid((i, 0, 0)) for i in range(4)]
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert images_module.map_photos(lambda image: image.getpixel((0, 0))[0], photos) == [0, 1, 2, 3]
+        pid = os.fork()
+        if pid == 0:  # the child: exit 0 only if its own pool answers
+            ok = images_module.map_photos(lambda image: image.getpixel((0, 0))[0], photos) == [0, 1, 2, 3]
+            os._exit(0 if ok else 1)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung on its parent's thread pool")
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        torch.set_num_threads(threads_before)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,16 @@ T = TypeVar("T")
 PHOTO_THREADS = 4
 _pools: dict[int, ThreadPoolExecutor] = {}
 _pools_lock = threading.Lock()
+
+
+def _forget_pools() -> None:
+    """A forked child (a Celery or gunicorn worker) has none of its parent's threads: it starts its own."""
+    global _pools_lock
+    _pools.clear()
+    _pools_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pools)
 
 
 def map_photos(work: Callable[[Image.Image], T], images: Sequence[Image.Image]) -> list[T]:

@@ -412,6 +412,8 @@ def test_map_photos_keeps_order_on_threads() -> None:
         seen.clear()
         assert images_module.map_photos(red, photos[:1]) == [0]
         assert seen == {"MainThread"}
+        assert images_module.map_photos(red, [photos[3], photos[3]]) == [3, 3]
+        assert seen == {"MainThread"}
     finally:
         torch.set_num_threads(threads_before)
 

@@ -50,12 +50,13 @@ def map_photos(work: Callable[[Image.Image], T], images: Sequence[Image.Image]) 
     The CPU side of a photo (padding, resizing, the colour histogram: about 11 ms on one core) costs
     more than the CNN on a GPU, so one thread leaves the GPU waiting. PIL and numpy release the GIL
     for much of it, not all: on a 16-core GPU machine 4 threads took 3.8 ms a photo, 8 took 4.9 and
-    16 took 7.7. A single photo (a photo query) runs on the calling thread.
+    16 took 7.7. A single photo (a photo query) runs on the calling thread, and so does a list that holds
+    one photo twice (a JPEG not decoded yet must not be decoded by two threads at once).
     """
     import torch
 
     threads = min(PHOTO_THREADS, torch.get_num_threads(), len(images))
-    if threads < 2:
+    if threads < 2 or len({id(image) for image in images}) < len(images):
         return [work(image) for image in images]
     with _pools_lock:
         pool = _pools.get(threads)

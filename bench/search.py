@@ -426,9 +426,9 @@ def workloads(mode: str, model_id: str) -> dict[str, Callable[[Any], Any]]:
     local = threading.local()
 
     def client() -> Client:
-        """One test client per bench thread, as a server process loads its middleware once: a new
-        ``Client`` per request loaded every middleware again (WhiteNoise reads the list of static files),
-        4-17 ms p50 that no running server pays."""
+        """One test client per bench thread, as a server process loads its middleware once (a new
+        ``Client`` loads every middleware again: with ``DEBUG`` off WhiteNoise then lists the static
+        files, 4-17 ms on the demo; with the bench's ``DEBUG`` on, within the noise at 100,000)."""
         if not hasattr(local, "client"):
             local.client = Client()
         return local.client

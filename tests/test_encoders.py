@@ -389,33 +389,37 @@ def test_hash_encoder_from_registry_options() -> None:
     assert encoder.device == "cpu" and encoder.options == {"anything": 1}
 
 
-def test_map_photos_keeps_order_on_threads() -> None:
-    """The photos' CPU side runs on a few threads, each result in its photo's place."""
+@pytest.fixture
+def two_torch_threads() -> Iterator[None]:
+    """torch (and so ``map_photos``) on two threads for the test, whatever the machine has."""
     import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_map_photos_keeps_order_on_threads(two_torch_threads: None) -> None:
+    """The photos' CPU side runs on a few threads, each result in its photo's place."""
+    import threading
 
     from multimodal_search.encoders import images as images_module
 
     photos = [solid((i, 0, 0)) for i in range(9)]
-    threads_before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        seen: set[str] = set()
+    seen: set[str] = set()
 
-        def red(image: Image.Image) -> int:
-            import threading
+    def red(image: Image.Image) -> int:
+        seen.add(threading.current_thread().name)
+        return int(image.getpixel((0, 0))[0])
 
-            seen.add(threading.current_thread().name)
-            return int(image.getpixel((0, 0))[0])
-
-        assert images_module.map_photos(red, photos) == list(range(9))
-        assert all(name.startswith("mmsearch-photo") for name in seen)
-        seen.clear()
-        assert images_module.map_photos(red, photos[:1]) == [0]
-        assert seen == {"MainThread"}
-        assert images_module.map_photos(red, [photos[3], photos[3]]) == [3, 3]
-        assert seen == {"MainThread"}
-    finally:
-        torch.set_num_threads(threads_before)
+    assert images_module.map_photos(red, photos) == list(range(9))
+    assert all(name.startswith("mmsearch-photo") for name in seen)
+    seen.clear()
+    assert images_module.map_photos(red, photos[:1]) == [0]
+    assert seen == {"MainThread"}
+    assert images_module.map_photos(red, [photos[3], photos[3]]) == [3, 3]
+    assert seen == {"MainThread"}
 
 
 def test_bucketed_batches_pad_to_a_few_shapes() -> None:
@@ -451,31 +455,24 @@ def test_packaged_photo_rows_do_not_depend_on_their_batch(packaged: BaseEncoder)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_map_photos_in_a_forked_child() -> None:
+def test_map_photos_in_a_forked_child(two_torch_threads: None) -> None:
     """A child forked after the parent used its pool (a prefork worker) gets threads of its own, not a hang."""
-    import torch
-
     from multimodal_search.encoders import images as images_module
 
     photos = [solid((i, 0, 0)) for i in range(4)]
-    threads_before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        assert images_module.map_photos(lambda image: image.getpixel((0, 0))[0], photos) == [0, 1, 2, 3]
-        pid = os.fork()
-        if pid == 0:  # the child: exit 0 only if its own pool answers
-            ok = images_module.map_photos(lambda image: image.getpixel((0, 0))[0], photos) == [0, 1, 2, 3]
-            os._exit(0 if ok else 1)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            time.sleep(0.05)
-        else:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-            pytest.fail("the forked child hung on its parent's thread pool")
-        assert os.waitstatus_to_exitcode(status) == 0
-    finally:
-        torch.set_num_threads(threads_before)
+    assert images_module.map_photos(lambda image: image.getpixel((0, 0))[0], photos) == [0, 1, 2, 3]
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if its own pool answers
+        ok = images_module.map_photos(lambda image: image.getpixel((0, 0))[0], photos) == [0, 1, 2, 3]
+        os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung on its parent's thread pool")
+    assert os.waitstatus_to_exitcode(status) == 0

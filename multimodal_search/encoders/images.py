@@ -26,6 +26,7 @@ __all__ = [
     "DEFAULT_PREPROCESS", "IMAGE_SIZE", "PREPROCESS_MODES", "imagenet_labels", "map_photos", "prepare_image", "to_rgb",
 ]  # fmt: skip
 
+S = TypeVar("S")
 T = TypeVar("T")
 #: most threads that prepare one batch's photos (see :func:`map_photos`)
 PHOTO_THREADS = 4
@@ -43,9 +44,9 @@ def _forget_pools() -> None:
 os.register_at_fork(after_in_child=_forget_pools)
 
 
-def map_photos(work: Callable[[Image.Image], T], images: Sequence[Image.Image]) -> list[T]:
-    """``work`` on each photo, in order, on up to :data:`PHOTO_THREADS` threads (no more than torch has:
-    the cores the process is given).
+def map_photos(work: Callable[[S], T], images: Sequence[S]) -> list[T]:
+    """``work`` on each photo (or each photo still to open), in order, on up to :data:`PHOTO_THREADS`
+    threads (no more than torch has: the cores the process is given).
 
     The CPU side of a photo (padding, resizing, the colour histogram: about 11 ms on one core) costs
     more than the CNN on a GPU, so one thread leaves the GPU waiting. PIL and numpy release the GIL

@@ -11,8 +11,8 @@ costs the heads, not MiniLM and the CNN. The photos' colour palettes
 Fresh backbone outputs are rounded to float16, as they are kept, before the heads see them: a product
 gets the same vectors whether its photos were in the store or not.
 
-Photos that must be decoded are opened on a few threads (PIL releases the GIL while it decodes), so
-decoding overlaps instead of adding up in front of the CNN.
+Photos that must be decoded are opened on a few threads (``encoders.images.map_photos``: PIL releases
+the GIL while it decodes), so decoding overlaps instead of adding up in front of the CNN.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +27,7 @@ from PIL import Image
 
 from multimodal_search.adapters import ImageRef
 from multimodal_search.encoders import BaseEncoder
+from multimodal_search.encoders.images import map_photos
 from multimodal_search.ranking import colour
 from multimodal_search.store import get_store
 
@@ -35,8 +35,6 @@ logger = logging.getLogger(__name__)
 
 #: ``ranking.colour.colour_distribution`` as kept per photo; bump when that function changes
 PALETTE_ID = "palette-v1"
-#: threads that decode photos while the encoder runs
-DECODE_THREADS = 4
 #: the digest ``services.indexing`` gives a photo whose file cannot be read (never kept)
 MISSING = "missing"
 
@@ -111,11 +109,8 @@ def _open_checked(ref: ImageRef) -> _Opened:
 
 
 def _open_all(refs: list[ImageRef], check: bool = False) -> list[_Opened]:
-    opener = _open_checked if check else _open
-    if len(refs) < 2:
-        return [opener(ref) for ref in refs]
-    with ThreadPoolExecutor(max_workers=min(DECODE_THREADS, len(refs)), thread_name_prefix="mmsearch-decode") as pool:
-        return list(pool.map(opener, refs))
+    # the encoders' photo threads: the pool that then prepares the decoded photos for the CNN
+    return map_photos(_open_checked if check else _open, refs)
 
 
 def encode_photos(

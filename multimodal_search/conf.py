@@ -36,7 +36,7 @@ Keys:
     INDEX_TORCH_THREADS: torch CPU threads of an indexing process (a Celery worker child,
         ``mmsearch_train``); None: every core the process may run on.
     WARM_UP: load the encoder's models when a worker or web process starts (Celery
-        ``worker_process_init``, gunicorn ``post_worker_init``), not on the first request.
+        ``worker_process_init``, gunicorn's master and ``post_worker_init``), not on the first request.
     GC_THRESHOLD: after warm-up the process's objects (the models') are frozen out of Python's
         garbage collector and its youngest generation is collected every this many allocations
         (20,000; Python's default is 700; None leaves the collector as it is): at 100,000 products

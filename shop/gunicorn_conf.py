@@ -1,9 +1,10 @@
 """gunicorn settings of the demo store (``make demo``, docker-compose): ``gunicorn -c shop/gunicorn_conf.py shop.wsgi``.
 
 A fixed number of processes, each with a few threads (gthread):
-* every process loads its own copy of the models when it starts (``post_worker_init`` below: MiniLM,
-  EfficientNet-Lite0 and torch, a few hundred MB each), so processes are few and fixed: ``GUNICORN_WORKERS``
-  (default 2);
+* the app and the models (MiniLM, EfficientNet-Lite0 and torch) load once, in the master, before it forks
+  the workers (``preload_app``, ``when_ready`` below; ``GUNICORN_PRELOAD=0`` turns it off): the workers
+  share those pages copy-on-write instead of each holding a copy of its own (README "Serving and load"
+  has the memory measured). Processes are fixed: ``GUNICORN_WORKERS`` (default 2);
 * threads (``GUNICORN_THREADS``, default 4) overlap database and upload waits and share that copy; torch
   releases the GIL while it computes, so two threads of one process also encode in parallel.
 * each process keeps a psycopg pool of ``DATABASE_POOL_SIZE`` connections (default: its thread count, so
@@ -14,6 +15,7 @@ Requests beyond workers x threads wait in the listen queue instead of failing.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
@@ -26,13 +28,26 @@ backlog = 2048
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 wsgi_app = "shop.wsgi:application"
+preload_app = os.environ.get("GUNICORN_PRELOAD", "1") != "0"
 
 # read by shop.settings in each worker process (set here, before the workers start)
 os.environ.setdefault("DATABASE_POOL_SIZE", str(threads))
 
 
+def when_ready(server: Any) -> None:
+    """With ``preload_app``: load the models in the master (``MULTIMODAL_SEARCH["WARM_UP"]``) before the
+    workers fork from it, then close its database connections, which no child may share."""
+    if not server.cfg.preload_app:
+        return
+    from multimodal_search import services
+
+    services.warm_up()
+    services.before_fork()
+
+
 def post_worker_init(worker: object) -> None:
-    """Load the models in each worker before it serves (``MULTIMODAL_SEARCH["WARM_UP"]``), so no search waits for them."""
+    """Load the models in each worker before it serves (``MULTIMODAL_SEARCH["WARM_UP"]``), so no search waits
+    for them: with ``preload_app`` they came loaded from the master, and each is run once here."""
     from multimodal_search import services
 
     services.warm_up()

@@ -12,13 +12,17 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
 
 import pytest
 from django.conf import settings
 from django.db import connection
+
+from tests.factories import photo_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,6 +96,36 @@ def test_pool_bounds_connections_and_statements_time_out():
     assert unpooled["timeout"] == "30s"  # the default
 
 
+BEFORE_FORK = """
+import json
+import django
+django.setup()
+from django.db import connection
+from multimodal_search import services
+
+with connection.cursor() as cursor:
+    cursor.execute("SELECT 1")
+pooled = bool(connection.pool)
+services.before_fork()
+print(json.dumps({"pooled": pooled, "pools_left": len(connection._connection_pools), "connection": repr(connection.connection)}))
+"""
+
+
+@pytest.mark.django_db
+def test_before_fork_closes_the_connection_pool():
+    result = subprocess.run(
+        [sys.executable, "-c", BEFORE_FORK],
+        cwd=ROOT,
+        env=subprocess_env(DATABASE_POOL_SIZE="2"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found == {"pooled": True, "pools_left": 0, "connection": "None"}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -122,19 +156,16 @@ def database_connections(exclude: list[int]) -> int:
         return int(cursor.fetchone()[0])
 
 
-@pytest.mark.integration
-@pytest.mark.django_db(transaction=True)
-def test_gunicorn_serves_concurrent_searches_within_the_connection_bound(tmp_path):
+@contextmanager
+def gunicorn(tmp_path: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``shop/gunicorn_conf.py`` serving the test database on a free port (``env``: more settings), until it
+    answers a search; its base URL and master process. Stopped afterwards."""
     port = free_port()
-    media = Path(settings.MEDIA_ROOT) / "products"
-    media.mkdir(parents=True, exist_ok=True)
-    (media / "served.txt").write_text("a product photo")
-    env = subprocess_env(GUNICORN_WORKERS="2", GUNICORN_THREADS="2", DEMO_SERVE_MEDIA="1")
     log = open(tmp_path / "gunicorn.log", "w")  # noqa: SIM115 (open for the server's life)
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "shop/gunicorn_conf.py", "--bind", f"127.0.0.1:{port}"],
         cwd=ROOT,
-        env=env,
+        env=subprocess_env(**env),
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -150,7 +181,23 @@ def test_gunicorn_serves_concurrent_searches_within_the_connection_bound(tmp_pat
                 pass
             assert time.monotonic() < deadline, (tmp_path / "gunicorn.log").read_text()
             time.sleep(0.5)
+        yield base, server
+    finally:
+        server.terminate()
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
 
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_gunicorn_serves_concurrent_searches_within_the_connection_bound(tmp_path):
+    media = Path(settings.MEDIA_ROOT) / "products"
+    media.mkdir(parents=True, exist_ok=True)
+    (media / "served.txt").write_text("a product photo")
+    with gunicorn(tmp_path, GUNICORN_WORKERS="2", GUNICORN_THREADS="2", DEMO_SERVE_MEDIA="1") as (base, _server):
         peak, stop, own_pid = [0], threading.Event(), backend_pid()
 
         def watch() -> None:
@@ -174,13 +221,60 @@ def test_gunicorn_serves_concurrent_searches_within_the_connection_bound(tmp_pat
         assert status == 200 and b"body" in body  # whitenoise, DEBUG off
         assert fetch(f"{base}/media/products/served.txt") == (200, b"a product photo")  # DEMO_SERVE_MEDIA
         assert fetch(f"{base}/media/../settings.py")[0] in (400, 404)  # never a file outside MEDIA_ROOT
-    finally:
-        server.terminate()
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+
+
+def shared_dirty_mb(pid: int) -> float:
+    """Memory of a process that is written and shared with another process (for a gunicorn worker:
+    pages of its master's, copy-on-write, that neither has written since the fork)."""
+    return sum(int(line.split()[1]) for line in open(f"/proc/{pid}/smaps") if line.startswith("Shared_Dirty:")) / 1024
+
+
+def post_photo(url: str, data: bytes) -> int:
+    boundary = "mmsearch-test-boundary"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="q.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    request = urllib.request.Request(
+        url, data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return int(response.status)
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_gunicorn_workers_share_the_models_their_master_loaded(tmp_path):
+    real = {
+        "MMSEARCH_TEST_ENCODER": "packaged",
+        "MMSEARCH_WARM_UP": "1",
+        "GUNICORN_WORKERS": "2",
+        "GUNICORN_THREADS": "2",
+    }
+    with gunicorn(tmp_path, **real) as (base, server):
+        workers = [int(pid) for pid in Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()]
+        with ThreadPoolExecutor(4) as pool:  # the CNN and MiniLM run in every forked worker
+            photos = list(pool.map(lambda _: post_photo(f"{base}/api/search/", photo_bytes("red")), range(8)))
+            texts = list(pool.map(lambda i: fetch(f"{base}/api/search/?q=red+hat+{i}")[0], range(8)))
+        shared = [shared_dirty_mb(pid) for pid in workers]
+    log = (tmp_path / "gunicorn.log").read_text()
+    assert photos == [200] * 8 and texts == [200] * 8
+    assert len(workers) == 2
+    # torch and both models, written by the master before it forked, are still shared: 100 MB or
+    # more each (about 500 with the packaged models); a worker that loads its own shares next to nothing
+    assert min(shared) > 100, shared
+    # loaded once, in the master; each worker then only runs them once (``post_worker_init``)
+    assert "loaded in" in log and f"(pid {server.pid})" in log
+    without = {**real, "GUNICORN_PRELOAD": "0", "GUNICORN_WORKERS": "1"}
+    with gunicorn(tmp_path, **without) as (_base, server):
+        workers = [int(pid) for pid in Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()]
+        alone = shared_dirty_mb(workers[0])
+    assert alone < 50, alone
 
 
 @pytest.mark.slow

@@ -117,10 +117,32 @@ def test_a_gunicorn_worker_warms_up_after_loading_the_app(lazy, indexed):
     lazy(warm_up=True)
     indexed(ProductFactory(title="Red mug", photos=["red"]))
     clear_cache()
+    _conf().post_worker_init(object())
+    assert get_encoder().loads == 1  # type: ignore[attr-defined]
+    assert _first_search_loads() == 0
+
+
+def _conf() -> Any:
     with mock.patch.dict(os.environ):  # the config module sets DATABASE_POOL_SIZE for its workers
         import shop.gunicorn_conf as conf
+    return conf
 
-        conf.post_worker_init(object())
+
+@pytest.mark.django_db(transaction=True)  # outside a transaction, as in the master
+def test_a_preloading_gunicorn_master_loads_the_models_and_closes_its_connections(lazy, indexed):
+    from django.db import connection
+
+    lazy(warm_up=True)
+    indexed(ProductFactory(title="Red mug", photos=["red"]))
+    clear_cache()
+    conf = _conf()
+    conf.when_ready(mock.Mock(cfg=mock.Mock(preload_app=False)))
+    assert get_encoder().loads == 0  # type: ignore[attr-defined]
+    connection.ensure_connection()
+    conf.when_ready(mock.Mock(cfg=mock.Mock(preload_app=True)))
+    assert get_encoder().loads == 1  # type: ignore[attr-defined]
+    assert connection.connection is None  # no child may share it; each opens its own on first use
+    conf.post_worker_init(object())  # in a forked worker: already loaded
     assert get_encoder().loads == 1  # type: ignore[attr-defined]
     assert _first_search_loads() == 0
 

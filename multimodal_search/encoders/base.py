@@ -220,7 +220,7 @@ class BaseEncoder:
     def warm_up(self) -> None:
         """Load every model a search or an indexing batch will need, and run each once.
 
-        Called at process start (Celery ``worker_process_init``, gunicorn ``post_worker_init``) when
+        Called at process start (Celery ``worker_process_init``, gunicorn's master and ``post_worker_init``) when
         ``MULTIMODAL_SEARCH["WARM_UP"]`` is on, so the first request waits for no weights. The
         default encodes one text and one small photo.
         """

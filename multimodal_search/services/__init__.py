@@ -139,7 +139,7 @@ from multimodal_search.services.voice import (
     transcribe,
     voice_search,
 )
-from multimodal_search.services.warmup import prepare_worker, use_indexing_threads, warm_up
+from multimodal_search.services.warmup import before_fork, prepare_worker, use_indexing_threads, warm_up
 
 __all__ = [
     "AUTO",
@@ -168,6 +168,7 @@ __all__ = [
     "adopt_session_events",
     "also_viewed",
     "analytics_report",
+    "before_fork",
     "browse_products",
     "check_min_relevance",
     "check_photo_size",

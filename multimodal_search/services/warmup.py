@@ -2,7 +2,8 @@
 
 ``shop/celery.py`` calls :func:`prepare_worker` from Celery's ``worker_process_init`` (each prefork
 child, or the solo worker) and ``shop/gunicorn_conf.py`` calls :func:`warm_up` from gunicorn's
-``post_worker_init``. Both obey ``MULTIMODAL_SEARCH["WARM_UP"]`` (tests turn it off).
+``when_ready`` (the master, with ``preload_app``: then :func:`before_fork`) and ``post_worker_init``
+(each worker). Both obey ``MULTIMODAL_SEARCH["WARM_UP"]`` (tests turn it off).
 """
 
 from __future__ import annotations
@@ -72,6 +73,20 @@ def settle_memory() -> None:
     gc.freeze()
     if threshold:
         gc.set_threshold(int(threshold), *gc.get_threshold()[1:])
+
+
+def before_fork() -> None:
+    """In a process that loaded the models and is about to fork workers (gunicorn's master with
+    ``preload_app``): close every database connection and connection pool, which must not be shared
+    with the children (each opens its own on first use). The models stay: the children share their
+    pages copy-on-write."""
+    from django.db import connections
+
+    for connection in connections.all(initialized_only=True):
+        connection.close()
+        close_pool = getattr(connection, "close_pool", None)  # Django's psycopg pool (PostgreSQL only)
+        if close_pool is not None:
+            close_pool()
 
 
 def prepare_worker() -> float | None:

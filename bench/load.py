@@ -9,8 +9,8 @@ thread edits a product through the ORM every --save-interval seconds (its title 
 suffix, so the worker re-indexes it), and a poller counts PostgreSQL client connections
 (pg_stat_activity) every 0.1 s, less this script's own. At the end the script prints requests/s,
 p50/p95/max latency per kind, errors by status, saves made, the peak number of connections and the
-server's max_connections, and the resident memory of the gunicorn processes serving --url (when found
-in /proc). Every edited title is restored. The exit status is 1 when any request failed.
+server's max_connections, and the memory of the gunicorn processes serving --url (proportional and
+resident, when found in /proc). Every edited title is restored. The exit status is 1 when any request failed.
 
 API throttling counts every client of one IP address together: start the server with
 DJANGO_API_THROTTLE_ANON=off DJANGO_API_THROTTLE_USER=off DJANGO_API_THROTTLE_PHOTO=off to measure capacity, not the limiter.
@@ -169,8 +169,11 @@ def save_products(stop: threading.Event, interval: float, own: set[int], saved: 
         connection.close()
 
 
-def gunicorn_rss_mb(url: str) -> float | None:
-    """Resident memory (MB) of the gunicorn processes bound to ``url``'s address, from /proc."""
+def gunicorn_memory_mb(url: str) -> tuple[float, float] | None:
+    """Memory (MB) of the gunicorn processes bound to ``url``'s address, from /proc: the sum of their
+    resident sets, which counts a page each of them shares once per process (a preloading master's
+    models in every worker), and the sum of their proportional sets (``Pss``: a shared page split among
+    the processes sharing it), the memory they really take."""
     address = urllib.parse.urlsplit(url).netloc
     masters = []
     processes: dict[int, tuple[int, list[str]]] = {}
@@ -188,15 +191,16 @@ def gunicorn_rss_mb(url: str) -> float | None:
     if not masters:
         return None
     group = set(masters) | {pid for pid, (parent, _) in processes.items() if parent in masters}
-    total = 0
+    totals = {"Rss:": 0, "Pss:": 0}
     for pid in group:
         try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                name, *value = line.split()
+                if name in totals:
+                    totals[name] += int(value[0])
+        except (OSError, ValueError, IndexError):
             continue
-    return total / 1024
+    return totals["Rss:"] / 1024, totals["Pss:"] / 1024
 
 
 def find_photos(folder: Path, limit: int, seed: int) -> list[Path]:
@@ -245,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     own: set[int] = set()
     peak: dict[str, int] = {}
     saved: Counter[str] = Counter()
-    rss_before = gunicorn_rss_mb(url)
+    memory_before = gunicorn_memory_mb(url)
     helpers = [threading.Thread(target=poll_connections, args=(stop, own, peak))]
     if args.save_interval > 0:
         helpers.append(threading.Thread(target=save_products, args=(stop, args.save_interval, own, saved, args.seed)))
@@ -265,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     stop.set()
     for thread in helpers:
         thread.join()
-    rss_after = gunicorn_rss_mb(url)
+    memory_after = gunicorn_memory_mb(url)
 
     total = sum(sum(counter.values()) for counter in results.statuses.values())
     print(f"{args.clients} clients x {args.seconds:.0f} s against {url}: {total} requests, {total / elapsed:.1f} req/s")
@@ -285,8 +289,11 @@ def main(argv: list[str] | None = None) -> int:
         f"  PostgreSQL client connections (less this script's): peak {peak.get('connections', 0)}, "
         f"peak active {peak.get('active', 0)}, max_connections {peak.get('max_connections', '?')}"
     )
-    if rss_before is not None and rss_after is not None:
-        print(f"  gunicorn resident memory: {rss_before:.0f} MB before, {rss_after:.0f} MB after")
+    if memory_before is not None and memory_after is not None:
+        print(
+            f"  gunicorn memory, proportional (resident): {memory_before[1]:.0f} ({memory_before[0]:.0f}) MB before, "
+            f"{memory_after[1]:.0f} ({memory_after[0]:.0f}) MB after"
+        )
     return 1 if errors else 0
 
 

@@ -226,7 +226,8 @@ def test_gunicorn_serves_concurrent_searches_within_the_connection_bound(tmp_pat
 def shared_dirty_mb(pid: int) -> float:
     """Memory of a process that is written and shared with another process (for a gunicorn worker:
     pages of its master's, copy-on-write, that neither has written since the fork)."""
-    return sum(int(line.split()[1]) for line in open(f"/proc/{pid}/smaps") if line.startswith("Shared_Dirty:")) / 1024
+    lines = Path(f"/proc/{pid}/smaps").read_text().splitlines()
+    return sum(int(line.split()[1]) for line in lines if line.startswith("Shared_Dirty:")) / 1024
 
 
 def post_photo(url: str, data: bytes) -> int:

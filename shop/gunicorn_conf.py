@@ -2,9 +2,10 @@
 
 A fixed number of processes, each with a few threads (gthread):
 * the app and the models (MiniLM, EfficientNet-Lite0 and torch) load once, in the master, before it forks
-  the workers (``preload_app``, ``when_ready`` below; ``GUNICORN_PRELOAD=0`` turns it off): the workers
-  share those pages copy-on-write instead of each holding a copy of its own (README "Serving and load"
-  has the memory measured). Processes are fixed: ``GUNICORN_WORKERS`` (default 2);
+  the workers (``preload_app``, ``when_ready`` below; ``GUNICORN_PRELOAD=0`` turns it off; on a GPU each
+  worker loads its own): the workers share those pages copy-on-write instead of each holding a copy of
+  its own (README "Serving in production" has the memory measured). Processes are fixed:
+  ``GUNICORN_WORKERS`` (default 2);
 * threads (``GUNICORN_THREADS``, default 4) overlap database and upload waits and share that copy; torch
   releases the GIL while it computes, so two threads of one process also encode in parallel.
 * each process keeps a psycopg pool of ``DATABASE_POOL_SIZE`` connections (default: its thread count, so
@@ -32,17 +33,20 @@ preload_app = os.environ.get("GUNICORN_PRELOAD", "1") != "0"
 
 # read by shop.settings in each worker process (set here, before the workers start)
 os.environ.setdefault("DATABASE_POOL_SIZE", str(threads))
+# torch then asks NVML whether there is a GPU, not the CUDA driver, whose initialisation in the master
+# would keep every forked worker from using CUDA (torch.cuda.is_available's "poison fork" note)
+os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
 
 
 def when_ready(server: Any) -> None:
     """With ``preload_app``: load the models in the master (``MULTIMODAL_SEARCH["WARM_UP"]``) before the
-    workers fork from it, then close its database connections, which no child may share."""
+    workers fork from it, unless they run on a GPU, then close its database connections, which no child
+    may share (``services.warm_up_to_share``)."""
     if not server.cfg.preload_app:
         return
     from multimodal_search import services
 
-    services.warm_up()
-    services.before_fork()
+    services.warm_up_to_share()
 
 
 def post_worker_init(worker: object) -> None:

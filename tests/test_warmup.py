@@ -42,6 +42,11 @@ class LazyHashEncoder(HashEncoder):
         self.loads += 1
         return True
 
+    @property
+    def device(self) -> str:
+        """The configured device, as a real encoder's (``HashEncoder`` says "cpu" whatever it is given)."""
+        return self.device_name or "cpu"
+
     def encode_text(self, texts: list[str]) -> np.ndarray:
         self._weights.get()
         return super().encode_text(texts)
@@ -145,6 +150,23 @@ def test_a_preloading_gunicorn_master_loads_the_models_and_closes_its_connection
     conf.post_worker_init(object())  # in a forked worker: already loaded
     assert get_encoder().loads == 1  # type: ignore[attr-defined]
     assert _first_search_loads() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_preloading_master_leaves_gpu_models_to_its_workers(lazy, indexed, caplog):
+    from django.db import connection
+
+    lazy(warm_up=True, DEVICE="cuda")  # a CUDA context does not survive a fork
+    indexed(ProductFactory(title="Red mug", photos=["red"]))
+    clear_cache()
+    connection.ensure_connection()
+    with caplog.at_level("INFO", logger="multimodal_search.services.warmup"):
+        _conf().when_ready(mock.Mock(cfg=mock.Mock(preload_app=True)))
+    assert get_encoder().loads == 0  # type: ignore[attr-defined]
+    assert "each worker loads its own models" in caplog.text
+    assert connection.connection is None
+    _conf().post_worker_init(object())  # each worker, after the fork
+    assert get_encoder().loads == 1  # type: ignore[attr-defined]
 
 
 def test_indexing_threads_default_to_the_cores_available(lazy, torch_threads):

@@ -139,7 +139,13 @@ from multimodal_search.services.voice import (
     transcribe,
     voice_search,
 )
-from multimodal_search.services.warmup import before_fork, prepare_worker, use_indexing_threads, warm_up
+from multimodal_search.services.warmup import (
+    before_fork,
+    prepare_worker,
+    use_indexing_threads,
+    warm_up,
+    warm_up_to_share,
+)
 
 __all__ = [
     "AUTO",
@@ -243,4 +249,5 @@ __all__ = [
     "visitor_hash",
     "voice_search",
     "warm_up",
+    "warm_up_to_share",
 ]

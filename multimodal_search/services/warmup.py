@@ -2,7 +2,7 @@
 
 ``shop/celery.py`` calls :func:`prepare_worker` from Celery's ``worker_process_init`` (each prefork
 child, or the solo worker) and ``shop/gunicorn_conf.py`` calls :func:`warm_up` from gunicorn's
-``when_ready`` (the master, with ``preload_app``: then :func:`before_fork`) and ``post_worker_init``
+``when_ready`` (the master, with ``preload_app``: :func:`warm_up_to_share`) and ``post_worker_init``
 (each worker). Both obey ``MULTIMODAL_SEARCH["WARM_UP"]`` (tests turn it off).
 """
 
@@ -14,7 +14,7 @@ import os
 import time
 
 from multimodal_search.conf import search_settings
-from multimodal_search.encoders import use_threads
+from multimodal_search.encoders import get_encoder, use_threads
 from multimodal_search.services.query import current_encoder
 
 logger = logging.getLogger(__name__)
@@ -87,6 +87,31 @@ def before_fork() -> None:
         close_pool = getattr(connection, "close_pool", None)  # Django's psycopg pool (PostgreSQL only)
         if close_pool is not None:
             close_pool()
+
+
+def warm_up_to_share() -> float | None:
+    """gunicorn's master with ``preload_app``, before it forks the workers: load and run the models here
+    (:func:`warm_up`) when they run on the CPU, so that the workers share them, then close what no child
+    may share (:func:`before_fork`). On a GPU each worker loads its own, as without preloading: a CUDA
+    context does not survive a fork.
+
+    Returns:
+        :func:`warm_up`'s seconds, or None when nothing was loaded here.
+    """
+    seconds = None
+    try:
+        device = get_encoder().device  # the encoder object only: its weights load in warm_up
+    except Exception:  # warm_up would fail the same way; the workers report it
+        logger.exception("no encoder to preload (pid %d); each worker loads its own", os.getpid())
+        device = ""
+    if device.startswith("cpu"):
+        seconds = warm_up()
+    elif device:
+        logger.info(
+            "the encoder runs on %s: each worker loads its own models (a CUDA context does not survive a fork)", device
+        )
+    before_fork()
+    return seconds
 
 
 def prepare_worker() -> float | None:

@@ -163,7 +163,11 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_TIME_LIMIT = int(os.environ.get("MMSEARCH_TASK_TIME_LIMIT", "600"))
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 30
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 300}
-CELERY_WORKER_MAX_TASKS_PER_CHILD = 500
+# A prefork child is replaced after this many tasks (bounds its memory), and the new one loads the models
+# (WARM_UP) before it says it is up: Celery's default wait for that, 4 s, killed every replacement whose
+# models took longer to load, again and again (`make demo`'s indexing stopped at task 500).
+CELERY_WORKER_MAX_TASKS_PER_CHILD = int(os.environ.get("MMSEARCH_WORKER_MAX_TASKS_PER_CHILD", "500"))
+CELERY_WORKER_PROC_ALIVE_TIMEOUT = float(os.environ.get("MMSEARCH_WORKER_START_TIMEOUT", "300"))
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The sweep sends what the outbox says is dirty and due; the deep pass also compares content hashes.
 CELERY_BEAT_SCHEDULE = {

@@ -123,6 +123,20 @@ class SlowHashEncoder(HashEncoder):
         return super().encode_text(texts)
 
 
+class SlowStartHashEncoder(HashEncoder):
+    """``HashEncoder`` whose warm-up takes ``start_delay`` seconds, as loading real models on a slow host does."""
+
+    def __init__(self, device: str | None = None, start_delay: float = 6.0, **options: Any) -> None:
+        super().__init__(device=device, **options)
+        self.start_delay = float(start_delay)
+
+    def warm_up(self) -> None:
+        import time
+
+        time.sleep(self.start_delay)
+        super().warm_up()
+
+
 class OutOfMemoryEncoder(HashEncoder):
     """``HashEncoder`` that runs out of memory above ``max_batch`` texts or photos, as a GPU does.
 

@@ -31,6 +31,8 @@ ENCODERS = {
     "slow": {"BACKEND": "tests.fakes.SlowHashEncoder", "OPTIONS": {"delay": 0.1}},
     "oom": {"BACKEND": "tests.fakes.OutOfMemoryEncoder", "OPTIONS": {"max_batch": 4}},
     "killing": {"BACKEND": "tests.fakes.KillingEncoder", "OPTIONS": {"delay": 0.02}},
+    # models that take longer to load than Celery waits for a new prefork child by default (4 s)
+    "slowstart": {"BACKEND": "tests.fakes.SlowStartHashEncoder", "OPTIONS": {"start_delay": 5}},
 }
 MULTIMODAL_SEARCH = {
     **MULTIMODAL_SEARCH,

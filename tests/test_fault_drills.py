@@ -65,7 +65,7 @@ class Drill:
         self.workers: list[WorkerProcess] = []
 
     def worker(self, name: str, encoder: str, *, pool: str = "solo", beat: bool = True, **env: str) -> WorkerProcess:
-        args = ("-B", "-s", str(self.tmp_path / f"{name}-beat")) if beat else ()
+        args: tuple[str, ...] = ("-B", "-s", str(self.tmp_path / f"{name}-beat")) if beat else ()
         process = WorkerProcess(
             self.tmp_path / f"{name}.log", encoder=encoder, pool=pool, args=args, env=SWEEPING | env
         )
@@ -106,6 +106,27 @@ def assert_all_current(products: list[Product], photos: int) -> None:
     assert ProductEmbedding.objects.count() == len(products)
     assert ImageEmbedding.objects.count() == photos  # no duplicate rows
     assert not IndexState.objects.filter(dirty=True).exists()
+
+
+def test_a_replaced_child_that_loads_its_models_slowly_is_not_killed(drill):
+    """A prefork child is replaced after ``CELERY_WORKER_MAX_TASKS_PER_CHILD`` tasks, and the new one loads
+    the models before it tells the worker it is up. Celery waited 4 s for that by default and killed it:
+    with models slower to load, every replacement was killed as it loaded them (indexing stopped)."""
+    products = [ProductFactory(title=f"Lamp {i}", photos=["yellow"]) for i in range(2)]  # a task each
+    worker = drill.worker(
+        "slowstart",
+        "slowstart",
+        pool="prefork",
+        beat=False,
+        MMSEARCH_WARM_UP="1",
+        MMSEARCH_WORKER_MAX_TASKS_PER_CHILD="1",
+    )
+    wait_for(
+        lambda: ProductEmbedding.objects.filter(product_pk__in=[str(p.pk) for p in products]).count() == 2,
+        timeout=90,
+        message="two tasks, each in a new child that warms up for 5 s",
+    )
+    assert "Timed out waiting for UP message" not in worker.log()
 
 
 def test_worker_killed_mid_batch_then_a_new_one_indexes_everything_once(drill):

@@ -20,7 +20,9 @@ from unittest import mock
 
 import pytest
 from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
+from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 
 from tests.factories import photo_bytes
 
@@ -231,20 +233,16 @@ def shared_dirty_mb(pid: int) -> float:
 
 
 def post_photo(url: str, data: bytes) -> int:
-    boundary = "mmsearch-test-boundary"
-    body = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="q.png"\r\n'
-            "Content-Type: image/png\r\n\r\n"
-        ).encode()
-        + data
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    request = urllib.request.Request(
-        url, data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
-    )
+    """POST a PNG as the form's ``image`` (multipart, as Django's test client writes it); the status."""
+    body = encode_multipart(BOUNDARY, {"image": SimpleUploadedFile("q.png", data, "image/png")})
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": MULTIPART_CONTENT})
     with urllib.request.urlopen(request, timeout=60) as response:
         return int(response.status)
+
+
+def worker_pids(server: subprocess.Popen[bytes]) -> list[int]:
+    """The processes gunicorn's master forked (its workers)."""
+    return [int(pid) for pid in Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()]
 
 
 @pytest.mark.slow
@@ -258,7 +256,7 @@ def test_gunicorn_workers_share_the_models_their_master_loaded(tmp_path):
         "GUNICORN_THREADS": "2",
     }
     with gunicorn(tmp_path, **real) as (base, server):
-        workers = [int(pid) for pid in Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()]
+        workers = worker_pids(server)
         with ThreadPoolExecutor(4) as pool:  # the CNN and MiniLM run in every forked worker
             photos = list(pool.map(lambda _: post_photo(f"{base}/api/search/", photo_bytes("red")), range(8)))
             texts = list(pool.map(lambda i: fetch(f"{base}/api/search/?q=red+hat+{i}")[0], range(8)))
@@ -273,7 +271,7 @@ def test_gunicorn_workers_share_the_models_their_master_loaded(tmp_path):
     assert "loaded in" in log and f"(pid {server.pid})" in log
     without = {**real, "GUNICORN_PRELOAD": "0", "GUNICORN_WORKERS": "1"}
     with gunicorn(tmp_path, **without) as (_base, server):
-        workers = [int(pid) for pid in Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()]
+        workers = worker_pids(server)
         alone = shared_dirty_mb(workers[0])
     assert alone < 50, alone
 

@@ -277,6 +277,27 @@ def test_gunicorn_workers_share_the_models_their_master_loaded(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_preloaded_workers_that_run_torch_on_several_threads_answer(tmp_path):
+    # torch's CPU threads are OpenMP's: a child forked from a master whose OpenMP threads had run blocks in
+    # its first parallel operation, so with MMSEARCH_TORCH_THREADS above 1 every worker hung in its warm-up
+    several = {
+        "MMSEARCH_TEST_ENCODER": "packaged",
+        "MMSEARCH_WARM_UP": "1",
+        "MMSEARCH_TORCH_THREADS": "2",
+        "GUNICORN_WORKERS": "1",
+        "GUNICORN_THREADS": "2",
+    }
+    with gunicorn(tmp_path, **several) as (base, server):
+        photo = post_photo(f"{base}/api/search/", photo_bytes("red"))
+        text = fetch(f"{base}/api/search/?q=red+hat")[0]
+    log = (tmp_path / "gunicorn.log").read_text()
+    assert (photo, text) == (200, 200)
+    assert f"(pid {server.pid})" in log  # the models were still loaded in the master, and shared
+
+
+@pytest.mark.slow
 def test_concurrent_requests_share_one_copy_of_each_model(packaged_settings, pil_photo):
     from multimodal_search.encoders import get_encoder
     from multimodal_search.encoders.effnet import EfficientNetLite0

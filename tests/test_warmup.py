@@ -39,7 +39,10 @@ class LazyHashEncoder(HashEncoder):
         self._weights: Lazy[bool] = Lazy(self._load)
 
     def _load(self) -> bool:
+        import torch
+
         self.loads += 1
+        self.load_threads = torch.get_num_threads()
         return True
 
     @property
@@ -150,6 +153,16 @@ def test_a_preloading_gunicorn_master_loads_the_models_and_closes_its_connection
     conf.post_worker_init(object())  # in a forked worker: already loaded
     assert get_encoder().loads == 1  # type: ignore[attr-defined]
     assert _first_search_loads() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_preloading_master_runs_the_models_on_one_thread_and_its_workers_on_theirs(lazy, torch_threads):
+    # a child forked after torch's OpenMP threads ran would block in its first parallel operation
+    lazy(warm_up=True, TORCH_THREADS=2)
+    _conf().when_ready(mock.Mock(cfg=mock.Mock(preload_app=True)))
+    encoder = get_encoder()
+    assert encoder.loads == 1 and encoder.load_threads == 1  # type: ignore[attr-defined]
+    assert torch_threads.get_num_threads() == 2  # what each forked worker then runs with
 
 
 @pytest.mark.django_db(transaction=True)

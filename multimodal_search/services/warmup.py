@@ -12,12 +12,15 @@ import gc
 import logging
 import os
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from multimodal_search.conf import search_settings
 from multimodal_search.encoders import get_encoder, use_threads
 from multimodal_search.services.query import current_encoder
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def cores_available() -> int:
@@ -91,7 +94,8 @@ def before_fork() -> None:
 
 def warm_up_to_share() -> float | None:
     """gunicorn's master with ``preload_app``, before it forks the workers: load and run the models here
-    (:func:`warm_up`) when they run on the CPU, so that the workers share them, then close what no child
+    (:func:`warm_up`, on one torch thread: :func:`_on_one_thread`) when they run on the CPU, so that the
+    workers share them, then close what no child
     may share (:func:`before_fork`). On a GPU each worker loads its own, as without preloading: a CUDA
     context does not survive a fork.
 
@@ -105,13 +109,31 @@ def warm_up_to_share() -> float | None:
         logger.exception("no encoder to preload (pid %d); each worker loads its own", os.getpid())
         device = ""
     if device.startswith("cpu"):
-        seconds = warm_up()
+        seconds = _on_one_thread(warm_up)
     elif device:
         logger.info(
             "the encoder runs on %s: each worker loads its own models (a CUDA context does not survive a fork)", device
         )
     before_fork()
     return seconds
+
+
+def _on_one_thread(work: Callable[[], T]) -> T:
+    """``work()`` with torch on one CPU thread, then torch's thread count as it was.
+
+    torch's CPU threads are OpenMP's, and a child forked from a process whose OpenMP threads have run
+    blocks in its first parallel operation (with ``TORCH_THREADS`` above 1, every preloaded gunicorn
+    worker hung in its warm-up). A master that ran the models on one thread has started none, so each
+    child starts its own, as many as the master was set to.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return work()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def prepare_worker() -> float | None:

@@ -14,6 +14,13 @@ unless ``--head``), colour descriptors. For each batch size (products per batch)
   / ``bf16`` (autocast, CUDA by default) the mean and minimum cosine of the vectors to the fp32 ones of
   the same products.
 
+``--processes 1,4,8`` also runs the fp32 configurations in several processes at once, each with its own
+models on the device, ``cores / N`` torch threads and its share of the products: what a Celery worker
+with ``--concurrency N`` does on one GPU. A process's photos are prepared on the CPU (decoding,
+padding, colour histograms) under one GIL, so one process leaves most of a GPU host's cores idle;
+products/s there is all the processes' products over the time from the first one's start to the last
+one's end.
+
 The run stops starting new configurations after ``--seconds`` (default 270, so it ends in under five
 minutes). ``--device cpu --products 16 --batch-sizes 4,16`` runs (slowly) on a CPU.
 
@@ -55,6 +62,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--precision", default="", help="fp32,fp16,bf16 (default: all three on CUDA, fp32 on CPU)")
     parser.add_argument("--decode-threads", type=int, default=min(8, os.cpu_count() or 1))
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: all cores)")
+    parser.add_argument(
+        "--processes", default="1", help="encoding processes at once, e.g. 1,4,8 (default 1; >1 runs fp32 only)"
+    )
     parser.add_argument("--head", help="a trained head file (default: a random head of the same shape)")
     parser.add_argument("--seconds", type=float, default=270.0, help="start no configuration after this")
     parser.add_argument("--items", help="read the products from a folder --export-items wrote (no catalogue needed)")
@@ -95,7 +105,10 @@ def export_items(items: list[tuple[str, str, list[Path]]], folder: Path) -> None
 def load_items(folder: Path, limit: int) -> list[tuple[str, str, list[Path]]]:
     with open(folder / "items.jsonl") as lines:
         rows = [json.loads(line) for line in lines if line.strip()]
-    return [(row["text"], row["title"], [folder / "photos" / name for name in row["photos"]]) for row in rows[:limit]]
+    if len(rows) < limit:  # again from the start: nothing is kept between batches, every photo is decoded again
+        print(f"{folder} holds {len(rows)} products: taking them again up to {limit}", flush=True)
+    picked = [rows[index % len(rows)] for index in range(limit)] if rows else []
+    return [(row["text"], row["title"], [folder / "photos" / name for name in row["photos"]]) for row in picked]
 
 
 def open_photos(paths: list[Path]) -> list[Any]:
@@ -162,6 +175,111 @@ def cosine(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return float(values.mean()), float(values.min())
 
 
+def make_encoder(device: str, head: str, precision: str, sizes: list[int]) -> Any:
+    from multimodal_search.encoders.packaged import PackagedEncoder
+
+    largest = max(sizes)
+    return PackagedEncoder(
+        device=device,
+        head_path=head,
+        precision=precision,
+        batch_size=max(32, 2 * largest),
+        image_batch_size=max(16, 4 * largest),
+    )
+
+
+def warm_up(encoder: Any, items: list[tuple[str, str, list[Path]]], size: int, pool: ThreadPoolExecutor) -> None:
+    for texts, images in batches(items[:size], size, pool):
+        encode(encoder, texts, images)  # weights, kernels, allocator
+
+
+def timed_run(
+    encoder: Any, items: list[tuple[str, str, list[Path]]], size: int, pool: ThreadPoolExecutor, cuda: bool
+) -> tuple[float, float, int, dict[str, float]]:
+    """(wall-clock start, end, photos, seconds per step) of encoding ``items`` in batches of ``size``."""
+    import torch
+
+    photos = 0
+    stages: dict[str, float] = {}
+    if cuda:
+        torch.cuda.synchronize()
+    begin = time.time()
+    for texts, images in batches(items, size, pool, stages):
+        encode(encoder, texts, images, stages)
+        photos += len(images)
+    if cuda:
+        torch.cuda.synchronize()
+    return begin, time.time(), photos, stages
+
+
+def make_row(
+    precision: str, size: int, products: int, seconds: float, photos: int, stages: dict[str, float]
+) -> dict[str, Any]:
+    return {
+        "precision": precision,
+        "batch_size": size,
+        "products": products,
+        "seconds": round(seconds, 2),
+        "products_per_s": round(products / seconds, 2),
+        "photos_per_s": round(photos / seconds, 2),
+        "stage_seconds": {name: round(value, 2) for name, value in stages.items()},
+    }
+
+
+def process_worker(
+    index: int, count: int, items: list[Any], sizes: list[int], device: str, head: str, decode_threads: int,
+    start: Any, results: Any,
+) -> None:  # fmt: skip
+    """One of ``count`` encoding processes (started with spawn: CUDA is initialised here, never inherited)."""
+    import torch
+
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // count))
+    encoder = make_encoder(device, head, "fp32", sizes)
+    share = items[index::count]
+    with ThreadPoolExecutor(max_workers=max(1, decode_threads // count), thread_name_prefix="decode") as pool:
+        warm_up(encoder, share, min(sizes), pool)
+        for size in sizes:
+            start.wait()  # every process starts each batch size together
+            results.put((index, size, *timed_run(encoder, share, size, pool, device.startswith("cuda"))))
+
+
+def run_processes(
+    count: int, items: list[Any], sizes: list[int], device: str, head: str, decode_threads: int
+) -> list[dict[str, Any]]:
+    """``count`` processes encoding their shares of ``items`` at once: one row per batch size."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Barrier(count), context.Queue()
+    workers = [
+        context.Process(
+            target=process_worker, args=(index, count, items, sizes, device, head, decode_threads, start, results)
+        )
+        for index in range(count)
+    ]
+    for worker in workers:
+        worker.start()
+    rows = []
+    try:
+        for size in sizes:
+            runs = [results.get(timeout=600) for _ in workers]
+            stages: dict[str, float] = {}
+            for *_head, run_stages in runs:  # each step's seconds, summed over the processes
+                for name, value in run_stages.items():
+                    stages[name] = stages.get(name, 0.0) + value
+            seconds = max(run[3] for run in runs) - min(run[2] for run in runs)
+            row = make_row("fp32", size, len(items), seconds, sum(run[4] for run in runs), stages)
+            row["processes"] = count
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    finally:
+        for worker in workers:
+            worker.join(timeout=60)
+            if worker.is_alive():
+                worker.terminate()
+    return rows
+
+
 def main() -> None:
     args = parse()
     if args.export_items:
@@ -171,13 +289,13 @@ def main() -> None:
 
     from multimodal_search.encoders.base import resolve_device
     from multimodal_search.encoders.heads import ProjectionHead, save_head
-    from multimodal_search.encoders.packaged import PackagedEncoder
 
     device = resolve_device(None if args.device == "auto" else args.device)
     cuda = device.startswith("cuda")
     torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
     precisions = args.precision.split(",") if args.precision else (["fp32", "fp16", "bf16"] if cuda else ["fp32"])
     sizes = [int(size) for size in args.batch_sizes.split(",")]
+    counts = [int(count) for count in args.processes.split(",")]
     head = args.head
     if head is None:
         torch.manual_seed(0)
@@ -185,24 +303,20 @@ def main() -> None:
         save_head(head, ProjectionHead(), version="bench-random", config={})
     items = load_items(Path(args.items), args.products) if args.items else read_products(args.catalog, args.products)
     name = torch.cuda.get_device_name() if cuda else f"CPU, {torch.get_num_threads()} torch threads"
-    print(f"{len(items)} products, device {device} ({name}), precisions {precisions}, batch sizes {sizes}", flush=True)
+    print(
+        f"{len(items)} products, device {device} ({name}), precisions {precisions}, batch sizes {sizes}, "
+        f"processes {counts}",
+        flush=True,
+    )
 
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
     reference: dict[int, tuple[np.ndarray, ...]] = {}
     with ThreadPoolExecutor(max_workers=args.decode_threads, thread_name_prefix="decode") as pool:
-        for precision in precisions:
-            largest = max(sizes)
-            encoder = PackagedEncoder(
-                device=device,
-                head_path=head,
-                precision=precision,
-                batch_size=max(32, 2 * largest),
-                image_batch_size=max(16, 4 * largest),
-            )
+        for precision in precisions if 1 in counts else []:
+            encoder = make_encoder(device, head, precision, sizes)
             warm = time.perf_counter()
-            for texts, images in batches(items[: min(sizes)], min(sizes), pool):
-                encode(encoder, texts, images)  # warm-up: weights, kernels, allocator
+            warm_up(encoder, items, min(sizes), pool)
             print(f"{precision}: warm-up {time.perf_counter() - warm:.1f} s", flush=True)
             # the same first products in every precision: their vectors are compared with fp32's
             check = encode(encoder, *next(batches(items[: min(sizes)], min(sizes), pool)))
@@ -212,26 +326,9 @@ def main() -> None:
                 if time.perf_counter() - started > args.seconds:
                     print(f"time budget spent: batch size {size} ({precision}) skipped", flush=True)
                     continue
-                photos = 0
-                if cuda:
-                    torch.cuda.synchronize()
-                begin = time.perf_counter()
-                stages: dict[str, float] = {}
-                for texts, images in batches(items, size, pool, stages):
-                    encode(encoder, texts, images, stages)
-                    photos += len(images)
-                if cuda:
-                    torch.cuda.synchronize()
-                seconds = time.perf_counter() - begin
-                row: dict[str, Any] = {
-                    "precision": precision,
-                    "batch_size": size,
-                    "products": len(items),
-                    "seconds": round(seconds, 2),
-                    "products_per_s": round(len(items) / seconds, 2),
-                    "photos_per_s": round(photos / seconds, 2),
-                    "stage_seconds": {name: round(value, 2) for name, value in stages.items()},
-                }
+                begin, end, photos, stages = timed_run(encoder, items, size, pool, cuda)
+                row = make_row(precision, size, len(items), end - begin, photos, stages)
+                row["processes"] = 1
                 if precision != "fp32" and 0 in reference:
                     for label, ours, theirs in zip(("text", "shared", "features"), check, reference[0]):
                         row[f"cos_{label}"] = [round(value, 5) for value in cosine(ours, theirs)]
@@ -239,6 +336,14 @@ def main() -> None:
                     row["max_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+            del encoder
+    for count in counts:
+        if count == 1:
+            continue
+        if time.perf_counter() - started > args.seconds:
+            print(f"time budget spent: {count} processes skipped", flush=True)
+            continue
+        rows += run_processes(count, items, sizes, device, head, args.decode_threads)
     report(rows, device, name)
 
 
@@ -246,9 +351,9 @@ def report(rows: list[dict[str, Any]], device: str, name: str) -> None:
     lines = [
         f"`bench/gpu.py` on {name}, {datetime.now(UTC).isoformat(timespec='seconds')}",
         "",
-        "| Precision | Batch (products) | Products/s | Photos/s | cos to fp32 (text / shared / features: mean, min) "
-        "| Seconds: decode wait / text / photos / heads |",
-        "|---|---|---|---|---|---|",
+        "| Processes | Precision | Batch (products) | Products/s | Photos/s "
+        "| cos to fp32 (text / shared / features: mean, min) | Seconds: decode wait / text / photos / heads |",
+        "|---|---|---|---|---|---|---|",
     ]
     stage_names = ("decode wait", "text", "photos: prepare + CNN + colour", "heads")
     for row in rows:
@@ -257,7 +362,7 @@ def report(rows: list[dict[str, Any]], device: str, name: str) -> None:
         )
         stages = " / ".join(f"{row['stage_seconds'].get(name, 0.0):.2f}" for name in stage_names)
         lines.append(
-            f"| {row['precision']} | {row['batch_size']} | {row['products_per_s']} | {row['photos_per_s']} "
+            f"| {row.get('processes', 1)} | {row['precision']} | {row['batch_size']} | {row['products_per_s']} | {row['photos_per_s']} "
             f"| {cos or '–'} | {stages} |"
         )
     text = "\n".join(lines)

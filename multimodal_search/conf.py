@@ -34,7 +34,8 @@ Keys:
         created (1 is fastest and steadiest for one-query batches on small
         machines; None leaves torch's default).
     INDEX_TORCH_THREADS: torch CPU threads of an indexing process (a Celery worker child,
-        ``mmsearch_train``); None: every core the process may run on.
+        ``mmsearch_train``); None: every core the process may run on, shared among a Celery
+        worker's ``--concurrency`` (``services.prepare_pool``).
     WARM_UP: load the encoder's models when a worker or web process starts (Celery
         ``worker_process_init``, gunicorn's master and ``post_worker_init``), not on the first request.
     GC_THRESHOLD: after warm-up the process's objects (the models') are frozen out of Python's

@@ -1,13 +1,22 @@
 import os
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")
 
 app = Celery("shop")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_init.connect
+def share_cores_among_pool(sender: object, **_kwargs: object) -> None:
+    """The worker's main process, before its pool starts: with ``--concurrency N``, each child's torch
+    takes ``cores / N`` threads by default rather than every core."""
+    from multimodal_search import services
+
+    services.prepare_pool(sender)
 
 
 @worker_process_init.connect

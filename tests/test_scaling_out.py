@@ -32,7 +32,7 @@ from multimodal_search.models import IndexState, ProductEmbedding
 from multimodal_search.store import sql
 from shop.routers import ReplicaRouter, replica_databases
 from tests.factories import ProductFactory
-from tests.worker import WorkerProcess
+from tests.worker import WorkerProcess, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU_QUEUE = "scaling-test-cpu"
@@ -269,3 +269,23 @@ def test_the_compose_scale_profile_has_a_bulk_worker_and_a_replica() -> None:
     assert "DATABASE_REPLICA_URLS" in services_["web"]["environment"]
     beats = [name for name, service in services_.items() if " beat " in str(service.get("command", ""))]
     assert beats == ["beat"]
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_the_children_of_a_worker_share_its_cores(tmp_path):
+    """``--concurrency 2``: each prefork child gives torch half the cores (``services.prepare_pool``, from
+    Celery's ``worker_init``), not every core each."""
+    worker = WorkerProcess(tmp_path / "worker.log", encoder="hash", pool="prefork", args=("--concurrency", "2"))
+    worker.start()
+    try:
+        threads = wait_for(lambda: _threads_logged(worker, 2), timeout=60, message="each child's torch threads")
+    finally:
+        worker.stop()
+    assert threads == [max(1, len(os.sched_getaffinity(0)) // 2)] * 2, worker.log()
+
+
+def _threads_logged(worker: WorkerProcess, children: int) -> list[int] | None:
+    """Each child's torch threads, once ``children`` children have logged them (by pid)."""
+    found = {pid: int(n) for n, pid in re.findall(r"indexing with (\d+) torch thread\(s\) \(pid (\d+)\)", worker.log())}
+    return list(found.values()) if len(found) >= children else None

@@ -193,6 +193,38 @@ def test_indexing_threads_default_to_the_cores_available(lazy, torch_threads):
     assert torch_threads.get_num_threads() == 3
 
 
+@pytest.fixture
+def pool_size():
+    """``services.prepare_pool`` sets what this process's children inherit: reset after each test."""
+    yield warmup
+    warmup._encoding_processes = 1
+
+
+@pytest.mark.parametrize(
+    ("pool", "concurrency", "each"),
+    [
+        ("prefork", 2, "half"),
+        ("celery.concurrency.prefork.TaskPool", 1, "all"),
+        ("threads", 2, "half"),  # two tasks encode at once in one process
+        ("solo", 8, "all"),  # one task at a time, whatever --concurrency says
+        ("prefork", "auto", "one"),  # Celery's "auto": a child per core
+    ],
+)
+def test_a_worker_shares_its_cores_among_the_processes_of_its_pool(lazy, pool_size, pool, concurrency, each):
+    from celery.concurrency.prefork import TaskPool
+
+    from shop.celery import share_cores_among_pool
+
+    lazy(warm_up=False, INDEX_TORCH_THREADS=None)
+    cores = len(os.sched_getaffinity(0))
+    pool_cls = TaskPool if pool.startswith("celery.") else pool  # the CLI hands over the class
+    share_cores_among_pool(mock.Mock(pool_cls=pool_cls, concurrency=concurrency))  # Celery's worker_init
+    expected = {"all": cores, "half": max(1, cores // 2), "one": 1}[each]
+    assert warmup.indexing_threads() == expected
+    lazy(warm_up=False, INDEX_TORCH_THREADS=3)  # set: as set, however many processes there are
+    assert warmup.indexing_threads() == 3
+
+
 def test_a_failing_warm_up_is_logged_and_the_process_still_starts(lazy, caplog):
     lazy(warm_up=True)
     with mock.patch.object(LazyHashEncoder, "_load", side_effect=OSError("weights not found")):

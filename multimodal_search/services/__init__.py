@@ -141,6 +141,7 @@ from multimodal_search.services.voice import (
 )
 from multimodal_search.services.warmup import (
     before_fork,
+    prepare_pool,
     prepare_worker,
     use_indexing_threads,
     warm_up,
@@ -209,6 +210,7 @@ __all__ = [
     "plain_knn",
     "popular_in_category_for",
     "popular_products",
+    "prepare_pool",
     "prepare_worker",
     "product_cards",
     "product_pks_matching",

@@ -1,7 +1,8 @@
 """Process start: models loaded before the first request, and the cores an indexing process is given.
 
-``shop/celery.py`` calls :func:`prepare_worker` from Celery's ``worker_process_init`` (each prefork
-child, or the solo worker) and ``shop/gunicorn_conf.py`` calls :func:`warm_up` from gunicorn's
+``shop/celery.py`` calls :func:`prepare_pool` from Celery's ``worker_init`` (the worker's main process,
+which learns how many tasks encode at once) and :func:`prepare_worker` from ``worker_process_init`` (each
+prefork child, or the solo worker), and ``shop/gunicorn_conf.py`` calls :func:`warm_up` from gunicorn's
 ``when_ready`` (the master, with ``preload_app``: :func:`warm_up_to_share`) and ``post_worker_init``
 (each worker). Both obey ``MULTIMODAL_SEARCH["WARM_UP"]`` (tests turn it off).
 """
@@ -13,7 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from multimodal_search.conf import search_settings
 from multimodal_search.encoders import get_encoder, use_threads
@@ -31,10 +32,40 @@ def cores_available() -> int:
         return os.cpu_count() or 1
 
 
+#: processes (or threads) of this Celery worker that encode at once (:func:`prepare_pool`); 1 elsewhere
+_encoding_processes = 1
+#: pools whose tasks run one at a time in the worker's process
+_ONE_AT_A_TIME = ("solo", "gevent", "eventlet")
+
+
+def prepare_pool(worker: Any) -> int:
+    """Celery's ``worker_init``, in the worker's main process before it starts its pool: how many tasks
+    encode at once (``--concurrency`` children of prefork, or threads), so that each takes ``cores /
+    that`` torch threads by default (:func:`indexing_threads`) instead of every core. Prefork children
+    inherit it when they fork.
+
+    Returns:
+        the number of tasks that encode at once.
+    """
+    global _encoding_processes
+    pool = worker.pool_cls
+    name = pool if isinstance(pool, str) else f"{getattr(pool, '__module__', '')}.{getattr(pool, '__name__', '')}"
+    concurrency = worker.concurrency
+    if any(kind in name for kind in _ONE_AT_A_TIME):
+        processes = 1
+    elif isinstance(concurrency, str) and not concurrency.isdigit():  # "auto": one per core
+        processes = cores_available()
+    else:
+        processes = int(concurrency or 1)
+    _encoding_processes = max(1, processes)
+    return _encoding_processes
+
+
 def indexing_threads() -> int:
-    """``INDEX_TORCH_THREADS``, or every available core."""
+    """``INDEX_TORCH_THREADS``, or the available cores shared among the worker's processes (all of them
+    outside a worker, or with ``--concurrency 1``)."""
     configured = search_settings.INDEX_TORCH_THREADS
-    return int(configured) if configured else cores_available()
+    return int(configured) if configured else max(1, cores_available() // _encoding_processes)
 
 
 def use_indexing_threads() -> int:

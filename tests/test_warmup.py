@@ -194,7 +194,7 @@ def test_indexing_threads_default_to_the_cores_available(lazy, torch_threads):
 
 
 @pytest.fixture
-def pool_size():
+def encoding_processes():
     """``services.prepare_pool`` sets what this process's children inherit: reset after each test."""
     yield warmup
     warmup._encoding_processes = 1
@@ -210,7 +210,7 @@ def pool_size():
         ("prefork", "auto", "one"),  # Celery's "auto": a child per core
     ],
 )
-def test_a_worker_shares_its_cores_among_the_processes_of_its_pool(lazy, pool_size, pool, concurrency, each):
+def test_a_worker_shares_its_cores_among_the_processes_of_its_pool(lazy, encoding_processes, pool, concurrency, each):
     from celery.concurrency.prefork import TaskPool
 
     from shop.celery import share_cores_among_pool

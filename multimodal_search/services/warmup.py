@@ -126,9 +126,8 @@ def before_fork() -> None:
 def warm_up_to_share() -> float | None:
     """gunicorn's master with ``preload_app``, before it forks the workers: load and run the models here
     (:func:`warm_up`, on one torch thread: :func:`_on_one_thread`) when they run on the CPU, so that the
-    workers share them, then close what no child
-    may share (:func:`before_fork`). On a GPU each worker loads its own, as without preloading: a CUDA
-    context does not survive a fork.
+    workers share them, then close what no child may share (:func:`before_fork`). On a GPU each worker
+    loads its own, as without preloading: a CUDA context does not survive a fork.
 
     Returns:
         :func:`warm_up`'s seconds, or None when nothing was loaded here.

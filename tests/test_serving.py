@@ -245,16 +245,15 @@ def worker_pids(server: subprocess.Popen[bytes]) -> list[int]:
     return [int(pid) for pid in Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()]
 
 
+#: gunicorn with the packaged models, loaded before the workers serve
+PACKAGED = {"MMSEARCH_TEST_ENCODER": "packaged", "MMSEARCH_WARM_UP": "1"}
+
+
 @pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 def test_gunicorn_workers_share_the_models_their_master_loaded(tmp_path):
-    real = {
-        "MMSEARCH_TEST_ENCODER": "packaged",
-        "MMSEARCH_WARM_UP": "1",
-        "GUNICORN_WORKERS": "2",
-        "GUNICORN_THREADS": "2",
-    }
+    real = {**PACKAGED, "GUNICORN_WORKERS": "2", "GUNICORN_THREADS": "2"}
     with gunicorn(tmp_path, **real) as (base, server):
         workers = worker_pids(server)
         with ThreadPoolExecutor(4) as pool:  # the CNN and MiniLM run in every forked worker
@@ -282,13 +281,7 @@ def test_gunicorn_workers_share_the_models_their_master_loaded(tmp_path):
 def test_preloaded_workers_that_run_torch_on_several_threads_answer(tmp_path):
     # torch's CPU threads are OpenMP's: a child forked from a master whose OpenMP threads had run blocks in
     # its first parallel operation, so with MMSEARCH_TORCH_THREADS above 1 every worker hung in its warm-up
-    several = {
-        "MMSEARCH_TEST_ENCODER": "packaged",
-        "MMSEARCH_WARM_UP": "1",
-        "MMSEARCH_TORCH_THREADS": "2",
-        "GUNICORN_WORKERS": "1",
-        "GUNICORN_THREADS": "2",
-    }
+    several = {**PACKAGED, "MMSEARCH_TORCH_THREADS": "2", "GUNICORN_WORKERS": "1", "GUNICORN_THREADS": "2"}
     with gunicorn(tmp_path, **several) as (base, server):
         photo = post_photo(f"{base}/api/search/", photo_bytes("red"))
         text = fetch(f"{base}/api/search/?q=red+hat")[0]

@@ -6,8 +6,8 @@ EfficientNet-Lite0 (with the mirrored view) and the trained heads (a random head
 unless ``--head``), colour descriptors. For each batch size (products per batch):
 
 * photos are decoded off the critical path: a thread pool (``--decode-threads``) opens the next
-  batch's photos (JPEG ``draft`` decoding at reduced scale, ``imaging.open_image``) while the model
-  runs on the current one;
+  batch's photos (JPEG ``draft`` decoding at reduced scale, ``imaging.open_image``) and computes their
+  colour palettes, as indexing does, while the model runs on the current one;
 * the encoder is warmed up first (one batch, not timed);
 * products/s and photos/s are printed, and the seconds of each step (waiting for the photos, the
   text model, the photos' preparation + CNN + colour histograms, the heads); with ``--precision fp16``
@@ -112,14 +112,20 @@ def load_items(folder: Path, limit: int) -> list[tuple[str, str, list[Path]]]:
 
 
 def open_photos(paths: list[Path]) -> list[Any]:
+    """Each photo decoded, and its colour palette computed, as ``services.encoding`` does for every photo
+    it has not kept yet (the palette is kept per photo; the bench throws it away)."""
     from multimodal_search.imaging import PhotoError, open_image
+    from multimodal_search.ranking.colour import colour_distribution
 
     images = []
     for path in paths:
         try:
-            images.append(open_image(str(path), max_pixels=40_000_000, max_aspect=20))
+            image = open_image(str(path), max_pixels=40_000_000, max_aspect=20)
         except (OSError, PhotoError) as exc:  # indexing skips such photos too
             print(f"skipped {path}: {exc}", file=sys.stderr)
+            continue
+        colour_distribution(image)
+        images.append(image)
     return images
 
 

@@ -181,6 +181,18 @@ def cosine(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return float(values.mean()), float(values.min())
 
 
+def random_head() -> str:
+    """A head file of the packaged shape with random weights (seed 0), in a temporary folder: its path."""
+    import torch
+
+    from multimodal_search.encoders.heads import ProjectionHead, save_head
+
+    torch.manual_seed(0)
+    head = str(Path(tempfile.mkdtemp()) / "random-head.pt")
+    save_head(head, ProjectionHead(), version="bench-random", config={})
+    return head
+
+
 def make_encoder(device: str, head: str, precision: str, sizes: list[int]) -> Any:
     from multimodal_search.encoders.packaged import PackagedEncoder
 
@@ -294,7 +306,6 @@ def main() -> None:
     import torch
 
     from multimodal_search.encoders.base import resolve_device
-    from multimodal_search.encoders.heads import ProjectionHead, save_head
 
     device = resolve_device(None if args.device == "auto" else args.device)
     cuda = device.startswith("cuda")
@@ -302,11 +313,7 @@ def main() -> None:
     precisions = args.precision.split(",") if args.precision else (["fp32", "fp16", "bf16"] if cuda else ["fp32"])
     sizes = [int(size) for size in args.batch_sizes.split(",")]
     counts = [int(count) for count in args.processes.split(",")]
-    head = args.head
-    if head is None:
-        torch.manual_seed(0)
-        head = str(Path(tempfile.mkdtemp()) / "random-head.pt")
-        save_head(head, ProjectionHead(), version="bench-random", config={})
+    head = args.head or random_head()
     items = load_items(Path(args.items), args.products) if args.items else read_products(args.catalog, args.products)
     name = torch.cuda.get_device_name() if cuda else f"CPU, {torch.get_num_threads()} torch threads"
     print(
@@ -368,7 +375,7 @@ def report(rows: list[dict[str, Any]], device: str, name: str) -> None:
         )
         stages = " / ".join(f"{row['stage_seconds'].get(name, 0.0):.2f}" for name in stage_names)
         lines.append(
-            f"| {row.get('processes', 1)} | {row['precision']} | {row['batch_size']} | {row['products_per_s']} | {row['photos_per_s']} "
+            f"| {row['processes']} | {row['precision']} | {row['batch_size']} | {row['products_per_s']} | {row['photos_per_s']} "
             f"| {cos or '–'} | {stages} |"
         )
     text = "\n".join(lines)

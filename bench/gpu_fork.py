@@ -22,7 +22,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -113,15 +112,9 @@ def main() -> None:
     if args.way:
         print(json.dumps(run_way(args.way, args.head, args.workers)), flush=True)
         return
-    head = args.head
-    if head is None:  # written here, so that no master below has run torch before it forks
-        import torch
+    from gpu import random_head  # bench/gpu.py, beside this script
 
-        from multimodal_search.encoders.heads import ProjectionHead, save_head
-
-        torch.manual_seed(0)
-        head = str(Path(tempfile.mkdtemp()) / "random-head.pt")
-        save_head(head, ProjectionHead(), version="bench-random", config={})
+    head = args.head or random_head()  # written here, so that no master below has run torch before it forks
     env = {key: value for key, value in os.environ.items() if key != "PYTORCH_NVML_BASED_CUDA_CHECK"}
     outcome = {}
     for way in WAYS:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -267,7 +268,7 @@ def test_gunicorn_workers_share_the_models_their_master_loaded(tmp_path):
     # more each (about 500 with the packaged models); a worker that loads its own shares next to nothing
     assert min(shared) > 100, shared
     # loaded once, in the master; each worker then only runs them once (``post_worker_init``)
-    assert "loaded in" in log and f"(pid {server.pid})" in log
+    assert re.search(rf"loaded on cpu in [\d.]+ s \(pid {server.pid}\)", log), log
     without = {**real, "GUNICORN_PRELOAD": "0", "GUNICORN_WORKERS": "1"}
     with gunicorn(tmp_path, **without) as (_base, server):
         workers = worker_pids(server)

@@ -92,7 +92,7 @@ def warm_up(*, force: bool = False) -> float | None:
         return None
     settle_memory()
     seconds = time.perf_counter() - started
-    logger.info("models of %s loaded in %.1f s (pid %d)", model_id, seconds, os.getpid())
+    logger.info("models of %s loaded on %s in %.1f s (pid %d)", model_id, encoder.device, seconds, os.getpid())
     return seconds
 
 

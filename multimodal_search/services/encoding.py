@@ -29,6 +29,7 @@ from multimodal_search.adapters import ImageRef
 from multimodal_search.encoders import BaseEncoder
 from multimodal_search.encoders.images import map_photos
 from multimodal_search.ranking import colour
+from multimodal_search.services.phases import phase
 from multimodal_search.store import get_store
 
 logger = logging.getLogger(__name__)
@@ -62,7 +63,8 @@ def encode_texts(encoder: BaseEncoder, texts: Sequence[str]) -> np.ndarray:
     texts = [str(text) for text in texts]
     backbone_id = encoder.text_backbone_id
     if backbone_id is None:
-        return encoder.encode_text(texts)
+        with phase("text model"):
+            return encoder.encode_text(texts)
     if not texts:
         return np.zeros((0, encoder.dimensions), dtype=np.float32)
     keys = [text_digest(text) for text in texts]
@@ -70,11 +72,13 @@ def encode_texts(encoder: BaseEncoder, texts: Sequence[str]) -> np.ndarray:
     kept = store.backbone_vectors(backbone_id, keys)
     todo = {key: text for key, text in zip(keys, texts) if key not in kept}
     if todo:
-        fresh = encoder.encode_text_backbone(list(todo.values()))
+        with phase("text model"):
+            fresh = encoder.encode_text_backbone(list(todo.values()))
         new = {key: np.asarray(row, dtype=np.float16) for key, row in zip(todo, fresh)}
         store.save_backbone_vectors(backbone_id, new)
         kept.update(new)
-    return encoder.project_text(np.stack([kept[key] for key in keys]).astype(np.float32))
+    with phase("text model"):
+        return encoder.project_text(np.stack([kept[key] for key in keys]).astype(np.float32))
 
 
 @dataclass
@@ -110,7 +114,8 @@ def _open_checked(ref: ImageRef) -> _Opened:
 
 def _open_all(refs: list[ImageRef], check: bool = False) -> list[_Opened]:
     # the encoders' photo threads: the pool that then prepares the decoded photos for the CNN
-    return map_photos(_open_checked if check else _open, refs)
+    with phase("decode"):
+        return map_photos(_open_checked if check else _open, refs)
 
 
 def encode_photos(
@@ -142,7 +147,8 @@ def encode_photos(
             else:
                 readable.append((digest, result))
         if readable:
-            fresh = encoder.encode_image_backbone([result.image for _d, result in readable if result.image])
+            with phase("photo model"):
+                fresh = encoder.encode_image_backbone([result.image for _d, result in readable if result.image])
             new = {d: np.asarray(row, dtype=np.float16) for (d, _r), row in zip(readable, fresh)}
             new_palettes = {d: np.asarray(r.palette, dtype=np.float16) for d, r in readable}
             # kept only under the digest of the bytes decoded: a file that appeared or changed since the
@@ -161,9 +167,10 @@ def encode_photos(
         owners.append((index, ref))
         rows.append(kept[key])
         colours.append(palettes[key].astype(np.float32))
-    shared, features = encoder.project_images(
-        np.stack(rows).astype(np.float32) if rows else np.zeros((0, 0), dtype=np.float32)
-    )
+    with phase("photo model"):
+        shared, features = encoder.project_images(
+            np.stack(rows).astype(np.float32) if rows else np.zeros((0, 0), dtype=np.float32)
+        )
     return EncodedPhotos(owners, shared, features, colours)
 
 
@@ -180,7 +187,8 @@ def _encode_all(encoder: BaseEncoder, photos: Sequence[tuple[int, ImageRef, str]
         images.append(result.image)
         palettes.append(result.palette)
     if images:
-        shared, features = encoder.encode_image_pair(images)
+        with phase("photo model"):
+            shared, features = encoder.encode_image_pair(images)
     else:
         shared = features = np.zeros((0, 1), dtype=np.float32)
     return EncodedPhotos(owners, shared, features, palettes)

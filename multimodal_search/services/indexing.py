@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -19,6 +20,7 @@ from multimodal_search.models import ProductEmbedding
 from multimodal_search.ranking import attributes, colour, fusion
 from multimodal_search.ranking import vocabulary as v
 from multimodal_search.services import encoding, outbox
+from multimodal_search.services.phases import phase, recording, summary
 from multimodal_search.services.query import current_encoder
 from multimodal_search.signals import product_indexed
 from multimodal_search.store import get_store
@@ -173,7 +175,8 @@ def _encode_and_write(
     Returns the pks written.
     """
     try:
-        vectors = _encode(items, encoder, report)
+        with phase("other encoding"):  # the kept backbone outputs' reads and writes, fusion, attributes
+            vectors = _encode(items, encoder, report)
     except DatabaseError:
         raise
     except Exception as exc:  # out of memory on a big batch, a photo that breaks the encoder, ...
@@ -186,10 +189,11 @@ def _encode_and_write(
         outbox.record_failure(items[0].pk, versions[items[0].pk], f"{type(exc).__name__}: {exc}")
         report.failed.append(items[0].pk)
         return []
-    if encoder.model_id not in _DEFERRED.get():
-        get_store().ensure_indexes(encoder.model_id, encoder.dimensions, encoder.feature_dimensions)
-    batch_versions = {item.pk: versions[item.pk] for item in items}
-    written, _removed = outbox.write_current(encoder.model_id, vectors, batch_versions)
+    with phase("write"):
+        if encoder.model_id not in _DEFERRED.get():
+            get_store().ensure_indexes(encoder.model_id, encoder.dimensions, encoder.feature_dimensions)
+        batch_versions = {item.pk: versions[item.pk] for item in items}
+        written, _removed = outbox.write_current(encoder.model_id, vectors, batch_versions)
     report.indexed += len(written)
     report.superseded += len(items) - len(written)
     return written
@@ -241,41 +245,51 @@ def index_products(pks: Iterable[Any], *, force: bool = False, encoder: BaseEnco
 
     Returns:
         counts of indexed, unchanged and removed products.
+
+    Logs (INFO) where the time went when products were encoded: ``services.phases``.
     """
     if encoder is None:
         encoder, _model_id = current_encoder()
     keys = list(dict.fromkeys(str(pk) for pk in pks))
     report = IndexReport()
-    if len(keys) > 1 and outbox.has_unfinished(keys):
-        logger.warning("an earlier run stopped on some of these %d products: indexing them one by one", len(keys))
-        for key in keys:
-            report.merge(_index_claimed([key], force, encoder))
-        return report
-    return _index_claimed(keys, force, encoder) if keys else report
+    started = time.perf_counter()
+    with recording() as seconds:
+        if len(keys) > 1 and outbox.has_unfinished(keys):
+            logger.warning("an earlier run stopped on some of these %d products: indexing them one by one", len(keys))
+            for key in keys:
+                report.merge(_index_claimed([key], force, encoder))
+        elif keys:
+            report = _index_claimed(keys, force, encoder)
+    if report.indexed or report.failed:
+        spent = time.perf_counter() - started
+        logger.info("indexed %d of %d products in %.2f s: %s", report.indexed, len(keys), spent, summary(seconds))
+    return report
 
 
 def _index_claimed(keys: list[str], force: bool, encoder: BaseEncoder) -> IndexReport:
     adapter = get_adapter()
     report = IndexReport()
-    versions = outbox.claim(keys)
-    report.skipped = len(keys) - len(versions)
-    keys = [pk for pk in keys if pk in versions]
-    if not keys:
-        return report
-    products = {str(p.pk): p for p in adapter.get_queryset().filter(pk__in=keys)}
-    model_id = encoder.model_id
-    known = get_store().content_hashes(model_id, list(products))
-    todo, unchanged = [], []
-    for pk, product in products.items():
-        item = _prepare(adapter, product, model_id)
-        if not force and known.get(pk) == item.content_hash:
-            unchanged.append(pk)
-        else:
-            todo.append(item)
+    with phase("read"):  # the products, their stored hashes, and their photo files' digests
+        versions = outbox.claim(keys)
+        report.skipped = len(keys) - len(versions)
+        keys = [pk for pk in keys if pk in versions]
+        if not keys:
+            return report
+        products = {str(p.pk): p for p in adapter.get_queryset().filter(pk__in=keys)}
+        model_id = encoder.model_id
+        known = get_store().content_hashes(model_id, list(products))
+        todo, unchanged = [], []
+        for pk, product in products.items():
+            item = _prepare(adapter, product, model_id)
+            if not force and known.get(pk) == item.content_hash:
+                unchanged.append(pk)
+            else:
+                todo.append(item)
     # products gone (deleted, not searchable) lose their vectors; unchanged ones become clean
     settled = {pk: version for pk, version in versions.items() if pk not in products or pk in unchanged}
     if settled:
-        _written, report.removed = outbox.write_current(model_id, [], settled, unchanged=unchanged)
+        with phase("write"):
+            _written, report.removed = outbox.write_current(model_id, [], settled, unchanged=unchanged)
         report.unchanged += len(unchanged)
     batch = max(1, int(search_settings.BATCH_SIZE))
     written: list[str] = []

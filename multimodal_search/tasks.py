@@ -21,8 +21,8 @@ from multimodal_search.services.personal import PROFILE_TASK
     acks_late=True,
     reject_on_worker_lost=True,
 )
-def index_products_task(product_pks: list[str], force: bool = False) -> dict[str, int]:
-    report = services.index_products(product_pks, force=force)
+def index_products_task(product_pks: list[str], force: bool = False, indexes_after: bool = False) -> dict[str, int]:
+    report = services.index_products(product_pks, force=force, indexes_after=indexes_after)
     return {
         "indexed": report.indexed,
         "unchanged": report.unchanged,

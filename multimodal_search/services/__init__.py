@@ -74,6 +74,7 @@ from multimodal_search.services.indexing import (
     prune_stale,
     refresh_statistics,
     remove_products,
+    store_is_empty,
 )
 from multimodal_search.services.merchandising import rules_changed
 from multimodal_search.services.personal import (
@@ -131,7 +132,7 @@ from multimodal_search.services.search import (
 )
 from multimodal_search.services.suggest import suggest
 from multimodal_search.services.sweeps import sweep
-from multimodal_search.services.vector_indexes import rebuild_vector_indexes, vector_indexes
+from multimodal_search.services.vector_indexes import missing_vector_indexes, rebuild_vector_indexes, vector_indexes
 from multimodal_search.services.voice import (
     VoiceSearch,
     check_recording_length,
@@ -204,6 +205,7 @@ __all__ = [
     "keep_photo",
     "load_photo",
     "log_search",
+    "missing_vector_indexes",
     "open_photo",
     "photo_thumbnail",
     "photo_ttl",
@@ -238,6 +240,7 @@ __all__ = [
     "shopper_key",
     "similar_products",
     "stale_profiles",
+    "store_is_empty",
     "storefront_min_relevance",
     "storefront_page_size",
     "suggest",

@@ -46,13 +46,13 @@ def bulk_queue() -> str:
 
 
 def send_index_task(
-    pks: list[str], *, force: bool = False, track: bool = True, queue: str | None = None
+    pks: list[str], *, force: bool = False, track: bool = True, queue: str | None = None, indexes_after: bool = False
 ) -> AsyncResult:
-    """Send one indexing task for these products to ``queue`` (default ``QUEUE``; ``track``: keep its result)."""
+    """Send one indexing task for these products to ``queue`` (default ``QUEUE``; ``track``: keep its result;
+    ``indexes_after``: ``services.index_products``'s)."""
     options = {} if track else _FIRE_AND_FORGET
-    return current_app.send_task(
-        INDEX_TASK, args=[pks], kwargs={"force": force}, queue=queue or search_settings.QUEUE, **options
-    )
+    kwargs: dict[str, Any] = {"force": force, **({"indexes_after": True} if indexes_after else {})}
+    return current_app.send_task(INDEX_TASK, args=[pks], kwargs=kwargs, queue=queue or search_settings.QUEUE, **options)
 
 
 def enqueue_index(
@@ -62,12 +62,14 @@ def enqueue_index(
     batch_size: int | None = None,
     track: bool = True,
     bulk: bool = False,
+    indexes_after: bool = False,
 ) -> list[AsyncResult]:
     """Send the products to the worker in tasks of ``batch_size`` (default ``BATCH_SIZE``), in the given order.
 
     ``track=False`` sends without a result to wait for (the sweep: the outbox tracks the products).
     ``bulk=True`` sends to ``bulk_queue()`` (a whole catalogue: throughput-bound work for a GPU
-    worker) instead of ``QUEUE`` (saves and the sweep: latency-bound).
+    worker) instead of ``QUEUE`` (saves and the sweep: latency-bound). ``indexes_after``: the tasks write
+    without the HNSW indexes, which the sender builds once they are done (``services.index_products``).
 
     Raises:
         EnqueueError: the broker is unreachable.
@@ -77,7 +79,9 @@ def enqueue_index(
     queue = bulk_queue() if bulk else search_settings.QUEUE
     try:
         return [
-            send_index_task(keys[start : start + size], force=force, track=track, queue=queue)
+            send_index_task(
+                keys[start : start + size], force=force, track=track, queue=queue, indexes_after=indexes_after
+            )
             for start in range(0, len(keys), size)
         ]
     except Exception as exc:  # kombu raises OperationalError and friends: say what failed, in one line

@@ -6,7 +6,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -204,20 +204,31 @@ _DEFERRED: ContextVar[frozenset[str]] = ContextVar("mmsearch_deferred_indexes", 
 
 
 @contextmanager
+def _without_indexes(model_id: str) -> Iterator[None]:
+    token = _DEFERRED.set(_DEFERRED.get() | {model_id})
+    try:
+        yield
+    finally:
+        _DEFERRED.reset(token)
+
+
+@contextmanager
 def indexes_built_after(encoder: BaseEncoder) -> Iterator[None]:
     """Inside, products indexed with ``encoder`` are written without its HNSW indexes, which are built
     when the block ends without an error: for a version nobody searches yet (``mmsearch_train``'s
     staging head). Inserting into a new version's empty indexes row by row is the slow way to fill
     them: for 300 Luma products and their 486 photos, 6.8 s of inserts against 0.2 s without the
     indexes and a 1.1 s build after. Indexes that exist already (a resumed run) are kept up as usual."""
-    token = _DEFERRED.set(_DEFERRED.get() | {encoder.model_id})
-    try:
+    with _without_indexes(encoder.model_id):
         yield
-    finally:
-        _DEFERRED.reset(token)
     # every row is written: the builds run here, in the command, whatever their size
     get_store().ensure_indexes(encoder.model_id, encoder.dimensions, encoder.feature_dimensions, any_size=True)
     refresh_statistics()
+
+
+def store_is_empty() -> bool:
+    """No vectors of any encoder version are stored: nothing can be searched yet (a first indexing)."""
+    return not get_store().model_ids()
 
 
 def remove_products(pks: Iterable[Any]) -> int:
@@ -225,7 +236,9 @@ def remove_products(pks: Iterable[Any]) -> int:
     return get_store().delete_products([str(pk) for pk in pks])
 
 
-def index_products(pks: Iterable[Any], *, force: bool = False, encoder: BaseEncoder | None = None) -> IndexReport:
+def index_products(
+    pks: Iterable[Any], *, force: bool = False, encoder: BaseEncoder | None = None, indexes_after: bool = False
+) -> IndexReport:
     """Encode and store the vectors of the given products.
 
     Products that no longer exist (or are not searchable per the adapter's
@@ -242,6 +255,10 @@ def index_products(pks: Iterable[Any], *, force: bool = False, encoder: BaseEnco
         pks: product primary keys.
         force: re-encode even when the content is unchanged.
         encoder: override the configured encoder.
+        indexes_after: write the rows without the encoder version's HNSW indexes (none are created, those
+            that exist are kept up): the caller builds them once every row is written (``mmsearch_reindex``
+            on an empty store, or with ``--indexes-after``), which costs far less than inserting each row
+            into them; searches read the columns whole until then.
 
     Returns:
         counts of indexed, unchanged and removed products.
@@ -253,7 +270,8 @@ def index_products(pks: Iterable[Any], *, force: bool = False, encoder: BaseEnco
     keys = list(dict.fromkeys(str(pk) for pk in pks))
     report = IndexReport()
     started = time.perf_counter()
-    with recording() as seconds:
+    deferred = _without_indexes(encoder.model_id) if indexes_after else nullcontext()
+    with recording() as seconds, deferred:
         if len(keys) > 1 and outbox.has_unfinished(keys):
             logger.warning("an earlier run stopped on some of these %d products: indexing them one by one", len(keys))
             for key in keys:

@@ -29,3 +29,8 @@ def rebuild_vector_indexes(
         model_id, encoder.dimensions, encoder.feature_dimensions, progress, memory
     )
     return model_id, built, dropped
+
+
+def missing_vector_indexes(model_id: str) -> list[str]:
+    """The indexes ``model_id`` lacks on columns that hold rows (searches read those columns whole)."""
+    return [info.name for info in get_store().index_status(model_id) if not info.exists]

@@ -1,10 +1,11 @@
-"""python manage.py mmsearch_reindex [--missing|--all] [--sync] [--force] [--batch-size N] [--keep-old]"""
+"""python manage.py mmsearch_reindex [--missing|--all] [--sync] [--force] [--batch-size N] [--keep-old] [--indexes-after]"""
 
 from __future__ import annotations
 
 import time
 from typing import TextIO, cast
 
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
@@ -34,22 +35,40 @@ class Command(BaseCommand):
             help="Keep the vectors of older encoder versions (by default they are deleted once the current "
             "version covers every product).",
         )
+        parser.add_argument(
+            "--indexes-after",
+            action="store_true",
+            help="Write the rows without the HNSW indexes and build them once at the end (what happens anyway "
+            "when the store holds no vectors yet): far less work than inserting each row into them, but "
+            "searches of this encoder version read its vectors whole until the end.",
+        )
 
     def handle(self, *args, **options):
         batch_size = options["batch_size"] or int(search_settings.BATCH_SIZE)
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1.")
+        if options["indexes_after"] and options["no_wait"] and not options["sync"]:
+            raise CommandError("--indexes-after builds the indexes once the worker is done: leave out --no-wait.")
         model_id = services.current_model_id()
         removed = services.prune_stale()
+        # a first indexing (nothing stored, so nothing to search yet): the indexes are built after the rows
+        after = options["indexes_after"] or (services.store_is_empty() and (options["sync"] or not options["no_wait"]))
         chunks = list(services.chunked_pks(missing_only=options["missing"], batch_size=batch_size, model_id=model_id))
         total = sum(len(chunk) for chunk in chunks)
         self.stdout.write(f"{total} product(s) to index with {model_id}; removed {removed} stale row(s).")
+        if total and after:
+            why = "--indexes-after" if options["indexes_after"] else "the store holds no vectors yet"
+            self.stdout.write(f"Writing the rows without HNSW indexes ({why}); they are built once all are written.")
         if total and options["sync"]:
-            self._run_sync(chunks, total, options["force"])
+            self._run_sync(chunks, total, options["force"], after)
         elif total:
-            self._run_worker(chunks, total, options, model_id)
+            self._run_worker(chunks, total, options, model_id, after)
             if options["no_wait"]:
                 return
+        # also those an earlier run left unbuilt (stopped before its end), or that no task could build (a table
+        # over ``store.hnsw.TASK_BUILD_ROWS`` rows)
+        if (total and after) or services.missing_vector_indexes(model_id):
+            self._build_indexes()
         if total:
             services.refresh_statistics()  # fresh row counts and common words for searches from now on
         if not options["keep_old"]:
@@ -59,19 +78,21 @@ class Command(BaseCommand):
                     f"Removed {removed} row(s) of {len(older)} older encoder version(s): {', '.join(older)}."
                 )
 
-    def _run_sync(self, chunks, total, force):
+    def _run_sync(self, chunks, total, force, after):
         report = services.IndexReport()
         # tqdm writes to the wrapped stream; django-stubs types unknown OutputWrapper attributes as callables
         with tqdm(total=total, unit="product", desc="Indexing", file=cast(TextIO, self.stderr._out)) as bar:
             for chunk in chunks:
-                report.merge(services.index_products(chunk, force=force))
+                report.merge(services.index_products(chunk, force=force, indexes_after=after))
                 bar.update(len(chunk))
         self._summary(report.indexed, report.unchanged, report.removed, report.failed_images)
 
-    def _run_worker(self, chunks, total, options, model_id):
+    def _run_worker(self, chunks, total, options, model_id, after):
         try:
             results = [
-                services.enqueue_index(chunk, force=options["force"], batch_size=len(chunk), bulk=True)[0]
+                services.enqueue_index(
+                    chunk, force=options["force"], batch_size=len(chunk), bulk=True, indexes_after=after
+                )[0]
                 for chunk in chunks
             ]
         except services.EnqueueError as exc:
@@ -108,6 +129,13 @@ class Command(BaseCommand):
                     done += sizes[result.id]
             return done
         return services.count_indexed(wanted, model_id)
+
+    def _build_indexes(self) -> None:
+        """``mmsearch_indexes --build``: the indexes the rows were written without, with a progress bar each."""
+        started = time.monotonic()
+        self.stdout.write("Building the HNSW indexes over the stored rows.")
+        call_command("mmsearch_indexes", "--build", stdout=self.stdout._out, stderr=self.stderr._out)
+        self.stdout.write(f"Indexes built in {time.monotonic() - started:.1f} s.")
 
     def _summary(self, indexed, unchanged, removed, failed):
         self.stdout.write(self.style.SUCCESS(f"Indexed {indexed}, unchanged {unchanged}, removed {removed}."))

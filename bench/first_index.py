@@ -41,6 +41,7 @@ def parse() -> argparse.Namespace:
 
 def setup(data_dir: str) -> None:
     os.environ["MMSEARCH_DATA_DIR"] = str(Path(data_dir).resolve())
+    os.environ["MMSEARCH_MEDIA_ROOT"] = str(Path(data_dir).resolve() / "media")  # the photos outlive the run
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")  # the hash encoder
     import django
 
@@ -55,8 +56,8 @@ def products(count: int) -> list[str]:
     from tests.factories import ProductFactory
 
     have = list(Product.objects.order_by("pk").values_list("pk", flat=True)[:count])
-    for _ in range(count - len(have)):
-        have.append(ProductFactory(photos=["red"]).pk)
+    for number in range(len(have), count):  # SKUs of their own: the factory's sequence starts again each run
+        have.append(ProductFactory(sku=f"BENCH-{number:07d}", photos=["red"]).pk)
     return [str(pk) for pk in have]
 
 

@@ -109,3 +109,12 @@ def test_a_task_told_to_leave_the_indexes_writes_without_them(model_id):
 def test_indexes_after_needs_the_command_to_wait(model_id):
     with pytest.raises(CommandError, match="leave out --no-wait"):
         call_command("mmsearch_reindex", "--indexes-after", "--no-wait", stdout=io.StringIO())
+
+
+def test_the_tasks_are_told_to_leave_the_indexes_only_when_asked():
+    with mock.patch("multimodal_search.services.enqueue.current_app.send_task") as send:
+        services.enqueue_index(["1", "2", "3"], batch_size=2, indexes_after=True)
+        services.enqueue_index(["4"])
+    kwargs = [call.kwargs["kwargs"] for call in send.call_args_list]
+    # a task sent as before carries the message it always did, which workers of the code before still read
+    assert kwargs == [{"force": False, "indexes_after": True}] * 2 + [{"force": False}]

@@ -2,7 +2,8 @@
 
 Every vector column of an encoder version has one partial HNSW index (``sql.index_statement``), built
 with the ``HNSW_M`` / ``HNSW_EF_CONSTRUCTION`` settings. Indexing (:func:`ensure`, inside a worker's
-task) only creates the indexes a version lacks: for a new version they are empty and cost nothing. An
+task) only creates the indexes a version lacks: for a new version they are empty and cost nothing (a first
+``mmsearch_reindex`` writes its rows without them instead and builds them at its end). An
 index built with other parameters is kept there, and a missing one over a large table (a new
 ``INDEX_VERSION``, a dropped index) is not built there, because building a large one takes longer than a
 task may run (about 10 minutes for the pool column at 1,000,000 products) and blocks writes meanwhile.

@@ -41,7 +41,10 @@ class Command(BaseCommand):
         wanted = f"m = {search_settings.HNSW_M}, ef_construction = {search_settings.HNSW_EF_CONSTRUCTION}"
         self.stdout.write(f"HNSW indexes of {model_id} (configured: {wanted}):")
         if not found:
-            self.stdout.write("  none (indexing creates them with the first products it stores)")
+            self.stdout.write(
+                "  none (indexing creates them with the first products it stores; a first `mmsearch_reindex` "
+                "builds them after all its rows)"
+            )
         for info in found:
             column = f"  {info.table.removeprefix('multimodal_search_')}.{info.column or '?'}: "
             if not info.exists:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TextIO, cast
 
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from multimodal_search import services
 from multimodal_search.conf import search_settings
@@ -81,7 +83,9 @@ class Command(BaseCommand):
     def _run_sync(self, chunks, total, force, after):
         report = services.IndexReport()
         # tqdm writes to the wrapped stream; django-stubs types unknown OutputWrapper attributes as callables
-        with tqdm(total=total, unit="product", desc="Indexing", file=cast(TextIO, self.stderr._out)) as bar:
+        bar = tqdm(total=total, unit="product", desc="Indexing", file=cast(TextIO, self.stderr._out))
+        # each batch's log line (where its time went) printed above the bar rather than through it
+        with bar, logging_redirect_tqdm([logging.getLogger("multimodal_search")]):
             for chunk in chunks:
                 report.merge(services.index_products(chunk, force=force, indexes_after=after))
                 bar.update(len(chunk))

@@ -118,3 +118,13 @@ def test_the_tasks_are_told_to_leave_the_indexes_only_when_asked():
     kwargs = [call.kwargs["kwargs"] for call in send.call_args_list]
     # a task sent as before carries the message it always did, which workers of the code before still read
     assert kwargs == [{"force": False, "indexes_after": True}] * 2 + [{"force": False}]
+
+
+def test_a_build_that_fails_says_the_products_are_indexed(model_id):
+    ProductFactory.create_batch(2, photos=["red"])
+    with (
+        mock.patch.object(services, "rebuild_vector_indexes", side_effect=RuntimeError("another rebuild is running")),
+        pytest.raises(CommandError, match=r"another rebuild is running\. The products are indexed; `mmsearch_indexes"),
+    ):
+        _reindex()
+    assert services.count_indexed([p.pk for p in ProductFactory._meta.model.objects.all()], model_id) == 2

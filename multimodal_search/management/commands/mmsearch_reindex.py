@@ -138,7 +138,12 @@ class Command(BaseCommand):
         """``mmsearch_indexes --build``: the indexes the rows were written without, with a progress bar each."""
         started = time.monotonic()
         self.stdout.write("Building the HNSW indexes over the stored rows.")
-        call_command("mmsearch_indexes", "--build", stdout=self.stdout._out, stderr=self.stderr._out)
+        try:
+            call_command("mmsearch_indexes", "--build", stdout=self.stdout._out, stderr=self.stderr._out)
+        except CommandError as exc:  # the rows are written: say so, and how to finish
+            raise CommandError(
+                f"{str(exc).rstrip('.')}. The products are indexed; `mmsearch_indexes --build` builds the indexes."
+            ) from None
         self.stdout.write(f"Indexes built in {time.monotonic() - started:.1f} s.")
 
     def _summary(self, indexed, unchanged, removed, failed):

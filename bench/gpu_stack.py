@@ -16,6 +16,8 @@ and writes to ``--out`` (``gpu-stack.json`` and ``.md``):
 
 ``--copies N`` indexes the catalogue N times over, each copy with descriptions and photo files of its
 own, so that no copy reuses another's kept backbone outputs; ``--no-serve`` stops after the indexing.
+The reindex is a first indexing, which writes its rows without the HNSW indexes and builds them at its
+end; ``--indexes-kept-up`` indexes one product first, so that every row is inserted into them instead.
 
 A GPU machine often has torch and transformers but neither the app's other packages nor the catalogue,
 and no network. ``--make-kit DIR`` (on a machine with the app installed and the catalogue) writes what
@@ -98,6 +100,12 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=32, help="products per indexing task (default 32)")
     parser.add_argument("--copies", type=int, default=1, help="index the kit's catalogue this many times over")
     parser.add_argument("--no-serve", action="store_true", help="index only: no gunicorn, no searches")
+    parser.add_argument(
+        "--indexes-kept-up",
+        action="store_true",
+        help="index one product before the worker starts, so that the reindex inserts every row into the HNSW "
+        "indexes (as a first indexing did before it built them after its rows)",
+    )
     parser.add_argument("--searches", type=int, default=3, help="times each query is searched (default 3)")
     parser.add_argument("--data-dir", default="", help="where the stack keeps its data (default: a new temp folder)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="folder for gpu-stack.{json,md}")
@@ -363,6 +371,7 @@ def start_services(kit: Path, data: Path, args: argparse.Namespace) -> tuple[dic
     torch = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True).stdout.strip()
     print("torch:", torch, "| text model:", text_model, flush=True)
     result: dict[str, Any] = {"torch": torch, "text_model": text_model, "products": products}
+    result["indexes"] = "kept up row by row" if args.indexes_kept_up else "built after the rows"
     subprocess.run([sys.executable, "-m", "shop.secret_key"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
     broker = f"from shop.runtime import ensure_redis; ensure_redis({env['CELERY_BROKER_URL']!r})"
     subprocess.run([sys.executable, "-c", broker], cwd=ROOT, env=env, check=True)
@@ -385,6 +394,10 @@ def index_through_worker(env: dict[str, str], logs: Path, args: argparse.Namespa
     log = logs / "worker.log"
     celery = [sys.executable, "-m", "celery", "-A", "shop", "worker", "-Q", "embeddings,default", "--pool", "prefork"]
     celery += ["--concurrency", str(args.concurrency), "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
+    if args.indexes_kept_up:  # one product first, in this process: the store then holds vectors (and indexes)
+        first = "from shop.catalog.models import Product; from multimodal_search import services; "
+        first += "services.index_products([Product.objects.order_by('pk').first().pk])"
+        subprocess.run([sys.executable, "manage.py", "shell", "-c", first], cwd=ROOT, env=env, check=True)
     worker = start(celery, env, log)
     try:
         wait_loaded(log, args.concurrency, 600)  # the children load at their start
@@ -471,7 +484,8 @@ def report(result: dict[str, Any], out: Path) -> None:
         f"{tasks_s} s from the first task's arrival to the last one's end"
         + (f" ({result['products'] / tasks_s:.1f} products/s)" if tasks_s else ""),
         f"* each task's seconds, in the order they ended: {result['task_s']}",
-        f"* the tasks' seconds summed by step (``services.phases``): {result['steps_s']}",
+        f"* the tasks' seconds summed by step (``services.phases``): {result['steps_s']}; the HNSW indexes "
+        f"{result['indexes']}",
         "* models loaded (worker):",
         *[f"  * pid {pid}: {line}" for pid, line in result["worker_loaded"].items()],
         f"* indexing tasks each child ran: {result['tasks_per_child']}",

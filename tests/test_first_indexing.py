@@ -128,3 +128,13 @@ def test_a_build_that_fails_says_the_products_are_indexed(model_id):
     ):
         _reindex()
     assert services.count_indexed([p.pk for p in ProductFactory._meta.model.objects.all()], model_id) == 2
+
+
+@pytest.mark.django_db  # the test's transaction: CREATE INDEX CONCURRENTLY cannot run in one
+def test_a_reindex_called_inside_a_transaction_builds_the_indexes_in_it(model_id):
+    ProductFactory.create_batch(2, photos=["red"])
+
+    out = _reindex()
+
+    assert "without HNSW indexes" in out and "Indexes built in" in out
+    assert services.missing_vector_indexes(model_id) == [] and len(hnsw.indexes(model_id)) == 7

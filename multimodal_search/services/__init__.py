@@ -132,7 +132,12 @@ from multimodal_search.services.search import (
 )
 from multimodal_search.services.suggest import suggest
 from multimodal_search.services.sweeps import sweep
-from multimodal_search.services.vector_indexes import missing_vector_indexes, rebuild_vector_indexes, vector_indexes
+from multimodal_search.services.vector_indexes import (
+    ensure_vector_indexes,
+    missing_vector_indexes,
+    rebuild_vector_indexes,
+    vector_indexes,
+)
 from multimodal_search.services.voice import (
     VoiceSearch,
     check_recording_length,
@@ -192,6 +197,7 @@ __all__ = [
     "drop_older_encoders",
     "enqueue_index",
     "enqueue_retrain",
+    "ensure_vector_indexes",
     "expired_message",
     "facet_names",
     "find_drift",

@@ -34,3 +34,12 @@ def rebuild_vector_indexes(
 def missing_vector_indexes(model_id: str) -> list[str]:
     """The indexes ``model_id`` lacks on columns that hold rows (searches read those columns whole)."""
     return [info.name for info in get_store().index_status(model_id) if not info.exists]
+
+
+def ensure_vector_indexes() -> str:
+    """Create the current encoder version's missing indexes inside the caller's transaction, whatever their
+    tables' size (``CREATE INDEX CONCURRENTLY``, which :func:`rebuild_vector_indexes` runs, cannot run in one;
+    writes to those tables wait for the build). Returns the version."""
+    encoder, model_id = current_encoder()
+    get_store().ensure_indexes(model_id, encoder.dimensions, encoder.feature_dimensions, any_size=True)
+    return model_id

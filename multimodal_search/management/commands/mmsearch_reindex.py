@@ -8,6 +8,7 @@ from typing import TextIO, cast
 
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -138,6 +139,10 @@ class Command(BaseCommand):
         """``mmsearch_indexes --build``: the indexes the rows were written without, with a progress bar each."""
         started = time.monotonic()
         self.stdout.write("Building the HNSW indexes over the stored rows.")
+        if connection.in_atomic_block:  # called inside a transaction, where no build may run concurrently
+            services.ensure_vector_indexes()
+            self.stdout.write(f"Indexes built in {time.monotonic() - started:.1f} s.")
+            return
         try:
             call_command("mmsearch_indexes", "--build", stdout=self.stdout._out, stderr=self.stderr._out)
         except CommandError as exc:  # the rows are written: say so, and how to finish

@@ -15,7 +15,6 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from shop.catalog.importers.luma import read_luma
 
 
 def get(base: str, q: str, k: int) -> dict:
@@ -51,6 +50,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
+    from shop.catalog.importers.luma import read_luma  # here: get() and post_photo() need no Django
+
     records = list(read_luma(Path(args.catalog)))
     rng = random.Random(args.seed)
 

@@ -52,7 +52,6 @@ import tarfile
 import tempfile
 import time
 import urllib.request
-import uuid
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -204,17 +203,20 @@ def export_catalog(catalog: Path, folder: Path, limit: int, photo_size: int) -> 
 # --- the run ----------------------------------------------------------------------------------------
 
 
-def environment(kit: Path, data: Path) -> dict[str, str]:
-    env = dict(os.environ)
+def unpack_site(kit: Path) -> None:
+    """``kit/site.tar.xz`` to ``kit/site``, once."""
     if (kit / "site.tar.xz").exists() and not (kit / "site").is_dir():
         with tarfile.open(kit / "site.tar.xz") as archive:
             archive.extractall(kit, filter="data")
+
+
+def environment(kit: Path, data: Path) -> dict[str, str]:
+    env = dict(os.environ)
     if (kit / "site").is_dir():
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(kit / "site"), env.get("PYTHONPATH", "")]))
     env.update(
         MMSEARCH_DATA_DIR=str(data),
         DJANGO_DEBUG="0",
-        DEMO_CATALOG=str(kit / "catalog"),
         DEMO_SERVE_MEDIA="1",
         CELERY_BROKER_URL="redis://127.0.0.1:6391/0",
         MMSEARCH_KEEP_DB="1",
@@ -289,28 +291,6 @@ def wait_for(url: str, seconds: float) -> None:
             time.sleep(0.5)
 
 
-def get(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(url, timeout=60) as response:
-        return json.loads(response.read())
-
-
-def post_photo(url: str, photo: Path) -> dict[str, Any]:
-    boundary = uuid.uuid4().hex
-    body = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{photo.name}"\r\n'
-            f"Content-Type: image/jpeg\r\n\r\n"
-        ).encode()
-        + photo.read_bytes()
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    request = urllib.request.Request(
-        url, data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())
-
-
 def timed(calls: list[Any], repeat: int) -> dict[str, Any]:
     for call in calls[:1]:
         call()  # untimed: the first search of a kind
@@ -361,6 +341,7 @@ def copies(kit: Path, folder: Path, count: int) -> Path:
 
 def start_services(kit: Path, data: Path, args: argparse.Namespace) -> tuple[dict[str, str], Path, dict[str, Any]]:
     """The environment, the catalogue and the first facts: torch, the text model, migrate and import."""
+    unpack_site(kit)
     env = environment(kit, data)
     text_model = random_minilm(kit, env)
     folder = copies(kit, kit / f"catalog-x{args.copies}", args.copies) if args.copies > 1 else kit / "catalog"
@@ -434,17 +415,19 @@ def index_through_worker(env: dict[str, str], logs: Path, args: argparse.Namespa
 
 def serve_searches(env: dict[str, str], folder: Path, logs: Path, args: argparse.Namespace) -> dict[str, Any]:
     """gunicorn with ``shop/gunicorn_conf.py``: text and photo searches through the API, one client."""
+    from api_smoke import get, post_photo  # bench/api_smoke.py, beside this script
+
     log = logs / "gunicorn.log"
     server = start([sys.executable, "-m", "gunicorn", "-c", "shop/gunicorn_conf.py"], env, log)
     base = f"http://{env['GUNICORN_BIND']}"
     result: dict[str, Any] = {}
     try:
         wait_for(f"{base}/api/search/?q=warm", 300)
-        texts = [lambda q=q: get(f"{base}/api/search/?q={urllib.request.quote(q)}") for q in TEXT_QUERIES]
+        texts = [lambda q=q: get(base, q, 10) for q in TEXT_QUERIES]
         photos = sorted((folder / "images").glob("*.jpg"))
         photos = photos[:: max(1, len(photos) // 8)][:8]
         result["text_api"] = timed(texts, args.searches)
-        result["photo_api"] = timed([lambda p=p: post_photo(f"{base}/api/search/", p) for p in photos], args.searches)
+        result["photo_api"] = timed([lambda p=p: post_photo(base, p, 10) for p in photos], args.searches)
     finally:
         stop(server)
     text = log.read_text(errors="replace")

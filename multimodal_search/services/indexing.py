@@ -22,6 +22,7 @@ from multimodal_search.ranking import vocabulary as v
 from multimodal_search.services import encoding, outbox
 from multimodal_search.services.phases import phase, recording, summary
 from multimodal_search.services.query import current_encoder
+from multimodal_search.services.vector_indexes import ensure_vector_indexes
 from multimodal_search.signals import product_indexed
 from multimodal_search.store import get_store
 from multimodal_search.store.base import PhotoVectors, ProductVectors
@@ -222,7 +223,7 @@ def indexes_built_after(encoder: BaseEncoder) -> Iterator[None]:
     with _without_indexes(encoder.model_id):
         yield
     # every row is written: the builds run here, in the command, whatever their size
-    get_store().ensure_indexes(encoder.model_id, encoder.dimensions, encoder.feature_dimensions, any_size=True)
+    ensure_vector_indexes(encoder)
     refresh_statistics()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from multimodal_search.encoders import BaseEncoder
 from multimodal_search.services.query import current_encoder
 from multimodal_search.store import get_store
 from multimodal_search.store.base import BuildProgress, IndexInfo
@@ -36,10 +37,11 @@ def missing_vector_indexes(model_id: str) -> list[str]:
     return [info.name for info in get_store().index_status(model_id) if not info.exists]
 
 
-def ensure_vector_indexes() -> str:
-    """Create the current encoder version's missing indexes inside the caller's transaction, whatever their
-    tables' size (``CREATE INDEX CONCURRENTLY``, which :func:`rebuild_vector_indexes` runs, cannot run in one;
-    writes to those tables wait for the build). Returns the version."""
-    encoder, model_id = current_encoder()
-    get_store().ensure_indexes(model_id, encoder.dimensions, encoder.feature_dimensions, any_size=True)
-    return model_id
+def ensure_vector_indexes(encoder: BaseEncoder | None = None) -> str:
+    """Create the missing indexes of ``encoder``'s version (default: the current one) inside the caller's
+    transaction, whatever their tables' size (``CREATE INDEX CONCURRENTLY``, which
+    :func:`rebuild_vector_indexes` runs, cannot run in one; writes to those tables wait for the build).
+    Returns the version."""
+    encoder = encoder or current_encoder()[0]
+    get_store().ensure_indexes(encoder.model_id, encoder.dimensions, encoder.feature_dimensions, any_size=True)
+    return encoder.model_id

@@ -141,14 +141,13 @@ class Command(BaseCommand):
         self.stdout.write("Building the HNSW indexes over the stored rows.")
         if connection.in_atomic_block:  # called inside a transaction, where no build may run concurrently
             services.ensure_vector_indexes()
-            self.stdout.write(f"Indexes built in {time.monotonic() - started:.1f} s.")
-            return
-        try:
-            call_command("mmsearch_indexes", "--build", stdout=self.stdout._out, stderr=self.stderr._out)
-        except CommandError as exc:  # the rows are written: say so, and how to finish
-            raise CommandError(
-                f"{str(exc).rstrip('.')}. The products are indexed; `mmsearch_indexes --build` builds the indexes."
-            ) from None
+        else:
+            try:
+                call_command("mmsearch_indexes", "--build", stdout=self.stdout._out, stderr=self.stderr._out)
+            except CommandError as exc:  # the rows are written: say so, and how to finish
+                raise CommandError(
+                    f"{str(exc).rstrip('.')}. The products are indexed; `mmsearch_indexes --build` builds the indexes."
+                ) from None
         self.stdout.write(f"Indexes built in {time.monotonic() - started:.1f} s.")
 
     def _summary(self, indexed, unchanged, removed, failed):

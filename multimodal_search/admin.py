@@ -218,7 +218,14 @@ class ProductEmbeddingAdmin(_ViewOnly, admin.ModelAdmin):
             "opts": self.model._meta,
         }
         upload = request.FILES.get("photo")
-        if query or upload:
+        submitted = request.method == "POST" or "q" in request.GET
+        if any("\x00" in value for values in data.lists() for value in values[1]):
+            context["error"] = "The request contains null characters."  # as the storefront and the API say
+        elif len(query) > services.MAX_QUERY_CHARS:
+            context["error"] = (
+                f"Use at most {services.MAX_QUERY_CHARS} characters, as the storefront's search box does."
+            )
+        elif query or upload:
             try:
                 photo = services.open_photo(upload) if upload else None
                 context["columns"] = [
@@ -226,7 +233,10 @@ class ProductEmbeddingAdmin(_ViewOnly, admin.ModelAdmin):
                 ]
             except services.SearchError as exc:
                 context["error"] = str(exc)
-        return TemplateResponse(request, "admin/multimodal_search/try.html", context)
+        elif submitted:
+            context["error"] = "Type some words or choose a photo."
+        status = 400 if context.get("error") else 200
+        return TemplateResponse(request, "admin/multimodal_search/try.html", context, status=status)
 
     def _column(self, query: str, photo: Any, category: str | None, method: str) -> dict[str, Any]:
         response = services.search_products(query or None, photo, k=20, category=category, method=method)

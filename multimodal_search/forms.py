@@ -23,7 +23,7 @@ def has_null_characters(params: QueryDict) -> bool:
 
 
 class SearchForm(forms.Form):
-    q = forms.CharField(required=False, max_length=500, label="Search")
+    q = forms.CharField(required=False, max_length=services.MAX_QUERY_CHARS, label="Search")
     image = forms.ImageField(required=False, label="Photo")
     # the token of a photo kept by an earlier search (services.photo_tokens): refining it with words
     photo = forms.CharField(required=False, widget=forms.HiddenInput)  # its shape is checked by the service

@@ -77,7 +77,11 @@ def open_image(
         raise
     except Image.DecompressionBombError as exc:
         raise PhotoError(f"The photo is too large to decode ({exc}).") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+    except UnidentifiedImageError:  # its message names the upload object: nothing a user can act on
+        raise PhotoError(
+            "We could not read that photo: the file is not an image we know (JPEG, PNG, WebP, GIF...)."
+        ) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise PhotoError(f"We could not read that photo ({exc}).") from None
 
 

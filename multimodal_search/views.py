@@ -60,6 +60,7 @@ def search_page(request: HttpRequest) -> HttpResponse:
                     min_relevance=services.storefront_min_relevance(),
                     page_size=form.cleaned_data.get("k") or services.storefront_page_size(),
                     personal=services.taste_for(shopper_of(request)),
+                    clamp_page=True,  # an old link past the last page shows the last one
                     **RefineForm(request.GET).refinements(),
                 )
             context["response"] = page

@@ -284,5 +284,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {
         "multimodal_search": {"handlers": ["console"], "level": os.environ.get("MMSEARCH_LOG_LEVEL", "INFO")},
+        # a server error's traceback in the process's log (Django's own setup only mails it when DEBUG is off)
+        "django.request": {"handlers": ["console"], "level": "ERROR"},
     },
 }

@@ -5,6 +5,8 @@ from __future__ import annotations
 from unittest import mock
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils.html import escape
 
 from tests.factories import ProductFactory
 
@@ -36,6 +38,26 @@ def test_try_a_search_shows_signals_and_explanations(admin_client, indexed_catal
     assert "lexical" in html
     bad = admin_client.get("/admin/multimodal_search/productembedding/try/", {"q": "hat", "method": "nope"})
     assert "Unknown method" in bad.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"q": "hoodie\x00", "method": "feature"}, "The request contains null characters."),
+        ({"q": "a" * 501}, "Use at most 500 characters, as the storefront's search box does."),
+        ({"q": "  "}, "Type some words or choose a photo."),
+        (
+            {"q": "", "photo": SimpleUploadedFile("t.jpg", b"plain text", "image/jpeg")},
+            "We could not read that photo: the file is not an image we know (JPEG, PNG, WebP, GIF...).",
+        ),
+    ],
+)
+def test_the_playground_answers_bad_input_with_a_message(admin_client, indexed_catalogue, data, message):
+    response = admin_client.post("/admin/multimodal_search/productembedding/try/", data)
+    html = response.content.decode()
+    assert response.status_code == 400 and f'<p class="errornote">{escape(message)}</p>' in html
+    assert "InMemoryUploadedFile" not in html
+    assert admin_client.get("/admin/multimodal_search/productembedding/try/").status_code == 200  # nothing asked
 
 
 def test_reindex_action_enqueues_and_reports(admin_client, indexed_catalogue):

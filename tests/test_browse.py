@@ -208,6 +208,10 @@ def test_page_2_continues_page_1_without_overlap(shop):
     assert _skus(first) + _skus(second) + _skus(third) == everything
     assert not set(_skus(first)) & set(_skus(second))
     assert services.browse_products("jacket", page=4, page_size=5).hits == []
+    last = services.browse_products("jacket", sort="price_asc", page=4, page_size=5, clamp_page=True)
+    assert (last.page, last.pages, _skus(last)) == (3, 3, _skus(third))
+    nothing = services.browse_products("jacket", filters={"color": ["Nope"]}, page=7, page_size=5, clamp_page=True)
+    assert (nothing.page, nothing.pages, nothing.hits) == (1, 0, [])
 
 
 @pytest.mark.django_db
@@ -267,6 +271,10 @@ def test_storefront_page_shows_facets_sort_and_pages(client, shop, settings):
     next_url = re.search(r'<a href="([^"]+)" rel="next">', html).group(1).replace("&amp;", "&")
     second = client.get(next_url).content.decode()
     assert re.findall(r'<a class="title" href="[^"]+">([^<]+)</a>', second) == ["Zeta Hoodie"]
+    # an old link past the last page shows the last page, not "no results"
+    past = client.get(next_url.replace("page=2", "page=9")).content.decode()
+    assert "5 results (page 2 of 2)" in past and "No results" not in past
+    assert re.findall(r'<a class="title" href="[^"]+">([^<]+)</a>', past) == ["Zeta Hoodie"]
     # ticking "Blue" keeps the query, the black filter and the sort, and starts again at page 1
     blue = re.search(r'<a href="([^"]+)" rel="nofollow"><span class="mm-check" aria-hidden="true">☐</span> Blue', html)
     url = blue.group(1).replace("&amp;", "&")

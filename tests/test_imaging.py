@@ -74,7 +74,8 @@ def test_transparent_pixels_become_white_and_animation_gives_its_first_frame() -
     ("data", "message"),
     [
         (img.truncated(img.png("RGB", (256, 256))), "could not read"),
-        (b"", "could not read"),
+        (b"", "could not read that photo: the file is not an image we know"),
+        (b"plain text in a file named t.jpg", r"not an image we know \(JPEG, PNG, WebP, GIF...\)\.$"),
         (img.zero_png(2100, 100), "factor of 20"),
     ],
 )

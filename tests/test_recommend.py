@@ -196,6 +196,16 @@ def test_product_page_shows_customers_also_viewed(client: Any, co_viewed: dict[s
     strip = html.split('id="also-viewed"', 1)[1].split("</section>", 1)[0]
     assert strip.index("/products/TENT-1/") < strip.index("/products/LAMP-1/")
     assert "Similar products" in html  # the similar grid stays
+    # the strip holds what shoppers viewed, never the similar products the grid below already shows
+    assert strip.count('class="card') == 2, strip
+
+
+def test_product_page_of_a_product_nobody_viewed_shows_similar_products_once(
+    client: Any, co_viewed: dict[str, Product]
+) -> None:
+    html = client.get(f"/products/{co_viewed['jacket2'].sku}/").content.decode()
+    assert 'id="also-viewed"' not in html and "Customers also viewed" not in html
+    assert "Similar products" in html and f"/products/{co_viewed['jacket'].sku}/" in html
 
 
 def test_product_list_shows_popular_strip(client: Any, co_viewed: dict[str, Product]) -> None:

@@ -56,6 +56,23 @@ def test_no_start_without_a_secret_key_when_debug_is_off(tmp_path):
     assert "DJANGO_SECRET_KEY is not set and DEBUG is off" in last_line
 
 
+def test_a_server_error_is_logged_to_the_console_when_debug_is_off(tmp_path):
+    """Django's own logging mails a request's traceback to ADMINS when DEBUG is off and prints nothing:
+    an operator reading the server's log would not see why a page answered 500."""
+    ensure_secret_key(tmp_path)
+    raise_one = (
+        "import logging\n"
+        "try:\n    raise RuntimeError('boom in a view')\n"
+        "except RuntimeError:\n"
+        "    logging.getLogger('django.request').error('Internal Server Error: /search/', exc_info=True)\n"
+        "    logging.getLogger('django.request').warning('Not Found: /nope/')\n"
+    )
+    result = manage(["shell", "--no-imports", "-c", raise_one], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Internal Server Error: /search/" in result.stderr and "RuntimeError: boom in a view" in result.stderr
+    assert "Not Found" not in result.stderr  # 4xx answers are the visitors' mistakes, not the log's business
+
+
 def test_debug_is_off_unless_asked_and_the_demo_key_is_kept(tmp_path):
     show = ["shell", "--no-imports", "-c", "from django.conf import settings; print('DEBUG', settings.DEBUG)"]
     path = ensure_secret_key(tmp_path)

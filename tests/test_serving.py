@@ -224,6 +224,9 @@ def test_gunicorn_serves_concurrent_searches_within_the_connection_bound(tmp_pat
         assert status == 200 and b"body" in body  # whitenoise, DEBUG off
         assert fetch(f"{base}/media/products/served.txt") == (200, b"a product photo")  # DEMO_SERVE_MEDIA
         assert fetch(f"{base}/media/../settings.py")[0] in (400, 404)  # never a file outside MEDIA_ROOT
+        # a 5,000-character query reaches the API and gets its JSON answer, not gunicorn's HTML 414
+        status, body = fetch(f"{base}/api/search/?q={'a' * 5000}")
+        assert status == 400 and json.loads(body)["error"]["code"] == "max_length"
 
 
 def shared_dirty_mb(pid: int) -> float:

@@ -45,7 +45,11 @@ ORDERING = {"relevance": "relevance", "price": "price_asc", "-price": "price_des
 class SearchQuerySerializer(serializers.Serializer[Any]):
     # help_text: the OpenAPI schema's descriptions (api/schema.py)
     q = serializers.CharField(
-        required=False, allow_blank=True, max_length=500, default="", help_text="The words to search for."
+        required=False,
+        allow_blank=True,
+        max_length=services.MAX_QUERY_CHARS,
+        default="",
+        help_text="The words to search for.",
     )
     k = k_field(10, "How many results at most (never clamped: out of range is a 400).")
     category = category_field("Only products under this category path, e.g. `Men > Tops`.")

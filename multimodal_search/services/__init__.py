@@ -104,6 +104,7 @@ from multimodal_search.services.photo_tokens import (
 )
 from multimodal_search.services.query import (
     MAX_K,
+    MAX_QUERY_CHARS,
     MIN_K,
     SearchError,
     check_photo_size,
@@ -157,6 +158,7 @@ from multimodal_search.services.warmup import (
 __all__ = [
     "AUTO",
     "MAX_K",
+    "MAX_QUERY_CHARS",
     "METHODS",
     "MIN_K",
     "SORTS",

@@ -96,6 +96,7 @@ def browse_products(
     page: int = 1,
     page_size: int = 24,
     personal: Taste | None = None,
+    clamp_page: bool = False,
 ) -> SearchPage:
     """Search, then filter, count facets, sort and cut one page.
 
@@ -107,7 +108,7 @@ def browse_products(
             out). When neither is given, a price named in the words ("under 50", "between 20 and 40")
             is used and taken out of the text that is searched.
         sort: ``relevance``, ``price_asc``, ``price_desc`` or ``newest`` (ties keep relevance order).
-        page: 1-based; a page past the last is empty.
+        page: 1-based; a page past the last is empty, or with ``clamp_page`` the last page.
         page_size: results per page (``MIN_K``..``MAX_K``).
 
     Returns:
@@ -174,6 +175,8 @@ def browse_products(
     ]
     kept = [row for row in in_facets if _in_range(row.facets.get(PRICE), price_min, price_max)]
     ordered = _sorted(kept, sort, adapter)
+    if clamp_page:
+        page = min(page, max(1, math.ceil(len(kept) / page_size)))
     start = (page - 1) * page_size
     shown = [row.hit for row in ordered[start : start + page_size]]
     ranked.explain(shown)

@@ -22,6 +22,8 @@ from multimodal_search.store import get_store
 
 MIN_K = 1
 MAX_K = 100
+#: the longest query text the storefront, the API and the admin's playground take
+MAX_QUERY_CHARS = 500
 EMPTY_QUERY = "Type what you are looking for, upload a photo, or both."
 
 

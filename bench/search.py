@@ -20,7 +20,15 @@
    change of the candidate pool can be judged where the pool is a small part of the catalogue (on
    Luma's 463 products it is most of it).
 
-Results: ``bench/results/search-<sizes>.json``, ``.md`` (the README table) and ``search-explain-<size>.txt``.
+At 1,000,000 products this machine builds a text search only: ``--hnsw-columns title_vector,pool_vector``
+(the two columns the default text search reads; the photo features' index alone would take hours),
+``--raw-column pool_vector`` as the baseline's read, ``--modes text`` and ``--jobs`` without the methods
+whose columns stay unindexed; ``--blend`` makes rows that do not gather in tight groups of copies (README
+"Performance"). Tables larger than the server's shared buffers are read into the page cache, their
+indexes into the buffers.
+
+Results: ``bench/results/search-<sizes>[-blend].json``, ``.md`` (the README table) and
+``search-explain-<size>.txt``.
 """
 
 from __future__ import annotations
@@ -70,6 +78,29 @@ def parse() -> argparse.Namespace:
         "--judged-queries", type=int, default=400, help="judged text queries for nDCG@10 at each size (0: none)"
     )
     parser.add_argument("--fill-only", action="store_true", help="fill and index, measure nothing")
+    parser.add_argument(
+        "--blend",
+        action="store_true",
+        help="each row's vectors mix its product with two random others (random weights, its own the largest): "
+        "no tight group of copies per product, which HNSW finds hard to tell apart at 1,000,000 (a fresh --data-dir)",
+    )
+    parser.add_argument(
+        "--hnsw-columns",
+        help="build only these HNSW indexes, e.g. text_vector,title_vector,pool_vector (those a text search "
+        "reads): the photo features' index alone takes hours at 1,000,000 here (default: all)",
+    )
+    parser.add_argument("--modes", default="text,photo", help="query kinds timed (default %(default)s)")
+    parser.add_argument(
+        "--raw-column",
+        default="text_vector",
+        help="the column of the text queries' raw HNSW read, the baseline (default %(default)s; pool_vector is "
+        "the default search's first branch)",
+    )
+    parser.add_argument(
+        "--jobs",
+        help="what is timed, e.g. encoder,hnsw,plain,rerank,lexical,api (default: all; leave out the methods "
+        "whose columns --hnsw-columns leaves unindexed, and exact, which scans every row each time)",
+    )
     parser.add_argument("--export", metavar="NPZ", help=argparse.SUPPRESS)  # internal: runs in the source folder
     return parser.parse_args()
 
@@ -151,16 +182,36 @@ def load_source(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, np.
 # --- 2. filling ---------------------------------------------------------------------------------
 
 
-def _mix(source: np.ndarray, bases: np.ndarray, others: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Perturbed copies: mostly one real vector, a little of another, plus noise; NaN rows stay NaN."""
-    share = rng.uniform(0.0, 0.3, (len(bases), 1)).astype(np.float32)
-    vectors = (1 - share) * source[bases] + share * np.nan_to_num(source[others])
+def _mix(source: np.ndarray, picks: np.ndarray, weights: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
+    """Rows ``sum_k weights[:, k] * source[picks[:, k]]`` plus noise, at unit length; a row whose own
+    product (``picks[:, 0]``) has no such vector stays NaN (another's missing one counts as zeros).
+    ``weights`` None: a perturbed copy, its own product and up to 30% of the other, drawn per column."""
+    if weights is None:
+        share = rng.uniform(0.0, 0.3, (len(picks), 1)).astype(np.float32)
+        weights = np.hstack([1 - share, share])
+    vectors = weights[:, [0]] * source[picks[:, 0]]
+    for k in range(1, picks.shape[1]):
+        vectors = vectors + weights[:, [k]] * np.nan_to_num(source[picks[:, k]])
     vectors += NOISE * rng.standard_normal(vectors.shape).astype(np.float32) / np.sqrt(vectors.shape[1])
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-def fill(meta: dict[str, Any], source: dict[str, np.ndarray], start: int, stop: int, seed: int) -> None:
-    """Products ``start``..``stop - 1``: shop rows and their vectors (COPY), in chunks."""
+def _picks(ids: np.ndarray, count: int, blend: bool, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+    """Which real products each row mixes (its own, ``ids % count``, first) and with what weights: a
+    perturbed copy (one other, weights drawn by :func:`_mix`), or with ``blend`` two others, random
+    (Dirichlet) weights with its own the largest (about 0.61 on average)."""
+    own = ids % count
+    if not blend:
+        return np.stack([own, rng.integers(0, count, len(ids))], 1), None
+    weights = -np.sort(-rng.dirichlet(np.ones(3), len(ids)), axis=1).astype(np.float32)
+    return np.stack([own, rng.integers(0, count, len(ids)), rng.integers(0, count, len(ids))], 1), weights
+
+
+def fill(
+    meta: dict[str, Any], source: dict[str, np.ndarray], start: int, stop: int, seed: int, blend: bool = False
+) -> None:
+    """Products ``start``..``stop - 1``: shop rows and their vectors (COPY), in chunks; each row has the
+    keyword text, fields and categories of its own product (:func:`_picks`)."""
     from django.db import connection, transaction
     from pgvector import HalfVector
     from pgvector.psycopg import register_vector
@@ -179,9 +230,9 @@ def fill(meta: dict[str, Any], source: dict[str, np.ndarray], start: int, stop: 
     chunk = 5000
     for first in range(start, stop, chunk):
         ids = np.arange(first, min(stop, first + chunk))
-        bases = ids % len(products)
-        others = rng.integers(0, len(products), len(ids))
-        mixed = {column: _mix(source[column], bases, others, rng) for column in source}
+        picks, weights = _picks(ids, len(products), blend, rng)
+        bases = picks[:, 0]
+        mixed = {column: _mix(source[column], picks, weights, rng) for column in source}
         with transaction.atomic():
             created = Product.objects.bulk_create(
                 Product(sku=f"bench-{i}", title=products[b]["fields"].get("title", "") or f"Product {i}")
@@ -250,8 +301,9 @@ def fill(meta: dict[str, Any], source: dict[str, np.ndarray], start: int, stop: 
         print(f"  filled {ids[-1] + 1:,} products", flush=True)
 
 
-def build_indexes(model_id: str, dims: int, fdims: int) -> float:
-    """Creates the missing HNSW indexes (all of them after `store.hnsw.drop`); seconds taken."""
+def build_indexes(model_id: str, dims: int, fdims: int, columns: list[str] | None = None) -> float:
+    """Creates the missing HNSW indexes (all of them after `store.hnsw.drop`, or only those of ``columns``);
+    seconds taken."""
     from django.db import connection
 
     from multimodal_search.store import sql
@@ -261,7 +313,14 @@ def build_indexes(model_id: str, dims: int, fdims: int) -> float:
     with connection.cursor() as cursor:
         cursor.execute("SET maintenance_work_mem = '2GB'")
         cursor.execute("SET max_parallel_maintenance_workers = 2")
-    PgvectorStore().ensure_indexes(model_id, dims, fdims, any_size=True)  # at any size: the bench waits for them
+        for table, column in sql.vector_columns() if columns else []:
+            if column in columns:
+                print(f"  building {column}'s HNSW index", flush=True)
+                cursor.execute(
+                    sql.index_statement(table, column, model_id, fdims if column == "feature_vector" else dims)
+                )
+    if not columns:
+        PgvectorStore().ensure_indexes(model_id, dims, fdims, any_size=True)  # at any size: the bench waits for them
     with connection.cursor() as cursor:
         for table in (sql.PRODUCT_TABLE, sql.IMAGE_TABLE, sql.TERM_TABLE):  # index-only scans need the visibility map
             cursor.execute(f"VACUUM ANALYZE {table}")
@@ -285,20 +344,35 @@ def prewarm() -> dict[str, Any]:
         except DatabaseError as error:  # a server without the contrib module: measured as it is
             print(f"  no pg_prewarm ({error}); timing a cold cache", flush=True)
             return {"prewarmed": False}
-        cursor.execute("SHOW shared_buffers")
-        buffers = cursor.fetchone()[0]
+        cursor.execute("SELECT current_setting('shared_buffers'), pg_size_bytes(current_setting('shared_buffers'))")
+        buffers, buffer_bytes = cursor.fetchone()
         # the two vector tables, the keyword branch's word table, the inferred facets and their TOAST tables,
         # then every index of those
         cursor.execute(
             "WITH tables AS (SELECT oid AS r FROM pg_class WHERE relname IN (%s, %s, %s, %s) "
             "UNION SELECT reltoastrelid FROM pg_class WHERE relname IN (%s, %s, %s, %s) AND reltoastrelid <> 0) "
-            "SELECT sum(pg_prewarm(r)) * current_setting('block_size')::bigint FROM ("
+            "SELECT r, r IN (SELECT r FROM tables), pg_relation_size(r) FROM ("
             "SELECT r FROM tables UNION SELECT indexrelid FROM pg_index WHERE indrelid IN (SELECT r FROM tables)) s",
             2 * [sql.PRODUCT_TABLE, sql.IMAGE_TABLE, sql.TERM_TABLE, sql.FACETS_TABLE],
         )
-        read = int(cursor.fetchone()[0] or 0)
-    print(f"  prewarmed {read / 2**30:.1f} GB into shared_buffers ({buffers})", flush=True)
-    return {"prewarmed": True, "prewarmed_gb": round(read / 2**30, 2), "shared_buffers": buffers}
+        relations = cursor.fetchall()
+        # more than the buffers hold (1,000,000 products): the tables into the page cache, the indexes into
+        # the buffers, as a server's own cache would keep the pages it reads most
+        split = sum(size for *_, size in relations) > buffer_bytes
+        read = in_buffers = 0
+        for oid, is_table, size in sorted(relations, key=lambda r: not r[1]):  # tables first
+            mode = "read" if split and is_table else "buffer"
+            cursor.execute("SELECT pg_prewarm(%s::regclass, %s)", [oid, mode])
+            read += size
+            in_buffers += 0 if mode == "read" else size
+    where = f"{in_buffers / 2**30:.1f} GB of it into shared_buffers ({buffers})"
+    print(f"  prewarmed {read / 2**30:.1f} GB, {where}, the rest into the page cache", flush=True)
+    return {
+        "prewarmed": True,
+        "prewarmed_gb": round(read / 2**30, 2),
+        "in_buffers_gb": round(in_buffers / 2**30, 2),
+        "shared_buffers": buffers,
+    }
 
 
 # --- 3. timing ----------------------------------------------------------------------------------
@@ -410,7 +484,7 @@ def save(name: str, results: dict[str, Any], markdown: str) -> None:
     (RESULTS / f"{name}.md").write_text(markdown)
 
 
-def workloads(mode: str, model_id: str) -> dict[str, Callable[[Any], Any]]:
+def workloads(mode: str, model_id: str, raw_column: str = "text_vector") -> dict[str, Callable[[Any], Any]]:
     """name -> one request, for text queries (str) or photo queries ((PIL image, bytes))."""
     from django.test import Client
 
@@ -440,7 +514,7 @@ def workloads(mode: str, model_id: str) -> dict[str, Callable[[Any], Any]]:
             VECTORS[id(item)] = cached
         return cached
 
-    column = "text_vector" if mode == "text" else "feature_vector"
+    column = raw_column if mode == "text" else "feature_vector"
 
     def exact(item: Any) -> Any:
         with exact_scans():
@@ -487,7 +561,9 @@ def _ok(response: Any) -> Any:
 # --- 4. recall ----------------------------------------------------------------------------------
 
 
-def recall(mode: str, items: list[Any], model_id: str, default_method: str) -> dict[str, Any]:
+def recall(
+    mode: str, items: list[Any], model_id: str, default_method: str, raw_column: str = "text_vector"
+) -> dict[str, Any]:
     from multimodal_search import services
     from multimodal_search.conf import search_settings
     from multimodal_search.encoders import get_encoder
@@ -496,8 +572,8 @@ def recall(mode: str, items: list[Any], model_id: str, default_method: str) -> d
     from multimodal_search.store.base import Scope
 
     encoder, store = get_encoder(), get_store()
-    column = "text_vector" if mode == "text" else "feature_vector"
-    out: dict[str, Any] = {"ef_search": ef_sweep(mode, items, model_id)}
+    column = raw_column if mode == "text" else "feature_vector"
+    out: dict[str, Any] = {"ef_search": ef_sweep(mode, items, model_id, column)}
     for label, category in (("all", None), ("1%", "bench-1pct-{}"), ("0.1%", "bench-01pct-{}")):
         raw, default, full = [], [], []
         matching: dict[str, int] = {}
@@ -558,13 +634,12 @@ def _dcg(gains: list[int]) -> float:
     return sum((2**g - 1) / math.log2(rank + 2) for rank, g in enumerate(gains))
 
 
-def ef_sweep(mode: str, items: list[Any], model_id: str) -> dict[str, dict[str, float]]:
+def ef_sweep(mode: str, items: list[Any], model_id: str, column: str) -> dict[str, dict[str, float]]:
     """Raw HNSW recall@10 and p50 latency at several ``hnsw.ef_search`` values (one client)."""
     from multimodal_search.store import get_store
     from multimodal_search.store.base import Scope
 
     store = get_store()
-    column = "text_vector" if mode == "text" else "feature_vector"
     vectors = [VECTORS[id(item)] for item in items]
     truths = []
     for vector in vectors:
@@ -662,12 +737,19 @@ def table(results: dict[str, Any]) -> str:
     for size, run in results["sizes"].items():
         cache = run.get("cache") or {}
         warm = (
-            f"{cache['prewarmed_gb']} GB prewarmed into shared_buffers {cache['shared_buffers']}"
+            f"{cache['prewarmed_gb']} GB prewarmed, {cache.get('in_buffers_gb', cache['prewarmed_gb'])} GB of it "
+            f"into shared_buffers {cache['shared_buffers']}"
             if cache.get("prewarmed")
             else "cold cache"
         )
         lines.append(f"\n**{int(size):,} products** (index build {run['index_build_s']:.0f} s; {warm})\n")
+        lines.append(
+            f"rows: {results.get('rows', 'perturbed copies')}; HNSW indexes: {results.get('hnsw_columns', 'all')}; "
+            f"text queries' raw HNSW read: {results.get('raw_column', 'text_vector')}\n"
+        )
         for mode in ("text", "photo"):
+            if mode not in run:
+                continue
             lines.append(
                 f"{mode} queries: p50 / p95 ms (p95 as a multiple of raw HNSW p95 + encoder p95 at the same "
                 f"clients; 1 client: {run[mode]['baseline_p95_ms']:.1f} ms)\n"
@@ -747,6 +829,9 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
         "command": " ".join(sys.argv),
+        "rows": "blended" if args.blend else "perturbed copies",
+        "raw_column": args.raw_column,
+        "hnsw_columns": args.hnsw_columns or "all",
         "machine": f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start",
         "default_method": default_method,
         "reranker": reranker,
@@ -765,14 +850,19 @@ def main() -> None:
         print(f"==> {size:,} products", flush=True)
         if have < size or args.m or args.ef_construction:
             hnsw.drop(model_id)  # filling is faster without them, and new parameters need a rebuild
-        fill(meta, source, have, size, args.seed)
-        run: dict[str, Any] = {"index_build_s": build_indexes(model_id, dims, fdims)}
+        fill(meta, source, have, size, args.seed, args.blend)
+        columns = args.hnsw_columns.split(",") if args.hnsw_columns else None
+        run: dict[str, Any] = {"index_build_s": build_indexes(model_id, dims, fdims, columns)}
         print(f"  indexes ready in {run['index_build_s']:.0f} s", flush=True)
         if args.fill_only:
             continue
         run["cache"] = prewarm()
         for mode, items in (("text", texts), ("photo", photos)):
-            jobs = workloads(mode, model_id)
+            if mode not in args.modes.split(","):
+                continue
+            jobs = workloads(mode, model_id, args.raw_column)
+            if args.jobs:
+                jobs = {name: job for name, job in jobs.items() if name in {"encoder", "hnsw", *args.jobs.split(",")}}
             for item in items:  # the raw HNSW and exact jobs time the query vector's search alone
                 jobs["hnsw"](item)
             for job in jobs.values():  # warm up: models loaded, caches and connections open
@@ -785,7 +875,7 @@ def main() -> None:
             run[mode] = {
                 "baseline_p95_ms": base,
                 "timings": timings,
-                "recall": recall(mode, items, model_id, default_method),
+                "recall": recall(mode, items, model_id, default_method, args.raw_column),
             }
             if mode == "text" and rows:
                 run[mode]["judged"] = judged(rows, meta, size, default_method)
@@ -793,6 +883,7 @@ def main() -> None:
         explain(texts[0], default_method, size, f"-ef{args.ef_search}" if args.ef_search else "")
         results["sizes"][str(size)] = run
         name = "search-" + args.products.replace(",", "-") + (f"-ef{args.ef_search}" if args.ef_search else "")
+        name += "-blend" if args.blend else ""
         save(name, results, table(results))
     print(table(results))
 

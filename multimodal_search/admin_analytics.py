@@ -104,9 +104,14 @@ class SearchLogAdmin(_ReadOnly, admin.ModelAdmin):
 
     def export_view(self, request: HttpRequest) -> HttpResponse:
         """Every query of the period with its figures, as CSV."""
-        _form, start, end = self._period(request)
+        form, start, end = self._period(request)
         if not start or not end:
-            return HttpResponse("Bad period.", status=400, content_type="text/plain; charset=utf-8")
+            problems = " ".join(str(error) for errors in form.errors.values() for error in errors)
+            return HttpResponse(
+                f"No export: the period is not valid. {problems}".strip() + "\n",
+                status=400,
+                content_type="text/plain; charset=utf-8",
+            )
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="search-queries-{start}-{end}.csv"'
         writer = csv.writer(response)

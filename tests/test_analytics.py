@@ -233,6 +233,15 @@ def test_csv_cells_are_not_formulas(admin_client: Any) -> None:
     assert "'=hyperlink(1)" in export  # queries are grouped lower-cased
 
 
+def test_csv_export_of_a_bad_period_says_what_is_wrong(admin_client: Any) -> None:
+    csv_url = REPORT.replace("report/", "report.csv")
+    bad_date = admin_client.get(csv_url, {"start": "2026-99-99"})
+    assert bad_date.status_code == 400 and bad_date["Content-Type"].startswith("text/plain")
+    assert bad_date.content.decode() == "No export: the period is not valid. Enter a valid date.\n"
+    backwards = admin_client.get(csv_url, {"start": "2026-05-02", "end": "2026-05-01"}).content.decode()
+    assert backwards == "No export: the period is not valid. The start must not be after the end.\n"
+
+
 def test_retention_deletes_only_old_rows(settings: Any, django_user_model) -> None:
     settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "ANALYTICS": {"RETENTION_DAYS": 30}}
     now = timezone.now()

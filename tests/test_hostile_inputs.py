@@ -294,6 +294,15 @@ def test_html_pages_answer_hostile_input(client: Any, catalogue: list[Product], 
     assert_no_raw_script(response)
 
 
+def test_a_missing_page_keeps_the_store_around_it(client: Any, catalogue: list[Product]) -> None:
+    for path in ("/products/NOPE/", "/categories/99999/", "/nonexistent/"):
+        response = client.get(path)
+        html = response.content.decode()
+        assert response.status_code == 404 and "We could not find that page" in html, path
+        assert 'class="brand"' in html and "data-mm-search-box" in html  # the header and its search box
+    assert '<link rel="icon" href="data:,">' in client.get("/").content.decode()  # no favicon request
+
+
 def test_html_search_echoes_script_escaped(client: Any, catalogue: list[Product]) -> None:
     html = client.get("/search/", {"q": SCRIPT}).content.decode()
     assert "&lt;script&gt;alert(" in html

@@ -351,17 +351,23 @@ from django.test import Client
 from PIL import Image
 from multimodal_search.encoders.images import prepare_image
 
+from django.db import transaction
+
 data = open(sys.argv[1], "rb").read()
 client = Client()
-warm = client.post("/api/search/", {"image": SimpleUploadedFile("w.png", open(sys.argv[2], "rb").read())})
-assert warm.status_code == 200, warm.content
-prepare_image(Image.open(io.BytesIO(open(sys.argv[2], "rb").read())))
-peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-before = peak()
-status = client.post("/api/search/", {"image": SimpleUploadedFile("p.png", data)}).status_code
-after_request = peak()
-if sys.argv[3] == "prepare":  # the CNN preprocessing on its own, without open_photo in front
-    prepare_image(Image.open(io.BytesIO(data)))
+# rolled back: the searches' log rows would otherwise stay in the test database, which the tests that
+# run after this one share (8 analytics tests failed when they ran after it)
+with transaction.atomic():
+    warm = client.post("/api/search/", {"image": SimpleUploadedFile("w.png", open(sys.argv[2], "rb").read())})
+    assert warm.status_code == 200, warm.content
+    prepare_image(Image.open(io.BytesIO(open(sys.argv[2], "rb").read())))
+    peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    before = peak()
+    status = client.post("/api/search/", {"image": SimpleUploadedFile("p.png", data)}).status_code
+    after_request = peak()
+    if sys.argv[3] == "prepare":  # the CNN preprocessing on its own, without open_photo in front
+        prepare_image(Image.open(io.BytesIO(data)))
+    transaction.set_rollback(True)
 print(json.dumps({"status": status, "request": after_request - before, "prepare": peak() - after_request}))
 """
 

@@ -334,10 +334,15 @@ def test_html_search_13_mb_photo_is_413(client: Any, catalogue: list[Product]) -
 
 
 @pytest.mark.parametrize(
-    ("method", "path"), [("put", "/search/"), ("delete", "/"), ("post", "/products/TENT-1/"), ("patch", "/")]
+    ("method", "path"),
+    [("put", "/search/"), ("delete", "/"), ("post", "/products/TENT-1/"), ("patch", "/"), ("get", "/search/cart/")],
 )
 def test_html_unknown_methods_are_405(client: Any, catalogue: list[Product], method: str, path: str) -> None:
-    assert getattr(client, method)(path).status_code == 405
+    response = getattr(client, method)(path)
+    assert response.status_code == 405
+    if method != "head":  # a body that says which methods the address takes, never an empty page
+        allowed = response["Allow"]
+        assert f"it answers {allowed}" in response.content.decode() and response["Content-Type"].startswith("text/html")
 
 
 # --- memory: a separate server-like process per photo, its peak RSS measured -----------------------

@@ -8,6 +8,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils.html import escape
 
+from multimodal_search.models import ProductEmbedding
 from tests.factories import ProductFactory
 
 pytestmark = pytest.mark.django_db
@@ -25,6 +26,9 @@ def indexed_catalogue(indexed):
 
 def test_index_health_on_the_vectors_changelist(admin_client, indexed_catalogue):
     html = admin_client.get("/admin/multimodal_search/productembedding/").content.decode()
+    model_id = ProductEmbedding.objects.get(product_pk=str(indexed_catalogue[0].pk)).model_id
+    # the encoder version column: the head's part on one line, the whole id on hover
+    assert f'<span title="{model_id}" style="white-space:nowrap">{model_id.rsplit("/", 1)[-1]}</span>' in html
     assert "Index health" in html and "2 of 2 searchable products indexed" in html
 
 

@@ -227,7 +227,7 @@ class ProductEmbeddingAdmin(_ViewOnly, admin.ModelAdmin):
         }
         upload = request.FILES.get("photo")
         submitted = request.method == "POST" or "q" in request.GET
-        if any("\x00" in value for values in data.lists() for value in values[1]):
+        if services.has_null_characters(data):
             context["error"] = "The request contains null characters."  # as the storefront and the API say
         elif len(query) > services.MAX_QUERY_CHARS:
             context["error"] = (

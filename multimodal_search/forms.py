@@ -3,23 +3,12 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.http import QueryDict
 from PIL import Image
 
 from multimodal_search import services
+from multimodal_search.services import has_null_characters, null_character_parameter
 
-
-def null_character_parameter(params: QueryDict) -> str | None:
-    """The first parameter whose name or value holds a NUL byte (PostgreSQL cannot store or compare them)."""
-    for key, values in params.lists():
-        if "\x00" in key or any("\x00" in value for value in values):
-            return key
-    return None
-
-
-def has_null_characters(params: QueryDict) -> bool:
-    """Whether any parameter name or value holds a NUL byte."""
-    return null_character_parameter(params) is not None
+__all__ = ["SearchForm", "has_null_characters", "null_character_parameter"]
 
 
 class SearchForm(forms.Form):

@@ -89,6 +89,7 @@ def test_also_viewed_falls_back_to_similar_products_for_a_product_nobody_viewed(
     assert [hit.product_pk for hit in hits] == [hit.product_pk for hit in similar]
     assert hits[0].product_pk == str(co_viewed["jacket"].pk)  # the other denim jacket
     assert all(hit.signals.keys() == {"similar"} and hit.explanation == {"similar": 1.0} for hit in hits)
+    assert services.also_viewed(jacket2.pk, k=3, fill=False) == []  # what shoppers viewed only
 
 
 def test_also_viewed_of_an_unknown_product_is_empty(db: Any) -> None:

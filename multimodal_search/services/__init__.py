@@ -110,6 +110,8 @@ from multimodal_search.services.query import (
     check_photo_size,
     check_query,
     check_upload_length,
+    has_null_characters,
+    null_character_parameter,
     open_photo,
 )
 from multimodal_search.services.recommend import (
@@ -204,6 +206,7 @@ __all__ = [
     "facet_names",
     "find_drift",
     "fix_drift",
+    "has_null_characters",
     "index_health",
     "index_on_commit",
     "index_products",
@@ -214,6 +217,7 @@ __all__ = [
     "load_photo",
     "log_search",
     "missing_vector_indexes",
+    "null_character_parameter",
     "open_photo",
     "photo_thumbnail",
     "photo_ttl",

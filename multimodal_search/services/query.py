@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -20,10 +20,28 @@ from multimodal_search.services import merchandising
 from multimodal_search.services.memo import Memo
 from multimodal_search.store import get_store
 
+if TYPE_CHECKING:
+    from django.http import QueryDict
+
 MIN_K = 1
 MAX_K = 100
 #: the longest query text the storefront, the API and the admin's playground take
 MAX_QUERY_CHARS = 500
+
+
+def null_character_parameter(params: QueryDict) -> str | None:
+    """The first parameter whose name or value holds a NUL byte (PostgreSQL cannot store or compare them)."""
+    for key, values in params.lists():
+        if "\x00" in key or any("\x00" in value for value in values):
+            return key
+    return None
+
+
+def has_null_characters(params: QueryDict) -> bool:
+    """Whether any parameter name or value holds a NUL byte."""
+    return null_character_parameter(params) is not None
+
+
 EMPTY_QUERY = "Type what you are looking for, upload a photo, or both."
 
 

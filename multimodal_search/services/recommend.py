@@ -114,7 +114,7 @@ def recommended_for_shopper(
     return recommended_for_vector(profile.vector, k=k, exclude=set(bought[:1000]) | seen, category=category)
 
 
-def also_viewed(product_pk: Any, *, k: int) -> list[SearchHit]:
+def also_viewed(product_pk: Any, *, k: int, fill: bool = True) -> list[SearchHit]:
     """Customers also viewed: what the shoppers of one product also viewed, carted or bought.
 
     A shopper is a signed-in user, else a storefront session. Two bounded queries: the latest
@@ -127,10 +127,11 @@ def also_viewed(product_pk: Any, *, k: int) -> list[SearchHit]:
     Args:
         product_pk: the product's primary key.
         k: how many products.
+        fill: fill up to ``k`` with similar products (off where the page shows those apart).
 
     Returns:
         up to ``k`` hits: co-occurring products first (``co_viewed`` signal: how many shoppers did
-        both), then products similar to it by vector (``similar`` signal: cosine), the cold start.
+        both), then, with ``fill``, products similar to it by vector (``similar`` signal: cosine), the cold start.
     """
     if k <= 0:
         return []
@@ -147,7 +148,7 @@ def also_viewed(product_pk: Any, *, k: int) -> list[SearchHit]:
         )
         for other, product in _products(order)
     ][:k]
-    if len(hits) < k:
+    if fill and len(hits) < k:
         try:
             product = get_adapter().get_queryset().filter(pk=product_pk).first()
         except (ValueError, ValidationError):  # not a pk of the product model: nothing is like it

@@ -89,9 +89,7 @@ def product_detail(request: HttpRequest, sku: str) -> HttpResponse:
             "category_tree": category_tree(),
             "similar": [hit.as_dict() for hit in services.similar_products(product, k=8)],
             # what shoppers did view only: the service's cold-start fill is the "Similar products" grid below
-            "also_viewed": [
-                hit.as_dict() for hit in services.also_viewed(product.pk, k=STRIP_SIZE) if "similar" not in hit.signals
-            ],
+            "also_viewed": [hit.as_dict() for hit in services.also_viewed(product.pk, k=STRIP_SIZE, fill=False)],
         },
     )
 

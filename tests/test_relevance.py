@@ -14,6 +14,7 @@ from multimodal_search.learning import calibration as fitting
 from multimodal_search.learning.reranker import train_reranker
 from multimodal_search.ranking import calibration, fusion
 from multimodal_search.ranking import reranker as reranking
+from multimodal_search.ranking.intent import facets_only
 from tests.factories import ProductFactory
 
 SPECS = [
@@ -157,7 +158,8 @@ def test_calibration_is_fitted_on_answerable_and_leave_kind_out_queries():
     )
     queries = [_query(rng, rng.random()) for _ in range(80)]
     calibrations, cuts, report = fitting.fit_calibrations(model, queries)
-    assert set(calibrations) == set(calibration.INPUTS)
+    assert set(calibrations) == {calibration.RERANK, calibration.SIGNALS}  # no broad queries: no broad calibration
+    assert "broad" not in report
     assert report["queries"] == 80 and report["leave_kind_out"] == 80
     assert report["lost_first_relevant"] <= fitting.MAX_LOST
     assert report["leave_kind_out_emptied"] > 0.5  # a lone high text similarity is rare without a relevant product
@@ -169,12 +171,71 @@ def test_calibration_is_fitted_on_answerable_and_leave_kind_out_queries():
     assert fitting.fit_calibrations(model, queries[:2])[:2] == ({}, {})
 
 
+def _broad_query(rng: np.random.Generator) -> fitting.CalibrationQuery:
+    """A synthetic "red": the red candidates (a colour signal near 1) are relevant, however far their words."""
+    pool = [f"p{i}" for i in range(30)]
+    relevant = rng.random(30) < 0.3
+    colour = np.where(relevant, 0.7, 0.02) + rng.normal(0, 0.05, 30)
+    text = 0.25 + rng.normal(0, 0.05, 30)  # a colour word alone is far from every product's text
+    signals = {"text": dict(zip(pool, text.tolist())), "colour": dict(zip(pool, colour.tolist()))}
+    return fitting.CalibrationQuery(pool, signals, relevant, broad=True)
+
+
+def test_queries_of_a_colour_or_a_gender_alone_get_a_calibration_of_their_own():
+    rng = np.random.default_rng(5)
+    features = len(reranking.FEATURES)
+    model = reranking.Reranker(
+        weights=np.eye(features)[0], bias=0.0, mean=np.zeros(features), scale=np.ones(features), version="t", meta={}
+    )
+    named = [_query(rng, rng.random()) for _ in range(60)]
+    broad = [_broad_query(rng) for _ in range(20)]
+    calibrations, cuts, report = fitting.fit_calibrations(model, named + broad)
+    assert set(calibrations) == set(calibration.INPUTS)
+    # the named queries' calibration and cuts are what they are without the broad queries
+    alone = fitting.fit_calibrations(model, named)
+    assert cuts == alone[1] and report["queries"] == 60
+    np.testing.assert_allclose(calibrations["rerank"].weights, alone[0]["rerank"].weights)
+    assert report["broad"]["queries"] == 20 and report["broad"]["leave_kind_out"] == 20
+    # the rerank calibration calls the red candidates of a colour word unlikely; the broad one keeps them
+    assert report["broad"]["kept_first_relevant"] == 1.0 > report["broad"]["kept_first_relevant_rerank"]
+    assert report["broad"]["leave_kind_out_emptied"] > 0.5
+    red, other = calibrations["broad"].probability(np.array([[0.0, 0.7, 1.0], [0.0, 0.02, 1.0]]))
+    assert red > cuts["related"] > other
+    # the line mmsearch_train prints says it
+    assert "Queries of a colour or a gender alone (20)" in fitting.report_line(report, cuts)
+    # the inputs: a facet the query does not ask for (no gender signal) counts as had
+    x = calibration.calibration_inputs("broad", ["a", "b"], {"colour": {"a": 0.6}}, np.array([1.0, 2.0]))
+    np.testing.assert_allclose(x, [[1.0, 0.6, 1.0], [2.0, 0.0, 1.0]])
+
+
+def test_facets_only_tells_a_colour_or_a_gender_alone():
+    for text in ("red", "Black", "women's black", "red for men", "womens", "navy and white", "ladies"):
+        assert facets_only(text), text
+    for text in ("", None, "red hoodie", "xyzzy", "women's running shorts", "s", "for"):
+        assert not facets_only(text), text
+
+
 def test_match_summary():
     assert calibration.match_summary([], 0.8, 0.2) == "none"
     assert calibration.match_summary([0.9, 0.1], 0.8, 0.2) == "exact"
     assert calibration.match_summary([0.5, 0.6], 0.8, 0.2) == "related"
     assert calibration.match_summary([0.1, 0.05], 0.8, 0.2) == "none"
     assert calibration.match_summary([None], 0.8, 0.2) is None
+
+
+@pytest.mark.django_db
+def test_a_colour_alone_shows_the_products_of_that_colour_at_the_storefront_cut(client, trained):
+    products, summary = trained
+    assert summary["calibration"]["broad"]["queries"] >= fitting.MIN_QUERIES
+    red = {str(p.pk) for colour, p in zip([c for c, _ in SPECS], products) if colour == "red"}
+    response = services.search_products("red", k=10, min_relevance="auto")
+    shown = {str(hit.product_pk) for hit in response.hits}
+    assert red <= shown and len(shown) < len(products)  # the red ones, not the whole catalogue
+    assert response.match == "exact"
+    model = reranking.get_reranker("hash-v1")
+    assert model is not None and calibration.BROAD in model.calibrations
+    page = client.get("/search/", {"q": "red"}).content.decode()
+    assert "Alpha Hoodie" in page and "Gamma Backpack" in page and "No results" not in page
 
 
 @pytest.mark.django_db

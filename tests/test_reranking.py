@@ -47,6 +47,23 @@ def test_pseudo_query_targets_are_graded_like_a_shopper_would():
     assert pseudo_queries.relevance(exact, {"noun": "hoodie", "word": "cotton"}) == pseudo_queries.PARTIAL_RELEVANCE
 
 
+def test_broad_pseudo_queries_ask_a_colour_or_a_gender_alone_and_grade_all_or_nothing():
+    import random
+
+    women_red = pseudo_queries.Facts(title="Alpha Hoodie", colours={"red": 0.8}, color="Red", gender="Women")
+    men_red = pseudo_queries.Facts(title="Beta Tee", colours={"red": 0.7}, color="Red", gender="Men")
+    women_blue = pseudo_queries.Facts(title="Gamma Hoodie", colours={"blue": 0.9}, color="Blue", gender="Women")
+    made = [pseudo_queries.broad_query(women_red, random.Random(seed)) for seed in range(40)]
+    assert {text for text, _asked in filter(None, made)} == {"red", "women's", "women's red"}  # no noun, ever
+    assert all("noun" not in asked for _text, asked in filter(None, made))
+    asked = {"gender": "Women", "colour": "red"}
+    assert pseudo_queries.relevance(women_red, asked) == 1.0
+    assert pseudo_queries.relevance(men_red, asked) == 0.0  # not partly relevant: there is no kind to be right about
+    assert pseudo_queries.relevance(women_blue, {"colour": "red"}) == 0.0
+    # a product that states neither facet, nor shows a colour, phrases none
+    assert pseudo_queries.broad_query(pseudo_queries.Facts(title="Delta Mat", colours={}), random.Random(0)) is None
+
+
 def test_descriptor_words_skip_model_names_colours_and_common_words():
     frequency = {"yoga": 0.1, "cotton": 0.05, "pant": 0.15, "aurora": 0.01, "women": 0.6}
     found = pseudo_queries.descriptor_words("Aurora Yoga Pant", "Organic Cotton, Black", frequency, low=0.02, high=0.2)

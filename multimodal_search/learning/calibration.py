@@ -11,6 +11,12 @@ when its pseudo-query grade is above 0 (the kind of product asked for). Each que
 
 Only each query's top ``TOP`` candidates (by the re-ranker) are used, as only they are shown.
 
+The ``rerank`` and ``signals`` calibrations are fitted on the pseudo-queries that name a kind of
+product; the ``broad`` one on the broad pseudo-queries (a colour and/or a gender alone: "red",
+"women's"), used the same two ways, and only when at least ``MIN_QUERIES`` of them are answerable.
+The cuts come from the ``rerank`` calibration; the report says what the ``related`` cut does to the
+broad queries under each.
+
 Cuts, on the ``rerank`` calibration (the storefront's method):
 
 * ``related`` (the storefront's threshold unless configured): the highest cut that loses the first
@@ -54,11 +60,13 @@ class CalibrationQuery:
     pool: list[str]
     signals: Mapping[str, Mapping[str, float]]
     relevant: np.ndarray
+    #: a colour and/or a gender alone, no kind of product (the ``broad`` calibration's)
+    broad: bool = False
 
     def leave_kind_out(self) -> CalibrationQuery | None:
         """The same search in a catalogue that does not sell what was asked (None when nothing is left)."""
         pool = [pk for pk, relevant in zip(self.pool, self.relevant) if not relevant]
-        return CalibrationQuery(pool, self.signals, np.zeros(len(pool), dtype=bool)) if pool else None
+        return CalibrationQuery(pool, self.signals, np.zeros(len(pool), dtype=bool), self.broad) if pool else None
 
 
 @dataclass
@@ -87,18 +95,13 @@ def fit_calibrations(
         (calibrations by name, cuts, report); empty calibrations and cuts when there are fewer than
         ``MIN_QUERIES`` answerable queries or no irrelevant candidate to learn from.
     """
-    answerable = [_ranked(model, q) for q in queries if q.relevant.any()]
-    unanswerable = [_ranked(model, left) for q in queries if (left := q.leave_kind_out()) is not None]
+    answerable, unanswerable = _both_ways(model, [q for q in queries if not q.broad])
     ranked = answerable + unanswerable
-    labels = np.concatenate([r.relevant for r in ranked]).astype(np.float64) if ranked else np.zeros(0)
+    labels = _labels(ranked)
     report: dict[str, Any] = {"queries": len(answerable), "leave_kind_out": len(unanswerable), "top": TOP}
     if len(answerable) < MIN_QUERIES or labels.min(initial=1) == labels.max(initial=0):
         return {}, {}, {**report, "skipped": "too few pseudo-queries to calibrate on"}
-    calibrations = {}
-    for name in c.INPUTS:
-        x = np.concatenate([r.inputs[name] for r in ranked])
-        weights, bias, mean, scale = fit_probability(x, labels)
-        calibrations[name] = c.Calibration(name, weights, bias, mean, scale)
+    calibrations = {name: _fit(name, ranked, labels) for name in (c.RERANK, c.SIGNALS)}
     rerank = calibrations[c.RERANK]
     probability = [rerank.probability(r.inputs[c.RERANK]) for r in ranked]
     first = np.array([p[r.relevant.argmax()] for p, r in zip(probability, answerable) if r.relevant.any()])
@@ -116,7 +119,53 @@ def fit_calibrations(
             "brier": round(float(np.mean((np.concatenate(probability) - labels) ** 2)), 4),
         }
     )
+    broad = _fit_broad(model, [q for q in queries if q.broad], rerank, related)
+    if broad is not None:
+        calibrations[c.BROAD], report["broad"] = broad
     return calibrations, {c.RELATED: round(related, 6), c.EXACT: round(exact, 6)}, report
+
+
+def _both_ways(model: Reranker, queries: Sequence[CalibrationQuery]) -> tuple[list[_Ranked], list[_Ranked]]:
+    """The answerable queries as they are, and every query left kind out."""
+    answerable = [_ranked(model, q) for q in queries if q.relevant.any()]
+    unanswerable = [_ranked(model, left) for q in queries if (left := q.leave_kind_out()) is not None]
+    return answerable, unanswerable
+
+
+def _labels(ranked: Sequence[_Ranked]) -> np.ndarray:
+    return np.concatenate([r.relevant for r in ranked]).astype(np.float64) if ranked else np.zeros(0)
+
+
+def _fit(name: str, ranked: Sequence[_Ranked], labels: np.ndarray) -> c.Calibration:
+    weights, bias, mean, scale = fit_probability(np.concatenate([r.inputs[name] for r in ranked]), labels)
+    return c.Calibration(name, weights, bias, mean, scale)
+
+
+def _fit_broad(
+    model: Reranker, queries: Sequence[CalibrationQuery], rerank: c.Calibration, related: float
+) -> tuple[c.Calibration, dict[str, Any]] | None:
+    """The ``broad`` calibration and what the ``related`` cut does with it: of the answerable broad
+    queries, the share whose first relevant result it keeps (and would keep under ``rerank``); of the
+    leave-kind-out ones, the share it empties. None when fewer than ``MIN_QUERIES`` are answerable."""
+    answerable, unanswerable = _both_ways(model, queries)
+    ranked = answerable + unanswerable
+    labels = _labels(ranked)
+    if len(answerable) < MIN_QUERIES or labels.min(initial=1) == labels.max(initial=0):
+        return None
+    broad = _fit(c.BROAD, ranked, labels)
+
+    def kept(calibration: c.Calibration) -> float:
+        first = [calibration.probability(r.inputs[calibration.name])[r.relevant.argmax()] for r in answerable]
+        return round(float((np.array(first) >= related).mean()), 4)
+
+    emptied = [broad.probability(r.inputs[c.BROAD]).max() < related for r in unanswerable]
+    return broad, {
+        "queries": len(answerable),
+        "leave_kind_out": len(unanswerable),
+        "kept_first_relevant": kept(broad),
+        "kept_first_relevant_rerank": kept(rerank),
+        "leave_kind_out_emptied": round(float(np.mean(emptied)), 4) if emptied else None,
+    }
 
 
 def precision_cut(scores: np.ndarray, hits: np.ndarray, *, floor: float) -> float:
@@ -137,5 +186,16 @@ def report_line(report: Mapping[str, Any], cuts: Mapping[str, float]) -> str:
         f"Relevance calibrated on {report['queries']} held-out pseudo-queries (+{report['leave_kind_out']} "
         f"leave-kind-out): related >= {cuts[c.RELATED]:.3f} (loses the first relevant result of "
         f"{report['lost_first_relevant']:.1%}, empties {report['leave_kind_out_emptied']:.1%} of leave-kind-out), "
-        f"exact >= {cuts[c.EXACT]:.3f}."
+        f"exact >= {cuts[c.EXACT]:.3f}." + _broad_line(report.get("broad"))
+    )
+
+
+def _broad_line(broad: Mapping[str, Any] | None) -> str:
+    if not broad:
+        return " No broad calibration (too few queries of a colour or a gender alone)."
+    emptied = broad["leave_kind_out_emptied"]
+    return (
+        f" Queries of a colour or a gender alone ({broad['queries']}): related keeps the first relevant result "
+        f"of {broad['kept_first_relevant']:.0%} ({broad['kept_first_relevant_rerank']:.0%} under the rerank "
+        f"calibration), empties {0 if emptied is None else emptied:.0%} of leave-kind-out."
     )

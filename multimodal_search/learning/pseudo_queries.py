@@ -4,6 +4,10 @@ A query is ``[gender] [colour] [descriptor] noun`` taken from one product's fact
 noun or category leaf, its stated or photographed colour, a descriptor word shared by a few
 products). Every candidate is then graded as a shopper would: 1 when it matches every facet asked,
 ``PARTIAL_RELEVANCE`` when it is the right kind of product only, 0 otherwise.
+
+A *broad* query (:func:`broad_query`, for the relevance calibration of queries of facets alone) is
+``[gender] [colour]`` without a noun ("red", "women's", "men's black"): 1 for every product that
+matches each facet asked, 0 otherwise.
 """
 
 from __future__ import annotations
@@ -107,18 +111,45 @@ def pseudo_query(facts: Facts, rng: random.Random) -> tuple[str, dict[str, str]]
     return " ".join(terms), asked
 
 
+def broad_query(facts: Facts, rng: random.Random) -> tuple[str, dict[str, str]] | None:
+    """A query of facets alone from one product's facts: its colour, its gender, or both."""
+    stated = colours_in_text(facts.color)
+    colour = stated[0] if stated else _top_colour(facts.colours)
+    gender = facts.gender.lower() if facts.gender.lower() in ("men", "women") else None
+    shapes = [
+        shape
+        for shape in (("colour",), ("gender",), ("gender", "colour"))
+        if all({"colour": colour, "gender": gender}[name] for name in shape)
+    ]
+    if not shapes:
+        return None
+    shape = rng.choice(shapes)
+    asked: dict[str, str] = {}
+    terms = []
+    if "gender" in shape and gender:
+        asked["gender"] = facts.gender
+        terms.append(f"{gender}'s")
+    if "colour" in shape and colour:
+        asked["colour"] = colour
+        terms.append(colour)
+    return " ".join(terms), asked
+
+
 #: target of a candidate that is the kind of product asked for but misses another facet
 #: (wrong colour or gender): a shopper still wants it above other kinds of product
 PARTIAL_RELEVANCE = 1 / 3
 
 
 def relevance(facts: Facts, asked: Mapping[str, str]) -> float:
-    """Graded target: 1 = every facet matches, ``PARTIAL_RELEVANCE`` = only the noun, 0 = not the noun."""
-    if not facts.noun_matches(asked["noun"]):
+    """Graded target: 1 = every facet matches, ``PARTIAL_RELEVANCE`` = only the noun, 0 = not the noun
+    (a broad query, without a noun: 1 or 0)."""
+    if "noun" in asked and not facts.noun_matches(asked["noun"]):
         return 0.0
     full = (
         ("colour" not in asked or facts.colour_matches(asked["colour"]))
         and ("gender" not in asked or facts.gender_matches(asked["gender"]))
         and ("word" not in asked or facts.word_matches(asked["word"]))
     )
+    if "noun" not in asked:
+        return 1.0 if full else 0.0
     return 1.0 if full else PARTIAL_RELEVANCE

@@ -17,7 +17,14 @@ from multimodal_search.learning.calibration import MIN_QUERIES, CalibrationQuery
 from multimodal_search.learning.data import TrainingError, is_held_out
 from multimodal_search.learning.fitting import fit_logistic
 from multimodal_search.learning.labels import Label
-from multimodal_search.learning.pseudo_queries import Facts, descriptor_words, pseudo_query, relevance, text_stems
+from multimodal_search.learning.pseudo_queries import (
+    Facts,
+    broad_query,
+    descriptor_words,
+    pseudo_query,
+    relevance,
+    text_stems,
+)
 from multimodal_search.ranking import vocabulary as v
 from multimodal_search.ranking.attributes import category_leaf
 from multimodal_search.ranking.reranker import ARTEFACT, FEATURES, Reranker, feature_matrix
@@ -34,16 +41,18 @@ def make_pseudo_queries(
     max_queries: int = 400,
     seed: int = 13,
     exclude: Collection[str] = (),
+    make: Callable[[Facts, random.Random], tuple[str, dict[str, str]] | None] = pseudo_query,
 ) -> dict[str, dict[str, str]]:
     """Pseudo-query text -> the facets it asks for, made from seed products (several phrasings per
-    product until the cap); texts in ``exclude`` are skipped."""
+    product until the cap); texts in ``exclude`` are skipped. ``make`` phrases one (default
+    :func:`~multimodal_search.learning.pseudo_queries.pseudo_query`)."""
     rng = random.Random(seed)
     order = sorted(seeds)
     rng.shuffle(order)
     queries: dict[str, dict[str, str]] = {}
     for _round in range(3):
         for pk in order:
-            made = pseudo_query(facts[pk], rng)
+            made = make(facts[pk], rng)
             if made and made[0] not in exclude:
                 queries.setdefault(made[0], made[1])
             if len(queries) >= max_queries:
@@ -88,6 +97,12 @@ def build_training_set(
     return np.concatenate(rows), np.concatenate(labels), len(rows)
 
 
+def broad_cap(calibration: int) -> int:
+    """The most broad queries (a colour and/or a gender alone) searched beside ``calibration`` held-out
+    pseudo-queries: a quarter as many (a catalogue phrases few distinct ones: Luma about 30)."""
+    return max(calibration // 4, MIN_QUERIES) if calibration > 0 else 0
+
+
 def calibration_queries(
     seeds: Iterable[str],
     facts: Mapping[str, Facts],
@@ -100,21 +115,24 @@ def calibration_queries(
 ) -> tuple[list[CalibrationQuery], bool]:
     """Searched pseudo-queries the re-ranker was not trained on (another seed, other texts), for
     ``learning.calibration``; -> (queries, whether they are all held out). ``trained``: the texts the
-    re-ranker was trained on. A catalogue too small to phrase ``MIN_QUERIES`` new ones reuses them."""
+    re-ranker was trained on. A catalogue too small to phrase ``MIN_QUERIES`` new ones reuses them.
+    Beside them, up to :func:`broad_cap` broad queries (a colour and/or a gender alone), for the
+    ``broad`` calibration (the re-ranker is not trained on any)."""
     seeds = list(seeds)
     texts = make_pseudo_queries(seeds, facts, max_queries=max_queries, seed=seed + 1, exclude=trained)
     held_out = len(texts) >= MIN_QUERIES
     if not held_out:
         texts = make_pseudo_queries(seeds, facts, max_queries=max_queries, seed=seed + 1)
+    broad = make_pseudo_queries(seeds, facts, max_queries=broad_cap(max_queries), seed=seed + 1, make=broad_query)
     found = []
-    for text, asked in texts.items():
+    for text, asked in [*texts.items(), *broad.items()]:
         pool, signals = collect(text)
         if progress:
             progress(1)
         pool = [pk for pk in pool if pk in facts]
         if pool:
             relevant = np.array([relevance(facts[pk], asked) > 0 for pk in pool])
-            found.append(CalibrationQuery(pool, signals, relevant))
+            found.append(CalibrationQuery(pool, signals, relevant, broad="noun" not in asked))
     return found, held_out
 
 

@@ -9,6 +9,13 @@ can. ``mmsearch_train`` fits it on held-out pseudo-queries (``learning.calibrati
 pseudo-queries for kinds of product the catalogue was made not to sell, and stores it with the
 re-ranker (``ranking.reranker``). The ``signals`` calibration reads only the text and photo cosines
 every text query collects, for the methods that do not run the re-ranker.
+
+The ``broad`` calibration is for queries that name only a colour and/or a gender ("red", "women's
+black"; ``ranking.intent.facets_only``). Every product of that colour or gender answers them, but their
+words are far from any one product's text, so the ``rerank`` calibration, fitted on queries that name
+a kind of product, calls their best results unlikely. It reads the re-ranker's logit and how surely the
+product has each facet asked (the ``colour`` and ``gender`` signals; 1 for a facet not asked), and is
+fitted on pseudo-queries of that shape (``learning.calibration``).
 """
 
 from __future__ import annotations
@@ -21,11 +28,19 @@ import numpy as np
 
 from multimodal_search.ranking import vocabulary as v
 
-#: the calibration used by the re-ranker, and the one for every other method of a text query
+#: the calibration used by the re-ranker, the one for every other method of a text query, and the
+#: re-ranker's for a query of facets alone
 RERANK = "rerank"
 SIGNALS = "signals"
+BROAD = "broad"
 #: inputs of each calibration: "logit" is the re-ranker's, "lexical" whether any query word matched
-INPUTS = {RERANK: ("logit", v.TEXT, v.TITLE, v.IMAGE, v.LEXICAL), SIGNALS: (v.TEXT, v.IMAGE)}
+INPUTS = {
+    RERANK: ("logit", v.TEXT, v.TITLE, v.IMAGE, v.LEXICAL),
+    SIGNALS: (v.TEXT, v.IMAGE),
+    BROAD: ("logit", v.COLOUR, v.GENDER),
+}
+#: inputs that say how surely a product has a facet the query asks for: 1 when the query does not ask
+FACET_INPUTS = (v.COLOUR, v.GENDER)
 #: the cuts of the ``match`` summary (``RELATED`` is the storefront's threshold unless configured)
 EXACT = "exact"
 RELATED = "related"
@@ -35,12 +50,15 @@ NONE = "none"
 def calibration_inputs(
     name: str, pool: Sequence[str], signals: Mapping[str, Mapping[str, float]], logits: np.ndarray | None = None
 ) -> np.ndarray:
-    """The inputs (len(pool), len(INPUTS[name])) of one calibration; absent signals are 0."""
+    """The inputs (len(pool), len(INPUTS[name])) of one calibration; absent signals are 0, a facet the
+    query does not ask for (its signal not collected) 1."""
     columns = []
     for column in INPUTS[name]:
         if column == "logit":
             assert logits is not None, "the rerank calibration needs the re-ranker's logits"
             columns.append(np.asarray(logits, dtype=np.float64))
+        elif column in FACET_INPUTS and column not in signals:
+            columns.append(np.ones(len(pool), dtype=np.float64))
         else:
             values = signals.get(column, {})
             raw = np.array([values.get(pk, 0.0) for pk in pool], dtype=np.float64)

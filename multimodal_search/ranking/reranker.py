@@ -144,7 +144,8 @@ class Reranker:
         Args:
             pool: the query's candidates (the re-ranker's inputs are standardised within them).
             signals: their signals.
-            calibration: ``"rerank"`` (the re-ranker's logit and absolute similarities) or ``"signals"``.
+            calibration: ``"rerank"`` (the re-ranker's logit and absolute similarities), ``"broad"`` (its
+                logit and the facets asked, for a query of facets alone) or ``"signals"``.
             features: ``feature_matrix(pool, signals)``, when the caller has it (:meth:`score` used it).
         """
         model = self.calibrations.get(calibration)

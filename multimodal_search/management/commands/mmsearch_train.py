@@ -16,7 +16,7 @@ from multimodal_search.learning.calibration import report_line
 from multimodal_search.learning.data import TrainingError, load_holdout
 from multimodal_search.learning.heads import DEFAULT_EPOCHS
 from multimodal_search.learning.labels import LabelError, load_labels
-from multimodal_search.learning.reranker import train_reranker
+from multimodal_search.learning.reranker import broad_cap, train_reranker
 
 
 def read_holdout(path: str) -> set[str]:
@@ -172,7 +172,7 @@ class Command(BaseCommand):
         calibration = options.get("calibration_queries")
         calibration = options["queries"] // 2 if calibration is None else max(calibration, 0)
         with tqdm(
-            total=options["queries"] + calibration,
+            total=options["queries"] + calibration + broad_cap(calibration),  # at most: the bar is closed at its end
             unit="query",
             desc="Re-ranker pseudo-queries",
             file=cast(TextIO, self.stderr._out),
@@ -188,6 +188,8 @@ class Command(BaseCommand):
                 )
             except TrainingError as exc:
                 raise CommandError(str(exc)) from exc
+            bar.total = bar.n  # fewer distinct broad queries than the cap: the bar ends full
+            bar.refresh()
         self.stdout.write(
             self.style.SUCCESS(
                 f"Re-ranker {summary['version']}: {summary['queries']} pseudo-queries, {summary['pairs']} pairs "

@@ -1,0 +1,138 @@
+"""Queries of a colour or a gender alone ("red", "women's black") at the storefront's relevance cut.
+
+    .venv/bin/python bench/broad_queries.py --data-dir .data/scale-luma
+
+On an indexed catalogue whose re-ranker ``mmsearch_train`` fitted (with a ``broad`` calibration, or
+without: the run then shows only the ``rerank`` rows), every query of that shape the catalogue's
+*stated* fields allow is searched: each stated colour alone, and with "women's" and "men's", and each
+gender alone. A product is relevant when its stated colour and gender are those asked (one that states
+neither counts as not relevant: the figures are a floor). For each query, at the ``related`` cut (the
+storefront's), under the ``broad`` calibration and under the ``rerank`` one (what the search used
+before the ``broad`` one existed): whether the page is empty, how many results are shown, the share
+of them relevant (precision) and the share of the relevant candidates shown (recall). The order of
+the results is the same under both: the calibration never re-ranks.
+
+The broad queries are also the shape the ``broad`` calibration was fitted on (``learning.calibration``:
+pseudo-queries of the same catalogue, a logistic layer of four numbers), so this measures what a
+shopper sees, not a held-out generalisation.
+
+Results: ``bench/results/broad-queries.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from typing import Any
+
+from search import save, setup_django
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", default=".data/scale-luma", help="an indexed data folder, trained")
+    parser.add_argument("--min-products", type=int, default=3, help="a colour needs this many products stating it")
+    return parser.parse_args()
+
+
+def stated(fields: dict[str, Any]) -> tuple[list[str], str | None]:
+    from multimodal_search.ranking import vocabulary as v
+    from multimodal_search.ranking.colour import colours_in_text
+    from multimodal_search.ranking.text import normal_gender
+
+    return colours_in_text(str(fields.get(v.FIELD_COLOR) or "")), normal_gender(str(fields.get(v.FIELD_GENDER) or ""))
+
+
+def queries(
+    facts: dict[str, tuple[list[str], str | None]], min_products: int
+) -> dict[str, tuple[str | None, str | None]]:
+    """Query text -> (colour, gender) asked."""
+    counts: dict[str, int] = {}
+    for colours, _gender in facts.values():
+        for colour in colours:
+            counts[colour] = counts.get(colour, 0) + 1
+    found: dict[str, tuple[str | None, str | None]] = {"women": (None, "women"), "men": (None, "men")}
+    for colour in sorted(name for name, n in counts.items() if n >= min_products):
+        found[colour] = (colour, None)
+        for gender in ("women", "men"):
+            if any(colour in c and g in (gender, "unisex") for c, g in facts.values()):
+                found[f"{gender}'s {colour}"] = (colour, gender)
+    return found
+
+
+def relevant(fact: tuple[list[str], str | None], asked: tuple[str | None, str | None]) -> bool:
+    colours, gender = fact
+    colour, wanted = asked
+    return (colour is None or colour in colours) and (wanted is None or gender in (wanted, "unisex"))
+
+
+def main() -> None:
+    args = parse()
+    setup_django(args.data_dir)
+    from unittest import mock
+
+    from multimodal_search.adapters import get_adapter
+    from multimodal_search.ranking import calibration
+    from multimodal_search.services import search as search_service
+
+    adapter = get_adapter()
+    facts = {str(p.pk): stated(adapter.get_fields(p)) for p in adapter.get_queryset()}
+    rows: list[dict[str, Any]] = []
+    for text, asked in queries(facts, args.min_products).items():
+        row: dict[str, Any] = {"query": text}
+        for name, broad in (("broad", True), ("rerank", False)):
+            with mock.patch.object(search_service, "facets_only", lambda _text, broad=broad: broad):
+                ranked = search_service.rank_products(
+                    text, None, k=10, category=None, method=None, min_relevance=None, limit=None, explain=False
+                )
+            if name == "broad" and not any(
+                calibration.BROAD in (m.calibrations if m else {})
+                for m in [search_service.get_reranker(ranked.model_id)]
+            ):
+                raise SystemExit("No broad calibration in this data folder: run mmsearch_train with this code first.")
+            cut = ranked.cuts.get(calibration.RELATED, 0.5)
+            good = [relevant(facts.get(str(hit.product_pk), ([], None)), asked) for hit in ranked.hits]
+            shown = [g for hit, g in zip(ranked.hits, good) if (hit.relevance or 0.0) >= cut]
+            row[name] = {
+                "shown": len(shown),
+                "precision": round(sum(shown) / len(shown), 4) if shown else None,
+                "recall": round(sum(shown) / max(sum(good), 1), 4),
+                "p_at_10": round(sum(good[:10]) / 10, 4),
+            }
+        rows.append(row)
+
+    def summary(name: str) -> dict[str, Any]:
+        precisions = [r[name]["precision"] for r in rows if r[name]["precision"] is not None]
+        return {
+            "empty": sum(1 for r in rows if r[name]["shown"] == 0),
+            "shown_median": statistics.median(r[name]["shown"] for r in rows),
+            "precision_mean": round(statistics.mean(precisions), 4) if precisions else None,
+            "recall_mean": round(statistics.mean(r[name]["recall"] for r in rows), 4),
+            "p_at_10_mean": round(statistics.mean(r[name]["p_at_10"] for r in rows), 4),
+        }
+
+    totals = {name: summary(name) for name in ("broad", "rerank")}
+    lines = [
+        f"Queries of a colour or a gender alone: {len(rows)} (data folder {args.data_dir}), at the `related` cut",
+        "",
+        "| calibration | empty pages | results shown (median) | precision of those shown | recall | P@10 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, total in totals.items():
+        lines.append(
+            f"| `{name}` | {total['empty']} of {len(rows)} | {total['shown_median']} | {total['precision_mean']} "
+            f"| {total['recall_mean']} | {total['p_at_10_mean']} |"
+        )
+    lines += ["", "| query | broad: shown / precision / recall | rerank: shown / precision / recall |", "|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['query']} | {r['broad']['shown']} / {r['broad']['precision']} / {r['broad']['recall']} "
+            f"| {r['rerank']['shown']} / {r['rerank']['precision']} / {r['rerank']['recall']} |"
+        )
+    markdown = "\n".join(lines) + "\n"
+    print(markdown)
+    save("broad-queries", {"queries": rows, "summary": totals}, markdown)
+
+
+if __name__ == "__main__":
+    main()

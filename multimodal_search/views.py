@@ -64,7 +64,10 @@ def search_page(request: HttpRequest) -> HttpResponse:
                     **RefineForm(request.GET).refinements(),
                 )
             context["response"] = page
-            context["results"] = [with_reasons(hit.as_dict(), form.cleaned_data.get("q")) for hit in page.hits]
+            context["results"] = [
+                {**with_reasons(hit.as_dict(), form.cleaned_data.get("q")), "likely": services.likely_match(hit, page)}
+                for hit in page.hits
+            ]
             first = (page.page - 1) * page.page_size + 1
             for position, result in enumerate(context["results"], start=first):
                 # through /search/click/<search>/<position>/ when the search was logged

@@ -270,6 +270,30 @@ def test_storefront_page_says_when_nothing_matches_exactly(client, trained, sett
     assert "No exact results" not in page and "No results" not in page
 
 
+def test_likely_match_is_even_odds_or_the_exact_cut():
+    assert calibration.likely_match(0.5, None) and calibration.likely_match(0.7, 0.9)
+    assert calibration.likely_match(0.45, 0.4)  # a photo's exact cut can lie under even odds
+    assert not calibration.likely_match(0.45, 0.9) and not calibration.likely_match(0.3, None)
+    assert not calibration.likely_match(None, 0.0)
+
+
+@pytest.mark.django_db
+def test_the_page_calls_a_result_at_the_exact_cut_a_likely_match(client, trained, settings):
+    hits = services.search_products("hoodie", k=10).hits
+    assert any(hit.relevance < 0.5 for hit in hits)  # some would be "Similar item" at even odds
+    settings.MULTIMODAL_SEARCH = {
+        **settings.MULTIMODAL_SEARCH,
+        "RELEVANCE": {"STOREFRONT_MIN": 0.0, "RELATED": 0.0, "EXACT": 1.0},
+    }
+    page = client.get("/search/", {"q": "hoodie"}).content.decode()
+    assert "Similar item" in page
+    # with the exact cut at 0 (as a photo calibration's can be under 0.5), the page's match is exact
+    # and no result on it is called merely similar
+    settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "RELEVANCE": {"STOREFRONT_MIN": 0.0, "EXACT": 0.0}}
+    page = client.get("/search/", {"q": "hoodie"}).content.decode()
+    assert "Likely a match" in page and "Similar item" not in page
+
+
 @pytest.mark.django_db
 def test_mmsearch_train_fits_and_reports_the_calibration(indexed, model_dir):
     from io import StringIO

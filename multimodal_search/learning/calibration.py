@@ -46,7 +46,7 @@ TOP = 24
 #: share of answerable pseudo-queries whose first relevant result the ``related`` cut may drop
 MAX_LOST = 0.02
 #: the highest ``related`` cut: a result at least as likely relevant as not is shown
-EVEN_ODDS = 0.5
+EVEN_ODDS = c.EVEN_ODDS
 #: how often the top result must be relevant above the ``exact`` cut
 EXACT_PRECISION = 0.9
 #: fewest answerable pseudo-queries a calibration is fitted on

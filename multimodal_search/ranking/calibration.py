@@ -167,6 +167,19 @@ class PhotoDomain:
         return cls(np.asarray(data["mixture"], dtype=np.float64), float(data["cut"]))
 
 
+#: a result at least this likely relevant is called a likely match, whatever the cuts
+EVEN_ODDS = 0.5
+
+
+def likely_match(relevance: float | None, exact: float | None) -> bool:
+    """Whether one result is called a likely match: at least even odds, or at least the ``exact`` cut
+    (where a top result is the one asked for 90% of the time: the photo calibration's can be under even
+    odds, and a page whose ``match`` is ``exact`` must not call its top result merely similar)."""
+    if relevance is None:
+        return False
+    return relevance >= EVEN_ODDS or (exact is not None and relevance >= exact)
+
+
 def match_summary(relevances: Sequence[float | None], exact: float | None, related: float | None) -> str | None:
     """``exact`` when the top result is at least ``exact`` relevant, ``related`` when a result is at
     least ``related`` relevant, ``none`` when no result passes (or there are none); ``None`` when the

@@ -72,6 +72,8 @@ class SearchResponse:
     match: str | None = None
     #: the relevance cut results were filtered by (None: none)
     min_relevance: float | None = None
+    #: the ``exact`` cut ``match`` was summarised with (None: none); see :func:`likely_match`
+    exact_cut: float | None = None
 
 
 def search_products(
@@ -287,9 +289,10 @@ def respond(
     ``matched`` (default ``hits``; best first); ``search_performed`` is sent. ``extra``: more fields of
     ``response_class`` (a subclass, e.g. ``services.browse.SearchPage``; its ``total`` is the result
     count sent)."""
+    exact = _cut(_setting("EXACT"), ranked.cuts, calibration.EXACT)
     match = calibration.match_summary(
         [hit.relevance for hit in (hits if matched is None else matched)],
-        _cut(_setting("EXACT"), ranked.cuts, calibration.EXACT),
+        exact,
         _cut(_setting("RELATED"), ranked.cuts, calibration.RELATED),
     )
     took_ms = (time.perf_counter() - ranked.started) * 1000
@@ -312,6 +315,7 @@ def respond(
         query=ranked.query,
         match=match,
         min_relevance=ranked.cut,
+        exact_cut=exact,
         **extra,
     )
 
@@ -329,6 +333,12 @@ def _refinements(extra: Mapping[str, Any]) -> dict[str, Any]:
     if extra.get("page", 1) != 1:
         chosen["page"] = extra["page"]
     return chosen
+
+
+def likely_match(hit: SearchHit, response: SearchResponse) -> bool:
+    """Whether the search page calls ``hit`` "Likely a match" rather than "Similar item"
+    (``ranking.calibration.likely_match``: even odds, or the ``exact`` cut the page's ``match`` used)."""
+    return calibration.likely_match(hit.relevance, response.exact_cut)
 
 
 def check_min_relevance(value: MinRelevance) -> None:

@@ -1,0 +1,127 @@
+"""Where the default text search's time goes, phase by phase, on a database ``bench/search.py`` filled.
+
+    .venv/bin/python bench/search_phases.py --data-dir .data/scale-1m-blend [--repeat 3]
+
+In one process (as a web worker runs it, warm), for the bench's text queries (the same seeded sample
+as ``bench/search.py``): the whole ``services.search_products(q, k=10)`` and, inside it, the time of
+each phase (each function wrapped with a timer where ``services.search`` calls it):
+
+* ``encode``: the query's words and the synonym and catalogue expansions encoded (``encode_query``);
+* ``statement``: the candidate pool and its signals, one round trip (``collect_signals``);
+* ``rerank``: the re-ranker's features and scores (``Reranker.score``);
+* ``relevance``: the calibrated relevance (``_relevance``);
+* ``rules``: the merchandising rules that fire for the query (``merchandising.fired_rules``);
+* ``load``: the ten products shown, from the shop's tables (``_products``);
+* ``other``: the rest (the whole minus the phases).
+
+As in ``bench/search.py``: one torch thread, every query encoded every time (no query-vector memo),
+the server's tables and indexes prewarmed, every query run once untimed first; pass the same
+``--ef-search``, ``--m`` and ``--ef-construction`` as the run that built the indexes. Results: ``bench/results/search-phases-<products>.{json,md}`` (p50 / p95 ms per phase).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from search import percentiles, prewarm, queries, save, setup_django, use_source_reranker
+
+PHASES = ("encode", "statement", "rerank", "relevance", "rules", "load")
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", default=".data/scale-bench", help="a data folder bench/search.py filled")
+    parser.add_argument("--source", default=".data/scale-luma", help="the indexed Luma catalogue (queries)")
+    parser.add_argument("--text-queries", type=int, default=20)
+    parser.add_argument("--photo-queries", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=5, help="the query sample's seed (as bench/search.py)")
+    parser.add_argument("--repeat", type=int, default=3, help="time each query this many times")
+    parser.add_argument("--ef-search", type=int, help="as bench/search.py's")
+    parser.add_argument("--m", type=int, help="as bench/search.py's (the indexes were built with it)")
+    parser.add_argument("--ef-construction", type=int, help="as bench/search.py's (the indexes were built with it)")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse()
+    setup_django(args.data_dir)
+    import torch
+    from django.conf import settings
+    from django.test.utils import override_settings
+
+    torch.set_num_threads(1)  # as bench/search.py: one search per core
+    # every query encoded every time, as a query new to the process is (as bench/search.py)
+    overrides: dict[str, Any] = {"QUERY_VECTORS": 0}
+    for name, value in (("HNSW_EF_SEARCH", args.ef_search), ("HNSW_M", args.m)):
+        if value:
+            overrides[name] = value
+    if args.ef_construction:
+        overrides["HNSW_EF_CONSTRUCTION"] = args.ef_construction
+    override_settings(MULTIMODAL_SEARCH={**settings.MULTIMODAL_SEARCH, **overrides}).enable()
+
+    from multimodal_search import services
+    from multimodal_search.encoders import get_encoder
+    from multimodal_search.ranking.reranker import Reranker
+    from multimodal_search.services import merchandising
+    from multimodal_search.services import search as search_service
+    from multimodal_search.store import get_store
+
+    model_id = get_encoder().model_id
+    products = get_store().count(model_id)
+    use_source_reranker(args, model_id)
+    texts, _photos = queries(args)
+    spent: dict[str, float] = defaultdict(float)
+
+    def timer(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapped(*a: Any, **kw: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return function(*a, **kw)
+            finally:
+                spent[name] += (time.perf_counter() - started) * 1000
+
+        return wrapped
+
+    search_service.encode_query = timer("encode", search_service.encode_query)
+    search_service.collect_signals = timer("statement", search_service.collect_signals)
+    search_service._relevance = timer("relevance", search_service._relevance)
+    search_service._products = timer("load", search_service._products)
+    merchandising.fired_rules = timer("rules", merchandising.fired_rules)
+    Reranker.score = timer("rerank", Reranker.score)  # type: ignore[method-assign]
+
+    print(f"{products:,} products, {len(texts)} text queries x {args.repeat}", flush=True)
+    warmed = prewarm()
+    for text in texts:  # untimed: as on a server that has answered them
+        services.search_products(text, k=10)
+    samples: dict[str, list[float]] = defaultdict(list)
+    for _ in range(args.repeat):
+        for text in texts:
+            spent.clear()
+            started = time.perf_counter()
+            services.search_products(text, k=10)
+            whole = (time.perf_counter() - started) * 1000
+            samples["whole"].append(whole)
+            for name in PHASES:
+                samples[name].append(spent.get(name, 0.0))
+            samples["other"].append(whole - sum(spent.get(name, 0.0) for name in PHASES))
+    figures = {name: percentiles(values) for name, values in samples.items()}
+    lines = [
+        f"Default text search at {products:,} products, by phase ({len(texts)} queries x {args.repeat}, "
+        "one process, warm; p50 / p95 ms)",
+        "",
+        "| phase | p50 | p95 |",
+        "|---|---|---|",
+    ]
+    for name in ("whole", *PHASES, "other"):
+        lines.append(f"| {name} | {figures[name]['p50']:.1f} | {figures[name]['p95']:.1f} |")
+    markdown = "\n".join(lines) + "\n"
+    print(markdown)
+    save(f"search-phases-{products}", {"products": products, "phases": figures, "prewarm": warmed}, markdown)
+
+
+if __name__ == "__main__":
+    main()

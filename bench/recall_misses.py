@@ -22,20 +22,19 @@ import argparse
 import json
 from typing import Any
 
-from search import RESULTS, queries, setup_django, use_source_reranker, without_hnsw
+from search import (
+    RESULTS,
+    database_parser,
+    queries,
+    search_overrides,
+    setup_django,
+    use_source_reranker,
+    without_hnsw,
+)
 
 
 def parse() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data-dir", default=".data/scale-bench", help="a data folder bench/search.py filled")
-    parser.add_argument("--source", default=".data/scale-luma", help="the indexed Luma catalogue (queries)")
-    parser.add_argument("--text-queries", type=int, default=100)
-    parser.add_argument("--photo-queries", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--seed", type=int, default=5, help="the query sample's seed (as bench/search.py)")
-    parser.add_argument("--ef-search", type=int, help="override MULTIMODAL_SEARCH['HNSW_EF_SEARCH']")
-    parser.add_argument("--m", type=int, help="as bench/search.py's (the indexes were built with it)")
-    parser.add_argument("--ef-construction", type=int, help="as bench/search.py's (the indexes were built with it)")
-    return parser.parse_args()
+    return database_parser(__doc__ or "", text_queries=100).parse_args()
 
 
 def main() -> None:
@@ -44,14 +43,7 @@ def main() -> None:
     from django.conf import settings
     from django.test.utils import override_settings
 
-    overrides: dict[str, Any] = {"QUERY_VECTORS": 0}
-    for name, value in (
-        ("HNSW_EF_SEARCH", args.ef_search),
-        ("HNSW_M", args.m),
-        ("HNSW_EF_CONSTRUCTION", args.ef_construction),
-    ):
-        if value:
-            overrides[name] = value
+    overrides = search_overrides(args)
     override_settings(MULTIMODAL_SEARCH={**settings.MULTIMODAL_SEARCH, **overrides}).enable()
 
     from multimodal_search import services

@@ -111,6 +111,35 @@ def parse() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def search_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The search settings a bench run uses: every query encoded every time, as a query new to the
+    process is (no query-vector memo), and the ``--ef-search`` / ``--m`` / ``--ef-construction`` given."""
+    overrides: dict[str, Any] = {"QUERY_VECTORS": 0}
+    for name, value in (
+        ("HNSW_EF_SEARCH", args.ef_search),
+        ("HNSW_M", args.m),
+        ("HNSW_EF_CONSTRUCTION", args.ef_construction),
+    ):
+        if value:
+            overrides[name] = value
+    return overrides
+
+
+def database_parser(doc: str, text_queries: int) -> argparse.ArgumentParser:
+    """The arguments of a script that reads a database this bench filled (``bench/search_phases.py``,
+    ``bench/recall_misses.py``): its folder, the source's queries and the settings it was built with."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--data-dir", default=".data/scale-bench", help="a data folder bench/search.py filled")
+    parser.add_argument("--source", default=".data/scale-luma", help="the indexed Luma catalogue (queries)")
+    parser.add_argument("--text-queries", type=int, default=text_queries)
+    parser.add_argument("--photo-queries", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=5, help="the query sample's seed (as bench/search.py)")
+    parser.add_argument("--ef-search", type=int, help="override MULTIMODAL_SEARCH['HNSW_EF_SEARCH']")
+    parser.add_argument("--m", type=int, help="as the bench run that built the indexes")
+    parser.add_argument("--ef-construction", type=int, help="as the bench run that built the indexes")
+    return parser
+
+
 def setup_django(data_dir: str) -> None:
     os.environ["MMSEARCH_DATA_DIR"] = str((ROOT / data_dir).resolve())
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")
@@ -818,15 +847,7 @@ def main() -> None:
     from django.conf import settings
     from django.test.utils import override_settings
 
-    # each query is timed --repeat times: encoded every time, as a query new to the process is
-    overrides: dict[str, Any] = {"QUERY_VECTORS": 0}
-    if args.ef_search:
-        overrides["HNSW_EF_SEARCH"] = args.ef_search
-    if args.m:
-        overrides["HNSW_M"] = args.m
-    if args.ef_construction:
-        overrides["HNSW_EF_CONSTRUCTION"] = args.ef_construction
-    override_settings(MULTIMODAL_SEARCH={**settings.MULTIMODAL_SEARCH, **overrides}).enable()
+    override_settings(MULTIMODAL_SEARCH={**settings.MULTIMODAL_SEARCH, **search_overrides(args)}).enable()
     call_command("migrate", verbosity=0)
     encoder = get_encoder()
     if encoder.model_id != meta["model_id"]:

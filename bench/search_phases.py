@@ -27,22 +27,23 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from search import percentiles, prewarm, queries, save, setup_django, use_source_reranker
+from search import (
+    database_parser,
+    percentiles,
+    prewarm,
+    queries,
+    save,
+    search_overrides,
+    setup_django,
+    use_source_reranker,
+)
 
 PHASES = ("encode", "statement", "rerank", "relevance", "rules", "load")
 
 
 def parse() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data-dir", default=".data/scale-bench", help="a data folder bench/search.py filled")
-    parser.add_argument("--source", default=".data/scale-luma", help="the indexed Luma catalogue (queries)")
-    parser.add_argument("--text-queries", type=int, default=20)
-    parser.add_argument("--photo-queries", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--seed", type=int, default=5, help="the query sample's seed (as bench/search.py)")
+    parser = database_parser(__doc__ or "", text_queries=20)
     parser.add_argument("--repeat", type=int, default=3, help="time each query this many times")
-    parser.add_argument("--ef-search", type=int, help="as bench/search.py's")
-    parser.add_argument("--m", type=int, help="as bench/search.py's (the indexes were built with it)")
-    parser.add_argument("--ef-construction", type=int, help="as bench/search.py's (the indexes were built with it)")
     return parser.parse_args()
 
 
@@ -54,14 +55,7 @@ def main() -> None:
     from django.test.utils import override_settings
 
     torch.set_num_threads(1)  # as bench/search.py: one search per core
-    # every query encoded every time, as a query new to the process is (as bench/search.py)
-    overrides: dict[str, Any] = {"QUERY_VECTORS": 0}
-    for name, value in (("HNSW_EF_SEARCH", args.ef_search), ("HNSW_M", args.m)):
-        if value:
-            overrides[name] = value
-    if args.ef_construction:
-        overrides["HNSW_EF_CONSTRUCTION"] = args.ef_construction
-    override_settings(MULTIMODAL_SEARCH={**settings.MULTIMODAL_SEARCH, **overrides}).enable()
+    override_settings(MULTIMODAL_SEARCH={**settings.MULTIMODAL_SEARCH, **search_overrides(args)}).enable()
 
     from multimodal_search import services
     from multimodal_search.encoders import get_encoder

@@ -150,12 +150,17 @@ def _query(rng: np.random.Generator, answerable: float) -> fitting.CalibrationQu
     return fitting.CalibrationQuery(pool, signals, relevant)
 
 
-def test_calibration_is_fitted_on_answerable_and_leave_kind_out_queries():
-    rng = np.random.default_rng(3)
+def _first_feature_model() -> reranking.Reranker:
+    """A re-ranker whose logit is its first feature."""
     features = len(reranking.FEATURES)
-    model = reranking.Reranker(
+    return reranking.Reranker(
         weights=np.eye(features)[0], bias=0.0, mean=np.zeros(features), scale=np.ones(features), version="t", meta={}
     )
+
+
+def test_calibration_is_fitted_on_answerable_and_leave_kind_out_queries():
+    rng = np.random.default_rng(3)
+    model = _first_feature_model()
     queries = [_query(rng, rng.random()) for _ in range(80)]
     calibrations, cuts, report = fitting.fit_calibrations(model, queries)
     assert set(calibrations) == {calibration.RERANK, calibration.SIGNALS}  # no broad queries: no broad calibration
@@ -183,10 +188,7 @@ def _broad_query(rng: np.random.Generator) -> fitting.CalibrationQuery:
 
 def test_queries_of_a_colour_or_a_gender_alone_get_a_calibration_of_their_own():
     rng = np.random.default_rng(5)
-    features = len(reranking.FEATURES)
-    model = reranking.Reranker(
-        weights=np.eye(features)[0], bias=0.0, mean=np.zeros(features), scale=np.ones(features), version="t", meta={}
-    )
+    model = _first_feature_model()
     named = [_query(rng, rng.random()) for _ in range(60)]
     broad = [_broad_query(rng) for _ in range(20)]
     calibrations, cuts, report = fitting.fit_calibrations(model, named + broad)

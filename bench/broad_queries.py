@@ -2,8 +2,7 @@
 
     .venv/bin/python bench/broad_queries.py --data-dir .data/scale-luma
 
-On an indexed catalogue whose re-ranker ``mmsearch_train`` fitted (with a ``broad`` calibration, or
-without: the run then shows only the ``rerank`` rows), every query of that shape the catalogue's
+On an indexed catalogue whose re-ranker ``mmsearch_train`` fitted with a ``broad`` calibration, every query of that shape the catalogue's
 *stated* fields allow is searched: each stated colour alone, and with "women's" and "men's", and each
 gender alone. A product is relevant when its stated colour and gender are those asked (one that states
 neither counts as not relevant: the figures are a floor). For each query, at the ``related`` cut (the
@@ -72,9 +71,13 @@ def main() -> None:
     from unittest import mock
 
     from multimodal_search.adapters import get_adapter
+    from multimodal_search.encoders import get_encoder
     from multimodal_search.ranking import calibration
     from multimodal_search.services import search as search_service
 
+    model = search_service.get_reranker(get_encoder().model_id)
+    if model is None or calibration.BROAD not in model.calibrations:
+        raise SystemExit("No broad calibration in this data folder: run mmsearch_train with this code first.")
     adapter = get_adapter()
     facts = {str(p.pk): stated(adapter.get_fields(p)) for p in adapter.get_queryset()}
     rows: list[dict[str, Any]] = []
@@ -85,11 +88,6 @@ def main() -> None:
                 ranked = search_service.rank_products(
                     text, None, k=10, category=None, method=None, min_relevance=None, limit=None, explain=False
                 )
-            if name == "broad" and not any(
-                calibration.BROAD in (m.calibrations if m else {})
-                for m in [search_service.get_reranker(ranked.model_id)]
-            ):
-                raise SystemExit("No broad calibration in this data folder: run mmsearch_train with this code first.")
             cut = ranked.cuts.get(calibration.RELATED, 0.5)
             good = [relevant(facts.get(str(hit.product_pk), ([], None)), asked) for hit in ranked.hits]
             shown = [g for hit, g in zip(ranked.hits, good) if (hit.relevance or 0.0) >= cut]

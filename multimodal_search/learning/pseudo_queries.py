@@ -116,22 +116,20 @@ def broad_query(facts: Facts, rng: random.Random) -> tuple[str, dict[str, str]] 
     stated = colours_in_text(facts.color)
     colour = stated[0] if stated else _top_colour(facts.colours)
     gender = facts.gender.lower() if facts.gender.lower() in ("men", "women") else None
-    shapes = [
-        shape
-        for shape in (("colour",), ("gender",), ("gender", "colour"))
-        if all({"colour": colour, "gender": gender}[name] for name in shape)
-    ]
+    shapes: list[tuple[str | None, str | None]] = [(None, colour)] if colour else []  # (gender, colour) asked
+    if gender:
+        shapes += [(gender, None), (gender, colour)] if colour else [(gender, None)]
     if not shapes:
         return None
-    shape = rng.choice(shapes)
+    asked_gender, asked_colour = rng.choice(shapes)
     asked: dict[str, str] = {}
     terms = []
-    if "gender" in shape and gender:
+    if asked_gender:
         asked["gender"] = facts.gender
-        terms.append(f"{gender}'s")
-    if "colour" in shape and colour:
-        asked["colour"] = colour
-        terms.append(colour)
+        terms.append(f"{asked_gender}'s")
+    if asked_colour:
+        asked["colour"] = asked_colour
+        terms.append(asked_colour)
     return " ".join(terms), asked
 
 

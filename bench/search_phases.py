@@ -1,6 +1,6 @@
 """Where the default text search's time goes, phase by phase, on a database ``bench/search.py`` filled.
 
-    .venv/bin/python bench/search_phases.py --data-dir .data/scale-1m-blend [--repeat 3]
+    .venv/bin/python bench/search_phases.py --data-dir .data/scale-1m-blend [--repeat 3] [--method lexical]
 
 In one process (as a web worker runs it, warm), for the bench's text queries (the same seeded sample
 as ``bench/search.py``): the whole ``services.search_products(q, k=10)`` and, inside it, the time of
@@ -16,7 +16,9 @@ each phase (each function wrapped with a timer where ``services.search`` calls i
 
 As in ``bench/search.py``: one torch thread, every query encoded every time (no query-vector memo),
 the server's tables and indexes prewarmed, every query run once untimed first; pass the same
-``--ef-search``, ``--m`` and ``--ef-construction`` as the run that built the indexes. Results: ``bench/results/search-phases-<products>.{json,md}`` (p50 / p95 ms per phase).
+``--ef-search``, ``--m`` and ``--ef-construction`` as the run that built the indexes. ``--method``
+times another method (``lexical``: the keyword search) the same way. With 20 queries timed 3 times
+a p95 is the slowest query's: the three slowest are printed with their statement's time. Results: ``bench/results/search-phases-<products>.{json,md}`` (p50 / p95 ms per phase).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ PHASES = ("encode", "statement", "rerank", "relevance", "rules", "load")
 def parse() -> argparse.Namespace:
     parser = database_parser(__doc__ or "", text_queries=20)
     parser.add_argument("--repeat", type=int, default=3, help="time each query this many times")
+    parser.add_argument("--method", help="a search method other than the default, e.g. lexical")
     return parser.parse_args()
 
 
@@ -90,21 +93,23 @@ def main() -> None:
     print(f"{products:,} products, {len(texts)} text queries x {args.repeat}", flush=True)
     warmed = prewarm()
     for text in texts:  # untimed: as on a server that has answered them
-        services.search_products(text, k=10)
+        services.search_products(text, k=10, method=args.method)
     samples: dict[str, list[float]] = defaultdict(list)
+    by_query: dict[str, list[tuple[float, float]]] = defaultdict(list)  # text -> (whole, statement) per run
     for _ in range(args.repeat):
         for text in texts:
             spent.clear()
             started = time.perf_counter()
-            services.search_products(text, k=10)
+            services.search_products(text, k=10, method=args.method)
             whole = (time.perf_counter() - started) * 1000
             samples["whole"].append(whole)
             for name in PHASES:
                 samples[name].append(spent.get(name, 0.0))
             samples["other"].append(whole - sum(spent.get(name, 0.0) for name in PHASES))
+            by_query[text].append((whole, spent.get("statement", 0.0)))
     figures = {name: percentiles(values) for name, values in samples.items()}
     lines = [
-        f"Default text search at {products:,} products, by phase ({len(texts)} queries x {args.repeat}, "
+        f"{'Default' if args.method is None else repr(args.method)} text search at {products:,} products, by phase ({len(texts)} queries x {args.repeat}, "
         "one process, warm; p50 / p95 ms)",
         "",
         "| phase | p50 | p95 |",
@@ -112,9 +117,19 @@ def main() -> None:
     ]
     for name in ("whole", *PHASES, "other"):
         lines.append(f"| {name} | {figures[name]['p50']:.1f} | {figures[name]['p95']:.1f} |")
+    slowest = sorted(by_query.items(), key=lambda item: -max(whole for whole, _ in item[1]))[:3]
+    lines += [
+        "",
+        "Slowest queries (the p95 of a few queries is theirs): "
+        + "; ".join(
+            f"{text!r} {max(w for w, _ in runs):.0f} ms, its statement {max(s for _, s in runs):.0f}"
+            for text, runs in slowest
+        ),
+    ]
     markdown = "\n".join(lines) + "\n"
     print(markdown)
-    save(f"search-phases-{products}", {"products": products, "phases": figures, "prewarm": warmed}, markdown)
+    name = f"search-phases-{products}" + (f"-{args.method}" if args.method else "")
+    save(name, {"products": products, "method": args.method, "phases": figures, "prewarm": warmed}, markdown)
 
 
 if __name__ == "__main__":

@@ -44,24 +44,31 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                 id="multimodal_search.E006",
             )
         )
-    errors.extend(_hnsw_build_errors(search_settings.HNSW_M, search_settings.HNSW_EF_CONSTRUCTION))
+    errors.extend(
+        _hnsw_errors(search_settings.HNSW_M, search_settings.HNSW_EF_CONSTRUCTION, search_settings.HNSW_EF_SEARCH)
+    )
     return errors
 
 
-def _hnsw_build_errors(m: Any, ef_construction: Any) -> list[Error]:
-    # pgvector's own limits, checked at start rather than when a worker first builds an index
-    def bad(name: str, value: Any, low: int, high: int) -> bool:
+def _hnsw_errors(m: Any, ef_construction: Any, ef_search: Any) -> list[Error]:
+    # pgvector's own limits, checked at start rather than when a worker first builds an index or a search reads one
+    def bad(value: Any, low: int, high: int) -> bool:
         return isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high
 
+    limits = {
+        "HNSW_M": (m, 2, 100),
+        "HNSW_EF_CONSTRUCTION": (ef_construction, 4, 1000),
+        "HNSW_EF_SEARCH": (ef_search, 1, 1000),
+    }
     errors = [
         Error(
             f"MULTIMODAL_SEARCH[{name!r}] = {value!r}: pgvector accepts a whole number from {low} to {high:,}.",
             id="multimodal_search.E007",
         )
-        for name, value, low, high in (("HNSW_M", m, 2, 100), ("HNSW_EF_CONSTRUCTION", ef_construction, 4, 1000))
-        if bad(name, value, low, high)
+        for name, (value, low, high) in limits.items()
+        if bad(value, low, high)
     ]
-    if not errors and ef_construction < 2 * m:
+    if not bad(*limits["HNSW_M"]) and not bad(*limits["HNSW_EF_CONSTRUCTION"]) and ef_construction < 2 * m:
         errors.append(
             Error(
                 f"MULTIMODAL_SEARCH['HNSW_EF_CONSTRUCTION'] = {ef_construction} is below 2 x HNSW_M ({2 * m}); "

@@ -67,7 +67,7 @@ Keys:
         searches the graph; the default search's branches search deeper (``store.sql.branch_ef_search``:
         the pool column's at twice this, at most pgvector's 1,000). At 1,000,000 products its top 10
         agreed with its exact self in 0.961 of places at 500 and 0.948 at 400, for about 15% more time
-        per search; at 100,000, 0.96-0.98 at 400 (README "Performance").
+        per search; at 100,000, 0.96-0.98 at 400 (README "Performance"). pgvector accepts 1-1,000.
     HNSW_M, HNSW_EF_CONSTRUCTION: pgvector's build parameters of the HNSW indexes (32 and 128, chosen
         at 100,000 products, README "Performance"; pgvector accepts m 2-100, ef_construction 4-1,000 and
         at least 2 x m). Indexing builds a new encoder version's indexes with them, but keeps an index

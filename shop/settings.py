@@ -262,6 +262,8 @@ MULTIMODAL_SEARCH = {
     # the HNSW indexes' build parameters (README "Performance"); `manage.py mmsearch_indexes --build` applies a change
     "HNSW_M": int(os.environ.get("MMSEARCH_HNSW_M", "32")),
     "HNSW_EF_CONSTRUCTION": int(os.environ.get("MMSEARCH_HNSW_EF_CONSTRUCTION", "128")),
+    # how deep searches read those indexes: recall against time (README "Performance")
+    "HNSW_EF_SEARCH": int(os.environ.get("MMSEARCH_HNSW_EF_SEARCH", "500")),
     # query photos of the search box: kept MMSEARCH_PHOTO_TTL seconds in the shared cache above
     "QUERY_PHOTOS": {"CACHE": "query_photos", "TTL": int(os.environ.get("MMSEARCH_PHOTO_TTL", "3600"))},
     # MMSEARCH_SYNONYMS=0 turns query expansion off (e.g. to measure what it adds)

@@ -166,17 +166,29 @@ def test_an_invalid_leftover_of_a_failed_build_is_replaced(committed: PgvectorSt
         (1, 128, "'HNSW_M'] = 1: pgvector accepts a whole number from 2 to 100"),
         (32, "128", "'HNSW_EF_CONSTRUCTION'] = '128': pgvector accepts a whole number from 4 to 1,000"),
         (64, 100, "'HNSW_EF_CONSTRUCTION'] = 100 is below 2 x HNSW_M (128)"),
+        (32, 128, "'HNSW_EF_SEARCH'] = 2000: pgvector accepts a whole number from 1 to 1,000"),
     ],
 )
-def test_system_check_names_build_parameters_pgvector_refuses(
+def test_system_check_names_hnsw_parameters_pgvector_refuses(
     settings: Any, m: Any, ef_construction: Any, message: str
 ) -> None:
     from multimodal_search.checks import check_settings
 
-    settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "HNSW_M": m, "HNSW_EF_CONSTRUCTION": ef_construction}
+    ef_search = 2000 if "EF_SEARCH" in message else 500
+    settings.MULTIMODAL_SEARCH = {
+        **settings.MULTIMODAL_SEARCH,
+        "HNSW_M": m,
+        "HNSW_EF_CONSTRUCTION": ef_construction,
+        "HNSW_EF_SEARCH": ef_search,
+    }
     found = [error.msg for error in check_settings() if error.id == "multimodal_search.E007"]
     assert len(found) == 1 and found[0].startswith(f"MULTIMODAL_SEARCH[{message}"), found
-    settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "HNSW_M": 16, "HNSW_EF_CONSTRUCTION": 64}
+    settings.MULTIMODAL_SEARCH = {
+        **settings.MULTIMODAL_SEARCH,
+        "HNSW_M": 16,
+        "HNSW_EF_CONSTRUCTION": 64,
+        "HNSW_EF_SEARCH": 1,
+    }
     assert "multimodal_search.E007" not in [error.id for error in check_settings()]
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from multimodal_search.store import sql
 from multimodal_search.store.base import ProductVectors
@@ -201,18 +201,15 @@ def test_the_rarest_words_rows_are_checked_one_by_one_not_joined_to_every_match_
     def reads_words(node: dict[str, Any]) -> bool:
         return node.get("Index Name") == "mmsearch_keywordterm_rank" or any(map(reads_words, node.get("Plans", [])))
 
-    with connection.cursor() as cursor:
-        cursor.execute("BEGIN")
-        try:
-            cursor.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off")
-            cursor.execute("SET LOCAL enable_nestloop = off")
-            cursor.execute("DROP INDEX mmsearch_pe_model_idx, mmsearch_pe_admin_order_idx")  # rolled back
-            cursor.execute("EXPLAIN (FORMAT JSON) " + statement, params)
-            plan = cursor.fetchone()[0]
-            cursor.execute(statement, params)
-            found = dict(cursor.fetchall())
-        finally:
-            cursor.execute("ROLLBACK")
+    with transaction.atomic(), connection.cursor() as cursor:  # a savepoint, rolled back: settings and indexes
+        cursor.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off")
+        cursor.execute("SET LOCAL enable_nestloop = off")
+        cursor.execute("DROP INDEX mmsearch_pe_model_idx, mmsearch_pe_admin_order_idx")
+        cursor.execute("EXPLAIN (FORMAT JSON) " + statement, params)
+        plan = cursor.fetchone()[0]
+        cursor.execute(statement, params)
+        found = dict(cursor.fetchall())
+        transaction.set_rollback(True)
     plan = plan if isinstance(plan, list) else json.loads(plan)
     rarest = [member for member in plan[0]["Plan"]["Plans"] if reads_words(member)]
     assert len(rarest) == 1 and gin_reads(rarest[0]) == 0
@@ -233,7 +230,7 @@ def test_mmsearch_reindex_leaves_fresh_statistics_so_common_words_are_known_at_o
     monkeypatch.setattr(sql, "KEYWORD_COMMON_ROWS", 15)
     for i in range(24):
         ProductFactory(sku=f"ZEB-{i}", title=f"zebrine hoodie {i}")
-    pgvector._common_words.clear()
+    monkeypatch.setattr(pgvector, "_common_words", {})  # this test's statistics stay in this test
     assert "zebrin" not in pgvector.common_words_in("zebrine hoodie")
     call_command("mmsearch_reindex", "--sync", stdout=io.StringIO(), stderr=io.StringIO())
     assert set(pgvector.common_words_in("zebrine hoodie")) >= {"zebrin", "hoodi"}

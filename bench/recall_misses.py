@@ -26,8 +26,8 @@ from search import (
     RESULTS,
     database_parser,
     queries,
-    search_overrides,
     setup_django,
+    use_search_overrides,
     use_source_reranker,
     without_hnsw,
 )
@@ -40,11 +40,7 @@ def parse() -> argparse.Namespace:
 def main() -> None:
     args = parse()
     setup_django(args.data_dir)
-    from django.conf import settings
-    from django.test.utils import override_settings
-
-    overrides = search_overrides(args)
-    override_settings(MULTIMODAL_SEARCH={**settings.MULTIMODAL_SEARCH, **overrides}).enable()
+    overrides = use_search_overrides(args)
 
     from multimodal_search import services
     from multimodal_search.encoders import get_encoder

@@ -111,9 +111,13 @@ def parse() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def search_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The search settings a bench run uses: every query encoded every time, as a query new to the
-    process is (no query-vector memo), and the ``--ef-search`` / ``--m`` / ``--ef-construction`` given."""
+def use_search_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Apply, for the rest of the process, the search settings a bench run uses, and return them: every
+    query encoded every time, as a query new to the process is (no query-vector memo), and the
+    ``--ef-search`` / ``--m`` / ``--ef-construction`` given. Django must be set up."""
+    from django.conf import settings
+    from django.test.utils import override_settings
+
     overrides: dict[str, Any] = {"QUERY_VECTORS": 0}
     for name, value in (
         ("HNSW_EF_SEARCH", args.ef_search),
@@ -122,6 +126,7 @@ def search_overrides(args: argparse.Namespace) -> dict[str, Any]:
     ):
         if value:
             overrides[name] = value
+    override_settings(MULTIMODAL_SEARCH={**settings.MULTIMODAL_SEARCH, **overrides}).enable()
     return overrides
 
 
@@ -844,10 +849,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     _exact_aware_settings()
-    from django.conf import settings
-    from django.test.utils import override_settings
-
-    override_settings(MULTIMODAL_SEARCH={**settings.MULTIMODAL_SEARCH, **search_overrides(args)}).enable()
+    use_search_overrides(args)
     call_command("migrate", verbosity=0)
     encoder = get_encoder()
     if encoder.model_id != meta["model_id"]:

@@ -35,8 +35,8 @@ from search import (
     prewarm,
     queries,
     save,
-    search_overrides,
     setup_django,
+    use_search_overrides,
     use_source_reranker,
 )
 
@@ -54,11 +54,9 @@ def main() -> None:
     args = parse()
     setup_django(args.data_dir)
     import torch
-    from django.conf import settings
-    from django.test.utils import override_settings
 
     torch.set_num_threads(1)  # as bench/search.py: one search per core
-    override_settings(MULTIMODAL_SEARCH={**settings.MULTIMODAL_SEARCH, **search_overrides(args)}).enable()
+    use_search_overrides(args)
 
     from multimodal_search import services
     from multimodal_search.encoders import get_encoder

@@ -240,7 +240,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
-MULTIMODAL_SEARCH = {
+MULTIMODAL_SEARCH: dict[str, Any] = {
     "PRODUCT_MODEL": "catalog.Product",
     "ADAPTER": "shop.catalog.search.ProductAdapter",
     "MODEL_DIR": str(DATA_DIR / "models"),
@@ -259,11 +259,13 @@ MULTIMODAL_SEARCH = {
     # an indexing worker's torch threads (0: every core it may use); models load at process start
     "INDEX_TORCH_THREADS": int(os.environ.get("MMSEARCH_INDEX_TORCH_THREADS", "0")) or None,
     "WARM_UP": os.environ.get("MMSEARCH_WARM_UP", "1") == "1",
-    # the HNSW indexes' build parameters (README "Performance"); `manage.py mmsearch_indexes --build` applies a change
-    "HNSW_M": int(os.environ.get("MMSEARCH_HNSW_M", "32")),
-    "HNSW_EF_CONSTRUCTION": int(os.environ.get("MMSEARCH_HNSW_EF_CONSTRUCTION", "128")),
-    # how deep searches read those indexes: recall against time (README "Performance")
-    "HNSW_EF_SEARCH": int(os.environ.get("MMSEARCH_HNSW_EF_SEARCH", "500")),
+    # the HNSW indexes' build parameters (`manage.py mmsearch_indexes --build` applies a change) and how deep
+    # searches read them (README "Performance"): the app's defaults (32, 128, 500) unless the environment sets them
+    **{
+        name: int(os.environ[f"MMSEARCH_{name}"])
+        for name in ("HNSW_M", "HNSW_EF_CONSTRUCTION", "HNSW_EF_SEARCH")
+        if os.environ.get(f"MMSEARCH_{name}")
+    },
     # query photos of the search box: kept MMSEARCH_PHOTO_TTL seconds in the shared cache above
     "QUERY_PHOTOS": {"CACHE": "query_photos", "TTL": int(os.environ.get("MMSEARCH_PHOTO_TTL", "3600"))},
     # MMSEARCH_SYNONYMS=0 turns query expansion off (e.g. to measure what it adds)

@@ -116,9 +116,13 @@ def broad_query(facts: Facts, rng: random.Random) -> tuple[str, dict[str, str]] 
     stated = colours_in_text(facts.color)
     colour = stated[0] if stated else _top_colour(facts.colours)
     gender = facts.gender.lower() if facts.gender.lower() in ("men", "women") else None
-    shapes: list[tuple[str | None, str | None]] = [(None, colour)] if colour else []  # (gender, colour) asked
+    shapes: list[tuple[str | None, str | None]] = []  # (gender, colour) asked, each one the product states
+    if colour:
+        shapes.append((None, colour))
     if gender:
-        shapes += [(gender, None), (gender, colour)] if colour else [(gender, None)]
+        shapes.append((gender, None))
+    if gender and colour:
+        shapes.append((gender, colour))
     if not shapes:
         return None
     asked_gender, asked_colour = rng.choice(shapes)

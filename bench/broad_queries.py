@@ -1,11 +1,12 @@
-"""Queries of a colour or a gender alone ("red", "women's black") at the storefront's relevance cut.
+"""Queries of a colour, a gender or a department alone ("red", "women's black", "tops") at the storefront's relevance cut.
 
     .venv/bin/python bench/broad_queries.py --data-dir .data/scale-luma
 
 On an indexed catalogue whose re-ranker ``mmsearch_train`` fitted with a ``broad`` calibration, every query of that shape the catalogue's
-*stated* fields allow is searched: each stated colour alone, and with "women's" and "men's", and each
-gender alone. A product is relevant when its stated colour and gender are those asked (one that states
-neither counts as not relevant: the figures are a floor). For each query, at the ``related`` cut (the
+*stated* fields allow is searched: each stated colour alone, and with "women's" and "men's", each
+gender alone, and each department ``mmsearch_train`` found (``ranking.departments``) alone and with each
+gender. A product is relevant when its stated colour, gender and category path are those asked (one
+that states none counts as not relevant: the figures are a floor). For each query, at the ``related`` cut (the
 storefront's), under the ``broad`` calibration and under the ``rerank`` one (what the search used
 before the ``broad`` one existed): whether the page is empty, how many results are shown, the share
 of them relevant (precision) and the share of the relevant candidates shown (recall). The order of
@@ -34,35 +35,49 @@ def parse() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def stated(fields: dict[str, Any]) -> tuple[list[str], str | None]:
+#: a product's stated colours, gender and departments
+Fact = tuple[list[str], str | None, tuple[str, ...]]
+#: what a query asks: colour, gender, department
+Asked = tuple[str | None, str | None, str | None]
+
+
+def stated(fields: dict[str, Any], departments: tuple[str, ...]) -> Fact:
     from multimodal_search.ranking import vocabulary as v
     from multimodal_search.ranking.colour import colours_in_text
     from multimodal_search.ranking.text import normal_gender
 
-    return colours_in_text(str(fields.get(v.FIELD_COLOR) or "")), normal_gender(str(fields.get(v.FIELD_GENDER) or ""))
+    colours = colours_in_text(str(fields.get(v.FIELD_COLOR) or ""))
+    return colours, normal_gender(str(fields.get(v.FIELD_GENDER) or "")), departments
 
 
-def queries(
-    facts: dict[str, tuple[list[str], str | None]], min_products: int
-) -> dict[str, tuple[str | None, str | None]]:
-    """Query text -> (colour, gender) asked."""
+def queries(facts: dict[str, Fact], min_products: int, departments: list[str]) -> dict[str, Asked]:
+    """Query text -> (colour, gender, department) asked."""
     counts: dict[str, int] = {}
-    for colours, _gender in facts.values():
+    for colours, _gender, _departments in facts.values():
         for colour in colours:
             counts[colour] = counts.get(colour, 0) + 1
-    found: dict[str, tuple[str | None, str | None]] = {"women": (None, "women"), "men": (None, "men")}
+    found: dict[str, Asked] = {"women": (None, "women", None), "men": (None, "men", None)}
     for colour in sorted(name for name, n in counts.items() if n >= min_products):
-        found[colour] = (colour, None)
+        found[colour] = (colour, None, None)
         for gender in ("women", "men"):
-            if any(colour in c and g in (gender, "unisex") for c, g in facts.values()):
-                found[f"{gender}'s {colour}"] = (colour, gender)
+            if any(colour in c and g in (gender, "unisex") for c, g, _ in facts.values()):
+                found[f"{gender}'s {colour}"] = (colour, gender, None)
+    for department in departments:
+        found[department] = (None, None, department)
+        for gender in ("women", "men"):
+            if any(department in d and g in (gender, "unisex") for _, g, d in facts.values()):
+                found[f"{gender}'s {department}"] = (None, gender, department)
     return found
 
 
-def relevant(fact: tuple[list[str], str | None], asked: tuple[str | None, str | None]) -> bool:
-    colours, gender = fact
-    colour, wanted = asked
-    return (colour is None or colour in colours) and (wanted is None or gender in (wanted, "unisex"))
+def relevant(fact: Fact, asked: Asked) -> bool:
+    colours, gender, departments = fact
+    colour, wanted, department = asked
+    return (
+        (colour is None or colour in colours)
+        and (wanted is None or gender in (wanted, "unisex"))
+        and (department is None or department in departments)
+    )
 
 
 def main() -> None:
@@ -73,18 +88,25 @@ def main() -> None:
     from multimodal_search.adapters import get_adapter
     from multimodal_search.encoders import get_encoder
     from multimodal_search.ranking import calibration
+    from multimodal_search.ranking.departments import Departments, get_departments
     from multimodal_search.services import search as search_service
 
-    model = search_service.get_reranker(get_encoder().model_id)
+    model_id = get_encoder().model_id
+    model = search_service.get_reranker(model_id)
     if model is None or calibration.BROAD not in model.calibrations:
         raise SystemExit("No broad calibration in this data folder: run mmsearch_train with this code first.")
     adapter = get_adapter()
-    facts = {str(p.pk): stated(adapter.get_fields(p)) for p in adapter.get_queryset()}
+    departments = get_departments(model_id)
+    known = departments or Departments()
+    facts = {
+        str(p.pk): stated(adapter.get_fields(p), known.of_product(adapter.get_categories(p)))
+        for p in adapter.get_queryset()
+    }
     rows: list[dict[str, Any]] = []
-    for text, asked in queries(facts, args.min_products).items():
-        row: dict[str, Any] = {"query": text}
+    for text, asked in queries(facts, args.min_products, sorted(known.leaves)).items():
+        row: dict[str, Any] = {"query": text, "department": asked[2] is not None}
         for name, broad in (("broad", True), ("rerank", False)):
-            with mock.patch.object(search_service, "facets_only", lambda _text, broad=broad: broad):
+            with mock.patch.object(search_service, "facets_only", lambda *_args, broad=broad: broad):
                 ranked = search_service.rank_products(
                     text, None, k=10, category=None, method=None, min_relevance=None, limit=None, explain=False
                 )
@@ -99,27 +121,36 @@ def main() -> None:
             }
         rows.append(row)
 
-    def summary(name: str) -> dict[str, Any]:
-        precisions = [r[name]["precision"] for r in rows if r[name]["precision"] is not None]
+    def summary(name: str, kind: list[dict[str, Any]]) -> dict[str, Any]:
+        precisions = [r[name]["precision"] for r in kind if r[name]["precision"] is not None]
         return {
-            "empty": sum(1 for r in rows if r[name]["shown"] == 0),
-            "shown_median": statistics.median(r[name]["shown"] for r in rows),
+            "queries": len(kind),
+            "empty": sum(1 for r in kind if r[name]["shown"] == 0),
+            "shown_median": statistics.median(r[name]["shown"] for r in kind),
             "precision_mean": round(statistics.mean(precisions), 4) if precisions else None,
-            "recall_mean": round(statistics.mean(r[name]["recall"] for r in rows), 4),
-            "p_at_10_mean": round(statistics.mean(r[name]["p_at_10"] for r in rows), 4),
+            "recall_mean": round(statistics.mean(r[name]["recall"] for r in kind), 4),
+            "p_at_10_mean": round(statistics.mean(r[name]["p_at_10"] for r in kind), 4),
         }
 
-    totals = {name: summary(name) for name in ("broad", "rerank")}
+    kinds = {
+        "colour or gender": [r for r in rows if not r["department"]],
+        "department": [r for r in rows if r["department"]],
+    }
+    totals = {
+        f"{label}: {name}": summary(name, kind) for label, kind in kinds.items() if kind for name in ("broad", "rerank")
+    }
     lines = [
-        f"Queries of a colour or a gender alone: {len(rows)} (data folder {args.data_dir}), at the `related` cut",
+        f"Queries of a colour, a gender or a department alone: {len(rows)} (data folder {args.data_dir}), "
+        "at the `related` cut",
         "",
-        "| calibration | empty pages | results shown (median) | precision of those shown | recall | P@10 |",
-        "|---|---|---|---|---|---|",
+        "| queries | calibration | empty pages | results shown (median) | precision of those shown | recall | P@10 |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for name, total in totals.items():
+    for label, total in totals.items():
+        kind, name = label.split(": ")
         lines.append(
-            f"| `{name}` | {total['empty']} of {len(rows)} | {total['shown_median']} | {total['precision_mean']} "
-            f"| {total['recall_mean']} | {total['p_at_10_mean']} |"
+            f"| {kind} | `{name}` | {total['empty']} of {total['queries']} | {total['shown_median']} "
+            f"| {total['precision_mean']} | {total['recall_mean']} | {total['p_at_10_mean']} |"
         )
     lines += ["", "| query | broad: shown / precision / recall | rerank: shown / precision / recall |", "|---|---|---|"]
     for r in rows:

@@ -736,18 +736,21 @@ def explain(text: str, default_method: str, size: int, suffix: str = "") -> None
 
 def use_source_reranker(args: argparse.Namespace, model_id: str) -> str | None:
     """The re-ranker the default search runs here: the source folder's (``mmsearch_train`` there; same
-    encoder version) is copied in when the bench has none. Its version, or None (``rerank`` then runs
-    feature fusion, which is not what a trained shop runs)."""
+    encoder version) is copied in when the bench has none, with the departments it found there (the
+    bench's rows keep Luma's categories). Its version, or None (``rerank`` then runs feature fusion,
+    which is not what a trained shop runs)."""
     import shutil
 
     from multimodal_search import artefacts
+    from multimodal_search.ranking import departments
     from multimodal_search.ranking.reranker import ARTEFACT, get_reranker
 
-    target = artefacts.artefact_path(ARTEFACT)
-    trained = ROOT / args.source / "models" / target.name
-    if not target.exists() and trained.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(trained, target)
+    for name in (ARTEFACT, departments.ARTEFACT):
+        target = artefacts.artefact_path(name)
+        trained = ROOT / args.source / "models" / target.name
+        if not target.exists() and trained.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(trained, target)
     found = get_reranker(model_id)
     if found is None:
         print(f"  no re-ranker for {model_id}: the default search runs feature fusion", flush=True)

@@ -192,10 +192,10 @@ def report_line(report: Mapping[str, Any], cuts: Mapping[str, float]) -> str:
 
 def _broad_line(broad: Mapping[str, Any] | None) -> str:
     if not broad:
-        return " No broad calibration (too few queries of a colour or a gender alone)."
+        return " No broad calibration (too few queries of a colour, a gender or a department alone)."
     emptied = broad["leave_kind_out_emptied"]
     return (
-        f" Queries of a colour or a gender alone ({broad['queries']}): related keeps the first relevant result "
+        f" Queries of a colour, a gender or a department alone ({broad['queries']}): related keeps the first relevant result "
         f"of {broad['kept_first_relevant']:.0%} ({broad['kept_first_relevant_rerank']:.0%} under the rerank "
         f"calibration), empties {0 if emptied is None else emptied:.0%} of leave-kind-out."
     )

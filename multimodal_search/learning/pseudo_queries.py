@@ -6,8 +6,8 @@ products). Every candidate is then graded as a shopper would: 1 when it matches 
 ``PARTIAL_RELEVANCE`` when it is the right kind of product only, 0 otherwise.
 
 A *broad* query (:func:`broad_query`, for the relevance calibration of queries of facets alone) is
-``[gender] [colour]`` without a noun ("red", "women's", "men's black"): 1 for every product that
-matches each facet asked, 0 otherwise.
+``[gender] [colour]`` or ``[gender] department`` without a noun ("red", "women's", "men's black",
+"tops", "women's bottoms"): 1 for every product that matches each facet asked, 0 otherwise.
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ class Facts:
     words: frozenset[str] = frozenset()
     #: words a query for this product may add to the noun ("yoga", "cotton", "zip")
     descriptors: tuple[str, ...] = ()
+    #: the catalogue's departments the product is in ("tops"; ``ranking.departments``)
+    departments: tuple[str, ...] = ()
 
     def noun_matches(self, noun: str) -> bool:
         return _has_word(self.title, noun) or _has_word(self.leaf, noun)
@@ -64,6 +66,9 @@ class Facts:
 
     def word_matches(self, word: str) -> bool:
         return stem(word) in self.words
+
+    def department_matches(self, department: str) -> bool:
+        return department in self.departments
 
 
 def text_stems(text: str) -> frozenset[str]:
@@ -112,20 +117,27 @@ def pseudo_query(facts: Facts, rng: random.Random) -> tuple[str, dict[str, str]]
 
 
 def broad_query(facts: Facts, rng: random.Random) -> tuple[str, dict[str, str]] | None:
-    """A query of facets alone from one product's facts: its colour, its gender, or both."""
+    """A query of facets alone from one product's facts: its colour, its gender, or both; or one of its
+    departments, alone or with its gender."""
     stated = colours_in_text(facts.color)
     colour = stated[0] if stated else _top_colour(facts.colours)
     gender = facts.gender.lower() if facts.gender.lower() in ("men", "women") else None
-    shapes: list[tuple[str | None, str | None]] = []  # (gender, colour) asked, each one the product states
+    department = rng.choice(facts.departments) if facts.departments else None
+    # (gender, colour, department) asked, each one the product has
+    shapes: list[tuple[str | None, str | None, str | None]] = []
     if colour:
-        shapes.append((None, colour))
+        shapes.append((None, colour, None))
     if gender:
-        shapes.append((gender, None))
+        shapes.append((gender, None, None))
     if gender and colour:
-        shapes.append((gender, colour))
+        shapes.append((gender, colour, None))
+    if department:
+        shapes.append((None, None, department))
+    if department and gender:
+        shapes.append((gender, None, department))
     if not shapes:
         return None
-    asked_gender, asked_colour = rng.choice(shapes)
+    asked_gender, asked_colour, asked_department = rng.choice(shapes)
     asked: dict[str, str] = {}
     terms = []
     if asked_gender:
@@ -134,6 +146,9 @@ def broad_query(facts: Facts, rng: random.Random) -> tuple[str, dict[str, str]] 
     if asked_colour:
         asked["colour"] = asked_colour
         terms.append(asked_colour)
+    if asked_department:
+        asked["department"] = asked_department
+        terms.append(asked_department)
     return " ".join(terms), asked
 
 
@@ -151,6 +166,7 @@ def relevance(facts: Facts, asked: Mapping[str, str]) -> float:
         ("colour" not in asked or facts.colour_matches(asked["colour"]))
         and ("gender" not in asked or facts.gender_matches(asked["gender"]))
         and ("word" not in asked or facts.word_matches(asked["word"]))
+        and ("department" not in asked or facts.department_matches(asked["department"]))
     )
     if "noun" not in asked:
         return 1.0 if full else 0.0

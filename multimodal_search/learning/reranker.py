@@ -27,6 +27,7 @@ from multimodal_search.learning.pseudo_queries import (
 )
 from multimodal_search.ranking import vocabulary as v
 from multimodal_search.ranking.attributes import category_leaf
+from multimodal_search.ranking.departments import Departments, save_departments
 from multimodal_search.ranking.reranker import ARTEFACT, FEATURES, Reranker, feature_matrix
 from multimodal_search.services.search import first_stage
 from multimodal_search.store import get_store
@@ -183,6 +184,9 @@ def train_reranker(
     rows = get_store().product_rows(model_id)
     if not rows:
         raise TrainingError("no indexed products for the current encoder; run mmsearch_reindex first")
+    # the catalogue's departments, kept first: the broad calibration queries below name them ("tops")
+    departments = Departments.from_paths(path for _, categories in rows.values() for path in categories)
+    save_departments(model_id, departments)
     held = set(holdout)
     facts: dict[str, Facts] = {}
     materials: dict[str, str] = {}
@@ -203,6 +207,7 @@ def train_reranker(
             gender=str(fields.get(v.FIELD_GENDER) or (label.gender if label else "")),
             leaf=category_leaf(categories) or (label.leaf if label else ""),
             words=text_stems(f"{adapter.get_text(product)} {material}"),
+            departments=departments.of_product(categories),
         )
         materials[pk] = material
         groups[pk] = str(fields.get(v.FIELD_GROUP) or pk)
@@ -258,4 +263,5 @@ def train_reranker(
         "cuts": model.cuts,
         "path": str(path),
         "feature_mean": np.round(mean, 3).tolist(),
+        "departments": sorted(departments.leaves),
     }

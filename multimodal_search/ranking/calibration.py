@@ -10,12 +10,13 @@ pseudo-queries for kinds of product the catalogue was made not to sell, and stor
 re-ranker (``ranking.reranker``). The ``signals`` calibration reads only the text and photo cosines
 every text query collects, for the methods that do not run the re-ranker.
 
-The ``broad`` calibration is for queries that name only a colour and/or a gender ("red", "women's
-black"; ``ranking.intent.facets_only``). Every product of that colour or gender answers them, but their
-words are far from any one product's text, so the ``rerank`` calibration, fitted on queries that name
-a kind of product, calls their best results unlikely. It reads the re-ranker's logit and how surely the
-product has each facet asked (the ``colour`` and ``gender`` signals; 1 for a facet not asked), and is
-fitted on pseudo-queries of that shape (``learning.calibration``).
+The ``broad`` calibration is for queries that name only a colour, a gender and/or a department ("red",
+"women's black", "tops"; ``ranking.intent.facets_only``). Every product of that colour, gender or
+department answers them, but their words are far from any one product's text, so the ``rerank``
+calibration, fitted on queries that name a kind of product, calls their best results unlikely. It
+reads the re-ranker's logit and how surely the product has each facet asked (the ``colour``, ``gender``
+and ``department`` signals; 1 for a facet not asked), and is fitted on pseudo-queries of that shape
+(``learning.calibration``).
 """
 
 from __future__ import annotations
@@ -37,10 +38,10 @@ BROAD = "broad"
 INPUTS = {
     RERANK: ("logit", v.TEXT, v.TITLE, v.IMAGE, v.LEXICAL),
     SIGNALS: (v.TEXT, v.IMAGE),
-    BROAD: ("logit", v.COLOUR, v.GENDER),
+    BROAD: ("logit", v.COLOUR, v.GENDER, v.DEPARTMENT),
 }
 #: inputs that say how surely a product has a facet the query asks for: 1 when the query does not ask
-FACET_INPUTS = (v.COLOUR, v.GENDER)
+FACET_INPUTS = (v.COLOUR, v.GENDER, v.DEPARTMENT)
 #: the cuts of the ``match`` summary (``RELATED`` is the storefront's threshold unless configured)
 EXACT = "exact"
 RELATED = "related"
@@ -48,12 +49,18 @@ NONE = "none"
 
 
 def calibration_inputs(
-    name: str, pool: Sequence[str], signals: Mapping[str, Mapping[str, float]], logits: np.ndarray | None = None
+    name: str,
+    pool: Sequence[str],
+    signals: Mapping[str, Mapping[str, float]],
+    logits: np.ndarray | None = None,
+    *,
+    inputs: Sequence[str] | None = None,
 ) -> np.ndarray:
-    """The inputs (len(pool), len(INPUTS[name])) of one calibration; absent signals are 0, a facet the
-    query does not ask for (its signal not collected) 1."""
+    """The inputs (len(pool), len(inputs)) of one calibration (``inputs``: default ``INPUTS[name]``);
+    absent signals are 0, a facet the query does not ask for (its signal not collected) 1."""
+    inputs = INPUTS[name] if inputs is None else inputs
     columns = []
-    for column in INPUTS[name]:
+    for column in inputs:
         if column == "logit":
             assert logits is not None, "the rerank calibration needs the re-ranker's logits"
             columns.append(np.asarray(logits, dtype=np.float64))
@@ -63,7 +70,7 @@ def calibration_inputs(
             values = signals.get(column, {})
             raw = np.array([values.get(pk, 0.0) for pk in pool], dtype=np.float64)
             columns.append((raw > 0).astype(np.float64) if column == v.LEXICAL else raw)
-    return np.stack(columns, axis=1) if len(pool) else np.zeros((0, len(INPUTS[name])))
+    return np.stack(columns, axis=1) if len(pool) else np.zeros((0, len(inputs)))
 
 
 @dataclass
@@ -75,6 +82,11 @@ class Calibration:
     bias: float
     mean: np.ndarray
     scale: np.ndarray
+    #: what it reads, in order: ``INPUTS[name]``, or fewer for one fitted before an input was added
+    inputs: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.inputs = tuple(self.inputs) or INPUTS[self.name]
 
     def probability(self, x: np.ndarray) -> np.ndarray:
         logits = ((x - self.mean) / self.scale) @ self.weights + self.bias
@@ -82,7 +94,7 @@ class Calibration:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "inputs": list(INPUTS[self.name]),
+            "inputs": list(self.inputs),
             "weights": self.weights.tolist(),
             "bias": self.bias,
             "mean": self.mean.tolist(),
@@ -91,8 +103,11 @@ class Calibration:
 
     @classmethod
     def from_json(cls, name: str, data: Mapping[str, Any]) -> Calibration | None:
-        """The calibration, or None when it was fitted on other inputs (an older artefact)."""
-        if name not in INPUTS or list(data.get("inputs", [])) != list(INPUTS[name]):
+        """The calibration, or None when it was fitted on inputs it no longer has (an older artefact). One
+        fitted before an input was added (a ``broad`` one without ``department``) reads what it was
+        fitted on until ``mmsearch_train`` fits it again."""
+        inputs = [str(column) for column in data.get("inputs", [])]
+        if name not in INPUTS or not inputs or not set(inputs) <= set(INPUTS[name]):
             return None
         return cls(
             name=name,
@@ -100,6 +115,7 @@ class Calibration:
             bias=float(data["bias"]),
             mean=np.asarray(data["mean"], dtype=np.float64),
             scale=np.asarray(data["scale"], dtype=np.float64),
+            inputs=tuple(inputs),
         )
 
 

@@ -3,19 +3,21 @@
 Pure: :func:`parse_price` takes the query text and returns the price range it names and the text
 without the phrase (what the encoders see). Ranges are half-open, ``minimum <= price < maximum``,
 so that "under 50" leaves out an item at 50.00 and the storefront's ranges do not overlap.
-:func:`facets_only` tells a query that names only a colour and/or a gender ("red", "women's black"):
-every product of that colour or gender answers it, so its relevance is calibrated on its own
-(``ranking.calibration.BROAD``).
+:func:`facets_only` tells a query that names only a colour, a gender and/or a department ("red",
+"women's black", "tops"): every product of that colour, gender or department answers it, so its
+relevance is calibrated on its own (``ranking.calibration.BROAD``).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from multimodal_search.ranking.colour import colours_in_text
-from multimodal_search.ranking.text import normal_gender, words
+from multimodal_search.ranking.departments import name_stems
+from multimodal_search.ranking.text import normal_gender, stem, words
 
 _NUMBER = r"\$?\s*(\d{1,7}(?:\.\d{1,2})?)\s*(?:\$|dollars?|usd|eur|€|£)?"
 _UNDER = r"under|below|less\s+than|cheaper\s+than|up\s+to|max(?:imum)?|<"
@@ -80,8 +82,12 @@ def _decimal(value: str) -> Decimal | None:
 _FACET_FILLER = frozenset({"s", "for", "in", "and", "the", "a", "all", "colour", "color", "coloured", "colored"})
 
 
-def facets_only(text: str | None) -> bool:
-    """Whether the words name a colour and/or a gender and nothing else ("red", "womens black", "red
-    for men"); False for no words, or any other word ("red hoodie", "xyzzy")."""
+def facets_only(text: str | None, departments: Iterable[str] = ()) -> bool:
+    """Whether the words name a colour, a gender and/or one of ``departments`` (the catalogue's the
+    query names, ``ranking.departments``) and nothing else ("red", "womens black", "red for men",
+    "tops for men"); False for no words, or any other word ("red hoodie", "xyzzy")."""
     named = [word for word in words(text or "") if word not in _FACET_FILLER]
-    return bool(named) and all(colours_in_text(word) or normal_gender(word) for word in named)
+    department_stems = {word for name in departments for word in name_stems(name)}
+    return bool(named) and all(
+        colours_in_text(word) or normal_gender(word) or stem(word) in department_stems for word in named
+    )

@@ -22,6 +22,8 @@ class Query:
         gender: the gender the words ask for.
         facets: learned facet -> the values the words name ({"category": ["hoodies & sweatshirts"]}).
         typed: the shopper's words as typed, without synonyms or expansions (None: as ``text``).
+        departments: the catalogue's departments the words name, each with its leaves
+            ({"tops": ["jackets", "tees"]}; ``ranking.departments``).
     """
 
     text: str | None
@@ -34,6 +36,7 @@ class Query:
     gender: str | None = None
     facets: dict[str, list[str]] = field(default_factory=dict)
     typed: str | None = None
+    departments: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def tie_seed(self) -> str:

@@ -23,7 +23,7 @@ import numpy as np
 
 from multimodal_search import artefacts
 from multimodal_search.ranking import vocabulary as v
-from multimodal_search.ranking.calibration import INPUTS, Calibration, calibration_inputs
+from multimodal_search.ranking.calibration import Calibration, calibration_inputs
 
 #: the artefact name (``artefacts``) of the trained re-ranker
 ARTEFACT = "reranker"
@@ -152,9 +152,9 @@ class Reranker:
         if model is None:
             return None
         logits = None
-        if "logit" in INPUTS[calibration]:
+        if "logit" in model.inputs:
             logits = self.decision(feature_matrix(pool, signals) if features is None else features)
-        probability = model.probability(calibration_inputs(calibration, pool, signals, logits))
+        probability = model.probability(calibration_inputs(calibration, pool, signals, logits, inputs=model.inputs))
         return {pk: float(probability[row]) for row, pk in enumerate(pool)}
 
     def to_json(self) -> dict[str, Any]:

@@ -46,6 +46,9 @@ COLOUR = "colour"
 GENDER = "gender"
 CATEGORY = "category"
 MATERIAL = "material"
+#: how surely a product is in a department the words name (``ranking.departments``; read only by the
+#: ``broad`` relevance calibration, never by a ranking)
+DEPARTMENT = "department"
 PERSONAL = "personal"  # the shopper's profile (services.search: personal re-ranking)
 #: signals the neighbour signal's leaders are chosen by (reciprocal rank fusion of their ranks)
 NEIGHBOUR_LEADER_SIGNALS = (TEXT, TITLE, LEXICAL)
@@ -80,6 +83,7 @@ SIGNAL_FIELDS: dict[str, tuple[str, ...]] = {
     GENDER: (FIELD_GENDER, FIELD_GENDER_INFERRED),
     CATEGORY: (FIELD_CATEGORY_LEAF, FIELD_CATEGORY_INFERRED),
     MATERIAL: (FIELD_MATERIAL, FIELD_MATERIAL_INFERRED),
+    DEPARTMENT: (FIELD_CATEGORY_LEAF, FIELD_CATEGORY_INFERRED),
 }
 
 

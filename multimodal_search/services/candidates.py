@@ -48,7 +48,7 @@ def collect_signals(
             lexical_text=(query.text or "") if v.LEXICAL in names else None,
             all_words=query.typed,
             extra_pks=visual,
-            field_keys=v.fields_for(names),
+            field_keys=v.fields_for(_field_signals(query, names)),
             neighbours=_neighbours(names),
         )
         found = store.candidates(request, scope)
@@ -71,6 +71,12 @@ def rank_columns(names: set[str]) -> dict[str, str]:
     return columns
 
 
+def _field_signals(query: Query, names: set[str]) -> set[str]:
+    """The signals whose stored fields the candidates are read with: ``names``, and the department
+    signal when the words name a department."""
+    return names | {v.DEPARTMENT} if query.departments else names
+
+
 def _neighbours(names: set[str]) -> Neighbours | None:
     """Pseudo-relevance feedback in photo space ("neighbours"): how much each candidate looks
     like the best word matches (RRF of text, title and keyword ranks). Products of the kind
@@ -88,8 +94,11 @@ def _derived_signals(
     store = get_store()
     if query.image_features is not None:
         signals[v.VISUAL] = store.similarities(pks, "feature_vector", query.image_features, model_id=model_id)
-    if v.SIGNAL_FIELDS.keys() & names and not fields:
+    if v.SIGNAL_FIELDS.keys() & _field_signals(query, names) and not fields:
         fields.update(store.product_fields(pks, model_id=model_id))
+    if query.departments:  # read by the broad calibration only ("tops": how surely each is a top)
+        leaves = sorted({leaf for found in query.departments.values() for leaf in found})
+        signals[v.DEPARTMENT] = {pk: attributes.facet_match(v.CATEGORY, leaves, fields.get(pk) or {}) for pk in pks}
     if v.GENDER in names and query.gender:
         signals[v.GENDER] = {pk: attributes.gender_match(query.gender, fields.get(pk) or {}) for pk in pks}
     for facet, wanted in query.facets.items():

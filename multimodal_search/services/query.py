@@ -13,6 +13,7 @@ from multimodal_search.encoders import BaseEncoder, get_encoder
 from multimodal_search.imaging import PhotoError, open_image
 from multimodal_search.ranking import attributes, colour, expansion, fusion, wordnet
 from multimodal_search.ranking import vocabulary as v
+from multimodal_search.ranking.departments import get_departments
 from multimodal_search.ranking.query import Query
 from multimodal_search.ranking.text import gender_in_text
 from multimodal_search.ranking.text import words as tokens
@@ -172,6 +173,7 @@ def encode_query(
         photo_classes=classes,
         facets=named_facets(words, model_id),
         typed=text,
+        departments=named_departments(text, model_id),
     )
 
 
@@ -246,3 +248,10 @@ def named_facets(words: str | None, model_id: str) -> dict[str, list[str]]:
             if values:
                 found[facet] = values
     return found
+
+
+def named_departments(text: str | None, model_id: str) -> dict[str, list[str]]:
+    """The catalogue's departments the typed words name, with their leaves (none until mmsearch_train
+    found the catalogue's departments, ``ranking.departments``)."""
+    departments = get_departments(model_id) if text else None
+    return departments.named(text) if departments is not None else {}

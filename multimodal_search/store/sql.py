@@ -587,14 +587,27 @@ def neighbour_ctes(columns: list[str], matches_only: list[bool], top: int, dims:
     )
 
 
+#: the stored-fields key of a product's category leaf (``ranking.vocabulary.FIELD_CATEGORY_LEAF``)
+CATEGORY_LEAF_KEY = "category_leaf"
+#: the leaf of row ``p``'s deepest category path, lower case (as ``ranking.attributes.category_leaf``):
+#: the attribute step stores it with the inferred facets; a catalogue never trained for them reads it here
+CATEGORY_LEAF = (
+    "(SELECT to_jsonb(nullif(lower(btrim(regexp_replace(c.path, '^.*>', ''))), '')) "
+    "FROM unnest(p.categories) WITH ORDINALITY AS c(path, n) WHERE c.path <> '' "
+    "ORDER BY length(c.path) DESC, c.n LIMIT 1)"
+)
+
+
 def fields_select(keys: Sequence[str], params: list[Param]) -> str:
     """The stored fields restricted to ``keys``, the inferred facets (``FACETS_TABLE`` as ``x``, see
-    ``FACETS_JOIN``) first (their parameters are appended to ``params``)."""
+    ``FACETS_JOIN``) first (their parameters are appended to ``params``); the category leaf from the
+    category paths where neither has it."""
     if not keys:
         return "NULL"
     pairs = []
     for key in keys:
-        pairs.append("%s, coalesce(x.inferred -> %s, p.fields -> %s)")
+        leaf = f", {CATEGORY_LEAF}" if key == CATEGORY_LEAF_KEY else ""
+        pairs.append(f"%s, coalesce(x.inferred -> %s, p.fields -> %s{leaf})")
         params += [key, key, key]
     return f"jsonb_strip_nulls(jsonb_build_object({', '.join(pairs)}))"
 

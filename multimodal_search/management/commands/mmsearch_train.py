@@ -198,3 +198,9 @@ class Command(BaseCommand):
             )
         )
         self.stdout.write(report_line(summary["calibration"], summary["cuts"]))
+        named = summary["departments"]
+        self.stdout.write(
+            f"Departments a query may name ({len(named)}): {', '.join(named)}."
+            if named
+            else "Departments a query may name: none (no category has categories below it)."
+        )

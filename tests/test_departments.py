@@ -1,0 +1,141 @@
+"""Departments: "tops", "men's bottoms" name an inner category; their results get the broad calibration."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from multimodal_search import services
+from multimodal_search.learning import pseudo_queries
+from multimodal_search.learning.reranker import train_reranker
+from multimodal_search.ranking import calibration
+from multimodal_search.ranking import reranker as reranking
+from multimodal_search.ranking import vocabulary as v
+from multimodal_search.ranking.departments import Departments, get_departments
+from multimodal_search.ranking.intent import facets_only
+from multimodal_search.store import sql
+from shop.catalog.models import Category
+from tests.factories import ProductFactory
+
+LUMA_LIKE = [
+    "Women",
+    "Women > Tops",
+    "Women > Tops > Jackets",
+    "Women > Tops > Bras & Tanks",
+    "Women > Bottoms > Pants",
+    "Men > Tops > Jackets",
+    "Men > Tops > Tees",
+    "Gear > Bags",
+    "Gear > Fitness Equipment",
+    "Outlet > Jackets > Rain",  # "jackets" is also a leaf elsewhere: a query naming it is not broad
+    "Red > Hats",  # a colour names no department
+]
+
+
+def test_departments_are_the_inner_categories_by_name_with_the_leaves_below():
+    departments = Departments.from_paths(LUMA_LIKE)
+    assert departments.leaves == {
+        "bottoms": ["pants"],
+        "gear": ["bags", "fitness equipment"],
+        "outlet": ["rain"],
+        "tops": ["bras & tanks", "jackets", "tees"],
+    }  # not "women"/"men" (the gender signal has them), "jackets" (a leaf too) or "red" (a colour)
+    assert departments.of_product(["Women", "Women > Tops", "Women > Tops > Jackets"]) == ("tops",)
+    assert departments.of_product(["Gear > Bags"]) == ("gear",)
+    assert departments.of_product([]) == ()
+    assert set(departments.named("Men's TOPS")) == {"tops"}
+    assert set(departments.named("tops and bottoms")) == {"tops", "bottoms"}
+    assert departments.named("tank top")["tops"] == ["bras & tanks", "jackets", "tees"]
+    assert departments.named("hoodie") == {} and departments.named(None) == {}
+    assert Departments.from_json(departments.to_json()) == departments
+
+
+def test_a_query_of_departments_colours_and_genders_alone_is_broad():
+    assert facets_only("tops", ["tops"]) and facets_only("women's tops", ["tops"])
+    assert facets_only("red tops for men", ["tops"]) and facets_only("Gear", ["gear"])
+    assert not facets_only("tops", [])  # the catalogue has no such department
+    assert not facets_only("tank top", ["tops"]) and not facets_only("tops hoodie", ["tops"])
+
+
+def test_broad_pseudo_queries_name_a_department_alone_or_with_the_gender():
+    top = pseudo_queries.Facts(title="Alpha Hoodie", colours={}, gender="Women", departments=("tops",))
+    bottom = pseudo_queries.Facts(title="Beta Pant", colours={}, gender="Women", departments=("bottoms",))
+    made = [pseudo_queries.broad_query(top, random.Random(seed)) for seed in range(40)]
+    assert {text for text, _asked in filter(None, made)} == {"women's", "tops", "women's tops"}
+    asked = {"department": "tops", "gender": "Women"}
+    assert pseudo_queries.relevance(top, asked) == 1.0 and pseudo_queries.relevance(bottom, asked) == 0.0
+
+
+def test_a_broad_calibration_fitted_before_departments_still_reads_its_own_inputs():
+    old = {"inputs": ["logit", "colour", "gender"], "weights": [1.0, 2.0, 0.0], "bias": 0.0, "mean": [0.0] * 3}
+    model = calibration.Calibration.from_json(calibration.BROAD, {**old, "scale": [1.0] * 3})
+    assert model is not None and model.inputs == ("logit", "colour", "gender")
+    assert model.to_json()["inputs"] == ["logit", "colour", "gender"]
+    x = calibration.calibration_inputs(
+        calibration.BROAD, ["a"], {"colour": {"a": 1.0}}, np.array([0.5]), inputs=model.inputs
+    )
+    assert model.probability(x)[0] == pytest.approx(1 / (1 + np.exp(-2.5)))
+    # an input it never had is refused, as before
+    assert calibration.Calibration.from_json(calibration.BROAD, {**old, "inputs": ["logit", "xyz", "gender"]}) is None
+    # a new one reads the department (1 when the query names none)
+    x = calibration.calibration_inputs(calibration.BROAD, ["a"], {}, np.array([0.5]))
+    np.testing.assert_allclose(x, [[0.5, 1.0, 1.0, 1.0]])
+
+
+def test_the_store_reads_the_leaf_under_the_name_the_signals_use():
+    assert sql.CATEGORY_LEAF_KEY == v.FIELD_CATEGORY_LEAF
+
+
+SPECS = [
+    ("Alpha Hoodie", "Clothing > Tops > Hoodies", "red"),
+    ("Beta Hoodie", "Clothing > Tops > Hoodies", "blue"),
+    ("Gamma Jacket", "Clothing > Tops > Jackets", "green"),
+    ("Delta Jacket", "Clothing > Tops > Jackets", "yellow"),
+    ("Epsilon Pant", "Clothing > Bottoms > Pants", "black"),
+    ("Zeta Short", "Clothing > Bottoms > Shorts", "white"),
+    ("Eta Backpack", "Gear > Bags", "red"),
+    ("Theta Duffel", "Gear > Bags", "blue"),
+    ("Iota Watch", "Gear > Watches", "black"),
+    ("Kappa Tent", "Outdoor > Tents", "green"),
+]
+
+
+@pytest.mark.django_db
+def test_a_department_word_finds_the_department_at_the_storefront_cut(client, indexed, model_dir, monkeypatch):
+    products = [
+        ProductFactory(title=title, category=Category.from_path(path), photos=[colour]) for title, path, colour in SPECS
+    ]
+    indexed(*products)
+    summary = train_reranker(max_queries=60, calibration=40)
+    # no attribute step ran: the leaf the department signal reads comes from the stored category paths
+    departments = get_departments("hash-v1")
+    assert departments is not None and departments.leaves["tops"] == ["hoodies", "jackets"]
+    assert set(departments.leaves) == {"bottoms", "clothing", "gear", "outdoor", "tops"}
+    assert summary["departments"] == ["bottoms", "clothing", "gear", "outdoor", "tops"]
+    assert summary["calibration"]["broad"]["queries"] >= 5
+    model = reranking.get_reranker("hash-v1")
+    assert model is not None and model.calibrations[calibration.BROAD].inputs == calibration.INPUTS[calibration.BROAD]
+
+    tops = {str(p.pk) for p, (_, path, _) in zip(products, SPECS) if "Tops" in path}
+    ranked = services.search_products("tops", k=10)
+    department = {str(hit.product_pk): hit.signals.get(v.DEPARTMENT) for hit in ranked.hits}
+    assert department == {pk: (1.0 if pk in tops else 0.0) for pk in department}
+    assert all(v.DEPARTMENT not in hit.explanation for hit in ranked.hits)  # no ranking reads it
+    # its relevance is the broad calibration's; a kind of product keeps the rerank one
+    kinds: list[str] = []
+    relevance = reranking.Reranker.relevance
+
+    def spy(self, pool, signals, kind, features=None):
+        kinds.append(kind)
+        return relevance(self, pool, signals, kind, features)
+
+    monkeypatch.setattr(reranking.Reranker, "relevance", spy)
+    services.search_products("hoodie", k=10)
+    shown = {str(hit.product_pk) for hit in services.search_products("tops", k=10, min_relevance="auto").hits}
+    assert kinds == [calibration.RERANK, calibration.BROAD]
+    assert shown == tops
+    page = client.get("/search/", {"q": "tops"}).content.decode()
+    assert "Alpha Hoodie" in page and "Delta Jacket" in page and "No results" not in page
+    assert "Eta Backpack" not in page

@@ -52,6 +52,11 @@ class Departments:
     """Department name -> the category leaves below it (lower case, as ``FIELD_CATEGORY_LEAF``)."""
 
     leaves: dict[str, list[str]] = field(default_factory=dict)
+    #: each department's name stems, worked out once (a query is matched against every department)
+    _stems: dict[str, frozenset[str]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._stems = {name: name_stems(name) for name in self.leaves}
 
     @classmethod
     def from_paths(cls, paths: Iterable[str]) -> Departments:
@@ -75,7 +80,9 @@ class Departments:
     def named(self, text: str | None) -> dict[str, list[str]]:
         """The departments the words name ("men's tops" -> {"tops": [...]}), each with its leaves."""
         asked = set(stems(text or ""))
-        return {name: found for name, found in self.leaves.items() if name_stems(name) <= asked}
+        if not asked:
+            return {}
+        return {name: self.leaves[name] for name, words in self._stems.items() if words <= asked}
 
     def to_json(self) -> dict[str, Any]:
         return {"leaves": self.leaves}

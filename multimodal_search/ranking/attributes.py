@@ -239,7 +239,8 @@ def gender_match(wanted: str, fields: Mapping[str, Any]) -> float:
     return float(inferred.get(wanted, 0.0) + inferred.get("unisex", 0.0))
 
 
-_NAME_STOP = {"and", "the", "for", "with", "other", "misc", "all", "new", "sale"}
+#: words of a category name that name nothing by themselves ("All Other Gear": "all", "other")
+NAME_STOP = frozenset({"and", "the", "for", "with", "other", "misc", "all", "new", "sale"})
 
 
 def named_values(text: str, classes: Iterable[str], facet: str) -> list[str]:
@@ -256,7 +257,7 @@ def named_values(text: str, classes: Iterable[str], facet: str) -> list[str]:
     if facet == v.CATEGORY:
         wanted = set(asked)
         for value in classes:
-            content = {w for w in stems(value) if len(w) > 2 and w not in _NAME_STOP}
+            content = {w for w in stems(value) if len(w) > 2 and w not in NAME_STOP}
             if content & wanted:
                 found.append(value)
         return found

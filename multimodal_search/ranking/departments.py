@@ -24,13 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from multimodal_search import artefacts
+from multimodal_search.ranking.attributes import NAME_STOP
 from multimodal_search.ranking.colour import colours_in_text
 from multimodal_search.ranking.text import normal_gender, stems
 
 #: the artefact name (``artefacts``) of the catalogue's departments
 ARTEFACT = "departments"
-#: words of a category name that do not name it ("Bras & Tanks": "bra", "tank")
-_NAME_STOP = frozenset({"and", "the", "for", "with", "other", "misc", "all", "new", "sale"})
 
 
 def segments(path: str) -> list[str]:
@@ -40,7 +39,7 @@ def segments(path: str) -> list[str]:
 
 def name_stems(name: str) -> frozenset[str]:
     """The content stems of a category name ("tops" -> {"top"}); a query names it when it has them all."""
-    return frozenset(word for word in stems(name) if len(word) > 2 and word not in _NAME_STOP)
+    return frozenset(word for word in stems(name) if len(word) > 2 and word not in NAME_STOP)
 
 
 def _kept(name: str, leaf_names: set[str]) -> bool:

@@ -6,6 +6,7 @@ import random
 
 import numpy as np
 import pytest
+from django.db import connection
 
 from multimodal_search import services
 from multimodal_search.learning import pseudo_queries
@@ -15,7 +16,7 @@ from multimodal_search.ranking import reranker as reranking
 from multimodal_search.ranking import vocabulary as v
 from multimodal_search.ranking.departments import Departments, get_departments
 from multimodal_search.ranking.intent import facets_only
-from multimodal_search.store import sql
+from multimodal_search.store import get_store, sql
 from shop.catalog.models import Category
 from tests.factories import ProductFactory
 
@@ -103,13 +104,21 @@ SPECS = [
 
 
 @pytest.mark.django_db
-def test_a_department_word_finds_the_department_at_the_storefront_cut(client, indexed, model_dir, monkeypatch):
+@pytest.mark.parametrize("stored_before", [False, True], ids=["leaf-in-fields", "rows-stored-before"])
+def test_a_department_word_finds_the_department_at_the_storefront_cut(
+    client, indexed, model_dir, monkeypatch, stored_before
+):
     products = [
         ProductFactory(title=title, category=Category.from_path(path), photos=[colour]) for title, path, colour in SPECS
     ]
     indexed(*products)
+    # no attribute step runs here: indexing keeps the leaf the department signal reads in the fields
+    fields = get_store().product_fields([str(products[0].pk)], model_id="hash-v1")
+    assert fields[str(products[0].pk)][v.FIELD_CATEGORY_LEAF] == "hoodies"
+    if stored_before:  # rows indexed before it did: the statement reads the leaf from the category paths
+        with connection.cursor() as cursor:
+            cursor.execute(f"UPDATE {sql.PRODUCT_TABLE} SET fields = fields - %s", [v.FIELD_CATEGORY_LEAF])
     summary = train_reranker(max_queries=60, calibration=40)
-    # no attribute step ran: the leaf the department signal reads comes from the stored category paths
     departments = get_departments("hash-v1")
     assert departments is not None and departments.leaves["tops"] == ["hoodies", "jackets"]
     assert set(departments.leaves) == {"bottoms", "clothing", "gear", "outdoor", "tops"}

@@ -145,6 +145,9 @@ def _encode(items: list[_Prepared], encoder: BaseEncoder, report: IndexReport) -
                 [palettes[row] for row in rows], str(item.fields.get(v.FIELD_COLOR) or "")
             ),
         }
+        leaf = attributes.category_leaf(item.categories)
+        if leaf:  # what the category and department signals read (rows stored before it: store.sql.CATEGORY_LEAF)
+            fields[v.FIELD_CATEGORY_LEAF] = leaf
         inferred: dict[str, Any] = {}
         if inferring is not None:
             photos = attributes.photo_matrix(features[rows], shared[rows])

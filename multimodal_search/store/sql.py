@@ -589,10 +589,11 @@ def neighbour_ctes(columns: list[str], matches_only: list[bool], top: int, dims:
 
 #: the stored-fields key of a product's category leaf (``ranking.vocabulary.FIELD_CATEGORY_LEAF``)
 CATEGORY_LEAF_KEY = "category_leaf"
-#: the leaf of row ``p``'s deepest category path, lower case (as ``ranking.attributes.category_leaf``):
-#: the attribute step stores it with the inferred facets; a catalogue never trained for them reads it here
+#: the leaf of row ``p``'s deepest category path, lower case (as ``ranking.attributes.category_leaf``).
+#: Indexing stores it in the fields, and the attribute step with the inferred facets; rows stored before
+#: either did read it here (450 candidates: 2.7 ms at 100,000 products, against 0.1 ms from the fields)
 CATEGORY_LEAF = (
-    "(SELECT to_jsonb(nullif(lower(btrim(regexp_replace(c.path, '^.*>', ''))), '')) "
+    "(SELECT to_jsonb(nullif(lower(btrim(split_part(c.path, '>', -1))), '')) "
     "FROM unnest(p.categories) WITH ORDINALITY AS c(path, n) WHERE c.path <> '' "
     "ORDER BY length(c.path) DESC, c.n LIMIT 1)"
 )

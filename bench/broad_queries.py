@@ -96,8 +96,7 @@ def main() -> None:
     if model is None or calibration.BROAD not in model.calibrations:
         raise SystemExit("No broad calibration in this data folder: run mmsearch_train with this code first.")
     adapter = get_adapter()
-    departments = get_departments(model_id)
-    known = departments or Departments()
+    known = get_departments(model_id) or Departments()
     facts = {
         str(p.pk): stated(adapter.get_fields(p), known.of_product(adapter.get_categories(p)))
         for p in adapter.get_queryset()
@@ -111,7 +110,7 @@ def main() -> None:
                     text, None, k=10, category=None, method=None, min_relevance=None, limit=None, explain=False
                 )
             cut = ranked.cuts.get(calibration.RELATED, 0.5)
-            good = [relevant(facts.get(str(hit.product_pk), ([], None)), asked) for hit in ranked.hits]
+            good = [relevant(facts.get(str(hit.product_pk), ([], None, ())), asked) for hit in ranked.hits]
             shown = [g for hit, g in zip(ranked.hits, good) if (hit.relevance or 0.0) >= cut]
             row[name] = {
                 "shown": len(shown),

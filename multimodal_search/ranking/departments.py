@@ -60,7 +60,7 @@ class Departments:
     @classmethod
     def from_paths(cls, paths: Iterable[str]) -> Departments:
         """The departments of a catalogue from its products' category paths (ancestors or not)."""
-        trees = {tuple(segments(path)) for path in paths if segments(path)}
+        trees = {tree for tree in (tuple(segments(path)) for path in paths) if tree}
         inner = {tree[:depth] for tree in trees for depth in range(1, len(tree))}
         leaf_trees = [tree for tree in trees if tree not in inner]
         leaf_names = {tree[-1] for tree in leaf_trees}

@@ -1,12 +1,13 @@
-"""Queries of a colour, a gender or a department alone ("red", "women's black", "tops") at the storefront's relevance cut.
+"""Queries of a colour, a gender, a department or a quality alone ("red", "women's black", "tops", "wool") at the storefront's relevance cut.
 
     .venv/bin/python bench/broad_queries.py --data-dir .data/scale-luma
 
 On an indexed catalogue whose re-ranker ``mmsearch_train`` fitted with a ``broad`` calibration, every query of that shape the catalogue's
 *stated* fields allow is searched: each stated colour alone, and with "women's" and "men's", each
-gender alone, and each department ``mmsearch_train`` found (``ranking.departments``) alone and with each
-gender. A product is relevant when its stated colour, gender and category path are those asked (one
-that states none counts as not relevant: the figures are a floor). For each query, at the ``related`` cut (the
+gender alone, each department ``mmsearch_train`` found (``ranking.departments``) alone and with each
+gender, and each quality it found (``ranking.qualities``) alone and with each gender. A product is
+relevant when its stated colour, gender, category path and qualities (title, material, attributes)
+are those asked (one that states none counts as not relevant: the figures are a floor). For each query, at the ``related`` cut (the
 storefront's), under the ``broad`` calibration and under the ``rerank`` one (what the search used
 before the ``broad`` one existed): whether the page is empty, how many results are shown, the share
 of them relevant (precision) and the share of the relevant candidates shown (recall). The order of
@@ -31,52 +32,70 @@ from search import save, setup_django
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", default=".data/scale-luma", help="an indexed data folder, trained")
-    parser.add_argument("--min-products", type=int, default=3, help="a colour needs this many products stating it")
+    parser.add_argument(
+        "--min-products", type=int, default=3, help="a colour or a quality needs this many products stating it"
+    )
     return parser.parse_args()
 
 
-#: a product's stated colours, gender and departments
-Fact = tuple[list[str], str | None, tuple[str, ...]]
-#: what a query asks: colour, gender, department
-Asked = tuple[str | None, str | None, str | None]
+#: a product's stated colours, gender, departments and qualities
+Fact = tuple[list[str], str | None, tuple[str, ...], tuple[str, ...]]
+#: what a query asks: colour, gender, department, quality
+Asked = tuple[str | None, str | None, str | None, str | None]
+#: the kinds of query the results are summed by
+KINDS = ("colour or gender", "department", "quality")
 
 
-def stated(fields: dict[str, Any], departments: tuple[str, ...]) -> Fact:
+def stated(fields: dict[str, Any], departments: tuple[str, ...], qualities: tuple[str, ...]) -> Fact:
     from multimodal_search.ranking import vocabulary as v
     from multimodal_search.ranking.colour import colours_in_text
     from multimodal_search.ranking.text import normal_gender
 
     colours = colours_in_text(str(fields.get(v.FIELD_COLOR) or ""))
-    return colours, normal_gender(str(fields.get(v.FIELD_GENDER) or "")), departments
+    return colours, normal_gender(str(fields.get(v.FIELD_GENDER) or "")), departments, qualities
 
 
-def queries(facts: dict[str, Fact], min_products: int, departments: list[str]) -> dict[str, Asked]:
-    """Query text -> (colour, gender, department) asked."""
+def queries(
+    facts: dict[str, Fact], min_products: int, departments: list[str], qualities: list[str]
+) -> dict[str, Asked]:
+    """Query text -> (colour, gender, department, quality) asked."""
     counts: dict[str, int] = {}
-    for colours, _gender, _departments in facts.values():
+    for colours, *_rest in facts.values():
         for colour in colours:
             counts[colour] = counts.get(colour, 0) + 1
-    found: dict[str, Asked] = {"women": (None, "women", None), "men": (None, "men", None)}
+    found: dict[str, Asked] = {"women": (None, "women", None, None), "men": (None, "men", None, None)}
     for colour in sorted(name for name, n in counts.items() if n >= min_products):
-        found[colour] = (colour, None, None)
+        found[colour] = (colour, None, None, None)
         for gender in ("women", "men"):
-            if any(colour in c and g in (gender, "unisex") for c, g, _ in facts.values()):
-                found[f"{gender}'s {colour}"] = (colour, gender, None)
+            if any(colour in c and g in (gender, "unisex") for c, g, *_ in facts.values()):
+                found[f"{gender}'s {colour}"] = (colour, gender, None, None)
     for department in departments:
-        found[department] = (None, None, department)
+        found[department] = (None, None, department, None)
         for gender in ("women", "men"):
-            if any(department in d and g in (gender, "unisex") for _, g, d in facts.values()):
-                found[f"{gender}'s {department}"] = (None, gender, department)
+            if any(department in d and g in (gender, "unisex") for _, g, d, _ in facts.values()):
+                found[f"{gender}'s {department}"] = (None, gender, department, None)
+    for quality in qualities:
+        if sum(quality in q for *_, q in facts.values()) < min_products:
+            continue
+        found.setdefault(quality, (None, None, None, quality))
+        for gender in ("women", "men"):
+            if sum(quality in q and g in (gender, "unisex") for _, g, _, q in facts.values()) >= min_products:
+                found.setdefault(f"{gender}'s {quality}", (None, gender, None, quality))
     return found
 
 
+def kind_of(asked: Asked) -> str:
+    return KINDS[2] if asked[3] is not None else KINDS[1] if asked[2] is not None else KINDS[0]
+
+
 def relevant(fact: Fact, asked: Asked) -> bool:
-    colours, gender, departments = fact
-    colour, wanted, department = asked
+    colours, gender, departments, qualities = fact
+    colour, wanted, department, quality = asked
     return (
         (colour is None or colour in colours)
         and (wanted is None or gender in (wanted, "unisex"))
         and (department is None or department in departments)
+        and (quality is None or quality in qualities)
     )
 
 
@@ -89,6 +108,7 @@ def main() -> None:
     from multimodal_search.encoders import get_encoder
     from multimodal_search.ranking import calibration
     from multimodal_search.ranking.departments import Departments, get_departments
+    from multimodal_search.ranking.qualities import Qualities, get_qualities
     from multimodal_search.services import search as search_service
 
     model_id = get_encoder().model_id
@@ -97,20 +117,24 @@ def main() -> None:
         raise SystemExit("No broad calibration in this data folder: run mmsearch_train with this code first.")
     adapter = get_adapter()
     known = get_departments(model_id) or Departments()
+    qualities = get_qualities(model_id) or Qualities()
     facts = {
-        str(p.pk): stated(adapter.get_fields(p), known.of_product(adapter.get_categories(p)))
+        str(p.pk): stated(
+            fields := adapter.get_fields(p), known.of_product(adapter.get_categories(p)), qualities.of_product(fields)
+        )
         for p in adapter.get_queryset()
     }
     rows: list[dict[str, Any]] = []
-    for text, asked in queries(facts, args.min_products, sorted(known.leaves)).items():
-        row: dict[str, Any] = {"query": text, "department": asked[2] is not None}
+    found = queries(facts, args.min_products, sorted(known.leaves), qualities.most_stated())
+    for text, asked in found.items():
+        row: dict[str, Any] = {"query": text, "kind": kind_of(asked)}
         for name, broad in (("broad", True), ("rerank", False)):
             with mock.patch.object(search_service, "facets_only", lambda *_args, broad=broad: broad):
                 ranked = search_service.rank_products(
                     text, None, k=10, category=None, method=None, min_relevance=None, limit=None, explain=False
                 )
             cut = ranked.cuts.get(calibration.RELATED, 0.5)
-            good = [relevant(facts.get(str(hit.product_pk), ([], None, ())), asked) for hit in ranked.hits]
+            good = [relevant(facts.get(str(hit.product_pk), ([], None, (), ())), asked) for hit in ranked.hits]
             shown = [g for hit, g in zip(ranked.hits, good) if (hit.relevance or 0.0) >= cut]
             row[name] = {
                 "shown": len(shown),
@@ -131,15 +155,12 @@ def main() -> None:
             "p_at_10_mean": round(statistics.mean(r[name]["p_at_10"] for r in kind), 4),
         }
 
-    kinds = {
-        "colour or gender": [r for r in rows if not r["department"]],
-        "department": [r for r in rows if r["department"]],
-    }
+    kinds = {label: [r for r in rows if r["kind"] == label] for label in KINDS}
     totals = {
         f"{label}: {name}": summary(name, kind) for label, kind in kinds.items() if kind for name in ("broad", "rerank")
     }
     lines = [
-        f"Queries of a colour, a gender or a department alone: {len(rows)} (data folder {args.data_dir}), "
+        f"Queries of a colour, a gender, a department or a quality alone: {len(rows)} (data folder {args.data_dir}), "
         "at the `related` cut",
         "",
         "| queries | calibration | empty pages | results shown (median) | precision of those shown | recall | P@10 |",

@@ -736,16 +736,16 @@ def explain(text: str, default_method: str, size: int, suffix: str = "") -> None
 
 def use_source_reranker(args: argparse.Namespace, model_id: str) -> str | None:
     """The re-ranker the default search runs here: the source folder's (``mmsearch_train`` there; same
-    encoder version) is copied in when the bench has none, with the departments it found there (the
-    bench's rows keep Luma's categories). Its version, or None (``rerank`` then runs feature fusion,
+    encoder version) is copied in when the bench has none, with the departments and qualities it found
+    there (the bench's rows keep Luma's categories and fields). Its version, or None (``rerank`` then runs feature fusion,
     which is not what a trained shop runs)."""
     import shutil
 
     from multimodal_search import artefacts
-    from multimodal_search.ranking import departments
+    from multimodal_search.ranking import departments, qualities
     from multimodal_search.ranking.reranker import ARTEFACT, get_reranker
 
-    for name in (ARTEFACT, departments.ARTEFACT):
+    for name in (ARTEFACT, departments.ARTEFACT, qualities.ARTEFACT):
         target = artefacts.artefact_path(name)
         trained = ROOT / args.source / "models" / target.name
         if not target.exists() and trained.exists():

@@ -105,7 +105,11 @@ class BaseProductAdapter:
         * ``color``: the stated colour ("Navy", "Red/White"), matched against colour words;
         * ``gender``: "Men", "Women" or "Unisex", matched against "mens", "ladies"…;
         * ``material``: "Organic Cotton, Polyester", matched against material words;
-        * ``group``: what colour variants share (a parent sku); hold-out splits keep a group whole.
+        * ``group``: what colour variants share (a parent sku); hold-out splits keep a group whole;
+        * ``attributes``: other stated qualities, name -> a value, a list of values or ``True``
+          (``{"pattern": "Striped", "activity": ["Yoga", "Gym"], "sale": True}``); a query of qualities
+          alone ("wool", "striped", "sale") is matched against them, the title and the material
+          (``ranking.qualities``).
 
         Other keys are stored and returned by the API's explanations, and ranking ignores them.
         """

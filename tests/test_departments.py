@@ -80,9 +80,9 @@ def test_a_broad_calibration_fitted_before_departments_still_reads_its_own_input
     assert model.probability(x)[0] == pytest.approx(1 / (1 + np.exp(-2.5)))
     # an input it never had is refused, as before
     assert calibration.Calibration.from_json(calibration.BROAD, {**old, "inputs": ["logit", "xyz", "gender"]}) is None
-    # a new one reads the department (1 when the query names none)
+    # a new one reads the department and the quality (1 when the query names none)
     x = calibration.calibration_inputs(calibration.BROAD, ["a"], {}, np.array([0.5]))
-    np.testing.assert_allclose(x, [[0.5, 1.0, 1.0, 1.0]])
+    np.testing.assert_allclose(x, [[0.5, 1.0, 1.0, 1.0, 1.0]])
 
 
 def test_the_store_reads_the_leaf_under_the_name_the_signals_use():

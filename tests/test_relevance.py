@@ -201,13 +201,13 @@ def test_queries_of_a_colour_or_a_gender_alone_get_a_calibration_of_their_own():
     # the rerank calibration calls the red candidates of a colour word unlikely; the broad one keeps them
     assert report["broad"]["kept_first_relevant"] == 1.0 > report["broad"]["kept_first_relevant_rerank"]
     assert report["broad"]["leave_kind_out_emptied"] > 0.5
-    red, other = calibrations["broad"].probability(np.array([[0.0, 0.7, 1.0, 1.0], [0.0, 0.02, 1.0, 1.0]]))
+    red, other = calibrations["broad"].probability(np.array([[0.0, 0.7, 1.0, 1.0, 1.0], [0.0, 0.02, 1.0, 1.0, 1.0]]))
     assert red > cuts["related"] > other
     # the line mmsearch_train prints says it
-    assert "Queries of a colour, a gender or a department alone (20)" in fitting.report_line(report, cuts)
-    # the inputs: a facet the query does not ask for (no gender or department signal) counts as had
+    assert "Queries of a colour, a gender, a department or a quality alone (20)" in fitting.report_line(report, cuts)
+    # the inputs: a facet the query does not ask for (no gender, department or quality signal) counts as had
     x = calibration.calibration_inputs("broad", ["a", "b"], {"colour": {"a": 0.6}}, np.array([1.0, 2.0]))
-    np.testing.assert_allclose(x, [[1.0, 0.6, 1.0, 1.0], [2.0, 0.0, 1.0, 1.0]])
+    np.testing.assert_allclose(x, [[1.0, 0.6, 1.0, 1.0, 1.0], [2.0, 0.0, 1.0, 1.0, 1.0]])
 
 
 def test_facets_only_tells_a_colour_or_a_gender_alone():
@@ -307,6 +307,7 @@ def test_mmsearch_train_fits_and_reports_the_calibration(indexed, model_dir):
     call_command("mmsearch_train", "--skip-head", "--skip-attributes", "--queries", "60", stdout=out)
     assert "Relevance calibrated on" in out.getvalue() and "related >=" in out.getvalue()
     assert "Departments a query may name: none" in out.getvalue()  # these products have no categories
+    assert "Qualities a query may name: none" in out.getvalue()  # each title word but the kind is one product's
     assert reranking.get_reranker("hash-v1").cuts
     out = StringIO()
     call_command(

@@ -12,8 +12,8 @@ when its pseudo-query grade is above 0 (the kind of product asked for). Each que
 Only each query's top ``TOP`` candidates (by the re-ranker) are used, as only they are shown.
 
 The ``rerank`` and ``signals`` calibrations are fitted on the pseudo-queries that name a kind of
-product; the ``broad`` one on the broad pseudo-queries (a colour and/or a gender alone: "red",
-"women's"), used the same two ways, and only when at least ``MIN_QUERIES`` of them are answerable.
+product; the ``broad`` one on the broad pseudo-queries (a colour, a gender, a department and/or a
+quality alone: "red", "women's", "tops", "wool"), used the same two ways, and only when at least ``MIN_QUERIES`` of them are answerable.
 The cuts come from the ``rerank`` calibration; the report says what the ``related`` cut does to the
 broad queries under each.
 
@@ -192,10 +192,11 @@ def report_line(report: Mapping[str, Any], cuts: Mapping[str, float]) -> str:
 
 def _broad_line(broad: Mapping[str, Any] | None) -> str:
     if not broad:
-        return " No broad calibration (too few queries of a colour, a gender or a department alone)."
+        return " No broad calibration (too few queries of a colour, a gender, a department or a quality alone)."
     emptied = broad["leave_kind_out_emptied"]
     return (
-        f" Queries of a colour, a gender or a department alone ({broad['queries']}): related keeps the first relevant result "
+        f" Queries of a colour, a gender, a department or a quality alone ({broad['queries']}): related keeps the first "
+        "relevant result "
         f"of {broad['kept_first_relevant']:.0%} ({broad['kept_first_relevant_rerank']:.0%} under the rerank "
         f"calibration), empties {0 if emptied is None else emptied:.0%} of leave-kind-out."
     )

@@ -6,8 +6,9 @@ products). Every candidate is then graded as a shopper would: 1 when it matches 
 ``PARTIAL_RELEVANCE`` when it is the right kind of product only, 0 otherwise.
 
 A *broad* query (:func:`broad_query`, for the relevance calibration of queries of facets alone) is
-``[gender] [colour]`` or ``[gender] department`` without a noun ("red", "women's", "men's black",
-"tops", "women's bottoms"): 1 for every product that matches each facet asked, 0 otherwise.
+``[gender] [colour]``, ``[gender] department`` or ``[gender] quality`` without a noun ("red",
+"women's", "men's black", "tops", "women's bottoms", "wool", "men's striped"): 1 for every product
+that matches each facet asked, 0 otherwise.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class Facts:
     descriptors: tuple[str, ...] = ()
     #: the catalogue's departments the product is in ("tops"; ``ranking.departments``)
     departments: tuple[str, ...] = ()
+    #: the catalogue's qualities the product states, as a query names them ("wool"; ``ranking.qualities``)
+    qualities: tuple[str, ...] = ()
 
     def noun_matches(self, noun: str) -> bool:
         return _has_word(self.title, noun) or _has_word(self.leaf, noun)
@@ -69,6 +72,9 @@ class Facts:
 
     def department_matches(self, department: str) -> bool:
         return department in self.departments
+
+    def quality_matches(self, quality: str) -> bool:
+        return stem(quality) in {stem(word) for word in self.qualities}
 
 
 def text_stems(text: str) -> frozenset[str]:
@@ -118,26 +124,28 @@ def pseudo_query(facts: Facts, rng: random.Random) -> tuple[str, dict[str, str]]
 
 def broad_query(facts: Facts, rng: random.Random) -> tuple[str, dict[str, str]] | None:
     """A query of facets alone from one product's facts: its colour, its gender, or both; or one of its
-    departments, alone or with its gender."""
+    departments or of its qualities, alone or with its gender."""
     stated = colours_in_text(facts.color)
     colour = stated[0] if stated else _top_colour(facts.colours)
     gender = facts.gender.lower() if facts.gender.lower() in ("men", "women") else None
     department = rng.choice(facts.departments) if facts.departments else None
-    # (gender, colour, department) asked, each one the product has
-    shapes: list[tuple[str | None, str | None, str | None]] = []
+    quality = rng.choice(facts.qualities) if facts.qualities else None
+    # (gender, colour, department or quality, which of the two) asked, each one the product has
+    shapes: list[tuple[str | None, str | None, str | None, str]] = []
     if colour:
-        shapes.append((None, colour, None))
+        shapes.append((None, colour, None, ""))
     if gender:
-        shapes.append((gender, None, None))
+        shapes.append((gender, None, None, ""))
     if gender and colour:
-        shapes.append((gender, colour, None))
-    if department:
-        shapes.append((None, None, department))
-    if department and gender:
-        shapes.append((gender, None, department))
+        shapes.append((gender, colour, None, ""))
+    for key, named in (("department", department), ("quality", quality)):
+        if named:
+            shapes.append((None, None, named, key))
+        if named and gender:
+            shapes.append((gender, None, named, key))
     if not shapes:
         return None
-    asked_gender, asked_colour, asked_department = rng.choice(shapes)
+    asked_gender, asked_colour, asked_name, key = rng.choice(shapes)
     asked: dict[str, str] = {}
     terms = []
     if asked_gender:
@@ -146,9 +154,9 @@ def broad_query(facts: Facts, rng: random.Random) -> tuple[str, dict[str, str]] 
     if asked_colour:
         asked["colour"] = asked_colour
         terms.append(asked_colour)
-    if asked_department:
-        asked["department"] = asked_department
-        terms.append(asked_department)
+    if asked_name:
+        asked[key] = asked_name
+        terms.append(asked_name)
     return " ".join(terms), asked
 
 
@@ -167,6 +175,7 @@ def relevance(facts: Facts, asked: Mapping[str, str]) -> float:
         and ("gender" not in asked or facts.gender_matches(asked["gender"]))
         and ("word" not in asked or facts.word_matches(asked["word"]))
         and ("department" not in asked or facts.department_matches(asked["department"]))
+        and ("quality" not in asked or facts.quality_matches(asked["quality"]))
     )
     if "noun" not in asked:
         return 1.0 if full else 0.0

@@ -21,6 +21,7 @@ from multimodal_search.learning.pseudo_queries import (
     Facts,
     broad_query,
     descriptor_words,
+    head_noun,
     pseudo_query,
     relevance,
     text_stems,
@@ -28,7 +29,9 @@ from multimodal_search.learning.pseudo_queries import (
 from multimodal_search.ranking import vocabulary as v
 from multimodal_search.ranking.attributes import category_leaf
 from multimodal_search.ranking.departments import Departments, save_departments
+from multimodal_search.ranking.qualities import Qualities, save_qualities, stated_text
 from multimodal_search.ranking.reranker import ARTEFACT, FEATURES, Reranker, feature_matrix
+from multimodal_search.ranking.text import stem, stems
 from multimodal_search.services.search import first_stage
 from multimodal_search.store import get_store
 
@@ -99,9 +102,11 @@ def build_training_set(
 
 
 def broad_cap(calibration: int) -> int:
-    """The most broad queries (a colour and/or a gender alone) searched beside ``calibration`` held-out
-    pseudo-queries: a quarter as many (a catalogue phrases few distinct ones: Luma about 30)."""
-    return max(calibration // 4, MIN_QUERIES) if calibration > 0 else 0
+    """The most broad queries (a colour, a gender, a department or a quality alone) searched beside
+    ``calibration`` held-out pseudo-queries: half as many. Luma phrases 44 of a colour, a gender or a
+    department and hundreds of a quality; at a quarter (50) the colour and gender queries' recall at
+    the storefront cut was 0.939 on the full catalogue, at half 0.969 (``bench/broad_queries.py``)."""
+    return max(calibration // 2, MIN_QUERIES) if calibration > 0 else 0
 
 
 def calibration_queries(
@@ -117,8 +122,8 @@ def calibration_queries(
     """Searched pseudo-queries the re-ranker was not trained on (another seed, other texts), for
     ``learning.calibration``; -> (queries, whether they are all held out). ``trained``: the texts the
     re-ranker was trained on. A catalogue too small to phrase ``MIN_QUERIES`` new ones reuses them.
-    Beside them, up to :func:`broad_cap` broad queries (a colour and/or a gender alone), for the
-    ``broad`` calibration (the re-ranker is not trained on any)."""
+    Beside them, up to :func:`broad_cap` broad queries (a colour, a gender, a department and/or a
+    quality alone), for the ``broad`` calibration (the re-ranker is not trained on any)."""
     seeds = list(seeds)
     texts = make_pseudo_queries(seeds, facts, max_queries=max_queries, seed=seed + 1, exclude=trained)
     held_out = len(texts) >= MIN_QUERIES
@@ -149,6 +154,19 @@ def _add_descriptors(facts: dict[str, Facts], materials: Mapping[str, str], grou
     low = min(2 / total, 1.0)
     for pk, fact in facts.items():
         fact.descriptors = descriptor_words(fact.title, materials[pk], frequency, low=low, high=0.2)
+
+
+def catalogue_qualities(rows: Mapping[str, tuple[dict[str, Any], list[str]]]) -> Qualities:
+    """The qualities the indexed products state (``ranking.qualities``), from their stored fields: kinds of
+    product (titles' head nouns, category leaves' words) left out."""
+    kinds: set[str] = set()
+    for fields, categories in rows.values():
+        noun = head_noun(str(fields.get(v.FIELD_TITLE) or ""))
+        kinds.update([stem(noun)] if noun else [])
+        kinds.update(stems(category_leaf(categories) or ""))
+    return Qualities.from_products(
+        ((str(fields.get(v.FIELD_GROUP) or pk), stated_text(fields)) for pk, (fields, _) in rows.items()), kinds
+    )
 
 
 def train_reranker(
@@ -187,6 +205,8 @@ def train_reranker(
     # the catalogue's departments, kept first: the broad calibration queries below name them ("tops")
     departments = Departments.from_paths(path for _, categories in rows.values() for path in categories)
     save_departments(model_id, departments)
+    qualities = catalogue_qualities(rows)  # and the qualities they name ("wool")
+    save_qualities(model_id, qualities)
     held = set(holdout)
     facts: dict[str, Facts] = {}
     materials: dict[str, str] = {}
@@ -208,6 +228,7 @@ def train_reranker(
             leaf=category_leaf(categories) or (label.leaf if label else ""),
             words=text_stems(f"{adapter.get_text(product)} {material}"),
             departments=departments.of_product(categories),
+            qualities=qualities.of_product(fields),
         )
         materials[pk] = material
         groups[pk] = str(fields.get(v.FIELD_GROUP) or pk)
@@ -264,4 +285,5 @@ def train_reranker(
         "path": str(path),
         "feature_mean": np.round(mean, 3).tolist(),
         "departments": sorted(departments.leaves),
+        "qualities": qualities.most_stated(),
     }

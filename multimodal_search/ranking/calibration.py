@@ -10,13 +10,13 @@ pseudo-queries for kinds of product the catalogue was made not to sell, and stor
 re-ranker (``ranking.reranker``). The ``signals`` calibration reads only the text and photo cosines
 every text query collects, for the methods that do not run the re-ranker.
 
-The ``broad`` calibration is for queries that name only a colour, a gender and/or a department ("red",
-"women's black", "tops"; ``ranking.intent.facets_only``). Every product of that colour, gender or
-department answers them, but their words are far from any one product's text, so the ``rerank``
-calibration, fitted on queries that name a kind of product, calls their best results unlikely. It
-reads the re-ranker's logit and how surely the product has each facet asked (the ``colour``, ``gender``
-and ``department`` signals; 1 for a facet not asked), and is fitted on pseudo-queries of that shape
-(``learning.calibration``).
+The ``broad`` calibration is for queries that name only a colour, a gender, a department and/or a
+quality ("red", "women's black", "tops", "wool", "women's striped"; ``ranking.intent.facets_only``).
+Every product of that colour, gender or department, or stating that quality, answers them, but their
+words are far from any one product's text, so the ``rerank`` calibration, fitted on queries that name
+a kind of product, calls their best results unlikely. It reads the re-ranker's logit and how surely
+the product has each facet asked (the ``colour``, ``gender``, ``department`` and ``quality`` signals;
+1 for a facet not asked), and is fitted on pseudo-queries of that shape (``learning.calibration``).
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ BROAD = "broad"
 INPUTS = {
     RERANK: ("logit", v.TEXT, v.TITLE, v.IMAGE, v.LEXICAL),
     SIGNALS: (v.TEXT, v.IMAGE),
-    BROAD: ("logit", v.COLOUR, v.GENDER, v.DEPARTMENT),
+    BROAD: ("logit", v.COLOUR, v.GENDER, v.DEPARTMENT, v.QUALITY),
 }
 #: inputs that say how surely a product has a facet the query asks for: 1 when the query does not ask
-FACET_INPUTS = (v.COLOUR, v.GENDER, v.DEPARTMENT)
+FACET_INPUTS = (v.COLOUR, v.GENDER, v.DEPARTMENT, v.QUALITY)
 #: the cuts of the ``match`` summary (``RELATED`` is the storefront's threshold unless configured)
 EXACT = "exact"
 RELATED = "related"

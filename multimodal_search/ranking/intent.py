@@ -3,9 +3,10 @@
 Pure: :func:`parse_price` takes the query text and returns the price range it names and the text
 without the phrase (what the encoders see). Ranges are half-open, ``minimum <= price < maximum``,
 so that "under 50" leaves out an item at 50.00 and the storefront's ranges do not overlap.
-:func:`facets_only` tells a query that names only a colour, a gender and/or a department ("red",
-"women's black", "tops"): every product of that colour, gender or department answers it, so its
-relevance is calibrated on its own (``ranking.calibration.BROAD``).
+:func:`facets_only` tells a query that names only a colour, a gender, a department and/or a quality
+("red", "women's black", "tops", "wool"): every product of that colour, gender or department, or
+stating that quality, answers it, so its relevance is calibrated on its own
+(``ranking.calibration.BROAD``).
 """
 
 from __future__ import annotations
@@ -82,12 +83,11 @@ def _decimal(value: str) -> Decimal | None:
 _FACET_FILLER = frozenset({"s", "for", "in", "and", "the", "a", "all", "colour", "color", "coloured", "colored"})
 
 
-def facets_only(text: str | None, departments: Iterable[str] = ()) -> bool:
-    """Whether the words name a colour, a gender and/or one of ``departments`` (the catalogue's the
-    query names, ``ranking.departments``) and nothing else ("red", "womens black", "red for men",
-    "tops for men"); False for no words, or any other word ("red hoodie", "xyzzy")."""
+def facets_only(text: str | None, departments: Iterable[str] = (), qualities: Iterable[str] = ()) -> bool:
+    """Whether the words name a colour, a gender, one of ``departments`` and/or of ``qualities`` (the
+    catalogue's the query names: department names, ``ranking.departments``; quality stems,
+    ``ranking.qualities``) and nothing else ("red", "womens black", "red for men", "tops for men",
+    "wool", "women's striped"); False for no words, or any other word ("red hoodie", "xyzzy")."""
     named = [word for word in words(text or "") if word not in _FACET_FILLER]
-    department_stems = {word for name in departments for word in name_stems(name)}
-    return bool(named) and all(
-        colours_in_text(word) or normal_gender(word) or stem(word) in department_stems for word in named
-    )
+    known = {word for name in departments for word in name_stems(name)} | set(qualities)
+    return bool(named) and all(colours_in_text(word) or normal_gender(word) or stem(word) in known for word in named)

@@ -24,6 +24,7 @@ class Query:
         typed: the shopper's words as typed, without synonyms or expansions (None: as ``text``).
         departments: the catalogue's departments the words name, each with its leaves
             ({"tops": ["jackets", "tees"]}; ``ranking.departments``).
+        qualities: the stems of the catalogue's qualities the words name (["wool"]; ``ranking.qualities``).
     """
 
     text: str | None
@@ -37,6 +38,7 @@ class Query:
     facets: dict[str, list[str]] = field(default_factory=dict)
     typed: str | None = None
     departments: dict[str, list[str]] = field(default_factory=dict)
+    qualities: list[str] = field(default_factory=list)
 
     @property
     def tie_seed(self) -> str:

@@ -49,6 +49,9 @@ MATERIAL = "material"
 #: how surely a product is in a department the words name (``ranking.departments``; read only by the
 #: ``broad`` relevance calibration, never by a ranking)
 DEPARTMENT = "department"
+#: the share of the qualities the words name that a product states (``ranking.qualities``; read only
+#: by the ``broad`` relevance calibration, never by a ranking)
+QUALITY = "quality"
 PERSONAL = "personal"  # the shopper's profile (services.search: personal re-ranking)
 #: signals the neighbour signal's leaders are chosen by (reciprocal rank fusion of their ranks)
 NEIGHBOUR_LEADER_SIGNALS = (TEXT, TITLE, LEXICAL)
@@ -60,7 +63,9 @@ FIELD_COLOR = "color"  # stated colour ("Navy", "Red/White")
 FIELD_GENDER = "gender"  # stated gender ("Men", "Women", "Unisex")
 FIELD_MATERIAL = "material"  # stated materials ("Organic Cotton, Polyester")
 FIELD_GROUP = "group"  # the parent (e.g. parent sku) colour variants share; hold-out splits keep groups whole
-ADAPTER_FIELDS = (FIELD_TITLE, FIELD_COLOR, FIELD_GENDER, FIELD_MATERIAL, FIELD_GROUP)
+#: other stated qualities, name -> a value, a list of values or true ({"pattern": "Striped", "sale": true})
+FIELD_ATTRIBUTES = "attributes"
+ADAPTER_FIELDS = (FIELD_TITLE, FIELD_COLOR, FIELD_GENDER, FIELD_MATERIAL, FIELD_GROUP, FIELD_ATTRIBUTES)
 
 # --- stored fields: added by indexing and mmsearch_train ------------------------------------------
 FIELD_COLOURS = "colours"  # colour name -> share of the product's pixels (plus the stated colour)
@@ -86,6 +91,7 @@ SIGNAL_FIELDS: dict[str, tuple[str, ...]] = {
     CATEGORY: _CATEGORY_FIELDS,
     MATERIAL: (FIELD_MATERIAL, FIELD_MATERIAL_INFERRED),
     DEPARTMENT: _CATEGORY_FIELDS,
+    QUALITY: (FIELD_TITLE, FIELD_MATERIAL, FIELD_ATTRIBUTES),
 }
 
 

@@ -9,6 +9,7 @@ from multimodal_search.encoders import get_encoder
 from multimodal_search.ranking import attributes, colour
 from multimodal_search.ranking import vocabulary as v
 from multimodal_search.ranking.fusion import RRF_K
+from multimodal_search.ranking.qualities import quality_match
 from multimodal_search.ranking.query import Query
 from multimodal_search.store import get_store
 from multimodal_search.store.base import POOL_COLUMN, CandidateRequest, Neighbours, Scope
@@ -73,8 +74,8 @@ def rank_columns(names: set[str]) -> dict[str, str]:
 
 def _field_signals(query: Query, names: set[str]) -> set[str]:
     """The signals whose stored fields the candidates are read with: ``names``, and the department
-    signal when the words name a department."""
-    return names | {v.DEPARTMENT} if query.departments else names
+    and quality signals when the words name a department or a quality."""
+    return names | ({v.DEPARTMENT} if query.departments else set()) | ({v.QUALITY} if query.qualities else set())
 
 
 def _neighbours(names: set[str]) -> Neighbours | None:
@@ -99,6 +100,8 @@ def _derived_signals(
     if query.departments:  # read by the broad calibration only ("tops": how surely each is a top)
         leaves = sorted({leaf for found in query.departments.values() for leaf in found})
         signals[v.DEPARTMENT] = {pk: attributes.facet_match(v.CATEGORY, leaves, fields.get(pk) or {}) for pk in pks}
+    if query.qualities:  # read by the broad calibration only ("wool": whether each states it)
+        signals[v.QUALITY] = {pk: quality_match(query.qualities, fields.get(pk) or {}) for pk in pks}
     if v.GENDER in names and query.gender:
         signals[v.GENDER] = {pk: attributes.gender_match(query.gender, fields.get(pk) or {}) for pk in pks}
     for facet, wanted in query.facets.items():

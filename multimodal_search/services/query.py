@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
@@ -14,6 +14,8 @@ from multimodal_search.imaging import PhotoError, open_image
 from multimodal_search.ranking import attributes, colour, expansion, fusion, wordnet
 from multimodal_search.ranking import vocabulary as v
 from multimodal_search.ranking.departments import get_departments
+from multimodal_search.ranking.intent import facets_only
+from multimodal_search.ranking.qualities import get_qualities
 from multimodal_search.ranking.query import Query
 from multimodal_search.ranking.text import gender_in_text
 from multimodal_search.ranking.text import words as tokens
@@ -173,7 +175,8 @@ def encode_query(
         photo_classes=classes,
         facets=named_facets(words, model_id),
         typed=text,
-        departments=named_departments(text, model_id),
+        departments=(departments := named_departments(text, model_id)),
+        qualities=named_qualities(text, model_id, departments),
     )
 
 
@@ -255,3 +258,13 @@ def named_departments(text: str | None, model_id: str) -> dict[str, list[str]]:
     found the catalogue's departments, ``ranking.departments``)."""
     departments = get_departments(model_id) if text else None
     return departments.named(text) if departments is not None else {}
+
+
+def named_qualities(text: str | None, model_id: str, departments: Iterable[str] = ()) -> list[str]:
+    """The catalogue's qualities the typed words name when they name nothing but qualities, colours,
+    genders and ``departments`` ("wool", "women's striped"; none for "wool hoodie", whose relevance
+    does not read them, and none until mmsearch_train found the catalogue's qualities,
+    ``ranking.qualities``)."""
+    qualities = get_qualities(model_id) if text else None
+    named = qualities.named(text) if qualities is not None else []
+    return named if named and facets_only(text, departments, named) else []

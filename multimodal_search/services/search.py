@@ -371,8 +371,8 @@ def _relevance(
     """Each candidate's calibrated relevance and the cuts that go with it (None and no cuts: unknown).
 
     Text queries: from the re-ranker's logit when it ranked them (``features``: its inputs, else None), else
-    from the text and photo cosines; a query of a colour, a gender and/or a department alone from the
-    logit and those facets (the ``broad`` calibration, where ``mmsearch_train`` fitted one).
+    from the text and photo cosines; a query of a colour, a gender, a department and/or a quality alone
+    from the logit and those facets (the ``broad`` calibration, where ``mmsearch_train`` fitted one).
     Photo queries (no words): the probability that a result is the product in the photo, from its best
     photo's cosine (``photo``: the encoder's fitted calibration), 0 for every result when the photo shows
     nothing the catalogue sells (``sold`` False). Text with a photo: unknown.
@@ -383,9 +383,9 @@ def _relevance(
         if (
             kind == calibration.RERANK
             and calibration.BROAD in trained.calibrations
-            and facets_only(typed, query.departments)
+            and facets_only(typed, query.departments, query.qualities)
         ):
-            kind = calibration.BROAD  # "red", "women's black", "tops": every product of that facet answers
+            kind = calibration.BROAD  # "red", "women's black", "tops", "wool": every product of that facet answers
         return trained.relevance(pool, signals, kind, features), trained.cuts
     if photo is None or query.text_vector is not None or query.image_features is None or v.VISUAL not in signals:
         return None, {}

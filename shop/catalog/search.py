@@ -75,6 +75,7 @@ class ProductAdapter(BaseProductAdapter):
             "gender": product.gender,
             "material": product.material,
             "group": product.parent_sku or product.sku,
+            "attributes": product.attributes or {},
         }
 
     def get_facet_values(self, product: Product) -> dict[str, Any]:

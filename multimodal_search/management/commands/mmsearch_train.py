@@ -204,3 +204,16 @@ class Command(BaseCommand):
             if named
             else "Departments a query may name: none (no category has categories below it)."
         )
+        qualities = summary["qualities"]
+        self.stdout.write(
+            f"Qualities a query may name ({len(qualities)}): {_sample(qualities)}."
+            if qualities
+            else "Qualities a query may name: none (no word of the titles, materials or attributes is stated by "
+            "products of two groups)."
+        )
+
+
+def _sample(words: list[str], shown: int = 12) -> str:
+    """The first ``shown`` words, and how many more."""
+    more = len(words) - shown
+    return ", ".join(words[:shown]) + (f" and {more} more" if more > 0 else "")

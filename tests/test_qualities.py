@@ -58,6 +58,11 @@ def test_the_quality_signal_is_the_share_of_the_asked_qualities_a_product_states
     wool = fields("Alpha Hoodie", "Wool", pattern="Solid")
     assert quality_match(["wool"], wool) == 1.0 and quality_match(["striped"], wool) == 0.0
     assert quality_match(["wool", "striped"], wool) == 0.5 and quality_match([], wool) == 1.0
+    # a word whose stem is the one asked, as the product's stated stems say, and no other
+    for title, material in [("Wools Pack", ""), ("Alpha", "Merino wool-blend"), ("Woolen Cap", ""), ("Alpha", "2wool")]:
+        stated = fields(title, material)
+        assert quality_match(["wool"], stated) == float("wool" in stated_stems(stated)), (title, material)
+    assert quality_match(["dress"], fields("Dresss Alpha")) == 0.0 and quality_match(["dress"], fields("Dress")) == 1.0
 
 
 def test_a_query_of_qualities_colours_and_genders_alone_is_broad():

@@ -350,16 +350,23 @@ def test_photo_relevance_is_fitted_on_own_and_leave_product_out_searches():
     cuts = fitted["cuts"]
     assert 0 < cuts["related"] <= cuts["exact"] < 1
     scores = best_photo_scores(features, photo_item, queries)
-    own = model.probability(scores[np.arange(len(queries)), photo_item[queries]])
+    # each search's products together (the margin is against the best other one), its own product's probability
+    own = np.array([model.probability(scores[row])[photo_item[q]] for row, q in enumerate(queries)])
     assert (own >= cuts["exact"]).mean() > 0.8  # these photos are easy: most own products are exact matches
     # a photo of something the shop does not sell: far from every product, under the related cut
     stranger = np.random.default_rng(9).standard_normal(32)
     stranger /= np.linalg.norm(stranger)
-    assert model.probability(np.array([float((features @ stranger).max())]))[0] < cuts["related"]
+    per_product = np.array([(features[photo_item == item] @ stranger).max() for item in range(40)])
+    assert model.probability(per_product).max() < cuts["related"]
     # worse-framed copies of the query photos (crops) also ask: the related cut comes down to meet them
+    # (the cosine alone here, whose cut is a cosine)
+    plain = fit_photo_relevance(features, photo_item, queries, margin=False)
+    model = calibration.PhotoCalibration.from_json(plain["calibration"])
+    assert model is not None and model.margin_weight == 0 and plain["report"]["margin"] is False
+    cuts = plain["cuts"]
     rough = features[queries] + np.random.default_rng(4).standard_normal((len(queries), 32)) * 0.1
     rough /= np.linalg.norm(rough, axis=1, keepdims=True)
-    with_crops = fit_photo_relevance(features, photo_item, queries, extra_queries=[rough])
+    with_crops = fit_photo_relevance(features, photo_item, queries, extra_queries=[rough], margin=False)
     assert with_crops["report"]["queries"] == 2 * len(queries)
     loose = calibration.PhotoCalibration.from_json(with_crops["calibration"])
     assert loose is not None
@@ -465,3 +472,53 @@ def test_relaxed_queries_offer_shorter_forms_that_find_something(indexed):
     assert all(len(r.text.split()) == 2 for r in found)  # one word left out comes before single words
     assert len(found) == 3 and all(r.count == len(SPECS) and len(r.hits) == 4 for r in found)
     assert services.relaxed_queries("hoodie", min_relevance=None) == []  # one word: nothing shorter
+
+
+def _colour_variants(seed: int = 5):
+    """60 products, 30 models in two colours, 3 photos each: a model's two colours look nearly alike, and
+    each photo has more or less of a shared studio look (backdrop, light) that makes every cosine higher."""
+    rng = np.random.default_rng(seed)
+    models = rng.standard_normal((30, 32))
+    centres = models[np.arange(60) // 2] + rng.standard_normal((60, 32)) * 0.1
+    photo_item = np.repeat(np.arange(60), 3)
+    studio = rng.uniform(0, 3, (180, 1)) * rng.standard_normal(32)
+    features = centres[photo_item] + rng.standard_normal((180, 32)) * 0.2 + studio
+    features /= np.linalg.norm(features, axis=1, keepdims=True)
+    queries = np.flatnonzero(np.arange(180) % 3 != 0)
+    return features.astype(np.float32), photo_item, queries
+
+
+def test_the_photo_calibration_reads_the_margin_where_it_predicts_held_out_photos_better():
+    from multimodal_search.learning.photo_relevance import choose_margin, fit_photo_relevance
+
+    features, photo_item, queries = _colour_variants()
+    fitted = fit_photo_relevance(features, photo_item, queries)
+    plain = fit_photo_relevance(features, photo_item, queries, margin=False)
+    held_out = fitted["report"]["held_out_log_loss"]
+    assert fitted["report"]["margin"] is True and held_out["margin"] < held_out["similarity"]
+    model = calibration.PhotoCalibration.from_json(fitted["calibration"])
+    cosine_only = calibration.PhotoCalibration.from_json(plain["calibration"])
+    assert model is not None and model.margin_weight > 0 and model.weight > 0
+    assert cosine_only is not None and cosine_only.margin_weight == 0
+    # a shopper's photo that is a catalogue photo: cosine 1 with its product, its other colour just below
+    query = features[0]
+    per_product = np.array([(features[photo_item == item] @ query).max() for item in range(60)])
+    assert per_product[0] == pytest.approx(1.0, abs=1e-5) and per_product.argsort()[-2] == 1
+    with_margin, without = model.probability(per_product), cosine_only.probability(per_product)
+    # the margin tells them apart: the product gains, and more than its other colour (which stands out from nothing)
+    assert with_margin[0] > without[0]
+    assert with_margin[0] / with_margin[1] > 1.2 * without[0] / without[1]
+    # the cosine alone is the floor: a margin that does not predict better is left out
+    assert not choose_margin({"similarity": 0.05, "margin": 0.06}) and not choose_margin({})
+
+
+def test_a_photo_calibration_without_a_margin_reads_as_before():
+    stored = {"input": "visual", "weight": 4.0, "bias": 0.5, "mean": 0.9, "scale": 0.05}
+    model = calibration.PhotoCalibration.from_json(stored)
+    assert model is not None and model.margin_weight == 0 and model.to_json() == stored
+    x = np.array([0.95, 0.9, 0.7])
+    np.testing.assert_allclose(model.probability(x), 1 / (1 + np.exp(-((x - 0.9) / 0.05 * 4.0 + 0.5))))
+    np.testing.assert_allclose(calibration.margins(x), [0.05, -0.05, -0.25])
+    assert calibration.margins(np.array([0.3])).tolist() == [0.0]
+    with_margin = calibration.PhotoCalibration(4.0, 0.5, 0.9, 0.05, 2.0, 0.0, 0.1)
+    assert calibration.PhotoCalibration.from_json(with_margin.to_json()) == with_margin

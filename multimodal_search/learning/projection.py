@@ -209,9 +209,16 @@ def _cuts_note(check: Mapping[str, Any]) -> str:
         if domain
         else "; no photo-kind cut (too few validation photos)"
     )
+    loss = relevance["report"].get("held_out_log_loss") or {}
+    reads = (
+        f" (held-out log-loss {loss['similarity']:.4f} with the cosine alone, {loss['margin']:.4f} with the margin"
+        + ("): cosine and margin" if relevance["report"].get("margin") else "): the cosine alone")
+        if loss
+        else ""
+    )
     return (
-        f"; photo relevance fitted on {relevance['report']['queries']} searches: related >= {cuts['related']:.3f}, "
-        f"exact >= {cuts['exact']:.3f}{sold}"
+        f"; photo relevance fitted on {relevance['report']['queries']} searches{reads}: related >= "
+        f"{cuts['related']:.3f}, exact >= {cuts['exact']:.3f}{sold}"
     )
 
 

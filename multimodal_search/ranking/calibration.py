@@ -122,16 +122,29 @@ class Calibration:
 @dataclass
 class PhotoCalibration:
     """Photo queries: the probability that a result is the product in the photo, from its best-photo cosine
-    (the ``visual`` signal). Fitted by ``mmsearch_train`` on the catalogue's own second photos
-    (``learning.photo_relevance``) and stored in the head file with its cuts."""
+    (the ``visual`` signal) and, where ``mmsearch_train`` found it predicts better, its *margin*: that
+    cosine minus the best one of any other candidate (how far it stands out, as in a ratio test: the
+    catalogue photo itself stands out from the product's colour variants, a look-alike does not).
+    Fitted on the catalogue's own second photos (``learning.photo_relevance``) and stored in the head
+    file with its cuts."""
 
     weight: float
     bias: float
     mean: float
     scale: float
+    #: the margin's weight, mean and scale (weight 0: not read; a head file fitted before it has none)
+    margin_weight: float = 0.0
+    margin_mean: float = 0.0
+    margin_scale: float = 1.0
 
-    def probability(self, similarity: np.ndarray) -> np.ndarray:
-        logits = (np.asarray(similarity, dtype=np.float64) - self.mean) / self.scale * self.weight + self.bias
+    def probability(self, similarity: np.ndarray, margin: np.ndarray | None = None) -> np.ndarray:
+        """The probability of each candidate; ``margin`` (default: within ``similarity``, one query's
+        candidates, :func:`margins`) is read only when the calibration has a margin weight."""
+        similarity = np.asarray(similarity, dtype=np.float64)
+        logits = (similarity - self.mean) / self.scale * self.weight + self.bias
+        if self.margin_weight:
+            margin = margins(similarity) if margin is None else np.asarray(margin, dtype=np.float64)
+            logits = logits + (margin - self.margin_mean) / self.margin_scale * self.margin_weight
         return 1 / (1 + np.exp(-np.clip(logits, -50, 50)))
 
     def relevance(self, pool: Sequence[str], signals: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
@@ -141,14 +154,45 @@ class PhotoCalibration:
         return {pk: float(probability[row]) for row, pk in enumerate(pool)}
 
     def to_json(self) -> dict[str, Any]:
-        return {"input": v.VISUAL, "weight": self.weight, "bias": self.bias, "mean": self.mean, "scale": self.scale}
+        found: dict[str, Any] = {
+            "input": v.VISUAL,
+            "weight": self.weight,
+            "bias": self.bias,
+            "mean": self.mean,
+            "scale": self.scale,
+        }
+        if self.margin_weight:
+            found["margin"] = {"weight": self.margin_weight, "mean": self.margin_mean, "scale": self.margin_scale}
+        return found
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> PhotoCalibration | None:
         """The calibration, or None (none stored, or one over another input)."""
         if not data or data.get("input") != v.VISUAL:
             return None
-        return cls(float(data["weight"]), float(data["bias"]), float(data["mean"]), float(data["scale"]))
+        margin = data.get("margin") or {}
+        return cls(
+            float(data["weight"]),
+            float(data["bias"]),
+            float(data["mean"]),
+            float(data["scale"]),
+            float(margin.get("weight", 0.0)),
+            float(margin.get("mean", 0.0)),
+            float(margin.get("scale", 1.0)),
+        )
+
+
+def margins(similarity: np.ndarray) -> np.ndarray:
+    """Each candidate's similarity minus the best similarity of the *other* candidates (one query's);
+    0 for a lone candidate."""
+    similarity = np.asarray(similarity, dtype=np.float64)
+    if len(similarity) < 2:
+        return np.zeros(len(similarity))
+    order = np.argsort(-similarity, kind="stable")
+    best, second = similarity[order[0]], similarity[order[1]]
+    others = np.full(len(similarity), best)
+    others[order[0]] = second
+    return similarity - others
 
 
 @dataclass

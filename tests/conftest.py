@@ -87,3 +87,23 @@ def packaged_settings(settings, tmp_path):
     clear_cache()
     yield tmp_path / "models"
     clear_cache()
+
+
+@pytest.fixture
+def watch_calibrations(monkeypatch):
+    """watch_calibrations() -> the list the name of every relevance calibration the re-ranker's searches
+    use from then on is appended to (``Reranker.relevance``'s ``kind``: "rerank", "broad"...)."""
+    from multimodal_search.ranking import reranker as reranking
+
+    def watch() -> list[str]:
+        kinds: list[str] = []
+        relevance = reranking.Reranker.relevance
+
+        def spy(self, pool, signals, kind, features=None):
+            kinds.append(kind)
+            return relevance(self, pool, signals, kind, features)
+
+        monkeypatch.setattr(reranking.Reranker, "relevance", spy)
+        return kinds
+
+    return watch

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from django.db import connection
 
-from multimodal_search import services
 from multimodal_search.learning import pseudo_queries
 from multimodal_search.learning.reranker import train_reranker
 from multimodal_search.ranking import calibration
@@ -18,6 +17,7 @@ from multimodal_search.ranking.departments import Departments, get_departments
 from multimodal_search.ranking.intent import facets_only
 from multimodal_search.store import get_store, sql
 from shop.catalog.models import Category
+from tests.broad_words import broad_word_search
 from tests.factories import ProductFactory
 
 LUMA_LIKE = [
@@ -106,7 +106,7 @@ SPECS = [
 @pytest.mark.django_db
 @pytest.mark.parametrize("stored_before", [False, True], ids=["leaf-in-fields", "rows-stored-before"])
 def test_a_department_word_finds_the_department_at_the_storefront_cut(
-    client, indexed, model_dir, monkeypatch, stored_before
+    client, indexed, model_dir, watch_calibrations, stored_before
 ):
     products = [
         ProductFactory(title=title, category=Category.from_path(path), photos=[colour]) for title, path, colour in SPECS
@@ -128,21 +128,9 @@ def test_a_department_word_finds_the_department_at_the_storefront_cut(
     assert model is not None and model.calibrations[calibration.BROAD].inputs == calibration.INPUTS[calibration.BROAD]
 
     tops = {str(p.pk) for p, (_, path, _) in zip(products, SPECS) if "Tops" in path}
-    ranked = services.search_products("tops", k=10)
-    department = {str(hit.product_pk): hit.signals.get(v.DEPARTMENT) for hit in ranked.hits}
+    department, shown, kinds = broad_word_search("tops", v.DEPARTMENT, watch_calibrations)
     assert department == {pk: (1.0 if pk in tops else 0.0) for pk in department}
-    assert all(v.DEPARTMENT not in hit.explanation for hit in ranked.hits)  # no ranking reads it
     # its relevance is the broad calibration's; a kind of product keeps the rerank one
-    kinds: list[str] = []
-    relevance = reranking.Reranker.relevance
-
-    def spy(self, pool, signals, kind, features=None):
-        kinds.append(kind)
-        return relevance(self, pool, signals, kind, features)
-
-    monkeypatch.setattr(reranking.Reranker, "relevance", spy)
-    services.search_products("hoodie", k=10)
-    shown = {str(hit.product_pk) for hit in services.search_products("tops", k=10, min_relevance="auto").hits}
     assert kinds == [calibration.RERANK, calibration.BROAD]
     assert shown == tops
     page = client.get("/search/", {"q": "tops"}).content.decode()

@@ -7,7 +7,6 @@ import random
 import numpy as np
 import pytest
 
-from multimodal_search import services
 from multimodal_search.adapters import get_adapter
 from multimodal_search.learning import pseudo_queries
 from multimodal_search.learning.reranker import catalogue_qualities, train_reranker
@@ -18,6 +17,7 @@ from multimodal_search.ranking.intent import facets_only
 from multimodal_search.ranking.qualities import Qualities, get_qualities, quality_match, stated_stems, stated_text
 from multimodal_search.store import get_store
 from shop.catalog.models import Category
+from tests.broad_words import broad_word_search
 from tests.factories import ProductFactory
 
 
@@ -112,7 +112,7 @@ SPECS = [
 
 
 @pytest.mark.django_db
-def test_a_quality_word_finds_what_states_it_at_the_storefront_cut(client, indexed, model_dir, monkeypatch):
+def test_a_quality_word_finds_what_states_it_at_the_storefront_cut(client, indexed, model_dir, watch_calibrations):
     products = [
         ProductFactory(
             title=title,
@@ -136,21 +136,9 @@ def test_a_quality_word_finds_what_states_it_at_the_storefront_cut(client, index
     assert model is not None and model.calibrations[calibration.BROAD].inputs == calibration.INPUTS[calibration.BROAD]
 
     wool = {str(p.pk) for p, spec in zip(products, SPECS) if spec[3] == "Wool"}
-    ranked = services.search_products("wool", k=10)
-    quality = {str(hit.product_pk): hit.signals.get(v.QUALITY) for hit in ranked.hits}
+    quality, shown, kinds = broad_word_search("wool", v.QUALITY, watch_calibrations)
     assert quality == {pk: (1.0 if pk in wool else 0.0) for pk in quality}
-    assert all(v.QUALITY not in hit.explanation for hit in ranked.hits)  # no ranking reads it
-    kinds: list[str] = []
-    relevance = reranking.Reranker.relevance
-
-    def spy(self, pool, signals, kind, features=None):
-        kinds.append(kind)
-        return relevance(self, pool, signals, kind, features)
-
-    monkeypatch.setattr(reranking.Reranker, "relevance", spy)
-    services.search_products("hoodie", k=10)
-    shown = {str(hit.product_pk) for hit in services.search_products("wool", k=10, min_relevance="auto").hits}
-    assert kinds == [calibration.RERANK, calibration.BROAD]
+    assert kinds == [calibration.RERANK, calibration.BROAD]  # "hoodie" the rerank calibration, "wool" the broad
     assert shown == wool
     page = client.get("/search/", {"q": "waterproof"}).content.decode()
     assert "Eta Backpack" in page and "Kappa Tent" in page and "No results" not in page

@@ -327,16 +327,25 @@ def test_mmsearch_train_fits_and_reports_the_calibration(indexed, model_dir):
 # ------------------------------------------------------------------ photo queries
 
 
-def _photo_validation(seed: int = 3):
-    """40 products of 10 kinds, 3 photos each: a product's photos are closest, its kind's products next."""
+def _photos(groups: int, per_group: int, spread: float, studio: float, seed: int):
+    """``groups`` x ``per_group`` products, 3 photos each (features, product per photo, query photos: each
+    product's second and third): a product's photos are closest, its group's products next (``spread``
+    apart), and each photo has up to ``studio`` of a shared look (backdrop, light) that raises every cosine."""
     rng = np.random.default_rng(seed)
-    kinds = rng.standard_normal((10, 32))
-    centres = kinds[np.arange(40) // 4] + rng.standard_normal((40, 32)) * 0.5
-    photo_item = np.repeat(np.arange(40), 3)
-    features = centres[photo_item] + rng.standard_normal((120, 32)) * 0.2
+    products = groups * per_group
+    centres = rng.standard_normal((groups, 32))[np.arange(products) // per_group]
+    centres = centres + rng.standard_normal((products, 32)) * spread
+    photo_item = np.repeat(np.arange(products), 3)
+    look = rng.uniform(0, studio, (3 * products, 1)) * rng.standard_normal(32) if studio else 0.0
+    features = centres[photo_item] + rng.standard_normal((3 * products, 32)) * 0.2 + look
     features /= np.linalg.norm(features, axis=1, keepdims=True)
-    queries = np.flatnonzero(np.arange(120) % 3 != 0)
+    queries = np.flatnonzero(np.arange(3 * products) % 3 != 0)
     return features.astype(np.float32), photo_item, queries
+
+
+def _photo_validation(seed: int = 3):
+    """40 products of 10 kinds: a product's photos are closest, its kind's products next."""
+    return _photos(10, 4, spread=0.5, studio=0.0, seed=seed)
 
 
 def test_photo_relevance_is_fitted_on_own_and_leave_product_out_searches():
@@ -475,17 +484,8 @@ def test_relaxed_queries_offer_shorter_forms_that_find_something(indexed):
 
 
 def _colour_variants(seed: int = 5):
-    """60 products, 30 models in two colours, 3 photos each: a model's two colours look nearly alike, and
-    each photo has more or less of a shared studio look (backdrop, light) that makes every cosine higher."""
-    rng = np.random.default_rng(seed)
-    models = rng.standard_normal((30, 32))
-    centres = models[np.arange(60) // 2] + rng.standard_normal((60, 32)) * 0.1
-    photo_item = np.repeat(np.arange(60), 3)
-    studio = rng.uniform(0, 3, (180, 1)) * rng.standard_normal(32)
-    features = centres[photo_item] + rng.standard_normal((180, 32)) * 0.2 + studio
-    features /= np.linalg.norm(features, axis=1, keepdims=True)
-    queries = np.flatnonzero(np.arange(180) % 3 != 0)
-    return features.astype(np.float32), photo_item, queries
+    """60 products, 30 models in two colours: a model's two colours look nearly alike, under a studio look."""
+    return _photos(30, 2, spread=0.1, studio=3.0, seed=seed)
 
 
 def test_the_photo_calibration_reads_the_margin_where_it_predicts_held_out_photos_better():

@@ -99,6 +99,17 @@ def relevant(fact: Fact, asked: Asked) -> bool:
     )
 
 
+def _routed(encode: Any, broad: bool) -> Any:
+    """``encode_query`` with the query routed to the ``broad`` calibration (True) or not (False)."""
+
+    def routed(*args: Any, **kwargs: Any) -> Any:
+        query = encode(*args, **kwargs)
+        query.broad = broad
+        return query
+
+    return routed
+
+
 def main() -> None:
     args = parse()
     setup_django(args.data_dir)
@@ -129,7 +140,7 @@ def main() -> None:
     for text, asked in found.items():
         row: dict[str, Any] = {"query": text, "kind": kind_of(asked)}
         for name, broad in (("broad", True), ("rerank", False)):
-            with mock.patch.object(search_service, "facets_only", lambda *_args, broad=broad: broad):
+            with mock.patch.object(search_service, "encode_query", _routed(search_service.encode_query, broad)):
                 ranked = search_service.rank_products(
                     text, None, k=10, category=None, method=None, min_relevance=None, limit=None, explain=False
                 )

@@ -13,7 +13,8 @@ Only each query's top ``TOP`` candidates (by the re-ranker) are used, as only th
 
 The ``rerank`` and ``signals`` calibrations are fitted on the pseudo-queries that name a kind of
 product; the ``broad`` one on the broad pseudo-queries (a colour, a gender, a department and/or a
-quality alone: "red", "women's", "tops", "wool"), used the same two ways, and only when at least ``MIN_QUERIES`` of them are answerable.
+quality alone: "red", "women's", "tops", "wool"), used the same two ways, and only when at least
+``MIN_QUERIES`` of them are answerable.
 The cuts come from the ``rerank`` calibration; the report says what the ``related`` cut does to the
 broad queries under each.
 

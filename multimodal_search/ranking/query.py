@@ -24,7 +24,10 @@ class Query:
         typed: the shopper's words as typed, without synonyms or expansions (None: as ``text``).
         departments: the catalogue's departments the words name, each with its leaves
             ({"tops": ["jackets", "tees"]}; ``ranking.departments``).
-        qualities: the stems of the catalogue's qualities the words name (["wool"]; ``ranking.qualities``).
+        qualities: the stems of the catalogue's qualities the words name (["wool"]; ``ranking.qualities``),
+            only in a broad query.
+        broad: the typed words name only colours, genders, departments and qualities ("red", "tops",
+            "wool"; ``ranking.intent.facets_only``): their relevance is the ``broad`` calibration's.
     """
 
     text: str | None
@@ -39,6 +42,7 @@ class Query:
     typed: str | None = None
     departments: dict[str, list[str]] = field(default_factory=dict)
     qualities: list[str] = field(default_factory=list)
+    broad: bool = False
 
     @property
     def tie_seed(self) -> str:

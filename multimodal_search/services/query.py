@@ -176,7 +176,8 @@ def encode_query(
         facets=named_facets(words, model_id),
         typed=text,
         departments=(departments := named_departments(text, model_id)),
-        qualities=named_qualities(text, model_id, departments),
+        qualities=(qualities := named_qualities(text, model_id, departments)),
+        broad=facets_only(text, departments, qualities),
     )
 
 

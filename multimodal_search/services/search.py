@@ -18,7 +18,6 @@ from multimodal_search.conf import search_settings
 from multimodal_search.encoders import get_encoder
 from multimodal_search.ranking import calibration, fusion
 from multimodal_search.ranking import vocabulary as v
-from multimodal_search.ranking.intent import facets_only
 from multimodal_search.ranking.personal import Taste
 from multimodal_search.ranking.query import Query
 from multimodal_search.ranking.reranker import Reranker, feature_matrix, get_reranker
@@ -379,12 +378,7 @@ def _relevance(
     """
     if trained is not None:
         kind = calibration.SIGNALS if features is None else calibration.RERANK
-        typed = query.typed if query.typed is not None else query.text
-        if (
-            kind == calibration.RERANK
-            and calibration.BROAD in trained.calibrations
-            and facets_only(typed, query.departments, query.qualities)
-        ):
+        if kind == calibration.RERANK and calibration.BROAD in trained.calibrations and query.broad:
             kind = calibration.BROAD  # "red", "women's black", "tops", "wool": every product of that facet answers
         return trained.relevance(pool, signals, kind, features), trained.cuts
     if photo is None or query.text_vector is not None or query.image_features is None or v.VISUAL not in signals:

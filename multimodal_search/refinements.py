@@ -48,7 +48,7 @@ class RefineForm(forms.Form):
             "filters": data.get("filter") or {},
             "price_min": data.get("price_min"),
             "price_max": data.get("price_max"),
-            "sort": data.get("sort") or services.SORTS[0],
+            "sort": data.get("sort") or None,  # None: as the words ask ("cheap wool"), else relevance
             "page": data.get("page") or 1,
         }
 
@@ -110,6 +110,7 @@ def refinement_links(path: str, params: QueryDict, page: services.SearchPage) ->
         "price_from_words": bool(page.query.get("price")),
         "clear_price": url(price_min=[], price_max=[]) if explicit else None,
         "sorts": [(name, SORT_LABELS[name], name == page.sort) for name in services.SORTS],
+        "sort_from_words": bool(page.query.get("sort")),
         "sort_hidden": [
             (name, value) for name, values in params.lists() if name not in (SORT, PAGE) for value in values
         ],

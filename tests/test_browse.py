@@ -22,25 +22,37 @@ D = Decimal
 
 
 @pytest.mark.parametrize(
-    ("text", "rest", "low", "high"),
+    ("text", "rest", "low", "high", "order"),
     [
-        ("cheap jacket under 50", "cheap jacket", None, D("50")),
-        ("below 50 hoodie", "hoodie", None, D("50")),
-        ("tee less than 19.99", "tee", None, D("19.99")),
-        ("bag over 100", "bag", D("100"), None),
-        ("between 20 and 40 bag", "bag", D("20"), D("40")),
-        ("shoes between 40 and 20", "shoes", D("20"), D("40")),
-        ("from 20 to 40 shorts", "shorts", D("20"), D("40")),
-        ("$30-$60 jacket", "jacket", D("30"), D("60")),
-        ("jacket $30 - 60", "jacket", D("30"), D("60")),
-        ("hoodie under $45 dollars", "hoodie", None, D("45")),
-        ("black hoodie", "black hoodie", None, None),
-        ("maxi dress size 40", "maxi dress size 40", None, None),
+        ("cheap jacket under 50", "jacket", None, D("50"), "price_asc"),
+        ("below 50 hoodie", "hoodie", None, D("50"), None),
+        ("tee less than 19.99", "tee", None, D("19.99"), None),
+        ("bag over 100", "bag", D("100"), None, None),
+        ("between 20 and 40 bag", "bag", D("20"), D("40"), None),
+        ("shoes between 40 and 20", "shoes", D("20"), D("40"), None),
+        ("from 20 to 40 shorts", "shorts", D("20"), D("40"), None),
+        ("$30-$60 jacket", "jacket", D("30"), D("60"), None),
+        ("jacket $30 - 60", "jacket", D("30"), D("60"), None),
+        ("hoodie under $45 dollars", "hoodie", None, D("45"), None),
+        ("black hoodie", "black hoodie", None, None, None),
+        ("maxi dress size 40", "maxi dress size 40", None, None, None),
+        # words that ask for low or high prices first
+        ("cheap wool", "wool", None, None, "price_asc"),
+        ("the cheapest yoga pants", "yoga pants", None, None, "price_asc"),
+        ("Affordable Hoodie", "Hoodie", None, None, "price_asc"),
+        ("low-cost tee", "tee", None, None, "price_asc"),
+        ("less expensive bag", "bag", None, None, "price_asc"),
+        ("inexpensive bag", "bag", None, None, "price_asc"),
+        ("cheaper than 30 shorts", "shorts", None, D("30"), None),
+        ("most expensive jacket", "jacket", None, None, "price_desc"),
+        ("pricey watch over 100", "watch", D("100"), None, "price_desc"),
+        ("cheapskate jacket", "cheapskate jacket", None, None, None),
     ],
 )
-def test_price_intent_is_read_from_the_words_and_taken_out(text, rest, low, high):
+def test_price_intent_is_read_from_the_words_and_taken_out(text, rest, low, high, order):
     intent = parse_price(text)
-    assert (intent.text, intent.minimum, intent.maximum, intent.found) == (rest, low, high, bool(low or high))
+    assert (intent.text, intent.minimum, intent.maximum, intent.order) == (rest, low, high, order)
+    assert (intent.found, intent.worded) == (bool(low or high), bool(low or high or order))
 
 
 def test_price_labels():
@@ -171,7 +183,7 @@ def test_under_50_in_the_words_keeps_only_items_under_50(shop):
     assert prices and all(price is not None and price < 50 for price in prices)
     assert page.total == Product.objects.filter(price__lt=50).count()
     assert page.price_max == D("50") and page.price_min is None
-    assert page.query["text"] == "cheap jacket under 50" and page.query["searched"] == "cheap jacket"
+    assert page.query["text"] == "cheap jacket under 50" and page.query["searched"] == "jacket"
     assert page.query["price"] == {"min": None, "max": "50"}
     # explicit bounds win over the words
     explicit = services.browse_products("jacket under 50", price_min=D("50"), page_size=100)
@@ -192,6 +204,14 @@ def test_sorts_order_the_filtered_results(shop):
     assert moments == sorted(moments, reverse=True) and len(moments) == 5
     relevance = services.browse_products("jacket", page_size=100)
     assert _skus(relevance) == [hit.product.sku for hit in services.search_products("jacket", k=100).hits]
+    # words that ask for an order by price: that order unless one is chosen, and the word not searched
+    cheap = services.browse_products("cheap jacket", page_size=100)
+    assert (cheap.sort, cheap.query["sort"], cheap.query["searched"]) == ("price_asc", "price_asc", "jacket")
+    assert _skus(cheap) == _skus(ascending)
+    dear = services.browse_products("most expensive jacket", page_size=100)
+    assert dear.sort == "price_desc" and _skus(dear) == _skus(descending)
+    chosen = services.browse_products("cheap jacket", sort="relevance", page_size=100)
+    assert chosen.sort == "relevance" and "sort" not in chosen.query and _skus(chosen) == _skus(relevance)
     with pytest.raises(services.SearchError, match="Unknown sort"):
         services.browse_products("jacket", sort="cheapest")
     with pytest.raises(services.SearchError, match="Unknown facet"):
@@ -233,6 +253,11 @@ def test_api_filters_sorts_pages_and_counts(client, shop):
     cheap = client.get("/api/search/", {"q": "cheap jacket under 50", "k": 100}).json()
     assert cheap["results"] and all(D(item["price"]) < 50 for item in cheap["results"])
     assert cheap["price_max"] == "50" and cheap["query"]["price"] == {"min": None, "max": "50"}
+    assert cheap["sort"] == "price_asc" and cheap["query"]["sort"] == "price_asc"
+    cheap_prices = [D(item["price"]) for item in cheap["results"]]
+    assert cheap_prices == sorted(cheap_prices)
+    chosen = client.get("/api/search/", {"q": "cheap jacket", "sort": "relevance"}).json()
+    assert chosen["sort"] == "relevance" and "sort" not in chosen["query"]
     # today's keys and meaning: k results, count = this page's results
     plain = client.get("/api/search/", {"q": "jacket", "k": 4}).json()
     assert plain["count"] == 4 and len(plain["results"]) == 4 and plain["total"] == 12
@@ -284,7 +309,11 @@ def test_storefront_page_shows_facets_sort_and_pages(client, shop, settings):
     cheap = client.get("/search/", {"q": "cheap jacket under 50"}).content.decode()
     assert "Price: Under $50" in cheap and "(from your words)" in cheap
     prices = [D(p) for p in re.findall(r'<div class="price">\$([\d.]+)</div>', cheap)]
-    assert prices and all(price < 50 for price in prices)
+    assert prices and all(price < 50 for price in prices) and prices == sorted(prices)
+    assert '<option value="price_asc" selected>' in cheap and '</select> <span class="muted">(from your words)' in cheap
+    # choosing another order in the select wins over the words
+    chosen = client.get("/search/", {"q": "cheap jacket", "sort": "price_desc"}).content.decode()
+    assert '<option value="price_desc" selected>' in chosen and "</select> <span" not in chosen
 
 
 @pytest.mark.django_db

@@ -97,8 +97,10 @@ class SearchQuerySerializer(serializers.Serializer[Any]):
     sort = serializers.ChoiceField(
         choices=services.SORTS,
         required=False,
-        default=services.SORTS[0],
-        help_text="The order of the results: by relevance (default), price up or down, or newest first.",
+        allow_null=True,
+        default=None,
+        help_text="The order of the results: by relevance, price up or down, or newest first. Default: by "
+        "relevance, or by price when the words ask for it (`cheap wool`: `price_asc`, then `query.sort` says so).",
     )
     ordering = serializers.ChoiceField(
         choices=list(ORDERING),

@@ -74,7 +74,7 @@ def _payload(response: services.SearchPage, links: tuple[str | None, str | None]
         "query": {
             key: value
             for key, value in response.query.items()
-            if key in ("text", "expanded", "searched", "price", "image", "photo_sold_here", "rules")
+            if key in ("text", "expanded", "searched", "price", "sort", "image", "photo_sold_here", "rules")
         },
     }
 

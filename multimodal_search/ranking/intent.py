@@ -1,8 +1,9 @@
-"""What a shopper's words ask for beyond their meaning: a price, or facets alone.
+"""What a shopper's words ask for beyond their meaning: a price, an order by price, or facets alone.
 
-Pure: :func:`parse_price` takes the query text and returns the price range it names and the text
-without the phrase (what the encoders see). Ranges are half-open, ``minimum <= price < maximum``,
-so that "under 50" leaves out an item at 50.00 and the storefront's ranges do not overlap.
+Pure: :func:`parse_price` takes the query text and returns the price range it names, the order by
+price its words ask for ("cheap", "most expensive") and the text without those phrases (what the
+encoders see). Ranges are half-open, ``minimum <= price < maximum``, so that "under 50" leaves out
+an item at 50.00 and the storefront's ranges do not overlap.
 :func:`facets_only` tells a query that names only a colour, a gender, a department and/or a quality
 ("red", "women's black", "tops", "wool"): every product of that colour, gender or department, or
 stating that quality, answers it, so its relevance is calibrated on its own
@@ -30,31 +31,62 @@ _PATTERNS = [
     ("under", re.compile(rf"(?:\b|(?<=\s)|^)(?:{_UNDER})\s*{_NUMBER}", re.IGNORECASE)),
     ("over", re.compile(rf"(?:\b|(?<=\s)|^)(?:{_OVER})\s*{_NUMBER}", re.IGNORECASE)),
 ]
+PRICE_ASC, PRICE_DESC = "price_asc", "price_desc"
+#: words that ask for low or high prices first rather than describe the product ("cheap wool");
+#: the low ones are tried first, so that "less expensive" and "inexpensive" ask for low prices
+_ORDERS = [
+    (
+        PRICE_ASC,
+        re.compile(
+            r"\b(?:(?:the\s+)?cheap(?:er|est)?|inexpensive|affordable|budget|bargains?|"
+            r"low[\s-]+(?:cost|priced?)|(?:less|least|not)\s+expensive)\b",
+            re.IGNORECASE,
+        ),
+    ),
+    (PRICE_DESC, re.compile(r"\b(?:(?:the\s+)?most\s+expensive|expensive|pricey|priciest)\b", re.IGNORECASE)),
+]
 
 
 @dataclass(frozen=True)
 class PriceIntent:
-    """The text without the price phrase, and the range it named (None: open on that side)."""
+    """The text without the price phrases, the range they named (None: open on that side) and the
+    order by price they asked for (``PRICE_ASC``, ``PRICE_DESC`` or None)."""
 
     text: str
     minimum: Decimal | None = None
     maximum: Decimal | None = None
+    order: str | None = None
 
     @property
     def found(self) -> bool:
         return self.minimum is not None or self.maximum is not None
 
+    @property
+    def worded(self) -> bool:
+        """Whether the words named a price or an order by price (the text searched is then ``text``)."""
+        return self.found or self.order is not None
+
 
 def parse_price(text: str) -> PriceIntent:
-    """The first price phrase in ``text`` and the text without it.
+    """The first price phrase and the first price-order word in ``text``, and the text without them.
 
     Args:
         text: the shopper's words, e.g. "cheap jacket under 50".
 
     Returns:
-        ``PriceIntent("cheap jacket", None, Decimal("50"))``; the text unchanged and no bounds when
-        it names no price. "between 40 and 20" is read as 20 to 40.
+        ``PriceIntent("jacket", None, Decimal("50"), "price_asc")``; the text unchanged, no bounds
+        and no order when it names no price. "between 40 and 20" is read as 20 to 40.
     """
+    bounds = _parse_bounds(text)
+    for order, pattern in _ORDERS:
+        match = pattern.search(bounds.text)
+        if match is not None:
+            rest = " ".join((bounds.text[: match.start()] + " " + bounds.text[match.end() :]).split())
+            return PriceIntent(rest, bounds.minimum, bounds.maximum, order)
+    return bounds
+
+
+def _parse_bounds(text: str) -> PriceIntent:
     for kind, pattern in _PATTERNS:
         match = pattern.search(text)
         if match is None:

@@ -20,7 +20,7 @@ from PIL import Image
 
 from multimodal_search.adapters import get_adapter
 from multimodal_search.conf import search_settings
-from multimodal_search.ranking.intent import parse_price
+from multimodal_search.ranking.intent import PRICE_ASC, PRICE_DESC, parse_price
 from multimodal_search.ranking.personal import Taste
 from multimodal_search.services.query import SearchError
 from multimodal_search.services.search import (
@@ -34,7 +34,7 @@ from multimodal_search.services.search import (
 
 RELEVANCE = "relevance"
 NEWEST = "newest"
-SORTS = (RELEVANCE, "price_asc", "price_desc", NEWEST)
+SORTS = (RELEVANCE, PRICE_ASC, PRICE_DESC, NEWEST)
 PRICE = "price"
 MAX_PAGE = 10_000
 
@@ -92,7 +92,7 @@ def browse_products(
     filters: Mapping[str, Iterable[str]] | None = None,
     price_min: Decimal | None = None,
     price_max: Decimal | None = None,
-    sort: str = RELEVANCE,
+    sort: str | None = None,
     page: int = 1,
     page_size: int = 24,
     personal: Taste | None = None,
@@ -108,6 +108,8 @@ def browse_products(
             out). When neither is given, a price named in the words ("under 50", "between 20 and 40")
             is used and taken out of the text that is searched.
         sort: ``relevance``, ``price_asc``, ``price_desc`` or ``newest`` (ties keep relevance order).
+            None: as the words ask ("cheap wool": ``price_asc``, "most expensive bag": ``price_desc``,
+            the word then not searched), else ``relevance``.
         page: 1-based; a page past the last is empty, or with ``clamp_page`` the last page.
         page_size: results per page (``MIN_K``..``MAX_K``).
 
@@ -118,7 +120,7 @@ def browse_products(
     Raises:
         SearchError: as ``search_products``, or an unknown sort or facet, a bad page or price range.
     """
-    if sort not in SORTS:
+    if sort is not None and sort not in SORTS:
         raise SearchError(f"Unknown sort {sort!r}; choose one of {', '.join(SORTS)}.")
     if not 1 <= page <= MAX_PAGE:
         raise SearchError(f"page must be between 1 and {MAX_PAGE}.")
@@ -129,9 +131,11 @@ def browse_products(
     if unknown:
         raise SearchError(f"Unknown facet {unknown[0]!r}; the facets are: {', '.join(fields) or 'none'}.")
     intent = parse_price(text or "")
-    # the price phrase is no description of the product: not searched ("under 50" alone: the words are)
-    searched = (intent.text or (text if image is None else None)) if intent.found else text
+    # price words are no description of the product: not searched ("under 50" alone: the words are)
+    searched = (intent.text or (text if image is None else None)) if intent.worded else text
     price_from_text = intent.found and price_min is None and price_max is None
+    sort_from_text = sort is None and intent.order is not None
+    sort = (intent.order if sort_from_text else sort) or RELEVANCE
     if price_from_text:
         price_min, price_max = intent.minimum, intent.maximum
     if price_min is not None and price_max is not None and price_min >= price_max:
@@ -155,11 +159,13 @@ def browse_products(
         explain=False,
         fields=loaded,
     )
-    if intent.found:
+    if intent.worded:
         ranked.query["text"] = (text or "").strip() or None
         ranked.query["searched"] = searched
     if price_from_text:
         ranked.query["price"] = {"min": _text(price_min), "max": _text(price_max)}
+    if sort_from_text:
+        ranked.query["sort"] = sort
     rows = [_Row(hit, adapter.get_facet_values(hit.product), rank) for rank, hit in enumerate(ranked.hits)]
     in_price = [row for row in rows if _in_range(row.facets.get(PRICE), price_min, price_max)]
 
@@ -248,7 +254,7 @@ def _sorted(rows: list[_Row], sort: str, adapter: Any) -> list[_Row]:
         return sorted(dated, key=lambda row: (moments[row.rank] or oldest, -row.rank), reverse=True) + undated
     priced = [row for row in rows if row.facets.get(PRICE) is not None]
     unpriced = [row for row in rows if row.facets.get(PRICE) is None]
-    if sort == "price_asc":
+    if sort == PRICE_ASC:
         return sorted(priced, key=lambda row: (row.facets[PRICE], row.rank)) + unpriced
     return sorted(priced, key=lambda row: (-row.facets[PRICE], row.rank)) + unpriced
 

@@ -166,6 +166,8 @@ DEFAULTS: dict[str, Any] = {
         "COUNT_CAP": 1000,
         "CACHE_SECONDS": 300,
     },
+    # a typed word no product uses, read as the catalogue's nearest word (see ranking.spelling); False = off
+    "SPELLING": True,
     "RELEVANCE": {"STOREFRONT_MIN": "auto", "RELATED": "auto", "EXACT": "auto"},
     "FACETS": {
         "FIELDS": ["category", "color", "size"],

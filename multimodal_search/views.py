@@ -19,6 +19,8 @@ from multimodal_search.refinements import RefineForm, refinement_links
 CLICKS_SESSION_KEY = "mmsearch_clicks"
 KEPT_CLICKS = 20
 MAX_ID = 2**63 - 1
+#: the search page's parameter that searches the words as typed (``services.search_products(as_typed=True)``)
+AS_TYPED = "as_typed"
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
@@ -61,11 +63,15 @@ def search_page(request: HttpRequest) -> HttpResponse:
                     page_size=form.cleaned_data.get("k") or services.storefront_page_size(),
                     personal=services.taste_for(shopper_of(request)),
                     clamp_page=True,  # an old link past the last page shows the last one
+                    as_typed=request.GET.get(AS_TYPED) == "1",  # "Search instead for ..." (a word corrected)
                     **RefineForm(request.GET).refinements(),
                 )
             context["response"] = page
+            searched_words = page.query.get("corrected") or form.cleaned_data.get("q")
+            if page.query.get("corrected"):
+                context["as_typed_url"] = as_typed_url(request)
             context["results"] = [
-                {**with_reasons(hit.as_dict(), form.cleaned_data.get("q")), "likely": services.likely_match(hit, page)}
+                {**with_reasons(hit.as_dict(), searched_words), "likely": services.likely_match(hit, page)}
                 for hit in page.hits
             ]
             first = (page.page - 1) * page.page_size + 1
@@ -81,15 +87,21 @@ def search_page(request: HttpRequest) -> HttpResponse:
                 # nothing passes: shorter forms of the words that do find something
                 context["relaxed"] = [
                     {"text": r.text, "count": r.count, "results": [hit.as_dict() for hit in r.hits]}
-                    for r in services.relaxed_queries(
-                        form.cleaned_data.get("q"), min_relevance=services.storefront_min_relevance()
-                    )
+                    for r in services.relaxed_queries(searched_words, min_relevance=services.storefront_min_relevance())
                 ]
             context["refine"] = refinement_links(request.path, request.GET, page)
         except services.SearchError as exc:
             form.add_error(None, str(exc))
     status = 400 if submitted and form.errors else 200
     return render(request, "multimodal_search/search.html", context, status=status)
+
+
+def as_typed_url(request: HttpRequest) -> str:
+    """This search's address with its words searched as typed (no spelling correction), from page 1."""
+    query = request.GET.copy()
+    query.pop("page", None)
+    query[AS_TYPED] = "1"
+    return f"{request.path}?{query.urlencode()}"
 
 
 def with_reasons(result: dict[str, Any], query_text: str | None) -> dict[str, Any]:

@@ -86,9 +86,19 @@ class SearchHitSerializer(serializers.Serializer[Any]):
 
 class SearchQueryEchoSerializer(serializers.Serializer[Any]):
     text = serializers.CharField(allow_null=True)
+    corrected = serializers.CharField(
+        required=False,
+        help_text="The words searched when one the catalogue never uses was read as its nearest word "
+        "(`hoddie` -> `hoodie`); `as_typed=true` searches them as typed.",
+    )
     expanded = serializers.CharField(required=False, help_text="The text as searched, when expanded.")
     searched = serializers.CharField(
-        required=False, allow_null=True, help_text="The words searched, when a price phrase was taken out of them."
+        required=False,
+        allow_null=True,
+        help_text="The words searched, when a price phrase or a price-order word was taken out of them.",
+    )
+    sort = serializers.CharField(
+        required=False, help_text="The order the words asked for (`cheap wool`: `price_asc`), when no sort was given."
     )
     price = serializers.DictField(
         child=serializers.CharField(allow_null=True),

@@ -121,6 +121,12 @@ class SearchQuerySerializer(serializers.Serializer[Any]):
         default=None,
         help_text="Results per page; absent: `k`.",
     )
+    as_typed = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Search the words as typed. By default a word no product uses is read as the catalogue's "
+        "nearest word (`hoddie` -> `hoodie`), and `query.corrected` is the text searched.",
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -74,7 +74,8 @@ def _payload(response: services.SearchPage, links: tuple[str | None, str | None]
         "query": {
             key: value
             for key, value in response.query.items()
-            if key in ("text", "expanded", "searched", "price", "sort", "image", "photo_sold_here", "rules")
+            if key
+            in ("text", "corrected", "expanded", "searched", "price", "sort", "image", "photo_sold_here", "rules")
         },
     }
 
@@ -229,6 +230,7 @@ class SearchView(BaseAPIView):
                     sort=params["sort"],
                     page=params["page"],
                     page_size=params.get("page_size") or params["k"],
+                    as_typed=params["as_typed"],
                     # an authenticated caller's own profile (never another's); anonymous calls: none
                     personal=services.taste_for(services.shopper_key(session_key=None, user_id=user.pk))
                     if user

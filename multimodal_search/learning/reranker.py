@@ -31,6 +31,7 @@ from multimodal_search.ranking.attributes import category_leaf
 from multimodal_search.ranking.departments import Departments, save_departments
 from multimodal_search.ranking.qualities import Qualities, save_qualities, stated_text
 from multimodal_search.ranking.reranker import ARTEFACT, FEATURES, Reranker, feature_matrix
+from multimodal_search.ranking.spelling import Speller, save_speller
 from multimodal_search.ranking.text import stem, stems
 from multimodal_search.services.search import first_stage
 from multimodal_search.store import get_store
@@ -156,6 +157,12 @@ def _add_descriptors(facts: dict[str, Facts], materials: Mapping[str, str], grou
         fact.descriptors = descriptor_words(fact.title, materials[pk], frequency, low=low, high=0.2)
 
 
+def catalogue_speller(rows: Mapping[str, tuple[dict[str, Any], list[str]]]) -> Speller:
+    """The catalogue's dictionary (``ranking.spelling``): the words its products state (title, material,
+    attribute values) and their category paths, each counted once per product."""
+    return Speller.from_texts(" ".join([stated_text(fields), *categories]) for fields, categories in rows.values())
+
+
 def catalogue_qualities(rows: Mapping[str, tuple[dict[str, Any], list[str]]]) -> Qualities:
     """The qualities the indexed products state (``ranking.qualities``), from their stored fields: kinds of
     product (titles' head nouns, category leaves' words) left out."""
@@ -207,6 +214,8 @@ def train_reranker(
     save_departments(model_id, departments)
     qualities = catalogue_qualities(rows)  # and the qualities they name ("wool")
     save_qualities(model_id, qualities)
+    speller = catalogue_speller(rows)  # and the words a typo is read as ("hoddie" -> "hoodie")
+    save_speller(model_id, speller)
     held = set(holdout)
     facts: dict[str, Facts] = {}
     materials: dict[str, str] = {}
@@ -286,4 +295,5 @@ def train_reranker(
         "feature_mean": np.round(mean, 3).tolist(),
         "departments": sorted(departments.leaves),
         "qualities": qualities.most_stated(),
+        "spelling_words": len(speller),
     }

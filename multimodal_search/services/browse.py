@@ -97,11 +97,12 @@ def browse_products(
     page_size: int = 24,
     personal: Taste | None = None,
     clamp_page: bool = False,
+    as_typed: bool = False,
 ) -> SearchPage:
     """Search, then filter, count facets, sort and cut one page.
 
     Args:
-        text, image, category, method, min_relevance, personal: as ``search_products``.
+        text, image, category, method, min_relevance, personal, as_typed: as ``search_products``.
         filters: facet name -> values; a product passes a facet when it has any of its values, and
             the filter when it passes every facet. Names outside ``FACETS["FIELDS"]`` are an error.
         price_min, price_max: keep ``price_min <= price < price_max`` (products without a price drop
@@ -158,6 +159,7 @@ def browse_products(
         prefetch=not lean,
         explain=False,
         fields=loaded,
+        as_typed=as_typed,
     )
     if intent.worded:
         ranked.query["text"] = (text or "").strip() or None

@@ -11,7 +11,7 @@ from PIL import Image
 from multimodal_search.conf import search_settings
 from multimodal_search.encoders import BaseEncoder, get_encoder
 from multimodal_search.imaging import PhotoError, open_image
-from multimodal_search.ranking import attributes, colour, expansion, fusion, wordnet
+from multimodal_search.ranking import attributes, colour, expansion, fusion, spelling, wordnet
 from multimodal_search.ranking import vocabulary as v
 from multimodal_search.ranking.departments import get_departments
 from multimodal_search.ranking.intent import facets_only
@@ -238,6 +238,30 @@ def catalogue_expansions(
         min_weight=float(config["MIN_WEIGHT"]),
         covered=tokens(" ".join(merchandising.named(text, rules))),
     )
+
+
+def correct_spelling(text: str | None, model_id: str) -> spelling.Correction | None:
+    """The words with each one no product uses read as the catalogue's nearest word ("hoddie" ->
+    "hoodie"; ``ranking.spelling``), or None: nothing to correct, ``SPELLING`` off, or no dictionary
+    until mmsearch_train collected one. Whether the catalogue's full text uses a word is counted in
+    its keyword index (one bounded query for the words the dictionary lacks, kept as
+    :func:`catalogue_expansions` keeps its counts), so a word of a product newer than the dictionary
+    is searched as typed."""
+    speller = spelling.get_speller(model_id) if text and search_settings.SPELLING else None
+    if speller is None:
+        return None
+    store = get_store()
+    seconds = float(search_settings.EXPANSION["CACHE_SECONDS"])
+
+    def used(terms: list[str]) -> set[str]:
+        def read(keys: list[Any]) -> dict[Any, int]:
+            counts = store.term_counts(model_id, [term for _, _, term in keys], cap=1)
+            return {(model_id, 1, term): count for term, count in counts.items()}
+
+        found = _CATALOGUE_COUNTS.get_many([(model_id, 1, term) for term in terms], read, seconds)
+        return {term for term in terms if found.get((model_id, 1, term))}
+
+    return speller.correct(text or "", used)
 
 
 def named_facets(words: str | None, model_id: str) -> dict[str, list[str]]:

@@ -24,7 +24,13 @@ from multimodal_search.ranking.reranker import Reranker, feature_matrix, get_rer
 from multimodal_search.ranking.weights import signal_weights
 from multimodal_search.services import merchandising, taste
 from multimodal_search.services.candidates import Signals, collect_signals
-from multimodal_search.services.query import SearchError, check_query, current_encoder, encode_query
+from multimodal_search.services.query import (
+    SearchError,
+    check_query,
+    correct_spelling,
+    current_encoder,
+    encode_query,
+)
 from multimodal_search.signals import search_performed
 from multimodal_search.store import get_store
 from multimodal_search.store.base import Scope
@@ -84,6 +90,7 @@ def search_products(
     method: str | None = None,
     min_relevance: MinRelevance = None,
     personal: Taste | None = None,
+    as_typed: bool = False,
 ) -> SearchResponse:
     """Find products by text, by photo, or by both.
 
@@ -99,6 +106,9 @@ def search_products(
             relevance is the probability that a result is the product in the photo.
         personal: the shopper's taste (``services.personal.taste_for``): results are gently re-ranked
             towards it (``PERSONALISATION``); None (anonymous visitors, commands) leaves the ranking as is.
+        as_typed: search the words as typed. By default a word no product uses is read as the
+            catalogue's nearest word ("hoddie" -> "hoodie", ``ranking.spelling``), and
+            ``query["corrected"]`` is the text searched.
 
     Returns:
         ranked hits with per-modality signals, an explanation of shares over the signals that
@@ -108,7 +118,15 @@ def search_products(
         SearchError: no query, bad k, unknown method or a bad ``min_relevance``.
     """
     ranked = rank_products(
-        text, image, k=k, category=category, method=method, min_relevance=min_relevance, limit=k, personal=personal
+        text,
+        image,
+        k=k,
+        category=category,
+        method=method,
+        min_relevance=min_relevance,
+        limit=k,
+        personal=personal,
+        as_typed=as_typed,
     )
     return respond(ranked, ranked.hits)
 
@@ -147,13 +165,16 @@ def rank_products(
     prefetch: bool = True,
     explain: bool = True,
     fields: tuple[str, ...] | None = None,
+    as_typed: bool = False,
 ) -> Ranked:
     """The ranking ``search_products`` answers from: the first ``limit`` results (None: the whole
     candidate pool, ``FUSION["CANDIDATES"]`` or ``k`` if more), those under the cut left out.
     ``prefetch`` False loads the products without the adapter queryset's ``prefetch_related``
     (:func:`prefetch_products` then runs it for the ones shown); ``fields`` loads only those model
     fields (``prefetch_products(..., reload=True)`` then loads the ones shown in full); ``explain``
-    False leaves the explanations empty (``Ranked.explain`` fills those of the ones shown)."""
+    False leaves the explanations empty (``Ranked.explain`` fills those of the ones shown); ``as_typed``
+    True searches the words as typed, a word no product uses not read as the nearest one
+    (``correct_spelling``)."""
     started = time.perf_counter()
     fusion_settings = search_settings.FUSION
     method = method or fusion_settings["METHOD"]
@@ -161,6 +182,10 @@ def rank_products(
     check_min_relevance(min_relevance)
     encoder, model_id = current_encoder()  # a newly published head is picked up here, once per request
     rules = merchandising.current_rules()  # read once per search: synonyms for the words, rules for the ranking
+    typed = text
+    correction = None if as_typed else correct_spelling(text, model_id)
+    if correction is not None:  # "hoddie": searched, matched against the rules and logged as "hoodie"
+        text = correction.text
     query = encode_query(text, image, encoder=encoder, model_id=model_id, rules=rules)
     if method in TEXT_ONLY_METHODS and query.text_vector is None:
         raise SearchError(f"Method {method!r} needs a text query.")
@@ -235,12 +260,14 @@ def rank_products(
     if nudge is not None:
         _personal_entries(hits, nudge)
     query_info: dict[str, Any] = {
-        "text": (text or "").strip() or None,
+        "text": (typed or "").strip() or None,
         "image": image is not None,
         "k": k,
         "category": category,
     }
-    if query.text and query.text != query_info["text"]:
+    if correction is not None:
+        query_info["corrected"] = correction.text.strip()
+    if query.text and query.text != ((text or "").strip() or None):
         query_info["expanded"] = query.text
     if sold is not None:
         query_info["photo_sold_here"] = sold

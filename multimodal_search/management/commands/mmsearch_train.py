@@ -211,6 +211,10 @@ class Command(BaseCommand):
             else "Qualities a query may name: none (no word of the titles, materials or attributes is stated by "
             "products of two groups)."
         )
+        self.stdout.write(
+            f"Spelling: a typed word no product uses is read as the nearest of {summary['spelling_words']:,} catalogue "
+            "words (the titles', materials', attributes' and categories')."
+        )
 
 
 def _sample(words: list[str], shown: int = 12) -> str:

@@ -1,0 +1,119 @@
+"""Spelling: a typed word no product uses is read as the catalogue's nearest word (``ranking.spelling``)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from multimodal_search import services
+from multimodal_search.learning.reranker import train_reranker
+from multimodal_search.ranking.spelling import Speller, edit_distance, get_speller
+from shop.catalog.models import Category
+from tests.factories import ProductFactory
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "distance"),
+    [
+        ("hoodie", "hoodie", 0),
+        ("hoddie", "hoodie", 1),  # a substitution
+        ("jaket", "jacket", 1),  # a letter left out
+        ("jcaket", "jacket", 1),  # two neighbours swapped
+        ("jackett", "jacket", 1),  # one too many
+        ("sweatshrt", "sweatshirt", 1),
+        ("waterprooof", "waterproof", 1),
+        ("compresoin", "compression", 2),
+        ("hoody", "hoodie", 2),
+        ("backpack", "hoodie", 3),  # over the limit: limit + 1
+    ],
+)
+def test_edit_distance(a, b, distance):
+    assert edit_distance(a, b, 2) == distance
+    assert edit_distance(b, a, 2) == distance
+
+
+DICTIONARY = {"hoodie": 40, "hoodies": 5, "jacket": 30, "jackets": 30, "backpack": 8, "waterproof": 6, "shirt": 9}
+
+
+def test_a_word_the_dictionary_lacks_is_read_as_its_nearest_word():
+    speller = Speller(DICTIONARY)
+    assert speller.suggest("hoddie") == "hoodie"
+    assert speller.suggest("jaket") == "jacket"
+    assert speller.suggest("jackett") == "jacket"  # "jackets" is as near: the singular is shorter
+    assert speller.suggest("backpak") == "backpack"
+    assert speller.suggest("watreprooof") == "waterproof"  # two edits: long enough
+    # too short, known (or its plural / singular), not a word, or too far: as typed
+    for word in ("shrt", "hoodie", "hoodies", "jacket", "shirts", "tee", "hoodie2", "trousers", "parka"):
+        assert speller.suggest(word) is None, word
+    assert speller.suggest("hoddiie") is None  # two edits, but under LONG letters: one at most
+
+
+def test_the_text_keeps_what_it_does_not_correct_and_what_the_catalogue_uses():
+    speller = Speller(DICTIONARY)
+    nothing_used = lambda words: set()  # noqa: E731
+    fixed = speller.correct("Red HODDIE, size M", nothing_used)
+    assert fixed is not None and fixed.text == "Red hoodie, size M" and fixed.fixes == (("hoddie", "hoodie"),)
+    assert speller.correct("red hoodie", nothing_used) is None
+    # a word the catalogue's full text uses (a description, a product newer than the dictionary): as typed
+    asked: list[list[str]] = []
+    assert speller.correct("jaket", lambda words: asked.append(words) or {"jaket"}) is None
+    assert asked == [["jaket"]]  # only the words the dictionary lacks are looked up
+    assert Speller.from_json(speller.to_json()).counts == speller.counts
+
+
+SPECS = [
+    ("Alpha Hoodie", "Clothing > Hoodies", "red"),
+    ("Beta Hoodie", "Clothing > Hoodies", "blue"),
+    ("Gamma Jacket", "Clothing > Jackets", "green"),
+    ("Delta Jacket", "Clothing > Jackets", "yellow"),
+    ("Epsilon Backpack", "Gear > Bags", "black"),
+    ("Zeta Backpack", "Gear > Bags", "white"),
+    ("Eta Tent", "Outdoor > Tents", "green"),
+    ("Theta Watch", "Gear > Watches", "black"),
+]
+
+
+def _titles(page: str) -> list[str]:
+    return re.findall(r'<a class="title" href="[^"]+">([^<]+)</a>', page)
+
+
+@pytest.mark.django_db
+def test_a_misspelt_word_finds_what_the_word_would(client, admin_client, indexed, model_dir):
+    products = [
+        ProductFactory(title=title, category=Category.from_path(path), photos=[colour], description="For every day.")
+        for title, path, colour in SPECS
+    ]
+    indexed(*products)
+    assert services.search_products("hoddie", k=5).query.get("corrected") is None  # no dictionary yet
+    summary = train_reranker(max_queries=40, calibration=20)
+    speller = get_speller("hash-v1")
+    assert speller is not None and {"hoodie", "jacket", "backpack"} <= set(speller.counts)
+    assert summary["spelling_words"] == len(speller)
+
+    typo = services.search_products("hoddie", k=5)
+    right = services.search_products("hoodie", k=5)
+    assert typo.query["text"] == "hoddie" and typo.query["corrected"] == "hoodie"
+    assert [hit.product_pk for hit in typo.hits] == [hit.product_pk for hit in right.hits]
+    as_typed = services.search_products("hoddie", k=5, as_typed=True)
+    assert "corrected" not in as_typed.query
+    assert [hit.product_pk for hit in as_typed.hits] != [hit.product_pk for hit in right.hits]
+
+    page = client.get("/search/", {"q": "backpak"}).content.decode()
+    assert "Showing results for “<strong>backpack</strong>”" in page
+    assert set(_titles(page)[:2]) == {"Epsilon Backpack", "Zeta Backpack"}
+    link = re.search(r'<a href="([^"]+)" rel="nofollow">Search instead for “backpak”</a>', page)
+    assert link and "as_typed=1" in link.group(1)
+    assert "Showing results for" not in client.get(link.group(1).replace("&amp;", "&")).content.decode()
+    body = client.get("/api/v1/search/", {"q": "mens jaket"}).json()
+    assert body["query"]["text"] == "mens jaket" and body["query"]["corrected"] == "mens jacket"
+    assert "corrected" not in client.get("/api/v1/search/", {"q": "mens jaket", "as_typed": "true"}).json()["query"]
+    tried = admin_client.post("/admin/multimodal_search/productembedding/try/", {"q": "hoddie"}).content.decode()
+    assert "read as <strong>“hoodie”</strong>" in tried
+
+    # a product newer than the dictionary: its own word is searched as typed, though near "jacket"
+    newer = ProductFactory(title="Omega Jackat", category=Category.from_path("Clothing > Jackets"), photos=["red"])
+    indexed(newer)
+    assert get_speller("hash-v1").suggest("jackat") == "jacket"
+    found = services.search_products("jackat", k=3)
+    assert "corrected" not in found.query and found.hits[0].product_pk == str(newer.pk)

@@ -6,9 +6,10 @@ import re
 
 import pytest
 
-from multimodal_search import services
+from multimodal_search import artefacts, services
 from multimodal_search.learning.reranker import train_reranker
-from multimodal_search.ranking.spelling import Speller, edit_distance, get_speller
+from multimodal_search.ranking.spelling import ARTEFACT, Speller, edit_distance, get_speller
+from multimodal_search.services.warmup import warm_up
 from shop.catalog.models import Category
 from tests.factories import ProductFactory
 
@@ -90,6 +91,9 @@ def test_a_misspelt_word_finds_what_the_word_would(client, admin_client, indexed
     speller = get_speller("hash-v1")
     assert speller is not None and {"hoodie", "jacket", "backpack"} <= set(speller.counts)
     assert summary["spelling_words"] == len(speller)
+    artefacts._cache.clear()
+    warm_up(force=True)  # a process builds the dictionary's index at start, not on its first search
+    assert str(artefacts.artefact_path(ARTEFACT)) in artefacts._cache
 
     typo = services.search_products("hoddie", k=5)
     right = services.search_products("hoodie", k=5)

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from multimodal_search.conf import search_settings
 from multimodal_search.encoders import get_encoder, use_threads
+from multimodal_search.ranking.spelling import get_speller
 from multimodal_search.services.query import current_encoder
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ def warm_up(*, force: bool = False) -> float | None:
     try:
         encoder, model_id = current_encoder()
         encoder.warm_up()
+        get_speller(model_id)  # the spelling dictionary's index: up to 1.5 s at 20,000 words
     except Exception:  # a process that cannot load its models still starts; the first request reports why
         logger.exception("warm-up failed (pid %d); the models load on first use", os.getpid())
         return None

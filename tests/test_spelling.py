@@ -112,6 +112,10 @@ def test_a_misspelt_word_finds_what_the_word_would(client, admin_client, indexed
     body = client.get("/api/v1/search/", {"q": "mens jaket"}).json()
     assert body["query"]["text"] == "mens jaket" and body["query"]["corrected"] == "mens jacket"
     assert "corrected" not in client.get("/api/v1/search/", {"q": "mens jaket", "as_typed": "true"}).json()["query"]
+    typed = client.get("/api/v1/autocomplete/", {"q": "backpak"}).json()
+    assert typed["corrected"] == "backpack"
+    assert {item["title"] for item in typed["products"]} == {"Epsilon Backpack", "Zeta Backpack"}
+    assert "corrected" not in client.get("/api/v1/autocomplete/", {"q": "backp"}).json()
     tried = admin_client.post("/admin/multimodal_search/productembedding/try/", {"q": "hoddie"}).content.decode()
     assert "read as <strong>“hoodie”</strong>" in tried
 

@@ -51,6 +51,11 @@ class SuggestedCategorySerializer(serializers.Serializer[Any]):
 class AutocompleteResponseSerializer(serializers.Serializer[Any]):
     products = SuggestedProductSerializer(many=True, help_text="Titles starting with the typed text first.")
     categories = SuggestedCategorySerializer(many=True)
+    corrected = serializers.CharField(
+        required=False,
+        help_text="When nothing started with the typed words and one is a word no product uses: the words as "
+        "the search reads them (`hoddie` -> `hoodie`), whose products and categories these are.",
+    )
 
 
 class AutocompleteView(BaseAPIView):

@@ -14,7 +14,7 @@ from django.core.cache import cache
 
 from multimodal_search.adapters import get_adapter
 from multimodal_search.services.indexing import current_model_id
-from multimodal_search.services.query import SearchError
+from multimodal_search.services.query import SearchError, correct_spelling
 from multimodal_search.store import get_store
 
 MAX_PREFIX_LENGTH = 100
@@ -44,7 +44,7 @@ def words_of(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def suggest(prefix: str, limit: int = 8) -> dict[str, list[dict[str, Any]]]:
+def suggest(prefix: str, limit: int = 8) -> dict[str, Any]:
     """Products and categories for a search box's dropdown while the shopper types.
 
     Args:
@@ -57,6 +57,8 @@ def suggest(prefix: str, limit: int = 8) -> dict[str, list[dict[str, Any]]]:
         the current encoder version the adapter's queryset still returns, titles starting with the
         typed text first; categories with their product counts, ``query`` being the words to search
         within one (the typed words it did not match, else its own name). Empty text: empty lists.
+        When nothing matches and a typed word is one no product uses, those of the words as the
+        search reads them (``query.correct_spelling``: "hoddie" -> "hoodie"), with ``"corrected"``.
 
     Raises:
         SearchError: text over ``MAX_PREFIX_LENGTH`` characters, a NUL byte, or a bad ``limit``.
@@ -66,10 +68,16 @@ def suggest(prefix: str, limit: int = 8) -> dict[str, list[dict[str, Any]]]:
     if not words:
         return {"products": [], "categories": []}
     model_id = current_model_id()
-    return {
+    found: dict[str, Any] = {
         "products": _products(model_id, words, " ".join(prefix.split()), limit),
         "categories": _categories(model_id, words, limit),
     }
+    if not found["products"] and not found["categories"]:
+        # "hoddie": nothing starts so; the words as the search would read them ("hoodie")
+        correction = correct_spelling(prefix, model_id)
+        if correction is not None:
+            return {**suggest(correction.text, limit), "corrected": correction.text}
+    return found
 
 
 def _products(model_id: str, words: list[str], typed: str, limit: int) -> list[dict[str, Any]]:

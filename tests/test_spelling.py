@@ -8,7 +8,7 @@ import pytest
 
 from multimodal_search import artefacts, services
 from multimodal_search.learning.reranker import train_reranker
-from multimodal_search.ranking.spelling import ARTEFACT, Speller, edit_distance, get_speller
+from multimodal_search.ranking.spelling import ARTEFACT, Speller, edit_distance, get_speller, understood_words
 from multimodal_search.services.warmup import warm_up
 from shop.catalog.models import Category
 from tests.factories import ProductFactory
@@ -41,7 +41,9 @@ def test_a_word_the_dictionary_lacks_is_read_as_its_nearest_word():
     speller = Speller(DICTIONARY)
     assert speller.suggest("hoddie") == "hoodie"
     assert speller.suggest("jaket") == "jacket"
-    assert speller.suggest("jackett") == "jacket"  # "jackets" is as near: the singular is shorter
+    assert speller.suggest("jackett") == "jackets"  # as near as "jacket", and as long as the typed word
+    assert speller.suggest("jackts") == "jackets"
+    assert speller.suggest("hoodei") == "hoodie"  # "hoodies" is as near, longer
     assert speller.suggest("backpak") == "backpack"
     assert speller.suggest("watreprooof") == "waterproof"  # two edits: long enough
     # too short, known (or its plural / singular), not a word, or too far: as typed
@@ -61,6 +63,10 @@ def test_the_text_keeps_what_it_does_not_correct_and_what_the_catalogue_uses():
     assert speller.correct("jaket", lambda words: asked.append(words) or {"jaket"}) is None
     assert asked == [["jaket"]]  # only the words the dictionary lacks are looked up
     assert Speller.from_json(speller.to_json()).counts == speller.counts
+    # the words the search reads whatever the products state: colours, genders, synonyms ("trousers")
+    understood = Speller.from_texts(["Alpha Pant"], understood_words())
+    assert understood.suggest("purpel") == "purple" and understood.suggest("womems") == "womens"
+    assert understood.suggest("trosers") == "trousers" and understood.counts["pant"] == 1
 
 
 SPECS = [

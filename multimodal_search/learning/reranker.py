@@ -31,7 +31,7 @@ from multimodal_search.ranking.attributes import category_leaf
 from multimodal_search.ranking.departments import Departments, save_departments
 from multimodal_search.ranking.qualities import Qualities, save_qualities, stated_text
 from multimodal_search.ranking.reranker import ARTEFACT, FEATURES, Reranker, feature_matrix
-from multimodal_search.ranking.spelling import Speller, save_speller
+from multimodal_search.ranking.spelling import Speller, save_speller, understood_words
 from multimodal_search.ranking.text import stem, stems
 from multimodal_search.services.search import first_stage
 from multimodal_search.store import get_store
@@ -158,9 +158,15 @@ def _add_descriptors(facts: dict[str, Facts], materials: Mapping[str, str], grou
 
 
 def catalogue_speller(rows: Mapping[str, tuple[dict[str, Any], list[str]]]) -> Speller:
-    """The catalogue's dictionary (``ranking.spelling``): the words its products state (title, material,
-    attribute values) and their category paths, each counted once per product."""
-    return Speller.from_texts(" ".join([stated_text(fields), *categories]) for fields, categories in rows.values())
+    """The catalogue's dictionary (``ranking.spelling``): the words its products state (title, colour,
+    gender, material, attribute values) and their category paths, each counted once per product, and
+    the words the search reads whatever they state."""
+    stated = (
+        " ".join([stated_text(fields), str(fields.get(v.FIELD_COLOR) or ""), str(fields.get(v.FIELD_GENDER) or "")])
+        for fields, _ in rows.values()
+    )
+    texts = (" ".join([text, *categories]) for text, (_, categories) in zip(stated, rows.values()))
+    return Speller.from_texts(texts, understood_words())
 
 
 def catalogue_qualities(rows: Mapping[str, tuple[dict[str, Any], list[str]]]) -> Qualities:

@@ -2,9 +2,10 @@
 
 A misspelt word matches no keyword, and the text encoder splits it into pieces that mean little:
 on Luma "hoddie" and "mens jaket" showed "No results". The catalogue's own words are the dictionary:
-the words its products state (title, material, attribute values) and its category names, each with
-the number of products that use it. ``mmsearch_train`` collects them beside the re-ranker
-(:data:`ARTEFACT`).
+the words its products state (title, colour, gender, material, attribute values) and its category
+names, each with the number of products that use it, and the words the search reads whatever the
+products state (colour names, gender words, the synonym groups': :func:`understood_words`).
+``mmsearch_train`` collects them beside the re-ranker (:data:`ARTEFACT`).
 
 A typed word is corrected only when all of these hold, so a word the shop uses, a number, a short word
 or a name it does not sell is searched as typed:
@@ -15,7 +16,7 @@ or a name it does not sell is searched as typed:
   dictionary can be older than the products);
 - a dictionary word is within one edit of it (two from :data:`LONG` letters on; an edit is an insert,
   a delete, a substitution or two neighbours swapped). The nearest wins, then the most used (with its
-  plural or singular), then the shorter.
+  plural or singular), then the one as long as the typed word, then the shorter.
 
 Lookups use deletes only (symmetric delete, as SymSpell): each dictionary word is kept under itself
 and every string one delete makes, and a typed word's candidates are the words kept under one of its
@@ -35,8 +36,10 @@ from itertools import combinations
 from typing import Any
 
 from multimodal_search import artefacts
-from multimodal_search.ranking.colour import colours_in_text
-from multimodal_search.ranking.text import normal_gender, stem, words
+from multimodal_search.ranking.colour import PALETTE, colours_in_text
+from multimodal_search.ranking.colour import SYNONYMS as COLOUR_SYNONYMS
+from multimodal_search.ranking.synonyms import configured_groups
+from multimodal_search.ranking.text import GENDER_WORDS, normal_gender, stem, words
 
 #: the artefact name (``artefacts``) of the catalogue's dictionary
 ARTEFACT = "spelling"
@@ -104,11 +107,14 @@ class Speller:
                 self._index.setdefault(key, []).append(word)
 
     @classmethod
-    def from_texts(cls, texts: Iterable[str]) -> Speller:
-        """The dictionary of one text per product (each word counted once per product)."""
+    def from_texts(cls, texts: Iterable[str], understood: Iterable[str] = ()) -> Speller:
+        """The dictionary of one text per product (each word counted once per product), and the words
+        the search reads whatever the products state (:func:`understood_words`), counted once at least."""
         counts: Counter[str] = Counter()
         for text in texts:
             counts.update({word for word in words(text) if word.isalpha() and len(word) > 1})
+        for word in understood:
+            counts[word] = max(counts[word], 1)
         return cls(counts)
 
     def __len__(self) -> int:
@@ -124,10 +130,14 @@ class Speller:
         if not edits or self.knows(word) or not word.isalpha():
             return None
         candidates = {found for key in _deletes(word, edits) for found in self._index.get(key, ())}
-        # the nearest; then the most used, a word and its plural counted together ("jackett": "jacket")
-        scored = [(edit_distance(word, found, edits), -self._uses(found), len(found), found) for found in candidates]
+        # the nearest; then the most used, a word and its plural counted together; then the one as long as
+        # what was typed ("panst": "pants", not "pant"), then the shorter
+        scored = [
+            (edit_distance(word, found, edits), -self._uses(found), abs(len(found) - len(word)), len(found), found)
+            for found in candidates
+        ]
         near = [item for item in scored if item[0] <= edits]
-        return min(near)[3] if near else None
+        return min(near)[-1] if near else None
 
     def _uses(self, word: str) -> int:
         """Products using the word or its plural / singular."""
@@ -163,6 +173,15 @@ class Speller:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Speller:
         return cls({str(word): int(n) for word, n in dict(data.get("counts", {})).items()})
+
+
+def understood_words() -> set[str]:
+    """The words the search reads whatever the catalogue states: colour names and their synonyms
+    (``ranking.colour``), gender words (``ranking.text``) and the configured synonym groups' words
+    (``ranking.synonyms``): "trousers" is read as "pants" in a shop whose titles say "Pant"."""
+    found = set(PALETTE) | set(COLOUR_SYNONYMS) | {word for names in GENDER_WORDS.values() for word in names}
+    found |= {word for group in configured_groups() for phrase in group for word in words(phrase)}
+    return {word for word in found if word.isalpha() and len(word) > 1}
 
 
 def get_speller(model_id: str) -> Speller | None:

@@ -213,7 +213,7 @@ class Command(BaseCommand):
         )
         self.stdout.write(
             f"Spelling: a typed word no product uses is read as the nearest of {summary['spelling_words']:,} catalogue "
-            "words (the titles', materials', attributes' and categories')."
+            "words (what the products state, their categories, and the colour, gender and synonym words)."
         )
 
 

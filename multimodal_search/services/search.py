@@ -184,7 +184,7 @@ def rank_products(
     rules = merchandising.current_rules()  # read once per search: synonyms for the words, rules for the ranking
     typed = text
     correction = None if as_typed else correct_spelling(text, model_id)
-    if correction is not None:  # "hoddie": searched, matched against the rules and logged as "hoodie"
+    if correction is not None:  # "hoddie": searched and matched against the rules as "hoodie" (logged as typed)
         text = correction.text
     query = encode_query(text, image, encoder=encoder, model_id=model_id, rules=rules)
     if method in TEXT_ONLY_METHODS and query.text_vector is None:

@@ -16,7 +16,7 @@ from django.contrib.postgres.indexes import GinIndex
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import F
+from django.db.models import F, Q
 from django.db.models.functions import Length
 from pgvector.django import HalfVectorField
 
@@ -214,6 +214,8 @@ class SearchLog(models.Model):
 
     created_at = models.DateTimeField(db_index=True)
     query = models.CharField(max_length=500, blank=True)
+    # the words searched when a typed word was read as the catalogue's nearest one (ranking.spelling)
+    corrected = models.CharField(max_length=500, blank=True, default="")
     kind = models.CharField(max_length=8, choices=KINDS)
     source = models.CharField(max_length=16, default="storefront")
     # category, facet filters, price range, sort and page: only the ones set
@@ -231,6 +233,8 @@ class SearchLog(models.Model):
     class Meta:
         verbose_name = "search log entry"
         verbose_name_plural = "search log"
+        # the analytics' corrected queries read only these rows (a few of the log)
+        indexes = [models.Index(fields=["created_at"], name="mmsearch_log_corrected", condition=~Q(corrected=""))]
 
     def __str__(self) -> str:
         return f"{self.query or '(' + self.kind + ')'} · {self.result_count} results"

@@ -47,6 +47,7 @@ def test_a_storefront_search_writes_one_log_row_with_the_session_and_nothing_per
         "id",
         "created_at",
         "query",
+        "corrected",
         "kind",
         "source",
         "filters",

@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.utils import timezone
 
 from multimodal_search import artefacts, services
 from multimodal_search.learning.reranker import train_reranker
+from multimodal_search.models import SearchLog, SynonymRule
 from multimodal_search.ranking.spelling import ARTEFACT, Speller, edit_distance, get_speller, understood_words
+from multimodal_search.services import corrected_queries
 from multimodal_search.services.warmup import warm_up
 from shop.catalog.models import Category
 from tests.factories import ProductFactory
@@ -124,6 +127,18 @@ def test_a_misspelt_word_finds_what_the_word_would(client, admin_client, indexed
     assert "corrected" not in client.get("/api/v1/autocomplete/", {"q": "backp"}).json()
     tried = admin_client.post("/admin/multimodal_search/productembedding/try/", {"q": "hoddie"}).content.decode()
     assert "read as <strong>“hoodie”</strong>" in tried
+
+    # the log keeps the words typed and what they were read as; the analytics list the readings
+    logged = SearchLog.objects.filter(query="backpak").first()
+    assert logged is not None and logged.corrected == "backpack"
+    today = timezone.localdate()
+    readings = [(row.query, row.corrected, row.searches) for row in corrected_queries(today, today)]
+    assert readings == [("backpak", "backpack", 1), ("mens jaket", "mens jacket", 1)]  # storefront, API
+    report = admin_client.get("/admin/multimodal_search/searchlog/report/").content.decode()
+    assert "<td>backpak</td><td>backpack</td>" in report
+    # a merchandiser stops a reading with a synonym rule naming the typed word
+    SynonymRule.objects.create(terms="backpak, rucksack")
+    assert "corrected" not in services.search_products("backpak", k=3).query
 
     # a product newer than the dictionary: its own word is searched as typed, though near "jacket"
     newer = ProductFactory(title="Omega Jackat", category=Category.from_path("Clothing > Jackets"), photos=["red"])

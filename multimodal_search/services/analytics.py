@@ -112,6 +112,7 @@ def log_search(
             row = SearchLog.objects.create(
                 created_at=timezone.now(),
                 query=text,
+                corrected=str(query.get("corrected") or "")[:500],
                 kind=kind,
                 source=current.source,
                 filters=chosen,
@@ -211,6 +212,16 @@ class QueryFigures:
     mean_click_position: float | None
 
 
+@dataclass(frozen=True)
+class CorrectedQuery:
+    """A query (lower-cased) whose words were read as others, and how often, with the share clicked."""
+
+    query: str
+    corrected: str
+    searches: int
+    clicked_searches: int
+
+
 @dataclass
 class Report:
     start: date
@@ -219,6 +230,8 @@ class Report:
     top: list[QueryFigures] = field(default_factory=list)
     zero_results: list[QueryFigures] = field(default_factory=list)
     low_click: list[QueryFigures] = field(default_factory=list)
+    #: typed words read as the catalogue's (``ranking.spelling``), most searched first
+    corrected: list[CorrectedQuery] = field(default_factory=list)
     #: ``(day, searches, zero-result searches, clicked searches)`` for every day of the period
     days: list[tuple[date, int, int, int]] = field(default_factory=list)
 
@@ -288,6 +301,7 @@ def analytics_report(start: date, end: date, *, limit: int = 20) -> Report:
         day += timedelta(days=1)
     top, zero_results, low_click = _query_lists(start, end, limit)
     return Report(
+        corrected=corrected_queries(start, end, limit=limit),
         start=start,
         end=end,
         totals=_figures(_summed(daily.values())),
@@ -296,6 +310,24 @@ def analytics_report(start: date, end: date, *, limit: int = 20) -> Report:
         low_click=low_click,
         days=days,
     )
+
+
+def corrected_queries(start: date, end: date, *, limit: int = 20) -> list[CorrectedQuery]:
+    """The period's queries whose words the search read as others ("hoddie" -> "hoodie"), most searched
+    first: what shoppers misspell, and where a reading is wrong (few clicks) a synonym rule for the
+    typed word stops it (``services.query.correct_spelling``). Reads only the corrected rows (an index)."""
+    rows = (
+        period_searches(start, end)
+        .exclude(corrected="")
+        .annotate(q=Lower("query"), c=Lower("corrected"))
+        .values("q", "c")
+        .annotate(
+            searches=Count("id", distinct=True),
+            clicked=Count("id", filter=Q(events__kind=CLICK), distinct=True),
+        )
+        .order_by("-searches", "q", "c")[:limit]
+    )
+    return [CorrectedQuery(row["q"], row["c"], row["searches"], row["clicked"]) for row in rows]
 
 
 def _summed(days: Iterable[Mapping[str, Any]]) -> dict[str, Any]:

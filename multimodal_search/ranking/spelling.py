@@ -48,7 +48,7 @@ ARTEFACT = "spelling"
 MIN_LENGTH = 5
 #: typed words this long or longer may be two edits from the dictionary word
 LONG = 8
-#: the dictionary keeps at most this many words, the most used (each takes about 30 delete keys)
+#: the dictionary keeps at most this many words, the most used (each takes about 9 delete keys)
 MAX_WORDS = 20_000
 
 

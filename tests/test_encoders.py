@@ -98,6 +98,10 @@ def test_packaged_text(packaged: BaseEncoder) -> None:
     again = packaged.encode_text(["a much longer product description " * 20, "black hoodie"])
     np.testing.assert_allclose(again[1], vectors[0], atol=1e-5)
     assert packaged.encode_text([]).shape == (0, 384)
+    # MiniLM's whole words: words of the language, never read as typos (ranking.spelling)
+    known = packaged.known_words()
+    assert len(known) > 20_000 and {"while", "could", "skirt", "dress"} <= known
+    assert not {"hoddie", "jaket", "backpak"} & known and not any(word.startswith("#") for word in known)
 
 
 @pytest.mark.slow
@@ -340,6 +344,10 @@ def test_clip_tiny(tiny_clip_dir: Path) -> None:
     np.testing.assert_array_equal(shared, features)
     np.testing.assert_allclose(encoder.encode_images(images), shared, atol=1e-6)
     assert encoder.encode_text([]).shape == (0, 16)
+
+    # its tokenizer's whole words (a WordPiece one here): words of the language, never read as typos
+    assert {"while", "skirt", "dress"} <= encoder.known_words() and "hoddie" not in encoder.known_words()
+    assert not any(word.startswith("#") for word in encoder.known_words())
 
     # A second instance (fresh load from disk) gives the same vectors.
     other = ClipEncoder(model=str(tiny_clip_dir), device="cpu")

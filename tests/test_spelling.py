@@ -66,6 +66,9 @@ def test_the_text_keeps_what_it_does_not_correct_and_what_the_catalogue_uses():
     assert speller.correct("jaket", lambda words: asked.append(words) or {"jaket"}) is None
     assert asked == [["jaket"]]  # only the words the dictionary lacks are looked up
     assert Speller.from_json(speller.to_json()).counts == speller.counts
+    # a word of the language (the text model's vocabulary) or of an admin's synonym rule: as typed
+    assert speller.correct("hoddie", nothing_used) is not None
+    assert speller.correct("hoddie", nothing_used, known=(frozenset({"hoddie"}),)) is None
     # the words the search reads whatever the products state: colours, genders, synonyms ("trousers")
     understood = Speller.from_texts(["Alpha Pant"], understood_words())
     assert understood.suggest("purpel") == "purple" and understood.suggest("womems") == "womens"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -90,6 +90,15 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norms, 1e-12)
 
 
+def whole_words(vocabulary: Iterable[str]) -> frozenset[str]:
+    """The whole words of a tokenizer's vocabulary, lower-case letters only: a byte-pair vocabulary's
+    word-final tokens (CLIP's ``"dress</w>"``), else a WordPiece vocabulary's tokens that are no
+    continuation piece (BERT's ``"dress"``, not ``"##ing"``)."""
+    tokens = list(vocabulary)
+    ends = [token[: -len("</w>")] for token in tokens if token.endswith("</w>")]
+    return frozenset(word for word in (ends or tokens) if word.isalpha() and word.islower())
+
+
 class BaseEncoder:
     """Turns product text and photos into vectors.
 
@@ -135,6 +144,12 @@ class BaseEncoder:
         photo features (``{"calibration": ..., "cuts": ...}``, see ``ranking.calibration.PhotoCalibration``),
         or None (nothing fitted: photo results get no relevance)."""
         return None
+
+    def known_words(self) -> frozenset[str]:
+        """The whole words of the text model's vocabulary, lower case (empty: the model has none). A typed
+        word in it is a word of the language, never read as a typo (``ranking.spelling``): "while" is
+        not "white", "skirt" not "shirt"."""
+        return frozenset()
 
     def encode_text(self, texts: list[str]) -> np.ndarray:
         """Encode texts into the shared space.

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from multimodal_search.encoders.base import BaseEncoder, Lazy, l2_normalize
+from multimodal_search.encoders.base import BaseEncoder, Lazy, l2_normalize, whole_words
 from multimodal_search.encoders.images import to_rgb
 
 if TYPE_CHECKING:
@@ -63,6 +63,7 @@ class ClipEncoder(BaseEncoder):
         self._config: Any = None
         self._weights: Lazy[tuple[Any, Any]] = Lazy(self._load)
         self._tokenizer_lock = threading.Lock()
+        self._known: frozenset[str] | None = None
         name = self.model_name
         if os.path.isdir(name):
             name = os.path.basename(os.path.normpath(os.path.abspath(name)))
@@ -108,6 +109,13 @@ class ClipEncoder(BaseEncoder):
         model = CLIPModel.from_pretrained(self.model_name).to(self.device).eval()  # type: ignore[arg-type]
         self._config = model.config
         return processor, model
+
+    def known_words(self) -> frozenset[str]:
+        """The tokenizer's whole words (``encoders.base.whole_words``: CLIP's own ``"dress</w>"``)."""
+        if self._known is None:
+            processor, _ = self._weights.get()
+            self._known = whole_words(processor.tokenizer.get_vocab())
+        return self._known
 
     def encode_text(self, texts: list[str]) -> np.ndarray:
         """Encode texts with the text tower.

@@ -336,6 +336,9 @@ class PackagedEncoder(BaseEncoder):
 
     # ------------------------------------------------------------------ text
 
+    def known_words(self) -> frozenset[str]:
+        return self._text.known_words()
+
     def encode_text(self, texts: list[str]) -> np.ndarray:
         """Encode texts with masked mean pooling.
 

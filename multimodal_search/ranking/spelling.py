@@ -101,6 +101,17 @@ class Correction:
     text: str
     fixes: tuple[tuple[str, str], ...]
 
+    def applied_to(self, text: str) -> str:
+        """Another text with the same words read the same way ("cheap backpak": "cheap backpack")."""
+        return _replaced(text, self.fixes)
+
+
+def _replaced(text: str, fixes: tuple[tuple[str, str], ...]) -> str:
+    """``text`` with each typed word of ``fixes`` (any case, a whole word) replaced by its reading."""
+    reading = dict(fixes)
+    pattern = re.compile(r"(?<![A-Za-z0-9])(" + "|".join(map(re.escape, reading)) + r")(?![A-Za-z0-9])", re.I)
+    return pattern.sub(lambda match: reading[match.group(1).lower()], text)
+
 
 class Speller:
     """The catalogue's dictionary (word -> products that use it) and its delete index."""
@@ -177,12 +188,9 @@ class Speller:
         }
         if not asked:
             return None
-        fixes = {word: found for word, found in asked.items() if word not in used(list(asked))}
-        if not fixes:
-            return None
-        pattern = re.compile(r"(?<![A-Za-z0-9])(" + "|".join(map(re.escape, fixes)) + r")(?![A-Za-z0-9])", re.I)
-        corrected = pattern.sub(lambda match: fixes[match.group(1).lower()], text)
-        return Correction(corrected, tuple(fixes.items()))
+        in_use = used(list(asked))
+        fixes = tuple((word, found) for word, found in asked.items() if word not in in_use)
+        return Correction(_replaced(text, fixes), fixes) if fixes else None
 
     def to_json(self) -> dict[str, Any]:
         return {"counts": self.counts}

@@ -164,9 +164,8 @@ def browse_products(
     if intent.worded:
         ranked.query["text"] = (text or "").strip() or None
         ranked.query["searched"] = searched
-        corrected = ranked.query.get("corrected")
-        if corrected and searched and text and searched in text:  # "cheap backpak": "cheap backpack"
-            ranked.query["corrected"] = text.strip().replace(searched, corrected, 1)
+        if ranked.correction is not None and text:  # the words as typed, read: "cheap backpack"
+            ranked.query["corrected"] = ranked.correction.applied_to(text.strip())
     if price_from_text:
         ranked.query["price"] = {"min": _text(price_min), "max": _text(price_max)}
     if sort_from_text:

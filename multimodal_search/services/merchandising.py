@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from django.db import connections, router
 from multimodal_search.encoders import BaseEncoder
 from multimodal_search.ranking import synonyms
 from multimodal_search.ranking.text import phrase_key
+from multimodal_search.ranking.text import words as tokens
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,12 @@ class Rules:
     query_rules: tuple[Rule, ...] = ()
     #: (model_id, expanded rule text) -> its vector, filled as queries need them
     vectors: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+
+    @cached_property
+    def words(self) -> frozenset[str]:
+        """Every word of the synonym groups and rewrites (never read as typos: ``ranking.spelling``)."""
+        sides = [*self.groups, *(side for rewrite in self.rewrites for side in rewrite)]
+        return frozenset(word for phrases in sides for phrase in phrases for word in tokens(phrase))
 
 
 _lock = threading.Lock()

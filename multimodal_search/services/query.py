@@ -177,7 +177,7 @@ def encode_query(
         typed=text,
         departments=(departments := named_departments(text, model_id)),
         qualities=(qualities := named_qualities(text, model_id, departments)),
-        broad=facets_only(text, departments, qualities),
+        broad=bool(qualities) or facets_only(text, departments),  # qualities are named only when it is
     )
 
 
@@ -206,6 +206,20 @@ def query_vectors(encoder: BaseEncoder, model_id: str, texts: list[str]) -> np.n
     return np.stack([found[(model_id, text)] for text in texts])
 
 
+def catalogue_term_counts(model_id: str, terms: Sequence[str], cap: int) -> dict[str, int]:
+    """Products of ``model_id`` whose full text uses each term, at most ``cap`` (``store.term_counts``),
+    kept in the process for ``EXPANSION["CACHE_SECONDS"]``."""
+    store = get_store()
+
+    def read(keys: list[Any]) -> dict[Any, int]:
+        counts = store.term_counts(model_id, [term for _, _, term in keys], cap=cap)
+        return {(model_id, cap, term): count for term, count in counts.items()}
+
+    seconds = float(search_settings.EXPANSION["CACHE_SECONDS"])
+    found = _CATALOGUE_COUNTS.get_many([(model_id, cap, term) for term in terms], read, seconds)
+    return {term: int(found.get((model_id, cap, term)) or 0) for term in terms}
+
+
 def catalogue_expansions(
     text: str, model_id: str, rules: merchandising.Rules | None = None
 ) -> list[expansion.Expansion]:
@@ -219,18 +233,9 @@ def catalogue_expansions(
         return []
     store = get_store()
     seconds = float(config["CACHE_SECONDS"])
-
-    def count_terms(terms: Sequence[str], cap: int) -> dict[str, int]:
-        def read(keys: list[Any]) -> dict[Any, int]:
-            counts = store.term_counts(model_id, [term for _, _, term in keys], cap=cap)
-            return {(model_id, cap, term): count for term, count in counts.items()}
-
-        found = _CATALOGUE_COUNTS.get_many([(model_id, cap, term) for term in terms], read, seconds)
-        return {term: int(found.get((model_id, cap, term)) or 0) for term in terms}
-
     return expansion.plan(
         text,
-        count_terms,
+        lambda terms, cap: catalogue_term_counts(model_id, terms, cap),
         lambda: int(_CATALOGUE_COUNTS.get((model_id, "products"), lambda: store.count(model_id), seconds)),
         count_cap=int(config["COUNT_CAP"]),
         max_terms=int(config["MAX_TERMS"]),
@@ -257,24 +262,12 @@ def correct_spelling(
     speller = spelling.get_speller(model_id) if text and search_settings.SPELLING else None
     if speller is None:
         return None
-    store = get_store()
-    seconds = float(search_settings.EXPANSION["CACHE_SECONDS"])
 
     def used(terms: list[str]) -> set[str]:
-        def read(keys: list[Any]) -> dict[Any, int]:
-            counts = store.term_counts(model_id, [term for _, _, term in keys], cap=1)
-            return {(model_id, 1, term): count for term, count in counts.items()}
+        return {term for term, count in catalogue_term_counts(model_id, terms, 1).items() if count}
 
-        found = _CATALOGUE_COUNTS.get_many([(model_id, 1, term) for term in terms], read, seconds)
-        return {term for term in terms if found.get((model_id, 1, term))}
-
-    rules = rules or merchandising.current_rules()
-    phrases = [
-        *(p for group in rules.groups for p in group),
-        *(p for sides in rules.rewrites for side in sides for p in side),
-    ]
-    ruled = {word for phrase in phrases for word in tokens(phrase)}
-    return speller.correct(text or "", used, known=((encoder or get_encoder()).known_words(), ruled))
+    known = ((encoder or get_encoder()).known_words(), (rules or merchandising.current_rules()).words)
+    return speller.correct(text or "", used, known=known)
 
 
 def named_facets(words: str | None, model_id: str) -> dict[str, list[str]]:

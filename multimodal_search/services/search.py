@@ -21,6 +21,7 @@ from multimodal_search.ranking import vocabulary as v
 from multimodal_search.ranking.personal import Taste
 from multimodal_search.ranking.query import Query
 from multimodal_search.ranking.reranker import Reranker, feature_matrix, get_reranker
+from multimodal_search.ranking.spelling import Correction
 from multimodal_search.ranking.weights import signal_weights
 from multimodal_search.services import merchandising, taste
 from multimodal_search.services.candidates import Signals, collect_signals
@@ -144,6 +145,8 @@ class Ranked:
     cuts: Mapping[str, float]
     #: a hit's explanation (``rank_products(explain=False)`` leaves them empty: :meth:`explain` fills them)
     explainer: Callable[[SearchHit], dict[str, float]] | None = None
+    #: the typed words read as the catalogue's (``query["corrected"]`` is the text searched)
+    correction: Correction | None = None
 
     def explain(self, hits: list[SearchHit]) -> None:
         """Fill these hits' explanations (the ones shown, when ``rank_products`` ran with ``explain=False``)."""
@@ -284,7 +287,7 @@ def rank_products(
             }
             for rule, how, sim in fired
         ]
-    result = Ranked(hits, method, model_id, query_info, started, cut, cuts, explainer)
+    result = Ranked(hits, method, model_id, query_info, started, cut, cuts, explainer, correction)
     if explain:  # a few hundred of them for a search page's whole result set, of which it shows one page
         result.explain(hits)
     return result

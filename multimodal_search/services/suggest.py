@@ -68,16 +68,21 @@ def suggest(prefix: str, limit: int = 8) -> dict[str, Any]:
     if not words:
         return {"products": [], "categories": []}
     model_id = current_model_id()
-    found: dict[str, Any] = {
-        "products": _products(model_id, words, " ".join(prefix.split()), limit),
-        "categories": _categories(model_id, words, limit),
-    }
+    found = _matching(model_id, prefix, limit)
     if not found["products"] and not found["categories"]:
         # "hoddie": nothing starts so; the words as the search would read them ("hoodie")
         correction = correct_spelling(prefix, model_id)
         if correction is not None:
-            return {**suggest(correction.text, limit), "corrected": correction.text}
+            return {**_matching(model_id, correction.text, limit), "corrected": correction.text}
     return found
+
+
+def _matching(model_id: str, prefix: str, limit: int) -> dict[str, Any]:
+    words = words_of(prefix)[:MAX_WORDS]
+    return {
+        "products": _products(model_id, words, " ".join(prefix.split()), limit),
+        "categories": _categories(model_id, words, limit),
+    }
 
 
 def _products(model_id: str, words: list[str], typed: str, limit: int) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from multimodal_search import services
+from multimodal_search.models import ShopperEvent
 from multimodal_search.ranking.intent import parse_price
 from multimodal_search.refinements import price_label
 from shop.catalog.models import Category, Product
@@ -216,6 +217,35 @@ def test_sorts_order_the_filtered_results(shop):
         services.browse_products("jacket", sort="cheapest")
     with pytest.raises(services.SearchError, match="Unknown facet"):
         services.browse_products("jacket", filters={"brand": ["Acme"]})
+
+
+@pytest.mark.django_db
+def test_words_of_price_alone_filter_and_sort_the_shops_popular_products(client, shop, pil_photo):
+    beta, zeta = shop[1], shop[5]
+    for kind in ("view", "view", "cart"):  # the most popular two, Zeta first
+        ShopperEvent.objects.create(kind=kind, product_pk=str(zeta.pk), created_at=timezone.now())
+    ShopperEvent.objects.create(kind="view", product_pk=str(beta.pk), created_at=timezone.now())
+    under = services.browse_products("under 50", page_size=100)
+    assert under.total == Product.objects.filter(price__lt=50).count() == 6
+    assert under.query["browse"] == "popular" and under.method == "popular" and under.query["searched"] is None
+    assert under.query["price"] == {"min": None, "max": "50"} and under.match is None
+    assert all(hit.relevance is None for hit in under.hits)
+    over = services.browse_products("over 50", page_size=100)
+    assert [hit.product for hit in over.hits][:2] == [zeta, beta]  # popular first, then the newest
+    cheapest = services.browse_products("cheapest", page_size=100)
+    prices = [hit.product.price for hit in cheapest.hits]
+    assert cheapest.sort == "price_asc" and cheapest.total == len(shop) and prices[-1] is None
+    assert prices[:-1] == sorted(prices[:-1])
+    dearest = services.browse_products("most expensive", page_size=100, category="Men > Tops > Hoodies")
+    assert [hit.product.title for hit in dearest.hits] == ["Zeta Hoodie", "Epsilon Hoodie", "Lambda Hoodie"]
+    # a photo with a price: the photo is searched, not the popular products
+    assert "browse" not in services.browse_products("under 50", image=pil_photo("red"), page_size=100).query
+
+    answer = client.get("/api/v1/search/", {"q": "cheap", "k": 3}).json()
+    assert answer["query"]["browse"] == "popular" and answer["method"] == "popular" and answer["total"] == len(shop)
+    assert [item["price"] for item in answer["results"]] == ["18.50", "22.00", "30.00"]
+    page = client.get("/search/", {"q": "under 50"}).content.decode()
+    assert "Your words ask only about price" in page and "6 results" in page and "No results" not in page
 
 
 @pytest.mark.django_db

@@ -15,6 +15,7 @@ from multimodal_search.learning.reranker import train_reranker
 from multimodal_search.ranking import calibration, fusion
 from multimodal_search.ranking import reranker as reranking
 from multimodal_search.ranking.intent import facets_only
+from multimodal_search.services.query import current_encoder
 from tests.factories import ProductFactory
 
 SPECS = [
@@ -522,3 +523,30 @@ def test_a_photo_calibration_without_a_margin_reads_as_before():
     assert calibration.margins(np.array([0.3])).tolist() == [0.0]
     with_margin = calibration.PhotoCalibration(4.0, 0.5, 0.9, 0.05, 2.0, 0.0, 0.1)
     assert calibration.PhotoCalibration.from_json(with_margin.to_json()) == with_margin
+
+
+@pytest.mark.django_db
+def test_when_nothing_passes_the_trained_cut_the_candidates_having_every_word_are_shown(client, trained, monkeypatch):
+    model_id = current_encoder()[1]
+    reranker = reranking.get_reranker(model_id)
+    assert reranker is not None and reranker is reranking.get_reranker(model_id)  # one loaded copy
+    monkeypatch.setitem(reranker.cuts, "related", 1.01)  # no result passes "auto"
+    monkeypatch.setitem(reranker.cuts, "exact", 1.02)
+    found = services.search_products("backpack", k=10, min_relevance="auto")
+    assert sorted(hit.product.title for hit in found.hits) == ["Delta Backpack", "Gamma Backpack"]
+    assert found.query["fallback"] == "every_word" and found.match == "none"
+    assert found.hits == sorted(found.hits, key=lambda hit: -hit.score)  # in the ranking's order
+    # every word: no product has both, and a word no product has finds nothing
+    for words in ("backpack watch", "xyzzy"):
+        nothing = services.search_products(words, k=10, min_relevance="auto")
+        assert nothing.hits == [] and "fallback" not in nothing.query
+    # a number asked for is never relaxed, and without a cut nothing is dropped
+    assert services.search_products("backpack", k=10, min_relevance=1.0).hits == []
+    assert "fallback" not in services.search_products("backpack", k=10).query
+
+    answer = client.get("/api/v1/search/", {"q": "backpack", "min_relevance": "auto"}).json()
+    assert answer["query"]["fallback"] == "every_word" and answer["match"] == "none"
+    assert sorted(item["title"] for item in answer["results"]) == ["Delta Backpack", "Gamma Backpack"]
+    page = client.get("/search/", {"q": "backpack"}).content.decode()
+    assert "No close matches — showing the products whose descriptions use your words" in page
+    assert "Gamma Backpack" in page and "No results" not in page

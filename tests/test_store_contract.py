@@ -286,6 +286,17 @@ class VectorStoreContract:
         assert set(found.signals["neighbours"]) == set(found.pool) - {"Q"}
         assert all(-1.0 <= value <= 1.0 + HALF for value in found.signals["neighbours"].values())
 
+    def test_having_every_word_reads_the_full_text_of_the_listed_products(
+        self, store: BaseVectorStore, catalogue: dict[str, ProductVectors]
+    ) -> None:
+        everyone = list(catalogue)
+        assert store.having_every_word(MODEL, everyone, "Rucksacks for the hike") == {"Q"}  # stemmed, stop words out
+        assert store.having_every_word(MODEL, everyone, "rucksack tent") == set()  # every word, not any
+        assert store.having_every_word(MODEL, ["P1", "P2"], "rucksack") == set()  # only those listed
+        assert store.having_every_word(OTHER, everyone, "rucksack") == set()  # only that version
+        assert store.having_every_word(MODEL, everyone, "the") == set()  # no word left to have
+        assert store.having_every_word(MODEL, [], "rucksack") == set()
+
     def test_the_pool_column_ranks_by_the_sum_of_three_cosines(
         self, store: BaseVectorStore, catalogue: dict[str, ProductVectors]
     ) -> None:

@@ -105,6 +105,17 @@ class SearchQueryEchoSerializer(serializers.Serializer[Any]):
         required=False,
         help_text="The price range named in the words (`min`, `max`), when one was.",
     )
+    browse = serializers.CharField(
+        required=False,
+        help_text="`popular` when the words named only a price or an order by price (`under 50`, `cheapest`): "
+        "the results are the shop's most popular products, then its newest, in that price and order "
+        "(`relevance` is then null).",
+    )
+    fallback = serializers.CharField(
+        required=False,
+        help_text="`every_word` when no result passed `min_relevance` and the results are the candidates whose "
+        "text has every word searched (`winter` in a shop whose descriptions mention it); `match` is then `none`.",
+    )
     image = serializers.BooleanField(help_text="Whether a photo was searched (the photo is never echoed).")
     photo_sold_here = serializers.BooleanField(
         required=False, help_text="Whether the photo looks like something the shop sells."

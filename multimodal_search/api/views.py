@@ -75,7 +75,19 @@ def _payload(response: services.SearchPage, links: tuple[str | None, str | None]
             key: value
             for key, value in response.query.items()
             if key
-            in ("text", "corrected", "expanded", "searched", "price", "sort", "image", "photo_sold_here", "rules")
+            in (
+                "text",
+                "corrected",
+                "expanded",
+                "searched",
+                "price",
+                "sort",
+                "browse",
+                "fallback",
+                "image",
+                "photo_sold_here",
+                "rules",
+            )
         },
     }
 

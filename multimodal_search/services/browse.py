@@ -9,6 +9,7 @@ facet's filter applied (disjunctive faceting: ticking "Black" still shows how ma
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -22,9 +23,11 @@ from multimodal_search.adapters import get_adapter
 from multimodal_search.conf import search_settings
 from multimodal_search.ranking.intent import PRICE_ASC, PRICE_DESC, parse_price
 from multimodal_search.ranking.personal import Taste
-from multimodal_search.services.query import SearchError
+from multimodal_search.services.query import SearchError, current_encoder
+from multimodal_search.services.recommend import POPULAR, popular_products
 from multimodal_search.services.search import (
     MinRelevance,
+    Ranked,
     SearchHit,
     SearchResponse,
     prefetch_products,
@@ -37,6 +40,9 @@ NEWEST = "newest"
 SORTS = (RELEVANCE, PRICE_ASC, PRICE_DESC, NEWEST)
 PRICE = "price"
 MAX_PAGE = 10_000
+#: the products a search of price words alone ("under 50", "cheapest") filters and sorts: the most
+#: popular, then the newest (the whole Luma catalogue has 463)
+PRICE_ONLY_PRODUCTS = 1_000
 
 
 @dataclass(frozen=True)
@@ -107,7 +113,9 @@ def browse_products(
             the filter when it passes every facet. Names outside ``FACETS["FIELDS"]`` are an error.
         price_min, price_max: keep ``price_min <= price < price_max`` (products without a price drop
             out). When neither is given, a price named in the words ("under 50", "between 20 and 40")
-            is used and taken out of the text that is searched.
+            is used and taken out of the text that is searched. Words that name only a price or an order
+            by price ("under 50", "cheapest") search nothing: the shop's popular products are filtered
+            and sorted (``query["browse"]``).
         sort: ``relevance``, ``price_asc``, ``price_desc`` or ``newest`` (ties keep relevance order).
             None: as the words ask ("cheap wool": ``price_asc``, "most expensive bag": ``price_desc``,
             the word then not searched), else ``relevance``.
@@ -132,8 +140,8 @@ def browse_products(
     if unknown:
         raise SearchError(f"Unknown facet {unknown[0]!r}; the facets are: {', '.join(fields) or 'none'}.")
     intent = parse_price(text or "")
-    # price words are no description of the product: not searched ("under 50" alone: the words are)
-    searched = (intent.text or (text if image is None else None)) if intent.worded else text
+    # price words are no description of the product: not searched ("under 50" alone: popular products)
+    searched = (intent.text or None) if intent.worded else text
     price_from_text = intent.found and price_min is None and price_max is None
     sort_from_text = sort is None and intent.order is not None
     sort = (intent.order if sort_from_text else sort) or RELEVANCE
@@ -147,20 +155,23 @@ def browse_products(
     lean = not adapter.facet_values_use_prefetch
     # the newest sort reads ``get_created_at``: every field then (a timestamp costs Django's loader ~13 µs)
     loaded = adapter.facet_fields if lean and sort != NEWEST else None
-    ranked = rank_products(
-        searched,
-        image,
-        k=page_size,
-        category=category,
-        method=method,
-        min_relevance=min_relevance,
-        limit=None,
-        personal=personal,
-        prefetch=not lean,
-        explain=False,
-        fields=loaded,
-        as_typed=as_typed,
-    )
+    if intent.worded and not intent.text and image is None:  # "under 50", "cheapest": no words to search
+        ranked = _price_alone(text or "", page_size, category)
+    else:
+        ranked = rank_products(
+            searched,
+            image,
+            k=page_size,
+            category=category,
+            method=method,
+            min_relevance=min_relevance,
+            limit=None,
+            personal=personal,
+            prefetch=not lean,
+            explain=False,
+            fields=loaded,
+            as_typed=as_typed,
+        )
     if intent.worded:
         ranked.query["text"] = (text or "").strip() or None
         ranked.query["searched"] = searched
@@ -208,6 +219,18 @@ def browse_products(
         filters=chosen,
         matched=[row.hit for row in kept],
     )
+
+
+def _price_alone(text: str, page_size: int, category: str | None) -> Ranked:
+    """The result set of words that name only a price or an order by price ("under 50", "cheapest"): the
+    shop's ``PRICE_ONLY_PRODUCTS`` most popular products (``popular_products``: the newest fill the
+    list), in the category, which the price filter and the sort then narrow and order. Their relevance
+    is unknown (``match`` None), and ``query["browse"]`` is ``popular``."""
+    started = time.perf_counter()
+    _, model_id = current_encoder()
+    hits = popular_products(k=PRICE_ONLY_PRODUCTS, category=category)
+    query = {"text": text.strip() or None, "image": False, "k": page_size, "category": category, "browse": POPULAR}
+    return Ranked(hits, POPULAR, model_id, query, started, None, {})
 
 
 def facet_names() -> list[str]:

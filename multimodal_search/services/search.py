@@ -40,6 +40,10 @@ METHODS = v.METHODS
 TEXT_ONLY_METHODS = v.TEXT_ONLY_METHODS
 #: ``min_relevance`` / ``RELEVANCE`` value meaning "the cut ``mmsearch_train`` chose" (``related``)
 AUTO = "auto"
+#: ``query["fallback"]`` when no result passed the trained cut (``min_relevance="auto"``) and the results
+#: shown are the candidates having every word searched (``match`` is then ``none``); a number asked for
+#: as ``min_relevance`` is never relaxed
+EVERY_WORD = "every_word"
 MinRelevance = float | str | None
 
 
@@ -102,7 +106,8 @@ def search_products(
         category: category path; only products in it (or below) are returned.
         method: fusion method, one of ``METHODS`` (default: settings FUSION.METHOD).
         min_relevance: drop results whose relevance is below this (0..1), or ``"auto"`` for the
-            ``related`` cut ``mmsearch_train`` chose; None (default) keeps every result. Results
+            ``related`` cut ``mmsearch_train`` chose (when no result passes it, those whose text has
+            every word searched are kept: ``query["fallback"]``); None (default) keeps every result. Results
             of unknown relevance (text with a photo, nothing trained) are kept. For a photo query,
             relevance is the probability that a result is the product in the photo.
         personal: the shopper's taste (``services.personal.taste_for``): results are gently re-ranked
@@ -234,14 +239,19 @@ def rank_products(
     fired = merchandising.fired_rules(text, query.text_vector, encoder=encoder, model_id=model_id, rules=rules)
     if fired:  # the admin's pins, boosts, burials and hides for this query
         order = merchandising.apply_rules(order, [rule for rule, _, _ in fired], insert=not category)
-    order = order[:limit]
     photo = encoder.photo_relevance()
     sold = photo_sold_here(photo, query) if query.text_vector is None else None
     relevance, cuts = _relevance(trained, photo, query, pool, signals, features, sold)
     cut = _cut(min_relevance, cuts, calibration.RELATED)
+    fallback = None
     if cut is not None and relevance is not None:  # before the products load: a cut storefront page loads fewer
         kept = {rule.product_pk for rule, _, _ in fired if rule.action in ("pin", "boost")}
-        order = [pk for pk in order if relevance.get(pk) is None or relevance[pk] >= cut or pk in kept]
+        passed = [pk for pk in order if relevance.get(pk) is None or relevance[pk] >= cut or pk in kept]
+        if not passed and min_relevance == AUTO and text and query.text_vector is not None:
+            passed = _having_every_word(order, text, model_id)
+            fallback = EVERY_WORD if passed else None
+        order = passed
+    order = order[:limit]
 
     def explainer(hit: SearchHit) -> dict[str, float]:
         shares = fusion.contributions(hit.product_pk, signals, weights, parts=explained)
@@ -270,6 +280,8 @@ def rank_products(
     }
     if correction is not None:
         query_info["corrected"] = correction.text.strip()
+    if fallback is not None:
+        query_info["fallback"] = fallback
     if query.text and query.text != ((text or "").strip() or None):
         query_info["expanded"] = query.text
     if sold is not None:
@@ -291,6 +303,15 @@ def rank_products(
     if explain:  # a few hundred of them for a search page's whole result set, of which it shows one page
         result.explain(hits)
     return result
+
+
+def _having_every_word(order: list[str], text: str, model_id: str) -> list[str]:
+    """The candidates of ``order`` (in its order) whose stored text has every word of ``text``: what a
+    search shows when no candidate passes the relevance cut. "winter" (in 3 of Luma's descriptions, the
+    re-ranker calling each unlikely) then shows those 3 products, not "No results"; a word no product
+    has ("shoes" in a shop without them) still finds nothing."""
+    having = get_store().having_every_word(model_id, order, text)
+    return [pk for pk in order if pk in having]
 
 
 def _personal_entries(hits: list[SearchHit], nudge: taste.Nudge) -> None:

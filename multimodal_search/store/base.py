@@ -298,6 +298,11 @@ class BaseVectorStore:
         (English stemming, so "cushions" counts "cushion"), counted up to ``cap``."""
         raise NotImplementedError
 
+    def having_every_word(self, model_id: str, pks: Sequence[str], text: str) -> set[str]:
+        """Those of ``pks`` whose full-text index (English stemming, stop words left out) has every word
+        of ``text``; none when ``text`` has no word that is not a stop word."""
+        raise NotImplementedError
+
     def candidates(self, request: CandidateRequest, scope: Scope) -> Candidates:
         """The candidate pool (top ``limit`` of each ranked index, keyword matches, extra pks) and the
         exact signals and requested fields of every candidate, in one round trip where possible."""

@@ -545,6 +545,16 @@ def term_counts(model_id: str, cap: int) -> str:
     return f"SELECT t, (SELECT count(*) FROM ({matches}) m) FROM unnest(%s::text[]) AS t"
 
 
+def having_every_word(model_id: str) -> str:
+    """The products of a list (the first parameter) whose stored words have every word of a text (the
+    second: ``plainto_tsquery``, an AND of its lexemes), read by their primary keys."""
+    check_model_id(model_id)
+    return (
+        f"SELECT product_pk FROM {PRODUCT_TABLE} WHERE model_id = '{model_id}' AND product_pk = ANY(%s::varchar[]) "
+        f"AND ({TSVECTOR} @@ {TSQUERY_ALL}) IS TRUE"
+    )
+
+
 def signal_selects(
     columns: Mapping[str, str], dims: int, literal: str, lexical_text: str | None, field_keys: Sequence[str]
 ) -> tuple[list[str], list[Param], list[str]]:

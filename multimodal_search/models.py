@@ -216,6 +216,10 @@ class SearchLog(models.Model):
     query = models.CharField(max_length=500, blank=True)
     # the words searched when a typed word was read as the catalogue's nearest one (ranking.spelling)
     corrected = models.CharField(max_length=500, blank=True, default="")
+    # "every_word" when no result passed the relevance cut and the page showed the products having every
+    # word searched (services.search.EVERY_WORD); "" otherwise. A database default too: processes of the
+    # code before it, still serving while it is migrated, go on logging
+    fallback = models.CharField(max_length=16, blank=True, default="", db_default="")
     kind = models.CharField(max_length=8, choices=KINDS)
     source = models.CharField(max_length=16, default="storefront")
     # category, facet filters, price range, sort and page: only the ones set
@@ -233,8 +237,11 @@ class SearchLog(models.Model):
     class Meta:
         verbose_name = "search log entry"
         verbose_name_plural = "search log"
-        # the analytics' corrected queries read only these rows (a few of the log)
-        indexes = [models.Index(fields=["created_at"], name="mmsearch_log_corrected", condition=~Q(corrected=""))]
+        # the analytics' corrected and loosely answered queries read only these rows (a few of the log)
+        indexes = [
+            models.Index(fields=["created_at"], name="mmsearch_log_corrected", condition=~Q(corrected="")),
+            models.Index(fields=["created_at"], name="mmsearch_log_fallback", condition=~Q(fallback="")),
+        ]
 
     def __str__(self) -> str:
         return f"{self.query or '(' + self.kind + ')'} · {self.result_count} results"

@@ -8,10 +8,12 @@ import json
 import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 
 from multimodal_search import services
 from multimodal_search.learning import calibration as fitting
 from multimodal_search.learning.reranker import train_reranker
+from multimodal_search.models import SearchLog
 from multimodal_search.ranking import calibration, fusion
 from multimodal_search.ranking import reranker as reranking
 from multimodal_search.ranking.intent import facets_only
@@ -526,7 +528,9 @@ def test_a_photo_calibration_without_a_margin_reads_as_before():
 
 
 @pytest.mark.django_db
-def test_when_nothing_passes_the_trained_cut_the_candidates_having_every_word_are_shown(client, trained, monkeypatch):
+def test_when_nothing_passes_the_trained_cut_the_candidates_having_every_word_are_shown(
+    client, admin_client, trained, monkeypatch
+):
     model_id = current_encoder()[1]
     reranker = reranking.get_reranker(model_id)
     assert reranker is not None and reranker is reranking.get_reranker(model_id)  # one loaded copy
@@ -550,3 +554,10 @@ def test_when_nothing_passes_the_trained_cut_the_candidates_having_every_word_ar
     page = client.get("/search/", {"q": "backpack"}).content.decode()
     assert "No close matches — showing the products whose descriptions use your words" in page
     assert "Gamma Backpack" in page and "No results" not in page
+    # the log says which searches the fallback answered, and the analytics list them (not as zero results)
+    assert SearchLog.objects.filter(query="backpack", fallback="every_word").count() == 2  # the API, the page
+    assert set(SearchLog.objects.exclude(query="backpack").values_list("fallback", flat=True)) <= {""}
+    today = timezone.localdate()
+    assert [(row.query, row.searches) for row in services.loose_queries(today, today)] == [("backpack", 2)]
+    report = admin_client.get("/admin/multimodal_search/searchlog/report/").content.decode()
+    assert "Queries no product matched closely" in report and "<td>backpack</td><td>2</td>" in report

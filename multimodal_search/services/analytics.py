@@ -113,6 +113,7 @@ def log_search(
                 created_at=timezone.now(),
                 query=text,
                 corrected=str(query.get("corrected") or "")[:500],
+                fallback=str(query.get("fallback") or "")[:16],
                 kind=kind,
                 source=current.source,
                 filters=chosen,
@@ -222,6 +223,16 @@ class CorrectedQuery:
     clicked_searches: int
 
 
+@dataclass(frozen=True)
+class LooseQuery:
+    """A query (lower-cased) that no product matched closely, answered by the products having its words
+    (``query["fallback"]``), how often, and how many of those searches had a click."""
+
+    query: str
+    searches: int
+    clicked_searches: int
+
+
 @dataclass
 class Report:
     start: date
@@ -232,6 +243,8 @@ class Report:
     low_click: list[QueryFigures] = field(default_factory=list)
     #: typed words read as the catalogue's (``ranking.spelling``), most searched first
     corrected: list[CorrectedQuery] = field(default_factory=list)
+    #: queries no product matched closely, shown the products having every word, most searched first
+    loose: list[LooseQuery] = field(default_factory=list)
     #: ``(day, searches, zero-result searches, clicked searches)`` for every day of the period
     days: list[tuple[date, int, int, int]] = field(default_factory=list)
 
@@ -302,6 +315,7 @@ def analytics_report(start: date, end: date, *, limit: int = 20) -> Report:
     top, zero_results, low_click = _query_lists(start, end, limit)
     return Report(
         corrected=corrected_queries(start, end, limit=limit),
+        loose=loose_queries(start, end, limit=limit),
         start=start,
         end=end,
         totals=_figures(_summed(daily.values())),
@@ -328,6 +342,25 @@ def corrected_queries(start: date, end: date, *, limit: int = 20) -> list[Correc
         .order_by("-searches", "q", "c")[:limit]
     )
     return [CorrectedQuery(row["q"], row["c"], row["searches"], row["clicked"]) for row in rows]
+
+
+def loose_queries(start: date, end: date, *, limit: int = 20) -> list[LooseQuery]:
+    """The period's queries that no result matched closely, which showed the products having every word
+    searched instead (``services.search.EVERY_WORD``: "winter", in a few descriptions), most searched
+    first: words shoppers use that the catalogue's titles and categories do not, where a synonym rule or
+    better product text helps. They are not among the zero-result queries. Reads only those rows (an index)."""
+    rows = (
+        period_searches(start, end)
+        .exclude(fallback="")
+        .annotate(q=Lower("query"))
+        .values("q")
+        .annotate(
+            searches=Count("id", distinct=True),
+            clicked=Count("id", filter=Q(events__kind=CLICK), distinct=True),
+        )
+        .order_by("-searches", "q")[:limit]
+    )
+    return [LooseQuery(row["q"], row["searches"], row["clicked"]) for row in rows]
 
 
 def _summed(days: Iterable[Mapping[str, Any]]) -> dict[str, Any]:

@@ -12,9 +12,12 @@ from django import forms
 from django.http import QueryDict
 
 from multimodal_search import services
+from multimodal_search.ranking.intent import parse_size
 
 #: the parameters a refinement link changes; every other one (q, photo, category...) is kept
 FILTER, PRICE_MIN, PRICE_MAX, SORT, PAGE = "filter", "price_min", "price_max", "sort", "page"
+#: the words' parameter (a size named in them is read as the size facet's filter)
+QUERY = "q"
 SORT_LABELS = {"relevance": "Relevance", "price_asc": "Price: low to high", "price_desc": "Price: high to low"}
 SORT_LABELS["newest"] = "Newest"
 
@@ -78,15 +81,23 @@ def refinement_links(path: str, params: QueryDict, page: services.SearchPage) ->
         return f"{path}?{query.urlencode()}" if query else path
 
     filters = params.getlist(FILTER)
+    # a size the words named ("leggings size m"): unticked, the words are searched without it
+    worded_size = page.query.get("size")
+    sized = parse_size(params.get(QUERY, "")) if worded_size else None
     facets = []
     for name, values in page.facets.items():
         links = []
         for item in values:
             token = f"{name}:{item.value}"
             toggled = [f for f in filters if f != token] if item.selected else [*filters, token]
-            links.append(Link(item.value, url(filter=toggled), item.selected, item.count))
+            from_words = sized is not None and name == services.SIZE and item.value == worded_size
+            target = url(q=[sized.text]) if from_words and item.selected and sized else url(filter=toggled)
+            links.append(Link(item.value, target, item.selected, item.count))
         if links:
-            facets.append({"name": name, "label": name.replace("_", " ").capitalize(), "links": links})
+            label = name.replace("_", " ").capitalize()
+            facets.append(
+                {"name": name, "label": label, "links": links, "from_words": bool(sized) and name == services.SIZE}
+            )
     explicit = bool(params.get(PRICE_MIN) or params.get(PRICE_MAX))
     prices = [
         Link(

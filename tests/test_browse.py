@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from multimodal_search import services
 from multimodal_search.models import ShopperEvent
-from multimodal_search.ranking.intent import parse_price
+from multimodal_search.ranking.intent import parse_price, parse_size
 from multimodal_search.refinements import price_label
 from shop.catalog.models import Category, Product
 from tests.factories import ProductFactory
@@ -246,6 +246,56 @@ def test_words_of_price_alone_filter_and_sort_the_shops_popular_products(client,
     assert [item["price"] for item in answer["results"]] == ["18.50", "22.00", "30.00"]
     page = client.get("/search/", {"q": "under 50"}).content.decode()
     assert "Your words ask only about price" in page and "6 results" in page and "No results" not in page
+
+
+@pytest.mark.parametrize(
+    ("text", "rest", "typed", "value"),
+    [
+        ("black leggings size m", "black leggings", "m", "M"),
+        ("mens shorts size 32", "mens shorts", "32", "32"),
+        ("tee in size extra large", "tee", "extra large", "XL"),
+        ("SZ xs hoodie", "hoodie", "xs", "XS"),
+        ("hoodie size: medium", "hoodie", "medium", "M"),
+        ("hoodie size 40", "hoodie", "40", None),  # no result has it
+    ],
+)
+def test_a_size_is_read_from_the_words(text, rest, typed, value):
+    sized = parse_size(text)
+    assert sized is not None and (sized.text, sized.size) == (rest, typed)
+    assert sized.value_in(["XS", "S", "M", "L", "XL", "32", "34"]) == value
+    assert parse_size("32 m") is None and parse_size("size matters") is None and parse_size("downsize 3") is None
+    assert parse_size("jacket size m").value_in(["Small", "Medium"]) == "Medium"
+
+
+@pytest.mark.django_db
+def test_a_size_in_the_words_filters_by_that_size(client, shop):
+    sized = services.browse_products("jacket size m", page_size=100)
+    chosen = services.browse_products("jacket", filters={"size": ["M"]}, page_size=100)
+    assert sized.query["size"] == "M" and sized.query["searched"] == "jacket" and sized.total == chosen.total > 0
+    assert _skus(sized) == _skus(chosen) and all("M" in hit.product.sizes.split(",") for hit in sized.hits)
+    assert [item.value for item in sized.facets["size"] if item.selected] == ["M"]
+    assert _skus(services.browse_products("jacket in size medium", page_size=100)) == _skus(chosen)
+    # a size no result has filters nothing; a size filter given wins over the words
+    assert _skus(services.browse_products("jacket size 44", page_size=100)) == _skus(
+        services.browse_products("jacket", page_size=100)
+    )
+    given = services.browse_products("jacket size m", filters={"size": ["XL"]}, page_size=100)
+    assert "size" not in given.query and _skus(given) == _skus(
+        services.browse_products("jacket", filters={"size": ["XL"]}, page_size=100)
+    )
+    alone = services.browse_products("size xl", page_size=100)
+    assert alone.query["browse"] == "popular" and alone.total == Product.objects.filter(sizes__contains="XL").count()
+
+    answer = client.get("/api/v1/search/", {"q": "jacket size m"}).json()
+    assert answer["query"]["size"] == "M" and answer["total"] == chosen.total
+    page = client.get("/search/", {"q": "jacket size m"}).content.decode()
+    assert 'Size <span class="muted">(from your words)</span>' in page
+    # unticking the words' size searches the words without it
+    ticked = re.search(
+        r'<a href="([^"]+)" rel="nofollow" aria-current="true"><span class="mm-check" aria-hidden="true">☑</span> M</a>',
+        page,
+    )
+    assert ticked is not None and ticked.group(1) == "/search/?q=jacket"
 
 
 @pytest.mark.django_db

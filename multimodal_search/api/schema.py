@@ -105,9 +105,15 @@ class SearchQueryEchoSerializer(serializers.Serializer[Any]):
         required=False,
         help_text="The price range named in the words (`min`, `max`), when one was.",
     )
+    size = serializers.CharField(
+        required=False,
+        help_text="The size named in the words (`leggings size m`), as the results state it (`M`), when no size "
+        "`filter` was given and a result has it: the results are filtered to it and the words searched without it.",
+    )
     browse = serializers.CharField(
         required=False,
-        help_text="`popular` when the words named only a price or an order by price (`under 50`, `cheapest`): "
+        help_text="`popular` when the words named only a price, an order by price or a size (`under 50`, `cheapest`, "
+        "`size m`): "
         "the results are the shop's most popular products, then its newest, in that price and order "
         "(`relevance` is then null).",
     )

@@ -82,6 +82,7 @@ def _payload(response: services.SearchPage, links: tuple[str | None, str | None]
                 "searched",
                 "price",
                 "sort",
+                "size",
                 "browse",
                 "fallback",
                 "image",

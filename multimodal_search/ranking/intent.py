@@ -1,4 +1,4 @@
-"""What a shopper's words ask for beyond their meaning: a price, an order by price, or facets alone.
+"""What a shopper's words ask for beyond their meaning: a price, an order by price, a size, or facets alone.
 
 Pure: :func:`parse_price` takes the query text and returns the price range it names, the order by
 price its words ask for ("cheap", "most expensive") and the text without those phrases (what the
@@ -109,6 +109,55 @@ def _decimal(value: str) -> Decimal | None:
         return Decimal(value)
     except InvalidOperation:
         return None
+
+
+#: "size 32", "in size M", "sz xl", "size: 10.5", "size medium": the size a shopper wants (its value the group)
+_SIZE = re.compile(
+    r"\b(?:in\s+)?(?:size|sz)\s*[:#]?\s*"
+    r"((?:extra|x)[\s-]*(?:large|small)|small|medium|large|[a-z0-9]{1,4}(?:\.\d)?)(?![\w.])",
+    re.IGNORECASE,
+)
+#: a size's word -> the forms a catalogue may state it in (compared lower case)
+_SIZE_FORMS = {
+    "small": ("s", "small", "sm"),
+    "medium": ("m", "medium", "med", "md"),
+    "large": ("l", "large", "lg"),
+    "extralarge": ("xl", "extra large", "x-large", "x large"),
+    "xlarge": ("xl", "extra large", "x-large", "x large"),
+    "extrasmall": ("xs", "extra small", "x-small", "x small"),
+    "xsmall": ("xs", "extra small", "x-small", "x small"),
+}
+
+
+@dataclass(frozen=True)
+class SizeIntent:
+    """The text without the size phrase, and the size as typed ("m", "32", "extra large")."""
+
+    text: str
+    size: str
+
+    def value_in(self, values: Iterable[str]) -> str | None:
+        """Which of a catalogue's size values (a search's ``size`` facet values) the typed size names:
+        the same letters whatever their case ("m" -> "M"), or a form of the same word ("medium" -> "M",
+        "m" -> "Medium"); None when none does."""
+        typed = " ".join(self.size.lower().split())
+        forms = {typed}
+        for word, aliases in _SIZE_FORMS.items():
+            if typed.replace(" ", "").replace("-", "") == word or typed in aliases:
+                forms |= {word, *aliases}
+        by_form = {" ".join(str(value).lower().split()): str(value) for value in values}
+        return next((by_form[form] for form in sorted(forms) if form in by_form), None)
+
+
+def parse_size(text: str) -> SizeIntent | None:
+    """The first size phrase in ``text`` ("black leggings size m" -> ``SizeIntent("black leggings",
+    "m")``); None when it names none. Only "size" or "sz" before the value makes it a size: "32" alone
+    or "m" alone is not one."""
+    match = _SIZE.search(text)
+    if match is None:
+        return None
+    rest = " ".join((text[: match.start()] + " " + text[match.end() :]).split())
+    return SizeIntent(rest, " ".join(match.group(1).split()))
 
 
 #: words a query of facets alone may hold beside them ("women's red": "s"; "red for men")

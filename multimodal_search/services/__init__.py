@@ -39,6 +39,7 @@ from multimodal_search.services.analytics import (
     searcher,
 )
 from multimodal_search.services.browse import (
+    SIZE,
     SORTS,
     FacetValue,
     PriceRange,
@@ -166,6 +167,7 @@ __all__ = [
     "MAX_QUERY_CHARS",
     "METHODS",
     "MIN_K",
+    "SIZE",
     "SORTS",
     "VISITOR_SESSION_KEY",
     "VOICE_SESSION_KEY",

@@ -21,7 +21,7 @@ from PIL import Image
 
 from multimodal_search.adapters import get_adapter
 from multimodal_search.conf import search_settings
-from multimodal_search.ranking.intent import PRICE_ASC, PRICE_DESC, parse_price
+from multimodal_search.ranking.intent import PRICE_ASC, PRICE_DESC, parse_price, parse_size
 from multimodal_search.ranking.personal import Taste
 from multimodal_search.services.query import SearchError, current_encoder
 from multimodal_search.services.recommend import POPULAR, popular_products
@@ -39,10 +39,12 @@ RELEVANCE = "relevance"
 NEWEST = "newest"
 SORTS = (RELEVANCE, PRICE_ASC, PRICE_DESC, NEWEST)
 PRICE = "price"
+#: the facet a size named in the words filters ("size m"), when ``FACETS["FIELDS"]`` has it
+SIZE = "size"
 MAX_PAGE = 10_000
-#: the products a search of price words alone ("under 50", "cheapest") filters and sorts: the most
+#: the products a search of price or size words alone ("under 50", "cheapest", "size m") filters and sorts: the most
 #: popular, then the newest (the whole Luma catalogue has 463)
-PRICE_ONLY_PRODUCTS = 1_000
+POPULAR_PRODUCTS = 1_000
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,9 @@ def browse_products(
             is used and taken out of the text that is searched. Words that name only a price or an order
             by price ("under 50", "cheapest") search nothing: the shop's popular products are filtered
             and sorted (``query["browse"]``).
+        A size named in the words ("leggings size m", "size 32") is taken out of the text that is
+            searched and, when ``filters`` has no ``size``, picks the size facet's value it names
+            (``query["size"]``; none when no result states it).
         sort: ``relevance``, ``price_asc``, ``price_desc`` or ``newest`` (ties keep relevance order).
             None: as the words ask ("cheap wool": ``price_asc``, "most expensive bag": ``price_desc``,
             the word then not searched), else ``relevance``.
@@ -140,8 +145,12 @@ def browse_products(
     if unknown:
         raise SearchError(f"Unknown facet {unknown[0]!r}; the facets are: {', '.join(fields) or 'none'}.")
     intent = parse_price(text or "")
-    # price words are no description of the product: not searched ("under 50" alone: popular products)
-    searched = (intent.text or None) if intent.worded else text
+    # a size named in the words is not searched, and filters the size facet when no size filter is given
+    sized = parse_size(intent.text) if SIZE in fields else None
+    worded = intent.worded or sized is not None
+    rest = sized.text if sized is not None else intent.text
+    # price and size words are no description of the product: not searched ("under 50" alone: popular products)
+    searched = (rest or None) if worded else text
     price_from_text = intent.found and price_min is None and price_max is None
     sort_from_text = sort is None and intent.order is not None
     sort = (intent.order if sort_from_text else sort) or RELEVANCE
@@ -155,8 +164,8 @@ def browse_products(
     lean = not adapter.facet_values_use_prefetch
     # the newest sort reads ``get_created_at``: every field then (a timestamp costs Django's loader ~13 µs)
     loaded = adapter.facet_fields if lean and sort != NEWEST else None
-    if intent.worded and not intent.text and image is None:  # "under 50", "cheapest": no words to search
-        ranked = _price_alone(text or "", page_size, category)
+    if worded and not rest and image is None:  # "under 50", "cheapest", "size m": no words to search
+        ranked = _popular_alone(text or "", page_size, category)
     else:
         ranked = rank_products(
             searched,
@@ -172,7 +181,7 @@ def browse_products(
             fields=loaded,
             as_typed=as_typed,
         )
-    if intent.worded:
+    if worded:
         ranked.query["text"] = (text or "").strip() or None
         ranked.query["searched"] = searched
         if ranked.correction is not None and text:  # the words as typed, read: "cheap backpack"
@@ -182,6 +191,11 @@ def browse_products(
     if sort_from_text:
         ranked.query["sort"] = sort
     rows = [_Row(hit, adapter.get_facet_values(hit.product), rank) for rank, hit in enumerate(ranked.hits)]
+    stated = {value for row in rows for value in row.facets.get(SIZE) or []}
+    size = sized.value_in(stated) if sized is not None and SIZE not in chosen else None
+    if size is not None:  # as the result set states it ("m" -> "M"); a size none of them has filters nothing
+        chosen = {**chosen, SIZE: [size]}
+        ranked.query["size"] = size
     in_price = [row for row in rows if _in_range(row.facets.get(PRICE), price_min, price_max)]
 
     def passes(row: _Row, skip: str | None = None) -> bool:
@@ -221,14 +235,14 @@ def browse_products(
     )
 
 
-def _price_alone(text: str, page_size: int, category: str | None) -> Ranked:
-    """The result set of words that name only a price or an order by price ("under 50", "cheapest"): the
-    shop's ``PRICE_ONLY_PRODUCTS`` most popular products (``popular_products``: the newest fill the
-    list), in the category, which the price filter and the sort then narrow and order. Their relevance
+def _popular_alone(text: str, page_size: int, category: str | None) -> Ranked:
+    """The result set of words that name only a price, an order by price or a size ("under 50", "cheapest",
+    "size m"): the shop's ``POPULAR_PRODUCTS`` most popular products (``popular_products``: the newest fill the
+    list), in the category, which the price and size filters and the sort then narrow and order. Their relevance
     is unknown (``match`` None), and ``query["browse"]`` is ``popular``."""
     started = time.perf_counter()
     _, model_id = current_encoder()
-    hits = popular_products(k=PRICE_ONLY_PRODUCTS, category=category)
+    hits = popular_products(k=POPULAR_PRODUCTS, category=category)
     query = {"text": text.strip() or None, "image": False, "k": page_size, "category": category, "browse": POPULAR}
     return Ranked(hits, POPULAR, model_id, query, started, None, {})
 

@@ -239,6 +239,7 @@ def rank_products(
     fired = merchandising.fired_rules(text, query.text_vector, encoder=encoder, model_id=model_id, rules=rules)
     if fired:  # the admin's pins, boosts, burials and hides for this query
         order = merchandising.apply_rules(order, [rule for rule, _, _ in fired], insert=not category)
+    ranked_order, order = order, order[:limit]
     photo = encoder.photo_relevance()
     sold = photo_sold_here(photo, query) if query.text_vector is None else None
     relevance, cuts = _relevance(trained, photo, query, pool, signals, features, sold)
@@ -248,10 +249,9 @@ def rank_products(
         kept = {rule.product_pk for rule, _, _ in fired if rule.action in ("pin", "boost")}
         passed = [pk for pk in order if relevance.get(pk) is None or relevance[pk] >= cut or pk in kept]
         if not passed and min_relevance == AUTO and text and query.text_vector is not None:
-            passed = _having_every_word(order, text, model_id)
+            passed = _having_every_word(ranked_order, text, model_id)[:limit]
             fallback = EVERY_WORD if passed else None
         order = passed
-    order = order[:limit]
 
     def explainer(hit: SearchHit) -> dict[str, float]:
         shares = fusion.contributions(hit.product_pk, signals, weights, parts=explained)

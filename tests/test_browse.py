@@ -48,6 +48,11 @@ D = Decimal
         ("most expensive jacket", "jacket", None, None, "price_desc"),
         ("pricey watch over 100", "watch", D("100"), None, "price_desc"),
         ("cheapskate jacket", "cheapskate jacket", None, None, None),
+        # words that ask for the newest first; "new" alone is a word of the product ("new balance")
+        ("latest hoodies", "hoodies", None, None, "newest"),
+        ("new arrivals", "", None, None, "newest"),
+        ("womens jackets just in", "womens jackets", None, None, "newest"),
+        ("new balance tee", "new balance tee", None, None, None),
     ],
 )
 def test_price_intent_is_read_from_the_words_and_taken_out(text, rest, low, high, order):
@@ -236,6 +241,9 @@ def test_words_of_price_alone_filter_and_sort_the_shops_popular_products(client,
     prices = [hit.product.price for hit in cheapest.hits]
     assert cheapest.sort == "price_asc" and cheapest.total == len(shop) and prices[-1] is None
     assert prices[:-1] == sorted(prices[:-1])
+    newest = services.browse_products("new arrivals", page_size=100)
+    moments = [hit.product.created_at for hit in newest.hits]
+    assert newest.sort == "newest" and newest.total == len(shop) and moments == sorted(moments, reverse=True)
     dearest = services.browse_products("most expensive", page_size=100, category="Men > Tops > Hoodies")
     assert [hit.product.title for hit in dearest.hits] == ["Zeta Hoodie", "Epsilon Hoodie", "Lambda Hoodie"]
     # a photo with a price: the photo is searched, not the popular products

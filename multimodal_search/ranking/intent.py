@@ -1,7 +1,7 @@
 """What a shopper's words ask for beyond their meaning: a price, an order by price, a size, or facets alone.
 
-Pure: :func:`parse_price` takes the query text and returns the price range it names, the order by
-price its words ask for ("cheap", "most expensive") and the text without those phrases (what the
+Pure: :func:`parse_price` takes the query text and returns the price range it names, the order
+its words ask for ("cheap", "most expensive", "newest") and the text without those phrases (what the
 encoders see). Ranges are half-open, ``minimum <= price < maximum``, so that "under 50" leaves out
 an item at 50.00 and the storefront's ranges do not overlap.
 :func:`facets_only` tells a query that names only a colour, a gender, a department and/or a quality
@@ -31,7 +31,7 @@ _PATTERNS = [
     ("under", re.compile(rf"(?:\b|(?<=\s)|^)(?:{_UNDER})\s*{_NUMBER}", re.IGNORECASE)),
     ("over", re.compile(rf"(?:\b|(?<=\s)|^)(?:{_OVER})\s*{_NUMBER}", re.IGNORECASE)),
 ]
-PRICE_ASC, PRICE_DESC = "price_asc", "price_desc"
+PRICE_ASC, PRICE_DESC, NEWEST = "price_asc", "price_desc", "newest"
 #: words that ask for low or high prices first rather than describe the product ("cheap wool");
 #: the low ones are tried first, so that "less expensive" and "inexpensive" ask for low prices
 _ORDERS = [
@@ -44,13 +44,18 @@ _ORDERS = [
         ),
     ),
     (PRICE_DESC, re.compile(r"\b(?:(?:the\s+)?most\s+expensive|expensive|pricey|priciest)\b", re.IGNORECASE)),
+    # words that ask for the newest products first ("new arrivals", "latest hoodies"); "new" alone does not
+    (
+        NEWEST,
+        re.compile(r"\b(?:(?:the\s+)?(?:newest|latest)|new\s+(?:arrivals?|in|releases?)|just\s+in)\b", re.IGNORECASE),
+    ),
 ]
 
 
 @dataclass(frozen=True)
 class PriceIntent:
     """The text without the price phrases, the range they named (None: open on that side) and the
-    order by price they asked for (``PRICE_ASC``, ``PRICE_DESC`` or None)."""
+    order they asked for (``PRICE_ASC``, ``PRICE_DESC``, ``NEWEST`` or None)."""
 
     text: str
     minimum: Decimal | None = None
@@ -63,12 +68,12 @@ class PriceIntent:
 
     @property
     def worded(self) -> bool:
-        """Whether the words named a price or an order by price (the text searched is then ``text``)."""
+        """Whether the words named a price or an order (the text searched is then ``text``)."""
         return self.found or self.order is not None
 
 
 def parse_price(text: str) -> PriceIntent:
-    """The first price phrase and the first price-order word in ``text``, and the text without them.
+    """The first price phrase and the first order word ("cheap", "newest") in ``text``, and the text without them.
 
     Args:
         text: the shopper's words, e.g. "cheap jacket under 50".

@@ -21,7 +21,7 @@ from PIL import Image
 
 from multimodal_search.adapters import get_adapter
 from multimodal_search.conf import search_settings
-from multimodal_search.ranking.intent import PRICE_ASC, PRICE_DESC, parse_price, parse_size
+from multimodal_search.ranking.intent import NEWEST, PRICE_ASC, PRICE_DESC, parse_price, parse_size
 from multimodal_search.ranking.personal import Taste
 from multimodal_search.services.query import SearchError, current_encoder
 from multimodal_search.services.recommend import POPULAR, popular_products
@@ -36,7 +36,6 @@ from multimodal_search.services.search import (
 )
 
 RELEVANCE = "relevance"
-NEWEST = "newest"
 SORTS = (RELEVANCE, PRICE_ASC, PRICE_DESC, NEWEST)
 PRICE = "price"
 #: the facet a size named in the words filters ("size m"), when ``FACETS["FIELDS"]`` has it
@@ -123,7 +122,7 @@ def browse_products(
             (``query["size"]``; none when no result states it).
         sort: ``relevance``, ``price_asc``, ``price_desc`` or ``newest`` (ties keep relevance order).
             None: as the words ask ("cheap wool": ``price_asc``, "most expensive bag": ``price_desc``,
-            the word then not searched), else ``relevance``.
+            "latest hoodies", "new arrivals": ``newest``; the words then not searched), else ``relevance``.
         page: 1-based; a page past the last is empty, or with ``clamp_page`` the last page.
         page_size: results per page (``MIN_K``..``MAX_K``).
 

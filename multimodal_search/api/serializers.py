@@ -70,7 +70,8 @@ class SearchQuerySerializer(serializers.Serializer[Any]):
         max_length=20,
         default="",
         help_text="Drop results whose `relevance` is under this: a number from 0 to 1, or `auto` "
-        "(the cut `mmsearch_train` chose); blank: keep every result.",
+        "(the cut `mmsearch_train` chose; when no result passes it, the results whose text has every word "
+        "searched are kept, and `query.fallback` says so); blank: keep every result.",
     )
 
     filter = serializers.ListField(

@@ -82,15 +82,15 @@ def refinement_links(path: str, params: QueryDict, page: services.SearchPage) ->
 
     filters = params.getlist(FILTER)
     # a size the words named ("leggings size m"): unticked, the words are searched without it
-    worded_size = page.query.get("size")
-    sized = parse_size(params.get(QUERY, "")) if worded_size else None
+    worded_sizes = str(page.query.get("size") or "").split(", ")
+    sized = parse_size(params.get(QUERY, "")) if page.query.get("size") else None
     facets = []
     for name, values in page.facets.items():
         links = []
         for item in values:
             token = f"{name}:{item.value}"
             toggled = [f for f in filters if f != token] if item.selected else [*filters, token]
-            from_words = sized is not None and name == services.SIZE and item.value == worded_size
+            from_words = sized is not None and name == services.SIZE and item.value in worded_sizes
             target = url(q=[sized.text]) if from_words and item.selected and sized else url(filter=toggled)
             links.append(Link(item.value, target, item.selected, item.count))
         if links:

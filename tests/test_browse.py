@@ -269,10 +269,12 @@ def test_words_of_price_alone_filter_and_sort_the_shops_popular_products(client,
 )
 def test_a_size_is_read_from_the_words(text, rest, typed, value):
     sized = parse_size(text)
-    assert sized is not None and (sized.text, sized.size) == (rest, typed)
-    assert sized.value_in(["XS", "S", "M", "L", "XL", "32", "34"]) == value
+    assert sized is not None and (sized.text, sized.sizes) == (rest, (typed,))
+    assert sized.values_in(["XS", "S", "M", "L", "XL", "32", "34"]) == ([value] if value else [])
     assert parse_size("32 m") is None and parse_size("size matters") is None and parse_size("downsize 3") is None
-    assert parse_size("jacket size m").value_in(["Small", "Medium"]) == "Medium"
+    assert parse_size("jacket size m").values_in(["Small", "Medium"]) == ["Medium"]
+    both = parse_size("tee size m or size l")
+    assert both.text == "tee or" and both.values_in(["S", "M", "L"]) == ["M", "L"]
 
 
 @pytest.mark.django_db
@@ -290,6 +292,10 @@ def test_a_size_in_the_words_filters_by_that_size(client, shop):
     given = services.browse_products("jacket size m", filters={"size": ["XL"]}, page_size=100)
     assert "size" not in given.query and _skus(given) == _skus(
         services.browse_products("jacket", filters={"size": ["XL"]}, page_size=100)
+    )
+    two = services.browse_products("jacket size m size xl", page_size=100)
+    assert two.query["size"] == "M, XL" and _skus(two) == _skus(
+        services.browse_products("jacket", filters={"size": ["M", "XL"]}, page_size=100)
     )
     alone = services.browse_products("size xl", page_size=100)
     assert alone.query["browse"] == "popular" and alone.total == Product.objects.filter(sizes__contains="XL").count()

@@ -136,33 +136,37 @@ _SIZE_FORMS = {
 
 @dataclass(frozen=True)
 class SizeIntent:
-    """The text without the size phrase, and the size as typed ("m", "32", "extra large")."""
+    """The text without its size phrases, and the sizes as typed ("m", "32", "extra large")."""
 
     text: str
-    size: str
+    sizes: tuple[str, ...]
 
-    def value_in(self, values: Iterable[str]) -> str | None:
-        """Which of a catalogue's size values (a search's ``size`` facet values) the typed size names:
-        the same letters whatever their case ("m" -> "M"), or a form of the same word ("medium" -> "M",
-        "m" -> "Medium"); None when none does."""
-        typed = " ".join(self.size.lower().split())
-        forms = {typed}
-        for word, aliases in _SIZE_FORMS.items():
-            if typed.replace(" ", "").replace("-", "") == word or typed in aliases:
-                forms |= {word, *aliases}
+    def values_in(self, values: Iterable[str]) -> list[str]:
+        """Which of a catalogue's size values (a search's ``size`` facet values) the typed sizes name, in
+        the order typed: the same letters whatever their case ("m" -> "M"), or a form of the same word
+        ("medium" -> "M", "m" -> "Medium"); a size none of them is named by is left out."""
         by_form = {" ".join(str(value).lower().split()): str(value) for value in values}
-        return next((by_form[form] for form in sorted(forms) if form in by_form), None)
+        found: list[str] = []
+        for size in self.sizes:
+            typed = " ".join(size.lower().split())
+            forms = {typed}
+            for word, aliases in _SIZE_FORMS.items():
+                if typed.replace(" ", "").replace("-", "") == word or typed in aliases:
+                    forms |= {word, *aliases}
+            value = next((by_form[form] for form in sorted(forms) if form in by_form), None)
+            if value is not None and value not in found:
+                found.append(value)
+        return found
 
 
 def parse_size(text: str) -> SizeIntent | None:
-    """The first size phrase in ``text`` ("black leggings size m" -> ``SizeIntent("black leggings",
-    "m")``); None when it names none. Only "size" or "sz" before the value makes it a size: "32" alone
-    or "m" alone is not one."""
-    match = _SIZE.search(text)
-    if match is None:
+    """The size phrases in ``text`` ("black leggings size m" -> ``SizeIntent("black leggings", ("m",))``;
+    "tee size m size l" -> both); None when it names none. Only "size" or "sz" before the value makes it
+    a size: "32" alone or "m" alone is not one."""
+    sizes = tuple(" ".join(match.group(1).split()) for match in _SIZE.finditer(text))
+    if not sizes:
         return None
-    rest = " ".join((text[: match.start()] + " " + text[match.end() :]).split())
-    return SizeIntent(rest, " ".join(match.group(1).split()))
+    return SizeIntent(" ".join(_SIZE.sub(" ", text).split()), sizes)
 
 
 #: words a query of facets alone may hold beside them ("women's red": "s"; "red for men")

@@ -118,8 +118,8 @@ def browse_products(
             by price ("under 50", "cheapest") search nothing: the shop's popular products are filtered
             and sorted (``query["browse"]``).
         A size named in the words ("leggings size m", "size 32") is taken out of the text that is
-            searched and, when ``filters`` has no ``size``, picks the size facet's value it names
-            (``query["size"]``; none when no result states it).
+            searched and, when ``filters`` has no ``size``, picks the size facet's values they name
+            (``query["size"]``: "M", or "M, L"; none when no result states it).
         sort: ``relevance``, ``price_asc``, ``price_desc`` or ``newest`` (ties keep relevance order).
             None: as the words ask ("cheap wool": ``price_asc``, "most expensive bag": ``price_desc``,
             "latest hoodies", "new arrivals": ``newest``; the words then not searched), else ``relevance``.
@@ -191,10 +191,10 @@ def browse_products(
         ranked.query["sort"] = sort
     rows = [_Row(hit, adapter.get_facet_values(hit.product), rank) for rank, hit in enumerate(ranked.hits)]
     stated = {value for row in rows for value in row.facets.get(SIZE) or []}
-    size = sized.value_in(stated) if sized is not None and SIZE not in chosen else None
-    if size is not None:  # as the result set states it ("m" -> "M"); a size none of them has filters nothing
-        chosen = {**chosen, SIZE: [size]}
-        ranked.query["size"] = size
+    sizes = sized.values_in(stated) if sized is not None and SIZE not in chosen else []
+    if sizes:  # as the result set states them ("m" -> "M"); a size none of them has filters nothing
+        chosen = {**chosen, SIZE: sorted(sizes)}
+        ranked.query["size"] = ", ".join(sizes)
     in_price = [row for row in rows if _in_range(row.facets.get(PRICE), price_min, price_max)]
 
     def passes(row: _Row, skip: str | None = None) -> bool:

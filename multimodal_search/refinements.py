@@ -20,6 +20,7 @@ FILTER, PRICE_MIN, PRICE_MAX, SORT, PAGE = "filter", "price_min", "price_max", "
 QUERY = "q"
 SORT_LABELS = {"relevance": "Relevance", "price_asc": "Price: low to high", "price_desc": "Price: high to low"}
 SORT_LABELS["newest"] = "Newest"
+SORT_LABELS["best_selling"] = "Best sellers"
 
 
 class RefineForm(forms.Form):

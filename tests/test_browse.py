@@ -53,6 +53,9 @@ D = Decimal
         ("new arrivals", "", None, None, "newest"),
         ("womens jackets just in", "womens jackets", None, None, "newest"),
         ("new balance tee", "new balance tee", None, None, None),
+        ("best selling hoodies", "hoodies", None, None, "best_selling"),
+        ("the most popular bag", "bag", None, None, "best_selling"),
+        ("bestsellers", "", None, None, "best_selling"),
     ],
 )
 def test_price_intent_is_read_from_the_words_and_taken_out(text, rest, low, high, order):
@@ -310,6 +313,29 @@ def test_a_size_in_the_words_filters_by_that_size(client, shop):
         page,
     )
     assert ticked is not None and ticked.group(1) == "/search/?q=jacket"
+
+
+@pytest.mark.django_db
+def test_best_sellers_first_from_the_sort_or_the_words(client, shop):
+    alpha, beta, gamma = shop[0], shop[1], shop[2]  # three jackets
+    for product, kinds in ((gamma, ("purchase", "view")), (alpha, ("view",))):
+        for kind in kinds:
+            ShopperEvent.objects.create(kind=kind, product_pk=str(product.pk), created_at=timezone.now())
+    ShopperEvent.objects.create(  # outside the 30 days: not counted
+        kind="purchase", product_pk=str(beta.pk), created_at=timezone.now() - timedelta(days=40)
+    )
+    relevance = services.browse_products("jacket", page_size=100)
+    best = services.browse_products("jacket", sort="best_selling", page_size=100)
+    assert [hit.product for hit in best.hits][:2] == [gamma, alpha]
+    rest = [sku for sku in _skus(relevance) if sku not in (gamma.sku, alpha.sku)]
+    assert _skus(best)[2:] == rest and best.total == relevance.total  # the others in relevance order
+    worded = services.browse_products("best selling jacket", page_size=100)
+    assert (worded.sort, worded.query["sort"], worded.query["searched"]) == ("best_selling", "best_selling", "jacket")
+    assert [hit.product for hit in worded.hits][:2] == [gamma, alpha]
+    answer = client.get("/api/v1/search/", {"q": "jacket", "ordering": "-popularity", "k": 2}).json()
+    assert answer["sort"] == "best_selling" and [item["sku"] for item in answer["results"]] == [gamma.sku, alpha.sku]
+    page = client.get("/search/", {"q": "bestsellers"}).content.decode()
+    assert '<option value="best_selling" selected>Best sellers</option>' in page and "(from your words)" in page
 
 
 @pytest.mark.django_db

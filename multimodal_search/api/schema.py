@@ -16,6 +16,7 @@ from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
+from multimodal_search import services
 from multimodal_search.api.errors import MultimodalAPIView
 
 API_VERSION = "v1"
@@ -159,7 +160,7 @@ class SearchResponseSerializer(serializers.Serializer[Any]):
     page_size = serializers.IntegerField()
     next = serializers.URLField(allow_null=True, help_text="The next page (GET), or null.")
     previous = serializers.URLField(allow_null=True, help_text="The previous page (GET), or null.")
-    sort = serializers.ChoiceField(choices=["relevance", "price_asc", "price_desc", "newest"])
+    sort = serializers.ChoiceField(choices=list(services.SORTS))
     filters = serializers.DictField(
         child=serializers.ListField(child=serializers.CharField()), help_text="The facet filters applied."
     )

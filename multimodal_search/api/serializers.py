@@ -39,7 +39,13 @@ class MinRelevanceField(serializers.CharField):
 
 
 #: ``ordering`` (DRF's OrderingFilter spelling) -> ``sort``
-ORDERING = {"relevance": "relevance", "price": "price_asc", "-price": "price_desc", "-created_at": "newest"}
+ORDERING = {
+    "relevance": "relevance",
+    "price": "price_asc",
+    "-price": "price_desc",
+    "-created_at": "newest",
+    "-popularity": "best_selling",
+}
 
 
 class SearchQuerySerializer(serializers.Serializer[Any]):
@@ -100,8 +106,10 @@ class SearchQuerySerializer(serializers.Serializer[Any]):
         required=False,
         allow_null=True,
         default=None,
-        help_text="The order of the results: by relevance, price up or down, or newest first. Default: by "
-        "relevance, or by price when the words ask for it (`cheap wool`: `price_asc`, then `query.sort` says so).",
+        help_text="The order of the results: by relevance, price up or down, newest first, or best sellers first "
+        "(the most viewed, carted and bought of the last 30 days). Default: by relevance, or as the words ask "
+        "(`cheap wool`: `price_asc`, `latest hoodies`: `newest`, `best selling bags`: `best_selling`; then "
+        "`query.sort` says so).",
     )
     ordering = serializers.ChoiceField(
         choices=list(ORDERING),

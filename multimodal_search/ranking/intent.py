@@ -1,7 +1,7 @@
 """What a shopper's words ask for beyond their meaning: a price, an order by price, a size, or facets alone.
 
 Pure: :func:`parse_price` takes the query text and returns the price range it names, the order
-its words ask for ("cheap", "most expensive", "newest") and the text without those phrases (what the
+its words ask for ("cheap", "most expensive", "newest", "best sellers") and the text without those phrases (what the
 encoders see). Ranges are half-open, ``minimum <= price < maximum``, so that "under 50" leaves out
 an item at 50.00 and the storefront's ranges do not overlap.
 :func:`facets_only` tells a query that names only a colour, a gender, a department and/or a quality
@@ -31,7 +31,7 @@ _PATTERNS = [
     ("under", re.compile(rf"(?:\b|(?<=\s)|^)(?:{_UNDER})\s*{_NUMBER}", re.IGNORECASE)),
     ("over", re.compile(rf"(?:\b|(?<=\s)|^)(?:{_OVER})\s*{_NUMBER}", re.IGNORECASE)),
 ]
-PRICE_ASC, PRICE_DESC, NEWEST = "price_asc", "price_desc", "newest"
+PRICE_ASC, PRICE_DESC, NEWEST, BEST_SELLING = "price_asc", "price_desc", "newest", "best_selling"
 #: words that ask for low or high prices first rather than describe the product ("cheap wool");
 #: the low ones are tried first, so that "less expensive" and "inexpensive" ask for low prices
 _ORDERS = [
@@ -44,6 +44,14 @@ _ORDERS = [
         ),
     ),
     (PRICE_DESC, re.compile(r"\b(?:(?:the\s+)?most\s+expensive|expensive|pricey|priciest)\b", re.IGNORECASE)),
+    # words that ask for the products shoppers buy most first ("best selling hoodies", "most popular bag")
+    (
+        BEST_SELLING,
+        re.compile(
+            r"\b(?:(?:the\s+)?best[\s-]*sell(?:ers?|ing)|top[\s-]*sell(?:ers?|ing)|(?:the\s+)?most\s+popular|trending)\b",
+            re.IGNORECASE,
+        ),
+    ),
     # words that ask for the newest products first ("new arrivals", "latest hoodies"); "new" alone does not
     (
         NEWEST,
@@ -55,7 +63,7 @@ _ORDERS = [
 @dataclass(frozen=True)
 class PriceIntent:
     """The text without the price phrases, the range they named (None: open on that side) and the
-    order they asked for (``PRICE_ASC``, ``PRICE_DESC``, ``NEWEST`` or None)."""
+    order they asked for (``PRICE_ASC``, ``PRICE_DESC``, ``NEWEST``, ``BEST_SELLING`` or None)."""
 
     text: str
     minimum: Decimal | None = None

@@ -21,10 +21,10 @@ from PIL import Image
 
 from multimodal_search.adapters import get_adapter
 from multimodal_search.conf import search_settings
-from multimodal_search.ranking.intent import NEWEST, PRICE_ASC, PRICE_DESC, parse_price, parse_size
+from multimodal_search.ranking.intent import BEST_SELLING, NEWEST, PRICE_ASC, PRICE_DESC, parse_price, parse_size
 from multimodal_search.ranking.personal import Taste
 from multimodal_search.services.query import SearchError, current_encoder
-from multimodal_search.services.recommend import POPULAR, popular_products
+from multimodal_search.services.recommend import POPULAR, popular_products, popularity
 from multimodal_search.services.search import (
     MinRelevance,
     Ranked,
@@ -36,7 +36,7 @@ from multimodal_search.services.search import (
 )
 
 RELEVANCE = "relevance"
-SORTS = (RELEVANCE, PRICE_ASC, PRICE_DESC, NEWEST)
+SORTS = (RELEVANCE, PRICE_ASC, PRICE_DESC, NEWEST, BEST_SELLING)
 PRICE = "price"
 #: the facet a size named in the words filters ("size m"), when ``FACETS["FIELDS"]`` has it
 SIZE = "size"
@@ -120,9 +120,11 @@ def browse_products(
         A size named in the words ("leggings size m", "size 32") is taken out of the text that is
             searched and, when ``filters`` has no ``size``, picks the size facet's values they name
             (``query["size"]``: "M", or "M, L"; none when no result states it).
-        sort: ``relevance``, ``price_asc``, ``price_desc`` or ``newest`` (ties keep relevance order).
+        sort: ``relevance``, ``price_asc``, ``price_desc``, ``newest`` or ``best_selling`` (the most viewed,
+            carted and bought of the last 30 days first, ``popularity``; ties keep relevance order).
             None: as the words ask ("cheap wool": ``price_asc``, "most expensive bag": ``price_desc``,
-            "latest hoodies", "new arrivals": ``newest``; the words then not searched), else ``relevance``.
+            "latest hoodies", "new arrivals": ``newest``; "best selling hoodies": ``best_selling``; the
+            words then not searched), else ``relevance``.
         page: 1-based; a page past the last is empty, or with ``clamp_page`` the last page.
         page_size: results per page (``MIN_K``..``MAX_K``).
 
@@ -208,7 +210,7 @@ def browse_products(
         for selected in [(low, high) == (price_min, price_max)]
     ]
     kept = [row for row in in_facets if _in_range(row.facets.get(PRICE), price_min, price_max)]
-    ordered = _sorted(kept, sort, adapter)
+    ordered = _sorted(kept, sort, adapter, category)
     if clamp_page:
         page = min(page, max(1, math.ceil(len(kept) / page_size)))
     start = (page - 1) * page_size
@@ -283,9 +285,12 @@ def _in_range(price: Any, low: Decimal | None, high: Decimal | None) -> bool:
     return (low is None or price >= low) and (high is None or price < high)
 
 
-def _sorted(rows: list[_Row], sort: str, adapter: Any) -> list[_Row]:
+def _sorted(rows: list[_Row], sort: str, adapter: Any, category: str | None) -> list[_Row]:
     if sort == RELEVANCE:
         return rows
+    if sort == BEST_SELLING:  # the shop's most interacted-with first; the others keep relevance order
+        sold = popularity(category)
+        return sorted(rows, key=lambda row: (-sold.get(row.hit.product_pk, 0.0), row.rank))
     if sort == NEWEST:
         moments = {row.rank: adapter.get_created_at(row.hit.product) for row in rows}
         oldest = datetime.min

@@ -191,6 +191,12 @@ def popular_products(
     return _fill_newest(hits, k, excluded, category)
 
 
+def popularity(category: str | None = None, days: int = 30) -> dict[str, float]:
+    """product pk -> its weighted events of the last ``days`` (in the category), for the ``POPULAR_POOL``
+    most interacted-with products (cached as ``popular_products``' ranking); the others have none."""
+    return dict(_popular_ranking(category, days))
+
+
 def _popular_ranking(category: str | None, days: int) -> list[tuple[str, float]]:
     """The ``POPULAR_POOL`` most interacted-with products of the window, best first: one aggregate over the
     window's events, kept in the default cache for ``PERSONALISATION["POPULAR_CACHE_SECONDS"]`` (0: not

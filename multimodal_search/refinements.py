@@ -18,9 +18,13 @@ from multimodal_search.ranking.intent import parse_size
 FILTER, PRICE_MIN, PRICE_MAX, SORT, PAGE = "filter", "price_min", "price_max", "sort", "page"
 #: the words' parameter (a size named in them is read as the size facet's filter)
 QUERY = "q"
-SORT_LABELS = {"relevance": "Relevance", "price_asc": "Price: low to high", "price_desc": "Price: high to low"}
-SORT_LABELS["newest"] = "Newest"
-SORT_LABELS["best_selling"] = "Best sellers"
+SORT_LABELS = {
+    "relevance": "Relevance",
+    "price_asc": "Price: low to high",
+    "price_desc": "Price: high to low",
+    "newest": "Newest",
+    "best_selling": "Best sellers",
+}
 
 
 class RefineForm(forms.Form):

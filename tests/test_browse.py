@@ -275,6 +275,7 @@ def test_a_size_is_read_from_the_words(text, rest, typed, value):
     assert sized is not None and (sized.text, sized.sizes) == (rest, (typed,))
     assert sized.values_in(["XS", "S", "M", "L", "XL", "32", "34"]) == ([value] if value else [])
     assert parse_size("32 m") is None and parse_size("size matters") is None and parse_size("downsize 3") is None
+    assert parse_size("plus size tee") is None and parse_size("size guide") is None  # no size after "size"
     assert parse_size("jacket size m").values_in(["Small", "Medium"]) == ["Medium"]
     both = parse_size("tee size m or size l")
     assert both.text == "tee or" and both.values_in(["S", "M", "L"]) == ["M", "L"]

@@ -1,4 +1,4 @@
-"""What a shopper's words ask for beyond their meaning: a price, an order by price, a size, or facets alone.
+"""What a shopper's words ask for beyond their meaning: a price, an order, a size, or facets alone.
 
 Pure: :func:`parse_price` takes the query text and returns the price range it names, the order
 its words ask for ("cheap", "most expensive", "newest", "best sellers") and the text without those phrases (what the
@@ -32,8 +32,8 @@ _PATTERNS = [
     ("over", re.compile(rf"(?:\b|(?<=\s)|^)(?:{_OVER})\s*{_NUMBER}", re.IGNORECASE)),
 ]
 PRICE_ASC, PRICE_DESC, NEWEST, BEST_SELLING = "price_asc", "price_desc", "newest", "best_selling"
-#: words that ask for low or high prices first rather than describe the product ("cheap wool");
-#: the low ones are tried first, so that "less expensive" and "inexpensive" ask for low prices
+#: words that ask for an order rather than describe the product ("cheap wool", "latest hoodies"); the
+#: low prices are tried first, so that "less expensive" and "inexpensive" ask for low prices
 _ORDERS = [
     (
         PRICE_ASC,
@@ -62,7 +62,7 @@ _ORDERS = [
 
 @dataclass(frozen=True)
 class PriceIntent:
-    """The text without the price phrases, the range they named (None: open on that side) and the
+    """The text without the price and order phrases, the range they named (None: open on that side) and the
     order they asked for (``PRICE_ASC``, ``PRICE_DESC``, ``NEWEST``, ``BEST_SELLING`` or None)."""
 
     text: str
@@ -124,10 +124,12 @@ def _decimal(value: str) -> Decimal | None:
         return None
 
 
-#: "size 32", "in size M", "sz xl", "size: 10.5", "size medium": the size a shopper wants (its value the group)
+#: "size 32", "in size M", "sz xl", "size: 10.5", "size medium": the size a shopper wants (its value the
+#: group). The value must look like a size (a number, S/M/L with X's, a size word), so that "plus size tee"
+#: keeps its "tee"
 _SIZE = re.compile(
     r"\b(?:in\s+)?(?:size|sz)\s*[:#]?\s*"
-    r"((?:extra|x)[\s-]*(?:large|small)|small|medium|large|[a-z0-9]{1,4}(?:\.\d)?)(?![\w.])",
+    r"((?:extra|x)[\s-]*(?:large|small)|small|medium|large|\d{1,3}(?:\.\d)?|[2-6]?x{0,4}[sml])(?![\w.])",
     re.IGNORECASE,
 )
 #: a size's word -> the forms a catalogue may state it in (compared lower case)

@@ -249,7 +249,7 @@ def rank_products(
         kept = {rule.product_pk for rule, _, _ in fired if rule.action in ("pin", "boost")}
         passed = [pk for pk in order if relevance.get(pk) is None or relevance[pk] >= cut or pk in kept]
         if not passed and min_relevance == AUTO and text and query.text_vector is not None:
-            passed = _having_every_word(ranked_order, merchandising.variants(text, rules), model_id)[:limit]
+            passed = _having_every_word(ranked_order, text, model_id)[:limit]
             fallback = EVERY_WORD if passed else None
         order = passed
 
@@ -305,13 +305,12 @@ def rank_products(
     return result
 
 
-def _having_every_word(order: list[str], texts: list[str], model_id: str) -> list[str]:
-    """The candidates of ``order`` (in its order) whose stored text has every word of one of ``texts`` (the
-    words searched and their readings with a synonym, ``merchandising.variants``): what a search shows
-    when no candidate passes the relevance cut. "winter" (in 3 of Luma's descriptions, the re-ranker
-    calling each unlikely) then shows those 3 products, and "quarter zip" the "1/4 zip" jacket, not "No
-    results"; a word no product has ("shoes" in a shop without them) still finds nothing."""
-    having = get_store().having_every_word(model_id, order, texts)
+def _having_every_word(order: list[str], text: str, model_id: str) -> list[str]:
+    """The candidates of ``order`` (in its order) whose stored text has every word of ``text``: what a
+    search shows when no candidate passes the relevance cut. "winter" (in 3 of Luma's descriptions, the
+    re-ranker calling each unlikely) then shows those 3 products, not "No results"; a word no product
+    has ("shoes" in a shop without them) still finds nothing."""
+    having = get_store().having_every_word(model_id, order, text)
     return [pk for pk in order if pk in having]
 
 

@@ -237,6 +237,8 @@ def test_words_of_price_alone_filter_and_sort_the_shops_popular_products(client,
     assert under.total == Product.objects.filter(price__lt=50).count() == 6
     assert under.query["browse"] == "popular" and under.method == "popular" and under.query["searched"] is None
     assert under.query["price"] == {"min": None, "max": "50"} and under.match is None
+    assert under.sort == "best_selling" and "sort" not in under.query  # the order they come in, not the words'
+    assert services.browse_products("under 50", sort="price_asc", page_size=100).sort == "price_asc"
     assert all(hit.relevance is None for hit in under.hits)
     over = services.browse_products("over 50", page_size=100)
     assert [hit.product for hit in over.hits][:2] == [zeta, beta]  # popular first, then the newest

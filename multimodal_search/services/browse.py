@@ -124,7 +124,7 @@ def browse_products(
             carted and bought of the last 30 days first, ``popularity``; ties keep relevance order).
             None: as the words ask ("cheap wool": ``price_asc``, "most expensive bag": ``price_desc``,
             "latest hoodies", "new arrivals": ``newest``; "best selling hoodies": ``best_selling``; the
-            words then not searched), else ``relevance``.
+            words then not searched), else ``relevance`` (``best_selling`` for words of price or size alone).
         page: 1-based; a page past the last is empty, or with ``clamp_page`` the last page.
         page_size: results per page (``MIN_K``..``MAX_K``).
 
@@ -152,9 +152,11 @@ def browse_products(
     rest = sized.text if sized is not None else intent.text
     # price and size words are no description of the product: not searched ("under 50" alone: popular products)
     searched = (rest or None) if worded else text
+    alone = worded and not rest and image is None  # "under 50", "cheapest", "size m": no words to search
     price_from_text = intent.found and price_min is None and price_max is None
     sort_from_text = sort is None and intent.order is not None
-    sort = (intent.order if sort_from_text else sort) or RELEVANCE
+    # the popular products of words alone come best sellers first: the select says so
+    sort = (intent.order if sort_from_text else sort) or (BEST_SELLING if alone else RELEVANCE)
     if price_from_text:
         price_min, price_max = intent.minimum, intent.maximum
     if price_min is not None and price_max is not None and price_min >= price_max:
@@ -165,7 +167,7 @@ def browse_products(
     lean = not adapter.facet_values_use_prefetch
     # the newest sort reads ``get_created_at``: every field then (a timestamp costs Django's loader ~13 µs)
     loaded = adapter.facet_fields if lean and sort != NEWEST else None
-    if worded and not rest and image is None:  # "under 50", "cheapest", "size m": no words to search
+    if alone:
         ranked = _popular_alone(text or "", page_size, category)
     else:
         ranked = rank_products(

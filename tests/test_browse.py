@@ -440,6 +440,26 @@ def test_storefront_page_shows_facets_sort_and_pages(client, shop, settings):
 
 
 @pytest.mark.django_db
+def test_words_of_price_alone_load_the_facet_fields_only_and_the_page_in_full(shop):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    ShopperEvent.objects.create(kind="view", product_pk=str(shop[3].pk), created_at=timezone.now())  # one popular
+    with CaptureQueriesContext(connection) as queries:
+        page = services.browse_products("under 100", page_size=3)
+    assert page.total == Product.objects.filter(price__lt=100).count() and len(page.hits) == 3
+    products = [q["sql"] for q in queries.captured_queries if 'FROM "catalog_product"' in q["sql"]]
+    photos = [q["sql"] for q in queries.captured_queries if 'FROM "catalog_productimage"' in q["sql"]]
+    # the popular product, then the newest (the facets' fields only); then the page's 3 in full, with photos
+    assert len(products) == 3 and all('"description"' not in sql for sql in products[:2])
+    assert '"description"' in products[2] and len(photos) == 1
+    with CaptureQueriesContext(connection) as later:
+        for hit in page.hits:
+            assert hit.product.description is not None and list(hit.product.images.all())
+    assert len(later.captured_queries) == 0
+
+
+@pytest.mark.django_db
 def test_the_result_set_loads_the_facet_fields_only_and_the_page_in_full(shop, monkeypatch):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext

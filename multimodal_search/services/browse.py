@@ -168,7 +168,7 @@ def browse_products(
     # the newest sort reads ``get_created_at``: every field then (a timestamp costs Django's loader ~13 µs)
     loaded = adapter.facet_fields if lean and sort != NEWEST else None
     if alone:
-        ranked = _popular_alone(text or "", page_size, category)
+        ranked = _popular_alone(text or "", page_size, category, prefetch=not lean, fields=loaded)
     else:
         ranked = rank_products(
             searched,
@@ -238,14 +238,17 @@ def browse_products(
     )
 
 
-def _popular_alone(text: str, page_size: int, category: str | None) -> Ranked:
+def _popular_alone(
+    text: str, page_size: int, category: str | None, *, prefetch: bool, fields: tuple[str, ...] | None
+) -> Ranked:
     """The result set of words that name only a price, an order by price or a size ("under 50", "cheapest",
     "size m"): the shop's ``POPULAR_PRODUCTS`` most popular products (``popular_products``: the newest fill the
     list), in the category, which the price and size filters and the sort then narrow and order. Their relevance
-    is unknown (``match`` None), and ``query["browse"]`` is ``popular``."""
+    is unknown (``match`` None), and ``query["browse"]`` is ``popular``. ``prefetch``, ``fields``: as
+    ``rank_products``'."""
     started = time.perf_counter()
     _, model_id = current_encoder()
-    hits = popular_products(k=POPULAR_PRODUCTS, category=category)
+    hits = popular_products(k=POPULAR_PRODUCTS, category=category, prefetch=prefetch, fields=fields)
     query = {"text": text.strip() or None, "image": False, "k": page_size, "category": category, "browse": POPULAR}
     return Ranked(hits, POPULAR, model_id, query, started, None, {})
 

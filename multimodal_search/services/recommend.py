@@ -164,7 +164,13 @@ def also_viewed(product_pk: Any, *, k: int, fill: bool = True) -> list[SearchHit
 
 
 def popular_products(
-    *, k: int, category: str | None = None, days: int = 30, exclude: Collection[Any] = ()
+    *,
+    k: int,
+    category: str | None = None,
+    days: int = 30,
+    exclude: Collection[Any] = (),
+    prefetch: bool = True,
+    fields: tuple[str, ...] | None = None,
 ) -> list[SearchHit]:
     """The most interacted-with products of the last ``days``, for visitors without a history.
 
@@ -176,6 +182,9 @@ def popular_products(
         category: category path; only products in it (or below), as indexed for the current encoder.
         days: the window, ending now.
         exclude: product pks never returned.
+        prefetch, fields: as ``search.rank_products``'s: False loads the products without the adapter
+            queryset's ``prefetch_related``, ``fields`` only those model fields (a search page of price
+            words alone filters a thousand of them and shows 24: ``prefetch_products`` loads those).
 
     Returns:
         up to ``k`` hits (``popular`` signal: weighted event count; ``newest`` for the filling); empty
@@ -187,8 +196,9 @@ def popular_products(
     ranking = _popular_ranking(category, days)
     wanted = [(pk, score) for pk, score in ranking if pk not in excluded][: 2 * (k + 10)]  # some may be off sale
     scores = dict(wanted)
-    hits = [_hit(pk, product, scores[pk], POPULAR) for pk, product in _products(list(scores))][:k]
-    return _fill_newest(hits, k, excluded, category)
+    loaded = _products(list(scores), prefetch=prefetch, fields=fields)
+    hits = [_hit(pk, product, scores[pk], POPULAR) for pk, product in loaded][:k]
+    return _fill_newest(hits, k, excluded, category, prefetch=prefetch, fields=fields)
 
 
 def popularity(category: str | None = None, days: int = 30) -> dict[str, float]:
@@ -318,8 +328,17 @@ def _fill(hits: list[SearchHit], k: int, excluded: set[str], category: str | Non
     return hits + popular_products(k=k - len(hits), category=category, exclude=taken)
 
 
-def _fill_newest(hits: list[SearchHit], k: int, excluded: set[str], category: str | None) -> list[SearchHit]:
-    """``hits`` filled to ``k`` with the newest products (in ``category``) not in them or ``excluded``."""
+def _fill_newest(
+    hits: list[SearchHit],
+    k: int,
+    excluded: set[str],
+    category: str | None,
+    *,
+    prefetch: bool = True,
+    fields: tuple[str, ...] | None = None,
+) -> list[SearchHit]:
+    """``hits`` filled to ``k`` with the newest products (in ``category``) not in them or ``excluded``
+    (``prefetch``, ``fields``: as :func:`popular_products`)."""
     if len(hits) >= k:
         return hits
     taken = excluded | {hit.product_pk for hit in hits}
@@ -329,6 +348,10 @@ def _fill_newest(hits: list[SearchHit], k: int, excluded: set[str], category: st
         products = products.filter(pk__in=[pk for pk in _in_category(category).values_list("product_pk", flat=True)])
     names = {f.name for f in adapter.get_model()._meta.get_fields()}
     products = products.order_by(*(["-created_at"] if "created_at" in names else []), "-pk")
+    if not prefetch:
+        products = products.prefetch_related(None)
+    if fields is not None:
+        products = products.only(*fields)
     filling: list[SearchHit] = []
     for product in products[: k - len(hits) + len(taken)]:
         if str(product.pk) not in taken and len(hits) + len(filling) < k:

@@ -259,6 +259,10 @@ def test_words_of_price_alone_filter_and_sort_the_shops_popular_products(client,
     assert [item["price"] for item in answer["results"]] == ["18.50", "22.00", "30.00"]
     page = client.get("/search/", {"q": "under 50"}).content.decode()
     assert "Your words ask only about price" in page and "6 results" in page and "No results" not in page
+    # each card says why it is there: new in the shop (the best sellers cost 50 or more), or a best seller
+    assert '<span class="mm-newest" style="width: 100%"' in page and "new in the shop" in page
+    dearer = client.get("/search/", {"q": "over 50"}).content.decode()
+    assert '<span class="mm-popular" style="width: 100%"' in dearer and "popular with shoppers lately" in dearer
 
 
 @pytest.mark.parametrize(

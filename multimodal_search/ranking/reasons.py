@@ -28,6 +28,8 @@ LEGEND = {
     v.CATEGORY: "category",
     v.MATERIAL: "material",
     v.PERSONAL: "your history",
+    v.POPULAR: "best sellers",
+    v.NEWEST: "new in",
 }
 
 #: what the shopper did, as "because you … “title”" says it
@@ -97,6 +99,8 @@ def _sentence(
         v.CATEGORY: "in the category you named",
         v.MATERIAL: "of the material you named",
         v.PERSONAL: "like things you looked at before",
+        v.POPULAR: "popular with shoppers lately",
+        v.NEWEST: "new in the shop",
     }.get(name, name)
 
 

@@ -53,6 +53,8 @@ DEPARTMENT = "department"
 #: by the ``broad`` relevance calibration, never by a ranking)
 QUALITY = "quality"
 PERSONAL = "personal"  # the shopper's profile (services.search: personal re-ranking)
+#: the shop's most interacted-with products, and the newest that fill their list (services.recommend)
+POPULAR, NEWEST = "popular", "newest"
 #: signals the neighbour signal's leaders are chosen by (reciprocal rank fusion of their ranks)
 NEIGHBOUR_LEADER_SIGNALS = (TEXT, TITLE, LEXICAL)
 NEIGHBOUR_LEADERS = 5

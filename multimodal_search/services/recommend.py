@@ -32,6 +32,7 @@ from django.utils import timezone
 from multimodal_search.adapters import get_adapter
 from multimodal_search.conf import search_settings
 from multimodal_search.models import ProductEmbedding, ShopperEvent
+from multimodal_search.ranking import vocabulary as v
 from multimodal_search.services.query import current_encoder
 from multimodal_search.services.search import SearchHit, _products, similar_products
 from multimodal_search.store import get_store
@@ -46,7 +47,8 @@ CO_CANDIDATES = 200
 #: products kept of the popularity ranking of a window (and category)
 POPULAR_POOL = 200
 
-CO_VIEWED, SIMILAR, PROFILE, POPULAR, NEWEST = "co_viewed", "similar", "profile", "popular", "newest"
+CO_VIEWED, SIMILAR, PROFILE = "co_viewed", "similar", "profile"
+POPULAR, NEWEST = v.POPULAR, v.NEWEST
 FUSED_COLUMN = "fused_vector"
 
 

@@ -16,8 +16,9 @@ from multimodal_search.ranking.intent import parse_size
 
 #: the parameters a refinement link changes; every other one (q, photo, category...) is kept
 FILTER, PRICE_MIN, PRICE_MAX, SORT, PAGE = "filter", "price_min", "price_max", "sort", "page"
-#: the words' parameter (a size named in them is read as the size facet's filter)
-QUERY = "q"
+#: the words' parameter (a size named in them is read as the size facet's filter), and the one that
+#: searches them as typed ("Search instead for ...", when a word was corrected)
+QUERY, AS_TYPED = "q", "as_typed"
 SORT_LABELS = {
     "relevance": "Relevance",
     "price_asc": "Price: low to high",
@@ -125,6 +126,7 @@ def refinement_links(path: str, params: QueryDict, page: services.SearchPage) ->
         "price_applied": price_label(page.price_min, page.price_max) if page.price_min or page.price_max else None,
         "price_from_words": bool(page.query.get("price")),
         "clear_price": url(price_min=[], price_max=[]) if explicit else None,
+        "as_typed": url(**{AS_TYPED: ["1"]}) if page.query.get("corrected") else None,
         "sorts": [(name, SORT_LABELS[name], name == page.sort) for name in services.SORTS],
         "sort_from_words": bool(page.query.get("sort")),
         "sort_hidden": [

@@ -13,14 +13,12 @@ from multimodal_search.conf import search_settings
 from multimodal_search.forms import SearchForm, has_null_characters
 from multimodal_search.ranking.reasons import LEGEND, reasons
 from multimodal_search.ranking.vocabulary import PERSONAL
-from multimodal_search.refinements import RefineForm, refinement_links
+from multimodal_search.refinements import AS_TYPED, RefineForm, refinement_links
 
 #: product pk -> [search id, position] of the latest result clicks, for add-to-cart attribution
 CLICKS_SESSION_KEY = "mmsearch_clicks"
 KEPT_CLICKS = 20
 MAX_ID = 2**63 - 1
-#: the search page's parameter that searches the words as typed (``services.search_products(as_typed=True)``)
-AS_TYPED = "as_typed"
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
@@ -68,8 +66,6 @@ def search_page(request: HttpRequest) -> HttpResponse:
                 )
             context["response"] = page
             searched_words = page.query.get("corrected") or form.cleaned_data.get("q")
-            if page.query.get("corrected"):
-                context["as_typed_url"] = as_typed_url(request)
             context["results"] = [
                 {**with_reasons(hit.as_dict(), searched_words), "likely": services.likely_match(hit, page)}
                 for hit in page.hits
@@ -94,14 +90,6 @@ def search_page(request: HttpRequest) -> HttpResponse:
             form.add_error(None, str(exc))
     status = 400 if submitted and form.errors else 200
     return render(request, "multimodal_search/search.html", context, status=status)
-
-
-def as_typed_url(request: HttpRequest) -> str:
-    """This search's address with its words searched as typed (no spelling correction), from page 1."""
-    query = request.GET.copy()
-    query.pop("page", None)
-    query[AS_TYPED] = "1"
-    return f"{request.path}?{query.urlencode()}"
 
 
 def with_reasons(result: dict[str, Any], query_text: str | None) -> dict[str, Any]:

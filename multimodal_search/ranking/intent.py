@@ -132,16 +132,21 @@ _SIZE = re.compile(
     r"((?:extra|x)[\s-]*(?:large|small)|small|medium|large|\d{1,3}(?:\.\d)?|[2-6]?x{0,4}[sml])(?![\w.])",
     re.IGNORECASE,
 )
-#: a size's word -> the forms a catalogue may state it in (compared lower case)
-_SIZE_FORMS = {
-    "small": ("s", "small", "sm"),
-    "medium": ("m", "medium", "med", "md"),
-    "large": ("l", "large", "lg"),
-    "extralarge": ("xl", "extra large", "x-large", "x large"),
-    "xlarge": ("xl", "extra large", "x-large", "x large"),
-    "extrasmall": ("xs", "extra small", "x-small", "x small"),
-    "xsmall": ("xs", "extra small", "x-small", "x small"),
-}
+#: the forms of one size a shopper types or a catalogue states (compared lower case, without spaces or hyphens)
+_SIZE_WORDS = (
+    ("s", "small", "sm"),
+    ("m", "medium", "med", "md"),
+    ("l", "large", "lg"),
+    ("xl", "extra large", "x large"),
+    ("xs", "extra small", "x small"),
+)
+
+
+def _squeezed(value: str) -> str:
+    return "".join(value.lower().split()).replace("-", "")
+
+
+_SIZE_FORMS = tuple(frozenset(_squeezed(form) for form in group) for group in _SIZE_WORDS)
 
 
 @dataclass(frozen=True)
@@ -155,14 +160,11 @@ class SizeIntent:
         """Which of a catalogue's size values (a search's ``size`` facet values) the typed sizes name, in
         the order typed: the same letters whatever their case ("m" -> "M"), or a form of the same word
         ("medium" -> "M", "m" -> "Medium"); a size none of them is named by is left out."""
-        by_form = {" ".join(str(value).lower().split()): str(value) for value in values}
+        by_form = {_squeezed(str(value)): str(value) for value in values}
         found: list[str] = []
         for size in self.sizes:
-            typed = " ".join(size.lower().split())
-            forms = {typed}
-            for word, aliases in _SIZE_FORMS.items():
-                if typed.replace(" ", "").replace("-", "") == word or typed in aliases:
-                    forms |= {word, *aliases}
+            typed = _squeezed(size)
+            forms = next((group for group in _SIZE_FORMS if typed in group), (typed,))
             value = next((by_form[form] for form in sorted(forms) if form in by_form), None)
             if value is not None and value not in found:
                 found.append(value)

@@ -330,18 +330,8 @@ def corrected_queries(start: date, end: date, *, limit: int = 20) -> list[Correc
     """The period's queries whose words the search read as others ("hoddie" -> "hoodie"), most searched
     first: what shoppers misspell, and where a reading is wrong (few clicks) a synonym rule for the
     typed word stops it (``services.query.correct_spelling``). Reads only the corrected rows (an index)."""
-    rows = (
-        period_searches(start, end)
-        .exclude(corrected="")
-        .annotate(q=Lower("query"), c=Lower("corrected"))
-        .values("q", "c")
-        .annotate(
-            searches=Count("id", distinct=True),
-            clicked=Count("id", filter=Q(events__kind=CLICK), distinct=True),
-        )
-        .order_by("-searches", "q", "c")[:limit]
-    )
-    return [CorrectedQuery(row["q"], row["c"], row["searches"], row["clicked"]) for row in rows]
+    rows = _marked_queries(start, end, "corrected", limit)
+    return [CorrectedQuery(row["q"], row["marked"], row["searches"], row["clicked"]) for row in rows]
 
 
 def loose_queries(start: date, end: date, *, limit: int = 20) -> list[LooseQuery]:
@@ -349,18 +339,27 @@ def loose_queries(start: date, end: date, *, limit: int = 20) -> list[LooseQuery
     searched instead (``services.search.EVERY_WORD``: "winter", in a few descriptions), most searched
     first: words shoppers use that the catalogue's titles and categories do not, where a synonym rule or
     better product text helps. They are not among the zero-result queries. Reads only those rows (an index)."""
-    rows = (
+    return [
+        LooseQuery(row["q"], row["searches"], row["clicked"]) for row in _marked_queries(start, end, "fallback", limit)
+    ]
+
+
+def _marked_queries(start: date, end: date, column: str, limit: int) -> list[dict[str, Any]]:
+    """``q`` (the query, lower-cased), ``marked`` (``column``'s value, lower-cased), ``searches`` and
+    ``clicked`` (those with a click) of the period's searches whose ``column`` is not empty (a partial
+    index on each such column), most searched first."""
+    rows: QuerySet[Any] = (
         period_searches(start, end)
-        .exclude(fallback="")
-        .annotate(q=Lower("query"))
-        .values("q")
+        .exclude(**{column: ""})
+        .annotate(q=Lower("query"), marked=Lower(column))
+        .values("q", "marked")
         .annotate(
             searches=Count("id", distinct=True),
             clicked=Count("id", filter=Q(events__kind=CLICK), distinct=True),
         )
-        .order_by("-searches", "q")[:limit]
+        .order_by("-searches", "q", "marked")[:limit]
     )
-    return [LooseQuery(row["q"], row["searches"], row["clicked"]) for row in rows]
+    return list(rows)
 
 
 def _summed(days: Iterable[Mapping[str, Any]]) -> dict[str, Any]:

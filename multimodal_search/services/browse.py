@@ -194,8 +194,9 @@ def browse_products(
     if sort_from_text:
         ranked.query["sort"] = sort
     rows = [_Row(hit, adapter.get_facet_values(hit.product), rank) for rank, hit in enumerate(ranked.hits)]
-    stated = {value for row in rows for value in row.facets.get(SIZE) or []}
-    sizes = sized.values_in(stated) if sized is not None and SIZE not in chosen else []
+    sizes = []
+    if sized is not None and SIZE not in chosen:
+        sizes = sized.values_in({value for row in rows for value in row.facets.get(SIZE) or []})
     if sizes:  # as the result set states them ("m" -> "M"); a size none of them has filters nothing
         chosen = {**chosen, SIZE: sorted(sizes)}
         ranked.query["size"] = ", ".join(sizes)

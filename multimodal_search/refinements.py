@@ -87,7 +87,7 @@ def refinement_links(path: str, params: QueryDict, page: services.SearchPage) ->
         return f"{path}?{query.urlencode()}" if query else path
 
     filters = params.getlist(FILTER)
-    # a size the words named ("leggings size m"): unticked, the words are searched without it
+    # a size the words named ("leggings size m"): unticked, the words are searched without it (and with any other)
     worded_sizes = str(page.query.get("size") or "").split(", ")
     sized = parse_size(params.get(QUERY, "")) if page.query.get("size") else None
     facets = []
@@ -97,7 +97,11 @@ def refinement_links(path: str, params: QueryDict, page: services.SearchPage) ->
             token = f"{name}:{item.value}"
             toggled = [f for f in filters if f != token] if item.selected else [*filters, token]
             from_words = sized is not None and name == services.SIZE and item.value in worded_sizes
-            target = url(q=[sized.text]) if from_words and item.selected and sized else url(filter=toggled)
+            target = (
+                url(q=[sized.text_without(item.value)])
+                if from_words and item.selected and sized
+                else url(filter=toggled)
+            )
             links.append(Link(item.value, target, item.selected, item.count))
         if links:
             label = name.replace("_", " ").capitalize()

@@ -285,6 +285,10 @@ def test_a_size_is_read_from_the_words(text, rest, typed, value):
     assert parse_size("jacket size m").values_in(["Small", "Medium"]) == ["Medium"]
     both = parse_size("tee size m or size l")
     assert both.text == "tee or" and both.values_in(["S", "M", "L"]) == ["M", "L"]
+    # unticking one size the words named keeps the others in the words
+    assert both.text_without("M") == "tee or size l" and both.text_without("Large") == "tee or size m"
+    assert parse_size("jacket size medium").text_without("M") == "jacket"
+    assert parse_size("size xl").text_without("XL") == ""
 
 
 @pytest.mark.django_db
@@ -320,6 +324,13 @@ def test_a_size_in_the_words_filters_by_that_size(client, shop):
         page,
     )
     assert ticked is not None and ticked.group(1) == "/search/?q=jacket"
+    # of two sizes named, unticking one searches the words with the other
+    two_page = client.get("/search/", {"q": "jacket size m size xl"}).content.decode()
+    ticked = re.search(
+        r'<a href="([^"]+)" rel="nofollow" aria-current="true"><span class="mm-check" aria-hidden="true">☑</span> M</a>',
+        two_page,
+    )
+    assert ticked is not None and ticked.group(1) == "/search/?q=jacket+size+xl"
 
 
 @pytest.mark.django_db

@@ -529,7 +529,7 @@ def test_a_photo_calibration_without_a_margin_reads_as_before():
 
 @pytest.mark.django_db
 def test_when_nothing_passes_the_trained_cut_the_candidates_having_every_word_are_shown(
-    client, admin_client, trained, monkeypatch
+    client, admin_client, trained, indexed, monkeypatch
 ):
     model_id = current_encoder()[1]
     reranker = reranking.get_reranker(model_id)
@@ -540,6 +540,14 @@ def test_when_nothing_passes_the_trained_cut_the_candidates_having_every_word_ar
     assert sorted(hit.product.title for hit in found.hits) == ["Delta Backpack", "Gamma Backpack"]
     assert found.query["fallback"] == "every_word" and found.match == "none"
     assert found.hits == sorted(found.hits, key=lambda hit: -hit.score)  # in the ranking's order
+    # a word no product uses is read with its synonyms too ("rucksack": the backpacks)
+    synonym = services.search_products("rucksack", k=10, min_relevance="auto")
+    assert sorted(hit.product.title for hit in synonym.hits) == ["Delta Backpack", "Gamma Backpack"]
+    assert services.search_products("the rucksack", k=10, min_relevance="auto").hits  # a stop word beside it
+    # a word some product uses is read as typed: not the backpacks, though "daypack" is their synonym too
+    indexed(ProductFactory(title="Lambda Bottle", description="Fits the side pocket of any daypack."))
+    typed = services.search_products("daypack", k=10, min_relevance="auto")
+    assert [hit.product.title for hit in typed.hits] == ["Lambda Bottle"]
     # every word: no product has both, and a word no product has finds nothing
     for words in ("backpack watch", "xyzzy"):
         nothing = services.search_products(words, k=10, min_relevance="auto")

@@ -290,12 +290,13 @@ class VectorStoreContract:
         self, store: BaseVectorStore, catalogue: dict[str, ProductVectors]
     ) -> None:
         everyone = list(catalogue)
-        assert store.having_every_word(MODEL, everyone, "Rucksacks for the hike") == {"Q"}  # stemmed, stop words out
-        assert store.having_every_word(MODEL, everyone, "rucksack tent") == set()  # every word, not any
-        assert store.having_every_word(MODEL, ["P1", "P2"], "rucksack") == set()  # only those listed
-        assert store.having_every_word(OTHER, everyone, "rucksack") == set()  # only that version
-        assert store.having_every_word(MODEL, everyone, "the") == set()  # no word left to have
-        assert store.having_every_word(MODEL, [], "rucksack") == set()
+        assert store.having_every_word(MODEL, everyone, ["Rucksacks for the hike"]) == {"Q"}  # stemmed, stop words out
+        assert store.having_every_word(MODEL, everyone, ["rucksack tent"]) == set()  # every word, not any
+        assert store.having_every_word(MODEL, everyone, ["rucksack tent", "hiking rucksack"]) == {"Q"}  # of one text
+        assert store.having_every_word(MODEL, ["P1", "P2"], ["rucksack"]) == set()  # only those listed
+        assert store.having_every_word(OTHER, everyone, ["rucksack"]) == set()  # only that version
+        assert store.having_every_word(MODEL, everyone, ["the"]) == set()  # no word left to have
+        assert store.having_every_word(MODEL, [], ["rucksack"]) == set() == store.having_every_word(MODEL, everyone, [])
 
     def test_the_pool_column_ranks_by_the_sum_of_three_cosines(
         self, store: BaseVectorStore, catalogue: dict[str, ProductVectors]

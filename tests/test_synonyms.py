@@ -44,3 +44,15 @@ def test_api_shows_the_expanded_query(indexed, client):
     body = client.get("/api/search/", {"q": "trousers"}).json()
     assert body["query"]["text"] == "trousers"
     assert body["query"]["expanded"].startswith("trousers pants")
+
+
+def test_variants_put_one_synonym_for_another():
+    groups = synonyms.DEFAULT_GROUPS
+    assert synonyms.variants("Quarter zip jacket", groups) == [
+        "quarter zip jacket",
+        "1/4 zip jacket",
+        "half zip jacket",
+        "quarter-zip jacket",
+    ]
+    assert synonyms.variants("winter", groups) == ["winter"]  # no group named: the words alone
+    assert len(synonyms.variants("black holdall tee", groups, limit=3)) == 3

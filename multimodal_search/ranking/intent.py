@@ -170,6 +170,12 @@ class SizeIntent:
                 found.append(value)
         return found
 
+    def text_without(self, value: str) -> str:
+        """The words with the size phrases of every other size than the catalogue's ``value`` (what
+        unticking that value searches): "tee size m or size l" without "M" -> "tee or size l"."""
+        kept = [size for size in self.sizes if not SizeIntent(self.text, (size,)).values_in([value])]
+        return " ".join([self.text, *(f"size {size}" for size in kept)]).strip()
+
 
 def parse_size(text: str) -> SizeIntent | None:
     """The size phrases in ``text`` ("black leggings size m" -> ``SizeIntent("black leggings", ("m",))``;

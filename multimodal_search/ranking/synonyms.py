@@ -108,6 +108,18 @@ def named(text: str, groups: Iterable[Sequence[str]] | None = None) -> list[str]
     return [p for normal_phrases, phrases in _compiled(groups) for p, n in zip(phrases, normal_phrases) if n in normal]
 
 
+def variants(text: str, groups: Iterable[Sequence[str]] | None = None, limit: int = 8) -> list[str]:
+    """``text`` (lower-cased), then ``text`` with one phrase of a group it names put as another of that
+    group ("quarter zip" -> "1/4 zip", "half zip", "quarter-zip"), at most ``limit`` in all."""
+    groups = tuple(tuple(g) for g in groups) if groups is not None else configured_groups()
+    normal = phrase_key(text)
+    found = [normal]
+    for normal_phrases, _ in _compiled(groups):
+        for named_phrase in (n for n in normal_phrases if n in normal):
+            found += [normal.replace(named_phrase, other) for other in normal_phrases if other != named_phrase]
+    return list(dict.fromkeys(phrase.strip() for phrase in found))[: int(limit)]
+
+
 def expand(text: str, groups: Iterable[Sequence[str]] | None = None, rewrites: Iterable[Rewrite] = ()) -> str:
     """``text`` followed by its expansions ("holdall" -> "holdall duffle bag duffel bag …")."""
     extra = expansions(text, groups, rewrites)

@@ -119,6 +119,13 @@ def expand(text: str, rules: Rules | None = None) -> str:
     return synonyms.expand(text, synonyms.configured_groups() + rules.groups, rules.rewrites)
 
 
+def variants(text: str, rules: Rules | None = None) -> list[str]:
+    """``text`` and its readings with one synonym put for another (settings and admin groups;
+    ``ranking.synonyms.variants``)."""
+    rules = rules or current_rules()
+    return synonyms.variants(text, synonyms.configured_groups() + rules.groups)
+
+
 def named(text: str, rules: Rules | None = None) -> list[str]:
     """The synonym-group phrases ``text`` names (settings and admin groups)."""
     rules = rules or current_rules()

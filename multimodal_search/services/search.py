@@ -22,11 +22,13 @@ from multimodal_search.ranking.personal import Taste
 from multimodal_search.ranking.query import Query
 from multimodal_search.ranking.reranker import Reranker, feature_matrix, get_reranker
 from multimodal_search.ranking.spelling import Correction
+from multimodal_search.ranking.text import words as tokens
 from multimodal_search.ranking.weights import signal_weights
 from multimodal_search.services import merchandising, taste
 from multimodal_search.services.candidates import Signals, collect_signals
 from multimodal_search.services.query import (
     SearchError,
+    catalogue_term_counts,
     check_query,
     correct_spelling,
     current_encoder,
@@ -249,7 +251,7 @@ def rank_products(
         kept = {rule.product_pk for rule, _, _ in fired if rule.action in ("pin", "boost")}
         passed = [pk for pk in order if relevance.get(pk) is None or relevance[pk] >= cut or pk in kept]
         if not passed and min_relevance == AUTO and text and query.text_vector is not None:
-            passed = _having_every_word(ranked_order, text, model_id)[:limit]
+            passed = _having_every_word(ranked_order, _fallback_readings(text, model_id, rules), model_id)[:limit]
             fallback = EVERY_WORD if passed else None
         order = passed
 
@@ -305,13 +307,28 @@ def rank_products(
     return result
 
 
-def _having_every_word(order: list[str], text: str, model_id: str) -> list[str]:
-    """The candidates of ``order`` (in its order) whose stored text has every word of ``text``: what a
-    search shows when no candidate passes the relevance cut. "winter" (in 3 of Luma's descriptions, the
-    re-ranker calling each unlikely) then shows those 3 products, not "No results"; a word no product
-    has ("shoes" in a shop without them) still finds nothing."""
-    having = get_store().having_every_word(model_id, order, text)
+def _having_every_word(order: list[str], texts: list[str], model_id: str) -> list[str]:
+    """The candidates of ``order`` (in its order) whose stored text has every word of one of ``texts``
+    (:func:`_fallback_readings`): what a search shows when no candidate passes the relevance cut.
+    "winter" (in 3 of Luma's descriptions, the re-ranker calling each unlikely) then shows those 3
+    products, and "quarter zip" the "1/4 zip" jacket, not "No results"; a word no product has ("shoes"
+    in a shop without them) still finds nothing."""
+    having = get_store().having_every_word(model_id, order, texts)
     return [pk for pk in order if pk in having]
+
+
+def _fallback_readings(text: str, model_id: str, rules: merchandising.Rules | None) -> list[str]:
+    """The words searched and, when one of them is in no product's text, their readings with a synonym
+    put for the phrase that holds it (``merchandising.variants``: "quarter zip" -> "1/4 zip" where no
+    product says "quarter"). A word some product uses is read as typed only: "sneakers", in one bag's
+    description, is not read as "trainers" (the name of a jacket here)."""
+    readings = merchandising.variants(text, rules)
+    if len(readings) < 2:
+        return readings
+    typed = tokens(text)
+    counts = catalogue_term_counts(model_id, typed, 1)
+    unused = {word for word in typed if not counts.get(word)}  # stop words too, but no synonym replaces one
+    return readings[:1] + [reading for reading in readings[1:] if unused & (set(typed) - set(tokens(reading)))]
 
 
 def _personal_entries(hits: list[SearchHit], nudge: taste.Nudge) -> None:

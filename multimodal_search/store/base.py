@@ -298,9 +298,9 @@ class BaseVectorStore:
         (English stemming, so "cushions" counts "cushion"), counted up to ``cap``."""
         raise NotImplementedError
 
-    def having_every_word(self, model_id: str, pks: Sequence[str], text: str) -> set[str]:
+    def having_every_word(self, model_id: str, pks: Sequence[str], texts: Sequence[str]) -> set[str]:
         """Those of ``pks`` whose full-text index (English stemming, stop words left out) has every word
-        of ``text``; none when ``text`` has no word that is not a stop word."""
+        of one of ``texts``; a text with no word that is not a stop word finds none."""
         raise NotImplementedError
 
     def candidates(self, request: CandidateRequest, scope: Scope) -> Candidates:

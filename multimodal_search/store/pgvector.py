@@ -398,11 +398,12 @@ class PgvectorStore(BaseVectorStore):
             cursor.execute(sql.term_counts(model_id, cap), [list(terms)])
             return {term: int(count) for term, count in cursor.fetchall()}
 
-    def having_every_word(self, model_id: str, pks: Sequence[str], text: str) -> set[str]:
-        if not pks or not text.strip():
+    def having_every_word(self, model_id: str, pks: Sequence[str], texts: Sequence[str]) -> set[str]:
+        texts = [text for text in texts if text.strip()]
+        if not pks or not texts:
             return set()
         with connections[_read_alias()].cursor() as cursor:
-            cursor.execute(sql.having_every_word(model_id), [[str(pk) for pk in pks], text])
+            cursor.execute(sql.having_every_word(model_id), [[str(pk) for pk in pks], list(texts)])
             return {str(pk) for (pk,) in cursor.fetchall()}
 
     def candidates(self, request: CandidateRequest, scope: Scope) -> Candidates:

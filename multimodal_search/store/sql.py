@@ -546,12 +546,13 @@ def term_counts(model_id: str, cap: int) -> str:
 
 
 def having_every_word(model_id: str) -> str:
-    """The products of a list (the first parameter) whose stored words have every word of a text (the
-    second: ``plainto_tsquery``, an AND of its lexemes), read by their primary keys."""
+    """The products of a list (the first parameter) whose stored words have every word of one of a list
+    of texts (the second: ``plainto_tsquery`` of each, an AND of its lexemes), read by their primary keys."""
     check_model_id(model_id)
+    every_word = "plainto_tsquery('english'::regconfig, t)"
     return (
-        f"SELECT product_pk FROM {PRODUCT_TABLE} WHERE model_id = '{model_id}' AND product_pk = ANY(%s::varchar[]) "
-        f"AND ({TSVECTOR} @@ {TSQUERY_ALL}) IS TRUE"
+        f"SELECT product_pk FROM {PRODUCT_TABLE} p WHERE model_id = '{model_id}' AND product_pk = ANY(%s::varchar[]) "
+        f"AND EXISTS (SELECT 1 FROM unnest(%s::text[]) AS t WHERE (p.{TSVECTOR} @@ {every_word}) IS TRUE)"
     )
 
 

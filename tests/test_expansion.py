@@ -70,6 +70,17 @@ def test_only_senses_that_name_goods_are_expanded():
     assert expansion.plan("quarter", counter({"part": 11, "fourth": 3}), lambda: 100) == []
 
 
+def test_a_goods_sense_the_word_is_rarely_used_in_is_not_expanded():
+    # "kid" is a child in all 53 of its uses in WordNet's tagged corpus, never the leather ("kidskin")
+    assert wordnet.tag_counts("kids") == {9917593: 53}
+    assert expansion.plan("kids", counter({"leather": 10}), lambda: 100) == []
+    # "boot": the footwear 13 times, the protective casing never
+    boots = expansion.plan("boots", counter({"casing": 5, "footwear": 5}), lambda: 100)
+    assert [e.term for e in boots] == ["footwear"] and boots[0].weight == pytest.approx(0.8)
+    # a word the corpus never tagged keeps its senses' weights by rank ("throw pillow": above)
+    assert wordnet.tag_counts("throw pillow") == {}
+
+
 def test_a_catalogue_synonym_wins_over_wider_relatives():
     found = expansion.plan("couch", counter({"sofa": 4, "seat": 20}), lambda: 100)
     assert [e.term for e in found] == ["sofa"]

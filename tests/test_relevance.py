@@ -543,6 +543,8 @@ def test_when_nothing_passes_the_trained_cut_the_candidates_having_every_word_ar
     # a word no product uses is read with its synonyms too ("rucksack": the backpacks)
     synonym = services.search_products("rucksack", k=10, min_relevance="auto")
     assert sorted(hit.product.title for hit in synonym.hits) == ["Delta Backpack", "Gamma Backpack"]
+    assert synonym.query["read_as"] == ["backpack"]  # the readings that found them ("knapsack" found none)
+    assert "read_as" not in found.query  # the words themselves found the backpacks
     assert services.search_products("the rucksack", k=10, min_relevance="auto").hits  # a stop word beside it
     # a word some product uses is read as typed: not the backpacks, though "daypack" is their synonym too
     indexed(ProductFactory(title="Lambda Bottle", description="Fits the side pocket of any daypack."))
@@ -569,3 +571,8 @@ def test_when_nothing_passes_the_trained_cut_the_candidates_having_every_word_ar
     assert [(row.query, row.searches) for row in services.loose_queries(today, today)] == [("backpack", 2)]
     report = admin_client.get("/admin/multimodal_search/searchlog/report/").content.decode()
     assert "Queries no product matched closely" in report and "<td>backpack</td><td>2</td>" in report
+    # the page and the API say which readings found the results (the bottle's "daypack" now one of them)
+    answer = client.get("/api/v1/search/", {"q": "rucksack", "min_relevance": "auto"}).json()
+    assert answer["query"]["fallback"] == "every_word" and answer["query"]["read_as"] == ["backpack", "daypack"]
+    page = client.get("/search/", {"q": "rucksack"}).content.decode()
+    assert "No close matches — showing the products whose descriptions say “backpack” or “daypack”." in page

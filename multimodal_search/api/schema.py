@@ -123,6 +123,12 @@ class SearchQueryEchoSerializer(serializers.Serializer[Any]):
         help_text="`every_word` when no result passed `min_relevance` and the results are the candidates whose "
         "text has every word searched (`winter` in a shop whose descriptions mention it); `match` is then `none`.",
     )
+    read_as = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="With `fallback`, when a word searched is in no product's text and the results have every word "
+        'of the words read with a synonym instead: those readings (`quarter zip` -> `["1/4 zip", "half zip"]`).',
+    )
     image = serializers.BooleanField(help_text="Whether a photo was searched (the photo is never echoed).")
     photo_sold_here = serializers.BooleanField(
         required=False, help_text="Whether the photo looks like something the shop sells."

@@ -85,6 +85,7 @@ def _payload(response: services.SearchPage, links: tuple[str | None, str | None]
                 "size",
                 "browse",
                 "fallback",
+                "read_as",
                 "image",
                 "photo_sold_here",
                 "rules",

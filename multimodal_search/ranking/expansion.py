@@ -18,7 +18,10 @@ from a general resource instead, and lets the catalogue decide what is worth add
    kept only when the catalogue uses it, with a weight of
    ``relation x sense x evidence x specificity``:
 
-   * relation: synonym 1.0, hypernym 0.8, hyponym 0.6; sense: 1.0, 0.8, 0.6 by sense frequency;
+   * relation: synonym 1.0, hypernym 0.8, hyponym 0.6; sense: 1.0, 0.8, 0.6 by rank among the goods
+     senses, times how often WordNet's sense-tagged corpus uses the word in that sense against its
+     commonest sense, both plus one (:func:`wordnet.tag_counts`: "kids" is the leather in none of
+     53 uses, so it is not read as "leather"; "boots" is not read as a "casing");
    * evidence: how many products use the term, ``min(1, log(1 + n) / log(1 + FULL_EVIDENCE))``
      (one product might be a passing word in a description; three name a kind the shop sells);
    * specificity: 1 up to ``max_share`` of the catalogue, then falling to 0 as the term covers
@@ -128,7 +131,11 @@ def candidates(phrase: str) -> dict[str, tuple[str, float]]:
     own = set(wordnet.base_forms(phrase)) | {phrase}
     best: dict[str, tuple[str, float]] = {}
     goods = [sense for sense in wordnet.senses(phrase) if sense.lexname in wordnet.GOODS]
-    for sense, weight in zip(goods, SENSE_WEIGHTS):
+    counts = wordnet.tag_counts(phrase)
+    commonest = max(counts.values(), default=0)
+    for sense, rank_weight in zip(goods, SENSE_WEIGHTS):
+        # a goods sense the word is rarely used in is rarely what a shopper means ("kids": the leather)
+        weight = rank_weight * (counts.get(sense.offset, 0) + 1) / (commonest + 1)
         related = [(SYNONYM, sense.lemmas)]
         related += [(HYPERNYM, wordnet.synset(o).lemmas) for o in sense.hypernyms]
         related += [(HYPONYM, wordnet.synset(o).lemmas) for o in sense.hyponyms]

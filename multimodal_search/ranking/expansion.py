@@ -19,9 +19,10 @@ from a general resource instead, and lets the catalogue decide what is worth add
    ``relation x sense x evidence x specificity``:
 
    * relation: synonym 1.0, hypernym 0.8, hyponym 0.6; sense: 1.0, 0.8, 0.6 by rank among the goods
-     senses, times how often WordNet's sense-tagged corpus uses the word in that sense against its
-     commonest sense, both plus one (:func:`wordnet.tag_counts`: "kids" is the leather in none of
-     53 uses, so it is not read as "leather"; "boots" is not read as a "casing");
+     senses, and when the word's commonest sense in WordNet's sense-tagged corpus is not goods, times
+     how often the corpus uses it in that sense against that commonest one, both plus one
+     (:func:`wordnet.tag_counts`: "kids" are children in 53 uses and the leather in none, so "kids"
+     is not read as "leather"; "mouse", the animal 14 times and the computer's never, keeps both);
    * evidence: how many products use the term, ``min(1, log(1 + n) / log(1 + FULL_EVIDENCE))``
      (one product might be a passing word in a description; three name a kind the shop sells);
    * specificity: 1 up to ``max_share`` of the catalogue, then falling to 0 as the term covers
@@ -130,12 +131,16 @@ def candidates(phrase: str) -> dict[str, tuple[str, float]]:
     """term -> (relation, relation x sense weight): the best link from ``phrase`` to each WordNet neighbour."""
     own = set(wordnet.base_forms(phrase)) | {phrase}
     best: dict[str, tuple[str, float]] = {}
-    goods = [sense for sense in wordnet.senses(phrase) if sense.lexname in wordnet.GOODS]
+    senses = wordnet.senses(phrase)
+    goods = [sense for sense in senses if sense.lexname in wordnet.GOODS]
     counts = wordnet.tag_counts(phrase)
-    commonest = max(counts.values(), default=0)
-    for sense, rank_weight in zip(goods, SENSE_WEIGHTS):
-        # a goods sense the word is rarely used in is rarely what a shopper means ("kids": the leather)
-        weight = rank_weight * (counts.get(sense.offset, 0) + 1) / (commonest + 1)
+    commonest = max(senses, key=lambda sense: counts.get(sense.offset, 0), default=None)
+    # a word mostly used for what no shop sells ("kids": children) is rarely meant in a rare goods sense
+    # (the leather): those senses count as often as the sense-tagged corpus uses them, against the commonest
+    rare_goods = commonest is not None and counts.get(commonest.offset, 0) > 0 and commonest not in goods
+    for sense, weight in zip(goods, SENSE_WEIGHTS):
+        if rare_goods and commonest is not None:
+            weight *= (counts.get(sense.offset, 0) + 1) / (counts[commonest.offset] + 1)
         related = [(SYNONYM, sense.lemmas)]
         related += [(HYPERNYM, wordnet.synset(o).lemmas) for o in sense.hypernyms]
         related += [(HYPONYM, wordnet.synset(o).lemmas) for o in sense.hyponyms]

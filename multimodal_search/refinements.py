@@ -96,12 +96,9 @@ def refinement_links(path: str, params: QueryDict, page: services.SearchPage) ->
         for item in values:
             token = f"{name}:{item.value}"
             toggled = [f for f in filters if f != token] if item.selected else [*filters, token]
-            from_words = sized is not None and name == services.SIZE and item.value in worded_sizes
-            target = (
-                url(q=[sized.text_without(item.value)])
-                if from_words and item.selected and sized
-                else url(filter=toggled)
-            )
+            target = url(filter=toggled)
+            if sized is not None and item.selected and name == services.SIZE and item.value in worded_sizes:
+                target = url(q=[sized.text_without(item.value)])
             links.append(Link(item.value, target, item.selected, item.count))
         if links:
             label = name.replace("_", " ").capitalize()

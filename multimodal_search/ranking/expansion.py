@@ -137,10 +137,10 @@ def candidates(phrase: str) -> dict[str, tuple[str, float]]:
     commonest = max(senses, key=lambda sense: counts.get(sense.offset, 0), default=None)
     # a word mostly used for what no shop sells ("kids": children) is rarely meant in a rare goods sense
     # (the leather): those senses count as often as the sense-tagged corpus uses them, against the commonest
-    rare_goods = commonest is not None and counts.get(commonest.offset, 0) > 0 and commonest not in goods
+    uses = counts.get(commonest.offset, 0) if commonest is not None and commonest not in goods else 0
     for sense, weight in zip(goods, SENSE_WEIGHTS):
-        if rare_goods and commonest is not None:
-            weight *= (counts.get(sense.offset, 0) + 1) / (counts[commonest.offset] + 1)
+        if uses:
+            weight *= (counts.get(sense.offset, 0) + 1) / (uses + 1)
         related = [(SYNONYM, sense.lemmas)]
         related += [(HYPERNYM, wordnet.synset(o).lemmas) for o in sense.hypernyms]
         related += [(HYPONYM, wordnet.synset(o).lemmas) for o in sense.hyponyms]

@@ -94,22 +94,9 @@ def _database(name: str) -> tuple[mmap.mmap, int]:
 
 
 def _line(name: str, key: bytes) -> list[bytes] | None:
-    """The fields of the line whose first field is ``key``, found by bisection (the files are sorted)."""
-    mapped, low = _database(name)
-    high = len(mapped)
-    while low < high:
-        middle = (low + high) // 2
-        start = mapped.rfind(b"\n", 0, middle) + 1
-        end = mapped.find(b"\n", start)
-        end = len(mapped) if end < 0 else end
-        fields = mapped[start:end].split()
-        if not fields or fields[0] > key:
-            high = start
-        elif fields[0] < key:
-            low = end + 1
-        else:
-            return fields
-    return None
+    """The fields of the line whose first field is ``key`` (the files are sorted, one line per key)."""
+    found = _lines_from(name, key + b" ")
+    return found[0] if found else None
 
 
 @lru_cache(maxsize=1)
@@ -169,7 +156,7 @@ def synset(offset: int) -> Synset:
 
 
 def _lines_from(name: str, prefix: bytes) -> list[list[bytes]]:
-    """The fields of every line starting with ``prefix``, found by bisection (the files are sorted)."""
+    """The fields of every line starting with ``prefix``, the first found by bisection (the files are sorted)."""
     mapped, low = _database(name)
     high = len(mapped)
     while low < high:  # the first line not below the prefix

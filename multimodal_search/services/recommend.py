@@ -34,7 +34,7 @@ from multimodal_search.conf import search_settings
 from multimodal_search.models import ProductEmbedding, ShopperEvent
 from multimodal_search.ranking import vocabulary as v
 from multimodal_search.services.query import current_encoder
-from multimodal_search.services.search import SearchHit, _products, similar_products
+from multimodal_search.services.search import SearchHit, _products, lean_queryset, similar_products
 from multimodal_search.store import get_store
 from multimodal_search.store.base import Scope
 
@@ -350,10 +350,7 @@ def _fill_newest(
         products = products.filter(pk__in=[pk for pk in _in_category(category).values_list("product_pk", flat=True)])
     names = {f.name for f in adapter.get_model()._meta.get_fields()}
     products = products.order_by(*(["-created_at"] if "created_at" in names else []), "-pk")
-    if not prefetch:
-        products = products.prefetch_related(None)
-    if fields is not None:
-        products = products.only(*fields)
+    products = lean_queryset(products, prefetch=prefetch, fields=fields)
     filling: list[SearchHit] = []
     for product in products[: k - len(hits) + len(taken)]:
         if str(product.pk) not in taken and len(hits) + len(filling) < k:

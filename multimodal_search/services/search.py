@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 from django.db import connections
-from django.db.models import Model, prefetch_related_objects
+from django.db.models import Model, QuerySet, prefetch_related_objects
 from django.db.models.expressions import RawSQL
 from PIL import Image
 
@@ -321,10 +321,12 @@ def _having_every_word(order: list[str], texts: list[str], model_id: str) -> tup
     store = get_store()
     having = store.having_every_word(model_id, order, texts[:1])
     read_as: list[str] = []
-    for reading in texts[1:] if not having else ():  # a few readings, in the rare search the cut empties
-        found = store.having_every_word(model_id, order, [reading])
-        having |= found
-        read_as += [reading] if found else []
+    if not having:  # a few readings, one read each, in the rare search the cut leaves empty
+        for reading in texts[1:]:
+            found = store.having_every_word(model_id, order, [reading])
+            if found:
+                having |= found
+                read_as.append(reading)
     return [pk for pk in order if pk in having], read_as
 
 
@@ -546,12 +548,16 @@ def _products(
         return []
     queryset = get_adapter().get_queryset()
     queryset = queryset.filter(pk__in=_pk_array(queryset.model, order, queryset.db)).order_by()  # in ``order`` below
+    products = {str(p.pk): p for p in lean_queryset(queryset, prefetch=prefetch, fields=fields)}
+    return [(pk, products[pk]) for pk in order if pk in products]
+
+
+def lean_queryset(queryset: QuerySet[Any], *, prefetch: bool, fields: tuple[str, ...] | None) -> QuerySet[Any]:
+    """``queryset`` without its ``prefetch_related`` (``prefetch`` False) and loading only ``fields``
+    (None: every field): a result set that is filtered and counted, of which one page is shown."""
     if not prefetch:
         queryset = queryset.prefetch_related(None)
-    if fields is not None:
-        queryset = queryset.only(*fields)
-    products = {str(p.pk): p for p in queryset}
-    return [(pk, products[pk]) for pk in order if pk in products]
+    return queryset if fields is None else queryset.only(*fields)
 
 
 def _pk_array(model: type[Model], pks: list[str], alias: str) -> RawSQL:

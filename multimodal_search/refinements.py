@@ -12,7 +12,7 @@ from django import forms
 from django.http import QueryDict
 
 from multimodal_search import services
-from multimodal_search.ranking.intent import parse_size
+from multimodal_search.ranking.intent import parse_exclusions, parse_size
 
 #: the parameters a refinement link changes; every other one (q, photo, category...) is kept
 FILTER, PRICE_MIN, PRICE_MAX, SORT, PAGE = "filter", "price_min", "price_max", "sort", "page"
@@ -105,6 +105,9 @@ def refinement_links(path: str, params: QueryDict, page: services.SearchPage) ->
             facets.append(
                 {"name": name, "label": label, "links": links, "from_words": bool(sized) and name == services.SIZE}
             )
+    # what the words left out ("jacket not black"): each with the address of the words without its phrase
+    left_out = parse_exclusions(params.get(QUERY, "")) if page.query.get("excluded") else None
+    excluded = [Link(term, url(q=[left_out.text_without(term)]), False) for term in left_out.terms] if left_out else []
     explicit = bool(params.get(PRICE_MIN) or params.get(PRICE_MAX))
     prices = [
         Link(
@@ -126,6 +129,7 @@ def refinement_links(path: str, params: QueryDict, page: services.SearchPage) ->
         "prices": prices,
         "price_applied": price_label(page.price_min, page.price_max) if page.price_min or page.price_max else None,
         "price_from_words": bool(page.query.get("price")),
+        "excluded": excluded,
         "clear_price": url(price_min=[], price_max=[]) if explicit else None,
         "as_typed": url(**{AS_TYPED: ["1"]}) if page.query.get("corrected") else None,
         "sorts": [(name, SORT_LABELS[name], name == page.sort) for name in services.SORTS],

@@ -65,7 +65,8 @@ def search_page(request: HttpRequest) -> HttpResponse:
                     **RefineForm(request.GET).refinements(),
                 )
             context["response"] = page
-            searched_words = page.query.get("corrected") or form.cleaned_data.get("q")
+            # the words as read ("hoddie" -> "hoodie"), else as searched ("jacket" of "jacket not black")
+            searched_words = page.query.get("corrected") or page.query.get("searched") or form.cleaned_data.get("q")
             context["results"] = [
                 {**with_reasons(hit.as_dict(), searched_words), "likely": services.likely_match(hit, page)}
                 for hit in page.hits

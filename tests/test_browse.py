@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from multimodal_search import services
 from multimodal_search.models import ShopperEvent
-from multimodal_search.ranking.intent import parse_price, parse_size
+from multimodal_search.ranking.intent import parse_exclusions, parse_price, parse_size
 from multimodal_search.refinements import price_label
 from shop.catalog.models import Category, Product
 from tests.factories import ProductFactory
@@ -331,6 +331,64 @@ def test_a_size_in_the_words_filters_by_that_size(client, shop):
         two_page,
     )
     assert ticked is not None and ticked.group(1) == "/search/?q=jacket+size+xl"
+
+
+@pytest.mark.parametrize(
+    ("text", "rest", "terms"),
+    [
+        ("jacket not black", "jacket", ("black",)),
+        ("NOT Black jacket", "jacket", ("black",)),
+        ("hoodie without a hood", "hoodie", ("hood",)),
+        ("no hood jacket", "jacket", ("hood",)),  # one word is left out, the next searched
+        ("jacket not black or white", "jacket", ("black", "white")),
+        ("jacket but not red, blue", "jacket", ("red", "blue")),
+        ("tee not light blue", "tee", ("light blue",)),  # a colour keeps its shade
+        ("bag other than black", "bag", ("black",)),
+        ("shorts -white", "shorts", ("white",)),
+        ("shorts without pockets size m", "shorts size m", ("pockets",)),
+        ("not black", "", ("black",)),
+    ],
+)
+def test_what_the_words_leave_out_is_read_from_them(text, rest, terms):
+    excluded = parse_exclusions(text)
+    assert excluded is not None and (excluded.text, excluded.terms) == (rest, terms)
+    # "t-shirt", "no-show", a word merely starting with "no" are no exclusion
+    for plain in ("t-shirt", "no-show socks", "nordic hoodie", "notebook bag", "black hoodie", "-", "not 50"):
+        assert parse_exclusions(plain) is None, plain
+    both = parse_exclusions("jacket not black or white")
+    assert both.colours("black") == ["black"] and both.colours("hood") == [] and both.colours("light blue") == ["blue"]
+    # showing one term's products again keeps the others left out
+    assert both.text_without("black") == "jacket not white" and both.text_without("white") == "jacket not black"
+
+
+@pytest.mark.django_db
+def test_what_the_words_leave_out_is_not_in_the_results(client, shop):
+    everything = services.browse_products("jacket", page_size=100)
+    assert {hit.product.color for hit in everything.hits} >= {"Black", "Blue", "Red", "Green"}
+    # a colour: by the colour facet, and the colour is not searched
+    not_black = services.browse_products("jacket not black", page_size=100)
+    assert not_black.query["excluded"] == ["black"] and not_black.query["searched"] == "jacket"
+    assert _skus(not_black) == [hit.product.sku for hit in everything.hits if hit.product.color != "Black"]
+    assert not_black.total == len(not_black.hits) > 0 and "Black" not in {v.value for v in not_black.facets["color"]}
+    two = services.browse_products("jacket -black or blue", page_size=100)
+    assert two.hits and {hit.product.color for hit in two.hits}.isdisjoint({"Black", "Blue"})
+    # any other word: by the product's text ("parka" in one title)
+    no_parka = services.browse_products("jacket without a parka", page_size=100)
+    assert no_parka.query["excluded"] == ["parka"]
+    parka = shop[7].sku
+    assert _skus(no_parka) == [sku for sku in _skus(everything) if sku != parka] and parka in _skus(everything)
+    # the words alone: the popular products, less the colour
+    alone = services.browse_products("not black", page_size=100)
+    assert alone.query["browse"] == "popular" and alone.total == Product.objects.exclude(color="Black").count()
+
+    answer = client.get("/api/v1/search/", {"q": "jacket not black"}).json()
+    assert answer["query"]["excluded"] == ["black"] and answer["total"] == not_black.total
+    assert "Black" not in {item["color"] for item in answer["results"]}
+    page = client.get("/search/", {"q": "jacket not black or blue"}).content.decode()
+    assert "Leaving out, as your words ask:" in page
+    # each term's link searches the words without its phrase, the other still left out
+    assert '“black” (<a href="/search/?q=jacket+not+blue" rel="nofollow">show black too</a>)' in page
+    assert '“blue” (<a href="/search/?q=jacket+not+black" rel="nofollow">show blue too</a>)' in page
 
 
 @pytest.mark.django_db

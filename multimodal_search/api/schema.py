@@ -111,6 +111,13 @@ class SearchQueryEchoSerializer(serializers.Serializer[Any]):
         help_text="The size named in the words (`leggings size m`), as the results state it (`M`), when no size "
         "`filter` was given and a result has it: the results are filtered to it and the words searched without it.",
     )
+    excluded = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="What the words asked to leave out (`jacket not black`, `hoodie without a hood`, `shorts -white`): "
+        '`["black"]`. Those products are not in the results and the words are searched without the phrase: a '
+        "colour by the `color` facet, any other word by the product's text (`hood` also leaves out `hooded`).",
+    )
     browse = serializers.CharField(
         required=False,
         help_text="`popular` when the words named only a price, an order by price or a size (`under 50`, `cheapest`, "

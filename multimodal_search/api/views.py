@@ -83,6 +83,7 @@ def _payload(response: services.SearchPage, links: tuple[str | None, str | None]
                 "price",
                 "sort",
                 "size",
+                "excluded",
                 "browse",
                 "fallback",
                 "read_as",

@@ -187,6 +187,61 @@ def parse_size(text: str) -> SizeIntent | None:
     return SizeIntent(" ".join(_SIZE.sub(" ", text).split()), sizes)
 
 
+#: "not black", "without a hood", "no pockets", "except white", "other than red", "-black": what a shopper
+#: wants left out. The word after the phrase is the term (a colour word may bring its shade: "not light
+#: blue"); "or", "nor" and commas add more ("not black or white"). "no-show" and "t-shirt" are no phrase.
+_NOT = r"(?:but\s+)?(?:not|no|without|except|excluding|minus|other\s+than)"
+_FILLER = r"(?:(?:in|a|an|any|the|for|with)\s+)*"
+#: words that make a colour a shade ("light blue"): kept with it as one term
+_SHADES = ("light", "dark", "pale", "bright", "deep", "navy", "royal", "sky", "hot", "neon")
+_TERM = rf"(?:(?:{'|'.join(_SHADES)})\s+)?[a-z][a-z0-9'-]*"
+_EXCLUSION = re.compile(
+    rf"(?:(?<=\s)|^)(?:{_NOT}\s+{_FILLER}|-(?=[a-z]))({_TERM}(?:\s*(?:,|\bor\b|\bnor\b)\s*{_TERM})*)",
+    re.IGNORECASE,
+)
+_LIST = re.compile(r"\s*(?:,|\bor\b|\bnor\b)\s*", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ExclusionIntent:
+    """The text without its exclusion phrases, and the terms to leave out as typed ("black", "hood")."""
+
+    text: str
+    terms: tuple[str, ...]
+    #: each term's phrase as typed ("without a hood"), in the order of ``terms``
+    phrases: tuple[str, ...]
+
+    def colours(self, term: str) -> list[str]:
+        """The colours a term names ("light blue" -> ["blue"]; [] for "hood")."""
+        named = words(term)
+        return colours_in_text(term) if named and all(colours_in_text(w) or w in _SHADES for w in named) else []
+
+    def text_without(self, term: str) -> str:
+        """The words as typed with one term's exclusion taken out (what showing those products again
+        searches): "jacket not black or white" without "black" -> "jacket not white"."""
+        kept = [phrase for phrase, other in zip(self.phrases, self.terms) if other != term]
+        return " ".join([self.text, *kept]).strip()
+
+
+def parse_exclusions(text: str) -> ExclusionIntent | None:
+    """The exclusion phrases in ``text`` ("jacket not black" -> ``ExclusionIntent("jacket", ("black",),
+    ("not black",))``; "hoodie without a hood or zip" -> "hood" and "zip"); None when it has none. A term
+    is one word, or a colour with its shade ("not light blue"): in "no hood jacket" only "hood" is left
+    out and "jacket" is searched."""
+    terms: list[str] = []
+    phrases: list[str] = []
+    for match in _EXCLUSION.finditer(text):
+        prefix = " ".join(text[match.start() : match.start(1)].split())
+        for term in _LIST.split(match.group(1)):
+            term = " ".join(term.lower().split())
+            if term and term not in terms:
+                terms.append(term)
+                phrases.append(f"-{term}" if prefix == "-" else f"{prefix} {term}")
+    if not terms:
+        return None
+    return ExclusionIntent(" ".join(_EXCLUSION.sub(" ", text).split()), tuple(terms), tuple(phrases))
+
+
 #: words a query of facets alone may hold beside them ("women's red": "s"; "red for men")
 _FACET_FILLER = frozenset({"s", "for", "in", "and", "the", "a", "all", "colour", "color", "coloured", "colored"})
 

@@ -21,7 +21,17 @@ from PIL import Image
 
 from multimodal_search.adapters import get_adapter
 from multimodal_search.conf import search_settings
-from multimodal_search.ranking.intent import BEST_SELLING, NEWEST, PRICE_ASC, PRICE_DESC, parse_price, parse_size
+from multimodal_search.ranking.colour import colours_in_text
+from multimodal_search.ranking.intent import (
+    BEST_SELLING,
+    NEWEST,
+    PRICE_ASC,
+    PRICE_DESC,
+    ExclusionIntent,
+    parse_exclusions,
+    parse_price,
+    parse_size,
+)
 from multimodal_search.ranking.personal import Taste
 from multimodal_search.services.query import SearchError, current_encoder
 from multimodal_search.services.recommend import POPULAR, popular_products, popularity
@@ -34,12 +44,15 @@ from multimodal_search.services.search import (
     rank_products,
     respond,
 )
+from multimodal_search.store import get_store
 
 RELEVANCE = "relevance"
 SORTS = (RELEVANCE, PRICE_ASC, PRICE_DESC, NEWEST, BEST_SELLING)
 PRICE = "price"
 #: the facet a size named in the words filters ("size m"), when ``FACETS["FIELDS"]`` has it
 SIZE = "size"
+#: the facet a colour left out by the words ("not black") is read from, when ``FACETS["FIELDS"]`` has it
+COLOR = "color"
 MAX_PAGE = 10_000
 #: the products a search of price or size words alone ("under 50", "cheapest", "size m") filters and sorts: the most
 #: popular, then the newest (the whole Luma catalogue has 463)
@@ -120,6 +133,9 @@ def browse_products(
         A size named in the words ("leggings size m", "size 32") is taken out of the text that is
             searched and, when ``filters`` has no ``size``, picks the size facet's values they name
             (``query["size"]``: "M", or "M, L"; none when no result states it).
+        What the words ask to leave out ("jacket not black", "without a hood", "-white") is taken out of the
+            text that is searched, and those products out of the result set (``query["excluded"]``,
+            :func:`_without`).
         sort: ``relevance``, ``price_asc``, ``price_desc``, ``newest`` or ``best_selling`` (the most viewed,
             carted and bought of the last 30 days first, ``popularity``; ties keep relevance order).
             None: as the words ask ("cheap wool": ``price_asc``, "most expensive bag": ``price_desc``,
@@ -148,8 +164,11 @@ def browse_products(
     intent = parse_price(text or "")
     # a size named in the words is not searched, and filters the size facet when no size filter is given
     sized = parse_size(intent.text) if SIZE in fields else None
-    worded = intent.worded or sized is not None
     rest = sized.text if sized is not None else intent.text
+    # "not black", "without a hood": left out of the result set, and not searched
+    excluded = parse_exclusions(rest)
+    rest = excluded.text if excluded is not None else rest
+    worded = intent.worded or sized is not None or excluded is not None
     # price and size words are no description of the product: not searched ("under 50" alone: popular products)
     searched = (rest or None) if worded else text
     alone = worded and not rest and image is None  # "under 50", "cheapest", "size m": no words to search
@@ -194,6 +213,9 @@ def browse_products(
     if sort_from_text:
         ranked.query["sort"] = sort
     rows = [_Row(hit, adapter.get_facet_values(hit.product), rank) for rank, hit in enumerate(ranked.hits)]
+    if excluded is not None:
+        rows = _without(rows, excluded, ranked.model_id)
+        ranked.query["excluded"] = list(excluded.terms)
     sizes = []
     if sized is not None and SIZE not in chosen:
         sizes = sized.values_in({value for row in rows for value in row.facets.get(SIZE) or []})
@@ -237,6 +259,23 @@ def browse_products(
         filters=chosen,
         matched=[row.hit for row in kept],
     )
+
+
+def _without(rows: list[_Row], excluded: ExclusionIntent, model_id: str) -> list[_Row]:
+    """The rows that have none of the terms the words left out: a colour ("not black", "not light blue")
+    by the ``color`` facet's values where the facets have it (a blue jacket whose description mentions
+    black piping stays), any other word ("without a hood") by the product's stored text, English
+    stemming (``store.having_every_word``: "hood" leaves out "hooded", not "hoodie")."""
+    colours = {name for term in excluded.terms for name in excluded.colours(term)}
+    by_facet = bool(colours) and COLOR in facet_names()
+    words = [term for term in excluded.terms if not (by_facet and excluded.colours(term))]
+    having = get_store().having_every_word(model_id, [row.hit.product_pk for row in rows], words) if words else set()
+
+    def kept(row: _Row) -> bool:
+        stated = {name for value in row.facets.get(COLOR) or [] for name in colours_in_text(str(value))}
+        return row.hit.product_pk not in having and not (by_facet and stated & colours)
+
+    return [row for row in rows if kept(row)]
 
 
 def _popular_alone(

@@ -106,6 +106,9 @@ class BaseProductAdapter:
         * ``gender``: "Men", "Women" or "Unisex", matched against "mens", "ladies"…;
         * ``material``: "Organic Cotton, Polyester", matched against material words;
         * ``group``: what colour variants share (a parent sku); hold-out splits keep a group whole;
+          a search of it finds the group's products first;
+        * ``sku``: the product's own code as shoppers see it ("MH07-Gray"); a search of it (or of its
+          start up to a separator, "MH07") finds the product first, as does one of the primary key;
         * ``attributes``: other stated qualities, name -> a value, a list of values or ``True``
           (``{"pattern": "Striped", "activity": ["Yoga", "Gym"], "sale": True}``); a query of qualities
           alone ("wool", "striped", "sale") is matched against them, the title and the material

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
-from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
-from django.db.models.functions import Length
+from django.db.models.fields.json import KT
+from django.db.models.functions import Length, Lower
 from pgvector.django import HalfVectorField
 
 # who may re-index, retrain and read the index status (admin actions, staff pages, /api/index/status/)
@@ -51,6 +52,14 @@ class ProductEmbedding(models.Model):
             # the admin's vector rows, in product order (``admin.ProductEmbeddingAdmin.get_ordering``): a
             # page is then read from this index, not sorted from the whole table (0.3 s at 100,000 products)
             models.Index(Length("product_pk"), F("product_pk"), F("model_id"), name="mmsearch_pe_admin_order_idx"),
+            # a search that is one product code ("MH07-Gray", "mh07": ``store.sql.products_by_code``)
+            models.Index(
+                F("model_id"), OpClass(Lower("product_pk"), name="text_pattern_ops"), name="mmsearch_pe_code_idx"
+            ),
+            models.Index(
+                F("model_id"), OpClass(Lower(KT("fields__sku")), name="text_pattern_ops"), name="mmsearch_pe_sku_idx"
+            ),
+            models.Index(F("model_id"), Lower(KT("fields__group")), name="mmsearch_pe_group_idx"),
         ]
         permissions = [("reindex_products", "Can reindex and retrain the search index")]
 

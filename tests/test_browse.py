@@ -392,6 +392,29 @@ def test_what_the_words_leave_out_is_not_in_the_results(client, shop):
 
 
 @pytest.mark.django_db
+def test_a_product_code_finds_its_products_first(client, shop, indexed):
+    delta = shop[3]
+    found = services.browse_products(delta.sku.lower(), page_size=100)  # case aside, not read as a typo
+    assert found.query["code"] == delta.sku.lower() and "corrected" not in found.query
+    assert found.hits[0].product == delta  # its relevance: 1 where relevance is calibrated (test_relevance)
+    assert found.hits[0].explanation == {"code": 1.0}
+    # a parent sku: each of its variants
+    variants = [ProductFactory(title=f"Omega Tee {c}", color=c, parent_sku="OM-77") for c in ("Red", "Blue")]
+    indexed(*variants)
+    both = services.browse_products("om-77", page_size=100)
+    assert {hit.product for hit in both.hits[:2]} == set(variants) and both.query["code"] == "om-77"
+    # a code no product has is searched as words; words with a digit but a space are words
+    assert "code" not in services.browse_products("zz-999", page_size=100).query
+    assert "code" not in services.browse_products(f"{delta.sku} jacket", page_size=100).query
+
+    answer = client.get("/api/v1/search/", {"q": delta.sku}).json()
+    assert answer["query"]["code"] == delta.sku and answer["results"][0]["sku"] == delta.sku
+    page = client.get("/search/", {"q": delta.sku}).content.decode()
+    assert f"Products with the code “{delta.sku}” come first." in page
+    assert "its product code is your search" in page and '<span class="mm-code"' in page
+
+
+@pytest.mark.django_db
 def test_best_sellers_first_from_the_sort_or_the_words(client, shop):
     alpha, beta, gamma = shop[0], shop[1], shop[2]  # three jackets
     for product, kinds in ((gamma, ("purchase", "view")), (alpha, ("view",))):

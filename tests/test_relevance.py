@@ -18,6 +18,7 @@ from multimodal_search.ranking import calibration, fusion
 from multimodal_search.ranking import reranker as reranking
 from multimodal_search.ranking.intent import facets_only
 from multimodal_search.services.query import current_encoder
+from shop.catalog.models import Product
 from tests.factories import ProductFactory
 
 SPECS = [
@@ -554,6 +555,11 @@ def test_when_nothing_passes_the_trained_cut_the_candidates_having_every_word_ar
     for words in ("backpack watch", "xyzzy"):
         nothing = services.search_products(words, k=10, min_relevance="auto")
         assert nothing.hits == [] and "fallback" not in nothing.query
+    # words that are a product code: its product first, relevance 1 whatever the cut
+    delta = Product.objects.get(title="Delta Backpack")
+    coded = services.search_products(delta.sku, k=10, min_relevance="auto")
+    assert [hit.product for hit in coded.hits] == [delta] and coded.hits[0].relevance == 1.0  # the others cut
+    assert coded.query["code"] == delta.sku and "fallback" not in coded.query
     # a number asked for is never relaxed, and without a cut nothing is dropped
     assert services.search_products("backpack", k=10, min_relevance=1.0).hits == []
     assert "fallback" not in services.search_products("backpack", k=10).query

@@ -30,6 +30,10 @@ FEATURES = 6
 HALF = 2e-3
 
 
+#: product identifiers of one parent sku ("MH07") and of another
+CODES = ("MH07-Gray", "MH07-Red", "MH07-Gray-XS", "MH070", "24-MB01")
+
+
 def unit(rng: np.random.RandomState, dims: int) -> np.ndarray:
     vector = rng.standard_normal(dims).astype(np.float32)
     return vector / np.linalg.norm(vector)
@@ -285,6 +289,31 @@ class VectorStoreContract:
         assert all(value == 0 for pk, value in found.signals["lexical"].items() if pk != "Q")
         assert set(found.signals["neighbours"]) == set(found.pool) - {"Q"}
         assert all(-1.0 <= value <= 1.0 + HALF for value in found.signals["neighbours"].values())
+
+    def test_products_by_code_reads_identifiers_and_groups(self, store: BaseVectorStore) -> None:
+        rng = np.random.RandomState(5)
+        items = [product(pk, rng, category="Bags" if pk.endswith("Red") else "Tops") for pk in CODES]
+        for item in items:  # the variants' parent sku; another product's is no start of its identifier
+            item.fields["group"] = "MH07" if item.product_pk.startswith("MH07-") else f"Parent-{item.product_pk}"
+        store.ensure_indexes(MODEL, DIMS, FEATURES)
+        store.save_products(MODEL, items)
+        # the identifier itself first, case aside, then the shortest that start with it and a separator
+        assert store.products_by_code(MODEL, "mh07-gray") == ["MH07-Gray", "MH07-Gray-XS"]
+        assert store.products_by_code(MODEL, "MH07") == ["MH07-Red", "MH07-Gray", "MH07-Gray-XS"]
+        assert store.products_by_code(MODEL, "mh07", categories=["Bags"]) == ["MH07-Red"]
+        assert store.products_by_code(MODEL, "MH07", limit=1) == ["MH07-Red"]
+        # the group alone: a parent sku that is no identifier's start
+        assert store.products_by_code(MODEL, "parent-24-mb01") == ["24-MB01"]
+        assert store.products_by_code(MODEL, "24-MB01") == ["24-MB01"]
+        # a code that only starts an identifier, or a LIKE wildcard, finds nothing
+        assert store.products_by_code(MODEL, "mh0") == [] and store.products_by_code(MODEL, "mh_7") == []
+        assert store.products_by_code(MODEL, "%") == [] and store.products_by_code(OTHER, "mh07") == []
+        # a shop whose primary keys are numbers states the code shoppers see as ``fields["sku"]``
+        numbered = product("991", rng)
+        numbered.fields.update(sku="WT09-Yellow", group="WT09")
+        store.save_products(MODEL, [numbered])
+        assert store.products_by_code(MODEL, "wt09-yellow") == ["991"] == store.products_by_code(MODEL, "WT09")
+        assert store.products_by_code(MODEL, "991") == ["991"]
 
     def test_having_every_word_reads_the_full_text_of_the_listed_products(
         self, store: BaseVectorStore, catalogue: dict[str, ProductVectors]

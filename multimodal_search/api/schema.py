@@ -92,6 +92,11 @@ class SearchQueryEchoSerializer(serializers.Serializer[Any]):
         help_text="The words searched when one the catalogue never uses was read as its nearest word "
         "(`hoddie` -> `hoodie`); `as_typed=true` searches them as typed.",
     )
+    code = serializers.CharField(
+        required=False,
+        help_text="The words, when they are a product code that products have (`MH07-Gray`, or a parent sku "
+        "such as `MH07`, case aside): those products come first, relevance 1.",
+    )
     expanded = serializers.CharField(required=False, help_text="The text as searched, when expanded.")
     searched = serializers.CharField(
         required=False,

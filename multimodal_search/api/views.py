@@ -78,6 +78,7 @@ def _payload(response: services.SearchPage, links: tuple[str | None, str | None]
             in (
                 "text",
                 "corrected",
+                "code",
                 "expanded",
                 "searched",
                 "price",

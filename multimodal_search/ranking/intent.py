@@ -242,6 +242,18 @@ def parse_exclusions(text: str) -> ExclusionIntent | None:
     return ExclusionIntent(" ".join(_EXCLUSION.sub(" ", text).split()), tuple(terms), tuple(phrases))
 
 
+#: what a product code looks like: one run of letters, digits and . _ / - with a letter and a digit
+#: ("MH07", "24-MB01", "mj12-xs-black")
+_CODE = re.compile(r"(?=[^ ]*[a-z])(?=[^ ]*\d)[a-z0-9][a-z0-9._/-]{1,63}", re.IGNORECASE)
+
+
+def product_code(text: str | None) -> str | None:
+    """The words when they are one product code ("MH07", "24-MB01"), lower case, else None: "hoodie"
+    has no digit, "mh07 gray" two words. Whether a product has it is the store's to say."""
+    typed = (text or "").strip()
+    return typed.lower() if _CODE.fullmatch(typed) else None
+
+
 #: words a query of facets alone may hold beside them ("women's red": "s"; "red for men")
 _FACET_FILLER = frozenset({"s", "for", "in", "and", "the", "a", "all", "colour", "color", "coloured", "colored"})
 

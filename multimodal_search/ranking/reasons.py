@@ -30,6 +30,7 @@ LEGEND = {
     v.PERSONAL: "your history",
     v.POPULAR: "best sellers",
     v.NEWEST: "new in",
+    v.CODE: "product code",
 }
 
 #: what the shopper did, as "because you … “title”" says it
@@ -101,6 +102,7 @@ def _sentence(
         v.PERSONAL: "like things you looked at before",
         v.POPULAR: "popular with shoppers lately",
         v.NEWEST: "new in the shop",
+        v.CODE: "its product code is your search",
     }.get(name, name)
 
 

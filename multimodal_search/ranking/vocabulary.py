@@ -55,6 +55,8 @@ QUALITY = "quality"
 PERSONAL = "personal"  # the shopper's profile (services.search: personal re-ranking)
 #: the shop's most interacted-with products, and the newest that fill their list (services.recommend)
 POPULAR, NEWEST = "popular", "newest"
+#: a product whose identifier or group (its sku, its parent sku) the words are (``services.search``)
+CODE = "code"
 #: signals the neighbour signal's leaders are chosen by (reciprocal rank fusion of their ranks)
 NEIGHBOUR_LEADER_SIGNALS = (TEXT, TITLE, LEXICAL)
 NEIGHBOUR_LEADERS = 5
@@ -65,9 +67,10 @@ FIELD_COLOR = "color"  # stated colour ("Navy", "Red/White")
 FIELD_GENDER = "gender"  # stated gender ("Men", "Women", "Unisex")
 FIELD_MATERIAL = "material"  # stated materials ("Organic Cotton, Polyester")
 FIELD_GROUP = "group"  # the parent (e.g. parent sku) colour variants share; hold-out splits keep groups whole
+FIELD_SKU = "sku"  # the product's own code as shoppers see it (a search of one code finds it)
 #: other stated qualities, name -> a value, a list of values or true ({"pattern": "Striped", "sale": true})
 FIELD_ATTRIBUTES = "attributes"
-ADAPTER_FIELDS = (FIELD_TITLE, FIELD_COLOR, FIELD_GENDER, FIELD_MATERIAL, FIELD_GROUP, FIELD_ATTRIBUTES)
+ADAPTER_FIELDS = (FIELD_TITLE, FIELD_COLOR, FIELD_GENDER, FIELD_MATERIAL, FIELD_GROUP, FIELD_SKU, FIELD_ATTRIBUTES)
 
 # --- stored fields: added by indexing and mmsearch_train ------------------------------------------
 FIELD_COLOURS = "colours"  # colour name -> share of the product's pixels (plus the stated colour)

@@ -18,6 +18,7 @@ from multimodal_search.conf import search_settings
 from multimodal_search.encoders import get_encoder
 from multimodal_search.ranking import calibration, fusion
 from multimodal_search.ranking import vocabulary as v
+from multimodal_search.ranking.intent import product_code
 from multimodal_search.ranking.personal import Taste
 from multimodal_search.ranking.query import Query
 from multimodal_search.ranking.reranker import Reranker, feature_matrix, get_reranker
@@ -193,7 +194,10 @@ def rank_products(
     encoder, model_id = current_encoder()  # a newly published head is picked up here, once per request
     rules = merchandising.current_rules()  # read once per search: synonyms for the words, rules for the ranking
     typed = text
-    correction = None if as_typed else correct_spelling(text, model_id, rules, encoder)
+    # words that are one product code ("MH07-Gray", "mh07"): its products first, the words not corrected
+    code = product_code(text) if image is None else None
+    coded = get_store().products_by_code(model_id, code, categories=[category] if category else []) if code else []
+    correction = None if as_typed or coded else correct_spelling(text, model_id, rules, encoder)
     if correction is not None:  # "hoddie": searched and matched against the rules as "hoodie" (logged as typed)
         text = correction.text
     query = encode_query(text, image, encoder=encoder, model_id=model_id, rules=rules)
@@ -241,15 +245,20 @@ def rank_products(
     fired = merchandising.fired_rules(text, query.text_vector, encoder=encoder, model_id=model_id, rules=rules)
     if fired:  # the admin's pins, boosts, burials and hides for this query
         order = merchandising.apply_rules(order, [rule for rule, _, _ in fired], insert=not category)
+    if coded:
+        first = set(coded)
+        order = coded + [pk for pk in order if pk not in first]
     ranked_order, order = order, order[:limit]
     photo = encoder.photo_relevance()
     sold = photo_sold_here(photo, query) if query.text_vector is None else None
     relevance, cuts = _relevance(trained, photo, query, pool, signals, features, sold)
+    if relevance is not None:
+        relevance.update(dict.fromkeys(coded, 1.0))
     cut = _cut(min_relevance, cuts, calibration.RELATED)
     fallback = None
     read_as: list[str] = []
     if cut is not None and relevance is not None:  # before the products load: a cut storefront page loads fewer
-        kept = {rule.product_pk for rule, _, _ in fired if rule.action in ("pin", "boost")}
+        kept = {rule.product_pk for rule, _, _ in fired if rule.action in ("pin", "boost")} | set(coded)
         passed = [pk for pk in order if relevance.get(pk) is None or relevance[pk] >= cut or pk in kept]
         if not passed and min_relevance == AUTO and text and query.text_vector is not None:
             passed, read_as = _having_every_word(ranked_order, _fallback_readings(text, model_id, rules), model_id)
@@ -258,6 +267,8 @@ def rank_products(
         order = passed
 
     def explainer(hit: SearchHit) -> dict[str, float]:
+        if hit.product_pk in coded:
+            return {v.CODE: 1.0}
         shares = fusion.contributions(hit.product_pk, signals, weights, parts=explained)
         if nudge is not None and nudge.moved.get(hit.product_pk):  # the profile's share in it
             return taste.explain(shares, plain_scores.get(hit.product_pk, 0.0), hit.score)
@@ -284,6 +295,8 @@ def rank_products(
     }
     if correction is not None:
         query_info["corrected"] = correction.text.strip()
+    if coded:
+        query_info["code"] = (typed or "").strip()
     if fallback is not None:
         query_info["fallback"] = fallback
         if read_as:

@@ -298,6 +298,14 @@ class BaseVectorStore:
         (English stemming, so "cushions" counts "cushion"), counted up to ``cap``."""
         raise NotImplementedError
 
+    def products_by_code(
+        self, model_id: str, code: str, *, categories: Sequence[str] = (), limit: int = 100
+    ) -> list[str]:
+        """Up to ``limit`` products of ``model_id`` whose identifier is ``code`` or starts with it and a
+        separator (- _ . /), or whose ``fields["group"]`` is it, case aside, in all of ``categories``:
+        the product of that identifier first, then the shortest identifiers."""
+        raise NotImplementedError
+
     def having_every_word(self, model_id: str, pks: Sequence[str], texts: Sequence[str]) -> set[str]:
         """Those of ``pks`` whose full-text index (English stemming, stop words left out) has every word
         of one of ``texts``; a text with no word that is not a stop word finds none."""

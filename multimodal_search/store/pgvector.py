@@ -398,6 +398,28 @@ class PgvectorStore(BaseVectorStore):
             cursor.execute(sql.term_counts(model_id, cap), [list(terms)])
             return {term: int(count) for term, count in cursor.fetchall()}
 
+    def products_by_code(
+        self, model_id: str, code: str, *, categories: Sequence[str] = (), limit: int = 100
+    ) -> list[str]:
+        query = self.code_query(model_id, code, categories=categories, limit=limit)
+        with connections[_read_alias()].cursor() as cursor:
+            cursor.execute(*query)
+            return [str(pk) for (pk,) in cursor.fetchall()]
+
+    def code_query(
+        self, model_id: str, code: str, *, categories: Sequence[str] = (), limit: int = 100
+    ) -> tuple[str, dict[str, sql.Param]]:
+        """The statement :meth:`products_by_code` runs (for ``EXPLAIN``) and its parameters."""
+        code = code.lower()
+        params: dict[str, sql.Param] = {
+            "model_id": model_id,
+            "code": code,
+            "prefix": code.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",
+        }
+        if categories:
+            params["categories"] = list(categories)
+        return sql.products_by_code(limit, bool(categories)), params
+
     def having_every_word(self, model_id: str, pks: Sequence[str], texts: Sequence[str]) -> set[str]:
         texts = [text for text in texts if text.strip()]
         if not pks or not texts:

@@ -545,6 +545,30 @@ def term_counts(model_id: str, cap: int) -> str:
     return f"SELECT t, (SELECT count(*) FROM ({matches}) m) FROM unnest(%s::text[]) AS t"
 
 
+def products_by_code(limit: int, filtered: bool) -> str:
+    """The products of an encoder version (the parameter ``model_id``) whose identifier or
+    ``fields["sku"]``, lower case, is a code (``code``, lower case) or starts with it and a separator
+    ("mh07" -> "MH07-Gray"; ``prefix``: the code as a ``LIKE`` pattern), or whose ``fields["group"]``
+    is it (a parent sku); in ``categories`` when ``filtered``. The product of that identifier or sku
+    first, then the shortest. Read from the indexes ``mmsearch_pe_code_idx``, ``mmsearch_pe_sku_idx``
+    and ``mmsearch_pe_group_idx``."""
+
+    def starts(expression: str) -> str:
+        return (
+            f"({expression} LIKE %(prefix)s AND ({expression} = %(code)s "
+            f"OR substr({expression}, length(%(code)s) + 1, 1) IN ('-', '_', '.', '/')))"
+        )
+
+    pk, sku = "lower(product_pk)", "lower(fields ->> 'sku')"
+    category_sql = " AND categories @> %(categories)s::varchar[]" if filtered else ""
+    return (
+        f"SELECT product_pk FROM {PRODUCT_TABLE} WHERE model_id = %(model_id)s AND ("
+        f"{starts(pk)} OR {starts(sku)} OR lower(fields ->> 'group') = %(code)s){category_sql} "
+        f"ORDER BY {pk} <> %(code)s AND {sku} IS DISTINCT FROM %(code)s, "
+        f"length(coalesce(fields ->> 'sku', product_pk)), product_pk LIMIT {int(limit)}"
+    )
+
+
 def having_every_word(model_id: str) -> str:
     """The products of a list (the first parameter) whose stored words have every word of one of a list
     of texts (the second: ``plainto_tsquery`` of each, an AND of its lexemes), read by their primary keys."""

@@ -75,6 +75,7 @@ class ProductAdapter(BaseProductAdapter):
             "gender": product.gender,
             "material": product.material,
             "group": product.parent_sku or product.sku,
+            "sku": product.sku,
             "attributes": product.attributes or {},
         }
 

@@ -303,14 +303,17 @@ def test_indexes_of_an_older_definition_are_replaced(store: PgvectorStore) -> No
 
 def test_a_product_code_is_read_from_its_indexes(store: PgvectorStore) -> None:
     """Words that are a product code ("MH07-Gray", a parent sku "MH07") are looked up on every search of
-    one word with a digit: by the identifier's and the group's indexes, never a scan of the table."""
-    statement, params = store.code_query(MODEL, "P00012")
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL enable_seqscan = off")
-        cursor.execute("EXPLAIN " + statement, params)
-        plan = "\n".join(row[0] for row in cursor.fetchall())
-        cursor.execute(statement, params)
-        assert [pk for (pk,) in cursor.fetchall()] == ["P00012"]
-    for index in ("mmsearch_pe_code_idx", "mmsearch_pe_sku_idx", "mmsearch_pe_group_idx"):
-        assert index in plan, plan
-    assert "Seq Scan" not in plan, plan
+    one word with a digit, and the start of one on every autocomplete of it ("mh0"): by the identifier's,
+    the sku's and the group's indexes, never a scan of the table."""
+    for partial, code, found in ((False, "P00012", ["P00012"]), (True, "p0001", [f"P0001{i}" for i in range(10)])):
+        statement, params = store.code_query(MODEL, code, partial=partial, limit=10)
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("EXPLAIN " + statement, params)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+            cursor.execute(statement, params)
+            assert [pk for (pk,) in cursor.fetchall()] == found
+        indexes = ["mmsearch_pe_code_idx", "mmsearch_pe_sku_idx"] + ([] if partial else ["mmsearch_pe_group_idx"])
+        for index in indexes:
+            assert index in plan, plan
+        assert "Seq Scan" not in plan, plan

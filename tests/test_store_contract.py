@@ -297,11 +297,11 @@ class VectorStoreContract:
             item.fields["group"] = "MH07" if item.product_pk.startswith("MH07-") else f"Parent-{item.product_pk}"
         store.ensure_indexes(MODEL, DIMS, FEATURES)
         store.save_products(MODEL, items)
-        # the identifier itself first, case aside, then the shortest that start with it and a separator
+        # the identifier itself first, case aside, then the others that start with it and a separator
         assert store.products_by_code(MODEL, "mh07-gray") == ["MH07-Gray", "MH07-Gray-XS"]
-        assert store.products_by_code(MODEL, "MH07") == ["MH07-Red", "MH07-Gray", "MH07-Gray-XS"]
+        assert store.products_by_code(MODEL, "MH07") == ["MH07-Gray", "MH07-Gray-XS", "MH07-Red"]
         assert store.products_by_code(MODEL, "mh07", categories=["Bags"]) == ["MH07-Red"]
-        assert store.products_by_code(MODEL, "MH07", limit=1) == ["MH07-Red"]
+        assert store.products_by_code(MODEL, "MH07", limit=1) == ["MH07-Gray"]
         # the group alone: a parent sku that is no identifier's start
         assert store.products_by_code(MODEL, "parent-24-mb01") == ["24-MB01"]
         assert store.products_by_code(MODEL, "24-MB01") == ["24-MB01"]

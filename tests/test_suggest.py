@@ -68,6 +68,14 @@ def test_titles_starting_with_the_typed_text_come_first(shop: list[Product]) -> 
     assert skus(services.suggest("hood", limit=1)) == ["H1"]
 
 
+def test_the_start_of_a_product_code_suggests_its_products(shop: list[Product], indexed: Any) -> None:
+    variants = [ProductFactory(sku=f"MH07-{c}", title=f"Hero Hoodie {c}", parent_sku="MH07") for c in ("Gray", "Red")]
+    indexed(*variants)
+    assert skus(services.suggest("mh0")) == ["MH07-Gray", "MH07-Red"]  # by code
+    assert skus(services.suggest("MH07-G")) == ["MH07-Gray"] and skus(services.suggest("b1")) == ["B1"]
+    assert skus(services.suggest("mh08")) == [] and skus(services.suggest("hero")) == ["MH07-Red", "MH07-Gray"]
+
+
 def test_products_carry_what_the_dropdown_shows(shop: list[Product]) -> None:
     (item,) = services.suggest("joust")["products"]
     product = shop[4]

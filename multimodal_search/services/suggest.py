@@ -13,6 +13,7 @@ from typing import Any
 from django.core.cache import cache
 
 from multimodal_search.adapters import get_adapter
+from multimodal_search.ranking.intent import product_code
 from multimodal_search.services.indexing import current_model_id
 from multimodal_search.services.query import SearchError, correct_spelling
 from multimodal_search.store import get_store
@@ -57,7 +58,8 @@ def suggest(prefix: str, limit: int = 8) -> dict[str, Any]:
         the current encoder version the adapter's queryset still returns, titles starting with the
         typed text first; categories with their product counts, ``query`` being the words to search
         within one (the typed words it did not match, else its own name). Empty text: empty lists.
-        When nothing matches and a typed word is one no product uses, those of the words as the
+        Text that starts a product code ("mh0", "24-MB") puts the products whose identifier or sku starts
+        with it first (``store.products_by_code``). When nothing matches and a typed word is one no product uses, those of the words as the
         search reads them (``query.correct_spelling``: "hoddie" -> "hoodie"), with ``"corrected"``.
 
     Raises:
@@ -86,11 +88,16 @@ def _matching(model_id: str, prefix: str, limit: int) -> dict[str, Any]:
 
 
 def _products(model_id: str, words: list[str], typed: str, limit: int) -> list[dict[str, Any]]:
-    found = get_store().suggest_products(model_id, words, typed=typed, limit=limit + _SLACK)
+    store = get_store()
+    # the start of a product code ("mh0", "24-mb"): the products whose code starts so, first
+    code = product_code(typed)
+    coded = store.products_by_code(model_id, code, limit=limit + _SLACK, partial=True) if code else []
+    titled = [pk for pk, _ in store.suggest_products(model_id, words, typed=typed, limit=limit + _SLACK)]
+    found = list(dict.fromkeys(coded + titled))
     adapter = get_adapter()
-    products = {str(p.pk): p for p in adapter.get_queryset().filter(pk__in=[pk for pk, _ in found])}
+    products = {str(p.pk): p for p in adapter.get_queryset().filter(pk__in=found)}
     results: list[dict[str, Any]] = []
-    for pk, _ in found:
+    for pk in found:
         if pk in products and len(results) < limit:
             result = adapter.to_result(products[pk])
             results.append({key: result.get(key) or "" for key in ("sku", "title", "url", "image")})

@@ -299,11 +299,12 @@ class BaseVectorStore:
         raise NotImplementedError
 
     def products_by_code(
-        self, model_id: str, code: str, *, categories: Sequence[str] = (), limit: int = 100
+        self, model_id: str, code: str, *, categories: Sequence[str] = (), limit: int = 100, partial: bool = False
     ) -> list[str]:
-        """Up to ``limit`` products of ``model_id`` whose identifier is ``code`` or starts with it and a
-        separator (- _ . /), or whose ``fields["group"]`` is it, case aside, in all of ``categories``:
-        the product of that identifier first, then the shortest identifiers."""
+        """Up to ``limit`` products of ``model_id`` whose identifier or ``fields["sku"]`` is ``code`` or
+        starts with it and a separator (- _ . /), or whose ``fields["group"]`` is it, case aside, in all of
+        ``categories``: the product of that identifier or sku first, then by sku (else identifier). ``partial``: an
+        identifier or sku that starts with ``code`` at all ("mh0"; for autocomplete), no group."""
         raise NotImplementedError
 
     def having_every_word(self, model_id: str, pks: Sequence[str], texts: Sequence[str]) -> set[str]:

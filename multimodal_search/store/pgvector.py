@@ -399,15 +399,15 @@ class PgvectorStore(BaseVectorStore):
             return {term: int(count) for term, count in cursor.fetchall()}
 
     def products_by_code(
-        self, model_id: str, code: str, *, categories: Sequence[str] = (), limit: int = 100
+        self, model_id: str, code: str, *, categories: Sequence[str] = (), limit: int = 100, partial: bool = False
     ) -> list[str]:
-        query = self.code_query(model_id, code, categories=categories, limit=limit)
+        query = self.code_query(model_id, code, categories=categories, limit=limit, partial=partial)
         with connections[_read_alias()].cursor() as cursor:
             cursor.execute(*query)
             return [str(pk) for (pk,) in cursor.fetchall()]
 
     def code_query(
-        self, model_id: str, code: str, *, categories: Sequence[str] = (), limit: int = 100
+        self, model_id: str, code: str, *, categories: Sequence[str] = (), limit: int = 100, partial: bool = False
     ) -> tuple[str, dict[str, sql.Param]]:
         """The statement :meth:`products_by_code` runs (for ``EXPLAIN``) and its parameters."""
         code = code.lower()
@@ -418,7 +418,7 @@ class PgvectorStore(BaseVectorStore):
         }
         if categories:
             params["categories"] = list(categories)
-        return sql.products_by_code(limit, bool(categories)), params
+        return sql.products_by_code(limit, bool(categories), partial), params
 
     def having_every_word(self, model_id: str, pks: Sequence[str], texts: Sequence[str]) -> set[str]:
         texts = [text for text in texts if text.strip()]

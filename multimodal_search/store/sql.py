@@ -545,27 +545,30 @@ def term_counts(model_id: str, cap: int) -> str:
     return f"SELECT t, (SELECT count(*) FROM ({matches}) m) FROM unnest(%s::text[]) AS t"
 
 
-def products_by_code(limit: int, filtered: bool) -> str:
+def products_by_code(limit: int, filtered: bool, partial: bool = False) -> str:
     """The products of an encoder version (the parameter ``model_id``) whose identifier or
     ``fields["sku"]``, lower case, is a code (``code``, lower case) or starts with it and a separator
     ("mh07" -> "MH07-Gray"; ``prefix``: the code as a ``LIKE`` pattern), or whose ``fields["group"]``
-    is it (a parent sku); in ``categories`` when ``filtered``. The product of that identifier or sku
-    first, then the shortest. Read from the indexes ``mmsearch_pe_code_idx``, ``mmsearch_pe_sku_idx``
-    and ``mmsearch_pe_group_idx``."""
+    is it (a parent sku); in ``categories`` when ``filtered``. ``partial`` (autocomplete): an identifier
+    or sku that merely starts with the code ("mh0" -> "MH07-Gray"), no group. The product of that
+    identifier or sku first, then by sku (else identifier). Read from the indexes ``mmsearch_pe_code_idx``,
+    ``mmsearch_pe_sku_idx`` and ``mmsearch_pe_group_idx``."""
 
     def starts(expression: str) -> str:
+        if partial:
+            return f"{expression} LIKE %(prefix)s"
         return (
             f"({expression} LIKE %(prefix)s AND ({expression} = %(code)s "
             f"OR substr({expression}, length(%(code)s) + 1, 1) IN ('-', '_', '.', '/')))"
         )
 
     pk, sku = "lower(product_pk)", "lower(fields ->> 'sku')"
+    matches = [starts(pk), starts(sku)] + ([] if partial else ["lower(fields ->> 'group') = %(code)s"])
     category_sql = " AND categories @> %(categories)s::varchar[]" if filtered else ""
     return (
-        f"SELECT product_pk FROM {PRODUCT_TABLE} WHERE model_id = %(model_id)s AND ("
-        f"{starts(pk)} OR {starts(sku)} OR lower(fields ->> 'group') = %(code)s){category_sql} "
+        f"SELECT product_pk FROM {PRODUCT_TABLE} WHERE model_id = %(model_id)s AND ({' OR '.join(matches)}){category_sql} "
         f"ORDER BY {pk} <> %(code)s AND {sku} IS DISTINCT FROM %(code)s, "
-        f"length(coalesce(fields ->> 'sku', product_pk)), product_pk LIMIT {int(limit)}"
+        f"lower(coalesce(fields ->> 'sku', product_pk)), product_pk LIMIT {int(limit)}"
     )
 
 

@@ -59,8 +59,9 @@ def suggest(prefix: str, limit: int = 8) -> dict[str, Any]:
         typed text first; categories with their product counts, ``query`` being the words to search
         within one (the typed words it did not match, else its own name). Empty text: empty lists.
         Text that starts a product code ("mh0", "24-MB") puts the products whose identifier or sku starts
-        with it first (``store.products_by_code``). When nothing matches and a typed word is one no product uses, those of the words as the
-        search reads them (``query.correct_spelling``: "hoddie" -> "hoodie"), with ``"corrected"``.
+        with it first (``store.products_by_code``). When nothing matches and a typed word is one no
+        product uses, those of the words as the search reads them (``query.correct_spelling``: "hoddie"
+        -> "hoodie"), with ``"corrected"``.
 
     Raises:
         SearchError: text over ``MAX_PREFIX_LENGTH`` characters, a NUL byte, or a bad ``limit``.

@@ -34,6 +34,7 @@ from multimodal_search.models import (
     QueryRule,
     SynonymRule,
 )
+from multimodal_search.refinements import price_label
 
 VIEW_PERMISSIONS = ("multimodal_search.view_productembedding", "multimodal_search.view_indexstate")
 SCOPE_LABELS = {
@@ -206,7 +207,8 @@ class ProductEmbeddingAdmin(_ViewOnly, admin.ModelAdmin):
         """The search playground: text, photo or both, a category; the default method beside another one.
 
         GET for words only, POST (multipart) with a photo. Each result shows its signals, fused
-        score and explanation; the query as expanded by synonyms is shown above the results.
+        score and explanation; the query as expanded by synonyms, and what the words asked beside
+        their meaning (a price, a size, an order, what to leave out, a product code), above the results.
         """
         if not can_view(request):
             raise PermissionDenied("You need the permission to view the search index.")
@@ -247,9 +249,20 @@ class ProductEmbeddingAdmin(_ViewOnly, admin.ModelAdmin):
         return TemplateResponse(request, "admin/multimodal_search/try.html", context, status=status)
 
     def _column(self, query: str, photo: Any, category: str | None, method: str) -> dict[str, Any]:
-        response = services.search_products(query or None, photo, k=20, category=category, method=method)
+        # the words read as the storefront and the API read them (price, size, what they leave out, a code),
+        # without the storefront's relevance cut, so always in relevance order (an order the words ask for,
+        # "cheap", would put what the cut leaves out first)
+        response = services.browse_products(
+            query or None, photo, category=category, method=method, page_size=20, sort=services.RELEVANCE
+        )
         # ``method`` is what was asked for; ``response.method`` what ran (rerank without a trained re-ranker: feature)
-        return {"method": method, "response": response, "results": [hit.as_dict() for hit in response.hits]}
+        price = price_label(response.price_min, response.price_max) if response.query.get("price") else None
+        return {
+            "method": method,
+            "response": response,
+            "results": [hit.as_dict() for hit in response.hits],
+            "price": price,  # the price the words named ("Under $60")
+        }
 
 
 @admin.register(IndexState)

@@ -43,6 +43,16 @@ def test_try_a_search_shows_signals_and_explanations(admin_client, indexed_catal
     bad = admin_client.get("/admin/multimodal_search/productembedding/try/", {"q": "hat", "method": "nope"})
     assert "Unknown method" in bad.content.decode()
 
+    # the words read as shoppers' are: what they leave out, a price, a product code
+    read = admin_client.get("/admin/multimodal_search/productembedding/try/", {"q": "cheapest hat -blue under 30"})
+    html = read.content.decode()
+    assert "Read from the words:" in html and "searched as <strong>“hat”</strong>" in html
+    assert "leaving out <strong>“blue”</strong>" in html and "price: Under $30" in html
+    assert "shown in relevance order, with no relevance cut" in html
+    coded = admin_client.get("/admin/multimodal_search/productembedding/try/", {"q": "cap-1"}).content.decode()
+    assert "the product code <strong>“cap-1”</strong>" in coded and coded.index("CAP-1") < coded.index("HAT-1")
+    assert "code 100%" in coded
+
 
 @pytest.mark.parametrize(
     ("data", "message"),

@@ -39,6 +39,7 @@ from multimodal_search.services.analytics import (
     searcher,
 )
 from multimodal_search.services.browse import (
+    RELEVANCE,
     SIZE,
     SORTS,
     FacetValue,
@@ -167,6 +168,7 @@ __all__ = [
     "MAX_QUERY_CHARS",
     "METHODS",
     "MIN_K",
+    "RELEVANCE",
     "SIZE",
     "SORTS",
     "VISITOR_SESSION_KEY",

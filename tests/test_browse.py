@@ -274,6 +274,10 @@ def test_words_of_price_alone_filter_and_sort_the_shops_popular_products(client,
         ("SZ xs hoodie", "hoodie", "xs", "XS"),
         ("hoodie size: medium", "hoodie", "medium", "M"),
         ("hoodie size 40", "hoodie", "40", None),  # no result has it
+        # the letter sizes with X's need no "size"
+        ("hoodie xl", "hoodie", "xl", "XL"),
+        ("XS leggings", "leggings", "XS", "XS"),
+        ("tee in xl", "tee", "xl", "XL"),
     ],
 )
 def test_a_size_is_read_from_the_words(text, rest, typed, value):
@@ -282,6 +286,8 @@ def test_a_size_is_read_from_the_words(text, rest, typed, value):
     assert sized.values_in(["XS", "S", "M", "L", "XL", "32", "34"]) == ([value] if value else [])
     assert parse_size("32 m") is None and parse_size("size matters") is None and parse_size("downsize 3") is None
     assert parse_size("plus size tee") is None and parse_size("size guide") is None  # no size after "size"
+    for words in ("xs-black tee", "xlarge hoodie", "axl", "mens shorts 32", "m tee", "large bag"):
+        assert parse_size(words) is None, words  # no letter size alone, or a number or S/M/L without "size"
     assert parse_size("jacket size m").values_in(["Small", "Medium"]) == ["Medium"]
     both = parse_size("tee size m or size l")
     assert both.text == "tee or" and both.values_in(["S", "M", "L"]) == ["M", "L"]
@@ -310,6 +316,10 @@ def test_a_size_in_the_words_filters_by_that_size(client, shop):
     two = services.browse_products("jacket size m size xl", page_size=100)
     assert two.query["size"] == "M, XL" and _skus(two) == _skus(
         services.browse_products("jacket", filters={"size": ["M", "XL"]}, page_size=100)
+    )
+    assert _skus(services.browse_products("jacket m", page_size=100)) != _skus(chosen)  # "m" alone: a word
+    assert _skus(services.browse_products("xl jacket", page_size=100)) == _skus(
+        services.browse_products("jacket", filters={"size": ["XL"]}, page_size=100)
     )
     alone = services.browse_products("size xl", page_size=100)
     assert alone.query["browse"] == "popular" and alone.total == Product.objects.filter(sizes__contains="XL").count()

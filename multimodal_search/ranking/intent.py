@@ -132,6 +132,8 @@ _SIZE = re.compile(
     r"((?:extra|x)[\s-]*(?:large|small)|small|medium|large|\d{1,3}(?:\.\d)?|[2-6]?x{0,4}[sml])(?![\w.])",
     re.IGNORECASE,
 )
+#: "hoodie xl", "xs leggings", "tee in xxl": the letter sizes no word of a description spells, sizes without "size"
+_BARE_SIZE = re.compile(r"(?:\bin\s+)?(?<![\w./-])(xxs|xs|x{1,3}l|[2-6]xl)(?![\w./-])", re.IGNORECASE)
 #: the forms of one size a shopper types or a catalogue states (compared lower case, without spaces or hyphens)
 _SIZE_WORDS = (
     ("s", "small", "sm"),
@@ -179,12 +181,15 @@ class SizeIntent:
 
 def parse_size(text: str) -> SizeIntent | None:
     """The size phrases in ``text`` ("black leggings size m" -> ``SizeIntent("black leggings", ("m",))``;
-    "tee size m size l" -> both); None when it names none. Only "size" or "sz" before the value makes it
-    a size: "32" alone or "m" alone is not one."""
-    sizes = tuple(" ".join(match.group(1).split()) for match in _SIZE.finditer(text))
+    "tee size m size l" -> both); None when it names none. "size" or "sz" before the value makes it a
+    size ("32" alone or "m" alone is not one), except for the letter sizes XS, XL and their X's
+    ("hoodie xl", "2xl tee"), which no word of a description spells."""
+    sizes = [" ".join(match.group(1).split()) for match in _SIZE.finditer(text)]
+    rest = _SIZE.sub(" ", text)
+    sizes += [match.group(1) for match in _BARE_SIZE.finditer(rest)]
     if not sizes:
         return None
-    return SizeIntent(" ".join(_SIZE.sub(" ", text).split()), sizes)
+    return SizeIntent(" ".join(_BARE_SIZE.sub(" ", rest).split()), tuple(sizes))
 
 
 #: "not black", "without a hood", "no pockets", "except white", "other than red", "-black": what a shopper

@@ -39,7 +39,7 @@ def test_try_a_search_shows_signals_and_explanations(admin_client, indexed_catal
     html = response.content.decode()
     assert response.status_code == 200
     assert html.index("HAT-1") < html.index("CAP-1")
-    assert "lexical" in html
+    assert "lexical" in html and "Read from the words" not in html  # nothing asked beside their meaning
     bad = admin_client.get("/admin/multimodal_search/productembedding/try/", {"q": "hat", "method": "nope"})
     assert "Unknown method" in bad.content.decode()
 

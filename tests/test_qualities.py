@@ -70,6 +70,7 @@ def test_a_query_of_qualities_colours_and_genders_alone_is_broad():
     assert facets_only("red wool tops", ["tops"], ["wool"])
     assert not facets_only("wool", qualities=[])  # the catalogue states no such quality
     assert not facets_only("wool hoodie", qualities=["wool"])  # "hoodie" names a kind of product
+    assert facets_only("on sale", qualities=["sale"]) and facets_only("tops on sale", ["tops"], ["sale"])
 
 
 def test_broad_pseudo_queries_name_a_quality_alone_or_with_the_gender():

@@ -259,8 +259,8 @@ def product_code(text: str | None) -> str | None:
     return typed.lower() if _CODE.fullmatch(typed) else None
 
 
-#: words a query of facets alone may hold beside them ("women's red": "s"; "red for men")
-_FACET_FILLER = frozenset({"s", "for", "in", "and", "the", "a", "all", "colour", "color", "coloured", "colored"})
+#: words a query of facets alone may hold beside them ("women's red": "s"; "red for men"; "on sale")
+_FACET_FILLER = frozenset({"s", "for", "in", "on", "and", "the", "a", "all", "colour", "color", "coloured", "colored"})
 
 
 def facets_only(text: str | None, departments: Iterable[str] = (), qualities: Iterable[str] = ()) -> bool:

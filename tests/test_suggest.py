@@ -76,6 +76,25 @@ def test_the_start_of_a_product_code_suggests_its_products(shop: list[Product], 
     assert skus(services.suggest("mh08")) == [] and skus(services.suggest("hero")) == ["MH07-Red", "MH07-Gray"]
 
 
+def test_what_the_words_leave_out_is_left_out_of_the_dropdown(shop: list[Product]) -> None:
+    Product.objects.filter(sku="H1").update(color="Black")
+    Product.objects.filter(sku__in=["J1", "W1"]).update(color="Blue")
+    assert skus(services.suggest("kang")) == ["J1", "H1"]
+    assert skus(services.suggest("kang not jacket")) == ["H1"]  # a word: by the stored text
+    assert skus(services.suggest("kangeroo -black")) == ["J1"]  # a colour: by the colour facet
+    assert skus(services.suggest("hood except blue or black")) == []
+    # a negation being typed matches the words before it, the dropdown does not go blank
+    for typed in ("kang not", "kang without", "kang other", "kang but not"):
+        assert skus(services.suggest(typed)) == ["J1", "H1"], typed
+    assert services.suggest("not black") == {"products": [], "categories": []}
+    # choosing a category keeps the words' exclusion in the search within it
+    found = services.suggest("black hood not blue")["categories"]
+    assert [(item["path"], item["query"]) for item in found] == [
+        (HOODIES, "black not blue"),
+        (WOMEN_HOODIES, "black not blue"),
+    ]
+
+
 def test_products_carry_what_the_dropdown_shows(shop: list[Product]) -> None:
     (item,) = services.suggest("joust")["products"]
     product = shop[4]

@@ -135,7 +135,7 @@ def browse_products(
             (``query["size"]``: "M", or "M, L"; none when no result states it).
         What the words ask to leave out ("jacket not black", "without a hood", "-white") is taken out of the
             text that is searched, and those products out of the result set (``query["excluded"]``,
-            :func:`_without`).
+            :func:`left_out`).
         sort: ``relevance``, ``price_asc``, ``price_desc``, ``newest`` or ``best_selling`` (the most viewed,
             carted and bought of the last 30 days first, ``popularity``; ties keep relevance order).
             None: as the words ask ("cheap wool": ``price_asc``, "most expensive bag": ``price_desc``,
@@ -214,7 +214,8 @@ def browse_products(
         ranked.query["sort"] = sort
     rows = [_Row(hit, adapter.get_facet_values(hit.product), rank) for rank, hit in enumerate(ranked.hits)]
     if excluded is not None:
-        rows = _without(rows, excluded, ranked.model_id)
+        dropped = left_out(excluded, {row.hit.product_pk: row.facets for row in rows}, ranked.model_id)
+        rows = [row for row in rows if row.hit.product_pk not in dropped]
         ranked.query["excluded"] = list(excluded.terms)
     sizes = []
     if sized is not None and SIZE not in chosen:
@@ -261,21 +262,23 @@ def browse_products(
     )
 
 
-def _without(rows: list[_Row], excluded: ExclusionIntent, model_id: str) -> list[_Row]:
-    """The rows that have none of the terms the words left out: a colour ("not black", "not light blue")
-    by the ``color`` facet's values where the facets have it (a blue jacket whose description mentions
-    black piping stays), any other word ("without a hood") by the product's stored text, English
-    stemming (``store.having_every_word``: "hood" leaves out "hooded", not "hoodie")."""
+def left_out(excluded: ExclusionIntent, facets: Mapping[str, Mapping[str, Any]], model_id: str) -> set[str]:
+    """Which of the products (pk -> their facet values, ``adapter.get_facet_values``) have a term the words
+    left out: a colour ("not black", "not light blue") by the ``color`` facet's values where the facets
+    have it (a blue jacket whose description mentions black piping stays), any other word ("without a
+    hood") by the product's stored text, English stemming (``store.having_every_word``: "hood" leaves out
+    "hooded", not "hoodie")."""
     colours = {name for term in excluded.terms for name in excluded.colours(term)}
     by_facet = bool(colours) and COLOR in facet_names()
     words = [term for term in excluded.terms if not (by_facet and excluded.colours(term))]
-    having = get_store().having_every_word(model_id, [row.hit.product_pk for row in rows], words) if words else set()
-
-    def kept(row: _Row) -> bool:
-        stated = {name for value in row.facets.get(COLOR) or [] for name in colours_in_text(str(value))}
-        return row.hit.product_pk not in having and not (by_facet and stated & colours)
-
-    return [row for row in rows if kept(row)]
+    having = get_store().having_every_word(model_id, list(facets), words) if words else set()
+    if by_facet:
+        having |= {
+            pk
+            for pk, values in facets.items()
+            if colours & {name for value in values.get(COLOR) or [] for name in colours_in_text(str(value))}
+        }
+    return having
 
 
 def _popular_alone(

@@ -13,7 +13,8 @@ from typing import Any
 from django.core.cache import cache
 
 from multimodal_search.adapters import get_adapter
-from multimodal_search.ranking.intent import product_code
+from multimodal_search.ranking.intent import ExclusionIntent, parse_exclusions, product_code
+from multimodal_search.services.browse import left_out
 from multimodal_search.services.indexing import current_model_id
 from multimodal_search.services.query import SearchError, correct_spelling
 from multimodal_search.store import get_store
@@ -27,6 +28,10 @@ CATEGORY_CACHE_SECONDS = 60
 _SLACK = 4
 _WORD = re.compile(r"[^\W_]+")
 _SEPARATOR = " > "
+#: a negation typed at the end, its term not yet ("jacket not", "jacket without", "bag other than")
+_NEGATION_TYPED = re.compile(
+    r"\s*\b(?:but\s+)?(?:not|no|without|except|excluding|minus|other\s+than|other)\s*-?$", re.I
+)
 
 
 def check_prefix(prefix: str, limit: int) -> None:
@@ -61,34 +66,43 @@ def suggest(prefix: str, limit: int = 8) -> dict[str, Any]:
         Text that starts a product code ("mh0", "24-MB") puts the products whose identifier or sku starts
         with it first (``store.products_by_code``). When nothing matches and a typed word is one no
         product uses, those of the words as the search reads them (``query.correct_spelling``: "hoddie"
-        -> "hoodie"), with ``"corrected"``.
+        -> "hoodie"), with ``"corrected"``. What the words leave out ("jacket not black", as the search
+        reads it, ``ranking.intent.parse_exclusions``) is matched as the rest of them ("jacket"), its
+        products left out and its phrase kept in each category's ``query``; a negation being typed
+        ("jacket not") is not matched.
 
     Raises:
         SearchError: text over ``MAX_PREFIX_LENGTH`` characters, a NUL byte, or a bad ``limit``.
     """
     check_prefix(prefix, limit)
+    # "jacket not black", "jacket without": matched as "jacket", what they leave out left out
+    excluded = parse_exclusions(prefix)
+    prefix = _NEGATION_TYPED.sub("", excluded.text if excluded is not None else prefix)
     words = words_of(prefix)[:MAX_WORDS]
     if not words:
         return {"products": [], "categories": []}
     model_id = current_model_id()
-    found = _matching(model_id, prefix, limit)
+    found = _matching(model_id, prefix, limit, excluded)
     if not found["products"] and not found["categories"]:
         # "hoddie": nothing starts so; the words as the search would read them ("hoodie")
         correction = correct_spelling(prefix, model_id)
         if correction is not None:
-            return {**_matching(model_id, correction.text, limit), "corrected": correction.text}
+            return {**_matching(model_id, correction.text, limit, excluded), "corrected": correction.text}
     return found
 
 
-def _matching(model_id: str, prefix: str, limit: int) -> dict[str, Any]:
+def _matching(model_id: str, prefix: str, limit: int, excluded: ExclusionIntent | None) -> dict[str, Any]:
     words = words_of(prefix)[:MAX_WORDS]
-    return {
-        "products": _products(model_id, words, " ".join(prefix.split()), limit),
-        "categories": _categories(model_id, words, limit),
-    }
+    categories = _categories(model_id, words, limit)
+    if excluded is not None:  # a category searches the words within it, still leaving out what they leave out
+        for category in categories:
+            category["query"] = " ".join([category["query"], *excluded.phrases])
+    return {"products": _products(model_id, words, " ".join(prefix.split()), limit, excluded), "categories": categories}
 
 
-def _products(model_id: str, words: list[str], typed: str, limit: int) -> list[dict[str, Any]]:
+def _products(
+    model_id: str, words: list[str], typed: str, limit: int, excluded: ExclusionIntent | None = None
+) -> list[dict[str, Any]]:
     store = get_store()
     # the start of a product code ("mh0", "24-mb"): the products whose code starts so, first
     code = product_code(typed)
@@ -97,6 +111,10 @@ def _products(model_id: str, words: list[str], typed: str, limit: int) -> list[d
     found = list(dict.fromkeys(coded + titled))
     adapter = get_adapter()
     products = {str(p.pk): p for p in adapter.get_queryset().filter(pk__in=found)}
+    if excluded is not None:
+        facets = {pk: adapter.get_facet_values(product) for pk, product in products.items()}
+        for pk in left_out(excluded, facets, model_id):
+            del products[pk]
     results: list[dict[str, Any]] = []
     for pk in found:
         if pk in products and len(results) < limit:

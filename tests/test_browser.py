@@ -22,6 +22,7 @@ from django.views.static import serve
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -236,6 +237,22 @@ def test_a_shopper_searches_filters_sorts_pages_uses_a_photo_and_sees_similar_pr
     browser.execute_script("document.getElementById('similar-products').scrollIntoView()")
     shopper.shot("similar-products")
 
+    # 8. words that leave something out, from the dropdown to the results
+    shopper.open("/")
+    box = browser.find_element(By.ID, "mm-box-q")
+    box.send_keys("jacket not black")
+    shopper.wait.until(lambda driver: driver.find_elements(By.CSS_SELECTOR, "[role=option]"))
+    options = [" ".join(option.text.split()) for option in browser.find_elements(By.CSS_SELECTOR, "[role=option]")]
+    products = [text for text in options if "Jacket · " in text]  # a product says its colour
+    assert products and not [text for text in products if "Black" in text], options
+    shopper.shot("autocomplete-not-black")
+    box.send_keys(Keys.ESCAPE)
+    shopper.search_with_box()
+    assert "Leaving out, as your words ask: “black”" in browser.find_element(By.TAG_NAME, "main").text
+    left = shopper.cards()
+    assert left and "Black" not in {card["colour"] for card in left}
+    shopper.shot("results-not-black")
+
     assert sorted(path.name for path in SCREENSHOTS.glob("*.png")) == [
         f"{n:02d}-{name}.png"
         for n, name in enumerate(
@@ -249,6 +266,8 @@ def test_a_shopper_searches_filters_sorts_pages_uses_a_photo_and_sees_similar_pr
                 "photo-and-jacket",
                 "product",
                 "similar-products",
+                "autocomplete-not-black",
+                "results-not-black",
             ],
             start=1,
         )

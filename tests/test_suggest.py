@@ -99,7 +99,10 @@ def test_products_carry_what_the_dropdown_shows(shop: list[Product]) -> None:
     (item,) = services.suggest("joust")["products"]
     product = shop[4]
     assert item["title"] == "Joust Duffle Bag" and item["url"] == product.get_absolute_url()
-    assert item["image"] == product.images.first().image.url
+    assert item["image"] == product.images.first().image.url and item["detail"] == product.color == ""
+    Product.objects.filter(sku="B1").update(color="Blue")  # what tells colour variants apart
+    assert services.suggest("joust")["products"][0]["detail"] == "Blue"
+    assert services.suggest("b1")["products"][0]["detail"] == "Blue · B1"  # found by its code
 
 
 def test_products_no_longer_searchable_are_left_out(shop: list[Product]) -> None:

@@ -38,6 +38,10 @@ class SuggestedProductSerializer(serializers.Serializer[Any]):
     title = serializers.CharField()
     url = serializers.CharField(help_text="The product's page.")
     image = serializers.CharField(help_text="Its main photo's URL (may be empty).")
+    detail = serializers.CharField(
+        help_text="What tells it from others of the same title: its colour, and its sku when the typed text "
+        'starts a product code ("Blue · MH07-Blue"); may be empty.'
+    )
 
 
 class SuggestedCategorySerializer(serializers.Serializer[Any]):

@@ -59,9 +59,10 @@ def suggest(prefix: str, limit: int = 8) -> dict[str, Any]:
         limit: at most this many products and this many categories (1..``MAX_LIMIT``).
 
     Returns:
-        ``{"products": [{sku, title, url, image}], "categories": [{path, count, query}]}``: products of
+        ``{"products": [{sku, title, url, image, detail}], "categories": [{path, count, query}]}``: products of
         the current encoder version the adapter's queryset still returns, titles starting with the
-        typed text first; categories with their product counts, ``query`` being the words to search
+        typed text first, ``detail`` saying what tells them apart (the result's ``color``, and the sku of one
+        found by its code, "Blue · MH07-Blue"); categories with their product counts, ``query`` being the words to search
         within one (the typed words it did not match, else its own name). Empty text: empty lists.
         Text that starts a product code ("mh0", "24-MB") puts the products whose identifier or sku starts
         with it first (``store.products_by_code``). When nothing matches and a typed word is one no
@@ -119,7 +120,12 @@ def _products(
     for pk in found:
         if pk in products and len(results) < limit:
             result = adapter.to_result(products[pk])
-            results.append({key: result.get(key) or "" for key in ("sku", "title", "url", "image")})
+            item = {key: str(result.get(key) or "") for key in ("sku", "title", "url", "image")}
+            # what tells colour variants of one title apart: the colour, and the code the words started
+            item["detail"] = " · ".join(
+                part for part in (str(result.get("color") or ""), item["sku"] if pk in coded else "") if part
+            )
+            results.append(item)
     return results
 
 

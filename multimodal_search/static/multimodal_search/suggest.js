@@ -111,6 +111,12 @@
               node.appendChild(img);
             }
             node.appendChild(document.createTextNode(item.title));
+            if (item.detail) {
+              var detail = document.createElement("span");
+              detail.className = "mm-suggest-detail";
+              detail.textContent = " · " + item.detail;
+              node.appendChild(detail);
+            }
           });
         });
       }

@@ -5,7 +5,8 @@
 On an indexed catalogue whose re-ranker ``mmsearch_train`` fitted with a ``broad`` calibration, every query of that shape the catalogue's
 *stated* fields allow is searched: each stated colour alone, and with "women's" and "men's", each
 gender alone, each department ``mmsearch_train`` found (``ranking.departments``) alone and with each
-gender, and each quality it found (``ranking.qualities``) alone and with each gender. A product is
+gender, and each quality it found (``ranking.qualities``) alone, with each gender and with each department
+("sale tops"). A product is
 relevant when its stated colour, gender, category path and qualities (title, material, attributes)
 are those asked (one that states none counts as not relevant: the figures are a floor). For each query, at the ``related`` cut (the
 storefront's), under the ``broad`` calibration and under the ``rerank`` one (what the search used
@@ -43,7 +44,7 @@ Fact = tuple[list[str], str | None, tuple[str, ...], tuple[str, ...]]
 #: what a query asks: colour, gender, department, quality
 Asked = tuple[str | None, str | None, str | None, str | None]
 #: the kinds of query the results are summed by
-KINDS = ("colour or gender", "department", "quality")
+KINDS = ("colour or gender", "department", "quality", "quality and department")
 
 
 def stated(fields: dict[str, Any], departments: tuple[str, ...], qualities: tuple[str, ...]) -> Fact:
@@ -81,10 +82,16 @@ def queries(
         for gender in ("women", "men"):
             if sum(quality in q and g in (gender, "unisex") for _, g, _, q in facts.values()) >= min_products:
                 found.setdefault(f"{gender}'s {quality}", (None, gender, None, quality))
+        # with a department ("sale tops", "wool bottoms"): a product of the department must state it too
+        for department in departments:
+            if sum(quality in q and department in d for _, _, d, q in facts.values()) >= min_products:
+                found.setdefault(f"{quality} {department}", (None, None, department, quality))
     return found
 
 
 def kind_of(asked: Asked) -> str:
+    if asked[2] is not None and asked[3] is not None:
+        return KINDS[3]
     return KINDS[2] if asked[3] is not None else KINDS[1] if asked[2] is not None else KINDS[0]
 
 

@@ -372,7 +372,7 @@ def test_what_the_words_leave_out_is_read_from_them(text, rest, terms):
 
 
 @pytest.mark.django_db
-def test_what_the_words_leave_out_is_not_in_the_results(client, shop):
+def test_what_the_words_leave_out_is_not_in_the_results(client, shop, indexed):
     everything = services.browse_products("jacket", page_size=100)
     assert {hit.product.color for hit in everything.hits} >= {"Black", "Blue", "Red", "Green"}
     # a colour: by the colour facet, and the colour is not searched
@@ -387,6 +387,12 @@ def test_what_the_words_leave_out_is_not_in_the_results(client, shop):
     assert no_parka.query["excluded"] == ["parka"]
     parka = shop[7].sku
     assert _skus(no_parka) == [sku for sku in _skus(everything) if sku != parka] and parka in _skus(everything)
+    # a phrase that is words of a product's name is the name, searched as words
+    named = ProductFactory(title="No Parka Jacket", color="Black", category=shop[0].category)
+    indexed(named)
+    as_name = services.browse_products("no parka jacket", page_size=100)
+    assert "excluded" not in as_name.query and named in [hit.product for hit in as_name.hits]
+    assert services.browse_products("jacket -parka", page_size=100).query["excluded"] == ["parka"]  # "-": never a name
     # the words alone: the popular products, less the colour
     alone = services.browse_products("not black", page_size=100)
     assert alone.query["browse"] == "popular" and alone.total == Product.objects.exclude(color="Black").count()

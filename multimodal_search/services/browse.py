@@ -33,6 +33,7 @@ from multimodal_search.ranking.intent import (
     parse_size,
 )
 from multimodal_search.ranking.personal import Taste
+from multimodal_search.ranking.text import words
 from multimodal_search.services.query import SearchError, current_encoder
 from multimodal_search.services.recommend import POPULAR, popular_products, popularity
 from multimodal_search.services.search import (
@@ -166,7 +167,7 @@ def browse_products(
     sized = parse_size(intent.text) if SIZE in fields else None
     rest = sized.text if sized is not None else intent.text
     # "not black", "without a hood": left out of the result set, and not searched
-    excluded = parse_exclusions(rest)
+    excluded = _unless_a_name(parse_exclusions(rest))
     rest = excluded.text if excluded is not None else rest
     worded = intent.worded or sized is not None or excluded is not None
     # price and size words are no description of the product: not searched ("under 50" alone: popular products)
@@ -262,6 +263,20 @@ def browse_products(
     )
 
 
+def _unless_a_name(excluded: ExclusionIntent | None) -> ExclusionIntent | None:
+    """``excluded``, or None when one of its phrases is words of a product's title ("No Limits Jacket",
+    "Not Your Daughter's Jeans": a name, searched as words; ``store.suggest_products``, the titles' word
+    index, one read per phrase)."""
+    if excluded is None:
+        return None
+    _, model_id = current_encoder()
+    store = get_store()
+    for phrase in excluded.phrases:
+        if not phrase.startswith("-") and store.suggest_products(model_id, words(phrase), typed=phrase, limit=1):
+            return None
+    return excluded
+
+
 def left_out(excluded: ExclusionIntent, facets: Mapping[str, Mapping[str, Any]], model_id: str) -> set[str]:
     """Which of the products (pk -> their facet values, ``adapter.get_facet_values``) have a term the words
     left out: a colour ("not black", "not light blue") by the ``color`` facet's values where the facets
@@ -270,8 +285,8 @@ def left_out(excluded: ExclusionIntent, facets: Mapping[str, Mapping[str, Any]],
     "hooded", not "hoodie")."""
     colours = {name for term in excluded.terms for name in excluded.colours(term)}
     by_facet = bool(colours) and COLOR in facet_names()
-    words = [term for term in excluded.terms if not (by_facet and excluded.colours(term))]
-    having = get_store().having_every_word(model_id, list(facets), words) if words else set()
+    by_text = [term for term in excluded.terms if not (by_facet and excluded.colours(term))]
+    having = get_store().having_every_word(model_id, list(facets), by_text) if by_text else set()
     if by_facet:
         having |= {
             pk

@@ -76,7 +76,7 @@ def test_the_start_of_a_product_code_suggests_its_products(shop: list[Product], 
     assert skus(services.suggest("mh08")) == [] and skus(services.suggest("hero")) == ["MH07-Red", "MH07-Gray"]
 
 
-def test_what_the_words_leave_out_is_left_out_of_the_dropdown(shop: list[Product]) -> None:
+def test_what_the_words_leave_out_is_left_out_of_the_dropdown(shop: list[Product], indexed: Any) -> None:
     Product.objects.filter(sku="H1").update(color="Black")
     Product.objects.filter(sku__in=["J1", "W1"]).update(color="Blue")
     assert skus(services.suggest("kang")) == ["J1", "H1"]
@@ -87,6 +87,9 @@ def test_what_the_words_leave_out_is_left_out_of_the_dropdown(shop: list[Product
     for typed in ("kang not", "kang without", "kang other", "kang but not"):
         assert skus(services.suggest(typed)) == ["J1", "H1"], typed
     assert services.suggest("not black") == {"products": [], "categories": []}
+    # words of a product's name are the name ("No Limits Tee"), as the search reads them
+    indexed(ProductFactory(sku="N1", title="No Limits Tee"))
+    assert skus(services.suggest("no limits")) == ["N1"] and skus(services.suggest("no limits t")) == ["N1"]
     # choosing a category keeps the words' exclusion in the search within it
     found = services.suggest("black hood not blue")["categories"]
     assert [(item["path"], item["query"]) for item in found] == [

@@ -167,7 +167,7 @@ def browse_products(
     sized = parse_size(intent.text) if SIZE in fields else None
     rest = sized.text if sized is not None else intent.text
     # "not black", "without a hood": left out of the result set, and not searched
-    excluded = _unless_a_name(parse_exclusions(rest))
+    excluded = unless_a_name(parse_exclusions(rest))
     rest = excluded.text if excluded is not None else rest
     worded = intent.worded or sized is not None or excluded is not None
     # price and size words are no description of the product: not searched ("under 50" alone: popular products)
@@ -263,7 +263,7 @@ def browse_products(
     )
 
 
-def _unless_a_name(excluded: ExclusionIntent | None) -> ExclusionIntent | None:
+def unless_a_name(excluded: ExclusionIntent | None) -> ExclusionIntent | None:
     """``excluded``, or None when one of its phrases is words of a product's title ("No Limits Jacket",
     "Not Your Daughter's Jeans": a name, searched as words; ``store.suggest_products``, the titles' word
     index, one read per phrase)."""

@@ -14,7 +14,7 @@ from django.core.cache import cache
 
 from multimodal_search.adapters import get_adapter
 from multimodal_search.ranking.intent import ExclusionIntent, parse_exclusions, product_code
-from multimodal_search.services.browse import left_out
+from multimodal_search.services.browse import left_out, unless_a_name
 from multimodal_search.services.indexing import current_model_id
 from multimodal_search.services.query import SearchError, correct_spelling
 from multimodal_search.store import get_store
@@ -77,7 +77,7 @@ def suggest(prefix: str, limit: int = 8) -> dict[str, Any]:
     """
     check_prefix(prefix, limit)
     # "jacket not black", "jacket without": matched as "jacket", what they leave out left out
-    excluded = parse_exclusions(prefix)
+    excluded = unless_a_name(parse_exclusions(prefix))
     prefix = _NEGATION_TYPED.sub("", excluded.text if excluded is not None else prefix)
     words = words_of(prefix)[:MAX_WORDS]
     if not words:

@@ -200,11 +200,15 @@ _FILLER = r"(?:(?:in|a|an|any|the|for|with)\s+)*"
 #: words that make a colour a shade ("light blue"): kept with it as one term
 _SHADES = ("light", "dark", "pale", "bright", "deep", "navy", "royal", "sky", "hot", "neon")
 _TERM = rf"(?:(?:{'|'.join(_SHADES)})\s+)?[a-z][a-z0-9'-]*"
+#: what joins several terms of one phrase ("not black or white", "except red, blue")
+_JOIN = r"\s*(?:,|\bor\b|\bnor\b)\s*"
 _EXCLUSION = re.compile(
-    rf"(?:(?<=\s)|^)(?:{_NOT}\s+{_FILLER}|-(?=[a-z]))({_TERM}(?:\s*(?:,|\bor\b|\bnor\b)\s*{_TERM})*)",
+    rf"(?:(?<=\s)|^)(?:{_NOT}\s+{_FILLER}|-(?=[a-z]))({_TERM}(?:{_JOIN}{_TERM})*)",
     re.IGNORECASE,
 )
-_LIST = re.compile(r"\s*(?:,|\bor\b|\bnor\b)\s*", re.IGNORECASE)
+_LIST = re.compile(_JOIN, re.IGNORECASE)
+#: a negation at the end of the text, its term not typed yet ("jacket not", "bag other" of "other than")
+_UNFINISHED = re.compile(rf"\s*\b(?:{_NOT}|other)\s*-?$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -245,6 +249,12 @@ def parse_exclusions(text: str) -> ExclusionIntent | None:
     if not terms:
         return None
     return ExclusionIntent(" ".join(_EXCLUSION.sub(" ", text).split()), tuple(terms), tuple(phrases))
+
+
+def without_unfinished_exclusion(text: str) -> str:
+    """``text`` without a negation still being typed at its end ("jacket not" -> "jacket"), what
+    autocomplete matches while the shopper types what to leave out."""
+    return _UNFINISHED.sub("", text)
 
 
 #: what a product code looks like: one run of letters, digits and . _ / - with a letter and a digit

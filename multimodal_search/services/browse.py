@@ -167,7 +167,9 @@ def browse_products(
     sized = parse_size(intent.text) if SIZE in fields else None
     rest = sized.text if sized is not None else intent.text
     # "not black", "without a hood": left out of the result set, and not searched
-    excluded = unless_a_name(parse_exclusions(rest))
+    excluded = parse_exclusions(rest)
+    if excluded is not None:
+        excluded = unless_a_name(excluded, current_encoder()[1])
     rest = excluded.text if excluded is not None else rest
     worded = intent.worded or sized is not None or excluded is not None
     # price and size words are no description of the product: not searched ("under 50" alone: popular products)
@@ -263,13 +265,10 @@ def browse_products(
     )
 
 
-def unless_a_name(excluded: ExclusionIntent | None) -> ExclusionIntent | None:
-    """``excluded``, or None when one of its phrases is words of a product's title ("No Limits Jacket",
-    "Not Your Daughter's Jeans": a name, searched as words; ``store.suggest_products``, the titles' word
-    index, one read per phrase)."""
-    if excluded is None:
-        return None
-    _, model_id = current_encoder()
+def unless_a_name(excluded: ExclusionIntent, model_id: str) -> ExclusionIntent | None:
+    """``excluded``, or None when one of its phrases is words of a title of ``model_id``'s products ("No
+    Limits Jacket", "Not Your Daughter's Jeans": a name, searched as words; ``store.suggest_products``,
+    the titles' word index, one read per phrase)."""
     store = get_store()
     for phrase in excluded.phrases:
         if not phrase.startswith("-") and store.suggest_products(model_id, words(phrase), typed=phrase, limit=1):
@@ -283,9 +282,10 @@ def left_out(excluded: ExclusionIntent, facets: Mapping[str, Mapping[str, Any]],
     have it (a blue jacket whose description mentions black piping stays), any other word ("without a
     hood") by the product's stored text, English stemming (``store.having_every_word``: "hood" leaves out
     "hooded", not "hoodie")."""
-    colours = {name for term in excluded.terms for name in excluded.colours(term)}
+    named = {term: excluded.colours(term) for term in excluded.terms}
+    colours = {name for names in named.values() for name in names}
     by_facet = bool(colours) and COLOR in facet_names()
-    by_text = [term for term in excluded.terms if not (by_facet and excluded.colours(term))]
+    by_text = [term for term, names in named.items() if not (by_facet and names)]
     having = get_store().having_every_word(model_id, list(facets), by_text) if by_text else set()
     if by_facet:
         having |= {

@@ -197,6 +197,7 @@ def rank_products(
     # words that are one product code ("MH07-Gray", "mh07"): its products first, the words not corrected
     code = product_code(text) if image is None else None
     coded = get_store().products_by_code(model_id, code, categories=[category] if category else []) if code else []
+    coded_pks = set(coded)
     correction = None if as_typed or coded else correct_spelling(text, model_id, rules, encoder)
     if correction is not None:  # "hoddie": searched and matched against the rules as "hoodie" (logged as typed)
         text = correction.text
@@ -246,8 +247,7 @@ def rank_products(
     if fired:  # the admin's pins, boosts, burials and hides for this query
         order = merchandising.apply_rules(order, [rule for rule, _, _ in fired], insert=not category)
     if coded:
-        first = set(coded)
-        order = coded + [pk for pk in order if pk not in first]
+        order = coded + [pk for pk in order if pk not in coded_pks]
     ranked_order, order = order, order[:limit]
     photo = encoder.photo_relevance()
     sold = photo_sold_here(photo, query) if query.text_vector is None else None
@@ -258,7 +258,7 @@ def rank_products(
     fallback = None
     read_as: list[str] = []
     if cut is not None and relevance is not None:  # before the products load: a cut storefront page loads fewer
-        kept = {rule.product_pk for rule, _, _ in fired if rule.action in ("pin", "boost")} | set(coded)
+        kept = {rule.product_pk for rule, _, _ in fired if rule.action in ("pin", "boost")} | coded_pks
         passed = [pk for pk in order if relevance.get(pk) is None or relevance[pk] >= cut or pk in kept]
         if not passed and min_relevance == AUTO and text and query.text_vector is not None:
             passed, read_as = _having_every_word(ranked_order, _fallback_readings(text, model_id, rules), model_id)
@@ -267,7 +267,7 @@ def rank_products(
         order = passed
 
     def explainer(hit: SearchHit) -> dict[str, float]:
-        if hit.product_pk in coded:
+        if hit.product_pk in coded_pks:
             return {v.CODE: 1.0}
         shares = fusion.contributions(hit.product_pk, signals, weights, parts=explained)
         if nudge is not None and nudge.moved.get(hit.product_pk):  # the profile's share in it

@@ -13,7 +13,12 @@ from typing import Any
 from django.core.cache import cache
 
 from multimodal_search.adapters import get_adapter
-from multimodal_search.ranking.intent import ExclusionIntent, parse_exclusions, product_code
+from multimodal_search.ranking.intent import (
+    ExclusionIntent,
+    parse_exclusions,
+    product_code,
+    without_unfinished_exclusion,
+)
 from multimodal_search.services.browse import left_out, unless_a_name
 from multimodal_search.services.indexing import current_model_id
 from multimodal_search.services.query import SearchError, correct_spelling
@@ -28,10 +33,6 @@ CATEGORY_CACHE_SECONDS = 60
 _SLACK = 4
 _WORD = re.compile(r"[^\W_]+")
 _SEPARATOR = " > "
-#: a negation typed at the end, its term not yet ("jacket not", "jacket without", "bag other than")
-_NEGATION_TYPED = re.compile(
-    r"\s*\b(?:but\s+)?(?:not|no|without|except|excluding|minus|other\s+than|other)\s*-?$", re.I
-)
 
 
 def check_prefix(prefix: str, limit: int) -> None:
@@ -76,13 +77,16 @@ def suggest(prefix: str, limit: int = 8) -> dict[str, Any]:
         SearchError: text over ``MAX_PREFIX_LENGTH`` characters, a NUL byte, or a bad ``limit``.
     """
     check_prefix(prefix, limit)
-    # "jacket not black", "jacket without": matched as "jacket", what they leave out left out
-    excluded = unless_a_name(parse_exclusions(prefix))
-    prefix = _NEGATION_TYPED.sub("", excluded.text if excluded is not None else prefix)
-    words = words_of(prefix)[:MAX_WORDS]
-    if not words:
+    if not words_of(prefix):
         return {"products": [], "categories": []}
     model_id = current_model_id()
+    # "jacket not black", "jacket without": matched as "jacket", what they leave out left out
+    excluded = parse_exclusions(prefix)
+    if excluded is not None:
+        excluded = unless_a_name(excluded, model_id)
+    prefix = without_unfinished_exclusion(excluded.text if excluded is not None else prefix)
+    if not words_of(prefix):
+        return {"products": [], "categories": []}
     found = _matching(model_id, prefix, limit, excluded)
     if not found["products"] and not found["categories"]:
         # "hoddie": nothing starts so; the words as the search would read them ("hoodie")

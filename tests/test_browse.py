@@ -415,10 +415,18 @@ def test_a_product_code_finds_its_products_first(client, shop, indexed):
     assert found.hits[0].product == delta  # its relevance: 1 where relevance is calibrated (test_relevance)
     assert found.hits[0].explanation == {"code": 1.0}
     # a parent sku: each of its variants
-    variants = [ProductFactory(title=f"Omega Tee {c}", color=c, parent_sku="OM-77") for c in ("Red", "Blue")]
+    variants = [
+        ProductFactory(sku=f"OM-77-{c}", title=f"Omega Tee {c}", color=c, parent_sku="OM-77") for c in ("Red", "Blue")
+    ]
     indexed(*variants)
     both = services.browse_products("om-77", page_size=100)
     assert {hit.product for hit in both.hits[:2]} == set(variants) and both.query["code"] == "om-77"
+    # a variant's code (an option inserted, as orders and labels print it) finds the product it is one of
+    variant = services.browse_products("OM-77-XL-Blue", page_size=100)
+    assert variant.hits[0].product == variants[1] and variant.query["code"] == "OM-77-XL-Blue"
+    assert variants[0] not in {hit.product for hit in variant.hits if hit.explanation == {"code": 1.0}}
+    # a variant of an option no product has: every product of its leading code
+    assert {hit.product for hit in services.browse_products("om-77-xl", page_size=100).hits[:2]} == set(variants)
     # a code no product has is searched as words; words with a digit but a space are words
     assert "code" not in services.browse_products("zz-999", page_size=100).query
     assert "code" not in services.browse_products(f"{delta.sku} jacket", page_size=100).query

@@ -74,6 +74,10 @@ def test_the_start_of_a_product_code_suggests_its_products(shop: list[Product], 
     assert skus(services.suggest("mh0")) == ["MH07-Gray", "MH07-Red"]  # by code
     assert skus(services.suggest("MH07-G")) == ["MH07-Gray"] and skus(services.suggest("b1")) == ["B1"]
     assert skus(services.suggest("mh08")) == [] and skus(services.suggest("hero")) == ["MH07-Red", "MH07-Gray"]
+    # a variant's code being typed (the size inserted): the product it is a variant of
+    assert skus(services.suggest("mh07-xs-r")) == ["MH07-Red"]
+    assert skus(services.suggest("MH07-XS-Gray")) == ["MH07-Gray"]
+    assert skus(services.suggest("mh07-xs")) == ["MH07-Gray", "MH07-Red"] and skus(services.suggest("mh08-xs")) == []
 
 
 def test_what_the_words_leave_out_is_left_out_of_the_dropdown(shop: list[Product], indexed: Any) -> None:

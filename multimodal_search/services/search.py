@@ -27,6 +27,7 @@ from multimodal_search.ranking.text import words as tokens
 from multimodal_search.ranking.weights import signal_weights
 from multimodal_search.services import merchandising, taste
 from multimodal_search.services.candidates import Signals, collect_signals
+from multimodal_search.services.codes import coded_products
 from multimodal_search.services.query import (
     SearchError,
     catalogue_term_counts,
@@ -196,7 +197,7 @@ def rank_products(
     typed = text
     # words that are one product code ("MH07-Gray", "mh07"): its products first, the words not corrected
     code = product_code(text) if image is None else None
-    coded = get_store().products_by_code(model_id, code, categories=[category] if category else []) if code else []
+    coded = coded_products(model_id, code, categories=[category] if category else []) if code else []
     coded_pks = set(coded)
     correction = None if as_typed or coded else correct_spelling(text, model_id, rules, encoder)
     if correction is not None:  # "hoddie": searched and matched against the rules as "hoodie" (logged as typed)

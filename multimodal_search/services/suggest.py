@@ -20,6 +20,7 @@ from multimodal_search.ranking.intent import (
     without_unfinished_exclusion,
 )
 from multimodal_search.services.browse import left_out, unless_a_name
+from multimodal_search.services.codes import coded_products
 from multimodal_search.services.indexing import current_model_id
 from multimodal_search.services.query import SearchError, correct_spelling
 from multimodal_search.store import get_store
@@ -111,7 +112,7 @@ def _products(
     store = get_store()
     # the start of a product code ("mh0", "24-mb"): the products whose code starts so, first
     code = product_code(typed)
-    coded = store.products_by_code(model_id, code, limit=limit + _SLACK, partial=True) if code else []
+    coded = coded_products(model_id, code, limit=limit + _SLACK, partial=True) if code else []
     titled = [pk for pk, _ in store.suggest_products(model_id, words, typed=typed, limit=limit + _SLACK)]
     found = list(dict.fromkeys(coded + titled))
     adapter = get_adapter()

@@ -1,0 +1,58 @@
+"""Products by their code, as a shopper types it from a label, an order or a catalogue.
+
+A code is a product's identifier or its ``fields["sku"]`` ("MH07-Gray"), the start of one ("MH07"), or
+its group's ("MH07", a parent sku): ``store.products_by_code``. Orders and labels often carry a
+variant's code, the product's with an option inserted ("MH07-XS-Gray": size XS of "MH07-Gray"), which
+no product has. Such a code finds the product it is a variant of: of the products of its longest leading
+code ("MH07-XS", then "MH07"), those whose code's parts are all parts of the typed one, else all of them
+("MH07-XS": every colour of MH07).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from multimodal_search.ranking.intent import product_code
+from multimodal_search.store import get_store
+
+#: what separates a code's parts ("MH07-XS-Gray", "24.MB01", "wj12_s")
+_PARTS = re.compile(r"[-_./]+")
+
+
+def coded_products(
+    model_id: str, code: str, *, categories: Sequence[str] = (), limit: int = 100, partial: bool = False
+) -> list[str]:
+    """Up to ``limit`` products of ``model_id`` a code finds (``store.products_by_code``; ``partial``:
+    a code still being typed), else those of the product the code is a variant of ("MH07-XS-Gray" ->
+    "MH07-Gray"; "MH07-XS" -> MH07's products)."""
+    store = get_store()
+    found = store.products_by_code(model_id, code, categories=categories, limit=limit, partial=partial)
+    return found or _variant_of(model_id, code, categories, limit, partial)
+
+
+def _variant_of(model_id: str, code: str, categories: Sequence[str], limit: int, partial: bool) -> list[str]:
+    code = code.lower()
+    ends = [match.start() for match in _PARTS.finditer(code)]
+    parts = [part for part in _PARTS.split(code) if part]
+    if len(parts) < 2:
+        return []
+    store = get_store()
+    family: list[str] = []
+    for end in reversed(ends):  # the longest leading code that is one ("24-MB01-XS": "24-MB01", never "24")
+        leading = code[:end]
+        if product_code(leading) is None:
+            break
+        family = store.products_by_code(model_id, leading, categories=categories, limit=limit)
+        if family:
+            break
+    if not family:
+        return []
+    rows = store.product_rows(model_id, family)
+    typed, last = set(parts), parts[-1]
+
+    def fits(pk: str) -> bool:  # every part of the product's code is a typed part (the last, still typed: begun)
+        own = str((rows.get(pk, ({}, []))[0]).get("sku") or pk).lower()
+        return all(part in typed or (partial and part.startswith(last)) for part in _PARTS.split(own) if part)
+
+    return [pk for pk in family if fits(pk)] or family

@@ -88,6 +88,16 @@ def test_a_catalogue_synonym_wins_over_wider_relatives():
     assert [e.term for e in expansion.plan("couch", counter({"seat": 20}), lambda: 100)] == ["seat"]
 
 
+def test_a_synonym_is_read_in_its_own_commonest_goods_sense():
+    # WordNet lists "lid" among the hat's lemmas, but a shop's "lid" is a cover ("hat" found a water bottle)
+    assert "lid" in wordnet.senses("hat")[0].lemmas
+    assert wordnet.first_goods_sense("lid") != wordnet.senses("hat")[0].offset
+    assert expansion.plan("hat", counter({"lid": 3}), lambda: 100) == []
+    assert [e.term for e in expansion.plan("hat", counter({"lid": 3, "chapeau": 3}), lambda: 100)] == ["chapeau"]
+    # a synonym whose commonest goods sense this is stays one ("pant" is first a breath, then a trouser)
+    assert [e.term for e in expansion.plan("trousers", counter({"pant": 5}), lambda: 100)] == ["pant"]
+
+
 def test_variants_and_expanded_text():
     cushion = expansion.Expansion("throw pillows", "cushion", expansion.HYPERNYM, 0.8, 3)
     assert expansion.variant("Black Throw  Pillows", cushion) == "Black cushion"

@@ -28,6 +28,11 @@ from a general resource instead, and lets the catalogue decide what is worth add
    * specificity: 1 up to ``max_share`` of the catalogue, then falling to 0 as the term covers
      every product (a hypernym like "seat" that matches most of a furniture shop ranks nothing).
 
+   A synonym is a candidate only when the sense is its own commonest goods sense: a shop that says
+   "lid" means a cover, though WordNet lists "lid" as slang for a hat ("hat" found the Luma catalogue's
+   water bottle by its lid). Senses that name no goods do not count: "pant" is first a breath, and a
+   shop's "pant" is a trouser.
+
    When the catalogue uses a synonym, only synonyms are kept ("couch" -> "sofa", not also "seat");
    of the rest, the best ``max_terms`` per phrase at or above ``min_weight`` are added.
 
@@ -149,6 +154,8 @@ def candidates(phrase: str) -> dict[str, tuple[str, float]]:
             for lemma in lemmas:
                 if lemma.replace(" ", "_") in own or lemma in own or not words(lemma):
                     continue
+                if relation == SYNONYM and wordnet.first_goods_sense(lemma) != sense.offset:
+                    continue  # "lid" is a hat only in slang: a shop that says "lid" means a cover
                 if lemma not in best or best[lemma][1] < score:
                     best[lemma] = (relation, score)
     ranked = sorted(best.items(), key=lambda item: (-item[1][1], item[0]))

@@ -193,6 +193,26 @@ def senses(phrase: str) -> list[Synset]:
     return [synset(offset) for form in base_forms(phrase) for offset in _offsets(form)]
 
 
+def first_goods_sense(phrase: str) -> int | None:
+    """The synset id of the commonest sense of a word or phrase that names goods (senses are listed
+    commonest first): what a shop means when its text uses the word ("lid": a cover, not the hat of
+    slang; "pant": a trouser, not a breath). None when no sense names goods."""
+    return next((sense.offset for sense in senses(phrase) if sense.lexname in GOODS), None)
+
+
+def ancestors(offset: int, depth: int) -> set[int]:
+    """The ids of a synset's hypernyms up to ``depth`` links above it, every path ("jacket": coat,
+    overgarment, garment, clothing, ...)."""
+    found: set[int] = set()
+    level = {offset}
+    for _ in range(depth):
+        level = {parent for child in level for parent in synset(child).hypernyms} - found
+        if not level:
+            break
+        found |= level
+    return found
+
+
 def is_noun(phrase: str) -> bool:
     """Whether WordNet knows the word or phrase (or its singular) as a noun."""
     return bool(base_forms(phrase))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from django.db import connection
 
+from multimodal_search import services
 from multimodal_search.learning import pseudo_queries
 from multimodal_search.learning.reranker import train_reranker
 from multimodal_search.ranking import calibration
@@ -51,6 +52,28 @@ def test_departments_are_the_inner_categories_by_name_with_the_leaves_below():
     assert departments.named("tank top")["tops"] == ["bras & tanks", "jackets", "tees"]
     assert departments.named("hoodie") == {} and departments.named(None) == {}
     assert Departments.from_json(departments.to_json()) == departments
+
+
+def test_words_above_the_departments_name_the_leaves_of_several():
+    departments = Departments.from_paths(LUMA_LIKE, [("clothing", "clothes", "apparel"), ("bag", "sack")])
+    # WordNet: jackets and bras are garments (most of the tops: its "tees" are golf tees), pants too, hats
+    # are clothing but no garment; bags, fitness equipment and the outlet's rain are neither
+    clothing = ["bras & tanks", "hats", "jackets", "pants", "tees"]
+    assert departments.classes["clothing"] == clothing and departments.classes["garment"] == clothing[:1] + clothing[2:]
+    assert departments.classes["clothes"] == departments.classes["apparel"] == clothing  # a synonym group's
+    assert "artifact" not in departments.classes  # above every leaf
+    assert "trouser" not in departments.classes  # above the pants alone: "bottoms" is the word
+    assert "sack" not in departments.classes  # its group names no class
+    assert departments.named("Men's CLOTHES") == {"clothes": clothing}
+    assert facets_only("red clothes for men", list(departments.named("red clothes for men")))
+    assert departments.named("hoodie") == {} and departments.named("tops") == {"tops": departments.leaves["tops"]}
+    # what the text searched adds: the departments it names whole, and the other leaves
+    assert departments.spelled_out(["clothes"]) == ["bottoms", "tops", "hats"]
+    assert departments.spelled_out(["tops", "xyz"]) == []  # a department's own word is searched as it is
+    assert Departments.from_json(departments.to_json()) == departments
+    assert Departments.from_json({"leaves": departments.leaves}).classes == {}  # a file written before classes
+    # a word that is a department's or a leaf's own is not a class's ("Clothing > Tops" names it)
+    assert "clothing" not in Departments.from_paths(["Clothing > Tops > Jackets", "Clothing > Bottoms > Pants"]).classes
 
 
 def test_a_query_of_departments_colours_and_genders_alone_is_broad():
@@ -136,3 +159,40 @@ def test_a_department_word_finds_the_department_at_the_storefront_cut(
     page = client.get("/search/", {"q": "tops"}).content.decode()
     assert "Alpha Hoodie" in page and "Delta Jacket" in page and "No results" not in page
     assert "Eta Backpack" not in page
+
+
+@pytest.mark.django_db
+def test_a_word_for_several_departments_finds_them_at_the_storefront_cut(
+    client, indexed, model_dir, watch_calibrations
+):
+    specs = [
+        ("Alpha Hoodie", "Men > Tops > Hoodies & Sweatshirts", "red", "A warm hoodie."),
+        ("Gamma Jacket", "Women > Tops > Jackets", "green", "A rain jacket."),
+        ("Epsilon Pant", "Men > Bottoms > Pants", "black", "A training pant."),
+        ("Zeta Short", "Women > Bottoms > Shorts", "white", "A running short."),
+        ("Eta Backpack", "Gear > Bags", "red", "Room for your clothes and clothing."),  # Luma's bags say so
+        ("Theta Duffel", "Gear > Bags", "blue", "Room for gym clothes."),
+        ("Iota Watch", "Gear > Watches", "black", "A watch."),
+        ("Kappa Tent", "Outdoor > Tents", "green", "A tent."),
+    ]
+    products = [
+        ProductFactory(title=title, description=text, category=Category.from_path(path), photos=[colour])
+        for title, path, colour, text in specs
+    ]
+    indexed(*products)
+    summary = train_reranker(max_queries=60, calibration=40)
+    assert {"clothes", "clothing", "garment"} <= set(summary["classes"])
+    departments = get_departments("hash-v1")
+    assert departments is not None and departments.classes["clothes"] == [
+        "hoodies & sweatshirts",
+        "jackets",
+        "pants",
+        "shorts",
+    ]
+    clothes = {str(p.pk) for p, (_, path, _, _) in zip(products, specs) if "Tops" in path or "Bottoms" in path}
+    department, shown, kinds = broad_word_search("clothes", v.DEPARTMENT, watch_calibrations)
+    assert department == {pk: (1.0 if pk in clothes else 0.0) for pk in department}
+    assert kinds == [calibration.RERANK, calibration.BROAD] and shown == clothes
+    assert services.search_products("clothes", k=3).query["expanded"] == "clothes clothing apparel bottoms tops"
+    page = client.get("/search/", {"q": "clothes"}).content.decode()
+    assert "Alpha Hoodie" in page and "Zeta Short" in page and "Eta Backpack" not in page

@@ -26,6 +26,7 @@ from multimodal_search.learning.pseudo_queries import (
     relevance,
     text_stems,
 )
+from multimodal_search.ranking import synonyms
 from multimodal_search.ranking import vocabulary as v
 from multimodal_search.ranking.attributes import category_leaf
 from multimodal_search.ranking.departments import Departments, save_departments
@@ -216,7 +217,8 @@ def train_reranker(
     if not rows:
         raise TrainingError("no indexed products for the current encoder; run mmsearch_reindex first")
     # the catalogue's departments, kept first: the broad calibration queries below name them ("tops")
-    departments = Departments.from_paths(path for _, categories in rows.values() for path in categories)
+    paths = (path for _, categories in rows.values() for path in categories)
+    departments = Departments.from_paths(paths, synonyms.configured_groups())
     save_departments(model_id, departments)
     qualities = catalogue_qualities(rows)  # and the qualities they name ("wool")
     save_qualities(model_id, qualities)
@@ -300,6 +302,7 @@ def train_reranker(
         "path": str(path),
         "feature_mean": np.round(mean, 3).tolist(),
         "departments": sorted(departments.leaves),
+        "classes": sorted(departments.classes),
         "qualities": qualities.most_stated(),
         "spelling_words": len(speller),
     }

@@ -22,6 +22,8 @@ from functools import lru_cache
 from multimodal_search.ranking.text import phrase_key
 
 DEFAULT_GROUPS: tuple[tuple[str, ...], ...] = (
+    # apparel as a whole ("clothing" is also a class of departments: ``ranking.departments``)
+    ("clothing", "clothes", "apparel"),
     # bottoms
     ("trousers", "pants", "slacks"),
     ("joggers", "sweatpants", "jogging pants", "jogging bottoms", "tracksuit bottoms"),

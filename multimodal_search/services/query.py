@@ -153,6 +153,9 @@ def encode_query(
     if text and rules is None:
         rules = merchandising.current_rules()
     words = merchandising.expand(text, rules) if text else None
+    departments = named_departments(text, model_id)
+    if words and departments:  # "clothes": also the departments it names ("bottoms tops")
+        words = _with_words(words, spelled_out_departments(departments, model_id))
     text_vector = None
     if text and words:
         found = catalogue_expansions(text, model_id, rules)
@@ -175,7 +178,7 @@ def encode_query(
         photo_classes=classes,
         facets=named_facets(words, model_id),
         typed=text,
-        departments=(departments := named_departments(text, model_id)),
+        departments=departments,
         qualities=(qualities := named_qualities(text, model_id, departments)),
         broad=bool(qualities) or facets_only(text, departments),  # qualities are named only when it is
     )
@@ -289,6 +292,19 @@ def named_departments(text: str | None, model_id: str) -> dict[str, list[str]]:
     found the catalogue's departments, ``ranking.departments``)."""
     departments = get_departments(model_id) if text else None
     return departments.named(text) if departments is not None else {}
+
+
+def spelled_out_departments(named: Iterable[str], model_id: str) -> list[str]:
+    """The catalogue's departments (and leaves) the classes among ``named`` stand for
+    (``Departments.spelled_out``: "clothes" -> ["bottoms", "tops"])."""
+    departments = get_departments(model_id)
+    return departments.spelled_out(named) if departments is not None else []
+
+
+def _with_words(text: str, added: Iterable[str]) -> str:
+    present = set(tokens(text))
+    extra = [phrase for phrase in added if not set(tokens(phrase)) <= present]
+    return f"{text} {' '.join(extra)}" if extra else text
 
 
 def named_qualities(text: str | None, model_id: str, departments: Iterable[str] = ()) -> list[str]:

@@ -204,6 +204,10 @@ class Command(BaseCommand):
             if named
             else "Departments a query may name: none (no category has categories below it)."
         )
+        if summary.get("classes"):
+            self.stdout.write(
+                f"Words for several departments at once ({len(summary['classes'])}): {_sample(summary['classes'])}."
+            )
         qualities = summary["qualities"]
         self.stdout.write(
             f"Qualities a query may name ({len(qualities)}): {_sample(qualities)}."

@@ -194,5 +194,6 @@ def test_a_word_for_several_departments_finds_them_at_the_storefront_cut(
     assert department == {pk: (1.0 if pk in clothes else 0.0) for pk in department}
     assert kinds == [calibration.RERANK, calibration.BROAD] and shown == clothes
     assert services.search_products("clothes", k=3).query["expanded"] == "clothes clothing apparel bottoms tops"
+    assert "tops" not in services.search_products("clothes backpack", k=3).query["expanded"]  # a backpack is asked
     page = client.get("/search/", {"q": "clothes"}).content.decode()
     assert "Alpha Hoodie" in page and "Zeta Short" in page and "Eta Backpack" not in page

@@ -154,7 +154,9 @@ def encode_query(
         rules = merchandising.current_rules()
     words = merchandising.expand(text, rules) if text else None
     departments = named_departments(text, model_id)
-    if words and departments:  # "clothes": also the departments it names ("bottoms tops")
+    qualities = named_qualities(text, model_id, departments)
+    broad = bool(qualities) or facets_only(text, departments)  # qualities are named only when it is
+    if words and departments and broad:  # "clothes", "red clothes": the departments it names ("bottoms tops")
         words = _with_words(words, spelled_out_departments(departments, model_id))
     text_vector = None
     if text and words:
@@ -179,8 +181,8 @@ def encode_query(
         facets=named_facets(words, model_id),
         typed=text,
         departments=departments,
-        qualities=(qualities := named_qualities(text, model_id, departments)),
-        broad=bool(qualities) or facets_only(text, departments),  # qualities are named only when it is
+        qualities=qualities,
+        broad=broad,
     )
 
 

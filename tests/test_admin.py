@@ -9,6 +9,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils.html import escape
 
 from multimodal_search.models import ProductEmbedding
+from multimodal_search.ranking.departments import Departments, save_departments
 from tests.factories import ProductFactory
 
 pytestmark = pytest.mark.django_db
@@ -32,7 +33,7 @@ def test_index_health_on_the_vectors_changelist(admin_client, indexed_catalogue)
     assert "Index health" in html and "2 of 2 searchable products indexed" in html
 
 
-def test_try_a_search_shows_signals_and_explanations(admin_client, indexed_catalogue):
+def test_try_a_search_shows_signals_and_explanations(admin_client, indexed_catalogue, model_dir):
     response = admin_client.get(
         "/admin/multimodal_search/productembedding/try/", {"q": "winter hat", "method": "decision"}
     )
@@ -52,6 +53,10 @@ def test_try_a_search_shows_signals_and_explanations(admin_client, indexed_catal
     coded = admin_client.get("/admin/multimodal_search/productembedding/try/", {"q": "cap-1"}).content.decode()
     assert "the product code <strong>“cap-1”</strong>" in coded and coded.index("CAP-1") < coded.index("HAT-1")
     assert "code 100%" in coded
+    # kinds joined: each searched on its own (the kinds mmsearch_train keeps with the departments)
+    save_departments(ProductEmbedding.objects.first().model_id, Departments(kinds=["cap", "hat"]))
+    both = admin_client.get("/admin/multimodal_search/productembedding/try/", {"q": "hats and caps"}).content.decode()
+    assert "each of <strong>“hats”</strong>, <strong>“caps”</strong> searched on its own" in both
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,11 @@ from django.utils import timezone
 
 from multimodal_search import services
 from multimodal_search.models import ShopperEvent
-from multimodal_search.ranking.intent import parse_exclusions, parse_price, parse_size
+from multimodal_search.ranking.departments import Departments, save_departments
+from multimodal_search.ranking.intent import kind_parts, parse_exclusions, parse_price, parse_size
+from multimodal_search.ranking.text import stem
 from multimodal_search.refinements import price_label
+from multimodal_search.services.query import current_encoder
 from shop.catalog.models import Category, Product
 from tests.factories import ProductFactory
 
@@ -622,3 +625,37 @@ def test_the_result_set_loads_the_facet_fields_only_and_the_page_in_full(shop, m
     assert len(whole) == 1 and '"created_at"' in whole[0] and '"description"' in whole[0]
     moments = [hit.product.created_at for hit in newest.hits]
     assert len(moments) == 3 and moments == sorted(moments, reverse=True)
+
+
+def test_kinds_joined_are_read_as_one_search_each():
+    kinds = {stem(word) for word in ("jacket", "hoodie", "tee", "short", "legging", "pant")}
+    assert kind_parts("hoodies and jackets", kinds) == ["hoodies", "jackets"]
+    assert kind_parts("tees, shorts & leggings", kinds) == ["tees", "shorts", "leggings"]
+    assert kind_parts("jacket or pants", kinds) == ["jacket", "pants"]
+    # a gender named once is every part's; a part's own stays
+    assert kind_parts("men's shorts or leggings", kinds) == ["men's shorts", "men's leggings"]
+    assert kind_parts("womens tees and mens shorts", kinds) == ["womens tees", "mens shorts"]
+    # one kind, colours, words that are no kind the catalogue sells: one search
+    for text in ("jacket", "red or blue jacket", "black and white tee", "rock and roll tee", "tees and", ""):
+        assert kind_parts(text, kinds) is None, text
+    assert kind_parts("tees and shorts", set()) is None  # no kinds known (before mmsearch_train)
+    assert kind_parts("tee, tee, tee, tee, tee", kinds) is None  # more than MAX_KINDS
+
+
+@pytest.mark.django_db
+def test_kinds_joined_are_searched_each_and_shown_in_turn(client, shop):
+    assert "parts" not in services.browse_products("hoodies and tees", page_size=100).query  # no kinds known yet
+    save_departments(current_encoder()[1], Departments(kinds=sorted({stem(w) for w in ("jacket", "hoodie", "tee")})))
+    both = services.browse_products("hoodies and tees", page_size=100)
+    assert both.query["parts"] == ["hoodies", "tees"] and both.query["text"] == "hoodies and tees"
+    hoodies = _skus(services.browse_products("hoodies", page_size=100))
+    tees = _skus(services.browse_products("tees", page_size=100))
+    # the first of each, then the second of each, ...: each product once
+    taken = [sku for pair in zip(hoodies, tees) for sku in pair]
+    assert _skus(both)[:4] == list(dict.fromkeys(taken))[:4] and len(set(_skus(both))) == both.total
+    assert [hit.product.title.split()[-1] for hit in both.hits[:2]] == ["Hoodie", "Tee"]
+    assert "parts" not in services.browse_products("black and blue jacket", page_size=100).query
+    answer = client.get("/api/v1/search/", {"q": "hoodies and tees"}).json()
+    assert answer["query"]["parts"] == ["hoodies", "tees"]
+    page = client.get("/search/", {"q": "hoodies and tees"}).content.decode()
+    assert "Each of “hoodies” and “tees”, searched on its own and shown in turn." in page

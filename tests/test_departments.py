@@ -189,6 +189,8 @@ def test_a_word_for_several_departments_finds_them_at_the_storefront_cut(
         "pants",
         "shorts",
     ]
+    # and the kinds of product a query may join ("hoodies and jackets": ranking.intent.kind_parts)
+    assert {"hoodie", "jacket", "pant", "short", "backpack", "watch", "tent"} <= set(departments.kinds)
     clothes = {str(p.pk) for p, (_, path, _, _) in zip(products, specs) if "Tops" in path or "Bottoms" in path}
     department, shown, kinds = broad_word_search("clothes", v.DEPARTMENT, watch_calibrations)
     assert department == {pk: (1.0 if pk in clothes else 0.0) for pk in department}

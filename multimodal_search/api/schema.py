@@ -123,6 +123,13 @@ class SearchQueryEchoSerializer(serializers.Serializer[Any]):
         '`["black"]`. Those products are not in the results and the words are searched without the phrase: a '
         "colour by the `color` facet, any other word by the product's text (`hood` also leaves out `hooded`).",
     )
+    parts = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="The kinds of product the words join (`hoodies and jackets`, `shorts or leggings`), when they join "
+        'two to four the catalogue sells: `["hoodies", "jackets"]`. Each is searched on its own and the results '
+        "are taken in turn (the first of each, then the second of each, ...), each with its own relevance.",
+    )
     browse = serializers.CharField(
         required=False,
         help_text="`popular` when the words named only a price, an order by price or a size (`under 50`, `cheapest`, "

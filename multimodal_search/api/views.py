@@ -85,6 +85,7 @@ def _payload(response: services.SearchPage, links: tuple[str | None, str | None]
                 "sort",
                 "size",
                 "excluded",
+                "parts",
                 "browse",
                 "fallback",
                 "read_as",

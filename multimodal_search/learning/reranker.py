@@ -170,16 +170,22 @@ def catalogue_speller(rows: Mapping[str, tuple[dict[str, Any], list[str]]]) -> S
     return Speller.from_texts(texts, understood_words())
 
 
-def catalogue_qualities(rows: Mapping[str, tuple[dict[str, Any], list[str]]]) -> Qualities:
-    """The qualities the indexed products state (``ranking.qualities``), from their stored fields: kinds of
-    product (titles' head nouns, category leaves' words) left out."""
+def catalogue_kinds(rows: Mapping[str, tuple[dict[str, Any], list[str]]]) -> set[str]:
+    """The stems of the indexed products' kinds: titles' head nouns and category leaves' words."""
     kinds: set[str] = set()
     for fields, categories in rows.values():
         noun = head_noun(str(fields.get(v.FIELD_TITLE) or ""))
         kinds.update([stem(noun)] if noun else [])
         kinds.update(stems(category_leaf(categories) or ""))
+    return kinds
+
+
+def catalogue_qualities(rows: Mapping[str, tuple[dict[str, Any], list[str]]]) -> Qualities:
+    """The qualities the indexed products state (``ranking.qualities``), from their stored fields: kinds of
+    product (:func:`catalogue_kinds`) left out."""
     return Qualities.from_products(
-        ((str(fields.get(v.FIELD_GROUP) or pk), stated_text(fields)) for pk, (fields, _) in rows.items()), kinds
+        ((str(fields.get(v.FIELD_GROUP) or pk), stated_text(fields)) for pk, (fields, _) in rows.items()),
+        catalogue_kinds(rows),
     )
 
 
@@ -218,7 +224,7 @@ def train_reranker(
         raise TrainingError("no indexed products for the current encoder; run mmsearch_reindex first")
     # the catalogue's departments, kept first: the broad calibration queries below name them ("tops")
     paths = (path for _, categories in rows.values() for path in categories)
-    departments = Departments.from_paths(paths, synonyms.configured_groups())
+    departments = Departments.from_paths(paths, synonyms.configured_groups(), catalogue_kinds(rows))
     save_departments(model_id, departments)
     qualities = catalogue_qualities(rows)  # and the qualities they name ("wool")
     save_qualities(model_id, qualities)

@@ -105,6 +105,9 @@ class Departments:
 
     leaves: dict[str, list[str]] = field(default_factory=dict)
     classes: dict[str, list[str]] = field(default_factory=dict)
+    #: the stems of the catalogue's kinds of product: titles' head nouns, leaves' words ("hoodie", "pant";
+    #: ``ranking.intent.kind_parts`` reads them)
+    kinds: list[str] = field(default_factory=list)
     #: each department's and class's name stems, worked out once (a query is matched against every one)
     _stems: dict[str, frozenset[str]] = field(init=False, repr=False, compare=False)
 
@@ -112,9 +115,12 @@ class Departments:
         self._stems = {name: name_stems(name) for name in [*self.leaves, *self.classes]}
 
     @classmethod
-    def from_paths(cls, paths: Iterable[str], synonyms: Iterable[Sequence[str]] = ()) -> Departments:
-        """The departments of a catalogue from its products' category paths (ancestors or not), and
-        the classes above them (:func:`classes`; ``synonyms``: groups of phrases that mean the same)."""
+    def from_paths(
+        cls, paths: Iterable[str], synonyms: Iterable[Sequence[str]] = (), kinds: Iterable[str] = ()
+    ) -> Departments:
+        """The departments of a catalogue from its products' category paths (ancestors or not), the
+        classes above them (:func:`classes`; ``synonyms``: groups of phrases that mean the same) and its
+        ``kinds`` (stems)."""
         trees = {tree for tree in (tuple(segments(path)) for path in paths) if tree}
         inner = {tree[:depth] for tree in trees for depth in range(1, len(tree))}
         leaf_trees = [tree for tree in trees if tree not in inner]
@@ -124,7 +130,8 @@ class Departments:
             for name in tree[:-1]:
                 if _kept(name, leaf_names):
                     below.setdefault(name, set()).add(tree[-1])
-        return cls({name: sorted(found) for name, found in sorted(below.items())}, classes(below, leaf_names, synonyms))
+        departments = {name: sorted(found) for name, found in sorted(below.items())}
+        return cls(departments, classes(below, leaf_names, synonyms), sorted(set(kinds)))
 
     def of_product(self, categories: Iterable[str]) -> tuple[str, ...]:
         """The departments one product is in (the inner segments of its deepest path), outermost first."""
@@ -160,14 +167,15 @@ class Departments:
         return list(dict.fromkeys(found))
 
     def to_json(self) -> dict[str, Any]:
-        return {"leaves": self.leaves, "classes": self.classes}
+        return {"leaves": self.leaves, "classes": self.classes, "kinds": self.kinds}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Departments:
         def read(key: str) -> dict[str, list[str]]:
             return {str(name): [str(leaf) for leaf in found] for name, found in dict(data.get(key, {})).items()}
 
-        return cls(read("leaves"), read("classes"))  # a file written before classes has none
+        # a file written before classes and kinds has none
+        return cls(read("leaves"), read("classes"), [str(kind) for kind in data.get("kinds", [])])
 
 
 def get_departments(model_id: str) -> Departments | None:

@@ -13,7 +13,7 @@ stating that quality, answers it, so its relevance is calibrated on its own
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -255,6 +255,25 @@ def without_unfinished_exclusion(text: str) -> str:
     """``text`` without a negation still being typed at its end ("jacket not" -> "jacket"), what
     autocomplete matches while the shopper types what to leave out."""
     return _UNFINISHED.sub("", text)
+
+
+#: what joins kinds of product asked for together ("hoodies and jackets", "shorts or leggings", "tees, tanks")
+_KINDS_JOIN = re.compile(r"\s*(?:,|&|\+|\band\b|\bor\b|\bplus\b)\s*", re.IGNORECASE)
+#: the most kinds one query is searched as
+MAX_KINDS = 4
+
+
+def kind_parts(text: str | None, kinds: Collection[str]) -> list[str] | None:
+    """The words as one search per kind of product when they join several ("hoodies and jackets" ->
+    ["hoodies", "jackets"]), else None: one kind, more than :data:`MAX_KINDS`, or a part that names no
+    kind of ``kinds`` (the stems of the catalogue's: ``Departments.kinds``), so "black and white tee",
+    "red or blue jacket" and "rock and roll tee" are one search. A gender the words name is every
+    part's ("men's shorts or leggings" -> ["men's shorts", "men's leggings"])."""
+    parts = [part.strip() for part in _KINDS_JOIN.split(text or "") if part.strip()]
+    if not 2 <= len(parts) <= MAX_KINDS or not all({stem(word) for word in words(part)} & set(kinds) for part in parts):
+        return None
+    genders = [word for part in parts for word in part.split() if normal_gender(word)]
+    return [part if any(normal_gender(word) for word in part.split()) else " ".join([*genders, part]) for part in parts]
 
 
 #: what a product code looks like: one run of letters, digits and . _ / - with a letter and a digit

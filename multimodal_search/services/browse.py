@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from itertools import zip_longest
 from typing import Any
 
 from PIL import Image
@@ -22,15 +23,18 @@ from PIL import Image
 from multimodal_search.adapters import get_adapter
 from multimodal_search.conf import search_settings
 from multimodal_search.ranking.colour import colours_in_text
+from multimodal_search.ranking.departments import get_departments
 from multimodal_search.ranking.intent import (
     BEST_SELLING,
     NEWEST,
     PRICE_ASC,
     PRICE_DESC,
     ExclusionIntent,
+    kind_parts,
     parse_exclusions,
     parse_price,
     parse_size,
+    product_code,
 )
 from multimodal_search.ranking.personal import Taste
 from multimodal_search.ranking.text import words
@@ -192,20 +196,28 @@ def browse_products(
     if alone:
         ranked = _popular_alone(text or "", page_size, category, prefetch=not lean, fields=loaded)
     else:
-        ranked = rank_products(
-            searched,
-            image,
-            k=page_size,
-            category=category,
-            method=method,
-            min_relevance=min_relevance,
-            limit=None,
-            personal=personal,
-            prefetch=not lean,
-            explain=False,
-            fields=loaded,
-            as_typed=as_typed,
-        )
+
+        def rank(words: str | None) -> Ranked:
+            return rank_products(
+                words,
+                image,
+                k=page_size,
+                category=category,
+                method=method,
+                min_relevance=min_relevance,
+                limit=None,
+                personal=personal,
+                prefetch=not lean,
+                explain=False,
+                fields=loaded,
+                as_typed=as_typed,
+            )
+
+        # "hoodies and jackets": each kind searched on its own, the results taken in turn
+        parts = kinds_asked(searched) if image is None else None
+        ranked = _in_turn(text, [rank(part) for part in parts]) if parts else rank(searched)
+        if parts:
+            ranked.query["parts"] = parts
     if worded:
         ranked.query["text"] = (text or "").strip() or None
         ranked.query["searched"] = searched
@@ -263,6 +275,44 @@ def browse_products(
         filters=chosen,
         matched=[row.hit for row in kept],
     )
+
+
+def kinds_asked(text: str | None) -> list[str] | None:
+    """The words as one search per kind of product they join ("hoodies and jackets"; ``intent.kind_parts``
+    over the kinds ``mmsearch_train`` found), or None: one kind, a product code, or no kinds known yet."""
+    if not text or product_code(text):
+        return None
+    departments = get_departments(current_encoder()[1])
+    return kind_parts(text, departments.kinds) if departments is not None and departments.kinds else None
+
+
+#: what a part's search says of its own words only
+_PART_ONLY = frozenset({"corrected", "expanded", "fallback", "read_as", "code"})
+
+
+def _in_turn(text: str | None, rankings: list[Ranked]) -> Ranked:
+    """One ranking of several searches' results: the first of each, then the second of each, ..., a
+    product once (the first search's query, method and cut; each result's relevance and explanation
+    its own search's)."""
+    hits: list[SearchHit] = []
+    seen: set[str] = set()
+    source: dict[str, Ranked] = {}
+    for row in zip_longest(*(ranking.hits for ranking in rankings)):
+        for hit, ranking in zip(row, rankings):
+            if hit is not None and hit.product_pk not in seen:
+                seen.add(hit.product_pk)
+                hits.append(hit)
+                source[hit.product_pk] = ranking
+
+    def explainer(hit: SearchHit) -> dict[str, float]:
+        explain = source[hit.product_pk].explainer if hit.product_pk in source else None
+        return explain(hit) if explain is not None else {}
+
+    first = rankings[0]
+    # a part's own readings (its spelling, expansions, fallback) are not the query's: the words as typed are
+    query = {key: value for key, value in first.query.items() if key not in _PART_ONLY}
+    query["text"] = (text or "").strip() or None
+    return Ranked(hits, first.method, first.model_id, query, first.started, first.cut, first.cuts, explainer)
 
 
 def unless_a_name(excluded: ExclusionIntent, model_id: str) -> ExclusionIntent | None:

@@ -263,7 +263,7 @@ class ProductEmbeddingAdmin(_ViewOnly, admin.ModelAdmin):
             "results": [hit.as_dict() for hit in response.hits],
             "price": price,  # the price the words named ("Under $60")
             # whether the words asked more than their meaning: a price, size, order, exclusion or product code
-            "read": any(key in response.query for key in ("searched", "code", "browse", "parts")),
+            "read": any(key in response.query for key in ("searched", "code", "browse", "parts", "flags")),
         }
 
 

@@ -12,7 +12,7 @@ from django import forms
 from django.http import QueryDict
 
 from multimodal_search import services
-from multimodal_search.ranking.intent import parse_exclusions, parse_size
+from multimodal_search.ranking.intent import parse_exclusions, parse_size, without_flag
 
 #: the parameters a refinement link changes; every other one (q, photo, category...) is kept
 FILTER, PRICE_MIN, PRICE_MAX, SORT, PAGE = "filter", "price_min", "price_max", "sort", "page"
@@ -108,6 +108,9 @@ def refinement_links(path: str, params: QueryDict, page: services.SearchPage) ->
     # what the words left out ("jacket not black"): each with the address of the words without its phrase
     left_out = parse_exclusions(params.get(QUERY, "")) if page.query.get("excluded") else None
     excluded = [Link(term, url(q=[left_out.text_without(term)]), False) for term in left_out.terms] if left_out else []
+    # the flags the words named ("hoodies on sale"): each with the address of the words without it
+    typed = params.get(QUERY, "")
+    flags = [Link(flag, url(q=[without_flag(typed, flag)]), False) for flag in page.query.get("flags") or []]
     explicit = bool(params.get(PRICE_MIN) or params.get(PRICE_MAX))
     prices = [
         Link(
@@ -130,6 +133,7 @@ def refinement_links(path: str, params: QueryDict, page: services.SearchPage) ->
         "price_applied": price_label(page.price_min, page.price_max) if page.price_min or page.price_max else None,
         "price_from_words": bool(page.query.get("price")),
         "excluded": excluded,
+        "flags": flags,
         "clear_price": url(price_min=[], price_max=[]) if explicit else None,
         "as_typed": url(**{AS_TYPED: ["1"]}) if page.query.get("corrected") else None,
         "sorts": [(name, SORT_LABELS[name], name == page.sort) for name in services.SORTS],

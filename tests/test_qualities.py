@@ -7,16 +7,25 @@ import random
 import numpy as np
 import pytest
 
+from multimodal_search import services
 from multimodal_search.adapters import get_adapter
 from multimodal_search.learning import pseudo_queries
 from multimodal_search.learning.reranker import catalogue_qualities, train_reranker
 from multimodal_search.ranking import calibration
 from multimodal_search.ranking import reranker as reranking
 from multimodal_search.ranking import vocabulary as v
-from multimodal_search.ranking.intent import facets_only
-from multimodal_search.ranking.qualities import Qualities, get_qualities, quality_match, stated_stems, stated_text
+from multimodal_search.ranking.intent import facets_only, without_flag
+from multimodal_search.ranking.qualities import (
+    Qualities,
+    flags_named,
+    get_qualities,
+    quality_match,
+    save_qualities,
+    stated_stems,
+    stated_text,
+)
 from multimodal_search.store import get_store
-from shop.catalog.models import Category
+from shop.catalog.models import Category, Product
 from tests.broad_words import broad_word_search
 from tests.factories import ProductFactory
 
@@ -156,3 +165,44 @@ def test_only_a_query_of_facets_alone_reads_the_qualities(model_dir):
     assert named_qualities("red yoga tops", "hash-v1", ["tops"]) == ["yoga"]
     assert named_qualities("wool hoodie", "hash-v1") == []  # a kind of product: the rerank calibration's
     assert named_qualities("wool", "other-model") == [] and named_qualities(None, "hash-v1") == []
+
+
+def test_the_flags_a_query_names_are_attributes_that_are_simply_true():
+    marked = fields("Alpha Hoodie", "Wool", sale=True, eco_collection=True, new=False, pattern="Sale Stripe")
+    assert flags_named("hoodies on sale", marked) == ("sale",)
+    assert (
+        flags_named("Eco Collection hoodie", marked) == ("eco collection",) and flags_named("eco hoodie", marked) == ()
+    )
+    assert flags_named("new hoodie", marked) == ()  # new is false here
+    assert flags_named("wool hoodie", marked) == () and flags_named("", marked) == () and flags_named("sale", {}) == ()
+    assert (
+        without_flag("hoodies on sale", "sale") == "hoodies"
+        and without_flag("Eco  collection tees", "eco collection") == "tees"
+    )
+
+
+@pytest.mark.django_db
+def test_a_flag_the_words_name_keeps_the_products_marked_with_it(client, indexed, model_dir):
+    hoodies = [
+        ProductFactory(title=f"{name} Hoodie", attributes={"sale": True} if name in ("Alpha", "Gamma") else {})
+        for name in ("Alpha", "Beta", "Gamma", "Delta")
+    ]
+    indexed(*hoodies, ProductFactory(title="Omega Backpack", attributes={"sale": True}))
+    everything = services.browse_products("hoodies on sale", page_size=100)
+    assert "flags" not in everything.query  # the catalogue's qualities are not known before mmsearch_train
+    save_qualities("hash-v1", Qualities({"sale": "sale"}, {"sale": 2}))
+    on_sale = services.browse_products("hoodies on sale", page_size=100)
+    assert on_sale.query["flags"] == ["sale"]
+    assert {hit.product.title for hit in on_sale.hits} <= {"Alpha Hoodie", "Gamma Hoodie", "Omega Backpack"}
+    assert {"Alpha Hoodie", "Gamma Hoodie"} <= {hit.product.title for hit in on_sale.hits}
+    assert on_sale.total < everything.total
+    # a flag none of the results has filters nothing
+    Product.objects.filter(attributes={"sale": True}).update(attributes={})
+    indexed(*Product.objects.all())
+    assert "flags" not in services.browse_products("hoodies on sale", page_size=100).query
+    Product.objects.filter(pk=hoodies[0].pk).update(attributes={"sale": True})
+    indexed(hoodies[0])
+    answer = client.get("/api/v1/search/", {"q": "hoodies on sale"}).json()
+    assert answer["query"]["flags"] == ["sale"] and [item["title"] for item in answer["results"]] == ["Alpha Hoodie"]
+    page = client.get("/search/", {"q": "hoodies on sale"}).content.decode()
+    assert 'Only the products marked “sale” (<a href="/search/?q=hoodies" rel="nofollow">show all</a>)' in page

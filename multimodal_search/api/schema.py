@@ -130,6 +130,12 @@ class SearchQueryEchoSerializer(serializers.Serializer[Any]):
         'two to four the catalogue sells: `["hoodies", "jackets"]`. Each is searched on its own and the results '
         "are taken in turn (the first of each, then the second of each, ...), each with its own relevance.",
     )
+    flags = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="The products' flags the words name (`hoodies on sale`, `new tees`: attributes that are simply true, "
+        '`{"sale": true}`): `["sale"]`. The results are those marked with it, when any of them is.',
+    )
     browse = serializers.CharField(
         required=False,
         help_text="`popular` when the words named only a price, an order by price or a size (`under 50`, `cheapest`, "

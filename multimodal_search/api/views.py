@@ -86,6 +86,7 @@ def _payload(response: services.SearchPage, links: tuple[str | None, str | None]
                 "size",
                 "excluded",
                 "parts",
+                "flags",
                 "browse",
                 "fallback",
                 "read_as",

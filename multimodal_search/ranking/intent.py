@@ -257,6 +257,13 @@ def without_unfinished_exclusion(text: str) -> str:
     return _UNFINISHED.sub("", text)
 
 
+def without_flag(text: str, flag: str) -> str:
+    """The words without those of a flag they name, and an "on" before it ("hoodies on sale" ->
+    "hoodies"; ``qualities.flags_named``)."""
+    pattern = r"\b(?:on\s+)?" + r"\W+".join(re.escape(word) for word in flag.split()) + r"\b"
+    return " ".join(re.sub(pattern, " ", text, flags=re.IGNORECASE).split())
+
+
 #: what joins kinds of product asked for together ("hoodies and jackets", "shorts or leggings", "tees, tanks")
 _KINDS_JOIN = re.compile(r"\s*(?:,|&|\+|\band\b|\bor\b|\bplus\b)\s*", re.IGNORECASE)
 #: the most kinds one query is searched as

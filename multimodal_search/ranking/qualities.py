@@ -127,6 +127,18 @@ class Qualities:
         )
 
 
+def flags_named(text: str | None, fields: Mapping[str, Any]) -> tuple[str, ...]:
+    """The product's flags the words name: attributes that are simply true (``{"sale": true}``,
+    ``{"eco_collection": true}``) whose name's words are all words of the text ("hoodies on sale" ->
+    ("sale",); "eco collection tees" -> ("eco collection",)), by stem."""
+    asked = {stem(word) for word in words(text or "")}
+    found = fields.get(v.FIELD_ATTRIBUTES)
+    if not asked or not isinstance(found, Mapping):
+        return ()
+    names = [str(name).replace("_", " ").lower() for name, value in found.items() if value is True]
+    return tuple(sorted(name for name in names if words(name) and {stem(word) for word in words(name)} <= asked))
+
+
 def quality_match(asked: Iterable[str], fields: Mapping[str, Any]) -> float:
     """The share of the ``asked`` quality stems the product states (1.0 when none is asked): a word of
     its ``stated_text`` whose stem is the asked one. One regular expression per stem searches the text

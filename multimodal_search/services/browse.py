@@ -37,6 +37,7 @@ from multimodal_search.ranking.intent import (
     product_code,
 )
 from multimodal_search.ranking.personal import Taste
+from multimodal_search.ranking.qualities import flags_named, get_qualities
 from multimodal_search.ranking.text import words
 from multimodal_search.services.query import SearchError, current_encoder
 from multimodal_search.services.recommend import POPULAR, popular_products, popularity
@@ -232,6 +233,10 @@ def browse_products(
         dropped = left_out(excluded, {row.hit.product_pk: row.facets for row in rows}, ranked.model_id)
         rows = [row for row in rows if row.hit.product_pk not in dropped]
         ranked.query["excluded"] = list(excluded.terms)
+    if searched and image is None and rows:  # "hoodies on sale": only the products marked so
+        rows, flags = _flagged(searched, rows, ranked.model_id)
+        if flags:
+            ranked.query["flags"] = flags
     sizes = []
     if sized is not None and SIZE not in chosen:
         sizes = sized.values_in({value for row in rows for value in row.facets.get(SIZE) or []})
@@ -313,6 +318,24 @@ def _in_turn(text: str | None, rankings: list[Ranked]) -> Ranked:
     query = {key: value for key, value in first.query.items() if key not in _PART_ONLY}
     query["text"] = (text or "").strip() or None
     return Ranked(hits, first.method, first.model_id, query, first.started, first.cut, first.cuts, explainer)
+
+
+def _flagged(text: str, rows: list[_Row], model_id: str) -> tuple[list[_Row], list[str]]:
+    """The rows of the products marked with each flag the words name (``qualities.flags_named``: "hoodies
+    on sale" -> those whose attributes say ``"sale": true``), and those flags. A flag none of them has
+    filters nothing. The stored fields are read only when the words name one of the catalogue's
+    qualities (a flag is one: ``ranking.qualities``)."""
+    qualities = get_qualities(model_id)
+    if qualities is None or not qualities.named(text):
+        return rows, []
+    fields = get_store().product_fields([row.hit.product_pk for row in rows], model_id=model_id)
+    marked = {pk: set(flags_named(text, found)) for pk, found in fields.items()}
+    flags: list[str] = []
+    for flag in sorted({flag for found in marked.values() for flag in found}):
+        kept = [row for row in rows if flag in marked.get(row.hit.product_pk, set())]
+        if kept:
+            rows, flags = kept, [*flags, flag]
+    return rows, flags
 
 
 def unless_a_name(excluded: ExclusionIntent, model_id: str) -> ExclusionIntent | None:

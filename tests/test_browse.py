@@ -643,7 +643,7 @@ def test_kinds_joined_are_read_as_one_search_each():
 
 
 @pytest.mark.django_db
-def test_kinds_joined_are_searched_each_and_shown_in_turn(client, shop):
+def test_kinds_joined_are_searched_each_and_shown_in_turn(client, shop, indexed):
     assert "parts" not in services.browse_products("hoodies and tees", page_size=100).query  # no kinds known yet
     save_departments(current_encoder()[1], Departments(kinds=sorted({stem(w) for w in ("jacket", "hoodie", "tee")})))
     both = services.browse_products("hoodies and tees", page_size=100)
@@ -655,6 +655,9 @@ def test_kinds_joined_are_searched_each_and_shown_in_turn(client, shop):
     assert _skus(both)[:4] == list(dict.fromkeys(taken))[:4] and len(set(_skus(both))) == both.total
     assert [hit.product.title.split()[-1] for hit in both.hits[:2]] == ["Hoodie", "Tee"]
     assert "parts" not in services.browse_products("black and blue jacket", page_size=100).query
+    # words of a product's title are its name, searched as one
+    indexed(ProductFactory(title="Hoodie & Tee Bundle"))
+    assert "parts" not in services.browse_products("hoodie & tee bundle", page_size=100).query
     answer = client.get("/api/v1/search/", {"q": "hoodies and tees"}).json()
     assert answer["query"]["parts"] == ["hoodies", "tees"]
     page = client.get("/search/", {"q": "hoodies and tees"}).content.decode()

@@ -284,11 +284,16 @@ def browse_products(
 
 def kinds_asked(text: str | None) -> list[str] | None:
     """The words as one search per kind of product they join ("hoodies and jackets"; ``intent.kind_parts``
-    over the kinds ``mmsearch_train`` found), or None: one kind, a product code, or no kinds known yet."""
+    over the kinds ``mmsearch_train`` found), or None: one kind, a product code, no kinds known yet, or
+    words of a product's title ("Salt & Pepper Grinder": a name; ``store.suggest_products``, one read)."""
     if not text or product_code(text):
         return None
-    departments = get_departments(current_encoder()[1])
-    return kind_parts(text, departments.kinds) if departments is not None and departments.kinds else None
+    model_id = current_encoder()[1]
+    departments = get_departments(model_id)
+    parts = kind_parts(text, departments.kinds) if departments is not None and departments.kinds else None
+    if parts and get_store().suggest_products(model_id, words(text), typed=text, limit=1):
+        return None
+    return parts
 
 
 #: what a part's search says of its own words only

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from multimodal_search import services
 from tests.factories import ProductFactory
 
 pytestmark = pytest.mark.django_db
@@ -92,3 +93,25 @@ def test_product_page_shows_similar_products(client, indexed):
     html = client.get("/products/JKT-0/").content.decode()
     assert "Similar products" in html
     assert "/products/JKT-1/" in html and "/products/JKT-2/" in html
+
+
+def test_similar_products_are_other_products_one_colour_each(client, indexed):
+    def colours(parent: str, title: str, names: tuple[str, ...]) -> list:
+        return [
+            ProductFactory(sku=f"{parent}-{c}", parent_sku=parent, title=title, color=c, photos=[c.lower()])
+            for c in names
+        ]
+
+    own = colours("DJ1", "blue denim jacket", ("Blue", "Red", "Green"))
+    other = colours("DJ2", "blue denim jacket classic", ("Blue", "Red"))
+    third = colours("DJ3", "blue denim coat", ("Blue",))
+    indexed(*own, *other, *third)
+    skus = [hit.product.sku for hit in services.similar_products(own[0], k=8)]
+    # its own colours are listed apart ("Other colours"); one colour of each other product, its nearest
+    assert not {"DJ1-Red", "DJ1-Green"} & set(skus)
+    assert len([sku for sku in skus if sku.startswith("DJ2-")]) == 1 and "DJ3-Blue" in skus
+    html = client.get("/products/DJ1-Blue/").content.decode()
+    similar = html[html.index("Similar products") :]
+    assert "/products/DJ1-Red/" not in similar and "/products/DJ3-Blue/" in similar
+    answer = client.get("/api/products/DJ1-Blue/similar/", {"k": 8}).json()
+    assert [item["sku"] for item in answer["results"]] == skus

@@ -265,6 +265,8 @@ class SimilarView(BaseAPIView):
     @extend_schema(
         operation_id="similar_products",
         summary="Products similar to one product",
+        description="The products nearest to this one by its fused vector, one colour (variant) of each other "
+        "product, the nearest; this product's own colours (its `group`) are left out.",
         parameters=[
             OpenApiParameter("identifier", str, OpenApiParameter.PATH, description="The product's SKU."),
             SimilarQuerySerializer,

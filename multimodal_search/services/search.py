@@ -529,18 +529,35 @@ def plain_knn(text: str | None, image: Image.Image | None, *, k: int) -> list[tu
     return [(product, similarity[pk]) for pk, product in _products([pk for pk, _ in nearest])]
 
 
+#: nearest products read per similar product asked for: colour variants of one group collapse to one
+SIMILAR_READ = 4
+
+
 def similar_products(product: Any, *, k: int = 8) -> list[SearchHit]:
-    """Products closest to ``product`` by its fused vector (itself excluded)."""
+    """Products closest to ``product`` by its fused vector, one per group (its nearest colour or
+    variant: ``fields["group"]``), the product's own group left out: its other colours are the same
+    product, which a product page lists apart (the demo's Chaz Kangeroo Hoodie showed its two other
+    colours first among eight)."""
     _encoder, model_id = current_encoder()
     store = get_store()
-    vector = store.product_vector(str(product.pk), "fused_vector", model_id=model_id)
+    own = str(product.pk)
+    vector = store.product_vector(own, "fused_vector", model_id=model_id)
     if vector is None:
         return []
-    nearest = store.nearest(
-        "fused_vector", vector, Scope(model_id, k + 1, ef_search=int(search_settings.HNSW_EF_SEARCH))
-    )
-    similarity = dict((pk, sim) for pk, sim in nearest if pk != str(product.pk))
-    order = [pk for pk, _ in nearest if pk in similarity][:k]
+    scope = Scope(model_id, SIMILAR_READ * k + 1, ef_search=int(search_settings.HNSW_EF_SEARCH))
+    nearest = store.nearest("fused_vector", vector, scope)
+    fields = store.product_fields([own] + [pk for pk, _ in nearest], model_id=model_id)
+
+    def group(pk: str) -> str:
+        return str((fields.get(pk) or {}).get(v.FIELD_GROUP) or pk)
+
+    similarity: dict[str, float] = {}
+    groups = {group(own)}
+    for pk, sim in nearest:
+        if pk != own and group(pk) not in groups:
+            groups.add(group(pk))
+            similarity[pk] = sim
+    order = list(similarity)[:k]
     return [
         SearchHit(
             product_pk=pk,

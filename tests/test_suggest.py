@@ -14,6 +14,8 @@ from django.db import connection
 from django.db.models import Q
 
 from multimodal_search import services
+from multimodal_search.ranking.departments import Departments, save_departments
+from multimodal_search.services.indexing import current_model_id
 from multimodal_search.services.suggest import category_counts
 from multimodal_search.store import sql
 from multimodal_search.store.base import ProductVectors
@@ -250,3 +252,19 @@ def test_a_suggested_category_searches_within_it(client: Any, shop: list[Product
     assert page.status_code == 200
     titles = set(re.findall(r'<a class="title" href="[^"]*">([^<]*)</a>', page.content.decode()))
     assert titles and titles <= {"Chaz Kangeroo Hoodie", "Hollister Backyard Sweatshirt"}
+
+
+def test_a_word_above_the_departments_offers_their_categories(shop: list[Product], model_dir: Any) -> None:
+    assert services.suggest("clothes")["categories"] == []  # no classes known before mmsearch_train
+    model_id = current_model_id()
+    save_departments(
+        model_id,
+        Departments(
+            {"tops": ["hoodies & sweatshirts", "jackets"], "gear": ["bags"]},
+            {"clothes": ["hoodies & sweatshirts", "jackets"]},
+        ),
+    )
+    found = services.suggest("red clothes")["categories"]
+    assert [(item["path"], item["query"]) for item in found] == [("Men > Tops", "red"), ("Women > Tops", "red")]
+    assert [item["path"] for item in services.suggest("clothes")["categories"]][:1] == ["Men > Tops"]
+    assert services.suggest("clothes")["categories"][0]["query"] == "Tops"

@@ -13,12 +13,14 @@ from typing import Any
 from django.core.cache import cache
 
 from multimodal_search.adapters import get_adapter
+from multimodal_search.ranking.departments import get_departments, name_stems
 from multimodal_search.ranking.intent import (
     ExclusionIntent,
     parse_exclusions,
     product_code,
     without_unfinished_exclusion,
 )
+from multimodal_search.ranking.text import stem as stem_of
 from multimodal_search.services.browse import left_out, unless_a_name
 from multimodal_search.services.codes import coded_products
 from multimodal_search.services.indexing import current_model_id
@@ -156,7 +158,27 @@ def _categories(model_id: str, words: list[str], limit: int) -> list[dict[str, A
         in_leaf = any(w.startswith(words[-1]) for w in leaf_words)
         rest = [word for word in words if word not in matched]
         ranked.append(((-len(matched), not in_leaf, -count, path.count(_SEPARATOR), path), path, count, rest, leaf))
+    if not ranked:  # "clothes": the categories of the departments a word above them names
+        ranked = _under_a_class(model_id, words)
     ranked.sort(key=lambda row: row[0])
     return [
         {"path": path, "count": count, "query": " ".join(rest) or leaf} for _, path, count, rest, leaf in ranked[:limit]
     ]
+
+
+def _under_a_class(model_id: str, words: list[str]) -> list[tuple[Any, str, int, list[str], str]]:
+    """The department categories ("Men > Tops", "Women > Bottoms") of the classes the words name
+    ("clothes": ``Departments.spelled_out``), the most products first, each searching the other words."""
+    departments = get_departments(model_id)
+    named = departments.named(" ".join(words)) if departments is not None else {}
+    spelled = set(departments.spelled_out(named)) if departments is not None and named else set()
+    if not spelled:
+        return []
+    used = {stem for name in named for stem in name_stems(name)}
+    rest = [word for word in words if stem_of(word) not in used]
+    found = []
+    for path, count in category_counts(model_id).items():
+        leaf = path.split(_SEPARATOR)[-1]
+        if leaf.strip().lower() in spelled:
+            found.append(((-count, path.count(_SEPARATOR), path), path, count, rest, leaf))
+    return found

@@ -16,6 +16,7 @@ from multimodal_search import services
 from multimodal_search.models import ShopperEvent
 from multimodal_search.ranking.departments import Departments, save_departments
 from multimodal_search.ranking.intent import kind_parts, parse_exclusions, parse_price, parse_size
+from multimodal_search.ranking.spelling import Speller, save_speller
 from multimodal_search.ranking.text import stem
 from multimodal_search.refinements import price_label
 from multimodal_search.services.query import current_encoder
@@ -655,6 +656,12 @@ def test_kinds_joined_are_searched_each_and_shown_in_turn(client, shop, indexed)
     assert _skus(both)[:4] == list(dict.fromkeys(taken))[:4] and len(set(_skus(both))) == both.total
     assert [hit.product.title.split()[-1] for hit in both.hits[:2]] == ["Hoodie", "Tee"]
     assert "parts" not in services.browse_products("black and blue jacket", page_size=100).query
+    # a typo in a part is read as the catalogue's word first (unless searched as typed)
+    save_speller(current_encoder()[1], Speller({"hoodies": 5, "hoodie": 5, "tees": 5, "tee": 5}))
+    typo = services.browse_products("hodies and tees", page_size=100)
+    assert typo.query["parts"] == ["hoodies", "tees"] and typo.query["corrected"] == "hoodies and tees"
+    assert _skus(typo) == _skus(both)
+    assert "parts" not in services.browse_products("hodies and tees", page_size=100, as_typed=True).query
     # words of a product's title are its name, searched as one
     indexed(ProductFactory(title="Hoodie & Tee Bundle"))
     assert "parts" not in services.browse_products("hoodie & tee bundle", page_size=100).query

@@ -270,6 +270,11 @@ _KINDS_JOIN = re.compile(r"\s*(?:,|&|\+|\band\b|\bor\b|\bplus\b)\s*", re.IGNOREC
 MAX_KINDS = 4
 
 
+def joins_several(text: str | None) -> bool:
+    """Whether the words join two or more parts the way :func:`kind_parts` reads ("hodies and jackets")."""
+    return len([part for part in _KINDS_JOIN.split(text or "") if part.strip()]) >= 2
+
+
 def kind_parts(text: str | None, kinds: Collection[str]) -> list[str] | None:
     """The words as one search per kind of product when they join several ("hoodies and jackets" ->
     ["hoodies", "jackets"]), else None: one kind, more than :data:`MAX_KINDS`, or a part that names no

@@ -30,6 +30,7 @@ from multimodal_search.ranking.intent import (
     PRICE_ASC,
     PRICE_DESC,
     ExclusionIntent,
+    joins_several,
     kind_parts,
     parse_exclusions,
     parse_price,
@@ -38,8 +39,9 @@ from multimodal_search.ranking.intent import (
 )
 from multimodal_search.ranking.personal import Taste
 from multimodal_search.ranking.qualities import flags_named, get_qualities
+from multimodal_search.ranking.spelling import Correction
 from multimodal_search.ranking.text import words
-from multimodal_search.services.query import SearchError, current_encoder
+from multimodal_search.services.query import SearchError, correct_spelling, current_encoder
 from multimodal_search.services.recommend import POPULAR, popular_products, popularity
 from multimodal_search.services.search import (
     MinRelevance,
@@ -215,10 +217,13 @@ def browse_products(
             )
 
         # "hoodies and jackets": each kind searched on its own, the results taken in turn
-        parts = kinds_asked(searched) if image is None else None
+        parts, correction = kinds_asked(searched, as_typed=as_typed) if image is None else (None, None)
         ranked = _in_turn(text, [rank(part) for part in parts]) if parts else rank(searched)
         if parts:
             ranked.query["parts"] = parts
+        if parts and correction is not None:  # "hodies and jackets": read as "hoodies and jackets"
+            ranked.correction = correction
+            ranked.query["corrected"] = correction.text.strip()
     if worded:
         ranked.query["text"] = (text or "").strip() or None
         ranked.query["searched"] = searched
@@ -282,18 +287,25 @@ def browse_products(
     )
 
 
-def kinds_asked(text: str | None) -> list[str] | None:
+def kinds_asked(text: str | None, *, as_typed: bool = False) -> tuple[list[str] | None, Correction | None]:
     """The words as one search per kind of product they join ("hoodies and jackets"; ``intent.kind_parts``
     over the kinds ``mmsearch_train`` found), or None: one kind, a product code, no kinds known yet, or
-    words of a product's title ("Salt & Pepper Grinder": a name; ``store.suggest_products``, one read)."""
+    words of a product's title ("Salt & Pepper Grinder": a name; ``store.suggest_products``, one read).
+    Words that join parts of which one names no kind are read with their typos corrected, unless
+    ``as_typed`` ("hodies and jackets": ``correct_spelling``), and that correction is returned too."""
     if not text or product_code(text):
-        return None
+        return None, None
     model_id = current_encoder()[1]
     departments = get_departments(model_id)
-    parts = kind_parts(text, departments.kinds) if departments is not None and departments.kinds else None
+    if departments is None or not departments.kinds:
+        return None, None
+    parts, correction = kind_parts(text, departments.kinds), None
+    if parts is None and not as_typed and joins_several(text):
+        correction = correct_spelling(text, model_id)
+        parts = kind_parts(correction.text, departments.kinds) if correction is not None else None
     if parts and get_store().suggest_products(model_id, words(text), typed=text, limit=1):
-        return None
-    return parts
+        return None, None
+    return parts, correction if parts else None
 
 
 #: what a part's search says of its own words only

@@ -58,6 +58,14 @@ D = Decimal
         ("womens jackets just in", "womens jackets", None, None, "newest"),
         ("new balance tee", "new balance tee", None, None, None),
         ("best selling hoodies", "hoodies", None, None, "best_selling"),
+        # a gift: the best sellers, its recipient read as a gender or searched as typed
+        ("gifts", "", None, None, "best_selling"),
+        ("gift ideas for her under 50", "women", None, D("50"), "best_selling"),
+        ("a present for my husband", "a men", None, None, "best_selling"),
+        ("gift for a runner", "runner", None, None, "best_selling"),
+        ("cheap gift for dad", "men", None, None, "price_asc"),
+        ("gift card", "gift card", None, None, None),  # a product, as "gift set" and "gift wrap"
+        ("gifted hoodie", "gifted hoodie", None, None, None),
         ("the most popular bag", "bag", None, None, "best_selling"),
         ("bestsellers", "", None, None, "best_selling"),
     ],
@@ -669,3 +677,20 @@ def test_kinds_joined_are_searched_each_and_shown_in_turn(client, shop, indexed)
     assert answer["query"]["parts"] == ["hoodies", "tees"]
     page = client.get("/search/", {"q": "hoodies and tees"}).content.decode()
     assert "Each of “hoodies” and “tees”, searched on its own and shown in turn." in page
+
+
+@pytest.mark.django_db
+def test_a_gift_shows_the_best_sellers_for_whoever_it_is_for(client, shop):
+    alpha, epsilon = shop[0], shop[4]  # a jacket and a hoodie
+    for product in (epsilon, alpha, epsilon):
+        ShopperEvent.objects.create(kind="purchase", product_pk=str(product.pk), created_at=timezone.now())
+    gifts = services.browse_products("gifts", page_size=100)
+    assert gifts.sort == "best_selling" and gifts.query["browse"] == "popular"
+    assert [hit.product for hit in gifts.hits][:2] == [epsilon, alpha]
+    jackets = services.browse_products("jacket gift ideas", page_size=100)
+    assert (jackets.sort, jackets.query["searched"]) == ("best_selling", "jacket")
+    assert next(hit.product for hit in jackets.hits if "Jacket" in hit.product.title) == alpha  # the best-selling one
+    for_him = services.browse_products("gift for him", page_size=100)
+    assert for_him.query["searched"] == "men" and for_him.sort == "best_selling"
+    page = client.get("/search/", {"q": "gift for him"}).content.decode()
+    assert '<option value="best_selling" selected>Best sellers</option>' in page and "(from your words)" in page

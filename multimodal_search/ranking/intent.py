@@ -60,6 +60,33 @@ _ORDERS = [
 ]
 
 
+#: who a gift is for, as the gender a query names ("a gift for him": men's products)
+_RECIPIENTS = {
+    **dict.fromkeys(
+        ("him", "he", "men", "man", "guy", "guys", "dad", "father", "husband", "boyfriend", "brother"), "men"
+    ),
+    **dict.fromkeys(("her", "she", "women", "woman", "mom", "mum", "mother", "wife", "girlfriend", "sister"), "women"),
+}
+#: words that ask for a gift: the shop's best sellers for whoever it is for ("gift for him", "gift ideas");
+#: "gift card", "gift set", "gift wrap" are products
+_GIFT = re.compile(
+    r"\b(?:gifts?|presents?)(?!\s+(?:cards?|certificates?|vouchers?|wrap\w*|box(?:es)?|sets?|bags?|tags?)\b)"
+    r"(?:\s+ideas?)?(?:\s+(?:for|to)(?:\s+(?:my|a|an|the|your))?(?:\s+(?P<who>[a-z]+))?)?\b",
+    re.IGNORECASE,
+)
+
+
+def _without_gift(text: str) -> tuple[str, bool]:
+    """The text without a gift phrase, its recipient read as a gender ("gift for him" -> "men"; "present
+    for a runner" -> "runner"), and whether there was one."""
+    match = _GIFT.search(text)
+    if match is None:
+        return text, False
+    who = (match.group("who") or "").lower()
+    kept = _RECIPIENTS.get(who, who)
+    return " ".join((text[: match.start()] + " " + kept + " " + text[match.end() :]).split()), True
+
+
 @dataclass(frozen=True)
 class PriceIntent:
     """The text without the price and order phrases, the range they named (None: open on that side) and the
@@ -81,7 +108,9 @@ class PriceIntent:
 
 
 def parse_price(text: str) -> PriceIntent:
-    """The first price phrase and the first order word ("cheap", "newest") in ``text``, and the text without them.
+    """The first price phrase and the first order word ("cheap", "newest") in ``text``, and the text without
+    them. A gift phrase ("gift for him", "gift ideas", "present for a runner") asks for the best sellers
+    unless another order is named, and its recipient is searched as a gender ("men") or as typed.
 
     Args:
         text: the shopper's words, e.g. "cheap jacket under 50".
@@ -90,13 +119,15 @@ def parse_price(text: str) -> PriceIntent:
         ``PriceIntent("jacket", None, Decimal("50"), "price_asc")``; the text unchanged, no bounds
         and no order when it names no price. "between 40 and 20" is read as 20 to 40.
     """
+    text, gift = _without_gift(text)
     bounds = _parse_bounds(text)
     for order, pattern in _ORDERS:
         match = pattern.search(bounds.text)
         if match is not None:
             rest = " ".join((bounds.text[: match.start()] + " " + bounds.text[match.end() :]).split())
             return PriceIntent(rest, bounds.minimum, bounds.maximum, order)
-    return bounds
+    # a gift: the best sellers of what the rest asks for ("gifts", "gift for him", "a present under 30")
+    return PriceIntent(bounds.text, bounds.minimum, bounds.maximum, BEST_SELLING) if gift else bounds
 
 
 def _parse_bounds(text: str) -> PriceIntent:

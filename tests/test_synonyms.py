@@ -56,3 +56,17 @@ def test_variants_put_one_synonym_for_another():
     ]
     assert synonyms.variants("winter", groups) == ["winter"]  # no group named: the words alone
     assert len(synonyms.variants("black holdall tee", groups, limit=3)) == 3
+
+
+@pytest.mark.django_db
+def test_a_shoppers_word_for_a_gender_also_searches_the_catalogues(indexed, settings):
+    assert synonyms.configured_rewrites() == synonyms.DEFAULT_REWRITES
+    women = ProductFactory(title="Layla Tee", description="A tee for Women.", photos=["black"])
+    men = ProductFactory(title="Balboa Tee", description="A tee for Men.", photos=["black"])
+    indexed(women, men)
+    ladies = services.search_products("ladies", k=2, method="lexical")
+    assert ladies.query["expanded"] == "ladies women" and [hit.product for hit in ladies.hits] == [women]
+    assert services.search_products("guys", k=2, method="lexical").query["expanded"] == "guys men"
+    settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "SYNONYMS": []}  # the built-in vocabulary off
+    assert synonyms.configured_rewrites() == ()
+    assert services.search_products("ladies", k=2, method="lexical").hits == []

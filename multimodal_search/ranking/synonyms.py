@@ -70,6 +70,16 @@ DEFAULT_GROUPS: tuple[tuple[str, ...], ...] = (
 )
 
 
+Rewrite = tuple[Sequence[str], Sequence[str]]
+
+#: one-way: the words shoppers use for a gender that catalogues do not ("ladies tee" also searches
+#: "women": the re-ranker ranked men's tees first for it, as no women's product says "ladies")
+DEFAULT_REWRITES: tuple[Rewrite, ...] = (
+    (("ladies", "lady", "female"), ("women",)),
+    (("guys", "male"), ("men",)),
+)
+
+
 @lru_cache(maxsize=8)
 def _compiled(groups: tuple[tuple[str, ...], ...]) -> tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]:
     """Each group as (normalised phrases, original phrases)."""
@@ -85,7 +95,11 @@ def configured_groups() -> tuple[tuple[str, ...], ...]:
     return tuple(tuple(str(p) for p in group) for group in groups)
 
 
-Rewrite = tuple[Sequence[str], Sequence[str]]
+def configured_rewrites() -> tuple[Rewrite, ...]:
+    """The built-in one-way rewrites, unless ``SYNONYMS`` replaces the built-in vocabulary."""
+    from multimodal_search.conf import search_settings
+
+    return DEFAULT_REWRITES if search_settings.SYNONYMS is None else ()
 
 
 def expansions(text: str, groups: Iterable[Sequence[str]] | None = None, rewrites: Iterable[Rewrite] = ()) -> list[str]:

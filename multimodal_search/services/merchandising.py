@@ -116,7 +116,9 @@ def _load() -> Rules:
 def expand(text: str, rules: Rules | None = None) -> str:
     """``text`` with the synonyms of the settings and of the admin's rules added."""
     rules = rules or current_rules()
-    return synonyms.expand(text, synonyms.configured_groups() + rules.groups, rules.rewrites)
+    return synonyms.expand(
+        text, synonyms.configured_groups() + rules.groups, synonyms.configured_rewrites() + rules.rewrites
+    )
 
 
 def variants(text: str, rules: Rules | None = None) -> list[str]:

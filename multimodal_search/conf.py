@@ -51,8 +51,6 @@ Keys:
         (0.25), ``MIN_WEIGHT`` of a kept term (0.1), ``COUNT_CAP`` products counted per term (1000),
         ``CACHE_SECONDS`` each process keeps the catalogue's term counts (300; 0 counts on every search).
     FUSION: how modalities are combined at search time (see ranking.weights and ranking.fusion).
-        ``GENDER_FIRST`` (True): when the words name a gender, products stated to be for another come
-        after the others (``fusion.stated_gender_first``).
     RELEVANCE: cuts on the calibrated relevance (0..1) each text result gets (see
         ``ranking.calibration``); ``"auto"`` is the cut ``mmsearch_train`` chose on held-out
         pseudo-queries and stored with the re-ranker, a number is used as it is, None is off.
@@ -153,8 +151,6 @@ DEFAULTS: dict[str, Any] = {
         # None: 0.2, or 0 when the encoder's photo features carry colour (the packaged one)
         "PHOTO_COLOUR_WEIGHT": None,
         "GENDER_WEIGHT": 0.2,
-        # products stated to be for another gender than the words name come after the others
-        "GENDER_FIRST": True,
         # category / material the query names, as learned by mmsearch_train (see ranking.attributes)
         "FACET_WEIGHT": 0.2,
         "CANDIDATES": 100,

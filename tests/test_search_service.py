@@ -224,20 +224,3 @@ def test_index_stores_the_pool_vector_and_words_search_one_index_for_text_and_ph
     assert candidates.rank_columns({"text", "lexical"}) == {"text": "text_vector"}
     found = services.search_products("red running shoe", k=5)
     assert [hit.product_pk for hit in found.hits] == [str(product.pk)]
-
-
-def test_products_stated_for_another_gender_than_the_words_name_come_after(indexed, settings):
-    # the men's tee is the words' best match
-    mens = ProductFactory(title="Ladies Tee", description="ladies tee, ladies tee", gender="Men", photos=["gray"])
-    womens = ProductFactory(title="Radiant Top", description="For running.", gender="Women", photos=["blue"])
-    unstated = ProductFactory(title="Plain Cotton Top", description="With a pocket.", gender="", photos=["red"])
-    indexed(mens, womens, unstated)
-    ranked = [hit.product for hit in services.search_products("ladies tee", k=3, method="feature").hits]
-    settings.MULTIMODAL_SEARCH = {
-        **settings.MULTIMODAL_SEARCH,
-        "FUSION": {**settings.MULTIMODAL_SEARCH.get("FUSION", {}), "GENDER_FIRST": False},
-    }
-    plain = [hit.product for hit in services.search_products("ladies tee", k=3, method="feature").hits]
-    assert plain.index(mens) < 2  # without the rule the men's tee ranks above a product of no stated gender
-    assert ranked == [product for product in plain if product != mens] + [mens]  # the others keep their order
-    assert fusion.stated_gender_first(["m", "w", "u"], {"m": 0.0, "w": 1.0, "u": 0.5}) == ["w", "u", "m"]

@@ -132,15 +132,6 @@ def tie_key(seed: str, item: str) -> str:
     return hashlib.sha1(f"{seed}:{item}".encode()).hexdigest()
 
 
-def stated_gender_first(order: list[str], gender: Mapping[str, float]) -> list[str]:
-    """``order`` with the products stated to be for another gender than the words name (a ``gender``
-    signal of 0: ``attributes.gender_match``) after the others, each part in its order. "womens tee"
-    showed three men's tees fourth to sixth on the demo; on Luma's judged held-out queries nDCG@10
-    0.918 -> 0.921 (MRR 0.895 -> 0.910), the train split's 0.907 either way."""
-    other = {pk for pk, value in gender.items() if value == 0.0}
-    return [pk for pk in order if pk not in other] + [pk for pk in order if pk in other]
-
-
 def rank(scores: Mapping[str, float], seed: str | None = None, ndigits: int | None = None) -> list[str]:
     """Keys by descending score (rounded to ``ndigits`` when given); ties by :func:`tie_key`, else the key."""
 

@@ -240,8 +240,6 @@ def rank_products(
     if method == v.LEXICAL_ONLY:
         scores = {pk: value for pk, value in scores.items() if value > 0}
     order = fusion.rank(scores, seed=query.tie_seed)
-    if fusion_settings.get("GENDER_FIRST", True) and query.gender and v.GENDER in signals:
-        order = fusion.stated_gender_first(order, signals[v.GENDER])
     nudge = taste.personalise(scores, order, personal, model_id=model_id, seed=query.tie_seed)
     plain_scores = scores
     if nudge is not None:

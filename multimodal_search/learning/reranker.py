@@ -180,12 +180,14 @@ def catalogue_kinds(rows: Mapping[str, tuple[dict[str, Any], list[str]]]) -> set
     return kinds
 
 
-def catalogue_qualities(rows: Mapping[str, tuple[dict[str, Any], list[str]]]) -> Qualities:
+def catalogue_qualities(
+    rows: Mapping[str, tuple[dict[str, Any], list[str]]], kinds: Collection[str] | None = None
+) -> Qualities:
     """The qualities the indexed products state (``ranking.qualities``), from their stored fields: kinds of
-    product (:func:`catalogue_kinds`) left out."""
+    product (``kinds``, default :func:`catalogue_kinds`) left out."""
     return Qualities.from_products(
         ((str(fields.get(v.FIELD_GROUP) or pk), stated_text(fields)) for pk, (fields, _) in rows.items()),
-        catalogue_kinds(rows),
+        catalogue_kinds(rows) if kinds is None else kinds,
     )
 
 
@@ -223,10 +225,11 @@ def train_reranker(
     if not rows:
         raise TrainingError("no indexed products for the current encoder; run mmsearch_reindex first")
     # the catalogue's departments, kept first: the broad calibration queries below name them ("tops")
+    kinds = catalogue_kinds(rows)  # "hoodie", "pant": what a query may join, never a quality
     paths = (path for _, categories in rows.values() for path in categories)
-    departments = Departments.from_paths(paths, synonyms.configured_groups(), catalogue_kinds(rows))
+    departments = Departments.from_paths(paths, synonyms.configured_groups(), kinds)
     save_departments(model_id, departments)
-    qualities = catalogue_qualities(rows)  # and the qualities they name ("wool")
+    qualities = catalogue_qualities(rows, kinds)  # and the qualities they name ("wool")
     save_qualities(model_id, qualities)
     speller = catalogue_speller(rows)  # and the words a typo is read as ("hoddie" -> "hoodie")
     save_speller(model_id, speller)

@@ -228,8 +228,13 @@ def plan(
 
 def expanded_text(text: str, expansions: Sequence[Expansion]) -> str:
     """``text`` followed by the expansions' terms not already in it (what keyword search ORs)."""
+    return with_phrases(text, [e.term for e in expansions])
+
+
+def with_phrases(text: str, phrases: Sequence[str]) -> str:
+    """``text`` followed by each of ``phrases`` whose words it does not all have yet, once."""
     present = set(words(text))
-    extra = [e.term for e in expansions if not set(words(e.term)) <= present]
+    extra = [phrase for phrase in phrases if not set(words(phrase)) <= present]
     return f"{text} {' '.join(dict.fromkeys(extra))}" if extra else text
 
 

@@ -313,7 +313,8 @@ def kind_parts(text: str | None, kinds: Collection[str]) -> list[str] | None:
     "red or blue jacket" and "rock and roll tee" are one search. A gender the words name is every
     part's ("men's shorts or leggings" -> ["men's shorts", "men's leggings"])."""
     parts = [part.strip() for part in _KINDS_JOIN.split(text or "") if part.strip()]
-    if not 2 <= len(parts) <= MAX_KINDS or not all({stem(word) for word in words(part)} & set(kinds) for part in parts):
+    known = set(kinds)
+    if not 2 <= len(parts) <= MAX_KINDS or not all({stem(word) for word in words(part)} & known for part in parts):
         return None
     genders = [word for part in parts for word in part.split() if normal_gender(word)]
     return [part if any(normal_gender(word) for word in part.split()) else " ".join([*genders, part]) for part in parts]

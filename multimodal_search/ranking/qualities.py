@@ -22,7 +22,7 @@ finds them in the indexed products' stored fields and keeps them beside the re-r
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -131,7 +131,11 @@ def flags_named(text: str | None, fields: Mapping[str, Any]) -> tuple[str, ...]:
     """The product's flags the words name: attributes that are simply true (``{"sale": true}``,
     ``{"eco_collection": true}``) whose name's words are all words of the text ("hoodies on sale" ->
     ("sale",); "eco collection tees" -> ("eco collection",)), by stem."""
-    asked = {stem(word) for word in words(text or "")}
+    return flags_asked({stem(word) for word in words(text or "")}, fields)
+
+
+def flags_asked(asked: Set[str], fields: Mapping[str, Any]) -> tuple[str, ...]:
+    """:func:`flags_named` for the stems of the words (worked out once for a search's many products)."""
     found = fields.get(v.FIELD_ATTRIBUTES)
     if not asked or not isinstance(found, Mapping):
         return ()

@@ -38,9 +38,9 @@ from multimodal_search.ranking.intent import (
     product_code,
 )
 from multimodal_search.ranking.personal import Taste
-from multimodal_search.ranking.qualities import flags_named, get_qualities
+from multimodal_search.ranking.qualities import flags_asked, get_qualities
 from multimodal_search.ranking.spelling import Correction
-from multimodal_search.ranking.text import words
+from multimodal_search.ranking.text import stem, words
 from multimodal_search.services.query import SearchError, correct_spelling, current_encoder
 from multimodal_search.services.recommend import POPULAR, popular_products, popularity
 from multimodal_search.services.search import (
@@ -175,8 +175,9 @@ def browse_products(
     rest = sized.text if sized is not None else intent.text
     # "not black", "without a hood": left out of the result set, and not searched
     excluded = parse_exclusions(rest)
-    if excluded is not None:
-        excluded = unless_a_name(excluded, current_encoder()[1])
+    model_id = current_encoder()[1] if rest else None  # once per request: the exclusions' and the kinds' reads
+    if excluded is not None and model_id is not None:
+        excluded = unless_a_name(excluded, model_id)
     rest = excluded.text if excluded is not None else rest
     worded = intent.worded or sized is not None or excluded is not None
     # price and size words are no description of the product: not searched ("under 50" alone: popular products)
@@ -217,7 +218,9 @@ def browse_products(
             )
 
         # "hoodies and jackets": each kind searched on its own, the results taken in turn
-        parts, correction = kinds_asked(searched, as_typed=as_typed) if image is None else (None, None)
+        parts, correction = (
+            kinds_asked(searched, model_id, as_typed=as_typed) if image is None and model_id else (None, None)
+        )
         ranked = _in_turn(text, [rank(part) for part in parts]) if parts else rank(searched)
         if parts:
             ranked.query["parts"] = parts
@@ -287,7 +290,9 @@ def browse_products(
     )
 
 
-def kinds_asked(text: str | None, *, as_typed: bool = False) -> tuple[list[str] | None, Correction | None]:
+def kinds_asked(
+    text: str | None, model_id: str, *, as_typed: bool = False
+) -> tuple[list[str] | None, Correction | None]:
     """The words as one search per kind of product they join ("hoodies and jackets"; ``intent.kind_parts``
     over the kinds ``mmsearch_train`` found), or None: one kind, a product code, no kinds known yet, or
     words of a product's title ("Salt & Pepper Grinder": a name; ``store.suggest_products``, one read).
@@ -295,7 +300,6 @@ def kinds_asked(text: str | None, *, as_typed: bool = False) -> tuple[list[str] 
     ``as_typed`` ("hodies and jackets": ``correct_spelling``), and that correction is returned too."""
     if not text or product_code(text):
         return None, None
-    model_id = current_encoder()[1]
     departments = get_departments(model_id)
     if departments is None or not departments.kinds:
         return None, None
@@ -303,7 +307,7 @@ def kinds_asked(text: str | None, *, as_typed: bool = False) -> tuple[list[str] 
     if parts is None and not as_typed and joins_several(text):
         correction = correct_spelling(text, model_id)
         parts = kind_parts(correction.text, departments.kinds) if correction is not None else None
-    if parts and get_store().suggest_products(model_id, words(text), typed=text, limit=1):
+    if parts and is_a_title(model_id, text):
         return None, None
     return parts, correction if parts else None
 
@@ -346,7 +350,8 @@ def _flagged(text: str, rows: list[_Row], model_id: str) -> tuple[list[_Row], li
     if qualities is None or not qualities.named(text):
         return rows, []
     fields = get_store().product_fields([row.hit.product_pk for row in rows], model_id=model_id)
-    marked = {pk: set(flags_named(text, found)) for pk, found in fields.items()}
+    asked = {stem(word) for word in words(text)}
+    marked = {pk: set(flags_asked(asked, found)) for pk, found in fields.items()}
     flags: list[str] = []
     for flag in sorted({flag for found in marked.values() for flag in found}):
         kept = [row for row in rows if flag in marked.get(row.hit.product_pk, set())]
@@ -359,11 +364,16 @@ def unless_a_name(excluded: ExclusionIntent, model_id: str) -> ExclusionIntent |
     """``excluded``, or None when one of its phrases is words of a title of ``model_id``'s products ("No
     Limits Jacket", "Not Your Daughter's Jeans": a name, searched as words; ``store.suggest_products``,
     the titles' word index, one read per phrase)."""
-    store = get_store()
     for phrase in excluded.phrases:
-        if not phrase.startswith("-") and store.suggest_products(model_id, words(phrase), typed=phrase, limit=1):
+        if not phrase.startswith("-") and is_a_title(model_id, phrase):
             return None
     return excluded
+
+
+def is_a_title(model_id: str, text: str) -> bool:
+    """Whether every word of ``text`` starts a word of one title of ``model_id``'s products, in order of
+    typing (``store.suggest_products``, the titles' word index, one read): a name, not words to read."""
+    return bool(get_store().suggest_products(model_id, words(text), typed=text, limit=1))
 
 
 def left_out(excluded: ExclusionIntent, facets: Mapping[str, Mapping[str, Any]], model_id: str) -> set[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from multimodal_search.ranking import vocabulary as v
 from multimodal_search.ranking.intent import product_code
 from multimodal_search.store import get_store
 
@@ -48,11 +49,11 @@ def _variant_of(model_id: str, code: str, categories: Sequence[str], limit: int,
             break
     if not family:
         return []
-    rows = store.product_rows(model_id, family)
+    fields = store.product_fields(family, model_id=model_id)
     typed, last = set(parts), parts[-1]
 
     def fits(pk: str) -> bool:  # every part of the product's code is a typed part (the last, still typed: begun)
-        own = str((rows.get(pk, ({}, []))[0]).get("sku") or pk).lower()
+        own = str((fields.get(pk) or {}).get(v.FIELD_SKU) or pk).lower()
         return all(part in typed or (partial and part.startswith(last)) for part in _PARTS.split(own) if part)
 
     return [pk for pk in family if fits(pk)] or family

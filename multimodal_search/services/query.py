@@ -157,7 +157,7 @@ def encode_query(
     qualities = named_qualities(text, model_id, departments)
     broad = bool(qualities) or facets_only(text, departments)  # qualities are named only when it is
     if words and departments and broad:  # "clothes", "red clothes": the departments it names ("bottoms tops")
-        words = _with_words(words, spelled_out_departments(departments, model_id))
+        words = expansion.with_phrases(words, spelled_out_departments(departments, model_id))
     text_vector = None
     if text and words:
         found = catalogue_expansions(text, model_id, rules)
@@ -301,12 +301,6 @@ def spelled_out_departments(named: Iterable[str], model_id: str) -> list[str]:
     (``Departments.spelled_out``: "clothes" -> ["bottoms", "tops"])."""
     departments = get_departments(model_id)
     return departments.spelled_out(named) if departments is not None else []
-
-
-def _with_words(text: str, added: Iterable[str]) -> str:
-    present = set(tokens(text))
-    extra = [phrase for phrase in added if not set(tokens(phrase)) <= present]
-    return f"{text} {' '.join(extra)}" if extra else text
 
 
 def named_qualities(text: str | None, model_id: str, departments: Iterable[str] = ()) -> list[str]:

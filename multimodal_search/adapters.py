@@ -60,7 +60,7 @@ class BaseProductAdapter:
     #: ``prefetch_related`` and runs it for the page's products only, most of the page's Python time.
     facet_values_use_prefetch = True
     #: the model fields ``get_facet_values`` reads, as ``QuerySet.only`` takes them (``"category__path"``
-    #: through the queryset's ``select_related``), or None: every field. With ``facet_values_use_prefetch``
+    #: through the queryset's ``select_related``) and ``get_group`` reads, or None: every field. With ``facet_values_use_prefetch``
     #: False, a search page sorted by relevance or price loads only these for its whole result set and
     #: then the page's own products in full (one more query): a product's description, attributes,
     #: timestamps and the like are not read and parsed for the few hundred products only counted.
@@ -117,6 +117,13 @@ class BaseProductAdapter:
         Other keys are stored and returned by the API's explanations, and ranking ignores them.
         """
         return {}
+
+    def get_group(self, product: Any) -> str:
+        """What the product's colour variants share (``get_fields()["group"]``, else its own primary key):
+        a search page shows one result per group, the best placed, with the others as its variants
+        (``FACETS["GROUP_VARIANTS"]``). Override it to read fewer fields: with ``facet_values_use_prefetch``
+        False it reads the products loaded with ``facet_fields`` only."""
+        return str(self.get_fields(product).get("group") or product.pk)
 
     def to_result(self, product: Any) -> dict[str, Any]:
         """Fields of one API/HTML search result: sku, title, url, image, price, ..."""

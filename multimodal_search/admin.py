@@ -252,8 +252,15 @@ class ProductEmbeddingAdmin(_ViewOnly, admin.ModelAdmin):
         # the words read as the storefront and the API read them (price, size, what they leave out, a code),
         # without the storefront's relevance cut, so always in relevance order (an order the words ask for,
         # "cheap", would put what the cut leaves out first)
+        # every variant a row of its own: each one's rank and reasons are what the playground is for
         response = services.browse_products(
-            query or None, photo, category=category, method=method, page_size=20, sort=services.RELEVANCE
+            query or None,
+            photo,
+            category=category,
+            method=method,
+            page_size=20,
+            sort=services.RELEVANCE,
+            group_variants=False,
         )
         # ``method`` is what was asked for; ``response.method`` what ran (rerank without a trained re-ranker: feature)
         price = price_label(response.price_min, response.price_max) if response.query.get("price") else None

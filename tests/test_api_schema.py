@@ -68,9 +68,10 @@ def test_schema_is_openapi_3_json_with_search_and_similar(client: Any) -> None:
     search = paths["/api/v1/search/"]
     names = {p["name"]: p for p in search["get"]["parameters"]}
     assert set(names) == {
-        *("q", "k", "category", "method", "min_relevance", "as_typed"),
+        *("q", "k", "category", "method", "min_relevance", "as_typed", "group"),
         *("filter", "price_min", "price_max", "sort", "ordering", "page", "page_size"),
     }
+    assert names["group"]["schema"]["type"] == "boolean" and "variants" in names["group"]["description"]
     assert names["as_typed"]["schema"]["type"] == "boolean" and "hoddie" in names["as_typed"]["description"]
     assert names["filter"]["schema"]["type"] == "array" and names["sort"]["schema"]["enum"][0] == "relevance"
     assert names["k"]["schema"]["minimum"] == 1 and names["k"]["schema"]["maximum"] == 100
@@ -156,7 +157,7 @@ def test_unknown_query_parameter_is_400_naming_it(client: Any, catalogue: list[P
     assert error == {
         "code": "unknown_parameter",
         "message": "Unknown parameter 'min_relevanse'; this endpoint takes: q, k, category, method, "
-        "min_relevance, filter, price_min, price_max, sort, ordering, page, page_size, as_typed.",
+        "min_relevance, filter, price_min, price_max, sort, ordering, page, page_size, as_typed, group.",
         "field": "min_relevanse",
     }
 

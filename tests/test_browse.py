@@ -431,14 +431,17 @@ def test_a_product_code_finds_its_products_first(client, shop, indexed):
         ProductFactory(sku=f"OM-77-{c}", title=f"Omega Tee {c}", color=c, parent_sku="OM-77") for c in ("Red", "Blue")
     ]
     indexed(*variants)
-    both = services.browse_products("om-77", page_size=100)
+    both = services.browse_products("om-77", page_size=100, group_variants=False)
     assert {hit.product for hit in both.hits[:2]} == set(variants) and both.query["code"] == "om-77"
+    grouped = services.browse_products("om-77", page_size=100)  # one product, in two colours
+    assert {grouped.hits[0].product, *grouped.hits[0].variants} == set(variants)
     # a variant's code (an option inserted, as orders and labels print it) finds the product it is one of
     variant = services.browse_products("OM-77-XL-Blue", page_size=100)
     assert variant.hits[0].product == variants[1] and variant.query["code"] == "OM-77-XL-Blue"
     assert variants[0] not in {hit.product for hit in variant.hits if hit.explanation == {"code": 1.0}}
     # a variant of an option no product has: every product of its leading code
-    assert {hit.product for hit in services.browse_products("om-77-xl", page_size=100).hits[:2]} == set(variants)
+    found = services.browse_products("om-77-xl", page_size=100, group_variants=False)
+    assert {hit.product for hit in found.hits[:2]} == set(variants)
     # a code no product has is searched as words; words with a digit but a space are words
     assert "code" not in services.browse_products("zz-999", page_size=100).query
     assert "code" not in services.browse_products(f"{delta.sku} jacket", page_size=100).query

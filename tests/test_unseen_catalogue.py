@@ -102,7 +102,11 @@ def test_sparse_catalogue_is_searchable_after_train_and_reindex(
     for name in COLOURS:
         found = skus(client.get("/api/search/", {"q": f"{name.lower()} jacket", "k": 5}))
         assert found[0] == f"JKT-{name}", (name, found)
-    assert set(skus(client.get("/api/search/", {"q": "jacket", "k": 3}))) == {f"JKT-{n}" for n in COLOURS}
+    every = client.get("/api/search/", {"q": "jacket", "k": 3, "group": "false"})
+    assert set(skus(every)) == {f"JKT-{n}" for n in COLOURS}
+    # by default the jacket is one result, its other colours its variants
+    jacket = client.get("/api/search/", {"q": "jacket", "k": 3}).json()["results"][0]
+    assert {jacket["sku"], *(variant["sku"] for variant in jacket["variants"])} == {f"JKT-{n}" for n in COLOURS}
     assert skus(client.get("/api/search/", {"q": "tote bag", "k": 3}))[0] == "BAG-1"
     # a product without a photo is still found by its words
     assert skus(client.get("/api/search/", {"q": "coffee mug", "k": 3}))[0] == "MUG-1"

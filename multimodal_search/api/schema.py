@@ -64,6 +64,15 @@ class PersonalSerializer(serializers.Serializer[Any]):
     because = BecauseSerializer(required=False, help_text="When it moved up 3 places or more.")
 
 
+class VariantSerializer(serializers.Serializer[Any]):
+    """Another product of a result's group; the shop's adapter may add ``price`` and ``color``."""
+
+    sku = serializers.CharField()
+    title = serializers.CharField()
+    url = serializers.CharField()
+    image = serializers.CharField()
+
+
 class SearchHitSerializer(serializers.Serializer[Any]):
     """One result: the stable keys; the shop's adapter may add more (the demo: price, color, category)."""
 
@@ -82,6 +91,12 @@ class SearchHitSerializer(serializers.Serializer[Any]):
     personal = PersonalSerializer(
         required=False,
         help_text="Only in a signed-in caller's personalised search: what their own profile did to this result.",
+    )
+    variants = VariantSerializer(
+        many=True,
+        required=False,
+        help_text="Only when results are grouped (`group`): the other products of this one's group (its other "
+        "colours) that the search and filters found, in their order.",
     )
 
 
@@ -185,7 +200,12 @@ class PriceRangeSerializer(serializers.Serializer[Any]):
 class SearchResponseSerializer(serializers.Serializer[Any]):
     results = SearchHitSerializer(many=True)
     count = serializers.IntegerField(help_text="Results on this page.")
-    total = serializers.IntegerField(help_text="Results over all pages (the filtered result set).")
+    total = serializers.IntegerField(
+        help_text="Results over all pages (the filtered result set): products when `grouped`, else variants."
+    )
+    grouped = serializers.BooleanField(
+        help_text="Whether each result stands for its group (its `variants` the others found; `group`)."
+    )
     page = serializers.IntegerField()
     pages = serializers.IntegerField(help_text="How many pages the results fill (0: no result).")
     page_size = serializers.IntegerField()

@@ -136,6 +136,15 @@ class SearchQuerySerializer(serializers.Serializer[Any]):
         help_text="Search the words as typed. By default a word no product uses is read as the catalogue's "
         "nearest word (`hoddie` -> `hoodie`), and `query.corrected` is the text searched.",
     )
+    group = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="One result per product (its colours and other variants: the shop's `group`), the best placed, "
+        "with the others found as its `variants`; `total`, `pages` and the facet counts are then of products. "
+        '`false`: every variant a result of its own. Absent: the shop\'s setting (`FACETS["GROUP_VARIANTS"]`, '
+        "on by default).",
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

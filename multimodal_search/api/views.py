@@ -49,6 +49,7 @@ def _payload(response: services.SearchPage, links: tuple[str | None, str | None]
         "results": [hit.as_dict() for hit in response.hits],
         "count": len(response.hits),
         "total": response.total,
+        "grouped": response.grouped,
         "page": response.page,
         "pages": response.pages,
         "page_size": response.page_size,
@@ -249,6 +250,7 @@ class SearchView(BaseAPIView):
                     page=params["page"],
                     page_size=params.get("page_size") or params["k"],
                     as_typed=params["as_typed"],
+                    group_variants=params.get("group"),
                     # an authenticated caller's own profile (never another's); anonymous calls: none
                     personal=services.taste_for(services.shopper_key(session_key=None, user_id=user.pk))
                     if user

@@ -101,6 +101,8 @@ class SearchPage(SearchResponse):
     price_max: Decimal | None = None
     #: the active facet filters (name -> values)
     filters: dict[str, list[str]] = field(default_factory=dict)
+    #: one result per product group, the others its ``variants``; the total and counts are of groups
+    grouped: bool = False
 
 
 @dataclass
@@ -108,6 +110,8 @@ class _Row:
     hit: SearchHit
     facets: Mapping[str, Any]
     rank: int
+    #: its product's group (``get_group``), or its own pk when results are not grouped
+    group: str
 
 
 def browse_products(
@@ -126,6 +130,7 @@ def browse_products(
     personal: Taste | None = None,
     clamp_page: bool = False,
     as_typed: bool = False,
+    group_variants: bool | None = None,
 ) -> SearchPage:
     """Search, then filter, count facets, sort and cut one page.
 
@@ -151,6 +156,11 @@ def browse_products(
             words then not searched), else ``relevance`` (``best_selling`` for words of price or size alone).
         page: 1-based; a page past the last is empty, or with ``clamp_page`` the last page.
         page_size: results per page (``MIN_K``..``MAX_K``).
+        group_variants: one result per product group (the adapter's ``get_group``: a product's colours),
+            the group's best placed product in the filtered, sorted set, with the group's other products
+            there as its ``variants``; the total, pages, facet and price-range counts are then of groups
+            ("Purple (4)": four products have a purple one among the results). None:
+            ``FACETS["GROUP_VARIANTS"]``.
 
     Returns:
         a ``SearchPage``: this page's hits, the filtered total, the pages, the facets' counts and
@@ -236,7 +246,16 @@ def browse_products(
         ranked.query["price"] = {"min": _text(price_min), "max": _text(price_max)}
     if sort_from_text:
         ranked.query["sort"] = sort
-    rows = [_Row(hit, adapter.get_facet_values(hit.product), rank) for rank, hit in enumerate(ranked.hits)]
+    grouped = bool(search_settings.FACETS["GROUP_VARIANTS"] if group_variants is None else group_variants)
+    rows = [
+        _Row(
+            hit,
+            adapter.get_facet_values(hit.product),
+            rank,
+            adapter.get_group(hit.product) if grouped else hit.product_pk,
+        )
+        for rank, hit in enumerate(ranked.hits)
+    ]
     if excluded is not None:
         dropped = left_out(excluded, {row.hit.product_pk: row.facets for row in rows}, ranked.model_id)
         rows = [row for row in rows if row.hit.product_pk not in dropped]
@@ -259,26 +278,32 @@ def browse_products(
     facets = {name: _count(name, [row for row in in_price if passes(row, name)], chosen) for name in fields}
     in_facets = [row for row in rows if passes(row)]
     ranges = [
-        PriceRange(low, high, sum(_in_range(row.facets.get(PRICE), low, high) for row in in_facets), selected)
+        PriceRange(
+            low, high, len({row.group for row in in_facets if _in_range(row.facets.get(PRICE), low, high)}), selected
+        )
         for low, high in _price_ranges()
         for selected in [(low, high) == (price_min, price_max)]
     ]
     kept = [row for row in in_facets if _in_range(row.facets.get(PRICE), price_min, price_max)]
-    ordered = _sorted(kept, sort, adapter, category)
+    groups = _grouped(_sorted(kept, sort, adapter, category))
     if clamp_page:
-        page = min(page, max(1, math.ceil(len(kept) / page_size)))
+        page = min(page, max(1, math.ceil(len(groups) / page_size)))
     start = (page - 1) * page_size
-    shown = [row.hit for row in ordered[start : start + page_size]]
+    page_groups = groups[start : start + page_size]
+    shown = [first.hit for first, _ in page_groups]
     ranked.explain(shown)
-    if lean:
-        prefetch_products(shown, reload=loaded is not None)
+    if lean:  # the page's products and their variants (a swatch's photo, link and colour)
+        prefetch_products(shown + [row.hit for _, others in page_groups for row in others], reload=loaded is not None)
+    if grouped:
+        for first, others in page_groups:
+            first.hit.variants = [row.hit.product for row in others]
     return respond(  # type: ignore[return-value]
         ranked,
         shown,
         SearchPage,
-        total=len(kept),
+        total=len(groups),
         page=page,
-        pages=math.ceil(len(kept) / page_size),
+        pages=math.ceil(len(groups) / page_size),
         page_size=page_size,
         sort=sort,
         facets=facets,
@@ -286,6 +311,7 @@ def browse_products(
         price_min=price_min,
         price_max=price_max,
         filters=chosen,
+        grouped=grouped,
         matched=[row.hit for row in kept],
     )
 
@@ -421,8 +447,18 @@ def storefront_page_size() -> int:
     return int(search_settings.FACETS["PAGE_SIZE"])
 
 
+def _grouped(rows: list[_Row]) -> list[tuple[_Row, list[_Row]]]:
+    """Each group's first row (in ``rows``' order) with the group's other rows, in that order (a row is its
+    own group when results are not grouped)."""
+    groups: dict[str, list[_Row]] = {}
+    for row in rows:
+        groups.setdefault(row.group, []).append(row)
+    return [(first, others) for first, *others in groups.values()]
+
+
 def _count(name: str, rows: list[_Row], chosen: Mapping[str, list[str]]) -> list[FacetValue]:
-    counts = Counter(value for row in rows for value in set(row.facets.get(name) or []))
+    """Each value's groups among ``rows`` (products, when results are not grouped)."""
+    counts = Counter(value for value, _ in {(value, row.group) for row in rows for value in row.facets.get(name) or []})
     selected = set(chosen.get(name, []))
     top = sorted(counts.items(), key=lambda item: (-item[1], item[0].lower()))[
         : int(search_settings.FACETS["MAX_VALUES"])

@@ -63,16 +63,30 @@ class SearchHit:
     #: what personal re-ranking did to it (``services.taste``): ``affinity`` with the shopper's profile,
     #: ``moved_up`` positions and, when it moved up, ``because`` {product, kind, title}; None: not personalised
     personal: dict[str, Any] | None = None
+    #: the other products of its group (its other colours) that the same search and filters found, in their
+    #: order (``browse_products`` grouping variants); None: results not grouped
+    variants: list[Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        data = get_adapter().to_result(self.product)
+        adapter = get_adapter()
+        data = adapter.to_result(self.product)
         data["score"] = round(self.score, 6)
         data["relevance"] = None if self.relevance is None else round(self.relevance, 4)
         data["explanation"] = self.explanation
         data["signals"] = {k: round(value, 6) for k, value in self.signals.items()}
         if self.personal is not None:
             data["personal"] = self.personal
+        if self.variants is not None:
+            data["variants"] = [_variant(adapter.to_result(product)) for product in self.variants]
         return data
+
+
+#: what a grouped result says of each of its variants: enough for a swatch that links to it
+VARIANT_KEYS = ("sku", "title", "url", "image", "price", "color")
+
+
+def _variant(result: dict[str, Any]) -> dict[str, Any]:
+    return {key: result[key] for key in VARIANT_KEYS if key in result}
 
 
 @dataclass

@@ -20,7 +20,8 @@ def _category(product: Product) -> Category | None:
 
 class ProductAdapter(BaseProductAdapter):
     facet_values_use_prefetch = False  # category (select_related), colour, sizes and price: no photos
-    facet_fields = ("category__path", "color", "sizes", "price")  # what get_facet_values reads
+    # what get_facet_values and get_group read
+    facet_fields = ("category__path", "color", "sizes", "price", "sku", "parent_sku")
 
     def get_model(self) -> type[models.Model]:
         return Product
@@ -78,6 +79,9 @@ class ProductAdapter(BaseProductAdapter):
             "sku": product.sku,
             "attributes": product.attributes or {},
         }
+
+    def get_group(self, product: Product) -> str:
+        return product.parent_sku or product.sku
 
     def get_facet_values(self, product: Product) -> dict[str, Any]:
         """Category (leaf path), colour, sizes ("S,M,L") and price, for the search page's filters."""

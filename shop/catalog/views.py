@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.core.paginator import Paginator
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Min, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce, NullIf
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_safe
@@ -39,7 +40,7 @@ def product_list(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         products = products.filter(
             Q(category__path=category.path) | Q(category__path__startswith=category.path + PATH_SEPARATOR)
         )
-    page = Paginator(products, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = Paginator(_one_per_product(products), PAGE_SIZE).get_page(request.GET.get("page"))
     return render(
         request,
         "catalog/product_list.html",
@@ -102,10 +103,12 @@ def _recommended(request: HttpRequest, category: Category | None) -> list[dict]:
 
 
 def category_tree() -> list[CategoryNode]:
-    """Every category in path order with its depth and active product count
-    (products of sub-categories included); empty branches are left out."""
+    """Every category in path order with its depth and active product count, a product's colours counted
+    once (products of sub-categories included); empty branches are left out."""
     categories = list(
-        Category.objects.annotate(direct=Count("products", filter=Q(products__active=True))).order_by("path")
+        Category.objects.annotate(
+            direct=Count(_group("products__"), filter=Q(products__active=True), distinct=True)
+        ).order_by("path")
     )
     totals = {c.path: 0 for c in categories}
     for c in categories:
@@ -117,6 +120,30 @@ def category_tree() -> list[CategoryNode]:
 
 def _products() -> QuerySet[Product]:
     return Product.objects.filter(active=True).select_related("category").prefetch_related("images")
+
+
+def _group(prefix: str = "") -> Coalesce:
+    """A product's group: its parent sku, else its own sku (what ``ProductAdapter.get_group`` reads)."""
+    return Coalesce(NullIf(F(f"{prefix}parent_sku"), Value("")), F(f"{prefix}sku"))
+
+
+def _one_per_product(products: QuerySet[Product]) -> QuerySet[Product]:
+    """The first stored colour of each product among ``products``, with ``colours``: how
+    many colours of it are listed, as the search page groups them."""
+    firsts = products.annotate(group=_group()).order_by().values("group").annotate(first=Min("pk")).values("first")
+    colours = (
+        products.annotate(group=_group())
+        .filter(group=OuterRef("group"))
+        .order_by()
+        .values("group")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return (
+        products.filter(pk__in=firsts)
+        .annotate(group=_group(), colours=Subquery(colours))
+        .order_by("title", "color", "sku")
+    )
 
 
 def _category(value: int | str | None) -> Category | None:

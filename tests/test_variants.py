@@ -1,0 +1,120 @@
+"""A product's colours (one group) are one result of a refined search: its best placed colour, the others
+found as its variants; the total, pages and counts are of products (services.browse, the API, the page)."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from multimodal_search import services
+from tests.factories import ProductFactory
+
+
+@pytest.fixture
+def colours(indexed, model_dir):
+    def group(parent: str, title: str, names: tuple[str, ...], price: str) -> list:
+        return [
+            ProductFactory(
+                sku=f"{parent}-{c}", parent_sku=parent, title=title, color=c, price=Decimal(price), photos=[c.lower()]
+            )
+            for c in names
+        ]
+
+    made = {
+        "JK": group("JK", "rain jacket", ("Red", "Blue", "Green"), "60.00"),
+        "SH": group("SH", "rain shell jacket", ("Blue", "Black"), "40.00"),
+        "CT": [ProductFactory(sku="CT", title="rain coat jacket", color="Red", price=Decimal("80.00"), photos=["red"])],
+    }
+    indexed(*[product for products in made.values() for product in products])
+    return made
+
+
+def _search(**kwargs):
+    return services.browse_products("rain jacket", page_size=10, **kwargs)
+
+
+@pytest.mark.django_db
+def test_one_result_per_product_its_other_colours_its_variants(colours):
+    every = _search(group_variants=False)
+    assert every.total == 6 and not every.grouped and all(hit.variants is None for hit in every.hits)
+    page = _search()
+    assert page.grouped and page.total == 3 and page.pages == 1
+    # each group once, where its best placed colour was; the others found, in their order, as its variants
+    firsts = {}
+    for position, hit in enumerate(every.hits):
+        firsts.setdefault(hit.product.parent_sku or hit.product.sku, (position, hit.product, []))[2].append(hit.product)
+    expected = sorted(firsts.values(), key=lambda item: item[0])
+    assert [hit.product for hit in page.hits] == [first for _, first, _ in expected]
+    assert [hit.variants for hit in page.hits] == [found[1:] for _, _, found in expected]
+    # the counts are of products: a colour counts the groups that have it among the results
+    counts = {item.value: item.count for item in page.facets["color"]}
+    assert counts == {"Red": 2, "Blue": 2, "Green": 1, "Black": 1}
+    ranges = {(r.minimum, r.maximum): r.count for r in page.price_ranges}
+    assert ranges[(Decimal(25), Decimal(50))] == 1 and ranges[(Decimal(50), Decimal(100))] == 2
+    # a colour ticked: that colour stands for its product, the others of it are filtered out
+    blue = _search(filters={"color": ["Blue"]})
+    assert {hit.product.sku for hit in blue.hits} == {"JK-Blue", "SH-Blue"}
+    assert all(hit.variants == [] for hit in blue.hits) and blue.total == 2
+    # sorted by price: a product where its cheapest colour is (here all alike), each once
+    cheap = _search(sort="price_asc")
+    assert [hit.product.parent_sku or hit.product.sku for hit in cheap.hits] == ["SH", "JK", "CT"]
+
+
+@pytest.mark.django_db
+def test_the_variants_are_loaded_with_the_page(colours):
+    page = _search()
+    with CaptureQueriesContext(connection) as later:
+        shown = [hit.as_dict() for hit in page.hits]
+    assert len(later.captured_queries) == 0  # the variants' photos came with the page's products
+    jacket = next(item for item in shown if item["sku"].startswith("JK-"))
+    assert {variant["color"] for variant in jacket["variants"]} | {jacket["color"]} == {"Red", "Blue", "Green"}
+    variant = jacket["variants"][0]
+    assert variant["url"] == f"/products/{variant['sku']}/" and variant["image"].startswith(
+        f"/media/products/{variant['sku']}"
+    )
+    assert set(variant) == {"sku", "title", "url", "image", "price", "color"}
+
+
+@pytest.mark.django_db
+def test_the_api_and_the_page_group_colours(client, colours, settings):
+    answer = client.get("/api/v1/search/", {"q": "rain jacket"}).json()
+    assert answer["grouped"] is True and answer["total"] == 3 and answer["count"] == 3
+    assert all("variants" in item for item in answer["results"])
+    every = client.get("/api/v1/search/", {"q": "rain jacket", "group": "false"}).json()
+    assert every["grouped"] is False and every["total"] == 6
+    assert all("variants" not in item for item in every["results"])
+    assert client.get("/api/v1/search/", {"q": "rain jacket", "group": "maybe"}).status_code == 400
+
+    html = client.get("/search/", {"q": "rain jacket"}).content.decode()
+    assert html.count('class="card mm-card"') == 3 and "3 results" in html
+    jacket = next(item for item in answer["results"] if item["sku"].startswith("JK-"))
+    for variant in jacket["variants"]:
+        assert f'<a href="{variant["url"]}">{variant["color"]}</a>' in html
+    assert "Also in" in html
+
+    # the shop's setting: every colour a result of its own, unless the API asks
+    settings.MULTIMODAL_SEARCH = {**getattr(settings, "MULTIMODAL_SEARCH", {}), "FACETS": {"GROUP_VARIANTS": False}}
+    html = client.get("/search/", {"q": "rain jacket"}).content.decode()
+    assert html.count('class="card mm-card"') == 6 and "Also in" not in html
+    assert client.get("/api/v1/search/", {"q": "rain jacket", "group": "true"}).json()["total"] == 3
+
+
+@pytest.mark.django_db
+def test_the_demo_stores_lists_show_a_product_once(client):
+    from shop.catalog.models import Category
+
+    tees = Category.from_path("Men > Tops > Tees")
+    for colour in ("Red", "Blue", "Green"):
+        ProductFactory(sku=f"TE-{colour}", parent_sku="TE", title="Alpha Tee", color=colour, category=tees)
+    ProductFactory(sku="BE", title="Beta Tee", color="Black", category=tees)
+    ProductFactory(sku="TE-Gray", parent_sku="TE", title="Alpha Tee", color="Gray", category=tees, active=False)
+    html = client.get("/", {"category": tees.pk}).content.decode()
+    listed = html.split('<div class="grid">', 1)[1]
+    assert listed.count('<div class="card">') == 2 and "2 products" in html
+    assert "Red · 3 colours" in listed and "Black ·" not in listed  # the first stored colour stands for it
+    # the category tree counts products too, a product's colours once
+    assert re.search(r"Tees</a>\s*<span class=\"count\">\(2\)", html), html[html.index("Tees") - 200 :][:400]

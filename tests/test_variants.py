@@ -118,3 +118,61 @@ def test_the_demo_stores_lists_show_a_product_once(client):
     assert "Red · 3 colours" in listed and "Black ·" not in listed  # the first stored colour stands for it
     # the category tree counts products too, a product's colours once
     assert re.search(r"Tees</a>\s*<span class=\"count\">\(2\)", html), html[html.index("Tees") - 200 :][:400]
+
+
+@pytest.mark.django_db
+def test_kinds_joined_alternate_products_not_colours(indexed, model_dir):
+    from multimodal_search.ranking.departments import Departments, save_departments
+    from multimodal_search.ranking.text import stem
+    from multimodal_search.services.query import current_encoder
+
+    made = [
+        ProductFactory(sku=f"{parent}-{c}", parent_sku=parent, title=title, color=c, photos=[c.lower()])
+        for parent, title in (
+            ("H1", "zip hoodie"),
+            ("H2", "pullover hoodie"),
+            ("J1", "rain jacket"),
+            ("J2", "ski jacket"),
+        )
+        for c in ("Red", "Blue", "Green")
+    ]
+    indexed(*made)
+    save_departments(current_encoder()[1], Departments(kinds=sorted({stem(w) for w in ("jacket", "hoodie")})))
+    both = services.browse_products("hoodies and jackets", page_size=10)
+    assert both.query["parts"] == ["hoodies", "jackets"] and both.total == 4
+    # the first product of each part's search, then the second of each, ...: products in turn, not colours
+    hoodies, jackets = (
+        [hit.product.parent_sku for hit in services.browse_products(part, page_size=10).hits]
+        for part in ("hoodies", "jackets")
+    )
+    taken = list(dict.fromkeys(parent for pair in zip(hoodies, jackets) for parent in pair))
+    assert [hit.product.parent_sku for hit in both.hits] == taken
+    assert all(len(hit.variants) == 2 for hit in both.hits)
+    # each colour a result of its own: the colours in turn, as before grouping
+    hoodies, jackets = (
+        [hit.product.sku for hit in services.browse_products(part, page_size=20, group_variants=False).hits]
+        for part in ("hoodies", "jackets")
+    )
+    every = services.browse_products("hoodies and jackets", page_size=20, group_variants=False)
+    assert [hit.product.sku for hit in every.hits] == list(
+        dict.fromkeys(s for pair in zip(hoodies, jackets) for s in pair)
+    )
+
+
+def test_in_turn_takes_a_products_colours_together():
+    from multimodal_search.services.browse import _in_turn
+    from multimodal_search.services.search import Ranked, SearchHit
+
+    def ranked(*skus: str) -> Ranked:
+        hits = [SearchHit(sku, None, 1.0, {}, {}) for sku in skus]
+        return Ranked(hits, "rerank", "m", {"text": "x"}, 0.0, None, {})
+
+    hoodies = ranked("A1-Red", "A1-Blue", "A1-Green", "A2-Red")
+    jackets = ranked("B1-Red", "B2-Red", "B3-Red")
+    # taken colour by colour, the second hoodie would come after every jacket
+    by_product = _in_turn("hoodies and jackets", [hoodies, jackets], lambda hit: hit.product_pk.split("-")[0])
+    assert [hit.product_pk for hit in by_product.hits] == [
+        *("A1-Red", "A1-Blue", "A1-Green", "B1-Red", "A2-Red", "B2-Red", "B3-Red")
+    ]
+    by_colour = _in_turn("hoodies and jackets", [hoodies, jackets], lambda hit: hit.product_pk)
+    assert [hit.product_pk for hit in by_colour.hits][:4] == ["A1-Red", "B1-Red", "A1-Blue", "B2-Red"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -203,6 +203,11 @@ def browse_products(
         raise SearchError("price_min must be below price_max.")
 
     adapter = get_adapter()
+    grouped = bool(search_settings.FACETS["GROUP_VARIANTS"] if group_variants is None else group_variants)
+
+    def by_group(hit: SearchHit) -> str:
+        return adapter.get_group(hit.product) if grouped else hit.product_pk
+
     # the whole result set is filtered and counted, one page shown: photos and explanations for the page only
     lean = not adapter.facet_values_use_prefetch
     # the newest sort reads ``get_created_at``: every field then (a timestamp costs Django's loader ~13 µs)
@@ -231,7 +236,7 @@ def browse_products(
         parts, correction = (
             kinds_asked(searched, model_id, as_typed=as_typed) if image is None and model_id else (None, None)
         )
-        ranked = _in_turn(text, [rank(part) for part in parts]) if parts else rank(searched)
+        ranked = _in_turn(text, [rank(part) for part in parts], by_group) if parts else rank(searched)
         if parts:
             ranked.query["parts"] = parts
         if parts and correction is not None:  # "hodies and jackets": read as "hoodies and jackets"
@@ -246,15 +251,8 @@ def browse_products(
         ranked.query["price"] = {"min": _text(price_min), "max": _text(price_max)}
     if sort_from_text:
         ranked.query["sort"] = sort
-    grouped = bool(search_settings.FACETS["GROUP_VARIANTS"] if group_variants is None else group_variants)
     rows = [
-        _Row(
-            hit,
-            adapter.get_facet_values(hit.product),
-            rank,
-            adapter.get_group(hit.product) if grouped else hit.product_pk,
-        )
-        for rank, hit in enumerate(ranked.hits)
+        _Row(hit, adapter.get_facet_values(hit.product), rank, by_group(hit)) for rank, hit in enumerate(ranked.hits)
     ]
     if excluded is not None:
         dropped = left_out(excluded, {row.hit.product_pk: row.facets for row in rows}, ranked.model_id)
@@ -338,23 +336,33 @@ def kinds_asked(
     return parts, correction if parts else None
 
 
+def _blocks(hits: list[SearchHit], group: Callable[[SearchHit], str]) -> list[list[SearchHit]]:
+    """``hits`` by group, the groups in the order of their first hit."""
+    blocks: dict[str, list[SearchHit]] = {}
+    for hit in hits:
+        blocks.setdefault(group(hit), []).append(hit)
+    return list(blocks.values())
+
+
 #: what a part's search says of its own words only
 _PART_ONLY = frozenset({"corrected", "expanded", "fallback", "read_as", "code"})
 
 
-def _in_turn(text: str | None, rankings: list[Ranked]) -> Ranked:
-    """One ranking of several searches' results: the first of each, then the second of each, ..., a
-    product once (the first search's query, method and cut; each result's relevance and explanation
-    its own search's)."""
+def _in_turn(text: str | None, rankings: list[Ranked], group: Callable[[SearchHit], str]) -> Ranked:
+    """One ranking of several searches' results: the first group of each, then the second of each, ...,
+    a group's products together in their order and a product once (the first search's query, method and
+    cut; each result's relevance and explanation its own search's). ``group``: a hit's group, so that
+    grouped results still alternate (its own pk: each product in turn)."""
     hits: list[SearchHit] = []
     seen: set[str] = set()
     source: dict[str, Ranked] = {}
-    for row in zip_longest(*(ranking.hits for ranking in rankings)):
-        for hit, ranking in zip(row, rankings):
-            if hit is not None and hit.product_pk not in seen:
-                seen.add(hit.product_pk)
-                hits.append(hit)
-                source[hit.product_pk] = ranking
+    for row in zip_longest(*(_blocks(ranking.hits, group) for ranking in rankings)):
+        for block, ranking in zip(row, rankings):
+            for hit in block or ():
+                if hit.product_pk not in seen:
+                    seen.add(hit.product_pk)
+                    hits.append(hit)
+                    source[hit.product_pk] = ranking
 
     def explainer(hit: SearchHit) -> dict[str, float]:
         explain = source[hit.product_pk].explainer if hit.product_pk in source else None

@@ -32,8 +32,12 @@ def collect_signals(
     store = get_store()
     scope = Scope(model_id, candidates, categories, int(search_settings.HNSW_EF_SEARCH))
     visual: list[str] = []
+    siblings: dict[str, list[str]] = {}
     if query.image_features is not None and v.VISUAL in names:
         visual = [pk for pk, _ in store.nearest("feature_vector", query.image_features, scope)]
+        if _recoloured(query):  # the photo's products in the colour the words name join the pool
+            siblings = store.siblings(visual, model_id=model_id, categories=categories)
+            visual = list(dict.fromkeys(visual + [pk for found in siblings.values() for pk in found]))
     signals: Signals = {}
     fields: dict[str, dict[str, Any]] = {}
     if query.text_vector is not None:
@@ -57,7 +61,28 @@ def collect_signals(
     else:
         pool = visual
     _derived_signals(query, pool, signals, fields, model_id, names)
+    if siblings and v.VISUAL in signals:
+        signals[v.VISUAL] = like_a_sibling(signals[v.VISUAL], siblings)
     return pool, signals
+
+
+def _recoloured(query: Query) -> bool:
+    """A photo with words that name a colour ("like this photo, but in blue"): the words ask for the
+    photo's product in another colour."""
+    return query.image_features is not None and query.text_vector is not None and bool(query.colours)
+
+
+def like_a_sibling(visual: dict[str, float], siblings: dict[str, list[str]]) -> dict[str, float]:
+    """Each product's photo similarity, at least that of another product of its group (``siblings``: a
+    product -> the others of its group). Colour variants share their shape, so when the words name the
+    colour, the photo's product in that colour looks as much like the photo as the photographed colour
+    does; the colour signal then tells them apart (on Luma, ``bench/composed.py``)."""
+    lifted = dict(visual)
+    for pk, others in siblings.items():
+        for other in others:
+            if pk in visual and other in lifted:
+                lifted[other] = max(lifted[other], visual[pk])
+    return lifted
 
 
 def rank_columns(names: set[str]) -> dict[str, str]:

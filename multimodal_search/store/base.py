@@ -293,6 +293,11 @@ class BaseVectorStore:
         for each of ``pks`` stored with that column (and some other product of ``among`` stored with it)."""
         raise NotImplementedError
 
+    def siblings(self, pks: Sequence[str], *, model_id: str, categories: Sequence[str] = ()) -> dict[str, list[str]]:
+        """pk -> the other stored products of its group (``fields["group"]``, case aside: its other colours), in
+        all of ``categories``; products without a group or alone in theirs are left out."""
+        raise NotImplementedError
+
     def term_counts(self, model_id: str, terms: Sequence[str], *, cap: int) -> dict[str, int]:
         """term -> products of ``model_id`` whose full-text index has the term's words in order
         (English stemming, so "cushions" counts "cushion"), counted up to ``cap``."""

@@ -391,6 +391,17 @@ class PgvectorStore(BaseVectorStore):
             cursor.execute(sql.closest_products(column), [model_id, [str(pk) for pk in pks], [str(pk) for pk in among]])
             return {pk: (other, float(sim)) for pk, other, sim in cursor.fetchall()}
 
+    def siblings(self, pks: Sequence[str], *, model_id: str, categories: Sequence[str] = ()) -> dict[str, list[str]]:
+        if not pks:
+            return {}
+        params: list[Any] = [model_id, [str(pk) for pk in pks]] + ([list(categories)] if categories else [])
+        found: dict[str, list[str]] = {}
+        with connections[_read_alias()].cursor() as cursor:
+            cursor.execute(sql.siblings(bool(categories)), params)
+            for pk, other in cursor.fetchall():
+                found.setdefault(pk, []).append(other)
+        return found
+
     def term_counts(self, model_id: str, terms: Sequence[str], *, cap: int) -> dict[str, int]:
         if not terms:
             return {}

@@ -534,6 +534,19 @@ def closest_products(column: str) -> str:
     )
 
 
+def siblings(filtered: bool) -> str:
+    """The other products of each product's group (``fields["group"]``, case aside: its other colours), read
+    through ``mmsearch_pe_group_idx``; in ``categories`` when ``filtered``. Parameters: model id, the
+    products, (the categories)."""
+    category_sql = " AND b.categories @> %s::varchar[]" if filtered else ""
+    return (
+        f"SELECT a.product_pk, b.product_pk FROM {PRODUCT_TABLE} a JOIN {PRODUCT_TABLE} b "
+        f"ON b.model_id = a.model_id AND lower(b.fields ->> 'group') = lower(a.fields ->> 'group') "
+        f"AND b.product_pk <> a.product_pk "
+        f"WHERE a.model_id = %s AND a.product_pk = ANY(%s) AND a.fields ->> 'group' <> ''{category_sql}"
+    )
+
+
 def term_counts(model_id: str, cap: int) -> str:
     """Products using each term (a phrase query on the stored tsvector, through its GIN index), at most
     ``cap`` each. Parameter: the terms."""

@@ -1,0 +1,59 @@
+"""A photo with words that name a colour ("like this photo, but in blue"): the photo's product in that colour
+comes first (services.candidates: the photo's products' other colours join the pool and look as much like
+the photo as the colour photographed)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from multimodal_search import services
+from multimodal_search.services.candidates import like_a_sibling
+from multimodal_search.services.query import current_encoder
+from multimodal_search.store import get_store
+from tests.factories import ProductFactory
+
+
+def test_a_product_looks_at_least_as_much_like_the_photo_as_another_of_its_group():
+    visual = {"A-Red": 0.9, "A-Blue": 0.2, "B-Blue": 0.5, "C": 0.1}
+    lifted = like_a_sibling(visual, {"A-Red": ["A-Blue", "A-Green"], "A-Blue": ["A-Red"]})
+    assert lifted == {"A-Red": 0.9, "A-Blue": 0.9, "B-Blue": 0.5, "C": 0.1}  # only what was scored
+
+
+@pytest.fixture
+def jackets(indexed, model_dir):
+    def product(sku: str, parent: str, colour: str, shape: str, title: str = "rain jacket"):
+        return ProductFactory(
+            sku=sku, parent_sku=parent, title=title, color=colour, price=Decimal("50"), photos=[(colour.lower(), shape)]
+        )
+
+    made = {
+        "red": product("JK-Red", "JK", "Red", "circle"),
+        "blue": product("JK-Blue", "JK", "Blue", "circle"),
+        "other blue": product("SH-Blue", "SH", "Blue", "square", "rain shell"),
+        "other red": product("SH-Red", "SH", "Red", "square", "rain shell"),
+    }
+    indexed(*made.values())
+    return made
+
+
+@pytest.mark.django_db
+def test_the_photos_product_in_the_colour_the_words_name_comes_first(jackets, pil_photo):
+    store, model_id = get_store(), current_encoder()[1]
+    assert store.siblings([str(jackets["red"].pk)], model_id=model_id) == {
+        str(jackets["red"].pk): [str(jackets["blue"].pk)]
+    }
+    assert store.siblings([str(jackets["red"].pk)], model_id=model_id, categories=["Nowhere"]) == {}
+
+    photo = pil_photo("red", "circle")  # the red jacket's photo
+    found = services.search_products("in blue", photo, k=4)
+    first, *_ = found.hits
+    assert first.product == jackets["blue"]
+    red = next(hit for hit in found.hits if hit.product == jackets["red"])
+    assert first.signals["visual"] == pytest.approx(red.signals["visual"])  # as like the photo as the red one
+    # without words of a colour, nothing is lifted: the photographed colour first, the others by their own photos
+    alone = services.search_products("rain jacket", photo, k=4)
+    assert alone.hits[0].product == jackets["red"]
+    blue = next(hit for hit in alone.hits if hit.product == jackets["blue"])
+    assert blue.signals["visual"] < alone.hits[0].signals["visual"]

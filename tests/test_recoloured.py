@@ -10,7 +10,7 @@ import pytest
 
 from multimodal_search import services
 from multimodal_search.services.candidates import like_a_sibling
-from multimodal_search.services.query import current_encoder
+from multimodal_search.services.query import current_encoder, encode_query
 from multimodal_search.store import get_store
 from tests.factories import ProductFactory
 
@@ -57,3 +57,28 @@ def test_the_photos_product_in_the_colour_the_words_name_comes_first(jackets, pi
     assert alone.hits[0].product == jackets["red"]
     blue = next(hit for hit in alone.hits if hit.product == jackets["blue"])
     assert blue.signals["visual"] < alone.hits[0].signals["visual"]
+
+
+@pytest.mark.django_db
+def test_a_colour_it_does_not_come_in_shows_its_kind_in_that_colour(indexed, model_dir, pil_photo):
+    from shop.catalog.models import Category
+
+    bags, tees = Category.from_path("Gear > Bags"), Category.from_path("Men > Tops > Tees")
+
+    def product(sku: str, colour: str, shape: str, category, title: str):
+        return ProductFactory(sku=sku, title=title, color=colour, category=category, photos=[(colour.lower(), shape)])
+
+    made = [
+        *(product(f"BAG-{c}", c, "circle", bags, "carry all") for c in ("Red", "Green")),
+        product("BAG-2", "Red", "circle", bags, "carry all two"),
+        product("BAG-3", "Blue", "circle", bags, "carry all three"),
+        *(product(f"TEE-{i}", "Blue", "square", tees, f"plain top {i}") for i in range(3)),
+    ]
+    indexed(*made)
+    photo = pil_photo("red", "circle")  # a red bag's
+    query = encode_query("in blue", photo)
+    assert query.facets == {"category": ["bags"]}  # the kind its nearest products are
+    assert encode_query("blue", None).facets == {}  # no photo: the words name no kind
+    found = services.search_products("in blue", photo, k=4).hits
+    assert found[0].product.sku == "BAG-3"  # the blue bag before the blue tops
+    assert found[0].explanation.get("category", 0) > 0

@@ -22,6 +22,7 @@ from multimodal_search.ranking.text import words as tokens
 from multimodal_search.services import merchandising
 from multimodal_search.services.memo import Memo
 from multimodal_search.store import get_store
+from multimodal_search.store.base import Scope
 
 if TYPE_CHECKING:
     from django.http import QueryDict
@@ -169,21 +170,52 @@ def encode_query(
     shared = features = classes = None
     if image is not None:
         shared, features, classes = encoder.encode_photo_query(image)
+    facets = named_facets(words, model_id)
+    colours = colour.colours_in_text(text or "")
+    if features is not None and colours and broad and not departments and not qualities:
+        facets = {**photo_kind(features, model_id), **facets}
     return Query(
         text=words,
         text_vector=text_vector,
         image_shared=shared,
         image_features=features,
-        colours=colour.colours_in_text(text or ""),
+        colours=colours,
         gender=gender_in_text(text or ""),
         photo_colours=colour.colour_distribution(image) if image is not None else None,
         photo_classes=classes,
-        facets=named_facets(words, model_id),
+        facets=facets,
         typed=text,
         departments=departments,
         qualities=qualities,
         broad=broad,
     )
+
+
+#: the photo's nearest products whose categories say what kind of product it shows
+PHOTO_KIND_NEIGHBOURS = 10
+
+
+def photo_kind(features: np.ndarray, model_id: str) -> dict[str, list[str]]:
+    """``{"category": [leaf]}``: the deepest category most of the photo's nearest products are in (stated,
+    else inferred), or {} when no leaf has half of them. With words that name only a colour ("like this
+    photo, but in blue") the words say nothing of the kind: the photo does."""
+    store = get_store()
+    scope = Scope(model_id, PHOTO_KIND_NEIGHBOURS, ef_search=int(search_settings.HNSW_EF_SEARCH))
+    nearest = store.nearest("feature_vector", features, scope)
+    fields = store.product_fields([pk for pk, _ in nearest], model_id=model_id)
+    votes: dict[str, float] = {}
+    firsts: list[str] = []
+    for pk, _ in nearest:
+        found = fields.get(pk) or {}
+        leaf = found.get(v.FIELD_CATEGORY_LEAF)
+        inferred = found.get(v.FIELD_CATEGORY_INFERRED) or {}
+        leaves = {leaf: 1.0} if leaf else inferred
+        for value, share in leaves.items():
+            votes[value] = votes.get(value, 0.0) + float(share)
+        if not firsts and leaves:
+            firsts = [max(leaves, key=lambda value: leaves[value])]
+    kinds = firsts + [value for value, share in votes.items() if share >= len(nearest) / 2 and value not in firsts]
+    return {v.CATEGORY: kinds} if kinds else {}
 
 
 #: the catalogue's term counts and size per encoder version, kept ``EXPANSION["CACHE_SECONDS"]``: at

@@ -75,7 +75,10 @@ def test_the_start_of_a_product_code_suggests_its_products(shop: list[Product], 
     indexed(*variants)
     assert skus(services.suggest("mh0")) == ["MH07-Gray", "MH07-Red"]  # by code
     assert skus(services.suggest("MH07-G")) == ["MH07-Gray"] and skus(services.suggest("b1")) == ["B1"]
-    assert skus(services.suggest("mh08")) == [] and skus(services.suggest("hero")) == ["MH07-Red", "MH07-Gray"]
+    assert skus(services.suggest("mh08")) == []
+    # by its title: one product, its colours its detail
+    (hero,) = services.suggest("hero")["products"]
+    assert hero["sku"] == "MH07-Red" and hero["detail"] == ""  # no colour stated
     # a variant's code being typed (the size inserted): the product it is a variant of
     assert skus(services.suggest("mh07-xs-r")) == ["MH07-Red"]
     assert skus(services.suggest("MH07-XS-Gray")) == ["MH07-Gray"]
@@ -268,3 +271,23 @@ def test_a_word_above_the_departments_offers_their_categories(shop: list[Product
     assert [(item["path"], item["query"]) for item in found] == [("Men > Tops", "red"), ("Women > Tops", "red")]
     assert [item["path"] for item in services.suggest("clothes")["categories"]][:1] == ["Men > Tops"]
     assert services.suggest("clothes")["categories"][0]["query"] == "Tops"
+
+
+def test_a_products_colours_are_one_suggestion(shop: list[Product], indexed: Any) -> None:
+    hoodies = Category.objects.get(path=HOODIES)
+    before = category_counts(current_model_id())[HOODIES]
+    colours = [
+        ProductFactory(sku=f"ZE-{c}", parent_sku="ZE", title="Zephyr Hoodie", color=c, category=hoodies)
+        for c in ("Black", "Gray", "Orange")
+    ]
+    indexed(*colours, ProductFactory(sku="ZA", title="Zappa Hoodie", color="Red", category=hoodies))
+    found = services.suggest("z")["products"]
+    assert [(item["title"], item["detail"]) for item in found] == [
+        ("Zappa Hoodie", "Red"),
+        ("Zephyr Hoodie", "Black, Gray, Orange"),
+    ]
+    assert services.suggest("z", limit=1)["products"][0]["title"] == "Zappa Hoodie"
+    # a category counts products, a product's colours once
+    cache.clear()
+    counts = {item["path"]: item["count"] for item in services.suggest("hoodies")["categories"]}
+    assert counts[HOODIES] == before + 2

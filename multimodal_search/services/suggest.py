@@ -34,6 +34,8 @@ MAX_WORDS = 10
 CATEGORY_CACHE_SECONDS = 60
 #: extra products read, for those the adapter's queryset no longer returns (unpublished since indexing)
 _SLACK = 4
+#: products read per product suggested: a product's colours (its group) are one suggestion
+_PER_GROUP = 4
 _WORD = re.compile(r"[^\W_]+")
 _SEPARATOR = " > "
 
@@ -115,7 +117,7 @@ def _products(
     # the start of a product code ("mh0", "24-mb"): the products whose code starts so, first
     code = product_code(typed)
     coded = coded_products(model_id, code, limit=limit + _SLACK, partial=True) if code else []
-    titled = [pk for pk, _ in store.suggest_products(model_id, words, typed=typed, limit=limit + _SLACK)]
+    titled = [pk for pk, _ in store.suggest_products(model_id, words, typed=typed, limit=_PER_GROUP * limit + _SLACK)]
     found = list(dict.fromkeys(coded + titled))
     adapter = get_adapter()
     products = {str(p.pk): p for p in adapter.get_queryset().filter(pk__in=found)}
@@ -123,16 +125,21 @@ def _products(
         facets = {pk: adapter.get_facet_values(product) for pk, product in products.items()}
         for pk in left_out(excluded, facets, model_id):
             del products[pk]
-    results: list[dict[str, Any]] = []
+    # a product's colours (its group) are one suggestion, its first colour's; a code being typed names a
+    # variant ("mh01-xs-bl"): each of those its own
+    groups: dict[str, list[dict[str, Any]]] = {}
     for pk in found:
-        if pk in products and len(results) < limit:
-            result = adapter.to_result(products[pk])
-            item = {key: str(result.get(key) or "") for key in ("sku", "title", "url", "image")}
-            # what tells colour variants of one title apart: the colour, and the code the words started
-            item["detail"] = " · ".join(
-                part for part in (str(result.get("color") or ""), item["sku"] if pk in coded else "") if part
-            )
-            results.append(item)
+        if pk in products:
+            key = f"code:{pk}" if pk in coded else adapter.get_group(products[pk])
+            groups.setdefault(key, []).append(adapter.to_result(products[pk]))
+    results: list[dict[str, Any]] = []
+    for key, found_results in list(groups.items())[:limit]:
+        first = found_results[0]
+        item = {name: str(first.get(name) or "") for name in ("sku", "title", "url", "image")}
+        # what tells products of one title apart: their colours, and the code the words started
+        colours = ", ".join(dict.fromkeys(str(r.get("color") or "") for r in found_results if r.get("color")))
+        item["detail"] = " · ".join(part for part in (colours, item["sku"] if key.startswith("code:") else "") if part)
+        results.append(item)
     return results
 
 

@@ -331,7 +331,8 @@ class BaseVectorStore:
         raise NotImplementedError
 
     def category_counts(self, model_id: str) -> dict[str, int]:
-        """category path -> products of ``model_id`` in it (ancestor paths included)."""
+        """category path -> products of ``model_id`` in it (ancestor paths included), a group (``fields["group"]``:
+        a product's colours) counted once."""
         raise NotImplementedError
 
     # --- backbone outputs kept across head versions ------------------------------------------

@@ -728,5 +728,10 @@ def suggest_products(limit: int) -> str:
 
 
 def category_counts() -> str:
-    """Products of one encoder version per category path (ancestors included). Parameter: model id."""
-    return f"SELECT c, count(*) FROM {PRODUCT_TABLE}, unnest(categories) AS c WHERE model_id = %s GROUP BY c"
+    """Products of one encoder version per category path (ancestors included), a group's (a product's
+    colours, ``fields["group"]``) counted once. Parameter: model id."""
+    group = "coalesce(nullif(lower(fields ->> 'group'), ''), product_pk)"
+    return (
+        f"SELECT c, count(DISTINCT {group}) FROM {PRODUCT_TABLE}, unnest(categories) AS c "
+        "WHERE model_id = %s GROUP BY c"
+    )

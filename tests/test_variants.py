@@ -176,3 +176,21 @@ def test_in_turn_takes_a_products_colours_together():
     ]
     by_colour = _in_turn("hoodies and jackets", [hoodies, jackets], lambda hit: hit.product_pk)
     assert [hit.product_pk for hit in by_colour.hits][:4] == ["A1-Red", "B1-Red", "A1-Blue", "B2-Red"]
+
+
+@pytest.mark.django_db
+def test_a_variants_code_ticks_its_size(client, indexed, model_dir):
+    made = [
+        ProductFactory(sku=f"OM-77-{c}", parent_sku="OM-77", title="Omega Tee", color=c, sizes="S,M,XL")
+        for c in ("Red", "Blue")
+    ]
+    indexed(*made, ProductFactory(sku="OM-78", title="Omega Tank", sizes="XL"))
+    found = services.browse_products("OM-77-XL-Blue", page_size=10)
+    assert found.query["code"] == "OM-77-XL-Blue" and found.query["size"] == "XL"
+    assert found.filters == {"size": ["XL"]} and found.hits[0].product.sku == "OM-77-Blue"
+    # the code's own parts are no size, and a part no product states as a size ticks nothing
+    assert "size" not in services.browse_products("OM-77-Blue", page_size=10).query
+    assert "size" not in services.browse_products("OM-77-XXL-Blue", page_size=10).query
+    answer = client.get("/api/v1/search/", {"q": "om-77-m-red"}).json()
+    assert answer["query"]["size"] == "M" and answer["filters"] == {"size": ["M"]}
+    assert answer["results"][0]["sku"] == "OM-77-Red"

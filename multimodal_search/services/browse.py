@@ -22,6 +22,7 @@ from PIL import Image
 
 from multimodal_search.adapters import get_adapter
 from multimodal_search.conf import search_settings
+from multimodal_search.ranking import vocabulary as v
 from multimodal_search.ranking.colour import colours_in_text
 from multimodal_search.ranking.departments import get_departments
 from multimodal_search.ranking.intent import (
@@ -41,6 +42,7 @@ from multimodal_search.ranking.personal import Taste
 from multimodal_search.ranking.qualities import flags_asked, get_qualities
 from multimodal_search.ranking.spelling import Correction
 from multimodal_search.ranking.text import stem, words
+from multimodal_search.services.codes import options
 from multimodal_search.services.query import SearchError, correct_spelling, current_encoder
 from multimodal_search.services.recommend import POPULAR, popular_products, popularity
 from multimodal_search.services.search import (
@@ -265,6 +267,8 @@ def browse_products(
     sizes = []
     if sized is not None and SIZE not in chosen:
         sizes = sized.values_in({value for row in rows for value in row.facets.get(SIZE) or []})
+    elif ranked.coded and SIZE in fields and SIZE not in chosen:  # "MH01-XS-Black": its size XS
+        sizes = _coded_sizes(ranked, rows)
     if sizes:  # as the result set states them ("m" -> "M"); a size none of them has filters nothing
         chosen = {**chosen, SIZE: sorted(sizes)}
         ranked.query["size"] = ", ".join(sizes)
@@ -392,6 +396,22 @@ def _flagged(text: str, rows: list[_Row], model_id: str) -> tuple[list[_Row], li
         if kept:
             rows, flags = kept, [*flags, flag]
     return rows, flags
+
+
+def _coded_sizes(ranked: Ranked, rows: list[_Row]) -> list[str]:
+    """The sizes a variant's code names beside its products' own codes ("MH01-XS-Black" of "MH01-Black":
+    "XS"), as the found products state them; one read of their stored codes."""
+    coded = set(ranked.coded)
+    stated = {
+        value.lower(): value for row in rows if row.hit.product_pk in coded for value in row.facets.get(SIZE) or []
+    }
+    if not stated:
+        return []
+    fields = get_store().product_fields(ranked.coded, model_id=ranked.model_id)
+    skus = [str((fields.get(pk) or {}).get(v.FIELD_SKU) or pk) for pk in ranked.coded]
+    return list(
+        dict.fromkeys(stated[part] for part in options(str(ranked.query.get("code") or ""), skus) if part in stated)
+    )
 
 
 def unless_a_name(excluded: ExclusionIntent, model_id: str) -> ExclusionIntent | None:

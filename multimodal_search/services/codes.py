@@ -32,6 +32,13 @@ def coded_products(
     return found or _variant_of(model_id, code, categories, limit, partial)
 
 
+def options(code: str, skus: Sequence[str]) -> list[str]:
+    """The parts of a variant's code that are none of its products' own ("MH07-XS-Gray" of "MH07-Gray":
+    ["xs"]), lower case: an option such as a size, as orders and labels insert it."""
+    own = {part for sku in skus for part in _PARTS.split(sku.lower()) if part}
+    return [part for part in _PARTS.split(code.lower()) if part and part not in own]
+
+
 def _variant_of(model_id: str, code: str, categories: Sequence[str], limit: int, partial: bool) -> list[str]:
     code = code.lower()
     ends = [match.start() for match in _PARTS.finditer(code)]

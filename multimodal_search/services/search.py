@@ -170,6 +170,8 @@ class Ranked:
     explainer: Callable[[SearchHit], dict[str, float]] | None = None
     #: the typed words read as the catalogue's (``query["corrected"]`` is the text searched)
     correction: Correction | None = None
+    #: the products the words found as their code (``query["code"]``), first in ``hits``
+    coded: list[str] = field(default_factory=list)
 
     def explain(self, hits: list[SearchHit]) -> None:
         """Fill these hits' explanations (the ones shown, when ``rank_products`` ran with ``explain=False``)."""
@@ -333,7 +335,7 @@ def rank_products(
             }
             for rule, how, sim in fired
         ]
-    result = Ranked(hits, method, model_id, query_info, started, cut, cuts, explainer, correction)
+    result = Ranked(hits, method, model_id, query_info, started, cut, cuts, explainer, correction, coded)
     if explain:  # a few hundred of them for a search page's whole result set, of which it shows one page
         result.explain(hits)
     return result

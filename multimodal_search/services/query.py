@@ -196,9 +196,11 @@ PHOTO_KIND_NEIGHBOURS = 10
 
 
 def photo_kind(features: np.ndarray, model_id: str) -> dict[str, list[str]]:
-    """``{"category": [leaf]}``: the deepest category most of the photo's nearest products are in (stated,
-    else inferred), or {} when no leaf has half of them. With words that name only a colour ("like this
-    photo, but in blue") the words say nothing of the kind: the photo does."""
+    """``{"category": [leaves]}``: the deepest category of the photo's nearest product, and any that at least half
+    of its ``PHOTO_KIND_NEIGHBOURS`` nearest are in (stated, else inferred); {} when they state none. With words
+    that name only a colour ("like this photo, but in blue") the words say nothing of the kind: the photo does.
+    The majority alone lowered R@1 on Luma where the product's own category was not the majority's
+    (``bench/composed.py``, README "A photo and words")."""
     store = get_store()
     scope = Scope(model_id, PHOTO_KIND_NEIGHBOURS, ef_search=int(search_settings.HNSW_EF_SEARCH))
     nearest = store.nearest("feature_vector", features, scope)

@@ -58,11 +58,13 @@ D = Decimal
         ("womens jackets just in", "womens jackets", None, None, "newest"),
         ("new balance tee", "new balance tee", None, None, None),
         ("best selling hoodies", "hoodies", None, None, "best_selling"),
-        # a gift: the best sellers, its recipient read as a gender or searched as typed
+        # a gift: the best sellers, its recipient read as a gender, as what they do, or searched as typed
         ("gifts", "", None, None, "best_selling"),
         ("gift ideas for her under 50", "women", None, D("50"), "best_selling"),
         ("a present for my husband", "a men", None, None, "best_selling"),
-        ("gift for a runner", "runner", None, None, "best_selling"),
+        ("gift for a runner", "running", None, None, "best_selling"),
+        ("presents for hikers", "hiking", None, None, "best_selling"),
+        ("gift for a yogi", "yogi", None, None, "best_selling"),  # WordNet links no verb to it
         ("cheap gift for dad", "men", None, None, "price_asc"),
         ("gift card", "gift card", None, None, None),  # a product, as "gift set" and "gift wrap"
         ("gifted hoodie", "gifted hoodie", None, None, None),

@@ -181,3 +181,19 @@ def test_keyword_matches_are_taken_first_by_the_typed_words(homeware, monkeypatc
     )
     services.search_products("throw pillow", k=3)
     assert requests[0].all_words == "throw pillow" and "cushion" in (requests[0].lexical_text or "")
+
+
+def test_what_a_person_does_is_the_verb_their_noun_derives_from():
+    from multimodal_search.ranking.wordnet import activity
+
+    found = {word: activity(word) for word in ("runner", "runners", "hiker", "cyclist", "swimmer", "skier", "walker")}
+    assert found == {
+        "runner": "running",  # not "smuggling": a runner is also a smuggler, but the stem rule passes it over
+        "runners": "running",
+        "hiker": "hiking",
+        "cyclist": "cycling",
+        "swimmer": "swimming",
+        "skier": "skiing",
+        "walker": "walking",
+    }
+    assert activity("yogi") is None and activity("jacket") is None and activity("him") is None

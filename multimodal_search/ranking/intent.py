@@ -17,6 +17,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+from multimodal_search.ranking import wordnet
 from multimodal_search.ranking.colour import colours_in_text
 from multimodal_search.ranking.departments import name_stems
 from multimodal_search.ranking.text import normal_gender, stem, words
@@ -77,13 +78,14 @@ _GIFT = re.compile(
 
 
 def _without_gift(text: str) -> tuple[str, bool]:
-    """The text without a gift phrase, its recipient read as a gender ("gift for him" -> "men"; "present
-    for a runner" -> "runner"), and whether there was one."""
+    """The text without a gift phrase, its recipient read as a gender ("gift for him" -> "men") or as what
+    they do ("present for a runner" -> "running", ``wordnet.activity``), and whether there was one."""
     match = _GIFT.search(text)
     if match is None:
         return text, False
     who = (match.group("who") or "").lower()
-    kept = _RECIPIENTS.get(who, who)
+    # a gender ("him": men), what the recipient does ("runner": running, as shops name an activity), or as typed
+    kept = _RECIPIENTS.get(who) or (wordnet.activity(who) if who else None) or who
     return " ".join((text[: match.start()] + " " + kept + " " + text[match.end() :]).split()), True
 
 

@@ -213,6 +213,70 @@ def ancestors(offset: int, depth: int) -> set[int]:
     return found
 
 
+#: the lexicographer file of nouns that name people ("runner", "hiker")
+PERSON = 18
+#: WordNet's pointer symbol of a derivationally related form ("runner" -> to run)
+DERIVATION = "+"
+
+
+def activity(person: str) -> str | None:
+    """What a noun for a person does, as shops name an activity: the "-ing" form of a verb one of its person
+    senses derives from whose stem starts the noun ("runner" -> "running", "hiker" -> "hiking", "cyclist" ->
+    "cycling"; a "runner" is also a smuggler, to run contraband, which the stem rule passes over), or None
+    ("yogi": WordNet links no verb; not a person; no WordNet data)."""
+    if not available():
+        return None
+    for form in base_forms(person):
+        for offset in _offsets(form):
+            fields = _fields("data.noun", offset)
+            if int(fields[1]) != PERSON:
+                continue
+            for symbol, target, pos, _ in _pointers(fields):
+                if symbol != DERIVATION or pos != "v":
+                    continue
+                verb = _fields("data.verb", int(target))
+                for lemma in (verb[4 + 2 * i].lower() for i in range(int(verb[3], 16))):
+                    stem = lemma[:-1] if lemma.endswith("e") else lemma
+                    if "_" not in lemma and len(stem) >= 2 and form.startswith(stem):
+                        return _gerund(lemma)
+    return None
+
+
+def _fields(name: str, offset: int) -> list[str]:
+    found = _line(name, b"%08d" % offset)
+    if found is None:
+        raise KeyError(f"no WordNet synset {offset} in {name}")
+    return [field.decode("utf-8") for field in found[: found.index(b"|")]]
+
+
+def _pointers(fields: list[str]) -> list[tuple[str, str, str, str]]:
+    """(symbol, target offset, target part of speech, source/target word numbers) of a synset's line."""
+    at = 4 + 2 * int(fields[3], 16)
+    return [
+        (fields[at + 1 + 4 * i], fields[at + 2 + 4 * i], fields[at + 3 + 4 * i], fields[at + 4 + 4 * i])
+        for i in range(int(fields[at]))
+    ]
+
+
+def _gerund(verb: str) -> str:
+    """ "run" -> "running", "hike" -> "hiking", "ski" -> "skiing", "tie" -> "tying" (English spelling rules)."""
+    vowels = "aeiou"
+    if verb.endswith("ie"):
+        return verb[:-2] + "ying"
+    if verb.endswith("e") and not verb.endswith(("ee", "ye", "oe")) and len(verb) > 2:
+        return verb[:-1] + "ing"
+    syllables = sum(1 for i, c in enumerate(verb) if c in vowels and (i == 0 or verb[i - 1] not in vowels))
+    if (
+        syllables == 1
+        and len(verb) >= 3
+        and verb[-1] not in vowels + "wxy"
+        and verb[-2] in vowels
+        and verb[-3] not in vowels
+    ):
+        return verb + verb[-1] + "ing"
+    return verb + "ing"
+
+
 def is_noun(phrase: str) -> bool:
     """Whether WordNet knows the word or phrase (or its singular) as a noun."""
     return bool(base_forms(phrase))

@@ -10,7 +10,9 @@ and the words "in <colour>", the colour of another product of its group. The tar
 same product in the colour asked for). Reported: R@1, R@5 and MRR of the target among every colour (the
 results not grouped), and "kind+colour@5", the share of the top five of the photographed product's kind (its
 deepest category) in the colour asked for. A second family asks for a colour the product does not come in but
-other products of its kind do (Luma's orange Lucia bra "in blue"): there kind+colour@5 is what counts. Each
+other products of its kind do (Luma's orange Lucia bra "in blue"): there kind+colour@5 is what counts. A third
+asks for the other gender ("for men" with a women's hoodie): kind+gender@5 is the share of the top five of its
+kind (the deepest category's name) and that gender. Each
 family is a seeded sample of at most ``--queries``. ``--shopper-photos`` crops, mirrors and compresses each
 photo first, so that it is not the photo indexed.
 """
@@ -80,6 +82,30 @@ def queries(limit: int, seed: int) -> tuple[list[Asked], list[Asked], dict[str, 
     return another[:limit], missing[:limit], facts
 
 
+def gender_queries(limit: int, seed: int) -> tuple[list[tuple[str, str, str]], dict[str, tuple[str, str]]]:
+    """(photo, the other gender asked for, the photographed product's leaf name): a photo of a men's or women's
+    product and "for <the other>", where products of that gender and leaf name exist; and each product's
+    (gender, leaf name)."""
+    adapter = get_adapter()
+    facts: dict[str, tuple[str, str]] = {}
+    photos: dict[str, str] = {}
+    for product in adapter.get_queryset():
+        leaf = max(adapter.get_categories(product), key=len, default="").split(" > ")[-1]
+        facts[str(product.pk)] = (str(getattr(product, "gender", "") or "").strip().lower(), leaf)
+        images = adapter.get_images(product)
+        if images:
+            photos[str(product.pk)] = next((i for i in images if "main" not in Path(i.path).name), images[0]).path
+    having = set(facts.values())
+    other = {"men": "women", "women": "men"}
+    asked = [
+        (photos[pk], other[gender], leaf)
+        for pk, (gender, leaf) in facts.items()
+        if pk in photos and gender in other and leaf and (other[gender], leaf) in having
+    ]
+    random.Random(seed).shuffle(asked)
+    return asked[:limit], facts
+
+
 def shopper_photo(image: Image.Image) -> Image.Image:
     width, height = image.size
     box = (int(width * 0.15), int(height * 0.15), int(width * 0.85), int(height * 0.85))
@@ -102,7 +128,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     another, missing, facts = queries(args.queries, args.seed)
-    photos = {q.photo: Image.open(q.photo).convert("RGB") for q in another + missing}
+    gendered, genders = gender_queries(args.queries, args.seed)
+    paths = {q.photo for q in another + missing} | {path for path, _, _ in gendered}
+    photos = {path: Image.open(path).convert("RGB") for path in paths}
     if args.shopper_photos:
         photos = {path: shopper_photo(image) for path, image in photos.items()}
     print(
@@ -128,6 +156,17 @@ def main() -> None:
             f"{method:9s} another colour: R@1 {r1:.3f} R@5 {r5:.3f} MRR {mrr:.3f} kind+colour@5 {sum(k1) / n:.3f}"
             f" | not in it: kind+colour@5 {sum(k2) / max(1, len(k2)):.3f}  ({took:.0f} ms a query)"
         )
+        if gendered:
+            shares = []
+            for path, gender, leaf in gendered:
+                order = [
+                    h.product_pk
+                    for h in services.search_products(f"for {gender}", photos[path], k=5, method=method).hits
+                ]
+                shares.append(sum(genders.get(pk) == (gender, leaf) for pk in order) / 5)
+            print(
+                f"{method:9s} the other gender ('for men', 'for women'): kind+gender@5 {sum(shares) / len(shares):.3f}"
+            )
 
 
 if __name__ == "__main__":

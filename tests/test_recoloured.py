@@ -82,3 +82,22 @@ def test_a_colour_it_does_not_come_in_shows_its_kind_in_that_colour(indexed, mod
     found = services.search_products("in blue", photo, k=4).hits
     assert found[0].product.sku == "BAG-3"  # the blue bag before the blue tops
     assert found[0].explanation.get("category", 0) > 0
+
+
+@pytest.mark.django_db
+def test_the_other_gender_of_the_photos_kind(indexed, model_dir, pil_photo):
+    from shop.catalog.models import Category
+
+    women, men = Category.from_path("Women > Tops > Tees"), Category.from_path("Men > Tops > Tees")
+    bags = Category.from_path("Gear > Bags")
+    made = [
+        ProductFactory(sku="WT", title="soft top", gender="Women", category=women, photos=[("red", "square")]),
+        ProductFactory(sku="MT", title="soft top two", gender="Men", category=men, photos=[("blue", "square")]),
+        ProductFactory(sku="BG", title="carry all", gender="Men", category=bags, photos=[("blue", "square")]),
+    ]
+    indexed(*made)
+    photo = pil_photo("red", "square")  # the women's tee's
+    assert encode_query("for men", photo).facets == {"category": ["tees"]}  # its leaf, whichever gender
+    assert encode_query("for men", None).facets == {}
+    found = [hit.product.sku for hit in services.search_products("for men", photo, k=3).hits]
+    assert found.index("MT") < found.index("BG")  # the men's tee before the men's bag: the kind is the photo's

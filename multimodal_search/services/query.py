@@ -172,7 +172,9 @@ def encode_query(
         shared, features, classes = encoder.encode_photo_query(image)
     facets = named_facets(words, model_id)
     colours = colour.colours_in_text(text or "")
-    if features is not None and colours and broad and not departments and not qualities:
+    gender = gender_in_text(text or "")
+    # "in blue", "for men" with a photo: the words name no kind, the photo does
+    if features is not None and (colours or gender) and broad and not departments and not qualities:
         facets = {**photo_kind(features, model_id), **facets}
     return Query(
         text=words,
@@ -180,7 +182,7 @@ def encode_query(
         image_shared=shared,
         image_features=features,
         colours=colours,
-        gender=gender_in_text(text or ""),
+        gender=gender,
         photo_colours=colour.colour_distribution(image) if image is not None else None,
         photo_classes=classes,
         facets=facets,
@@ -198,7 +200,8 @@ PHOTO_KIND_NEIGHBOURS = 10
 def photo_kind(features: np.ndarray, model_id: str) -> dict[str, list[str]]:
     """``{"category": [leaves]}``: the deepest category of the photo's nearest product, and any that at least half
     of its ``PHOTO_KIND_NEIGHBOURS`` nearest are in (stated, else inferred); {} when they state none. With words
-    that name only a colour ("like this photo, but in blue") the words say nothing of the kind: the photo does.
+    that name only a colour or a gender ("like this photo, but in blue", "for men") the words say nothing of the
+    kind: the photo does.
     The majority alone lowered R@1 on Luma where the product's own category was not the majority's
     (``bench/composed.py``, README "A photo and words")."""
     store = get_store()

@@ -146,16 +146,19 @@ def main() -> None:
             if q.target is not None:
                 ranks.append(order.index(q.target) + 1 if q.target in order else None)
             kind.append(sum(facts.get(pk) == (q.colour, q.leaf) for pk in order[:5]) / 5)
-        took = (time.perf_counter() - started) / len(kind) * 1000
+        took = (time.perf_counter() - started) / max(1, len(kind)) * 1000
         n = len(ranks)
-        r1 = sum(r == 1 for r in ranks) / n
-        r5 = sum(r is not None and r <= 5 for r in ranks) / n
-        mrr = sum(1 / r for r in ranks if r) / n
         k1, k2 = kind[:n], kind[n:]
-        print(
-            f"{method:9s} another colour: R@1 {r1:.3f} R@5 {r5:.3f} MRR {mrr:.3f} kind+colour@5 {sum(k1) / n:.3f}"
-            f" | not in it: kind+colour@5 {sum(k2) / max(1, len(k2)):.3f}  ({took:.0f} ms a query)"
-        )
+        if n:
+            r1 = sum(r == 1 for r in ranks) / n
+            r5 = sum(r is not None and r <= 5 for r in ranks) / n
+            mrr = sum(1 / r for r in ranks if r) / n
+            print(
+                f"{method:9s} another colour: R@1 {r1:.3f} R@5 {r5:.3f} MRR {mrr:.3f} kind+colour@5 {sum(k1) / n:.3f}"
+                f"  ({took:.0f} ms a query)"
+            )
+        if k2:
+            print(f"{method:9s} a colour it does not come in: kind+colour@5 {sum(k2) / len(k2):.3f}")
         if gendered:
             shares = []
             for path, gender, leaf in gendered:

@@ -112,7 +112,8 @@ class PriceIntent:
 def parse_price(text: str) -> PriceIntent:
     """The first price phrase and the first order word ("cheap", "newest") in ``text``, and the text without
     them. A gift phrase ("gift for him", "gift ideas", "present for a runner") asks for the best sellers
-    unless another order is named, and its recipient is searched as a gender ("men") or as typed.
+    unless another order is named, and its recipient is searched as a gender ("men"), as what they do
+    ("running") or as typed (:func:`_without_gift`).
 
     Args:
         text: the shopper's words, e.g. "cheap jacket under 50".

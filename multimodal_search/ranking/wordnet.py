@@ -135,24 +135,12 @@ def base_forms(phrase: str) -> list[str]:
 @lru_cache(maxsize=4096)
 def synset(offset: int) -> Synset:
     """One noun synset by id."""
-    found = _line("data.noun", b"%08d" % offset)
-    if found is None:
-        raise KeyError(f"no WordNet noun synset {offset}")
-    fields = [field.decode("utf-8") for field in found[: found.index(b"|")]]
-    count = int(fields[3], 16)
-    lemmas = tuple(fields[4 + 2 * i].replace("_", " ").lower() for i in range(count))
-    pointer_at = 4 + 2 * count
-    hypernyms: list[int] = []
-    hyponyms: list[int] = []
-    for i in range(int(fields[pointer_at])):
-        symbol, target, pos = fields[pointer_at + 1 + 4 * i : pointer_at + 4 + 4 * i]
-        if pos != "n":
-            continue
-        if symbol == HYPERNYM:
-            hypernyms.append(int(target))
-        elif symbol == HYPONYM:
-            hyponyms.append(int(target))
-    return Synset(offset, int(fields[1]), tuple(dict.fromkeys(lemmas)), tuple(hypernyms), tuple(hyponyms))
+    fields = _fields("data.noun", offset)
+    lemmas = tuple(lemma.replace("_", " ").lower() for lemma in _lemmas(fields))
+    nouns = [(symbol, int(target)) for symbol, target, pos, _ in _pointers(fields) if pos == "n"]
+    hypernyms = tuple(target for symbol, target in nouns if symbol == HYPERNYM)
+    hyponyms = tuple(target for symbol, target in nouns if symbol == HYPONYM)
+    return Synset(offset, int(fields[1]), tuple(dict.fromkeys(lemmas)), hypernyms, hyponyms)
 
 
 def _lines_from(name: str, prefix: bytes) -> list[list[bytes]]:
@@ -234,8 +222,7 @@ def activity(person: str) -> str | None:
             for symbol, target, pos, _ in _pointers(fields):
                 if symbol != DERIVATION or pos != "v":
                     continue
-                verb = _fields("data.verb", int(target))
-                for lemma in (verb[4 + 2 * i].lower() for i in range(int(verb[3], 16))):
+                for lemma in (lemma.lower() for lemma in _lemmas(_fields("data.verb", int(target)))):
                     stem = lemma[:-1] if lemma.endswith("e") else lemma
                     if "_" not in lemma and len(stem) >= 2 and form.startswith(stem):
                         return _gerund(lemma)
@@ -243,10 +230,16 @@ def activity(person: str) -> str | None:
 
 
 def _fields(name: str, offset: int) -> list[str]:
+    """The fields of one synset's line of a data file (its gloss left out)."""
     found = _line(name, b"%08d" % offset)
     if found is None:
         raise KeyError(f"no WordNet synset {offset} in {name}")
     return [field.decode("utf-8") for field in found[: found.index(b"|")]]
+
+
+def _lemmas(fields: list[str]) -> list[str]:
+    """A synset line's words, as written ("throw_pillow")."""
+    return [fields[4 + 2 * i] for i in range(int(fields[3], 16))]
 
 
 def _pointers(fields: list[str]) -> list[tuple[str, str, str, str]]:

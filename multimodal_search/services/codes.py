@@ -35,14 +35,19 @@ def coded_products(
 def options(code: str, skus: Sequence[str]) -> list[str]:
     """The parts of a variant's code that are none of its products' own ("MH07-XS-Gray" of "MH07-Gray":
     ["xs"]), lower case: an option such as a size, as orders and labels insert it."""
-    own = {part for sku in skus for part in _PARTS.split(sku.lower()) if part}
-    return [part for part in _PARTS.split(code.lower()) if part and part not in own]
+    own = {part for sku in skus for part in _parts(sku)}
+    return [part for part in _parts(code) if part not in own]
+
+
+def _parts(code: str) -> list[str]:
+    """A code's parts, lower case ("MH07-XS-Gray" -> ["mh07", "xs", "gray"])."""
+    return [part for part in _PARTS.split(code.lower()) if part]
 
 
 def _variant_of(model_id: str, code: str, categories: Sequence[str], limit: int, partial: bool) -> list[str]:
     code = code.lower()
     ends = [match.start() for match in _PARTS.finditer(code)]
-    parts = [part for part in _PARTS.split(code) if part]
+    parts = _parts(code)
     if len(parts) < 2:
         return []
     store = get_store()
@@ -61,6 +66,6 @@ def _variant_of(model_id: str, code: str, categories: Sequence[str], limit: int,
 
     def fits(pk: str) -> bool:  # every part of the product's code is a typed part (the last, still typed: begun)
         own = str((fields.get(pk) or {}).get(v.FIELD_SKU) or pk).lower()
-        return all(part in typed or (partial and part.startswith(last)) for part in _PARTS.split(own) if part)
+        return all(part in typed or (partial and part.startswith(last)) for part in _parts(own))
 
     return [pk for pk in family if fits(pk)] or family

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
@@ -208,19 +209,19 @@ def photo_kind(features: np.ndarray, model_id: str) -> dict[str, list[str]]:
     scope = Scope(model_id, PHOTO_KIND_NEIGHBOURS, ef_search=int(search_settings.HNSW_EF_SEARCH))
     nearest = store.nearest("feature_vector", features, scope)
     fields = store.product_fields([pk for pk, _ in nearest], model_id=model_id)
-    votes: dict[str, float] = {}
-    firsts: list[str] = []
-    for pk, _ in nearest:
-        found = fields.get(pk) or {}
-        leaf = found.get(v.FIELD_CATEGORY_LEAF)
-        inferred = found.get(v.FIELD_CATEGORY_INFERRED) or {}
-        leaves = {leaf: 1.0} if leaf else inferred
-        for value, share in leaves.items():
-            votes[value] = votes.get(value, 0.0) + float(share)
-        if not firsts and leaves:
-            firsts = [max(leaves, key=lambda value: leaves[value])]
-    kinds = firsts + [value for value, share in votes.items() if share >= len(nearest) / 2 and value not in firsts]
-    return {v.CATEGORY: kinds} if kinds else {}
+    # each neighbour's leaf: stated (1), else the classifier's probabilities
+    leaves = [_leaves(fields.get(pk) or {}) for pk, _ in nearest]
+    votes: Counter[str] = Counter()
+    for found in leaves:
+        votes.update(found)
+    first = next((max(found, key=found.__getitem__) for found in leaves if found), None)
+    kinds = [value for value, share in votes.items() if share >= len(nearest) / 2 and value != first]
+    return {v.CATEGORY: [first, *kinds]} if first is not None else {}
+
+
+def _leaves(fields: Mapping[str, Any]) -> dict[str, float]:
+    leaf = fields.get(v.FIELD_CATEGORY_LEAF)
+    return {leaf: 1.0} if leaf else {str(k): float(p) for k, p in (fields.get(v.FIELD_CATEGORY_INFERRED) or {}).items()}
 
 
 #: the catalogue's term counts and size per encoder version, kept ``EXPANSION["CACHE_SECONDS"]``: at

@@ -127,13 +127,14 @@ def _products(
             del products[pk]
     # a product's colours (its group) are one suggestion, its first colour's; a code being typed names a
     # variant ("mh01-xs-bl"): each of those its own
-    groups: dict[str, list[dict[str, Any]]] = {}
+    groups: dict[str, list[Any]] = {}
     for pk in found:
         if pk in products:
             key = f"code:{pk}" if pk in coded else adapter.get_group(products[pk])
-            groups.setdefault(key, []).append(adapter.to_result(products[pk]))
+            groups.setdefault(key, []).append(products[pk])
     results: list[dict[str, Any]] = []
-    for key, found_results in list(groups.items())[:limit]:
+    for key, members in list(groups.items())[:limit]:  # the shown groups' products only
+        found_results = [adapter.to_result(product) for product in members]
         first = found_results[0]
         item = {name: str(first.get(name) or "") for name in ("sku", "title", "url", "image")}
         # what tells products of one title apart: their colours, and the code the words started

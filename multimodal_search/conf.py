@@ -64,7 +64,8 @@ Keys:
         min inclusive, max exclusive, None open; ``MAX_VALUES`` shown per facet (20); ``PAGE_SIZE``
         of the storefront (24); ``GROUP_VARIANTS``, one result per product group (the adapter's
         ``get_group``: a product's colours) with the group's other matches as its ``variants``, and
-        the total and facet counts in groups (True; the API's ``group`` parameter overrides it).
+        the total and facet counts in groups (True; the API's ``group`` parameter overrides it);
+        ``MAX_VARIANTS``, the variants listed per result, one per colour other than the result's (12).
     HNSW_EF_SEARCH: pgvector ``hnsw.ef_search`` used by searches (500): how deep a 10-row read
         searches the graph; the default search's branches search deeper (``store.sql.branch_ef_search``:
         the pool column's at twice this, at most pgvector's 1,000). At 1,000,000 products its top 10
@@ -177,6 +178,7 @@ DEFAULTS: dict[str, Any] = {
         "MAX_VALUES": 20,
         "PAGE_SIZE": 24,
         "GROUP_VARIANTS": True,
+        "MAX_VARIANTS": 12,
     },
     # the default search's recall@10 >= 0.95 against exact at 1,000,000 products with m = 32 (README "Performance")
     "HNSW_EF_SEARCH": 500,

@@ -104,6 +104,33 @@ def test_the_api_and_the_page_group_colours(client, colours, settings):
 
 
 @pytest.mark.django_db
+def test_a_catalogue_of_sizes_lists_each_other_colour_once(indexed, model_dir, settings):
+    made = [
+        ProductFactory(
+            sku=f"JK-{c}-{size}", parent_sku="JK", title="rain jacket", color=c, sizes=size, photos=[c.lower()]
+        )
+        for c in ("Red", "Blue", "Green")
+        for size in ("S", "M", "L")
+    ]
+    indexed(*made)
+    every = _search(group_variants=False)
+    assert every.total == 9
+    page = _search()
+    assert page.total == 1
+    (hit,) = page.hits
+    colours = [variant.color for variant in hit.variants]
+    # one per colour, the best placed of each, and never the shown product's own colour
+    assert sorted(colours) == sorted({"Red", "Blue", "Green"} - {hit.product.color})
+    placed = [h.product for h in every.hits]
+    for variant in hit.variants:
+        assert variant == next(p for p in placed if p.color == variant.color)
+    # at most MAX_VARIANTS of them
+    settings.MULTIMODAL_SEARCH = {**getattr(settings, "MULTIMODAL_SEARCH", {}), "FACETS": {"MAX_VARIANTS": 1}}
+    (hit,) = _search().hits
+    assert len(hit.variants) == 1
+
+
+@pytest.mark.django_db
 def test_the_demo_stores_lists_show_a_product_once(client):
     from shop.catalog.models import Category
 

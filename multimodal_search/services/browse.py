@@ -294,11 +294,12 @@ def browse_products(
     page_groups = groups[start : start + page_size]
     shown = [first.hit for first, _ in page_groups]
     ranked.explain(shown)
+    variants = [_variants(first, others) for first, others in page_groups]
     if lean:  # the page's products and their variants (a swatch's photo, link and colour)
-        prefetch_products(shown + [row.hit for _, others in page_groups for row in others], reload=loaded is not None)
+        prefetch_products(shown + [row.hit for rows in variants for row in rows], reload=loaded is not None)
     if grouped:
-        for first, others in page_groups:
-            first.hit.variants = [row.hit.product for row in others]
+        for (first, _), rows in zip(page_groups, variants):
+            first.hit.variants = [row.hit.product for row in rows]
     return respond(  # type: ignore[return-value]
         ranked,
         shown,
@@ -482,6 +483,25 @@ def _grouped(rows: list[_Row]) -> list[tuple[_Row, list[_Row]]]:
     for row in rows:
         groups.setdefault(row.group, []).append(row)
     return [(first, others) for first, *others in groups.values()]
+
+
+def _variants(first: _Row, others: list[_Row]) -> list[_Row]:
+    """The group's other rows a shopper picks between: the best placed of each colour that is not the first
+    row's (a catalogue whose products are sizes lists a colour once; rows without a colour each count),
+    at most ``FACETS["MAX_VARIANTS"]``."""
+    seen = {_colour(first)} - {None}
+    kept = []
+    for row in others:
+        colour = _colour(row)
+        if colour is None or colour not in seen:
+            seen.add(colour)
+            kept.append(row)
+    return kept[: int(search_settings.FACETS["MAX_VARIANTS"])]
+
+
+def _colour(row: _Row) -> str | None:
+    values = row.facets.get(COLOR) or []
+    return ", ".join(sorted(str(value).strip().lower() for value in values)) or None
 
 
 def _count(name: str, rows: list[_Row], chosen: Mapping[str, list[str]]) -> list[FacetValue]:

@@ -3,7 +3,10 @@ the title-words GIN index used (``EXPLAIN``), and the ``/api/autocomplete/`` end
 
 from __future__ import annotations
 
+import importlib
 import re
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +26,8 @@ from multimodal_search.store.pgvector import PgvectorStore
 from shop.catalog.models import Category, Product
 from tests.factories import ProductFactory
 
+# the module (``services.suggest`` is also the function it exports)
+suggest_module = importlib.import_module("multimodal_search.services.suggest")
 HOODIES = "Men > Tops > Hoodies & Sweatshirts"
 JACKETS = "Men > Tops > Jackets"
 WOMEN_HOODIES = "Women > Tops > Hoodies & Sweatshirts"
@@ -162,6 +167,34 @@ def test_category_counts_are_the_stores_group_by(shop: list[Product]) -> None:
     counts = category_counts(services.current_model_id())
     assert counts == {path: _db_count(path) for path in counts}
     assert counts["Men"] == 3 and counts[BAGS] == 1
+
+
+def test_old_counts_are_shown_while_a_thread_counts_them_again(
+    transactional_db: None, shop: list[Product], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At a million products counting takes seconds: no keystroke after the first waits for it."""
+    model_id = services.current_model_id()
+    counted = category_counts(model_id)  # the first count, in the request
+    assert counted[HOODIES] == 2
+    started: list[threading.Thread] = []
+
+    class Recorded(threading.Thread):
+        def start(self) -> None:
+            started.append(self)
+            super().start()
+
+    monkeypatch.setattr(suggest_module.threading, "Thread", Recorded)
+    key = suggest_module._counts_key(model_id)
+    cache.set(key, (time.time() - suggest_module.CATEGORY_CACHE_SECONDS - 1, {HOODIES: 99}), 600)
+    assert category_counts(model_id) == {HOODIES: 99}  # the old counts, at once
+    assert category_counts(model_id) == {HOODIES: 99} and len(started) == 1  # one count at a time
+    started[0].join(timeout=30)
+    assert category_counts(model_id) == counted and len(started) == 1  # counted again, and fresh
+    # no counts kept and another request counting: this keystroke gets none rather than waiting
+    cache.delete(key)
+    assert cache.add(key + ":counting", 1, 60)
+    assert category_counts(model_id) == {}
+    assert services.suggest("hood")["categories"] == [] and skus(services.suggest("hood"))
 
 
 @pytest.mark.parametrize("text", ["", "   ", "-- ,,", "_"])

@@ -1,16 +1,20 @@
 """Autocomplete: products and categories whose words start with what the shopper is typing.
 
 Fast on purpose: a prefix match on the stored titles' words (``store.suggest_products``, a GIN index)
-and the per-category product counts (one ``GROUP BY``, cached for ``CATEGORY_CACHE_SECONDS``); no
-encoder, no ranking pipeline.
+and the per-category product counts (one ``GROUP BY``, counted again off the request after
+``CATEGORY_CACHE_SECONDS``); no encoder, no ranking pipeline.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
+import time
 from typing import Any
 
 from django.core.cache import cache
+from django.db import connection
 
 from multimodal_search.adapters import get_adapter
 from multimodal_search.ranking.departments import get_departments, name_stems
@@ -30,14 +34,19 @@ from multimodal_search.store import get_store
 MAX_PREFIX_LENGTH = 100
 MAX_LIMIT = 20
 MAX_WORDS = 10
-#: how long the category counts are reused (a re-index shows in the counts within this time)
+#: how long the category counts are fresh (a re-index shows in the counts within about this time)
 CATEGORY_CACHE_SECONDS = 60
+#: how long counts are kept at all: older ones are counted again in the request
+CATEGORY_STALE_SECONDS = 24 * 3600
+#: a count that has not finished by then (its thread died with its process) may be started again
+_COUNTING_SECONDS = 300
 #: extra products read, for those the adapter's queryset no longer returns (unpublished since indexing)
 _SLACK = 4
 #: products read per product suggested: a product's colours (its group) are one suggestion
 _PER_GROUP = 4
 _WORD = re.compile(r"[^\W_]+")
 _SEPARATOR = " > "
+logger = logging.getLogger(__name__)
 
 
 def check_prefix(prefix: str, limit: int) -> None:
@@ -145,13 +154,45 @@ def _products(
 
 
 def category_counts(model_id: str) -> dict[str, int]:
-    """category path -> products of ``model_id`` in it, reused for ``CATEGORY_CACHE_SECONDS``."""
-    key = f"mmsearch:suggest:categories:{model_id}"
-    counts: dict[str, int] | None = cache.get(key)
-    if counts is None:
+    """category path -> products of ``model_id`` in it. Counting reads every product row (seconds at
+    1,000,000), so no keystroke waits for it once it has been counted: counts older than
+    ``CATEGORY_CACHE_SECONDS`` are still returned while one thread of this process counts them again
+    (kept up to ``CATEGORY_STALE_SECONDS``). The first count is made in the request; a keystroke that
+    comes while another counts gets no counts (no categories suggested) rather than waiting."""
+    key = _counts_key(model_id)
+    kept: tuple[float, dict[str, int]] | None = cache.get(key)
+    if kept is not None:
+        counted_at, counts = kept
+        if time.time() - counted_at > CATEGORY_CACHE_SECONDS and cache.add(key + ":counting", 1, _COUNTING_SECONDS):
+            threading.Thread(target=_count_in_background, args=(model_id,), name="mmsearch-category-counts").start()
+        return counts
+    if not cache.add(key + ":counting", 1, _COUNTING_SECONDS):
+        return {}
+    return count_categories(model_id)
+
+
+def count_categories(model_id: str) -> dict[str, int]:
+    """Count ``model_id``'s products per category now (``store.category_counts``) and keep the counts."""
+    key = _counts_key(model_id)
+    try:
         counts = get_store().category_counts(model_id)
-        cache.set(key, counts, CATEGORY_CACHE_SECONDS)
-    return counts
+        cache.set(key, (time.time(), counts), CATEGORY_STALE_SECONDS)
+        return counts
+    finally:
+        cache.delete(key + ":counting")
+
+
+def _count_in_background(model_id: str) -> None:
+    try:
+        count_categories(model_id)
+    except Exception:  # the old counts stay; the next keystroke after the lock's expiry tries again
+        logger.exception("Counting the products per category failed")
+    finally:
+        connection.close()  # this thread's own connection
+
+
+def _counts_key(model_id: str) -> str:
+    return f"mmsearch:suggest:categories:v2:{model_id}"  # v2: (counted at, counts)
 
 
 def _categories(model_id: str, words: list[str], limit: int) -> list[dict[str, Any]]:

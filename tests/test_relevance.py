@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from decimal import Decimal
 
 import numpy as np
 import pytest
@@ -582,3 +583,19 @@ def test_when_nothing_passes_the_trained_cut_the_candidates_having_every_word_ar
     assert answer["query"]["fallback"] == "every_word" and answer["query"]["read_as"] == ["backpack", "daypack"]
     page = client.get("/search/", {"q": "rucksack"}).content.decode()
     assert "No close matches — showing the products whose descriptions use the words “backpack” or “daypack”." in page
+
+
+@pytest.mark.django_db
+def test_another_order_than_relevance_sorts_the_likely_matches_first(trained, settings):
+    """ "cheap hoodie": the cheapest hoodies, then the cheapest of the similar items, not a cheap mug first."""
+    settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "RELEVANCE": {"STOREFRONT_MIN": 0.0}}
+    for n, product in enumerate(trained[0]):  # the hoodies the dearest
+        Product.objects.filter(pk=product.pk).update(price=Decimal(100 - 7 * n))
+    for sort, dearest_first in (("price_asc", False), ("price_desc", True)):
+        page = services.browse_products("hoodie", sort=sort, page_size=10)
+        likely = [calibration.likely_match(hit.relevance, page.exact_cut) for hit in page.hits]
+        assert any(likely) and not all(likely) and likely == sorted(likely, reverse=True)
+        assert page.hits[0].product.title.endswith("Hoodie")
+        for tier in (True, False):
+            prices = [hit.product.price for hit, match in zip(page.hits, likely) if match is tier]
+            assert prices == sorted(prices, reverse=dearest_first)

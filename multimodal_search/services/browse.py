@@ -22,6 +22,7 @@ from PIL import Image
 
 from multimodal_search.adapters import get_adapter
 from multimodal_search.conf import search_settings
+from multimodal_search.ranking import calibration
 from multimodal_search.ranking import vocabulary as v
 from multimodal_search.ranking.colour import colours_in_text
 from multimodal_search.ranking.departments import get_departments
@@ -50,6 +51,7 @@ from multimodal_search.services.search import (
     Ranked,
     SearchHit,
     SearchResponse,
+    exact_cut,
     prefetch_products,
     rank_products,
     respond,
@@ -287,7 +289,7 @@ def browse_products(
         for selected in [(low, high) == (price_min, price_max)]
     ]
     kept = [row for row in in_facets if _in_range(row.facets.get(PRICE), price_min, price_max)]
-    groups = _grouped(_sorted(kept, sort, adapter, category))
+    groups = _grouped(_sorted(kept, sort, adapter, category, exact_cut(ranked)))
     if clamp_page:
         page = min(page, max(1, math.ceil(len(groups) / page_size)))
     start = (page - 1) * page_size
@@ -532,9 +534,18 @@ def _in_range(price: Any, low: Decimal | None, high: Decimal | None) -> bool:
     return (low is None or price >= low) and (high is None or price < high)
 
 
-def _sorted(rows: list[_Row], sort: str, adapter: Any, category: str | None) -> list[_Row]:
+def _sorted(rows: list[_Row], sort: str, adapter: Any, category: str | None, exact: float | None) -> list[_Row]:
+    """``rows`` in ``sort``'s order. Another order than relevance sorts the likely matches first and the
+    similar items after them ("cheap backpack": the cheapest backpacks, then the cheapest of what else
+    the words found, such as yoga straps), where the rows have any likely match."""
     if sort == RELEVANCE:
         return rows
+    likely = [calibration.likely_match(row.hit.relevance, exact) for row in rows]
+    tiers = [[row for row, match in zip(rows, likely) if match], [row for row, match in zip(rows, likely) if not match]]
+    return [row for tier in tiers for row in _ordered(tier, sort, adapter, category)]
+
+
+def _ordered(rows: list[_Row], sort: str, adapter: Any, category: str | None) -> list[_Row]:
     if sort == BEST_SELLING:  # the shop's most interacted-with first; the others keep relevance order
         sold = popularity(category)
         return sorted(rows, key=lambda row: (-sold.get(row.hit.product_pk, 0.0), row.rank))

@@ -399,7 +399,7 @@ def respond(
     ``matched`` (default ``hits``; best first); ``search_performed`` is sent. ``extra``: more fields of
     ``response_class`` (a subclass, e.g. ``services.browse.SearchPage``; its ``total`` is the result
     count sent)."""
-    exact = _cut(_setting("EXACT"), ranked.cuts, calibration.EXACT)
+    exact = exact_cut(ranked)
     match = calibration.match_summary(
         [hit.relevance for hit in (hits if matched is None else matched)],
         exact,
@@ -443,6 +443,11 @@ def _refinements(extra: Mapping[str, Any]) -> dict[str, Any]:
     if extra.get("page", 1) != 1:
         chosen["page"] = extra["page"]
     return chosen
+
+
+def exact_cut(ranked: Ranked) -> float | None:
+    """The relevance at which a result of ``ranked`` is the one asked for (``RELEVANCE["EXACT"]``)."""
+    return _cut(_setting("EXACT"), ranked.cuts, calibration.EXACT)
 
 
 def likely_match(hit: SearchHit, response: SearchResponse) -> bool:

@@ -101,3 +101,29 @@ def test_the_other_gender_of_the_photos_kind(indexed, model_dir, pil_photo):
     assert encode_query("for men", None).facets == {}
     found = [hit.product.sku for hit in services.search_products("for men", photo, k=3).hits]
     assert found.index("MT") < found.index("BG")  # the men's tee before the men's bag: the kind is the photo's
+    # the women's tee itself, most like the photo, states the other gender: it comes after every men's product
+    assert found[-1] == "WT"
+    assert services.search_products("for men", photo, k=3).hits[-1].signals["asked_otherwise"] == 1.0
+
+
+@pytest.mark.django_db
+def test_a_product_stating_another_colour_than_asked_comes_after_those_that_do_not(jackets, pil_photo):
+    photo = pil_photo("red", "circle")  # the red jacket's photo: it looks most like it
+    found = services.search_products("in blue", photo, k=4).hits
+    order = [hit.product.sku for hit in found]
+    assert set(order[:2]) == {"JK-Blue", "SH-Blue"} and set(order[2:]) == {"JK-Red", "SH-Red"}
+    assert [hit.signals["asked_otherwise"] for hit in found] == [0.0, 0.0, 1.0, 1.0]
+    # without a photo nothing is moved by it: the words alone rank as before
+    assert "asked_otherwise" not in services.search_products("in blue", None, k=4).hits[0].signals
+
+
+def test_stated_otherwise_reads_the_stated_colour_and_gender_only():
+    from multimodal_search.ranking.query import Query
+    from multimodal_search.services.candidates import stated_otherwise
+
+    blue = Query(text="in blue", text_vector=None, image_shared=None, image_features=None, colours=["blue"])
+    assert stated_otherwise(blue, {"color": "Purple"}) and not stated_otherwise(blue, {"color": "Light Blue"})
+    assert not stated_otherwise(blue, {"color": "Blue/White"}) and not stated_otherwise(blue, {})  # nothing stated
+    men = Query(text="for men", text_vector=None, image_shared=None, image_features=None, gender="men")
+    assert stated_otherwise(men, {"gender": "Women"}) and not stated_otherwise(men, {"gender": "Unisex"})
+    assert not stated_otherwise(men, {"gender": "Men", "color": "Purple"}) and not stated_otherwise(men, {})

@@ -52,6 +52,9 @@ DEPARTMENT = "department"
 #: the share of the qualities the words name that a product states (``ranking.qualities``; read only
 #: by the ``broad`` relevance calibration, never by a ranking)
 QUALITY = "quality"
+#: 1 for a product whose stated colour or gender is not the one the words with a photo ask for ("like this
+#: photo, but in blue" with a purple product's photo); such products rank after the others (never weighted)
+ASKED_OTHERWISE = "asked_otherwise"
 PERSONAL = "personal"  # the shopper's profile (services.search: personal re-ranking)
 #: the shop's most interacted-with products, and the newest that fill their list (services.recommend)
 POPULAR, NEWEST = "popular", "newest"

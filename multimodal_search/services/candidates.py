@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from multimodal_search.conf import search_settings
@@ -11,6 +12,7 @@ from multimodal_search.ranking import vocabulary as v
 from multimodal_search.ranking.fusion import RRF_K
 from multimodal_search.ranking.qualities import quality_match
 from multimodal_search.ranking.query import Query
+from multimodal_search.ranking.text import normal_gender
 from multimodal_search.store import get_store
 from multimodal_search.store.base import POOL_COLUMN, CandidateRequest, Neighbours, Scope
 
@@ -70,6 +72,18 @@ def _recoloured(query: Query) -> bool:
     """A photo with words that name a colour ("like this photo, but in blue"): the words ask for the
     photo's product in another colour."""
     return query.image_features is not None and query.text_vector is not None and bool(query.colours)
+
+
+def stated_otherwise(query: Query, fields: Mapping[str, Any]) -> bool:
+    """Whether a product's stated colour or gender (``fields``) is not the one the words ask for. With a photo
+    the words say how the product wanted differs from the one photographed ("like this photo, but in blue" with
+    a purple product's photo, "for women" with a men's hoodie's), so that product, which looks most like the
+    photo, is not what is asked. A product that states neither is never ruled out."""
+    colours = set(colour.colours_in_text(str(fields.get(v.FIELD_COLOR) or "")))
+    if query.colours and colours and not colours & set(query.colours):
+        return True
+    gender = normal_gender(str(fields.get(v.FIELD_GENDER) or ""))
+    return bool(query.gender) and gender not in (None, query.gender, "unisex")
 
 
 def like_a_sibling(visual: dict[str, float], siblings: dict[str, list[str]]) -> dict[str, float]:
@@ -132,6 +146,8 @@ def _derived_signals(
     for facet, wanted in query.facets.items():
         if facet in names:
             signals[facet] = {pk: attributes.facet_match(facet, wanted, fields.get(pk) or {}) for pk in pks}
+    if query.image_features is not None and query.text_vector is not None and (query.colours or query.gender):
+        signals[v.ASKED_OTHERWISE] = {pk: float(stated_otherwise(query, fields.get(pk) or {})) for pk in pks}
     if v.COLOUR in names:
         if query.colours:  # words win: "like this photo, but in red"
             signals[v.COLOUR] = {

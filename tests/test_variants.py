@@ -221,3 +221,23 @@ def test_a_variants_code_ticks_its_size(client, indexed, model_dir):
     answer = client.get("/api/v1/search/", {"q": "om-77-m-red"}).json()
     assert answer["query"]["size"] == "M" and answer["filters"] == {"size": ["M"]}
     assert answer["results"][0]["sku"] == "OM-77-Red"
+
+
+@pytest.mark.django_db
+def test_a_photo_sorted_by_price_shows_its_kind_before_cheaper_other_kinds(indexed, model_dir, pil_photo):
+    from shop.catalog.models import Category
+
+    bags, tees = Category.from_path("Gear > Bags"), Category.from_path("Men > Tops > Tees")
+    made = [
+        ProductFactory(sku="BAG-A", title="carry all", category=bags, price=Decimal("80"), photos=[("red", "circle")]),
+        ProductFactory(sku="BAG-B", title="tote", category=bags, price=Decimal("60"), photos=[("red", "circle")]),
+        ProductFactory(sku="TEE", title="plain top", category=tees, price=Decimal("10"), photos=[("red", "square")]),
+    ]
+    indexed(*made)
+    photo = pil_photo("red", "circle")  # a bag's
+    by_price = services.browse_products(None, photo, sort="price_asc", page_size=10)
+    assert [hit.product.sku for hit in by_price.hits] == ["BAG-B", "BAG-A", "TEE"]  # bags, then the cheaper tee
+    dearest = services.browse_products(None, photo, sort="price_desc", page_size=10)
+    assert [hit.product.sku for hit in dearest.hits] == ["BAG-A", "BAG-B", "TEE"]
+    # words alone keep one order over every result: the cheapest first, whatever its kind
+    assert services.browse_products("red", sort="price_asc", page_size=10).hits[0].product.sku == "TEE"

@@ -65,6 +65,8 @@ PRICE = "price"
 SIZE = "size"
 #: the facet a colour left out by the words ("not black") is read from, when ``FACETS["FIELDS"]`` has it
 COLOR = "color"
+#: the facet whose values (category paths) say what kind of product a result is
+CATEGORY = "category"
 MAX_PAGE = 10_000
 #: the products a search of price or size words alone ("under 50", "cheapest", "size m") filters and sorts: the most
 #: popular, then the newest (the whole Luma catalogue has 463)
@@ -289,7 +291,7 @@ def browse_products(
         for selected in [(low, high) == (price_min, price_max)]
     ]
     kept = [row for row in in_facets if _in_range(row.facets.get(PRICE), price_min, price_max)]
-    groups = _grouped(_sorted(kept, sort, adapter, category, exact_cut(ranked)))
+    groups = _grouped(_sorted(kept, sort, adapter, category, exact_cut(ranked), photo=image is not None))
     if clamp_page:
         page = min(page, max(1, math.ceil(len(groups) / page_size)))
     start = (page - 1) * page_size
@@ -534,15 +536,40 @@ def _in_range(price: Any, low: Decimal | None, high: Decimal | None) -> bool:
     return (low is None or price >= low) and (high is None or price < high)
 
 
-def _sorted(rows: list[_Row], sort: str, adapter: Any, category: str | None, exact: float | None) -> list[_Row]:
-    """``rows`` in ``sort``'s order. Another order than relevance sorts the likely matches first and the
-    similar items after them ("cheap backpack": the cheapest backpacks, then the cheapest of what else
-    the words found, such as yoga straps), where the rows have any likely match."""
+def _sorted(
+    rows: list[_Row], sort: str, adapter: Any, category: str | None, exact: float | None, *, photo: bool = False
+) -> list[_Row]:
+    """``rows`` (in relevance order) in ``sort``'s order. Another order than relevance sorts the likely
+    matches first and the similar items after them ("cheap backpack": the cheapest backpacks, then the
+    cheapest of what else the words found, such as yoga straps), where the rows have any likely match. Of
+    a ``photo``'s similar items, those of the kind it shows come first (:func:`_photo_kind`): a jacket's
+    photo sorted by price shows jackets before cheaper tees."""
     if sort == RELEVANCE:
         return rows
     likely = [calibration.likely_match(row.hit.relevance, exact) for row in rows]
-    tiers = [[row for row, match in zip(rows, likely) if match], [row for row, match in zip(rows, likely) if not match]]
+    tiers = [[row for row, match in zip(rows, likely) if match]]
+    rest = [row for row, match in zip(rows, likely) if not match]
+    if photo and rest:
+        kind = _photo_kind(rows)
+        tiers.append([row for row in rest if _categories(row) & kind])
+        rest = [row for row in rest if not _categories(row) & kind]
+    tiers.append(rest)
     return [row for tier in tiers for row in _ordered(tier, sort, adapter, category)]
+
+
+#: a photo's best results whose categories say what kind of product it shows (as ``query.photo_kind``'s)
+PHOTO_KIND_ROWS = 10
+
+
+def _photo_kind(rows: list[_Row]) -> set[str]:
+    """The categories of a photo's best result and those at least half its ``PHOTO_KIND_ROWS`` best are in."""
+    best = [_categories(row) for row in rows[:PHOTO_KIND_ROWS]]
+    votes = Counter(path for paths in best for path in paths)
+    return (best[0] if best else set()) | {path for path, count in votes.items() if count >= len(best) / 2}
+
+
+def _categories(row: _Row) -> set[str]:
+    return {str(path) for path in row.facets.get(CATEGORY) or []}
 
 
 def _ordered(rows: list[_Row], sort: str, adapter: Any, category: str | None) -> list[_Row]:

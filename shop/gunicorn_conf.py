@@ -54,7 +54,8 @@ def when_ready(server: Any) -> None:
 
 def post_worker_init(worker: object) -> None:
     """Load the models in each worker before it serves (``MULTIMODAL_SEARCH["WARM_UP"]``), so no search waits
-    for them: with ``preload_app`` they came loaded from the master, and each is run once here."""
+    for them: with ``preload_app`` they came loaded from the master, and each is run once here; and
+    autocomplete's category counts (``services.warm_up_search``)."""
     from multimodal_search import services
 
-    services.warm_up()
+    services.warm_up_search()

@@ -128,6 +128,12 @@ def test_a_gunicorn_worker_warms_up_after_loading_the_app(lazy, indexed):
     _conf().post_worker_init(object())
     assert get_encoder().loads == 1  # type: ignore[attr-defined]
     assert _first_search_loads() == 0
+    # and autocomplete's category counts, so that no first keystroke counts them
+    from django.core.cache import cache
+
+    from multimodal_search.services.indexing import current_model_id
+
+    assert cache.get(f"mmsearch:suggest:categories:v2:{current_model_id()}") is not None
 
 
 def _conf() -> Any:

@@ -159,6 +159,7 @@ from multimodal_search.services.warmup import (
     prepare_worker,
     use_indexing_threads,
     warm_up,
+    warm_up_search,
     warm_up_to_share,
 )
 
@@ -276,5 +277,6 @@ __all__ = [
     "visitor_hash",
     "voice_search",
     "warm_up",
+    "warm_up_search",
     "warm_up_to_share",
 ]

@@ -109,7 +109,8 @@ class SearchQuerySerializer(serializers.Serializer[Any]):
         help_text="The order of the results: by relevance, price up or down, newest first, or best sellers first "
         "(the most viewed, carted and bought of the last 30 days). Default: by relevance, or as the words ask "
         "(`cheap wool`: `price_asc`, `latest hoodies`: `newest`, `best selling bags`: `best_selling`; then "
-        "`query.sort` says so).",
+        "`query.sort` says so). An order other than relevance sorts the likely matches first, then the similar "
+        "items (a photo's of its kind before the others), each in that order.",
     )
     ordering = serializers.ChoiceField(
         choices=list(ORDERING),

@@ -112,6 +112,7 @@ def refinement_links(path: str, params: QueryDict, page: services.SearchPage) ->
     typed = params.get(QUERY, "")
     flags = [Link(flag, url(q=[without_flag(typed, flag)]), False) for flag in page.query.get("flags") or []]
     explicit = bool(params.get(PRICE_MIN) or params.get(PRICE_MAX))
+    worded_price = bool(page.query.get("price")) and not explicit and bool(page.query.get("searched"))
     prices = [
         Link(
             price_label(item.minimum, item.maximum),
@@ -135,6 +136,10 @@ def refinement_links(path: str, params: QueryDict, page: services.SearchPage) ->
         "excluded": excluded,
         "flags": flags,
         "clear_price": url(price_min=[], price_max=[]) if explicit else None,
+        # nothing in the price range, something at any price ("tee under 20"): the words without their price
+        "any_price": url(price_min=[], price_max=[], **({QUERY: [page.query["searched"]]} if worded_price else {}))
+        if not page.total and page.at_any_price
+        else None,
         "as_typed": url(**{AS_TYPED: ["1"]}) if page.query.get("corrected") else None,
         "sorts": [(name, SORT_LABELS[name], name == page.sort) for name in services.SORTS],
         "sort_from_words": bool(page.query.get("sort")),

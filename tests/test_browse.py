@@ -699,3 +699,22 @@ def test_a_gift_shows_the_best_sellers_for_whoever_it_is_for(client, shop):
     assert for_him.query["searched"] == "men" and for_him.sort == "best_selling"
     page = client.get("/search/", {"q": "gift for him"}).content.decode()
     assert '<option value="best_selling" selected>Best sellers</option>' in page and "(from your words)" in page
+
+
+@pytest.mark.django_db
+def test_nothing_in_the_price_range_offers_the_results_at_any_price(client, shop):
+    html = client.get("/search/", {"q": "jacket under 15"}).content.decode()
+    assert "0 results" in html and "Nothing under $15 matches “jacket”." in html
+    link = re.search(r'<a href="([^"]+)" rel="nofollow">Show (\d+) results at any price</a>', html)
+    assert link is not None, html[html.index("Nothing") :][:400]
+    assert link.group(1) == "/search/?q=jacket"  # the words without their price
+    followed = client.get(link.group(1)).content.decode()
+    assert f"{link.group(2)} results" in followed
+    # an explicit price filter: the same words, the filter taken off
+    html = client.get("/search/", {"q": "jacket", "price_max": "15"}).content.decode()
+    assert 'href="/search/?q=jacket" rel="nofollow">Show' in html
+    # the API says how many there are at any price; null without a price filter
+    answer = client.get("/api/v1/search/", {"q": "jacket under 15"}).json()
+    assert answer["total"] == 0 and answer["at_any_price"] == int(link.group(2))
+    assert client.get("/api/v1/search/", {"q": "jacket"}).json()["at_any_price"] is None
+    assert client.get("/api/v1/search/", {"q": "jacket under 100"}).json()["at_any_price"] >= 1

@@ -217,6 +217,12 @@ class SearchResponseSerializer(serializers.Serializer[Any]):
     )
     price_min = serializers.CharField(allow_null=True, help_text="The price filter applied (inclusive), or null.")
     price_max = serializers.CharField(allow_null=True, help_text="The price filter applied (exclusive), or null.")
+    at_any_price = serializers.IntegerField(
+        allow_null=True,
+        help_text='With a price filter (a parameter, or the words\' "under 20"): the results at any price, the '
+        "same words and facet filters applied (`total` 0 and this above 0: nothing in that price range); null "
+        "without one.",
+    )
     facets = serializers.DictField(
         child=FacetValueSerializer(many=True),
         help_text="Each facet's values with their counts (the facets the shop configured, in order).",

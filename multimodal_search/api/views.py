@@ -59,6 +59,7 @@ def _payload(response: services.SearchPage, links: tuple[str | None, str | None]
         "filters": response.filters,
         "price_min": _money(response.price_min),
         "price_max": _money(response.price_max),
+        "at_any_price": response.at_any_price,
         "facets": {
             name: [{"value": item.value, "count": item.count, "selected": item.selected} for item in values]
             for name, values in response.facets.items()

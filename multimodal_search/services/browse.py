@@ -109,6 +109,8 @@ class SearchPage(SearchResponse):
     filters: dict[str, list[str]] = field(default_factory=dict)
     #: one result per product group, the others its ``variants``; the total and counts are of groups
     grouped: bool = False
+    #: with a price filter: the results the same words and facet filters have at any price (None: no price filter)
+    at_any_price: int | None = None
 
 
 @dataclass
@@ -319,6 +321,7 @@ def browse_products(
         price_max=price_max,
         filters=chosen,
         grouped=grouped,
+        at_any_price=None if price_min is None and price_max is None else len({row.group for row in in_facets}),
         matched=[row.hit for row in kept],
     )
 

@@ -38,6 +38,15 @@ def _broker():
     ensure_redis(settings.CELERY_BROKER_URL)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Each test starts with an empty default cache: counts kept for a minute (the category tree's,
+    autocomplete's) would otherwise carry one test's catalogue into the next."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def indexed(db):
     """indexed(*products) stores their vectors with the configured encoder, in-process."""

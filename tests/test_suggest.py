@@ -18,6 +18,7 @@ from django.db.models import Q
 
 from multimodal_search import services
 from multimodal_search.ranking.departments import Departments, save_departments
+from multimodal_search.services import memo
 from multimodal_search.services.indexing import current_model_id
 from multimodal_search.services.suggest import category_counts
 from multimodal_search.store import sql
@@ -183,7 +184,7 @@ def test_old_counts_are_shown_while_a_thread_counts_them_again(
             started.append(self)
             super().start()
 
-    monkeypatch.setattr(suggest_module.threading, "Thread", Recorded)
+    monkeypatch.setattr(memo.threading, "Thread", Recorded)
     key = suggest_module._counts_key(model_id)
     cache.set(key, (time.time() - suggest_module.CATEGORY_CACHE_SECONDS - 1, {HOODIES: 99}), 600)
     assert category_counts(model_id) == {HOODIES: 99}  # the old counts, at once
@@ -192,7 +193,7 @@ def test_old_counts_are_shown_while_a_thread_counts_them_again(
     assert category_counts(model_id) == counted and len(started) == 1  # counted again, and fresh
     # no counts kept and another request counting: this keystroke gets none rather than waiting
     cache.delete(key)
-    assert cache.add(key + ":counting", 1, 60)
+    assert cache.add(key + ":reading", 1, 60)
     assert category_counts(model_id) == {}
     assert services.suggest("hood")["categories"] == [] and skus(services.suggest("hood"))
 

@@ -80,6 +80,7 @@ from multimodal_search.services.indexing import (
     remove_products,
     store_is_empty,
 )
+from multimodal_search.services.memo import kept_fresh
 from multimodal_search.services.merchandising import rules_changed
 from multimodal_search.services.personal import (
     VISITOR_SESSION_KEY,
@@ -223,6 +224,7 @@ __all__ = [
     "indexes_built_after",
     "is_token",
     "keep_photo",
+    "kept_fresh",
     "likely_match",
     "load_photo",
     "log_search",

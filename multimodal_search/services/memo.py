@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
-from typing import Any
+from typing import Any, TypeVar
+
+from django.core.cache import cache
+from django.db import connection
 
 Read = Callable[[list[Hashable]], dict[Hashable, Any]]
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
+#: a read that has not finished by then (its thread died with its process) may be started again
+_READING_SECONDS = 300
 
 
 class Memo:
@@ -54,3 +62,39 @@ class Memo:
     def clear(self) -> None:
         with self._lock:
             self._values.clear()
+
+
+def kept_fresh(key: str, read: Callable[[], T], *, fresh: float, keep: float, busy: T) -> T:
+    """``read()``'s value, kept in the default cache under ``key``, for reads too slow for a request (a count
+    over every product: seconds at 1,000,000). A value older than ``fresh`` seconds is still returned while
+    one thread of this process reads it again (one at a time, a ``cache.add`` lock); values are kept up to
+    ``keep`` seconds. Only the first read is made in the request; a request that comes while another makes
+    it gets ``busy`` rather than waiting."""
+    kept: tuple[float, T] | None = cache.get(key)
+    if kept is not None:
+        read_at, value = kept
+        if time.time() - read_at > fresh and cache.add(key + ":reading", 1, _READING_SECONDS):
+            threading.Thread(target=_read_in_background, args=(key, read, keep), name=f"kept-fresh {key}").start()
+        return value
+    if not cache.add(key + ":reading", 1, _READING_SECONDS):
+        return busy
+    return read_now(key, read, keep=keep)
+
+
+def read_now(key: str, read: Callable[[], T], *, keep: float) -> T:
+    """``read()`` now, its value kept under ``key`` for :func:`kept_fresh`."""
+    try:
+        value = read()
+        cache.set(key, (time.time(), value), keep)
+        return value
+    finally:
+        cache.delete(key + ":reading")
+
+
+def _read_in_background(key: str, read: Callable[[], Any], keep: float) -> None:
+    try:
+        read_now(key, read, keep=keep)
+    except Exception:  # the old value stays; a request after the lock's expiry tries again
+        logger.exception("Reading %s again failed", key)
+    finally:
+        connection.close()  # this thread's own connection

@@ -102,20 +102,32 @@ def _recommended(request: HttpRequest, category: Category | None) -> list[dict]:
     return [hit.as_dict() for hit in hits]
 
 
+#: the category tree's counts are counted again (off the request) once they are this old
+TREE_SECONDS = 60
+
+
 def category_tree() -> list[CategoryNode]:
     """Every category in path order with its depth and active product count, a product's colours counted
-    once (products of sub-categories included); empty branches are left out."""
-    categories = list(
-        Category.objects.annotate(
-            direct=Count(_group("products__"), filter=Q(products__active=True), distinct=True)
-        ).order_by("path")
-    )
+    once (products of sub-categories included); empty branches are left out. The counts read every
+    product, so they are kept and counted again off the request once a minute old
+    (``services.kept_fresh``; a page that comes during the very first count shows no tree)."""
+    none: dict[str, int] = {}
+    direct = services.kept_fresh("shop:category-tree", _direct_counts, fresh=TREE_SECONDS, keep=24 * 3600, busy=none)
+    categories = list(Category.objects.order_by("path"))
     totals = {c.path: 0 for c in categories}
     for c in categories:
         for path in c.ancestor_paths():
             if path in totals:
-                totals[path] += c.direct
+                totals[path] += direct.get(c.path, 0)
     return [CategoryNode(c, c.path.count(PATH_SEPARATOR), totals[c.path]) for c in categories if totals[c.path]]
+
+
+def _direct_counts() -> dict[str, int]:
+    """Category path -> its own active products (not its sub-categories'), a product's colours once."""
+    counted = Category.objects.annotate(
+        direct=Count(_group("products__"), filter=Q(products__active=True), distinct=True)
+    ).values_list("path", "direct")
+    return {path: int(direct) for path, direct in counted if direct}
 
 
 def _products() -> QuerySet[Product]:

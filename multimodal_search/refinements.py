@@ -4,6 +4,7 @@ each state of the page has an address that can be shared."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -112,7 +113,7 @@ def refinement_links(path: str, params: QueryDict, page: services.SearchPage) ->
     typed = params.get(QUERY, "")
     flags = [Link(flag, url(q=[without_flag(typed, flag)]), False) for flag in page.query.get("flags") or []]
     explicit = bool(params.get(PRICE_MIN) or params.get(PRICE_MAX))
-    worded_price = bool(page.query.get("price")) and not explicit and bool(page.query.get("searched"))
+    worded_price = bool(page.query.get("price")) and not explicit
     prices = [
         Link(
             price_label(item.minimum, item.maximum),
@@ -136,10 +137,7 @@ def refinement_links(path: str, params: QueryDict, page: services.SearchPage) ->
         "excluded": excluded,
         "flags": flags,
         "clear_price": url(price_min=[], price_max=[]) if explicit else None,
-        # nothing in the price range, something at any price ("tee under 20"): the words without their price
-        "any_price": url(price_min=[], price_max=[], **({QUERY: [page.query["searched"]]} if worded_price else {}))
-        if not page.total and page.at_any_price
-        else None,
+        "any_price": _any_price(page, url, worded_price),
         "as_typed": url(**{AS_TYPED: ["1"]}) if page.query.get("corrected") else None,
         "sorts": [(name, SORT_LABELS[name], name == page.sort) for name in services.SORTS],
         "sort_from_words": bool(page.query.get("sort")),
@@ -150,6 +148,18 @@ def refinement_links(path: str, params: QueryDict, page: services.SearchPage) ->
         "previous": _page_url(path, params, page.page - 1) if 1 < page.page <= page.pages else None,
         "next": _page_url(path, params, page.page + 1) if page.page < page.pages else None,
     }
+
+
+def _any_price(page: services.SearchPage, url: Callable[..., str], worded_price: bool) -> str | None:
+    """Nothing in the price range but something at any price ("tee under 20"): the address of the same search
+    without its price (the words without theirs), or None. Words of a price alone ("under 5") have nothing
+    else to search."""
+    if page.total or not page.at_any_price:
+        return None
+    if not worded_price:
+        return url(price_min=[], price_max=[])
+    searched = page.query.get("searched")
+    return url(price_min=[], price_max=[], **{QUERY: [searched]}) if searched else None
 
 
 def price_label(minimum: Decimal | None, maximum: Decimal | None) -> str:

@@ -713,6 +713,9 @@ def test_nothing_in_the_price_range_offers_the_results_at_any_price(client, shop
     # an explicit price filter: the same words, the filter taken off
     html = client.get("/search/", {"q": "jacket", "price_max": "15"}).content.decode()
     assert 'href="/search/?q=jacket" rel="nofollow">Show' in html
+    # words of a price alone have nothing else to search: no link that would search them again
+    html = client.get("/search/", {"q": "under 5"}).content.decode()
+    assert "at any price" not in html and "0 results" in html
     # the API says how many there are at any price; null without a price filter
     answer = client.get("/api/v1/search/", {"q": "jacket under 15"}).json()
     assert answer["total"] == 0 and answer["at_any_price"] == int(link.group(2))

@@ -200,6 +200,10 @@ def test_gunicorn_serves_concurrent_searches_within_the_connection_bound(tmp_pat
     media = Path(settings.MEDIA_ROOT) / "products"
     media.mkdir(parents=True, exist_ok=True)
     (media / "served.txt").write_text("a product photo")
+    # the processes earlier tests started (workers, servers) may still be leaving: their connections would count
+    deadline = time.monotonic() + 15
+    while database_connections([]) and time.monotonic() < deadline:
+        time.sleep(0.2)
     with gunicorn(tmp_path, GUNICORN_WORKERS="2", GUNICORN_THREADS="2", DEMO_SERVE_MEDIA="1") as (base, _server):
         peak, stop, own_pid = [0], threading.Event(), backend_pid()
 

@@ -28,7 +28,8 @@ encoder ``model_id`` (the vectors it reads) and is ignored for any other.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -295,3 +296,17 @@ ARTEFACT = "attributes"
 def get_model(model_id: str) -> AttributeModel | None:
     """The attribute model trained for this encoder version (reloaded when its file changes), or None."""
     return artefacts.load(ARTEFACT, model_id, AttributeModel.from_json)
+
+
+def photo_kinds(nearest: Sequence[Mapping[str, float]]) -> list[str]:
+    """The kinds a photo shows, from its nearest products' kinds, nearest first (each kind -> how surely the
+    product is of it): the nearest product's likeliest (a tie: each), then any at least half of them are in."""
+    first = next((found for found in nearest if found), None)
+    if first is None:
+        return []
+    top = max(first.values())
+    firsts = [kind for kind, share in first.items() if share == top]
+    votes: Counter[str] = Counter()
+    for found in nearest:
+        votes.update(found)
+    return firsts + [kind for kind, share in votes.items() if share >= len(nearest) / 2 and kind not in firsts]

@@ -22,7 +22,7 @@ from PIL import Image
 
 from multimodal_search.adapters import get_adapter
 from multimodal_search.conf import search_settings
-from multimodal_search.ranking import calibration
+from multimodal_search.ranking import attributes, calibration
 from multimodal_search.ranking import vocabulary as v
 from multimodal_search.ranking.colour import colours_in_text
 from multimodal_search.ranking.departments import get_departments
@@ -44,7 +44,7 @@ from multimodal_search.ranking.qualities import flags_asked, get_qualities
 from multimodal_search.ranking.spelling import Correction
 from multimodal_search.ranking.text import stem, words
 from multimodal_search.services.codes import options
-from multimodal_search.services.query import SearchError, correct_spelling, current_encoder
+from multimodal_search.services.query import PHOTO_KIND_NEIGHBOURS, SearchError, correct_spelling, current_encoder
 from multimodal_search.services.recommend import POPULAR, popular_products, popularity
 from multimodal_search.services.search import (
     MinRelevance,
@@ -545,30 +545,18 @@ def _sorted(
     """``rows`` (in relevance order) in ``sort``'s order. Another order than relevance sorts the likely
     matches first and the similar items after them ("cheap backpack": the cheapest backpacks, then the
     cheapest of what else the words found, such as yoga straps), where the rows have any likely match. Of
-    a ``photo``'s similar items, those of the kind it shows come first (:func:`_photo_kind`): a jacket's
+    a ``photo``'s similar items, those of the kind it shows come first (``attributes.photo_kinds``): a jacket's
     photo sorted by price shows jackets before cheaper tees."""
     if sort == RELEVANCE:
         return rows
-    likely = [calibration.likely_match(row.hit.relevance, exact) for row in rows]
-    tiers = [[row for row, match in zip(rows, likely) if match]]
-    rest = [row for row, match in zip(rows, likely) if not match]
-    if photo and rest:
-        kind = _photo_kind(rows)
-        tiers.append([row for row in rest if _categories(row) & kind])
-        rest = [row for row in rest if not _categories(row) & kind]
-    tiers.append(rest)
+    # the kind a photo shows: that of its best results (``attributes.photo_kinds``, as ``query.photo_kind``)
+    best = [dict.fromkeys(_categories(row), 1.0) for row in rows[:PHOTO_KIND_NEIGHBOURS]] if photo else []
+    kind = set(attributes.photo_kinds(best))
+    tiers: tuple[list[_Row], list[_Row], list[_Row]] = ([], [], [])  # likely matches, the photo's kind, the rest
+    for row in rows:
+        tier = 0 if calibration.likely_match(row.hit.relevance, exact) else 1 if _categories(row) & kind else 2
+        tiers[tier].append(row)
     return [row for tier in tiers for row in _ordered(tier, sort, adapter, category)]
-
-
-#: a photo's best results whose categories say what kind of product it shows (as ``query.photo_kind``'s)
-PHOTO_KIND_ROWS = 10
-
-
-def _photo_kind(rows: list[_Row]) -> set[str]:
-    """The categories of a photo's best result and those at least half its ``PHOTO_KIND_ROWS`` best are in."""
-    best = [_categories(row) for row in rows[:PHOTO_KIND_ROWS]]
-    votes = Counter(path for paths in best for path in paths)
-    return (best[0] if best else set()) | {path for path, count in votes.items() if count >= len(best) / 2}
 
 
 def _categories(row: _Row) -> set[str]:

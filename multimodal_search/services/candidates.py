@@ -71,7 +71,11 @@ def collect_signals(
 def _recoloured(query: Query) -> bool:
     """A photo with words that name a colour ("like this photo, but in blue"): the words ask for the
     photo's product in another colour."""
-    return query.image_features is not None and query.text_vector is not None and bool(query.colours)
+    return _photo_and_words(query) and bool(query.colours)
+
+
+def _photo_and_words(query: Query) -> bool:
+    return query.image_features is not None and query.text_vector is not None
 
 
 def stated_otherwise(query: Query, fields: Mapping[str, Any]) -> bool:
@@ -146,7 +150,7 @@ def _derived_signals(
     for facet, wanted in query.facets.items():
         if facet in names:
             signals[facet] = {pk: attributes.facet_match(facet, wanted, fields.get(pk) or {}) for pk in pks}
-    if query.image_features is not None and query.text_vector is not None and (query.colours or query.gender):
+    if _photo_and_words(query) and (query.colours or query.gender):
         signals[v.ASKED_OTHERWISE] = {pk: float(stated_otherwise(query, fields.get(pk) or {})) for pk in pks}
     if v.COLOUR in names:
         if query.colours:  # words win: "like this photo, but in red"

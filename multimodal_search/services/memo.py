@@ -78,10 +78,10 @@ def kept_fresh(key: str, read: Callable[[], T], *, fresh: float, keep: float, bu
         return value
     if not cache.add(key + ":reading", 1, _READING_SECONDS):
         return busy
-    return read_now(key, read, keep=keep)
+    return _read_now(key, read, keep=keep)
 
 
-def read_now(key: str, read: Callable[[], T], *, keep: float) -> T:
+def _read_now(key: str, read: Callable[[], T], *, keep: float) -> T:
     """``read()`` now, its value kept under ``key`` for :func:`kept_fresh`."""
     try:
         value = read()
@@ -93,7 +93,7 @@ def read_now(key: str, read: Callable[[], T], *, keep: float) -> T:
 
 def _read_in_background(key: str, read: Callable[[], Any], keep: float) -> None:
     try:
-        read_now(key, read, keep=keep)
+        _read_now(key, read, keep=keep)
     except Exception:  # the old value stays; a request after the lock's expiry tries again
         logger.exception("Reading %s again failed", key)
     finally:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
@@ -210,13 +209,8 @@ def photo_kind(features: np.ndarray, model_id: str) -> dict[str, list[str]]:
     nearest = store.nearest("feature_vector", features, scope)
     fields = store.product_fields([pk for pk, _ in nearest], model_id=model_id)
     # each neighbour's leaf: stated (1), else the classifier's probabilities
-    leaves = [_leaves(fields.get(pk) or {}) for pk, _ in nearest]
-    votes: Counter[str] = Counter()
-    for found in leaves:
-        votes.update(found)
-    first = next((max(found, key=found.__getitem__) for found in leaves if found), None)
-    kinds = [value for value, share in votes.items() if share >= len(nearest) / 2 and value != first]
-    return {v.CATEGORY: [first, *kinds]} if first is not None else {}
+    kinds = attributes.photo_kinds([_leaves(fields.get(pk) or {}) for pk, _ in nearest])
+    return {v.CATEGORY: kinds} if kinds else {}
 
 
 def _leaves(fields: Mapping[str, Any]) -> dict[str, float]:

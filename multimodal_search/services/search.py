@@ -262,7 +262,8 @@ def rank_products(
         order, scores = nudge.order, nudge.scores
     # "like this photo, but in blue": a product stated purple after the others (candidates.stated_otherwise)
     otherwise = {pk for pk, value in signals.get(v.ASKED_OTHERWISE, {}).items() if value}
-    order = [pk for pk in order if pk not in otherwise] + [pk for pk in order if pk in otherwise]
+    if otherwise:
+        order = [pk for pk in order if pk not in otherwise] + [pk for pk in order if pk in otherwise]
     fired = merchandising.fired_rules(text, query.text_vector, encoder=encoder, model_id=model_id, rules=rules)
     if fired:  # the admin's pins, boosts, burials and hides for this query
         order = merchandising.apply_rules(order, [rule for rule, _, _ in fired], insert=not category)

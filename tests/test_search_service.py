@@ -10,6 +10,8 @@ from multimodal_search import services
 from multimodal_search.models import ImageEmbedding, ProductEmbedding
 from multimodal_search.ranking import fusion
 from multimodal_search.services import candidates, query
+from multimodal_search.store import get_store
+from multimodal_search.store.base import Scope
 from multimodal_search.store.pgvector import as_array
 from shop.catalog.models import Category
 from tests.factories import ProductFactory
@@ -132,6 +134,26 @@ def test_similar_products_excludes_itself(indexed):
     hits = services.similar_products(products[0], k=2)
     assert products[0] not in [hit.product for hit in hits]
     assert {hit.product for hit in hits} == {products[1], products[2]}
+
+
+def test_similar_products_of_another_gender_come_last(indexed):
+    own = ProductFactory(title="grey fleece hoodie", gender="Men", photos=["gray"])
+    women = ProductFactory(title="grey fleece hoodie", gender="Women", photos=["gray"])
+    unisex = ProductFactory(title="grey fleece hoodie zip", gender="Unisex", photos=["gray"])
+    men = ProductFactory(title="grey cotton tee", gender="Men", photos=["white"])
+    unstated = ProductFactory(title="grey wool scarf", photos=["white"])
+    indexed(own, women, unisex, men, unstated)
+    # the women's hoodie, its words and photo the men's own, is the nearest by the fused vector
+    _encoder, model_id = query.current_encoder()
+    store = get_store()
+    vector = store.product_vector(str(own.pk), "fused_vector", model_id=model_id)
+    nearest = [pk for pk, _ in store.nearest("fused_vector", vector, Scope(model_id, 5))]
+    assert nearest.index(str(women.pk)) < nearest.index(str(men.pk))
+    hits = [hit.product for hit in services.similar_products(own, k=4)]
+    assert hits[-1] == women and set(hits[:3]) == {unisex, men, unstated}
+    # a women's product's page: the men's tee last; a unisex product's: every gender in its place
+    assert [hit.product for hit in services.similar_products(women, k=4)][-1] == men
+    assert women in [hit.product for hit in services.similar_products(unisex, k=4)][:2]
 
 
 def test_lexical_is_postgres_full_text_search(indexed, pil_photo):

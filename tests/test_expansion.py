@@ -59,6 +59,23 @@ def test_an_expansion_the_catalogue_does_not_support_is_not_added():
     assert expansion.plan("throw pillow", counter({"blanket": 4}), lambda: 10) == []
 
 
+def test_a_phrase_whose_relatives_the_shop_never_uses_gets_a_broader_word():
+    # "sportswear" is filed under "attire", which no sports shop says; "attire" is filed under "clothing"
+    shop = {"clothing": 5, "wear": 31, "tee": 12}
+    found = expansion.plan("activewear", counter(shop), lambda: 200)
+    assert {(e.phrase, e.term, e.relation) for e in found} == {
+        ("activewear", "clothing", expansion.HYPERNYM),
+        ("activewear", "wear", expansion.HYPERNYM),
+    }
+    assert all(e.weight == pytest.approx(0.64) for e in found)  # two hypernym links: 0.8 x 0.8
+    # a relative the shop uses is taken, and nothing broader: "attire" itself, or "clothing" for outerwear
+    assert [e.term for e in expansion.plan("activewear", counter({**shop, "attire": 3}), lambda: 200)] == ["attire"]
+    outerwear = expansion.plan("outerwear", counter(shop), lambda: 200)
+    assert {e.term for e in outerwear} == {"clothing", "wear"} and outerwear[0].weight == pytest.approx(0.8)
+    # nothing the shop uses at either level: nothing added
+    assert expansion.plan("activewear", counter({"tee": 12}), lambda: 200) == []
+
+
 def test_phrases_the_synonym_list_covers_are_left_to_it():
     count = counter({"pant": 5})
     assert [e.term for e in expansion.plan("trousers", count, lambda: 100)] == ["pant"]

@@ -162,6 +162,28 @@ def candidates(phrase: str) -> dict[str, tuple[str, float]]:
     return dict(ranked[:MAX_CANDIDATES])
 
 
+def broader(phrase: str) -> dict[str, tuple[str, float]]:
+    """term -> (``HYPERNYM``, the hypernym weight squared x sense weight): the lemmas two hypernym links
+    above the phrase's goods senses ("sportswear" -> "attire" -> "clothing"), for a phrase whose own
+    neighbours the catalogue uses none of. WordNet files "sportswear" and "activewear" under "attire",
+    a word no sports shop uses; a shop that sells clothing then found nothing for them ("No results"
+    on Luma, every product of which is sportswear)."""
+    own = set(wordnet.base_forms(phrase)) | {phrase}
+    near = set(candidates(phrase))
+    best: dict[str, tuple[str, float]] = {}
+    goods = [sense for sense in wordnet.senses(phrase) if sense.lexname in wordnet.GOODS]
+    for sense, weight in zip(goods, SENSE_WEIGHTS):
+        score = RELATION_WEIGHTS[HYPERNYM] ** 2 * weight
+        for parent in sense.hypernyms:
+            for offset in wordnet.synset(parent).hypernyms:
+                for lemma in wordnet.synset(offset).lemmas:
+                    if lemma in own or lemma in near or not words(lemma) or best.get(lemma, ("", 0.0))[1] >= score:
+                        continue
+                    best[lemma] = (HYPERNYM, score)
+    ranked = sorted(best.items(), key=lambda item: (-item[1][1], item[0]))
+    return dict(ranked[:MAX_CANDIDATES])
+
+
 def support(products: int, total: int, max_share: float) -> float:
     """evidence x specificity of a term used by ``products`` of ``total`` products (0 when unused)."""
     if products <= 0:
@@ -183,12 +205,15 @@ def plan(
     count_cap: int = 1000,
     covered: Collection[str] = (),
 ) -> list[Expansion]:
-    """The catalogue's terms for the query's phrases it does not use, best first per phrase.
+    """The catalogue's terms for the query's phrases it does not use, best first per phrase: its
+    synonyms, direct hypernyms and hyponyms (:func:`candidates`), and for a phrase none of whose
+    are used, the hypernyms of its hypernyms (:func:`broader`).
 
     Args:
         text: the shopper's words.
-        count_terms: products using each term, up to a cap (called at most twice: whether the query's
-            phrases and words are used at all, cap 1, then the candidates of the missing ones).
+        count_terms: products using each term, up to a cap (called at most three times: whether the
+            query's phrases and words are used at all, cap 1, then the candidates of the missing ones,
+            then the broader candidates of those that found none).
         total: products in the catalogue (called only when something is missing).
         max_terms: most terms added per missing phrase.
         max_share: share of the catalogue a term may cover before it counts as too general.
@@ -209,8 +234,8 @@ def plan(
     counts = count_terms(terms, count_cap) if terms else {}
     size = total() if counts else 0
     present = set(words(text))
-    chosen: list[Expansion] = []
-    for gap, found in options.items():
+
+    def keep(gap: str, found: Mapping[str, tuple[str, float]], counts: Mapping[str, int], size: int) -> list[Expansion]:
         kept = []
         for term, (relation, score) in found.items():
             if set(words(term)) <= present:
@@ -222,8 +247,17 @@ def plan(
         if any(e.relation == SYNONYM for e in kept):  # the shop's synonym is its word; relatives only widen
             kept = [e for e in kept if e.relation == SYNONYM]
         kept.sort(key=lambda e: (-e.weight, e.term))
-        chosen += kept[:max_terms]
-    return chosen
+        return kept[:max_terms]
+
+    found = {gap: keep(gap, options[gap], counts, size) for gap in gaps}
+    wider = {gap: broader(gap) for gap, kept in found.items() if not kept}
+    wider = {gap: terms for gap, terms in wider.items() if terms}
+    if wider:
+        more = list(dict.fromkeys(term for terms in wider.values() for term in terms))
+        counts = count_terms(more, count_cap)
+        size = size or (total() if counts else 0)
+        found.update({gap: keep(gap, terms, counts, size) for gap, terms in wider.items()})
+    return [expansion for gap in gaps for expansion in found[gap]]
 
 
 def expanded_text(text: str, expansions: Sequence[Expansion]) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.contrib import admin, messages
@@ -267,11 +267,21 @@ class ProductEmbeddingAdmin(_ViewOnly, admin.ModelAdmin):
         return {
             "method": method,
             "response": response,
-            "results": [hit.as_dict() for hit in response.hits],
+            "results": [{**hit.as_dict(), "why": _signal_rows(hit.signals, hit.explanation)} for hit in response.hits],
             "price": price,  # the price the words named ("Under $60")
             # whether the words asked more than their meaning: a price, size, order, exclusion or product code
             "read": any(key in response.query for key in ("searched", "code", "browse", "parts", "flags")),
         }
+
+
+def _signal_rows(
+    signals: Mapping[str, float], explanation: Mapping[str, float]
+) -> list[tuple[str, float | None, float | None]]:
+    """``(signal, value, share of the score)`` per signal of one result, the largest share first (a
+    signal the score does not read has no share; one the explanation alone names has no value): one
+    cell of the playground, so that two methods' tables fit side by side."""
+    names = sorted(set(signals) | set(explanation), key=lambda name: (-float(explanation.get(name, -1.0)), name))
+    return [(name, signals.get(name), explanation.get(name)) for name in names]
 
 
 @admin.register(IndexState)

@@ -242,7 +242,12 @@ def test_playground_compares_methods_with_a_photo_category_and_synonyms(admin_cl
     assert f"<h2>{default}" in html and "<h2>lexical</h2>" in html
     assert "expanded by synonyms to <strong>“widget gizmo”" in html and "+ photo" in html
     assert html.index("GIZMO-1") < html.index("LAMP-1")
-    assert "lexical=" in html and "%<br>" in html  # signals and explanation shares
+    # each signal's value and its share of the score, in one cell, the largest share first
+    cells = re.findall(r'<td style="white-space: nowrap;">(.*?)</td>', html, re.S)
+    assert cells and all(cell.endswith("<br>") for cell in cells)
+    assert re.search(r"lexical (\d\.\d{3}|–) <strong>\d+%</strong><br>", cells[-1])
+    shares = [int(share) for share in re.findall(r"<strong>(\d+)%</strong>", cells[0])]
+    assert shares and shares == sorted(shares, reverse=True)
 
 
 def test_playground_is_open_to_view_only_staff(client, viewer, indexed):

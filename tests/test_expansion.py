@@ -67,13 +67,17 @@ def test_a_phrase_whose_relatives_the_shop_never_uses_gets_a_broader_word():
         ("activewear", "clothing", expansion.HYPERNYM),
         ("activewear", "wear", expansion.HYPERNYM),
     }
-    assert all(e.weight == pytest.approx(0.64) for e in found)  # two hypernym links: 0.8 x 0.8
+    assert all(e.weight == pytest.approx(0.8) for e in found)  # a hypernym the word itself names
     # a relative the shop uses is taken, and nothing broader: "attire" itself, or "clothing" for outerwear
     assert [e.term for e in expansion.plan("activewear", counter({**shop, "attire": 3}), lambda: 200)] == ["attire"]
     outerwear = expansion.plan("outerwear", counter(shop), lambda: 200)
     assert {e.term for e in outerwear} == {"clothing", "wear"} and outerwear[0].weight == pytest.approx(0.8)
     # nothing the shop uses at either level: nothing added
     assert expansion.plan("activewear", counter({"tee": 12}), lambda: 200) == []
+    # a hat is a headdress, a kind of clothing too, but "hat" does not end with "wear": a shop without hats
+    # finds nothing for it, not its clothes
+    assert expansion.plan("hat", counter(shop), lambda: 200) == []
+    assert expansion.plan("gloves", counter(shop), lambda: 200) == []
 
 
 def test_phrases_the_synonym_list_covers_are_left_to_it():

@@ -162,24 +162,44 @@ def candidates(phrase: str) -> dict[str, tuple[str, float]]:
     return dict(ranked[:MAX_CANDIDATES])
 
 
+#: hypernym links searched above a one-word phrase for the word it ends with (:func:`broader`)
+HEAD_DEPTH = 3
+
+
 def broader(phrase: str) -> dict[str, tuple[str, float]]:
-    """term -> (``HYPERNYM``, the hypernym weight squared x sense weight): the lemmas two hypernym links
-    above the phrase's goods senses ("sportswear" -> "attire" -> "clothing"), for a phrase whose own
-    neighbours the catalogue uses none of. WordNet files "sportswear" and "activewear" under "attire",
-    a word no sports shop uses; a shop that sells clothing then found nothing for them ("No results"
-    on Luma, every product of which is sportswear)."""
+    """term -> (``HYPERNYM``, hypernym x sense weight): for a one-word phrase that ends with the name of
+    something it is a kind of, within ``HEAD_DEPTH`` hypernym links ("sports*wear*" is a kind of attire,
+    a kind of clothing, whose lemmas include "wear"), that thing's lemmas. English compounds name a kind
+    of their last part, so the word says which of its ancestors it belongs under.
+
+    Used for a phrase none of whose own relatives the catalogue uses: WordNet files "sportswear" and
+    "activewear" under "attire", a word no sports shop says, and the demo answered both with "No
+    results" though all its clothes are sportswear. A word that does not end with an ancestor's name
+    ("hat", a kind of headdress, a kind of clothing) gets nothing from here: a shop without hats
+    answers "No results", not with its sweatshirts."""
+    if " " in phrase or not wordnet.is_noun(phrase):
+        return {}
     own = set(wordnet.base_forms(phrase)) | {phrase}
-    near = set(candidates(phrase))
+    forms = [form for form in own if " " not in form and "_" not in form]
     best: dict[str, tuple[str, float]] = {}
     goods = [sense for sense in wordnet.senses(phrase) if sense.lexname in wordnet.GOODS]
     for sense, weight in zip(goods, SENSE_WEIGHTS):
-        score = RELATION_WEIGHTS[HYPERNYM] ** 2 * weight
-        for parent in sense.hypernyms:
-            for offset in wordnet.synset(parent).hypernyms:
-                for lemma in wordnet.synset(offset).lemmas:
-                    if lemma in own or lemma in near or not words(lemma) or best.get(lemma, ("", 0.0))[1] >= score:
-                        continue
-                    best[lemma] = (HYPERNYM, score)
+        for offset in wordnet.ancestors(sense.offset, HEAD_DEPTH):
+            lemmas = wordnet.synset(offset).lemmas
+            heads = [
+                lemma
+                for lemma in lemmas
+                if len(lemma) >= MIN_WORD_LENGTH
+                and lemma.isalpha()
+                and any(form.endswith(lemma) and len(form) > len(lemma) for form in forms)
+            ]
+            if not heads:
+                continue
+            score = RELATION_WEIGHTS[HYPERNYM] * weight
+            for lemma in lemmas:
+                if lemma in own or not words(lemma) or best.get(lemma, ("", 0.0))[1] >= score:
+                    continue
+                best[lemma] = (HYPERNYM, score)
     ranked = sorted(best.items(), key=lambda item: (-item[1][1], item[0]))
     return dict(ranked[:MAX_CANDIDATES])
 

@@ -149,6 +149,22 @@ def test_recommended_for_vector_excludes_given_pks_and_returns_k(shop: dict[str,
     assert {hit.product_pk for hit in gear} == {str(shop[name].pk) for name in ("tent", "lamp", "mug")}
 
 
+def test_recommended_for_vector_shows_one_colour_of_a_product_and_none_of_one_excluded(indexed: Any) -> None:
+    def colour(parent: str, name: str, title: str) -> Product:
+        return ProductFactory(sku=f"{parent}-{name}", parent_sku=parent, title=title, color=name, photos=[name.lower()])
+
+    hoodie = [colour("HD", name, "fleece hoodie") for name in ("Gray", "Black", "Blue")]
+    jacket = [colour("JK", name, "fleece jacket") for name in ("Blue", "Red")]
+    tee = colour("TE", "White", "cotton tee")
+    indexed(*hoodie, *jacket, tee)
+    vector = get_store().product_vector(str(hoodie[0].pk), "fused_vector", model_id=services.current_model_id())
+    hits = [hit.product for hit in services.recommended_for_vector(vector, k=3)]
+    assert len(hits) == 3 and {hit.parent_sku for hit in hits} == {"HD", "JK", "TE"}  # one colour of each
+    # the grey hoodie seen: none of its colours
+    seen = [hit.product for hit in services.recommended_for_vector(vector, k=2, exclude=[hoodie[0].pk])]
+    assert sorted(hit.parent_sku for hit in seen) == ["JK", "TE"]
+
+
 def test_recommended_for_shopper_without_a_profile_is_popular(shop: dict[str, Product]) -> None:
     event(shop["lamp"], session="z")
     hits = services.recommended_for_shopper(None, k=2)

@@ -267,9 +267,13 @@ def test_storefront_page_says_when_nothing_matches_exactly(client, trained, sett
         **settings.MULTIMODAL_SEARCH,
         "RELEVANCE": {"STOREFRONT_MIN": 0.0, "RELATED": 0.0, "EXACT": 1.0},
     }
+    # under the exact cut, but results the page calls likely matches: no "No exact results" over them
     page = client.get("/search/", {"q": "hoodie"}).content.decode()
+    assert "Likely a match" in page and "No exact results" not in page
+    # nothing on the page likely: it says so, and calls each result similar
+    page = client.get("/search/", {"q": "espresso machine"}).content.decode()
     assert "No exact results — showing similar items" in page and "Similar item" in page
-    assert "Likely a match" not in page  # hoodies at 0.9 are not called likely under "No exact results"
+    assert "Likely a match" not in page
     settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "RELEVANCE": {"STOREFRONT_MIN": 1.0}}
     page = client.get("/search/", {"q": "hoodie"}).content.decode()
     assert "No results for “hoodie”" in page and "mm-card" not in page

@@ -458,12 +458,7 @@ def exact_cut(ranked: Ranked) -> float | None:
 def likely_match(hit: SearchHit, response: SearchResponse) -> bool:
     """Whether the search page calls ``hit`` "Likely a match" rather than "Similar item"
     (``ranking.calibration.likely_match``: even odds, or the ``exact`` cut the page's ``match`` used).
-
-    Never on a page whose ``match`` is ``related`` or ``none``: that page says it has no exact result
-    (its best result is under the exact cut), and a card under it called a likely match would say the
-    opposite ("red dress" in a shop without dresses: its red hoodie at 0.75)."""
-    if response.match in (calibration.RELATED, calibration.NONE):
-        return False
+    The page says "No exact results" only when it calls none of its results likely."""
     return calibration.likely_match(hit.relevance, response.exact_cut)
 
 

@@ -182,6 +182,24 @@ def test_the_flags_a_query_names_are_attributes_that_are_simply_true():
 
 
 @pytest.mark.django_db
+def test_the_store_reads_the_true_attributes_names_as_the_generic_store_does(indexed):
+    from multimodal_search.store import get_store
+    from multimodal_search.store.base import BaseVectorStore
+
+    products = [
+        ProductFactory(title="Alpha Hoodie", attributes={"sale": True, "eco_collection": True, "new": False}),
+        ProductFactory(title="Beta Hoodie", attributes={"pattern": "Sale Stripe", "sizes": ["S"], "erin": "true"}),
+        ProductFactory(title="Gamma Hoodie"),
+    ]
+    indexed(*products)
+    store, pks = get_store(), [str(product.pk) for product in products] + ["not-stored"]
+    flags = store.product_flags(pks, model_id="hash-v1")
+    assert {pk: sorted(names) for pk, names in flags.items()} == {pks[0]: ["eco_collection", "sale"]}
+    assert BaseVectorStore.product_flags(store, pks, model_id="hash-v1") == flags  # the one every store has
+    assert store.product_flags(pks, model_id="other-model") == {}
+
+
+@pytest.mark.django_db
 def test_a_flag_the_words_name_keeps_the_products_marked_with_it(client, indexed, model_dir):
     hoodies = [
         ProductFactory(title=f"{name} Hoodie", attributes={"sale": True} if name in ("Alpha", "Gamma") else {})

@@ -139,7 +139,13 @@ def flags_asked(asked: Set[str], fields: Mapping[str, Any]) -> tuple[str, ...]:
     found = fields.get(v.FIELD_ATTRIBUTES)
     if not asked or not isinstance(found, Mapping):
         return ()
-    names = [str(name).replace("_", " ").lower() for name, value in found.items() if value is True]
+    return flags_among(asked, [str(name) for name, value in found.items() if value is True])
+
+
+def flags_among(asked: Set[str], flags: Iterable[str]) -> tuple[str, ...]:
+    """The ``flags`` (names of a product's attributes that are true: ``store.product_flags``) whose words'
+    stems are all among the ``asked`` stems, as words ("eco_collection" -> "eco collection")."""
+    names = [str(name).replace("_", " ").lower() for name in flags]
     return tuple(sorted(name for name in names if words(name) and {stem(word) for word in words(name)} <= asked))
 
 

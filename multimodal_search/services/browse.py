@@ -40,7 +40,7 @@ from multimodal_search.ranking.intent import (
     product_code,
 )
 from multimodal_search.ranking.personal import Taste
-from multimodal_search.ranking.qualities import flags_asked, get_qualities
+from multimodal_search.ranking.qualities import flags_among, get_qualities
 from multimodal_search.ranking.spelling import Correction
 from multimodal_search.ranking.text import stem, words
 from multimodal_search.services.codes import options
@@ -390,14 +390,14 @@ def _in_turn(text: str | None, rankings: list[Ranked], group: Callable[[SearchHi
 def _flagged(text: str, rows: list[_Row], model_id: str) -> tuple[list[_Row], list[str]]:
     """The rows of the products marked with each flag the words name (``qualities.flags_named``: "hoodies
     on sale" -> those whose attributes say ``"sale": true``), and those flags. A flag none of them has
-    filters nothing. The stored fields are read only when the words name one of the catalogue's
-    qualities (a flag is one: ``ranking.qualities``)."""
+    filters nothing. The stored flags are read only when the words name one of the catalogue's
+    qualities (a flag is one: ``ranking.qualities``), and then only the names of their true attributes."""
     qualities = get_qualities(model_id)
     if qualities is None or not qualities.named(text):
         return rows, []
-    fields = get_store().product_fields([row.hit.product_pk for row in rows], model_id=model_id)
+    stated = get_store().product_flags([row.hit.product_pk for row in rows], model_id=model_id)
     asked = {stem(word) for word in words(text)}
-    marked = {pk: set(flags_asked(asked, found)) for pk, found in fields.items()}
+    marked = {pk: set(flags_among(asked, found)) for pk, found in stated.items()}
     flags: list[str] = []
     for flag in sorted({flag for found in marked.values() for flag in found}):
         kept = [row for row in rows if flag in marked.get(row.hit.product_pk, set())]

@@ -278,6 +278,18 @@ class BaseVectorStore:
         """pk -> stored fields of the given products, their inferred facets merged in."""
         raise NotImplementedError
 
+    def product_flags(self, pks: Sequence[str], *, model_id: str) -> dict[str, list[str]]:
+        """pk -> the names of the stored ``attributes`` that are simply true (``{"sale": true}``), for the
+        given products that have any: what a search for "hoodies on sale" filters by, without reading
+        every candidate's whole fields."""
+        flags: dict[str, list[str]] = {}
+        for pk, fields in self.product_fields(pks, model_id=model_id).items():
+            found = fields.get("attributes")
+            names = [str(name) for name, value in found.items() if value is True] if isinstance(found, dict) else []
+            if names:
+                flags[pk] = names
+        return flags
+
     def product_vector(self, pk: str, column: str, *, model_id: str) -> np.ndarray | None:
         """One stored product vector, or None when the product (or that vector) is not stored."""
         raise NotImplementedError

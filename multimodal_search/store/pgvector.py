@@ -371,6 +371,14 @@ class PgvectorStore(BaseVectorStore):
     def product_fields(self, pks: Sequence[str], *, model_id: str) -> dict[str, dict[str, Any]]:
         return {pk: fields for pk, (fields, _) in self.product_rows(model_id, pks).items()}
 
+    def product_flags(self, pks: Sequence[str], *, model_id: str) -> dict[str, list[str]]:
+        # only the names, worked out in the database: a search's 350 candidates' whole fields and inferred
+        # facets took 22 ms to read and decode on the demo, their true attributes' names 4 ms
+        alias = router.db_for_read(ProductEmbedding)
+        with connections[alias].cursor() as cursor:
+            cursor.execute(sql.true_attributes(), [model_id, [str(pk) for pk in pks]])
+            return {pk: list(names) for pk, names in cursor.fetchall() if names}
+
     def product_vector(self, pk: str, column: str, *, model_id: str) -> np.ndarray | None:
         sql.check_column(column, PRODUCT_COLUMNS)
         row = ProductEmbedding.objects.filter(product_pk=str(pk), model_id=model_id).values_list(column, flat=True)

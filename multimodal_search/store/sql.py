@@ -670,6 +670,16 @@ FACETS_TABLE = "multimodal_search_inferredfacets"
 FACETS_JOIN = f"LEFT JOIN {FACETS_TABLE} x ON x.product_pk = p.product_pk AND x.model_id = p.model_id"
 
 
+def true_attributes() -> str:
+    """``product_pk, names``: the names of the stored ``attributes`` that are ``true``, of the products of
+    one model (the first parameter) among the pks (the second) whose attributes are an object."""
+    return (
+        "SELECT p.product_pk, ARRAY(SELECT a.key FROM jsonb_each(p.fields->'attributes') a "
+        f"WHERE a.value = 'true'::jsonb) FROM {PRODUCT_TABLE} p WHERE p.model_id = %s "
+        "AND p.product_pk = ANY(%s::varchar[]) AND jsonb_typeof(p.fields->'attributes') = 'object'"
+    )
+
+
 def rows_with_facets(where: str) -> str:
     """``product_pk, fields, inferred, categories`` of the product rows ``p`` matching ``where``."""
     return f"SELECT p.product_pk, p.fields, x.inferred, p.categories FROM {PRODUCT_TABLE} p {FACETS_JOIN} WHERE {where}"

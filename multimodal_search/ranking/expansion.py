@@ -186,14 +186,7 @@ def broader(phrase: str) -> dict[str, tuple[str, float]]:
     for sense, weight in zip(goods, SENSE_WEIGHTS):
         for offset in wordnet.ancestors(sense.offset, HEAD_DEPTH):
             lemmas = wordnet.synset(offset).lemmas
-            heads = [
-                lemma
-                for lemma in lemmas
-                if len(lemma) >= MIN_WORD_LENGTH
-                and lemma.isalpha()
-                and any(form.endswith(lemma) and len(form) > len(lemma) for form in forms)
-            ]
-            if not heads:
+            if not any(_is_head(lemma, forms) for lemma in lemmas):
                 continue
             score = RELATION_WEIGHTS[HYPERNYM] * weight
             for lemma in lemmas:
@@ -202,6 +195,15 @@ def broader(phrase: str) -> dict[str, tuple[str, float]]:
                 best[lemma] = (HYPERNYM, score)
     ranked = sorted(best.items(), key=lambda item: (-item[1][1], item[0]))
     return dict(ranked[:MAX_CANDIDATES])
+
+
+def _is_head(lemma: str, forms: Sequence[str]) -> bool:
+    """Whether one of the word's ``forms`` ends with ``lemma`` and has more before it ("sportswear", "wear")."""
+    return (
+        len(lemma) >= MIN_WORD_LENGTH
+        and lemma.isalpha()
+        and any(form.endswith(lemma) and len(form) > len(lemma) for form in forms)
+    )
 
 
 def support(products: int, total: int, max_share: float) -> float:
@@ -227,7 +229,7 @@ def plan(
 ) -> list[Expansion]:
     """The catalogue's terms for the query's phrases it does not use, best first per phrase: its
     synonyms, direct hypernyms and hyponyms (:func:`candidates`), and for a phrase none of whose
-    are used, the hypernyms of its hypernyms (:func:`broader`).
+    relatives the catalogue uses, the ancestor its word ends with (:func:`broader`).
 
     Args:
         text: the shopper's words.

@@ -6,6 +6,7 @@ import io
 import json
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
@@ -187,3 +188,21 @@ def test_suggest_blend_needs_a_lift_and_a_small_drop():
 def test_command_without_indexed_products_fails_with_one_line(db):
     with pytest.raises(CommandError, match="no products are indexed"):
         call_command("mmsearch_evaluate_personal", stdout=io.StringIO(), stderr=io.StringIO())
+
+
+def test_the_profile_recommender_takes_one_colour_of_a_product_and_none_of_one_in_the_history():
+    pks = ["HD-Gray", "HD-Black", "HD-Blue", "JK-Blue", "JK-Red", "TE-White"]
+    groups = {"HD-Gray": "HD", "HD-Black": "HD", "HD-Blue": "HD", "JK-Blue": "JK", "JK-Red": "JK"}
+    catalogue = personal.Catalogue(
+        model_id="m",
+        pks=pks,
+        vectors=np.eye(len(pks), dtype=np.float32),
+        fields={pk: {"group": groups[pk]} if pk in groups else {} for pk in pks},
+        categories={pk: [] for pk in pks},
+    )
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    tiebreak = np.arange(len(pks))
+    top = personal._top_groups(catalogue, scores, set(), 3, tiebreak)
+    assert [pks[i] for i in top] == ["HD-Gray", "JK-Blue", "TE-White"]  # the nearest colour of each
+    seen = personal._top_groups(catalogue, scores, {"HD-Black"}, 3, tiebreak)
+    assert [pks[i] for i in seen] == ["JK-Blue", "TE-White"]  # no colour of the hoodie seen; nothing else left

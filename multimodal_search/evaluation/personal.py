@@ -251,6 +251,24 @@ def _top(scores: np.ndarray, exclude: Sequence[int], k: int, tiebreak: np.ndarra
     return [int(i) for i in order[:k] if np.isfinite(scores[i])]
 
 
+def _top_groups(catalogue: Catalogue, scores: np.ndarray, history: set[str], k: int, tiebreak: np.ndarray) -> list[int]:
+    """:func:`_top` of one product per group (``fields["group"]``), no group of the ``history``'s products."""
+
+    def group(pk: str) -> str:
+        return str((catalogue.fields.get(pk) or {}).get("group") or pk)
+
+    taken = {group(pk) for pk in history}
+    exclude = [i for i, pk in enumerate(catalogue.pks) if group(pk) in taken]
+    ranked: list[int] = []
+    for i in _top(scores, exclude, len(catalogue.pks), tiebreak):
+        if group(catalogue.pks[i]) not in taken:
+            taken.add(group(catalogue.pks[i]))
+            ranked.append(i)
+            if len(ranked) == k:
+                break
+    return ranked
+
+
 def hit_and_ndcg(ranked: Sequence[str], held_out: str, k: int) -> tuple[float, float]:
     """(1, 1 / log2(rank + 1)) when the held-out item is in the first k, else (0, 0)."""
     for rank, pk in enumerate(ranked[:k], start=1):
@@ -287,7 +305,8 @@ def evaluate_recommendations(
         exclude = [catalogue.position[pk] for pk in case.history if pk in catalogue.position]
         tiebreak = rng.permutation(size)
         vector, _state = _profile(case, catalogue, settings)
-        ranked = [] if vector is None else _top(catalogue.vectors @ vector, exclude, k, tiebreak)
+        # as ``services.recommended_for_vector``: one colour of a product, none of a product in the history
+        ranked = [] if vector is None else _top_groups(catalogue, catalogue.vectors @ vector, case.history, k, tiebreak)
         scores["profile"].append(hit_and_ndcg([catalogue.pks[i] for i in ranked], case.held_out, k))
         own = np.zeros(size)
         for pk, count in Counter(e.product_pk for e in case.train).items():

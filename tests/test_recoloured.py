@@ -107,6 +107,35 @@ def test_the_other_gender_of_the_photos_kind(indexed, model_dir, pil_photo):
 
 
 @pytest.mark.django_db
+def test_a_colour_with_a_photo_keeps_the_photos_gender(indexed, model_dir, pil_photo):
+    from shop.catalog.models import Category
+
+    women, men = Category.from_path("Women > Tops > Hoodies"), Category.from_path("Men > Tops > Hoodies")
+    made = [
+        ProductFactory(
+            sku="MH-Red", title="zip hoodie", gender="Men", color="Red", category=men, photos=[("red", "square")]
+        ),
+        ProductFactory(
+            sku="MH2", title="zip hoodie two", gender="Men", color="Red", category=men, photos=[("red", "square")]
+        ),
+        ProductFactory(
+            sku="MB", title="zip hoodie three", gender="Men", color="Blue", category=men, photos=[("blue", "circle")]
+        ),
+        ProductFactory(
+            sku="WB", title="zip hoodie", gender="Women", color="Blue", category=women, photos=[("blue", "square")]
+        ),
+    ]
+    indexed(*made)
+    photo = pil_photo("red", "square")  # the men's red hoodies'
+    query = encode_query("in blue", photo)
+    assert query.gender == "men" and query.colours == ["blue"]  # the photo's gender: the words name none
+    assert encode_query("in blue for women", photo).gender == "women"  # the words' own, when they name one
+    found = [hit.product.sku for hit in services.search_products("in blue", photo, k=4).hits]
+    assert found[0] == "MB"  # the men's blue hoodie, though the women's looks more like the photo
+    assert found.index("WB") > found.index("MB")
+
+
+@pytest.mark.django_db
 def test_a_product_stating_another_colour_than_asked_comes_after_those_that_do_not(jackets, pil_photo):
     photo = pil_photo("red", "circle")  # the red jacket's photo: it looks most like it
     found = services.search_products("in blue", photo, k=4).hits

@@ -17,7 +17,7 @@ from multimodal_search.ranking.departments import get_departments
 from multimodal_search.ranking.intent import facets_only
 from multimodal_search.ranking.qualities import get_qualities
 from multimodal_search.ranking.query import Query
-from multimodal_search.ranking.text import gender_in_text
+from multimodal_search.ranking.text import QUERY_GENDERS, gender_in_text, normal_gender
 from multimodal_search.ranking.text import words as tokens
 from multimodal_search.services import merchandising
 from multimodal_search.services.memo import Memo
@@ -173,9 +173,11 @@ def encode_query(
     facets = named_facets(words, model_id)
     colours = colour.colours_in_text(text or "")
     gender = gender_in_text(text or "")
-    # "in blue", "for men" with a photo: the words name no kind, the photo does
+    # "in blue", "for men" with a photo: the words name no kind, the photo does (and, for "in blue", its gender)
     if features is not None and (colours or gender) and broad and not departments and not qualities:
-        facets = {**photo_kind(features, model_id), **facets}
+        kind, shown = photo_kind(features, model_id)
+        facets = {**kind, **facets}
+        gender = gender or shown
     return Query(
         text=words,
         text_vector=text_vector,
@@ -197,20 +199,28 @@ def encode_query(
 PHOTO_KIND_NEIGHBOURS = 10
 
 
-def photo_kind(features: np.ndarray, model_id: str) -> dict[str, list[str]]:
-    """``{"category": [leaves]}``: the deepest category of the photo's nearest product, and any that at least half
-    of its ``PHOTO_KIND_NEIGHBOURS`` nearest are in (stated, else inferred); {} when they state none. With words
-    that name only a colour or a gender ("like this photo, but in blue", "for men") the words say nothing of the
-    kind: the photo does.
+def photo_kind(features: np.ndarray, model_id: str) -> tuple[dict[str, list[str]], str | None]:
+    """``({"category": [leaves]}, gender)``: the deepest category of the photo's nearest product, and any that at
+    least half of its ``PHOTO_KIND_NEIGHBOURS`` nearest are in (stated, else inferred); {} when they state none.
+    With words that name only a colour or a gender ("like this photo, but in blue", "for men") the words say
+    nothing of the kind: the photo does.
     The majority alone lowered R@1 on Luma where the product's own category was not the majority's
-    (``bench/composed.py``, README "A photo and words")."""
+    (``bench/composed.py``, README "A photo and words").
+
+    ``gender``: the gender of the nearest product that states one, when at least half of the neighbours that
+    state one state it ("men", "women"; None for unisex, none stated or no majority): "in blue" with a men's hoodie's
+    photo asks for men's hoodies in blue, not the women's that look as much like it."""
     store = get_store()
     scope = Scope(model_id, PHOTO_KIND_NEIGHBOURS, ef_search=int(search_settings.HNSW_EF_SEARCH))
     nearest = store.nearest("feature_vector", features, scope)
     fields = store.product_fields([pk for pk, _ in nearest], model_id=model_id)
     # each neighbour's leaf: stated (1), else the classifier's probabilities
     kinds = attributes.photo_kinds([_leaves(fields.get(pk) or {}) for pk, _ in nearest])
-    return {v.CATEGORY: kinds} if kinds else {}
+    stated = [normal_gender(str((fields.get(pk) or {}).get(v.FIELD_GENDER) or "")) for pk, _ in nearest]
+    known = [gender for gender in stated if gender is not None]
+    first = known[0] if known else None
+    shown = first if first in QUERY_GENDERS and 2 * known.count(first) >= len(known) else None
+    return ({v.CATEGORY: kinds} if kinds else {}), shown
 
 
 def _leaves(fields: Mapping[str, Any]) -> dict[str, float]:

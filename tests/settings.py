@@ -5,7 +5,9 @@ integration tests' worker process uses that). ``DJANGO_TEST_DB_NAME`` points a
 worker subprocess at the test database pytest-django created.
 """
 
+import atexit
 import os
+import shutil
 import tempfile
 
 # shop.settings refuses to load without a key when DEBUG is off; set before importing it, so the
@@ -19,7 +21,12 @@ if os.environ.get("DJANGO_TEST_DB_NAME"):
     DATABASES["default"]["NAME"] = os.environ["DJANGO_TEST_DB_NAME"]
     DATABASES["default"].pop("TEST", None)
 
-MEDIA_ROOT = os.environ.get("MMSEARCH_MEDIA_ROOT") or tempfile.mkdtemp(prefix="mmsearch-media-")
+MEDIA_ROOT = os.environ.get("MMSEARCH_MEDIA_ROOT") or ""
+if not MEDIA_ROOT:
+    # the photos the tests save, in a folder of this process's own that goes with it (a test run left up
+    # to 80 MB under /tmp each time); the processes the tests start are handed it (MMSEARCH_MEDIA_ROOT)
+    MEDIA_ROOT = tempfile.mkdtemp(prefix="mmsearch-media-")
+    atexit.register(shutil.rmtree, MEDIA_ROOT, ignore_errors=True)
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 CELERY_RESULT_BACKEND = CELERY_BROKER_URL

@@ -33,6 +33,7 @@ from multimodal_search import services
 from multimodal_search.conf import search_settings
 from multimodal_search.evaluation import runner
 from multimodal_search.evaluation.queries import JudgedQuery
+from multimodal_search.ranking.attributes import product_group
 from multimodal_search.ranking.personal import Event, ProfileState, Taste, fold, profile_vector
 from multimodal_search.services.personal import shopper_histories
 from multimodal_search.store import get_store
@@ -255,12 +256,11 @@ def _top_groups(catalogue: Catalogue, scores: np.ndarray, history: set[str], k: 
     """:func:`_top` of one product per group (``fields["group"]``), no group of the ``history``'s products."""
 
     def group(pk: str) -> str:
-        return str((catalogue.fields.get(pk) or {}).get("group") or pk)
+        return product_group(pk, catalogue.fields.get(pk) or {})
 
     taken = {group(pk) for pk in history}
-    exclude = [i for i, pk in enumerate(catalogue.pks) if group(pk) in taken]
     ranked: list[int] = []
-    for i in _top(scores, exclude, len(catalogue.pks), tiebreak):
+    for i in _top(scores, [], len(catalogue.pks), tiebreak):
         if group(catalogue.pks[i]) not in taken:
             taken.add(group(catalogue.pks[i]))
             ranked.append(i)

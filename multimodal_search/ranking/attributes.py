@@ -212,7 +212,7 @@ def enrich_fields(
         fields[v.FIELD_CATEGORY_INFERRED] = dict(inferred[v.CATEGORY])
     if v.MATERIAL in inferred and not normal_materials(str(fields.get(v.FIELD_MATERIAL) or "")):
         fields[v.FIELD_MATERIAL_INFERRED] = dict(inferred[v.MATERIAL])
-    if v.GENDER in inferred and not normal_gender(str(fields.get(v.FIELD_GENDER) or "")):
+    if v.GENDER in inferred and not stated_gender(fields):
         fields[v.FIELD_GENDER_INFERRED] = dict(inferred[v.GENDER])
     if v.COLOUR in inferred and not colour.colours_in_text(str(fields.get(v.FIELD_COLOR) or "")):
         fields[v.FIELD_COLOUR_INFERRED] = dict(inferred[v.COLOUR])
@@ -229,9 +229,19 @@ def colour_profile(fields: Mapping[str, Any]) -> dict[str, float]:
     return {name: 0.5 * pixels.get(name, 0.0) + 0.5 * inferred.get(name, 0.0) for name in names}
 
 
+def stated_gender(fields: Mapping[str, Any]) -> str | None:
+    """The gender a product's stored ``fields`` state ("men", "women", "unisex"), or None."""
+    return normal_gender(str(fields.get(v.FIELD_GENDER) or ""))
+
+
+def product_group(pk: str, fields: Mapping[str, Any]) -> str:
+    """A product's group (``fields["group"]``: its colours share it), else its own pk."""
+    return str(fields.get(v.FIELD_GROUP) or pk)
+
+
 def gender_match(wanted: str, fields: Mapping[str, Any]) -> float:
     """How surely a product is for ``wanted`` ("men"/"women"): 1/0 when stated, else inferred."""
-    stated = normal_gender(str(fields.get(v.FIELD_GENDER) or ""))
+    stated = stated_gender(fields)
     if stated:
         return 1.0 if stated in (wanted, "unisex") else 0.0
     inferred = fields.get(v.FIELD_GENDER_INFERRED) or {}

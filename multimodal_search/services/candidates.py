@@ -12,7 +12,6 @@ from multimodal_search.ranking import vocabulary as v
 from multimodal_search.ranking.fusion import RRF_K
 from multimodal_search.ranking.qualities import quality_match
 from multimodal_search.ranking.query import Query
-from multimodal_search.ranking.text import normal_gender
 from multimodal_search.store import get_store
 from multimodal_search.store.base import POOL_COLUMN, CandidateRequest, Neighbours, Scope
 
@@ -86,7 +85,7 @@ def stated_otherwise(query: Query, fields: Mapping[str, Any]) -> bool:
     colours = set(colour.colours_in_text(str(fields.get(v.FIELD_COLOR) or "")))
     if query.colours and colours and not colours & set(query.colours):
         return True
-    gender = normal_gender(str(fields.get(v.FIELD_GENDER) or ""))
+    gender = attributes.stated_gender(fields)
     return bool(query.gender) and gender not in (None, query.gender, "unisex")
 
 

@@ -17,7 +17,7 @@ from multimodal_search.ranking.departments import get_departments
 from multimodal_search.ranking.intent import facets_only
 from multimodal_search.ranking.qualities import get_qualities
 from multimodal_search.ranking.query import Query
-from multimodal_search.ranking.text import QUERY_GENDERS, gender_in_text, normal_gender
+from multimodal_search.ranking.text import QUERY_GENDERS, gender_in_text
 from multimodal_search.ranking.text import words as tokens
 from multimodal_search.services import merchandising
 from multimodal_search.services.memo import Memo
@@ -216,7 +216,7 @@ def photo_kind(features: np.ndarray, model_id: str) -> tuple[dict[str, list[str]
     fields = store.product_fields([pk for pk, _ in nearest], model_id=model_id)
     # each neighbour's leaf: stated (1), else the classifier's probabilities
     kinds = attributes.photo_kinds([_leaves(fields.get(pk) or {}) for pk, _ in nearest])
-    stated = [normal_gender(str((fields.get(pk) or {}).get(v.FIELD_GENDER) or "")) for pk, _ in nearest]
+    stated = [attributes.stated_gender(fields.get(pk) or {}) for pk, _ in nearest]
     known = [gender for gender in stated if gender is not None]
     first = known[0] if known else None
     shown = first if first in QUERY_GENDERS and 2 * known.count(first) >= len(known) else None

@@ -34,7 +34,14 @@ from multimodal_search.conf import search_settings
 from multimodal_search.models import ProductEmbedding, ShopperEvent
 from multimodal_search.ranking import vocabulary as v
 from multimodal_search.services.query import current_encoder
-from multimodal_search.services.search import SIMILAR_READ, SearchHit, _products, lean_queryset, similar_products
+from multimodal_search.services.search import (
+    SIMILAR_READ,
+    SearchHit,
+    _products,
+    lean_queryset,
+    one_per_group,
+    similar_products,
+)
 from multimodal_search.store import get_store
 from multimodal_search.store.base import Scope
 
@@ -85,16 +92,7 @@ def recommended_for_vector(
     store = get_store()
     nearest = store.nearest(FUSED_COLUMN, np.asarray(vector, dtype=np.float32), scope)
     fields = store.product_fields(sorted(excluded) + [pk for pk, _ in nearest], model_id=model_id)
-
-    def group(pk: str) -> str:
-        return str((fields.get(pk) or {}).get(v.FIELD_GROUP) or pk)
-
-    groups = {group(pk) for pk in excluded}
-    similarity: dict[str, float] = {}
-    for pk, sim in nearest:
-        if pk not in excluded and group(pk) not in groups:
-            groups.add(group(pk))
-            similarity[pk] = sim
+    similarity = one_per_group(nearest, fields, taken=excluded)
     hits = [
         _hit(pk, product, similarity[pk], PROFILE)
         for pk, product in _products([pk for pk, _ in nearest if pk in similarity])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,14 +16,13 @@ from PIL import Image
 from multimodal_search.adapters import get_adapter
 from multimodal_search.conf import search_settings
 from multimodal_search.encoders import get_encoder
-from multimodal_search.ranking import calibration, fusion
+from multimodal_search.ranking import attributes, calibration, fusion
 from multimodal_search.ranking import vocabulary as v
 from multimodal_search.ranking.intent import product_code
 from multimodal_search.ranking.personal import Taste
 from multimodal_search.ranking.query import Query
 from multimodal_search.ranking.reranker import Reranker, feature_matrix, get_reranker
 from multimodal_search.ranking.spelling import Correction
-from multimodal_search.ranking.text import normal_gender
 from multimodal_search.ranking.text import words as tokens
 from multimodal_search.ranking.weights import signal_weights
 from multimodal_search.services import merchandising, taste
@@ -577,16 +576,7 @@ def similar_products(product: Any, *, k: int = 8) -> list[SearchHit]:
     scope = Scope(model_id, SIMILAR_READ * k + 1, ef_search=int(search_settings.HNSW_EF_SEARCH))
     nearest = store.nearest("fused_vector", vector, scope)
     fields = store.product_fields([own] + [pk for pk, _ in nearest], model_id=model_id)
-
-    def group(pk: str) -> str:
-        return str((fields.get(pk) or {}).get(v.FIELD_GROUP) or pk)
-
-    similarity: dict[str, float] = {}
-    groups = {group(own)}
-    for pk, sim in nearest:
-        if pk != own and group(pk) not in groups:
-            groups.add(group(pk))
-            similarity[pk] = sim
+    similarity = one_per_group(nearest, fields, taken=[own])
     order = gender_apart(own, list(similarity), fields)[:k]
     return [
         SearchHit(
@@ -600,18 +590,35 @@ def similar_products(product: Any, *, k: int = 8) -> list[SearchHit]:
     ]
 
 
+def one_per_group(
+    nearest: list[tuple[str, float]], fields: Mapping[str, Mapping[str, Any]], *, taken: Iterable[str] = ()
+) -> dict[str, float]:
+    """pk -> similarity of the nearest of ``nearest`` in each product group (``attributes.product_group``: a
+    product's colours), none in the group of a product of ``taken``; in ``nearest``'s order."""
+
+    def group(pk: str) -> str:
+        return attributes.product_group(pk, fields.get(pk) or {})
+
+    groups = {group(pk) for pk in taken}
+    kept: dict[str, float] = {}
+    for pk, sim in nearest:
+        if group(pk) not in groups:
+            groups.add(group(pk))
+            kept[pk] = sim
+    return kept
+
+
 def gender_apart(own: str, order: list[str], fields: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """``order`` with the products that state a gender other than ``own``'s stated one after the others
     (each part in its order). A shopper on a men's hoodie's page wants men's clothes, however alike
     the women's hoodie looks; unisex products, and products or catalogues that state no gender, keep
     their place."""
-    gender = normal_gender(str((fields.get(own) or {}).get(v.FIELD_GENDER) or ""))
+    gender = attributes.stated_gender(fields.get(own) or {})
     if gender in (None, "unisex"):
         return order
 
     def other(pk: str) -> bool:
-        stated = normal_gender(str((fields.get(pk) or {}).get(v.FIELD_GENDER) or ""))
-        return stated not in (None, gender, "unisex")
+        return attributes.stated_gender(fields.get(pk) or {}) not in (None, gender, "unisex")
 
     return [pk for pk in order if not other(pk)] + [pk for pk in order if other(pk)]
 

@@ -206,3 +206,11 @@ def test_the_profile_recommender_takes_one_colour_of_a_product_and_none_of_one_i
     assert [pks[i] for i in top] == ["HD-Gray", "JK-Blue", "TE-White"]  # the nearest colour of each
     seen = personal._top_groups(catalogue, scores, {"HD-Black"}, 3, tiebreak)
     assert [pks[i] for i in seen] == ["JK-Blue", "TE-White"]  # no colour of the hoodie seen; nothing else left
+    # a history of men's products: the women's jacket after the tee, though nearer
+    genders = {"HD": "Men", "JK": "Women", "TE": "Men"}
+    catalogue.fields = {pk: {**catalogue.fields[pk], "gender": genders[pk[:2]]} for pk in pks}
+    assert [pks[i] for i in personal._top_groups(catalogue, scores, {"HD-Black"}, 3, tiebreak)] == [
+        "TE-White",
+        "JK-Blue",
+    ]
+    assert [pks[i] for i in personal._top_groups(catalogue, scores, {"HD-Black"}, 1, tiebreak)] == ["TE-White"]

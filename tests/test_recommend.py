@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from multimodal_search import services
 from multimodal_search.models import ShopperEvent
+from multimodal_search.ranking import attributes
 from multimodal_search.store import get_store
 from shop.catalog.models import Category, Product
 from tests.factories import ProductFactory
@@ -163,6 +164,35 @@ def test_recommended_for_vector_shows_one_colour_of_a_product_and_none_of_one_ex
     # the grey hoodie seen: none of its colours
     seen = [hit.product for hit in services.recommended_for_vector(vector, k=2, exclude=[hoodie[0].pk])]
     assert sorted(hit.parent_sku for hit in seen) == ["JK", "TE"]
+
+
+def test_recommended_for_shopper_keeps_the_gender_their_products_state(indexed: Any, django_user_model: Any) -> None:
+    def hoodie(sku: str, gender: str, colour: str) -> Product:
+        return ProductFactory(sku=sku, title=f"{colour} fleece hoodie", gender=gender, photos=[colour])
+
+    viewed = [hoodie(f"M{i}", "Men", colour) for i, colour in enumerate(("gray", "black", "blue"))]
+    women = hoodie("W1", "Women", "gray")  # the viewed ones' words and photo: the nearest of what is left
+    men = ProductFactory(sku="M9", title="cotton tee", gender="Men", photos=["white"])
+    unisex = ProductFactory(sku="U1", title="fleece hoodie zip", gender="Unisex", photos=["gray"])
+    indexed(*viewed, women, men, unisex)
+    user = django_user_model.objects.create_user("shopper")
+    key = services.shopper_key(session_key=None, user_id=user.pk)
+    assert key is not None
+    for product in viewed:
+        event(product, "cart", user=user)
+    services.update_profile(key)
+    profile = services.profile_for(key)
+    assert profile is not None
+    near = [hit.product for hit in services.recommended_for_vector(profile.vector, k=3, exclude=[p.pk for p in viewed])]
+    assert near.index(women) < near.index(men)  # by the vector alone the women's hoodie comes first
+    hits = [hit.product for hit in services.recommended_for_shopper(key, k=3)]
+    assert hits[-1] == women and set(hits[:2]) == {men, unisex}
+    # products that state both genders, or none: no gender kept
+    assert attributes.shared_gender([{"gender": "Men"}, {"gender": "Women"}] * 2 + [{"gender": "Men"}]) is None
+    assert attributes.shared_gender([{"gender": "Men"}, {"gender": "Women"}, {"gender": "Men"}]) == "men"
+    assert attributes.shared_gender([{"gender": "Men"}, {"gender": "unisex"}, {}, {"gender": "Men"}]) == "men"
+    assert attributes.shared_gender([{"gender": "Unisex"}, {}]) is None
+    assert attributes.shared_gender([{"gender": "Women"}] * 3 + [{"gender": "Men"}]) == "women"
 
 
 def test_recommended_for_shopper_without_a_profile_is_popular(shop: dict[str, Product]) -> None:

@@ -33,7 +33,7 @@ from multimodal_search import services
 from multimodal_search.conf import search_settings
 from multimodal_search.evaluation import runner
 from multimodal_search.evaluation.queries import JudgedQuery
-from multimodal_search.ranking.attributes import product_group
+from multimodal_search.ranking.attributes import product_group, shared_gender, stated_gender
 from multimodal_search.ranking.personal import Event, ProfileState, Taste, fold, profile_vector
 from multimodal_search.services.personal import shopper_histories
 from multimodal_search.store import get_store
@@ -253,20 +253,26 @@ def _top(scores: np.ndarray, exclude: Sequence[int], k: int, tiebreak: np.ndarra
 
 
 def _top_groups(catalogue: Catalogue, scores: np.ndarray, history: set[str], k: int, tiebreak: np.ndarray) -> list[int]:
-    """:func:`_top` of one product per group (``fields["group"]``), no group of the ``history``'s products."""
+    """:func:`_top` of one product per group (``fields["group"]``), no group of the ``history``'s products,
+    and products stating another gender than the history's (``attributes.shared_gender``) after the rest."""
 
-    def group(pk: str) -> str:
-        return product_group(pk, catalogue.fields.get(pk) or {})
+    def fields(pk: str) -> Mapping[str, Any]:
+        return catalogue.fields.get(pk) or {}
 
-    taken = {group(pk) for pk in history}
+    gender = shared_gender(fields(pk) for pk in history)
+    taken = {product_group(pk, fields(pk)) for pk in history}
     ranked: list[int] = []
+    others: list[int] = []
     for i in _top(scores, [], len(catalogue.pks), tiebreak):
-        if group(catalogue.pks[i]) not in taken:
-            taken.add(group(catalogue.pks[i]))
-            ranked.append(i)
-            if len(ranked) == k:
-                break
-    return ranked
+        pk = catalogue.pks[i]
+        if product_group(pk, fields(pk)) in taken:
+            continue
+        taken.add(product_group(pk, fields(pk)))
+        stated = stated_gender(fields(pk))
+        (others if gender and stated not in (None, gender, "unisex") else ranked).append(i)
+        if len(ranked) == k:
+            break
+    return (ranked + others)[:k]
 
 
 def hit_and_ndcg(ranked: Sequence[str], held_out: str, k: int) -> tuple[float, float]:
@@ -305,7 +311,8 @@ def evaluate_recommendations(
         exclude = [catalogue.position[pk] for pk in case.history if pk in catalogue.position]
         tiebreak = rng.permutation(size)
         vector, _state = _profile(case, catalogue, settings)
-        # as ``services.recommended_for_vector``: one colour of a product, none of a product in the history
+        # as ``services.recommended_for_shopper``: one colour of a product, none of a product in the history, the
+        # history's gender first
         ranked = [] if vector is None else _top_groups(catalogue, catalogue.vectors @ vector, case.history, k, tiebreak)
         scores["profile"].append(hit_and_ndcg([catalogue.pks[i] for i in ranked], case.held_out, k))
         own = np.zeros(size)

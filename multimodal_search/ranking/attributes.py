@@ -234,6 +234,17 @@ def stated_gender(fields: Mapping[str, Any]) -> str | None:
     return normal_gender(str(fields.get(v.FIELD_GENDER) or ""))
 
 
+def shared_gender(products: Iterable[Mapping[str, Any]]) -> str | None:
+    """ "men" or "women" when at least two thirds of the products (their stored fields) that state "men"
+    or "women" state it: what a shopper's history says they shop for. None when none states
+    one (unisex products say nothing) or they are mixed (a shopper buying for two)."""
+    stated = Counter(gender for gender in map(stated_gender, products) if gender not in (None, "unisex"))
+    if not stated:
+        return None
+    gender, count = stated.most_common(1)[0]
+    return gender if 3 * count >= 2 * sum(stated.values()) else None
+
+
 def product_group(pk: str, fields: Mapping[str, Any]) -> str:
     """A product's group (``fields["group"]``: its colours share it), else its own pk."""
     return str(fields.get(v.FIELD_GROUP) or pk)

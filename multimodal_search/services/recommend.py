@@ -32,12 +32,14 @@ from django.utils import timezone
 from multimodal_search.adapters import get_adapter
 from multimodal_search.conf import search_settings
 from multimodal_search.models import ProductEmbedding, ShopperEvent
+from multimodal_search.ranking import attributes
 from multimodal_search.ranking import vocabulary as v
 from multimodal_search.services.query import current_encoder
 from multimodal_search.services.search import (
     SIMILAR_READ,
     SearchHit,
     _products,
+    gender_apart,
     lean_queryset,
     one_per_group,
     similar_products,
@@ -60,7 +62,12 @@ FUSED_COLUMN = "fused_vector"
 
 
 def recommended_for_vector(
-    vector: np.ndarray, *, k: int, exclude: Collection[Any] = (), category: str | None = None
+    vector: np.ndarray,
+    *,
+    k: int,
+    exclude: Collection[Any] = (),
+    category: str | None = None,
+    gender: str | None = None,
 ) -> list[SearchHit]:
     """The products nearest to ``vector`` by their fused vector (HNSW), for "recommended for you".
 
@@ -69,6 +76,8 @@ def recommended_for_vector(
         k: how many products.
         exclude: product pks never returned (e.g. already bought).
         category: category path; only products in it (or below).
+        gender: "men" or "women": products that state the other gender come after the rest
+            (``search.gender_apart``); None: no order by gender.
 
     Returns:
         up to ``k`` hits, nearest first (``profile`` signal: cosine), one per product group (its nearest
@@ -93,10 +102,8 @@ def recommended_for_vector(
     nearest = store.nearest(FUSED_COLUMN, np.asarray(vector, dtype=np.float32), scope)
     fields = store.product_fields(sorted(excluded) + [pk for pk, _ in nearest], model_id=model_id)
     similarity = one_per_group(nearest, fields, taken=excluded)
-    hits = [
-        _hit(pk, product, similarity[pk], PROFILE)
-        for pk, product in _products([pk for pk, _ in nearest if pk in similarity])
-    ][:k]
+    order = gender_apart(gender, list(similarity), fields)
+    hits = [_hit(pk, product, similarity[pk], PROFILE) for pk, product in _products(order)][:k]
     return _fill(hits, k, excluded, category)
 
 
@@ -126,7 +133,12 @@ def recommended_for_shopper(
     bought = personal.shopper_events(shopper).filter(kind=ShopperEvent.PURCHASE).values_list("product_pk", flat=True)
     # what they bought, and what they just looked at (the strip suggests products they have not seen yet)
     seen = {event.product_pk for event in profile.recent}
-    return recommended_for_vector(profile.vector, k=k, exclude=set(bought[:1000]) | seen, category=category)
+    history = set(bought[:1000]) | seen
+    # the gender they shop for, when their products mostly state one: after five men's hoodies, three
+    # of the eight recommended were women's on the demo
+    stated = get_store().product_fields(sorted(history), model_id=current_encoder()[1])
+    gender = attributes.shared_gender(stated.values())
+    return recommended_for_vector(profile.vector, k=k, exclude=history, category=category, gender=gender)
 
 
 def also_viewed(product_pk: Any, *, k: int, fill: bool = True) -> list[SearchHit]:

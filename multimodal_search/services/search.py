@@ -577,7 +577,7 @@ def similar_products(product: Any, *, k: int = 8) -> list[SearchHit]:
     nearest = store.nearest("fused_vector", vector, scope)
     fields = store.product_fields([own] + [pk for pk, _ in nearest], model_id=model_id)
     similarity = one_per_group(nearest, fields, taken=[own])
-    order = gender_apart(own, list(similarity), fields)[:k]
+    order = gender_apart(attributes.stated_gender(fields.get(own) or {}), list(similarity), fields)[:k]
     return [
         SearchHit(
             product_pk=pk,
@@ -608,12 +608,11 @@ def one_per_group(
     return kept
 
 
-def gender_apart(own: str, order: list[str], fields: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """``order`` with the products that state a gender other than ``own``'s stated one after the others
-    (each part in its order). A shopper on a men's hoodie's page wants men's clothes, however alike
+def gender_apart(gender: str | None, order: list[str], fields: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """``order`` with the products that state a gender other than ``gender`` ("men", "women") after the
+    others (each part in its order). A shopper on a men's hoodie's page wants men's clothes, however alike
     the women's hoodie looks; unisex products, and products or catalogues that state no gender, keep
-    their place."""
-    gender = attributes.stated_gender(fields.get(own) or {})
+    their place, and so does everything when ``gender`` is None or "unisex"."""
     if gender in (None, "unisex"):
         return order
 

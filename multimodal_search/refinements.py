@@ -133,6 +133,9 @@ def refinement_links(path: str, params: QueryDict, page: services.SearchPage) ->
         "facets": facets,
         "prices": prices,
         "price_applied": price_label(page.price_min, page.price_max) if page.price_min or page.price_max else None,
+        # how many filters are on (a phone shows it on the folded panel's title)
+        "applied": sum(link.selected for facet in facets for link in facet["links"])
+        + bool(page.price_min or page.price_max),
         "price_from_words": bool(page.query.get("price")),
         "excluded": excluded,
         "flags": flags,

@@ -253,6 +253,19 @@ def test_a_shopper_searches_filters_sorts_pages_uses_a_photo_and_sees_similar_pr
     assert left and "Black" not in {card["colour"] for card in left}
     shopper.shot("results-not-black")
 
+    # 9. on a phone: the filters come first, folded under their title, and open with a tap
+    browser.set_window_size(390, 900)
+    shopper.open("/search/?q=jacket&filter=color:Black")
+    panel = browser.find_element(By.CSS_SELECTOR, "[data-mm-filters]")
+    summary = panel.find_element(By.TAG_NAME, "summary")
+    cards = browser.find_element(By.CSS_SELECTOR, ".mm-grid")
+    assert panel.get_attribute("open") is None and summary.text.startswith("Filter (1 applied)")
+    assert summary.location["y"] < cards.location["y"]  # above the results, not under 24 of them
+    summary.click()
+    blue = panel.find_element(By.XPATH, ".//section[@data-facet='color']//a[contains(., 'Blue')]")
+    assert panel.get_attribute("open") == "true" and blue.is_displayed()
+    shopper.shot("phone-filters")
+
     assert sorted(path.name for path in SCREENSHOTS.glob("*.png")) == [
         f"{n:02d}-{name}.png"
         for n, name in enumerate(
@@ -268,6 +281,7 @@ def test_a_shopper_searches_filters_sorts_pages_uses_a_photo_and_sees_similar_pr
                 "similar-products",
                 "autocomplete-not-black",
                 "results-not-black",
+                "phone-filters",
             ],
             start=1,
         )

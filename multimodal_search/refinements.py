@@ -92,6 +92,7 @@ def refinement_links(path: str, params: QueryDict, page: services.SearchPage) ->
     worded_sizes = str(page.query.get("size") or "").split(", ")
     sized = parse_size(params.get(QUERY, "")) if page.query.get("size") else None
     facets = []
+    applied = 0  # facet values ticked
     for name, values in page.facets.items():
         links = []
         for item in values:
@@ -101,6 +102,7 @@ def refinement_links(path: str, params: QueryDict, page: services.SearchPage) ->
             if sized is not None and item.selected and name == services.SIZE and item.value in worded_sizes:
                 target = url(q=[sized.text_without(item.value)])
             links.append(Link(item.value, target, item.selected, item.count))
+            applied += item.selected
         if links:
             label = name.replace("_", " ").capitalize()
             facets.append(
@@ -134,8 +136,7 @@ def refinement_links(path: str, params: QueryDict, page: services.SearchPage) ->
         "prices": prices,
         "price_applied": price_label(page.price_min, page.price_max) if page.price_min or page.price_max else None,
         # how many filters are on (a phone shows it on the folded panel's title)
-        "applied": sum(link.selected for facet in facets for link in facet["links"])
-        + bool(page.price_min or page.price_max),
+        "applied": applied + bool(page.price_min or page.price_max),
         "price_from_words": bool(page.query.get("price")),
         "excluded": excluded,
         "flags": flags,

@@ -551,7 +551,7 @@ def test_storefront_page_shows_facets_sort_and_pages(client, shop, settings):
     assert 'aria-label="Filter results"' in html and '☑</span> Black</a> <span class="count">(5)</span>' in html
     assert 'Blue</a> <span class="count">(3)</span>' in html
     # the panel a phone folds above the results says how many filters are on
-    assert "<details class=\"mm-facets-panel\" open data-mm-filters>" in html and "(1 applied)" in html
+    assert '<details class="mm-facets-panel" open data-mm-filters>' in html and "(1 applied)" in html
     priced = client.get("/search/", {"q": "jacket", "filter": "color:Black", "price_min": "50"}).content.decode()
     assert "(2 applied)" in priced and "applied)" not in client.get("/search/", {"q": "jacket"}).content.decode()
     assert '<option value="price_asc" selected>' in html and 'rel="next"' in html

@@ -265,6 +265,14 @@ def test_a_shopper_searches_filters_sorts_pages_uses_a_photo_and_sees_similar_pr
     blue = panel.find_element(By.XPATH, ".//section[@data-facet='color']//a[contains(., 'Blue')]")
     assert panel.get_attribute("open") == "true" and blue.is_displayed()
     shopper.shot("phone-filters")
+    # the shop's category tree too: folded, the products right under it
+    shopper.open("/")
+    tree = browser.find_element(By.CSS_SELECTOR, "[data-fold]")
+    assert tree.get_attribute("open") is None and not tree.find_element(By.TAG_NAME, "ul").is_displayed()
+    assert browser.find_element(By.CSS_SELECTOR, ".card").location["y"] < 1000
+    browser.set_window_size(1280, 1000)
+    shopper.open("/")  # on a wide screen it stands open beside them
+    assert browser.find_element(By.CSS_SELECTOR, "[data-fold] ul").is_displayed()
 
     assert sorted(path.name for path in SCREENSHOTS.glob("*.png")) == [
         f"{n:02d}-{name}.png"

@@ -229,6 +229,9 @@ class SearchLog(models.Model):
     # word searched (services.search.EVERY_WORD); "" otherwise. A database default too: processes of the
     # code before it, still serving while it is migrated, go on logging
     fallback = models.CharField(max_length=16, blank=True, default="", db_default="")
+    # the answer's ``match`` (``ranking.calibration.match_summary``): "exact", "related" or "none" (no result
+    # a likely match: the API without ``min_relevance`` answers every product ranked); "" when unknown
+    match = models.CharField(max_length=8, blank=True, default="", db_default="")
     kind = models.CharField(max_length=8, choices=KINDS)
     source = models.CharField(max_length=16, default="storefront")
     # category, facet filters, price range, sort and page: only the ones set

@@ -45,6 +45,7 @@ def search_logged(sender: type, query: dict[str, Any], result_count: int, took_m
         shown=kwargs.get("shown"),
         first_position=kwargs.get("first_position", 1),
         filters=kwargs.get("filters"),
+        match=kwargs.get("match"),
     )
 
 

@@ -49,6 +49,7 @@ def test_a_storefront_search_writes_one_log_row_with_the_session_and_nothing_per
         "query",
         "corrected",
         "fallback",
+        "match",
         "kind",
         "source",
         "filters",
@@ -81,9 +82,30 @@ def test_voice_and_photo_searches_are_logged_with_their_kind(client: Any, catalo
 def test_the_api_logs_its_searches_with_the_user(client: Any, catalogue: list[Product], django_user_model) -> None:
     user = django_user_model.objects.create_user("shopper", password="x")
     client.force_login(user)
-    assert client.get("/api/v1/search/", {"q": "tent"}).status_code == 200
+    answer = client.get("/api/v1/search/", {"q": "tent"})
+    assert answer.status_code == 200
     (row,) = SearchLog.objects.all()
     assert (row.source, row.user_id, row.query) == ("api", user.pk, "tent")
+    assert row.match == (answer.json()["match"] or "")  # the answer's match summary
+
+
+def test_a_search_none_of_whose_results_is_a_likely_match_counts_as_one_with_no_match() -> None:
+    now = timezone.now()
+    for query, count, match, fallback in [
+        ("kapuzenpullover", 147, "none", ""),  # the API, no cut: every product ranked, none a match
+        ("kapuzenpullover", 0, "none", ""),  # the storefront: nothing
+        ("winter", 5, "none", "every_word"),  # the products having its words shown instead: a loose query
+        ("hoodie", 116, "exact", ""),
+        ("hoodie", 25, "", ""),  # logged before the match was
+    ]:
+        SearchLog.objects.create(
+            created_at=now, query=query, kind="text", result_count=count, latency_ms=5.0, match=match, fallback=fallback
+        )
+    today = timezone.localdate()
+    report = services.analytics_report(today, today)
+    assert (report.totals.searches, report.totals.zero_results, report.totals.with_results) == (5, 2, 3)
+    assert [(row.query, row.searches, row.zero_results) for row in report.zero_results] == [("kapuzenpullover", 2, 2)]
+    assert [row.query for row in services.loose_queries(today, today)] == ["winter"]
 
 
 def test_searches_outside_a_face_are_not_logged_and_a_database_error_never_breaks_a_search(

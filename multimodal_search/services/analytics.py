@@ -32,6 +32,7 @@ from django.utils.crypto import salted_hmac
 
 from multimodal_search.conf import search_settings
 from multimodal_search.models import SearchLog, ShopperEvent, ShopperProfile
+from multimodal_search.ranking.calibration import NONE
 from multimodal_search.services.health import product_cards
 
 logger = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ def log_search(
     shown: list[str] | None = None,
     first_position: int = 1,
     filters: Mapping[str, Any] | None = None,
+    match: str | None = None,
 ) -> int | None:
     """Write the search log row of a search (``search_performed``'s receiver); its id, or None when
     nothing was written (no context, not the context's first search, analytics off, a database error)."""
@@ -114,6 +116,7 @@ def log_search(
                 query=text,
                 corrected=str(query.get("corrected") or "")[:500],
                 fallback=str(query.get("fallback") or "")[:16],
+                match=str(match or "")[:8],
                 kind=kind,
                 source=current.source,
                 filters=chosen,
@@ -257,11 +260,16 @@ def period_searches(start: date, end: date) -> QuerySet[SearchLog]:
     return SearchLog.objects.filter(created_at__gte=since, created_at__lt=until)
 
 
+#: a search nothing answered: no result, or none of them a likely match (``match`` "none": the API without
+#: ``min_relevance`` answers every product ranked, so "Kapuzenpullover" logged 147 results there and 0 on
+#: the storefront) unless the page showed the products having its words instead (``loose_queries``)
+NOTHING_MATCHED = Q(result_count=0) | (Q(match=NONE) & Q(fallback=""))
+
 _FIGURES: dict[str, Any] = {
     "searches": Count("id", distinct=True),
-    "zero_results": Count("id", filter=Q(result_count=0), distinct=True),
-    "with_results": Count("id", filter=Q(result_count__gt=0), distinct=True),
-    "clicked_searches": Count("id", filter=Q(events__kind=CLICK, result_count__gt=0), distinct=True),
+    "zero_results": Count("id", filter=NOTHING_MATCHED, distinct=True),
+    "with_results": Count("id", filter=~NOTHING_MATCHED, distinct=True),
+    "clicked_searches": Count("id", filter=Q(events__kind=CLICK) & ~NOTHING_MATCHED, distinct=True),
     "clicks": Count("events", filter=Q(events__kind=CLICK)),
     "mean_click_position": Avg("events__position", filter=Q(events__kind=CLICK)),
 }

@@ -420,6 +420,7 @@ def respond(
         shown=[hit.product_pk for hit in hits],
         first_position=(page - 1) * page_size + 1,
         filters=_refinements(extra),
+        match=match,
     )
     return response_class(
         hits=hits,

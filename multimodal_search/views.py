@@ -19,6 +19,8 @@ from multimodal_search.refinements import AS_TYPED, RefineForm, refinement_links
 CLICKS_SESSION_KEY = "mmsearch_clicks"
 KEPT_CLICKS = 20
 MAX_ID = 2**63 - 1
+#: popular products a page with no results shows under its "No results"
+POPULAR_STRIP = 8
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
@@ -96,6 +98,12 @@ def search_page(request: HttpRequest) -> HttpResponse:
                 context["relaxed"] = [
                     {"text": r.text, "count": r.count, "results": [hit.as_dict() for hit in r.hits]}
                     for r in services.relaxed_queries(searched_words, min_relevance=services.storefront_min_relevance())
+                ]
+            if not page.hits and page.page == 1 and not context.get("relaxed"):
+                # no dead end: the shop's popular products (in the category searched), below "No results"
+                context["popular"] = [
+                    hit.as_dict()
+                    for hit in services.popular_products(k=POPULAR_STRIP, category=page.query.get("category"))
                 ]
             context["refine"] = refinement_links(request.path, request.GET, page)
         except services.SearchError as exc:

@@ -277,6 +277,8 @@ def test_storefront_page_says_when_nothing_matches_exactly(client, trained, sett
     settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "RELEVANCE": {"STOREFRONT_MIN": 1.0}}
     page = client.get("/search/", {"q": "hoodie"}).content.decode()
     assert "No results for “hoodie”" in page and "mm-card" not in page
+    # not a dead end: the shop's popular products under it (the newest, where nobody did anything yet)
+    assert 'data-source="popular"' in page and "Popular right now" in page and 'class="card"' in page
     settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "RELEVANCE": {"STOREFRONT_MIN": 0.0, "EXACT": 0.0}}
     page = client.get("/search/", {"q": "hoodie"}).content.decode()
     assert "No exact results" not in page and "No results" not in page

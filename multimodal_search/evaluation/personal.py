@@ -33,9 +33,10 @@ from multimodal_search import services
 from multimodal_search.conf import search_settings
 from multimodal_search.evaluation import runner
 from multimodal_search.evaluation.queries import JudgedQuery
-from multimodal_search.ranking.attributes import product_group, shared_gender, stated_gender
+from multimodal_search.ranking.attributes import shared_gender
 from multimodal_search.ranking.personal import Event, ProfileState, Taste, fold, profile_vector
 from multimodal_search.services.personal import shopper_histories
+from multimodal_search.services.search import gender_apart, one_per_group
 from multimodal_search.store import get_store
 
 Progress = Callable[[int], Any] | None
@@ -253,26 +254,13 @@ def _top(scores: np.ndarray, exclude: Sequence[int], k: int, tiebreak: np.ndarra
 
 
 def _top_groups(catalogue: Catalogue, scores: np.ndarray, history: set[str], k: int, tiebreak: np.ndarray) -> list[int]:
-    """:func:`_top` of one product per group (``fields["group"]``), no group of the ``history``'s products,
-    and products stating another gender than the history's (``attributes.shared_gender``) after the rest."""
-
-    def fields(pk: str) -> Mapping[str, Any]:
-        return catalogue.fields.get(pk) or {}
-
-    gender = shared_gender(fields(pk) for pk in history)
-    taken = {product_group(pk, fields(pk)) for pk in history}
-    ranked: list[int] = []
-    others: list[int] = []
-    for i in _top(scores, [], len(catalogue.pks), tiebreak):
-        pk = catalogue.pks[i]
-        if product_group(pk, fields(pk)) in taken:
-            continue
-        taken.add(product_group(pk, fields(pk)))
-        stated = stated_gender(fields(pk))
-        (others if gender and stated not in (None, gender, "unisex") else ranked).append(i)
-        if len(ranked) == k:
-            break
-    return (ranked + others)[:k]
+    """:func:`_top` as ``services.recommended_for_vector`` keeps it: one product per group, none of the
+    ``history``'s groups, products stating another gender than the history's after the rest."""
+    ranked = [(catalogue.pks[i], float(scores[i])) for i in _top(scores, [], len(catalogue.pks), tiebreak)]
+    fields = catalogue.fields
+    gender = shared_gender(fields.get(pk) or {} for pk in history)
+    order = gender_apart(gender, list(one_per_group(ranked, fields, taken=history)), fields)
+    return [catalogue.position[pk] for pk in order[:k]]
 
 
 def hit_and_ndcg(ranked: Sequence[str], held_out: str, k: int) -> tuple[float, float]:

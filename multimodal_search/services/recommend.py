@@ -67,7 +67,7 @@ def recommended_for_vector(
     k: int,
     exclude: Collection[Any] = (),
     category: str | None = None,
-    gender: str | None = None,
+    history_gender: bool = False,
 ) -> list[SearchHit]:
     """The products nearest to ``vector`` by their fused vector (HNSW), for "recommended for you".
 
@@ -76,8 +76,9 @@ def recommended_for_vector(
         k: how many products.
         exclude: product pks never returned (e.g. already bought).
         category: category path; only products in it (or below).
-        gender: "men" or "women": products that state the other gender come after the rest
-            (``search.gender_apart``); None: no order by gender.
+        history_gender: ``exclude`` is the shopper's history: when most of it states one gender
+            (``attributes.shared_gender``), products that state the other come after the rest
+            (``search.gender_apart``).
 
     Returns:
         up to ``k`` hits, nearest first (``profile`` signal: cosine), one per product group (its nearest
@@ -102,6 +103,7 @@ def recommended_for_vector(
     nearest = store.nearest(FUSED_COLUMN, np.asarray(vector, dtype=np.float32), scope)
     fields = store.product_fields(sorted(excluded) + [pk for pk, _ in nearest], model_id=model_id)
     similarity = one_per_group(nearest, fields, taken=excluded)
+    gender = attributes.shared_gender(fields.get(pk) or {} for pk in excluded) if history_gender else None
     order = gender_apart(gender, list(similarity), fields)
     hits = [_hit(pk, product, similarity[pk], PROFILE) for pk, product in _products(order)][:k]
     return _fill(hits, k, excluded, category)
@@ -133,12 +135,10 @@ def recommended_for_shopper(
     bought = personal.shopper_events(shopper).filter(kind=ShopperEvent.PURCHASE).values_list("product_pk", flat=True)
     # what they bought, and what they just looked at (the strip suggests products they have not seen yet)
     seen = {event.product_pk for event in profile.recent}
-    history = set(bought[:1000]) | seen
-    # the gender they shop for, when their products mostly state one: after five men's hoodies, three
+    # and the gender they shop for, when their products mostly state one: after five men's hoodies, three
     # of the eight recommended were women's on the demo
-    stated = get_store().product_fields(sorted(history), model_id=current_encoder()[1])
-    gender = attributes.shared_gender(stated.values())
-    return recommended_for_vector(profile.vector, k=k, exclude=history, category=category, gender=gender)
+    history = set(bought[:1000]) | seen
+    return recommended_for_vector(profile.vector, k=k, exclude=history, category=category, history_gender=True)
 
 
 def also_viewed(product_pk: Any, *, k: int, fill: bool = True) -> list[SearchHit]:

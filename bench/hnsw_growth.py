@@ -18,7 +18,10 @@ recall against the same read with index scans off, of:
 * ``300 rows``: the candidate statement's pool branch (``POOL_ROWS_FACTOR`` x the candidates, at
   ``POOL_EF_FACTOR`` x ``HNSW_EF_SEARCH``);
 
-and the index's build time and size. The scratch table has no ``model_id`` (the store's indexes are
+and the index's build time and size. ``--binary 2,4,8`` also builds an HNSW index of the rows' sign bits
+(``binary_quantize(v)::bit(d)``, ``bit_hamming_ops``, the same build parameters) and times each read
+through it: the nearest ``factor`` x rows by Hamming distance, re-ranked by the exact inner product, in
+one statement. The scratch table has no ``model_id`` (the store's indexes are
 partial on it) and no other column, so its rows are narrower than the product table's.
 Results: ``bench/results/hnsw-growth-<sizes>[-blend].{json,md}``.
 """
@@ -48,6 +51,12 @@ def parse() -> argparse.Namespace:
     parser.add_argument(
         "--blend", action="store_true", help="rows mix three random products (a fresh --data-dir): no copies"
     )
+    parser.add_argument(
+        "--binary",
+        default="",
+        help="also read through an HNSW index of the rows' sign bits (binary_quantize, bit_hamming_ops): "
+        "comma-separated oversampling factors, each read re-ranked by the exact inner product",
+    )
     args = parser.parse_args()
     args.text_queries, args.photo_queries = args.queries, 0  # for bench/search.py's queries()
     return args
@@ -63,9 +72,9 @@ def pool_vectors(
     count = len(source["text_vector"])
     total = np.zeros((len(ids), source["text_vector"].shape[1]), dtype=np.float32)
     if not blend:
-        bases, others = ids % count, rng.integers(0, count, len(ids))
+        picks = np.stack([ids % count, rng.integers(0, count, len(ids))], 1)
         for column in COLUMNS:
-            total += np.nan_to_num(_mix(source[column], bases, others, rng))  # each part already at unit length
+            total += np.nan_to_num(_mix(source[column], picks, None, rng))  # each part already at unit length
         return total
     picks, weights = rng.integers(0, count, (len(ids), 3)), rng.dirichlet(np.ones(3), len(ids)).astype(np.float32)
     for column in COLUMNS:
@@ -98,6 +107,74 @@ def fill(source: dict[str, np.ndarray], start: int, stop: int, seed: int, blend:
             for i, vector in zip(ids, vectors):
                 copy.write_row([int(i), HalfVector(vector)])
         print(f"  filled {ids[-1] + 1:,} rows", flush=True)
+
+
+def build_binary(dims: int) -> tuple[float, int]:
+    """An HNSW index of the rows' sign bits (seconds, bytes), the shipped build parameters."""
+    from django.db import connection
+
+    from multimodal_search.store import sql
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP INDEX IF EXISTS {TABLE}_bits")
+        cursor.execute("SET maintenance_work_mem = '4GB'; SET max_parallel_maintenance_workers = 2")
+        started = time.perf_counter()
+        cursor.execute(
+            f"CREATE INDEX {TABLE}_bits ON {TABLE} USING hnsw ((binary_quantize(v)::bit({dims})) bit_hamming_ops) "
+            f"WITH (m = {sql.HNSW_M}, ef_construction = {sql.HNSW_EF_CONSTRUCTION})"
+        )
+        seconds = time.perf_counter() - started
+        cursor.execute(f"SELECT pg_relation_size('{TABLE}_bits'), pg_prewarm('{TABLE}_bits')")
+        size = int(cursor.fetchone()[0])
+    return seconds, size
+
+
+def nearest_binary(vector: np.ndarray, rows: int, oversample: int, dims: int) -> list[int]:
+    """The ``rows`` largest inner products among the ``oversample`` x ``rows`` nearest by the sign bits'
+    Hamming distance (read through their HNSW index, ``ef_search`` at least the rows it returns, relaxed
+    iterative scan past pgvector's 1,000)."""
+    from django.db import connection, transaction
+
+    from multimodal_search.store import sql
+
+    taken = rows * oversample
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"SET LOCAL hnsw.ef_search = {min(1000, max(40, taken))}; "
+            "SET LOCAL hnsw.iterative_scan = relaxed_order; SET LOCAL enable_seqscan = off"
+        )
+        cursor.execute(
+            f"SELECT id FROM (SELECT id, v FROM {TABLE} ORDER BY binary_quantize(v)::bit({dims}) <~> "
+            f"binary_quantize(%s::halfvec) LIMIT {taken}) AS near ORDER BY v <#> %s::halfvec LIMIT {rows}",
+            [sql.to_literal(vector)] * 2,
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def measure_binary(vectors: list[np.ndarray], repeat: int, factors: list[int], dims: int) -> dict[str, Any]:
+    from multimodal_search.conf import search_settings
+    from multimodal_search.store import sql
+
+    pool_rows = sql.branch_rows("pool_vector", int(search_settings.FUSION["CANDIDATES"]))
+    truths = [nearest(vector, pool_rows, None) for vector in vectors]
+    out: dict[str, Any] = {}
+    for rows in (10, pool_rows):
+        for factor in factors:
+            recall = [
+                len(set(nearest_binary(v, rows, factor, dims)) & set(t[:rows])) / rows for v, t in zip(vectors, truths)
+            ]
+            times = []
+            for _ in range(repeat):
+                for vector in vectors:
+                    started = time.perf_counter()
+                    nearest_binary(vector, rows, factor, dims)
+                    times.append((time.perf_counter() - started) * 1000)
+            out[f"{rows} rows, bits x{factor}"] = {
+                "ef_search": min(1000, max(40, rows * factor)),
+                "recall": float(np.mean(recall)),
+                **percentiles(times),
+            }
+    return out
 
 
 def build() -> tuple[float, int]:
@@ -209,7 +286,9 @@ def main() -> None:
             have = int(cursor.fetchone()[0])
             if have > size:
                 sys.exit(f"{args.data_dir} already holds {have:,} rows: remove it to bench {size:,}")
-            cursor.execute(f"DROP INDEX IF EXISTS {TABLE}_hnsw")  # filling is faster without it
+            cursor.execute(
+                f"DROP INDEX IF EXISTS {TABLE}_hnsw; DROP INDEX IF EXISTS {TABLE}_bits"
+            )  # filling is faster without them
         print(f"==> {size:,} rows", flush=True)
         fill(source, have, size, args.seed, args.blend)
         seconds, size_bytes = build()
@@ -217,6 +296,12 @@ def main() -> None:
         for vector in vectors[:5]:  # warm up
             nearest(vector, 10, 400)
         results["sizes"][str(size)] = {"build_s": seconds, "bytes": size_bytes, "reads": measure(vectors, args.repeat)}
+        if args.binary:
+            bits_s, bits_bytes = build_binary(dims)
+            print(f"  sign-bit index built in {bits_s:.0f} s ({bits_bytes / 2**20:.0f} MB)", flush=True)
+            factors = [int(f) for f in args.binary.split(",")]
+            results["sizes"][str(size)]["binary"] = {"build_s": bits_s, "bytes": bits_bytes}
+            results["sizes"][str(size)]["reads"].update(measure_binary(vectors, args.repeat, factors, dims))
         print("  " + str(results["sizes"][str(size)]["reads"]), flush=True)
         save(
             "hnsw-growth-" + args.products.replace(",", "-") + ("-blend" if args.blend else ""), results, table(results)

@@ -31,6 +31,12 @@ from tests.factories import ProductFactory, half_labelled, write_labels
         ("ladies tee", "women"),
         ("black tee", None),
         ("men and women tees", None),
+        ("hoodie for her", "women"),
+        ("a rain jacket for my dad", "men"),
+        ("Tee for HIM", "men"),
+        ("hoodie for her and him", None),
+        ("her hoodie", None),  # only as whom it is for
+        ("for running", None),
     ],
 )
 def test_gender_in_text(text, expected):

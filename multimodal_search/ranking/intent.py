@@ -20,7 +20,7 @@ from decimal import Decimal, InvalidOperation
 from multimodal_search.ranking import wordnet
 from multimodal_search.ranking.colour import colours_in_text
 from multimodal_search.ranking.departments import name_stems
-from multimodal_search.ranking.text import normal_gender, stem, words
+from multimodal_search.ranking.text import RECIPIENTS, normal_gender, stem, words
 
 _NUMBER = r"\$?\s*(\d{1,7}(?:\.\d{1,2})?)\s*(?:\$|dollars?|usd|eur|€|£)?"
 _UNDER = r"under|below|less\s+than|cheaper\s+than|up\s+to|max(?:imum)?|<"
@@ -61,13 +61,6 @@ _ORDERS = [
 ]
 
 
-#: who a gift is for, as the gender a query names ("a gift for him": men's products)
-_RECIPIENTS = {
-    **dict.fromkeys(
-        ("him", "he", "men", "man", "guy", "guys", "dad", "father", "husband", "boyfriend", "brother"), "men"
-    ),
-    **dict.fromkeys(("her", "she", "women", "woman", "mom", "mum", "mother", "wife", "girlfriend", "sister"), "women"),
-}
 #: words that ask for a gift: the shop's best sellers for whoever it is for ("gift for him", "gift ideas");
 #: "gift card", "gift set", "gift wrap" are products
 _GIFT = re.compile(
@@ -85,7 +78,7 @@ def _without_gift(text: str) -> tuple[str, bool]:
         return text, False
     who = (match.group("who") or "").lower()
     # a gender ("him": men), what the recipient does ("runner": running, as shops name an activity), or as typed
-    kept = _RECIPIENTS.get(who) or (wordnet.activity(who) if who else None) or who
+    kept = RECIPIENTS.get(who) or (wordnet.activity(who) if who else None) or who
     return " ".join((text[: match.start()] + " " + kept + " " + text[match.end() :]).split()), True
 
 

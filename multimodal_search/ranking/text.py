@@ -26,6 +26,14 @@ GENDER_WORDS: dict[str, tuple[str, ...]] = {
 _GENDER_OF = {word: gender for gender, names in GENDER_WORDS.items() for word in names}
 #: genders a shopper's query can ask for
 QUERY_GENDERS = ("men", "women")
+#: who a product is for, read as the gender a query names ("hoodie for her", "a gift for my dad")
+RECIPIENTS = {
+    **dict.fromkeys(
+        ("him", "he", "men", "man", "guy", "guys", "dad", "father", "husband", "boyfriend", "brother"), "men"
+    ),
+    **dict.fromkeys(("her", "she", "women", "woman", "mom", "mum", "mother", "wife", "girlfriend", "sister"), "women"),
+}
+_FOR = re.compile(r"\bfor\b")
 
 
 def words(text: str) -> list[str]:
@@ -54,7 +62,11 @@ def normal_gender(value: str) -> str | None:
 
 
 def gender_in_text(text: str) -> str | None:
-    """The gender a query asks for ("womens yoga pants" -> "women"); None when none or both are named."""
-    named = {_GENDER_OF.get(word) for word in words(text)}
+    """The gender a query asks for ("womens yoga pants" -> "women", "hoodie for her" -> "women", "a jacket
+    for my dad" -> "men"); None when none or both are named."""
+    lowered = (text or "").lower()
+    named = {_GENDER_OF.get(word) for word in words(lowered)}
+    recipient = _FOR.search(lowered)  # whom it is for: the words after "for" ("for her and him": both)
+    named |= {RECIPIENTS.get(word) for word in words(lowered[recipient.end() :])} if recipient else set()
     found = [gender for gender in QUERY_GENDERS if gender in named]
     return found[0] if len(found) == 1 else None

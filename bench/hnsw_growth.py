@@ -111,22 +111,7 @@ def fill(source: dict[str, np.ndarray], start: int, stop: int, seed: int, blend:
 
 def build_binary(dims: int) -> tuple[float, int]:
     """An HNSW index of the rows' sign bits (seconds, bytes), the shipped build parameters."""
-    from django.db import connection
-
-    from multimodal_search.store import sql
-
-    with connection.cursor() as cursor:
-        cursor.execute(f"DROP INDEX IF EXISTS {TABLE}_bits")
-        cursor.execute("SET maintenance_work_mem = '4GB'; SET max_parallel_maintenance_workers = 2")
-        started = time.perf_counter()
-        cursor.execute(
-            f"CREATE INDEX {TABLE}_bits ON {TABLE} USING hnsw ((binary_quantize(v)::bit({dims})) bit_hamming_ops) "
-            f"WITH (m = {sql.HNSW_M}, ef_construction = {sql.HNSW_EF_CONSTRUCTION})"
-        )
-        seconds = time.perf_counter() - started
-        cursor.execute(f"SELECT pg_relation_size('{TABLE}_bits'), pg_prewarm('{TABLE}_bits')")
-        size = int(cursor.fetchone()[0])
-    return seconds, size
+    return build("bits", f"(binary_quantize(v)::bit({dims})) bit_hamming_ops")
 
 
 def nearest_binary(vector: np.ndarray, rows: int, oversample: int, dims: int) -> list[int]:
@@ -177,24 +162,26 @@ def measure_binary(vectors: list[np.ndarray], repeat: int, factors: list[int], d
     return out
 
 
-def build() -> tuple[float, int]:
-    """The shipped HNSW index over the table (seconds, bytes)."""
+def build(name: str = "hnsw", column: str = "v halfvec_ip_ops") -> tuple[float, int]:
+    """An HNSW index ``<table>_<name>`` over ``column`` (an expression and its operator class; default the
+    shipped index of the pool vectors), the shipped build parameters, read into shared buffers (seconds, bytes)."""
     from django.db import connection
 
     from multimodal_search.store import sql
 
+    index = f"{TABLE}_{name}"
     with connection.cursor() as cursor:
+        cursor.execute(f"DROP INDEX IF EXISTS {index}")
         cursor.execute("SET maintenance_work_mem = '4GB'; SET max_parallel_maintenance_workers = 2")
         started = time.perf_counter()
         cursor.execute(
-            f"CREATE INDEX {TABLE}_hnsw ON {TABLE} USING hnsw (v halfvec_ip_ops) "
+            f"CREATE INDEX {index} ON {TABLE} USING hnsw ({column}) "
             f"WITH (m = {sql.HNSW_M}, ef_construction = {sql.HNSW_EF_CONSTRUCTION})"
         )
         seconds = time.perf_counter() - started
         cursor.execute(f"VACUUM ANALYZE {TABLE}")
-        cursor.execute(f"SELECT pg_relation_size('{TABLE}_hnsw')")
+        cursor.execute(f"SELECT pg_relation_size('{index}'), pg_prewarm('{TABLE}'), pg_prewarm('{index}')")
         size = int(cursor.fetchone()[0])
-        cursor.execute(f"SELECT pg_prewarm('{TABLE}'), pg_prewarm('{TABLE}_hnsw')")
     return seconds, size
 
 

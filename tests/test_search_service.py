@@ -9,7 +9,7 @@ from django.core.management import call_command
 from multimodal_search import services
 from multimodal_search.models import ImageEmbedding, ProductEmbedding
 from multimodal_search.ranking import fusion
-from multimodal_search.services import candidates, query
+from multimodal_search.services import candidates, query, search
 from multimodal_search.store import get_store
 from multimodal_search.store.base import Scope
 from multimodal_search.store.pgvector import as_array
@@ -154,6 +154,68 @@ def test_similar_products_of_another_gender_come_last(indexed):
     # a women's product's page: the men's tee last; a unisex product's: every gender in its place
     assert [hit.product for hit in services.similar_products(women, k=4)][-1] == men
     assert women in [hit.product for hit in services.similar_products(unisex, k=4)][:2]
+
+
+def test_gender_within_kind_moves_only_the_products_of_the_kind_asked():
+    kind = {"m-short": 1.0, "w-short": 1.0, "u-short": 1.0, "w-tank": 0.0, "m-short-2": 0.9}
+    gender = {"m-short": 0.0, "w-short": 1.0, "u-short": 1.0, "w-tank": 1.0, "m-short-2": 0.0}
+    order = ["m-short", "w-tank", "m-short-2", "w-short", "u-short", "unknown"]
+    scores = dict(zip(order, [0.9, 0.8, 0.7, 0.6, 0.5, 0.4]))
+    # the shorts keep places 0, 2, 3 and 4: the women's and unisex ones first; the tank and the rest stay
+    moved, placed = search.gender_within_kind(order, scores, kind, gender)
+    assert moved == ["w-short", "w-tank", "u-short", "m-short", "m-short-2", "unknown"]
+    # each takes the score of its place: the scores fall with the order
+    assert [placed[pk] for pk in moved] == [0.9, 0.8, 0.7, 0.6, 0.5, 0.4]
+    assert search.gender_within_kind(order, scores, None, gender) == (order, scores)  # no kind named
+    assert search.gender_within_kind(order, scores, kind, None) == (order, scores)  # no gender named
+    men_only = {pk: 0.0 for pk in order}
+    assert search.gender_within_kind(order, scores, kind, men_only) == (order, scores)  # nothing to move
+
+
+def test_the_kind_asked_for_the_gender_asked_comes_before_the_same_kind_for_another(
+    indexed, model_dir, settings, monkeypatch
+):
+    """ "women's running shorts": a men's running short matches more of the words than a women's
+    drawstring short, but of the shorts the women's come first; a women's running tank, not the kind
+    asked, does not pass the men's short."""
+    from multimodal_search.learning.attributes import train_attributes
+
+    # the fused score by the words alone, as where a men's product's words say more than the gender (the
+    # re-ranker's weights are learned); the rule holds whatever the scores
+    fusion_settings = settings.MULTIMODAL_SEARCH.get("FUSION", {})
+    settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "FUSION": {**fusion_settings, "GENDER_WEIGHT": 0.0}}
+    shorts = {g: Category.from_path(f"{g} > Bottoms > Shorts") for g in ("Men", "Women")}
+    tanks = Category.from_path("Women > Tops > Tanks")
+    men = [
+        ProductFactory(
+            title=f"running shorts {i}",
+            description="Running shorts.",
+            gender="Men",
+            category=shorts["Men"],
+            photos=["blue"],
+        )
+        for i in range(4)
+    ]
+    women = [
+        ProductFactory(title=f"drawstring short {i}", gender="Women", category=shorts["Women"], photos=["blue"])
+        for i in range(4)
+    ]
+    tank = [
+        ProductFactory(title=f"running tank {i}", gender="Women", category=tanks, photos=["blue"]) for i in range(4)
+    ]
+    indexed(*men, *women, *tank)
+    assert "category" in train_attributes()["facets"]
+    hits = services.search_products("women's running shorts", k=12, method="feature").hits
+    assert hits[0].signals["kind_asked"] == 1.0 and hits[0].signals["gender"] == 1.0
+    order = [hit.product for hit in hits]
+    # of the shorts, every women's one comes before every men's one, and the scores fall with the order
+    assert max(order.index(product) for product in women) < min(order.index(product) for product in men)
+    assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
+    # by the words alone (the rule off), a men's short came first, and the tanks held the same places
+    monkeypatch.setattr(search, "gender_within_kind", lambda order, scores, kind, gender: (order, scores))
+    plain = [hit.product for hit in services.search_products("women's running shorts", k=12, method="feature").hits]
+    assert plain.index(men[0]) < max(plain.index(product) for product in women)
+    assert [order.index(product) for product in tank] == [plain.index(product) for product in tank]
 
 
 def test_lexical_is_postgres_full_text_search(indexed, pil_photo):

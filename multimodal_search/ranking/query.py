@@ -28,6 +28,8 @@ class Query:
             only in a broad query.
         broad: the typed words name only colours, genders, departments and qualities ("red", "tops",
             "wool"; ``ranking.intent.facets_only``): their relevance is the ``broad`` calibration's.
+        kinds: the categories the typed words name, without synonyms (["shorts"] for "women's shorts",
+            whose synonyms add "short pants": ``facets`` then also has "pants").
     """
 
     text: str | None
@@ -43,6 +45,7 @@ class Query:
     departments: dict[str, list[str]] = field(default_factory=dict)
     qualities: list[str] = field(default_factory=list)
     broad: bool = False
+    kinds: list[str] = field(default_factory=list)
 
     @property
     def tie_seed(self) -> str:

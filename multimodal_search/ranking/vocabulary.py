@@ -55,6 +55,11 @@ QUALITY = "quality"
 #: 1 for a product whose stated colour or gender is not the one the words with a photo ask for ("like this
 #: photo, but in blue" with a purple product's photo); such products rank after the others (never weighted)
 ASKED_OTHERWISE = "asked_otherwise"
+#: how surely a product is of a kind the typed words name (the category they name, without synonyms: "shorts",
+#: not also the "pants" of its synonym "short pants"), for a text query that names a gender: of those products,
+#: the ones stated for the other gender rank after the others, in their places (``search.gender_within_kind``;
+#: never weighted)
+KIND_ASKED = "kind_asked"
 PERSONAL = "personal"  # the shopper's profile (services.search: personal re-ranking)
 #: the shop's most interacted-with products, and the newest that fill their list (services.recommend)
 POPULAR, NEWEST = "popular", "newest"

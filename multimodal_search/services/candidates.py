@@ -149,6 +149,10 @@ def _derived_signals(
     for facet, wanted in query.facets.items():
         if facet in names:
             signals[facet] = {pk: attributes.facet_match(facet, wanted, fields.get(pk) or {}) for pk in pks}
+    if v.GENDER in signals and query.kinds and query.image_features is None:  # "women's shorts": of the shorts
+        signals[v.KIND_ASKED] = {
+            pk: attributes.facet_match(v.CATEGORY, query.kinds, fields.get(pk) or {}) for pk in pks
+        }
     if _photo_and_words(query) and (query.colours or query.gender):
         signals[v.ASKED_OTHERWISE] = {pk: float(stated_otherwise(query, fields.get(pk) or {})) for pk in pks}
     if v.COLOUR in names:

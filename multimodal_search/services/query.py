@@ -171,6 +171,7 @@ def encode_query(
     if image is not None:
         shared, features, classes = encoder.encode_photo_query(image)
     facets = named_facets(words, model_id)
+    kinds = (facets if words == text else named_facets(text, model_id)).get(v.CATEGORY, [])
     colours = colour.colours_in_text(text or "")
     gender = gender_in_text(text or "")
     # "in blue", "for men" with a photo: the words name no kind, the photo does (and, for "in blue", its gender)
@@ -192,6 +193,7 @@ def encode_query(
         departments=departments,
         qualities=qualities,
         broad=broad,
+        kinds=kinds,
     )
 
 

@@ -260,6 +260,8 @@ def rank_products(
     plain_scores = scores
     if nudge is not None:
         order, scores = nudge.order, nudge.scores
+    # "women's running shorts": of the shorts, the women's before the men's, at the places shorts hold
+    order, scores = gender_within_kind(order, scores, signals.get(v.KIND_ASKED), signals.get(v.GENDER))
     # "like this photo, but in blue": a product stated purple after the others (candidates.stated_otherwise)
     otherwise = {pk for pk, value in signals.get(v.ASKED_OTHERWISE, {}).items() if value}
     if otherwise:
@@ -621,6 +623,38 @@ def gender_apart(gender: str | None, order: list[str], fields: Mapping[str, Mapp
         return attributes.stated_gender(fields.get(pk) or {}) not in (None, gender, "unisex")
 
     return [pk for pk in order if not other(pk)] + [pk for pk in order if other(pk)]
+
+
+def gender_within_kind(
+    order: list[str],
+    scores: dict[str, float],
+    kind: Mapping[str, float] | None,
+    gender: Mapping[str, float] | None,
+) -> tuple[list[str], dict[str, float]]:
+    """``order`` with the products of the kind a query's typed words name (``kind``: the ``kind_asked``
+    signal, at least 0.5) that are surely not for the gender it names (the ``gender`` signal 0: stated
+    otherwise) after those of that kind that may be, in the places products of that kind hold, and the
+    ``scores`` that go with it: a product moved takes the score of the place it takes (as personalisation's
+    nudge does), so that scores fall with the order. "women's running shorts under 40": where the price
+    leaves few women's shorts, a men's running short came first for its words; now the women's shorts hold
+    the first places shorts hold, and the men's the later ones. No other product moves, so a product of
+    another kind (a women's tank) never passes one of the kind asked. Unchanged when the query names no
+    gender or no kind."""
+    if not kind or not gender:
+        return order, scores
+
+    def of_kind(pk: str) -> bool:
+        return kind.get(pk, 0.0) >= 0.5
+
+    places = [i for i, pk in enumerate(order) if of_kind(pk)]
+    ours = [order[i] for i in places if gender.get(order[i], 1.0) > 0]
+    others = [order[i] for i in places if gender.get(order[i], 1.0) <= 0]
+    if not ours or not others:
+        return order, scores
+    moved, placed = list(order), dict(scores)
+    for i, pk in zip(places, ours + others):
+        moved[i], placed[pk] = pk, scores.get(order[i], 0.0)
+    return moved, placed
 
 
 def _products(

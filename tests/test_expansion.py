@@ -80,6 +80,18 @@ def test_a_phrase_whose_relatives_the_shop_never_uses_gets_a_broader_word():
     assert expansion.plan("gloves", counter(shop), lambda: 200) == []
 
 
+def test_a_kind_the_shop_does_not_sell_is_not_read_as_all_its_clothes():
+    shop = {"apparel": 30, "clothes": 12, "garment": 8, "clothing": 20, "wear": 9, "hoodie": 40}
+    general = ["apparel", "clothes", "clothing", "garment", "wear"]
+    # WordNet files "dress" (also) under clothing in general, and "jumpsuit" under garment
+    assert {e.term for e in expansion.plan("red dress", counter(shop), lambda: 200)} & set(general)
+    assert expansion.plan("red dress", counter(shop), lambda: 200, general=general) == []
+    assert expansion.plan("jumpsuit", counter(shop), lambda: 200, general=general) == []
+    # a word that ends with the general word still gets it: all of a sports shop's clothes are sportswear
+    found = expansion.plan("sportswear", counter(shop), lambda: 200, general=general)
+    assert {e.term for e in found} & {"clothing", "wear"}
+
+
 def test_phrases_the_synonym_list_covers_are_left_to_it():
     count = counter({"pant": 5})
     assert [e.term for e in expansion.plan("trousers", count, lambda: 100)] == ["pant"]

@@ -226,6 +226,7 @@ def plan(
     min_weight: float = 0.1,
     count_cap: int = 1000,
     covered: Collection[str] = (),
+    general: Collection[str] = (),
 ) -> list[Expansion]:
     """The catalogue's terms for the query's phrases it does not use, best first per phrase: its
     synonyms, direct hypernyms and hyponyms (:func:`candidates`), and for a phrase none of whose
@@ -243,6 +244,12 @@ def plan(
         count_cap: most products counted per candidate (a larger count is taken as this many).
         covered: words another expansion already handles (those of the shopper synonym list's phrases
             the query names): a phrase with any of them is not expanded.
+        general: the catalogue's words for several departments at once ("clothing", "apparel", "garment":
+            ``ranking.departments``' classes). They are not a phrase's synonym, hypernym or hyponym here: a
+            kind the shop does not sell is not answered by all of its clothes ("red dress" found Luma's
+            hoodies through "apparel", as WordNet also files "dress" under clothing in general, and "jumpsuit",
+            "swimsuit" and "scarf" through "garment"). A word that ends with one of them still gets it
+            (:func:`broader`: "sportswear", "activewear": clothing).
     """
     units = [unit for unit in phrases(text) if not set(unit.split()) & set(covered)]
     if not units:
@@ -251,7 +258,8 @@ def plan(
     gaps = missing(units, count_terms(asked, 1))
     if not gaps:
         return []
-    options = {gap: candidates(gap) for gap in gaps}
+    wide = {term.lower() for term in general}
+    options = {gap: {term: link for term, link in candidates(gap).items() if term.lower() not in wide} for gap in gaps}
     terms = list(dict.fromkeys(term for found in options.values() for term in found))
     counts = count_terms(terms, count_cap) if terms else {}
     size = total() if counts else 0

@@ -291,6 +291,7 @@ def catalogue_expansions(
         max_share=float(config["MAX_SHARE"]),
         min_weight=float(config["MIN_WEIGHT"]),
         covered=tokens(" ".join(merchandising.named(text, rules))),
+        general=list(departments.classes) if (departments := get_departments(model_id)) is not None else (),
     )
 
 

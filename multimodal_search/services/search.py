@@ -633,7 +633,8 @@ def gender_within_kind(
 ) -> tuple[list[str], dict[str, float]]:
     """``order`` with the products of the kind a query's typed words name (``kind``: the ``kind_asked``
     signal, at least 0.5) that are surely not for the gender it names (the ``gender`` signal 0: stated
-    otherwise) after those of that kind that may be, in the places products of that kind hold, and the
+    for the other, or inferred for it so surely that the asked gender's share is under the 0.5% the
+    inferred facets keep) after those of that kind that may be, in the places products of that kind hold, and the
     ``scores`` that go with it: a product moved takes the score of the place it takes (as personalisation's
     nudge does), so that scores fall with the order. "women's running shorts under 40": where the price
     leaves few women's shorts, a men's running short came first for its words; now the women's shorts hold

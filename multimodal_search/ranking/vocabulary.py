@@ -57,7 +57,7 @@ QUALITY = "quality"
 ASKED_OTHERWISE = "asked_otherwise"
 #: how surely a product is of a kind the typed words name (the category they name, without synonyms: "shorts",
 #: not also the "pants" of its synonym "short pants"), for a text query that names a gender: of those products,
-#: the ones stated for the other gender rank after the others, in their places (``search.gender_within_kind``;
+#: the ones surely for the other gender rank after the others, in their places (``search.gender_within_kind``;
 #: never weighted)
 KIND_ASKED = "kind_asked"
 PERSONAL = "personal"  # the shopper's profile (services.search: personal re-ranking)

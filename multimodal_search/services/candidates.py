@@ -150,9 +150,13 @@ def _derived_signals(
         if facet in names:
             signals[facet] = {pk: attributes.facet_match(facet, wanted, fields.get(pk) or {}) for pk in pks}
     if v.GENDER in signals and query.kinds and query.image_features is None:  # "women's shorts": of the shorts
-        signals[v.KIND_ASKED] = {
-            pk: attributes.facet_match(v.CATEGORY, query.kinds, fields.get(pk) or {}) for pk in pks
-        }
+        # the category signal already is it when the synonyms named no other category
+        same = query.kinds == query.facets.get(v.CATEGORY) and v.CATEGORY in signals
+        signals[v.KIND_ASKED] = (
+            signals[v.CATEGORY]
+            if same
+            else {pk: attributes.facet_match(v.CATEGORY, query.kinds, fields.get(pk) or {}) for pk in pks}
+        )
     if _photo_and_words(query) and (query.colours or query.gender):
         signals[v.ASKED_OTHERWISE] = {pk: float(stated_otherwise(query, fields.get(pk) or {})) for pk in pks}
     if v.COLOUR in names:

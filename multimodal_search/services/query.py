@@ -282,6 +282,7 @@ def catalogue_expansions(
         return []
     store = get_store()
     seconds = float(config["CACHE_SECONDS"])
+    departments = get_departments(model_id)
     return expansion.plan(
         text,
         lambda terms, cap: catalogue_term_counts(model_id, terms, cap),
@@ -291,7 +292,7 @@ def catalogue_expansions(
         max_share=float(config["MAX_SHARE"]),
         min_weight=float(config["MIN_WEIGHT"]),
         covered=tokens(" ".join(merchandising.named(text, rules))),
-        general=list(departments.classes) if (departments := get_departments(model_id)) is not None else (),
+        general=list(departments.classes) if departments is not None else (),
     )
 
 

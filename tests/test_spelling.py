@@ -81,6 +81,25 @@ def test_the_text_keeps_what_it_does_not_correct_and_what_the_catalogue_uses():
     assert understood.suggest("trosers") == "trousers" and understood.counts["pant"] == 1
 
 
+def test_a_hyphenated_word_typed_as_one_is_read_as_the_catalogue_writes_it():
+    speller = Speller.from_texts(
+        ["Lucia Cross-Fit Bra", "Classic Half-Zips Pack", "Vega V-Neck Tee", "Iris Re-Usable Bottle", "Ana A-B Top"],
+        understood_words(),
+    )
+    assert speller.joined["crossfit"] == "cross-fit" and speller.counts["cross"] == 1
+    assert speller.suggest("crossfit") == "cross-fit" and speller.suggest("crossfits") == "cross-fits"
+    assert speller.suggest("halfzip") == "half-zip"  # the catalogue's plural, typed singular
+    assert speller.suggest("halfzips") == "half-zips" and speller.suggest("vneck") == "v-neck"
+    assert Speller.from_texts(["Classic T-Shirt"]).suggest("tshirt") == "t-shirt"  # not "shirt", one letter away
+    assert "ab" not in speller.joined  # too short to be read as one word
+    fixed = speller.correct("black crossfit bra", lambda words: set())
+    assert fixed is not None and fixed.text == "black cross-fit bra"
+    # a word the dictionary has as a word of its own is searched as typed; the file keeps the joined words
+    assert Speller.from_texts(["Re-Usable Bottle", "Reusable Cup"]).suggest("reusable") is None
+    assert Speller.from_json(speller.to_json()).joined == speller.joined
+    assert Speller.from_json({"counts": {"bra": 1}}).joined == {}  # a dictionary saved before them
+
+
 SPECS = [
     ("Alpha Hoodie", "Clothing > Hoodies", "red"),
     ("Beta Hoodie", "Clothing > Hoodies", "blue"),

@@ -22,6 +22,10 @@ or a name it does not sell is searched as typed:
   a delete, a substitution or two neighbours swapped). The nearest wins, then the most used (with its
   plural or singular), then the one as long as the typed word, then the shorter.
 
+A word the catalogue writes with a hyphen is also found typed as one word: "crossfit" is read as
+"cross-fit", "tshirts" as "t-shirts", "vneck" as "v-neck" (:attr:`Speller.joined`). That comes before
+the nearest word, which for "tshirt" would be "shirt".
+
 Lookups use deletes only (symmetric delete, as SymSpell): each dictionary word is kept under itself
 and every string one delete makes, and a typed word's candidates are the words kept under one of its
 own deletes (up to its edits). Deleting only one letter of the dictionary's words keeps the index
@@ -56,6 +60,10 @@ SHORTEST = 4
 LONG = 8
 #: the dictionary keeps at most this many words, the most used (each takes about 9 delete keys)
 MAX_WORDS = 20_000
+#: a hyphenated word of the catalogue ("cross-fit"), lower case, letters only
+_HYPHENATED = re.compile(r"(?<![a-z0-9-])[a-z]+(?:-[a-z]+)+(?![a-z0-9-])")
+#: shortest hyphenated word, its hyphens taken out, that is read typed as one word ("v-neck": 5)
+MIN_JOINED = 4
 
 
 def max_edits(word: str) -> int:
@@ -114,11 +122,15 @@ def _replaced(text: str, fixes: tuple[tuple[str, str], ...]) -> str:
 
 
 class Speller:
-    """The catalogue's dictionary (word -> products that use it) and its delete index."""
+    """The catalogue's dictionary (word -> products that use it), its delete index, and its hyphenated
+    words by their letters run together (``joined``: "crossfit" -> "cross-fit")."""
 
-    def __init__(self, counts: Mapping[str, int]):
+    def __init__(self, counts: Mapping[str, int], joined: Mapping[str, str] | None = None):
         kept = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:MAX_WORDS]
         self.counts: dict[str, int] = dict(kept)
+        self.joined: dict[str, str] = {
+            word: written for word, written in sorted((joined or {}).items())[:MAX_WORDS] if not self.knows(word)
+        }
         self._index: dict[str, list[str]] = {}
         for word in self.counts:
             for key in _deletes(word, 1):
@@ -129,11 +141,18 @@ class Speller:
         """The dictionary of one text per product (each word counted once per product), and the words
         the search reads whatever the products state (:func:`understood_words`), counted once at least."""
         counts: Counter[str] = Counter()
+        written: Counter[str] = Counter()
         for text in texts:
             counts.update({word for word in words(text) if word.isalpha() and len(word) > 1})
+            written.update(set(_HYPHENATED.findall((text or "").lower())))
         for word in understood:
             counts[word] = max(counts[word], 1)
-        return cls(counts)
+        joined: dict[str, str] = {}
+        for form, _ in sorted(written.items(), key=lambda item: (-item[1], item[0])):  # the commonest writing
+            run = form.replace("-", "")
+            if len(run) >= MIN_JOINED:
+                joined.setdefault(run, form)
+        return cls(counts, joined)
 
     def __len__(self) -> int:
         return len(self.counts)
@@ -143,10 +162,18 @@ class Speller:
         return word in self.counts or stem(word) in self.counts or word + "s" in self.counts
 
     def suggest(self, word: str) -> str | None:
-        """The dictionary word a typed word that it lacks is read as (None: none near enough)."""
+        """The dictionary word a typed word that it lacks is read as (None: none near enough): the
+        catalogue's hyphenated word it runs together ("crossfit": "cross-fit", "tshirts": "t-shirts"),
+        else the nearest."""
         edits = max_edits(word)
         if len(word) < SHORTEST or self.knows(word) or not word.isalpha():
             return None
+        if word in self.joined:
+            return self.joined[word]
+        if stem(word) in self.joined:  # "tshirts", the catalogue's "t-shirt"
+            return self.joined[stem(word)] + word[len(stem(word)) :]
+        if word + "s" in self.joined and self.joined[word + "s"].endswith("s"):  # "tshirt", its "t-shirts"
+            return self.joined[word + "s"][:-1]
         if not edits:  # a word of SHORTEST letters: the words it is one letter short of
             candidates = {found for found in self._index.get(word, ()) if len(found) == len(word) + 1}
             edits = 1
@@ -193,11 +220,12 @@ class Speller:
         return Correction(_replaced(text, fixes), fixes) if fixes else None
 
     def to_json(self) -> dict[str, Any]:
-        return {"counts": self.counts}
+        return {"counts": self.counts, "joined": self.joined}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Speller:
-        return cls({str(word): int(n) for word, n in dict(data.get("counts", {})).items()})
+        counts = {str(word): int(n) for word, n in dict(data.get("counts", {})).items()}
+        return cls(counts, {str(word): str(form) for word, form in dict(data.get("joined", {})).items()})
 
 
 def understood_words() -> set[str]:

@@ -112,6 +112,10 @@ def search_page(request: HttpRequest) -> HttpResponse:
     return render(request, "multimodal_search/search.html", context, status=status)
 
 
+#: what the "why" line says first of a result surely for another gender than the words name
+OTHER_GENDER = "not for the gender you named"
+
+
 def with_reasons(result: dict[str, Any], query_text: str | None) -> dict[str, Any]:
     """A result with its "why" in a shopper's words (``ranking.reasons``): the bar's segments and the
     two main reasons as sentences."""
@@ -126,7 +130,9 @@ def with_reasons(result: dict[str, Any], query_text: str | None) -> dict[str, An
     result["reasons"] = found
     why = list(dict.fromkeys(reason.sentence for reason in found))[:2]
     personal = [r.sentence for r in found if r.signal == PERSONAL and r.sentence not in why]
-    result["why"] = why + personal  # moved up for the shopper: always said, however small its share
+    # a men's running short for "women's running shorts": shown after the women's, and said first
+    apart = [OTHER_GENDER] if services.other_gender(result.get("signals") or {}) else []
+    result["why"] = apart + why + personal  # moved up for the shopper: always said, however small its share
     return result
 
 

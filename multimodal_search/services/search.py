@@ -459,9 +459,19 @@ def exact_cut(ranked: Ranked) -> float | None:
 
 def likely_match(hit: SearchHit, response: SearchResponse) -> bool:
     """Whether the search page calls ``hit`` "Likely a match" rather than "Similar item"
-    (``ranking.calibration.likely_match``: even odds, or the ``exact`` cut the page's ``match`` used).
-    The page says "No exact results" only when it calls none of its results likely."""
-    return calibration.likely_match(hit.relevance, response.exact_cut)
+    (``ranking.calibration.likely_match``: even odds, or the ``exact`` cut the page's ``match`` used),
+    never when it is surely for another gender than the words name (:func:`other_gender`). The page says
+    "No exact results" only when it calls none of its results likely."""
+    return calibration.likely_match(hit.relevance, response.exact_cut) and not other_gender(hit.signals)
+
+
+def other_gender(signals: Mapping[str, float]) -> bool:
+    """Whether a result's ``signals`` say it is surely for another gender than the query's words name
+    (the ``gender`` signal 0: stated for the other, or inferred for it so surely that the asked gender's
+    share is under 0.5%; no signal when the words name none). Such a result stays in the results, as the
+    kind asked ("women's running shorts": a men's running short, after the women's; :func:`gender_within_kind`),
+    but the search page calls it a similar item and says why."""
+    return signals.get(v.GENDER, 1.0) <= 0.0
 
 
 def check_min_relevance(value: MinRelevance) -> None:

@@ -230,3 +230,19 @@ def test_what_a_person_does_is_the_verb_their_noun_derives_from():
         "walker": "walking",
     }
     assert activity("yogi") is None and activity("jacket") is None and activity("him") is None
+
+
+def test_a_kind_of_goods_the_catalogue_has_no_word_for_is_unsold():
+    kinds = ["hoodie", "pant", "tee", "bag"]
+    nothing = lambda words: set()  # noqa: E731 (no product's text uses any of them)
+    assert expansion.unsold("red dress", "red dress", kinds, nothing) == ["dress"]
+    assert expansion.unsold("scarf", "scarf joint", kinds, nothing) == ["scarf"]  # its expansion is no kind either
+    # a kind it sells, typed, by a synonym ("trousers": "pants") or by an expansion ("sweater" -> "hoodie")
+    assert expansion.unsold("cashmere hoodie", "cashmere hoodie", kinds, nothing) == []
+    assert expansion.unsold("trousers", "trousers pants", kinds, nothing) == []
+    assert expansion.unsold("laptop bag", "laptop bag", kinds, nothing) == []
+    # no goods named ("yoga", "winter", colours, genders), or a word some product's text uses ("mat")
+    assert expansion.unsold("womens yoga", "womens yoga", kinds, nothing) == []
+    assert expansion.unsold("red winter", "red winter", kinds, nothing) == []
+    assert expansion.unsold("yoga mat", "yoga mat", kinds, lambda words: {"mat"} & set(words)) == []
+    assert expansion.unsold("red dress", "red dress", [], nothing) == []  # nothing trained: no kinds known

@@ -311,6 +311,22 @@ def test_a_result_surely_for_another_gender_than_named_is_a_similar_item_and_say
 
 
 @pytest.mark.django_db
+def test_a_kind_the_shop_has_no_word_for_is_never_called_a_likely_match(client, trained, settings):
+    # every result exact and likely by its relevance: only the rule can say otherwise
+    settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "RELEVANCE": {"STOREFRONT_MIN": 0.0, "EXACT": 0.0}}
+    body = client.get("/api/v1/search/", {"q": "red dress"}).json()
+    assert body["query"]["unsold"] == ["dress"] and body["match"] == "related"
+    first = body["results"][0]["title"]  # still shown: similar items
+    page = client.get("/search/", {"q": "red dress"}).content.decode()
+    assert "No exact results" in page and "Likely a match" not in page and first in page
+    # a kind it sells: as before
+    body = client.get("/api/v1/search/", {"q": "red hoodie"}).json()
+    assert "unsold" not in body["query"] and body["match"] == "exact"
+    page = client.get("/search/", {"q": "red hoodie"}).content.decode()
+    assert "Likely a match" in page and "No exact results" not in page
+
+
+@pytest.mark.django_db
 def test_the_page_calls_a_result_at_the_exact_cut_a_likely_match(client, trained, settings):
     hits = services.search_products("hoodie", k=10).hits
     assert any(hit.relevance < 0.5 for hit in hits)  # some would be "Similar item" at even odds

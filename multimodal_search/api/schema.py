@@ -113,6 +113,14 @@ class SearchQueryEchoSerializer(serializers.Serializer[Any]):
         "such as `MH07`, case aside): those products come first, relevance 1.",
     )
     expanded = serializers.CharField(required=False, help_text="The text as searched, when expanded.")
+    unsold = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="The words that name a kind of goods the catalogue has no word for (`red dress` in a shop "
+        "without dresses: `[\"dress\"]`): no product's text uses them, and none of the words searched (with "
+        "synonyms and expansions) is one of its kinds. The results are similar items: `match` is at most "
+        "`related`.",
+    )
     searched = serializers.CharField(
         required=False,
         allow_null=True,

@@ -94,6 +94,7 @@ def _payload(response: services.SearchPage, links: tuple[str | None, str | None]
                 "read_as",
                 "image",
                 "photo_sold_here",
+                "unsold",
                 "rules",
             )
         },

@@ -49,7 +49,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from multimodal_search.ranking import colour, wordnet
-from multimodal_search.ranking.text import GENDER_WORDS, words
+from multimodal_search.ranking.text import GENDER_WORDS, stem, words
 
 SYNONYM = "synonym"
 HYPERNYM = "hypernym"
@@ -288,6 +288,28 @@ def plan(
         size = size or (total() if counts else 0)
         found.update({gap: keep(gap, terms, counts, size) for gap, terms in wider.items()})
     return [expansion for gap in gaps for expansion in found[gap]]
+
+
+def unsold(
+    typed: str | None, searched: str | None, kinds: Collection[str], used: Callable[[list[str]], set[str]]
+) -> list[str]:
+    """The words of ``typed`` that name a kind of goods the catalogue has no word for ("dress" in a shop of
+    sportswear), or [] when it has one.
+
+    A word names goods when WordNet's commonest sense of it is a thing (:data:`wordnet.GOODS`: "dress",
+    "scarf", "mat"; not "yoga", "winter" or "running"), and the shop has no word for it when no product's
+    text uses it (``used``: of the words given, those some product's full text has) and no word of
+    ``searched`` (the words as searched: the typed ones with their synonyms and the catalogue's
+    expansions) is one of the catalogue's ``kinds`` (stems of its titles' head nouns and category
+    leaves' words, ``Departments.kinds``): "trousers" is a shop's "pants", and "cashmere hoodie" a
+    hoodie. Colour, gender, stop and short words are not kinds. [] without ``kinds`` (nothing trained yet)."""
+    if not typed or not kinds:
+        return []
+    nouns = [word for word in dict.fromkeys(words(typed)) if _expandable(word) and wordnet.names_goods(word)]
+    if not nouns or {stem(word) for word in words(searched or typed)} & set(kinds):
+        return []
+    in_use = used(nouns)
+    return [word for word in nouns if word not in in_use]
 
 
 def expanded_text(text: str, expansions: Sequence[Expansion]) -> str:

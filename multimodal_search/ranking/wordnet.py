@@ -181,6 +181,13 @@ def senses(phrase: str) -> list[Synset]:
     return [synset(offset) for form in base_forms(phrase) for offset in _offsets(form)]
 
 
+def names_goods(phrase: str) -> bool:
+    """Whether the commonest sense of a word or phrase names goods ("dress", "mat"; not "yoga", a
+    discipline, nor "winter")."""
+    found = senses(phrase)
+    return bool(found) and found[0].lexname in GOODS
+
+
 def first_goods_sense(phrase: str) -> int | None:
     """The synset id of the commonest sense of a word or phrase that names goods (senses are listed
     commonest first): what a shop means when its text uses the word ("lid": a cover, not the hat of

@@ -296,6 +296,21 @@ def catalogue_expansions(
     )
 
 
+def unsold_kinds(typed: str | None, searched: str | None, model_id: str) -> list[str]:
+    """The typed words that name a kind of goods the catalogue has no word for ("dress" in a shop of
+    sportswear; ``ranking.expansion.unsold``), or []: none, no departments trained yet, or no WordNet.
+    ``searched``: the words as searched (``Query.text``: synonyms and the catalogue's expansions added).
+    Whether a product's text uses a word is counted in the keyword index, kept as the expansions' counts."""
+    departments = get_departments(model_id) if typed else None
+    if departments is None or not wordnet.available():
+        return []
+
+    def used(terms: list[str]) -> set[str]:
+        return {term for term, count in catalogue_term_counts(model_id, terms, 1).items() if count}
+
+    return expansion.unsold(typed, searched, departments.kinds, used)
+
+
 def correct_spelling(
     text: str | None,
     model_id: str,

@@ -35,6 +35,7 @@ from multimodal_search.services.query import (
     correct_spelling,
     current_encoder,
     encode_query,
+    unsold_kinds,
 )
 from multimodal_search.signals import search_performed
 from multimodal_search.store import get_store
@@ -221,6 +222,9 @@ def rank_products(
     query = encode_query(text, image, encoder=encoder, model_id=model_id, rules=rules)
     if method in TEXT_ONLY_METHODS and query.text_vector is None:
         raise SearchError(f"Method {method!r} needs a text query.")
+    # "red dress" in a shop without dresses: what it shows are similar items, none the kind asked
+    words_only = query.image_features is None and query.text_vector is not None and not coded and not query.broad
+    unsold = unsold_kinds(text, query.text, model_id) if words_only else []
     carry = encoder.features_carry_colour
     weights = signal_weights(query, method, fusion_settings, features_carry_colour=carry)
     candidates = max(int(fusion_settings["CANDIDATES"]), k)
@@ -318,6 +322,8 @@ def rank_products(
     }
     if correction is not None:
         query_info["corrected"] = correction.text.strip()
+    if unsold:
+        query_info["unsold"] = unsold
     if coded:
         query_info["code"] = (typed or "").strip()
     if fallback is not None:
@@ -411,6 +417,8 @@ def respond(
         exact,
         _cut(_setting("RELATED"), ranked.cuts, calibration.RELATED),
     )
+    if match == calibration.EXACT and ranked.query.get("unsold"):  # no product is the kind the words name
+        match = calibration.RELATED
     took_ms = (time.perf_counter() - ranked.started) * 1000
     result_count = extra.get("total", len(hits))
     page, page_size = int(extra.get("page", 1)), int(extra.get("page_size", len(hits)))
@@ -460,9 +468,12 @@ def exact_cut(ranked: Ranked) -> float | None:
 def likely_match(hit: SearchHit, response: SearchResponse) -> bool:
     """Whether the search page calls ``hit`` "Likely a match" rather than "Similar item"
     (``ranking.calibration.likely_match``: even odds, or the ``exact`` cut the page's ``match`` used),
-    never when it is surely for another gender than the words name (:func:`other_gender`). The page says
-    "No exact results" only when it calls none of its results likely."""
-    return calibration.likely_match(hit.relevance, response.exact_cut) and not other_gender(hit.signals)
+    never when it is surely for another gender than the words name (:func:`other_gender`) nor when the
+    words name a kind of goods the shop has no word for (``query["unsold"]``: "red dress" in a shop without
+    dresses). The page says "No exact results" only when it calls none of its results likely."""
+    if response.query.get("unsold") or other_gender(hit.signals):
+        return False
+    return calibration.likely_match(hit.relevance, response.exact_cut)
 
 
 def other_gender(signals: Mapping[str, float]) -> bool:

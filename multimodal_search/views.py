@@ -12,6 +12,7 @@ from multimodal_search import services
 from multimodal_search.conf import search_settings
 from multimodal_search.forms import SearchForm, has_null_characters
 from multimodal_search.ranking.reasons import LEGEND, reasons
+from multimodal_search.ranking.text import words
 from multimodal_search.ranking.vocabulary import PERSONAL
 from multimodal_search.refinements import AS_TYPED, RefineForm, refinement_links
 
@@ -93,6 +94,8 @@ def search_page(request: HttpRequest) -> HttpResponse:
                 and bool(page.hits)
                 and not any(r["likely"] for r in context["results"])
             )
+            # "Nothing here is called “dress” — showing similar items" (a kind the shop has no word for)
+            context["unsold"] = unsold_phrase(searched_words, page.query.get("unsold") or [])
             if not page.hits and page.page == 1 and not form.cleaned_data.get("image"):
                 # nothing passes: shorter forms of the words that do find something
                 context["relaxed"] = [
@@ -134,6 +137,14 @@ def with_reasons(result: dict[str, Any], query_text: str | None) -> dict[str, An
     apart = [OTHER_GENDER] if services.other_gender(result.get("signals") or {}) else []
     result["why"] = apart + why + personal  # moved up for the shopper: always said, however small its share
     return result
+
+
+def unsold_phrase(text: str | None, unsold: list[str]) -> str:
+    """The words from the first to the last of ``unsold`` as ``text`` has them ("espresso machine",
+    "dress"), or "" when there are none."""
+    typed = words(text or "")
+    places = [i for i, word in enumerate(typed) if word in unsold]
+    return " ".join(typed[places[0] : places[-1] + 1]) if places else ""
 
 
 def legend(results: list[dict[str, Any]]) -> list[tuple[str, str]]:

@@ -271,9 +271,12 @@ def test_storefront_page_says_when_nothing_matches_exactly(client, trained, sett
     page = client.get("/search/", {"q": "hoodie"}).content.decode()
     assert "Likely a match" in page and "No exact results" not in page
     # nothing on the page likely: it says so, and calls each result similar
-    page = client.get("/search/", {"q": "espresso machine"}).content.decode()
+    page = client.get("/search/", {"q": "xyzzy plugh"}).content.decode()
     assert "No exact results — showing similar items" in page and "Similar item" in page
     assert "Likely a match" not in page
+    # and where the words name a kind the shop has no word for, it says which
+    page = client.get("/search/", {"q": "Espresso Machine"}).content.decode()
+    assert "Nothing here is called “espresso machine” — showing similar items" in page
     settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "RELEVANCE": {"STOREFRONT_MIN": 1.0}}
     page = client.get("/search/", {"q": "hoodie"}).content.decode()
     assert "No results for “hoodie”" in page and "mm-card" not in page
@@ -318,7 +321,8 @@ def test_a_kind_the_shop_has_no_word_for_is_never_called_a_likely_match(client, 
     assert body["query"]["unsold"] == ["dress"] and body["match"] == "related"
     first = body["results"][0]["title"]  # still shown: similar items
     page = client.get("/search/", {"q": "red dress"}).content.decode()
-    assert "No exact results" in page and "Likely a match" not in page and first in page
+    assert "Nothing here is called “dress” — showing similar items." in page
+    assert "Likely a match" not in page and first in page
     # a kind it sells: as before
     body = client.get("/api/v1/search/", {"q": "red hoodie"}).json()
     assert "unsold" not in body["query"] and body["match"] == "exact"

@@ -232,6 +232,9 @@ class SearchLog(models.Model):
     # the answer's ``match`` (``ranking.calibration.match_summary``): "exact", "related" or "none" (no result
     # a likely match: the API without ``min_relevance`` answers every product ranked); "" when unknown
     match = models.CharField(max_length=8, blank=True, default="", db_default="")
+    # the words that named a kind of goods the shop has no word for ("dress" of "red dress";
+    # ``query["unsold"]``, space-separated); "" otherwise
+    unsold = models.CharField(max_length=200, blank=True, default="", db_default="")
     kind = models.CharField(max_length=8, choices=KINDS)
     source = models.CharField(max_length=16, default="storefront")
     # category, facet filters, price range, sort and page: only the ones set
@@ -249,10 +252,11 @@ class SearchLog(models.Model):
     class Meta:
         verbose_name = "search log entry"
         verbose_name_plural = "search log"
-        # the analytics' corrected and loosely answered queries read only these rows (a few of the log)
+        # the analytics' corrected, loosely answered and unsold queries read only these rows (a few of the log)
         indexes = [
             models.Index(fields=["created_at"], name="mmsearch_log_corrected", condition=~Q(corrected="")),
             models.Index(fields=["created_at"], name="mmsearch_log_fallback", condition=~Q(fallback="")),
+            models.Index(fields=["created_at"], name="mmsearch_log_unsold", condition=~Q(unsold="")),
         ]
 
     def __str__(self) -> str:

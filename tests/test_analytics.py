@@ -108,6 +108,37 @@ def test_a_search_none_of_whose_results_is_a_likely_match_counts_as_one_with_no_
     assert [row.query for row in services.loose_queries(today, today)] == ["winter"]
 
 
+def test_the_kinds_shoppers_named_that_nothing_here_is_called_are_counted_by_kind(admin_client: Any) -> None:
+    now = timezone.now()
+    for query, unsold in [
+        ("red dress", "dress"),
+        ("Red Dress", "dress"),
+        ("black dress", "dress"),
+        ("scarf", "scarf"),
+        ("espresso machine", "espresso machine"),
+        ("hoodie", ""),
+    ]:
+        SearchLog.objects.create(
+            created_at=now, query=query, kind="text", result_count=3, latency_ms=5.0, unsold=unsold
+        )
+    ShopperEvent.objects.create(
+        created_at=now, kind="click", product_pk="1", search=SearchLog.objects.get(query="black dress")
+    )
+    today = timezone.localdate()
+    found = [
+        (row.words, row.searches, row.clicked_searches, row.example) for row in services.unsold_queries(today, today)
+    ]
+    assert found == [
+        ("dress", 3, 1, "red dress"),
+        ("espresso machine", 1, 0, "espresso machine"),
+        ("scarf", 1, 0, "scarf"),
+    ]
+    assert [row.words for row in services.unsold_queries(today, today, limit=1)] == ["dress"]
+    page = admin_client.get(REPORT).content.decode()
+    assert "Kinds shoppers asked for that nothing here is called" in page
+    assert "<tr><td>dress</td><td>3</td><td>1</td><td>red dress</td></tr>" in page
+
+
 def test_searches_outside_a_face_are_not_logged_and_a_database_error_never_breaks_a_search(
     client: Any, catalogue: list[Product]
 ) -> None:

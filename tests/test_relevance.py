@@ -322,6 +322,7 @@ def test_a_kind_the_shop_has_no_word_for_is_never_called_a_likely_match(client, 
     first = body["results"][0]["title"]  # still shown: similar items
     page = client.get("/search/", {"q": "red dress"}).content.decode()
     assert "Nothing here is called “dress” — showing similar items." in page
+    assert SearchLog.objects.filter(query="red dress", source="storefront").get().unsold == "dress"  # the analytics'
     assert "Likely a match" not in page and first in page
     # a kind it sells: as before
     body = client.get("/api/v1/search/", {"q": "red hoodie"}).json()

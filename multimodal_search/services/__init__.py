@@ -37,6 +37,7 @@ from multimodal_search.services.analytics import (
     query_figures,
     record_event,
     searcher,
+    unsold_queries,
 )
 from multimodal_search.services.browse import (
     RELEVANCE,
@@ -274,6 +275,7 @@ __all__ = [
     "sweep",
     "taste_for",
     "transcribe",
+    "unsold_queries",
     "update_profile",
     "use_indexing_threads",
     "vector_indexes",

@@ -117,6 +117,7 @@ def log_search(
                 corrected=str(query.get("corrected") or "")[:500],
                 fallback=str(query.get("fallback") or "")[:16],
                 match=str(match or "")[:8],
+                unsold=" ".join(query.get("unsold") or [])[:200],
                 kind=kind,
                 source=current.source,
                 filters=chosen,
@@ -236,6 +237,17 @@ class LooseQuery:
     clicked_searches: int
 
 
+@dataclass(frozen=True)
+class UnsoldKind:
+    """Words that named a kind of goods the shop has no word for ("dress"; ``query["unsold"]``), in how
+    many searches, how many of those had a click, and the commonest query that named them."""
+
+    words: str
+    searches: int
+    clicked_searches: int
+    example: str
+
+
 @dataclass
 class Report:
     start: date
@@ -248,6 +260,8 @@ class Report:
     corrected: list[CorrectedQuery] = field(default_factory=list)
     #: queries no product matched closely, shown the products having every word, most searched first
     loose: list[LooseQuery] = field(default_factory=list)
+    #: kinds of goods shoppers named that the shop has no word for, most searched first
+    unsold: list[UnsoldKind] = field(default_factory=list)
     #: ``(day, searches, zero-result searches, clicked searches)`` for every day of the period
     days: list[tuple[date, int, int, int]] = field(default_factory=list)
 
@@ -324,6 +338,7 @@ def analytics_report(start: date, end: date, *, limit: int = 20) -> Report:
     return Report(
         corrected=corrected_queries(start, end, limit=limit),
         loose=loose_queries(start, end, limit=limit),
+        unsold=unsold_queries(start, end, limit=limit),
         start=start,
         end=end,
         totals=_figures(_summed(daily.values())),
@@ -352,10 +367,26 @@ def loose_queries(start: date, end: date, *, limit: int = 20) -> list[LooseQuery
     ]
 
 
-def _marked_queries(start: date, end: date, column: str, limit: int) -> list[dict[str, Any]]:
+def unsold_queries(start: date, end: date, *, limit: int = 20) -> list[UnsoldKind]:
+    """The period's kinds of goods that shoppers named and the shop has no word for ("dress", of "red
+    dress" and "black dress"; ``services.query.unsold_kinds``), most searched first, each with its
+    commonest query: demand the catalogue does not meet, or a word for what it sells that a synonym
+    rule should add. They are not all among the zero-result queries: "red dress" showed red tops.
+    Reads only those rows (an index)."""
+    rows = _marked_queries(start, end, "unsold", None)
+    found: dict[str, dict[str, Any]] = {}
+    for row in rows:  # most searched query first: each kind's first is its example
+        kind = found.setdefault(row["marked"], {"searches": 0, "clicked": 0, "example": row["q"]})
+        kind["searches"] += row["searches"]
+        kind["clicked"] += row["clicked"]
+    ranked = sorted(found.items(), key=lambda item: (-item[1]["searches"], item[0]))[:limit]
+    return [UnsoldKind(words, kind["searches"], kind["clicked"], kind["example"]) for words, kind in ranked]
+
+
+def _marked_queries(start: date, end: date, column: str, limit: int | None) -> list[dict[str, Any]]:
     """``q`` (the query, lower-cased), ``marked`` (``column``'s value, lower-cased), ``searches`` and
     ``clicked`` (those with a click) of the period's searches whose ``column`` is not empty (a partial
-    index on each such column), most searched first."""
+    index on each such column), most searched first (``limit`` None: all)."""
     rows: QuerySet[Any] = (
         period_searches(start, end)
         .exclude(**{column: ""})
@@ -365,8 +396,10 @@ def _marked_queries(start: date, end: date, column: str, limit: int) -> list[dic
             searches=Count("id", distinct=True),
             clicked=Count("id", filter=Q(events__kind=CLICK), distinct=True),
         )
-        .order_by("-searches", "q", "marked")[:limit]
+        .order_by("-searches", "q", "marked")
     )
+    if limit is not None:
+        rows = rows[:limit]
     return list(rows)
 
 

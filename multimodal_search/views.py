@@ -134,7 +134,7 @@ def with_reasons(result: dict[str, Any], query_text: str | None) -> dict[str, An
     why = list(dict.fromkeys(reason.sentence for reason in found))[:2]
     personal = [r.sentence for r in found if r.signal == PERSONAL and r.sentence not in why]
     # a men's running short for "women's running shorts": shown after the women's, and said first
-    apart = [OTHER_GENDER] if services.other_gender(result.get("signals") or {}) else []
+    apart = [OTHER_GENDER] if services.other_gender(result.get("signals") or {}, query_text) else []
     result["why"] = apart + why + personal  # moved up for the shopper: always said, however small its share
     return result
 

@@ -297,7 +297,9 @@ def test_likely_match_is_even_odds_or_the_exact_cut():
 def test_a_result_surely_for_another_gender_than_named_is_a_similar_item_and_says_why():
     from multimodal_search.views import OTHER_GENDER, with_reasons
 
-    response = services.SearchResponse(hits=[], method="rerank", took_ms=1.0, model_id="m", exact_cut=0.9)
+    response = services.SearchResponse(
+        hits=[], method="rerank", took_ms=1.0, model_id="m", query={"text": "womens shorts"}, exact_cut=0.9
+    )
 
     def hit(**signals: float) -> services.SearchHit:
         return services.SearchHit("1", None, 1.0, dict(signals), {"lexical": 1.0}, relevance=0.95)
@@ -305,12 +307,16 @@ def test_a_result_surely_for_another_gender_than_named_is_a_similar_item_and_say
     assert services.likely_match(hit(gender=1.0), response) and services.likely_match(hit(), response)
     assert services.likely_match(hit(gender=0.4), response)  # may be for the gender named
     assert not services.likely_match(hit(gender=0.0), response)  # "women's shorts": a men's short
+    # a gender read from a query photo ("like this, but in blue"), not named: as its relevance says
+    photo = services.SearchResponse(hits=[], method="feature", took_ms=1.0, model_id="m", query={"text": "in blue"})
+    assert services.likely_match(hit(gender=0.0), photo)
     result = with_reasons(
         {"title": "Apollo Running Short", "signals": {"gender": 0.0}, "explanation": {"lexical": 1.0}}, "womens shorts"
     )
     assert result["why"][0] == OTHER_GENDER and "matches “shorts” in the name" in result["why"]
     assert OTHER_GENDER not in with_reasons({"signals": {"gender": 1.0}, "explanation": {}}, "womens shorts")["why"]
     assert OTHER_GENDER not in with_reasons({"explanation": {}}, "shorts")["why"]  # no gender named
+    assert OTHER_GENDER not in with_reasons({"signals": {"gender": 0.0}, "explanation": {}}, "in blue")["why"]
 
 
 @pytest.mark.django_db

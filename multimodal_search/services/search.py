@@ -23,6 +23,7 @@ from multimodal_search.ranking.personal import Taste
 from multimodal_search.ranking.query import Query
 from multimodal_search.ranking.reranker import Reranker, feature_matrix, get_reranker
 from multimodal_search.ranking.spelling import Correction
+from multimodal_search.ranking.text import gender_in_text
 from multimodal_search.ranking.text import words as tokens
 from multimodal_search.ranking.weights import signal_weights
 from multimodal_search.services import merchandising, taste
@@ -471,18 +472,19 @@ def likely_match(hit: SearchHit, response: SearchResponse) -> bool:
     never when it is surely for another gender than the words name (:func:`other_gender`) nor when the
     words name a kind of goods the shop has no word for (``query["unsold"]``: "red dress" in a shop without
     dresses). The page says "No exact results" only when it calls none of its results likely."""
-    if response.query.get("unsold") or other_gender(hit.signals):
+    if response.query.get("unsold") or other_gender(hit.signals, response.query.get("text")):
         return False
     return calibration.likely_match(hit.relevance, response.exact_cut)
 
 
-def other_gender(signals: Mapping[str, float]) -> bool:
-    """Whether a result's ``signals`` say it is surely for another gender than the query's words name
+def other_gender(signals: Mapping[str, float], text: str | None) -> bool:
+    """Whether a result's ``signals`` say it is surely for another gender than the words ``text`` name
     (the ``gender`` signal 0: stated for the other, or inferred for it so surely that the asked gender's
-    share is under 0.5%; no signal when the words name none). Such a result stays in the results, as the
-    kind asked ("women's running shorts": a men's running short, after the women's; :func:`gender_within_kind`),
-    but the search page calls it a similar item and says why."""
-    return signals.get(v.GENDER, 1.0) <= 0.0
+    share is under 0.5%). False when the words name none (a gender read from a query photo's neighbours
+    is not one the shopper named). Such a result stays in the results, as the kind asked ("women's running
+    shorts": a men's running short, after the women's; :func:`gender_within_kind`), but the search page
+    calls it a similar item and says why."""
+    return signals.get(v.GENDER, 1.0) <= 0.0 and gender_in_text(text or "") is not None
 
 
 def check_min_relevance(value: MinRelevance) -> None:

@@ -246,3 +246,16 @@ def test_a_kind_of_goods_the_catalogue_has_no_word_for_is_unsold():
     assert expansion.unsold("red winter", "red winter", kinds, nothing) == []
     assert expansion.unsold("yoga mat", "yoga mat", kinds, lambda words: {"mat"} & set(words)) == []
     assert expansion.unsold("red dress", "red dress", [], nothing) == []  # nothing trained: no kinds known
+
+
+def test_a_sense_named_by_a_compound_the_word_only_begins_is_not_the_word_s():
+    # "scarf joint" (carpentry) is WordNet's second goods sense of "scarf": a shop without scarves whose
+    # descriptions say "joint" found a resistance band for "scarf"
+    assert "joint" not in expansion.candidates("scarf") and "scarf joint" not in expansion.candidates("scarf")
+    assert expansion.plan("scarf", counter({"joint": 10}), lambda: 100) == []
+    assert "kerchief" in expansion.candidates("scarf")  # its own sense's relatives stay
+    assert "tank car" not in expansion.candidates("tanks") and "short circuit" not in expansion.candidates("shorts")
+    # a compound ending with the word is a kind of it, and stays ("musket ball" is a ball)
+    kept = [sense.lemmas[0] for sense in expansion.goods_senses("ball", wordnet.senses("ball"))]
+    assert "musket ball" in kept
+    assert [sense.lemmas[0] for sense in expansion.goods_senses("scarf", wordnet.senses("scarf"))] == ["scarf"]

@@ -132,12 +132,27 @@ def missing(units: Sequence[str], counts: Mapping[str, int]) -> list[str]:
     ]
 
 
+def goods_senses(phrase: str, senses: Sequence[wordnet.Synset]) -> list[wordnet.Synset]:
+    """The senses of ``phrase`` that name goods, commonest first, without a later one that WordNet names
+    first by a compound in which the word is not the last ("scarf joint", "tank car", "short circuit",
+    "kettle hole"): there the word alone is short for the compound, and a shopper who types it means
+    the word's own sense ("scarf" found a resistance band through "joint", the hypernym of "scarf joint")."""
+    words_of = set(words(phrase)) | {word for form in wordnet.base_forms(phrase) for word in words(form)}
+    goods = [sense for sense in senses if sense.lexname in wordnet.GOODS]
+
+    def compound(sense: wordnet.Synset) -> bool:
+        name = words(sense.lemmas[0]) if sense.lemmas else []
+        return len(name) > 1 and name[-1] not in words_of and bool(set(name) & words_of)
+
+    return goods[:1] + [sense for sense in goods[1:] if not compound(sense)]
+
+
 def candidates(phrase: str) -> dict[str, tuple[str, float]]:
     """term -> (relation, relation x sense weight): the best link from ``phrase`` to each WordNet neighbour."""
     own = set(wordnet.base_forms(phrase)) | {phrase}
     best: dict[str, tuple[str, float]] = {}
     senses = wordnet.senses(phrase)
-    goods = [sense for sense in senses if sense.lexname in wordnet.GOODS]
+    goods = goods_senses(phrase, senses)
     counts = wordnet.tag_counts(phrase)
     commonest = max(senses, key=lambda sense: counts.get(sense.offset, 0), default=None)
     # a word mostly used for what no shop sells ("kids": children) is rarely meant in a rare goods sense
@@ -182,7 +197,7 @@ def broader(phrase: str) -> dict[str, tuple[str, float]]:
     own = set(wordnet.base_forms(phrase)) | {phrase}
     forms = [form for form in own if " " not in form and "_" not in form]
     best: dict[str, tuple[str, float]] = {}
-    goods = [sense for sense in wordnet.senses(phrase) if sense.lexname in wordnet.GOODS]
+    goods = goods_senses(phrase, wordnet.senses(phrase))
     for sense, weight in zip(goods, SENSE_WEIGHTS):
         for offset in wordnet.ancestors(sense.offset, HEAD_DEPTH):
             lemmas = wordnet.synset(offset).lemmas

@@ -50,6 +50,7 @@ def test_a_storefront_search_writes_one_log_row_with_the_session_and_nothing_per
         "corrected",
         "fallback",
         "match",
+        "unsold",
         "kind",
         "source",
         "filters",

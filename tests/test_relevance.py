@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from decimal import Decimal
 
 import numpy as np
@@ -310,6 +311,8 @@ def test_a_result_surely_for_another_gender_than_named_is_a_similar_item_and_say
     # a gender read from a query photo ("like this, but in blue"), not named: as its relevance says
     photo = services.SearchResponse(hits=[], method="feature", took_ms=1.0, model_id="m", query={"text": "in blue"})
     assert services.likely_match(hit(gender=0.0), photo)
+    misspelt = replace(response, query={"text": "womems shorts", "corrected": "womens shorts"})
+    assert not services.likely_match(hit(gender=0.0), misspelt)  # the words as read name it
     result = with_reasons(
         {"title": "Apollo Running Short", "signals": {"gender": 0.0}, "explanation": {"lexical": 1.0}}, "womens shorts"
     )

@@ -472,7 +472,8 @@ def likely_match(hit: SearchHit, response: SearchResponse) -> bool:
     never when it is surely for another gender than the words name (:func:`other_gender`) nor when the
     words name a kind of goods the shop has no word for (``query["unsold"]``: "red dress" in a shop without
     dresses). The page says "No exact results" only when it calls none of its results likely."""
-    if response.query.get("unsold") or other_gender(hit.signals, response.query.get("text")):
+    words = response.query.get("corrected") or response.query.get("searched") or response.query.get("text")
+    if response.query.get("unsold") or other_gender(hit.signals, words):  # "womems" read as "womens" too
         return False
     return calibration.likely_match(hit.relevance, response.exact_cut)
 

@@ -69,7 +69,7 @@ def search_page(request: HttpRequest) -> HttpResponse:
                 )
             context["response"] = page
             # the words as read ("hoddie" -> "hoodie"), else as searched ("jacket" of "jacket not black")
-            searched_words = page.query.get("corrected") or page.query.get("searched") or form.cleaned_data.get("q")
+            searched_words = services.words_as_read(page.query) or form.cleaned_data.get("q")
             context["results"] = [
                 {**with_reasons(hit.as_dict(), searched_words), "likely": services.likely_match(hit, page)}
                 for hit in page.hits

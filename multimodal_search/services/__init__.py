@@ -140,6 +140,7 @@ from multimodal_search.services.search import (
     search_products,
     similar_products,
     storefront_min_relevance,
+    words_as_read,
 )
 from multimodal_search.services.suggest import suggest
 from multimodal_search.services.sweeps import sweep
@@ -285,4 +286,5 @@ __all__ = [
     "warm_up",
     "warm_up_search",
     "warm_up_to_share",
+    "words_as_read",
 ]

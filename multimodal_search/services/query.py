@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
 from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
@@ -269,6 +270,11 @@ def catalogue_term_counts(model_id: str, terms: Sequence[str], cap: int) -> dict
     return {term: int(found.get((model_id, cap, term)) or 0) for term in terms}
 
 
+def catalogue_uses(model_id: str, terms: Sequence[str]) -> set[str]:
+    """Of ``terms``, those some product's full text uses (:func:`catalogue_term_counts`, capped at 1)."""
+    return {term for term, count in catalogue_term_counts(model_id, terms, 1).items() if count}
+
+
 def catalogue_expansions(
     text: str, model_id: str, rules: merchandising.Rules | None = None
 ) -> list[expansion.Expansion]:
@@ -305,10 +311,7 @@ def unsold_kinds(typed: str | None, searched: str | None, model_id: str) -> list
     if departments is None or not wordnet.available():
         return []
 
-    def used(terms: list[str]) -> set[str]:
-        return {term for term, count in catalogue_term_counts(model_id, terms, 1).items() if count}
-
-    return expansion.unsold(typed, searched, departments.kinds, used)
+    return expansion.unsold(typed, searched, departments.kinds, partial(catalogue_uses, model_id))
 
 
 def correct_spelling(
@@ -329,11 +332,8 @@ def correct_spelling(
     if speller is None:
         return None
 
-    def used(terms: list[str]) -> set[str]:
-        return {term for term, count in catalogue_term_counts(model_id, terms, 1).items() if count}
-
     known = ((encoder or get_encoder()).known_words(), (rules or merchandising.current_rules()).words)
-    return speller.correct(text or "", used, known=known)
+    return speller.correct(text or "", partial(catalogue_uses, model_id), known=known)
 
 
 def named_facets(words: str | None, model_id: str) -> dict[str, list[str]]:

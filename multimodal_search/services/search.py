@@ -472,10 +472,15 @@ def likely_match(hit: SearchHit, response: SearchResponse) -> bool:
     never when it is surely for another gender than the words name (:func:`other_gender`) nor when the
     words name a kind of goods the shop has no word for (``query["unsold"]``: "red dress" in a shop without
     dresses). The page says "No exact results" only when it calls none of its results likely."""
-    words = response.query.get("corrected") or response.query.get("searched") or response.query.get("text")
-    if response.query.get("unsold") or other_gender(hit.signals, words):  # "womems" read as "womens" too
+    if response.query.get("unsold") or other_gender(hit.signals, words_as_read(response.query)):
         return False
     return calibration.likely_match(hit.relevance, response.exact_cut)
+
+
+def words_as_read(query: Mapping[str, Any]) -> str | None:
+    """A search's words as the search read them (``SearchResponse.query``): corrected ("womems" ->
+    "womens"), else without a price phrase, else as typed."""
+    return query.get("corrected") or query.get("searched") or query.get("text")
 
 
 def other_gender(signals: Mapping[str, float], text: str | None) -> bool:

@@ -246,6 +246,15 @@ def test_a_kind_of_goods_the_catalogue_has_no_word_for_is_unsold():
     assert expansion.unsold("red winter", "red winter", kinds, nothing) == []
     assert expansion.unsold("yoga mat", "yoga mat", kinds, lambda words: {"mat"} & set(words)) == []
     assert expansion.unsold("red dress", "red dress", [], nothing) == []  # nothing trained: no kinds known
+    # a plural that is also a lemma of its own ("in her shoes") is read as the plural too
+    assert expansion.unsold("shoes", "shoes", kinds, nothing) == ["shoes"]
+    # a kind's word WordNet knows only as an abstraction ("fitness equipment"'s "fitness", added by the
+    # synonym "fitness mat") names no kind
+    assert expansion.unsold("yoga mat", "yoga mat fitness mat", [*kinds, "fitness"], nothing) == ["mat"]
+    # a kind the shop sells is a kind of the word: a "tank top" is a shirt, a "pullover" a sweater
+    assert expansion.unsold("shirt", "shirt", ["top"], nothing) == []
+    assert expansion.unsold("sweater", "sweater", ["pullover"], nothing) == []
+    assert expansion.unsold("cardigan", "cardigan", ["hoodie", "top"], nothing) == ["cardigan"]
 
 
 def test_a_sense_named_by_a_compound_the_word_only_begins_is_not_the_word_s():

@@ -341,6 +341,27 @@ def test_a_kind_the_shop_has_no_word_for_is_never_called_a_likely_match(client, 
 
 
 @pytest.mark.django_db
+def test_a_kind_a_description_only_mentions_is_unsold_and_one_a_title_names_is_not(trained, indexed):
+    # a new product (after training: its title is read live) whose description names what it goes with
+    indexed(
+        ProductFactory(title="Omega Yoga Strap", description="Loops round your yoga mat; room for shoes. Soft cotton.")
+    )
+    from multimodal_search.services import query as queries
+
+    model_id = queries.current_encoder()[1]
+
+    def unsold(text: str) -> list[str]:
+        query = queries.encode_query(text, None)
+        return queries.unsold_kinds(text, query.text, model_id, query.facets)
+
+    assert unsold("yoga mat") == ["mat"] and unsold("shoes") == ["shoes"]  # "in her shoes" is no kind of goods
+    assert unsold("red mug") == [] and unsold("mugs") == []  # a title's word, singular or plural
+    assert unsold("yoga straps") == []  # the new product's title
+    assert unsold("cotton") == []  # a material a description names is what the product is made of
+    assert unsold("red dress") == ["dress"]
+
+
+@pytest.mark.django_db
 def test_the_page_calls_a_result_at_the_exact_cut_a_likely_match(client, trained, settings):
     hits = services.search_products("hoodie", k=10).hits
     assert any(hit.relevance < 0.5 for hit in hits)  # some would be "Similar item" at even odds

@@ -80,6 +80,15 @@ class VectorStoreContract:
         assert store.content_hashes(MODEL, ["P1", "nope"]) == {"P1": "hash-P1"}
         assert store.model_ids() == [MODEL]
 
+    def test_titled_reads_whole_title_words_not_the_description(
+        self, store: BaseVectorStore, catalogue: dict[str, ProductVectors]
+    ) -> None:
+        # every title is "Product <pk>"; Q's text says "rucksack", its title does not
+        groups = [["products", "product"], ["rucksack"], ["prod"], ["q"], [], ["x'); drop"]]
+        assert store.titled(MODEL, groups) == [True, False, False, True, False, False]
+        assert store.titled(OTHER, [["product"]]) == [False]  # another encoder version's rows
+        assert store.titled(MODEL, []) == []
+
     def test_saving_again_replaces_a_product_and_its_photos(
         self, store: BaseVectorStore, catalogue: dict[str, ProductVectors]
     ) -> None:

@@ -114,6 +114,11 @@ class Departments:
     def __post_init__(self) -> None:
         self._stems = {name: name_stems(name) for name in [*self.leaves, *self.classes]}
 
+    def name_words(self) -> frozenset[str]:
+        """The stems of every department's, leaf's and class's name ("gear", "fitness", "equipment")."""
+        leaves = {leaf for below in self.leaves.values() for leaf in below}
+        return frozenset().union(*self._stems.values(), *(name_stems(leaf) for leaf in leaves))
+
     @classmethod
     def from_paths(
         cls, paths: Iterable[str], synonyms: Iterable[Sequence[str]] = (), kinds: Iterable[str] = ()

@@ -47,6 +47,7 @@ import math
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from multimodal_search.ranking import colour, wordnet
 from multimodal_search.ranking.text import GENDER_WORDS, stem, words
@@ -306,25 +307,60 @@ def plan(
 
 
 def unsold(
-    typed: str | None, searched: str | None, kinds: Collection[str], used: Callable[[list[str]], set[str]]
+    typed: str | None, searched: str | None, kinds: Collection[str], called: Callable[[list[str]], set[str]]
 ) -> list[str]:
     """The words of ``typed`` that name a kind of goods the catalogue has no word for ("dress" in a shop of
-    sportswear), or [] when it has one.
+    sportswear, "mat" in one whose descriptions say "bring it to your mat"), or [] when it has one.
 
-    A word names goods when WordNet's commonest sense of it is a thing (:data:`wordnet.GOODS`: "dress",
-    "scarf", "mat"; not "yoga", "winter" or "running"), and the shop has no word for it when no product's
-    text uses it (``used``: of the words given, those some product's full text has) and no word of
-    ``searched`` (the words as searched: the typed ones with their synonyms and the catalogue's
-    expansions) is one of the catalogue's ``kinds`` (stems of its titles' head nouns and category
-    leaves' words, ``Departments.kinds``): "trousers" is a shop's "pants", and "cashmere hoodie" a
-    hoodie. Colour, gender, stop and short words are not kinds. [] without ``kinds`` (nothing trained yet)."""
+    A word names goods when WordNet's commonest sense of it, as typed or as a plural, is a thing
+    (:func:`wordnet.names_goods`: "dress", "shoes", "mat"; not "yoga", "winter" or "running"). The shop
+    has no word for it when nothing is called by it (``called``: of the words given, those a product's
+    name or a department uses, :func:`services.query.catalogue_calls`) and no word of ``searched`` (the
+    words as searched: the typed ones with their synonyms and the catalogue's expansions) is one of the
+    catalogue's ``kinds`` (stems of its titles' head nouns and category leaves' words,
+    ``Departments.kinds``): "trousers" is a shop's "pants", and "cashmere hoodie" a hoodie. A kind's word
+    that WordNet knows only as an abstraction ("fitness", of the leaf "fitness equipment", which the
+    synonym "fitness mat" adds to "yoga mat") names no kind here. Colour, gender, stop and short words are not kinds.
+    [] without ``kinds`` (nothing trained yet)."""
     if not typed or not kinds:
         return []
     nouns = [word for word in dict.fromkeys(words(typed)) if _expandable(word) and wordnet.names_goods(word)]
-    if not nouns or {stem(word) for word in words(searched or typed)} & set(kinds):
+    if not nouns or any(_names_kind(word, kinds) for word in dict.fromkeys(words(searched or typed))):
         return []
-    in_use = used(nouns)
-    return [word for word in nouns if word not in in_use]
+    named = called(nouns)
+    return [word for word in nouns if word not in named and not _kinds_of(word, tuple(sorted(kinds)))]
+
+
+def _names_kind(word: str, kinds: Collection[str]) -> bool:
+    """Whether a searched word is one of the catalogue's ``kinds``, in a sense that can be a thing."""
+    return stem(word) in kinds and not wordnet.only_abstract(word)
+
+
+#: how far up WordNet's hypernyms a kind the catalogue sells may be a kind of a word ("tee shirt" -> shirt: 1;
+#: "jacket" -> coat -> overgarment -> garment: 3)
+KIND_OF_DEPTH = 3
+
+
+def _kinds_of(word: str, kinds: tuple[str, ...]) -> bool:
+    """Whether one of the catalogue's ``kinds`` is a kind of ``word`` in one of its goods senses (a tee is a
+    shirt: "shirt" in a shop of tees is no unsold kind, though no title says "shirt")."""
+    senses = {sense.offset for sense in wordnet.senses(word) if sense.lexname in wordnet.GOODS}
+    if senses & _kind_senses(kinds):
+        return True
+    # or one of its own kinds' or synonyms' head noun is one ("shirt" -> "tank top": a top)
+    narrower = [term for term, (relation, _) in candidates(word).items() if relation != HYPERNYM]
+    return any(stem(words(term)[-1]) in kinds for term in narrower if words(term))
+
+
+@lru_cache(maxsize=8)
+def _kind_senses(kinds: tuple[str, ...]) -> frozenset[int]:
+    """The goods senses of the catalogue's kinds, each of them, and their hypernyms up to :data:`KIND_OF_DEPTH`."""
+    found: set[int] = set()
+    for kind in kinds:
+        for sense in wordnet.senses(kind):
+            if sense.lexname in wordnet.GOODS:  # every one: a shop's "tee" is a tee shirt, WordNet's first a golf tee
+                found |= {sense.offset} | wordnet.ancestors(sense.offset, KIND_OF_DEPTH)
+    return frozenset(found)
 
 
 def expanded_text(text: str, expansions: Sequence[Expansion]) -> str:

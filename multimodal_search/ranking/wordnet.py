@@ -30,6 +30,9 @@ RELEASE = "wordnet-3.0"
 #: lexicographer files (WordNet's top-level noun classes) of things a shop can sell
 ANIMAL, ARTIFACT, FOOD, OBJECT, PLANT, SUBSTANCE = 5, 6, 13, 17, 20, 27
 GOODS = frozenset({ANIMAL, ARTIFACT, FOOD, OBJECT, PLANT, SUBSTANCE})
+#: lexicographer files of abstractions, nothing one can hold: acts, attributes ("fitness"), cognition,
+#: communication, events, feelings, motives, phenomena, processes, quantities, relations, states, times
+ABSTRACT = frozenset({4, 7, 9, 10, 11, 12, 16, 19, 22, 23, 24, 26, 28})
 HYPERNYM = "@"
 HYPONYM = "~"
 #: WordNet's "morphy" suffix rules for nouns (plural -> base form), tried in order
@@ -125,11 +128,21 @@ def base_forms(phrase: str) -> list[str]:
         return []
     if _offsets(lemma):
         return [lemma]
+    return _singulars(lemma)[:1]
+
+
+def singulars(word: str) -> list[str]:
+    """The nouns a plural word is the plural of ("shoes" -> ["shoe"], "dresses" -> ["dress"]; [] for none)."""
+    return [form.replace("_", " ") for form in _singulars("_".join(word.lower().split()))] if available() else []
+
+
+def _singulars(lemma: str) -> list[str]:
+    """The WordNet noun lemmas a plural lemma is the plural of ("shoes" -> ["shoe"]), most likely first."""
     head, _, last = lemma.rpartition("_")
     prefix = f"{head}_" if head else ""
     found = [prefix + base for base in _exceptions().get(last, ())]
     found += [prefix + last[: -len(suffix)] + base for suffix, base in _NOUN_SUFFIXES if last.endswith(suffix)]
-    return [form for form in dict.fromkeys(found) if form != lemma and _offsets(form)][:1]
+    return [form for form in dict.fromkeys(found) if form != lemma and _offsets(form)]
 
 
 @lru_cache(maxsize=4096)
@@ -183,9 +196,28 @@ def senses(phrase: str) -> list[Synset]:
 
 def names_goods(phrase: str) -> bool:
     """Whether the commonest sense of a word or phrase names goods ("dress", "mat"; not "yoga", a
-    discipline, nor "winter")."""
+    discipline, nor "winter"), read as typed or as the plural of a noun: "shoes" is also a lemma of its
+    own ("in her shoes", a situation), but a shopper who types it means more than one shoe."""
+    return commonest_goods(phrase) is not None
+
+
+def commonest_goods(phrase: str) -> int | None:
+    """The lexicographer file (``ARTIFACT``...) of the commonest sense of a word or phrase, read as typed
+    or as a plural (:func:`names_goods`), when it names goods; None otherwise ("yoga", a word WordNet lacks)."""
+    lemma = "_".join(phrase.lower().split())
+    forms = ([lemma] if _offsets(lemma) else []) + (_singulars(lemma)[:1] if lemma else [])
+    for form in forms:
+        lexname = synset(_offsets(form)[0]).lexname
+        if lexname in GOODS:
+            return lexname
+    return None
+
+
+def only_abstract(phrase: str) -> bool:
+    """Whether WordNet knows a word or phrase and only as an abstraction (:data:`ABSTRACT`: "fitness"); False
+    for one it lacks ("hoodie") or that has a concrete sense ("capri", an island: the trousers are named after it)."""
     found = senses(phrase)
-    return bool(found) and found[0].lexname in GOODS
+    return bool(found) and all(sense.lexname in ABSTRACT for sense in found)
 
 
 def first_goods_sense(phrase: str) -> int | None:

@@ -18,7 +18,7 @@ from multimodal_search.ranking.departments import get_departments
 from multimodal_search.ranking.intent import facets_only
 from multimodal_search.ranking.qualities import get_qualities
 from multimodal_search.ranking.query import Query
-from multimodal_search.ranking.text import QUERY_GENDERS, gender_in_text
+from multimodal_search.ranking.text import QUERY_GENDERS, gender_in_text, stem
 from multimodal_search.ranking.text import words as tokens
 from multimodal_search.services import merchandising
 from multimodal_search.services.memo import Memo
@@ -302,16 +302,55 @@ def catalogue_expansions(
     )
 
 
-def unsold_kinds(typed: str | None, searched: str | None, model_id: str) -> list[str]:
+def unsold_kinds(
+    typed: str | None, searched: str | None, model_id: str, facets: Mapping[str, Sequence[str]] | None = None
+) -> list[str]:
     """The typed words that name a kind of goods the catalogue has no word for ("dress" in a shop of
     sportswear; ``ranking.expansion.unsold``), or []: none, no departments trained yet, or no WordNet.
-    ``searched``: the words as searched (``Query.text``: synonyms and the catalogue's expansions added).
-    Whether a product's text uses a word is counted in the keyword index, kept as the expansions' counts."""
+    ``searched``: the words as searched (``Query.text``: synonyms and the catalogue's expansions added);
+    ``facets``: the learned facets the words name (``Query.facets``: a material named is a word the shop
+    uses). What the catalogue calls anything: :func:`catalogue_calls`."""
     departments = get_departments(model_id) if typed else None
     if departments is None or not wordnet.available():
         return []
+    values = {stem(word) for names in (facets or {}).values() for name in names for word in tokens(name)}
+    named = departments.name_words() | values
+    return expansion.unsold(typed, searched, departments.kinds, partial(catalogue_calls, model_id, named))
 
-    return expansion.unsold(typed, searched, departments.kinds, partial(catalogue_uses, model_id))
+
+def catalogue_calls(model_id: str, named: Iterable[str], nouns: Sequence[str]) -> set[str]:
+    """Of ``nouns`` (words that name goods), those the catalogue calls something by: a stem of ``named``
+    (its departments' names), a whole word of a product's title (the word, its singular or its plural:
+    "mat", "mats"; read through the titles' word index and kept as the expansions' counts are) or, for a
+    word whose commonest sense is no artifact (a material, a food: "cotton", "coffee"), any word of a
+    product's full text. A description that says "bring it to your mat" or "room for your shoes" names
+    what the product goes with, not what it is, so a yoga brick is no "yoga mat"."""
+    named = set(named)
+    found = {noun for noun in nouns if stem(noun) in named}
+    rest = [noun for noun in nouns if noun not in found]
+    found |= catalogue_titles(model_id, rest)
+    materials = [noun for noun in rest if noun not in found and wordnet.commonest_goods(noun) != wordnet.ARTIFACT]
+    return found | catalogue_uses(model_id, materials)
+
+
+def catalogue_titles(model_id: str, nouns: Sequence[str]) -> set[str]:
+    """Of ``nouns``, those a product's title has as a word, singular or plural (``store.titled``), kept in
+    the process for ``EXPANSION["CACHE_SECONDS"]``."""
+    store = get_store()
+
+    def read(keys: list[Any]) -> dict[Any, bool]:
+        found = store.titled(model_id, [noun_forms(noun) for _, _, noun in keys])
+        return dict(zip(keys, found))
+
+    seconds = float(search_settings.EXPANSION["CACHE_SECONDS"])
+    found = _CATALOGUE_COUNTS.get_many([(model_id, "titled", noun) for noun in nouns], read, seconds)
+    return {noun for noun in nouns if found.get((model_id, "titled", noun))}
+
+
+def noun_forms(noun: str) -> list[str]:
+    """A noun, its singulars and its plural ("mat", "mats"; "shoes", "shoe"; "dress", "dresses")."""
+    plural = noun + ("es" if noun.endswith(("s", "x", "z", "ch", "sh")) else "s")
+    return list(dict.fromkeys([noun, *wordnet.singulars(noun), plural]))
 
 
 def correct_spelling(

@@ -225,7 +225,7 @@ def rank_products(
         raise SearchError(f"Method {method!r} needs a text query.")
     # "red dress" in a shop without dresses: what it shows are similar items, none the kind asked
     words_only = query.image_features is None and query.text_vector is not None and not coded and not query.broad
-    unsold = unsold_kinds(text, query.text, model_id) if words_only else []
+    unsold = unsold_kinds(text, query.text, model_id, query.facets) if words_only else []
     carry = encoder.features_carry_colour
     weights = signal_weights(query, method, fusion_settings, features_carry_colour=carry)
     candidates = max(int(fusion_settings["CANDIDATES"]), k)

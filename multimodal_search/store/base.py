@@ -315,6 +315,11 @@ class BaseVectorStore:
         (English stemming, so "cushions" counts "cushion"), counted up to ``cap``."""
         raise NotImplementedError
 
+    def titled(self, model_id: str, words: Sequence[Sequence[str]]) -> list[bool]:
+        """For each group of word forms ("mat", "mats"), whether a product of ``model_id`` has one of them
+        as a whole word of its title (case aside, no stemming)."""
+        raise NotImplementedError
+
     def products_by_code(
         self, model_id: str, code: str, *, categories: Sequence[str] = (), limit: int = 100, partial: bool = False
     ) -> list[str]:

@@ -417,6 +417,16 @@ class PgvectorStore(BaseVectorStore):
             cursor.execute(sql.term_counts(model_id, cap), [list(terms)])
             return {term: int(count) for term, count in cursor.fetchall()}
 
+    def titled(self, model_id: str, words: Sequence[Sequence[str]]) -> list[bool]:
+        queries = [" | ".join(f"'{form}'" for form in forms if form.isalnum()) for forms in words]
+        asked = sorted({query for query in queries if query})
+        found: dict[str, bool] = {}
+        if asked:
+            with connections[_read_alias()].cursor() as cursor:
+                cursor.execute(sql.titled(model_id), [asked])
+                found = dict(cursor.fetchall())
+        return [bool(found.get(query)) for query in queries]
+
     def products_by_code(
         self, model_id: str, code: str, *, categories: Sequence[str] = (), limit: int = 100, partial: bool = False
     ) -> list[str]:

@@ -707,6 +707,15 @@ TITLE_WORDS = "title_words"
 SUGGEST_MATCH_CAP = 500
 
 
+def titled(model_id: str) -> str:
+    """Whether a product's title has any of a group's words (a ``simple`` tsquery such as ``'mat' | 'mats'``),
+    one row per query, each an ``EXISTS`` read through the GIN index of ``title_words``. Parameter: the
+    queries."""
+    check_model_id(model_id)
+    match = f"SELECT 1 FROM {PRODUCT_TABLE} WHERE model_id = '{model_id}' AND {TITLE_WORDS} @@ to_tsquery('simple'::regconfig, q)"
+    return f"SELECT q, EXISTS ({match}) FROM unnest(%s::text[]) AS q"
+
+
 def prefix_tsquery(words: Sequence[str], *, prefix: bool = True) -> str:
     """``'chaz' & 'kang':*``: every word whole, the last as a prefix unless ``prefix`` is False (words:
     letters and digits only)."""

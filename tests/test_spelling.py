@@ -61,6 +61,17 @@ def test_a_word_the_dictionary_lacks_is_read_as_its_nearest_word():
     assert speller.suggest("hoddiie") is None  # two edits, but under LONG letters: one at most
 
 
+def test_a_double_letter_typed_once_costs_no_edit_of_its_own():
+    speller = Speller({**DICTIONARY, "leggings": 10, "pullover": 4, "tights": 7})
+    # "legins": the double "gg" typed once and the "g" of "-ings" left out, two edits in 6 letters
+    assert speller.suggest("legins") == "leggings" and speller.suggest("leging") == "leggings"
+    assert speller.suggest("pulovr") == "pullover"
+    assert speller.suggest("legings") == "leggings"  # one edit, as before
+    assert speller.suggest("tigts") == "tights"  # no double letter: as before
+    # a second edit that is no double letter still needs LONG letters
+    assert speller.suggest("hoddiie") is None and speller.suggest("jcakte") is None
+
+
 def test_the_text_keeps_what_it_does_not_correct_and_what_the_catalogue_uses():
     speller = Speller(DICTIONARY)
     nothing_used = lambda words: set()  # noqa: E731

@@ -20,7 +20,9 @@ or a name it does not sell is searched as typed:
   dictionary can be older than the products);
 - a dictionary word is within one edit of it (two from :data:`LONG` letters on; an edit is an insert,
   a delete, a substitution or two neighbours swapped). The nearest wins, then the most used (with its
-  plural or singular), then the one as long as the typed word, then the shorter.
+  plural or singular), then the one as long as the typed word, then the shorter. When none is that
+  near, a double letter typed once costs no edit: "legins" is read as "leggins", one edit from
+  "leggings" (the commonest misspelling a single edit misses).
 
 A word the catalogue writes with a hyphen is also found typed as one word: "crossfit" is read as
 "cross-fit", "tshirts" as "t-shirts", "vneck" as "v-neck" (:attr:`Speller.joined`). That comes before
@@ -176,11 +178,27 @@ class Speller:
             return self.joined[word + "s"][:-1]
         if not edits:  # a word of SHORTEST letters: the words it is one letter short of
             candidates = {found for found in self._index.get(word, ()) if len(found) == len(word) + 1}
-            edits = 1
-        else:
-            candidates = {found for key in _deletes(word, edits) for found in self._index.get(key, ())}
-        # the nearest; then the most used, a word and its plural counted together; then the one as long as
-        # what was typed ("panst": "pants", not "pant"), then the shorter
+            return self._nearest(word, candidates, 1)
+        found = self._nearest(word, self._candidates(word, edits), edits)
+        if found is None:  # a double letter typed once, and one more typo: "legins" is "leggins" from "leggings"
+            doubled = {word[: i + 1] + word[i:] for i in range(1, len(word)) if word[i] != word[i - 1]}
+            found = min(
+                (
+                    near
+                    for form in sorted(doubled)
+                    if (near := self._nearest(form, self._candidates(form, edits), edits))
+                ),
+                key=lambda near: (edit_distance(word, near, edits + 1), -self._uses(near), near),
+                default=None,
+            )
+        return found
+
+    def _candidates(self, word: str, edits: int) -> set[str]:
+        return {found for key in _deletes(word, edits) for found in self._index.get(key, ())}
+
+    def _nearest(self, word: str, candidates: set[str], edits: int) -> str | None:
+        """The nearest of ``candidates`` within ``edits``; then the most used, a word and its plural counted
+        together; then the one as long as what was typed ("panst": "pants", not "pant"), then the shorter."""
         scored = [
             (edit_distance(word, found, edits), -self._uses(found), abs(len(found) - len(word)), len(found), found)
             for found in candidates

@@ -201,6 +201,7 @@ def test_unknown_paths_are_json_404(client: Any, path: str) -> None:
     error = api_error(client.get(path), 404)
     assert error["code"] == "not_found" and error["field"] is None
     assert path in error["message"]
+    assert "The endpoints are listed at /api/docs/ (OpenAPI schema: /api/schema/)." in error["message"]
 
 
 def test_missing_slash_under_v1_gets_a_hint(client: Any) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import QueryDict
-from django.urls import Resolver404, resolve
+from django.urls import Resolver404, resolve, reverse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -312,4 +312,6 @@ class NotFoundView(MultimodalAPIView):
             else:
                 if resolved.url_name != "not_found":
                     message += f" Did you mean {request.path[:200] + '/'!r}?"
-        raise exceptions.NotFound(message)
+                    raise exceptions.NotFound(message)
+        docs, schema_url = reverse("multimodal_search_api:docs"), reverse("multimodal_search_api:schema")
+        raise exceptions.NotFound(f"{message} The endpoints are listed at {docs} (OpenAPI schema: {schema_url}).")

@@ -117,8 +117,9 @@ class SearchQueryEchoSerializer(serializers.Serializer[Any]):
         child=serializers.CharField(),
         required=False,
         help_text="The words that name a kind of goods the catalogue has no word for (`red dress` in a shop "
-        'without dresses: `["dress"]`): no product\'s text uses them, and none of the words searched (with '
-        "synonyms and expansions) is one of its kinds. The results are similar items: `match` is at most "
+        'without dresses: `["dress"]`): no product\'s name, department or facet uses them (a description may: '
+        '"fits your yoga mat"), and none of the words searched (with synonyms and expansions) is one of its '
+        "kinds or a kind of them. The results are similar items: `match` is at most "
         "`related`.",
     )
     searched = serializers.CharField(

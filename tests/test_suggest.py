@@ -164,6 +164,19 @@ def test_a_category_keeps_the_other_words_to_search_within_it(shop: list[Product
     ]
 
 
+def test_a_gender_typed_in_full_offers_its_own_categories_only(shop: list[Product]) -> None:
+    # "mens hood": the men's hoodies, never the women's, and "mens" is what the category says already
+    for text in ("mens hood", "men's hood", "men hood"):
+        found = services.suggest(text)["categories"]
+        assert [(item["path"], item["query"]) for item in found] == [(HOODIES, "Hoodies & Sweatshirts")], text
+    assert [item["path"] for item in services.suggest("ladies hood")["categories"]] == [WOMEN_HOODIES]
+    # the other words stay to search within it; a gender still being typed ("wo") is only a prefix
+    assert [(item["path"], item["query"]) for item in services.suggest("womens black hood")["categories"]] == [
+        (WOMEN_HOODIES, "black")
+    ]
+    assert BAGS in [item["path"] for item in services.suggest("mens bag")["categories"]]  # no gender in the path
+
+
 def test_category_counts_are_the_stores_group_by(shop: list[Product]) -> None:
     counts = category_counts(services.current_model_id())
     assert counts == {path: _db_count(path) for path in counts}

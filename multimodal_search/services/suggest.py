@@ -18,6 +18,7 @@ from multimodal_search.ranking.intent import (
     product_code,
     without_unfinished_exclusion,
 )
+from multimodal_search.ranking.text import QUERY_GENDERS, normal_gender
 from multimodal_search.ranking.text import stem as stem_of
 from multimodal_search.services.browse import left_out, unless_a_name
 from multimodal_search.services.codes import coded_products
@@ -164,11 +165,20 @@ def _counts_key(model_id: str) -> str:
 
 
 def _categories(model_id: str, words: list[str], limit: int) -> list[dict[str, Any]]:
+    # a gender typed in full ("mens sh"): its categories, never the other gender's, and the word says no more
+    named = {gender for word in words[:-1] if (gender := normal_gender(word)) in QUERY_GENDERS}
     ranked = []
     for path, count in category_counts(model_id).items():
         leaf = path.split(_SEPARATOR)[-1]
         path_words, leaf_words = words_of(path), words_of(leaf)
-        matched = [word for word in words if any(w.startswith(word) for w in path_words)]
+        genders = {gender for word in path_words if (gender := normal_gender(word)) in QUERY_GENDERS}
+        if len(named) == 1 and genders and not genders & named:
+            continue  # "mens sh": Men > Shorts, not Women > Shorts
+        matched = [
+            word
+            for i, word in enumerate(words)
+            if any(w.startswith(word) for w in path_words) or (i < len(words) - 1 and normal_gender(word) in genders)
+        ]
         # the word being typed must match: "black hood" offers Hoodies, to search "black" in
         if words[-1] not in matched:
             continue

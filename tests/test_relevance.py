@@ -323,7 +323,7 @@ def test_a_result_surely_for_another_gender_than_named_is_a_similar_item_and_say
 
 
 @pytest.mark.django_db
-def test_a_kind_the_shop_has_no_word_for_is_never_called_a_likely_match(client, trained, settings):
+def test_a_kind_the_shop_has_no_word_for_is_never_called_a_likely_match(client, admin_client, trained, settings):
     # every result exact and likely by its relevance: only the rule can say otherwise
     settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "RELEVANCE": {"STOREFRONT_MIN": 0.0, "EXACT": 0.0}}
     body = client.get("/api/v1/search/", {"q": "red dress"}).json()
@@ -333,11 +333,16 @@ def test_a_kind_the_shop_has_no_word_for_is_never_called_a_likely_match(client, 
     assert "Nothing here is called “dress” — showing similar items." in page
     assert SearchLog.objects.filter(query="red dress", source="storefront").get().unsold == "dress"  # the analytics'
     assert "Likely a match" not in page and first in page
+    # the admin's playground says why
+    playground = admin_client.get("/admin/multimodal_search/productembedding/try/", {"q": "red dress"})
+    assert "Nothing here is called <strong>“dress”</strong>" in playground.content.decode()
     # a kind it sells: as before
     body = client.get("/api/v1/search/", {"q": "red hoodie"}).json()
     assert "unsold" not in body["query"] and body["match"] == "exact"
     page = client.get("/search/", {"q": "red hoodie"}).content.decode()
     assert "Likely a match" in page and "No exact results" not in page
+    playground = admin_client.get("/admin/multimodal_search/productembedding/try/", {"q": "red hoodie"})
+    assert "Nothing here is called" not in playground.content.decode()
 
 
 @pytest.mark.django_db

@@ -320,8 +320,9 @@ def unsold(
     catalogue's ``kinds`` (stems of its titles' head nouns and category leaves' words,
     ``Departments.kinds``): "trousers" is a shop's "pants", and "cashmere hoodie" a hoodie. A kind's word
     that WordNet knows only as an abstraction ("fitness", of the leaf "fitness equipment", which the
-    synonym "fitness mat" adds to "yoga mat") names no kind here. Colour, gender, stop and short words are not kinds.
-    [] without ``kinds`` (nothing trained yet)."""
+    synonym "fitness mat" adds to "yoga mat") names no kind here. Nor is a word unsold when one of the
+    ``kinds`` is a kind of it (:func:`_kinds_of`: "shirt" where "tank tops" are sold). Colour, gender, stop
+    and short words are not kinds. [] without ``kinds`` (nothing trained yet)."""
     if not typed or not kinds:
         return []
     nouns = [word for word in dict.fromkeys(words(typed)) if _expandable(word) and wordnet.names_goods(word)]

@@ -342,6 +342,7 @@ def _names_kind(word: str, kinds: Collection[str]) -> bool:
 KIND_OF_DEPTH = 3
 
 
+@lru_cache(maxsize=4096)
 def _kinds_of(word: str, kinds: tuple[str, ...]) -> bool:
     """Whether one of the catalogue's ``kinds`` is a kind of ``word`` in one of its goods senses (a tee is a
     shirt: "shirt" in a shop of tees is no unsold kind, though no title says "shirt")."""

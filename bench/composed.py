@@ -126,7 +126,19 @@ def main() -> None:
         help="each photo cropped to its central 70%%, mirrored and saved again as a JPEG of quality 60: "
         "not the indexed photo, as a shopper's own photo or screenshot would not be",
     )
+    parser.add_argument(
+        "--phrasing",
+        default="{words}",
+        help="how the words are put, {words} standing for 'in <colour>' or 'for <gender>' "
+        "(e.g. 'like this photo, but {words}')",
+    )
     args = parser.parse_args()
+    if "{words}" not in args.phrasing:
+        parser.error("--phrasing must contain {words}")
+
+    def put(words: str) -> str:
+        return args.phrasing.replace("{words}", words)
+
     another, missing, facts = queries(args.queries, args.seed)
     gendered, genders = gender_queries(args.queries, args.seed)
     paths = {q.photo for q in another + missing} | {path for path, _, _ in gendered}
@@ -135,13 +147,13 @@ def main() -> None:
         photos = {path: shopper_photo(image) for path, image in photos.items()}
     print(
         f"{len(another)} queries of another colour of the photo's product, {len(missing)} of a colour it does not "
-        "come in (words: 'in <colour>')"
+        f"come in (words: {put('in <colour>')!r})"
     )
     for method in args.methods.split(","):
         started = time.perf_counter()
         ranks, kind = [], []
         for q in another + missing:
-            hits = services.search_products(f"in {q.colour.lower()}", photos[q.photo], k=50, method=method).hits
+            hits = services.search_products(put(f"in {q.colour.lower()}"), photos[q.photo], k=50, method=method).hits
             order = [hit.product_pk for hit in hits]
             if q.target is not None:
                 ranks.append(order.index(q.target) + 1 if q.target in order else None)
@@ -164,7 +176,7 @@ def main() -> None:
             for path, gender, leaf in gendered:
                 order = [
                     h.product_pk
-                    for h in services.search_products(f"for {gender}", photos[path], k=5, method=method).hits
+                    for h in services.search_products(put(f"for {gender}"), photos[path], k=5, method=method).hits
                 ]
                 shares.append(sum(genders.get(pk) == (gender, leaf) for pk in order) / 5)
             print(

@@ -80,6 +80,8 @@ def test_a_query_of_departments_colours_and_genders_alone_is_broad():
     assert facets_only("tops", ["tops"]) and facets_only("women's tops", ["tops"])
     assert facets_only("red tops for men", ["tops"]) and facets_only("Gear", ["gear"])
     assert not facets_only("tops", [])  # the catalogue has no such department
+    assert facets_only("like this photo, but in red") and facets_only("same one for women")
+    assert not facets_only("like this photo") and not facets_only("this hoodie in red")
     assert not facets_only("tank top", ["tops"]) and not facets_only("tops hoodie", ["tops"])
 
 

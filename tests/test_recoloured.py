@@ -82,6 +82,11 @@ def test_a_colour_it_does_not_come_in_shows_its_kind_in_that_colour(indexed, mod
     found = services.search_products("in blue", photo, k=4).hits
     assert found[0].product.sku == "BAG-3"  # the blue bag before the blue tops
     assert found[0].explanation.get("category", 0) > 0
+    # as a shopper puts it: the words that point at the photo say nothing of their own
+    for words in ("like this photo, but in blue", "same one but in blue", "show me this in blue"):
+        assert encode_query(words, photo).facets == {"category": ["bags"]}, words
+        assert services.search_products(words, photo, k=4).hits[0].product.sku == "BAG-3", words
+    assert encode_query("like this hoodie, but in blue", photo).facets == {}  # the words name a kind
 
 
 @pytest.mark.django_db

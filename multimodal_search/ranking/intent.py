@@ -328,8 +328,13 @@ def product_code(text: str | None) -> str | None:
     return typed.lower() if _CODE.fullmatch(typed) else None
 
 
-#: words a query of facets alone may hold beside them ("women's red": "s"; "red for men"; "on sale")
-_FACET_FILLER = frozenset({"s", "for", "in", "on", "and", "the", "a", "all", "colour", "color", "coloured", "colored"})
+#: words a query of facets alone may hold beside them ("women's red": "s"; "red for men"; "on sale"), and
+#: the words that point at a query photo ("like this photo, but in red", "same one for women", "show me this in blue")
+_FACET_FILLER = frozenset(
+    {"s", "for", "in", "on", "and", "the", "a", "all", "colour", "color", "coloured", "colored"}
+    | {"like", "this", "that", "these", "those", "it", "one", "ones", "same", "similar", "to", "but", "just"}
+    | {"photo", "picture", "pic", "image", "something", "thing", "show", "me", "do", "you", "have", "please"}
+)
 
 
 def facets_only(text: str | None, departments: Iterable[str] = (), qualities: Iterable[str] = ()) -> bool:

@@ -87,6 +87,14 @@ def test_a_colour_it_does_not_come_in_shows_its_kind_in_that_colour(indexed, mod
         assert encode_query(words, photo).facets == {"category": ["bags"]}, words
         assert services.search_products(words, photo, k=4).hits[0].product.sku == "BAG-3", words
     assert encode_query("like this hoodie, but in blue", photo).facets == {}  # the words name a kind
+    # words that only point at the photo ask for nothing it does not show: the photo's own ranking
+    alone = [hit.product.sku for hit in services.browse_products(None, photo, page_size=7, group_variants=False).hits]
+    for words in ("like this photo", "same one please"):
+        page = services.browse_products(words, photo, page_size=7, group_variants=False)
+        assert [hit.product.sku for hit in page.hits] == alone, words
+        assert page.query["text"] == words and page.query["searched"] is None
+    cheap = services.browse_products("like this but under 20", photo, page_size=7, group_variants=False)
+    assert cheap.query["searched"] is None and cheap.query["price"] == {"min": None, "max": "20"}
 
 
 @pytest.mark.django_db

@@ -337,6 +337,13 @@ _FACET_FILLER = frozenset(
 )
 
 
+def only_filler(text: str | None) -> bool:
+    """Whether the words are all filler of a facet or of a pointer at the query photo ("like this photo",
+    "same one please"): with a photo they ask for nothing it does not show."""
+    found = words(text or "")
+    return bool(found) and all(word in _FACET_FILLER for word in found)
+
+
 def facets_only(text: str | None, departments: Iterable[str] = (), qualities: Iterable[str] = ()) -> bool:
     """Whether the words name a colour, a gender, one of ``departments`` and/or of ``qualities`` (the
     catalogue's the query names: department names, ``ranking.departments``; quality stems,

@@ -34,6 +34,7 @@ from multimodal_search.ranking.intent import (
     ExclusionIntent,
     joins_several,
     kind_parts,
+    only_filler,
     parse_exclusions,
     parse_price,
     parse_size,
@@ -200,6 +201,9 @@ def browse_products(
     worded = intent.worded or sized is not None or excluded is not None
     # price and size words are no description of the product: not searched ("under 50" alone: popular products)
     searched = (rest or None) if worded else text
+    # "like this photo", "like this but under 50": with a photo, words that only point at it are not searched
+    pointing = image is not None and only_filler(searched)
+    searched = None if pointing else searched
     alone = worded and not rest and image is None  # "under 50", "cheapest", "size m": no words to search
     price_from_text = intent.found and price_min is None and price_max is None
     sort_from_text = sort is None and intent.order is not None
@@ -250,7 +254,7 @@ def browse_products(
         if parts and correction is not None:  # "hodies and jackets": read as "hoodies and jackets"
             ranked.correction = correction
             ranked.query["corrected"] = correction.text.strip()
-    if worded:
+    if worded or pointing:
         ranked.query["text"] = (text or "").strip() or None
         ranked.query["searched"] = searched
         if ranked.correction is not None and text:  # the words as typed, read: "cheap backpack"

@@ -125,7 +125,9 @@ class SearchQueryEchoSerializer(serializers.Serializer[Any]):
     searched = serializers.CharField(
         required=False,
         allow_null=True,
-        help_text="The words searched, when a price phrase or a price-order word was taken out of them.",
+        help_text="The words searched, when a price phrase, a price-order word, a size or an exclusion was taken "
+        'out of them; null when nothing is left to search ("under 50"), or, with a photo, when the words only '
+        'point at it ("like this photo": the photo\'s own ranking).',
     )
     sort = serializers.CharField(
         required=False, help_text="The order the words asked for (`cheap wool`: `price_asc`), when no sort was given."

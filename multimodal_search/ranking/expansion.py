@@ -326,10 +326,12 @@ def unsold(
     if not typed or not kinds:
         return []
     nouns = [word for word in dict.fromkeys(words(typed)) if _expandable(word) and wordnet.names_goods(word)]
-    if not nouns or any(_names_kind(word, kinds) for word in dict.fromkeys(words(searched or typed))):
+    catalogue = tuple(sorted(set(kinds)))  # once: a set to look words up in, and the kind-of lookup's key
+    known = frozenset(catalogue)
+    if not nouns or any(_names_kind(word, known) for word in dict.fromkeys(words(searched or typed))):
         return []
     named = called(nouns)
-    return [word for word in nouns if word not in named and not _kinds_of(word, tuple(sorted(kinds)))]
+    return [word for word in nouns if word not in named and not _kinds_of(word, catalogue)]
 
 
 def _names_kind(word: str, kinds: Collection[str]) -> bool:

@@ -166,7 +166,8 @@ def _counts_key(model_id: str) -> str:
 
 def _categories(model_id: str, words: list[str], limit: int) -> list[dict[str, Any]]:
     # a gender typed in full ("mens sh"): its categories, never the other gender's, and the word says no more
-    named = {gender for word in words[:-1] if (gender := normal_gender(word)) in QUERY_GENDERS}
+    typed = [normal_gender(word) for word in words[:-1]] + [None]  # the last word may be unfinished
+    named = set(typed) & set(QUERY_GENDERS)
     ranked = []
     for path, count in category_counts(model_id).items():
         leaf = path.split(_SEPARATOR)[-1]
@@ -176,8 +177,8 @@ def _categories(model_id: str, words: list[str], limit: int) -> list[dict[str, A
             continue  # "mens sh": Men > Shorts, not Women > Shorts
         matched = [
             word
-            for i, word in enumerate(words)
-            if any(w.startswith(word) for w in path_words) or (i < len(words) - 1 and normal_gender(word) in genders)
+            for word, gender in zip(words, typed)
+            if any(w.startswith(word) for w in path_words) or gender in genders
         ]
         # the word being typed must match: "black hood" offers Hoodies, to search "black" in
         if words[-1] not in matched:

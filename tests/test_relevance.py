@@ -570,6 +570,13 @@ def test_relaxed_queries_offer_shorter_forms_that_find_something(indexed):
     assert services.relaxed_queries("hoodie", min_relevance=None) == []  # one word: nothing shorter
 
 
+def test_relaxed_queries_leave_out_a_form_that_names_a_kind_nothing_is_called(trained):
+    # "dress" finds items (every result is kept at no cut), but none of them is a dress
+    assert services.search_products("dress", k=5).hits
+    assert [r.text for r in services.relaxed_queries("hoodie dress", min_relevance=None)] == ["hoodie"]
+    assert [r.text for r in services.relaxed_queries("hoodie backpack", min_relevance=None)] == ["hoodie", "backpack"]
+
+
 def _colour_variants(seed: int = 5):
     """60 products, 30 models in two colours: a model's two colours look nearly alike, under a studio look."""
     return _photos(30, 2, spread=0.1, studio=3.0, seed=seed)

@@ -4,7 +4,9 @@ When nothing passes the storefront's relevance cut ("ceramic coffee mug" in a cl
 waterproof hiking sandals" where there are no sandals), the page offers the query with one word
 left out, then single words, each with how many results it would show and its first few, instead
 of a full page of unrelated items. Each form is searched the normal way, so the counts are what
-the link will show.
+the link will show. A form that names a kind the shop has no word for is not offered: "running
+shoes" on Luma offered "shoes (2 results)", a tote bag and a yoga bag, which the page itself calls
+only similar items ("Nothing here is called “shoes”").
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ def relaxed_queries(text: str | None, *, min_relevance: MinRelevance, limit: int
     """Up to ``limit`` shorter forms of ``text`` that find results above ``min_relevance``, most results first.
 
     Tried, longest first: the words with one left out, then each word alone (at most ``MAX_TRIES``
-    searches). A one-word query has no shorter form.
+    searches). A one-word query has no shorter form, and a form whose words name a kind of goods no
+    product is called by (``query["unsold"]``) is left out: what it finds is never the thing named.
     """
     terms = words.words(text or "")
     if len(terms) < 2:
@@ -42,8 +45,8 @@ def relaxed_queries(text: str | None, *, min_relevance: MinRelevance, limit: int
     forms += [term for term in terms if len(term) > 2]
     found: list[Relaxed] = []
     for form in list(dict.fromkeys(forms))[:MAX_TRIES]:
-        hits = search_products(form, k=K, min_relevance=min_relevance).hits
-        if hits:
-            found.append(Relaxed(form, len(hits), hits[:4]))
+        response = search_products(form, k=K, min_relevance=min_relevance)
+        if response.hits and not response.query.get("unsold"):
+            found.append(Relaxed(form, len(response.hits), response.hits[:4]))
     found.sort(key=lambda relaxed: (-len(relaxed.text.split()), -relaxed.count))
     return found[:limit]

@@ -169,3 +169,38 @@ def test_stated_otherwise_reads_the_stated_colour_and_gender_only():
     men = Query(text="for men", text_vector=None, image_shared=None, image_features=None, gender="men")
     assert stated_otherwise(men, {"gender": "Women"}) and not stated_otherwise(men, {"gender": "Unisex"})
     assert not stated_otherwise(men, {"gender": "Men", "color": "Purple"}) and not stated_otherwise(men, {})
+
+
+@pytest.mark.django_db
+def test_a_photos_look_alikes_that_its_words_narrow_show_its_kind_first(indexed, model_dir, pil_photo):
+    from shop.catalog.models import Category
+
+    bags, tees = Category.from_path("Gear > Bags"), Category.from_path("Men > Tops > Tees")
+
+    def product(sku: str, colour: str, shape: str, category, price: str = "30"):
+        return ProductFactory(
+            sku=sku, title="carry all", color=colour, category=category, price=Decimal(price), photos=[(colour, shape)]
+        )
+
+    indexed(
+        *(product(f"BAG-R{i}", "red", "circle", bags) for i in range(3)),
+        product("TEE-O", "orange", "circle", tees),  # nearer the red bag's photo than the blue bag is
+        product("BAG-B", "blue", "square", bags),
+        product("BAG-D", "red", "circle", bags, price="90"),
+    )
+    photo = pil_photo("red", "circle")  # a red bag's
+
+    def skus(words: str | None) -> list[str]:
+        return [
+            hit.product.sku for hit in services.browse_products(words, photo, page_size=8, group_variants=False).hits
+        ]
+
+    alone = skus(None)
+    assert alone.index("TEE-O") < alone.index("BAG-B")  # the photo's own ranking: the orange tee looks nearer
+    # its own kind gone ("not red"): what is left of its kind first, in the photo's order
+    assert skus("like this but not red") == ["BAG-B", "TEE-O"]
+    assert skus("not red") == ["BAG-B", "TEE-O"]
+    cheap = skus("like this but under 50")
+    assert cheap.index("BAG-B") < cheap.index("TEE-O") and "BAG-D" not in cheap
+    # nothing narrowed: the photo's own order
+    assert skus("like this photo") == alone

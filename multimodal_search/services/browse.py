@@ -12,6 +12,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -266,6 +267,8 @@ def browse_products(
     rows = [
         _Row(hit, adapter.get_facet_values(hit.product), rank, by_group(hit)) for rank, hit in enumerate(ranked.hits)
     ]
+    # the kind a photo shows: that of its nearest products, read before anything is left out ("not black")
+    shown_kind = _photo_kind(rows) if image is not None and searched is None else None
     if excluded is not None:
         dropped = left_out(excluded, {row.hit.product_pk: row.facets for row in rows}, ranked.model_id)
         rows = [row for row in rows if row.hit.product_pk not in dropped]
@@ -297,7 +300,10 @@ def browse_products(
         for selected in [(low, high) == (price_min, price_max)]
     ]
     kept = [row for row in in_facets if _in_range(row.facets.get(PRICE), price_min, price_max)]
-    groups = _grouped(_sorted(kept, sort, adapter, category, exact_cut(ranked), photo=image is not None))
+    # a photo's look-alikes narrowed by a filter ("like this but not black", "under 50", a colour chosen): its kind first
+    narrowed = excluded is not None or price_min is not None or price_max is not None or bool(chosen)
+    kind = shown_kind if narrowed and sort == RELEVANCE else None
+    groups = _grouped(_sorted(kept, sort, adapter, category, exact_cut(ranked), photo=image is not None, kind=kind))
     if clamp_page:
         page = min(page, max(1, math.ceil(len(groups) / page_size)))
     start = (page - 1) * page_size
@@ -544,18 +550,29 @@ def _in_range(price: Any, low: Decimal | None, high: Decimal | None) -> bool:
 
 
 def _sorted(
-    rows: list[_Row], sort: str, adapter: Any, category: str | None, exact: float | None, *, photo: bool = False
+    rows: list[_Row],
+    sort: str,
+    adapter: Any,
+    category: str | None,
+    exact: float | None,
+    *,
+    photo: bool = False,
+    kind: AbstractSet[str] | None = None,
 ) -> list[_Row]:
     """``rows`` (in relevance order) in ``sort``'s order. Another order than relevance sorts the likely
     matches first and the similar items after them ("cheap backpack": the cheapest backpacks, then the
     cheapest of what else the words found, such as yoga straps), where the rows have any likely match. Of
-    a ``photo``'s similar items, those of the kind it shows come first (``attributes.photo_kinds``): a jacket's
-    photo sorted by price shows jackets before cheaper tees."""
-    if sort == RELEVANCE:
+    a ``photo``'s similar items, those of the kind it shows come first (:func:`_photo_kind` of ``rows``): a
+    jacket's photo sorted by price shows jackets before cheaper tees.
+
+    In relevance order the rows stay as ranked, unless a ``kind`` is given: a photo's look-alikes that a
+    filter narrowed ("like this but not black", "under 50") are then the likely matches, the photo's kind
+    (read before the filter), the rest, each in relevance order. Its own product gone, a black hoodie's
+    photo showed a gray hoodie, then two jackets before the other hoodies."""
+    if sort == RELEVANCE and not kind:
         return rows
-    # the kind a photo shows: that of its best results (``attributes.photo_kinds``, as ``query.photo_kind``)
-    best = [dict.fromkeys(_categories(row), 1.0) for row in rows[:PHOTO_KIND_NEIGHBOURS]] if photo else []
-    kind = set(attributes.photo_kinds(best))
+    if kind is None:
+        kind = _photo_kind(rows) if photo else frozenset()
     tiers: tuple[list[_Row], list[_Row], list[_Row]] = ([], [], [])  # likely matches, the photo's kind, the rest
     for row in rows:
         tier = 0 if calibration.likely_match(row.hit.relevance, exact) else 1 if _categories(row) & kind else 2
@@ -563,11 +580,20 @@ def _sorted(
     return [row for tier in tiers for row in _ordered(tier, sort, adapter, category)]
 
 
+def _photo_kind(rows: list[_Row]) -> AbstractSet[str]:
+    """The kind a photo shows: the categories of its best results (``attributes.photo_kinds``, as
+    ``query.photo_kind`` reads them from the photo's nearest products)."""
+    best = [dict.fromkeys(_categories(row), 1.0) for row in rows[:PHOTO_KIND_NEIGHBOURS]]
+    return set(attributes.photo_kinds(best))
+
+
 def _categories(row: _Row) -> set[str]:
     return {str(path) for path in row.facets.get(CATEGORY) or []}
 
 
 def _ordered(rows: list[_Row], sort: str, adapter: Any, category: str | None) -> list[_Row]:
+    if sort == RELEVANCE:
+        return rows
     if sort == BEST_SELLING:  # the shop's most interacted-with first; the others keep relevance order
         sold = popularity(category)
         return sorted(rows, key=lambda row: (-sold.get(row.hit.product_pk, 0.0), row.rank))

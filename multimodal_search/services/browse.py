@@ -575,16 +575,22 @@ def _sorted(
         kind = _photo_kind(rows) if photo else frozenset()
     tiers: tuple[list[_Row], list[_Row], list[_Row]] = ([], [], [])  # likely matches, the photo's kind, the rest
     for row in rows:
-        tier = 0 if calibration.likely_match(row.hit.relevance, exact) else 1 if _categories(row) & kind else 2
+        tier = 0 if calibration.likely_match(row.hit.relevance, exact) else 1 if _kinds(row) & kind else 2
         tiers[tier].append(row)
     return [row for tier in tiers for row in _ordered(tier, sort, adapter, category)]
 
 
 def _photo_kind(rows: list[_Row]) -> AbstractSet[str]:
-    """The kind a photo shows: the categories of its best results (``attributes.photo_kinds``, as
+    """The kind a photo shows: the category leaves of its best results (``attributes.photo_kinds``, as
     ``query.photo_kind`` reads them from the photo's nearest products)."""
-    best = [dict.fromkeys(_categories(row), 1.0) for row in rows[:PHOTO_KIND_NEIGHBOURS]]
+    best = [dict.fromkeys(_kinds(row), 1.0) for row in rows[:PHOTO_KIND_NEIGHBOURS]]
     return set(attributes.photo_kinds(best))
+
+
+def _kinds(row: _Row) -> set[str]:
+    """The leaves of a row's categories, whatever the department: a men's hoodie's photo shows hoodies, and
+    a women's hoodie is of its kind ("Men > Tops > Hoodies" and "Women > Tops > Hoodies": "Hoodies")."""
+    return {path.rsplit(">", 1)[-1].strip() for path in _categories(row)}
 
 
 def _categories(row: _Row) -> set[str]:

@@ -172,7 +172,9 @@ def test_stated_otherwise_reads_the_stated_colour_and_gender_only():
 
 
 @pytest.mark.django_db
-def test_a_photos_look_alikes_that_its_words_narrow_show_its_kind_first(indexed, model_dir, pil_photo):
+def test_a_photos_look_alikes_that_its_words_narrow_show_its_kind_first(indexed, model_dir, pil_photo, monkeypatch):
+    from multimodal_search.encoders import get_encoder
+    from multimodal_search.ranking.calibration import PhotoCalibration
     from shop.catalog.models import Category
 
     bags, tees = Category.from_path("Gear > Bags"), Category.from_path("Men > Tops > Tees")
@@ -191,10 +193,9 @@ def test_a_photos_look_alikes_that_its_words_narrow_show_its_kind_first(indexed,
     )
     photo = pil_photo("red", "circle")  # a red bag's
 
-    def skus(words: str | None) -> list[str]:
-        return [
-            hit.product.sku for hit in services.browse_products(words, photo, page_size=8, group_variants=False).hits
-        ]
+    def skus(words: str | None, cut: str | None = None) -> list[str]:
+        page = services.browse_products(words, photo, page_size=8, group_variants=False, min_relevance=cut)
+        return [hit.product.sku for hit in page.hits]
 
     alone = skus(None)
     assert alone.index("TEE-O") < alone.index("BAG-B")  # the photo's own ranking: the orange tee looks nearer
@@ -205,3 +206,9 @@ def test_a_photos_look_alikes_that_its_words_narrow_show_its_kind_first(indexed,
     assert cheap.index("BAG-B") < cheap.index("TEE-O") and "BAG-D" not in cheap
     # nothing narrowed: the photo's own order
     assert skus("like this photo") == alone
+    # the photo's trained cut keeps what is likely the product photographed: the red bags. Words that leave
+    # those out ask for its look-alikes, all of them (the cut left one product, or none)
+    fitted = {"calibration": PhotoCalibration(weight=4.0, bias=0.0, mean=0.97, scale=0.01).to_json()}
+    monkeypatch.setattr(type(get_encoder()), "photo_relevance", lambda self: {**fitted, "cuts": {"related": 0.5}})
+    assert set(skus(None, "auto")) == {"BAG-R0", "BAG-R1", "BAG-R2", "BAG-D"}
+    assert skus("like this but not red", "auto")[-1] == "TEE-O" and len(skus("not red", "auto")) == 3

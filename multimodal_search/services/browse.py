@@ -205,6 +205,11 @@ def browse_products(
     # "like this photo", "like this but under 50": with a photo, words that only point at it are not searched
     pointing = image is not None and only_filler(searched)
     searched = None if pointing else searched
+    # "like this but not black", "like this but under 50": a photo's look-alikes that its words narrow. The
+    # photo's ``auto`` cut keeps what is likely the product photographed, which such words leave out (the
+    # jacket's other colours are other products): its look-alikes are all kept, the photo's kind first
+    narrowing = image is not None and searched is None and worded
+    cut = None if narrowing and min_relevance == "auto" else min_relevance
     alone = worded and not rest and image is None  # "under 50", "cheapest", "size m": no words to search
     price_from_text = intent.found and price_min is None and price_max is None
     sort_from_text = sort is None and intent.order is not None
@@ -236,7 +241,7 @@ def browse_products(
                 k=page_size,
                 category=category,
                 method=method,
-                min_relevance=min_relevance,
+                min_relevance=cut,
                 limit=None,
                 personal=personal,
                 prefetch=not lean,

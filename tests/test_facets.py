@@ -57,6 +57,21 @@ def test_facet_match_prefers_stated_values():
     assert attributes.facet_match("material", ["wool"], {"material_inferred": {"wool": 0.4}}) == pytest.approx(0.4)
 
 
+def test_a_material_the_title_names_counts_as_stated():
+    helena = {"title": "Helena Hooded Fleece", "material": "Cotton, Polyester, Spandex"}
+    assert attributes.facet_match("material", ["fleece"], helena) == 1.0  # the title says what it is
+    assert attributes.facet_match("material", ["wool"], helena) == 0.0
+    assert attributes.facet_match("material", ["fleece"], {"title": "Fleece-lined Jacket"}) == 1.0
+    assert attributes.facet_match("material", ["organic cotton"], {"title": "Cotton Tee", "material": "Wool"}) == 0.0
+    assert (
+        attributes.facet_match("material", ["fleece"], {"title": "Fleeces", "material_inferred": {"fleece": 0.2}})
+        == 1.0
+    )
+    assert attributes.facet_match("material", ["fleece", "wool"], {"title": "Wool Fleece", "material": "Wool"}) == 1.0
+    assert attributes.facet_match("material", ["fleece", "wool"], {"title": "Wool Top"}) == 0.75  # fleece unknown
+    assert attributes.facet_match("material", ["fleece"], {"title": "Fleecy Top"}) == 0.5  # a whole word only
+
+
 def test_enrich_fields_keeps_the_stated_leaf_and_only_missing_materials():
     inferred = {"category": {"tees": 0.9, "pants": 0.1}, "material": {"cotton": 0.8}}
     stated = attributes.enrich_fields({"material": "Wool"}, inferred, ["Men", "Men > Tops > Tees"])

@@ -294,18 +294,26 @@ def named_values(text: str, classes: Iterable[str], facet: str) -> list[str]:
 
 def facet_match(facet: str, wanted: list[str], fields: Mapping[str, Any]) -> float:
     """How surely a product has one of the ``wanted`` categories (or all wanted materials):
-    1/0 where its fields state the facet, else the classifier's probability, 0.5 when unknown."""
+    1/0 where its fields state the facet, else the classifier's probability, 0.5 when unknown.
+
+    A material the product's title names counts as stated, whatever its material field says: "Helena
+    Hooded Fleece" (stated "Cotton, Polyester, Spandex" in Luma) is a fleece, and "fleece" ranked
+    it eighth, under jackets whose material field says fleece."""
     if facet == v.CATEGORY:
         stated = fields.get(v.FIELD_CATEGORY_LEAF)
         if stated:
             return 1.0 if stated in wanted else 0.0
         inferred = fields.get(v.FIELD_CATEGORY_INFERRED) or {}
         return min(1.0, float(sum(inferred.get(value, 0.0) for value in wanted))) if inferred else 0.5
+    titled = f" {' '.join(stems(str(fields.get(v.FIELD_TITLE) or '')))} "
+    named = {value for value in wanted if f" {' '.join(stems(value))} " in titled}
     stated_materials = normal_materials(str(fields.get(v.FIELD_MATERIAL) or ""))
-    if stated_materials:
-        return float(np.mean([1.0 if value in stated_materials else 0.0 for value in wanted]))
+    if stated_materials or named == set(wanted):
+        return float(np.mean([1.0 if value in stated_materials or value in named else 0.0 for value in wanted]))
     inferred = fields.get(v.FIELD_MATERIAL_INFERRED) or {}
-    return float(np.mean([inferred.get(value, 0.0) for value in wanted])) if inferred else 0.5
+    if not inferred:
+        return 0.5 if not named else float(np.mean([1.0 if value in named else 0.5 for value in wanted]))
+    return float(np.mean([1.0 if value in named else inferred.get(value, 0.0) for value in wanted]))
 
 
 # ------------------------------------------------------------------ storage

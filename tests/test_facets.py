@@ -13,7 +13,7 @@ from multimodal_search.learning.fitting import train_multi_classifier
 from multimodal_search.learning.labels import load_labels
 from multimodal_search.ranking import attributes
 from multimodal_search.store import get_store
-from tests.factories import half_labelled, write_labels
+from tests.factories import ProductFactory, half_labelled, write_labels
 
 CATEGORIES = ["bags", "bras & tanks", "hoodies & sweatshirts", "pants", "tees"]
 MATERIALS = ["cotton", "organic cotton", "polyester", "wool"]
@@ -118,7 +118,7 @@ def _labels(path, labelled):
 
 
 @pytest.mark.django_db
-def test_labelled_categories_and_materials_find_unlabelled_products(shop, model_dir, tmp_path):
+def test_labelled_categories_and_materials_find_unlabelled_products(shop, indexed, model_dir, tmp_path):
     labelled, unknown_tee, unknown_bag = shop
     before = services.search_products("organic cotton tee", k=12, method="feature")
     assert "category" not in before.hits[0].signals  # nothing learned yet: no facet signal
@@ -140,3 +140,7 @@ def test_labelled_categories_and_materials_find_unlabelled_products(shop, model_
     tee = next(hit for hit in response.hits if hit.product.sku == "U-tee")
     assert tee.signals["category"] > 0.8 and tee.signals["material"] > 0.8
     assert tee.explanation["category"] > 0 and tee.explanation["material"] > 0
+    # a product whose title names a material is of it, whatever its material field says
+    indexed(ProductFactory(sku="N-bag", title="Nylon Carry", material="Polyester", photos=["blue"]))
+    nylon = {hit.product.sku: hit for hit in services.search_products("nylon", k=30, method="feature").hits}
+    assert nylon["N-bag"].signals["material"] == 1.0 and nylon["U-tee"].signals["material"] < 0.5

@@ -111,6 +111,27 @@ def test_a_hyphenated_word_typed_as_one_is_read_as_the_catalogue_writes_it():
     assert Speller.from_json({"counts": {"bra": 1}}).joined == {}  # a dictionary saved before them
 
 
+def test_two_words_run_together_are_read_apart_and_two_typed_apart_name_the_one_word():
+    speller = Speller.from_texts(
+        ["Nona Tank Top", "Bella Tank", "Zoe Top", "Rain Jacket", "Crown Backpack", "Grayson Sweatshirts", "Pack"],
+        understood_words(),
+    )
+    assert speller.suggest("tanktop") == "tank top" and speller.suggest("rainjacket") == "rain jacket"
+    assert speller.suggest("tanktops") == "tank tops"
+    assert speller.suggest("raintop") == "rain top"
+    assert speller.suggest("tankto") != "tank to"  # a part of two letters is too short
+    fixed = speller.correct("black tanktop", lambda words: set())
+    assert fixed is not None and fixed.text == "black tank top"
+    assert speller.correct("black tanktop", lambda words: {"tanktop"}) is None  # a word the catalogue's text uses
+    # two typed words the dictionary has as one: named, not corrected (each is a word the shop may use)
+    assert speller.compounds("black back pack") == ["backpack"]
+    assert speller.compounds("sweat shirts for men") == ["sweatshirts"] and speller.compounds("sweat shirt") == [
+        "sweatshirt"
+    ]
+    assert speller.compounds("backpack") == [] and speller.compounds("tank top") == []  # "tanktop" is no word of it
+    assert speller.correct("back pack", lambda words: set(), known=[{"back"}]) is None
+
+
 SPECS = [
     ("Alpha Hoodie", "Clothing > Hoodies", "red"),
     ("Beta Hoodie", "Clothing > Hoodies", "blue"),
@@ -195,3 +216,20 @@ def test_a_misspelt_word_finds_what_the_word_would(client, admin_client, indexed
     assert get_speller("hash-v1").suggest("jackat") == "jacket"
     found = services.search_products("jackat", k=3)
     assert "corrected" not in found.query and found.hits[0].product_pk == str(newer.pk)
+
+
+@pytest.mark.django_db
+def test_two_typed_words_the_catalogue_writes_as_one_find_it(indexed, model_dir):
+    # every word is in some product's text, so no query expansion reads "day pack" as missing
+    specs = [("Alpha Daypack", "Gear > Bags"), ("Beta Daypack", "Gear > Bags"), ("Gamma Hoodie", "Clothing > Hoodies")]
+    specs += [("Delta Jacket", "Clothing > Jackets"), ("Eta Watch", "Gear > Watches"), ("Zeta Tee", "Clothing > Tees")]
+    indexed(
+        *(
+            ProductFactory(title=title, category=Category.from_path(path), description="Pack it for a long day.")
+            for title, path in specs
+        )
+    )
+    train_reranker(max_queries=40, calibration=20)
+    apart = services.search_products("day pack", k=2)
+    assert {hit.product.title for hit in apart.hits} == {"Alpha Daypack", "Beta Daypack"}
+    assert apart.query["expanded"] == "day pack daypack" and "corrected" not in apart.query

@@ -26,7 +26,12 @@ or a name it does not sell is searched as typed:
 
 A word the catalogue writes with a hyphen is also found typed as one word: "crossfit" is read as
 "cross-fit", "tshirts" as "t-shirts", "vneck" as "v-neck" (:attr:`Speller.joined`). That comes before
-the nearest word, which for "tshirt" would be "shirt".
+the nearest word, which for "tshirt" would be "shirt". So does a word that is two dictionary words run
+together ("tanktop" -> "tank top", "rainjacket" -> "rain jacket"; each part :data:`MIN_PART` letters or
+more). Two typed words that the dictionary has as one ("back pack", "sweat shirt", "crew neck") are not
+corrected, both being words the shop uses, but :meth:`Speller.compounds` names the one word so that the
+search reads it beside them: "back pack" found a shoulder pack first and one backpack, "sweat shirt"
+tees.
 
 Lookups use deletes only (symmetric delete, as SymSpell): each dictionary word is kept under itself
 and every string one delete makes, and a typed word's candidates are the words kept under one of its
@@ -42,7 +47,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import combinations
+from itertools import combinations, pairwise
 from typing import Any
 
 from multimodal_search import artefacts
@@ -66,6 +71,8 @@ MAX_WORDS = 20_000
 _HYPHENATED = re.compile(r"(?<![a-z0-9-])[a-z]+(?:-[a-z]+)+(?![a-z0-9-])")
 #: shortest hyphenated word, its hyphens taken out, that is read typed as one word ("v-neck": 5)
 MIN_JOINED = 4
+#: the shortest part of a typed word read as two dictionary words run together ("tanktop": "tank" "top")
+MIN_PART = 3
 
 
 def max_edits(word: str) -> int:
@@ -176,6 +183,9 @@ class Speller:
             return self.joined[stem(word)] + word[len(stem(word)) :]
         if word + "s" in self.joined and self.joined[word + "s"].endswith("s"):  # "tshirt", its "t-shirts"
             return self.joined[word + "s"][:-1]
+        split = self._split(word)
+        if split is not None:
+            return split
         if not edits:  # a word of SHORTEST letters: the words it is one letter short of
             candidates = {found for found in self._index.get(word, ()) if len(found) == len(word) + 1}
             return self._nearest(word, candidates, 1)
@@ -192,6 +202,28 @@ class Speller:
                 default=None,
             )
         return found
+
+    def _split(self, word: str) -> str | None:
+        """Two dictionary words the typed word runs together ("tanktop": "tank top"), each of ``MIN_PART``
+        letters or more; of several ways, the one whose rarer word the most products use."""
+        ways = [
+            (min(self._uses(head), self._uses(tail)), f"{head} {tail}")
+            for cut in range(MIN_PART, len(word) - MIN_PART + 1)
+            for head, tail in [(word[:cut], word[cut:])]
+            if self.knows(head) and self.knows(tail)
+        ]
+        return max(ways)[1] if ways else None
+
+    def compounds(self, text: str) -> list[str]:
+        """The dictionary's words that two neighbouring typed words make together ("back pack":
+        ["backpack"]; "sweat shirts": ["sweatshirts"]), when the typed text lacks them."""
+        typed = words(text)
+        found = []
+        for head, tail in pairwise(typed):
+            run = head + tail
+            if head.isalpha() and tail.isalpha() and min(len(head), len(tail)) > 1 and self.knows(run):
+                found.append(run)
+        return [run for run in dict.fromkeys(found) if run not in typed]
 
     def _candidates(self, word: str, edits: int) -> set[str]:
         return {found for key in _deletes(word, edits) for found in self._index.get(key, ())}

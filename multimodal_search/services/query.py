@@ -155,6 +155,8 @@ def encode_query(
     if text and rules is None:
         rules = merchandising.current_rules()
     words = merchandising.expand(text, rules) if text else None
+    if words:  # "back pack": the catalogue's one word for two typed ones, read beside them
+        words = expansion.with_phrases(words, compound_words(text, model_id))
     departments = named_departments(text, model_id)
     qualities = named_qualities(text, model_id, departments)
     broad = bool(qualities) or facets_only(text, departments)  # qualities are named only when it is
@@ -373,6 +375,13 @@ def correct_spelling(
 
     known = ((encoder or get_encoder()).known_words(), (rules or merchandising.current_rules()).words)
     return speller.correct(text or "", partial(catalogue_uses, model_id), known=known)
+
+
+def compound_words(text: str | None, model_id: str) -> list[str]:
+    """The catalogue's words that two neighbouring typed words make together ("back pack": ["backpack"],
+    ``Speller.compounds``); none with ``SPELLING`` off or no dictionary collected yet."""
+    speller = spelling.get_speller(model_id) if text and search_settings.SPELLING else None
+    return speller.compounds(text or "") if speller is not None else []
 
 
 def named_facets(words: str | None, model_id: str) -> dict[str, list[str]]:

@@ -570,6 +570,24 @@ def test_relaxed_queries_offer_shorter_forms_that_find_something(indexed):
     assert services.relaxed_queries("hoodie", min_relevance=None) == []  # one word: nothing shorter
 
 
+@pytest.mark.django_db
+def test_the_trained_cut_keeps_every_product_whose_title_the_words_name(trained, monkeypatch):
+    from multimodal_search.ranking.reranker import get_reranker
+    from multimodal_search.services.query import current_encoder
+
+    everything = services.search_products("hoodie", k=10).hits
+    relevance = {hit.product.title: hit.relevance for hit in everything}
+    top, other = sorted(relevance[title] for title in ("Alpha Hoodie", "Beta Hoodie"))[::-1]
+    assert top > other and top == max(relevance.values())  # one hoodie passes a cut at the top one
+    reranker = get_reranker(current_encoder()[1])
+    monkeypatch.setattr(reranker, "cuts", {**reranker.cuts, "related": top})  # as if trained so
+    cut = services.search_products("hoodie", k=10, min_relevance="auto")
+    assert {hit.product.title for hit in cut.hits} == {"Alpha Hoodie", "Beta Hoodie"} and "fallback" not in cut.query
+    assert [hit.product.title for hit in services.search_products("hoodie", k=10, min_relevance=top).hits] == [
+        next(title for title, value in relevance.items() if value == top)
+    ]  # a number asked for is a number
+
+
 def test_relaxed_queries_leave_out_a_form_that_names_a_kind_nothing_is_called(trained):
     # "dress" finds items (every result is kept at no cut), but none of them is a dress
     assert services.search_products("dress", k=5).hits

@@ -89,6 +89,16 @@ class VectorStoreContract:
         assert store.titled(OTHER, [["product"]]) == [False]  # another encoder version's rows
         assert store.titled(MODEL, []) == []
 
+    def test_titles_having_reads_every_group_among_the_products_given(
+        self, store: BaseVectorStore, catalogue: dict[str, ProductVectors]
+    ) -> None:
+        # every title is "Product <pk>" (P1, P2, ... Q)
+        assert store.titles_having(MODEL, ["P1", "P2", "Q"], [["products", "product"], ["p1", "q"]]) == {"P1", "Q"}
+        assert store.titles_having(MODEL, ["P1", "Q"], [["product"], ["rucksack"]]) == set()  # Q's text, not title
+        assert store.titles_having(MODEL, ["P1"], []) == set() and store.titles_having(MODEL, [], [["p1"]]) == set()
+        assert store.titles_having(MODEL, ["P1"], [["p1"], ["x'); drop"]]) == set()  # an unsafe form: no group
+        assert store.titles_having(OTHER, ["P1"], [["product"]]) == set()  # another encoder version's rows
+
     def test_saving_again_replaces_a_product_and_its_photos(
         self, store: BaseVectorStore, catalogue: dict[str, ProductVectors]
     ) -> None:

@@ -18,12 +18,13 @@ from multimodal_search.conf import search_settings
 from multimodal_search.encoders import get_encoder
 from multimodal_search.ranking import attributes, calibration, fusion
 from multimodal_search.ranking import vocabulary as v
+from multimodal_search.ranking.expansion import STOP_WORDS
 from multimodal_search.ranking.intent import product_code
 from multimodal_search.ranking.personal import Taste
 from multimodal_search.ranking.query import Query
 from multimodal_search.ranking.reranker import Reranker, feature_matrix, get_reranker
 from multimodal_search.ranking.spelling import Correction
-from multimodal_search.ranking.text import gender_in_text
+from multimodal_search.ranking.text import gender_in_text, stem
 from multimodal_search.ranking.text import words as tokens
 from multimodal_search.ranking.weights import signal_weights
 from multimodal_search.services import merchandising, taste
@@ -287,6 +288,8 @@ def rank_products(
     read_as: list[str] = []
     if cut is not None and relevance is not None:  # before the products load: a cut storefront page loads fewer
         kept = {rule.product_pk for rule, _, _ in fired if rule.action in ("pin", "boost")} | coded_pks
+        if min_relevance == AUTO and words_only and not unsold:  # "v neck": the "(V-neck)" tees it names
+            kept |= _named_in_titles(order, text or "", model_id)
         passed = [pk for pk in order if relevance.get(pk) is None or relevance[pk] >= cut or pk in kept]
         if not passed and min_relevance == AUTO and text and query.text_vector is not None:
             passed, read_as = _having_every_word(ranked_order, _fallback_readings(text, model_id, rules), model_id)
@@ -352,6 +355,22 @@ def rank_products(
     if explain:  # a few hundred of them for a search page's whole result set, of which it shows one page
         result.explain(hits)
     return result
+
+
+#: typed words that name nothing a title would (``_named_in_titles``)
+_NOT_NAMING = STOP_WORDS | {"a", "an", "of", "in", "on", "to", "s", "my", "me", "i"}
+
+
+def _named_in_titles(order: list[str], text: str, model_id: str) -> set[str]:
+    """Of ``order``, the products whose title has every word typed, stop words aside (a word, its singular
+    or its plural; ``store.titles_having``): the trained cut never leaves out a product the words name.
+    On Luma "v neck" showed one tee where five titles say "V-Neck" or "(V-neck)", each about 0.28 likely
+    relevant by the re-ranker's calibration (the cut is its ``related`` one)."""
+    asked = [word for word in dict.fromkeys(tokens(text)) if word not in _NOT_NAMING]
+    if not asked:
+        return set()
+    forms = [sorted({word, stem(word), stem(word) + "s"}) for word in asked]
+    return get_store().titles_having(model_id, order, forms)
 
 
 def _having_every_word(order: list[str], texts: list[str], model_id: str) -> tuple[list[str], list[str]]:

@@ -320,6 +320,11 @@ class BaseVectorStore:
         as a whole word of its title (case aside, no stemming)."""
         raise NotImplementedError
 
+    def titles_having(self, model_id: str, pks: Sequence[str], words: Sequence[Sequence[str]]) -> set[str]:
+        """Those of ``pks`` whose title has, for every group of word forms (("neck", "necks"), ("v",)), one
+        of them as a whole word (case aside, no stemming); none when no group is given."""
+        raise NotImplementedError
+
     def products_by_code(
         self, model_id: str, code: str, *, categories: Sequence[str] = (), limit: int = 100, partial: bool = False
     ) -> list[str]:

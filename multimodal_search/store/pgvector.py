@@ -427,6 +427,15 @@ class PgvectorStore(BaseVectorStore):
                 found = dict(cursor.fetchall())
         return [bool(found.get(query)) for query in queries]
 
+    def titles_having(self, model_id: str, pks: Sequence[str], words: Sequence[Sequence[str]]) -> set[str]:
+        groups = [" | ".join(f"'{form}'" for form in forms if form.isalnum()) for forms in words]
+        if not pks or not groups or not all(groups):
+            return set()
+        every = " & ".join(f"({group})" for group in groups)
+        with connections[_read_alias()].cursor() as cursor:
+            cursor.execute(sql.titles_having(model_id), [[str(pk) for pk in pks], every])
+            return {str(pk) for (pk,) in cursor.fetchall()}
+
     def products_by_code(
         self, model_id: str, code: str, *, categories: Sequence[str] = (), limit: int = 100, partial: bool = False
     ) -> list[str]:

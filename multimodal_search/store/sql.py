@@ -716,6 +716,16 @@ def titled(model_id: str) -> str:
     return f"SELECT q, EXISTS ({match}) FROM unnest(%s::text[]) AS q"
 
 
+def titles_having(model_id: str) -> str:
+    """The products of a list (the first parameter) whose ``title_words`` match a ``simple`` tsquery (the
+    second: ``('v') & ('neck' | 'necks')``), read by their primary keys."""
+    check_model_id(model_id)
+    return (
+        f"SELECT product_pk FROM {PRODUCT_TABLE} WHERE model_id = '{model_id}' AND product_pk = ANY(%s::varchar[]) "
+        f"AND {TITLE_WORDS} @@ to_tsquery('simple'::regconfig, %s)"
+    )
+
+
 def prefix_tsquery(words: Sequence[str], *, prefix: bool = True) -> str:
     """``'chaz' & 'kang':*``: every word whole, the last as a prefix unless ``prefix`` is False (words:
     letters and digits only)."""

@@ -588,6 +588,19 @@ def test_the_trained_cut_keeps_every_product_whose_title_the_words_name(trained,
     ]  # a number asked for is a number
 
 
+@pytest.mark.django_db
+def test_relaxed_queries_count_and_show_one_result_per_product_group(indexed):
+    colours = ("red", "blue", "green")
+    indexed(
+        *(ProductFactory(title="Erika Running Short", parent_sku="ERIKA", color=c, photos=[c]) for c in colours),
+        ProductFactory(title="Sybil Running Short", photos=["white"]),
+        ProductFactory(title="Ana Running Short", photos=["black"]),
+    )
+    running = next(r for r in services.relaxed_queries("running xyzzy", min_relevance=None) if r.text == "running")
+    assert running.count == 3 and len(running.hits) == 3  # the page's count: the Erika short once, in 3 colours
+    assert len({hit.product.title for hit in running.hits}) == 3
+
+
 def test_relaxed_queries_leave_out_a_form_that_names_a_kind_nothing_is_called(trained):
     # "dress" finds items (every result is kept at no cut), but none of them is a dress
     assert services.search_products("dress", k=5).hits

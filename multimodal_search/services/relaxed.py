@@ -3,8 +3,9 @@
 When nothing passes the storefront's relevance cut ("ceramic coffee mug" in a clothes shop, "red
 waterproof hiking sandals" where there are no sandals), the page offers the query with one word
 left out, then single words, each with how many results it would show and its first few, instead
-of a full page of unrelated items. Each form is searched the normal way, so the counts are what
-the link will show. A form that names a kind the shop has no word for is not offered: "running
+of a full page of unrelated items. Each form is searched as the search page searches it (one result
+per product group), so the counts are what the link will show: "running (23 results)" showed the
+Erika Running Short three times, in three colours, and its link's page said 9 results. A form that names a kind the shop has no word for is not offered: "running
 shoes" on Luma offered "shoes (2 results)", a tote bag and a yoga bag, which the page itself calls
 only similar items ("Nothing here is called “shoes”").
 """
@@ -14,12 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from multimodal_search.ranking import text as words
-from multimodal_search.services.search import MinRelevance, SearchHit, search_products
+from multimodal_search.services.browse import browse_products
+from multimodal_search.services.search import MinRelevance, SearchHit
 
 #: forms tried at most (each is one search)
 MAX_TRIES = 6
-#: results of a form searched (its count is of these, after the cut)
-K = 24
+#: results shown of each form (its count is that of its link's page: one per product group, after the cut)
+SHOWN = 4
 
 
 @dataclass
@@ -45,8 +47,8 @@ def relaxed_queries(text: str | None, *, min_relevance: MinRelevance, limit: int
     forms += [term for term in terms if len(term) > 2]
     found: list[Relaxed] = []
     for form in list(dict.fromkeys(forms))[:MAX_TRIES]:
-        response = search_products(form, k=K, min_relevance=min_relevance)
-        if response.hits and not response.query.get("unsold"):
-            found.append(Relaxed(form, len(response.hits), response.hits[:4]))
+        page = browse_products(form, page_size=SHOWN, min_relevance=min_relevance)
+        if page.hits and not page.query.get("unsold"):
+            found.append(Relaxed(form, page.total, page.hits))
     found.sort(key=lambda relaxed: (-len(relaxed.text.split()), -relaxed.count))
     return found[:limit]

@@ -529,6 +529,11 @@ def test_api_filters_sorts_pages_and_counts(client, shop):
     for bad in ({"filter": "colour"}, {"filter": "brand:Acme"}, {"sort": "cheapest"}, {"page": 0}, *bads):
         assert client.get("/api/search/", {"q": "jacket", **bad}).status_code == 400, bad
     assert client.get("/api/search/", {"q": "jacket", "price_min": 50, "price_max": 20}).status_code == 400
+    unknown = client.get("/api/v1/search/", {"q": "jacket", "sort": "cheapest"}).json()["error"]
+    assert unknown["field"] == "sort" and unknown["message"].startswith(
+        '"cheapest" is not a valid choice; choose one of:'
+    )
+    assert "price_asc" in unknown["message"] and "relevance" in unknown["message"]
 
 
 @pytest.mark.django_db

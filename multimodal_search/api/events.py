@@ -16,6 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from multimodal_search import services
+from multimodal_search.api.serializers import ChoiceField
 from multimodal_search.api.views import MAX_IDENTIFIER_LENGTH, BaseAPIView, _errors
 from multimodal_search.models import ShopperEvent
 
@@ -28,7 +29,7 @@ class EventListQuerySerializer(serializers.Serializer[Any]):
 
 
 class EventCreateSerializer(serializers.Serializer[Any]):
-    kind = serializers.ChoiceField(choices=[kind for kind, _ in ShopperEvent.KINDS])
+    kind = ChoiceField(choices=[kind for kind, _ in ShopperEvent.KINDS])
     product = serializers.CharField(
         max_length=MAX_IDENTIFIER_LENGTH, help_text="The product's SKU (as `/products/<sku>/similar/`) or its id."
     )

@@ -26,6 +26,16 @@ def category_field(
 
 
 @extend_schema_field({"type": "string", "pattern": r"^\d{1,10}(\.\d{1,2})?$", "nullable": True})
+class ChoiceField(serializers.ChoiceField):
+    """A choice whose error names the choices: ``sort=foo`` answers '"foo" is not a valid choice; choose
+    one of: relevance, price_asc, ...' (DRF's says only that it is not one)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        names = ", ".join(str(choice) for choice in self.choices)
+        self.error_messages["invalid_choice"] = '"{input}" is not a valid choice; choose one of: ' + names + "."
+
+
 class PriceField(serializers.DecimalField):
     """A price: a plain decimal string, 0 or more (the schema says so, not only the validation)."""
 
@@ -59,7 +69,7 @@ class SearchQuerySerializer(serializers.Serializer[Any]):
     )
     k = k_field(10, "How many results at most (never clamped: out of range is a 400).")
     category = category_field("Only products under this category path, e.g. `Men > Tops`.")
-    method = serializers.ChoiceField(
+    method = ChoiceField(
         choices=services.METHODS,
         required=False,
         allow_blank=True,
@@ -101,7 +111,7 @@ class SearchQuerySerializer(serializers.Serializer[Any]):
         default=None,
         help_text="Only products under this price (exclusive).",
     )
-    sort = serializers.ChoiceField(
+    sort = ChoiceField(
         choices=services.SORTS,
         required=False,
         allow_null=True,
@@ -112,7 +122,7 @@ class SearchQuerySerializer(serializers.Serializer[Any]):
         "`query.sort` says so). An order other than relevance sorts the likely matches first, then the similar "
         "items (a photo's of its kind before the others), each in that order.",
     )
-    ordering = serializers.ChoiceField(
+    ordering = ChoiceField(
         choices=list(ORDERING),
         required=False,
         allow_blank=True,

@@ -130,6 +130,9 @@ def test_two_words_run_together_are_read_apart_and_two_typed_apart_name_the_one_
     ]
     assert speller.compounds("backpack") == [] and speller.compounds("tank top") == []  # "tanktop" is no word of it
     assert speller.correct("back pack", lambda words: set(), known=[{"back"}]) is None
+    assert speller.joined_prefix("black back pa") == "black backpa" and speller.joined_prefix("sweat sh") == "sweatsh"
+    assert speller.joined_prefix("back p") is None  # too short to tell
+    assert speller.joined_prefix("tank to") is None and speller.joined_prefix("pack") is None
 
 
 SPECS = [
@@ -233,3 +236,13 @@ def test_two_typed_words_the_catalogue_writes_as_one_find_it(indexed, model_dir)
     apart = services.search_products("day pack", k=2)
     assert {hit.product.title for hit in apart.hits} == {"Alpha Daypack", "Beta Daypack"}
     assert apart.query["expanded"] == "day pack daypack" and "corrected" not in apart.query
+    # autocomplete, the last word still being typed: the one word's products
+    for typed, read in (("day pa", "daypa"), ("day pack", "daypack")):
+        answer = services.suggest(typed)
+        assert answer["corrected"] == read and {p["title"] for p in answer["products"]} == {
+            "Alpha Daypack",
+            "Beta Daypack",
+        }
+    assert (
+        "corrected" not in services.suggest("zeta t") and services.suggest("zeta t")["products"]
+    )  # it matches as typed

@@ -225,6 +225,18 @@ class Speller:
                 found.append(run)
         return [run for run in dict.fromkeys(found) if run not in typed]
 
+    def joined_prefix(self, text: str) -> str | None:
+        """The text with its last two words run together when the dictionary has a word that starts so and
+        no word is only the last typed one's start ("back pa" -> "backpa", of "backpack"; "sweat sh" ->
+        "sweatsh"): for autocomplete, where the last word is still being typed. None: no such word."""
+        typed = words(text)
+        if len(typed) < 2 or not (typed[-2].isalpha() and typed[-1].isalpha()) or len(typed[-1]) < 2:
+            return None
+        run = typed[-2] + typed[-1]
+        if len(run) < MIN_JOINED + 1 or not any(word.startswith(run) for word in self.counts):
+            return None
+        return " ".join([*typed[:-2], run])
+
     def _candidates(self, word: str, edits: int) -> set[str]:
         return {found for key in _deletes(word, edits) for found in self._index.get(key, ())}
 

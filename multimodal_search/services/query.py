@@ -384,6 +384,13 @@ def compound_words(text: str | None, model_id: str) -> list[str]:
     return speller.compounds(text or "") if speller is not None else []
 
 
+def joined_prefix(text: str | None, model_id: str) -> str | None:
+    """The typed text with its last two words run together where the catalogue has a word that starts so
+    ("back pa" -> "backpa"; ``Speller.joined_prefix``); None with ``SPELLING`` off, no dictionary or no such word."""
+    speller = spelling.get_speller(model_id) if text and search_settings.SPELLING else None
+    return speller.joined_prefix(text or "") if speller is not None else None
+
+
 def named_facets(words: str | None, model_id: str) -> dict[str, list[str]]:
     """The learned categories / materials a query names (none until mmsearch_train learned some)."""
     model = attributes.get_model(model_id) if words else None

@@ -24,7 +24,7 @@ from multimodal_search.services.browse import left_out, unless_a_name
 from multimodal_search.services.codes import coded_products
 from multimodal_search.services.indexing import current_model_id
 from multimodal_search.services.memo import kept_fresh
-from multimodal_search.services.query import SearchError, correct_spelling
+from multimodal_search.services.query import SearchError, correct_spelling, joined_prefix
 from multimodal_search.store import get_store
 
 MAX_PREFIX_LENGTH = 100
@@ -75,7 +75,9 @@ def suggest(prefix: str, limit: int = 8) -> dict[str, Any]:
         Text that starts a product code ("mh0", "24-MB") puts the products whose identifier or sku starts
         with it first (``store.products_by_code``). When nothing matches and a typed word is one no
         product uses, those of the words as the search reads them (``query.correct_spelling``: "hoddie"
-        -> "hoodie"), with ``"corrected"``. What the words leave out ("jacket not black", as the search
+        -> "hoodie"), with ``"corrected"``; when no product matches and the last two words run together
+        start a dictionary word ("back pa", "sweat sh": "backpack", "sweatshirt"), those of the words so
+        read, with ``"corrected"`` ("backpa"). What the words leave out ("jacket not black", as the search
         reads it, ``ranking.intent.parse_exclusions``) is matched as the rest of them ("jacket"), its
         products left out and its phrase kept in each category's ``query``; a negation being typed
         ("jacket not") is not matched.
@@ -95,6 +97,11 @@ def suggest(prefix: str, limit: int = 8) -> dict[str, Any]:
     if not words_of(prefix):
         return {"products": [], "categories": []}
     found = _matching(model_id, prefix, limit, excluded)
+    joined = joined_prefix(prefix, model_id) if not found["products"] else None
+    if joined is not None:  # "back pa", "sweat sh": the catalogue's one word ("backpack", "sweatshirt")
+        together = _matching(model_id, joined, limit, excluded)
+        if together["products"]:
+            return {**together, "corrected": joined}
     if not found["products"] and not found["categories"]:
         # "hoddie": nothing starts so; the words as the search would read them ("hoodie")
         correction = correct_spelling(prefix, model_id)
@@ -139,8 +146,9 @@ def _products(
         found_results = [adapter.to_result(product) for product in members]
         first = found_results[0]
         item = {name: str(first.get(name) or "") for name in ("sku", "title", "url", "image")}
-        # what tells products of one title apart: their colours, and the code the words started
-        colours = ", ".join(dict.fromkeys(str(r.get("color") or "") for r in found_results if r.get("color")))
+        # what tells products of one title apart: their colours (in name order: the identifiers' order moved them
+        # with the catalogue's history), and the code the words started
+        colours = ", ".join(sorted({str(r.get("color") or "") for r in found_results if r.get("color")}))
         item["detail"] = " · ".join(part for part in (colours, item["sku"] if key.startswith("code:") else "") if part)
         results.append(item)
     return results

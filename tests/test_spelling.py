@@ -222,7 +222,10 @@ def test_a_misspelt_word_finds_what_the_word_would(client, admin_client, indexed
 
 
 @pytest.mark.django_db
-def test_two_typed_words_the_catalogue_writes_as_one_find_it(indexed, model_dir):
+def test_two_typed_words_the_catalogue_writes_as_one_find_it(indexed, model_dir, monkeypatch):
+    from multimodal_search.ranking.reranker import get_reranker
+    from multimodal_search.services.query import current_encoder
+
     # every word is in some product's text, so no query expansion reads "day pack" as missing
     specs = [("Alpha Daypack", "Gear > Bags"), ("Beta Daypack", "Gear > Bags"), ("Gamma Hoodie", "Clothing > Hoodies")]
     specs += [("Delta Jacket", "Clothing > Jackets"), ("Eta Watch", "Gear > Watches"), ("Zeta Tee", "Clothing > Tees")]
@@ -246,3 +249,11 @@ def test_two_typed_words_the_catalogue_writes_as_one_find_it(indexed, model_dir)
     assert (
         "corrected" not in services.suggest("zeta t") and services.suggest("zeta t")["products"]
     )  # it matches as typed
+    # the storefront cut keeps the products whose titles the words name, as the one word they make
+    reranker = get_reranker(current_encoder()[1])
+    monkeypatch.setitem(reranker.cuts, "related", 1.01)  # no result passes "auto"
+    named = services.search_products("day pack", k=10, min_relevance="auto")
+    assert {hit.product.title for hit in named.hits} == {
+        "Alpha Daypack",
+        "Beta Daypack",
+    } and "fallback" not in named.query

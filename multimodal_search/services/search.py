@@ -34,6 +34,7 @@ from multimodal_search.services.query import (
     SearchError,
     catalogue_term_counts,
     check_query,
+    compound_words,
     correct_spelling,
     current_encoder,
     encode_query,
@@ -364,13 +365,25 @@ _NOT_NAMING = STOP_WORDS | {"a", "an", "of", "in", "on", "to", "s", "my", "me", 
 def _named_in_titles(order: list[str], text: str, model_id: str) -> set[str]:
     """Of ``order``, the products whose title has every word typed, stop words aside (a word, its singular
     or its plural; ``store.titles_having``): the trained cut never leaves out a product the words name.
-    On Luma "v neck" showed one tee where five titles say "V-Neck" or "(V-neck)", each about 0.28 likely
-    relevant by the re-ranker's calibration (the cut is its ``related`` one)."""
+    Two neighbouring words may be the one word they make ("crew neck": "Crewneck", ``query.compound_words``).
+    On Luma "v neck" showed one tee where three more titles say "V-Neck" or "(V-neck)", each about 0.28
+    likely relevant by the re-ranker's calibration (the cut is its ``related`` one)."""
     asked = [word for word in dict.fromkeys(tokens(text)) if word not in _NOT_NAMING]
     if not asked:
         return set()
-    forms = [sorted({word, stem(word), stem(word) + "s"}) for word in asked]
-    return get_store().titles_having(model_id, order, forms)
+    readings = [asked] + [
+        [*asked[:i], joined, *asked[i + 2 :]]
+        for joined in compound_words(text, model_id)
+        for i in range(len(asked) - 1)
+        if asked[i] + asked[i + 1] == joined
+    ]
+    store = get_store()
+    named: set[str] = set()
+    for reading in readings:
+        named |= store.titles_having(
+            model_id, order, [sorted({word, stem(word), stem(word) + "s"}) for word in reading]
+        )
+    return named
 
 
 def _having_every_word(order: list[str], texts: list[str], model_id: str) -> tuple[list[str], list[str]]:

@@ -76,6 +76,7 @@ def test_schema_is_openapi_3_json_with_search_and_similar(client: Any) -> None:
     assert names["filter"]["schema"]["type"] == "array" and names["sort"]["schema"]["enum"][0] == "relevance"
     assert names["k"]["schema"]["minimum"] == 1 and names["k"]["schema"]["maximum"] == 100
     assert "rerank" in names["method"]["schema"]["enum"]
+    assert names["price_min"]["schema"]["pattern"].startswith("^") and "pattern" not in names["sort"]["schema"]
     # the photo upload: a multipart form whose image is a binary string
     form = search["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"].rsplit("/", 1)[-1]
     assert schema["components"]["schemas"][form]["properties"]["image"]["format"] == "binary"

@@ -25,7 +25,6 @@ def category_field(
     return serializers.CharField(required=False, allow_blank=True, max_length=1000, default="", help_text=help_text)
 
 
-@extend_schema_field({"type": "string", "pattern": r"^\d{1,10}(\.\d{1,2})?$", "nullable": True})
 class ChoiceField(serializers.ChoiceField):
     """A choice whose error names the choices: ``sort=foo`` answers '"foo" is not a valid choice; choose
     one of: relevance, price_asc, ...' (DRF's says only that it is not one)."""
@@ -36,6 +35,7 @@ class ChoiceField(serializers.ChoiceField):
         self.error_messages["invalid_choice"] = '"{input}" is not a valid choice; choose one of: ' + names + "."
 
 
+@extend_schema_field({"type": "string", "pattern": r"^\d{1,10}(\.\d{1,2})?$", "nullable": True})
 class PriceField(serializers.DecimalField):
     """A price: a plain decimal string, 0 or more (the schema says so, not only the validation)."""
 

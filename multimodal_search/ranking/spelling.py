@@ -226,9 +226,10 @@ class Speller:
         return [run for run in dict.fromkeys(found) if run not in typed]
 
     def joined_prefix(self, text: str) -> str | None:
-        """The text with its last two words run together when the dictionary has a word that starts so and
-        no word is only the last typed one's start ("back pa" -> "backpa", of "backpack"; "sweat sh" ->
-        "sweatsh"): for autocomplete, where the last word is still being typed. None: no such word."""
+        """The text with its last two words run together when a dictionary word starts so ("back pa" ->
+        "backpa", of "backpack"; "sweat sh" -> "sweatsh"): for autocomplete, where the last word is still
+        being typed. None: fewer than two words, a last word of one letter, a run of under
+        ``MIN_JOINED`` + 1 letters, or no such word."""
         typed = words(text)
         if len(typed) < 2 or not (typed[-2].isalpha() and typed[-1].isalpha()) or len(typed[-1]) < 2:
             return None

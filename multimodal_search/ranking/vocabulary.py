@@ -102,11 +102,8 @@ SIGNAL_FIELDS: dict[str, tuple[str, ...]] = {
     COLOUR: (FIELD_COLOURS, FIELD_COLOR, FIELD_COLOUR_INFERRED),
     GENDER: (FIELD_GENDER, FIELD_GENDER_INFERRED),
     CATEGORY: _CATEGORY_FIELDS,
-    MATERIAL: (
-        FIELD_TITLE,
-        FIELD_MATERIAL,
-        FIELD_MATERIAL_INFERRED,
-    ),  # a material the title names (attributes.facet_match)
+    # the title too: a material it names counts as stated (attributes.facet_match)
+    MATERIAL: (FIELD_TITLE, FIELD_MATERIAL, FIELD_MATERIAL_INFERRED),
     DEPARTMENT: _CATEGORY_FIELDS,
     QUALITY: (FIELD_TITLE, FIELD_MATERIAL, FIELD_ATTRIBUTES),
 }

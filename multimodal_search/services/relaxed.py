@@ -5,9 +5,10 @@ waterproof hiking sandals" where there are no sandals), the page offers the quer
 left out, then single words, each with how many results it would show and its first few, instead
 of a full page of unrelated items. Each form is searched as the search page searches it (one result
 per product group), so the counts are what the link will show: "running (23 results)" showed the
-Erika Running Short three times, in three colours, and its link's page said 9 results. A form that names a kind the shop has no word for is not offered: "running
-shoes" on Luma offered "shoes (2 results)", a tote bag and a yoga bag, which the page itself calls
-only similar items ("Nothing here is called “shoes”").
+Erika Running Short three times, in three colours, and its link's page said 9 results. A form that
+names a kind the shop has no word for is not offered: "running shoes" on Luma offered "shoes (2
+results)", a tote bag and a yoga bag, which the page itself calls only similar items ("Nothing here
+is called “shoes”").
 """
 
 from __future__ import annotations

@@ -601,6 +601,28 @@ def test_relaxed_queries_count_and_show_one_result_per_product_group(indexed):
     assert len({hit.product.title for hit in running.hits}) == 3
 
 
+@pytest.mark.django_db
+def test_the_trained_cut_leaves_no_hole_above_the_last_result_it_passes(trained, monkeypatch):
+    from multimodal_search.ranking.reranker import get_reranker
+    from multimodal_search.services import search as search_module
+    from multimodal_search.services.query import current_encoder
+
+    monkeypatch.setattr(search_module, "_named_in_titles", lambda order, text, model_id: set())  # that rule apart
+    ranked = [hit.product_pk for hit in services.search_products("jacket", k=10).hits]
+    reranker = get_reranker(current_encoder()[1])
+    # the calibration disagrees with the ranking: the first two unlikely, the third likely
+    odds = {ranked[0]: 0.1, ranked[1]: 0.2, ranked[2]: 0.9}
+    monkeypatch.setattr(reranker, "relevance", lambda pool, *rest, **named: {pk: odds.get(pk, 0.0) for pk in pool})
+    monkeypatch.setattr(reranker, "cuts", {**reranker.cuts, "related": 0.5})
+    shown = [hit.product_pk for hit in services.search_products("jacket", k=10, min_relevance="auto").hits]
+    assert shown == ranked[:3]  # the two above the one it passes, none under it
+    assert [hit.product_pk for hit in services.search_products("jacket", k=10, min_relevance=0.5).hits] == [ranked[2]]
+    monkeypatch.setattr(search_module, "CUT_AT_DEPTH", False)
+    assert [hit.product_pk for hit in services.search_products("jacket", k=10, min_relevance="auto").hits] == [
+        ranked[2]
+    ]
+
+
 def test_relaxed_queries_leave_out_a_form_that_names_a_kind_nothing_is_called(trained):
     # "dress" finds items (every result is kept at no cut), but none of them is a dress
     assert services.search_products("dress", k=5).hits

@@ -48,6 +48,11 @@ METHODS = v.METHODS
 TEXT_ONLY_METHODS = v.TEXT_ONLY_METHODS
 #: ``min_relevance`` / ``RELEVANCE`` value meaning "the cut ``mmsearch_train`` chose" (``related``)
 AUTO = "auto"
+#: the trained cut (``min_relevance="auto"``) of a words-only search keeps every result ranked above the
+#: last one it passes. The calibrated relevance is a model of its own beside the ranking, and where they
+#: disagreed the page had holes: "yoga tights" ranked the Livingston All-Purpose Tight first (0.27 likely
+#: relevant) and showed the yoga straps ranked under it (0.53) without it.
+CUT_AT_DEPTH = True
 #: ``query["fallback"]`` when no result passed the trained cut (``min_relevance="auto"``) and the results
 #: shown are the candidates having every word searched (``match`` is then ``none``); a number asked for
 #: as ``min_relevance`` is never relaxed
@@ -291,7 +296,11 @@ def rank_products(
         kept = {rule.product_pk for rule, _, _ in fired if rule.action in ("pin", "boost")} | coded_pks
         if min_relevance == AUTO and words_only and not unsold:  # "v neck": the "(V-neck)" tees it names
             kept |= _named_in_titles(order, text or "", model_id)
-        passed = [pk for pk in order if relevance.get(pk) is None or relevance[pk] >= cut or pk in kept]
+        passing = [relevance.get(pk) is None or relevance[pk] >= cut for pk in order]
+        # the trained cut as a depth: no hole above its last result (:data:`CUT_AT_DEPTH`)
+        depth = 1 + max((i for i, ok in enumerate(passing) if ok), default=-1) if min_relevance == AUTO else 0
+        depth = depth if CUT_AT_DEPTH and words_only else 0
+        passed = [pk for i, pk in enumerate(order) if i < depth or passing[i] or pk in kept]
         if not passed and min_relevance == AUTO and text and query.text_vector is not None:
             passed, read_as = _having_every_word(ranked_order, _fallback_readings(text, model_id, rules), model_id)
             passed = passed[:limit]

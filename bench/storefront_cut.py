@@ -1,15 +1,18 @@
-"""The storefront cut and the products whose titles the words name: what the cut kept before and after.
+"""The storefront cut's rules: what they keep that the trained cut alone left out, and whether it is relevant.
 
-    .venv/bin/python bench/title_cut.py --data-dir .data/eval/full --queries .data/eval/luma/queries.jsonl
+    .venv/bin/python bench/storefront_cut.py --data-dir .data/eval/full --queries .data/eval/luma/queries.jsonl \
+        [--rules title,depth]
 
 On an indexed, trained data folder, each judged text query (``--split``, default every one) is searched
 at the storefront's cut (``min_relevance="auto"``, 24 results, the default method) twice in one
-process: with the rule that keeps a product whose title has every typed word (``services.search``'s
-``_named_in_titles``) and with it switched off. Reported: the products the rule adds, how many of them
-the judgements call relevant (graded 1 or 2), the queries whose page it changes, and the queries
-whose first relevant result (the plain top 10's) the cut had dropped and the rule keeps.
+process: with the code as it is and with ``--rules`` switched off. The rules: ``title``, a product
+whose title has every typed word is kept (``services.search._named_in_titles``); ``depth``, every
+result ranked above the last one the cut passes is kept (``services.search.CUT_AT_DEPTH``). Reported:
+the products the rules add, how many of them the judgements call relevant (graded 1 or 2) against
+the share among the products the cut alone shows, the queries whose page they change, and the
+queries whose first relevant result (the plain top 10's) the cut drops, with the rules and without.
 
-Results: ``bench/results/title-cut.{json,md}``.
+Results: ``bench/results/storefront-cut-<rules>.{json,md}``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--queries", default=".data/eval/luma/queries.jsonl", help="judged queries (make_luma_eval)")
     parser.add_argument("--split", default="", help="the split searched (blank: every query)")
     parser.add_argument("--k", type=int, default=24, help="results per search (a storefront page)")
+    parser.add_argument("--rules", default="title,depth", help="the rules switched off for the comparison")
     return parser.parse_args()
 
 
@@ -43,14 +47,22 @@ def main() -> None:
         for q in load_queries(args.queries)
         if q.kind == "text" and not q.negative and (not args.split or q.split == args.split)
     ]
-    named = search_module._named_in_titles
+    named, depth = search_module._named_in_titles, search_module.CUT_AT_DEPTH
+    off = set(args.rules.split(","))
+    unknown = off - {"title", "depth"}
+    if unknown:
+        raise SystemExit(f"Unknown rule {sorted(unknown)[0]!r}; the rules are: title, depth.")
 
-    def skus(text: str, rule: bool, **options: Any) -> list[str]:
-        search_module._named_in_titles = named if rule else (lambda order, text, model_id: set())  # type: ignore[assignment]
+    def skus(text: str, rules: bool, **options: Any) -> list[str]:
+        if not rules:
+            if "title" in off:
+                search_module._named_in_titles = lambda order, text, model_id: set()  # type: ignore[assignment]
+            if "depth" in off:
+                search_module.CUT_AT_DEPTH = False
         try:
             hits = services.search_products(text, k=args.k, **options).hits
         finally:
-            search_module._named_in_titles = named  # type: ignore[assignment]
+            search_module._named_in_titles, search_module.CUT_AT_DEPTH = named, depth  # type: ignore[assignment]
         return [str(adapter.to_result(hit.product)["sku"]) for hit in hits]
 
     rows = []
@@ -65,6 +77,8 @@ def main() -> None:
                 "query": query.query,
                 "added": added,
                 "added_relevant": [sku for sku in added if query.graded.get(sku, 0) > 0],
+                "shown_before": len(before),
+                "shown_before_relevant": sum(query.graded.get(sku, 0) > 0 for sku in before),
                 "first_lost_before": first is not None and first not in before,
                 "first_lost_after": first is not None and first not in after,
             }
@@ -77,11 +91,14 @@ def main() -> None:
         "products_added": added,
         "of_them_relevant": relevant,
         "share_relevant": round(relevant / added, 4) if added else None,
+        "share_relevant_of_those_shown_without": round(
+            sum(row["shown_before_relevant"] for row in rows) / max(1, sum(row["shown_before"] for row in rows)), 4
+        ),
         "first_relevant_lost_before": sum(row["first_lost_before"] for row in rows),
         "first_relevant_lost_after": sum(row["first_lost_after"] for row in rows),
     }
     lines = [
-        f"# Products a title names, kept under the storefront cut ({len(rows)} judged text queries, k {args.k})\n",
+        f"# The storefront cut with and without {args.rules} ({len(rows)} judged text queries, k {args.k})\n",
         "| figure | value |",
         "|---|---|",
         *(f"| {name.replace('_', ' ')} | {value} |" for name, value in summary.items()),
@@ -96,7 +113,7 @@ def main() -> None:
     ]
     markdown = "\n".join(lines) + "\n"
     print(markdown)
-    save("title-cut", {"summary": summary, "rows": rows}, markdown)
+    save("storefront-cut-" + args.rules.replace(",", "-"), {"summary": summary, "rows": rows}, markdown)
 
 
 if __name__ == "__main__":

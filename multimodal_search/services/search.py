@@ -51,7 +51,10 @@ AUTO = "auto"
 #: the trained cut (``min_relevance="auto"``) of a words-only search keeps every result ranked above the
 #: last one it passes. The calibrated relevance is a model of its own beside the ranking, and where they
 #: disagreed the page had holes: "yoga tights" ranked the Livingston All-Purpose Tight first (0.27 likely
-#: relevant) and showed the yoga straps ranked under it (0.53) without it.
+#: relevant) and showed the yoga straps ranked under it (0.53) without it. Not for words of a colour, a
+#: department or a quality alone ("clothes", "black sweatpants"): their calibration reads what the
+#: ranking does not (whether a product is of the department named, states the quality), so it hides the
+#: bags whose descriptions say "clothes" that the ranking puts among the clothes.
 CUT_AT_DEPTH = True
 #: ``query["fallback"]`` when no result passed the trained cut (``min_relevance="auto"``) and the results
 #: shown are the candidates having every word searched (``match`` is then ``none``); a number asked for

@@ -212,3 +212,43 @@ def test_a_photos_look_alikes_that_its_words_narrow_show_its_kind_first(indexed,
     monkeypatch.setattr(type(get_encoder()), "photo_relevance", lambda self: {**fitted, "cuts": {"related": 0.5}})
     assert set(skus(None, "auto")) == {"BAG-R0", "BAG-R1", "BAG-R2", "BAG-D"}
     assert skus("like this but not red", "auto")[-1] == "TEE-O" and len(skus("not red", "auto")) == 3
+
+
+@pytest.mark.django_db
+def test_like_this_but_cheaper_is_under_the_price_of_the_product_photographed(
+    indexed, model_dir, pil_photo, monkeypatch
+):
+    from multimodal_search.encoders import get_encoder
+    from multimodal_search.ranking.calibration import PhotoCalibration
+    from shop.catalog.models import Category, Product
+
+    bags, tees = Category.from_path("Gear > Bags"), Category.from_path("Men > Tops > Tees")
+
+    def product(sku: str, colour: str, shape: str, category, price: str):
+        return ProductFactory(
+            sku=sku, title="carry all", color=colour, category=category, price=Decimal(price), photos=[(colour, shape)]
+        )
+
+    indexed(
+        product("BAG-R", "red", "circle", bags, "50"),  # the product photographed
+        product("TEE-O", "orange", "circle", tees, "20"),
+        product("BAG-B", "blue", "square", bags, "40"),
+        product("BAG-G", "green", "square", bags, "70"),
+    )
+    photo = pil_photo("red", "circle")
+
+    def page(words: str):
+        return services.browse_products(words, photo, page_size=8, group_variants=False, min_relevance="auto")
+
+    # nothing says which product the photo is: the cheapest first, as before
+    unknown = page("like this but cheaper")
+    assert unknown.sort == "price_asc" and "cheaper_than" not in unknown.query
+    fitted = {"calibration": PhotoCalibration(weight=4.0, bias=0.0, mean=0.97, scale=0.01).to_json()}
+    monkeypatch.setattr(type(get_encoder()), "photo_relevance", lambda self: {**fitted, "cuts": {"related": 0.5}})
+    cheaper = page("like this but cheaper")
+    assert [hit.product.sku for hit in cheaper.hits] == ["BAG-B", "TEE-O"]  # under 50, its kind first
+    assert cheaper.sort == "relevance" and cheaper.query["price"] == {"min": None, "max": "50.00"}
+    assert cheaper.query["cheaper_than"] == str(Product.objects.get(sku="BAG-R").pk)
+    # the cheapest is an order, not a bound; a number is a bound of its own
+    assert page("like this but cheapest").sort == "price_asc"
+    assert page("cheaper than 45").query["price"] == {"min": None, "max": "45"}

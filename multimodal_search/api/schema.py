@@ -137,6 +137,12 @@ class SearchQueryEchoSerializer(serializers.Serializer[Any]):
         required=False,
         help_text="The price range named in the words (`min`, `max`), when one was.",
     )
+    cheaper_than = serializers.CharField(
+        required=False,
+        help_text="With a photo, words that ask for a lower price (`like this but cheaper`): the id of the product "
+        "photographed, when the photo is likely it. `price.max` is then its price, and the results are its "
+        "look-alikes under it, of its kind first, in the photo's order (otherwise the cheapest first).",
+    )
     size = serializers.CharField(
         required=False,
         help_text="The size named in the words (`leggings size m`), as the results state it (`M`), when no size "

@@ -9,6 +9,7 @@ facet's filter applied (disjunctive faceting: ticking "Black" still shows how ma
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -265,13 +266,20 @@ def browse_products(
         ranked.query["searched"] = searched
         if ranked.correction is not None and text:  # the words as typed, read: "cheap backpack"
             ranked.query["corrected"] = ranked.correction.applied_to(text.strip())
+    rows = [
+        _Row(hit, adapter.get_facet_values(hit.product), rank, by_group(hit)) for rank, hit in enumerate(ranked.hits)
+    ]
+    # "like this but cheaper": under the price of the product photographed, in the photo's order (the
+    # cheapest first put the photographed product itself first, and dearer ones of its kind after)
+    if narrowing and sort_from_text and sort == PRICE_ASC and price_max is None and _CHEAPER.search(text or ""):
+        under = _price_of_photographed(rows, exact_cut(ranked))
+        if under is not None:
+            price_max, price_from_text, sort, sort_from_text = under, True, RELEVANCE, False
+            ranked.query["cheaper_than"] = rows[0].hit.product_pk
     if price_from_text:
         ranked.query["price"] = {"min": _text(price_min), "max": _text(price_max)}
     if sort_from_text:
         ranked.query["sort"] = sort
-    rows = [
-        _Row(hit, adapter.get_facet_values(hit.product), rank, by_group(hit)) for rank, hit in enumerate(ranked.hits)
-    ]
     # the kind a photo shows: that of its nearest products, read before anything is left out ("not black")
     shown_kind = _photo_kind(rows) if image is not None and searched is None else None
     if excluded is not None:
@@ -583,6 +591,21 @@ def _sorted(
         tier = 0 if calibration.likely_match(row.hit.relevance, exact) else 1 if _kinds(row) & kind else 2
         tiers[tier].append(row)
     return [row for tier in tiers for row in _ordered(tier, sort, adapter, category)]
+
+
+#: words that ask for a lower price than the product photographed ("cheaper than 50" is a bound of its own)
+_CHEAPER = re.compile(r"\b(?:cheaper|less\s+expensive|lower\s+priced?|for\s+less)\b", re.IGNORECASE)
+
+
+def _price_of_photographed(rows: list[_Row], exact: float | None) -> Decimal | None:
+    """The price of the product a photo shows: its best result's, when that is likely the product
+    photographed (``calibration.likely_match``) and has a price; else None (a shopper's photo of
+    something else: "cheaper" is then the cheapest first)."""
+    first = rows[0] if rows else None
+    if first is None or not calibration.likely_match(first.hit.relevance, exact):
+        return None
+    price = first.facets.get(PRICE)
+    return None if price is None else Decimal(str(price))
 
 
 def _photo_kind(rows: list[_Row]) -> AbstractSet[str]:

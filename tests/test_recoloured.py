@@ -216,8 +216,12 @@ def test_a_photos_look_alikes_that_its_words_narrow_show_its_kind_first(indexed,
 
 @pytest.mark.django_db
 def test_like_this_but_cheaper_is_under_the_price_of_the_product_photographed(
-    indexed, model_dir, pil_photo, monkeypatch
+    client, indexed, model_dir, pil_photo, monkeypatch
 ):
+    import io
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
     from multimodal_search.encoders import get_encoder
     from multimodal_search.ranking.calibration import PhotoCalibration
     from shop.catalog.models import Category, Product
@@ -249,6 +253,14 @@ def test_like_this_but_cheaper_is_under_the_price_of_the_product_photographed(
     assert [hit.product.sku for hit in cheaper.hits] == ["BAG-B", "TEE-O"]  # under 50, its kind first
     assert cheaper.sort == "relevance" and cheaper.query["price"] == {"min": None, "max": "50.00"}
     assert cheaper.query["cheaper_than"] == str(Product.objects.get(sku="BAG-R").pk)
+    # the API says so
+    upload = io.BytesIO()
+    photo.save(upload, format="PNG")
+    body = client.post(
+        "/api/v1/search/?min_relevance=auto",
+        {"image": SimpleUploadedFile("bag.png", upload.getvalue()), "q": "like this but cheaper"},
+    ).json()
+    assert [item["sku"] for item in body["results"]] == ["BAG-B", "TEE-O"] and body["query"]["cheaper_than"]
     # the cheapest is an order, not a bound; a number is a bound of its own
     assert page("like this but cheapest").sort == "price_asc"
     assert page("cheaper than 45").query["price"] == {"min": None, "max": "45"}

@@ -84,6 +84,7 @@ def _payload(response: services.SearchPage, links: tuple[str | None, str | None]
                 "expanded",
                 "searched",
                 "price",
+                "cheaper_than",
                 "sort",
                 "size",
                 "excluded",

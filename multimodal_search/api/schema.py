@@ -139,7 +139,7 @@ class SearchQueryEchoSerializer(serializers.Serializer[Any]):
     )
     cheaper_than = serializers.CharField(
         required=False,
-        help_text="With a photo, words that ask for a lower price (`like this but cheaper`): the id of the product "
+        help_text="With a photo, words that ask for a lower price (`like this but cheaper`): the SKU of the product "
         "photographed, when the photo is likely it. `price.max` is then its price, and the results are its "
         "look-alikes under it, of its kind first, in the photo's order (otherwise the cheapest first).",
     )

@@ -275,7 +275,10 @@ def browse_products(
         under = _price_of_photographed(rows, exact_cut(ranked))
         if under is not None:
             price_max, price_from_text, sort, sort_from_text = under, True, RELEVANCE, False
-            ranked.query["cheaper_than"] = rows[0].hit.product_pk
+            photographed = rows[0].hit
+            ranked.query["cheaper_than"] = str(
+                adapter.to_result(photographed.product).get("sku") or photographed.product_pk
+            )
     if price_from_text:
         ranked.query["price"] = {"min": _text(price_min), "max": _text(price_max)}
     if sort_from_text:

@@ -597,7 +597,7 @@ def _sorted(
 
 
 #: words that ask for a lower price than the product photographed ("cheaper than 50" is a bound of its own)
-_CHEAPER = re.compile(r"\b(?:cheaper|less\s+expensive|lower\s+priced?|for\s+less)\b", re.IGNORECASE)
+_CHEAPER = re.compile(r"\b(?:cheaper|less\s+expensive)\b", re.IGNORECASE)
 
 
 def _price_of_photographed(rows: list[_Row], exact: float | None) -> Decimal | None:

@@ -120,6 +120,12 @@ def test_two_words_run_together_are_read_apart_and_two_typed_apart_name_the_one_
     assert speller.suggest("tanktops") == "tank tops"
     assert speller.suggest("raintop") == "rain top"
     assert speller.suggest("tankto") != "tank to"  # a part of two letters is too short
+    # a word one edit away wins: a letter doubled in "sweatshirts" is no "sweat" + "tshirts"
+    assert (
+        Speller.from_texts(["Sweat Band", "Classic Tshirts", "Grayson Sweatshirts"]).suggest("sweattshirts")
+        == "sweatshirts"
+    )
+    assert speller.suggest("tankstop") is None  # "tanks" is the dictionary's only as a plural: no first part
     fixed = speller.correct("black tanktop", lambda words: set())
     assert fixed is not None and fixed.text == "black tank top"
     assert speller.correct("black tanktop", lambda words: {"tanktop"}) is None  # a word the catalogue's text uses

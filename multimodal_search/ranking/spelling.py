@@ -183,7 +183,9 @@ class Speller:
             return self.joined[stem(word)] + word[len(stem(word)) :]
         if word + "s" in self.joined and self.joined[word + "s"].endswith("s"):  # "tshirt", its "t-shirts"
             return self.joined[word + "s"][:-1]
-        split = self._split(word)
+        # two words run together, unless one word is a single edit away ("sweattshirt" is "sweatshirt"
+        # with a letter doubled, not "sweat tshirt")
+        split = self._split(word) if self._nearest(word, self._candidates(word, 1), 1) is None else None
         if split is not None:
             return split
         if not edits:  # a word of SHORTEST letters: the words it is one letter short of
@@ -205,12 +207,13 @@ class Speller:
 
     def _split(self, word: str) -> str | None:
         """Two dictionary words the typed word runs together ("tanktop": "tank top"), each of ``MIN_PART``
-        letters or more; of several ways, the one whose rarer word the most products use."""
+        letters or more, the first as the dictionary has it (the second may be its plural: "tanktops");
+        of several ways, the one whose rarer word the most products use."""
         ways = [
             (min(self._uses(head), self._uses(tail)), f"{head} {tail}")
             for cut in range(MIN_PART, len(word) - MIN_PART + 1)
             for head, tail in [(word[:cut], word[cut:])]
-            if self.knows(head) and self.knows(tail)
+            if head in self.counts and self.knows(tail)
         ]
         return max(ways)[1] if ways else None
 

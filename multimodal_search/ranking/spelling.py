@@ -185,8 +185,8 @@ class Speller:
             return self.joined[word + "s"][:-1]
         # two words run together, unless one word is a single edit away ("sweattshirt" is "sweatshirt"
         # with a letter doubled, not "sweat tshirt")
-        split = self._split(word) if self._nearest(word, self._candidates(word, 1), 1) is None else None
-        if split is not None:
+        split = self._split(word)
+        if split is not None and self._nearest(word, self._candidates(word, 1), 1) is None:
             return split
         if not edits:  # a word of SHORTEST letters: the words it is one letter short of
             candidates = {found for found in self._index.get(word, ()) if len(found) == len(word) + 1}

@@ -317,8 +317,8 @@ def browse_products(
     ]
     kept = [row for row in in_facets if _in_range(row.facets.get(PRICE), price_min, price_max)]
     # a photo's look-alikes narrowed by a filter ("like this but not black", "under 50", a colour chosen): its kind first
-    narrowed = excluded is not None or price_min is not None or price_max is not None or bool(chosen)
-    kind = shown_kind if narrowed and sort == RELEVANCE else None
+    filtered = excluded is not None or price_min is not None or price_max is not None or bool(chosen)
+    kind = shown_kind if filtered and sort == RELEVANCE else None
     groups = _grouped(_sorted(kept, sort, adapter, category, exact_cut(ranked), photo=image is not None, kind=kind))
     if clamp_page:
         page = min(page, max(1, math.ceil(len(groups) / page_size)))

@@ -369,7 +369,7 @@ def correct_spelling(
     is searched as typed. The words of the language (the text model's whole words, ``encoder``'s,
     default the configured one) and those of the admin's synonym rules (``rules``, default: read now)
     are never corrected."""
-    speller = spelling.get_speller(model_id) if text and search_settings.SPELLING else None
+    speller = _speller(text, model_id)
     if speller is None:
         return None
 
@@ -380,15 +380,20 @@ def correct_spelling(
 def compound_words(text: str | None, model_id: str) -> list[str]:
     """The catalogue's words that two neighbouring typed words make together ("back pack": ["backpack"],
     ``Speller.compounds``); none with ``SPELLING`` off or no dictionary collected yet."""
-    speller = spelling.get_speller(model_id) if text and search_settings.SPELLING else None
+    speller = _speller(text, model_id)
     return speller.compounds(text or "") if speller is not None else []
 
 
 def joined_prefix(text: str | None, model_id: str) -> str | None:
     """The typed text with its last two words run together where the catalogue has a word that starts so
     ("back pa" -> "backpa"; ``Speller.joined_prefix``); None with ``SPELLING`` off, no dictionary or no such word."""
-    speller = spelling.get_speller(model_id) if text and search_settings.SPELLING else None
+    speller = _speller(text, model_id)
     return speller.joined_prefix(text or "") if speller is not None else None
+
+
+def _speller(text: str | None, model_id: str) -> spelling.Speller | None:
+    """The catalogue's dictionary for words to read, or None: no words, ``SPELLING`` off, or none collected yet."""
+    return spelling.get_speller(model_id) if text and search_settings.SPELLING else None
 
 
 def named_facets(words: str | None, model_id: str) -> dict[str, list[str]]:

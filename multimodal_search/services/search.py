@@ -24,7 +24,7 @@ from multimodal_search.ranking.personal import Taste
 from multimodal_search.ranking.query import Query
 from multimodal_search.ranking.reranker import Reranker, feature_matrix, get_reranker
 from multimodal_search.ranking.spelling import Correction
-from multimodal_search.ranking.text import gender_in_text, stem
+from multimodal_search.ranking.text import gender_in_text
 from multimodal_search.ranking.text import words as tokens
 from multimodal_search.ranking.weights import signal_weights
 from multimodal_search.services import merchandising, taste
@@ -38,6 +38,7 @@ from multimodal_search.services.query import (
     correct_spelling,
     current_encoder,
     encode_query,
+    noun_forms,
     unsold_kinds,
 )
 from multimodal_search.signals import search_performed
@@ -301,8 +302,8 @@ def rank_products(
             kept |= _named_in_titles(order, text or "", model_id)
         passing = [relevance.get(pk) is None or relevance[pk] >= cut for pk in order]
         # the trained cut as a depth: no hole above its last result (:data:`CUT_AT_DEPTH`)
-        depth = 1 + max((i for i, ok in enumerate(passing) if ok), default=-1) if min_relevance == AUTO else 0
-        depth = depth if CUT_AT_DEPTH and words_only else 0
+        at_depth = CUT_AT_DEPTH and min_relevance == AUTO and words_only
+        depth = 1 + max((i for i, ok in enumerate(passing) if ok), default=-1) if at_depth else 0
         passed = [pk for i, pk in enumerate(order) if i < depth or passing[i] or pk in kept]
         if not passed and min_relevance == AUTO and text and query.text_vector is not None:
             passed, read_as = _having_every_word(ranked_order, _fallback_readings(text, model_id, rules), model_id)
@@ -392,9 +393,7 @@ def _named_in_titles(order: list[str], text: str, model_id: str) -> set[str]:
     store = get_store()
     named: set[str] = set()
     for reading in readings:
-        named |= store.titles_having(
-            model_id, order, [sorted({word, stem(word), stem(word) + "s"}) for word in reading]
-        )
+        named |= store.titles_having(model_id, order, [noun_forms(word) for word in reading])
     return named
 
 

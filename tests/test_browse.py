@@ -371,18 +371,29 @@ def test_a_size_in_the_words_filters_by_that_size(client, shop):
         ("shorts -white", "shorts", ("white",)),
         ("shorts without pockets size m", "shorts size m", ("pockets",)),
         ("not black", "", ("black",)),
+        ("yoga pants that aren't black", "yoga pants", ("black",)),
+        ("yoga pants that arent black", "yoga pants", ("black",)),
+        ("yoga pants that are not black", "yoga pants", ("black",)),
+        ("tee which is not cotton", "tee", ("cotton",)),
+        ("hoodie that\u2019s not red", "hoodie", ("red",)),
+        ("hoodie that isn\u2019t red", "hoodie", ("red",)),
+        ("non-black hoodie", "hoodie", ("black",)),
+        ("non black or white tee", "tee", ("black", "white")),
     ],
 )
 def test_what_the_words_leave_out_is_read_from_them(text, rest, terms):
     excluded = parse_exclusions(text)
     assert excluded is not None and (excluded.text, excluded.terms) == (rest, terms)
     # "t-shirt", "no-show", a word merely starting with "no" are no exclusion
-    for plain in ("t-shirt", "no-show socks", "nordic hoodie", "notebook bag", "black hoodie", "-", "not 50"):
+    # "non" leaves out a colour only: "non-slip" is what the product is
+    plain_words = ("t-shirt", "no-show socks", "nordic hoodie", "notebook bag", "black hoodie", "-", "not 50")
+    for plain in (*plain_words, "non-slip socks", "non iron shirt", "a tee that is soft"):
         assert parse_exclusions(plain) is None, plain
     both = parse_exclusions("jacket not black or white")
     assert both.colours("black") == ["black"] and both.colours("hood") == [] and both.colours("light blue") == ["blue"]
     # showing one term's products again keeps the others left out
     assert both.text_without("black") == "jacket not white" and both.text_without("white") == "jacket not black"
+    assert parse_exclusions("non-black or white tee").text_without("black") == "tee non-white"
 
 
 @pytest.mark.django_db
@@ -394,6 +405,9 @@ def test_what_the_words_leave_out_is_not_in_the_results(client, shop, indexed):
     assert not_black.query["excluded"] == ["black"] and not_black.query["searched"] == "jacket"
     assert _skus(not_black) == [hit.product.sku for hit in everything.hits if hit.product.color != "Black"]
     assert not_black.total == len(not_black.hits) > 0 and "Black" not in {v.value for v in not_black.facets["color"]}
+    # said as a shopper says it: the same page ("that aren't" was searched as words, black jackets first)
+    for said in ("jacket that isn't black", "jacket which is not black", "non-black jacket"):
+        assert _skus(services.browse_products(said, page_size=100)) == _skus(not_black), said
     two = services.browse_products("jacket -black or blue", page_size=100)
     assert two.hits and {hit.product.color for hit in two.hits}.isdisjoint({"Black", "Blue"})
     # any other word: by the product's text ("parka" in one title)

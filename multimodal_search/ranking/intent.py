@@ -219,10 +219,15 @@ def parse_size(text: str) -> SizeIntent | None:
     return SizeIntent(" ".join(_BARE_SIZE.sub(" ", rest).split()), tuple(sizes))
 
 
-#: "not black", "without a hood", "no pockets", "except white", "other than red", "-black": what a shopper
-#: wants left out. The word after the phrase is the term (a colour word may bring its shade: "not light
-#: blue"); "or", "nor" and commas add more ("not black or white"). "no-show" and "t-shirt" are no phrase.
-_NOT = r"(?:but\s+)?(?:not|no|without|except|excluding|minus|other\s+than)"
+#: "not black", "without a hood", "no pockets", "except white", "other than red", "that aren't black",
+#: "which is not cotton", "non-black", "-black": what a shopper wants left out. The word after the phrase
+#: is the term (a colour word may bring its shade: "not light blue"); "or", "nor" and commas add more
+#: ("not black or white"). "no-show" and "t-shirt" are no phrase.
+_APOSTROPHE = "['\u2019]?"
+_NOT = (
+    rf"(?:(?:but|that|which)\s+|that{_APOSTROPHE}s\s+)?(?:(?:is|are)\s+)?"
+    rf"(?:not|no|non|without|except|excluding|minus|other\s+than|isn{_APOSTROPHE}t|aren{_APOSTROPHE}t)"
+)
 _FILLER = r"(?:(?:in|a|an|any|the|for|with)\s+)*"
 #: words that make a colour a shade ("light blue"): kept with it as one term
 _SHADES = ("light", "dark", "pale", "bright", "deep", "navy", "royal", "sky", "hot", "neon")
@@ -230,7 +235,7 @@ _TERM = rf"(?:(?:{'|'.join(_SHADES)})\s+)?[a-z][a-z0-9'-]*"
 #: what joins several terms of one phrase ("not black or white", "except red, blue")
 _JOIN = r"\s*(?:,|\bor\b|\bnor\b)\s*"
 _EXCLUSION = re.compile(
-    rf"(?:(?<=\s)|^)(?:{_NOT}\s+{_FILLER}|-(?=[a-z]))({_TERM}(?:{_JOIN}{_TERM})*)",
+    rf"(?:(?<=\s)|^)(?:{_NOT}\s+{_FILLER}|(?:non)?-(?=[a-z]))({_TERM}(?:{_JOIN}{_TERM})*)",
     re.IGNORECASE,
 )
 _LIST = re.compile(_JOIN, re.IGNORECASE)
@@ -263,19 +268,32 @@ def parse_exclusions(text: str) -> ExclusionIntent | None:
     """The exclusion phrases in ``text`` ("jacket not black" -> ``ExclusionIntent("jacket", ("black",),
     ("not black",))``; "hoodie without a hood or zip" -> "hood" and "zip"); None when it has none. A term
     is one word, or a colour with its shade ("not light blue"): in "no hood jacket" only "hood" is left
-    out and "jacket" is searched."""
+    out and "jacket" is searched. "non" leaves out a colour only: "non-black" is a colour left out,
+    "non-slip" and "non iron" are what a product is."""
     terms: list[str] = []
     phrases: list[str] = []
+    rest: list[str] = []
+    kept_from = 0
     for match in _EXCLUSION.finditer(text):
-        prefix = " ".join(text[match.start() : match.start(1)].split())
-        for term in _LIST.split(match.group(1)):
-            term = " ".join(term.lower().split())
+        prefix = " ".join(text[match.start() : match.start(1)].split()).lower()
+        found = [" ".join(term.lower().split()) for term in _LIST.split(match.group(1))]
+        if _is_non(prefix) and not all(term and colours_in_text(term) for term in found):
+            continue
+        rest.append(text[kept_from : match.start()])
+        kept_from = match.end()
+        for term in found:
             if term and term not in terms:
                 terms.append(term)
-                phrases.append(f"-{term}" if prefix == "-" else f"{prefix} {term}")
+                phrases.append(f"{prefix}{term}" if prefix.endswith("-") else f"{prefix} {term}")
     if not terms:
         return None
-    return ExclusionIntent(" ".join(_EXCLUSION.sub(" ", text).split()), tuple(terms), tuple(phrases))
+    rest.append(text[kept_from:])
+    return ExclusionIntent(" ".join(" ".join(rest).split()), tuple(terms), tuple(phrases))
+
+
+def _is_non(prefix: str) -> bool:
+    """Whether an exclusion's phrase is "non" ("non black", "non-black"), which leaves out colours only."""
+    return prefix.startswith("non") and prefix.split()[-1].rstrip("-") == "non"
 
 
 def without_unfinished_exclusion(text: str) -> str:

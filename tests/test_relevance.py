@@ -568,6 +568,13 @@ def test_relaxed_queries_offer_shorter_forms_that_find_something(indexed):
     assert all(len(r.text.split()) == 2 for r in found)  # one word left out comes before single words
     assert len(found) == 3 and all(r.count == len(SPECS) and len(r.hits) == 4 for r in found)
     assert services.relaxed_queries("hoodie", min_relevance=None) == []  # one word: nothing shorter
+    # filler is in no form ("something warm for winter" offered "something warm for" and "something")
+    chatty = [r.text for r in services.relaxed_queries("something blue for a hoodie tent", min_relevance=None)]
+    assert chatty[0] == "blue hoodie tent" and all(len(text.split()) == 2 for text in chatty[1:]), chatty
+    assert services.relaxed_queries("something for me", min_relevance=None) == []
+    # what the words leave out stays whole in every form: never "blue tent black" for "... not black"
+    narrowed = [r.text for r in services.relaxed_queries("blue hoodie tent not black", min_relevance=None)]
+    assert narrowed and all(text.endswith(" not black") and text.count("black") == 1 for text in narrowed), narrowed
 
 
 @pytest.mark.django_db

@@ -16,9 +16,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from multimodal_search.ranking import text as words
+from multimodal_search.ranking.expansion import STOP_WORDS
+from multimodal_search.ranking.intent import parse_exclusions
 from multimodal_search.services.browse import browse_products
 from multimodal_search.services.search import MinRelevance, SearchHit
 
+#: words that name nothing a product is or has, left out of every shorter form: stop words but those
+#: that say something ("not", "size", "new"), and a shopper's "something", "looking for", "please"
+FILLER = (
+    (STOP_WORDS - {"not", "nor", "off", "size", "new", "best"})
+    | {"a", "an", "of", "in", "on", "to", "at", "by", "s", "my", "me", "i", "im", "we", "it"}
+    | {"something", "anything", "thing", "things", "stuff", "looking", "want", "need", "please", "show", "find", "get"}
+)
 #: forms tried at most (each is one search)
 MAX_TRIES = 6
 #: results shown of each form (its count is that of its link's page: one per product group, after the cut)
@@ -37,15 +46,24 @@ class Relaxed:
 def relaxed_queries(text: str | None, *, min_relevance: MinRelevance, limit: int = 3) -> list[Relaxed]:
     """Up to ``limit`` shorter forms of ``text`` that find results above ``min_relevance``, most results first.
 
-    Tried, longest first: the words with one left out, then each word alone (at most ``MAX_TRIES``
-    searches). A one-word query has no shorter form, and a form whose words name a kind of goods no
-    product is called by (``query["unsold"]``) is left out: what it finds is never the thing named.
+    Tried, longest first: the words that name something (``FILLER`` left out, where the query has
+    some), the words with one left out, then each word alone (at most ``MAX_TRIES`` searches). A form
+    is never filler alone, nor holds any: "something warm for winter" offered "something warm for" and
+    "something". What the words leave out ("not black", ``intent.parse_exclusions``) stays in every
+    form, whole: leaving out its "not" searched "hoodie black" for "hoodie not black ...". A one-word
+    query has no shorter form, and a form whose words name a kind of goods no product is called by
+    (``query["unsold"]``) is left out: what it finds is never the thing named.
     """
-    terms = words.words(text or "")
-    if len(terms) < 2:
+    excluded = parse_exclusions(text or "")
+    rest, left_out = (excluded.text, " ".join(excluded.phrases)) if excluded else (text or "", "")
+    typed = words.words(rest)
+    terms = [term for term in typed if term not in FILLER]
+    if len(typed) < 2 or not terms:
         return []
-    forms = [" ".join(terms[:i] + terms[i + 1 :]) for i in range(len(terms))] if len(terms) > 2 else []
-    forms += [term for term in terms if len(term) > 2]
+    forms = [" ".join(terms)] if terms != typed else []
+    forms += [" ".join(terms[:i] + terms[i + 1 :]) for i in range(len(terms))] if len(terms) > 2 else []
+    forms += [term for term in terms if len(term) > 2 and not term.isdigit() and term not in STOP_WORDS]
+    forms = [f"{form} {left_out}".strip() for form in forms]
     found: list[Relaxed] = []
     for form in list(dict.fromkeys(forms))[:MAX_TRIES]:
         page = browse_products(form, page_size=SHOWN, min_relevance=min_relevance)

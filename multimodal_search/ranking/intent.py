@@ -351,6 +351,7 @@ def product_code(text: str | None) -> str | None:
 _FACET_FILLER = frozenset(
     {"s", "for", "in", "on", "and", "the", "a", "all", "colour", "color", "coloured", "colored"}
     | {"like", "this", "that", "these", "those", "it", "one", "ones", "same", "similar", "to", "but", "just"}
+    | {"with", "of", "kind", "style"}
     | {"photo", "picture", "pic", "image", "something", "thing", "show", "me", "do", "you", "have", "please"}
 )
 

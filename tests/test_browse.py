@@ -379,6 +379,7 @@ def test_a_size_in_the_words_filters_by_that_size(client, shop):
         ("hoodie that isn\u2019t red", "hoodie", ("red",)),
         ("non-black hoodie", "hoodie", ("black",)),
         ("non black or white tee", "tee", ("black", "white")),
+        ("shorts not too short, not black", "shorts not too short,", ("black",)),  # "too": how much
     ],
 )
 def test_what_the_words_leave_out_is_read_from_them(text, rest, terms):
@@ -387,7 +388,7 @@ def test_what_the_words_leave_out_is_read_from_them(text, rest, terms):
     # "t-shirt", "no-show", a word merely starting with "no" are no exclusion
     # "non" leaves out a colour only: "non-slip" is what the product is
     plain_words = ("t-shirt", "no-show socks", "nordic hoodie", "notebook bag", "black hoodie", "-", "not 50")
-    for plain in (*plain_words, "non-slip socks", "non iron shirt", "a tee that is soft"):
+    for plain in (*plain_words, "non-slip socks", "non iron shirt", "a tee that is soft", "shorts not too short"):
         assert parse_exclusions(plain) is None, plain
     both = parse_exclusions("jacket not black or white")
     assert both.colours("black") == ["black"] and both.colours("hood") == [] and both.colours("light blue") == ["blue"]

@@ -279,6 +279,8 @@ def parse_exclusions(text: str) -> ExclusionIntent | None:
         found = [" ".join(term.lower().split()) for term in _LIST.split(match.group(1))]
         if _is_non(prefix) and not all(term and colours_in_text(term) for term in found):
             continue
+        if found[0] in _DEGREE:  # "not too short", "not very warm": how much, nothing to leave out
+            continue
         rest.append(text[kept_from : match.start()])
         kept_from = match.end()
         for term in found:
@@ -289,6 +291,10 @@ def parse_exclusions(text: str) -> ExclusionIntent | None:
         return None
     rest.append(text[kept_from:])
     return ExclusionIntent(" ".join(" ".join(rest).split()), tuple(terms), tuple(phrases))
+
+
+#: words after "not" that say how much of the next word, not what to leave out ("not too short")
+_DEGREE = frozenset({"too", "very", "so", "that", "overly", "really", "quite", "as"})
 
 
 def _is_non(prefix: str) -> bool:

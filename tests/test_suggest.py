@@ -338,3 +338,27 @@ def test_a_products_colours_are_one_suggestion(shop: list[Product], indexed: Any
     cache.clear()
     counts = {item["path"]: item["count"] for item in services.suggest("hoodies")["categories"]}
     assert counts[HOODIES] == before + 2
+
+
+def test_a_colour_or_a_gender_typed_suggests_the_products_stating_it(shop: list[Product], indexed: Any) -> None:
+    hoodies, women, bags = (Category.objects.get(path=path) for path in (HOODIES, WOMEN_HOODIES, BAGS))
+    made = [
+        ProductFactory(sku=f"ZE-{c}", parent_sku="ZE", title="Zephyr Hoodie", color=c, gender="Men", category=hoodies)
+        for c in ("Black", "Grey", "Orange")
+    ]
+    made += [
+        ProductFactory(sku="ZW", title="Zola Hoodie", color="Black/White", gender="Women", category=women),
+        ProductFactory(sku="ZB", title="Zip Hoodie Bag", color="Blue", gender="", category=bags),
+    ]
+    indexed(*made)
+    # no title has "black" or "mens": before, nothing was suggested
+    assert [(item["sku"], item["detail"]) for item in services.suggest("black zhoo")["products"]] == []
+    black = services.suggest("black z")["products"]
+    assert [(item["sku"], item["detail"]) for item in black] == [("ZW", "Black/White"), ("ZE-Black", "Black")]
+    assert skus(services.suggest("gray zeph")) == ["ZE-Grey"] and skus(services.suggest("zephyr grey")) == ["ZE-Grey"]
+    assert skus(services.suggest("zephyr purple")) == []
+    # a gender: its products, unisex ones and those stating none (a bag), never the other gender's
+    assert skus(services.suggest("mens z")) == ["ZE-Black", "ZB"]  # shorter titles first
+    assert skus(services.suggest("women's z")) == ["ZW", "ZB"]
+    assert skus(services.suggest("womens black zo")) == ["ZW"]
+    assert skus(services.suggest("black")) == []  # a colour alone: no other word to match titles with

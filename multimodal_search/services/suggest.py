@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from multimodal_search.adapters import get_adapter
+from multimodal_search.ranking.colour import PALETTE, SYNONYMS
 from multimodal_search.ranking.departments import get_departments, name_stems
 from multimodal_search.ranking.intent import (
     ExclusionIntent,
@@ -18,14 +19,16 @@ from multimodal_search.ranking.intent import (
     product_code,
     without_unfinished_exclusion,
 )
-from multimodal_search.ranking.text import QUERY_GENDERS, normal_gender
+from multimodal_search.ranking.text import GENDER_WORDS, QUERY_GENDERS, normal_gender
 from multimodal_search.ranking.text import stem as stem_of
+from multimodal_search.ranking.vocabulary import FIELD_COLOR, FIELD_GENDER
 from multimodal_search.services.browse import left_out, unless_a_name
 from multimodal_search.services.codes import coded_products
 from multimodal_search.services.indexing import current_model_id
 from multimodal_search.services.memo import kept_fresh
 from multimodal_search.services.query import SearchError, correct_spelling, joined_prefix
 from multimodal_search.store import get_store
+from multimodal_search.store.base import StatedWords
 
 MAX_PREFIX_LENGTH = 100
 MAX_LIMIT = 20
@@ -39,6 +42,8 @@ _SLACK = 4
 #: products read per product suggested: a product's colours (its group) are one suggestion
 _PER_GROUP = 4
 _WORD = re.compile(r"[^\W_]+")
+#: every word that names a colour -> the colour ("grey" -> "gray")
+COLOUR_WORDS = {**{name: name for name in PALETTE}, **SYNONYMS}
 _SEPARATOR = " > "
 
 
@@ -126,7 +131,14 @@ def _products(
     # the start of a product code ("mh0", "24-mb"): the products whose code starts so, first
     code = product_code(typed)
     coded = coded_products(model_id, code, limit=limit + _SLACK, partial=True) if code else []
-    titled = [pk for pk, _ in store.suggest_products(model_id, words, typed=typed, limit=_PER_GROUP * limit + _SLACK)]
+    read = _PER_GROUP * limit + _SLACK
+    titled = [pk for pk, _ in store.suggest_products(model_id, words, typed=typed, limit=read)]
+    stated = _stated(words) if not titled else None
+    if stated is not None:  # "black hoo", "mens hoodie": titles with the other words, of that colour or gender
+        rest, conditions = stated
+        titled = [
+            pk for pk, _ in store.suggest_products(model_id, rest, typed=" ".join(rest), limit=read, stated=conditions)
+        ]
     found = list(dict.fromkeys(coded + titled))
     adapter = get_adapter()
     products = {str(p.pk): p for p in adapter.get_queryset().filter(pk__in=found)}
@@ -152,6 +164,27 @@ def _products(
         item["detail"] = " · ".join(part for part in (colours, item["sku"] if key.startswith("code:") else "") if part)
         results.append(item)
     return results
+
+
+def _stated(words: list[str]) -> tuple[list[str], list[StatedWords]] | None:
+    """The words that are no colour or gender, and what the others ask of the products' stated colour
+    (``fields["color"]``, one of the colour's names as a word of it) and gender (the gender, unisex, or
+    none stated); None when no word is a colour or a gender, or no other word is left. No title has
+    "black" or "mens", so "black hoo" and "mens hoodie" suggested no product."""
+    rest: list[str] = []
+    conditions: list[StatedWords] = []
+    for word in words:
+        colour, gender = COLOUR_WORDS.get(word), normal_gender(word)
+        if colour is not None:
+            named = tuple(sorted(name for name, other in COLOUR_WORDS.items() if other == colour))
+            conditions.append(StatedWords(FIELD_COLOR, named))
+        elif gender in QUERY_GENDERS:
+            conditions.append(
+                StatedWords(FIELD_GENDER, GENDER_WORDS[gender] + GENDER_WORDS["unisex"], or_unstated=True)
+            )
+        elif word != "s":  # "women's": the possessive's "s"
+            rest.append(word)
+    return (rest, conditions) if conditions and rest else None
 
 
 def category_counts(model_id: str) -> dict[str, int]:

@@ -161,6 +161,17 @@ BUILT = "built"
 
 
 @dataclass(frozen=True)
+class StatedWords:
+    """What one stored field must state (autocomplete's "black hoo", "mens hoodie"): one of ``words``
+    as a whole word of its value, compared lower case; ``or_unstated``: a product that states nothing
+    in that field matches too (a bag states no gender)."""
+
+    field: str
+    words: tuple[str, ...]
+    or_unstated: bool = False
+
+
+@dataclass(frozen=True)
 class BuildProgress:
     """How far one index build is: ``done`` of ``total`` ``unit`` ("tuples" or "blocks") in its ``phase``."""
 
@@ -346,10 +357,18 @@ class BaseVectorStore:
 
     # --- reads for autocomplete --------------------------------------------------------------
 
-    def suggest_products(self, model_id: str, words: Sequence[str], *, typed: str, limit: int) -> list[tuple[str, str]]:
+    def suggest_products(
+        self,
+        model_id: str,
+        words: Sequence[str],
+        *,
+        typed: str,
+        limit: int,
+        stated: Sequence[StatedWords] = (),
+    ) -> list[tuple[str, str]]:
         """[(pk, title)] of products of ``model_id`` whose stored title (``fields["title"]``) has every word,
-        the last one as a prefix; titles starting with ``typed`` first, then shorter ones. ``words``: lower
-        case letters and digits."""
+        the last one as a prefix, and whose stored fields state each of ``stated``; titles starting with
+        ``typed`` first, then shorter ones. ``words``: lower case letters and digits."""
         raise NotImplementedError
 
     def category_counts(self, model_id: str) -> dict[str, int]:

@@ -7,6 +7,7 @@ Rows are ``models.ProductEmbedding`` (one per product and encoder version) and
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from multimodal_search.store.base import (
     IndexInfo,
     ProductVectors,
     Scope,
+    StatedWords,
     pool_vector,
 )
 
@@ -551,8 +553,16 @@ class PgvectorStore(BaseVectorStore):
 
     # --- reads for autocomplete --------------------------------------------------------------
 
-    def suggest_products(self, model_id: str, words: Sequence[str], *, typed: str, limit: int) -> list[tuple[str, str]]:
-        query = self.suggest_query(model_id, words, typed=typed, limit=limit)
+    def suggest_products(
+        self,
+        model_id: str,
+        words: Sequence[str],
+        *,
+        typed: str,
+        limit: int,
+        stated: Sequence[StatedWords] = (),
+    ) -> list[tuple[str, str]]:
+        query = self.suggest_query(model_id, words, typed=typed, limit=limit, stated=stated)
         if query is None:
             return []
         with connections[_read_alias()].cursor() as cursor:
@@ -560,14 +570,25 @@ class PgvectorStore(BaseVectorStore):
             return [(pk, title or "") for pk, title in cursor.fetchall()]
 
     def suggest_query(
-        self, model_id: str, words: Sequence[str], *, typed: str, limit: int
+        self, model_id: str, words: Sequence[str], *, typed: str, limit: int, stated: Sequence[StatedWords] = ()
     ) -> tuple[str, list[sql.Param]] | None:
         """The statement :meth:`suggest_products` runs (for ``EXPLAIN``); None: no word to match."""
         tsquery = sql.prefix_tsquery(words)
         if not tsquery:
             return None
         pattern = typed.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        return sql.suggest_products(limit), [model_id, tsquery, pattern, sql.prefix_tsquery(words, prefix=False)]
+        conditions: list[sql.Param] = []
+        for condition in stated:
+            named = "|".join(re.escape(word.lower()) for word in condition.words)
+            unstated: list[sql.Param] = [condition.field] if condition.or_unstated else []
+            conditions += [*unstated, condition.field, rf"\m(?:{named})\M"]
+        return sql.suggest_products(limit, [condition.or_unstated for condition in stated]), [
+            model_id,
+            tsquery,
+            *conditions,
+            pattern,
+            sql.prefix_tsquery(words, prefix=False),
+        ]
 
     def category_counts(self, model_id: str) -> dict[str, int]:
         with connections[_read_alias()].cursor() as cursor:

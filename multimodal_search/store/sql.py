@@ -741,13 +741,22 @@ def words_match() -> str:
     return f"SELECT id FROM {PRODUCT_TABLE} WHERE {TSVECTOR} @@ to_tsquery('english'::regconfig, %s)"
 
 
-def suggest_products(limit: int) -> str:
+def suggest_products(limit: int, stated: Sequence[bool] = ()) -> str:
     """Products whose title has the words (at most ``SUGGEST_MATCH_CAP``, read through the GIN index of
     ``title_words``), titles starting with the typed text first, then those with the last word whole, then
-    shorter titles. Parameters: model id, prefix tsquery, LIKE pattern, whole-words tsquery."""
+    shorter titles. Parameters: model id, prefix tsquery, then per ``stated`` condition a field's name and
+    a regular expression its lower-case value must match (True: or the field is not stated), then the
+    LIKE pattern and the whole-words tsquery."""
+    conditions = "".join(
+        " AND (coalesce(fields ->> %s, '') = '' OR lower(fields ->> %s) ~ %s)"
+        if unstated
+        else " AND lower(fields ->> %s) ~ %s"
+        for unstated in stated
+    )
     matches = (
         f"SELECT product_pk, fields ->> 'title' AS title, {TITLE_WORDS} AS words FROM {PRODUCT_TABLE} "
-        f"WHERE model_id = %s AND {TITLE_WORDS} @@ to_tsquery('simple'::regconfig, %s) LIMIT {int(SUGGEST_MATCH_CAP)}"
+        f"WHERE model_id = %s AND {TITLE_WORDS} @@ to_tsquery('simple'::regconfig, %s){conditions} "
+        f"LIMIT {int(SUGGEST_MATCH_CAP)}"
     )
     return (
         f"SELECT product_pk, title FROM ({matches}) m "

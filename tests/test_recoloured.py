@@ -238,6 +238,8 @@ def test_like_this_but_cheaper_is_under_the_price_of_the_product_photographed(
         product("TEE-O", "orange", "circle", tees, "20"),
         product("BAG-B", "blue", "square", bags, "40"),
         product("BAG-G", "green", "square", bags, "70"),
+        product("TEE-P", "purple", "circle", tees, "90"),
+        product("BAG-Y", "yellow", "square", bags, "50"),  # as dear as the one photographed: neither
     )
     photo = pil_photo("red", "circle")
 
@@ -261,6 +263,12 @@ def test_like_this_but_cheaper_is_under_the_price_of_the_product_photographed(
         {"image": SimpleUploadedFile("bag.png", upload.getvalue()), "q": "like this but cheaper"},
     ).json()
     assert [item["sku"] for item in body["results"]] == ["BAG-B", "TEE-O"] and body["query"]["cheaper_than"] == "BAG-R"
+    # "more expensive": above its price (not as dear), its kind first; the API names the product
+    pricier = page("like this but more expensive")
+    assert [hit.product.sku for hit in pricier.hits] == ["BAG-G", "TEE-P"] and pricier.query["searched"] is None
+    assert pricier.sort == "relevance" and pricier.query["price"] == {"min": "50.00", "max": None}
+    assert pricier.query["pricier_than"] == "BAG-R" and "cheaper_than" not in pricier.query
+    assert [hit.product.sku for hit in page("same but pricier").hits] == ["BAG-G", "TEE-P"]
     # the cheapest is an order, not a bound; a number is a bound of its own
     assert page("like this but cheapest").sort == "price_asc"
     assert page("cheaper than 45").query["price"] == {"min": None, "max": "45"}

@@ -44,7 +44,14 @@ _ORDERS = [
             re.IGNORECASE,
         ),
     ),
-    (PRICE_DESC, re.compile(r"\b(?:(?:the\s+)?most\s+expensive|expensive|pricey|priciest)\b", re.IGNORECASE)),
+    (
+        PRICE_DESC,
+        re.compile(
+            r"\b(?:(?:the\s+)?most\s+expensive|more\s+expensive|expensive|pricey|pricier|priciest|dearer|"
+            r"higher[\s-]+priced)\b",
+            re.IGNORECASE,
+        ),
+    ),
     # words that ask for the products shoppers buy most first ("best selling hoodies", "most popular bag")
     (
         BEST_SELLING,

@@ -269,22 +269,26 @@ def browse_products(
     rows = [
         _Row(hit, adapter.get_facet_values(hit.product), rank, by_group(hit)) for rank, hit in enumerate(ranked.hits)
     ]
-    # "like this but cheaper": under the price of the product photographed, in the photo's order (the
-    # cheapest first put the photographed product itself first, and dearer ones of its kind after)
-    if narrowing and sort_from_text and sort == PRICE_ASC and price_max is None and _CHEAPER.search(text or ""):
-        under = _price_of_photographed(rows, exact_cut(ranked))
-        if under is not None:
-            price_max, price_from_text, sort, sort_from_text = under, True, RELEVANCE, False
-            photographed = rows[0].hit
-            ranked.query["cheaper_than"] = str(
-                adapter.to_result(photographed.product).get("sku") or photographed.product_pk
-            )
+    # the kind a photo shows: that of its nearest products, read before anything is left out ("not black")
+    shown_kind = _photo_kind(rows) if image is not None and searched is None else None
+    # "like this but cheaper", "... more expensive": under or above the price of the product photographed,
+    # in the photo's order (the cheapest first put the photographed product itself first, and dearer ones
+    # of its kind after; the dearest first, the priciest of every kind)
+    relative = _RELATIVE.get(sort) if narrowing and sort_from_text and price_min is None and price_max is None else None
+    price = _price_of_photographed(rows, exact_cut(ranked)) if relative and relative[1].search(text or "") else None
+    if relative is not None and price is not None:
+        photographed = rows[0].hit
+        ranked.query[relative[0]] = str(adapter.to_result(photographed.product).get("sku") or photographed.product_pk)
+        if sort == PRICE_ASC:
+            price_max = price
+        else:  # above it: its own price is no dearer
+            price_min = price
+            rows = [row for row in rows if row.facets.get(PRICE) is not None and row.facets[PRICE] > price]
+        price_from_text, sort, sort_from_text = True, RELEVANCE, False
     if price_from_text:
         ranked.query["price"] = {"min": _text(price_min), "max": _text(price_max)}
     if sort_from_text:
         ranked.query["sort"] = sort
-    # the kind a photo shows: that of its nearest products, read before anything is left out ("not black")
-    shown_kind = _photo_kind(rows) if image is not None and searched is None else None
     if excluded is not None:
         dropped = left_out(excluded, {row.hit.product_pk: row.facets for row in rows}, ranked.model_id)
         rows = [row for row in rows if row.hit.product_pk not in dropped]
@@ -596,8 +600,15 @@ def _sorted(
     return [row for tier in tiers for row in _ordered(tier, sort, adapter, category)]
 
 
-#: words that ask for a lower price than the product photographed ("cheaper than 50" is a bound of its own)
-_CHEAPER = re.compile(r"\b(?:cheaper|less\s+expensive)\b", re.IGNORECASE)
+#: words that ask for a lower or a higher price than the product photographed ("cheaper than 50" is a bound
+#: of its own), and what the answer's ``query`` names that product by: an order read from the words -> both
+_RELATIVE = {
+    PRICE_ASC: ("cheaper_than", re.compile(r"\b(?:cheaper|less\s+expensive)\b", re.IGNORECASE)),
+    PRICE_DESC: (
+        "pricier_than",
+        re.compile(r"\b(?:more\s+expensive|pricier|dearer|higher[\s-]+priced)\b", re.IGNORECASE),
+    ),
+}
 
 
 def _price_of_photographed(rows: list[_Row], exact: float | None) -> Decimal | None:

@@ -263,6 +263,12 @@ def test_like_this_but_cheaper_is_under_the_price_of_the_product_photographed(
         {"image": SimpleUploadedFile("bag.png", upload.getvalue()), "q": "like this but cheaper"},
     ).json()
     assert [item["sku"] for item in body["results"]] == ["BAG-B", "TEE-O"] and body["query"]["cheaper_than"] == "BAG-R"
+    upload.seek(0)
+    body = client.post(
+        "/api/v1/search/?min_relevance=auto",
+        {"image": SimpleUploadedFile("bag.png", upload.getvalue()), "q": "like this but more expensive"},
+    ).json()
+    assert [item["sku"] for item in body["results"]] == ["BAG-G", "TEE-P"] and body["query"]["pricier_than"] == "BAG-R"
     # "more expensive": above its price (not as dear), its kind first; the API names the product
     pricier = page("like this but more expensive")
     assert [hit.product.sku for hit in pricier.hits] == ["BAG-G", "TEE-P"] and pricier.query["searched"] is None

@@ -143,6 +143,12 @@ class SearchQueryEchoSerializer(serializers.Serializer[Any]):
         "photographed, when the photo is likely it. `price.max` is then its price, and the results are its "
         "look-alikes under it, of its kind first, in the photo's order (otherwise the cheapest first).",
     )
+    pricier_than = serializers.CharField(
+        required=False,
+        help_text="With a photo, words that ask for a higher price (`like this but more expensive`, `pricier`): the "
+        "SKU of the product photographed, when the photo is likely it. `price.min` is then its price, and the results "
+        "are its look-alikes dearer than it, of its kind first, in the photo's order (otherwise the dearest first).",
+    )
     size = serializers.CharField(
         required=False,
         help_text="The size named in the words (`leggings size m`), as the results state it (`M`), when no size "

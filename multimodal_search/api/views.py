@@ -85,6 +85,7 @@ def _payload(response: services.SearchPage, links: tuple[str | None, str | None]
                 "searched",
                 "price",
                 "cheaper_than",
+                "pricier_than",
                 "sort",
                 "size",
                 "excluded",

@@ -40,6 +40,18 @@ D = Decimal
         ("jacket $30 - 60", "jacket", D("30"), D("60"), None),
         ("hoodie under $45 dollars", "hoodie", None, D("45"), None),
         ("black hoodie", "black hoodie", None, None, None),
+        # about a price: a fifth either side, whole units
+        ("hoodie around 50", "hoodie", D("40"), D("60"), None),
+        ("about $40 tee", "tee", D("32"), D("48"), None),
+        ("about 3 pockets bag", "about 3 pockets bag", None, None, None),  # a count
+        # two bare numbers, unless a unit follows or a size or a count comes before
+        ("hoodie 30-50 for men", "hoodie for men", D("30"), D("50"), None),
+        ("jacket 60 - 40 euros", "jacket", D("40"), D("60"), None),
+        ("size 28-30 pants", "size 28-30 pants", None, None, None),
+        ("tee 8-10 years", "tee 8-10 years", None, None, None),
+        ("bag 20-30 l", "bag 20-30 l", None, None, None),
+        ("24-MB01", "24-MB01", None, None, None),
+        ("hoodie under 50 euros", "hoodie", None, D("50"), None),  # "euros" whole, no "os" left
         ("maxi dress size 40", "maxi dress size 40", None, None, None),
         # words that ask for low or high prices first
         ("cheap wool", "wool", None, None, "price_asc"),

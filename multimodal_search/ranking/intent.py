@@ -22,16 +22,39 @@ from multimodal_search.ranking.colour import colours_in_text
 from multimodal_search.ranking.departments import name_stems
 from multimodal_search.ranking.text import RECIPIENTS, normal_gender, stem, words
 
-_NUMBER = r"\$?\s*(\d{1,7}(?:\.\d{1,2})?)\s*(?:\$|dollars?|usd|eur|€|£)?"
+#: a currency after a number: a sign, or a word whole ("50 euros" left "os" when "eur" was the word)
+_CURRENCY = r"(?:\$|€|£|(?:dollars?|bucks?|usd|euros?|eur|pounds?|gbp)(?![a-z]))"
+_NUMBER = rf"\$?\s*(\d{{1,7}}(?:\.\d{{1,2}})?)\s*{_CURRENCY}?"
 _UNDER = r"under|below|less\s+than|cheaper\s+than|up\s+to|max(?:imum)?|<"
 _OVER = r"over|above|more\s+than|at\s+least|min(?:imum)?|from|>"
+_AROUND = r"around|about|approx(?:imately|\.)?|roughly|circa|~"
+#: what a number is a count or a measure of ("2-3 days", "about 3 pockets", "30-40 cm", "10-12 years"): no price
+_UNIT = (
+    r"(?:l|g|m|cm|mm|ml|kg|oz|lbs?|inch(?:es)?|ft|feet|foot|years?|yrs?|days?|weeks?|months?|hours?|mins?|minutes?|pcs|"
+    r"pieces?|packs?|pairs?|pockets?|items?|kg|lbs?|oz|ml|litres?|liters?|percent)(?![a-z])"
+)
+#: "around 50": this share either side of the number (40 to 60)
+AROUND_SHARE = Decimal("0.2")
 _PATTERNS = [
     ("range", re.compile(rf"\b(?:between|from)\s+{_NUMBER}\s+(?:and|to|-)\s+{_NUMBER}", re.IGNORECASE)),
     ("range", re.compile(rf"(?<![\w.])\$\s*(\d{{1,7}}(?:\.\d{{1,2}})?)\s*(?:-|–|to)\s*{_NUMBER}", re.IGNORECASE)),
     ("range", re.compile(r"(?<![\w.])(\d{1,7}(?:\.\d{1,2})?)\s*(?:-|–)\s*\$\s*(\d{1,7}(?:\.\d{1,2})?)")),
+    # "30-50", "30 - 50 euros": two bare numbers with no unit after but a currency, nor a size or a count
+    # before them ("size 28-30", "pack of 2-3": ``_NOT_PRICED``)
+    (
+        "bare range",
+        re.compile(
+            rf"(?<![\w.$-])(\d{{1,7}}(?:\.\d{{1,2}})?)\s*(?:-|–)\s*(\d{{1,7}}(?:\.\d{{1,2}})?)(?![\w.-])"
+            rf"(?:\s*{_CURRENCY})?(?!\s*(?:[%\"']|{_UNIT}))",
+            re.IGNORECASE,
+        ),
+    ),
     ("under", re.compile(rf"(?:\b|(?<=\s)|^)(?:{_UNDER})\s*{_NUMBER}", re.IGNORECASE)),
     ("over", re.compile(rf"(?:\b|(?<=\s)|^)(?:{_OVER})\s*{_NUMBER}", re.IGNORECASE)),
+    ("around", re.compile(rf"(?:\b|(?<=\s)|^)(?:{_AROUND})\s*{_NUMBER}(?![\w.])(?!\s*{_UNIT})", re.IGNORECASE)),
 ]
+#: the word before two bare numbers that makes them no price ("size 28-30", "pack of 2-3", "ages 4-6")
+_NOT_PRICED = re.compile(r"\b(?:size|sizes|sz|of|pack|ages?|aged)\s*[:#]?\s*$", re.IGNORECASE)
 PRICE_ASC, PRICE_DESC, NEWEST, BEST_SELLING = "price_asc", "price_desc", "newest", "best_selling"
 #: words that ask for an order rather than describe the product ("cheap wool", "latest hoodies"); the
 #: low prices are tried first, so that "less expensive" and "inexpensive" ask for low prices
@@ -141,12 +164,21 @@ def _parse_bounds(text: str) -> PriceIntent:
         numbers = [_decimal(group) for group in match.groups() if group is not None]
         if any(number is None for number in numbers):
             continue
+        if kind == "bare range" and _NOT_PRICED.search(text[: match.start()]):
+            continue
         rest = " ".join((text[: match.start()] + " " + text[match.end() :]).split())
         if kind == "under":
             return PriceIntent(rest, None, numbers[0])
         if kind == "over":
             return PriceIntent(rest, numbers[0], None)
+        if kind == "around":  # "around 50": 40 to 60, whole units
+            spread = numbers[0] * AROUND_SHARE
+            return PriceIntent(
+                rest, (numbers[0] - spread).quantize(Decimal(1)), (numbers[0] + spread).quantize(Decimal(1))
+            )
         low, high = sorted(number for number in numbers if number is not None)
+        if kind == "bare range" and low == high:
+            continue
         return PriceIntent(rest, low, high)
     return PriceIntent(text)
 

@@ -171,11 +171,10 @@ def _parse_bounds(text: str) -> PriceIntent:
             return PriceIntent(rest, None, numbers[0])
         if kind == "over":
             return PriceIntent(rest, numbers[0], None)
-        if kind == "around":  # "around 50": 40 to 60, whole units
-            spread = numbers[0] * AROUND_SHARE
-            return PriceIntent(
-                rest, (numbers[0] - spread).quantize(Decimal(1)), (numbers[0] + spread).quantize(Decimal(1))
-            )
+        about = numbers[0]
+        if kind == "around" and about is not None:  # "around 50": 40 to 60, whole units
+            spread = about * AROUND_SHARE
+            return PriceIntent(rest, (about - spread).quantize(Decimal(1)), (about + spread).quantize(Decimal(1)))
         low, high = sorted(number for number in numbers if number is not None)
         if kind == "bare range" and low == high:
             continue

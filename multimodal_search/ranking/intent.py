@@ -30,8 +30,8 @@ _OVER = r"over|above|more\s+than|at\s+least|min(?:imum)?|from|>"
 _AROUND = r"around|about|approx(?:imately|\.)?|roughly|circa|~"
 #: what a number is a count or a measure of ("2-3 days", "about 3 pockets", "30-40 cm", "10-12 years"): no price
 _UNIT = (
-    r"(?:l|g|m|cm|mm|ml|kg|oz|lbs?|inch(?:es)?|ft|feet|foot|years?|yrs?|days?|weeks?|months?|hours?|mins?|minutes?|pcs|"
-    r"pieces?|packs?|pairs?|pockets?|items?|kg|lbs?|oz|ml|litres?|liters?|percent)(?![a-z])"
+    r"(?:l|g|m|cm|mm|ml|kg|oz|lbs?|inch(?:es)?|ft|feet|foot|years?|yrs?|days?|weeks?|months?|hours?|mins?|"
+    r"minutes?|pcs|pieces?|packs?|pairs?|pockets?|items?|litres?|liters?|percent)(?![a-z])"
 )
 #: "around 50": this share either side of the number (40 to 60)
 AROUND_SHARE = Decimal("0.2")

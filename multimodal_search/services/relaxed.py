@@ -50,7 +50,7 @@ def relaxed_queries(text: str | None, *, min_relevance: MinRelevance, limit: int
     some), the words with one left out, then each word alone (at most ``MAX_TRIES`` searches). A form
     is never filler alone, nor holds any: "something warm for winter" offered "something warm for" and
     "something". What the words leave out ("not black", ``intent.parse_exclusions``) stays in every
-    form, whole: leaving out its "not" searched "hoodie black" for "hoodie not black ...". A one-word
+    form, whole: leaving out its "not" searched "hoodie black xyzzy" for "hoodie not black xyzzy". A one-word
     query has no shorter form, and a form whose words name a kind of goods no product is called by
     (``query["unsold"]``) is left out: what it finds is never the thing named.
     """

@@ -357,6 +357,7 @@ def test_a_colour_or_a_gender_typed_suggests_the_products_stating_it(shop: list[
     assert [(item["sku"], item["detail"]) for item in black] == [("ZW", "Black/White"), ("ZE-Black", "Black")]
     assert skus(services.suggest("gray zeph")) == ["ZE-Grey"] and skus(services.suggest("zephyr grey")) == ["ZE-Grey"]
     assert skus(services.suggest("zephyr purple")) == []
+    assert skus(services.suggest("zephyr bl")) == ["ZE-Black"] and skus(services.suggest("zola whi")) == ["ZW"]
     # a gender: its products, unisex ones and those stating none (a bag), never the other gender's
     assert skus(services.suggest("mens z")) == ["ZE-Black", "ZB"]  # shorter titles first
     assert skus(services.suggest("women's z")) == ["ZW", "ZB"]

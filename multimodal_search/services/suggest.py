@@ -169,15 +169,23 @@ def _products(
 def _stated(words: list[str]) -> tuple[list[str], list[StatedWords]] | None:
     """The words that are no colour or gender, and what the others ask of the products' stated colour
     (``fields["color"]``, one of the colour's names as a word of it) and gender (the gender, unisex, or
-    none stated); None when no word is a colour or a gender, or no other word is left. No title has
-    "black" or "mens", so "black hoo" and "mens hoodie" suggested no product."""
+    none stated); the last word may start a colour's name ("hoodie bl": black or blue). None when no
+    word is a colour or a gender, or no other word is left. No title has "black" or "mens", so "black
+    hoo" and "mens hoodie" suggested no product."""
     rest: list[str] = []
     conditions: list[StatedWords] = []
-    for word in words:
+    for position, word in enumerate(words, start=1):
         colour, gender = COLOUR_WORDS.get(word), normal_gender(word)
+        # the last word may be a colour still being typed ("hoodie bl": black or blue)
+        started = [name for name in COLOUR_WORDS if name.startswith(word)] if position == len(words) else []
         if colour is not None:
             named = tuple(sorted(name for name, other in COLOUR_WORDS.items() if other == colour))
             conditions.append(StatedWords(FIELD_COLOR, named))
+        elif len(word) >= 2 and started:
+            colours = {COLOUR_WORDS[name] for name in started}
+            conditions.append(
+                StatedWords(FIELD_COLOR, tuple(sorted(n for n, c in COLOUR_WORDS.items() if c in colours)))
+            )
         elif gender in QUERY_GENDERS:
             conditions.append(
                 StatedWords(FIELD_GENDER, GENDER_WORDS[gender] + GENDER_WORDS["unisex"], or_unstated=True)

@@ -751,3 +751,42 @@ def test_another_order_than_relevance_sorts_the_likely_matches_first(trained, se
         for tier in (True, False):
             prices = [hit.product.price for hit, match in zip(page.hits, likely) if match is tier]
             assert prices == sorted(prices, reverse=dearest_first)
+
+
+@pytest.mark.django_db
+def test_products_of_the_kind_the_words_name_come_first(indexed, model_dir):
+    from multimodal_search.services.query import encode_query
+    from shop.catalog.models import Category
+
+    pants = Category.from_path("Women > Bottoms > Pants")
+    gear = Category.from_path("Gear > Fitness Equipment")
+    made = [
+        ProductFactory(title="Alpha Yoga Pant", description="for yoga", category=pants, photos=["red"]),
+        ProductFactory(title="Beta Capri", description="a capri for yoga", category=pants, photos=["red"]),
+        ProductFactory(title="Gamma Relaxed Capri", description="relaxed fit", category=pants, photos=["blue"]),
+        ProductFactory(title="Delta Yoga Strap", description="a yoga strap for yoga", category=gear, photos=["red"]),
+        ProductFactory(title="Epsilon Yoga Brick", description="yoga brick for yoga", category=gear, photos=["red"]),
+    ]
+    indexed(*made)
+    train_reranker(max_queries=40, calibration=20)  # finds the catalogue's kinds: titles' head nouns, leaves' words
+    model_id = current_encoder()[1]
+    # "yoga" names no kind; "capri" is a title's head noun, "pants" a leaf's word
+    assert encode_query("yoga capri", None, model_id=model_id).title_kinds == ["capri"]
+    assert encode_query("yoga pants", None, model_id=model_id).title_kinds == ["pant"]
+    assert encode_query("yoga", None, model_id=model_id).title_kinds == []
+    for method in ("feature", "decision", "embedding"):
+        hits = services.search_products("yoga capri", k=5, method=method).hits
+        titles = [hit.product.title for hit in hits]
+        assert set(titles[:2]) == {"Beta Capri", "Gamma Relaxed Capri"}, (method, titles)
+        assert [hit.signals["title_kind"] for hit in hits] == [1.0, 1.0, 0.0, 0.0, 0.0]
+        assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)  # scores fall
+        # "pants": by the leaf too, the capris are pants; the strap and the brick are not
+        pant_titles = [hit.product.title for hit in services.search_products("yoga pants", k=5, method=method).hits]
+        assert set(pant_titles[:3]) == {"Alpha Yoga Pant", "Beta Capri", "Gamma Relaxed Capri"}, (method, pant_titles)
+    # the re-ranker weighs the words itself, the one-signal methods are the baselines: neither reads it;
+    # words naming no kind move nothing
+    for method in ("rerank", "text", "lexical"):
+        assert all(
+            "title_kind" not in hit.signals for hit in services.search_products("yoga capri", k=5, method=method).hits
+        )
+    assert all("title_kind" not in hit.signals for hit in services.search_products("yoga", k=5, method="feature").hits)

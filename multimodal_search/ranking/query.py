@@ -30,6 +30,9 @@ class Query:
             "wool"; ``ranking.intent.facets_only``): their relevance is the ``broad`` calibration's.
         kinds: the categories the typed words name, without synonyms (["shorts"] for "women's shorts",
             whose synonyms add "short pants": ``facets`` then also has "pants").
+        title_kinds: the stems of the catalogue's kinds of product the words and their synonyms name
+            (["capri"] for "yoga capri": ``ranking.departments.Departments.kinds``), what the
+            ``title_kind`` signal looks for in each title.
     """
 
     text: str | None
@@ -46,6 +49,7 @@ class Query:
     qualities: list[str] = field(default_factory=list)
     broad: bool = False
     kinds: list[str] = field(default_factory=list)
+    title_kinds: list[str] = field(default_factory=list)
 
     @property
     def tie_seed(self) -> str:

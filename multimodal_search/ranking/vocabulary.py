@@ -60,6 +60,10 @@ ASKED_OTHERWISE = "asked_otherwise"
 #: the ones surely for the other gender rank after the others, in their places (``search.gender_within_kind``;
 #: never weighted)
 KIND_ASKED = "kind_asked"
+#: the product is of a kind of product the words ask for, by its title or its category leaf ("capri" in
+#: "yoga capri": the catalogue's kinds are its titles' head nouns and its leaves' words; ``Query.title_kinds``),
+#: 1 or 0: products of it rank before the others (``search.kind_first``; never weighted)
+TITLE_KIND = "title_kind"
 PERSONAL = "personal"  # the shopper's profile (services.search: personal re-ranking)
 #: the shop's most interacted-with products, and the newest that fill their list (services.recommend)
 POPULAR, NEWEST = "popular", "newest"
@@ -106,6 +110,7 @@ SIGNAL_FIELDS: dict[str, tuple[str, ...]] = {
     MATERIAL: (FIELD_TITLE, FIELD_MATERIAL, FIELD_MATERIAL_INFERRED),
     DEPARTMENT: _CATEGORY_FIELDS,
     QUALITY: (FIELD_TITLE, FIELD_MATERIAL, FIELD_ATTRIBUTES),
+    TITLE_KIND: (FIELD_TITLE, FIELD_CATEGORY_LEAF, FIELD_CATEGORY_INFERRED),
 }
 
 

@@ -12,6 +12,7 @@ from multimodal_search.ranking import vocabulary as v
 from multimodal_search.ranking.fusion import RRF_K
 from multimodal_search.ranking.qualities import quality_match
 from multimodal_search.ranking.query import Query
+from multimodal_search.ranking.text import stems
 from multimodal_search.store import get_store
 from multimodal_search.store.base import POOL_COLUMN, CandidateRequest, Neighbours, Scope
 
@@ -115,9 +116,29 @@ def rank_columns(names: set[str]) -> dict[str, str]:
 
 
 def _field_signals(query: Query, names: set[str]) -> set[str]:
-    """The signals whose stored fields the candidates are read with: ``names``, and the department
-    and quality signals when the words name a department or a quality."""
+    """The signals whose stored fields the candidates are read with: ``names`` (the kind's only when the
+    words name one), and the department and quality signals when the words name a department or a quality."""
+    names = names - {v.TITLE_KIND} if not _kind_asked_by_name(query) else names
     return names | ({v.DEPARTMENT} if query.departments else set()) | ({v.QUALITY} if query.qualities else set())
+
+
+def _kind_asked_by_name(query: Query) -> bool:
+    """Words without a photo that name a kind of product the catalogue's titles or leaves use."""
+    return bool(query.title_kinds) and query.image_features is None and query.text_vector is not None
+
+
+def kind_words(fields: Mapping[str, Any]) -> set[str]:
+    """The stems of a product's title and of its category leaf (the stored leaf, else the inferred one
+    at least even odds): what says its kind ("Bardot Capri", "pants")."""
+    leaf = str(fields.get(v.FIELD_CATEGORY_LEAF) or "")
+    if not leaf:
+        inferred = fields.get(v.FIELD_CATEGORY_INFERRED) or {}
+        leaf = (
+            " ".join(str(name) for name, p in inferred.items() if float(p) >= 0.5)
+            if isinstance(inferred, Mapping)
+            else ""
+        )
+    return set(stems(f"{fields.get(v.FIELD_TITLE) or ''} {leaf}"))
 
 
 def _neighbours(names: set[str]) -> Neighbours | None:
@@ -157,6 +178,9 @@ def _derived_signals(
             if same
             else {pk: attributes.facet_match(v.CATEGORY, query.kinds, fields.get(pk) or {}) for pk in pks}
         )
+    if v.TITLE_KIND in names and _kind_asked_by_name(query):  # "yoga capri": the title or leaf says "capri"?
+        kinds = set(query.title_kinds)
+        signals[v.TITLE_KIND] = {pk: float(bool(kinds & kind_words(fields.get(pk) or {}))) for pk in pks}
     if _photo_and_words(query) and (query.colours or query.gender):
         signals[v.ASKED_OTHERWISE] = {pk: float(stated_otherwise(query, fields.get(pk) or {})) for pk in pks}
     if v.COLOUR in names:

@@ -18,7 +18,7 @@ from multimodal_search.ranking.departments import get_departments
 from multimodal_search.ranking.intent import facets_only
 from multimodal_search.ranking.qualities import get_qualities
 from multimodal_search.ranking.query import Query
-from multimodal_search.ranking.text import QUERY_GENDERS, gender_in_text, stem
+from multimodal_search.ranking.text import QUERY_GENDERS, gender_in_text, stem, stems
 from multimodal_search.ranking.text import words as tokens
 from multimodal_search.services import merchandising
 from multimodal_search.services.memo import Memo
@@ -157,6 +157,7 @@ def encode_query(
     words = merchandising.expand(text, rules) if text else None
     if words:  # "back pack": the catalogue's one word for two typed ones, read beside them
         words = expansion.with_phrases(words, compound_words(text, model_id))
+    searched = words
     departments = named_departments(text, model_id)
     qualities = named_qualities(text, model_id, departments)
     broad = bool(qualities) or facets_only(text, departments)  # qualities are named only when it is
@@ -182,6 +183,8 @@ def encode_query(
         kind, shown = photo_kind(features, model_id)
         facets = {**kind, **facets}
         gender = gender or shown
+    # the kinds of product the words and their synonyms name, before the catalogue's expansions
+    title_kinds = kinds_named(searched, model_id)
     return Query(
         text=words,
         text_vector=text_vector,
@@ -197,6 +200,7 @@ def encode_query(
         qualities=qualities,
         broad=broad,
         kinds=kinds,
+        title_kinds=title_kinds,
     )
 
 
@@ -408,6 +412,13 @@ def named_facets(words: str | None, model_id: str) -> dict[str, list[str]]:
             if values:
                 found[facet] = values
     return found
+
+
+def kinds_named(words: str | None, model_id: str) -> list[str]:
+    """The stems of the catalogue's kinds of product (its titles' head nouns and its leaves' words,
+    ``Departments.kinds``, found by ``mmsearch_train``) among the words ("yoga capri" -> ["capri"])."""
+    departments = get_departments(model_id) if words else None
+    return sorted(set(stems(words or "")) & set(departments.kinds)) if departments is not None else []
 
 
 def named_departments(text: str | None, model_id: str) -> dict[str, list[str]]:

@@ -103,7 +103,7 @@ for variant in $VARIANTS; do
   done
   unset MMSEARCH_DATA_DIR
   echo
-  $PY bench/travel_table.py --variant "$variant" --results "$RESULTS" --suffix "$SUFFIX" ${LIMIT:+--limit "$LIMIT"} \
+  $PY bench/travel_table.py --variant "$variant" --results "$RESULTS" --suffix="$SUFFIX" ${LIMIT:+--limit "$LIMIT"} \
     --queries "$EVAL_DIR/shopper/heldout$SUFFIX.jsonl" | tee "$RESULTS/travel-$variant$SUFFIX.txt"
   echo | tee -a "$RESULTS/travel-$variant$SUFFIX.txt"
   r="$RESULTS/travel"

@@ -12,7 +12,7 @@ from multimodal_search import services
 from multimodal_search.conf import search_settings
 from multimodal_search.forms import SearchForm, has_null_characters
 from multimodal_search.ranking.reasons import LEGEND, reasons
-from multimodal_search.ranking.text import words
+from multimodal_search.ranking.text import AUDIENCE_WORDS, words
 from multimodal_search.ranking.vocabulary import PERSONAL
 from multimodal_search.refinements import AS_TYPED, RefineForm, refinement_links
 
@@ -96,6 +96,9 @@ def search_page(request: HttpRequest) -> HttpResponse:
             )
             # "Nothing here is called “dress” — showing similar items" (a kind the shop has no word for)
             context["unsold"] = unsold_phrase(searched_words, page.query.get("unsold") or [])
+            # "Nothing here is for kids": every word unsold says for whom ("kids hoodie")
+            unsold = page.query.get("unsold") or []
+            context["unsold_for"] = " or ".join(unsold) if unsold and set(unsold) <= AUDIENCE_WORDS else ""
             if not page.hits and page.page == 1 and not form.cleaned_data.get("image"):
                 # nothing passes: shorter forms of the words that do find something
                 context["relaxed"] = [

@@ -346,7 +346,7 @@ def test_a_kind_the_shop_has_no_word_for_is_never_called_a_likely_match(client, 
 
 
 @pytest.mark.django_db
-def test_a_kind_a_description_only_mentions_is_unsold_and_one_a_title_names_is_not(trained, indexed):
+def test_a_kind_a_description_only_mentions_is_unsold_and_one_a_title_names_is_not(trained, indexed, client):
     # a new product (after training: its title is read live) whose description names what it goes with
     indexed(
         ProductFactory(title="Omega Yoga Strap", description="Loops round your yoga mat; room for shoes. Soft cotton.")
@@ -364,6 +364,12 @@ def test_a_kind_a_description_only_mentions_is_unsold_and_one_a_title_names_is_n
     assert unsold("yoga straps") == []  # the new product's title
     assert unsold("cotton") == []  # a material a description names is what the product is made of
     assert unsold("red dress") == ["dress"]
+    # for whom: nothing here is for kids; the hoodie is sold, not for them. A title that says it answers it
+    assert unsold("kids hoodie") == ["kids"] and unsold("hoodie for toddlers") == ["toddlers"]
+    page = client.get("/search/", {"q": "kids hoodie", "min_relevance": "0"}).content.decode()
+    assert "Nothing here is for kids — showing similar items." in page and "Likely a match" not in page
+    indexed(ProductFactory(title="Kids Rain Jacket", description="For kids."))
+    assert unsold("kids hoodie") == [] and unsold("red dress for children") == ["dress"]  # "kids" answers "children"
 
 
 @pytest.mark.django_db

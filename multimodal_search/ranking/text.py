@@ -33,6 +33,12 @@ RECIPIENTS = {
     ),
     **dict.fromkeys(("her", "she", "women", "woman", "mom", "mum", "mother", "wife", "girlfriend", "sister"), "women"),
 }
+#: words for whom a product is made that no gender word says ("kids hoodie", "baby blanket"); "boys" and
+#: "girls" are read as genders (``GENDER_WORDS``)
+AUDIENCE_WORDS = frozenset(
+    {"kid", "kids", "child", "children", "childrens", "toddler", "toddlers", "baby", "babies", "infant", "infants"}
+    | {"youth", "junior", "juniors", "teen", "teens", "teenager", "teenagers"}
+)
 _FOR = re.compile(r"\bfor\b")
 
 

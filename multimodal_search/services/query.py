@@ -18,7 +18,7 @@ from multimodal_search.ranking.departments import get_departments
 from multimodal_search.ranking.intent import facets_only
 from multimodal_search.ranking.qualities import get_qualities
 from multimodal_search.ranking.query import Query
-from multimodal_search.ranking.text import QUERY_GENDERS, gender_in_text, stem, stems
+from multimodal_search.ranking.text import AUDIENCE_WORDS, QUERY_GENDERS, gender_in_text, stem, stems
 from multimodal_search.ranking.text import words as tokens
 from multimodal_search.services import merchandising
 from multimodal_search.services.memo import Memo
@@ -312,7 +312,9 @@ def unsold_kinds(
     typed: str | None, searched: str | None, model_id: str, facets: Mapping[str, Sequence[str]] | None = None
 ) -> list[str]:
     """The typed words that name a kind of goods the catalogue has no word for ("dress" in a shop of
-    sportswear; ``ranking.expansion.unsold``), or []: none, no departments trained yet, or no WordNet.
+    sportswear; ``ranking.expansion.unsold``), then those that say for whom a product is made
+    (``text.AUDIENCE_WORDS``: "kids") where no product's name, department or text uses any such word, or []: none,
+    no departments trained yet, or no WordNet.
     ``searched``: the words as searched (``Query.text``: synonyms and the catalogue's expansions added);
     ``facets``: the learned facets the words name (``Query.facets``: a material named is a word the shop
     uses). What the catalogue calls anything: :func:`catalogue_calls`."""
@@ -321,7 +323,12 @@ def unsold_kinds(
         return []
     values = {stem(word) for names in (facets or {}).values() for name in names for word in tokens(name)}
     named = departments.name_words() | values
-    return expansion.unsold(typed, searched, departments.kinds, partial(catalogue_calls, model_id, named))
+    kinds = expansion.unsold(typed, searched, departments.kinds, partial(catalogue_calls, model_id, named))
+    # "kids hoodie" where nothing is for kids: the hoodies are sold, not for whom the words say
+    audience = [word for word in dict.fromkeys(tokens(typed or "")) if word in AUDIENCE_WORDS]
+    # any of the words makes the shop one for that audience: a shop that says "kids" answers "children"
+    for_nobody = audience if audience and not catalogue_calls(model_id, named, sorted(AUDIENCE_WORDS)) else []
+    return kinds + [word for word in for_nobody if word not in kinds]
 
 
 def catalogue_calls(model_id: str, named: Iterable[str], nouns: Sequence[str]) -> set[str]:

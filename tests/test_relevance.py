@@ -366,6 +366,7 @@ def test_a_kind_a_description_only_mentions_is_unsold_and_one_a_title_names_is_n
     assert unsold("red dress") == ["dress"]
     # for whom: nothing here is for kids; the hoodie is sold, not for them. A title that says it answers it
     assert unsold("kids hoodie") == ["kids"] and unsold("hoodie for toddlers") == ["toddlers"]
+    assert unsold("baby blue hoodie") == []  # a shade
     page = client.get("/search/", {"q": "kids hoodie", "min_relevance": "0"}).content.decode()
     assert "Nothing here is for kids — showing similar items." in page and "Likely a match" not in page
     indexed(ProductFactory(title="Kids Rain Jacket", description="For kids."))

@@ -325,7 +325,14 @@ def unsold_kinds(
     named = departments.name_words() | values
     kinds = expansion.unsold(typed, searched, departments.kinds, partial(catalogue_calls, model_id, named))
     # "kids hoodie" where nothing is for kids: the hoodies are sold, not for whom the words say
-    audience = [word for word in dict.fromkeys(tokens(typed or "")) if word in AUDIENCE_WORDS]
+    typed_words = tokens(typed or "")
+    # a word before a colour is its shade ("baby blue"), not whom it is for
+    audience = [
+        word
+        for word, after in zip(typed_words, [*typed_words[1:], ""])
+        if word in AUDIENCE_WORDS and not colour.colours_in_text(after)
+    ]
+    audience = list(dict.fromkeys(audience))
     # any of the words makes the shop one for that audience: a shop that says "kids" answers "children"
     for_nobody = audience if audience and not catalogue_calls(model_id, named, sorted(AUDIENCE_WORDS)) else []
     return kinds + [word for word in for_nobody if word not in kinds]

@@ -292,6 +292,14 @@ def named_values(text: str, classes: Iterable[str], facet: str) -> list[str]:
     return found
 
 
+def leaf_odds(fields: Mapping[str, Any]) -> dict[str, float]:
+    """A product's category leaf -> how surely it is in it: its stored leaf (1.0), else the classifier's
+    inferred leaves (``FIELD_CATEGORY_INFERRED``)."""
+    leaf = fields.get(v.FIELD_CATEGORY_LEAF)
+    inferred = fields.get(v.FIELD_CATEGORY_INFERRED) or {}
+    return {str(leaf): 1.0} if leaf else {str(name): float(p) for name, p in inferred.items()}
+
+
 def facet_match(facet: str, wanted: list[str], fields: Mapping[str, Any]) -> float:
     """How surely a product has one of the ``wanted`` categories (or all wanted materials):
     1/0 where its fields state the facet, else the classifier's probability, 0.5 when unknown.

@@ -130,15 +130,8 @@ def _kind_asked_by_name(query: Query) -> bool:
 def kind_words(fields: Mapping[str, Any]) -> set[str]:
     """The stems of a product's title and of its category leaf (the stored leaf, else the inferred one
     at least even odds): what says its kind ("Bardot Capri", "pants")."""
-    leaf = str(fields.get(v.FIELD_CATEGORY_LEAF) or "")
-    if not leaf:
-        inferred = fields.get(v.FIELD_CATEGORY_INFERRED) or {}
-        leaf = (
-            " ".join(str(name) for name, p in inferred.items() if float(p) >= 0.5)
-            if isinstance(inferred, Mapping)
-            else ""
-        )
-    return set(stems(f"{fields.get(v.FIELD_TITLE) or ''} {leaf}"))
+    leaves = [leaf for leaf, odds in attributes.leaf_odds(fields).items() if odds >= 0.5]
+    return set(stems(" ".join([str(fields.get(v.FIELD_TITLE) or ""), *leaves])))
 
 
 def _neighbours(names: set[str]) -> Neighbours | None:

@@ -224,17 +224,12 @@ def photo_kind(features: np.ndarray, model_id: str) -> tuple[dict[str, list[str]
     nearest = store.nearest("feature_vector", features, scope)
     fields = store.product_fields([pk for pk, _ in nearest], model_id=model_id)
     # each neighbour's leaf: stated (1), else the classifier's probabilities
-    kinds = attributes.photo_kinds([_leaves(fields.get(pk) or {}) for pk, _ in nearest])
+    kinds = attributes.photo_kinds([attributes.leaf_odds(fields.get(pk) or {}) for pk, _ in nearest])
     stated = [attributes.stated_gender(fields.get(pk) or {}) for pk, _ in nearest]
     known = [gender for gender in stated if gender is not None]
     first = known[0] if known else None
     shown = first if first in QUERY_GENDERS and 2 * known.count(first) >= len(known) else None
     return ({v.CATEGORY: kinds} if kinds else {}), shown
-
-
-def _leaves(fields: Mapping[str, Any]) -> dict[str, float]:
-    leaf = fields.get(v.FIELD_CATEGORY_LEAF)
-    return {leaf: 1.0} if leaf else {str(k): float(p) for k, p in (fields.get(v.FIELD_CATEGORY_INFERRED) or {}).items()}
 
 
 #: the catalogue's term counts and size per encoder version, kept ``EXPANSION["CACHE_SECONDS"]``: at

@@ -19,13 +19,13 @@ from multimodal_search.ranking import text as words
 from multimodal_search.ranking.expansion import STOP_WORDS
 from multimodal_search.ranking.intent import parse_exclusions
 from multimodal_search.services.browse import browse_products
-from multimodal_search.services.search import MinRelevance, SearchHit
+from multimodal_search.services.search import NOT_NAMING, MinRelevance, SearchHit
 
 #: words that name nothing a product is or has, left out of every shorter form: stop words but those
 #: that say something ("not", "size", "new"), and a shopper's "something", "looking for", "please"
 FILLER = (
-    (STOP_WORDS - {"not", "nor", "off", "size", "new", "best"})
-    | {"a", "an", "of", "in", "on", "to", "at", "by", "s", "my", "me", "i", "im", "we", "it"}
+    (NOT_NAMING - {"not", "nor", "off", "size", "new", "best"})
+    | {"at", "by", "im", "we", "it"}
     | {"something", "anything", "thing", "things", "stuff", "looking", "want", "need", "please", "show", "find", "get"}
 )
 #: forms tried at most (each is one search)

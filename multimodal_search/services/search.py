@@ -377,8 +377,8 @@ def rank_products(
     return result
 
 
-#: typed words that name nothing a title would (``_named_in_titles``)
-_NOT_NAMING = STOP_WORDS | {"a", "an", "of", "in", "on", "to", "s", "my", "me", "i"}
+#: typed words that name nothing a title would (``_named_in_titles``, ``relaxed.FILLER``)
+NOT_NAMING = STOP_WORDS | {"a", "an", "of", "in", "on", "to", "s", "my", "me", "i"}
 
 
 def _named_in_titles(order: list[str], text: str, model_id: str) -> set[str]:
@@ -387,7 +387,7 @@ def _named_in_titles(order: list[str], text: str, model_id: str) -> set[str]:
     Two neighbouring words may be the one word they make ("crew neck": "Crewneck", ``query.compound_words``).
     On Luma "v neck" showed one tee where three more titles say "V-Neck" or "(V-neck)", each about 0.28
     likely relevant by the re-ranker's calibration (the cut is its ``related`` one)."""
-    asked = [word for word in dict.fromkeys(tokens(text)) if word not in _NOT_NAMING]
+    asked = [word for word in dict.fromkeys(tokens(text)) if word not in NOT_NAMING]
     if not asked:
         return set()
     readings = [asked] + [
@@ -720,8 +720,7 @@ def kind_first(
     ours = [pk for pk in order if kind.get(pk, 0.0) >= 0.5]
     if not ours or len(ours) == len(order):
         return order, scores
-    moved = ours + [pk for pk in order if kind.get(pk, 0.0) < 0.5]
-    return moved, {pk: scores.get(place, 0.0) for pk, place in zip(moved, order)}
+    return _in_places(order, scores, range(len(order)), ours + [pk for pk in order if kind.get(pk, 0.0) < 0.5])
 
 
 def gender_within_kind(
@@ -751,8 +750,16 @@ def gender_within_kind(
     others = [order[i] for i in places if gender.get(order[i], 1.0) <= 0]
     if not ours or not others:
         return order, scores
+    return _in_places(order, scores, places, ours + others)
+
+
+def _in_places(
+    order: list[str], scores: dict[str, float], places: Iterable[int], products: list[str]
+) -> tuple[list[str], dict[str, float]]:
+    """``order`` with ``products`` put in the ``places`` (indexes of ``order``) in turn, each taking the score
+    of the place it takes, so that scores fall with the order; the other products keep their places."""
     moved, placed = list(order), dict(scores)
-    for i, pk in zip(places, ours + others):
+    for i, pk in zip(places, products):
         moved[i], placed[pk] = pk, scores.get(order[i], 0.0)
     return moved, placed
 

@@ -42,8 +42,9 @@ _SLACK = 4
 #: products read per product suggested: a product's colours (its group) are one suggestion
 _PER_GROUP = 4
 _WORD = re.compile(r"[^\W_]+")
-#: every word that names a colour -> the colour ("grey" -> "gray")
+#: every word that names a colour -> the colour ("grey" -> "gray"), and each colour -> all its names
 COLOUR_WORDS = {**{name: name for name in PALETTE}, **SYNONYMS}
+_NAMES_OF = {colour: tuple(sorted(n for n, c in COLOUR_WORDS.items() if c == colour)) for colour in PALETTE}
 _SEPARATOR = " > "
 
 
@@ -179,13 +180,10 @@ def _stated(words: list[str]) -> tuple[list[str], list[StatedWords]] | None:
         # the last word may be a colour still being typed ("hoodie bl": black or blue)
         started = [name for name in COLOUR_WORDS if name.startswith(word)] if position == len(words) else []
         if colour is not None:
-            named = tuple(sorted(name for name, other in COLOUR_WORDS.items() if other == colour))
-            conditions.append(StatedWords(FIELD_COLOR, named))
+            conditions.append(StatedWords(FIELD_COLOR, _NAMES_OF[colour]))
         elif len(word) >= 2 and started:
-            colours = {COLOUR_WORDS[name] for name in started}
-            conditions.append(
-                StatedWords(FIELD_COLOR, tuple(sorted(n for n, c in COLOUR_WORDS.items() if c in colours)))
-            )
+            names = sorted({name for found in started for name in _NAMES_OF[COLOUR_WORDS[found]]})
+            conditions.append(StatedWords(FIELD_COLOR, tuple(names)))
         elif gender in QUERY_GENDERS:
             conditions.append(
                 StatedWords(FIELD_GENDER, GENDER_WORDS[gender] + GENDER_WORDS["unisex"], or_unstated=True)

@@ -13,7 +13,7 @@ from django import forms
 from django.http import QueryDict
 
 from multimodal_search import services
-from multimodal_search.ranking.intent import parse_exclusions, parse_size, without_flag
+from multimodal_search.ranking.intent import parse_exclusions, without_flag
 
 #: the parameters a refinement link changes; every other one (q, photo, category...) is kept
 FILTER, PRICE_MIN, PRICE_MAX, SORT, PAGE = "filter", "price_min", "price_max", "sort", "page"
@@ -90,7 +90,7 @@ def refinement_links(path: str, params: QueryDict, page: services.SearchPage) ->
     filters = params.getlist(FILTER)
     # a size the words named ("leggings size m"): unticked, the words are searched without it (and with any other)
     worded_sizes = str(page.query.get("size") or "").split(", ")
-    sized = parse_size(params.get(QUERY, "")) if page.query.get("size") else None
+    sized = services.sizes_in_words(params.get(QUERY, "")) if page.query.get("size") else None
     facets = []
     applied = 0  # facet values ticked
     for name, values in page.facets.items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from dataclasses import replace
 from decimal import Decimal
 
@@ -797,3 +798,51 @@ def test_products_of_the_kind_the_words_name_come_first(indexed, model_dir):
             "title_kind" not in hit.signals for hit in services.search_products("yoga capri", k=5, method=method).hits
         )
     assert all("title_kind" not in hit.signals for hit in services.search_products("yoga", k=5, method="feature").hits)
+
+
+@pytest.mark.django_db
+def test_a_size_word_beside_a_kind_is_read_as_a_size(client, indexed, model_dir):
+    from shop.catalog.models import Category
+
+    tees = Category.from_path("Men > Tops > Tees")
+    bags = Category.from_path("Gear > Bags")
+    made = [
+        ProductFactory(title="Alpha Tee", description="a cotton tee", category=tees, sizes="S,M,L", photos=["red"]),
+        ProductFactory(title="Beta Tee", description="a soft tee", category=tees, sizes="S,M", photos=["blue"]),
+        ProductFactory(title="Gamma Tee", description="a tee for running", category=tees, sizes="L,XL", photos=["red"]),
+        ProductFactory(title="Delta Bag", description="a large bag for the gym", category=bags, photos=["red"]),
+        ProductFactory(title="Epsilon Bag", description="a small bag for a walk", category=bags, photos=["blue"]),
+    ]
+    indexed(*made)
+    train_reranker(max_queries=40, calibration=20)  # finds the catalogue's kinds: "tee", "bag"
+
+    def titles(page) -> set[str]:
+        return {hit.product.title for hit in page.hits}
+
+    in_large = services.browse_products("tee", filters={"size": ["L"]}, page_size=50)
+    assert titles(in_large) == {"Alpha Tee", "Gamma Tee"}
+    # before the kind, a gender or colour between, or after it: a size, not searched
+    for words in ("large tee", "large men's tee", "tee large", "Tee Large red"):
+        page = services.browse_products(words, page_size=50)
+        assert page.query.get("size") == "L" and titles(page) <= titles(in_large), (words, page.query)
+        assert "large" not in (page.query.get("searched") or "").lower(), words
+    assert services.browse_products("extra large tee", page_size=50).query.get("size") == "XL"
+    # not beside a kind, or a number before one: words
+    for words in ("large print tee", "tee for large people", "32 tee"):
+        assert "size" not in services.browse_products(words, page_size=50).query, words
+    # no bag states a size: "large bag" is searched as typed, as without reading loose sizes
+    bag = services.browse_products("large bag", page_size=50)
+    as_words = services.browse_products("large bag", page_size=50, loose_sizes=False)
+    assert "size" not in bag.query and [hit.product_pk for hit in bag.hits] == [hit.product_pk for hit in as_words.hits]
+    assert bag.query.get("searched") in (None, "large bag")
+
+    answer = client.get("/api/v1/search/", {"q": "large tee"}).json()
+    assert answer["query"]["size"] == "L" and {item["title"] for item in answer["results"]} <= titles(in_large)
+    page = client.get("/search/", {"q": "large tee"}).content.decode()
+    assert 'Size <span class="muted">(from your words)</span>' in page
+    # unticking it searches the words without it
+    ticked = re.search(
+        r'<a href="([^"]+)" rel="nofollow" aria-current="true"><span class="mm-check" aria-hidden="true">☑</span> L</a>',
+        page,
+    )
+    assert ticked is not None and ticked.group(1) == "/search/?q=tee"

@@ -222,6 +222,17 @@ class SizeIntent:
 
     text: str
     sizes: tuple[str, ...]
+    #: of ``sizes``, those read without "size" from words a description may also use ("large mens tee",
+    #: "shorts 32"), and the text with them left in: searched so when no product of the kind has the size
+    loose: tuple[str, ...] = ()
+    loose_text: str = ""
+    #: the kinds the loose sizes size (stems: "tee"), in the order of ``loose``
+    loose_kinds: tuple[str, ...] = ()
+
+    def stated(self) -> SizeIntent | None:
+        """The sizes named plainly ("size m", "xl"), the loose ones searched as words again; None: no other."""
+        sizes = tuple(size for size in self.sizes if size not in self.loose)
+        return SizeIntent(self.loose_text, sizes) if sizes else None
 
     def values_in(self, values: Iterable[str]) -> list[str]:
         """Which of a catalogue's size values (a search's ``size`` facet values) the typed sizes name, in
@@ -244,17 +255,55 @@ class SizeIntent:
         return " ".join([self.text, *(f"size {size}" for size in kept)]).strip()
 
 
-def parse_size(text: str) -> SizeIntent | None:
+def parse_size(text: str, kinds: Collection[str] = ()) -> SizeIntent | None:
     """The size phrases in ``text`` ("black leggings size m" -> ``SizeIntent("black leggings", ("m",))``;
     "tee size m size l" -> both); None when it names none. "size" or "sz" before the value makes it a
     size ("32" alone or "m" alone is not one), except for the letter sizes XS, XL and their X's
-    ("hoodie xl", "2xl tee"), which no word of a description spells."""
+    ("hoodie xl", "2xl tee"), which no word of a description spells.
+
+    With the catalogue's ``kinds`` (stems of what its products are called: ``Departments.kinds``), a
+    size word beside one of them is a size too, ``loose`` (:func:`_loose_sizes`): "large mens tee",
+    "hoodie medium", "mens shorts 32"; not "medium support bra" or "bottle 32 oz"."""
     sizes = [" ".join(match.group(1).split()) for match in _SIZE.finditer(text)]
-    rest = _SIZE.sub(" ", text)
-    sizes += [match.group(1) for match in _BARE_SIZE.finditer(rest)]
-    if not sizes:
+    rest = " ".join(_BARE_SIZE.sub(" ", _SIZE.sub(" ", text)).split())
+    sizes += [match.group(1) for match in _BARE_SIZE.finditer(_SIZE.sub(" ", text))]
+    loose = _loose_sizes(rest, kinds) if kinds else []
+    if not sizes and not loose:
         return None
-    return SizeIntent(" ".join(_BARE_SIZE.sub(" ", rest).split()), tuple(sizes))
+    without = rest
+    for match, _ in reversed(loose):
+        without = without[: match.start()] + " " + without[match.end() :]
+    found = tuple(" ".join(match.group(1).lower().split()) for match, _ in loose)
+    return SizeIntent(" ".join(without.split()), (*sizes, *found), found, rest, tuple(kind for _, kind in loose))
+
+
+#: size words a description may also use ("large pockets", "medium support") and two-digit sizes (of
+#: trousers, shorts): sizes only beside a kind of product (:func:`_loose_sizes`)
+_LOOSE_SIZE = re.compile(
+    r"(?<![\w'./$#-])((?:extra|x)[\s-]?(?:large|small)|small|medium|large|\d{2})(?![\w'./%-])", re.IGNORECASE
+)
+#: words that may stand between a size word and the kind it sizes ("large mens black tee", "men's")
+_BETWEEN = frozenset({"s", "a", "in", "the"})
+
+
+def _loose_sizes(text: str, kinds: Collection[str]) -> list[tuple[re.Match[str], str]]:
+    """The size words of ``text`` that size one of the ``kinds`` (stems), with that kind: before it, genders and colours
+    between ("large mens tee", "medium black hoodie"; a number never: "32 oz bottle"), or after it with
+    nothing after them but genders and colours ("hoodie medium", "mens shorts 32", "tee large black")."""
+
+    def describing(word: str) -> bool:
+        return word in _BETWEEN or normal_gender(word) is not None or bool(colours_in_text(word))
+
+    found = []
+    for match in _LOOSE_SIZE.finditer(text):
+        before, after = words(text[: match.start()]), words(text[match.end() :])
+        nearest = next((word for word in after if not describing(word)), None)
+        # the kind it sizes: the word it stands before (a size word, not a number), else the one it follows
+        kind = stem(nearest) if nearest is not None and not match.group(1).isdigit() else None
+        kind = kind if nearest is not None else (stem(before[-1]) if before else None)
+        if kind is not None and kind in kinds:
+            found.append((match, kind))
+    return found
 
 
 #: "not black", "without a hood", "no pockets", "except white", "other than red", "that aren't black",

@@ -119,6 +119,7 @@ from multimodal_search.services.query import (
     has_null_characters,
     null_character_parameter,
     open_photo,
+    sizes_in_words,
 )
 from multimodal_search.services.recommend import (
     also_viewed,
@@ -268,6 +269,7 @@ __all__ = [
     "shopper_events",
     "shopper_key",
     "similar_products",
+    "sizes_in_words",
     "stale_profiles",
     "store_is_empty",
     "storefront_min_relevance",

@@ -34,20 +34,27 @@ from multimodal_search.ranking.intent import (
     PRICE_ASC,
     PRICE_DESC,
     ExclusionIntent,
+    SizeIntent,
     joins_several,
     kind_parts,
     only_filler,
     parse_exclusions,
     parse_price,
-    parse_size,
     product_code,
 )
 from multimodal_search.ranking.personal import Taste
 from multimodal_search.ranking.qualities import flags_among, get_qualities
 from multimodal_search.ranking.spelling import Correction
 from multimodal_search.ranking.text import stem, words
+from multimodal_search.services.candidates import kind_words
 from multimodal_search.services.codes import options
-from multimodal_search.services.query import PHOTO_KIND_NEIGHBOURS, SearchError, correct_spelling, current_encoder
+from multimodal_search.services.query import (
+    PHOTO_KIND_NEIGHBOURS,
+    SearchError,
+    correct_spelling,
+    current_encoder,
+    sizes_typed,
+)
 from multimodal_search.services.recommend import POPULAR, popular_products, popularity
 from multimodal_search.services.search import (
     MinRelevance,
@@ -142,6 +149,7 @@ def browse_products(
     clamp_page: bool = False,
     as_typed: bool = False,
     group_variants: bool | None = None,
+    loose_sizes: bool = True,
 ) -> SearchPage:
     """Search, then filter, count facets, sort and cut one page.
 
@@ -156,7 +164,10 @@ def browse_products(
             and sorted (``query["browse"]``).
         A size named in the words ("leggings size m", "size 32") is taken out of the text that is
             searched and, when ``filters`` has no ``size``, picks the size facet's values they name
-            (``query["size"]``: "M", or "M, L"; none when no result states it).
+            (``query["size"]``: "M", or "M, L"; none when no result states it). With ``loose_sizes``, so
+            is a size word beside a kind of product ("large mens tee", "hoodie medium", "mens shorts 32";
+            ``intent.parse_size``) when one of the first ``LOOSE_SIZE_ROWS`` results states that size; when
+            none does ("large bag"), the words are searched again with it as a word.
         What the words ask to leave out ("jacket not black", "without a hood", "-white") is taken out of the
             text that is searched, and those products out of the result set (``query["excluded"]``,
             :func:`left_out`).
@@ -180,6 +191,7 @@ def browse_products(
     Raises:
         SearchError: as ``search_products``, or an unknown sort or facet, a bad page or price range.
     """
+    given = dict(locals())  # the arguments, for searching again with loose size words as words
     if sort is not None and sort not in SORTS:
         raise SearchError(f"Unknown sort {sort!r}; choose one of {', '.join(SORTS)}.")
     if not 1 <= page <= MAX_PAGE:
@@ -191,12 +203,13 @@ def browse_products(
     if unknown:
         raise SearchError(f"Unknown facet {unknown[0]!r}; the facets are: {', '.join(fields) or 'none'}.")
     intent = parse_price(text or "")
+    # once per request: the sizes', the exclusions' and the kinds' reads
+    model_id = current_encoder()[1] if intent.text else None
     # a size named in the words is not searched, and filters the size facet when no size filter is given
-    sized = parse_size(intent.text) if SIZE in fields else None
+    sized = sizes_typed(intent.text, model_id if loose_sizes else None) if SIZE in fields else None
     rest = sized.text if sized is not None else intent.text
     # "not black", "without a hood": left out of the result set, and not searched
     excluded = parse_exclusions(rest)
-    model_id = current_encoder()[1] if rest else None  # once per request: the exclusions' and the kinds' reads
     if excluded is not None and model_id is not None:
         excluded = unless_a_name(excluded, model_id)
     rest = excluded.text if excluded is not None else rest
@@ -269,6 +282,10 @@ def browse_products(
     rows = [
         _Row(hit, adapter.get_facet_values(hit.product), rank, by_group(hit)) for rank, hit in enumerate(ranked.hits)
     ]
+    if (
+        sized is not None and sized.loose and not _sized_alike(sized, rows, ranked.model_id)
+    ):  # "large bag": no size of bags
+        return browse_products(**{**given, "loose_sizes": False})
     # the kind a photo shows: that of its nearest products, read before anything is left out ("not black")
     shown_kind = _photo_kind(rows) if image is not None and searched is None else None
     # "like this but cheaper", "... more expensive": under or above the price of the product photographed,
@@ -354,6 +371,24 @@ def browse_products(
         at_any_price=None if price_min is None and price_max is None else len({row.group for row in in_facets}),
         matched=[row.hit for row in kept],
     )
+
+
+#: results of the kind a loose size word sizes of which one must state its size for it to be read as a
+#: size ("large mens tee": a tee of the first five comes in L)
+LOOSE_SIZE_ROWS = 5
+
+
+def _sized_alike(sized: SizeIntent, rows: list[_Row], model_id: str) -> bool:
+    """Whether, of the results whose title or category leaf names the kind a loose size word sizes
+    (``candidates.kind_words``), one of the first ``LOOSE_SIZE_ROWS`` states its size ("large bag": no)."""
+    pks = [row.hit.product_pk for row in rows]
+    fields = get_store().product_fields(pks, model_id=model_id) if pks else {}
+    for size, kind in zip(sized.loose, sized.loose_kinds):
+        of_kind = [row for row in rows if kind in kind_words(fields.get(row.hit.product_pk) or {})]
+        stated = {str(value) for row in of_kind[:LOOSE_SIZE_ROWS] for value in row.facets.get(SIZE) or []}
+        if SizeIntent(sized.text, (size,)).values_in(stated):
+            return True
+    return False
 
 
 def kinds_asked(

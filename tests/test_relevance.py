@@ -846,3 +846,30 @@ def test_a_size_word_beside_a_kind_is_read_as_a_size(client, indexed, model_dir)
         page,
     )
     assert ticked is not None and ticked.group(1) == "/search/?q=tee"
+
+
+@pytest.mark.django_db
+def test_the_every_word_fallback_reads_a_department_word_as_the_department(indexed, model_dir, monkeypatch):
+    from shop.catalog.models import Category
+
+    made = [
+        ProductFactory(title="Alpha Tee", description="A light tee for hiking trips.", photos=["red"]),
+        ProductFactory(title="Beta Tee", description="A soft tee.", photos=["blue"]),
+        ProductFactory(title="Gamma Pack", description="Room for your tops on hiking trips.", photos=["red"]),
+        ProductFactory(title="Delta Pant", description="Pants for hiking.", photos=["blue"]),
+    ]
+    paths = ["Men > Tops > Tees", "Men > Tops > Tees", "Gear > Bags", "Men > Bottoms > Pants"]
+    for product, path in zip(made, paths):
+        product.category = Category.from_path(path)
+        product.save()
+    indexed(*made)
+    train_reranker(max_queries=40, calibration=20)  # finds the departments: "tops", "bottoms"
+    reranker = reranking.get_reranker(current_encoder()[1])
+    monkeypatch.setitem(reranker.cuts, "related", 1.01)  # no result passes "auto"
+    monkeypatch.setitem(reranker.cuts, "exact", 1.02)
+    # "tops" is met by being a top, not by the pack's "room for your tops"
+    found = services.search_products("tops for hiking", k=10, min_relevance="auto")
+    assert [hit.product.title for hit in found.hits] == ["Alpha Tee"] and found.query["fallback"] == "every_word"
+    # words naming no department: every word in the text, as before
+    plain = services.search_products("room hiking", k=10, min_relevance="auto")
+    assert [hit.product.title for hit in plain.hits] == ["Gamma Pack"]

@@ -18,13 +18,14 @@ from multimodal_search.conf import search_settings
 from multimodal_search.encoders import get_encoder
 from multimodal_search.ranking import attributes, calibration, fusion
 from multimodal_search.ranking import vocabulary as v
+from multimodal_search.ranking.departments import name_stems
 from multimodal_search.ranking.expansion import STOP_WORDS
 from multimodal_search.ranking.intent import product_code
 from multimodal_search.ranking.personal import Taste
 from multimodal_search.ranking.query import Query
 from multimodal_search.ranking.reranker import Reranker, feature_matrix, get_reranker
 from multimodal_search.ranking.spelling import Correction
-from multimodal_search.ranking.text import gender_in_text
+from multimodal_search.ranking.text import gender_in_text, stem
 from multimodal_search.ranking.text import words as tokens
 from multimodal_search.ranking.weights import signal_weights
 from multimodal_search.services import merchandising, taste
@@ -312,7 +313,11 @@ def rank_products(
         depth = 1 + max((i for i, ok in enumerate(passing) if ok), default=-1) if at_depth else 0
         passed = [pk for i, pk in enumerate(order) if i < depth or passing[i] or pk in kept]
         if not passed and min_relevance == AUTO and text and query.text_vector is not None:
-            passed, read_as = _having_every_word(ranked_order, _fallback_readings(text, model_id, rules), model_id)
+            # a word that names departments ("clothes for hiking") is met by being in one, not by a
+            # description that uses it (a backpack "with room for clothes")
+            within, rest = _in_named_departments(query, signals, text)
+            among = ranked_order if within is None else [pk for pk in ranked_order if pk in within]
+            passed, read_as = _having_every_word(among, _fallback_readings(rest, model_id, rules), model_id)
             passed = passed[:limit]
             fallback = EVERY_WORD if passed else None
         order = passed
@@ -420,6 +425,17 @@ def _having_every_word(order: list[str], texts: list[str], model_id: str) -> tup
                 having |= found
                 read_as.append(reading)
     return [pk for pk in order if pk in having], read_as
+
+
+def _in_named_departments(query: Query, signals: Signals, text: str) -> tuple[set[str] | None, str]:
+    """The candidates in a department the words name (their ``department`` signal at least even), and the
+    words without those naming it ("clothes for hiking" -> "for hiking"); None (every candidate) and the
+    words as typed when they name no department, or nothing else."""
+    named = frozenset().union(*(name_stems(name) for name in query.departments))
+    rest = " ".join(word for word in tokens(text) if stem(word) not in named)
+    if not named or v.DEPARTMENT not in signals or not rest:
+        return None, text
+    return {pk for pk, value in signals[v.DEPARTMENT].items() if value >= 0.5}, rest
 
 
 def _fallback_readings(text: str, model_id: str, rules: merchandising.Rules | None) -> list[str]:

@@ -15,7 +15,7 @@ from multimodal_search.ranking import calibration
 from multimodal_search.ranking import reranker as reranking
 from multimodal_search.ranking import vocabulary as v
 from multimodal_search.ranking.departments import Departments, get_departments
-from multimodal_search.ranking.intent import facets_only
+from multimodal_search.ranking.intent import facets_only, only_filler
 from multimodal_search.store import get_store, sql
 from shop.catalog.models import Category
 from tests.broad_words import broad_word_search
@@ -83,6 +83,10 @@ def test_a_query_of_departments_colours_and_genders_alone_is_broad():
     assert facets_only("like this photo, but in red") and facets_only("same one for women")
     assert not facets_only("like this photo") and not facets_only("this hoodie in red")
     assert not facets_only("tank top", ["tops"]) and not facets_only("tops hoodie", ["tops"])
+    # a shopper's question around them: "what" kept "what to wear to yoga" from the broad reading
+    assert facets_only("what should I wear for yoga", ["wear"], ["yoga"]) and facets_only("any tops", ["tops"])
+    assert facets_only("i need something for men") and not facets_only("what hoodie for men")
+    assert only_filler("what is this") and only_filler("do you have this") and not only_filler("what hoodie")
 
 
 def test_broad_pseudo_queries_name_a_department_alone_or_with_the_gender():

@@ -446,6 +446,9 @@ _FACET_FILLER = frozenset(
     | {"like", "this", "that", "these", "those", "it", "one", "ones", "same", "similar", "to", "but", "just"}
     | {"with", "of", "kind", "style"}
     | {"photo", "picture", "pic", "image", "something", "thing", "show", "me", "do", "you", "have", "please"}
+    # a shopper's question around them ("what should i wear for yoga", "i need something for hiking")
+    | {"what", "which", "is", "should", "can", "could", "would", "i", "im", "my", "want", "need", "looking"}
+    | {"find", "get", "any", "some", "anything", "stuff", "things", "good"}
 )
 
 

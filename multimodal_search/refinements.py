@@ -90,7 +90,8 @@ def refinement_links(path: str, params: QueryDict, page: services.SearchPage) ->
     filters = params.getlist(FILTER)
     # a size the words named ("leggings size m"): unticked, the words are searched without it (and with any other)
     worded_sizes = str(page.query.get("size") or "").split(", ")
-    sized = services.sizes_in_words(params.get(QUERY, "")) if page.query.get("size") else None
+    photo = bool(page.query.get("image"))
+    sized = services.sizes_in_words(params.get(QUERY, ""), photo=photo) if page.query.get("size") else None
     facets = []
     applied = 0  # facet values ticked
     for name, values in page.facets.items():

@@ -801,7 +801,7 @@ def test_products_of_the_kind_the_words_name_come_first(indexed, model_dir):
 
 
 @pytest.mark.django_db
-def test_a_size_word_beside_a_kind_is_read_as_a_size(client, indexed, model_dir):
+def test_a_size_word_beside_a_kind_is_read_as_a_size(client, indexed, model_dir, pil_photo):
     from shop.catalog.models import Category
 
     tees = Category.from_path("Men > Tops > Tees")
@@ -822,11 +822,16 @@ def test_a_size_word_beside_a_kind_is_read_as_a_size(client, indexed, model_dir)
     in_large = services.browse_products("tee", filters={"size": ["L"]}, page_size=50)
     assert titles(in_large) == {"Alpha Tee", "Gamma Tee"}
     # before the kind, a gender or colour between, or after it: a size, not searched
-    for words in ("large tee", "large men's tee", "tee large", "Tee Large red"):
+    for words in ("large tee", "large men's tee", "tee large", "Tee Large red", "tee in a large"):
         page = services.browse_products(words, page_size=50)
         assert page.query.get("size") == "L" and titles(page) <= titles(in_large), (words, page.query)
         assert "large" not in (page.query.get("searched") or "").lower(), words
     assert services.browse_products("extra large tee", page_size=50).query.get("size") == "XL"
+    # with a photo, "this" and "one" stand for its kind
+    for words in ("this in large", "a large one please", "like this but large"):
+        page = services.browse_products(words, image=pil_photo("red"), page_size=50)
+        assert page.query.get("size") == "L" and titles(page) <= titles(in_large), (words, page.query)
+    assert "size" not in services.browse_products("this in large", page_size=50).query  # no photo: words
     # not beside a kind, or a number before one: words
     for words in ("large print tee", "tee for large people", "32 tee"):
         assert "size" not in services.browse_products(words, page_size=50).query, words

@@ -280,16 +280,20 @@ def parse_size(text: str, kinds: Collection[str] = ()) -> SizeIntent | None:
 #: size words a description may also use ("large pockets", "medium support") and two-digit sizes (of
 #: trousers, shorts): sizes only beside a kind of product (:func:`_loose_sizes`)
 _LOOSE_SIZE = re.compile(
-    r"(?<![\w'./$#-])((?:extra|x)[\s-]?(?:large|small)|small|medium|large|\d{2})(?![\w'./%-])", re.IGNORECASE
+    r"(?<![\w'./$#-])(?:in\s+(?:an?\s+)?|an?\s+)?((?:extra|x)[\s-]?(?:large|small)|small|medium|large|\d{2})(?![\w'./%-])",
+    re.IGNORECASE,
 )
+#: the words that stand for a query photo's kind, sized as a kind is ("this in large", "a large one")
+PHOTO_KINDS = frozenset({"this", "it", "one", "these", "ones"})
 #: words that may stand between a size word and the kind it sizes ("large mens black tee", "men's")
-_BETWEEN = frozenset({"s", "a", "in", "the"})
+_BETWEEN = frozenset({"s", "a", "in", "the", "but", "please"})
 
 
 def _loose_sizes(text: str, kinds: Collection[str]) -> list[tuple[re.Match[str], str]]:
     """The size words of ``text`` that size one of the ``kinds`` (stems), with that kind: before it, genders and colours
     between ("large mens tee", "medium black hoodie"; a number never: "32 oz bottle"), or after it with
-    nothing after them but genders and colours ("hoodie medium", "mens shorts 32", "tee large black")."""
+    nothing after them but genders and colours ("hoodie medium", "hoodie in large", "mens shorts 32",
+    "tee large black"). With a photo, ``PHOTO_KINDS`` stand for the kind it shows ("this in large")."""
 
     def describing(word: str) -> bool:
         return word in _BETWEEN or normal_gender(word) is not None or bool(colours_in_text(word))
@@ -299,11 +303,18 @@ def _loose_sizes(text: str, kinds: Collection[str]) -> list[tuple[re.Match[str],
         before, after = words(text[: match.start()]), words(text[match.end() :])
         nearest = next((word for word in after if not describing(word)), None)
         # the kind it sizes: the word it stands before (a size word, not a number), else the one it follows
-        kind = stem(nearest) if nearest is not None and not match.group(1).isdigit() else None
-        kind = kind if nearest is not None else (stem(before[-1]) if before else None)
+        kind = _kind_word(nearest) if nearest is not None and not match.group(1).isdigit() else None
+        # "hoodie large", "hoodie in large", "like this but large"
+        last = next((word for word in reversed(before) if word not in _BETWEEN), None)
+        kind = kind if nearest is not None else (_kind_word(last) if last is not None else None)
         if kind is not None and kind in kinds:
             found.append((match, kind))
     return found
+
+
+def _kind_word(word: str) -> str:
+    """A word as it may name a kind: a word for the photo's kind as it is, another word's stem."""
+    return word if word in PHOTO_KINDS else stem(word)
 
 
 #: "not black", "without a hood", "no pockets", "except white", "other than red", "that aren't black",

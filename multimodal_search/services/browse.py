@@ -31,6 +31,7 @@ from multimodal_search.ranking.departments import get_departments
 from multimodal_search.ranking.intent import (
     BEST_SELLING,
     NEWEST,
+    PHOTO_KINDS,
     PRICE_ASC,
     PRICE_DESC,
     ExclusionIntent,
@@ -206,7 +207,8 @@ def browse_products(
     # once per request: the sizes', the exclusions' and the kinds' reads
     model_id = current_encoder()[1] if intent.text else None
     # a size named in the words is not searched, and filters the size facet when no size filter is given
-    sized = sizes_typed(intent.text, model_id if loose_sizes else None) if SIZE in fields else None
+    loose = model_id if loose_sizes else None
+    sized = sizes_typed(intent.text, loose, photo=image is not None) if SIZE in fields else None
     rest = sized.text if sized is not None else intent.text
     # "not black", "without a hood": left out of the result set, and not searched
     excluded = parse_exclusions(rest)
@@ -384,7 +386,12 @@ def _sized_alike(sized: SizeIntent, rows: list[_Row], model_id: str) -> bool:
     pks = [row.hit.product_pk for row in rows]
     fields = get_store().product_fields(pks, model_id=model_id) if pks else {}
     for size, kind in zip(sized.loose, sized.loose_kinds):
-        of_kind = [row for row in rows if kind in kind_words(fields.get(row.hit.product_pk) or {})]
+        # the photo's look-alikes are of its kind ("this in large")
+        of_kind = (
+            rows
+            if kind in PHOTO_KINDS
+            else [row for row in rows if kind in kind_words(fields.get(row.hit.product_pk) or {})]
+        )
         stated = {str(value) for row in of_kind[:LOOSE_SIZE_ROWS] for value in row.facets.get(SIZE) or []}
         if SizeIntent(sized.text, (size,)).values_in(stated):
             return True

@@ -15,7 +15,7 @@ from multimodal_search.imaging import PhotoError, open_image
 from multimodal_search.ranking import attributes, colour, expansion, fusion, spelling, wordnet
 from multimodal_search.ranking import vocabulary as v
 from multimodal_search.ranking.departments import get_departments
-from multimodal_search.ranking.intent import SizeIntent, facets_only, parse_size
+from multimodal_search.ranking.intent import PHOTO_KINDS, SizeIntent, facets_only, parse_size
 from multimodal_search.ranking.qualities import get_qualities
 from multimodal_search.ranking.query import Query
 from multimodal_search.ranking.text import AUDIENCE_WORDS, QUERY_GENDERS, gender_in_text, stem, stems
@@ -430,16 +430,18 @@ def kinds_named(words: str | None, model_id: str) -> list[str]:
     return sorted(set(stems(words or "")) & set(departments.kinds)) if departments is not None else []
 
 
-def sizes_typed(text: str | None, model_id: str | None) -> SizeIntent | None:
+def sizes_typed(text: str | None, model_id: str | None, *, photo: bool = False) -> SizeIntent | None:
     """The sizes the words name (``intent.parse_size``), those beside a kind of the catalogue's product
-    too ("large mens tee", "mens shorts 32": ``Departments.kinds``, once ``mmsearch_train`` found them)."""
+    too ("large mens tee", "mens shorts 32": ``Departments.kinds``, once ``mmsearch_train`` found them),
+    and with a ``photo`` beside a word that stands for it ("this in large": ``intent.PHOTO_KINDS``)."""
     departments = get_departments(model_id) if text and model_id else None
-    return parse_size(text or "", departments.kinds if departments is not None else ())
+    kinds = set(departments.kinds) if departments is not None else set()
+    return parse_size(text or "", kinds | PHOTO_KINDS if photo and kinds else kinds)
 
 
-def sizes_in_words(text: str | None) -> SizeIntent | None:
+def sizes_in_words(text: str | None, *, photo: bool = False) -> SizeIntent | None:
     """:func:`sizes_typed` with the current encoder's kinds (the words as typed, for the search page's links)."""
-    return sizes_typed(text, current_encoder()[1] if text else None)
+    return sizes_typed(text, current_encoder()[1] if text else None, photo=photo)
 
 
 def named_departments(text: str | None, model_id: str) -> dict[str, list[str]]:

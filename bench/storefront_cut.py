@@ -1,12 +1,13 @@
 """The storefront cut's rules: what they keep that the trained cut alone left out, and whether it is relevant.
 
     .venv/bin/python bench/storefront_cut.py --data-dir .data/eval/full --queries .data/eval/luma/queries.jsonl \
-        [--rules title,depth]
+        [--rules title,kind,depth]
 
 On an indexed, trained data folder, each judged text query (``--split``, default every one) is searched
 at the storefront's cut (``min_relevance="auto"``, 24 results, the default method) twice in one
 process: with the code as it is and with ``--rules`` switched off. The rules: ``title``, a product
-whose title has every typed word is kept (``services.search._named_in_titles``); ``depth``, every
+whose title has every typed word is kept (``services.search._named_in_titles``); ``kind``, a product
+whose title's head noun is a kind the words name is kept (``services.search._called_by_kinds``); ``depth``, every
 result ranked above the last one the cut passes is kept (``services.search.CUT_AT_DEPTH``). Reported:
 the products the rules add, how many of them the judgements call relevant (graded 1 or 2) against
 the share among the products the cut alone shows, the queries whose page they change, and the
@@ -29,7 +30,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--queries", default=".data/eval/luma/queries.jsonl", help="judged queries (make_luma_eval)")
     parser.add_argument("--split", default="", help="the split searched (blank: every query)")
     parser.add_argument("--k", type=int, default=24, help="results per search (a storefront page)")
-    parser.add_argument("--rules", default="title,depth", help="the rules switched off for the comparison")
+    parser.add_argument("--rules", default="title,kind,depth", help="the rules switched off for the comparison")
     return parser.parse_args()
 
 
@@ -47,22 +48,25 @@ def main() -> None:
         for q in load_queries(args.queries)
         if q.kind == "text" and not q.negative and (not args.split or q.split == args.split)
     ]
-    named, depth = search_module._named_in_titles, search_module.CUT_AT_DEPTH
+    named, kinds, depth = search_module._named_in_titles, search_module._called_by_kinds, search_module.CUT_AT_DEPTH
     off = set(args.rules.split(","))
-    unknown = off - {"title", "depth"}
+    unknown = off - {"title", "kind", "depth"}
     if unknown:
-        raise SystemExit(f"Unknown rule {sorted(unknown)[0]!r}; the rules are: title, depth.")
+        raise SystemExit(f"Unknown rule {sorted(unknown)[0]!r}; the rules are: title, kind, depth.")
 
     def skus(text: str, rules: bool, **options: Any) -> list[str]:
         if not rules:
             if "title" in off:
                 search_module._named_in_titles = lambda order, text, model_id: set()  # type: ignore[assignment]
+            if "kind" in off:
+                search_module._called_by_kinds = lambda order, kinds, model_id: set()  # type: ignore[assignment]
             if "depth" in off:
                 search_module.CUT_AT_DEPTH = False
         try:
             hits = services.search_products(text, k=args.k, **options).hits
         finally:
             search_module._named_in_titles, search_module.CUT_AT_DEPTH = named, depth  # type: ignore[assignment]
+            search_module._called_by_kinds = kinds  # type: ignore[assignment]
         return [str(adapter.to_result(hit.product)["sku"]) for hit in hits]
 
     rows = []

@@ -20,6 +20,7 @@ from multimodal_search.models import SearchLog
 from multimodal_search.ranking import calibration, fusion
 from multimodal_search.ranking import reranker as reranking
 from multimodal_search.ranking.intent import facets_only
+from multimodal_search.services import search as search_module
 from multimodal_search.services.query import current_encoder
 from shop.catalog.models import Product
 from tests.factories import ProductFactory
@@ -798,6 +799,41 @@ def test_products_of_the_kind_the_words_name_come_first(indexed, model_dir):
             "title_kind" not in hit.signals for hit in services.search_products("yoga capri", k=5, method=method).hits
         )
     assert all("title_kind" not in hit.signals for hit in services.search_products("yoga", k=5, method="feature").hits)
+
+
+@pytest.mark.django_db
+def test_the_trained_cut_keeps_the_products_called_by_the_kind_the_words_name(indexed, model_dir, monkeypatch):
+    from multimodal_search.ranking.reranker import get_reranker
+    from shop.catalog.models import Category
+
+    pants = Category.from_path("Women > Bottoms > Pants")
+    gear = Category.from_path("Gear > Fitness Equipment")
+    made = [
+        ProductFactory(title="Beta Capri", description="a capri for yoga", category=pants, photos=["red"]),
+        ProductFactory(title="Gamma Relaxed Capri", description="relaxed fit", category=pants, photos=["blue"]),
+        ProductFactory(title="Zeta Capri Short (Cropped)", description="a short", category=pants, photos=["blue"]),
+        ProductFactory(title="Delta Yoga Strap", description="a yoga strap for yoga", category=gear, photos=["red"]),
+        ProductFactory(title="Epsilon Yoga Brick", description="yoga brick for yoga", category=gear, photos=["red"]),
+    ]
+    indexed(*made)
+    train_reranker(max_queries=40, calibration=20)
+    reranker = get_reranker(current_encoder()[1])
+    odds = {product.pk: 0.9 if product.title in ("Beta Capri", "Delta Yoga Strap") else 0.1 for product in made}
+    monkeypatch.setattr(reranker, "relevance", lambda pool, *rest, **named: {pk: odds.get(int(pk), 0.0) for pk in pool})
+    monkeypatch.setattr(reranker, "cuts", {**reranker.cuts, "related": 0.5})
+    monkeypatch.setattr(search_module, "CUT_AT_DEPTH", False)
+
+    def shown(words: str) -> set[str]:
+        return {hit.product.title for hit in services.search_products(words, k=10, min_relevance="auto").hits}
+
+    # the capri the calibration calls unlikely is kept; the capri short is a short (its head noun), the brick no capri
+    assert shown("yoga capri") == {"Beta Capri", "Gamma Relaxed Capri", "Delta Yoga Strap"}
+    assert shown("yoga") == {"Beta Capri", "Delta Yoga Strap"}  # words naming no kind keep nothing more
+    # a number asked for is a number
+    assert {hit.product.title for hit in services.search_products("yoga capri", k=10, min_relevance=0.5).hits} == {
+        "Beta Capri",
+        "Delta Yoga Strap",
+    }
 
 
 @pytest.mark.django_db

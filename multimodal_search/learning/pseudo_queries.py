@@ -18,15 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from multimodal_search.ranking.colour import colours_in_text
-from multimodal_search.ranking.text import stem, stems, words
-
-_STOP = {"and", "with", "the", "for", "from", "set", "pack", "kit", "size", "cm", "foot", "oz"}
-
-
-def head_noun(title: str) -> str | None:
-    """The last content word of a product title ("Chaz Kangeroo Hoodie" -> "hoodie")."""
-    content = [word for word in words(title) if len(word) > 2 and word not in _STOP]
-    return content[-1] if content else None
+from multimodal_search.ranking.text import HEAD_STOP, head_noun, stem, stems, words
 
 
 def _has_word(title: str, noun: str) -> bool:
@@ -90,7 +82,7 @@ def descriptor_words(
     noun = head_noun(title)
     found: list[str] = []
     for word in words(f"{title} {extra}"):
-        if len(word) <= 2 or word in _STOP or word == noun or colours_in_text(word):
+        if len(word) <= 2 or word in HEAD_STOP or word == noun or colours_in_text(word):
             continue
         if low <= document_frequency.get(stem(word), 0.0) <= high and word not in found:
             found.append(word)

@@ -52,6 +52,16 @@ def stem(word: str) -> str:
     return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
 
 
+#: words of a product title that never say what it is ("Sprite Yoga Strap 6 foot": a strap)
+HEAD_STOP = frozenset({"and", "with", "the", "for", "from", "set", "pack", "kit", "size", "cm", "foot", "oz"})
+
+
+def head_noun(title: str) -> str | None:
+    """The last content word of a product title ("Chaz Kangeroo Hoodie" -> "hoodie")."""
+    content = [word for word in words(title) if len(word) > 2 and word not in HEAD_STOP]
+    return content[-1] if content else None
+
+
 def stems(text: str) -> list[str]:
     """:func:`stem` of every word of ``text``."""
     return [stem(word) for word in words(text)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from multimodal_search.ranking.personal import Taste
 from multimodal_search.ranking.query import Query
 from multimodal_search.ranking.reranker import Reranker, feature_matrix, get_reranker
 from multimodal_search.ranking.spelling import Correction
-from multimodal_search.ranking.text import gender_in_text, stem
+from multimodal_search.ranking.text import gender_in_text, head_noun, stem
 from multimodal_search.ranking.text import words as tokens
 from multimodal_search.ranking.weights import signal_weights
 from multimodal_search.services import merchandising, taste
@@ -39,6 +40,7 @@ from multimodal_search.services.query import (
     correct_spelling,
     current_encoder,
     encode_query,
+    kinds_named,
     noun_forms,
     unsold_kinds,
 )
@@ -391,7 +393,8 @@ def _named_in_titles(order: list[str], text: str, model_id: str) -> set[str]:
     or its plural; ``store.titles_having``): the trained cut never leaves out a product the words name.
     Two neighbouring words may be the one word they make ("crew neck": "Crewneck", ``query.compound_words``).
     On Luma "v neck" showed one tee where three more titles say "V-Neck" or "(V-neck)", each about 0.28
-    likely relevant by the re-ranker's calibration (the cut is its ``related`` one)."""
+    likely relevant by the re-ranker's calibration (the cut is its ``related`` one). Nor one called by a
+    kind the words name (:func:`_called_by_kinds`: "yoga leggings", the leggings)."""
     asked = [word for word in dict.fromkeys(tokens(text)) if word not in NOT_NAMING]
     if not asked:
         return set()
@@ -405,7 +408,25 @@ def _named_in_titles(order: list[str], text: str, model_id: str) -> set[str]:
     named: set[str] = set()
     for reading in readings:
         named |= store.titles_having(model_id, order, [noun_forms(word) for word in reading])
-    return named
+    kinds = kinds_named(text, model_id)  # one kind: "backpack watch" asks for neither alone
+    return named | (_called_by_kinds(order, kinds, model_id) if len(kinds) == 1 else set())
+
+
+def _called_by_kinds(order: list[str], kinds: list[str], model_id: str) -> set[str]:
+    """Of ``order``, the products whose title's head noun (its last word that says what it is, a
+    parenthesis aside: ``pseudo_queries.head_noun``) is one of ``kinds`` (stems the words name,
+    ``services.query.kinds_named``): "yoga leggings" keeps "Emma Leggings", not "Fiona Fitness Short" for
+    "fitness tracker". On Luma, "yoga leggings" showed a tight and two yoga pants; the re-ranker's
+    calibration called both leggings unlikely (0.21 and 0.25) under yoga straps."""
+    store = get_store()
+    titled = set().union(*(store.titles_having(model_id, order, [noun_forms(kind)]) for kind in kinds))
+    fields = store.product_fields(sorted(titled), model_id=model_id) if titled else {}
+    heads = {pk: head_noun(_PARENTHESIS.sub(" ", str(row.get(v.FIELD_TITLE) or ""))) for pk, row in fields.items()}
+    return {pk for pk, head in heads.items() if head is not None and stem(head) in kinds}
+
+
+#: a title's parenthesis ("Atomic Endurance Running Tee (V-neck)"): not its head noun
+_PARENTHESIS = re.compile(r"\([^)]*\)")
 
 
 def _having_every_word(order: list[str], texts: list[str], model_id: str) -> tuple[list[str], list[str]]:

@@ -318,6 +318,11 @@ def test_a_word_above_the_departments_offers_their_categories(shop: list[Product
     assert [(item["path"], item["query"]) for item in found] == [("Men > Tops", "red"), ("Women > Tops", "red")]
     assert [item["path"] for item in services.suggest("clothes")["categories"]][:1] == ["Men > Tops"]
     assert services.suggest("clothes")["categories"][0]["query"] == "Tops"
+    # a shopper's words around it search nothing of their own: "i need some" was each category's query
+    assert {item["query"] for item in services.suggest("i need some clothes")["categories"]} == {"Tops"}
+    assert [(item["path"], item["query"]) for item in services.suggest("any black hood")["categories"]][:1] == [
+        (HOODIES, "black")
+    ]
 
 
 def test_a_products_colours_are_one_suggestion(shop: list[Product], indexed: Any) -> None:

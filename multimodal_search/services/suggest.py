@@ -27,6 +27,7 @@ from multimodal_search.services.codes import coded_products
 from multimodal_search.services.indexing import current_model_id
 from multimodal_search.services.memo import kept_fresh
 from multimodal_search.services.query import SearchError, correct_spelling, joined_prefix
+from multimodal_search.services.relaxed import FILLER
 from multimodal_search.store import get_store
 from multimodal_search.store.base import StatedWords
 
@@ -231,7 +232,7 @@ def _categories(model_id: str, words: list[str], limit: int) -> list[dict[str, A
         if words[-1] not in matched:
             continue
         in_leaf = any(w.startswith(words[-1]) for w in leaf_words)
-        rest = [word for word in words if word not in matched]
+        rest = [word for word in words if word not in matched and word not in FILLER]
         ranked.append(((-len(matched), not in_leaf, -count, path.count(_SEPARATOR), path), path, count, rest, leaf))
     if not ranked:  # "clothes": the categories of the departments a word above them names
         ranked = _under_a_class(model_id, words)
@@ -250,7 +251,7 @@ def _under_a_class(model_id: str, words: list[str]) -> list[tuple[Any, str, int,
     if not spelled:
         return []
     used = {stem for name in named for stem in name_stems(name)}
-    rest = [word for word in words if stem_of(word) not in used]
+    rest = [word for word in words if stem_of(word) not in used and word not in FILLER]
     found = []
     for path, count in category_counts(model_id).items():
         leaf = path.split(_SEPARATOR)[-1]

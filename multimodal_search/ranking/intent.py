@@ -16,6 +16,7 @@ import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from itertools import takewhile
 
 from multimodal_search.ranking import wordnet
 from multimodal_search.ranking.colour import colours_in_text
@@ -283,6 +284,8 @@ _LOOSE_SIZE = re.compile(
     r"(?<![\w'./$#-])(?:in\s+(?:an?\s+)?|an?\s+)?((?:extra|x)[\s-]?(?:large|small)|small|medium|large|\d{2})(?![\w'./%-])",
     re.IGNORECASE,
 )
+#: words that start what the words leave out (``parse_exclusions``)
+_NEGATIONS = frozenset({"not", "no", "non", "without", "except", "excluding", "minus", "isn", "aren"})
 #: the words that stand for a query photo's kind, sized as a kind is ("this in large", "a large one")
 PHOTO_KINDS = frozenset({"this", "it", "one", "these", "ones"})
 #: words that may stand between a size word and the kind it sizes ("large mens black tee", "men's")
@@ -301,6 +304,8 @@ def _loose_sizes(text: str, kinds: Collection[str]) -> list[tuple[re.Match[str],
     found = []
     for match in _LOOSE_SIZE.finditer(text):
         before, after = words(text[: match.start()]), words(text[match.end() :])
+        # what the words leave out ends what they describe: "hoodie large not black"
+        after = list(takewhile(lambda word: word not in _NEGATIONS, after))
         nearest = next((word for word in after if not describing(word)), None)
         # the kind it sizes: the word it stands before (a size word, not a number), else the one it follows
         kind = _kind_word(nearest) if nearest is not None and not match.group(1).isdigit() else None

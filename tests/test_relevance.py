@@ -371,6 +371,11 @@ def test_a_kind_a_description_only_mentions_is_unsold_and_one_a_title_names_is_n
     assert unsold("baby blue hoodie") == []  # a shade
     page = client.get("/search/", {"q": "kids hoodie", "min_relevance": "0"}).content.decode()
     assert "Nothing here is for kids — showing similar items." in page and "Likely a match" not in page
+    # nothing shown: the page says why, not "No results for “red dress”"
+    empty = client.get("/search/", {"q": "red dress", "min_relevance": "1"}).content.decode()
+    assert "Nothing here is called “dress”." in empty and "No results" not in empty and "mm-card" not in empty
+    empty = client.get("/search/", {"q": "kids hoodie", "min_relevance": "1"}).content.decode()
+    assert "Nothing here is for kids." in empty and "No results" not in empty
     indexed(ProductFactory(title="Kids Rain Jacket", description="For kids."))
     assert unsold("kids hoodie") == [] and unsold("red dress for children") == ["dress"]  # "kids" answers "children"
 

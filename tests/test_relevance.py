@@ -368,6 +368,9 @@ def test_a_kind_a_description_only_mentions_is_unsold_and_one_a_title_names_is_n
     assert unsold("yoga straps") == []  # the new product's title
     assert unsold("cotton") == []  # a material a description names is what the product is made of
     assert unsold("red dress") == ["dress"]
+    # what the shopper has is what the product goes with, not what they ask for
+    assert unsold("something to carry my laptop") == [] and unsold("bag for your shoes") == []
+    assert unsold("laptop") == ["laptop"]
     # for whom: nothing here is for kids; the hoodie is sold, not for them. A title that says it answers it
     assert unsold("kids hoodie") == ["kids"] and unsold("hoodie for toddlers") == ["toddlers"]
     assert unsold("baby blue hoodie") == []  # a shade

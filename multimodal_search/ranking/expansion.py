@@ -48,6 +48,7 @@ import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import pairwise
 
 from multimodal_search.ranking import colour, wordnet
 from multimodal_search.ranking.text import GENDER_WORDS, stem, words
@@ -325,13 +326,24 @@ def unsold(
     and short words are not kinds. [] without ``kinds`` (nothing trained yet)."""
     if not typed or not kinds:
         return []
-    nouns = [word for word in dict.fromkeys(words(typed)) if _expandable(word) and wordnet.names_goods(word)]
+    typed_words = words(typed)
+    # what the shopper has is what the product goes with: "something to carry my laptop", "case for your phone"
+    owned = {word for before, word in pairwise(typed_words) if before in POSSESSIVES}
+    nouns = [
+        word
+        for word in dict.fromkeys(typed_words)
+        if word not in owned and _expandable(word) and wordnet.names_goods(word)
+    ]
     catalogue = tuple(sorted(set(kinds)))  # once: a set to look words up in, and the kind-of lookup's key
     known = frozenset(catalogue)
     if not nouns or any(_names_kind(word, known) for word in dict.fromkeys(words(searched or typed))):
         return []
     named = called(nouns)
     return [word for word in nouns if word not in named and not _kinds_of(word, catalogue)]
+
+
+#: words before what a shopper has, not what they ask for ("my laptop")
+POSSESSIVES = frozenset({"my", "your", "our", "his", "her", "their"})
 
 
 def _names_kind(word: str, kinds: Collection[str]) -> bool:

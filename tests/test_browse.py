@@ -22,6 +22,7 @@ from multimodal_search.refinements import price_label
 from multimodal_search.services.query import current_encoder
 from shop.catalog.models import Category, Product
 from tests.factories import ProductFactory
+from tests.pages import ticked_link
 
 D = Decimal
 
@@ -355,18 +356,10 @@ def test_a_size_in_the_words_filters_by_that_size(client, shop):
     page = client.get("/search/", {"q": "jacket size m"}).content.decode()
     assert 'Size <span class="muted">(from your words)</span>' in page
     # unticking the words' size searches the words without it
-    ticked = re.search(
-        r'<a href="([^"]+)" rel="nofollow" aria-current="true"><span class="mm-check" aria-hidden="true">☑</span> M</a>',
-        page,
-    )
-    assert ticked is not None and ticked.group(1) == "/search/?q=jacket"
+    assert ticked_link(page, "M") == "/search/?q=jacket"
     # of two sizes named, unticking one searches the words with the other
     two_page = client.get("/search/", {"q": "jacket size m size xl"}).content.decode()
-    ticked = re.search(
-        r'<a href="([^"]+)" rel="nofollow" aria-current="true"><span class="mm-check" aria-hidden="true">☑</span> M</a>',
-        two_page,
-    )
-    assert ticked is not None and ticked.group(1) == "/search/?q=jacket+size+xl"
+    assert ticked_link(two_page, "M") == "/search/?q=jacket+size+xl"
 
 
 @pytest.mark.parametrize(

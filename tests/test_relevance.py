@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 from dataclasses import replace
 from decimal import Decimal
 
@@ -24,6 +23,7 @@ from multimodal_search.services import search as search_module
 from multimodal_search.services.query import current_encoder
 from shop.catalog.models import Product
 from tests.factories import ProductFactory
+from tests.pages import ticked_link
 
 SPECS = [
     ("red", "Alpha Hoodie"),
@@ -776,22 +776,31 @@ def test_another_order_than_relevance_sorts_the_likely_matches_first(trained, se
             assert prices == sorted(prices, reverse=dearest_first)
 
 
-@pytest.mark.django_db
-def test_products_of_the_kind_the_words_name_come_first(indexed, model_dir):
-    from multimodal_search.services.query import encode_query
+def _capris_and_yoga_gear(indexed, pant: tuple[str, str, str]) -> list[Product]:
+    """Two capris and ``pant`` (title, description, photo colour) in Pants, a yoga strap and brick in Fitness
+    Equipment, indexed, with a re-ranker trained (which finds the kinds: titles' head nouns, leaves' words)."""
     from shop.catalog.models import Category
 
     pants = Category.from_path("Women > Bottoms > Pants")
     gear = Category.from_path("Gear > Fitness Equipment")
+    title, description, colour = pant
     made = [
-        ProductFactory(title="Alpha Yoga Pant", description="for yoga", category=pants, photos=["red"]),
+        ProductFactory(title=title, description=description, category=pants, photos=[colour]),
         ProductFactory(title="Beta Capri", description="a capri for yoga", category=pants, photos=["red"]),
         ProductFactory(title="Gamma Relaxed Capri", description="relaxed fit", category=pants, photos=["blue"]),
         ProductFactory(title="Delta Yoga Strap", description="a yoga strap for yoga", category=gear, photos=["red"]),
         ProductFactory(title="Epsilon Yoga Brick", description="yoga brick for yoga", category=gear, photos=["red"]),
     ]
     indexed(*made)
-    train_reranker(max_queries=40, calibration=20)  # finds the catalogue's kinds: titles' head nouns, leaves' words
+    train_reranker(max_queries=40, calibration=20)
+    return made
+
+
+@pytest.mark.django_db
+def test_products_of_the_kind_the_words_name_come_first(indexed, model_dir):
+    from multimodal_search.services.query import encode_query
+
+    _capris_and_yoga_gear(indexed, ("Alpha Yoga Pant", "for yoga", "red"))
     model_id = current_encoder()[1]
     # "yoga" names no kind; "capri" is a title's head noun, "pants" a leaf's word
     assert encode_query("yoga capri", None, model_id=model_id).title_kinds == ["capri"]
@@ -818,19 +827,8 @@ def test_products_of_the_kind_the_words_name_come_first(indexed, model_dir):
 @pytest.mark.django_db
 def test_the_trained_cut_keeps_the_products_called_by_the_kind_the_words_name(indexed, model_dir, monkeypatch):
     from multimodal_search.ranking.reranker import get_reranker
-    from shop.catalog.models import Category
 
-    pants = Category.from_path("Women > Bottoms > Pants")
-    gear = Category.from_path("Gear > Fitness Equipment")
-    made = [
-        ProductFactory(title="Beta Capri", description="a capri for yoga", category=pants, photos=["red"]),
-        ProductFactory(title="Gamma Relaxed Capri", description="relaxed fit", category=pants, photos=["blue"]),
-        ProductFactory(title="Zeta Capri Short (Cropped)", description="a short", category=pants, photos=["blue"]),
-        ProductFactory(title="Delta Yoga Strap", description="a yoga strap for yoga", category=gear, photos=["red"]),
-        ProductFactory(title="Epsilon Yoga Brick", description="yoga brick for yoga", category=gear, photos=["red"]),
-    ]
-    indexed(*made)
-    train_reranker(max_queries=40, calibration=20)
+    made = _capris_and_yoga_gear(indexed, ("Zeta Capri Short (Cropped)", "a short", "blue"))
     reranker = get_reranker(current_encoder()[1])
     odds = {product.pk: 0.9 if product.title in ("Beta Capri", "Delta Yoga Strap") else 0.1 for product in made}
     monkeypatch.setattr(reranker, "relevance", lambda pool, *rest, **named: {pk: odds.get(int(pk), 0.0) for pk in pool})
@@ -896,11 +894,7 @@ def test_a_size_word_beside_a_kind_is_read_as_a_size(client, indexed, model_dir,
     page = client.get("/search/", {"q": "large tee"}).content.decode()
     assert 'Size <span class="muted">(from your words)</span>' in page
     # unticking it searches the words without it
-    ticked = re.search(
-        r'<a href="([^"]+)" rel="nofollow" aria-current="true"><span class="mm-check" aria-hidden="true">☑</span> L</a>',
-        page,
-    )
-    assert ticked is not None and ticked.group(1) == "/search/?q=tee"
+    assert ticked_link(page, "L") == "/search/?q=tee"
 
 
 @pytest.mark.django_db

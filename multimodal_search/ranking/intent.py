@@ -224,16 +224,9 @@ class SizeIntent:
     text: str
     sizes: tuple[str, ...]
     #: of ``sizes``, those read without "size" from words a description may also use ("large mens tee",
-    #: "shorts 32"), and the text with them left in: searched so when no product of the kind has the size
+    #: "shorts 32"), and the kinds they size (stems: "tee"), in the same order
     loose: tuple[str, ...] = ()
-    loose_text: str = ""
-    #: the kinds the loose sizes size (stems: "tee"), in the order of ``loose``
     loose_kinds: tuple[str, ...] = ()
-
-    def stated(self) -> SizeIntent | None:
-        """The sizes named plainly ("size m", "xl"), the loose ones searched as words again; None: no other."""
-        sizes = tuple(size for size in self.sizes if size not in self.loose)
-        return SizeIntent(self.loose_text, sizes) if sizes else None
 
     def values_in(self, values: Iterable[str]) -> list[str]:
         """Which of a catalogue's size values (a search's ``size`` facet values) the typed sizes name, in
@@ -275,7 +268,7 @@ def parse_size(text: str, kinds: Collection[str] = ()) -> SizeIntent | None:
     for match, _ in reversed(loose):
         without = without[: match.start()] + " " + without[match.end() :]
     found = tuple(" ".join(match.group(1).lower().split()) for match, _ in loose)
-    return SizeIntent(" ".join(without.split()), (*sizes, *found), found, rest, tuple(kind for _, kind in loose))
+    return SizeIntent(" ".join(without.split()), (*sizes, *found), found, tuple(kind for _, kind in loose))
 
 
 #: size words a description may also use ("large pockets", "medium support") and two-digit sizes (of

@@ -284,9 +284,8 @@ def browse_products(
     rows = [
         _Row(hit, adapter.get_facet_values(hit.product), rank, by_group(hit)) for rank, hit in enumerate(ranked.hits)
     ]
-    if (
-        sized is not None and sized.loose and not _sized_alike(sized, rows, ranked.model_id)
-    ):  # "large bag": no size of bags
+    # "large bag": no bag comes in sizes, so "large" is a word of the search
+    if sized is not None and sized.loose and not _sized_alike(sized, rows, ranked.model_id):
         return browse_products(**{**given, "loose_sizes": False})
     # the kind a photo shows: that of its nearest products, read before anything is left out ("not black")
     shown_kind = _photo_kind(rows) if image is not None and searched is None else None

@@ -414,7 +414,7 @@ def _named_in_titles(order: list[str], text: str, model_id: str) -> set[str]:
 
 def _called_by_kinds(order: list[str], kinds: list[str], model_id: str) -> set[str]:
     """Of ``order``, the products whose title's head noun (its last word that says what it is, a
-    parenthesis aside: ``pseudo_queries.head_noun``) is one of ``kinds`` (stems the words name,
+    parenthesis aside: ``text.head_noun``) is one of ``kinds`` (stems the words name,
     ``services.query.kinds_named``): "yoga leggings" keeps "Emma Leggings", not "Fiona Fitness Short" for
     "fitness tracker". On Luma, "yoga leggings" showed a tight and two yoga pants; the re-ranker's
     calibration called both leggings unlikely (0.21 and 0.25) under yoga straps."""

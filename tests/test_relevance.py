@@ -895,6 +895,9 @@ def test_a_size_word_beside_a_kind_is_read_as_a_size(client, indexed, model_dir,
     assert 'Size <span class="muted">(from your words)</span>' in page
     # unticking it searches the words without it
     assert ticked_link(page, "L") == "/search/?q=tee"
+    # with a price after it, unticking keeps the price
+    priced = client.get("/search/", {"q": "tee large under 30"}).content.decode()
+    assert ticked_link(priced, "L") == "/search/?q=tee+under+30"
 
 
 @pytest.mark.django_db

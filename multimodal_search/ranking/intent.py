@@ -277,8 +277,28 @@ _LOOSE_SIZE = re.compile(
     r"(?<![\w'./$#-])(?:in\s+(?:an?\s+)?|an?\s+)?((?:extra|x)[\s-]?(?:large|small)|small|medium|large|\d{2})(?![\w'./%-])",
     re.IGNORECASE,
 )
-#: words that start what the words leave out (``parse_exclusions``)
-_NEGATIONS = frozenset({"not", "no", "non", "without", "except", "excluding", "minus", "isn", "aren"})
+#: words that start what the words leave out (``parse_exclusions``), a price or an order (``parse_price``)
+_ENDS_DESCRIPTION = frozenset({"not", "no", "non", "without", "except", "excluding", "minus", "isn", "aren"}) | {
+    "under",
+    "below",
+    "over",
+    "above",
+    "between",
+    "from",
+    "less",
+    "more",
+    "around",
+    "about",
+    "max",
+    "up",
+    "cheap",
+    "cheapest",
+    "cheaper",
+    "newest",
+    "latest",
+    "best",
+    "sorted",
+}
 #: the words that stand for a query photo's kind, sized as a kind is ("this in large", "a large one")
 PHOTO_KINDS = frozenset({"this", "it", "one", "these", "ones"})
 #: words that may stand between a size word and the kind it sizes ("large mens black tee", "men's")
@@ -297,8 +317,9 @@ def _loose_sizes(text: str, kinds: Collection[str]) -> list[tuple[re.Match[str],
     found = []
     for match in _LOOSE_SIZE.finditer(text):
         before, after = words(text[: match.start()]), words(text[match.end() :])
-        # what the words leave out ends what they describe: "hoodie large not black"
-        after = list(takewhile(lambda word: word not in _NEGATIONS, after))
+        # what the words leave out, a price or an order ends what they describe: "hoodie large not black",
+        # "shorts 32 under 50" (the search page reads the words with their price words, browse without)
+        after = list(takewhile(lambda word: word not in _ENDS_DESCRIPTION, after))
         nearest = next((word for word in after if not describing(word)), None)
         # the kind it sizes: the word it stands before (a size word, not a number), else the one it follows
         kind = _kind_word(nearest) if nearest is not None and not match.group(1).isdigit() else None

@@ -13,6 +13,7 @@ stating that quality, answers it, so its relevance is calibrated on its own
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -301,6 +302,8 @@ _ENDS_DESCRIPTION = frozenset({"not", "no", "non", "without", "except", "excludi
 }
 #: the words that stand for a query photo's kind, sized as a kind is ("this in large", "a large one")
 PHOTO_KINDS = frozenset({"this", "it", "one", "these", "ones"})
+#: a word, as ``text.words`` reads them
+_TOKEN = re.compile(r"[a-z0-9]+", re.IGNORECASE)
 #: words that may stand between a size word and the kind it sizes ("large mens black tee", "men's")
 _BETWEEN = frozenset({"s", "a", "in", "the", "but", "please"})
 
@@ -314,17 +317,22 @@ def _loose_sizes(text: str, kinds: Collection[str]) -> list[tuple[re.Match[str],
     def describing(word: str) -> bool:
         return word in _BETWEEN or normal_gender(word) is not None or bool(colours_in_text(word))
 
+    # the words once, with where each starts: a long text is read once, not once per size word in it
+    spans = [(token.start(), token.group(0).lower()) for token in _TOKEN.finditer(text)]
+    starts = [start for start, _ in spans]
     found = []
     for match in _LOOSE_SIZE.finditer(text):
-        before, after = words(text[: match.start()]), words(text[match.end() :])
+        first_after, first_in = bisect_left(starts, match.end()), bisect_left(starts, match.start())
+        after = (spans[index][1] for index in range(first_after, len(spans)))
         # what the words leave out, a price or an order ends what they describe: "hoodie large not black",
         # "shorts 32 under 50" (the search page reads the words with their price words, browse without)
-        after = list(takewhile(lambda word: word not in _ENDS_DESCRIPTION, after))
-        nearest = next((word for word in after if not describing(word)), None)
+        described = takewhile(lambda word: word not in _ENDS_DESCRIPTION, after)
+        nearest = next((word for word in described if not describing(word)), None)
         # the kind it sizes: the word it stands before (a size word, not a number), else the one it follows
         kind = _kind_word(nearest) if nearest is not None and not match.group(1).isdigit() else None
         # "hoodie large", "hoodie in large", "like this but large"
-        last = next((word for word in reversed(before) if word not in _BETWEEN), None)
+        before = (spans[index][1] for index in range(first_in - 1, -1, -1))
+        last = next((word for word in before if word not in _BETWEEN), None)
         kind = kind if nearest is not None else (_kind_word(last) if last is not None else None)
         if kind is not None and kind in kinds:
             found.append((match, kind))

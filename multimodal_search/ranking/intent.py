@@ -279,27 +279,11 @@ _LOOSE_SIZE = re.compile(
     re.IGNORECASE,
 )
 #: words that start what the words leave out (``parse_exclusions``), a price or an order (``parse_price``)
-_ENDS_DESCRIPTION = frozenset({"not", "no", "non", "without", "except", "excluding", "minus", "isn", "aren"}) | {
-    "under",
-    "below",
-    "over",
-    "above",
-    "between",
-    "from",
-    "less",
-    "more",
-    "around",
-    "about",
-    "max",
-    "up",
-    "cheap",
-    "cheapest",
-    "cheaper",
-    "newest",
-    "latest",
-    "best",
-    "sorted",
-}
+_ENDS_DESCRIPTION = frozenset(
+    {"not", "no", "non", "without", "except", "excluding", "minus", "isn", "aren"}
+    | {"under", "below", "over", "above", "between", "from", "less", "more", "around", "about", "max", "up"}
+    | {"cheap", "cheapest", "cheaper", "newest", "latest", "best", "sorted"}
+)
 #: the words that stand for a query photo's kind, sized as a kind is ("this in large", "a large one")
 PHOTO_KINDS = frozenset({"this", "it", "one", "these", "ones"})
 #: a word, as ``text.words`` reads them

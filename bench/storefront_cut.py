@@ -59,7 +59,7 @@ def main() -> None:
             if "title" in off:
                 search_module._named_in_titles = lambda order, text, model_id: set()  # type: ignore[assignment]
             if "kind" in off:
-                search_module._called_by_kinds = lambda order, kinds, model_id: set()  # type: ignore[assignment]
+                search_module._called_by_kinds = lambda *args: set()  # type: ignore[assignment]
             if "depth" in off:
                 search_module.CUT_AT_DEPTH = False
         try:

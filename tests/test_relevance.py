@@ -841,6 +841,10 @@ def test_the_trained_cut_keeps_the_products_called_by_the_kind_the_words_name(in
     # the capri the calibration calls unlikely is kept; the capri short is a short (its head noun), the brick no capri
     assert shown("yoga capri") == {"Beta Capri", "Gamma Relaxed Capri", "Delta Yoga Strap"}
     assert shown("yoga") == {"Beta Capri", "Delta Yoga Strap"}  # words naming no kind keep nothing more
+    # a gender the words name: no product of the other gender is kept
+    indexed(ProductFactory(title="Iota Capri", description="a capri", gender="Men", category=made[1].category))
+    assert "Iota Capri" in shown("yoga capri") and "Iota Capri" not in shown("womens yoga capri")
+    assert "Gamma Relaxed Capri" in shown("womens yoga capri")  # stating no gender, it is kept
     # a number asked for is a number
     assert {hit.product.title for hit in services.search_products("yoga capri", k=10, min_relevance=0.5).hits} == {
         "Beta Capri",

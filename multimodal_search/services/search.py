@@ -409,20 +409,26 @@ def _named_in_titles(order: list[str], text: str, model_id: str) -> set[str]:
     for reading in readings:
         named |= store.titles_having(model_id, order, [noun_forms(word) for word in reading])
     kinds = kinds_named(text, model_id)  # one kind: "backpack watch" asks for neither alone
-    return named | (_called_by_kinds(order, kinds, model_id) if len(kinds) == 1 else set())
+    return named | (_called_by_kinds(order, kinds, model_id, gender_in_text(text)) if len(kinds) == 1 else set())
 
 
-def _called_by_kinds(order: list[str], kinds: list[str], model_id: str) -> set[str]:
+def _called_by_kinds(order: list[str], kinds: list[str], model_id: str, gender: str | None = None) -> set[str]:
     """Of ``order``, the products whose title's head noun (its last word that says what it is, a
     parenthesis aside: ``text.head_noun``) is one of ``kinds`` (stems the words name,
     ``services.query.kinds_named``): "yoga leggings" keeps "Emma Leggings", not "Fiona Fitness Short" for
     "fitness tracker". On Luma, "yoga leggings" showed a tight and two yoga pants; the re-ranker's
-    calibration called both leggings unlikely (0.21 and 0.25) under yoga straps."""
+    calibration called both leggings unlikely (0.21 and 0.25) under yoga straps. With a ``gender`` the
+    words name, none stating the other ("mens tee" keeps no women's tee)."""
     store = get_store()
     titled = set().union(*(store.titles_having(model_id, order, [noun_forms(kind)]) for kind in kinds))
     fields = store.product_fields(sorted(titled), model_id=model_id) if titled else {}
     heads = {pk: head_noun(_PARENTHESIS.sub(" ", str(row.get(v.FIELD_TITLE) or ""))) for pk, row in fields.items()}
-    return {pk for pk, head in heads.items() if head is not None and stem(head) in kinds}
+    other = {"men": "women", "women": "men"}.get(gender or "")
+    return {
+        pk
+        for pk, head in heads.items()
+        if head is not None and stem(head) in kinds and (other is None or attributes.stated_gender(fields[pk]) != other)
+    }
 
 
 #: a title's parenthesis ("Atomic Endurance Running Tee (V-neck)"): not its head noun

@@ -234,6 +234,14 @@ def stated_gender(fields: Mapping[str, Any]) -> str | None:
     return normal_gender(str(fields.get(v.FIELD_GENDER) or ""))
 
 
+def states_another_gender(fields: Mapping[str, Any], gender: str | None) -> bool:
+    """Whether a product's stored ``fields`` state a gender other than ``gender`` ("men", "women"): never
+    for a unisex product, one stating none, or ``gender`` None or "unisex"."""
+    if gender in (None, "unisex"):
+        return False
+    return stated_gender(fields) not in (None, gender, "unisex")
+
+
 def shared_gender(products: Iterable[Mapping[str, Any]]) -> str | None:
     """ "men" or "women" when at least two thirds of the products (their stored fields) that state "men"
     or "women" state it: what a shopper's history says they shop for. None when none states

@@ -56,6 +56,11 @@ def name_stems(name: str) -> frozenset[str]:
     return frozenset(word for word in stems(name) if len(word) > 2 and word not in NAME_STOP)
 
 
+def names_stems(names: Iterable[str]) -> frozenset[str]:
+    """The content stems of several category names together (:func:`name_stems`)."""
+    return frozenset(word for name in names for word in name_stems(name))
+
+
 def _kept(name: str, leaf_names: set[str]) -> bool:
     return bool(name_stems(name)) and name not in leaf_names and not normal_gender(name) and not colours_in_text(name)
 

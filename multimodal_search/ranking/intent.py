@@ -21,7 +21,7 @@ from itertools import takewhile
 
 from multimodal_search.ranking import wordnet
 from multimodal_search.ranking.colour import colours_in_text
-from multimodal_search.ranking.departments import name_stems
+from multimodal_search.ranking.departments import names_stems
 from multimodal_search.ranking.text import RECIPIENTS, normal_gender, stem, words
 
 #: a currency after a number: a sign, or a word whole ("50 euros" left "os" when "eur" was the word)
@@ -487,5 +487,5 @@ def facets_only(text: str | None, departments: Iterable[str] = (), qualities: It
     ``ranking.qualities``) and nothing else ("red", "womens black", "red for men", "tops for men",
     "wool", "women's striped"); False for no words, or any other word ("red hoodie", "xyzzy")."""
     named = [word for word in words(text or "") if word not in _FACET_FILLER]
-    known = {word for name in departments for word in name_stems(name)} | set(qualities)
+    known = names_stems(departments) | set(qualities)
     return bool(named) and all(colours_in_text(word) or normal_gender(word) or stem(word) in known for word in named)

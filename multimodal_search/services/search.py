@@ -19,7 +19,7 @@ from multimodal_search.conf import search_settings
 from multimodal_search.encoders import get_encoder
 from multimodal_search.ranking import attributes, calibration, fusion
 from multimodal_search.ranking import vocabulary as v
-from multimodal_search.ranking.departments import name_stems
+from multimodal_search.ranking.departments import names_stems
 from multimodal_search.ranking.expansion import STOP_WORDS
 from multimodal_search.ranking.intent import product_code
 from multimodal_search.ranking.personal import Taste
@@ -423,11 +423,10 @@ def _called_by_kinds(order: list[str], kinds: list[str], model_id: str, gender: 
     titled = set().union(*(store.titles_having(model_id, order, [noun_forms(kind)]) for kind in kinds))
     fields = store.product_fields(sorted(titled), model_id=model_id) if titled else {}
     heads = {pk: head_noun(_PARENTHESIS.sub(" ", str(row.get(v.FIELD_TITLE) or ""))) for pk, row in fields.items()}
-    other = {"men": "women", "women": "men"}.get(gender or "")
     return {
         pk
         for pk, head in heads.items()
-        if head is not None and stem(head) in kinds and (other is None or attributes.stated_gender(fields[pk]) != other)
+        if head is not None and stem(head) in kinds and not attributes.states_another_gender(fields[pk], gender)
     }
 
 
@@ -458,7 +457,7 @@ def _in_named_departments(query: Query, signals: Signals, text: str) -> tuple[se
     """The candidates in a department the words name (their ``department`` signal at least even), and the
     words without those naming it ("clothes for hiking" -> "for hiking"); None (every candidate) and the
     words as typed when they name no department, or nothing else."""
-    named = frozenset().union(*(name_stems(name) for name in query.departments))
+    named = names_stems(query.departments)
     rest = " ".join(word for word in tokens(text) if stem(word) not in named)
     if not named or v.DEPARTMENT not in signals or not rest:
         return None, text
@@ -741,7 +740,7 @@ def gender_apart(gender: str | None, order: list[str], fields: Mapping[str, Mapp
         return order
 
     def other(pk: str) -> bool:
-        return attributes.stated_gender(fields.get(pk) or {}) not in (None, gender, "unisex")
+        return attributes.states_another_gender(fields.get(pk) or {}, gender)
 
     return [pk for pk in order if not other(pk)] + [pk for pk in order if other(pk)]
 

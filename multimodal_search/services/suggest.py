@@ -12,7 +12,7 @@ from typing import Any
 
 from multimodal_search.adapters import get_adapter
 from multimodal_search.ranking.colour import PALETTE, SYNONYMS
-from multimodal_search.ranking.departments import get_departments, name_stems
+from multimodal_search.ranking.departments import get_departments, names_stems
 from multimodal_search.ranking.intent import (
     ExclusionIntent,
     parse_exclusions,
@@ -250,7 +250,7 @@ def _under_a_class(model_id: str, words: list[str]) -> list[tuple[Any, str, int,
     spelled = set(departments.spelled_out(named)) if departments is not None and named else set()
     if not spelled:
         return []
-    used = {stem for name in named for stem in name_stems(name)}
+    used = names_stems(named)
     rest = [word for word in words if stem_of(word) not in used and word not in FILLER]
     found = []
     for path, count in category_counts(model_id).items():

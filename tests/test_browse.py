@@ -324,6 +324,24 @@ def test_a_size_is_read_from_the_words(text, rest, typed, value):
     assert parse_size("size xl").text_without("XL") == ""
 
 
+def test_several_sizes_beside_a_kind_size_it_together():
+    kinds = {"short", "pant", "tee", "bottle"}
+    for text, rest, typed in [
+        ("mens shorts 32 and 34", "mens shorts", ("32", "34")),
+        ("pants 30 32", "pants", ("30", "32")),
+        ("mens shorts 32, 34 or 36", "mens shorts", ("32", "34", "36")),
+        ("small or medium tee", "tee", ("small", "medium")),
+        ("tee small or medium under 30", "tee under 30", ("small", "medium")),
+    ]:
+        sized = parse_size(text, kinds)
+        assert sized is not None and (sized.text, sized.sizes) == (rest, typed), text
+    # a size joined to another kind, or a number before a measure, stays words
+    for text in ("shorts 32 and bottle", "bottle 32 oz", "32 and 34 tee", "tee large and black"):
+        assert parse_size(text, kinds) is None, text
+    # a long run of joined sizes is read once
+    assert len(parse_size("tee " + "32 and " * 600 + "34", kinds).sizes) == 601
+
+
 @pytest.mark.django_db
 def test_a_size_in_the_words_filters_by_that_size(client, shop):
     sized = services.browse_products("jacket size m", page_size=100)

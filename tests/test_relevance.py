@@ -879,6 +879,9 @@ def test_a_size_word_beside_a_kind_is_read_as_a_size(client, indexed, model_dir,
         assert page.query.get("size") == "L" and titles(page) <= titles(in_large), (words, page.query)
         assert "large" not in (page.query.get("searched") or "").lower(), words
     assert services.browse_products("extra large tee", page_size=50).query.get("size") == "XL"
+    # several sizes joined: any of them
+    either = services.browse_products("tee small or medium", page_size=50)
+    assert either.query.get("size") == "S, M" and titles(either) == {"Alpha Tee", "Beta Tee"}, either.query
     # with a photo, "this" and "one" stand for its kind
     for words in ("this in large", "a large one please", "like this but large"):
         page = services.browse_products(words, image=pil_photo("red"), page_size=50)

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from itertools import takewhile
 
 from multimodal_search.ranking import wordnet
 from multimodal_search.ranking.colour import colours_in_text
@@ -265,9 +264,16 @@ def parse_size(text: str, kinds: Collection[str] = ()) -> SizeIntent | None:
     loose = _loose_sizes(rest, kinds) if kinds else []
     if not sizes and not loose:
         return None
+    # the sizes' words go, with "and" / "or" between two of them ("shorts 32 and 34" -> "shorts")
+    cuts: list[list[int]] = []
+    for match, _ in loose:
+        if cuts and _JOINED.fullmatch(rest, cuts[-1][1], match.start()):
+            cuts[-1][1] = match.end()
+        else:
+            cuts.append([match.start(), match.end()])
     without = rest
-    for match, _ in reversed(loose):
-        without = without[: match.start()] + " " + without[match.end() :]
+    for start, end in reversed(cuts):
+        without = without[:start] + " " + without[end:]
     found = tuple(" ".join(match.group(1).lower().split()) for match, _ in loose)
     return SizeIntent(" ".join(without.split()), (*sizes, *found), found, tuple(kind for _, kind in loose))
 
@@ -296,7 +302,8 @@ def _loose_sizes(text: str, kinds: Collection[str]) -> list[tuple[re.Match[str],
     """The size words of ``text`` that size one of the ``kinds`` (stems), with that kind: before it, genders and colours
     between ("large mens tee", "medium black hoodie"; a number never: "32 oz bottle"), or after it with
     nothing after them but genders and colours ("hoodie medium", "hoodie in large", "mens shorts 32",
-    "tee large black"). With a photo, ``PHOTO_KINDS`` stand for the kind it shows ("this in large")."""
+    "tee large black"). Several sizes side by side size the same kind ("mens shorts 32 and 34", "pants 30
+    32", "small or medium tee"). With a photo, ``PHOTO_KINDS`` stand for the kind it shows ("this in large")."""
 
     def describing(word: str) -> bool:
         return word in _BETWEEN or normal_gender(word) is not None or bool(colours_in_text(word))
@@ -304,23 +311,56 @@ def _loose_sizes(text: str, kinds: Collection[str]) -> list[tuple[re.Match[str],
     # the words once, with where each starts: a long text is read once, not once per size word in it
     spans = [(token.start(), token.group(0).lower()) for token in _TOKEN.finditer(text)]
     starts = [start for start, _ in spans]
+    said = [word for _, word in spans]
+    # past each word, the first that is no size, no "and"/"or" between sizes and (after a size) nothing
+    # that describes: each list made in one pass, so that a long run of size words is read once
+    after, before = _first_past(said, describing, _ENDS_DESCRIPTION), _first_past(said[::-1], _BETWEEN.__contains__)
     found = []
     for match in _LOOSE_SIZE.finditer(text):
         first_after, first_in = bisect_left(starts, match.end()), bisect_left(starts, match.start())
-        after = (spans[index][1] for index in range(first_after, len(spans)))
         # what the words leave out, a price or an order ends what they describe: "hoodie large not black",
         # "shorts 32 under 50" (the search page reads the words with their price words, browse without)
-        described = takewhile(lambda word: word not in _ENDS_DESCRIPTION, after)
-        nearest = next((word for word in described if not describing(word)), None)
+        index = after[first_after] if first_after < len(said) else None
+        nearest = said[index] if index is not None else None
         # the kind it sizes: the word it stands before (a size word, not a number), else the one it follows
         kind = _kind_word(nearest) if nearest is not None and not match.group(1).isdigit() else None
         # "hoodie large", "hoodie in large", "like this but large"
-        before = (spans[index][1] for index in range(first_in - 1, -1, -1))
-        last = next((word for word in before if word not in _BETWEEN), None)
+        back = before[len(said) - first_in] if first_in > 0 else None
+        last = said[len(said) - 1 - back] if back is not None else None
         kind = kind if nearest is not None else (_kind_word(last) if last is not None else None)
         if kind is not None and kind in kinds:
             found.append((match, kind))
     return found
+
+
+#: words that join sizes ("32 and 34", "small or medium"), and what stands between two joined sizes
+_JOINS = frozenset({"and", "or"})
+_JOINED = re.compile(r"[\s,&/]*(?:(?:and|or)\b)?[\s,&/]*", re.IGNORECASE)
+#: the words of the loose sizes ("extra large" is two)
+_SIZE_TOKENS = frozenset({"small", "medium", "large", "extra", "x", "xs", "xl", "xxl", "xxs"})
+
+
+def _a_size_word(word: str) -> bool:
+    return word in _SIZE_TOKENS or (len(word) == 2 and word.isdigit())
+
+
+def _first_past(said: list[str], passed: Callable[[str], bool], ends: Collection[str] = ()) -> list[int | None]:
+    """For each word of ``said``, the index of the first word from it on that is neither ``passed``, nor a
+    size word, nor "and"/"or" before a size word; None where one of ``ends`` or the end comes first."""
+    first: list[int | None] = [None] * (len(said) + 1)
+    for index in range(len(said) - 1, -1, -1):
+        word = said[index]
+        if word in ends:
+            first[index] = None
+        elif (
+            passed(word)
+            or _a_size_word(word)
+            or (word in _JOINS and index + 1 < len(said) and _a_size_word(said[index + 1]))
+        ):
+            first[index] = first[index + 1]
+        else:
+            first[index] = index
+    return first
 
 
 def _kind_word(word: str) -> str:

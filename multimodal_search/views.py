@@ -94,11 +94,11 @@ def search_page(request: HttpRequest) -> HttpResponse:
                 and bool(page.hits)
                 and not any(r["likely"] for r in context["results"])
             )
-            # "Nothing here is called “dress” — showing similar items" (a kind the shop has no word for)
-            context["unsold"] = unsold_phrase(searched_words, page.query.get("unsold") or [])
-            # "Nothing here is for kids": every word unsold says for whom ("kids hoodie")
+            # "Nothing here is called “dress” — showing similar items" (a kind the shop has no word for, a
+            # brand it does not carry), "Nothing here is for kids" (whom: "kids hoodie"), or both
             unsold = page.query.get("unsold") or []
-            context["unsold_for"] = " or ".join(unsold) if unsold and set(unsold) <= AUDIENCE_WORDS else ""
+            context["unsold"] = unsold_phrase(searched_words, [word for word in unsold if word not in AUDIENCE_WORDS])
+            context["unsold_for"] = " or ".join(word for word in unsold if word in AUDIENCE_WORDS)
             if not page.hits and page.page == 1 and not form.cleaned_data.get("image"):
                 # nothing passes: shorter forms of the words that do find something
                 context["relaxed"] = [

@@ -136,7 +136,7 @@ def test_the_kinds_shoppers_named_that_nothing_here_is_called_are_counted_by_kin
     ]
     assert [row.words for row in services.unsold_queries(today, today, limit=1)] == ["dress"]
     page = admin_client.get(REPORT).content.decode()
-    assert "Kinds shoppers asked for that nothing here is called" in page
+    assert "What shoppers asked for that nothing here is called" in page
     assert "<tr><td>dress</td><td>3</td><td>1</td><td>red dress</td></tr>" in page
 
 

@@ -390,6 +390,48 @@ def test_a_kind_a_description_only_mentions_is_unsold_and_one_a_title_names_is_n
 
 
 @pytest.mark.django_db
+def test_a_word_no_dictionary_and_no_product_has_is_never_called_a_likely_match(
+    client, admin_client, trained, indexed, settings, monkeypatch
+):
+    from multimodal_search.services import query as queries
+
+    model_id = queries.current_encoder()[1]
+
+    def unknown(text: str) -> list[str]:
+        return queries.unknown_words(text, model_id)
+
+    # a brand the shop does not carry, a word newer than WordNet, nonsense
+    assert unknown("adidas hoodie") == ["adidas"] and unknown("kettlebell") == ["kettlebell"]
+    assert unknown("plugh frobozz") == ["plugh", "frobozz"]
+    # words of the language in any part of speech or form, run together, or of the synonym lists: known
+    for text in ("comfy hoodie", "skipping rope", "joggers", "tshirt", "hoodie", "red hoody", "best"):
+        assert unknown(text) == [], text
+    # every result exact and likely by its relevance: only the rule can say otherwise
+    settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "RELEVANCE": {"STOREFRONT_MIN": 0.0, "EXACT": 0.0}}
+    body = client.get("/api/v1/search/", {"q": "adidas hoodie"}).json()
+    assert body["query"]["unsold"] == ["adidas"] and body["match"] == "related" and body["results"]
+    page = client.get("/search/", {"q": "adidas hoodie"}).content.decode()
+    assert "Nothing here is called “adidas” — showing similar items." in page and "Likely a match" not in page
+    playground = admin_client.get("/admin/multimodal_search/productembedding/try/", {"q": "adidas hoodie"})
+    assert "Nothing here is called <strong>“adidas”</strong>" in playground.content.decode()
+    # for whom and a brand: both said
+    page = client.get("/search/", {"q": "kids adidas hoodie"}).content.decode()
+    assert "Nothing here is for kids or called “adidas” — showing similar items." in page
+    # nothing shown: the page says why
+    reranker = reranking.get_reranker(model_id)
+    monkeypatch.setitem(reranker.cuts, "related", 1.01)
+    monkeypatch.setitem(reranker.cuts, "exact", 1.02)
+    settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "RELEVANCE": {}}
+    empty = client.get("/search/", {"q": "kettlebell"}).content.decode()
+    assert "Nothing here is called “kettlebell”." in empty and "No results" not in empty
+    monkeypatch.undo()
+    # once a product says it, the shop carries it (read live, not at training)
+    indexed(ProductFactory(title="Zeta Hoodie", description="An Adidas hoodie."))
+    assert unknown("adidas hoodie") == []
+    assert "unsold" not in client.get("/api/v1/search/", {"q": "adidas hoodie"}).json()["query"]
+
+
+@pytest.mark.django_db
 def test_the_page_calls_a_result_at_the_exact_cut_a_likely_match(client, trained, settings):
     hits = services.search_products("hoodie", k=10).hits
     assert any(hit.relevance < 0.5 for hit in hits)  # some would be "Similar item" at even odds

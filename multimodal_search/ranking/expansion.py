@@ -342,6 +342,26 @@ def unsold(
     return [word for word in nouns if word not in named and not _kinds_of(word, catalogue)]
 
 
+def unknown(typed: str | None, known: Collection[str]) -> list[str]:
+    """The words of ``typed`` no dictionary has: WordNet knows them as no part of speech
+    (:func:`wordnet.is_word`), nor as two words run together ("tshirt": "t-shirt"), and ``known`` (the
+    synonym lists' words: "hoodie") lacks them. A brand ("adidas"), a word newer than WordNet
+    ("kettlebell") or a typo no catalogue word is near. Colour, gender, stop and short words are none."""
+    return [
+        word
+        for word in dict.fromkeys(words(typed or ""))
+        if _expandable(word) and word not in known and not wordnet.is_word(word) and not _run_together(word)
+    ]
+
+
+def _run_together(word: str) -> bool:
+    """Whether a word is two words WordNet has as one, run together ("tshirt": "t-shirt", "tee shirt")."""
+    return any(
+        wordnet.is_word(f"{word[:i]}-{word[i:]}") or wordnet.is_word(f"{word[:i]} {word[i:]}")
+        for i in range(1, len(word))
+    )
+
+
 #: words before what a shopper has, not what they ask for ("my laptop")
 POSSESSIVES = frozenset({"my", "your", "our", "his", "her", "their"})
 

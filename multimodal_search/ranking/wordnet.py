@@ -312,3 +312,52 @@ def _gerund(verb: str) -> str:
 def is_noun(phrase: str) -> bool:
     """Whether WordNet knows the word or phrase (or its singular) as a noun."""
     return bool(base_forms(phrase))
+
+
+#: the parts of speech's index files, and WordNet's own rules for an inflected word's base form ("morphy":
+#: the ending, what replaces it), tried on a word none of the exception lists has
+_INDEXES = ("noun", "verb", "adj", "adv")
+_DETACHMENTS = {
+    "noun": (
+        ("s", ""),
+        ("ses", "s"),
+        ("xes", "x"),
+        ("zes", "z"),
+        ("ches", "ch"),
+        ("shes", "sh"),
+        ("men", "man"),
+        ("ies", "y"),
+    ),
+    "verb": (("s", ""), ("ies", "y"), ("es", "e"), ("es", ""), ("ed", "e"), ("ed", ""), ("ing", "e"), ("ing", "")),
+    "adj": (("er", ""), ("est", ""), ("er", "e"), ("est", "e")),
+    "adv": (),
+}
+
+
+@lru_cache(maxsize=4)
+def _inflections(part: str) -> dict[str, tuple[str, ...]]:
+    """Irregular forms of one part of speech ("skipping" -> "skip", "better" -> "good"), from its ``.exc`` file."""
+    found: dict[str, tuple[str, ...]] = {}
+    for line in (data_dir() / f"{part}.exc").read_text(encoding="utf-8").splitlines():
+        inflected, *bases = line.split()
+        found[inflected] = tuple(bases)
+    return found
+
+
+@lru_cache(maxsize=4096)
+def is_word(word: str) -> bool:
+    """Whether WordNet knows a word, or the base form of an inflected one, as any part of speech ("skipping",
+    "comfy", "joggers", "t-shirt"; not "adidas" or "kettlebell"). False without the WordNet data."""
+    lemma = "_".join(word.lower().split())
+    if not lemma or not available():
+        return False
+    for part in _INDEXES:
+        forms = [lemma, *_inflections(part).get(lemma, ())]
+        forms += [
+            lemma[: -len(end)] + base
+            for end, base in _DETACHMENTS[part]
+            if lemma.endswith(end) and len(lemma) > len(end)
+        ]
+        if any(_line(f"index.{part}", form.encode("utf-8")) is not None for form in forms):
+            return True
+    return False

@@ -12,7 +12,7 @@ from PIL import Image
 from multimodal_search.conf import search_settings
 from multimodal_search.encoders import BaseEncoder, get_encoder
 from multimodal_search.imaging import PhotoError, open_image
-from multimodal_search.ranking import attributes, colour, expansion, fusion, spelling, wordnet
+from multimodal_search.ranking import attributes, colour, expansion, fusion, spelling, synonyms, wordnet
 from multimodal_search.ranking import vocabulary as v
 from multimodal_search.ranking.departments import get_departments
 from multimodal_search.ranking.intent import PHOTO_KINDS, SizeIntent, facets_only, parse_size
@@ -304,7 +304,10 @@ def catalogue_expansions(
 
 
 def unsold_kinds(
-    typed: str | None, searched: str | None, model_id: str, facets: Mapping[str, Sequence[str]] | None = None
+    typed: str | None,
+    searched: str | None,
+    model_id: str,
+    facets: Mapping[str, Sequence[str]] | None = None,
 ) -> list[str]:
     """The typed words that name a kind of goods the catalogue has no word for ("dress" in a shop of
     sportswear; ``ranking.expansion.unsold``), then those that say for whom a product is made
@@ -331,6 +334,24 @@ def unsold_kinds(
     # any of the words makes the shop one for that audience: a shop that says "kids" answers "children"
     for_nobody = audience if audience and not catalogue_calls(model_id, named, sorted(AUDIENCE_WORDS)) else []
     return kinds + [word for word in for_nobody if word not in kinds]
+
+
+def unknown_words(typed: str | None, model_id: str, rules: merchandising.Rules | None = None) -> list[str]:
+    """The typed words no dictionary has and no product's text uses (``expansion.unknown``): a brand the
+    shop does not carry ("adidas hoodie"), a word newer than WordNet ("kettlebell"). The words of the
+    synonym lists and of the admin's ``rules`` are known. [] without WordNet."""
+    if not typed or not wordnet.available():
+        return []
+    strange = expansion.unknown(typed, (rules or merchandising.current_rules()).words | synonym_words())
+    used = catalogue_uses(model_id, strange) if strange else set()
+    return [word for word in strange if word not in used]
+
+
+def synonym_words() -> frozenset[str]:
+    """Every word of the configured synonym groups and rewrites (``ranking.synonyms``: "hoodie", "tshirt")."""
+    groups = synonyms.configured_groups()
+    sides = [*groups, *(side for rewrite in synonyms.configured_rewrites() for side in rewrite)]
+    return frozenset(word for phrases in sides for phrase in phrases for word in tokens(phrase))
 
 
 def catalogue_calls(model_id: str, named: Iterable[str], nouns: Sequence[str]) -> set[str]:

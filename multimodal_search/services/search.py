@@ -42,6 +42,7 @@ from multimodal_search.services.query import (
     encode_query,
     kinds_named,
     noun_forms,
+    unknown_words,
     unsold_kinds,
 )
 from multimodal_search.signals import search_performed
@@ -240,6 +241,8 @@ def rank_products(
     # "red dress" in a shop without dresses: what it shows are similar items, none the kind asked
     words_only = query.image_features is None and query.text_vector is not None and not coded and not query.broad
     unsold = unsold_kinds(text, query.text, model_id, query.facets) if words_only else []
+    # "adidas hoodie" where no product says "adidas": the hoodies are similar items, each still a hoodie
+    unknown = [word for word in unknown_words(text, model_id, rules) if word not in unsold] if words_only else []
     carry = encoder.features_carry_colour
     weights = signal_weights(query, method, fusion_settings, features_carry_colour=carry)
     candidates = max(int(fusion_settings["CANDIDATES"]), k)
@@ -353,8 +356,8 @@ def rank_products(
     }
     if correction is not None:
         query_info["corrected"] = correction.text.strip()
-    if unsold:
-        query_info["unsold"] = unsold
+    if unsold or unknown:
+        query_info["unsold"] = unsold + unknown
     if coded:
         query_info["code"] = (typed or "").strip()
     if fallback is not None:

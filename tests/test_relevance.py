@@ -403,6 +403,7 @@ def test_a_word_no_dictionary_and_no_product_has_is_never_called_a_likely_match(
     # a brand the shop does not carry, a word newer than WordNet, nonsense
     assert unknown("adidas hoodie") == ["adidas"] and unknown("kettlebell") == ["kettlebell"]
     assert unknown("plugh frobozz") == ["plugh", "frobozz"]
+    assert unknown("nike hoodie") == ["nike"]  # WordNet's only "Nike" is a name: a goddess
     # words of the language in any part of speech or form, run together, or of the synonym lists: known
     for text in ("comfy hoodie", "skipping rope", "joggers", "tshirt", "hoodie", "red hoody", "best"):
         assert unknown(text) == [], text

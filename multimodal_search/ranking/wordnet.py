@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib.util
 import mmap
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -347,7 +348,8 @@ def _inflections(part: str) -> dict[str, tuple[str, ...]]:
 @lru_cache(maxsize=4096)
 def is_word(word: str) -> bool:
     """Whether WordNet knows a word, or the base form of an inflected one, as any part of speech ("skipping",
-    "comfy", "joggers", "t-shirt"; not "adidas" or "kettlebell"). False without the WordNet data."""
+    "comfy", "joggers", "t-shirt"; not "adidas" or "kettlebell"). A noun only WordNet writes with a capital
+    is a name, not a word: "nike" (a goddess), "patagonia", "columbia". False without the WordNet data."""
     lemma = "_".join(word.lower().split())
     if not lemma or not available():
         return False
@@ -358,6 +360,20 @@ def is_word(word: str) -> bool:
             for end, base in _DETACHMENTS[part]
             if lemma.endswith(end) and len(lemma) > len(end)
         ]
-        if any(_line(f"index.{part}", form.encode("utf-8")) is not None for form in forms):
+        found = [fields for form in forms if (fields := _line(f"index.{part}", form.encode("utf-8"))) is not None]
+        if any(part != "noun" or _common_noun(fields) for fields in found):
+            return True
+    return False
+
+
+def _common_noun(fields: list[bytes]) -> bool:
+    """Whether one of the senses of an ``index.noun`` line writes its lemma without a capital ("Nike": a
+    name; "T-shirt" is a word, its capital a letter's)."""
+    lemma = fields[0].decode("utf-8")
+    count = int(fields[2])
+    for offset in fields[len(fields) - count :]:
+        written = next((name for name in _lemmas(_fields("data.noun", int(offset))) if name.lower() == lemma), lemma)
+        first = re.split(r"[-_]", written)[0]
+        if not (written[:1].isupper() and len(first) > 1):
             return True
     return False

@@ -119,7 +119,8 @@ class SearchQueryEchoSerializer(serializers.Serializer[Any]):
         help_text="The words that name a kind of goods the catalogue has no word for (`red dress` in a shop "
         'without dresses: `["dress"]`): no product\'s name, department or facet uses them (a description may: '
         '"fits your yoga mat"), and none of the words searched (with synonyms and expansions) is one of its '
-        "kinds or a kind of them. The results are similar items: `match` is at most "
+        "kinds or a kind of them; then the words no product's text and no dictionary has (a brand the shop "
+        'does not carry: `adidas hoodie`: `["adidas"]`). The results are similar items: `match` is at most '
         "`related`.",
     )
     searched = serializers.CharField(

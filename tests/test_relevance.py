@@ -274,9 +274,12 @@ def test_storefront_page_says_when_nothing_matches_exactly(client, trained, sett
     page = client.get("/search/", {"q": "hoodie"}).content.decode()
     assert "Likely a match" in page and "No exact results" not in page
     # nothing on the page likely: it says so, and calls each result similar
-    page = client.get("/search/", {"q": "xyzzy plugh"}).content.decode()
+    page = client.get("/search/", {"q": "quantum philosophy"}).content.decode()
     assert "No exact results — showing similar items" in page and "Similar item" in page
     assert "Likely a match" not in page
+    # words no dictionary and no product has: it says which
+    page = client.get("/search/", {"q": "xyzzy plugh"}).content.decode()
+    assert "Nothing here is called “xyzzy plugh” — showing similar items" in page and "Likely a match" not in page
     # and where the words name a kind the shop has no word for, it says which
     page = client.get("/search/", {"q": "Espresso Machine"}).content.decode()
     assert "Nothing here is called “espresso machine” — showing similar items" in page

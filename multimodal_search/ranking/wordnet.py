@@ -103,16 +103,6 @@ def _line(name: str, key: bytes) -> list[bytes] | None:
     return found[0] if found else None
 
 
-@lru_cache(maxsize=1)
-def _exceptions() -> dict[str, tuple[str, ...]]:
-    """Irregular plurals ("mice" -> "mouse") from ``noun.exc``."""
-    found: dict[str, tuple[str, ...]] = {}
-    for line in (data_dir() / "noun.exc").read_text(encoding="utf-8").splitlines():
-        inflected, *bases = line.split()
-        found[inflected] = tuple(bases)
-    return found
-
-
 def _offsets(lemma: str) -> tuple[int, ...]:
     """Synset ids of a lemma ("throw_pillow"), most frequent sense first; () when WordNet has no such noun."""
     fields = _line("index.noun", lemma.encode("utf-8"))
@@ -141,7 +131,7 @@ def _singulars(lemma: str) -> list[str]:
     """The WordNet noun lemmas a plural lemma is the plural of ("shoes" -> ["shoe"]), most likely first."""
     head, _, last = lemma.rpartition("_")
     prefix = f"{head}_" if head else ""
-    found = [prefix + base for base in _exceptions().get(last, ())]
+    found = [prefix + base for base in _inflections("noun").get(last, ())]
     found += [prefix + last[: -len(suffix)] + base for suffix, base in _NOUN_SUFFIXES if last.endswith(suffix)]
     return [form for form in dict.fromkeys(found) if form != lemma and _offsets(form)]
 
@@ -319,16 +309,7 @@ def is_noun(phrase: str) -> bool:
 #: the ending, what replaces it), tried on a word none of the exception lists has
 _INDEXES = ("noun", "verb", "adj", "adv")
 _DETACHMENTS = {
-    "noun": (
-        ("s", ""),
-        ("ses", "s"),
-        ("xes", "x"),
-        ("zes", "z"),
-        ("ches", "ch"),
-        ("shes", "sh"),
-        ("men", "man"),
-        ("ies", "y"),
-    ),
+    "noun": _NOUN_SUFFIXES,
     "verb": (("s", ""), ("ies", "y"), ("es", "e"), ("es", ""), ("ed", "e"), ("ed", ""), ("ing", "e"), ("ing", "")),
     "adj": (("er", ""), ("est", ""), ("er", "e"), ("est", "e")),
     "adv": (),

@@ -355,11 +355,15 @@ def unknown(typed: str | None, known: Collection[str]) -> list[str]:
 
 
 def _run_together(word: str) -> bool:
-    """Whether a word is two words WordNet has as one, run together ("tshirt": "t-shirt", "tee shirt")."""
-    return any(
-        wordnet.is_word(f"{word[:i]}-{word[i:]}") or wordnet.is_word(f"{word[:i]} {word[i:]}")
-        for i in range(1, len(word))
-    )
+    """Whether a word is two words WordNet has as one noun, run together ("tshirt": "t-shirt", "tee shirt";
+    "tshirts" their plural). Words longer than ``MAX_RUN_TOGETHER`` letters are none (each split is a read)."""
+    if len(word) > MAX_RUN_TOGETHER:
+        return False
+    return any(wordnet.is_noun(f"{word[:i]}{joint}{word[i:]}") for i in range(1, len(word) - 1) for joint in ("-", " "))
+
+
+#: the longest word read as two run together
+MAX_RUN_TOGETHER = 24
 
 
 #: words before what a shopper has, not what they ask for ("my laptop")

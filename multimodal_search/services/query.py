@@ -304,10 +304,7 @@ def catalogue_expansions(
 
 
 def unsold_kinds(
-    typed: str | None,
-    searched: str | None,
-    model_id: str,
-    facets: Mapping[str, Sequence[str]] | None = None,
+    typed: str | None, searched: str | None, model_id: str, facets: Mapping[str, Sequence[str]] | None = None
 ) -> list[str]:
     """The typed words that name a kind of goods the catalogue has no word for ("dress" in a shop of
     sportswear; ``ranking.expansion.unsold``), then those that say for whom a product is made

@@ -51,8 +51,9 @@ def relaxed_queries(text: str | None, *, min_relevance: MinRelevance, limit: int
     is never filler alone, nor holds any: "something warm for winter" offered "something warm for" and
     "something". What the words leave out ("not black", ``intent.parse_exclusions``) stays in every
     form, whole: leaving out its "not" searched "hoodie black xyzzy" for "hoodie not black xyzzy". A one-word
-    query has no shorter form, and a form whose words name a kind of goods no product is called by
-    (``query["unsold"]``) is left out: what it finds is never the thing named.
+    query has no shorter form, and a form whose words name a kind of goods no product is called by, or a
+    word no product and no dictionary has (``query["unsold"]``: "dress", "adidas"), is left out: what it
+    finds is never the thing named.
     """
     excluded = parse_exclusions(text or "")
     rest, left_out = (excluded.text, " ".join(excluded.phrases)) if excluded else (text or "", "")

@@ -408,7 +408,7 @@ def test_a_word_no_dictionary_and_no_product_has_is_never_called_a_likely_match(
     assert unknown("plugh frobozz") == ["plugh", "frobozz"]
     assert unknown("nike hoodie") == ["nike"]  # WordNet's only "Nike" is a name: a goddess
     # words of the language in any part of speech or form, run together, or of the synonym lists: known
-    for text in ("comfy hoodie", "skipping rope", "joggers", "tshirt", "hoodie", "red hoody", "best"):
+    for text in ("comfy hoodie", "skipping rope", "joggers", "tshirt", "hoodie", "red hoody", "best", "zipup"):
         assert unknown(text) == [], text
     # every result exact and likely by its relevance: only the rule can say otherwise
     settings.MULTIMODAL_SEARCH = {**settings.MULTIMODAL_SEARCH, "RELEVANCE": {"STOREFRONT_MIN": 0.0, "EXACT": 0.0}}

@@ -345,10 +345,12 @@ def unknown_words(typed: str | None, model_id: str, rules: merchandising.Rules |
 
 
 def synonym_words() -> frozenset[str]:
-    """Every word of the configured synonym groups and rewrites (``ranking.synonyms``: "hoodie", "tshirt")."""
+    """Every word of the configured synonym groups and rewrites (``ranking.synonyms``: "hoodie", "tshirt"),
+    and each of their phrases run together ("zip-up": "zipup")."""
     groups = synonyms.configured_groups()
     sides = [*groups, *(side for rewrite in synonyms.configured_rewrites() for side in rewrite)]
-    return frozenset(word for phrases in sides for phrase in phrases for word in tokens(phrase))
+    phrases = [tokens(phrase) for side in sides for phrase in side]
+    return frozenset([word for said in phrases for word in said] + ["".join(said) for said in phrases])
 
 
 def catalogue_calls(model_id: str, named: Iterable[str], nouns: Sequence[str]) -> set[str]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
-from multimodal_search.ranking.text import phrase_key
+from multimodal_search.ranking.text import phrase_key, words
 
 DEFAULT_GROUPS: tuple[tuple[str, ...], ...] = (
     # apparel as a whole ("clothing" is also a class of departments: ``ranking.departments``)
@@ -78,6 +78,20 @@ DEFAULT_REWRITES: tuple[Rewrite, ...] = (
     (("ladies", "lady", "female"), ("women",)),
     (("guys", "male"), ("men",)),
 )
+
+
+def phrase_words(groups: Iterable[Sequence[str]], rewrites: Iterable[Rewrite] = ()) -> list[list[str]]:
+    """The words of every phrase of ``groups`` and of both sides of ``rewrites`` ("zip-up" -> ["zip", "up"])."""
+    sides = [*groups, *(side for rewrite in rewrites for side in rewrite)]
+    return [words(phrase) for side in sides for phrase in side]
+
+
+@lru_cache(maxsize=8)
+def vocabulary(groups: tuple[tuple[str, ...], ...], rewrites: tuple[Rewrite, ...]) -> frozenset[str]:
+    """Every word of ``groups``' and ``rewrites``' phrases, and each phrase run together ("zipup"), made once
+    per vocabulary (the configured one: ``configured_groups``, ``configured_rewrites``)."""
+    said = phrase_words(groups, rewrites)
+    return frozenset([word for phrase in said for word in phrase] + ["".join(phrase) for phrase in said])
 
 
 @lru_cache(maxsize=8)

@@ -305,11 +305,10 @@ def is_noun(phrase: str) -> bool:
     return bool(base_forms(phrase))
 
 
-#: the parts of speech's index files, and WordNet's own rules for an inflected word's base form ("morphy":
-#: the ending, what replaces it), tried on a word none of the exception lists has
-_INDEXES = ("noun", "verb", "adj", "adv")
+#: the other parts of speech's index files, and WordNet's own rules for an inflected word's base form
+#: ("morphy": the ending, what replaces it), tried on a word none of the exception lists has; nouns are
+#: read as :func:`base_forms` reads them
 _DETACHMENTS = {
-    "noun": _NOUN_SUFFIXES,
     "verb": (("s", ""), ("ies", "y"), ("es", "e"), ("es", ""), ("ed", "e"), ("ed", ""), ("ing", "e"), ("ing", "")),
     "adj": (("er", ""), ("est", ""), ("er", "e"), ("est", "e")),
     "adv": (),
@@ -334,27 +333,21 @@ def is_word(word: str) -> bool:
     lemma = "_".join(word.lower().split())
     if not lemma or not available():
         return False
-    for part in _INDEXES:
+    if any(_common_noun(form) for form in [lemma, *_singulars(lemma)]):
+        return True
+    for part, endings in _DETACHMENTS.items():
         forms = [lemma, *_inflections(part).get(lemma, ())]
-        forms += [
-            lemma[: -len(end)] + base
-            for end, base in _DETACHMENTS[part]
-            if lemma.endswith(end) and len(lemma) > len(end)
-        ]
-        found = [fields for form in forms if (fields := _line(f"index.{part}", form.encode("utf-8"))) is not None]
-        if any(part != "noun" or _common_noun(fields) for fields in found):
+        forms += [lemma[: -len(end)] + base for end, base in endings if lemma.endswith(end) and len(lemma) > len(end)]
+        if any(_line(f"index.{part}", form.encode("utf-8")) is not None for form in forms):
             return True
     return False
 
 
-def _common_noun(fields: list[bytes]) -> bool:
-    """Whether one of the senses of an ``index.noun`` line writes its lemma without a capital ("Nike": a
-    name; "T-shirt" is a word, its capital a letter's)."""
-    lemma = fields[0].decode("utf-8")
-    count = int(fields[2])
-    for offset in fields[len(fields) - count :]:
-        written = next((name for name in _lemmas(_fields("data.noun", int(offset))) if name.lower() == lemma), lemma)
-        first = re.split(r"[-_]", written)[0]
-        if not (written[:1].isupper() and len(first) > 1):
+def _common_noun(lemma: str) -> bool:
+    """Whether one of a noun lemma's senses writes it without a capital ("Nike": a name; "T-shirt" is a
+    word, its capital a letter's). False for no noun."""
+    for offset in _offsets(lemma):
+        written = next((name for name in _lemmas(_fields("data.noun", offset)) if name.lower() == lemma), lemma)
+        if not (written[:1].isupper() and len(re.split(r"[-_]", written)[0]) > 1):
             return True
     return False

@@ -23,7 +23,6 @@ from django.db import connections, router
 from multimodal_search.encoders import BaseEncoder
 from multimodal_search.ranking import synonyms
 from multimodal_search.ranking.text import phrase_key
-from multimodal_search.ranking.text import words as tokens
 
 
 @dataclass(frozen=True)
@@ -56,8 +55,7 @@ class Rules:
     @cached_property
     def words(self) -> frozenset[str]:
         """Every word of the synonym groups and rewrites (never read as typos: ``ranking.spelling``)."""
-        sides = [*self.groups, *(side for rewrite in self.rewrites for side in rewrite)]
-        return frozenset(word for phrases in sides for phrase in phrases for word in tokens(phrase))
+        return frozenset(word for said in synonyms.phrase_words(self.groups, self.rewrites) for word in said)
 
 
 _lock = threading.Lock()

@@ -339,18 +339,13 @@ def unknown_words(typed: str | None, model_id: str, rules: merchandising.Rules |
     synonym lists and of the admin's ``rules`` are known. [] without WordNet."""
     if not typed or not wordnet.available():
         return []
-    strange = expansion.unknown(typed, (rules or merchandising.current_rules()).words | synonym_words())
+    strange = expansion.unknown(
+        typed,
+        (rules or merchandising.current_rules()).words
+        | synonyms.vocabulary(synonyms.configured_groups(), synonyms.configured_rewrites()),
+    )
     used = catalogue_uses(model_id, strange) if strange else set()
     return [word for word in strange if word not in used]
-
-
-def synonym_words() -> frozenset[str]:
-    """Every word of the configured synonym groups and rewrites (``ranking.synonyms``: "hoodie", "tshirt"),
-    and each of their phrases run together ("zip-up": "zipup")."""
-    groups = synonyms.configured_groups()
-    sides = [*groups, *(side for rewrite in synonyms.configured_rewrites() for side in rewrite)]
-    phrases = [tokens(phrase) for side in sides for phrase in side]
-    return frozenset([word for said in phrases for word in said] + ["".join(said) for said in phrases])
 
 
 def catalogue_calls(model_id: str, named: Iterable[str], nouns: Sequence[str]) -> set[str]:
